@@ -1,0 +1,101 @@
+/* Compute kernels on NCHW float32 activations, batch 1 (one image = C x H x W, row-major).
+ * All kernels are pure: no allocation, no globals; scratch memory is passed in by the caller.
+ * Weights use PyTorch layouts (conv: [c_out][c_in/groups][k_h][k_w], linear: [n_out][n_in]). */
+#ifndef CNN_KERNELS_H
+#define CNN_KERNELS_H
+
+#include <stddef.h>
+
+typedef enum {
+    ACT_NONE = 0,
+    ACT_RELU,
+    ACT_RELU6,
+    ACT_HSWISH,   /* x * relu6(x + 3) / 6 */
+    ACT_HSIGMOID, /* relu6(x + 3) / 6 */
+} act_kind;
+
+/* In-place activation of n values. */
+void act_forward(act_kind act, float *x, size_t n);
+
+/* ---- output-size / padding helpers ---- */
+
+/* PyTorch conv/pool output size for input n, window k, stride s, explicit pads. With ceil_mode the
+ * last window must still start inside the input or the leading padding (PyTorch's rule). */
+int kernels_out_size(int n, int k, int s, int pad_before, int pad_after, int ceil_mode);
+
+/* TensorFlow "SAME": out = ceil(n/s); total = max((out-1)*s + k - n, 0); before = total/2, after = rest. */
+void kernels_tf_same(int n, int k, int s, int *out, int *pad_before, int *pad_after);
+
+/* ---- convolution ---- */
+
+typedef struct {
+    int c_in, h_in, w_in;
+    int c_out, h_out, w_out; /* output size is given, not derived, so any padding rule fits */
+    int k_h, k_w;
+    int stride_h, stride_w;
+    int pad_t, pad_l, pad_b, pad_r; /* zero padding; pad_b/pad_r only matter through h_out/w_out */
+    int groups;                     /* c_in % groups == 0 && c_out % groups == 0 */
+    act_kind act;                   /* fused epilogue: y = act(conv(x) + bias) */
+} conv2d_params;
+
+/* Floats of scratch conv2d_forward needs (im2col buffer); 0 when it needs none
+ * (1x1 stride-1 unpadded convs and depthwise convs). */
+size_t conv2d_scratch_floats(const conv2d_params *p);
+
+/* y[c_out][h_out][w_out] = act(conv(x) + bias). bias may be NULL. Dispatches: depthwise
+ * (groups == c_in == c_out) -> dwconv2d_forward; 1x1/stride 1/no pad -> direct GEMM;
+ * otherwise im2col + cblas_sgemm per group. x and y must not overlap. */
+void conv2d_forward(const conv2d_params *p, const float *x, const float *w, const float *bias,
+                    float *y, float *scratch);
+
+/* Direct depthwise convolution (groups == c_in == c_out), any k / stride / padding. */
+void dwconv2d_forward(const conv2d_params *p, const float *x, const float *w, const float *bias,
+                      float *y);
+
+/* ---- pooling ---- */
+
+typedef enum { POOL_MAX = 0, POOL_AVG } pool_kind;
+
+typedef struct {
+    pool_kind kind;
+    int c, h_in, w_in, h_out, w_out;
+    int k_h, k_w, stride_h, stride_w;
+    int pad_t, pad_l, pad_b, pad_r;
+    /* AVG only, PyTorch semantics: divisor counts padded cells inside [-pad, n+pad) when set,
+     * only real input cells otherwise. (TF SAME average pooling == count_include_pad 0.) */
+    int count_include_pad;
+} pool2d_params;
+
+/* Max pooling ignores padding (padded cells are -inf). */
+void pool2d_forward(const pool2d_params *p, const float *x, float *y);
+
+/* PyTorch AdaptiveAvgPool2d: bins start = floor(i*n/out), end = ceil((i+1)*n/out). */
+void adaptive_avgpool2d_forward(int c, int h_in, int w_in, int h_out, int w_out, const float *x,
+                                float *y);
+
+/* ---- dense / elementwise ---- */
+
+/* y[n_out] = act(w[n_out][n_in] . x + bias); bias may be NULL. Batch 1 -> GEMV. */
+void linear_forward(int n_in, int n_out, const float *x, const float *w, const float *bias,
+                    act_kind act, float *y);
+
+/* y[c][i] = x[c][i] * scale[c] for i < hw. y may equal x (in place). */
+void scale_channels_forward(int c, int hw, const float *x, const float *scale, float *y);
+
+/* y = act(a + b), n values; y may equal a or b. */
+void add_forward(size_t n, const float *a, const float *b, act_kind act, float *y);
+
+/* ShuffleNet channel shuffle: view as [groups][c/groups][hw], transpose to [c/groups][groups][hw].
+ * x and y must not overlap. */
+void channel_shuffle_forward(int c, int hw, int groups, const float *x, float *y);
+
+/* Channel concat of n_inputs tensors (each cs[i] x hw) into y ((sum cs) x hw). */
+void concat_forward(int n_inputs, const float *const *xs, const int *cs, int hw, float *y);
+
+/* Numerically stable softmax over n values; y may equal x. */
+void softmax_forward(int n, const float *x, float *y);
+
+/* Indices of the k largest values of x[0..n) in descending order (ties: lower index first). */
+void topk_indices(int n, const float *x, int k, int *idx);
+
+#endif

@@ -1,0 +1,64 @@
+/* Loaded models and per-thread inference contexts.
+ * A model (graph + folded weights + arena plan) is immutable after model_load and shared read-only by
+ * all threads; each thread owns a model_ctx (its activation arena). model_run never allocates. */
+#ifndef CNN_MODEL_H
+#define CNN_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../core/status.h"
+
+/* Static description of an architecture known to the registry. */
+typedef struct {
+    const char *name;            /* canonical: "mobilenet_v3_large" ... */
+    const char *const *aliases;  /* NULL-terminated */
+    int input_size;              /* crop: 224 or 299 */
+    int resize_size;             /* short side before crop: 256 or 342 */
+} model_arch;
+
+/* All architectures, in the paper's order; *n_out receives the count. */
+const model_arch *model_archs(int *n_out);
+/* Lookup by canonical name or alias (case-insensitive); NULL if unknown. */
+const model_arch *model_arch_find(const char *name);
+
+typedef struct model model;
+
+/* Build the graph for arch (by name or alias) from a safetensors file: checks every tensor, folds
+ * BatchNorm, reads __metadata__ (num_classes, padding, mean, std, resize/crop, source, license),
+ * plans the arena. Unused tensors are reported through warn (may be NULL) and are not an error. */
+cnn_status model_load(model **out, const char *arch_name, const char *path, char *err,
+                      size_t err_bytes, char *warn, size_t warn_bytes);
+void model_free(model *m);
+
+const model_arch *model_get_arch(const model *m);
+const char *model_name(const model *m);
+int model_input_size(const model *m);       /* crop */
+int model_resize_size(const model *m);
+const float *model_mean(const model *m);    /* 3 values */
+const float *model_std(const model *m);
+int model_num_classes(const model *m);      /* outputs of the graph: 1000 or 1001 */
+int model_tf_same(const model *m);          /* 1 when built with TF "SAME" padding */
+int64_t model_n_params(const model *m);     /* parameters of the graph as torchvision counts them */
+int64_t model_n_macs(const model *m);       /* multiply-accumulates of conv + linear layers */
+size_t model_weight_bytes(const model *m);  /* folded weights + mapping */
+size_t model_arena_bytes(const model *m);   /* one context's activation arena */
+const char *model_meta(const model *m, const char *key); /* __metadata__ string or NULL */
+const char *model_path(const model *m);
+
+typedef struct model_ctx model_ctx;
+
+cnn_status model_ctx_init(model_ctx **out, const model *m);
+void model_ctx_free(model_ctx *ctx);
+
+/* input: 3 x S x S normalized floats (S = model_input_size); logits: model_num_classes floats. */
+void model_run(model_ctx *ctx, const float *input, float *logits);
+
+/* Softmax over the 1000 ImageNet classes (a 1001-class model's background output 0 is dropped
+ * before the softmax), then the top k (k <= 1000): idx in torchvision order 0..999. */
+void model_topk(const model *m, const float *logits, int k, int *idx, float *prob);
+
+/* Class name of torchvision ImageNet-1k index 0..999. */
+const char *model_label(int idx);
+
+#endif

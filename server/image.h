@@ -1,0 +1,48 @@
+/* Image intake: uploaded bytes -> decoded RGB (oriented upright) -> a model's normalized NCHW input.
+ * One entry point for decoding (image_decode) and one for preprocessing (image_preprocess).
+ * Never exits or crashes on hostile input: every failure is a status + message. */
+#ifndef CNN_IMAGE_H
+#define CNN_IMAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../core/status.h"
+
+typedef enum { IMAGE_FMT_UNKNOWN = 0, IMAGE_FMT_JPEG, IMAGE_FMT_PNG, IMAGE_FMT_WEBP } image_format;
+
+typedef struct {
+    int64_t max_pixels;  /* refuse (CNN_ERR_TOO_LARGE) when width*height exceeds this; 0 = default 50e6 */
+    int min_short_side;  /* JPEG DCT scaling: pick the smallest M/8 scale whose short side is still
+                          * >= this; 0 = always decode at full size */
+} image_decode_opts;
+
+typedef struct {
+    uint8_t *rgb;        /* width*height*3, owned; free with image_free */
+    int width, height;   /* of rgb: after DCT scaling and orientation */
+    int src_width, src_height; /* as stored in the file, before scaling/orientation */
+    image_format format;
+    int scale_num, scale_denom; /* DCT scale used (1/1 when none) */
+    int orientation;     /* EXIF orientation applied, 1..8 (1 = none / absent) */
+} image;
+
+const char *image_format_name(image_format f); /* "jpeg", "png", "webp", "unknown" */
+
+/* Errors: CNN_ERR_UNSUPPORTED (magic bytes not JPEG/PNG/WebP; message lists supported formats),
+ * CNN_ERR_DECODE (corrupt/truncated/empty), CNN_ERR_TOO_LARGE (pixel cap / zero dimension),
+ * CNN_ERR_NOMEM. On error *out holds nothing to free. */
+cnn_status image_decode(const uint8_t *data, size_t n_bytes, const image_decode_opts *opts,
+                        image *out, char *err, size_t err_bytes);
+void image_free(image *img);
+
+typedef struct {
+    int resize;       /* short side resized to this (PIL BILINEAR with antialias) */
+    int crop;         /* then center crop crop x crop */
+    float mean[3], std[3];
+} image_preproc;
+
+/* out: 3*crop*crop floats, NCHW, ((pixel/255) - mean) / std. */
+cnn_status image_preprocess(const image *img, const image_preproc *pp, float *out, char *err,
+                            size_t err_bytes);
+
+#endif
