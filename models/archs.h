@@ -1,0 +1,15 @@
+/* Internal to models/: one builder per architecture. Each appends the whole network to the builder's
+ * graph, starting from a 3 x size x size input, and returns the logits value (or -1 on error, with
+ * the builder's sticky status set). The classifier width comes from the weights file. */
+#ifndef CNN_ARCHS_H
+#define CNN_ARCHS_H
+
+#include "graph.h"
+
+int mobilenet_v3_large_build(graph_builder *b, int size);
+int mobilenet_v3_small_build(graph_builder *b, int size);
+int shufflenet_v2_x1_0_build(graph_builder *b, int size);
+int alexnet_build(graph_builder *b, int size);
+int inception_v3_build(graph_builder *b, int size);
+
+#endif

@@ -1,0 +1,489 @@
+#include "graph.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ARENA_ALIGN_FLOATS 16 /* 64-byte alignment for every value */
+
+void graph_free(graph *g)
+{
+    if (!g) return;
+    for (int i = 0; i < g->n_owned; i++) free(g->owned[i]);
+    free(g->owned);
+    free(g->nodes);
+    free(g->values);
+    memset(g, 0, sizeof(*g));
+}
+
+const char *gb_name(char *buf, size_t buf_bytes, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, buf_bytes, fmt, ap);
+    va_end(ap);
+    (void)n;
+    return buf;
+}
+
+/* ---- builder internals ---- */
+
+static int gb_fail(graph_builder *b, cnn_status s, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int gb_fail(graph_builder *b, cnn_status s, const char *fmt, ...)
+{
+    if (b->status == CNN_OK) {
+        b->status = s;
+        if (b->err && b->err_bytes) {
+            va_list ap;
+            va_start(ap, fmt);
+            vsnprintf(b->err, b->err_bytes, fmt, ap);
+            va_end(ap);
+        }
+    }
+    return -1;
+}
+
+static int gb_ok(const graph_builder *b, int x) { return b->status == CNN_OK && x >= 0; }
+
+static int gb_new_value(graph_builder *b, int c, int h, int w)
+{
+    graph *g = b->g;
+    if (c <= 0 || h <= 0 || w <= 0)
+        return gb_fail(b, CNN_ERR_SHAPE, "graph: value of non-positive size %dx%dx%d", c, h, w);
+    if (g->n_values == g->cap_values) {
+        int cap = g->cap_values ? 2 * g->cap_values : 64;
+        graph_value *v = realloc(g->values, (size_t)cap * sizeof(*v));
+        if (!v) return gb_fail(b, CNN_ERR_NOMEM, "graph: out of memory");
+        g->values = v;
+        g->cap_values = cap;
+    }
+    graph_value *v = &g->values[g->n_values];
+    memset(v, 0, sizeof(*v));
+    v->c = c; v->h = h; v->w = w;
+    v->parent = -1;
+    v->def = g->n_nodes;
+    v->last = -1;
+    return g->n_values++;
+}
+
+static graph_node *gb_new_node(graph_builder *b, node_op op)
+{
+    graph *g = b->g;
+    if (g->n_nodes == g->cap_nodes) {
+        int cap = g->cap_nodes ? 2 * g->cap_nodes : 64;
+        graph_node *n = realloc(g->nodes, (size_t)cap * sizeof(*n));
+        if (!n) { gb_fail(b, CNN_ERR_NOMEM, "graph: out of memory"); return NULL; }
+        g->nodes = n;
+        g->cap_nodes = cap;
+    }
+    graph_node *n = &g->nodes[g->n_nodes];
+    memset(n, 0, sizeof(*n));
+    n->op = op;
+    return n;
+}
+
+/* Append a node reading ins and producing a new c x h x w value; returns the value id. */
+static int gb_emit(graph_builder *b, node_op op, int n_in, const int *ins, int c, int h, int w, graph_node **out)
+{
+    int y = gb_new_value(b, c, h, w);
+    if (y < 0) return -1;
+    graph_node *n = gb_new_node(b, op);
+    if (!n) return -1;
+    n->n_in = n_in;
+    for (int i = 0; i < n_in; i++) n->in[i] = ins[i];
+    n->out = y;
+    b->g->n_nodes++;
+    *out = n;
+    return y;
+}
+
+static float *gb_alloc_owned(graph_builder *b, size_t n_floats)
+{
+    graph *g = b->g;
+    if (g->n_owned == g->cap_owned) {
+        int cap = g->cap_owned ? 2 * g->cap_owned : 64;
+        float **o = realloc(g->owned, (size_t)cap * sizeof(*o));
+        if (!o) { gb_fail(b, CNN_ERR_NOMEM, "graph: out of memory"); return NULL; }
+        g->owned = o;
+        g->cap_owned = cap;
+    }
+    float *p = malloc(n_floats * sizeof(float));
+    if (!p) { gb_fail(b, CNN_ERR_NOMEM, "graph: out of memory for %zu folded weights", n_floats); return NULL; }
+    g->owned[g->n_owned++] = p;
+    g->owned_bytes += n_floats * sizeof(float);
+    return p;
+}
+
+static const float *gb_tensor(graph_builder *b, const char *name, int n_dims, const int64_t *shape, int counts)
+{
+    if (b->status != CNN_OK) return NULL;
+    const float *p = NULL;
+    cnn_status s = weights_get_f32(b->w, name, n_dims, shape, &p, b->err, b->err_bytes);
+    if (s != CNN_OK) { b->status = s; return NULL; }
+    if (counts) {
+        int64_t n = 1;
+        for (int i = 0; i < n_dims; i++) n *= shape[i];
+        b->g->n_params += n;
+    }
+    return p;
+}
+
+/* Window geometry along one axis: torch symmetric padding or TF SAME. */
+static int gb_axis(const graph_builder *b, int n, int k, int s, int pad, int ceil_mode, int *pb, int *pa)
+{
+    int out;
+    if (b->tf_same) {
+        kernels_tf_same(n, k, s, &out, pb, pa);
+    } else {
+        *pb = *pa = pad;
+        out = kernels_out_size(n, k, s, pad, pad, ceil_mode);
+    }
+    return out;
+}
+
+int gb_input(graph_builder *b, int c, int h, int w)
+{
+    int x = gb_new_value(b, c, h, w);
+    if (x < 0) return -1;
+    b->g->values[x].def = -1;
+    b->g->input = x;
+    return x;
+}
+
+int gb_channels(const graph_builder *b, int x) { return gb_ok(b, x) ? b->g->values[x].c : 0; }
+
+int gb_conv(graph_builder *b, int x, const conv_spec *s, const char *conv_name, const char *bn_name)
+{
+    if (!gb_ok(b, x)) return -1;
+    const graph_value in = b->g->values[x];
+    if (s->groups <= 0 || in.c % s->groups || s->c_out % s->groups)
+        return gb_fail(b, CNN_ERR_SHAPE, "%s: %d input channels do not split into %d groups", conv_name, in.c, s->groups);
+    int c_per_g = in.c / s->groups;
+    char name[256];
+    int64_t wshape[4] = {s->c_out, c_per_g, s->k_h, s->k_w};
+    const float *w = gb_tensor(b, gb_name(name, sizeof(name), "%s.weight", conv_name), 4, wshape, 1);
+    int64_t cshape[1] = {s->c_out};
+    const float *conv_bias = NULL, *gamma = NULL, *beta = NULL, *mean = NULL, *var = NULL;
+    if (bn_name) {
+        gamma = gb_tensor(b, gb_name(name, sizeof(name), "%s.weight", bn_name), 1, cshape, 1);
+        beta = gb_tensor(b, gb_name(name, sizeof(name), "%s.bias", bn_name), 1, cshape, 1);
+        mean = gb_tensor(b, gb_name(name, sizeof(name), "%s.running_mean", bn_name), 1, cshape, 0);
+        var = gb_tensor(b, gb_name(name, sizeof(name), "%s.running_var", bn_name), 1, cshape, 0);
+    } else {
+        conv_bias = gb_tensor(b, gb_name(name, sizeof(name), "%s.bias", conv_name), 1, cshape, 1);
+    }
+    if (b->status != CNN_OK) return -1;
+
+    conv2d_params p = {0};
+    p.c_in = in.c; p.h_in = in.h; p.w_in = in.w;
+    p.c_out = s->c_out;
+    p.k_h = s->k_h; p.k_w = s->k_w;
+    p.stride_h = p.stride_w = s->stride;
+    p.groups = s->groups;
+    p.act = s->act;
+    p.h_out = gb_axis(b, in.h, s->k_h, s->stride, s->pad_h, 0, &p.pad_t, &p.pad_b);
+    p.w_out = gb_axis(b, in.w, s->k_w, s->stride, s->pad_w, 0, &p.pad_l, &p.pad_r);
+
+    const float *wf = w, *bf = conv_bias;
+    if (bn_name) {
+        /* Fold BatchNorm: w' = w * g / sqrt(var + eps), b' = beta - mean * g / sqrt(var + eps). */
+        size_t per_out = (size_t)c_per_g * s->k_h * s->k_w;
+        float *wo = gb_alloc_owned(b, per_out * s->c_out);
+        float *bo = gb_alloc_owned(b, s->c_out);
+        if (!wo || !bo) return -1;
+        for (int o = 0; o < s->c_out; o++) {
+            double scale = gamma[o] / sqrt((double)var[o] + b->bn_eps);
+            for (size_t i = 0; i < per_out; i++) wo[o * per_out + i] = (float)(w[o * per_out + i] * scale);
+            bo[o] = (float)(beta[o] - mean[o] * scale);
+        }
+        wf = wo;
+        bf = bo;
+    }
+    graph_node *n;
+    int y = gb_emit(b, NODE_CONV, 1, &x, p.c_out, p.h_out, p.w_out, &n);
+    if (y < 0) return -1;
+    n->p.conv = p;
+    n->w = wf;
+    n->b = bf;
+    b->g->n_macs += (int64_t)p.c_out * p.h_out * p.w_out * c_per_g * p.k_h * p.k_w;
+    size_t scratch = conv2d_scratch_floats(&p);
+    if (scratch > b->g->scratch_floats) b->g->scratch_floats = scratch;
+    return y;
+}
+
+static int gb_pool(graph_builder *b, int x, pool_kind kind, int k, int stride, int pad, int ceil_mode,
+                   int count_include_pad)
+{
+    if (!gb_ok(b, x)) return -1;
+    const graph_value in = b->g->values[x];
+    pool2d_params p = {0};
+    p.kind = kind;
+    p.c = in.c; p.h_in = in.h; p.w_in = in.w;
+    p.k_h = p.k_w = k;
+    p.stride_h = p.stride_w = stride;
+    /* TF SAME average pooling divides by the real cells only. */
+    p.count_include_pad = b->tf_same ? 0 : count_include_pad;
+    p.h_out = gb_axis(b, in.h, k, stride, pad, ceil_mode, &p.pad_t, &p.pad_b);
+    p.w_out = gb_axis(b, in.w, k, stride, pad, ceil_mode, &p.pad_l, &p.pad_r);
+    graph_node *n;
+    int y = gb_emit(b, NODE_POOL, 1, &x, in.c, p.h_out, p.w_out, &n);
+    if (y < 0) return -1;
+    n->p.pool = p;
+    return y;
+}
+
+int gb_maxpool(graph_builder *b, int x, int k, int stride, int pad, int ceil_mode)
+{
+    return gb_pool(b, x, POOL_MAX, k, stride, pad, ceil_mode, 0);
+}
+
+int gb_avgpool(graph_builder *b, int x, int k, int stride, int pad, int count_include_pad)
+{
+    return gb_pool(b, x, POOL_AVG, k, stride, pad, 0, count_include_pad);
+}
+
+int gb_adaptive_avg(graph_builder *b, int x, int h_out, int w_out)
+{
+    if (!gb_ok(b, x)) return -1;
+    const graph_value in = b->g->values[x];
+    if (in.h == h_out && in.w == w_out) return x; /* identity, e.g. AlexNet's 6x6 on a 6x6 input */
+    graph_node *n;
+    return gb_emit(b, NODE_ADAPTIVE_AVG, 1, &x, in.c, h_out, w_out, &n);
+}
+
+/* Linear layer whose weight is stored with n_dims dims ([out,in] or [out,in,1,1] for 1x1 convs). */
+static int gb_dense(graph_builder *b, int x, int n_out, act_kind act, const char *name, int n_dims)
+{
+    if (!gb_ok(b, x)) return -1;
+    const graph_value in = b->g->values[x];
+    int n_in = in.c * in.h * in.w;
+    char buf[256];
+    gb_name(buf, sizeof(buf), "%s.weight", name);
+    if (n_out <= 0) {
+        const weights_tensor *t = weights_find(b->w, buf);
+        if (!t) return gb_fail(b, CNN_ERR_MISSING, "missing tensor '%s'", buf);
+        if (t->n_dims != n_dims || t->shape[0] <= 0 || t->shape[0] > 1000000)
+            return gb_fail(b, CNN_ERR_SHAPE, "tensor '%s': unexpected shape for a classifier", buf);
+        n_out = (int)t->shape[0];
+    }
+    int64_t wshape[4] = {n_out, n_in, 1, 1};
+    int64_t bshape[1] = {n_out};
+    const float *w = gb_tensor(b, buf, n_dims, wshape, 1);
+    const float *bias = gb_tensor(b, gb_name(buf, sizeof(buf), "%s.bias", name), 1, bshape, 1);
+    if (b->status != CNN_OK) return -1;
+    graph_node *n;
+    int y = gb_emit(b, NODE_LINEAR, 1, &x, n_out, 1, 1, &n);
+    if (y < 0) return -1;
+    n->p.linear.n_in = n_in;
+    n->p.linear.n_out = n_out;
+    n->p.linear.act = act;
+    n->w = w;
+    n->b = bias;
+    b->g->n_macs += (int64_t)n_in * n_out;
+    return y;
+}
+
+int gb_linear(graph_builder *b, int x, int n_out, act_kind act, const char *name)
+{
+    return gb_dense(b, x, n_out, act, name, 2);
+}
+
+int gb_se(graph_builder *b, int x, int n_squeeze, const char *fc1_name, const char *fc2_name)
+{
+    if (!gb_ok(b, x)) return -1;
+    int c = b->g->values[x].c;
+    int pooled = gb_adaptive_avg(b, x, 1, 1);
+    int s1 = gb_dense(b, pooled, n_squeeze, ACT_RELU, fc1_name, 4);
+    int s2 = gb_dense(b, s1, c, ACT_HSIGMOID, fc2_name, 4);
+    if (!gb_ok(b, s2)) return -1;
+    const graph_value in = b->g->values[x];
+    int ins[2] = {x, s2};
+    graph_node *n;
+    return gb_emit(b, NODE_SCALE, 2, ins, in.c, in.h, in.w, &n);
+}
+
+int gb_add(graph_builder *b, int x, int y)
+{
+    if (!gb_ok(b, x) || !gb_ok(b, y)) return -1;
+    const graph_value a = b->g->values[x], c = b->g->values[y];
+    if (a.c != c.c || a.h != c.h || a.w != c.w)
+        return gb_fail(b, CNN_ERR_SHAPE, "graph: add of %dx%dx%d and %dx%dx%d", a.c, a.h, a.w, c.c, c.h, c.w);
+    int ins[2] = {x, y};
+    graph_node *n;
+    return gb_emit(b, NODE_ADD, 2, ins, a.c, a.h, a.w, &n);
+}
+
+int gb_concat(graph_builder *b, int n_in, const int *xs)
+{
+    if (b->status != CNN_OK) return -1;
+    if (n_in < 1 || n_in > GRAPH_MAX_IN) return gb_fail(b, CNN_ERR_ARG, "graph: concat of %d inputs", n_in);
+    int c = 0;
+    const graph_value v0 = b->g->values[xs[0]];
+    for (int i = 0; i < n_in; i++) {
+        if (xs[i] < 0) return -1;
+        const graph_value v = b->g->values[xs[i]];
+        if (v.h != v0.h || v.w != v0.w)
+            return gb_fail(b, CNN_ERR_SHAPE, "graph: concat of %dx%d and %dx%d maps", v0.h, v0.w, v.h, v.w);
+        c += v.c;
+    }
+    graph_node *n;
+    return gb_emit(b, NODE_CONCAT, n_in, xs, c, v0.h, v0.w, &n);
+}
+
+int gb_concat_shuffle(graph_builder *b, int x, int y)
+{
+    if (!gb_ok(b, x) || !gb_ok(b, y)) return -1;
+    const graph_value a = b->g->values[x], c = b->g->values[y];
+    if (a.c != c.c || a.h != c.h || a.w != c.w)
+        return gb_fail(b, CNN_ERR_SHAPE, "graph: shuffle of %dx%dx%d and %dx%dx%d", a.c, a.h, a.w, c.c, c.h, c.w);
+    int ins[2] = {x, y};
+    graph_node *n;
+    return gb_emit(b, NODE_CONCAT_SHUFFLE, 2, ins, 2 * a.c, a.h, a.w, &n);
+}
+
+int gb_slice(graph_builder *b, int x, int c_off, int c)
+{
+    if (!gb_ok(b, x)) return -1;
+    const graph_value in = b->g->values[x];
+    if (c_off < 0 || c <= 0 || c_off + c > in.c)
+        return gb_fail(b, CNN_ERR_SHAPE, "graph: slice [%d,%d) of %d channels", c_off, c_off + c, in.c);
+    int y = gb_new_value(b, c, in.h, in.w);
+    if (y < 0) return -1;
+    graph_value *v = &b->g->values[y];
+    v->parent = x;
+    v->c_off = c_off;
+    v->def = in.def;
+    return y;
+}
+
+/* ---- planner ---- */
+
+static int graph_root(const graph *g, int v)
+{
+    while (g->values[v].parent >= 0) v = g->values[v].parent;
+    return v;
+}
+
+static size_t graph_value_floats(const graph_value *v)
+{
+    size_t n = (size_t)v->c * v->h * v->w;
+    return (n + ARENA_ALIGN_FLOATS - 1) / ARENA_ALIGN_FLOATS * ARENA_ALIGN_FLOATS;
+}
+
+cnn_status graph_plan(graph *g)
+{
+    /* Lifetimes: a value lives from its producing node to its last reader; a view keeps its root alive. */
+    for (int i = 0; i < g->n_values; i++) g->values[i].last = g->values[i].def;
+    for (int n = 0; n < g->n_nodes; n++)
+        for (int i = 0; i < g->nodes[n].n_in; i++) {
+            int r = graph_root(g, g->nodes[n].in[i]);
+            if (g->values[r].last < n) g->values[r].last = n;
+        }
+    g->values[graph_root(g, g->output)].last = g->n_nodes;
+
+    /* Greedy by size: place each root value at the lowest offset that does not collide with an
+     * already placed value whose lifetime overlaps. */
+    int n_roots = 0;
+    int *order = malloc((size_t)g->n_values * sizeof(int));
+    if (!order) return CNN_ERR_NOMEM;
+    for (int i = 0; i < g->n_values; i++)
+        if (g->values[i].parent < 0 && i != g->input) order[n_roots++] = i;
+    for (int i = 1; i < n_roots; i++) { /* insertion sort, descending size */
+        int v = order[i], j = i;
+        while (j > 0 && graph_value_floats(&g->values[order[j - 1]]) < graph_value_floats(&g->values[v])) {
+            order[j] = order[j - 1];
+            j--;
+        }
+        order[j] = v;
+    }
+    g->arena_floats = 0;
+    for (int i = 0; i < n_roots; i++) {
+        graph_value *v = &g->values[order[i]];
+        size_t size = graph_value_floats(v), off = 0;
+        int moved = 1;
+        while (moved) {
+            moved = 0;
+            for (int j = 0; j < i; j++) {
+                const graph_value *u = &g->values[order[j]];
+                if (u->last < v->def || v->last < u->def) continue; /* lifetimes disjoint */
+                size_t u_end = u->offset + graph_value_floats(u);
+                if (off < u_end && u->offset < off + size) { off = u_end; moved = 1; }
+            }
+        }
+        v->offset = off;
+        if (off + size > g->arena_floats) g->arena_floats = off + size;
+    }
+    free(order);
+    /* Views get absolute offsets (parents come before children in value order). */
+    for (int i = 0; i < g->n_values; i++) {
+        graph_value *v = &g->values[i];
+        if (v->parent >= 0) {
+            const graph_value *p = &g->values[v->parent];
+            v->offset = p->offset + (size_t)v->c_off * v->h * v->w;
+        }
+    }
+    return CNN_OK;
+}
+
+/* ---- executor ---- */
+
+static const float *graph_ptr(const graph *g, int v, const float *input, const float *arena)
+{
+    return graph_root(g, v) == g->input ? input + (size_t)g->values[v].c_off * g->values[v].h * g->values[v].w
+                                        : arena + g->values[v].offset;
+}
+
+const float *graph_run(const graph *g, const float *input, float *arena, float *scratch)
+{
+    for (int i = 0; i < g->n_nodes; i++) {
+        const graph_node *n = &g->nodes[i];
+        const graph_value *out = &g->values[n->out];
+        float *y = arena + out->offset;
+        const float *x = graph_ptr(g, n->in[0], input, arena);
+        switch (n->op) {
+        case NODE_CONV:
+            conv2d_forward(&n->p.conv, x, n->w, n->b, y, scratch);
+            break;
+        case NODE_POOL:
+            pool2d_forward(&n->p.pool, x, y);
+            break;
+        case NODE_ADAPTIVE_AVG: {
+            const graph_value *in = &g->values[n->in[0]];
+            adaptive_avgpool2d_forward(in->c, in->h, in->w, out->h, out->w, x, y);
+            break;
+        }
+        case NODE_LINEAR:
+            linear_forward(n->p.linear.n_in, n->p.linear.n_out, x, n->w, n->b, n->p.linear.act, y);
+            break;
+        case NODE_SCALE:
+            scale_channels_forward(out->c, out->h * out->w, x, graph_ptr(g, n->in[1], input, arena), y);
+            break;
+        case NODE_ADD:
+            add_forward((size_t)out->c * out->h * out->w, x, graph_ptr(g, n->in[1], input, arena), ACT_NONE, y);
+            break;
+        case NODE_CONCAT: {
+            const float *xs[GRAPH_MAX_IN];
+            int cs[GRAPH_MAX_IN];
+            for (int j = 0; j < n->n_in; j++) {
+                xs[j] = graph_ptr(g, n->in[j], input, arena);
+                cs[j] = g->values[n->in[j]].c;
+            }
+            concat_forward(n->n_in, xs, cs, out->h * out->w, y);
+            break;
+        }
+        case NODE_CONCAT_SHUFFLE: {
+            /* shuffle(cat(a, b), 2): output channel 2i is a[i], 2i+1 is b[i]. */
+            const float *a = x, *c = graph_ptr(g, n->in[1], input, arena);
+            size_t hw = (size_t)out->h * out->w;
+            for (int ch = 0; ch < out->c / 2; ch++) {
+                memcpy(y + (2 * ch) * hw, a + ch * hw, hw * sizeof(float));
+                memcpy(y + (2 * ch + 1) * hw, c + ch * hw, hw * sizeof(float));
+            }
+            break;
+        }
+        }
+    }
+    return arena + g->values[g->output].offset;
+}

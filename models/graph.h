@@ -1,0 +1,107 @@
+/* Internal to models/: a static inference graph (nodes over NCHW values), its builder with a sticky
+ * error (architecture code chains calls and checks once), the arena planner and the executor. */
+#ifndef CNN_GRAPH_H
+#define CNN_GRAPH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../core/kernels.h"
+#include "../core/status.h"
+#include "../core/weights.h"
+
+#define GRAPH_MAX_IN 8
+
+typedef enum {
+    NODE_CONV = 0,
+    NODE_POOL,
+    NODE_ADAPTIVE_AVG,
+    NODE_LINEAR,
+    NODE_SCALE,        /* in[0] * in[1] (per-channel scale vector) */
+    NODE_ADD,
+    NODE_CONCAT,
+    NODE_CONCAT_SHUFFLE, /* channel_shuffle(concat(in[0], in[1]), 2) fused: interleave channels */
+} node_op;
+
+typedef struct {
+    int c, h, w;
+    int parent;      /* >= 0: a channel slice (view) of another value, starting at channel c_off */
+    int c_off;
+    size_t offset;   /* in floats from the arena start (views: absolute, parent's + c_off*h*w) */
+    int def, last;   /* producing node (-1 for the graph input) and last consuming node */
+} graph_value;
+
+typedef struct {
+    node_op op;
+    int n_in;
+    int in[GRAPH_MAX_IN];
+    int out;
+    const float *w, *b;
+    union {
+        conv2d_params conv;
+        pool2d_params pool;
+        struct { int n_in, n_out; act_kind act; } linear;
+    } p;
+} graph_node;
+
+typedef struct {
+    graph_node *nodes;
+    int n_nodes, cap_nodes;
+    graph_value *values;
+    int n_values, cap_values;
+    int input, output;
+    float **owned;        /* folded weights owned by the graph */
+    int n_owned, cap_owned;
+    size_t owned_bytes;
+    size_t arena_floats;  /* activations */
+    size_t scratch_floats;/* largest conv scratch (im2col) */
+    int64_t n_params, n_macs;
+} graph;
+
+void graph_free(graph *g);
+
+/* Plan the activation arena: one offset per value, buffers reused once their last reader has run. */
+cnn_status graph_plan(graph *g);
+
+/* Run the graph: input is the external input value, arena/scratch sized by graph_plan. Returns a pointer
+ * to the output value inside the arena. */
+const float *graph_run(const graph *g, const float *input, float *arena, float *scratch);
+
+/* ---- builder ---- */
+
+typedef struct {
+    graph *g;
+    weights *w;
+    int tf_same;       /* TF "SAME" padding for every conv and pool window */
+    float bn_eps;
+    cnn_status status; /* sticky: first error wins, later calls return -1 */
+    char *err;
+    size_t err_bytes;
+} graph_builder;
+
+typedef struct {
+    int c_out, k_h, k_w, stride, pad_h, pad_w, groups;
+    act_kind act;
+} conv_spec;
+
+int gb_input(graph_builder *b, int c, int h, int w);
+/* Conv without bias followed by BatchNorm (folded) when bn_name != NULL; conv with bias otherwise.
+ * Tensor names: conv_name.weight, [conv_name.bias], bn_name.{weight,bias,running_mean,running_var}. */
+int gb_conv(graph_builder *b, int x, const conv_spec *s, const char *conv_name, const char *bn_name);
+int gb_maxpool(graph_builder *b, int x, int k, int stride, int pad, int ceil_mode);
+int gb_avgpool(graph_builder *b, int x, int k, int stride, int pad, int count_include_pad);
+int gb_adaptive_avg(graph_builder *b, int x, int h_out, int w_out);
+/* Linear on the flattened value; n_out <= 0 takes it from the weight's shape. */
+int gb_linear(graph_builder *b, int x, int n_out, act_kind act, const char *name);
+/* Squeeze-and-excitation as in torchvision: x * hsigmoid(fc2(relu(fc1(avgpool(x))))), fc = 1x1 conv. */
+int gb_se(graph_builder *b, int x, int n_squeeze, const char *fc1_name, const char *fc2_name);
+int gb_add(graph_builder *b, int x, int y);
+int gb_concat(graph_builder *b, int n, const int *xs);
+int gb_concat_shuffle(graph_builder *b, int x, int y);
+int gb_slice(graph_builder *b, int x, int c_off, int c);
+int gb_channels(const graph_builder *b, int x);
+
+/* snprintf into a name buffer; names longer than the buffer are a programmer error. */
+const char *gb_name(char *buf, size_t buf_bytes, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#endif

@@ -1,0 +1,269 @@
+/* Architecture registry, model loading (weights -> graph -> plan) and per-thread contexts. */
+#include "model.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "../core/kernels.h"
+#include "../core/weights.h"
+#include "archs.h"
+#include "graph.h"
+#include "labels.h"
+
+static const char *const aliases_mnv3l[] = {"mnv3l", "mobilenetv3_large", "mobilenet_v3l", NULL};
+static const char *const aliases_mnv3s[] = {"mnv3s", "mobilenetv3_small", "mobilenet_v3s", NULL};
+static const char *const aliases_shuffle[] = {"shufflenet", "shufflenet_v2", "shufflenetv2", NULL};
+static const char *const aliases_alexnet[] = {"alex", NULL};
+static const char *const aliases_inception[] = {"inception", "inceptionv3", "inception3", NULL};
+
+/* The paper's five models, in its order. */
+static const model_arch archs_pub[] = {
+    {"mobilenet_v3_large", aliases_mnv3l, 224, 256}, {"mobilenet_v3_small", aliases_mnv3s, 224, 256},
+    {"shufflenet_v2_x1_0", aliases_shuffle, 224, 256}, {"alexnet", aliases_alexnet, 224, 256},
+    {"inception_v3", aliases_inception, 299, 342},
+};
+#define N_ARCHS ((int)(sizeof(archs_pub) / sizeof(archs_pub[0])))
+
+/* Builders, index-aligned with archs_pub; BatchNorm eps as torchvision sets it per family. */
+static const struct {
+    int (*build)(graph_builder *b, int size);
+    float bn_eps;
+} arch_impl[N_ARCHS] = {
+    {mobilenet_v3_large_build, 1e-3f}, {mobilenet_v3_small_build, 1e-3f}, {shufflenet_v2_x1_0_build, 1e-5f},
+    {alexnet_build, 1e-5f}, {inception_v3_build, 1e-3f},
+};
+
+const model_arch *model_archs(int *n_out)
+{
+    *n_out = N_ARCHS;
+    return archs_pub;
+}
+
+static int arch_index(const char *name)
+{
+    if (!name) return -1;
+    for (int i = 0; i < N_ARCHS; i++) {
+        if (!strcasecmp(name, archs_pub[i].name)) return i;
+        for (const char *const *a = archs_pub[i].aliases; *a; a++)
+            if (!strcasecmp(name, *a)) return i;
+    }
+    return -1;
+}
+
+const model_arch *model_arch_find(const char *name)
+{
+    int i = arch_index(name);
+    return i < 0 ? NULL : &archs_pub[i];
+}
+
+struct model {
+    const model_arch *arch;
+    weights *w;
+    graph g;
+    int input_size, resize_size, num_classes, tf_same;
+    float mean[3], std[3];
+};
+
+struct model_ctx {
+    const model *m;
+    float *arena;
+    float *scratch;
+};
+
+/* Parse "a,b,c" into three positive-or-any floats. */
+static int parse_floats3(const char *s, float out[3])
+{
+    const char *p = s;
+    for (int i = 0; i < 3; i++) {
+        char *end;
+        errno = 0;
+        double v = strtod(p, &end);
+        if (end == p || errno) return -1;
+        out[i] = (float)v;
+        p = end;
+        while (isspace((unsigned char)*p)) p++;
+        if (i < 2) {
+            if (*p != ',') return -1;
+            p++;
+        }
+    }
+    return *p == '\0' ? 0 : -1;
+}
+
+static int parse_int(const char *s, int lo, int hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || errno || v < lo || v > hi) return -1;
+    *out = (int)v;
+    return 0;
+}
+
+/* Read the preprocessing / padding / class-count metadata; absent keys keep the arch defaults. */
+static cnn_status model_read_meta(model *m, int *num_classes_meta, char *err, size_t err_bytes)
+{
+    const char *path = weights_path(m->w);
+    const char *v;
+    static const float imagenet_mean[3] = {0.485f, 0.456f, 0.406f}, imagenet_std[3] = {0.229f, 0.224f, 0.225f};
+    memcpy(m->mean, imagenet_mean, sizeof(m->mean));
+    memcpy(m->std, imagenet_std, sizeof(m->std));
+    m->input_size = m->arch->input_size;
+    m->resize_size = m->arch->resize_size;
+    *num_classes_meta = 0;
+
+    if ((v = weights_meta(m->w, "architecture")) && arch_index(v) != arch_index(m->arch->name))
+        return cnn_err(err, err_bytes, CNN_ERR_FORMAT, "%s: __metadata__ architecture '%s' does not match model '%s'",
+                       path, v, m->arch->name);
+    if ((v = weights_meta(m->w, "padding"))) {
+        if (!strcmp(v, "tf_same")) m->tf_same = 1;
+        else if (strcmp(v, "torch"))
+            return cnn_err(err, err_bytes, CNN_ERR_FORMAT, "%s: __metadata__ padding '%s' (expected torch or tf_same)", path, v);
+    }
+    if ((v = weights_meta(m->w, "mean")) && parse_floats3(v, m->mean))
+        return cnn_err(err, err_bytes, CNN_ERR_FORMAT, "%s: __metadata__ mean '%s' is not three numbers", path, v);
+    if ((v = weights_meta(m->w, "std"))) {
+        if (parse_floats3(v, m->std) || m->std[0] <= 0 || m->std[1] <= 0 || m->std[2] <= 0)
+            return cnn_err(err, err_bytes, CNN_ERR_FORMAT, "%s: __metadata__ std '%s' is not three positive numbers", path, v);
+    }
+    if ((v = weights_meta(m->w, "crop")) && parse_int(v, 32, 1024, &m->input_size))
+        return cnn_err(err, err_bytes, CNN_ERR_FORMAT, "%s: __metadata__ crop '%s' is not an integer in 32..1024", path, v);
+    if ((v = weights_meta(m->w, "resize")) && parse_int(v, 32, 4096, &m->resize_size))
+        return cnn_err(err, err_bytes, CNN_ERR_FORMAT, "%s: __metadata__ resize '%s' is not an integer in 32..4096", path, v);
+    if (m->resize_size < m->input_size)
+        return cnn_err(err, err_bytes, CNN_ERR_FORMAT, "%s: resize %d is smaller than crop %d", path, m->resize_size, m->input_size);
+    if ((v = weights_meta(m->w, "num_classes")) && parse_int(v, 1, 1000000, num_classes_meta))
+        return cnn_err(err, err_bytes, CNN_ERR_FORMAT, "%s: __metadata__ num_classes '%s' is not a positive integer", path, v);
+    return CNN_OK;
+}
+
+cnn_status model_load(model **out, const char *arch_name, const char *path, char *err, size_t err_bytes,
+                      char *warn, size_t warn_bytes)
+{
+    *out = NULL;
+    if (warn && warn_bytes) warn[0] = '\0';
+    int ai = arch_index(arch_name);
+    if (ai < 0) return cnn_err(err, err_bytes, CNN_ERR_ARG, "unknown model '%s'", arch_name ? arch_name : "(null)");
+    model *m = calloc(1, sizeof(*m));
+    if (!m) return cnn_err(err, err_bytes, CNN_ERR_NOMEM, "out of memory");
+    m->arch = &archs_pub[ai];
+    cnn_status s = weights_open(&m->w, path, err, err_bytes);
+    if (s != CNN_OK) goto fail;
+    int num_classes_meta;
+    if ((s = model_read_meta(m, &num_classes_meta, err, err_bytes)) != CNN_OK) goto fail;
+
+    graph_builder b = {&m->g, m->w, m->tf_same, arch_impl[ai].bn_eps, CNN_OK, err, err_bytes};
+    int y = arch_impl[ai].build(&b, m->input_size);
+    if (b.status != CNN_OK) {
+        s = b.status;
+        /* Prefix the file so a message is useful in a log that loads several models. */
+        if (err && err_bytes) {
+            char detail[512];
+            snprintf(detail, sizeof(detail), "%s", err);
+            snprintf(err, err_bytes, "%s: %s", path, detail);
+        }
+        goto fail;
+    }
+    m->g.output = y;
+    m->num_classes = m->g.values[y].c;
+    if (num_classes_meta && num_classes_meta != m->num_classes) {
+        s = cnn_err(err, err_bytes, CNN_ERR_SHAPE, "%s: __metadata__ num_classes %d but the classifier has %d outputs",
+                    path, num_classes_meta, m->num_classes);
+        goto fail;
+    }
+    if (m->num_classes != IMAGENET_N_CLASSES && m->num_classes != IMAGENET_N_CLASSES + 1) {
+        s = cnn_err(err, err_bytes, CNN_ERR_SHAPE,
+                    "%s: %d classes; supported are the ImageNet-1k 1000 (or 1001 with background at index 0)",
+                    path, m->num_classes);
+        goto fail;
+    }
+    if ((s = graph_plan(&m->g)) != CNN_OK) {
+        cnn_err(err, err_bytes, s, "%s: out of memory planning the arena", path);
+        goto fail;
+    }
+    if (warn && warn_bytes) {
+        char names[768];
+        size_t n_unused = weights_unused(m->w, names, sizeof(names));
+        if (n_unused) snprintf(warn, warn_bytes, "%s: %zu unused tensors ignored: %s", path, n_unused, names);
+    }
+    *out = m;
+    return CNN_OK;
+fail:
+    model_free(m);
+    return s;
+}
+
+void model_free(model *m)
+{
+    if (!m) return;
+    graph_free(&m->g);
+    weights_free(m->w);
+    free(m);
+}
+
+const model_arch *model_get_arch(const model *m) { return m->arch; }
+const char *model_name(const model *m) { return m->arch->name; }
+int model_input_size(const model *m) { return m->input_size; }
+int model_resize_size(const model *m) { return m->resize_size; }
+const float *model_mean(const model *m) { return m->mean; }
+const float *model_std(const model *m) { return m->std; }
+int model_num_classes(const model *m) { return m->num_classes; }
+int model_tf_same(const model *m) { return m->tf_same; }
+int64_t model_n_params(const model *m) { return m->g.n_params; }
+int64_t model_n_macs(const model *m) { return m->g.n_macs; }
+size_t model_weight_bytes(const model *m) { return weights_resident_bytes(m->w) + m->g.owned_bytes; }
+size_t model_arena_bytes(const model *m) { return (m->g.arena_floats + m->g.scratch_floats) * sizeof(float); }
+const char *model_meta(const model *m, const char *key) { return weights_meta(m->w, key); }
+const char *model_path(const model *m) { return weights_path(m->w); }
+
+cnn_status model_ctx_init(model_ctx **out, const model *m)
+{
+    *out = NULL;
+    model_ctx *c = calloc(1, sizeof(*c));
+    if (!c) return CNN_ERR_NOMEM;
+    c->m = m;
+    size_t arena_bytes = (m->g.arena_floats * sizeof(float) + 63) / 64 * 64;
+    size_t scratch_bytes = (m->g.scratch_floats * sizeof(float) + 63) / 64 * 64;
+    c->arena = aligned_alloc(64, arena_bytes ? arena_bytes : 64);
+    c->scratch = aligned_alloc(64, scratch_bytes ? scratch_bytes : 64);
+    if (!c->arena || !c->scratch) {
+        model_ctx_free(c);
+        return CNN_ERR_NOMEM;
+    }
+    *out = c;
+    return CNN_OK;
+}
+
+void model_ctx_free(model_ctx *ctx)
+{
+    if (!ctx) return;
+    free(ctx->arena);
+    free(ctx->scratch);
+    free(ctx);
+}
+
+void model_run(model_ctx *ctx, const float *input, float *logits)
+{
+    const model *m = ctx->m;
+    const float *y = graph_run(&m->g, input, ctx->arena, ctx->scratch);
+    memcpy(logits, y, (size_t)m->num_classes * sizeof(float));
+}
+
+void model_topk(const model *m, const float *logits, int k, int *idx, float *prob)
+{
+    float p[IMAGENET_N_CLASSES];
+    const float *l = logits + (m->num_classes - IMAGENET_N_CLASSES); /* skip background */
+    if (k > IMAGENET_N_CLASSES) k = IMAGENET_N_CLASSES;
+    softmax_forward(IMAGENET_N_CLASSES, l, p);
+    topk_indices(IMAGENET_N_CLASSES, p, k, idx);
+    for (int i = 0; i < k; i++) prob[i] = p[idx[i]];
+}
+
+const char *model_label(int idx)
+{
+    return idx >= 0 && idx < IMAGENET_N_CLASSES ? imagenet_labels[idx] : NULL;
+}
