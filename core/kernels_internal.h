@@ -1,0 +1,71 @@
+/* Internal to the kernels module (core/kernels*.c) and its unit test: run-time ISA selection and
+ * shared scalar helpers. Not part of the public interface in kernels.h. */
+#ifndef CNN_KERNELS_INTERNAL_H
+#define CNN_KERNELS_INTERNAL_H
+
+#include "kernels.h"
+
+/* Instruction-set variant of the hand-tuned kernels. The binary targets generic x86-64, so wider
+ * variants are compiled with function-level target attributes and chosen at run time. */
+typedef enum {
+    KERNELS_ISA_GENERIC = 0, /* portable C, auto-vectorized for the build's baseline */
+    KERNELS_ISA_AVX2,        /* AVX2 + FMA */
+} kernels_isa;
+
+/* Best variant this CPU supports. Thread-safe (reads CPU feature bits only). */
+kernels_isa kernels_isa_best(void);
+
+/* dwconv2d_forward with an explicit variant; isa must be supported by the CPU (the unit test uses
+ * this to check every variant against the same reference). */
+void dwconv2d_forward_isa(const conv2d_params *p, const float *x, const float *w, const float *bias,
+                          float *y, kernels_isa isa);
+
+/* Fixed inner block length: loops are written as "blocks of KERNELS_BLOCK + scalar tail" so gcc's
+ * -O2 (very-cheap) vectorizer, which refuses loops of unknown trip count, still vectorizes them. */
+#define KERNELS_BLOCK 8
+
+static inline __attribute__((always_inline)) float kernels_act_one(act_kind act, float v)
+{
+    float r;
+    switch (act) {
+    case ACT_RELU: return v > 0.0f ? v : 0.0f;
+    case ACT_RELU6: r = v > 0.0f ? v : 0.0f; return r < 6.0f ? r : 6.0f;
+    case ACT_HSWISH:
+        r = v + 3.0f;
+        r = r > 0.0f ? r : 0.0f;
+        r = r < 6.0f ? r : 6.0f;
+        return v * r * (1.0f / 6.0f);
+    case ACT_HSIGMOID:
+        r = v + 3.0f;
+        r = r > 0.0f ? r : 0.0f;
+        r = r < 6.0f ? r : 6.0f;
+        return r * (1.0f / 6.0f);
+    case ACT_NONE: break;
+    }
+    return v;
+}
+
+static inline int kernels_imin(int a, int b) { return a < b ? a : b; }
+static inline int kernels_imax(int a, int b) { return a > b ? a : b; }
+
+/* floor(a / b) for b > 0 and any sign of a. */
+static inline int kernels_floor_div(int a, int b)
+{
+    int q = a / b;
+    return (a % b != 0 && a < 0) ? q - 1 : q;
+}
+
+/* Output positions o in [0, n_out) whose input index o*s + off lies in [0, n_in): [*lo, *hi),
+ * with *lo <= *hi (an empty range when no position is valid). */
+static inline void kernels_tap_range(int off, int s, int n_in, int n_out, int *lo, int *hi)
+{
+    int l = kernels_imin(kernels_imax(-kernels_floor_div(off, s), 0), n_out);
+    int h = kernels_imin(kernels_floor_div(n_in - 1 - off, s) + 1, n_out);
+    *lo = l;
+    *hi = kernels_imax(h, l);
+}
+
+/* y[i] = act(y[i] + b) for i < n; the fused epilogue of conv and linear layers. */
+void kernels_bias_act(float *y, size_t n, float b, act_kind act);
+
+#endif

@@ -1,0 +1,972 @@
+/* Unit tests of core/kernels*.c against naive reference implementations (plain loops, double
+ * accumulation). Outputs and scratch are NaN-poisoned before each call so unwritten cells fail, and
+ * buffers are allocated with their exact sizes so ASan catches out-of-bounds accesses. */
+#include <cblas.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../core/kernels.h"
+#include "../../core/kernels_internal.h"
+#include "../test.h"
+
+/* Relative tolerance, applied to the sum of |terms| of each output. */
+#define TOL_REL 1e-4
+#define TOL_ABS 1e-6
+/* Failing cases printed per test case (the rest are only counted). */
+#define MAX_REPORTS 5
+
+static const char *const act_names[] = {"none", "relu", "relu6", "hswish", "hsigmoid"};
+
+/* ---- helpers ---- */
+
+typedef struct {
+    uint64_t s;
+} rng;
+
+static uint64_t rng_next(rng *r)
+{
+    /* splitmix64 */
+    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* Uniform in [-1, 1). */
+static float rng_uniform(rng *r) { return (float)((double)(rng_next(r) >> 11) * 0x1p-52 - 1.0); }
+
+static float *alloc_floats(size_t n)
+{
+    float *p = malloc((n ? n : 1) * sizeof *p);
+    if (!p) {
+        fprintf(stderr, "out of memory\n");
+        exit(2);
+    }
+    return p;
+}
+
+static float *alloc_random(size_t n, rng *r)
+{
+    float *p = alloc_floats(n);
+    for (size_t i = 0; i < n; i++) p[i] = rng_uniform(r);
+    return p;
+}
+
+static float *alloc_nan(size_t n)
+{
+    float *p = alloc_floats(n);
+    for (size_t i = 0; i < n; i++) p[i] = NAN;
+    return p;
+}
+
+static double *alloc_doubles(size_t n)
+{
+    double *p = malloc((n ? n : 1) * sizeof *p);
+    if (!p) {
+        fprintf(stderr, "out of memory\n");
+        exit(2);
+    }
+    return p;
+}
+
+static double ref_act(act_kind act, double v)
+{
+    double r;
+    switch (act) {
+    case ACT_RELU: return v > 0 ? v : 0;
+    case ACT_RELU6: return v < 0 ? 0 : v > 6 ? 6 : v;
+    case ACT_HSWISH: r = v + 3; r = r < 0 ? 0 : r > 6 ? 6 : r; return v * r / 6;
+    case ACT_HSIGMOID: r = v + 3; r = r < 0 ? 0 : r > 6 ? 6 : r; return r / 6;
+    case ACT_NONE: break;
+    }
+    return v;
+}
+
+/* First index where got differs from want by more than TOL_REL * mag + TOL_ABS (NaN always
+ * differs), or -1. */
+static long first_bad(const float *got, const double *want, const double *mag, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        double tol = TOL_REL * (mag ? mag[i] : fabs(want[i])) + TOL_ABS;
+        if (!(fabs((double)got[i] - want[i]) <= tol)) return (long)i;
+    }
+    return -1;
+}
+
+/* ---- convolution ---- */
+
+/* y = act(conv(x) + bias), and mag = |bias| + sum |x*w| for the tolerance. */
+static void ref_conv(const conv2d_params *p, const float *x, const float *w, const float *bias,
+                     double *y, double *mag)
+{
+    const int cig = p->c_in / p->groups, cog = p->c_out / p->groups;
+    for (int co = 0; co < p->c_out; co++) {
+        const int g = co / cog;
+        for (int oh = 0; oh < p->h_out; oh++) {
+            for (int ow = 0; ow < p->w_out; ow++) {
+                double s = bias ? bias[co] : 0.0, m = fabs(s);
+                for (int ci = 0; ci < cig; ci++) {
+                    const int cin = g * cig + ci;
+                    for (int i = 0; i < p->k_h; i++) {
+                        const int ih = oh * p->stride_h - p->pad_t + i;
+                        if (ih < 0 || ih >= p->h_in) continue;
+                        for (int j = 0; j < p->k_w; j++) {
+                            const int iw = ow * p->stride_w - p->pad_l + j;
+                            if (iw < 0 || iw >= p->w_in) continue;
+                            double t = (double)x[((size_t)cin * p->h_in + ih) * p->w_in + iw] *
+                                       w[(((size_t)co * cig + ci) * p->k_h + i) * p->k_w + j];
+                            s += t;
+                            m += fabs(t);
+                        }
+                    }
+                }
+                size_t o = ((size_t)co * p->h_out + oh) * p->w_out + ow;
+                y[o] = ref_act(p->act, s);
+                /* hswish amplifies errors of large pre-activations by up to ~|s|/3 */
+                mag[o] = m * (p->act == ACT_HSWISH ? 1.0 + fabs(s) / 3.0 : 1.0);
+            }
+        }
+    }
+}
+
+typedef enum { CONV_VIA_DISPATCH = 0, CONV_VIA_DW_GENERIC, CONV_VIA_DW_AVX2 } conv_via;
+static const char *const via_names[] = {"conv2d_forward", "dw generic", "dw avx2"};
+
+typedef struct {
+    int n_cases, n_failed;
+} sweep_stats;
+
+static void conv_describe(const conv2d_params *p, int with_bias, conv_via via, char *buf,
+                          size_t buf_bytes)
+{
+    snprintf(buf, buf_bytes,
+             "%s: in %dx%dx%d out %dx%dx%d k %dx%d s %d/%d pad t%d l%d b%d r%d groups %d act %s "
+             "bias %d",
+             via_names[via], p->c_in, p->h_in, p->w_in, p->c_out, p->h_out, p->w_out, p->k_h,
+             p->k_w, p->stride_h, p->stride_w, p->pad_t, p->pad_l, p->pad_b, p->pad_r, p->groups,
+             act_names[p->act], with_bias);
+}
+
+/* Runs one convolution and compares with the reference; reports the first bad index. */
+static void conv_case(const conv2d_params *p, int with_bias, conv_via via, rng *r, sweep_stats *st)
+{
+    const size_t n_x = (size_t)p->c_in * p->h_in * p->w_in;
+    const size_t n_w = (size_t)p->c_out * (p->c_in / p->groups) * p->k_h * p->k_w;
+    const size_t n_y = (size_t)p->c_out * p->h_out * p->w_out;
+    const size_t n_scratch = conv2d_scratch_floats(p);
+    float *x = alloc_random(n_x, r), *w = alloc_random(n_w, r);
+    float *bias = with_bias ? alloc_random((size_t)p->c_out, r) : NULL;
+    float *x_copy = alloc_floats(n_x);
+    memcpy(x_copy, x, n_x * sizeof *x);
+    float *y = alloc_nan(n_y);
+    float *scratch = n_scratch ? alloc_nan(n_scratch) : NULL;
+    double *want = alloc_doubles(n_y), *mag = alloc_doubles(n_y);
+
+    switch (via) {
+    case CONV_VIA_DISPATCH: conv2d_forward(p, x, w, bias, y, scratch); break;
+    case CONV_VIA_DW_GENERIC: dwconv2d_forward_isa(p, x, w, bias, y, KERNELS_ISA_GENERIC); break;
+    case CONV_VIA_DW_AVX2: dwconv2d_forward_isa(p, x, w, bias, y, KERNELS_ISA_AVX2); break;
+    }
+    ref_conv(p, x, w, bias, want, mag);
+    long bad = first_bad(y, want, mag, n_y);
+    int x_changed = memcmp(x, x_copy, n_x * sizeof *x) != 0;
+    st->n_cases++;
+    if (bad >= 0 || x_changed) {
+        if (st->n_failed++ < MAX_REPORTS) {
+            char desc[256];
+            conv_describe(p, with_bias, via, desc, sizeof desc);
+            if (x_changed) T_CHECK(0, "%s: input modified", desc);
+            if (bad >= 0) {
+                const size_t hw = (size_t)p->h_out * p->w_out;
+                T_CHECK(0, "%s: first bad index %ld (c %ld, h %ld, w %ld): got %.9g want %.9g",
+                        desc, bad, bad / (long)hw, (bad % (long)hw) / p->w_out,
+                        bad % (long)p->w_out, (double)y[bad], want[bad]);
+            }
+        } else {
+            test_g.case_failed = 1;
+        }
+    }
+    free(x);
+    free(w);
+    free(bias);
+    free(x_copy);
+    free(y);
+    free(scratch);
+    free(want);
+    free(mag);
+}
+
+static void sweep_report(const sweep_stats *st)
+{
+    if (st->n_failed) printf("#   %d of %d convolutions failed\n", st->n_failed, st->n_cases);
+    T_CHECK(st->n_cases > 0, "no convolution ran");
+}
+
+typedef enum { PAD_NONE = 0, PAD_SYM, PAD_TF_SAME, PAD_ASYM, N_PAD_MODES } pad_mode;
+
+/* Fills pads and output size of one dimension; returns 0 when no output fits. PAD_ASYM differs
+ * between the dimensions (is_w). */
+static int conv_dim(pad_mode mode, int is_w, int n, int k, int s, int *pad_before, int *pad_after,
+                    int *out)
+{
+    switch (mode) {
+    case PAD_NONE: *pad_before = *pad_after = 0; break;
+    case PAD_SYM: *pad_before = *pad_after = k / 2; break;
+    case PAD_TF_SAME: kernels_tf_same(n, k, s, out, pad_before, pad_after); return *out > 0;
+    case PAD_ASYM:
+        /* rows: lopsided, and the trailing row is entirely padding; columns: leading only */
+        *pad_before = is_w ? k / 2 : k - 1;
+        *pad_after = is_w ? 0 : 1;
+        break;
+    case N_PAD_MODES: break;
+    }
+    *out = kernels_out_size(n, k, s, *pad_before, *pad_after, 0);
+    return *out > 0;
+}
+
+/* Geometry of a conv; returns 0 when the sizes leave no output. */
+static int conv_setup(conv2d_params *p, int c_in, int c_out, int groups, int h, int w, int k_h,
+                      int k_w, int s_h, int s_w, pad_mode mode, act_kind act)
+{
+    memset(p, 0, sizeof *p);
+    p->c_in = c_in;
+    p->c_out = c_out;
+    p->groups = groups;
+    p->h_in = h;
+    p->w_in = w;
+    p->k_h = k_h;
+    p->k_w = k_w;
+    p->stride_h = s_h;
+    p->stride_w = s_w;
+    p->act = act;
+    return conv_dim(mode, 0, h, k_h, s_h, &p->pad_t, &p->pad_b, &p->h_out) &&
+           conv_dim(mode, 1, w, k_w, s_w, &p->pad_l, &p->pad_r, &p->w_out);
+}
+
+static const int sweep_k[] = {1, 3, 5, 7, 11};
+static const int sweep_s[] = {1, 2, 4};
+static const int sweep_hw[][2] = {{13, 11}, {7, 9}, {1, 1}};
+
+static void test_conv_sweep_groups1(void)
+{
+    static const int chans[][2] = {{3, 5}, {17, 24}, {5, 3}};
+    test_begin();
+    rng r = {1};
+    sweep_stats st = {0, 0};
+    int idx = 0;
+    for (size_t ki = 0; ki < sizeof sweep_k / sizeof *sweep_k; ki++)
+        for (size_t si = 0; si < sizeof sweep_s / sizeof *sweep_s; si++)
+            for (int mode = 0; mode < N_PAD_MODES; mode++)
+                for (size_t hi = 0; hi < sizeof sweep_hw / sizeof *sweep_hw; hi++, idx++) {
+                    conv2d_params p;
+                    const int *ch = chans[idx % 3];
+                    if (!conv_setup(&p, ch[0], ch[1], 1, sweep_hw[hi][0], sweep_hw[hi][1],
+                                    sweep_k[ki], sweep_k[ki], sweep_s[si], sweep_s[si],
+                                    (pad_mode)mode, (act_kind)(idx % 5)))
+                        continue;
+                    conv_case(&p, idx % 4 != 3, CONV_VIA_DISPATCH, &r, &st);
+                }
+    sweep_report(&st);
+    test_end("conv2d sweep groups=1 (k 1/3/5/7/11, s 1/2/4, 4 padding modes, odd sizes)");
+}
+
+static void test_conv_rect_and_large(void)
+{
+    /* {c_in, c_out, h, w, k_h, k_w, s_h, s_w, pad mode} */
+    static const int cases[][9] = {
+        {17, 24, 13, 11, 1, 7, 1, 1, PAD_SYM},    {17, 24, 13, 11, 7, 1, 1, 1, PAD_SYM},
+        {5, 3, 9, 7, 3, 5, 2, 1, PAD_TF_SAME},    {5, 3, 9, 7, 5, 3, 1, 2, PAD_ASYM},
+        {32, 40, 20, 20, 3, 3, 1, 1, PAD_SYM},    {64, 24, 14, 14, 1, 1, 1, 1, PAD_NONE},
+        {3, 16, 31, 31, 3, 3, 2, 2, PAD_TF_SAME}, {3, 8, 63, 63, 11, 11, 4, 4, PAD_SYM},
+        {24, 17, 15, 15, 1, 1, 2, 2, PAD_NONE},   {24, 17, 6, 6, 1, 1, 1, 1, PAD_SYM},
+    };
+    test_begin();
+    rng r = {2};
+    sweep_stats st = {0, 0};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const int *c = cases[i];
+        conv2d_params p;
+        T_CHECK(conv_setup(&p, c[0], c[1], 1, c[2], c[3], c[4], c[5], c[6], c[7],
+                           (pad_mode)c[8], (act_kind)(i % 5)),
+                "case %zu has no output", i);
+        conv_case(&p, i % 3 != 2, CONV_VIA_DISPATCH, &r, &st);
+    }
+    sweep_report(&st);
+    test_end("conv2d rectangular kernels, mixed strides, larger shapes");
+}
+
+static void test_conv_sweep_grouped(void)
+{
+    /* {c_in, c_out, groups}: plain groups and a channel multiplier (groups == c_in != c_out) */
+    static const int cfg[][3] = {{4, 6, 2}, {10, 8, 2}, {9, 6, 3}, {15, 3, 3}, {3, 9, 3}};
+    static const int ks[] = {1, 3, 5};
+    static const int ss[] = {1, 2};
+    test_begin();
+    rng r = {3};
+    sweep_stats st = {0, 0};
+    int idx = 0;
+    for (size_t ci = 0; ci < sizeof cfg / sizeof *cfg; ci++)
+        for (size_t ki = 0; ki < sizeof ks / sizeof *ks; ki++)
+            for (size_t si = 0; si < sizeof ss / sizeof *ss; si++)
+                for (int mode = 0; mode < N_PAD_MODES; mode++, idx++) {
+                    conv2d_params p;
+                    const int *hw = sweep_hw[idx % 3];
+                    if (!conv_setup(&p, cfg[ci][0], cfg[ci][1], cfg[ci][2], hw[0], hw[1], ks[ki],
+                                    ks[ki], ss[si], ss[si], (pad_mode)mode, (act_kind)(idx % 5)))
+                        continue;
+                    conv_case(&p, idx % 4 != 1, CONV_VIA_DISPATCH, &r, &st);
+                }
+    sweep_report(&st);
+    test_end("conv2d sweep groups=2/3 and channel multiplier");
+}
+
+/* Depthwise sweep through one entry point. */
+static void dw_sweep(conv_via via, uint64_t seed, sweep_stats *st)
+{
+    static const int dw_hw[][2] = {{13, 11}, {7, 9}, {1, 1}, {29, 37}};
+    static const int chans[] = {3, 17, 24};
+    rng r = {seed};
+    int idx = 0;
+    for (size_t ki = 0; ki < sizeof sweep_k / sizeof *sweep_k; ki++)
+        for (size_t si = 0; si < sizeof sweep_s / sizeof *sweep_s; si++)
+            for (int mode = 0; mode < N_PAD_MODES; mode++)
+                for (size_t hi = 0; hi < sizeof dw_hw / sizeof *dw_hw; hi++, idx++) {
+                    conv2d_params p;
+                    const int c = chans[idx % 3];
+                    if (!conv_setup(&p, c, c, c, dw_hw[hi][0], dw_hw[hi][1], sweep_k[ki],
+                                    sweep_k[ki], sweep_s[si], sweep_s[si], (pad_mode)mode,
+                                    (act_kind)(idx % 5)))
+                        continue;
+                    conv_case(&p, idx % 4 != 2, via, &r, st);
+                }
+    /* rows wider than one vector block in every stride, plus non-square shapes */
+    static const int extra[][6] = {/* h, w, k_h, k_w, s_h, s_w */
+                                   {20, 64, 3, 3, 1, 1}, {21, 67, 3, 3, 2, 2}, {18, 45, 5, 5, 1, 1},
+                                   {19, 53, 5, 5, 2, 2}, {10, 30, 3, 5, 1, 1}, {10, 30, 3, 3, 1, 2}};
+    for (size_t i = 0; i < sizeof extra / sizeof *extra; i++)
+        for (int mode = 0; mode < N_PAD_MODES; mode++, idx++) {
+            conv2d_params p;
+            const int *e = extra[i];
+            if (!conv_setup(&p, 5, 5, 5, e[0], e[1], e[2], e[3], e[4], e[5], (pad_mode)mode,
+                            (act_kind)(idx % 5)))
+                continue;
+            conv_case(&p, 1, via, &r, st);
+        }
+}
+
+static void test_dw_sweep(conv_via via, const char *name)
+{
+    test_begin();
+    sweep_stats st = {0, 0};
+    dw_sweep(via, 4 + (uint64_t)via, &st);
+    sweep_report(&st);
+    test_end(name);
+}
+
+static void test_conv_scratch_size(void)
+{
+    test_begin();
+    conv2d_params p;
+    conv_setup(&p, 8, 8, 8, 13, 11, 3, 3, 1, 1, PAD_SYM, ACT_NONE);
+    T_CHECK(conv2d_scratch_floats(&p) == 0, "depthwise needs no scratch, got %zu",
+            conv2d_scratch_floats(&p));
+    conv_setup(&p, 8, 16, 1, 13, 11, 1, 1, 1, 1, PAD_NONE, ACT_NONE);
+    T_CHECK(conv2d_scratch_floats(&p) == 0, "1x1 s1 needs no scratch, got %zu",
+            conv2d_scratch_floats(&p));
+    conv_setup(&p, 8, 16, 1, 13, 11, 1, 1, 2, 2, PAD_NONE, ACT_NONE);
+    T_CHECK(conv2d_scratch_floats(&p) == 8 * 7 * 6, "1x1 s2: got %zu",
+            conv2d_scratch_floats(&p));
+    conv_setup(&p, 8, 16, 2, 13, 11, 3, 3, 1, 1, PAD_SYM, ACT_NONE);
+    T_CHECK(conv2d_scratch_floats(&p) == 4 * 9 * 13 * 11, "3x3 groups 2: got %zu",
+            conv2d_scratch_floats(&p));
+    test_end("conv2d_scratch_floats");
+}
+
+/* ---- size helpers ---- */
+
+static void test_out_size(void)
+{
+    /* {n, k, s, pad_before, pad_after, ceil_mode, expected}; checked against torch 1.13 */
+    static const int cases[][7] = {
+        {224, 3, 2, 1, 1, 0, 112}, {112, 3, 2, 1, 1, 0, 56}, {55, 3, 2, 0, 0, 0, 27},
+        {147, 3, 2, 0, 0, 0, 73},  {5, 2, 2, 1, 1, 1, 3},    {5, 2, 2, 0, 0, 1, 3},
+        {4, 3, 2, 1, 1, 1, 3},     {4, 3, 2, 1, 1, 0, 2},    {6, 3, 2, 0, 0, 1, 3},
+        {6, 3, 2, 0, 0, 0, 2},     {13, 3, 2, 0, 0, 1, 6},   {14, 3, 2, 0, 0, 1, 7},
+        {14, 3, 2, 0, 0, 0, 6},    {7, 3, 3, 1, 1, 1, 3},    {1, 3, 2, 0, 0, 0, 0},
+        {1, 3, 2, 0, 0, 1, 0},     {299, 3, 2, 0, 0, 0, 149}, {7, 3, 2, 0, 1, 0, 3},
+    };
+    test_begin();
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const int *c = cases[i];
+        int got = kernels_out_size(c[0], c[1], c[2], c[3], c[4], c[5]);
+        T_CHECK(got == c[6], "out_size(n %d, k %d, s %d, pads %d/%d, ceil %d) = %d, want %d", c[0],
+                c[1], c[2], c[3], c[4], c[5], got, c[6]);
+    }
+    test_end("kernels_out_size");
+}
+
+static void test_tf_same(void)
+{
+    /* {n, k, s, out, before, after} */
+    static const int cases[][6] = {
+        {224, 3, 2, 112, 0, 1}, {7, 3, 2, 4, 1, 1}, {112, 5, 2, 56, 1, 2}, {56, 3, 1, 56, 1, 1},
+        {8, 1, 2, 4, 0, 0},     {13, 5, 3, 5, 2, 2}, {1, 3, 1, 1, 1, 1},   {10, 4, 1, 10, 1, 2},
+    };
+    test_begin();
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const int *c = cases[i];
+        int out = -1, pb = -1, pa = -1;
+        kernels_tf_same(c[0], c[1], c[2], &out, &pb, &pa);
+        T_CHECK(out == c[3] && pb == c[4] && pa == c[5],
+                "tf_same(n %d, k %d, s %d) = out %d pads %d/%d, want %d %d/%d", c[0], c[1], c[2],
+                out, pb, pa, c[3], c[4], c[5]);
+    }
+    test_end("kernels_tf_same");
+}
+
+/* ---- pooling ---- */
+
+/* Enumerates every window cell: padded cells count toward pool_size when they lie inside
+ * [-pad_before, n + pad_after); real cells toward the sum / max and the real count. */
+static void ref_pool(const pool2d_params *p, const float *x, double *y)
+{
+    for (int c = 0; c < p->c; c++)
+        for (int oh = 0; oh < p->h_out; oh++)
+            for (int ow = 0; ow < p->w_out; ow++) {
+                double sum = 0, mx = -INFINITY;
+                int n_pad = 0, n_real = 0;
+                for (int i = 0; i < p->k_h; i++)
+                    for (int j = 0; j < p->k_w; j++) {
+                        const int ih = oh * p->stride_h - p->pad_t + i;
+                        const int iw = ow * p->stride_w - p->pad_l + j;
+                        if (ih >= -p->pad_t && ih < p->h_in + p->pad_b && iw >= -p->pad_l &&
+                            iw < p->w_in + p->pad_r)
+                            n_pad++;
+                        if (ih < 0 || ih >= p->h_in || iw < 0 || iw >= p->w_in) continue;
+                        double v = x[((size_t)c * p->h_in + ih) * p->w_in + iw];
+                        n_real++;
+                        sum += v;
+                        mx = v > mx ? v : mx;
+                    }
+                size_t o = ((size_t)c * p->h_out + oh) * p->w_out + ow;
+                if (p->kind == POOL_MAX)
+                    y[o] = mx;
+                else
+                    y[o] = sum / (p->count_include_pad ? n_pad : n_real);
+            }
+}
+
+static void test_pool_sweep(void)
+{
+    static const int ks[] = {1, 2, 3, 5};
+    static const int ss[] = {1, 2, 3};
+    static const int hws[][2] = {{13, 11}, {7, 9}, {8, 8}, {2, 3}};
+    test_begin();
+    rng r = {5};
+    int n_cases = 0, n_failed = 0, idx = 0;
+    for (int kind = 0; kind < 2; kind++)
+        for (size_t ki = 0; ki < sizeof ks / sizeof *ks; ki++)
+            for (size_t si = 0; si < sizeof ss / sizeof *ss; si++)
+                for (int mode = 0; mode < 4; mode++)
+                    for (int ceil = 0; ceil < 2; ceil++)
+                        for (int cip = 0; cip < 2; cip++)
+                            for (size_t hi = 0; hi < sizeof hws / sizeof *hws; hi++, idx++) {
+                                if (kind == POOL_MAX && cip) continue;
+                                const int k = ks[ki], s = ss[si], h = hws[hi][0], w = hws[hi][1];
+                                pool2d_params p = {.kind = (pool_kind)kind, .c = 3 + idx % 3,
+                                                   .h_in = h, .w_in = w, .k_h = k, .k_w = k,
+                                                   .stride_h = s, .stride_w = s,
+                                                   .count_include_pad = cip};
+                                /* PyTorch requires pads <= k/2; TF SAME pads satisfy it too */
+                                int dummy;
+                                switch (mode) {
+                                case 0: break;
+                                case 1: p.pad_t = p.pad_l = p.pad_b = p.pad_r = k / 2; break;
+                                case 2: p.pad_t = p.pad_r = k / 2; break;
+                                case 3:
+                                    kernels_tf_same(h, k, s, &dummy, &p.pad_t, &p.pad_b);
+                                    kernels_tf_same(w, k, s, &dummy, &p.pad_l, &p.pad_r);
+                                    break;
+                                }
+                                p.h_out = kernels_out_size(h, k, s, p.pad_t, p.pad_b, ceil);
+                                p.w_out = kernels_out_size(w, k, s, p.pad_l, p.pad_r, ceil);
+                                if (p.h_out <= 0 || p.w_out <= 0) continue;
+                                const size_t n_x = (size_t)p.c * h * w;
+                                const size_t n_y = (size_t)p.c * p.h_out * p.w_out;
+                                float *x = alloc_random(n_x, &r), *y = alloc_nan(n_y);
+                                double *want = alloc_doubles(n_y);
+                                pool2d_forward(&p, x, y);
+                                ref_pool(&p, x, want);
+                                long bad = first_bad(y, want, NULL, n_y);
+                                n_cases++;
+                                if (bad >= 0 && n_failed++ < MAX_REPORTS)
+                                    T_CHECK(0,
+                                            "%s k %d s %d in %dx%dx%d out %dx%d pad t%d l%d b%d "
+                                            "r%d ceil %d cip %d: first bad index %ld got %.9g "
+                                            "want %.9g",
+                                            kind == POOL_MAX ? "max" : "avg", k, s, p.c, h, w,
+                                            p.h_out, p.w_out, p.pad_t, p.pad_l, p.pad_b, p.pad_r,
+                                            ceil, cip, bad, (double)y[bad], want[bad]);
+                                free(x);
+                                free(y);
+                                free(want);
+                            }
+    if (n_failed) T_CHECK(0, "%d of %d pooling cases failed", n_failed, n_cases);
+    T_CHECK(n_cases > 300, "only %d pooling cases ran", n_cases);
+    test_end("pool2d sweep max/avg, ceil_mode, count_include_pad, asymmetric pads");
+}
+
+static void test_pool_hand(void)
+{
+    test_begin();
+    /* 4x4 input 1..16, avg 3x3 s2 p1; expected values from torch.nn.functional.avg_pool2d */
+    float x16[16], x25[25];
+    for (int i = 0; i < 16; i++) x16[i] = (float)(i + 1);
+    for (int i = 0; i < 25; i++) x25[i] = (float)(i + 1);
+    static const float want_avg[2][2][9] = {
+        /* ceil 0: cip 0, cip 1 */
+        {{3.5f, 5.0f, 9.5f, 11.0f}, {14.0f / 9, 30.0f / 9, 57.0f / 9, 11.0f}},
+        /* ceil 1 */
+        {{3.5f, 5.0f, 6.0f, 9.5f, 11.0f, 12.0f, 13.5f, 15.0f, 16.0f},
+         {14.0f / 9, 30.0f / 9, 2.0f, 57.0f / 9, 11.0f, 6.0f, 4.5f, 7.5f, 4.0f}},
+    };
+    for (int ceil = 0; ceil < 2; ceil++)
+        for (int cip = 0; cip < 2; cip++) {
+            pool2d_params p = {.kind = POOL_AVG, .c = 1, .h_in = 4, .w_in = 4, .k_h = 3,
+                               .k_w = 3, .stride_h = 2, .stride_w = 2, .pad_t = 1, .pad_l = 1,
+                               .pad_b = 1, .pad_r = 1, .count_include_pad = cip};
+            p.h_out = p.w_out = kernels_out_size(4, 3, 2, 1, 1, ceil);
+            float y[9];
+            for (int i = 0; i < 9; i++) y[i] = NAN;
+            pool2d_forward(&p, x16, y);
+            for (int i = 0; i < p.h_out * p.w_out; i++)
+                T_CHECK(fabsf(y[i] - want_avg[ceil][cip][i]) < 1e-5f,
+                        "avg ceil %d cip %d: y[%d] = %g, want %g", ceil, cip, i, (double)y[i],
+                        (double)want_avg[ceil][cip][i]);
+        }
+    /* 5x5 input 1..25, max 2x2 s2 ceil, pads 0 and 1 (the second drops a window: 4 -> 3) */
+    static const float want_max[2][9] = {{7, 9, 10, 17, 19, 20, 22, 24, 25},
+                                         {1, 3, 5, 11, 13, 15, 21, 23, 25}};
+    for (int pad = 0; pad < 2; pad++) {
+        pool2d_params p = {.kind = POOL_MAX, .c = 1, .h_in = 5, .w_in = 5, .k_h = 2, .k_w = 2,
+                           .stride_h = 2, .stride_w = 2, .pad_t = pad, .pad_l = pad,
+                           .pad_b = pad, .pad_r = pad};
+        p.h_out = p.w_out = kernels_out_size(5, 2, 2, pad, pad, 1);
+        T_CHECK(p.h_out == 3, "max pad %d: out size %d, want 3", pad, p.h_out);
+        float y[9];
+        pool2d_forward(&p, x25, y);
+        for (int i = 0; i < 9; i++)
+            T_CHECK(y[i] == want_max[pad][i], "max pad %d: y[%d] = %g, want %g", pad, i,
+                    (double)y[i], (double)want_max[pad][i]);
+    }
+    /* NaN inside a max window propagates, as in PyTorch */
+    float xn[4] = {1, NAN, 3, 2}, yn[1];
+    pool2d_params pn = {.kind = POOL_MAX, .c = 1, .h_in = 2, .w_in = 2, .h_out = 1, .w_out = 1,
+                        .k_h = 2, .k_w = 2, .stride_h = 2, .stride_w = 2};
+    pool2d_forward(&pn, xn, yn);
+    T_CHECK(isnan(yn[0]), "max over a NaN: got %g", (double)yn[0]);
+    test_end("pool2d hand-computed values (torch)");
+}
+
+static void ref_adaptive(int c, int h_in, int w_in, int h_out, int w_out, const float *x,
+                         double *y)
+{
+    for (int ci = 0; ci < c; ci++)
+        for (int oh = 0; oh < h_out; oh++)
+            for (int ow = 0; ow < w_out; ow++) {
+                const int hs = (int)floor((double)oh * h_in / h_out);
+                const int he = (int)ceil((double)(oh + 1) * h_in / h_out);
+                const int ws = (int)floor((double)ow * w_in / w_out);
+                const int we = (int)ceil((double)(ow + 1) * w_in / w_out);
+                double s = 0;
+                for (int i = hs; i < he; i++)
+                    for (int j = ws; j < we; j++) s += x[((size_t)ci * h_in + i) * w_in + j];
+                y[((size_t)ci * h_out + oh) * w_out + ow] = s / ((he - hs) * (we - ws));
+            }
+}
+
+static void test_adaptive_avgpool(void)
+{
+    /* {h_in, w_in, h_out, w_out} */
+    static const int cases[][4] = {{13, 13, 5, 5}, {7, 7, 1, 1}, {6, 6, 6, 6}, {8, 8, 1, 1},
+                                   {13, 7, 5, 3},  {5, 9, 2, 4}, {1, 1, 1, 1}, {3, 3, 6, 6}};
+    test_begin();
+    rng r = {6};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const int *c = cases[i], ch = 5;
+        const size_t n_y = (size_t)ch * c[2] * c[3];
+        float *x = alloc_random((size_t)ch * c[0] * c[1], &r), *y = alloc_nan(n_y);
+        double *want = alloc_doubles(n_y);
+        adaptive_avgpool2d_forward(ch, c[0], c[1], c[2], c[3], x, y);
+        ref_adaptive(ch, c[0], c[1], c[2], c[3], x, want);
+        long bad = first_bad(y, want, NULL, n_y);
+        T_CHECK(bad < 0, "%dx%d -> %dx%d: first bad index %ld got %.9g want %.9g", c[0], c[1], c[2],
+                c[3], bad, bad < 0 ? 0.0 : (double)y[bad], bad < 0 ? 0.0 : want[bad]);
+        free(x);
+        free(y);
+        free(want);
+    }
+    /* 13 -> 5 on a ramp 0..12: bins [0,3) [2,6) [5,8) [7,11) [10,13) (torch) */
+    float ramp[13], yr[5];
+    static const float want_ramp[5] = {1.0f, 3.5f, 6.0f, 8.5f, 11.0f};
+    for (int i = 0; i < 13; i++) ramp[i] = (float)i;
+    adaptive_avgpool2d_forward(1, 1, 13, 1, 5, ramp, yr);
+    for (int i = 0; i < 5; i++)
+        T_CHECK(fabsf(yr[i] - want_ramp[i]) < 1e-6f, "ramp bin %d = %g, want %g", i, (double)yr[i],
+                (double)want_ramp[i]);
+    test_end("adaptive_avgpool2d (incl. 13->5, 7->1, upsampling bins)");
+}
+
+/* ---- dense / elementwise ---- */
+
+static void test_act(void)
+{
+    test_begin();
+    enum { N = 37 };
+    float x[N], y[N];
+    for (int i = 0; i < N; i++) x[i] = -9.0f + 0.5f * (float)i; /* covers -3, 0, 3, 6 exactly */
+    for (int a = 0; a <= ACT_HSIGMOID; a++) {
+        memcpy(y, x, sizeof x);
+        act_forward((act_kind)a, y, N);
+        for (int i = 0; i < N; i++) {
+            double want = ref_act((act_kind)a, x[i]);
+            T_CHECK(fabs(y[i] - want) <= 1e-6 * (1 + fabs(want)), "%s(%g) = %.9g, want %.9g",
+                    act_names[a], (double)x[i], (double)y[i], want);
+        }
+    }
+    test_end("act_forward every activation");
+}
+
+static void test_linear(void)
+{
+    static const int sizes[][2] = {{17, 5}, {100, 33}, {1, 1}, {1280, 1000}};
+    test_begin();
+    rng r = {7};
+    int idx = 0;
+    for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++)
+        for (int a = 0; a <= ACT_HSIGMOID; a++)
+            for (int with_bias = 0; with_bias < 2; with_bias++, idx++) {
+                const int n_in = sizes[si][0], n_out = sizes[si][1];
+                float *x = alloc_random((size_t)n_in, &r);
+                float *w = alloc_random((size_t)n_in * n_out, &r);
+                float *b = with_bias ? alloc_random((size_t)n_out, &r) : NULL;
+                float *y = alloc_nan((size_t)n_out);
+                double *want = alloc_doubles((size_t)n_out), *mag = alloc_doubles((size_t)n_out);
+                linear_forward(n_in, n_out, x, w, b, (act_kind)a, y);
+                for (int o = 0; o < n_out; o++) {
+                    double s = b ? b[o] : 0, m = fabs(s);
+                    for (int i = 0; i < n_in; i++) {
+                        double t = (double)w[(size_t)o * n_in + i] * x[i];
+                        s += t;
+                        m += fabs(t);
+                    }
+                    want[o] = ref_act((act_kind)a, s);
+                    mag[o] = m * (a == ACT_HSWISH ? 1 + fabs(s) / 3 : 1);
+                }
+                long bad = first_bad(y, want, mag, (size_t)n_out);
+                T_CHECK(bad < 0, "linear %d->%d act %s bias %d: first bad index %ld got %.9g want %.9g",
+                        n_in, n_out, act_names[a], with_bias, bad,
+                        bad < 0 ? 0.0 : (double)y[bad], bad < 0 ? 0.0 : want[bad]);
+                free(x);
+                free(w);
+                free(b);
+                free(y);
+                free(want);
+                free(mag);
+            }
+    test_end("linear_forward (GEMV, bias or not, every activation)");
+}
+
+static void test_add(void)
+{
+    enum { N = 45 };
+    test_begin();
+    rng r = {8};
+    float a[N], b[N], y[N];
+    for (int act = 0; act <= ACT_HSIGMOID; act++)
+        for (int alias = 0; alias < 4; alias++) { /* y separate, y == a, y == b, y == a == b */
+            for (int i = 0; i < N; i++) {
+                a[i] = 4 * rng_uniform(&r);
+                b[i] = 4 * rng_uniform(&r);
+                y[i] = NAN;
+            }
+            const float *pb = alias == 3 ? a : b;
+            double want[N];
+            for (int i = 0; i < N; i++) want[i] = ref_act((act_kind)act, (double)a[i] + pb[i]);
+            float *out = alias == 0 ? y : alias == 2 ? b : a;
+            add_forward(N, a, pb, (act_kind)act, out);
+            long bad = first_bad(out, want, NULL, N);
+            T_CHECK(bad < 0, "add act %s alias %d: first bad index %ld", act_names[act], alias,
+                    bad);
+        }
+    test_end("add_forward (every activation, in place on either input)");
+}
+
+static void test_scale(void)
+{
+    enum { C = 5, HW = 19 };
+    test_begin();
+    rng r = {9};
+    float x[C * HW], s[C], y[C * HW];
+    double want[C * HW];
+    for (int i = 0; i < C * HW; i++) x[i] = rng_uniform(&r);
+    for (int c = 0; c < C; c++) s[c] = 3 * rng_uniform(&r);
+    for (int c = 0; c < C; c++)
+        for (int i = 0; i < HW; i++) want[c * HW + i] = (double)x[c * HW + i] * s[c];
+    for (int i = 0; i < C * HW; i++) y[i] = NAN;
+    scale_channels_forward(C, HW, x, s, y);
+    long bad = first_bad(y, want, NULL, C * HW);
+    T_CHECK(bad < 0, "out of place: first bad index %ld", bad);
+    scale_channels_forward(C, HW, x, s, x);
+    bad = first_bad(x, want, NULL, C * HW);
+    T_CHECK(bad < 0, "in place: first bad index %ld", bad);
+    test_end("scale_channels_forward (out of place and in place)");
+}
+
+static void test_shuffle(void)
+{
+    test_begin();
+    /* c 4, groups 2: channel order 0 2 1 3 */
+    float x4[4 * 3], y4[4 * 3];
+    for (int i = 0; i < 12; i++) x4[i] = (float)i;
+    channel_shuffle_forward(4, 3, 2, x4, y4);
+    static const int order[4] = {0, 2, 1, 3};
+    for (int c = 0; c < 4; c++)
+        for (int i = 0; i < 3; i++)
+            T_CHECK(y4[c * 3 + i] == x4[order[c] * 3 + i], "c4 g2: y[%d][%d] = %g, want x[%d][%d]",
+                    c, i, (double)y4[c * 3 + i], order[c], i);
+    /* general: output channel j*groups + g comes from input channel g*(c/groups) + j */
+    static const int cfg[][3] = {{24, 5, 2}, {12, 7, 3}, {6, 1, 6}, {5, 2, 1}};
+    for (size_t k = 0; k < sizeof cfg / sizeof *cfg; k++) {
+        const int c = cfg[k][0], hw = cfg[k][1], g = cfg[k][2], per = c / g;
+        float *x = alloc_floats((size_t)c * hw), *y = alloc_nan((size_t)c * hw);
+        for (int i = 0; i < c * hw; i++) x[i] = (float)i;
+        channel_shuffle_forward(c, hw, g, x, y);
+        int n_bad = 0;
+        for (int gi = 0; gi < g; gi++)
+            for (int j = 0; j < per; j++)
+                for (int i = 0; i < hw; i++)
+                    n_bad += y[(j * g + gi) * hw + i] != x[(gi * per + j) * hw + i];
+        T_CHECK(n_bad == 0, "c %d hw %d groups %d: %d wrong values", c, hw, g, n_bad);
+        free(x);
+        free(y);
+    }
+    test_end("channel_shuffle_forward");
+}
+
+static void test_concat(void)
+{
+    test_begin();
+    enum { HW = 7 };
+    const int cs[3] = {2, 5, 1};
+    float a[2 * HW], b[5 * HW], c[1 * HW], y[8 * HW];
+    for (int i = 0; i < 2 * HW; i++) a[i] = (float)i;
+    for (int i = 0; i < 5 * HW; i++) b[i] = 100.0f + (float)i;
+    for (int i = 0; i < HW; i++) c[i] = 1000.0f + (float)i;
+    for (int i = 0; i < 8 * HW; i++) y[i] = NAN;
+    const float *const xs[3] = {a, b, c};
+    concat_forward(3, xs, cs, HW, y);
+    for (int i = 0; i < 8 * HW; i++) {
+        float want = i < 2 * HW ? a[i] : i < 7 * HW ? b[i - 2 * HW] : c[i - 7 * HW];
+        T_CHECK(y[i] == want, "y[%d] = %g, want %g", i, (double)y[i], (double)want);
+    }
+    test_end("concat_forward");
+}
+
+static void test_softmax(void)
+{
+    test_begin();
+    rng r = {10};
+    enum { N = 1000 };
+    static float x[N], y[N];
+    double want[N];
+    for (int i = 0; i < N; i++) x[i] = 10 * rng_uniform(&r);
+    double m = x[0], s = 0;
+    for (int i = 1; i < N; i++) m = x[i] > m ? x[i] : m;
+    for (int i = 0; i < N; i++) s += exp(x[i] - m);
+    for (int i = 0; i < N; i++) want[i] = exp(x[i] - m) / s;
+    softmax_forward(N, x, y);
+    long bad = first_bad(y, want, NULL, N);
+    T_CHECK(bad < 0, "random: first bad index %ld", bad);
+    softmax_forward(N, x, x);
+    bad = first_bad(x, want, NULL, N);
+    T_CHECK(bad < 0, "in place: first bad index %ld", bad);
+    /* large logits must not overflow */
+    float big[3] = {1000.0f, 1001.0f, 999.0f}, yb[3];
+    softmax_forward(3, big, yb);
+    const double e1 = exp(-1.0), e2 = exp(-2.0), d = 1 + e1 + e2;
+    const double want_big[3] = {e1 / d, 1 / d, e2 / d};
+    for (int i = 0; i < 3; i++)
+        T_CHECK(fabs(yb[i] - want_big[i]) < 1e-6, "large logits: y[%d] = %g, want %g", i,
+                (double)yb[i], want_big[i]);
+    float one = -5.0f;
+    softmax_forward(1, &one, &one);
+    T_CHECK(one == 1.0f, "single value: %g", (double)one);
+    test_end("softmax_forward (stable, in place)");
+}
+
+/* Reference: k passes of "largest not yet taken, lowest index on ties". */
+static void ref_topk(int n, const float *x, int k, int *idx)
+{
+    for (int t = 0; t < k; t++) {
+        int best = -1;
+        for (int i = 0; i < n; i++) {
+            int taken = 0;
+            for (int u = 0; u < t; u++) taken |= idx[u] == i;
+            if (!taken && (best < 0 || x[i] > x[best])) best = i;
+        }
+        idx[t] = best;
+    }
+}
+
+static void test_topk(void)
+{
+    test_begin();
+    float x[6] = {0.5f, 2.0f, 2.0f, -1.0f, 3.0f, 2.0f};
+    int idx[6];
+    topk_indices(6, x, 4, idx);
+    static const int want[4] = {4, 1, 2, 5};
+    for (int i = 0; i < 4; i++)
+        T_CHECK(idx[i] == want[i], "ties: idx[%d] = %d, want %d", i, idx[i], want[i]);
+    topk_indices(6, x, 1, idx);
+    T_CHECK(idx[0] == 4, "k 1: %d, want 4", idx[0]);
+    topk_indices(6, x, 6, idx);
+    static const int want_all[6] = {4, 1, 2, 5, 0, 3};
+    for (int i = 0; i < 6; i++)
+        T_CHECK(idx[i] == want_all[i], "k n: idx[%d] = %d, want %d", i, idx[i], want_all[i]);
+    /* random with many duplicates */
+    rng r = {11};
+    enum { N = 1000 };
+    static float xr[N];
+    for (int trial = 0; trial < 20; trial++) {
+        for (int i = 0; i < N; i++) xr[i] = (float)(int)(20 * rng_uniform(&r));
+        const int k = 1 + trial % 10;
+        int got[10], ref[10];
+        topk_indices(N, xr, k, got);
+        ref_topk(N, xr, k, ref);
+        for (int i = 0; i < k; i++)
+            T_CHECK(got[i] == ref[i], "trial %d k %d: idx[%d] = %d, want %d", trial, k, i, got[i],
+                    ref[i]);
+    }
+    test_end("topk_indices (descending, ties -> lower index)");
+}
+
+/* ---- concurrency ---- */
+
+/* A small network slice: im2col conv, 1x1 conv, depthwise conv, max pool. */
+typedef struct {
+    const float *x, *w1, *w2, *wdw;
+    float *scratch, *t1, *t2, *t3, *y;
+    int iterations;
+} slice_job;
+
+enum { SL_C = 16, SL_H = 28, SL_W = 28 };
+
+static void slice_params(conv2d_params *c1, conv2d_params *c2, conv2d_params *dw,
+                         pool2d_params *pl)
+{
+    conv_setup(c1, 3, SL_C, 1, SL_H, SL_W, 3, 3, 1, 1, PAD_SYM, ACT_RELU);
+    conv_setup(c2, SL_C, SL_C, 1, SL_H, SL_W, 1, 1, 1, 1, PAD_NONE, ACT_HSWISH);
+    conv_setup(dw, SL_C, SL_C, SL_C, SL_H, SL_W, 5, 5, 2, 2, PAD_SYM, ACT_RELU6);
+    *pl = (pool2d_params){.kind = POOL_MAX, .c = SL_C, .h_in = dw->h_out, .w_in = dw->w_out,
+                          .k_h = 3, .k_w = 3, .stride_h = 2, .stride_w = 2, .pad_t = 1,
+                          .pad_l = 1, .pad_b = 1, .pad_r = 1};
+    pl->h_out = kernels_out_size(pl->h_in, 3, 2, 1, 1, 0);
+    pl->w_out = kernels_out_size(pl->w_in, 3, 2, 1, 1, 0);
+}
+
+static void *slice_run(void *arg)
+{
+    slice_job *j = arg;
+    conv2d_params c1, c2, dw;
+    pool2d_params pl;
+    slice_params(&c1, &c2, &dw, &pl);
+    for (int it = 0; it < j->iterations; it++) {
+        conv2d_forward(&c1, j->x, j->w1, NULL, j->t1, j->scratch);
+        conv2d_forward(&c2, j->t1, j->w2, NULL, j->t2, NULL);
+        conv2d_forward(&dw, j->t2, j->wdw, NULL, j->t3, NULL);
+        pool2d_forward(&pl, j->t3, j->y);
+    }
+    return NULL;
+}
+
+static void test_concurrent(void)
+{
+    enum { N_THREADS = 3 };
+    test_begin();
+    rng r = {12};
+    conv2d_params c1, c2, dw;
+    pool2d_params pl;
+    slice_params(&c1, &c2, &dw, &pl);
+    float *x = alloc_random((size_t)3 * SL_H * SL_W, &r);
+    float *w1 = alloc_random((size_t)SL_C * 3 * 9, &r), *w2 = alloc_random(SL_C * SL_C, &r);
+    float *wdw = alloc_random(SL_C * 25, &r);
+    const size_t n_y = (size_t)SL_C * pl.h_out * pl.w_out;
+    slice_job jobs[N_THREADS + 1];
+    for (int t = 0; t <= N_THREADS; t++) {
+        jobs[t] = (slice_job){.x = x, .w1 = w1, .w2 = w2, .wdw = wdw,
+                              .scratch = alloc_floats(conv2d_scratch_floats(&c1)),
+                              .t1 = alloc_floats((size_t)SL_C * SL_H * SL_W),
+                              .t2 = alloc_floats((size_t)SL_C * SL_H * SL_W),
+                              .t3 = alloc_floats((size_t)SL_C * dw.h_out * dw.w_out),
+                              .y = alloc_nan(n_y), .iterations = t == N_THREADS ? 1 : 20};
+    }
+    slice_run(&jobs[N_THREADS]); /* serial reference */
+    pthread_t th[N_THREADS];
+    int n_started = 0;
+    for (int t = 0; t < N_THREADS; t++)
+        if (pthread_create(&th[t], NULL, slice_run, &jobs[t]) == 0) n_started++;
+    T_CHECK(n_started == N_THREADS, "started %d of %d threads", n_started, N_THREADS);
+    for (int t = 0; t < n_started; t++) pthread_join(th[t], NULL);
+    for (int t = 0; t < n_started; t++)
+        T_CHECK(memcmp(jobs[t].y, jobs[N_THREADS].y, n_y * sizeof(float)) == 0,
+                "thread %d differs from the serial result", t);
+    for (int t = 0; t <= N_THREADS; t++) {
+        free(jobs[t].scratch);
+        free(jobs[t].t1);
+        free(jobs[t].t2);
+        free(jobs[t].t3);
+        free(jobs[t].y);
+    }
+    free(x);
+    free(w1);
+    free(w2);
+    free(wdw);
+    test_end("concurrent calls from several threads match the serial result");
+}
+
+int main(void)
+{
+    /* One BLAS thread: results are then deterministic, and the concurrency test exercises the
+     * callers' threads rather than OpenBLAS's own pool. */
+    openblas_set_num_threads(1);
+
+    test_out_size();
+    test_tf_same();
+    test_act();
+    test_conv_scratch_size();
+    test_conv_sweep_groups1();
+    test_conv_rect_and_large();
+    test_conv_sweep_grouped();
+    test_dw_sweep(CONV_VIA_DISPATCH, "dwconv sweep via conv2d_forward (best variant)");
+    test_dw_sweep(CONV_VIA_DW_GENERIC, "dwconv sweep, portable variant");
+    if (kernels_isa_best() == KERNELS_ISA_AVX2)
+        test_dw_sweep(CONV_VIA_DW_AVX2, "dwconv sweep, AVX2 variant");
+    else
+        test_skip("dwconv sweep, AVX2 variant", "CPU lacks AVX2/FMA");
+    test_pool_sweep();
+    test_pool_hand();
+    test_adaptive_avgpool();
+    test_linear();
+    test_add();
+    test_scale();
+    test_shuffle();
+    test_concat();
+    test_softmax();
+    test_topk();
+    test_concurrent();
+    return test_finish();
+}
