@@ -70,6 +70,40 @@ test: $(BIN)/cnnserve $(TEST_BINS)
 asan:
 	$(MAKE) SAN=1 BUILD=build/asan BIN=build/asan/bin test
 
+# --- set-up, run, container (issue #5) ---
+# Debian 12 package names. DEPS_BUILD compiles bin/cnnserve; DEPS_TEST is what `make test` uses.
+DEPS_BUILD := build-essential pkg-config libopenblas-dev libjansson-dev libmicrohttpd-dev \
+              libturbojpeg0-dev libjpeg-dev libpng-dev libwebp-dev
+DEPS_TEST  := curl python3 python3-torch python3-torchvision python3-pil python3-numpy python3-yaml \
+              clang-14 libclang-rt-14-dev libfuzzer-14-dev llvm-14 wrk valgrind
+# Installs only the missing packages (apt-get update first, only then), with apt's recommends as a
+# plain `apt-get install` would; as root, or via sudo.
+deps:
+	@missing=; for p in $(DEPS_BUILD) $(DEPS_TEST); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' \
+	        || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then echo "deps: all $(words $(DEPS_BUILD) $(DEPS_TEST)) packages already installed"; exit 0; fi; \
+	echo "deps: installing:$$missing"; \
+	if [ "$$(id -u)" -eq 0 ]; then sudo=; \
+	elif command -v sudo >/dev/null 2>&1; then sudo=sudo; \
+	else echo "deps: not root and no sudo; install as root:$$missing" >&2; exit 1; fi; \
+	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing
+
+# Serve every *.safetensors of RUN_WEIGHTS (default: ./weights from `make weights`, else ../shared/weights).
+RUN_WEIGHTS ?= $(firstword $(patsubst %/,%,$(dir $(wildcard weights/*.safetensors ../shared/weights/*.safetensors))))
+RUN_ARGS    ?=
+run: $(BIN)/cnnserve
+	@if [ -z "$(RUN_WEIGHTS)" ]; then \
+	    echo "run: no *.safetensors in ./weights or ../shared/weights: run 'make weights' (needs internet)" \
+	         "or pass RUN_WEIGHTS=DIR" >&2; exit 1; fi
+	$(BIN)/cnnserve serve --weights-dir $(RUN_WEIGHTS) $(RUN_ARGS)
+
+# Build the image with local weights (podman via container-check.sh), run it, classify, SIGTERM.
+docker-test:
+	bash tests/deploy/docker_check.sh
+
 clean:
 	rm -rf build bin
 
