@@ -104,6 +104,21 @@ run: $(BIN)/cnnserve
 docker-test:
 	bash tests/deploy/docker_check.sh
 
+# --- PyTorch reference data + torchvision weights ---
+# `make ref` (and `make test`) regenerate $(CNN_CACHE)/ref only when the generator, the converter or
+# the safetensors writer changed or the manifest is missing; without torch the generator writes
+# nothing and the C reference tests skip. `make weights` downloads the official torchvision
+# checkpoints into weights/download (needs internet) and converts them to weights/NAME.safetensors.
+CNN_CACHE ?= cache
+.PHONY: ref
+ref: $(CNN_CACHE)/ref/manifest.json
+test: $(CNN_CACHE)/ref/manifest.json
+$(CNN_CACHE)/ref/manifest.json: tests/ref/gen_reference.py deploy/convert_torchvision.py deploy/safetensors_io.py
+	CNN_CACHE=$(CNN_CACHE) $(PYTHON) tests/ref/gen_reference.py
+
+weights:
+	$(PYTHON) deploy/convert_torchvision.py --all --download-dir weights/download --out-dir weights
+
 clean:
 	rm -rf build bin
 
