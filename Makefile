@@ -119,6 +119,31 @@ $(CNN_CACHE)/ref/manifest.json: tests/ref/gen_reference.py deploy/convert_torchv
 weights:
 	$(PYTHON) deploy/convert_torchvision.py --all --download-dir weights/download --out-dir weights
 
+# --- image intake tools (issue #3) ---
+# image_dump feeds the image fidelity/corpus tests; `make fuzz` runs the libFuzzer target for
+# FUZZ_SECONDS, seeded from the generated corpus ($CNN_CACHE/corpus, default ./cache/corpus).
+test: $(BUILD)/tests/image_dump
+
+$(BUILD)/tests/image_dump: $(BUILD)/tests/tools/image_dump.o $(IMAGE_OBJ) $(BUILD)/core/status.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang-14
+FUZZ_CACHE   ?= $(or $(CNN_CACHE),cache)
+$(BUILD)/fuzz/fuzz_image: tests/fuzz/fuzz_image.c $(IMAGE_SRC) core/status.c $(wildcard server/image*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=undefined -o $@ tests/fuzz/fuzz_image.c $(IMAGE_SRC) core/status.c \
+	    -lturbojpeg -lpng -lwebp -lm
+
+fuzz: $(BUILD)/fuzz/fuzz_image
+	$(PYTHON) tests/corpus/gen_corpus.py $(FUZZ_CACHE)/corpus
+	@mkdir -p $(FUZZ_CACHE)/fuzz-corpus $(FUZZ_CACHE)/fuzz-artifacts
+	$(BUILD)/fuzz/fuzz_image -max_total_time=$(FUZZ_SECONDS) -max_len=262144 -timeout=10 \
+	    -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=$(FUZZ_CACHE)/fuzz-artifacts/ \
+	    $(FUZZ_CACHE)/fuzz-corpus $(FUZZ_CACHE)/corpus
+
 clean:
 	rm -rf build bin
 

@@ -28,6 +28,10 @@ typedef struct {
 
 const char *image_format_name(image_format f); /* "jpeg", "png", "webp", "unknown" */
 
+/* Format from the magic bytes alone (the only thing image_decode trusts; never the file name or a
+ * Content-Type). IMAGE_FMT_UNKNOWN when the bytes match none of JPEG/PNG/WebP. */
+image_format image_detect_format(const uint8_t *data, size_t n_bytes);
+
 /* Errors: CNN_ERR_UNSUPPORTED (magic bytes not JPEG/PNG/WebP; message lists supported formats),
  * CNN_ERR_DECODE (corrupt/truncated/empty), CNN_ERR_TOO_LARGE (pixel cap / zero dimension),
  * CNN_ERR_NOMEM. On error *out holds nothing to free. */

@@ -1,0 +1,240 @@
+/* image_preprocess: torchvision's Resize(resize) + CenterCrop(crop) + ToTensor + Normalize on a
+ * PIL image, reproduced closely enough to be near bit-exact.
+ *
+ * The resize follows PIL's Image.resize(..., BILINEAR) (libImaging/Resample.c): a triangle filter
+ * whose support widens with the downscale factor, coefficients computed in double and rounded to
+ * 22-bit fixed point, a horizontal pass then a vertical pass, each rounding and clipping to uint8.
+ * Only the part of the resized image that survives the center crop is computed: every output
+ * pixel of PIL's resampler depends only on its own coefficients, so restricting the passes to the
+ * crop window gives the same values without materialising the full resized image. */
+#include "image_internal.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RESAMPLE_PRECISION_BITS (32 - 8 - 2)
+
+/* Fixed-point filter taps for a contiguous run of outputs along one axis. */
+typedef struct {
+    int n_out;
+    int ksize;    /* taps allocated per output */
+    int *first;   /* [n_out] first source index */
+    int *n_taps;  /* [n_out] taps used */
+    int32_t *k;   /* [n_out * ksize] */
+} resample_axis;
+
+static void resample_axis_free(resample_axis *a)
+{
+    free(a->first);
+    free(a->n_taps);
+    free(a->k);
+    memset(a, 0, sizeof *a);
+}
+
+static double triangle_filter(double x)
+{
+    if (x < 0.0)
+        x = -x;
+    return x < 1.0 ? 1.0 - x : 0.0;
+}
+
+/* Coefficients of outputs out_first .. out_first + n_out - 1 of an in_size -> out_size bilinear
+ * resize, computed exactly as PIL's precompute_coeffs + normalize_coeffs_8bpc do. */
+static cnn_status resample_axis_init(resample_axis *a, int in_size, int out_size, int out_first,
+                                     int n_out)
+{
+    memset(a, 0, sizeof *a);
+    /* PIL receives the box as floats; the same rounding applies for sizes above 2^24. */
+    const float in0 = 0.0f, in1 = (float)in_size;
+    double scale = (double)(in1 - in0) / out_size;
+    double filterscale = scale < 1.0 ? 1.0 : scale;
+    double support = filterscale * 1.0; /* the triangle filter's support is 1 */
+    double ksize_d = ceil(support) * 2 + 1;
+    if (ksize_d > (double)in_size + 2)  /* never more taps than source samples (plus rounding) */
+        ksize_d = (double)in_size + 2;
+    int ksize = (int)ksize_d;
+    double *w = malloc((size_t)ksize * sizeof *w);
+    a->first = malloc((size_t)n_out * sizeof *a->first);
+    a->n_taps = malloc((size_t)n_out * sizeof *a->n_taps);
+    a->k = calloc((size_t)n_out * (size_t)ksize, sizeof *a->k);
+    if (!w || !a->first || !a->n_taps || !a->k) {
+        free(w);
+        resample_axis_free(a);
+        return CNN_ERR_NOMEM;
+    }
+    a->n_out = n_out;
+    a->ksize = ksize;
+    const double ss = 1.0 / filterscale;
+    for (int i = 0; i < n_out; i++) {
+        int xx = out_first + i;
+        double center = in0 + (xx + 0.5) * scale;
+        int xmin = (int)(center - support + 0.5);
+        if (xmin < 0)
+            xmin = 0;
+        int xmax = (int)(center + support + 0.5);
+        if (xmax > in_size)
+            xmax = in_size;
+        xmax -= xmin;
+        if (xmax > ksize) /* cannot happen for valid sizes; keeps the loops in bounds */
+            xmax = ksize;
+        double ww = 0.0;
+        for (int x = 0; x < xmax; x++) {
+            w[x] = triangle_filter((x + xmin - center + 0.5) * ss);
+            ww += w[x];
+        }
+        int32_t *k = a->k + (size_t)i * ksize;
+        for (int x = 0; x < xmax; x++) {
+            double v = ww != 0.0 ? w[x] / ww : w[x];
+            k[x] = v < 0 ? (int32_t)(-0.5 + v * (1 << RESAMPLE_PRECISION_BITS))
+                         : (int32_t)(0.5 + v * (1 << RESAMPLE_PRECISION_BITS));
+        }
+        a->first[i] = xmin;
+        a->n_taps[i] = xmax;
+    }
+    free(w);
+    return CNN_OK;
+}
+
+static inline uint8_t clip8(int32_t v)
+{
+    v >>= RESAMPLE_PRECISION_BITS;
+    return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+}
+
+/* Python's round() on k / 2 (half to even), as torchvision's CenterCrop uses it. */
+static int64_t half_round_even(int64_t k)
+{
+    int64_t q = k / 2; /* k >= 0 here */
+    if (k % 2 != 0 && q % 2 != 0)
+        q++;
+    return q;
+}
+
+/* torchvision's _compute_resized_output_size for an int size: short side -> resize, long side
+ * int(resize * long / short) (Python true division, i.e. correctly rounded, then truncated). */
+static void resized_size(int w, int h, int resize, int64_t *new_w, int64_t *new_h)
+{
+    int64_t short_side = w <= h ? w : h, long_side = w <= h ? h : w;
+    int64_t new_long = (int64_t)((double)((int64_t)resize * long_side) / (double)short_side);
+    *new_w = w <= h ? resize : new_long;
+    *new_h = w <= h ? new_long : resize;
+}
+
+/* Crop window along one axis of a resized image of size n: crop index c maps to resized index
+ * c + offset. torchvision pads with zeros (centred, extra pixel at the end) when n < crop. */
+static int64_t crop_offset(int64_t n, int crop)
+{
+    if (n >= crop)
+        return half_round_even(n - crop);
+    return -((crop - n) / 2);
+}
+
+cnn_status image_preprocess(const image *img, const image_preproc *pp, float *out, char *err,
+                            size_t err_bytes)
+{
+    if (!img || !img->rgb || img->width <= 0 || img->height <= 0 || !pp || !out)
+        return cnn_err(err, err_bytes, CNN_ERR_ARG, "image_preprocess: missing image or output");
+    if (pp->resize <= 0 || pp->crop <= 0)
+        return cnn_err(err, err_bytes, CNN_ERR_ARG, "image_preprocess: resize %d, crop %d",
+                       pp->resize, pp->crop);
+    for (int c = 0; c < 3; c++)
+        if (!(pp->std[c] != 0.0f) || !isfinite(pp->std[c]) || !isfinite(pp->mean[c]))
+            return cnn_err(err, err_bytes, CNN_ERR_ARG, "image_preprocess: bad mean/std");
+
+    const int w = img->width, h = img->height, crop = pp->crop;
+    int64_t out_w, out_h;
+    resized_size(w, h, pp->resize, &out_w, &out_h);
+    if (out_w > INT_MAX || out_h > INT_MAX || out_w <= 0 || out_h <= 0)
+        return cnn_err(err, err_bytes, CNN_ERR_TOO_LARGE,
+                       "image_preprocess: a %dx%d image resized to short side %d is too large",
+                       w, h, pp->resize);
+
+    /* Normalized value of every 8-bit level, computed as torchvision does in float32. */
+    float lut[3][256];
+    for (int c = 0; c < 3; c++)
+        for (int v = 0; v < 256; v++)
+            lut[c][v] = ((float)v / 255.0f - pp->mean[c]) / pp->std[c];
+
+    /* Crop indices [cx0, cx1) x [cy0, cy1) land inside the resized image; the rest is padding. */
+    const int64_t x_off = crop_offset(out_w, crop), y_off = crop_offset(out_h, crop);
+    const int cx0 = x_off < 0 ? (int)-x_off : 0, cy0 = y_off < 0 ? (int)-y_off : 0;
+    const int cx1 = out_w - x_off < crop ? (int)(out_w - x_off) : crop;
+    const int cy1 = out_h - y_off < crop ? (int)(out_h - y_off) : crop;
+    const int n_cols = cx1 - cx0, n_rows = cy1 - cy0;
+    const size_t plane = (size_t)crop * crop;
+    if (n_cols < crop || n_rows < crop)
+        for (int c = 0; c < 3; c++)
+            for (size_t i = 0; i < plane; i++)
+                out[c * plane + i] = lut[c][0];
+
+    resample_axis ax, ay;
+    uint8_t *tmp = NULL;
+    cnn_status st = resample_axis_init(&ax, w, (int)out_w, (int)(cx0 + x_off), n_cols);
+    if (st != CNN_OK)
+        return cnn_err(err, err_bytes, st, "image_preprocess: out of memory");
+    st = resample_axis_init(&ay, h, (int)out_h, (int)(cy0 + y_off), n_rows);
+    if (st != CNN_OK) {
+        resample_axis_free(&ax);
+        return cnn_err(err, err_bytes, st, "image_preprocess: out of memory");
+    }
+    /* Source rows read by the vertical pass. */
+    int y_first = ay.first[0], y_last = ay.first[0] + ay.n_taps[0];
+    for (int j = 1; j < n_rows; j++) {
+        if (ay.first[j] < y_first)
+            y_first = ay.first[j];
+        if (ay.first[j] + ay.n_taps[j] > y_last)
+            y_last = ay.first[j] + ay.n_taps[j];
+    }
+    const int n_src_rows = y_last - y_first;
+    tmp = malloc((size_t)n_src_rows * (size_t)n_cols * 3);
+    if (!tmp) {
+        st = cnn_err(err, err_bytes, CNN_ERR_NOMEM, "image_preprocess: out of memory");
+        goto done;
+    }
+
+    /* Horizontal pass: source rows [y_first, y_last) -> n_cols columns, rounded to uint8. */
+    for (int y = 0; y < n_src_rows; y++) {
+        const uint8_t *src = img->rgb + (size_t)(y_first + y) * (size_t)w * 3;
+        uint8_t *dst = tmp + (size_t)y * n_cols * 3;
+        for (int i = 0; i < n_cols; i++) {
+            const int32_t *k = ax.k + (size_t)i * ax.ksize;
+            const uint8_t *s = src + (size_t)ax.first[i] * 3;
+            int32_t s0 = 1 << (RESAMPLE_PRECISION_BITS - 1), s1 = s0, s2 = s0;
+            for (int t = 0; t < ax.n_taps[i]; t++) {
+                s0 += s[3 * t + 0] * k[t];
+                s1 += s[3 * t + 1] * k[t];
+                s2 += s[3 * t + 2] * k[t];
+            }
+            dst[3 * i + 0] = clip8(s0);
+            dst[3 * i + 1] = clip8(s1);
+            dst[3 * i + 2] = clip8(s2);
+        }
+    }
+
+    /* Vertical pass, rounded to uint8, then normalized into the NCHW crop. */
+    for (int j = 0; j < n_rows; j++) {
+        const int32_t *k = ay.k + (size_t)j * ay.ksize;
+        const uint8_t *col0 = tmp + (size_t)(ay.first[j] - y_first) * n_cols * 3;
+        const size_t row_stride = (size_t)n_cols * 3;
+        float *o = out + (size_t)(cy0 + j) * crop + cx0;
+        for (int i = 0; i < n_cols; i++) {
+            const uint8_t *s = col0 + 3 * (size_t)i;
+            int32_t s0 = 1 << (RESAMPLE_PRECISION_BITS - 1), s1 = s0, s2 = s0;
+            for (int t = 0; t < ay.n_taps[j]; t++, s += row_stride) {
+                s0 += s[0] * k[t];
+                s1 += s[1] * k[t];
+                s2 += s[2] * k[t];
+            }
+            o[i] = lut[0][clip8(s0)];
+            o[plane + i] = lut[1][clip8(s1)];
+            o[2 * plane + i] = lut[2][clip8(s2)];
+        }
+    }
+done:
+    free(tmp);
+    resample_axis_free(&ax);
+    resample_axis_free(&ay);
+    return st;
+}
