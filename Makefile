@@ -144,6 +144,16 @@ fuzz: $(BUILD)/fuzz/fuzz_image
 	    -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=$(FUZZ_CACHE)/fuzz-artifacts/ \
 	    $(FUZZ_CACHE)/fuzz-corpus $(FUZZ_CACHE)/corpus
 
+# --- HTTP service (issue #4) ---
+# server/openapi.c embeds openapi.yaml with .incbin; test_server unit-tests the HTTP helpers
+# (multipart, flags); tests/e2e/test_e2e.py drives the real binary.
+$(BUILD)/server/openapi.o: openapi.yaml
+test unit: $(BUILD)/tests/test_server
+$(BUILD)/tests/test_server: $(BUILD)/tests/e2e/test_server.o $(BUILD)/server/multipart.o $(BUILD)/server/config.o \
+                            $(BUILD)/server/log.o $(BUILD)/core/status.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 clean:
 	rm -rf build bin
 

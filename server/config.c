@@ -1,0 +1,202 @@
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+typedef enum { FLAG_STR = 0, FLAG_INT, FLAG_INT64, FLAG_BYTES, FLAG_LOG_FORMAT } flag_kind;
+
+typedef struct {
+    const char *name; /* without the leading "--" */
+    flag_kind kind;
+    size_t offset;    /* into serve_config */
+    size_t str_bytes; /* FLAG_STR: buffer size */
+    int64_t lo, hi;   /* FLAG_INT / FLAG_BYTES: accepted range */
+} flag_def;
+
+#define STR_FLAG(n, field) {n, FLAG_STR, offsetof(serve_config, field), sizeof(((serve_config *)0)->field), 0, 0}
+#define INT_FLAG(n, field, lo, hi) {n, FLAG_INT, offsetof(serve_config, field), 0, lo, hi}
+#define INT64_FLAG(n, field, lo, hi) {n, FLAG_INT64, offsetof(serve_config, field), 0, lo, hi}
+#define BYTES_FLAG(n, field, lo, hi) {n, FLAG_BYTES, offsetof(serve_config, field), 0, lo, hi}
+
+static const flag_def flag_defs[] = {
+    STR_FLAG("host", host),
+    INT_FLAG("port", port, 0, 65535),
+    STR_FLAG("weights-dir", weights_dir),
+    STR_FLAG("models", models),
+    INT_FLAG("workers", n_workers, 1, 256),
+    INT_FLAG("queue", queue_depth, 1, 1 << 20),
+    BYTES_FLAG("max-body-bytes", max_body_bytes, 1, INT64_C(1) << 32),
+    BYTES_FLAG("max-buffered-bytes", max_buffered_bytes, 1, INT64_C(1) << 40),
+    INT64_FLAG("max-pixels", max_pixels, 1, INT64_C(1) << 40),
+    INT_FLAG("timeout", timeout_s, 1, 86400),
+    INT_FLAG("drain-timeout", drain_timeout_s, 0, 86400),
+    INT_FLAG("max-connections", max_connections, 1, 1 << 20),
+    STR_FLAG("default-model", default_model),
+    {"log-format", FLAG_LOG_FORMAT, offsetof(serve_config, log_format), 0, 0, 0},
+};
+#define N_FLAGS (sizeof(flag_defs) / sizeof(flag_defs[0]))
+
+static const char usage_text[] =
+    "usage: cnnserve serve [flags]\n"
+    "\n"
+    "Serves POST /v1/classify with every available model resident. Each flag can also be set by the\n"
+    "environment variable CNNSERVE_<FLAG> (upper case, '-' -> '_'); the flag wins.\n"
+    "\n"
+    "  --host ADDR              listen address (default 0.0.0.0)\n"
+    "  --port N                 listen port (default 8080; 0 = any free port, logged at start)\n"
+    "  --weights-dir DIR        where <model>.safetensors files live (default ./weights)\n"
+    "  --models LIST            comma list of models to load (default: every model whose file exists)\n"
+    "  --workers N              inference threads (default: number of cores)\n"
+    "  --queue N                requests waiting for a worker before 503 (default 8 per worker)\n"
+    "  --max-body-bytes N       largest request body, suffixes k/M/G (default 20MiB)\n"
+    "  --max-buffered-bytes N   all request bodies held at once before 503 (default 256MiB)\n"
+    "  --max-pixels N           largest decoded image, width*height (default 50000000)\n"
+    "  --timeout S              per-connection idle timeout and request deadline (default 30)\n"
+    "  --drain-timeout S        on SIGTERM, time given to in-flight requests (default 30)\n"
+    "  --max-connections N      concurrent connections (default 512)\n"
+    "  --default-model NAME     model used when a request names none (default mobilenet_v3_large)\n"
+    "  --log-format text|json   log line format (default text)\n"
+    "  --help, --version\n";
+
+const char *config_usage(void) { return usage_text; }
+
+void config_defaults(serve_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    snprintf(cfg->host, sizeof cfg->host, "0.0.0.0");
+    cfg->port = 8080;
+    snprintf(cfg->weights_dir, sizeof cfg->weights_dir, "./weights");
+    long n_cores = sysconf(_SC_NPROCESSORS_ONLN);
+    cfg->n_workers = n_cores > 0 ? (int)(n_cores < 256 ? n_cores : 256) : 1;
+    cfg->max_body_bytes = INT64_C(20) << 20;
+    cfg->max_buffered_bytes = INT64_C(256) << 20;
+    cfg->max_pixels = 50000000;
+    cfg->timeout_s = 30;
+    cfg->drain_timeout_s = 30;
+    cfg->max_connections = 512;
+    cfg->log_format = LOG_FORMAT_TEXT;
+}
+
+cnn_status config_parse_int(const char *s, int64_t lo, int64_t hi, int64_t *out)
+{
+    if (!s || !*s || isspace((unsigned char)*s)) return CNN_ERR_ARG;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end || v < lo || v > hi) return CNN_ERR_ARG;
+    *out = v;
+    return CNN_OK;
+}
+
+cnn_status config_parse_bytes(const char *s, int64_t *out)
+{
+    if (!s || !*s || !isdigit((unsigned char)*s)) return CNN_ERR_ARG;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || v < 0) return CNN_ERR_ARG;
+    static const struct { const char *suffix; int shift; } suffixes[] = {
+        {"", 0}, {"b", 0}, {"k", 10}, {"kb", 10}, {"kib", 10}, {"m", 20}, {"mb", 20}, {"mib", 20},
+        {"g", 30}, {"gb", 30}, {"gib", 30},
+    };
+    for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
+        if (strcasecmp(end, suffixes[i].suffix)) continue;
+        if (v > (INT64_MAX >> suffixes[i].shift)) return CNN_ERR_ARG;
+        *out = (int64_t)v << suffixes[i].shift;
+        return CNN_OK;
+    }
+    return CNN_ERR_ARG;
+}
+
+/* Stores value into the field of flag f; `origin` names the flag or variable for messages. */
+static cnn_status apply_flag(serve_config *cfg, const flag_def *f, const char *value, const char *origin,
+                             char *err, size_t err_bytes)
+{
+    char *base = (char *)cfg + f->offset;
+    int64_t v;
+    switch (f->kind) {
+    case FLAG_STR:
+        if (strlen(value) >= f->str_bytes)
+            return cnn_err(err, err_bytes, CNN_ERR_ARG, "%s: value longer than %zu bytes", origin,
+                           f->str_bytes - 1);
+        memcpy(base, value, strlen(value) + 1);
+        return CNN_OK;
+    case FLAG_INT:
+    case FLAG_INT64:
+        if (config_parse_int(value, f->lo, f->hi, &v) != CNN_OK)
+            return cnn_err(err, err_bytes, CNN_ERR_ARG, "%s: expected an integer in %lld..%lld, got '%s'",
+                           origin, (long long)f->lo, (long long)f->hi, value);
+        if (f->kind == FLAG_INT64) *(int64_t *)(void *)base = v;
+        else *(int *)(void *)base = (int)v;
+        return CNN_OK;
+    case FLAG_BYTES:
+        if (config_parse_bytes(value, &v) != CNN_OK || v < f->lo || v > f->hi)
+            return cnn_err(err, err_bytes, CNN_ERR_ARG,
+                           "%s: expected a byte count (e.g. 1048576, 512k, 20MiB) in %lld..%lld, got '%s'",
+                           origin, (long long)f->lo, (long long)f->hi, value);
+        *(int64_t *)(void *)base = v;
+        return CNN_OK;
+    case FLAG_LOG_FORMAT:
+        if (!strcmp(value, "text")) cfg->log_format = LOG_FORMAT_TEXT;
+        else if (!strcmp(value, "json")) cfg->log_format = LOG_FORMAT_JSON;
+        else return cnn_err(err, err_bytes, CNN_ERR_ARG, "%s: expected text or json, got '%s'", origin, value);
+        return CNN_OK;
+    }
+    return cnn_err(err, err_bytes, CNN_ERR_ARG, "%s: unknown flag kind", origin);
+}
+
+static void env_name(const flag_def *f, char *buf, size_t buf_bytes)
+{
+    size_t n = (size_t)snprintf(buf, buf_bytes, "CNNSERVE_");
+    for (const char *p = f->name; *p && n + 1 < buf_bytes; p++)
+        buf[n++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+    buf[n] = '\0';
+}
+
+cnn_status config_parse(serve_config *cfg, int argc, char **argv, char *err, size_t err_bytes)
+{
+    cnn_status st;
+    for (size_t i = 0; i < N_FLAGS; i++) {
+        char name[64];
+        env_name(&flag_defs[i], name, sizeof name);
+        const char *value = getenv(name);
+        if (value && (st = apply_flag(cfg, &flag_defs[i], value, name, err, err_bytes)) != CNN_OK) return st;
+    }
+    for (int a = 0; a < argc; a++) {
+        const char *arg = argv[a];
+        if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
+            cfg->show_help = 1;
+            continue;
+        }
+        if (!strcmp(arg, "--version")) {
+            cfg->show_version = 1;
+            continue;
+        }
+        if (strncmp(arg, "--", 2))
+            return cnn_err(err, err_bytes, CNN_ERR_ARG, "unexpected argument '%s' (see --help)", arg);
+        const char *name = arg + 2;
+        const char *eq = strchr(name, '=');
+        size_t name_len = eq ? (size_t)(eq - name) : strlen(name);
+        const flag_def *f = NULL;
+        for (size_t i = 0; i < N_FLAGS; i++)
+            if (strlen(flag_defs[i].name) == name_len && !strncmp(flag_defs[i].name, name, name_len))
+                f = &flag_defs[i];
+        if (!f) return cnn_err(err, err_bytes, CNN_ERR_ARG, "unknown flag '%.*s' (see --help)", (int)(name_len + 2), arg);
+        const char *value = eq ? eq + 1 : NULL;
+        if (!value) {
+            if (a + 1 >= argc) return cnn_err(err, err_bytes, CNN_ERR_ARG, "--%s needs a value", f->name);
+            value = argv[++a];
+        }
+        char origin[80];
+        snprintf(origin, sizeof origin, "--%s", f->name);
+        if ((st = apply_flag(cfg, f, value, origin, err, err_bytes)) != CNN_OK) return st;
+    }
+    if (cfg->queue_depth == 0) cfg->queue_depth = 8 * cfg->n_workers;
+    if (cfg->max_buffered_bytes < cfg->max_body_bytes) cfg->max_buffered_bytes = cfg->max_body_bytes;
+    return CNN_OK;
+}

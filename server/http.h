@@ -1,0 +1,32 @@
+/* The HTTP service on libmicrohttpd: routing, request intake, JSON answers and errors, metrics and
+ * access logs. Inference runs on the worker pool; the HTTP side never waits for it (see http.c). */
+#ifndef CNN_HTTP_H
+#define CNN_HTTP_H
+
+#include <stddef.h>
+
+#include "../core/status.h"
+#include "config.h"
+#include "log.h"
+#include "zoo.h"
+
+typedef struct http_server http_server;
+
+/* Starts the workers (which begin their warm-up) and then listens on cfg->host:cfg->port.
+ * default_entry: the zoo entry used when a request names no model. The config, zoo and logger must
+ * outlive the server. Fails with a message naming the address when it cannot listen. */
+cnn_status http_server_start(http_server **out, const serve_config *cfg, zoo *z, const logger *lg, int default_entry,
+                             char *err, size_t err_bytes);
+
+int http_server_port(const http_server *s);
+
+/* SIGTERM: /readyz turns 503, new requests get 503, the listening socket stops accepting. */
+void http_server_begin_drain(http_server *s);
+
+/* Requests received and not yet completed. */
+int http_server_in_flight(const http_server *s);
+
+/* Cancels queued jobs (503), waits for running ones, stops the daemon and frees everything. */
+void http_server_stop(http_server *s);
+
+#endif

@@ -1,0 +1,216 @@
+#include "pipeline.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "timing.h"
+
+struct pipeline_ws {
+    int n_models;
+    const model *models[PIPELINE_MAX_MODELS];
+    model_ctx *ctxs[PIPELINE_MAX_MODELS];
+    float *input;   /* 3 x S x S for the largest S */
+    float *logits;  /* largest num_classes */
+    int idx[PIPELINE_MAX_MODELS][PIPELINE_TOPK_MAX];
+    float prob[PIPELINE_MAX_MODELS][PIPELINE_TOPK_MAX];
+};
+
+cnn_status pipeline_ws_init(pipeline_ws **out, const model *const *models, int n_models, char *err,
+                            size_t err_bytes)
+{
+    *out = NULL;
+    if (n_models < 1 || n_models > PIPELINE_MAX_MODELS)
+        return cnn_err(err, err_bytes, CNN_ERR_ARG, "pipeline: %d models (1..%d supported)", n_models,
+                       PIPELINE_MAX_MODELS);
+    pipeline_ws *ws = calloc(1, sizeof *ws);
+    if (!ws) return cnn_err(err, err_bytes, CNN_ERR_NOMEM, "pipeline: out of memory");
+    cnn_status st = CNN_OK;
+    size_t max_input = 0, max_classes = 0;
+    ws->n_models = n_models;
+    for (int i = 0; i < n_models; i++) {
+        ws->models[i] = models[i];
+        size_t s = (size_t)model_input_size(models[i]);
+        if (3 * s * s > max_input) max_input = 3 * s * s;
+        if ((size_t)model_num_classes(models[i]) > max_classes) max_classes = (size_t)model_num_classes(models[i]);
+        if ((st = model_ctx_init(&ws->ctxs[i], models[i])) != CNN_OK) {
+            cnn_err(err, err_bytes, st, "pipeline: cannot create the context of %s: %s", model_name(models[i]),
+                    cnn_status_str(st));
+            goto fail;
+        }
+    }
+    ws->input = malloc(max_input * sizeof(float));
+    ws->logits = malloc(max_classes * sizeof(float));
+    if (!ws->input || !ws->logits) {
+        st = cnn_err(err, err_bytes, CNN_ERR_NOMEM, "pipeline: out of memory");
+        goto fail;
+    }
+    *out = ws;
+    return CNN_OK;
+fail:
+    pipeline_ws_free(ws);
+    return st;
+}
+
+void pipeline_ws_free(pipeline_ws *ws)
+{
+    if (!ws) return;
+    for (int i = 0; i < ws->n_models; i++) model_ctx_free(ws->ctxs[i]);
+    free(ws->input);
+    free(ws->logits);
+    free(ws);
+}
+
+void pipeline_ws_warmup(pipeline_ws *ws, int slot)
+{
+    int s = model_input_size(ws->models[slot]);
+    memset(ws->input, 0, (size_t)3 * (size_t)s * (size_t)s * sizeof(float));
+    model_run(ws->ctxs[slot], ws->input, ws->logits);
+}
+
+static void preproc_of(const model *m, image_preproc *pp)
+{
+    memset(pp, 0, sizeof *pp);
+    pp->resize = model_resize_size(m);
+    pp->crop = model_input_size(m);
+    memcpy(pp->mean, model_mean(m), sizeof pp->mean);
+    memcpy(pp->std, model_std(m), sizeof pp->std);
+}
+
+static int preproc_equal(const image_preproc *a, const image_preproc *b)
+{
+    return a->resize == b->resize && a->crop == b->crop && !memcmp(a->mean, b->mean, sizeof a->mean) &&
+           !memcmp(a->std, b->std, sizeof a->std);
+}
+
+cnn_status pipeline_classify(pipeline_ws *ws, const uint8_t *data, size_t n_bytes, const pipeline_request *req,
+                             pipeline_result *res, char *err, size_t err_bytes)
+{
+    memset(res, 0, sizeof *res);
+    if (req->n_slots < 1 || req->n_slots > PIPELINE_MAX_MODELS)
+        return cnn_err(err, err_bytes, CNN_ERR_ARG, "no model requested");
+    if (req->top_k < 1 || req->top_k > PIPELINE_TOPK_MAX)
+        return cnn_err(err, err_bytes, CNN_ERR_ARG, "top_k must be in 1..%d", PIPELINE_TOPK_MAX);
+    image_preproc pps[PIPELINE_MAX_MODELS];
+    int min_short_side = 0;
+    for (int i = 0; i < req->n_slots; i++) {
+        int slot = req->slots[i];
+        if (slot < 0 || slot >= ws->n_models) return cnn_err(err, err_bytes, CNN_ERR_ARG, "model slot %d out of range", slot);
+        preproc_of(ws->models[slot], &pps[i]);
+        if (pps[i].resize > min_short_side) min_short_side = pps[i].resize;
+    }
+
+    /* Decode once, with DCT scaling no smaller than the largest resize target. */
+    uint64_t t0 = timing_now_ns();
+    image_decode_opts opts = {.max_pixels = req->max_pixels, .min_short_side = min_short_side};
+    image img;
+    cnn_status st = image_decode(data, n_bytes, &opts, &img, err, err_bytes);
+    if (st != CNN_OK) return st;
+    uint64_t t1 = timing_now_ns();
+    res->decode_ms = timing_ms(t0, t1);
+    res->format = img.format;
+    res->src_width = img.src_width;
+    res->src_height = img.src_height;
+    res->width = img.width;
+    res->height = img.height;
+    res->scale_num = img.scale_num;
+    res->scale_denom = img.scale_denom;
+    res->orientation = img.orientation;
+    res->n_results = req->n_slots;
+
+    /* Models sharing a preprocessing run back to back on one preprocessed input. */
+    int done[PIPELINE_MAX_MODELS] = {0};
+    for (int i = 0; i < req->n_slots; i++) {
+        if (done[i]) continue;
+        uint64_t tp = timing_now_ns();
+        if ((st = image_preprocess(&img, &pps[i], ws->input, err, err_bytes)) != CNN_OK) goto out;
+        res->results[i].preprocess_ms = timing_ms(tp, timing_now_ns());
+        res->preprocess_ms += res->results[i].preprocess_ms;
+        for (int j = i; j < req->n_slots; j++) {
+            if (done[j] || !preproc_equal(&pps[i], &pps[j])) continue;
+            int slot = req->slots[j];
+            const model *m = ws->models[slot];
+            pipeline_model_result *r = &res->results[j];
+            uint64_t ti = timing_now_ns();
+            model_run(ws->ctxs[slot], ws->input, ws->logits);
+            uint64_t tq = timing_now_ns();
+            model_topk(m, ws->logits, req->top_k, ws->idx[j], ws->prob[j]);
+            uint64_t tr = timing_now_ns();
+            r->m = m;
+            r->n_preds = req->top_k;
+            r->idx = ws->idx[j];
+            r->prob = ws->prob[j];
+            r->inference_ms = timing_ms(ti, tq);
+            r->postprocess_ms = timing_ms(tq, tr);
+            res->inference_ms += r->inference_ms;
+            res->postprocess_ms += r->postprocess_ms;
+            done[j] = 1;
+        }
+    }
+out:
+    image_free(&img);
+    return st;
+}
+
+void pipeline_error_code(cnn_status st, int *http_status, const char **code)
+{
+    switch (st) {
+    case CNN_ERR_UNSUPPORTED: *http_status = 415, *code = "unsupported_media_type"; return;
+    case CNN_ERR_DECODE: *http_status = 422, *code = "undecodable_image"; return;
+    case CNN_ERR_TOO_LARGE: *http_status = 422, *code = "image_too_large"; return;
+    case CNN_ERR_NOMEM: *http_status = 503, *code = "busy"; return;
+    case CNN_ERR_ARG: *http_status = 400, *code = "bad_parameter"; return;
+    default: *http_status = 500, *code = "internal"; return;
+    }
+}
+
+json_t *pipeline_ms_json(double ms) { return json_real(round(ms * 1000.0) / 1000.0); }
+
+static json_t *predictions_json(const pipeline_model_result *r)
+{
+    json_t *a = json_array();
+    for (int k = 0; a && k < r->n_preds; k++)
+        json_array_append_new(a, json_pack("{s:i,s:s,s:f}", "index", r->idx[k], "label", model_label(r->idx[k]),
+                                           "score", (double)r->prob[k]));
+    return a;
+}
+
+static json_t *image_json(const pipeline_result *res)
+{
+    char scale[32];
+    snprintf(scale, sizeof scale, "%d/%d", res->scale_num, res->scale_denom);
+    return json_pack("{s:s,s:i,s:i,s:i,s:i,s:s,s:i}", "format", image_format_name(res->format), "width",
+                     res->src_width, "height", res->src_height, "decoded_width", res->width, "decoded_height",
+                     res->height, "decode_scale", scale, "exif_orientation", res->orientation);
+}
+
+json_t *pipeline_result_json(const pipeline_result *res, int all, double receive_ms, double queue_ms,
+                             double total_ms)
+{
+    json_t *o = json_object();
+    if (!o) return NULL;
+    if (all) {
+        json_object_set_new(o, "model", json_string("all"));
+        json_t *results = json_array();
+        for (int i = 0; results && i < res->n_results; i++) {
+            const pipeline_model_result *r = &res->results[i];
+            json_array_append_new(
+                results, json_pack("{s:s,s:o,s:{s:o,s:o,s:o}}", "model", model_name(r->m), "predictions",
+                                   predictions_json(r), "timings_ms", "preprocess", pipeline_ms_json(r->preprocess_ms),
+                                   "inference", pipeline_ms_json(r->inference_ms), "postprocess",
+                                   pipeline_ms_json(r->postprocess_ms)));
+        }
+        json_object_set_new(o, "results", results);
+    } else {
+        json_object_set_new(o, "model", json_string(model_name(res->results[0].m)));
+        json_object_set_new(o, "predictions", predictions_json(&res->results[0]));
+    }
+    json_object_set_new(o, "image", image_json(res));
+    json_object_set_new(o, "timings_ms",
+                        json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "receive", pipeline_ms_json(receive_ms), "decode",
+                                  pipeline_ms_json(res->decode_ms), "preprocess", pipeline_ms_json(res->preprocess_ms),
+                                  "queue", pipeline_ms_json(queue_ms), "inference", pipeline_ms_json(res->inference_ms),
+                                  "postprocess", pipeline_ms_json(res->postprocess_ms), "total",
+                                  pipeline_ms_json(total_ms)));
+    return o;
+}

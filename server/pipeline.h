@@ -1,0 +1,77 @@
+/* The one classification path shared by `cnnserve serve` and `cnnserve classify`: decode (JPEG DCT
+ * scaling targeted at the largest resize size among the requested models), preprocess once per
+ * distinct preprocessing, run each model, softmax + top-k. Same code, same bits, in both. */
+#ifndef CNN_PIPELINE_H
+#define CNN_PIPELINE_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../core/status.h"
+#include "../models/model.h"
+#include "image.h"
+
+#define PIPELINE_MAX_MODELS 8
+#define PIPELINE_TOPK_MAX 1000 /* ImageNet-1k classes after dropping a background output */
+
+/* Flags for json_dumps of pipeline answers: 9 significant digits print every float score exactly. */
+#define PIPELINE_JSON_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(9))
+
+/* Per-thread workspace: one model_ctx per model plus input/logit/top-k buffers, all allocated
+ * at init so classification does not allocate for inference. */
+typedef struct pipeline_ws pipeline_ws;
+
+/* models[slot]: the (shared, read-only) models this workspace can run. */
+cnn_status pipeline_ws_init(pipeline_ws **out, const model *const *models, int n_models, char *err,
+                            size_t err_bytes);
+void pipeline_ws_free(pipeline_ws *ws);
+
+/* One inference of model `slot` on an all-zero input (touches the arena, warms caches). */
+void pipeline_ws_warmup(pipeline_ws *ws, int slot);
+
+typedef struct {
+    int top_k;            /* 1..PIPELINE_TOPK_MAX */
+    int64_t max_pixels;   /* decode pixel cap; 0 = image.h default */
+    int n_slots;
+    int slots[PIPELINE_MAX_MODELS]; /* models to run, in answer order */
+} pipeline_request;
+
+typedef struct {
+    const model *m;
+    int n_preds;
+    const int *idx;       /* torchvision ImageNet index 0..999, best first (points into the workspace) */
+    const float *prob;
+    double preprocess_ms; /* 0 when it reused the input of an earlier model with the same preprocessing */
+    double inference_ms, postprocess_ms;
+} pipeline_model_result;
+
+typedef struct {
+    image_format format;
+    int src_width, src_height;  /* as stored */
+    int width, height;          /* decoded: after DCT scaling and EXIF orientation */
+    int scale_num, scale_denom, orientation;
+    double decode_ms, preprocess_ms, inference_ms, postprocess_ms; /* sums over models */
+    int n_results;
+    pipeline_model_result results[PIPELINE_MAX_MODELS];
+} pipeline_result;
+
+/* Errors are image_decode's (CNN_ERR_UNSUPPORTED / DECODE / TOO_LARGE / NOMEM) or CNN_ERR_ARG.
+ * The result points into ws and stays valid until the next call on ws. */
+cnn_status pipeline_classify(pipeline_ws *ws, const uint8_t *data, size_t n_bytes, const pipeline_request *req,
+                             pipeline_result *res, char *err, size_t err_bytes);
+
+/* The answer body shared by HTTP and the CLI: "model" + "predictions" (one model) or "model": "all"
+ * + "results" (one entry per model), "image", and "timings_ms" with every stage: receive, decode,
+ * preprocess, queue, inference, postprocess, total (the caller measures receive, queue and total). */
+json_t *pipeline_result_json(const pipeline_result *res, int all, double receive_ms, double queue_ms,
+                             double total_ms);
+
+/* HTTP status and error code for a pipeline_classify failure (415 unsupported_media_type,
+ * 422 undecodable_image / image_too_large, 503 busy for out-of-memory, 400 bad_parameter, 500). */
+void pipeline_error_code(cnn_status st, int *http_status, const char **code);
+
+/* Milliseconds rounded to microseconds, for JSON. */
+json_t *pipeline_ms_json(double ms);
+
+#endif

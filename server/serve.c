@@ -1,0 +1,128 @@
+/* `cnnserve serve`: load every model, start the HTTP service, wait for SIGTERM/SIGINT, drain, exit 0. */
+#include <cblas.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "config.h"
+#include "http.h"
+#include "log.h"
+#include "timing.h"
+#include "version.h"
+#include "zoo.h"
+
+/* Entry index of the default model: --default-model if given (must be loaded), else
+ * mobilenet_v3_large when loaded, else the first loaded model. -1 with a message on error. */
+static int pick_default_model(const zoo *z, const char *name, char *err, size_t err_bytes)
+{
+    char loaded[256];
+    zoo_loaded_names(z, loaded, sizeof loaded);
+    if (name[0]) {
+        int e = zoo_find(z, name);
+        if (e < 0 || !z->entries[e].m) {
+            snprintf(err, err_bytes, "--default-model '%s' is not a loaded model (loaded: %s)", name, loaded);
+            return -1;
+        }
+        return e;
+    }
+    int e = zoo_find(z, "mobilenet_v3_large");
+    return e >= 0 && z->entries[e].m ? e : z->loaded[0];
+}
+
+/* Waits up to ms for SIGTERM/SIGINT; returns the signal or 0 on timeout. */
+static int wait_signal(const sigset_t *set, long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    int sig = sigtimedwait(set, NULL, &ts);
+    return sig > 0 ? sig : 0;
+}
+
+int serve_main(int argc, char **argv)
+{
+    serve_config cfg;
+    char err[1024];
+    config_defaults(&cfg);
+    if (config_parse(&cfg, argc, argv, err, sizeof err) != CNN_OK) {
+        fprintf(stderr, "cnnserve serve: %s\n", err);
+        return 2;
+    }
+    if (cfg.show_help) {
+        fputs(config_usage(), stdout);
+        return 0;
+    }
+    if (cfg.show_version) {
+        printf("cnnserve %s\n", CNNSERVE_VERSION);
+        return 0;
+    }
+    logger lg;
+    log_init(&lg, cfg.log_format);
+
+    /* Signals are taken synchronously by this thread (sigtimedwait); block them before any thread
+     * starts so every thread inherits the mask. A write to a closed socket must not kill us. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    /* Each worker runs a whole inference on its own; concurrency comes from the worker pool, so
+     * OpenBLAS must stay single-threaded inside each call: otherwise N workers x M BLAS threads
+     * would oversubscribe the cores and add thread hand-offs to every GEMM. */
+    openblas_set_num_threads(1);
+
+    log_event(&lg, LOG_LEVEL_INFO, "starting",
+              json_pack("{s:s,s:s,s:s}", "version", CNNSERVE_VERSION, "weights_dir", cfg.weights_dir, "models",
+                        cfg.models[0] ? cfg.models : "(every file found)"));
+    zoo z;
+    if (zoo_load(&z, cfg.weights_dir, cfg.models, &lg, err, sizeof err) != CNN_OK) {
+        log_event(&lg, LOG_LEVEL_ERROR, "fatal", json_pack("{s:s}", "msg", err));
+        return 1;
+    }
+    int default_entry = pick_default_model(&z, cfg.default_model, err, sizeof err);
+    if (default_entry < 0) {
+        log_event(&lg, LOG_LEVEL_ERROR, "fatal", json_pack("{s:s}", "msg", err));
+        zoo_free(&z);
+        return 1;
+    }
+    http_server *srv;
+    if (http_server_start(&srv, &cfg, &z, &lg, default_entry, err, sizeof err) != CNN_OK) {
+        log_event(&lg, LOG_LEVEL_ERROR, "fatal", json_pack("{s:s}", "msg", err));
+        zoo_free(&z);
+        return 1;
+    }
+
+    int sig, logged_ready = 0;
+    uint64_t t_start = timing_now_ns();
+    while (!(sig = wait_signal(&sigs, 50))) {
+        if (!logged_ready && zoo_all_ready(&z)) {
+            logged_ready = 1;
+            log_event(&lg, LOG_LEVEL_INFO, "ready",
+                      json_pack("{s:s,s:f}", "default_model", z.entries[default_entry].arch->name, "warmup_ms",
+                                timing_ms(t_start, timing_now_ns())));
+        }
+    }
+
+    log_event(&lg, LOG_LEVEL_INFO, "draining",
+              json_pack("{s:s,s:i,s:i}", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", "in_flight",
+                        http_server_in_flight(srv), "drain_timeout_s", cfg.drain_timeout_s));
+    http_server_begin_drain(srv);
+    uint64_t deadline = timing_now_ns() + (uint64_t)cfg.drain_timeout_s * 1000000000u;
+    int forced = 0;
+    while (http_server_in_flight(srv) > 0 && timing_now_ns() < deadline) {
+        if (wait_signal(&sigs, 10)) {
+            forced = 1; /* a second signal: stop now */
+            break;
+        }
+    }
+    int left = http_server_in_flight(srv);
+    if (left)
+        log_event(&lg, LOG_LEVEL_WARN, "drain_incomplete",
+                  json_pack("{s:i,s:s}", "in_flight", left, "why", forced ? "second signal" : "drain timeout"));
+    http_server_stop(srv);
+    zoo_free(&z);
+    log_event(&lg, LOG_LEVEL_INFO, "stopped", NULL);
+    return 0;
+}

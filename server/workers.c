@@ -1,0 +1,149 @@
+#include "workers.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    workers *pool;
+    pipeline_ws *ws;
+    pthread_t thread;
+    int started;
+} worker;
+
+struct workers {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int capacity;
+    void **ring;      /* capacity slots */
+    int head, n_queued, n_reserved;
+    int closed;
+    int n_workers;
+    worker *threads;
+    zoo *z;
+    workers_run_fn run;
+    workers_cancel_fn cancel;
+    void *cls;
+};
+
+static void *worker_main(void *arg)
+{
+    worker *self = arg;
+    workers *w = self->pool;
+    for (int s = 0; s < w->z->n_loaded; s++) {
+        pipeline_ws_warmup(self->ws, s);
+        atomic_fetch_add(&w->z->entries[w->z->loaded[s]].n_warm, 1);
+    }
+    for (;;) {
+        pthread_mutex_lock(&w->mu);
+        while (!w->n_queued && !w->closed) pthread_cond_wait(&w->cv, &w->mu);
+        if (!w->n_queued) {
+            pthread_mutex_unlock(&w->mu);
+            break;
+        }
+        void *job = w->ring[w->head];
+        w->head = (w->head + 1) % w->capacity;
+        w->n_queued--;
+        pthread_mutex_unlock(&w->mu);
+        w->run(job, self->ws, w->cls);
+    }
+    return NULL;
+}
+
+cnn_status workers_init(workers **out, int n_workers, int capacity, zoo *z, workers_run_fn run,
+                        workers_cancel_fn cancel, void *cls, char *err, size_t err_bytes)
+{
+    *out = NULL;
+    if (n_workers < 1 || capacity < 1) return cnn_err(err, err_bytes, CNN_ERR_ARG, "workers: need >= 1 worker and queue slot");
+    workers *w = calloc(1, sizeof *w);
+    if (!w) return cnn_err(err, err_bytes, CNN_ERR_NOMEM, "workers: out of memory");
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    w->capacity = capacity;
+    w->z = z;
+    w->run = run;
+    w->cancel = cancel;
+    w->cls = cls;
+    w->ring = calloc((size_t)capacity, sizeof *w->ring);
+    w->threads = calloc((size_t)n_workers, sizeof *w->threads);
+    cnn_status st = CNN_OK;
+    if (!w->ring || !w->threads) {
+        st = cnn_err(err, err_bytes, CNN_ERR_NOMEM, "workers: out of memory");
+        goto fail;
+    }
+    const model *models[PIPELINE_MAX_MODELS];
+    for (int s = 0; s < z->n_loaded; s++) models[s] = z->entries[z->loaded[s]].m;
+    w->n_workers = n_workers;
+    for (int i = 0; i < n_workers; i++) {
+        w->threads[i].pool = w;
+        if ((st = pipeline_ws_init(&w->threads[i].ws, models, z->n_loaded, err, err_bytes)) != CNN_OK) goto fail;
+    }
+    z->n_warm_needed = n_workers;
+    for (int i = 0; i < n_workers; i++) {
+        if (pthread_create(&w->threads[i].thread, NULL, worker_main, &w->threads[i])) {
+            st = cnn_err(err, err_bytes, CNN_ERR_NOMEM, "workers: cannot start thread %d", i);
+            goto fail;
+        }
+        w->threads[i].started = 1;
+    }
+    *out = w;
+    return CNN_OK;
+fail:
+    workers_free(w);
+    return st;
+}
+
+int workers_reserve(workers *w)
+{
+    pthread_mutex_lock(&w->mu);
+    int rc = w->closed ? -1 : w->n_queued + w->n_reserved < w->capacity ? 1 : 0;
+    if (rc == 1) w->n_reserved++;
+    pthread_mutex_unlock(&w->mu);
+    return rc;
+}
+
+void workers_submit(workers *w, void *job)
+{
+    pthread_mutex_lock(&w->mu);
+    w->n_reserved--;
+    if (w->closed) {
+        /* Shut down between reserve and submit: the job never runs. */
+        pthread_mutex_unlock(&w->mu);
+        w->cancel(job, w->cls);
+        return;
+    }
+    w->ring[(w->head + w->n_queued) % w->capacity] = job;
+    w->n_queued++;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+int workers_depth(workers *w)
+{
+    pthread_mutex_lock(&w->mu);
+    int n = w->n_queued + w->n_reserved;
+    pthread_mutex_unlock(&w->mu);
+    return n;
+}
+
+int workers_capacity(const workers *w) { return w->capacity; }
+
+void workers_free(workers *w)
+{
+    if (!w) return;
+    pthread_mutex_lock(&w->mu);
+    w->closed = 1;
+    int n_cancel = w->n_queued, head = w->head;
+    w->n_queued = 0;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    for (int i = 0; i < n_cancel; i++) w->cancel(w->ring[(head + i) % w->capacity], w->cls);
+    for (int i = 0; w->threads && i < w->n_workers; i++)
+        if (w->threads[i].started) pthread_join(w->threads[i].thread, NULL);
+    for (int i = 0; w->threads && i < w->n_workers; i++) pipeline_ws_free(w->threads[i].ws);
+    free(w->threads);
+    free(w->ring);
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->mu);
+    free(w);
+}

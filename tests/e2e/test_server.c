@@ -1,0 +1,169 @@
+/* Unit tests of the HTTP service's pure helpers: Content-Type and multipart parsing, flag and
+ * environment parsing. The service itself is exercised end to end by test_e2e.py. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../server/config.h"
+#include "../../server/multipart.h"
+#include "../test.h"
+
+static cnn_status parse(const char *body, const char *boundary, multipart_part *parts, int *n, char *err)
+{
+    return multipart_parse((const uint8_t *)body, strlen(body), boundary, parts, MULTIPART_MAX_PARTS, n, err, 256);
+}
+
+static void test_media_type(void)
+{
+    test_begin();
+    char t[64];
+    multipart_media_type(" Image/JPEG; q=1", t, sizeof t);
+    T_CHECK(!strcmp(t, "image/jpeg"), "got '%s'", t);
+    multipart_media_type(NULL, t, sizeof t);
+    T_CHECK(!strcmp(t, ""), "NULL gives '%s'", t);
+    char b[80], err[256];
+    T_CHECK(multipart_boundary("multipart/form-data; boundary=abc123", b, sizeof b, err, sizeof err) == CNN_OK &&
+                !strcmp(b, "abc123"), "plain boundary");
+    T_CHECK(multipart_boundary("multipart/form-data; charset=x; boundary=\"a b;c\"", b, sizeof b, err, sizeof err) ==
+                    CNN_OK && !strcmp(b, "a b;c"), "quoted boundary: '%s'", b);
+    T_CHECK(multipart_boundary("multipart/form-data", b, sizeof b, err, sizeof err) == CNN_ERR_FORMAT, "missing boundary");
+    T_CHECK(multipart_boundary("multipart/form-data; boundary=\"unterminated", b, sizeof b, err, sizeof err) ==
+                CNN_ERR_FORMAT, "unterminated quote");
+    char long_b[200] = "multipart/form-data; boundary=";
+    memset(long_b + strlen(long_b), 'x', 71);
+    T_CHECK(multipart_boundary(long_b, b, sizeof b, err, sizeof err) == CNN_ERR_FORMAT, "71-char boundary accepted");
+    test_end("content-type and boundary parsing");
+}
+
+static void test_multipart_ok(void)
+{
+    test_begin();
+    const char *body = "preamble\r\n--XB\r\n"
+                       "Content-Disposition: form-data; name=\"model\"\r\n\r\n"
+                       "mnv3s\r\n--XB\r\n"
+                       "Content-Disposition: form-data; name=\"image\"; filename=\"a.jpg\"\r\n"
+                       "Content-Type: image/jpeg\r\n\r\n"
+                       "\xff\xd8\r\n--X\x00Y\r\n--XB--\r\nepilogue";
+    size_t n_body = 0;
+    /* The body contains a NUL: measure up to the epilogue by hand. */
+    const char *tail = "epilogue";
+    for (size_t i = 0;; i++)
+        if (!memcmp(body + i, "--XB--", 6)) {
+            n_body = i + 8 + strlen(tail);
+            break;
+        }
+    multipart_part parts[MULTIPART_MAX_PARTS];
+    int n = 0;
+    char err[256] = "";
+    cnn_status st = multipart_parse((const uint8_t *)body, n_body, "XB", parts, MULTIPART_MAX_PARTS, &n, err, sizeof err);
+    T_CHECK(st == CNN_OK, "status %d: %s", st, err);
+    T_CHECK(n == 2, "n_parts %d", n);
+    if (st == CNN_OK && n == 2) {
+        T_CHECK(!strcmp(parts[0].name, "model") && !parts[0].has_filename, "part 0 name '%s'", parts[0].name);
+        T_CHECK(parts[0].n_bytes == 5 && !memcmp(parts[0].data, "mnv3s", 5), "part 0 value");
+        T_CHECK(!strcmp(parts[1].name, "image") && parts[1].has_filename, "part 1 name '%s'", parts[1].name);
+        T_CHECK(!strcmp(parts[1].content_type, "image/jpeg"), "part 1 type '%s'", parts[1].content_type);
+        /* Data keeps a CRLF and a near-boundary that are not the delimiter. */
+        T_CHECK(parts[1].n_bytes == 9 && !memcmp(parts[1].data, "\xff\xd8\r\n--X\x00Y", 9), "part 1 data (%zu bytes)",
+                parts[1].n_bytes);
+    }
+    test_end("multipart: fields, file, preamble, epilogue, binary data");
+}
+
+static void test_multipart_malformed(void)
+{
+    test_begin();
+    multipart_part parts[MULTIPART_MAX_PARTS];
+    int n = 0;
+    char err[256];
+    static const struct {
+        const char *body, *why;
+    } bad[] = {
+        {"garbage", "no boundary"},
+        {"--XB\r\nContent-Disposition: form-data; name=\"image\"\r\n\r\nabc", "not closed"},
+        {"--XB\r\nContent-Disposition: form-data; name=\"image\"\r\nabc\r\n--XB--", "headers not terminated"},
+        {"--XB\r\nContent-Type: image/png\r\n\r\nabc\r\n--XB--", "no Content-Disposition"},
+        {"--XB\r\nContent-Disposition: attachment; name=\"image\"\r\n\r\nabc\r\n--XB--", "not form-data"},
+        {"--XB\r\nContent-Disposition: form-data\r\n\r\nabc\r\n--XB--", "no name"},
+        {"--XBjunk\r\n\r\n--XB--", "boundary not followed by CRLF"},
+        {"--XB\r\nno colon here\r\n\r\nabc\r\n--XB--", "header without colon"},
+        {"--XB\r\n\r\nabc\r\n--XB--", "part without headers"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = '\0';
+        cnn_status st = parse(bad[i].body, "XB", parts, &n, err);
+        T_CHECK(st == CNN_ERR_FORMAT, "%s: status %d", bad[i].why, st);
+        T_CHECK(strstr(err, "malformed multipart") != NULL, "%s: message '%s'", bad[i].why, err);
+    }
+    /* More parts than allowed. */
+    char many[4096] = "";
+    for (int i = 0; i < MULTIPART_MAX_PARTS + 1; i++)
+        strcat(many, "--XB\r\nContent-Disposition: form-data; name=\"f\"\r\n\r\nv\r\n");
+    strcat(many, "--XB--");
+    T_CHECK(parse(many, "XB", parts, &n, err) == CNN_ERR_FORMAT, "too many parts accepted");
+    /* Empty form: valid, no parts. */
+    T_CHECK(parse("--XB--\r\n", "XB", parts, &n, err) == CNN_OK && n == 0, "empty form: n=%d", n);
+    test_end("multipart: malformed bodies are CNN_ERR_FORMAT with a message");
+}
+
+static void test_config(void)
+{
+    test_begin();
+    serve_config cfg;
+    char err[256] = "";
+    config_defaults(&cfg);
+    setenv("CNNSERVE_PORT", "9000", 1);
+    setenv("CNNSERVE_MAX_BODY_BYTES", "1MiB", 1);
+    setenv("CNNSERVE_LOG_FORMAT", "json", 1);
+    char *argv1[] = {"--port", "9100", "--workers=3", "--models", "mnv3s,shufflenet", "--timeout", "5"};
+    cnn_status st = config_parse(&cfg, 7, argv1, err, sizeof err);
+    T_CHECK(st == CNN_OK, "parse: %s", err);
+    T_CHECK(cfg.port == 9100, "flag must win over the environment: port %d", cfg.port);
+    T_CHECK(cfg.max_body_bytes == 1 << 20, "env max body %lld", (long long)cfg.max_body_bytes);
+    T_CHECK(cfg.log_format == LOG_FORMAT_JSON, "env log format");
+    T_CHECK(cfg.n_workers == 3 && cfg.queue_depth == 24, "workers %d queue %d", cfg.n_workers, cfg.queue_depth);
+    T_CHECK(!strcmp(cfg.models, "mnv3s,shufflenet") && cfg.timeout_s == 5, "models/timeout");
+    unsetenv("CNNSERVE_PORT");
+    unsetenv("CNNSERVE_MAX_BODY_BYTES");
+    unsetenv("CNNSERVE_LOG_FORMAT");
+
+    static const struct {
+        const char *flag, *value, *needle;
+    } bad[] = {
+        {"--port", "70000", "--port"},         {"--workers", "0", "--workers"},
+        {"--max-body-bytes", "12x", "--max-body-bytes"}, {"--log-format", "xml", "--log-format"},
+        {"--bogus", "1", "unknown flag"},      {"--timeout", "", "--timeout"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        config_defaults(&cfg);
+        char *argv2[] = {(char *)bad[i].flag, (char *)bad[i].value};
+        err[0] = '\0';
+        st = config_parse(&cfg, 2, argv2, err, sizeof err);
+        T_CHECK(st == CNN_ERR_ARG && strstr(err, bad[i].needle), "%s %s: status %d, '%s'", bad[i].flag, bad[i].value, st,
+                err);
+    }
+    config_defaults(&cfg);
+    setenv("CNNSERVE_QUEUE", "-1", 1);
+    st = config_parse(&cfg, 0, NULL, err, sizeof err);
+    T_CHECK(st == CNN_ERR_ARG && strstr(err, "CNNSERVE_QUEUE"), "bad env value: '%s'", err);
+    unsetenv("CNNSERVE_QUEUE");
+    config_defaults(&cfg);
+    char *argv3[] = {"--port"};
+    T_CHECK(config_parse(&cfg, 1, argv3, err, sizeof err) == CNN_ERR_ARG, "missing value accepted");
+
+    int64_t v;
+    T_CHECK(config_parse_bytes("20MiB", &v) == CNN_OK && v == 20 << 20, "20MiB");
+    T_CHECK(config_parse_bytes("64k", &v) == CNN_OK && v == 64 << 10, "64k");
+    T_CHECK(config_parse_bytes("-5", &v) == CNN_ERR_ARG, "negative bytes");
+    T_CHECK(config_parse_int("12", 1, 10, &v) == CNN_ERR_ARG, "out of range int");
+    T_CHECK(config_parse_int(" 5", 1, 10, &v) == CNN_ERR_ARG, "leading space");
+    test_end("serve flags and CNNSERVE_* environment");
+}
+
+int main(void)
+{
+    test_media_type();
+    test_multipart_ok();
+    test_multipart_malformed();
+    test_config();
+    return test_finish();
+}
