@@ -20,6 +20,7 @@ COPY Makefile ./
 COPY core/ core/
 COPY models/ models/
 COPY server/ server/
+COPY openapi.yaml ./
 RUN make -j"$(nproc)" bin/cnnserve && strip -o /cnnserve bin/cnnserve
 
 FROM debian:bookworm-slim AS weights
@@ -50,7 +51,7 @@ FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         libopenblas0-pthread libjansson4 libmicrohttpd12 libturbojpeg0 libpng16-16 libwebp7 curl \
- && rm -rf /var/lib/apt/lists/* \
+ && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin \
  && groupadd --system --gid 10001 cnnserve \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin cnnserve
 COPY --from=build /cnnserve /usr/local/bin/cnnserve
