@@ -61,12 +61,11 @@ cnn_status image_check_dims(int64_t width, int64_t height, int64_t max_pixels, c
     if (width <= 0 || height <= 0)
         return cnn_err(err, err_bytes, CNN_ERR_TOO_LARGE, "%s has a zero dimension (%lldx%lld)",
                        what, (long long)width, (long long)height);
-    /* width, height < 2^32 for every format, so the product cannot overflow int64. */
-    if (width * height > max_pixels)
+    /* Division, not width * height: header fields up to 2^32 - 1 would overflow the product. */
+    if (width > max_pixels / height)
         return cnn_err(err, err_bytes, CNN_ERR_TOO_LARGE,
-                       "%s is %lldx%lld = %lld pixels, above the limit of %lld", what,
-                       (long long)width, (long long)height, (long long)(width * height),
-                       (long long)max_pixels);
+                       "%s is %lldx%lld pixels, above the limit of %lld pixels", what,
+                       (long long)width, (long long)height, (long long)max_pixels);
     return CNN_OK;
 }
 

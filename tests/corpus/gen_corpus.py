@@ -373,6 +373,10 @@ def main():
     bad[16:20] = struct.pack(">I", 0)
     bad[29:33] = struct.pack(">I", zlib.crc32(bytes(bad[12:29])))
     add("png_zero_width.png", bytes(bad), "too_large", "IHDR width 0")
+    bad[16:24] = struct.pack(">II", 0xEFDEF31F, 0xD43E6027)
+    bad[29:33] = struct.pack(">I", zlib.crc32(bytes(bad[12:29])))
+    add("png_ihdr_4g_x_4g.png", bytes(bad), "too_large",
+        "IHDR near 2^32 x 2^32: the pixel count overflows int64 (found by the fuzzer)")
     assert ihdr_w == 96
     # Decompression bomb: 20000x20000 1-bit all-zero image, ~50 MB of raw rows in a small file.
     comp = zlib.compressobj(9)

@@ -614,6 +614,12 @@ static void test_pixel_cap(void)
         put32(hp.p + 29, 1, crc);
         st = decode_status(hp.p, hp.n, NULL, err, sizeof err);
         T_CHECK(st == CNN_ERR_TOO_LARGE, "png 65535x65535: %s (%s)", cnn_status_str(st), err);
+        /* Dimensions whose product overflows int64 (a fuzzer find). */
+        put32(hp.p + 16, 1, 0xEFDEF31Fu);
+        put32(hp.p + 20, 1, 0xD43E6027u);
+        put32(hp.p + 29, 1, png_crc(hp.p + 12, 17));
+        st = decode_status(hp.p, hp.n, NULL, err, sizeof err);
+        T_CHECK(st == CNN_ERR_TOO_LARGE, "png 4G x 4G: %s (%s)", cnn_status_str(st), err);
         put32(hp.p + 16, 1, 0);
         put32(hp.p + 29, 1, png_crc(hp.p + 12, 17));
         st = decode_status(hp.p, hp.n, NULL, err, sizeof err);
