@@ -1,19 +1,17 @@
 /* Direct depthwise convolution (groups == c_in == c_out), NCHW, batch 1.
  *
- * Per channel and output row:
- *  - rows whose whole k_h window lies inside the input, with a square 3x3/5x5 kernel and stride 1
- *    or 2 (what MobileNetV3 / ShuffleNetV2 use), go through a specialized interior kernel over the
- *    columns whose window is inside the input, with no bounds checks; the few border columns are
- *    computed point by point;
- *  - every other row (top/bottom border rows, other kernel sizes and strides) is accumulated tap
- *    by tap over the output positions each tap can reach (ranges computed up front, no per-element
- *    checks).
- * Bias and activation are applied while the row is still in L1.
- * Two variants: portable C (auto-vectorized for the baseline ISA) and AVX2+FMA intrinsics for the
- * interior kernel, selected at run time since the binary is built for generic x86-64. */
+ * Square 3x3 / 5x5 kernels with stride 1 or 2 (what MobileNetV3 and ShuffleNetV2 use) run a
+ * specialized kernel: each input row is copied once per channel into a small zero-padded staging
+ * row on the stack, so every output column, borders included, is computed by the same
+ * bounds-check-free vector loop, with bias and activation applied in registers (AVX2) or while the
+ * row is in L1 (portable). Every other shape accumulates tap by tap over the output columns each
+ * tap reaches (ranges computed up front, no per-element checks).
+ * Two variants: portable C (auto-vectorized for the baseline ISA) and AVX2+FMA intrinsics,
+ * selected at run time since the binary is built for generic x86-64. */
 #include "kernels.h"
 
 #include <assert.h>
+#include <string.h>
 
 #include "kernels_internal.h"
 
@@ -24,32 +22,11 @@
 #define KERNELS_DW_X86 0
 #endif
 
-/* Largest kernel side with a specialized interior kernel. */
+/* Largest kernel side with a specialized kernel. */
 #define DW_FAST_K_MAX 5
-
-/* Columns [lo, hi) of the interior and its row pointers, shared by both variants. */
-typedef struct {
-    const float *rows[DW_FAST_K_MAX]; /* input rows ih0 .. ih0 + k - 1 */
-    const float *w;                   /* k*k weights of the channel */
-    float bias;
-    act_kind act;
-    int pad_l, lo, hi;
-} dw_interior;
-
-/* act(bias + window sum) for one output, with bounds checks (border columns). */
-static float dw_point(const conv2d_params *p, const float *xc, const float *wc, float b, int oh,
-                      int ow)
-{
-    const int ih0 = oh * p->stride_h - p->pad_t, iw0 = ow * p->stride_w - p->pad_l;
-    const int i0 = kernels_imax(0, -ih0), i1 = kernels_imin(p->k_h, p->h_in - ih0);
-    const int j0 = kernels_imax(0, -iw0), j1 = kernels_imin(p->k_w, p->w_in - iw0);
-    float s = b;
-    for (int i = i0; i < i1; i++) {
-        const float *xrow = xc + (size_t)(ih0 + i) * (size_t)p->w_in;
-        for (int j = j0; j < j1; j++) s += wc[i * p->k_w + j] * xrow[iw0 + j];
-    }
-    return kernels_act_one(p->act, s);
-}
+/* Floats per staged (zero-padded) input row; wider rows take the generic path. With K_MAX + 1
+ * rows the staging buffer is 24 KiB of stack. */
+#define DW_ROW_MAX 1024
 
 /* y[i] += a * x[i], i < n. */
 static inline __attribute__((always_inline)) void dw_axpy(float *restrict y,
@@ -63,9 +40,8 @@ static inline __attribute__((always_inline)) void dw_axpy(float *restrict y,
 
 /* Any kernel / stride / padding: the row starts at the bias and every tap (i, j) whose input row
  * exists adds w*x over the output columns it reaches. */
-static inline __attribute__((always_inline)) void dw_row_taps(const conv2d_params *p,
-                                                              const float *xc, const float *wc,
-                                                              float b, int oh, float *yrow)
+static void dw_row_taps(const conv2d_params *p, const float *xc, const float *wc, float b, int oh,
+                        float *yrow)
 {
     const int ih0 = oh * p->stride_h - p->pad_t, sw = p->stride_w;
     const int i0 = kernels_imax(0, -ih0), i1 = kernels_imin(p->k_h, p->h_in - ih0);
@@ -87,49 +63,118 @@ static inline __attribute__((always_inline)) void dw_row_taps(const conv2d_param
     act_forward(p->act, yrow, (size_t)p->w_out);
 }
 
-/* ---- portable interior kernel ---- */
+/* ---- staging of zero-padded input rows ---- */
 
-static inline __attribute__((always_inline)) void dw_interior_c_k(const int k, const int s,
-                                                                  const dw_interior *d,
-                                                                  float *restrict yrow)
+/* Input row ih lives in slot ih % k (k consecutive rows never collide) at offset pad_l. The
+ * padding cells of every slot and the whole zero row are cleared once per call and never written
+ * again, so staging a row is one memcpy, done once per input row and channel. Rows are long
+ * enough for whole 8-output steps, so the kernels below never check a column. */
+typedef struct {
+    float *slot[DW_FAST_K_MAX];
+    int slot_row[DW_FAST_K_MAX]; /* input row held by each slot, -1 when none */
+    const float *zero;           /* stands for rows above / below the input */
+    int n_copy;                  /* input columns that fall inside the staged width */
+} dw_stage;
+
+/* Staged width for the specialized kernels, or 0 when the convolution does not qualify
+ * (not square 3x3/5x5 with stride 1/2) or its rows would not fit DW_ROW_MAX. */
+static int dw_stage_width(const conv2d_params *p)
 {
-    int ow = d->lo;
-    for (; ow + KERNELS_BLOCK <= d->hi; ow += KERNELS_BLOCK) {
-        float t[KERNELS_BLOCK];
-        for (int j = 0; j < KERNELS_BLOCK; j++) t[j] = d->bias;
-        for (int i = 0; i < k; i++) {
-            const float *r = d->rows[i] + (ow * s - d->pad_l);
-            for (int kj = 0; kj < k; kj++) {
-                const float wv = d->w[i * k + kj];
-                for (int j = 0; j < KERNELS_BLOCK; j++) t[j] += wv * r[j * s + kj];
+    const int k = p->k_h, s = p->stride_h;
+    if (p->k_w != k || p->stride_w != s || !(k == 3 || k == 5) || !(s == 1 || s == 2)) return 0;
+    const long w_steps = ((long)p->w_out + 7) / 8 * 8;
+    const long width = (w_steps - 1) * s + k;
+    return width <= DW_ROW_MAX ? (int)width : 0;
+}
+
+static void dw_stage_init(dw_stage *st, float *buf, int width, const conv2d_params *p)
+{
+    const int k = p->k_h;
+    st->n_copy = kernels_imax(kernels_imin(p->w_in, width - p->pad_l), 0);
+    for (int i = 0; i <= k; i++) {
+        float *row = buf + (size_t)i * DW_ROW_MAX;
+        memset(row, 0, (size_t)width * sizeof *row);
+        if (i < k)
+            st->slot[i] = row;
+        else
+            st->zero = row;
+    }
+}
+
+/* Points rows[0..k) at the staged input rows of output row oh (xc: the channel's input). */
+static inline __attribute__((always_inline)) void dw_stage_rows(const conv2d_params *p,
+                                                                dw_stage *st, const float *xc,
+                                                                int oh, const float **rows)
+{
+    const int k = p->k_h, ih0 = oh * p->stride_h - p->pad_t;
+    for (int i = 0; i < k; i++) {
+        const int ih = ih0 + i;
+        if (ih < 0 || ih >= p->h_in) {
+            rows[i] = st->zero;
+            continue;
+        }
+        const int sl = ih % k;
+        if (st->slot_row[sl] != ih && st->n_copy > 0) {
+            memcpy(st->slot[sl] + p->pad_l, xc + (size_t)ih * (size_t)p->w_in,
+                   (size_t)st->n_copy * sizeof *xc);
+            st->slot_row[sl] = ih;
+        }
+        rows[i] = st->slot[sl];
+    }
+}
+
+/* ---- specialized kernels: one channel, 3x3 / 5x5, stride 1 / 2 ---- */
+
+static inline __attribute__((always_inline)) void dw_channel_c_k(const int k, const int s,
+                                                                 const conv2d_params *p,
+                                                                 dw_stage *st, const float *xc,
+                                                                 const float *wc, float b,
+                                                                 float *yc)
+{
+    const int w_out = p->w_out;
+    const float *rows[DW_FAST_K_MAX];
+    for (int i = 0; i < k; i++) st->slot_row[i] = -1;
+    for (int oh = 0; oh < p->h_out; oh++) {
+        float *restrict yrow = yc + (size_t)oh * (size_t)w_out;
+        dw_stage_rows(p, st, xc, oh, rows);
+        int ow = 0;
+        for (; ow + KERNELS_BLOCK <= w_out; ow += KERNELS_BLOCK) {
+            float t[KERNELS_BLOCK];
+            for (int j = 0; j < KERNELS_BLOCK; j++) t[j] = b;
+#pragma GCC unroll 5
+            for (int i = 0; i < k; i++) {
+                const float *r = rows[i] + ow * s;
+#pragma GCC unroll 5
+                for (int kj = 0; kj < k; kj++) {
+                    const float wv = wc[i * k + kj];
+                    for (int j = 0; j < KERNELS_BLOCK; j++) t[j] += wv * r[j * s + kj];
+                }
             }
+            for (int j = 0; j < KERNELS_BLOCK; j++) yrow[ow + j] = t[j];
         }
-        for (int j = 0; j < KERNELS_BLOCK; j++) yrow[ow + j] = t[j];
-    }
-    for (; ow < d->hi; ow++) {
-        float t = d->bias;
-        for (int i = 0; i < k; i++) {
-            const float *r = d->rows[i] + (ow * s - d->pad_l);
-            for (int kj = 0; kj < k; kj++) t += d->w[i * k + kj] * r[kj];
+        for (; ow < w_out; ow++) {
+            float t = b;
+            for (int i = 0; i < k; i++)
+                for (int kj = 0; kj < k; kj++) t += wc[i * k + kj] * rows[i][ow * s + kj];
+            yrow[ow] = t;
         }
-        yrow[ow] = t;
+        act_forward(p->act, yrow, (size_t)w_out);
     }
-    act_forward(d->act, yrow + d->lo, (size_t)(d->hi - d->lo));
 }
 
-static void dw_interior_c(int k, int s, const dw_interior *d, float *yrow)
+static void dw_channel_c(const conv2d_params *p, dw_stage *st, const float *xc, const float *wc,
+                         float b, float *yc)
 {
+    const int k = p->k_h, s = p->stride_h;
     if (k == 3 && s == 1)
-        dw_interior_c_k(3, 1, d, yrow);
+        dw_channel_c_k(3, 1, p, st, xc, wc, b, yc);
     else if (k == 3 && s == 2)
-        dw_interior_c_k(3, 2, d, yrow);
+        dw_channel_c_k(3, 2, p, st, xc, wc, b, yc);
     else if (k == 5 && s == 1)
-        dw_interior_c_k(5, 1, d, yrow);
+        dw_channel_c_k(5, 1, p, st, xc, wc, b, yc);
     else
-        dw_interior_c_k(5, 2, d, yrow);
+        dw_channel_c_k(5, 2, p, st, xc, wc, b, yc);
 }
-
-/* ---- AVX2 + FMA interior kernel ---- */
 
 #if KERNELS_DW_X86
 #define DW_AVX2 __attribute__((target("avx2,fma")))
@@ -153,117 +198,79 @@ static inline __attribute__((always_inline)) DW_AVX2 __m256 dw_act_avx2(__m256 v
     return v;
 }
 
-/* 8 outputs per step. Stride 2 loads x[0..8) and x[7..15) and keeps the even elements of the
- * first and the odd of the second; the result is in the lane order (0 1 4 5 | 2 3 6 7), which all
- * taps share, so one permute per step restores it. The last step is shifted back to end at hi
- * (recomputing a few outputs) instead of running a scalar tail. */
-static inline __attribute__((always_inline)) DW_AVX2 void dw_interior_avx2_k(const int k,
-                                                                             const int s,
-                                                                             const dw_interior *d,
-                                                                             float *yrow)
+/* 8 outputs per step; a last partial step is computed whole (the staged rows cover it) and only
+ * its valid lanes stored. Stride 2 loads x[0..8) and x[7..15) and keeps the even elements of the
+ * first and the odd of the second: the lanes come out in the order (0 1 4 5 | 2 3 6 7), which all
+ * taps share, so one permute per step restores it. */
+static inline __attribute__((always_inline)) DW_AVX2 void
+dw_channel_avx2_k(const int k, const int s, const conv2d_params *p, dw_stage *st, const float *xc,
+                  const float *wc, float b, float *yc)
 {
+    const int w_out = p->w_out;
+    const act_kind act = p->act;
+    const float *rows[DW_FAST_K_MAX];
     __m256 wv[DW_FAST_K_MAX * DW_FAST_K_MAX];
-    for (int t = 0; t < k * k; t++) wv[t] = _mm256_broadcast_ss(d->w + t);
-    const __m256 vb = _mm256_set1_ps(d->bias);
-    for (int ow = d->lo;; ow += 8) {
-        if (ow > d->hi - 8) ow = d->hi - 8;
-        __m256 acc = vb;
-        for (int i = 0; i < k; i++) {
-            const float *r = d->rows[i] + (ow * s - d->pad_l);
-            for (int kj = 0; kj < k; kj++) {
-                __m256 v;
-                if (s == 1) {
-                    v = _mm256_loadu_ps(r + kj);
-                } else {
-                    v = _mm256_shuffle_ps(_mm256_loadu_ps(r + kj), _mm256_loadu_ps(r + kj + 7),
-                                          _MM_SHUFFLE(3, 1, 2, 0));
+    for (int t = 0; t < k * k; t++) wv[t] = _mm256_broadcast_ss(wc + t);
+    const __m256 vb = _mm256_set1_ps(b);
+    for (int i = 0; i < k; i++) st->slot_row[i] = -1;
+    for (int oh = 0; oh < p->h_out; oh++) {
+        float *yrow = yc + (size_t)oh * (size_t)w_out;
+        dw_stage_rows(p, st, xc, oh, rows);
+        for (int ow = 0; ow < w_out; ow += 8) {
+            /* one accumulator per kernel row: short dependency chains */
+            __m256 part[DW_FAST_K_MAX];
+#pragma GCC unroll 5
+            for (int i = 0; i < k; i++) {
+                const float *r = rows[i] + ow * s;
+                __m256 acc = i == 0 ? vb : _mm256_setzero_ps();
+#pragma GCC unroll 5
+                for (int kj = 0; kj < k; kj++) {
+                    __m256 v;
+                    if (s == 1) {
+                        v = _mm256_loadu_ps(r + kj);
+                    } else {
+                        v = _mm256_shuffle_ps(_mm256_loadu_ps(r + kj),
+                                              _mm256_loadu_ps(r + kj + 7),
+                                              _MM_SHUFFLE(3, 1, 2, 0));
+                    }
+                    acc = _mm256_fmadd_ps(wv[i * k + kj], v, acc);
                 }
-                acc = _mm256_fmadd_ps(wv[i * k + kj], v, acc);
+                part[i] = acc;
+            }
+            __m256 acc = _mm256_add_ps(part[0], part[1]);
+            if (k == 3) {
+                acc = _mm256_add_ps(acc, part[2]);
+            } else {
+                acc = _mm256_add_ps(acc, _mm256_add_ps(part[2], part[3]));
+                acc = _mm256_add_ps(acc, part[4]);
+            }
+            if (s == 2)
+                acc = _mm256_castpd_ps(
+                    _mm256_permute4x64_pd(_mm256_castps_pd(acc), _MM_SHUFFLE(3, 1, 2, 0)));
+            acc = dw_act_avx2(acc, act);
+            if (ow + 8 <= w_out) {
+                _mm256_storeu_ps(yrow + ow, acc);
+            } else {
+                float tail[8];
+                _mm256_storeu_ps(tail, acc);
+                for (int j = 0; j < w_out - ow; j++) yrow[ow + j] = tail[j];
             }
         }
-        if (s == 2)
-            acc = _mm256_castpd_ps(
-                _mm256_permute4x64_pd(_mm256_castps_pd(acc), _MM_SHUFFLE(3, 1, 2, 0)));
-        _mm256_storeu_ps(yrow + ow, dw_act_avx2(acc, d->act));
-        if (ow + 8 >= d->hi) break;
     }
 }
 
-/* Requires d->hi - d->lo >= 8 (narrower interiors use the portable kernel). */
-static DW_AVX2 void dw_interior_avx2(int k, int s, const dw_interior *d, float *yrow)
-{
-    if (k == 3 && s == 1)
-        dw_interior_avx2_k(3, 1, d, yrow);
-    else if (k == 3 && s == 2)
-        dw_interior_avx2_k(3, 2, d, yrow);
-    else if (k == 5 && s == 1)
-        dw_interior_avx2_k(5, 1, d, yrow);
-    else
-        dw_interior_avx2_k(5, 2, d, yrow);
-}
-#endif
-
-/* ---- driver ---- */
-
-/* One channel; inlined into each variant so the tap loops are compiled for that variant's ISA. */
-static inline __attribute__((always_inline)) void dw_channel(const conv2d_params *p,
-                                                             const float *xc, const float *wc,
-                                                             float b, float *yc, kernels_isa isa)
+static DW_AVX2 void dw_channel_avx2(const conv2d_params *p, dw_stage *st, const float *xc,
+                                    const float *wc, float b, float *yc)
 {
     const int k = p->k_h, s = p->stride_h;
-    const int fast = p->k_w == k && p->stride_w == s && (k == 3 || k == 5) && (s == 1 || s == 2);
-    dw_interior d = {.w = wc, .bias = b, .act = p->act, .pad_l = p->pad_l};
-    if (fast) {
-        /* interior columns: taps 0 and k-1 both inside the row */
-        int lo0, hi0, lo1, hi1;
-        kernels_tap_range(-p->pad_l, s, p->w_in, p->w_out, &lo0, &hi0);
-        kernels_tap_range(k - 1 - p->pad_l, s, p->w_in, p->w_out, &lo1, &hi1);
-        d.lo = kernels_imax(lo0, lo1);
-        d.hi = kernels_imax(kernels_imin(hi0, hi1), d.lo);
-    }
-    for (int oh = 0; oh < p->h_out; oh++) {
-        float *yrow = yc + (size_t)oh * (size_t)p->w_out;
-        const int ih0 = oh * s - p->pad_t;
-        if (!fast || ih0 < 0 || ih0 + k > p->h_in) {
-            dw_row_taps(p, xc, wc, b, oh, yrow);
-            continue;
-        }
-        for (int i = 0; i < k; i++) d.rows[i] = xc + (size_t)(ih0 + i) * (size_t)p->w_in;
-#if KERNELS_DW_X86
-        if (isa == KERNELS_ISA_AVX2 && d.hi - d.lo >= 8)
-            dw_interior_avx2(k, s, &d, yrow);
-        else
-            dw_interior_c(k, s, &d, yrow);
-#else
-        (void)isa;
-        dw_interior_c(k, s, &d, yrow);
-#endif
-        for (int ow = 0; ow < d.lo; ow++) yrow[ow] = dw_point(p, xc, wc, b, oh, ow);
-        for (int ow = d.hi; ow < p->w_out; ow++) yrow[ow] = dw_point(p, xc, wc, b, oh, ow);
-    }
-}
-
-static void dw_forward_generic(const conv2d_params *p, const float *x, const float *w,
-                               const float *bias, float *y)
-{
-    const size_t hw_in = (size_t)p->h_in * (size_t)p->w_in;
-    const size_t hw_out = (size_t)p->h_out * (size_t)p->w_out;
-    const size_t kk = (size_t)p->k_h * (size_t)p->k_w;
-    for (int c = 0; c < p->c_in; c++)
-        dw_channel(p, x + (size_t)c * hw_in, w + (size_t)c * kk, bias ? bias[c] : 0.0f,
-                   y + (size_t)c * hw_out, KERNELS_ISA_GENERIC);
-}
-
-#if KERNELS_DW_X86
-static DW_AVX2 void dw_forward_avx2(const conv2d_params *p, const float *x, const float *w,
-                                    const float *bias, float *y)
-{
-    const size_t hw_in = (size_t)p->h_in * (size_t)p->w_in;
-    const size_t hw_out = (size_t)p->h_out * (size_t)p->w_out;
-    const size_t kk = (size_t)p->k_h * (size_t)p->k_w;
-    for (int c = 0; c < p->c_in; c++)
-        dw_channel(p, x + (size_t)c * hw_in, w + (size_t)c * kk, bias ? bias[c] : 0.0f,
-                   y + (size_t)c * hw_out, KERNELS_ISA_AVX2);
+    if (k == 3 && s == 1)
+        dw_channel_avx2_k(3, 1, p, st, xc, wc, b, yc);
+    else if (k == 3 && s == 2)
+        dw_channel_avx2_k(3, 2, p, st, xc, wc, b, yc);
+    else if (k == 5 && s == 1)
+        dw_channel_avx2_k(5, 1, p, st, xc, wc, b, yc);
+    else
+        dw_channel_avx2_k(5, 2, p, st, xc, wc, b, yc);
 }
 #endif
 
@@ -281,12 +288,31 @@ void dwconv2d_forward_isa(const conv2d_params *p, const float *x, const float *w
     assert(p->groups == p->c_in && p->groups == p->c_out && p->c_in > 0);
     assert(p->h_out > 0 && p->w_out > 0 && p->k_h > 0 && p->k_w > 0);
     assert(p->stride_h > 0 && p->stride_w > 0 && p->pad_t >= 0 && p->pad_l >= 0);
-#if KERNELS_DW_X86
-    if (isa == KERNELS_ISA_AVX2) {
-        dw_forward_avx2(p, x, w, bias, y);
+    assert(isa == KERNELS_ISA_GENERIC || isa == KERNELS_ISA_AVX2);
+    const size_t hw_in = (size_t)p->h_in * (size_t)p->w_in;
+    const size_t hw_out = (size_t)p->h_out * (size_t)p->w_out;
+    const size_t kk = (size_t)p->k_h * (size_t)p->k_w;
+    const int width = dw_stage_width(p);
+    if (width == 0) {
+        for (int c = 0; c < p->c_in; c++)
+            for (int oh = 0; oh < p->h_out; oh++)
+                dw_row_taps(p, x + (size_t)c * hw_in, w + (size_t)c * kk, bias ? bias[c] : 0.0f,
+                            oh, y + (size_t)c * hw_out + (size_t)oh * (size_t)p->w_out);
         return;
     }
+    float buf[(DW_FAST_K_MAX + 1) * DW_ROW_MAX];
+    dw_stage st;
+    dw_stage_init(&st, buf, width, p);
+    for (int c = 0; c < p->c_in; c++) {
+        const float *xc = x + (size_t)c * hw_in, *wc = w + (size_t)c * kk;
+        const float b = bias ? bias[c] : 0.0f;
+        float *yc = y + (size_t)c * hw_out;
+#if KERNELS_DW_X86
+        if (isa == KERNELS_ISA_AVX2) {
+            dw_channel_avx2(p, &st, xc, wc, b, yc);
+            continue;
+        }
 #endif
-    assert(isa == KERNELS_ISA_GENERIC);
-    dw_forward_generic(p, x, w, bias, y);
+        dw_channel_c(p, &st, xc, wc, b, yc);
+    }
 }

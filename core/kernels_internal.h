@@ -24,6 +24,9 @@ void dwconv2d_forward_isa(const conv2d_params *p, const float *x, const float *w
  * -O2 (very-cheap) vectorizer, which refuses loops of unknown trip count, still vectorizes them. */
 #define KERNELS_BLOCK 8
 
+/* Floats of pool2d_forward's row buffer (stack); windows wider than this take a slower path. */
+#define KERNELS_POOL_TILE 512
+
 static inline __attribute__((always_inline)) float kernels_act_one(act_kind act, float v)
 {
     float r;

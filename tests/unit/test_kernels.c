@@ -342,10 +342,13 @@ static void dw_sweep(conv_via via, uint64_t seed, sweep_stats *st)
                         continue;
                     conv_case(&p, idx % 4 != 2, via, &r, st);
                 }
-    /* rows wider than one vector block in every stride, plus non-square shapes */
+    /* rows wider than one vector block in every stride, non-square shapes, and rows too wide
+     * for the specialized kernels' staging buffer (1024 floats), which take the generic path */
     static const int extra[][6] = {/* h, w, k_h, k_w, s_h, s_w */
-                                   {20, 64, 3, 3, 1, 1}, {21, 67, 3, 3, 2, 2}, {18, 45, 5, 5, 1, 1},
-                                   {19, 53, 5, 5, 2, 2}, {10, 30, 3, 5, 1, 1}, {10, 30, 3, 3, 1, 2}};
+                                   {20, 64, 3, 3, 1, 1},  {21, 67, 3, 3, 2, 2},
+                                   {18, 45, 5, 5, 1, 1},  {19, 53, 5, 5, 2, 2},
+                                   {10, 30, 3, 5, 1, 1},  {10, 30, 3, 3, 1, 2},
+                                   {3, 1100, 3, 3, 1, 1}, {5, 2100, 5, 5, 2, 2}};
     for (size_t i = 0; i < sizeof extra / sizeof *extra; i++)
         for (int mode = 0; mode < N_PAD_MODES; mode++, idx++) {
             conv2d_params p;
@@ -517,6 +520,43 @@ static void test_pool_sweep(void)
     if (n_failed) T_CHECK(0, "%d of %d pooling cases failed", n_failed, n_cases);
     T_CHECK(n_cases > 300, "only %d pooling cases ran", n_cases);
     test_end("pool2d sweep max/avg, ceil_mode, count_include_pad, asymmetric pads");
+}
+
+/* Rows with several column tiles, and windows wider than the row buffer (the fallback). */
+static void test_pool_wide(void)
+{
+    /* {h, w, k_h, k_w, s_h, s_w, pad_l, pad_r} */
+    const int wide = KERNELS_POOL_TILE + 3;
+    const int cases[][8] = {
+        {3, 1100, 3, 3, 1, 1, 1, 1}, {4, 2100, 2, 5, 2, 3, 2, 1},
+        {2, 700, 2, wide, 1, 40, 0, 0}, {3, 1200, 3, wide, 2, 1, 7, 3},
+    };
+    test_begin();
+    rng r = {13};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        for (int kind = 0; kind < 2; kind++)
+            for (int cip = 0; cip < 2; cip++) {
+                const int *c = cases[i];
+                pool2d_params p = {.kind = (pool_kind)kind, .c = 2, .h_in = c[0], .w_in = c[1],
+                                   .k_h = c[2], .k_w = c[3], .stride_h = c[4], .stride_w = c[5],
+                                   .pad_l = c[6], .pad_r = c[7], .count_include_pad = cip};
+                p.h_out = kernels_out_size(p.h_in, p.k_h, p.stride_h, 0, 0, 1);
+                p.w_out = kernels_out_size(p.w_in, p.k_w, p.stride_w, p.pad_l, p.pad_r, 1);
+                const size_t n_y = (size_t)p.c * p.h_out * p.w_out;
+                float *x = alloc_random((size_t)p.c * p.h_in * p.w_in, &r), *y = alloc_nan(n_y);
+                double *want = alloc_doubles(n_y);
+                pool2d_forward(&p, x, y);
+                ref_pool(&p, x, want);
+                long bad = first_bad(y, want, NULL, n_y);
+                T_CHECK(bad < 0, "%s cip %d in %dx%d k %dx%d s %d/%d pads l%d r%d: first bad index "
+                        "%ld got %.9g want %.9g", kind == POOL_MAX ? "max" : "avg", cip, c[0],
+                        c[1], c[2], c[3], c[4], c[5], c[6], c[7], bad,
+                        bad < 0 ? 0.0 : (double)y[bad], bad < 0 ? 0.0 : want[bad]);
+                free(x);
+                free(y);
+                free(want);
+            }
+    test_end("pool2d wide rows (column tiles) and windows wider than the row buffer");
 }
 
 static void test_pool_hand(void)
@@ -958,6 +998,7 @@ int main(void)
     else
         test_skip("dwconv sweep, AVX2 variant", "CPU lacks AVX2/FMA");
     test_pool_sweep();
+    test_pool_wide();
     test_pool_hand();
     test_adaptive_avgpool();
     test_linear();
