@@ -84,7 +84,9 @@ static int dw_stage_width(const conv2d_params *p)
     if (p->k_w != k || p->stride_w != s || !(k == 3 || k == 5) || !(s == 1 || s == 2)) return 0;
     const long w_steps = ((long)p->w_out + 7) / 8 * 8;
     const long width = (w_steps - 1) * s + k;
-    return width <= DW_ROW_MAX ? (int)width : 0;
+    /* the AVX2 row copy stores whole 8-float blocks from pad_l on */
+    const long copy_end = (long)p->pad_l + ((long)p->w_in + 7) / 8 * 8;
+    return width <= DW_ROW_MAX && copy_end <= DW_ROW_MAX ? (int)width : 0;
 }
 
 static void dw_stage_init(dw_stage *st, float *buf, int width, const conv2d_params *p)
@@ -101,12 +103,22 @@ static void dw_stage_init(dw_stage *st, float *buf, int width, const conv2d_para
     }
 }
 
-/* Points rows[0..k) at the staged input rows of output row oh (xc: the channel's input). */
-static inline __attribute__((always_inline)) void dw_stage_rows(const conv2d_params *p,
-                                                                dw_stage *st, const float *xc,
-                                                                int oh, const float **rows)
+/* A staged row still to be filled: n_copy floats from src to dst. */
+typedef struct {
+    float *dst;
+    const float *src;
+} dw_copy;
+
+/* Points rows[0..k) at the staged input rows of output row oh (xc: the channel's input) and lists
+ * in copies the rows not staged yet; returns their number. The caller copies them with its own
+ * ISA (for narrow rows a libc call per row would cost as much as the arithmetic). */
+static inline __attribute__((always_inline)) int dw_stage_rows(const int k, const conv2d_params *p,
+                                                               dw_stage *st, const float *xc,
+                                                               int oh, const float **rows,
+                                                               dw_copy *copies)
 {
-    const int k = p->k_h, ih0 = oh * p->stride_h - p->pad_t;
+    const int ih0 = oh * p->stride_h - p->pad_t;
+    int n_copies = 0;
     for (int i = 0; i < k; i++) {
         const int ih = ih0 + i;
         if (ih < 0 || ih >= p->h_in) {
@@ -114,13 +126,14 @@ static inline __attribute__((always_inline)) void dw_stage_rows(const conv2d_par
             continue;
         }
         const int sl = ih % k;
-        if (st->slot_row[sl] != ih && st->n_copy > 0) {
-            memcpy(st->slot[sl] + p->pad_l, xc + (size_t)ih * (size_t)p->w_in,
-                   (size_t)st->n_copy * sizeof *xc);
+        if (st->slot_row[sl] != ih) {
+            copies[n_copies++] = (dw_copy){st->slot[sl] + p->pad_l,
+                                           xc + (size_t)ih * (size_t)p->w_in};
             st->slot_row[sl] = ih;
         }
         rows[i] = st->slot[sl];
     }
+    return n_copies;
 }
 
 /* ---- specialized kernels: one channel, 3x3 / 5x5, stride 1 / 2 ---- */
@@ -136,9 +149,12 @@ static inline __attribute__((always_inline)) void dw_channel_c_k(const int k, co
     for (int i = 0; i < k; i++) st->slot_row[i] = -1;
     for (int oh = 0; oh < p->h_out; oh++) {
         float *restrict yrow = yc + (size_t)oh * (size_t)w_out;
-        dw_stage_rows(p, st, xc, oh, rows);
-        int ow = 0;
-        for (; ow + KERNELS_BLOCK <= w_out; ow += KERNELS_BLOCK) {
+        dw_copy copies[DW_FAST_K_MAX];
+        const int n_copies = dw_stage_rows(k, p, st, xc, oh, rows, copies);
+        for (int i = 0; i < n_copies; i++)
+            memcpy(copies[i].dst, copies[i].src, (size_t)st->n_copy * sizeof *xc);
+        /* whole blocks only: the staged rows cover the last one, whose surplus is dropped */
+        for (int ow = 0; ow < w_out; ow += KERNELS_BLOCK) {
             float t[KERNELS_BLOCK];
             for (int j = 0; j < KERNELS_BLOCK; j++) t[j] = b;
 #pragma GCC unroll 5
@@ -150,13 +166,11 @@ static inline __attribute__((always_inline)) void dw_channel_c_k(const int k, co
                     for (int j = 0; j < KERNELS_BLOCK; j++) t[j] += wv * r[j * s + kj];
                 }
             }
-            for (int j = 0; j < KERNELS_BLOCK; j++) yrow[ow + j] = t[j];
-        }
-        for (; ow < w_out; ow++) {
-            float t = b;
-            for (int i = 0; i < k; i++)
-                for (int kj = 0; kj < k; kj++) t += wc[i * k + kj] * rows[i][ow * s + kj];
-            yrow[ow] = t;
+            if (ow + KERNELS_BLOCK <= w_out) {
+                for (int j = 0; j < KERNELS_BLOCK; j++) yrow[ow + j] = t[j];
+            } else {
+                for (int j = 0; j < w_out - ow; j++) yrow[ow + j] = t[j];
+            }
         }
         act_forward(p->act, yrow, (size_t)w_out);
     }
@@ -198,6 +212,23 @@ static inline __attribute__((always_inline)) DW_AVX2 __m256 dw_act_avx2(__m256 v
     return v;
 }
 
+/* Lanes [0, n) set, 0 < n < 8. */
+static inline __attribute__((always_inline)) DW_AVX2 __m256i dw_mask_avx2(int n)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* dst[0..n) = src[0..n); the last partial block is read with a masked load (no access past
+ * src + n) and stored whole: its extra lanes are zeros landing in the staged row's right padding,
+ * which dw_stage_width keeps inside the slot. */
+static inline __attribute__((always_inline)) DW_AVX2 void dw_copy_avx2(float *dst,
+                                                                       const float *src, int n)
+{
+    int i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_loadu_ps(src + i));
+    if (i < n) _mm256_storeu_ps(dst + i, _mm256_maskload_ps(src + i, dw_mask_avx2(n - i)));
+}
+
 /* 8 outputs per step; a last partial step is computed whole (the staged rows cover it) and only
  * its valid lanes stored. Stride 2 loads x[0..8) and x[7..15) and keeps the even elements of the
  * first and the odd of the second: the lanes come out in the order (0 1 4 5 | 2 3 6 7), which all
@@ -215,7 +246,9 @@ dw_channel_avx2_k(const int k, const int s, const conv2d_params *p, dw_stage *st
     for (int i = 0; i < k; i++) st->slot_row[i] = -1;
     for (int oh = 0; oh < p->h_out; oh++) {
         float *yrow = yc + (size_t)oh * (size_t)w_out;
-        dw_stage_rows(p, st, xc, oh, rows);
+        dw_copy copies[DW_FAST_K_MAX];
+        const int n_copies = dw_stage_rows(k, p, st, xc, oh, rows, copies);
+        for (int i = 0; i < n_copies; i++) dw_copy_avx2(copies[i].dst, copies[i].src, st->n_copy);
         for (int ow = 0; ow < w_out; ow += 8) {
             /* one accumulator per kernel row: short dependency chains */
             __m256 part[DW_FAST_K_MAX];
@@ -248,13 +281,10 @@ dw_channel_avx2_k(const int k, const int s, const conv2d_params *p, dw_stage *st
                 acc = _mm256_castpd_ps(
                     _mm256_permute4x64_pd(_mm256_castps_pd(acc), _MM_SHUFFLE(3, 1, 2, 0)));
             acc = dw_act_avx2(acc, act);
-            if (ow + 8 <= w_out) {
+            if (ow + 8 <= w_out)
                 _mm256_storeu_ps(yrow + ow, acc);
-            } else {
-                float tail[8];
-                _mm256_storeu_ps(tail, acc);
-                for (int j = 0; j < w_out - ow; j++) yrow[ow + j] = tail[j];
-            }
+            else
+                _mm256_maskstore_ps(yrow + ow, dw_mask_avx2(w_out - ow), acc);
         }
     }
 }
