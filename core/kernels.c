@@ -121,13 +121,14 @@ static void conv_im2col(const conv2d_params *p, const float *x, int c, float *co
                         continue;
                     }
                     const float *xrow = xc + (size_t)ih * (size_t)p->w_in;
-                    memset(dst, 0, (size_t)lo * sizeof *dst);
-                    if (sw == 1) {
+                    /* size-0 calls skipped: most rows need no padding and the calls are short */
+                    if (lo > 0) memset(dst, 0, (size_t)lo * sizeof *dst);
+                    if (hi > lo && sw == 1) {
                         memcpy(dst + lo, xrow + lo + off, (size_t)(hi - lo) * sizeof *dst);
                     } else {
                         for (int ow = lo; ow < hi; ow++) dst[ow] = xrow[ow * sw + off];
                     }
-                    memset(dst + hi, 0, (size_t)(w_out - hi) * sizeof *dst);
+                    if (hi < w_out) memset(dst + hi, 0, (size_t)(w_out - hi) * sizeof *dst);
                 }
             }
         }
@@ -213,6 +214,7 @@ static void pool_stage(const pool2d_params *p, const float *xc, int h0, int h1, 
     for (int t = t_hi; t < span; t++) buf[t] = ident;
     float *dst = buf + t_lo;
     const int n = t_hi - t_lo;
+    if (n == 0) return;
     if (h1 <= h0) {
         for (int t = 0; t < n; t++) dst[t] = ident;
         return;

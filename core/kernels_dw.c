@@ -53,6 +53,7 @@ static void dw_row_taps(const conv2d_params *p, const float *xc, const float *wc
             const float wv = wc[i * p->k_w + j];
             int lo, hi;
             kernels_tap_range(off, sw, p->w_in, p->w_out, &lo, &hi);
+            if (hi == lo) continue;
             if (sw == 1) {
                 dw_axpy(yrow + lo, xrow + lo + off, wv, hi - lo);
             } else {
@@ -67,7 +68,7 @@ static void dw_row_taps(const conv2d_params *p, const float *xc, const float *wc
 
 /* Input row ih lives in slot ih % k (k consecutive rows never collide) at offset pad_l. The
  * padding cells of every slot and the whole zero row are cleared once per call and never written
- * again, so staging a row is one memcpy, done once per input row and channel. Rows are long
+ * with data, so staging a row is one copy, done once per input row and channel. Rows are long
  * enough for whole 8-output steps, so the kernels below never check a column. */
 typedef struct {
     float *slot[DW_FAST_K_MAX];
@@ -319,6 +320,7 @@ void dwconv2d_forward_isa(const conv2d_params *p, const float *x, const float *w
     assert(p->h_out > 0 && p->w_out > 0 && p->k_h > 0 && p->k_w > 0);
     assert(p->stride_h > 0 && p->stride_w > 0 && p->pad_t >= 0 && p->pad_l >= 0);
     assert(isa == KERNELS_ISA_GENERIC || isa == KERNELS_ISA_AVX2);
+    (void)isa; /* only read on x86 */
     const size_t hw_in = (size_t)p->h_in * (size_t)p->w_in;
     const size_t hw_out = (size_t)p->h_out * (size_t)p->w_out;
     const size_t kk = (size_t)p->k_h * (size_t)p->k_w;
