@@ -31,12 +31,23 @@ static int pick_default_model(const zoo *z, const char *name, char *err, size_t 
     return e >= 0 && z->entries[e].m ? e : z->loaded[0];
 }
 
-/* Waits up to ms for SIGTERM/SIGINT; returns the signal or 0 on timeout. */
-static int wait_signal(const sigset_t *set, long ms)
+/* SIGTERM/SIGINT received so far. The only file-scope mutable state of the program: a signal
+ * handler may portably communicate only through a volatile sig_atomic_t object. A handler (rather
+ * than blocking the signals and sigwait) is needed because library threads started before main
+ * (OpenBLAS's pool, sanitizer runtimes) do not block them, and the default action would kill us. */
+static volatile sig_atomic_t n_stop_signals;
+static volatile sig_atomic_t last_stop_signal;
+
+static void on_stop_signal(int sig)
+{
+    last_stop_signal = sig;
+    n_stop_signals = n_stop_signals + 1;
+}
+
+static void sleep_ms(long ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    int sig = sigtimedwait(set, NULL, &ts);
-    return sig > 0 ? sig : 0;
+    nanosleep(&ts, NULL); /* a signal cuts it short, which is what we want */
 }
 
 int serve_main(int argc, char **argv)
@@ -59,14 +70,14 @@ int serve_main(int argc, char **argv)
     logger lg;
     log_init(&lg, cfg.log_format);
 
-    /* Signals are taken synchronously by this thread (sigtimedwait); block them before any thread
-     * starts so every thread inherits the mask. A write to a closed socket must not kill us. */
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN); /* a write to a closed socket must not kill us */
 
     /* Each worker runs a whole inference on its own; concurrency comes from the worker pool, so
      * OpenBLAS must stay single-threaded inside each call: otherwise N workers x M BLAS threads
@@ -94,9 +105,10 @@ int serve_main(int argc, char **argv)
         return 1;
     }
 
-    int sig, logged_ready = 0;
+    int logged_ready = 0;
     uint64_t t_start = timing_now_ns();
-    while (!(sig = wait_signal(&sigs, 50))) {
+    while (!n_stop_signals) {
+        sleep_ms(50);
         if (!logged_ready && zoo_all_ready(&z)) {
             logged_ready = 1;
             log_event(&lg, LOG_LEVEL_INFO, "ready",
@@ -106,16 +118,17 @@ int serve_main(int argc, char **argv)
     }
 
     log_event(&lg, LOG_LEVEL_INFO, "draining",
-              json_pack("{s:s,s:i,s:i}", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", "in_flight",
+              json_pack("{s:s,s:i,s:i}", "signal", last_stop_signal == SIGINT ? "SIGINT" : "SIGTERM", "in_flight",
                         http_server_in_flight(srv), "drain_timeout_s", cfg.drain_timeout_s));
     http_server_begin_drain(srv);
     uint64_t deadline = timing_now_ns() + (uint64_t)cfg.drain_timeout_s * 1000000000u;
     int forced = 0;
     while (http_server_in_flight(srv) > 0 && timing_now_ns() < deadline) {
-        if (wait_signal(&sigs, 10)) {
+        if (n_stop_signals > 1) {
             forced = 1; /* a second signal: stop now */
             break;
         }
+        sleep_ms(10);
     }
     int left = http_server_in_flight(srv);
     if (left)

@@ -1,0 +1,848 @@
+#!/usr/bin/python3
+"""End-to-end test of `cnnserve serve` and `cnnserve classify`: starts the real binary ($BIN/cnnserve,
+the ASan build under `make asan`) on a free 127.0.0.1 port and drives every endpoint with curl.
+
+Weights: a temporary directory of symlinks, the real ../shared/weights files where present and the
+PyTorch-generated random-weight files of $CNN_CACHE/ref (tests/ref/gen_reference.py) for the other
+models. Prints one "ok - / not ok - / skip - " line per case; every request is bounded in time and
+every loop in count.
+"""
+
+import concurrent.futures
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zlib
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.environ.get("BUILD", "build")
+BIN = os.path.join(REPO, os.environ.get("BIN", "bin"), "cnnserve")
+SHARED = os.environ.get("CNN_SHARED", os.path.join(REPO, "..", "shared"))
+CACHE = os.environ.get("CNN_CACHE", os.path.join(REPO, "cache"))
+SAMPLE = os.path.join(SHARED, "data", "imagenet-sample")
+ASAN = "asan" in BUILD
+ARCHS = ["mobilenet_v3_large", "mobilenet_v3_small", "shufflenet_v2_x1_0", "alexnet", "inception_v3"]
+REAL = ["mobilenet_v3_small", "shufflenet_v2_x1_0"]  # ../shared/weights
+STAGES = ["receive", "decode", "preprocess", "queue", "inference", "postprocess", "total"]
+CURL_MAX_TIME = 300 if ASAN else 120
+
+n_fail = 0
+n_pass = 0
+
+
+t_case = [time.time()]
+
+
+def report(name, problems):
+    """problems: list of strings; empty = pass."""
+    global n_fail, n_pass
+    print("# %.1f s" % (time.time() - t_case[0]))
+    t_case[0] = time.time()
+    if problems:
+        for p in problems[:20]:
+            print("#   " + p)
+        print("not ok - " + name)
+        n_fail += 1
+    else:
+        print("ok - " + name)
+        n_pass += 1
+    sys.stdout.flush()
+
+
+def skip(name, why):
+    print("skip - %s: %s" % (name, why))
+    sys.stdout.flush()
+
+
+class Response:
+    def __init__(self, status, headers, body, exit_code):
+        self.status, self.headers, self.body, self.exit_code = status, headers, body, exit_code
+
+    def json(self):
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
+
+    def describe(self):
+        return "status %s curl exit %s body %r" % (self.status, self.exit_code, self.body[:300])
+
+
+def curl(url, *args, timeout=None):
+    """One request with curl; headers lower-cased, last value wins."""
+    with tempfile.TemporaryDirectory() as tmp:
+        hdr, out = os.path.join(tmp, "h"), os.path.join(tmp, "b")
+        cmd = ["curl", "-s", "-S", "--max-time", str(timeout or CURL_MAX_TIME), "-D", hdr, "-o", out,
+               "-w", "%{http_code}"] + list(args) + [url]
+        p = subprocess.run(cmd, capture_output=True)
+        status = int(p.stdout.decode() or 0) if p.stdout.decode().isdigit() else 0
+        headers = {}
+        if os.path.exists(hdr):
+            for line in open(hdr, "rb").read().decode("latin-1").split("\r\n"):
+                if ":" in line:
+                    k, v = line.split(":", 1)
+                    headers[k.strip().lower()] = v.strip()
+        body = open(out, "rb").read() if os.path.exists(out) else b""
+        return Response(status, headers, body, p.returncode)
+
+
+class Server:
+    """A cnnserve serve process on 127.0.0.1 with an ephemeral port; stderr collected in a thread."""
+
+    def __init__(self, weights_dir, *flags, env=None):
+        cmd = [BIN, "serve", "--host", "127.0.0.1", "--port", "0", "--weights-dir", weights_dir] + list(flags)
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     env=dict(os.environ, **(env or {})))
+        self.lines = []
+        self.lock = threading.Lock()
+        self.port = None
+        self.listening = threading.Event()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        self.listening.wait(120)
+        self.url = "http://127.0.0.1:%s" % self.port
+
+    def _read(self):
+        for raw in self.proc.stderr:
+            line = raw.decode(errors="replace").rstrip("\n")
+            with self.lock:
+                self.lines.append(line)
+            port = None
+            if line.startswith("{"):
+                try:
+                    event = json.loads(line)
+                    port = event.get("port") if event.get("event") == "listening" else None
+                except ValueError:
+                    pass
+            else:
+                m = re.search(r" listening .*port=(\d+)", line)
+                port = int(m.group(1)) if m else None
+            if port is not None and self.port is None:
+                self.port = port
+                self.listening.set()
+        self.listening.set()
+
+    def log(self):
+        with self.lock:
+            return list(self.lines)
+
+    def wait_ready(self, limit_s=300):
+        """Polls /readyz until 200; returns the statuses seen."""
+        seen = []
+        t_end = time.time() + limit_s
+        while time.time() < t_end and self.proc.poll() is None:
+            r = curl(self.url + "/readyz", timeout=10)
+            seen.append((r.status, (r.json() or {}).get("status")))
+            if r.status == 200:
+                break
+            time.sleep(0.01)
+        return seen
+
+    def stop(self, sig=signal.SIGTERM, limit_s=120):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(limit_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return None
+        finally:
+            self.reader.join(10)
+
+
+# ---------------------------------------------------------------------------------------- fixtures
+
+def make_weights_dir(tmp):
+    """<arch>.safetensors: the real shared files where present (symlinks), else $CNN_CACHE/ref random ones.
+    Those are hard links (tmp lives in $CNN_CACHE), a snapshot that `make ref` replacing the files
+    (it writes new files and renames them) cannot change under a running test."""
+    wdir = os.path.join(tmp, "weights")
+    os.makedirs(wdir)
+    sources = {}
+    for arch in ARCHS:
+        real = os.path.join(SHARED, "weights", arch + ".safetensors")
+        rand = os.path.join(CACHE, "ref", arch + ".safetensors")
+        src = real if os.path.exists(real) else rand if os.path.exists(rand) else None
+        dst = os.path.join(wdir, arch + ".safetensors")
+        if src == real:
+            os.symlink(os.path.abspath(src), dst)
+            sources[arch] = "real"
+        elif src:
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copyfile(src, dst)
+            sources[arch] = "random"
+    return wdir, sources
+
+
+def png_chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xffffffff)
+
+
+def make_png(width, height, with_data=True):
+    """A valid RGB PNG (gradient) or, with_data=False, only a header claiming width x height."""
+    head = b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+    if not with_data:
+        return head + png_chunk(b"IEND", b"")
+    rows = b"".join(b"\x00" + bytes(v for x in range(width) for v in ((x * 7 + y * 3) % 256, (x * y) % 256, (y * 5) % 256))
+                    for y in range(height))
+    return head + png_chunk(b"IDAT", zlib.compress(rows)) + png_chunk(b"IEND", b"")
+
+
+def sample_photos():
+    """[(file, index, name)] of ../shared/data/imagenet-sample, or []."""
+    tsv = os.path.join(SAMPLE, "labels.tsv")
+    if not os.path.exists(tsv):
+        return []
+    rows = []
+    for line in open(tsv).read().splitlines()[1:]:
+        f, idx, _, name = line.split("\t")
+        rows.append((os.path.join(SAMPLE, f), int(idx), name))
+    return rows
+
+
+def strip_volatile(answer):
+    """An answer without what legitimately differs between two runs (ids, timings, file names)."""
+    a = json.loads(json.dumps(answer))
+    for k in ("request_id", "timings_ms", "file"):
+        a.pop(k, None)
+    for r in a.get("results", []):
+        r.pop("timings_ms", None)
+    return a
+
+
+def classify_jpeg(srv, path, query="", timeout=None):
+    return curl(srv.url + "/v1/classify" + query, "-H", "Content-Type: image/jpeg", "--data-binary", "@" + path,
+                timeout=timeout)
+
+
+# ---------------------------------------------------------------------------------------- cases
+
+def check_answer_shape(a, model, top_k):
+    p = []
+    if not isinstance(a, dict):
+        return ["not a JSON object"]
+    for k in ("request_id", "model", "image", "timings_ms"):
+        if k not in a:
+            p.append("missing key " + k)
+    if a.get("model") != model:
+        p.append("model %r, expected %r" % (a.get("model"), model))
+    preds = a.get("predictions") or []
+    if len(preds) != top_k:
+        p.append("%d predictions, expected %d" % (len(preds), top_k))
+    scores = [x.get("score", -1) for x in preds]
+    if scores != sorted(scores, reverse=True) or any(not (0 <= s <= 1) for s in scores) or sum(scores) > 1 + 1e-5:
+        p.append("scores not sorted probabilities: %s" % scores[:5])
+    if any(not (0 <= x.get("index", -1) <= 999) or not x.get("label") for x in preds):
+        p.append("bad index/label in %s" % preds[:3])
+    t = a.get("timings_ms") or {}
+    if sorted(t) != sorted(STAGES) or any(not isinstance(v, (int, float)) or v < 0 for v in t.values()):
+        p.append("timings_ms %s" % t)
+    img = a.get("image") or {}
+    for k in ("format", "width", "height", "decode_scale", "exif_orientation"):
+        if k not in img:
+            p.append("image lacks " + k)
+    return p
+
+
+def case_readyz_before_warmup(seen):
+    name = "/readyz is 503 before warm-up, then 200"
+    if not seen or seen[-1][0] != 200:
+        report(name, ["never became ready: %s" % seen[-5:]])
+        return
+    if seen[0][0] == 200:
+        skip(name, "warm-up finished before the first probe (%d probes)" % len(seen))
+        return
+    p = []
+    first_ok = [s for s, _ in seen].index(200)
+    if any(s != 503 or st != "warming_up" for s, st in seen[:first_ok]):
+        p.append("before ready: %s" % seen[:first_ok][:5])
+    report(name, p)
+
+
+def case_basic_endpoints(srv, loaded):
+    p = []
+    r = curl(srv.url + "/healthz")
+    if r.status != 200 or (r.json() or {}).get("status") != "ok":
+        p.append("/healthz " + r.describe())
+    r = curl(srv.url + "/readyz")
+    states = (r.json() or {}).get("models", {})
+    if r.status != 200 or sorted(states) != sorted(loaded) or set(states.values()) != {"ready"}:
+        p.append("/readyz " + r.describe())
+    r = curl(srv.url + "/openapi.yaml")
+    if r.status != 200 or r.body != open(os.path.join(REPO, "openapi.yaml"), "rb").read():
+        p.append("/openapi.yaml does not serve openapi.yaml: " + r.describe())
+    else:
+        try:
+            import yaml
+            doc = yaml.safe_load(r.body)
+            want = ["/v1/classify", "/classify", "/v1/models", "/v1/models/{name}", "/healthz", "/readyz",
+                    "/metrics", "/openapi.yaml"]
+            if not str(doc.get("openapi", "")).startswith("3.0") or any(w not in doc["paths"] for w in want):
+                p.append("openapi.yaml lacks routes: %s" % list(doc.get("paths", {})))
+        except ImportError:
+            pass
+    report("GET /healthz, /readyz, /openapi.yaml", p)
+
+
+def case_models(srv, loaded, sources):
+    p = []
+    r = curl(srv.url + "/v1/models")
+    doc = r.json() or {}
+    models = {m.get("name"): m for m in doc.get("models", [])}
+    if r.status != 200 or sorted(models) != sorted(ARCHS):
+        p.append("/v1/models " + r.describe())
+    for name, m in models.items():
+        if name in loaded:
+            for k in ("aliases", "input_size", "resize_size", "mean", "std", "num_classes", "params", "macs",
+                      "weights_file", "metadata", "resident_bytes"):
+                if k not in m:
+                    p.append("%s lacks %s" % (name, k))
+            if m.get("state") != "ready" or not m.get("params", 0) > 0 or not m.get("macs", 0) > 0 \
+                    or not m.get("resident_bytes", 0) > 0:
+                p.append("%s: %s" % (name, {k: m.get(k) for k in ("state", "params", "macs", "resident_bytes")}))
+        elif m.get("state") != "missing" or not m.get("why"):
+            p.append("%s should be missing with a reason: %s" % (name, m))
+    if sources.get("mobilenet_v3_small") == "real":
+        m = models.get("mobilenet_v3_small", {})
+        if m.get("num_classes") != 1001 or m.get("padding") != "tf_same" or not (m.get("metadata") or {}).get("license"):
+            p.append("real mobilenet_v3_small: %s" % {k: m.get(k) for k in ("num_classes", "padding", "metadata")})
+    for alias, canon in (("mnv3l", "mobilenet_v3_large"), ("mnv3s", "mobilenet_v3_small"),
+                         ("shufflenet", "shufflenet_v2_x1_0"), ("alexnet", "alexnet"), ("inception", "inception_v3")):
+        r = curl(srv.url + "/v1/models/" + alias)
+        if r.status != 200 or (r.json() or {}).get("name") != canon:
+            p.append("/v1/models/%s: %s" % (alias, r.describe()))
+    r = curl(srv.url + "/v1/models/resnet50")
+    err = (r.json() or {}).get("error", {})
+    if r.status != 404 or sorted(err.get("loaded_models", [])) != sorted(loaded):
+        p.append("/v1/models/resnet50: " + r.describe())
+    report("GET /v1/models and /v1/models/{name}: states, sizes, params/MACs, aliases", p)
+
+
+def case_classify_raw(srv, photo, default_model):
+    p = []
+    r = classify_jpeg(srv, photo)
+    a = r.json()
+    if r.status != 200:
+        report("POST /v1/classify raw JPEG body", [r.describe()])
+        return None
+    p += check_answer_shape(a, default_model, 5)
+    st = r.headers.get("server-timing", "")
+    if [s.split(";")[0].strip() for s in st.split(",")] != STAGES or "dur=" not in st:
+        p.append("Server-Timing: %r" % st)
+    if r.headers.get("x-request-id") != a.get("request_id"):
+        p.append("X-Request-Id %r vs request_id %r" % (r.headers.get("x-request-id"), a.get("request_id")))
+    r2 = curl(srv.url + "/classify", "-H", "Content-Type: application/octet-stream", "-H", "X-Request-Id: e2e-trace-1",
+              "--data-binary", "@" + photo)
+    a2 = r2.json() or {}
+    if r2.status != 200 or strip_volatile(a2) != strip_volatile(a) or a2.get("request_id") != "e2e-trace-1":
+        p.append("POST /classify alias with octet-stream differs: " + r2.describe())
+    report("POST /v1/classify raw JPEG body: answer, timings, Server-Timing, request id", p)
+    return a
+
+
+def case_multipart(srv, photo, loaded):
+    p = []
+    model = loaded[-1]
+    r = curl(srv.url + "/v1/classify", "-F", "image=@%s;type=image/jpeg" % photo, "-F", "model=" + model,
+             "-F", "top_k=3")
+    if r.status != 200:
+        p.append(r.describe())
+    else:
+        p += check_answer_shape(r.json(), model, 3)
+    r2 = classify_jpeg(srv, photo, "?model=%s&top_k=3" % model)
+    if r2.status != 200 or strip_volatile(r2.json()) != strip_volatile(r.json() or {}):
+        p.append("multipart and raw body answers differ: " + r2.describe())
+    report("POST /v1/classify multipart/form-data with image, model and top_k fields", p)
+
+
+def case_aliases(srv, photo, loaded):
+    p = []
+    for alias, canon in (("mnv3l", "mobilenet_v3_large"), ("mnv3s", "mobilenet_v3_small"),
+                         ("shufflenet", "shufflenet_v2_x1_0"), ("alexnet", "alexnet"), ("inception", "inception_v3")):
+        if canon not in loaded:
+            continue
+        r = classify_jpeg(srv, photo, "?model=" + alias + "&top_k=1")
+        if r.status != 200 or (r.json() or {}).get("model") != canon:
+            p.append("model=%s: %s" % (alias, r.describe()))
+    report("model aliases resolve to canonical names", p)
+
+
+def case_model_all(srv, photo, loaded):
+    p = []
+    r = classify_jpeg(srv, photo, "?model=all&top_k=2")
+    a = r.json() or {}
+    results = a.get("results") or []
+    if r.status != 200 or a.get("model") != "all":
+        report("model=all", [r.describe()])
+        return
+    if [x.get("model") for x in results] != [m for m in ARCHS if m in loaded]:
+        p.append("results models %s" % [x.get("model") for x in results])
+    for x in results:
+        if len(x.get("predictions", [])) != 2 or sorted(x.get("timings_ms", {})) != \
+                sorted(["preprocess", "inference", "postprocess"]):
+            p.append("result %s" % x)
+    if sorted(a.get("timings_ms", {})) != sorted(STAGES) or "predictions" in a:
+        p.append("top-level shape %s" % sorted(a))
+    # Preprocessing runs once per distinct (resize, crop, mean, std).
+    models = {m["name"]: m for m in (curl(srv.url + "/v1/models").json() or {}).get("models", [])}
+    distinct = {(m["resize_size"], m["input_size"], tuple(m["mean"]), tuple(m["std"]))
+                for n, m in models.items() if n in loaded}
+    n_pre = sum(1 for x in results if x.get("timings_ms", {}).get("preprocess", 0) > 0)
+    if n_pre != len(distinct):
+        p.append("%d preprocessing runs for %d distinct preprocessings" % (n_pre, len(distinct)))
+    report("model=all: every loaded model side by side, one decode, preprocessing per distinct input", p)
+
+
+def case_top_k(srv, photo):
+    p = []
+    for k, status in (("0", 400), ("1001", 400), ("abc", 400), ("-1", 400), ("", 400), ("1", 200), ("1000", 200)):
+        r = classify_jpeg(srv, photo, "?top_k=" + k)
+        a = r.json() or {}
+        if r.status != status:
+            p.append("top_k=%r: %s" % (k, r.describe()))
+        elif status == 400 and (a.get("error", {}).get("parameter") != "top_k" or "top_k" not in a["error"]["message"]):
+            p.append("top_k=%r: error does not name the parameter: %s" % (k, a))
+        elif status == 200 and len(a.get("predictions", [])) != int(k):
+            p.append("top_k=%s gave %d predictions" % (k, len(a.get("predictions", []))))
+    r = classify_jpeg(srv, photo, "?topk=3")
+    if r.status != 400 or (r.json() or {}).get("error", {}).get("parameter") != "topk":
+        p.append("unknown parameter topk: " + r.describe())
+    report("top_k bounds 1..1000 and unknown parameters (400 naming the parameter)", p)
+
+
+def error_of(r):
+    return (r.json() or {}).get("error") or {}
+
+
+def case_errors(srv, photo, tmp, loaded):
+    p = []
+
+    def expect(what, r, status, code, header=None):
+        e = error_of(r)
+        if r.status != status or e.get("status") != status or e.get("code") != code or not e.get("message"):
+            p.append("%s: expected %d %s, got %s" % (what, status, code, r.describe()))
+        if header and header[0] not in r.headers:
+            p.append("%s: no %s header" % (what, header[0]))
+        elif header and header[1] and r.headers.get(header[0]) != header[1]:
+            p.append("%s: %s is %r" % (what, header[0], r.headers.get(header[0])))
+
+    big = os.path.join(tmp, "big.bin")
+    with open(big, "wb") as f:
+        f.write(b"\xff\xd8\xff" + os.urandom(25 * 1024 * 1024 - 3))
+    expect("25 MiB body", curl(srv.url + "/v1/classify", "-H", "Content-Type: image/jpeg", "--data-binary", "@" + big),
+           413, "payload_too_large")
+    expect("25 MiB chunked body", curl(srv.url + "/v1/classify", "-H", "Content-Type: image/jpeg", "-H",
+                                       "Transfer-Encoding: chunked", "--data-binary", "@" + big), 413, "payload_too_large")
+    expect("text/plain", curl(srv.url + "/v1/classify", "-H", "Content-Type: text/plain", "--data-binary", "@" + photo),
+           415, "unsupported_media_type")
+    expect("not an image", curl(srv.url + "/v1/classify", "-H", "Content-Type: application/octet-stream",
+                                "--data-binary", "GIF89a" + "x" * 100), 415, "unsupported_media_type")
+    r = curl(srv.url + "/v1/classify", "-F", "photo=@%s;type=image/jpeg" % photo)
+    expect("multipart field 'photo'", r, 400, "missing_image")
+    if "photo" not in error_of(r).get("message", ""):
+        p.append("missing_image message does not list the received field: %s" % error_of(r))
+    expect("malformed multipart", curl(srv.url + "/v1/classify", "-H",
+                                       "Content-Type: multipart/form-data; boundary=XYZ", "--data-binary",
+                                       "--XYZ\r\nContent-Disposition: form-data; name=\"image\"\r\n\r\nabc"),
+           400, "malformed_multipart")
+    expect("multipart without boundary", curl(srv.url + "/v1/classify", "-H", "Content-Type: multipart/form-data",
+                                              "--data-binary", "x"), 400, "malformed_multipart")
+    expect("empty body", curl(srv.url + "/v1/classify", "-H", "Content-Type: image/jpeg", "-X", "POST"),
+           400, "missing_image")
+    r = classify_jpeg(srv, photo, "?model=resnet50")
+    expect("unknown model", r, 404, "unknown_model")
+    if sorted(error_of(r).get("loaded_models", [])) != sorted(loaded):
+        p.append("404 does not list the loaded models: %s" % error_of(r))
+    expect("unknown route", curl(srv.url + "/v2/nothing"), 404, "not_found")
+    expect("GET /v1/classify", curl(srv.url + "/v1/classify"), 405, "method_not_allowed", ("allow", "POST"))
+    expect("DELETE /v1/models", curl(srv.url + "/v1/models", "-X", "DELETE"), 405, "method_not_allowed",
+           ("allow", "GET, HEAD"))
+    data = open(photo, "rb").read()
+    trunc = os.path.join(tmp, "trunc.jpg")
+    with open(trunc, "wb") as f:
+        f.write(data[:len(data) // 3])
+    r = classify_jpeg(srv, trunc)
+    if r.status not in (200, 422):  # libjpeg may still decode the top third of a progressive-free JPEG
+        p.append("truncated JPEG: " + r.describe())
+    corrupt = os.path.join(tmp, "corrupt.jpg")
+    with open(corrupt, "wb") as f:
+        f.write(data[:4] + b"\x00" * 600)
+    expect("corrupt JPEG", classify_jpeg(srv, corrupt), 422, "undecodable_image")
+    huge = os.path.join(tmp, "huge.png")
+    with open(huge, "wb") as f:
+        f.write(make_png(20000, 20000, with_data=False))
+    expect("PNG over the pixel cap", curl(srv.url + "/v1/classify", "-H", "Content-Type: image/png",
+                                          "--data-binary", "@" + huge), 422, "image_too_large")
+    r = curl(srv.url + "/healthz")
+    if r.status != 200:
+        p.append("server unhealthy after the errors: " + r.describe())
+    report("errors: 413 (Content-Length and streaming), 415, 400 multipart, 404, 405 + Allow, 422", p)
+
+
+def case_png_webp(srv, tmp, default_model):
+    p = []
+    png = os.path.join(tmp, "g.png")
+    with open(png, "wb") as f:
+        f.write(make_png(40, 30))
+    r = curl(srv.url + "/v1/classify", "-H", "Content-Type: image/png", "--data-binary", "@" + png)
+    a = r.json() or {}
+    if r.status != 200 or (a.get("image") or {}).get("format") != "png" or a.get("model") != default_model:
+        p.append("PNG: " + r.describe())
+    report("PNG body is decoded and classified", p)
+
+
+def case_real_answers(srv, photos, sources):
+    name = "real weights: zebra, goldfish, macaw, daisy top-1 through HTTP"
+    real = [m for m in REAL if sources.get(m) == "real"]
+    if not real or not photos:
+        skip(name, "no real weights or sample photos in %s" % SHARED)
+        return
+    p = []
+    for f, idx, label in photos:
+        if label not in ("zebra", "goldfish", "macaw", "daisy"):
+            continue
+        for m in real:
+            r = classify_jpeg(srv, f, "?model=%s&top_k=1" % m)
+            top = ((r.json() or {}).get("predictions") or [{}])[0]
+            if r.status != 200 or top.get("index") != idx or top.get("label") != label:
+                p.append("%s on %s: %s" % (m, label, r.describe()))
+    report(name, p)
+
+
+def case_concurrent(srv, photos, loaded):
+    """32 concurrent requests give the answers of the same requests sent one by one."""
+    jobs = []
+    for i in range(32):
+        f = photos[(i * 37) % len(photos)][0]
+        jobs.append((f, "?model=%s&top_k=3" % loaded[i % len(loaded)]))
+    sequential = [classify_jpeg(srv, f, q) for f, q in jobs]
+    with concurrent.futures.ThreadPoolExecutor(32) as ex:
+        parallel = list(ex.map(lambda j: classify_jpeg(srv, *j), jobs))
+    p = []
+    for (f, q), s, c in zip(jobs, sequential, parallel):
+        if s.status != 200 or c.status != 200:
+            p.append("%s%s: sequential %s, concurrent %s" % (os.path.basename(f), q, s.describe(), c.describe()))
+        elif strip_volatile(s.json()) != strip_volatile(c.json()):
+            p.append("%s%s: answers differ" % (os.path.basename(f), q))
+    report("32 concurrent requests answer exactly as sequential ones", p)
+
+
+def case_http_equals_cli(srv, wdir, photos, models):
+    """Every sample photo: the HTTP answer equals `cnnserve classify --json` (OpenBLAS 1 thread, like the server)."""
+    name = "HTTP answers equal `cnnserve classify --json` on %d photos (%s)" % (len(photos), ", ".join(models))
+    p = []
+    for model in models:
+        files = [f for f, _, _ in photos]
+        cli = subprocess.run([BIN, "classify", "--weights-dir", wdir, "--model", model, "--threads", "1", "--json",
+                              "--top-k", "5"] + files, capture_output=True, timeout=1800)
+        lines = cli.stdout.decode().splitlines()
+        if cli.returncode != 0 or len(lines) != len(files):
+            p.append("classify %s: exit %d, %d lines: %s" % (model, cli.returncode, len(lines), cli.stderr[-300:]))
+            continue
+        by_file = {}
+        for line in lines:
+            a = json.loads(line)
+            by_file[a["file"]] = a
+        query = "?model=%s&top_k=5" % model
+        with concurrent.futures.ThreadPoolExecutor(4) as ex:
+            answers = list(ex.map(lambda f: classify_jpeg(srv, f, query), files))
+        n_top1 = 0
+        for (f, idx, _), r in zip(photos, answers):
+            if r.status != 200:
+                p.append("%s %s: %s" % (model, os.path.basename(f), r.describe()))
+                continue
+            http, cli_a = strip_volatile(r.json()), strip_volatile(by_file.get(f, {}))
+            if http != cli_a:
+                p.append("%s %s: HTTP %s != CLI %s" % (model, os.path.basename(f), http.get("predictions", [])[:2],
+                                                       cli_a.get("predictions", [])[:2]))
+            n_top1 += http.get("predictions", [{}])[0].get("index") == idx
+        print("# %s: top-1 %.1f%% over %d photos through HTTP" % (model, 100.0 * n_top1 / len(photos), len(photos)))
+    report(name, p)
+
+
+def case_cli_all(srv, wdir, photos, loaded):
+    p = []
+    files = [f for f, _, _ in photos[:3]]
+    cli = subprocess.run([BIN, "classify", "--weights-dir", wdir, "--model", "all", "--threads", "1", "--json",
+                          "--top-k", "3"] + files, capture_output=True, timeout=900)
+    lines = cli.stdout.decode().splitlines()
+    if cli.returncode != 0 or len(lines) != len(files):
+        report("classify --model all equals HTTP model=all", ["exit %d: %s" % (cli.returncode, cli.stderr[-300:])])
+        return
+    for f, line in zip(files, lines):
+        r = classify_jpeg(srv, f, "?model=all&top_k=3")
+        if r.status != 200 or strip_volatile(r.json()) != strip_volatile(json.loads(line)):
+            p.append("%s: %s" % (os.path.basename(f), r.describe()))
+    bad = subprocess.run([BIN, "classify", "--weights-dir", wdir, "--json", "/nonexistent.jpg", files[0]],
+                         capture_output=True, timeout=300)
+    out = bad.stdout.decode().splitlines()
+    if bad.returncode != 1 or len(out) != 2 or "error" not in json.loads(out[0]) or "predictions" not in json.loads(out[1]):
+        p.append("classify with a missing file: exit %d, %s" % (bad.returncode, out))
+    report("classify --model all equals HTTP model=all; a bad file is reported and exits 1", p)
+
+
+def case_metrics_and_log(srv, loaded):
+    p = []
+    r = curl(srv.url + "/metrics")
+    text = r.body.decode(errors="replace")
+    if r.status != 200 or not r.headers.get("content-type", "").startswith("text/plain"):
+        p.append("/metrics " + r.describe())
+    sample = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="[^"]*",?)*\})? [-+0-9.eE]+(Inf)?$')
+    for line in text.splitlines():
+        if line and not line.startswith("#") and not sample.match(line):
+            p.append("malformed sample line %r" % line)
+            break
+    m = loaded[0]
+    for want in ('cnnserve_requests_total{route="/v1/classify",model="%s",code="200"}' % m,
+                 'cnnserve_requests_total{route="/v1/classify",model="",code="404"}',
+                 'cnnserve_requests_total{route="/v1/classify",model="",code="413"}',
+                 'cnnserve_stage_seconds_bucket{stage="inference",model="%s",le="+Inf"}' % m,
+                 'cnnserve_stage_seconds_count{stage="queue",model="%s"}' % m,
+                 'cnnserve_stage_seconds_count{stage="decode",model="all"}',
+                 "cnnserve_request_body_bytes_bucket{le=", "cnnserve_in_flight_requests ", "cnnserve_queue_depth ",
+                 'cnnserve_model_state{model="%s",state="ready"} 1' % m, "cnnserve_build_info{version="):
+        if want not in text:
+            p.append("/metrics lacks %s" % want)
+    log = srv.log()
+    access = [l for l in log if " access " in l]
+    if not any("request_id=e2e-trace-1" in l and "status=200" in l and "path=/classify" in l and "method=POST" in l
+               and "total_ms=" in l and "bytes=" in l and "model=" in l for l in access):
+        p.append("no access-log line for request e2e-trace-1: %s" % access[-3:])
+    for m in loaded:
+        if not any("model_loaded" in l and "model=" + m in l and "weight_bytes=" in l for l in log):
+            p.append("no model_loaded line for " + m)
+    missing = [a for a in ARCHS if a not in loaded]
+    for m in missing:
+        if not any("model_skipped" in l and "model=" + m in l and "why=" in l for l in log):
+            p.append("no model_skipped line for " + m)
+    report("/metrics exposition, access log and start-up log", p)
+
+
+def case_startup_failures(srv, tmp):
+    p = []
+    r = subprocess.run([BIN, "serve", "--host", "127.0.0.1", "--port", str(srv.port), "--weights-dir", srv_weights(tmp)],
+                       capture_output=True, timeout=300)
+    if r.returncode == 0 or b"cannot listen" not in r.stderr or b"in use" not in r.stderr:
+        p.append("port taken: exit %d, %s" % (r.returncode, r.stderr[-300:]))
+    empty = os.path.join(tmp, "empty")
+    os.makedirs(empty, exist_ok=True)
+    r = subprocess.run([BIN, "serve", "--host", "127.0.0.1", "--port", "0", "--weights-dir", empty],
+                       capture_output=True, timeout=120)
+    if r.returncode == 0 or b"no model could be loaded" not in r.stderr:
+        p.append("no weights: exit %d, %s" % (r.returncode, r.stderr[-300:]))
+    r = subprocess.run([BIN, "serve", "--port", "notaport"], capture_output=True, timeout=60)
+    if r.returncode != 2 or b"--port" not in r.stderr:
+        p.append("bad flag: exit %d, %s" % (r.returncode, r.stderr[-200:]))
+    r = subprocess.run([BIN, "serve", "--port", "0", "--weights-dir", srv_weights(tmp)], capture_output=True, timeout=60,
+                       env=dict(os.environ, CNNSERVE_WORKERS="many"))
+    if r.returncode != 2 or b"CNNSERVE_WORKERS" not in r.stderr:
+        p.append("bad environment variable: exit %d, %s" % (r.returncode, r.stderr[-200:]))
+    for args in (["--help"], ["--version"], ["serve", "--help"], ["classify", "--help"]):
+        r = subprocess.run([BIN] + args, capture_output=True, timeout=60)
+        if r.returncode != 0 or not r.stdout:
+            p.append("%s: exit %d" % (" ".join(args), r.returncode))
+    report("start-up: port taken and no loadable model exit non-zero with a message; --help/--version", p)
+
+
+def srv_weights(tmp):
+    return os.path.join(tmp, "weights")
+
+
+def case_small_server(wdir, photo, loaded):
+    """A second server configured through CNNSERVE_* variables: 1 worker, 1 queue slot, 2 s timeout.
+    Queue full -> 503 + Retry-After; a stalled client is cut off; SIGINT exits 0."""
+    heavy = "inception_v3" if "inception_v3" in loaded else loaded[-1]
+    srv = Server(wdir, env={"CNNSERVE_WORKERS": "1", "CNNSERVE_QUEUE": "1", "CNNSERVE_TIMEOUT": "2",
+                            "CNNSERVE_MODELS": heavy, "CNNSERVE_LOG_FORMAT": "json"})
+    p = []
+    try:
+        if srv.port is None:
+            report("queue full -> 503, stalled client timeout, env config, JSON logs", ["server did not start: %s"
+                                                                                        % srv.log()[-5:]])
+            return
+        seen = srv.wait_ready()
+        if not seen or seen[-1][0] != 200:
+            p.append("not ready: %s" % seen[-3:])
+        metrics = curl(srv.url + "/metrics").body.decode()
+        if "cnnserve_workers 1\n" not in metrics or "cnnserve_queue_capacity 1\n" not in metrics:
+            p.append("CNNSERVE_WORKERS/CNNSERVE_QUEUE not applied")
+        with concurrent.futures.ThreadPoolExecutor(12) as ex:
+            rs = list(ex.map(lambda _: classify_jpeg(srv, photo, "?top_k=1"), range(12)))
+        full = [r for r in rs if r.status == 503]
+        if not full or any(error_of(r).get("code") != "queue_full" or r.headers.get("retry-after") != "1" for r in full):
+            p.append("queue full: statuses %s" % [r.status for r in rs])
+        if any(r.status not in (200, 503) for r in rs):
+            p.append("unexpected statuses %s" % [r.status for r in rs])
+        # A client that sends half a body and stalls is disconnected by the 2 s timeout.
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=60)
+        s.sendall(b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 1000\r\n\r\n"
+                  + b"\xff\xd8" * 5)
+        t0 = time.time()
+        try:
+            closed = s.recv(4096) == b""
+        except (socket.timeout, ConnectionResetError):
+            closed = True
+        s.close()
+        if not closed or time.time() - t0 > 50:
+            p.append("stalled client not disconnected")
+        if curl(srv.url + "/healthz").status != 200:
+            p.append("unhealthy after the stalled client")
+        json_lines = [l for l in srv.log() if l.startswith("{")]
+        try:
+            if not json_lines or any("event" not in json.loads(l) for l in json_lines):
+                p.append("CNNSERVE_LOG_FORMAT=json lines are not JSON events")
+        except ValueError as e:
+            p.append("log line not JSON: %s" % e)
+    finally:
+        rc = srv.stop(signal.SIGINT)
+    if rc != 0:
+        p.append("SIGINT exit status %s" % rc)
+    report("queue full -> 503 + Retry-After, stalled client timeout, CNNSERVE_* config, JSON logs, SIGINT", p)
+
+
+def case_sigterm_under_load(srv, photos, loaded):
+    """SIGTERM while 8 clients loop: every request gets a correct 200, a 503 'draining', or a refused
+    connection; requests in flight at the signal finish; exit status 0."""
+    p = []
+    expected = {}
+    jobs = [(photos[i % len(photos)][0], "?model=%s&top_k=2" % loaded[i % len(loaded)]) for i in range(8)]
+    for f, q in jobs:
+        r = classify_jpeg(srv, f, q)
+        expected[(f, q)] = strip_volatile(r.json() or {})
+    outcomes = []
+    lock = threading.Lock()
+    t_signal = [None]
+    stop = threading.Event()
+
+    def client(job):
+        for _ in range(400):
+            if stop.is_set():
+                return
+            t0 = time.time()
+            r = classify_jpeg(srv, *job)
+            with lock:
+                outcomes.append((t0, time.time(), job, r))
+            if r.exit_code == 7:  # refused: the server no longer listens
+                return
+
+    threads = [threading.Thread(target=client, args=(j,)) for j in jobs]
+    for t in threads:
+        t.start()
+    for _ in range(600):  # wait until some answers came back, bounded
+        with lock:
+            if len(outcomes) >= 16:
+                break
+        time.sleep(0.05)
+    t_signal[0] = time.time()
+    srv.proc.send_signal(signal.SIGTERM)
+    try:
+        rc = srv.proc.wait(180)
+    except subprocess.TimeoutExpired:
+        rc = None
+    stop.set()
+    for t in threads:
+        t.join(600)
+    if rc != 0:
+        p.append("exit status %s after SIGTERM" % rc)
+    finished_after = 0
+    for t0, t1, job, r in outcomes:
+        if r.status == 200:
+            if strip_volatile(r.json() or {}) != expected[job]:
+                p.append("wrong answer during shutdown for %s" % (job,))
+            if t0 < t_signal[0] < t1:
+                finished_after += 1
+        elif r.status == 503 and error_of(r).get("code") == "draining":
+            pass
+        elif r.status == 0 and r.exit_code == 7 and t0 > t_signal[0] - 1:
+            pass
+        else:
+            p.append("failed request during shutdown: %s" % r.describe())
+    if not finished_after:
+        p.append("no request in flight at SIGTERM completed (outcomes: %d)" % len(outcomes))
+    log = srv.log()
+    if not any(" draining " in l for l in log) or not any(" stopped" in l for l in log):
+        p.append("no draining/stopped log lines: %s" % log[-3:])
+    print("# SIGTERM under load: %d requests, %d in flight at the signal finished with 200"
+          % (len(outcomes), finished_after))
+    report("SIGTERM under load: in-flight requests finish, no accepted request fails, exit 0", p)
+
+
+def main():
+    if not os.path.exists(BIN):
+        report("e2e: binary", ["%s not built" % BIN])
+        return 1
+    os.makedirs(CACHE, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix="e2e-", dir=CACHE)
+    try:
+        return run(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(tmp):
+    wdir, sources = make_weights_dir(tmp)
+    loaded = [a for a in ARCHS if a in sources]
+    if not loaded:
+        skip("e2e", "no weights: neither %s/weights nor %s/ref (run `make ref`)" % (SHARED, CACHE))
+        return 0
+    for a in ARCHS:
+        if a not in sources:
+            print("# %s: no weights (neither shared nor $CNN_CACHE/ref); tested as missing" % a)
+    photos = sample_photos()
+    if not photos:
+        skip("e2e: ImageNet sample photos", "%s absent: a generated PNG stands in" % SAMPLE)
+        png = os.path.join(tmp, "stand-in.png")
+        with open(png, "wb") as f:
+            f.write(make_png(320, 240))
+        photos = [(png, -1, "none")]
+    photo = photos[0][0]
+    default_model = "mobilenet_v3_large" if "mobilenet_v3_large" in loaded else loaded[0]
+
+    srv = Server(wdir, "--workers", "2", "--queue", "64", "--timeout", "30", "--drain-timeout", "60")
+    if srv.port is None:
+        report("e2e: server starts", ["no 'listening' line; log: %s" % srv.log()[-10:]])
+        srv.stop()
+        return 1
+    try:
+        case_readyz_before_warmup(srv.wait_ready())
+        case_basic_endpoints(srv, loaded)
+        case_models(srv, loaded, sources)
+        case_classify_raw(srv, photo, default_model)
+        case_multipart(srv, photo, loaded)
+        case_aliases(srv, photo, loaded)
+        case_model_all(srv, photo, loaded)
+        case_top_k(srv, photo)
+        case_errors(srv, photo, tmp, loaded)
+        case_png_webp(srv, tmp, default_model)
+        case_real_answers(srv, photos, sources)
+        case_concurrent(srv, photos, loaded)
+        real = [m for m in REAL if sources.get(m) == "real"] or [default_model]
+        n_photos = 100 if ASAN else len(photos)
+        case_http_equals_cli(srv, wdir, photos[:n_photos], real)
+        case_cli_all(srv, wdir, photos, loaded)
+        case_metrics_and_log(srv, loaded)
+        case_startup_failures(srv, tmp)
+        case_small_server(wdir, photo, loaded)
+        case_sigterm_under_load(srv, photos, loaded)
+    finally:
+        if srv.proc.poll() is None:
+            srv.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    rc = main()
+    print("# %d passed, %d failed" % (n_pass, n_fail))
+    sys.exit(1 if n_fail or rc else 0)
