@@ -38,11 +38,12 @@ RUN set -eu; mkdir -p /weights; \
     elif [ "$WEIGHTS_SRC" = local ]; then \
         echo "weights: WEIGHTS_SRC=local but no *.safetensors in $WEIGHTS_DIR" >&2; exit 1; \
     else \
-        echo "weights: none in $WEIGHTS_DIR, downloading and converting torchvision's checkpoints"; \
+        echo "weights: downloading and converting torchvision's checkpoints ($n_local local file(s), WEIGHTS_SRC=$WEIGHTS_SRC)"; \
         apt-get update; \
         DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
             make curl ca-certificates python3 python3-torch python3-torchvision; \
-        make -C /ctx weights; \
+        make -C /ctx weights || { echo "weights: download failed; to build offline put *.safetensors" \
+            "into ./weights or pass --build-arg WEIGHTS_DIR=DIR (a directory inside the context)" >&2; exit 1; }; \
         cp /ctx/weights/*.safetensors /weights/; \
     fi; \
     ls -l /weights
