@@ -230,8 +230,8 @@ def download(arch_name, download_dir, base_url=DEFAULT_BASE_URL):
     if proc.returncode != 0:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        detail = "downloading %s failed (curl exit %d: %s)" % (url, proc.returncode,
-                                                                proc.stderr.strip())
+        last = (proc.stderr.strip().splitlines() or [""])[-1]  # --retry repeats the message
+        detail = "downloading %s failed (curl exit %d: %s)" % (url, proc.returncode, last)
         if proc.returncode in CURL_NETWORK_CODES:
             detail = OFFLINE_HINT + "\n" + detail
         raise ConvertError(detail)

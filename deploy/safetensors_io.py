@@ -29,7 +29,8 @@ def f32_to_f16_bits(a):
     """float32 array -> IEEE half bit patterns (uint16), round-to-nearest-even.
     Raises if a finite value overflows to infinity (the file would silently lose it)."""
     a = np.asarray(a, dtype=np.float32)
-    h = a.astype(np.float16)
+    with np.errstate(over="ignore"):  # overflow is detected and reported just below
+        h = a.astype(np.float16)
     bad = np.isfinite(a) & ~np.isfinite(h)
     if bad.any():
         raise SafetensorsError("value %g does not fit in F16" % float(a[bad].flat[0]))

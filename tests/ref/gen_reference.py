@@ -7,10 +7,12 @@ NAME.inputs.f32 (n x 3 x S x S little-endian float32, already normalized) and NA
 
 The random weights are made to look like trained ones where it matters for testing: torchvision's
 default initialisation gives identity BatchNorm and logits around 1e-9, which any engine reproduces
-"within tolerance". Instead a data-dependent initialisation runs one calibration batch and
+"within tolerance". Instead a data-dependent initialisation runs one calibration batch (the
+case's synthetic test inputs plus more synthetic images) and
   - rescales every conv/linear so its output has a set per-channel scale (LSUV-like): unit scale
     plus a random offset for layers with a bias, a random scale in [e^-2.5, e^0.5] for bias-free
     convs (these feed BatchNorm, so some channels have variance near eps and a wrong eps shows);
+    layers with one value per image (SE blocks, classifiers) get one common scale;
   - sets every BatchNorm's running_mean/var to perturbed statistics of its actual input, with
     gamma ~ U(0.5, 1.5) and beta ~ N(0, 0.25);
   - scales the classifier so logits have a spread of ~8 across classes.
@@ -37,6 +39,7 @@ SOURCES = [os.path.abspath(__file__), os.path.join(DEPLOY, "convert_torchvision.
            os.path.join(DEPLOY, "safetensors_io.py")]
 PHOTO_NAME = "n01440764_tench.JPEG"  # a fixed photo of ../shared/data/imagenet-sample
 N_CALIB = 16
+WHITEN_FLOOR = 0.05  # smallest whitening gain relative to the largest: bounds the amplification
 
 # One seeded random network per entry; cases below reuse them with other storage dtypes.
 Net = collections.namedtuple("Net", "name arch seed num_classes tf_same mean std")
@@ -183,6 +186,31 @@ def calibration_batch(test_inputs, gen):
     return batch
 
 
+def whiten_classifier(fc, x, gen, spread=8.0):
+    """Set the final Linear to a random projection of its whitened calibration inputs (plus a 10%
+    full-rank random part) and return its new output. The pooled features of a random net are
+    dominated by one direction (roughly "noise vs smooth image"): a classifier that follows it
+    gives every smooth image the same top-5. Whitening weighs each direction the calibration
+    images vary in equally; logits then spread by `spread` across classes, with N(0,1) biases."""
+    import torch
+    import torch.nn.functional as F
+
+    x = x.double()
+    mean = x.mean(0)
+    centred = x - mean
+    _, sv, vh = torch.linalg.svd(centred, full_matrices=False)
+    rank = int((sv > 1e-6 * sv[0]).sum())
+    white = vh[:rank] / (sv[:rank, None] + WHITEN_FLOOR * sv[0])
+    w = torch.randn(fc.out_features, rank, generator=gen, dtype=torch.float64) @ white
+    dense = torch.randn(fc.out_features, fc.in_features, generator=gen, dtype=torch.float64)
+    w = w + 0.1 * dense * float((centred @ w.T).std() / (centred @ dense.T).std())
+    w = w * (spread / float((centred @ w.T).std()))
+    fc.weight.copy_(w.float())
+    fc.bias.copy_((torch.randn(fc.out_features, generator=gen, dtype=torch.float64) - w @ mean)
+                  .float())
+    return F.linear(x.float(), fc.weight, fc.bias)
+
+
 def randomize(model, classifier, calib, gen):
     """Data-dependent random initialisation (see the module docstring), in one calibration pass:
     forward hooks rescale each conv/linear as its output goes by, BatchNorm pre-hooks set the
@@ -200,15 +228,13 @@ def randomize(model, classifier, calib, gen):
         mean = out.mean(dims)
         std = out.std(dims)
         std = std.clamp_min(0.1 * float(std.mean()) + 1e-12)  # dead channels: keep the scale sane
-        if out.numel() // out.shape[1] == N_CALIB:
+        if out.dim() == 2 or out.shape[2] * out.shape[3] == 1:
             # One value per image and channel (SE blocks, classifier layers): per-channel spreads
             # over a batch of images are too noisy to divide by, so the layer gets one common scale.
             std = (out - mean.view(shape)).std().clamp_min(1e-12).expand_as(mean)
         if mod is classifier:
-            # Centred per class: logits spread ~8 across classes, offsets N(0,1).
-            scale = 8.0 / std
-            offset = torch.randn(std.shape, generator=gen)
-        elif mod.bias is not None:
+            return whiten_classifier(mod, args[0], gen)
+        if mod.bias is not None:
             scale = 1.0 / std
             offset = 0.25 * torch.randn(std.shape, generator=gen)
         else:
@@ -232,8 +258,6 @@ def randomize(model, classifier, calib, gen):
     handles = []
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
-            if m.bias is not None:
-                m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=gen))
             handles.append(m.register_forward_hook(layer_hook))
         elif isinstance(m, nn.BatchNorm2d):
             handles.append(m.register_forward_pre_hook(bn_hook))
@@ -338,7 +362,7 @@ def load_back(model, path):
     return st
 
 
-def generate(out_dir, shared):
+def generate(out_dir, shared, versions):
     import numpy as np
     import torch
     import convert_torchvision as ct
@@ -412,7 +436,7 @@ def generate(out_dir, shared):
     order = [c.name for c in CASES]
     manifest = collections.OrderedDict([
         ("generator", collections.OrderedDict([
-            ("sources_sha256", sources_digest()), ("torch", torch.__version__),
+            ("sources_sha256", sources_digest()), ("torch", versions),
             ("numpy", np.__version__), ("photo", PHOTO_NAME if photo else None),
         ])),
         ("cases", sorted(cases, key=lambda c: order.index(c["name"]))),
@@ -424,14 +448,14 @@ def generate(out_dir, shared):
     write_atomic(manifest_path, text.encode())
 
 
-def up_to_date(out_dir, shared, torch_version):
+def up_to_date(out_dir, shared, versions):
     """True when manifest.json came from these sources/torch/photo and all its files exist."""
     path = os.path.join(out_dir, "manifest.json")
     try:
         with open(path) as f:
             manifest = json.load(f)
         gen = manifest["generator"]
-        if (gen["sources_sha256"] != sources_digest() or gen["torch"] != torch_version
+        if (gen["sources_sha256"] != sources_digest() or gen["torch"] != versions
                 or (gen["photo"] is not None) != (photo_path(shared) is not None)):
             return False
         names = [c["name"] for c in manifest["cases"]]
@@ -452,19 +476,20 @@ def main(argv=None):
     out_dir = os.path.join(cache, "ref")
     try:
         import torch
-        import torchvision  # noqa: F401  (checked here so a missing one is reported cleanly)
+        import torchvision
     except ImportError as e:
         print("gen_reference: PyTorch/torchvision not importable (%s; use /usr/bin/python3): no "
               "reference data written, the C reference tests will skip" % e)
         return 0
     sys.path.insert(0, DEPLOY)
-    if not args.force and up_to_date(out_dir, shared, torch.__version__):
+    versions = "%s/%s" % (torch.__version__, torchvision.__version__)
+    if not args.force and up_to_date(out_dir, shared, versions):
         os.utime(os.path.join(out_dir, "manifest.json"))  # keeps make's timestamp rule quiet
         print("gen_reference: %s is up to date" % out_dir)
         return 0
     t0 = time.time()
     try:
-        generate(out_dir, shared)
+        generate(out_dir, shared, versions)
     except RefError as e:
         print("gen_reference: FAILED: %s" % e, file=sys.stderr)
         return 1
