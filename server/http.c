@@ -41,7 +41,8 @@ struct http_server {
     metrics *mt;
     workers *pool;
     struct MHD_Daemon *daemon;
-    int listen_fd;
+    int listen_fd;   /* ours until MHD_start_daemon takes it, ours again after MHD_quiesce_daemon */
+    int quiesced;
     int port;
     atomic_int draining;
     atomic_int in_flight;
@@ -909,7 +910,10 @@ void http_server_begin_drain(http_server *s)
     /* MHD stops accepting; shutting the socket down makes the kernel refuse new connections now
      * (the descriptor itself must stay open until MHD_stop_daemon). */
     MHD_socket fd = MHD_quiesce_daemon(s->daemon);
-    if (fd != MHD_INVALID_SOCKET) shutdown(fd, SHUT_RDWR);
+    if (fd != MHD_INVALID_SOCKET) {
+        shutdown(fd, SHUT_RDWR);
+        s->quiesced = 1;
+    }
 }
 
 void http_server_stop(http_server *s)
@@ -919,7 +923,7 @@ void http_server_stop(http_server *s)
      * all (cancelled ones with a 503), which MHD_stop_daemon requires. */
     workers_free(s->pool);
     MHD_stop_daemon(s->daemon);
-    close(s->listen_fd);
+    if (s->quiesced) close(s->listen_fd); /* otherwise MHD_stop_daemon closed it */
     metrics_free(s->mt);
     free(s);
 }

@@ -9,6 +9,7 @@ every loop in count.
 """
 
 import concurrent.futures
+import http.client
 import json
 import os
 import re
@@ -705,11 +706,56 @@ def case_small_server(wdir, photo, loaded):
                 p.append("CNNSERVE_LOG_FORMAT=json lines are not JSON events")
         except ValueError as e:
             p.append("log line not JSON: %s" % e)
+        p += drain_on_keepalive(srv, photo)
     finally:
         rc = srv.stop(signal.SIGINT)
     if rc != 0:
         p.append("SIGINT exit status %s" % rc)
-    report("queue full -> 503 + Retry-After, stalled client timeout, CNNSERVE_* config, JSON logs, SIGINT", p)
+    report("queue full -> 503 + Retry-After, stalled client timeout, CNNSERVE_* config, JSON logs, SIGINT drain", p)
+
+
+def drain_on_keepalive(srv, photo):
+    """While draining (a stalled upload keeps it from finishing), requests arriving on already-open
+    keep-alive connections get 503 'draining' with Retry-After and Connection: close; /readyz is 503."""
+    p = []
+    conns = [http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60) for _ in range(2)]
+    for c in conns:
+        c.request("GET", "/healthz")
+        c.getresponse().read()
+    stalled = socket.create_connection(("127.0.0.1", srv.port), timeout=60)
+    stalled.sendall(b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 100\r\n\r\nab")
+    for _ in range(500):  # until the stalled request is in flight (ours counts too)
+        conns[0].request("GET", "/metrics")
+        text = conns[0].getresponse().read().decode()
+        m = re.search(r"^cnnserve_in_flight_requests (\d+)$", text, re.M)
+        if m and int(m.group(1)) >= 2:
+            break
+        time.sleep(0.01)
+    srv.proc.send_signal(signal.SIGINT)
+    readyz = None
+    for _ in range(500):  # until the server notices the signal; its first draining answer closes conns[0]
+        conns[0].request("GET", "/readyz")
+        r = conns[0].getresponse()
+        readyz = (r.status, json.loads(r.read()).get("status"), r.getheader("Connection"))
+        if r.status == 503:
+            break
+        time.sleep(0.01)
+    if readyz != (503, "draining", "close"):
+        p.append("/readyz while draining: %s" % (readyz,))
+    conns[1].request("POST", "/v1/classify", body=open(photo, "rb").read(), headers={"Content-Type": "image/jpeg"})
+    r = conns[1].getresponse()
+    body = json.loads(r.read())
+    if r.status != 503 or body.get("error", {}).get("code") != "draining" or r.getheader("Retry-After") != "1" \
+            or r.getheader("Connection") != "close":
+        p.append("classify while draining: %s %s %s" % (r.status, r.getheaders(), body))
+    for c in conns:
+        c.close()
+    stalled.close()  # the last in-flight request ends, so the drain completes on its own
+    try:
+        srv.proc.wait(120)
+    except subprocess.TimeoutExpired:
+        p.append("the server did not exit after draining")
+    return p
 
 
 def case_sigterm_under_load(srv, photos, loaded):
