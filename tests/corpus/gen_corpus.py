@@ -195,6 +195,17 @@ def main():
     add("jpeg_header_only.jpg", jpg[:sos_end], "decode", "headers up to SOS, no scan data")
     add("jpeg_header_eoi.jpg", jpg[:sos_end] + b"\xff\xd9", "pil", "headers then EOI, no data")
     add("jpeg_progressive_trunc50.jpg", prog[:len(prog) // 2], "decode", "progressive, truncated")
+    # A recoverable warning (junk before a marker between scans) followed by a fatal error (a
+    # later DHT with an invalid class): TurboJPEG reports both as a "warning", the decoder must
+    # still refuse the file.
+    later = [i for i in range(len(prog) - 4) if prog[i] == 0xFF and prog[i + 1] == 0xC4 and
+             i > [s for m, s, e in jpeg_segments(prog) if m == 0xDA][0]]
+    warn_fatal = bytearray(prog)
+    warn_fatal[later[-1] + 4] = 0x7F
+    first_after_scan = later[0]
+    warn_fatal[first_after_scan:first_after_scan] = b"\x12\x34"
+    add("jpeg_warning_then_fatal.jpg", bytes(warn_fatal), "decode",
+        "progressive: extraneous bytes (warning) then an invalid DHT (fatal)")
     add("jpeg_soi_only.jpg", JPEG_SOI, "decode", "SOI marker only")
     add("jpeg_no_sof.jpg", jpg[:segs[0][2]] + b"\xff\xd9", "decode", "SOI, APP0, EOI: no frame")
     sof = [(s, e) for m, s, e in segs if m in (0xC0, 0xC1, 0xC2)][0][0]

@@ -75,8 +75,8 @@ def compare(name, tool, paths, workdir, resize, crop, min_short, enforce):
     """Compares C and PIL tensors; prints stats; returns the list of failures."""
     c = c_tensors(tool, paths, workdir, resize, crop, min_short)
     failures = []
-    worst_mean = (0.0, "")
-    worst_max = (0.0, "")
+    worst_mean = (0.0, "-")
+    worst_max = (0.0, "-")
     mean_sum = 0.0
     n_exact = 0
     for p in paths:
@@ -116,8 +116,7 @@ def report(name, failures):
 def main():
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     build = os.environ.get("BUILD", "build")
-    tool = os.path.join(root, build, "tests", "image_dump") if not os.path.isabs(build) else \
-        os.path.join(build, "tests", "image_dump")
+    tool = os.path.join(root, build, "tests", "image_dump")  # BUILD may be absolute
     shared = os.environ.get("CNN_SHARED", os.path.join(root, "..", "shared"))
     sample = os.path.join(shared, "data", "imagenet-sample")
     names = ("image fidelity resize256/crop224 vs torchvision",
