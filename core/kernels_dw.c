@@ -24,9 +24,11 @@
 
 /* Largest kernel side with a specialized kernel. */
 #define DW_FAST_K_MAX 5
-/* Floats per staged (zero-padded) input row; wider rows take the generic path. With K_MAX + 1
- * rows the staging buffer is 24 KiB of stack. */
-#define DW_ROW_MAX 1024
+/* Staged rows in use at once: k + stride for a pair of output rows. */
+#define DW_STAGE_ROWS (DW_FAST_K_MAX + 2)
+/* Floats per staged (zero-padded) input row (KERNELS_DW_ROW_MAX); with the zero row the staging
+ * buffer is 24 KiB of stack. */
+#define DW_ROW_MAX KERNELS_DW_ROW_MAX
 
 /* y[i] += a * x[i], i < n. */
 static inline __attribute__((always_inline)) void dw_axpy(float *restrict y,
@@ -66,13 +68,14 @@ static void dw_row_taps(const conv2d_params *p, const float *xc, const float *wc
 
 /* ---- staging of zero-padded input rows ---- */
 
-/* Input row ih lives in slot ih % k (k consecutive rows never collide) at offset pad_l. The
+/* Input row ih lives in slot ih % n_rows (n_rows consecutive rows never collide) at offset pad_l,
+ * where n_rows is the number of rows a kernel uses at once. The
  * padding cells of every slot and the whole zero row are cleared once per call and never written
  * with data, so staging a row is one copy, done once per input row and channel. Rows are long
  * enough for whole 8-output steps, so the kernels below never check a column. */
 typedef struct {
-    float *slot[DW_FAST_K_MAX];
-    int slot_row[DW_FAST_K_MAX]; /* input row held by each slot, -1 when none */
+    float *slot[DW_STAGE_ROWS];
+    int slot_row[DW_STAGE_ROWS]; /* input row held by each slot, -1 when none */
     const float *zero;           /* stands for rows above / below the input */
     int n_copy;                  /* input columns that fall inside the staged width */
 } dw_stage;
@@ -90,14 +93,15 @@ static int dw_stage_width(const conv2d_params *p)
     return width <= DW_ROW_MAX && copy_end <= DW_ROW_MAX ? (int)width : 0;
 }
 
-static void dw_stage_init(dw_stage *st, float *buf, int width, const conv2d_params *p)
+/* Clears n_slots slots and the zero row in buf ((n_slots + 1) * DW_ROW_MAX floats). */
+static void dw_stage_init(dw_stage *st, float *buf, int n_slots, int width,
+                          const conv2d_params *p)
 {
-    const int k = p->k_h;
     st->n_copy = kernels_imax(kernels_imin(p->w_in, width - p->pad_l), 0);
-    for (int i = 0; i <= k; i++) {
+    for (int i = 0; i <= n_slots; i++) {
         float *row = buf + (size_t)i * DW_ROW_MAX;
         memset(row, 0, (size_t)width * sizeof *row);
-        if (i < k)
+        if (i < n_slots)
             st->slot[i] = row;
         else
             st->zero = row;
@@ -110,23 +114,25 @@ typedef struct {
     const float *src;
 } dw_copy;
 
-/* Points rows[0..k) at the staged input rows of output row oh (xc: the channel's input) and lists
- * in copies the rows not staged yet; returns their number. The caller copies them with its own
- * ISA (for narrow rows a libc call per row would cost as much as the arithmetic). */
-static inline __attribute__((always_inline)) int dw_stage_rows(const int k, const conv2d_params *p,
+/* Points rows[0..n_rows) at the staged input rows oh*stride - pad_t + i (xc: the channel's
+ * input) and lists in copies the rows not staged yet; returns their number. The caller copies
+ * them with its own ISA (for narrow rows a libc call per row would cost as much as the
+ * arithmetic). */
+static inline __attribute__((always_inline)) int dw_stage_rows(const int n_rows,
+                                                               const conv2d_params *p,
                                                                dw_stage *st, const float *xc,
                                                                int oh, const float **rows,
                                                                dw_copy *copies)
 {
     const int ih0 = oh * p->stride_h - p->pad_t;
     int n_copies = 0;
-    for (int i = 0; i < k; i++) {
+    for (int i = 0; i < n_rows; i++) {
         const int ih = ih0 + i;
         if (ih < 0 || ih >= p->h_in) {
             rows[i] = st->zero;
             continue;
         }
-        const int sl = ih % k;
+        const int sl = ih % n_rows;
         if (st->slot_row[sl] != ih) {
             copies[n_copies++] = (dw_copy){st->slot[sl] + p->pad_l,
                                            xc + (size_t)ih * (size_t)p->w_in};
@@ -230,62 +236,83 @@ static inline __attribute__((always_inline)) DW_AVX2 void dw_copy_avx2(float *ds
     if (i < n) _mm256_storeu_ps(dst + i, _mm256_maskload_ps(src + i, dw_mask_avx2(n - i)));
 }
 
-/* 8 outputs per step; a last partial step is computed whole (the staged rows cover it) and only
- * its valid lanes stored. Stride 2 loads x[0..8) and x[7..15) and keeps the even elements of the
- * first and the odd of the second: the lanes come out in the order (0 1 4 5 | 2 3 6 7), which all
- * taps share, so one permute per step restores it. */
+/* Taps r[0], r[s], ..., r[7s]. Stride 2 loads r[0..8) and r[7..15) and keeps the even elements
+ * of the first and the odd of the second: the lanes come out in the order (0 1 4 5 | 2 3 6 7),
+ * which all taps share, so dw_finish_avx2 restores it once per result. */
+static inline __attribute__((always_inline)) DW_AVX2 __m256 dw_taps_avx2(const int s,
+                                                                         const float *r)
+{
+    if (s == 1) return _mm256_loadu_ps(r);
+    return _mm256_shuffle_ps(_mm256_loadu_ps(r), _mm256_loadu_ps(r + 7), _MM_SHUFFLE(3, 1, 2, 0));
+}
+
+/* Restores the lane order, applies the activation and stores the first n (1..8) lanes. */
+static inline __attribute__((always_inline)) DW_AVX2 void
+dw_finish_avx2(const int s, __m256 acc, act_kind act, float *y, int n)
+{
+    if (s == 2)
+        acc = _mm256_castpd_ps(
+            _mm256_permute4x64_pd(_mm256_castps_pd(acc), _MM_SHUFFLE(3, 1, 2, 0)));
+    acc = dw_act_avx2(acc, act);
+    if (n >= 8)
+        _mm256_storeu_ps(y, acc);
+    else
+        _mm256_maskstore_ps(y, dw_mask_avx2(n), acc);
+}
+
+/* Output rows are computed in pairs: the k + s staged input rows of a pair are loaded once and
+ * each loaded vector feeds both rows where their windows overlap, which cuts loads by 30-40%;
+ * each output keeps two accumulators (even / odd kernel rows) for shorter dependency chains. 8
+ * outputs per step; a last partial step is computed whole (the staged rows cover it) and only its
+ * valid lanes stored. */
 static inline __attribute__((always_inline)) DW_AVX2 void
 dw_channel_avx2_k(const int k, const int s, const conv2d_params *p, dw_stage *st, const float *xc,
                   const float *wc, float b, float *yc)
 {
-    const int w_out = p->w_out;
+    const int w_out = p->w_out, n_rows = k + s;
     const act_kind act = p->act;
-    const float *rows[DW_FAST_K_MAX];
+    const float *rows[DW_STAGE_ROWS];
     __m256 wv[DW_FAST_K_MAX * DW_FAST_K_MAX];
     for (int t = 0; t < k * k; t++) wv[t] = _mm256_broadcast_ss(wc + t);
     const __m256 vb = _mm256_set1_ps(b);
-    for (int i = 0; i < k; i++) st->slot_row[i] = -1;
-    for (int oh = 0; oh < p->h_out; oh++) {
-        float *yrow = yc + (size_t)oh * (size_t)w_out;
-        dw_copy copies[DW_FAST_K_MAX];
-        const int n_copies = dw_stage_rows(k, p, st, xc, oh, rows, copies);
+    for (int i = 0; i < n_rows; i++) st->slot_row[i] = -1;
+    for (int oh = 0; oh < p->h_out; oh += 2) {
+        float *y0 = yc + (size_t)oh * (size_t)w_out, *y1 = y0 + w_out;
+        dw_copy copies[DW_STAGE_ROWS];
+        const int n_copies = dw_stage_rows(n_rows, p, st, xc, oh, rows, copies);
         for (int i = 0; i < n_copies; i++) dw_copy_avx2(copies[i].dst, copies[i].src, st->n_copy);
-        for (int ow = 0; ow < w_out; ow += 8) {
-            /* one accumulator per kernel row: short dependency chains */
-            __m256 part[DW_FAST_K_MAX];
+        if (oh + 1 < p->h_out) {
+            for (int ow = 0; ow < w_out; ow += 8) {
+                __m256 a[2] = {vb, _mm256_setzero_ps()}, c[2] = {vb, _mm256_setzero_ps()};
+#pragma GCC unroll 7
+                for (int r = 0; r < n_rows; r++) {
+                    const float *src = rows[r] + ow * s;
 #pragma GCC unroll 5
-            for (int i = 0; i < k; i++) {
-                const float *r = rows[i] + ow * s;
-                __m256 acc = i == 0 ? vb : _mm256_setzero_ps();
-#pragma GCC unroll 5
-                for (int kj = 0; kj < k; kj++) {
-                    __m256 v;
-                    if (s == 1) {
-                        v = _mm256_loadu_ps(r + kj);
-                    } else {
-                        v = _mm256_shuffle_ps(_mm256_loadu_ps(r + kj),
-                                              _mm256_loadu_ps(r + kj + 7),
-                                              _MM_SHUFFLE(3, 1, 2, 0));
+                    for (int kj = 0; kj < k; kj++) {
+                        const __m256 v = dw_taps_avx2(s, src + kj);
+                        if (r < k) a[r & 1] = _mm256_fmadd_ps(wv[r * k + kj], v, a[r & 1]);
+                        if (r >= s)
+                            c[(r - s) & 1] =
+                                _mm256_fmadd_ps(wv[(r - s) * k + kj], v, c[(r - s) & 1]);
                     }
-                    acc = _mm256_fmadd_ps(wv[i * k + kj], v, acc);
                 }
-                part[i] = acc;
+                const int n = w_out - ow;
+                dw_finish_avx2(s, _mm256_add_ps(a[0], a[1]), act, y0 + ow, n);
+                dw_finish_avx2(s, _mm256_add_ps(c[0], c[1]), act, y1 + ow, n);
             }
-            __m256 acc = _mm256_add_ps(part[0], part[1]);
-            if (k == 3) {
-                acc = _mm256_add_ps(acc, part[2]);
-            } else {
-                acc = _mm256_add_ps(acc, _mm256_add_ps(part[2], part[3]));
-                acc = _mm256_add_ps(acc, part[4]);
+        } else {
+            for (int ow = 0; ow < w_out; ow += 8) {
+                __m256 a[2] = {vb, _mm256_setzero_ps()};
+#pragma GCC unroll 5
+                for (int r = 0; r < k; r++) {
+                    const float *src = rows[r] + ow * s;
+#pragma GCC unroll 5
+                    for (int kj = 0; kj < k; kj++)
+                        a[r & 1] = _mm256_fmadd_ps(wv[r * k + kj], dw_taps_avx2(s, src + kj),
+                                                   a[r & 1]);
+                }
+                dw_finish_avx2(s, _mm256_add_ps(a[0], a[1]), act, y0 + ow, w_out - ow);
             }
-            if (s == 2)
-                acc = _mm256_castpd_ps(
-                    _mm256_permute4x64_pd(_mm256_castps_pd(acc), _MM_SHUFFLE(3, 1, 2, 0)));
-            acc = dw_act_avx2(acc, act);
-            if (ow + 8 <= w_out)
-                _mm256_storeu_ps(yrow + ow, acc);
-            else
-                _mm256_maskstore_ps(yrow + ow, dw_mask_avx2(w_out - ow), acc);
         }
     }
 }
@@ -332,9 +359,9 @@ void dwconv2d_forward_isa(const conv2d_params *p, const float *x, const float *w
                             oh, y + (size_t)c * hw_out + (size_t)oh * (size_t)p->w_out);
         return;
     }
-    float buf[(DW_FAST_K_MAX + 1) * DW_ROW_MAX];
+    float buf[(DW_STAGE_ROWS + 1) * DW_ROW_MAX];
     dw_stage st;
-    dw_stage_init(&st, buf, width, p);
+    dw_stage_init(&st, buf, isa == KERNELS_ISA_AVX2 ? p->k_h + p->stride_h : p->k_h, width, p);
     for (int c = 0; c < p->c_in; c++) {
         const float *xc = x + (size_t)c * hw_in, *wc = w + (size_t)c * kk;
         const float b = bias ? bias[c] : 0.0f;

@@ -27,6 +27,10 @@ void dwconv2d_forward_isa(const conv2d_params *p, const float *x, const float *w
 /* Floats of pool2d_forward's row buffer (stack); windows wider than this take a slower path. */
 #define KERNELS_POOL_TILE 512
 
+/* Floats of a zero-padded input row staged by the specialized depthwise kernels (stack); convs
+ * whose padded rows are longer take the generic depthwise path. */
+#define KERNELS_DW_ROW_MAX 768
+
 static inline __attribute__((always_inline)) float kernels_act_one(act_kind act, float v)
 {
     float r;

@@ -342,13 +342,16 @@ static void dw_sweep(conv_via via, uint64_t seed, sweep_stats *st)
                         continue;
                     conv_case(&p, idx % 4 != 2, via, &r, st);
                 }
-    /* rows wider than one vector block in every stride, non-square shapes, and rows too wide
-     * for the specialized kernels' staging buffer (1024 floats), which take the generic path */
-    static const int extra[][6] = {/* h, w, k_h, k_w, s_h, s_w */
-                                   {20, 64, 3, 3, 1, 1},  {21, 67, 3, 3, 2, 2},
-                                   {18, 45, 5, 5, 1, 1},  {19, 53, 5, 5, 2, 2},
-                                   {10, 30, 3, 5, 1, 1},  {10, 30, 3, 3, 1, 2},
-                                   {3, 1100, 3, 3, 1, 1}, {5, 2100, 5, 5, 2, 2}};
+    /* rows wider than one vector block in every stride, non-square shapes, and rows just
+     * inside and beyond the specialized kernels' staging rows (the latter take the generic
+     * path) */
+    const int wide = KERNELS_DW_ROW_MAX;
+    const int extra[][6] = {/* h, w, k_h, k_w, s_h, s_w */
+                            {20, 64, 3, 3, 1, 1},        {21, 67, 3, 3, 2, 2},
+                            {18, 45, 5, 5, 1, 1},        {19, 53, 5, 5, 2, 2},
+                            {10, 30, 3, 5, 1, 1},        {10, 30, 3, 3, 1, 2},
+                            {3, wide - 70, 3, 3, 1, 1},  {4, wide - 70, 5, 5, 2, 2},
+                            {3, wide + 300, 3, 3, 1, 1}, {5, 2 * wide + 50, 5, 5, 2, 2}};
     for (size_t i = 0; i < sizeof extra / sizeof *extra; i++)
         for (int mode = 0; mode < N_PAD_MODES; mode++, idx++) {
             conv2d_params p;
