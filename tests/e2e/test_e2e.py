@@ -492,7 +492,7 @@ def case_errors(srv, photo, tmp, loaded):
     report("errors: 413 (Content-Length and streaming), 415, 400 multipart, 404, 405 + Allow, 422", p)
 
 
-def case_png_webp(srv, tmp, default_model):
+def case_png(srv, tmp, default_model):
     p = []
     png = os.path.join(tmp, "g.png")
     with open(png, "wb") as f:
@@ -664,9 +664,8 @@ def srv_weights(tmp):
 def case_small_server(wdir, photo, loaded):
     """A second server configured through CNNSERVE_* variables: 1 worker, 1 queue slot, 2 s timeout.
     Queue full -> 503 + Retry-After; a stalled client is cut off; SIGINT exits 0."""
-    heavy = "inception_v3" if "inception_v3" in loaded else loaded[-1]
     srv = Server(wdir, env={"CNNSERVE_WORKERS": "1", "CNNSERVE_QUEUE": "1", "CNNSERVE_TIMEOUT": "2",
-                            "CNNSERVE_MODELS": heavy, "CNNSERVE_LOG_FORMAT": "json"})
+                            "CNNSERVE_MODELS": ",".join(loaded), "CNNSERVE_LOG_FORMAT": "json"})
     p = []
     try:
         if srv.port is None:
@@ -680,7 +679,7 @@ def case_small_server(wdir, photo, loaded):
         if "cnnserve_workers 1\n" not in metrics or "cnnserve_queue_capacity 1\n" not in metrics:
             p.append("CNNSERVE_WORKERS/CNNSERVE_QUEUE not applied")
         with concurrent.futures.ThreadPoolExecutor(12) as ex:
-            rs = list(ex.map(lambda _: classify_jpeg(srv, photo, "?top_k=1"), range(12)))
+            rs = list(ex.map(lambda _: classify_jpeg(srv, photo, "?model=all&top_k=1"), range(12)))
         full = [r for r in rs if r.status == 503]
         if not full or any(error_of(r).get("code") != "queue_full" or r.headers.get("retry-after") != "1" for r in full):
             p.append("queue full: statuses %s" % [r.status for r in rs])
@@ -871,7 +870,7 @@ def run(tmp):
         case_model_all(srv, photo, loaded)
         case_top_k(srv, photo)
         case_errors(srv, photo, tmp, loaded)
-        case_png_webp(srv, tmp, default_model)
+        case_png(srv, tmp, default_model)
         case_real_answers(srv, photos, sources)
         case_concurrent(srv, photos, loaded)
         real = [m for m in REAL if sources.get(m) == "real"] or [default_model]
