@@ -17,6 +17,11 @@ typedef struct {
                           * >= this; 0 = always decode at full size */
 } image_decode_opts;
 
+/* DCT-scaled decode keeps the short side >= IMAGE_DCT_MARGIN x the resize target: measured on the
+ * 1000-photo sample, a 1x margin (e.g. 4032x3024 -> 504x378 for 256) costs 0.7-0.8 top-1 points
+ * against a full decode, a 2x margin (-> 1008x756) costs 0.0-0.3, still decoding 1/16 of the pixels. */
+#define IMAGE_DCT_MARGIN 2
+
 typedef struct {
     uint8_t *rgb;        /* width*height*3, owned; free with image_free */
     int width, height;   /* of rgb: after DCT scaling and orientation */

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../core/cpu.h"
 #include "cli.h"
 #include "version.h"
 
@@ -17,6 +18,7 @@ static const char usage_text[] =
 
 int main(int argc, char **argv)
 {
+    cpu_reexec_for_openblas(argv);
     if (argc < 2) {
         fputs(usage_text, stderr);
         return 2;

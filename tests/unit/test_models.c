@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../../core/cpu.h"
 #include "../../models/model.h"
 #include "../../server/image.h"
 #include "../test.h"
@@ -319,23 +320,28 @@ static unsigned char *slurp(const char *path, size_t *n_out)
     return buf;
 }
 
-static void test_real_accuracy(const char *arch, const char *file, double ref_top1, double ref_top5, int dct)
+/* Accuracy of the real weights on the 1000 photos, against PyTorch's figures measured on this machine
+ * by tests/ref/gen_accuracy.py (same photos, torchvision's PIL preprocessing). readme_top1 is the figure
+ * in ../shared/weights/README.md, printed for information. */
+static void test_real_accuracy(json_t *acc, const char *arch, const char *file, double readme_top1, int dct)
 {
     char case_name[256], path[2048], err[1024];
-    snprintf(case_name, sizeof(case_name), "real weights %s top-1 within 0.5 of PyTorch's %.1f%% (%s decode)", arch,
-             ref_top1, dct ? "DCT-scaled" : "full-scale");
+    snprintf(case_name, sizeof(case_name), "real weights %s: top-1 within 0.5 of PyTorch (%s decode)", arch,
+             dct ? "DCT-scaled" : "full-scale");
     snprintf(path, sizeof(path), "%s/weights/%s", shared_dir, file);
     if (access(path, R_OK)) {
         test_skip(case_name, "../shared/weights absent");
         return;
     }
-    char labels[2048];
-    snprintf(labels, sizeof(labels), "%s/data/imagenet-sample/labels.tsv", shared_dir);
-    FILE *lf = fopen(labels, "r");
-    if (!lf) {
-        test_skip(case_name, "../shared/data/imagenet-sample absent");
+    json_t *ref = json_object_get(json_object_get(acc, "models"), arch);
+    json_t *files = json_object_get(acc, "files"), *labels = json_object_get(acc, "labels");
+    json_t *preds = json_object_get(ref, "pred_top1");
+    if (!json_is_array(files) || !json_is_array(preds) || json_array_size(preds) != json_array_size(files)) {
+        test_skip(case_name, "no PyTorch accuracy reference (tests/ref/gen_accuracy.py needs python3-torch and ../shared)");
         return;
     }
+    double torch_top1 = json_number_value(json_object_get(ref, "top1"));
+    double torch_top5 = json_number_value(json_object_get(ref, "top5"));
     test_begin();
     model *m = NULL;
     model_ctx *ctx = NULL;
@@ -350,21 +356,19 @@ static void test_real_accuracy(const char *arch, const char *file, double ref_to
     image_preproc pp = {model_resize_size(m), S, {0}, {0}};
     memcpy(pp.mean, model_mean(m), sizeof(pp.mean));
     memcpy(pp.std, model_std(m), sizeof(pp.std));
-    image_decode_opts opts = {0, dct ? model_resize_size(m) : 0};
-    char line[1024];
-    int n = 0, top1 = 0, top5 = 0, n_err = 0;
+    image_decode_opts opts = {0, dct ? IMAGE_DCT_MARGIN * model_resize_size(m) : 0};
+    int n = 0, top1 = 0, top5 = 0, n_err = 0, agree = 0;
     double t_inf = 0;
-    if (!fgets(line, sizeof(line), lf)) line[0] = 0; /* header */
-    while (fgets(line, sizeof(line), lf)) {
-        char fname[512];
-        int label;
-        if (sscanf(line, "%511[^\t]\t%d", fname, &label) != 2) continue;
-        snprintf(path, sizeof(path), "%s/data/imagenet-sample/%s", shared_dir, fname);
+    size_t i;
+    json_t *jf;
+    json_array_foreach(files, i, jf) {
+        int label = (int)json_integer_value(json_array_get(labels, i));
+        snprintf(path, sizeof(path), "%s/data/imagenet-sample/%s", shared_dir, json_string_value(jf));
         size_t nb;
         unsigned char *buf = slurp(path, &nb);
         image img;
         if (!buf || image_decode(buf, nb, &opts, &img, err, sizeof(err)) != CNN_OK) {
-            if (n_err++ < 3) printf("# %s: %s\n", fname, err);
+            if (n_err++ < 3) printf("# %s: %s\n", path, buf ? err : "unreadable");
             free(buf);
             continue;
         }
@@ -380,17 +384,21 @@ static void test_real_accuracy(const char *arch, const char *file, double ref_to
         model_topk(m, logits, 5, idx, prob);
         n++;
         top1 += idx[0] == label;
-        for (int i = 0; i < 5; i++) top5 += idx[i] == label;
+        for (int k = 0; k < 5; k++) top5 += idx[k] == label;
+        agree += idx[0] == (int)json_integer_value(json_array_get(preds, i));
     }
     double p1 = n ? 100.0 * top1 / n : 0, p5 = n ? 100.0 * top5 / n : 0;
-    printf("# %s (%s decode): %d photos, top-1 %.1f%% (PyTorch %.1f%%), top-5 %.1f%% (PyTorch %.1f%%), "
-           "%.2f ms/inference\n", arch, dct ? "DCT-scaled" : "full", n, p1, ref_top1, p5, ref_top5,
+    printf("# %s (%s decode): %d photos, top-1 %.1f%% top-5 %.1f%%; PyTorch here: top-1 %.1f%% top-5 %.1f%%; "
+           "../shared/weights/README.md: top-1 %.1f%%; same top-1 as PyTorch on %d photos; %.2f ms/inference\n",
+           arch, dct ? "DCT-scaled" : "full", n, p1, p5, torch_top1, torch_top5, readme_top1, agree,
            n ? 1e3 * t_inf / n : 0);
     T_CHECK(n_err == 0, "%d photos failed to decode", n_err);
-    T_CHECK(n == 1000, "%d photos classified, expected 1000", n);
-    T_CHECK(fabs(p1 - ref_top1) <= 0.5 + 1e-9, "top-1 %.1f%% vs PyTorch %.1f%%", p1, ref_top1);
+    T_CHECK(n == (int)json_array_size(files), "%d photos classified of %zu", n, json_array_size(files));
+    T_CHECK(fabs(p1 - torch_top1) <= 0.5 + 1e-9, "top-1 %.1f%% vs PyTorch %.1f%%", p1, torch_top1);
+    /* Full-scale decode feeds bit-identical tensors (see the image fidelity test): the per-photo answers
+     * may differ only on near-ties. */
+    if (!dct) T_CHECK(agree >= n - n / 100, "only %d of %d photos have PyTorch's top-1", agree, n);
 done:
-    fclose(lf);
     free(input);
     free(logits);
     model_ctx_free(ctx);
@@ -398,8 +406,10 @@ done:
     test_end(case_name);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    (void)argc;
+    cpu_reexec_for_openblas(argv); /* fast OpenBLAS kernels, as bin/cnnserve uses */
     const char *c = getenv("CNN_CACHE"), *sh = getenv("CNN_SHARED");
     snprintf(cache_dir, sizeof(cache_dir), "%s", c ? c : "cache");
     snprintf(shared_dir, sizeof(shared_dir), "%s", sh ? sh : "../shared");
@@ -428,9 +438,12 @@ int main(void)
     }
     json_decref(man);
 
-    test_real_accuracy("shufflenet_v2_x1_0", "shufflenet_v2_x1_0.safetensors", 76.3, 93.2, 0);
-    test_real_accuracy("mobilenet_v3_small", "mobilenet_v3_small.safetensors", 75.9, 93.4, 0);
-    test_real_accuracy("shufflenet_v2_x1_0", "shufflenet_v2_x1_0.safetensors", 76.3, 93.2, 1);
-    test_real_accuracy("mobilenet_v3_small", "mobilenet_v3_small.safetensors", 75.9, 93.4, 1);
+    snprintf(path, sizeof(path), "%s/ref/accuracy.json", cache_dir);
+    json_t *acc = json_load_file(path, 0, &jerr);
+    for (int dct = 0; dct <= 1; dct++) {
+        test_real_accuracy(acc, "shufflenet_v2_x1_0", "shufflenet_v2_x1_0.safetensors", 76.3, dct);
+        test_real_accuracy(acc, "mobilenet_v3_small", "mobilenet_v3_small.safetensors", 75.9, dct);
+    }
+    json_decref(acc);
     return test_finish();
 }
