@@ -104,21 +104,6 @@ run: $(BIN)/cnnserve
 docker-test:
 	bash tests/deploy/docker_check.sh
 
-# --- PyTorch reference data + torchvision weights ---
-# `make ref` (and `make test`) regenerate $(CNN_CACHE)/ref only when the generator, the converter or
-# the safetensors writer changed or the manifest is missing; without torch the generator writes
-# nothing and the C reference tests skip. `make weights` downloads the official torchvision
-# checkpoints into weights/download (needs internet) and converts them to weights/NAME.safetensors.
-CNN_CACHE ?= cache
-.PHONY: ref
-ref: $(CNN_CACHE)/ref/manifest.json
-test: $(CNN_CACHE)/ref/manifest.json
-$(CNN_CACHE)/ref/manifest.json: tests/ref/gen_reference.py deploy/convert_torchvision.py deploy/safetensors_io.py
-	CNN_CACHE=$(CNN_CACHE) $(PYTHON) tests/ref/gen_reference.py
-
-weights:
-	$(PYTHON) deploy/convert_torchvision.py --all --download-dir weights/download --out-dir weights
-
 # --- image intake tools (issue #3) ---
 # image_dump feeds the image fidelity/corpus tests; `make fuzz` runs the libFuzzer target for
 # FUZZ_SECONDS, seeded from the generated corpus ($CNN_CACHE/corpus, default ./cache/corpus).
@@ -153,6 +138,24 @@ $(BUILD)/tests/test_server: $(BUILD)/tests/e2e/test_server.o $(BUILD)/server/mul
                             $(BUILD)/server/log.o $(BUILD)/core/status.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# --- PyTorch reference data + torchvision weights ---
+# `make ref` (and `make test`) regenerate $(CNN_CACHE)/ref only when the generator, the converter or
+# the safetensors writer changed or the manifest is missing; without torch the generator writes
+# nothing and the C reference tests skip. `make weights` downloads the official torchvision
+# checkpoints into weights/download (needs internet) and converts them to weights/NAME.safetensors.
+CNN_CACHE ?= cache
+.PHONY: ref
+ref: $(CNN_CACHE)/ref/manifest.json $(CNN_CACHE)/ref/accuracy.json
+test: $(CNN_CACHE)/ref/manifest.json $(CNN_CACHE)/ref/accuracy.json
+$(CNN_CACHE)/ref/manifest.json: tests/ref/gen_reference.py deploy/convert_torchvision.py deploy/safetensors_io.py
+	CNN_CACHE=$(CNN_CACHE) $(PYTHON) tests/ref/gen_reference.py
+# PyTorch's accuracy (and per-photo predictions) of the real weights in ../shared on its 1000 photos.
+$(CNN_CACHE)/ref/accuracy.json: tests/ref/gen_accuracy.py tests/ref/gen_reference.py deploy/safetensors_io.py
+	CNN_CACHE=$(CNN_CACHE) $(PYTHON) tests/ref/gen_accuracy.py
+
+weights:
+	$(PYTHON) deploy/convert_torchvision.py --all --download-dir weights/download --out-dir weights
 
 clean:
 	rm -rf build bin
