@@ -5,5 +5,6 @@
 /* argv[0] is the first argument after the subcommand name. */
 int serve_main(int argc, char **argv);
 int classify_main(int argc, char **argv);
+int bench_main(int argc, char **argv);
 
 #endif
