@@ -1,0 +1,86 @@
+"""Helpers shared by the Python bench scripts: the fixed input, percentiles, load average, and the
+torchvision model built from a cnnserve safetensors file (so every peer runs the same weights)."""
+
+import math
+import os
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "deploy"))
+sys.path.insert(0, os.path.join(REPO, "tests", "ref"))
+
+
+def fixed_input(size):
+    """1 x 3 x size x size float32, x[i] = (i mod 251) / 125 - 1 in double then rounded: the exact
+    values `cnnserve bench` (server/bench_cli.c) and bench/peer_ort.js use."""
+    import numpy as np
+
+    i = np.arange(3 * size * size, dtype=np.int64)
+    return ((i % 251) / 125.0 - 1.0).astype(np.float32).reshape(1, 3, size, size)
+
+
+def percentile(sorted_values, p):
+    """p-th percentile (0..100) of sorted values, linear between closest ranks (numpy's default)."""
+    n = len(sorted_values)
+    pos = p / 100.0 * (n - 1)
+    lo = int(math.floor(pos))
+    hi = min(lo + 1, n - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def timing_stats(times_ms):
+    """median/p90/p99/min/max of a list of per-pass times in ms."""
+    s = sorted(times_ms)
+    return {"iters": len(s), "median_ms": percentile(s, 50), "p90_ms": percentile(s, 90),
+            "p99_ms": percentile(s, 99), "min_ms": s[0], "max_ms": s[-1]}
+
+
+def loadavg():
+    """/proc/loadavg's three averages, or None."""
+    try:
+        with open("/proc/loadavg") as f:
+            return [float(v) for v in f.read().split()[:3]]
+    except (OSError, ValueError):
+        return None
+
+
+def load_torch_model(arch, path):
+    """The torchvision model of arch with the tensors of a cnnserve safetensors file, in eval mode.
+    Returns (model, input_size)."""
+    import torch
+
+    import convert_torchvision
+    import gen_reference
+    import safetensors_io
+
+    st = safetensors_io.load_file(path)
+    num_classes = int(st.metadata.get("num_classes", "1000"))
+    aux = any(k.startswith("AuxLogits.") for k in st.entries)
+    model = convert_torchvision.build_model(arch, num_classes, aux_logits=aux)
+    if st.metadata.get("padding") == "tf_same":
+        gen_reference.apply_tf_same(model)
+    model.load_state_dict({k: torch.as_tensor(v) for k, v in st.tensors_f32().items()}, strict=True)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model, int(st.metadata.get("crop", "299" if arch == "inception_v3" else "224"))
+
+
+def openblas_corename():
+    """Core name of the OpenBLAS loaded into this process (None when none is loaded): checks that the
+    peer really runs the kernels OPENBLAS_CORETYPE asked for."""
+    import ctypes
+
+    try:
+        with open("/proc/self/maps") as f:
+            libs = sorted({line.split()[-1] for line in f if "libopenblas" in line and "/" in line})
+    except OSError:
+        return None
+    for lib in libs:
+        try:
+            fn = ctypes.CDLL(lib).openblas_get_corename
+        except (OSError, AttributeError):
+            continue
+        fn.restype = ctypes.c_char_p
+        return fn().decode()
+    return None
