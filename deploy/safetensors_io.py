@@ -181,7 +181,7 @@ class SafetensorsFile:
         return a.reshape(shape)
 
     def tensors_f32(self):
-        """Ordered dict-like list of (name, float32 array) for every tensor."""
+        """name -> float32 array for every tensor, in file order."""
         return {name: self.f32(name) for name in self.entries}
 
 

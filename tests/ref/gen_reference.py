@@ -436,7 +436,7 @@ def generate(out_dir, shared, versions):
     order = [c.name for c in CASES]
     manifest = collections.OrderedDict([
         ("generator", collections.OrderedDict([
-            ("sources_sha256", sources_digest()), ("torch", versions),
+            ("sources_sha256", sources_digest()), ("torch_torchvision", versions),
             ("numpy", np.__version__), ("photo", PHOTO_NAME if photo else None),
         ])),
         ("cases", sorted(cases, key=lambda c: order.index(c["name"]))),
@@ -455,7 +455,7 @@ def up_to_date(out_dir, shared, versions):
         with open(path) as f:
             manifest = json.load(f)
         gen = manifest["generator"]
-        if (gen["sources_sha256"] != sources_digest() or gen["torch"] != versions
+        if (gen["sources_sha256"] != sources_digest() or gen["torch_torchvision"] != versions
                 or (gen["photo"] is not None) != (photo_path(shared) is not None)):
             return False
         names = [c["name"] for c in manifest["cases"]]

@@ -160,6 +160,14 @@ def case_roundtrip_full_pickled_model(tmp):
                          "--num-classes", "1000")
     check(rc == 0, "converter failed: %s" % err.strip())
     check_file_matches(out, expected_tensors(model), "F32", f32_bytes)
+    # A training checkpoint: {"state_dict": ...} saved from DataParallel ("module." prefixes).
+    wrapped = os.path.join(tmp, "wrapped.pth")
+    torch.save({"epoch": 3, "state_dict": collections.OrderedDict(
+        ("module." + k, v) for k, v in model.state_dict().items())}, wrapped)
+    out2 = os.path.join(tmp, "wrapped.safetensors")
+    rc, err = run_main(["--arch", "shufflenet_v2_x1_0", "--src", wrapped, "--out", out2])
+    check(rc == 0, "wrapped checkpoint: %s" % err.strip())
+    check_file_matches(out2, expected_tensors(model), "F32", f32_bytes)
 
 
 def case_f16_bf16_file_rounding(tmp):
