@@ -157,6 +157,16 @@ $(CNN_CACHE)/ref/accuracy.json: tests/ref/gen_accuracy.py tests/ref/gen_referenc
 weights:
 	$(PYTHON) deploy/convert_torchvision.py --all --download-dir weights/download --out-dir weights
 
+# --- benchmarks (issue #6) ---
+# `make bench`: per model, cnnserve vs ONNX Runtime (npm onnxruntime-node in bench/node_modules) vs
+# PyTorch at 1 and 2 threads on the random weights of `make ref`, then wrk against the service; writes
+# bench/results/latest.json and latest.md (~15 min on 2 cores). BENCH_ARGS adds flags of
+# bench/run_bench.py (e.g. --iters 300, --no-wrk, --no-peers). Never fails on timing.
+BENCH_ARGS ?=
+bench: $(BIN)/cnnserve $(CNN_CACHE)/ref/manifest.json
+	$(PYTHON) bench/run_bench.py --bin $(BIN)/cnnserve --weights-dir $(CNN_CACHE)/ref \
+	    --cache-dir $(CNN_CACHE)/bench --python $(PYTHON) $(BENCH_ARGS)
+
 clean:
 	rm -rf build bin
 

@@ -12,6 +12,7 @@ n_timed = 0
 n_ok = 0
 n_not_2xx = 0
 n_status = {}
+decode_scale = nil -- the server's JPEG DCT scaling of this image, e.g. "1/8"
 
 function init(args)
    local path = args[1]
@@ -32,6 +33,7 @@ function response(status, headers, body)
       return
    end
    n_ok = n_ok + 1
+   decode_scale = decode_scale or (body and body:match('"decode_scale"%s*:%s*"([^"]*)"'))
    local t = body and body:match('"timings_ms"%s*:%s*(%b{})')
    if not t then
       return
@@ -56,8 +58,9 @@ local function json_number(v)
 end
 
 function done(summary, latency, requests)
-   local sums, timed, ok, not_2xx, statuses = {}, 0, 0, 0, {}
+   local sums, timed, ok, not_2xx, statuses, scale = {}, 0, 0, 0, {}, nil
    for _, t in ipairs(threads) do
+      scale = scale or t:get("decode_scale")
       for s, v in pairs(t:get("stage_sums")) do
          sums[s] = (sums[s] or 0) + v
       end
@@ -85,11 +88,11 @@ function done(summary, latency, requests)
       '"latency_ms":{"p50":%s,"p90":%s,"p99":%s,"mean":%s,"max":%s},' ..
       '"non_2xx":%d,"wrk_non_2xx_3xx":%d,"statuses":{%s},' ..
       '"socket_errors":{"connect":%d,"read":%d,"write":%d,"timeout":%d},' ..
-      '"server_timings_ms":{%s},"n_timed":%d}\n',
+      '"server_timings_ms":{%s},"n_timed":%d,"decode_scale":"%s"}\n',
       summary.requests, ok, json_number(seconds), json_number(seconds > 0 and summary.requests / seconds or 0),
       json_number(latency:percentile(50) / 1e3), json_number(latency:percentile(90) / 1e3),
       json_number(latency:percentile(99) / 1e3), json_number(latency.mean / 1e3), json_number(latency.max / 1e3),
       not_2xx, e.status, table.concat(codes, ","),
       e.connect, e.read, e.write, e.timeout,
-      table.concat(stages, ","), timed))
+      table.concat(stages, ","), timed, scale or "?"))
 end
