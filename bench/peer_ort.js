@@ -113,7 +113,11 @@ async function main() {
   fs.writeFileSync(args.json, JSON.stringify(out, null, 1));
 }
 
-main().catch((e) => {
-  console.error(`peer_ort: ${e.message || e}`);
-  process.exit(2);
-});
+if (require.main === module) {
+  main().catch((e) => {
+    console.error(`peer_ort: ${e.message || e}`);
+    process.exit(2);
+  });
+}
+
+module.exports = { fixedInput, percentile };
