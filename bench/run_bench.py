@@ -330,6 +330,7 @@ def write_markdown(path, res):
                           "%s (%d x %d, %d bytes)" % (os.path.basename(i["path"]), i["width"], i["height"],
                                                        i["bytes"]) for i in w["images"].values()), ""]
             lines += wrk_table(w["cases"]) + [""]
+            lines += ["Every response 2xx: %s." % ("yes" if w.get("all_2xx") else "**no** (see non-2xx above)"), ""]
     with open(path, "w") as f:
         f.write("\n".join(lines))
 

@@ -282,6 +282,7 @@ static json_t *bench_model(const bench_opts *o, const model_arch *arch, double *
         json_object_set_new(entry, "error", json_string(err));
         goto done;
     }
+    if (warn[0]) fprintf(stderr, "cnnserve bench: %s: %s\n", arch->name, warn);
     size_t n_input = 3 * (size_t)model_input_size(m) * (size_t)model_input_size(m);
     input = malloc(n_input * sizeof *input);
     logits = malloc((size_t)model_num_classes(m) * sizeof *logits);
@@ -402,6 +403,7 @@ int bench_main(int argc, char **argv)
     }
     char err[512];
     sgemm_result before[BENCH_MAX_THREADS], after[BENCH_MAX_THREADS];
+    double peaks[BENCH_MAX_THREADS];
     double *times = malloc((size_t)o.n_iters * sizeof *times);
     json_t *root = bench_env_json(&o), *models = json_array();
     int n_failed = 0;
@@ -425,7 +427,6 @@ int bench_main(int argc, char **argv)
         goto done;
     }
     json_object_set_new(root, "loadavg_after", bench_loadavg_json());
-    double peaks[BENCH_MAX_THREADS];
     bench_sgemm_peaks(&o, before, after, peaks);
     bench_add_ratios(&o, models, peaks);
     json_object_set_new(root, "sgemm", bench_sgemm_json(&o, before, after, peaks));
