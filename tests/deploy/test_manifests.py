@@ -6,7 +6,7 @@ probe paths, CNNSERVE_* variables, stop signal and grace periods agree with the 
 come from `cnnserve serve --help` (the binary, else the usage text in server/config.c), its routes
 from openapi.yaml. A live case starts bin/cnnserve on ../shared/weights and hits the manifests'
 probe paths, then stops it with the manifests' stop signal. Also checks that .ci/run runs the
-README's install and test commands.
+README's install and test commands and that the README's configuration table matches the flags.
 Prints one "ok - / not ok - / skip - " line per case; exits non-zero on a failure.
 """
 
@@ -455,6 +455,23 @@ def check_ci():
     report(name, p)
 
 
+def check_readme_config(facts):
+    name = "README configuration table lists every flag of `cnnserve serve --help` with its variable"
+    if not os.path.exists(os.path.join(ROOT, "README.md")):
+        return skip(name, "no README.md")
+    rows = re.findall(r"^\|\s*`--([a-z][a-z-]*)[^`]*`\s*\|\s*`(CNNSERVE_[A-Z_]+)`", read("README.md"), re.M)
+    documented = {flag for flag, _ in rows}
+    p = ["--%s is documented with %s" % (f, v) for f, v in rows
+         if v != "CNNSERVE_" + f.upper().replace("-", "_")]
+    missing = sorted(facts["flags"] - documented - {"help", "version"})
+    stale = sorted(documented - facts["flags"])
+    if missing:
+        p.append("flags missing from the table: %s" % missing)
+    if stale:
+        p.append("flags in the table the server does not have: %s" % stale)
+    report(name, p)
+
+
 def main():
     global yaml
     try:
@@ -478,6 +495,7 @@ def main():
     check_openapi(probes)
     check_live(probes)
     check_ci()
+    check_readme_config(facts)
     print("# %d failed" % n_fail)
     return 1 if n_fail else 0
 
