@@ -427,15 +427,24 @@ void add_forward(size_t n, const float *a, const float *b, act_kind act, float *
     }
 }
 
-void linear_forward(int n_in, int n_out, const float *x, const float *w, const float *bias,
-                    act_kind act, float *y)
+void linear_forward_isa(int n_in, int n_out, const float *x, const float *w, const float *bias,
+                        act_kind act, float *y, kernels_isa isa)
 {
     assert(n_in > 0 && n_out > 0);
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, n_out, n_in, 1.0f, w, n_in, x, 1, 0.0f, y, 1);
+    if (isa >= KERNELS_ISA_AVX512)
+        kernels_gemv_avx512(n_in, n_out, x, w, y);
+    else
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, n_out, n_in, 1.0f, w, n_in, x, 1, 0.0f, y, 1);
     if (bias)
         add_forward((size_t)n_out, y, bias, act, y);
     else
         act_forward(act, y, (size_t)n_out);
+}
+
+void linear_forward(int n_in, int n_out, const float *x, const float *w, const float *bias,
+                    act_kind act, float *y)
+{
+    linear_forward_isa(n_in, n_out, x, w, bias, act, y, kernels_isa_best());
 }
 
 void scale_channels_forward(int c, int hw, const float *x, const float *scale, float *y)

@@ -48,6 +48,19 @@ size_t conv2d_scratch_floats(const conv2d_params *p);
 void conv2d_forward(const conv2d_params *p, const float *x, const float *w, const float *bias,
                     float *y, float *scratch);
 
+/* Prepacked convolution: on CPUs with AVX-512F every non-depthwise convolution runs a GEMM kernel
+ * on weights packed once (at model load) and on input blocks packed on the fly into scratch.
+ * conv2d_packed_floats is the packed weights' size in floats, 0 when p does not take this path on
+ * this CPU (depthwise, or no AVX-512F): then use conv2d_forward. conv2d_pack_weights packs
+ * PyTorch-layout weights w into packed (conv2d_packed_floats(p) floats); conv2d_forward_packed
+ * computes the same as conv2d_forward with scratch of conv2d_packed_scratch_floats(p) floats
+ * (may be 0, then scratch may be NULL). x and y must not overlap. */
+size_t conv2d_packed_floats(const conv2d_params *p);
+void conv2d_pack_weights(const conv2d_params *p, const float *w, float *packed);
+size_t conv2d_packed_scratch_floats(const conv2d_params *p);
+void conv2d_forward_packed(const conv2d_params *p, const float *x, const float *packed,
+                           const float *bias, float *y, float *scratch);
+
 /* Direct depthwise convolution (groups == c_in == c_out), any k / stride / padding. */
 void dwconv2d_forward(const conv2d_params *p, const float *x, const float *w, const float *bias,
                       float *y);

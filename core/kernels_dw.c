@@ -335,7 +335,8 @@ static DW_AVX2 void dw_channel_avx2(const conv2d_params *p, dw_stage *st, const 
 kernels_isa kernels_isa_best(void)
 {
 #if KERNELS_DW_X86
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return KERNELS_ISA_AVX2;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return __builtin_cpu_supports("avx512f") ? KERNELS_ISA_AVX512 : KERNELS_ISA_AVX2;
 #endif
     return KERNELS_ISA_GENERIC;
 }
@@ -346,8 +347,12 @@ void dwconv2d_forward_isa(const conv2d_params *p, const float *x, const float *w
     assert(p->groups == p->c_in && p->groups == p->c_out && p->c_in > 0);
     assert(p->h_out > 0 && p->w_out > 0 && p->k_h > 0 && p->k_w > 0);
     assert(p->stride_h > 0 && p->stride_w > 0 && p->pad_t >= 0 && p->pad_l >= 0);
-    assert(isa == KERNELS_ISA_GENERIC || isa == KERNELS_ISA_AVX2);
+    assert(isa == KERNELS_ISA_GENERIC || isa == KERNELS_ISA_AVX2 || isa == KERNELS_ISA_AVX512);
     (void)isa; /* only read on x86 */
+    if (isa >= KERNELS_ISA_AVX512 && kernels_dw_avx512_applies(p)) {
+        kernels_dw_avx512(p, x, w, bias, y);
+        return;
+    }
     const size_t hw_in = (size_t)p->h_in * (size_t)p->w_in;
     const size_t hw_out = (size_t)p->h_out * (size_t)p->w_out;
     const size_t kk = (size_t)p->k_h * (size_t)p->k_w;
@@ -361,13 +366,13 @@ void dwconv2d_forward_isa(const conv2d_params *p, const float *x, const float *w
     }
     float buf[(DW_STAGE_ROWS + 1) * DW_ROW_MAX];
     dw_stage st;
-    dw_stage_init(&st, buf, isa == KERNELS_ISA_AVX2 ? p->k_h + p->stride_h : p->k_h, width, p);
+    dw_stage_init(&st, buf, isa >= KERNELS_ISA_AVX2 ? p->k_h + p->stride_h : p->k_h, width, p);
     for (int c = 0; c < p->c_in; c++) {
         const float *xc = x + (size_t)c * hw_in, *wc = w + (size_t)c * kk;
         const float b = bias ? bias[c] : 0.0f;
         float *yc = y + (size_t)c * hw_out;
 #if KERNELS_DW_X86
-        if (isa == KERNELS_ISA_AVX2) {
+        if (isa >= KERNELS_ISA_AVX2) {
             dw_channel_avx2(p, &st, xc, wc, b, yc);
             continue;
         }

@@ -10,15 +10,46 @@
 typedef enum {
     KERNELS_ISA_GENERIC = 0, /* portable C, auto-vectorized for the build's baseline */
     KERNELS_ISA_AVX2,        /* AVX2 + FMA */
+    KERNELS_ISA_AVX512,      /* AVX-512F on top of AVX2 + FMA */
 } kernels_isa;
 
 /* Best variant this CPU supports. Thread-safe (reads CPU feature bits only). */
 kernels_isa kernels_isa_best(void);
 
-/* dwconv2d_forward with an explicit variant; isa must be supported by the CPU (the unit test uses
+/* dwconv2d_forward with an explicit variant (AVX-512 runs kernels_dw_avx512 where it applies, else
+ * the AVX2 kernel); isa must be supported by the CPU (the unit test uses
  * this to check every variant against the same reference). */
 void dwconv2d_forward_isa(const conv2d_params *p, const float *x, const float *w, const float *bias,
                           float *y, kernels_isa isa);
+
+/* linear_forward with an explicit variant: AVX-512 runs kernels_gemv_avx512, the others
+ * OpenBLAS's sgemv. isa must be supported by the CPU. */
+void linear_forward_isa(int n_in, int n_out, const float *x, const float *w, const float *bias,
+                        act_kind act, float *y, kernels_isa isa);
+
+/* y[n_out] = w[n_out][n_in] . x; needs AVX-512F. */
+void kernels_gemv_avx512(int n_in, int n_out, const float *x, const float *w, float *y);
+
+/* c[m][n] = act(a * b + bias) on AVX-512F, a packed in panels as above, b read in place (k rows
+ * of n floats at stride ldb), c rows at stride ldc; bias (m values) may be NULL. */
+void kernels_gemm_avx512(int m, int n, int k, const float *a, const float *b, size_t ldb,
+                         float *c, size_t ldc, const float *bias, act_kind act);
+
+/* AVX-512 depthwise kernel (kernels_dw512.c): whether it takes p (stride 1, output as wide as
+ * the input, small maps and kernels: see there), and the convolution itself. */
+int kernels_dw_avx512_applies(const conv2d_params *p);
+void kernels_dw_avx512(const conv2d_params *p, const float *x, const float *w, const float *bias,
+                       float *y);
+
+/* Winograd F(2x2, 3x3) (kernels_wino.c), the packed path of 3x3 stride-1 groups-1 convolutions
+ * large enough to gain: kernels_wino_applies says whether p takes it; the others are the
+ * conv2d_packed_* / conv2d_pack_weights / conv2d_forward_packed counterparts (AVX-512F). */
+int kernels_wino_applies(const conv2d_params *p);
+size_t kernels_wino_packed_floats(const conv2d_params *p);
+void kernels_wino_pack(const conv2d_params *p, const float *w, float *packed);
+size_t kernels_wino_scratch_floats(const conv2d_params *p);
+void kernels_wino_forward(const conv2d_params *p, const float *x, const float *packed,
+                          const float *bias, float *y, float *scratch);
 
 /* Fixed inner block length: loops are written as "blocks of KERNELS_BLOCK + scalar tail" so gcc's
  * -O2 (very-cheap) vectorizer, which refuses loops of unknown trip count, still vectorizes them. */
@@ -54,6 +85,25 @@ static inline __attribute__((always_inline)) float kernels_act_one(act_kind act,
 
 static inline int kernels_imin(int a, int b) { return a < b ? a : b; }
 static inline int kernels_imax(int a, int b) { return a > b ? a : b; }
+
+/* Packed GEMM left operand (m x k): blocks of KERNELS_GEMM_KC columns (the last may be
+ * narrower), each block holding ceil(m / KERNELS_GEMM_MR) panels of KERNELS_GEMM_MR rows (zero past
+ * the last row), k-major inside a panel. The micro-kernel broadcasts consecutive floats, and the
+ * panels it visits for one block are consecutive in memory (one prefetchable stream).
+ * kernels_gemm_a_offset is the position of element (r, kk); the total size is
+ * ceil(m / MR) * MR * k floats. */
+#define KERNELS_GEMM_MR 6
+#define KERNELS_GEMM_KC 128
+
+static inline size_t kernels_gemm_a_offset(int m, int k, int r, int kk)
+{
+    const size_t n_panels = (size_t)((m + KERNELS_GEMM_MR - 1) / KERNELS_GEMM_MR);
+    const int k0 = kk / KERNELS_GEMM_KC * KERNELS_GEMM_KC;
+    const int kc = kernels_imin(KERNELS_GEMM_KC, k - k0);
+    return (size_t)k0 * n_panels * KERNELS_GEMM_MR +
+           ((size_t)(r / KERNELS_GEMM_MR) * (size_t)kc + (size_t)(kk - k0)) * KERNELS_GEMM_MR +
+           (size_t)(r % KERNELS_GEMM_MR);
+}
 
 /* floor(a / b) for b > 0 and any sign of a. */
 static inline int kernels_floor_div(int a, int b)

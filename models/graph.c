@@ -186,29 +186,44 @@ int gb_conv(graph_builder *b, int x, const conv_spec *s, const char *conv_name, 
     p.h_out = gb_axis(b, in.h, s->k_h, s->stride, s->pad_h, 0, &p.pad_t, &p.pad_b);
     p.w_out = gb_axis(b, in.w, s->k_w, s->stride, s->pad_w, 0, &p.pad_l, &p.pad_r);
 
+    /* Convolutions the CPU's GEMM kernel takes keep only packed weights (folded first). */
+    const size_t n_packed = conv2d_packed_floats(&p);
+    size_t per_out = (size_t)c_per_g * s->k_h * s->k_w;
     const float *wf = w, *bf = conv_bias;
+    float *folded = NULL;
     if (bn_name) {
         /* Fold BatchNorm: w' = w * g / sqrt(var + eps), b' = beta - mean * g / sqrt(var + eps). */
-        size_t per_out = (size_t)c_per_g * s->k_h * s->k_w;
-        float *wo = gb_alloc_owned(b, per_out * s->c_out);
+        folded = n_packed ? malloc(per_out * s->c_out * sizeof(float)) : gb_alloc_owned(b, per_out * s->c_out);
         float *bo = gb_alloc_owned(b, s->c_out);
-        if (!wo || !bo) return -1;
+        if (!folded || !bo) {
+            if (n_packed) free(folded);
+            return gb_fail(b, CNN_ERR_NOMEM, "%s: out of memory folding BatchNorm", conv_name);
+        }
         for (int o = 0; o < s->c_out; o++) {
             double scale = gamma[o] / sqrt((double)var[o] + b->bn_eps);
-            for (size_t i = 0; i < per_out; i++) wo[o * per_out + i] = (float)(w[o * per_out + i] * scale);
+            for (size_t i = 0; i < per_out; i++) folded[o * per_out + i] = (float)(w[o * per_out + i] * scale);
             bo[o] = (float)(beta[o] - mean[o] * scale);
         }
-        wf = wo;
+        wf = folded;
         bf = bo;
+    }
+    float *packed = NULL;
+    if (n_packed) {
+        packed = gb_alloc_owned(b, n_packed);
+        if (packed) conv2d_pack_weights(&p, wf, packed);
+        if (bn_name) free(folded);
+        if (!packed) return -1;
+        wf = NULL;
     }
     graph_node *n;
     int y = gb_emit(b, NODE_CONV, 1, &x, p.c_out, p.h_out, p.w_out, &n);
     if (y < 0) return -1;
     n->p.conv = p;
     n->w = wf;
+    n->w_packed = packed;
     n->b = bf;
     b->g->n_macs += (int64_t)p.c_out * p.h_out * p.w_out * c_per_g * p.k_h * p.k_w;
-    size_t scratch = conv2d_scratch_floats(&p);
+    size_t scratch = n_packed ? conv2d_packed_scratch_floats(&p) : conv2d_scratch_floats(&p);
     if (scratch > b->g->scratch_floats) b->g->scratch_floats = scratch;
     return y;
 }
@@ -444,7 +459,10 @@ const float *graph_run(const graph *g, const float *input, float *arena, float *
         const float *x = graph_ptr(g, n->in[0], input, arena);
         switch (n->op) {
         case NODE_CONV:
-            conv2d_forward(&n->p.conv, x, n->w, n->b, y, scratch);
+            if (n->w_packed)
+                conv2d_forward_packed(&n->p.conv, x, n->w_packed, n->b, y, scratch);
+            else
+                conv2d_forward(&n->p.conv, x, n->w, n->b, y, scratch);
             break;
         case NODE_POOL:
             pool2d_forward(&n->p.pool, x, y);

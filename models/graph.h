@@ -36,7 +36,8 @@ typedef struct {
     int n_in;
     int in[GRAPH_MAX_IN];
     int out;
-    const float *w, *b;
+    const float *w, *b;  /* w: PyTorch layout; NULL for convs whose weights are packed */
+    const float *w_packed; /* conv2d_pack_weights layout, or NULL (then conv2d_forward runs) */
     union {
         conv2d_params conv;
         pool2d_params pool;
@@ -54,7 +55,7 @@ typedef struct {
     int n_owned, cap_owned;
     size_t owned_bytes;
     size_t arena_floats;  /* activations */
-    size_t scratch_floats;/* largest conv scratch (im2col) */
+    size_t scratch_floats;/* largest conv scratch (im2col / packed input blocks) */
     int64_t n_params, n_macs;
 } graph;
 

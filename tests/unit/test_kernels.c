@@ -132,8 +132,15 @@ static void ref_conv(const conv2d_params *p, const float *x, const float *w, con
     }
 }
 
-typedef enum { CONV_VIA_DISPATCH = 0, CONV_VIA_DW_GENERIC, CONV_VIA_DW_AVX2 } conv_via;
-static const char *const via_names[] = {"conv2d_forward", "dw generic", "dw avx2"};
+typedef enum {
+    CONV_VIA_DISPATCH = 0,
+    CONV_VIA_DW_GENERIC,
+    CONV_VIA_DW_AVX2,
+    CONV_VIA_DW_AVX512,
+    CONV_VIA_PACKED /* conv2d_pack_weights + conv2d_forward_packed */
+} conv_via;
+static const char *const via_names[] = {"conv2d_forward", "dw generic", "dw avx2", "dw avx512",
+                                        "packed"};
 
 typedef struct {
     int n_cases, n_failed;
@@ -156,19 +163,28 @@ static void conv_case(const conv2d_params *p, int with_bias, conv_via via, rng *
     const size_t n_x = (size_t)p->c_in * p->h_in * p->w_in;
     const size_t n_w = (size_t)p->c_out * (p->c_in / p->groups) * p->k_h * p->k_w;
     const size_t n_y = (size_t)p->c_out * p->h_out * p->w_out;
-    const size_t n_scratch = conv2d_scratch_floats(p);
+    const size_t n_scratch =
+        via == CONV_VIA_PACKED ? conv2d_packed_scratch_floats(p) : conv2d_scratch_floats(p);
     float *x = alloc_random(n_x, r), *w = alloc_random(n_w, r);
     float *bias = with_bias ? alloc_random((size_t)p->c_out, r) : NULL;
     float *x_copy = alloc_floats(n_x);
     memcpy(x_copy, x, n_x * sizeof *x);
     float *y = alloc_nan(n_y);
     float *scratch = n_scratch ? alloc_nan(n_scratch) : NULL;
+    float *packed = NULL;
     double *want = alloc_doubles(n_y), *mag = alloc_doubles(n_y);
 
     switch (via) {
     case CONV_VIA_DISPATCH: conv2d_forward(p, x, w, bias, y, scratch); break;
     case CONV_VIA_DW_GENERIC: dwconv2d_forward_isa(p, x, w, bias, y, KERNELS_ISA_GENERIC); break;
     case CONV_VIA_DW_AVX2: dwconv2d_forward_isa(p, x, w, bias, y, KERNELS_ISA_AVX2); break;
+    case CONV_VIA_DW_AVX512: dwconv2d_forward_isa(p, x, w, bias, y, KERNELS_ISA_AVX512); break;
+    case CONV_VIA_PACKED:
+        /* NaN poison: every packed float must be written by the packer */
+        packed = alloc_nan(conv2d_packed_floats(p));
+        conv2d_pack_weights(p, w, packed);
+        conv2d_forward_packed(p, x, packed, bias, y, scratch);
+        break;
     }
     ref_conv(p, x, w, bias, want, mag);
     long bad = first_bad(y, want, mag, n_y);
@@ -195,6 +211,7 @@ static void conv_case(const conv2d_params *p, int with_bias, conv_via via, rng *
     free(x_copy);
     free(y);
     free(scratch);
+    free(packed);
     free(want);
     free(mag);
 }
@@ -250,12 +267,10 @@ static const int sweep_k[] = {1, 3, 5, 7, 11};
 static const int sweep_s[] = {1, 2, 4};
 static const int sweep_hw[][2] = {{13, 11}, {7, 9}, {1, 1}};
 
-static void test_conv_sweep_groups1(void)
+static void conv_sweep_groups1(conv_via via, sweep_stats *st)
 {
     static const int chans[][2] = {{3, 5}, {17, 24}, {5, 3}};
-    test_begin();
     rng r = {1};
-    sweep_stats st = {0, 0};
     int idx = 0;
     for (size_t ki = 0; ki < sizeof sweep_k / sizeof *sweep_k; ki++)
         for (size_t si = 0; si < sizeof sweep_s / sizeof *sweep_s; si++)
@@ -267,13 +282,11 @@ static void test_conv_sweep_groups1(void)
                                     sweep_k[ki], sweep_k[ki], sweep_s[si], sweep_s[si],
                                     (pad_mode)mode, (act_kind)(idx % 5)))
                         continue;
-                    conv_case(&p, idx % 4 != 3, CONV_VIA_DISPATCH, &r, &st);
+                    conv_case(&p, idx % 4 != 3, via, &r, st);
                 }
-    sweep_report(&st);
-    test_end("conv2d sweep groups=1 (k 1/3/5/7/11, s 1/2/4, 4 padding modes, odd sizes)");
 }
 
-static void test_conv_rect_and_large(void)
+static void conv_rect_and_large(conv_via via, sweep_stats *st)
 {
     /* {c_in, c_out, h, w, k_h, k_w, s_h, s_w, pad mode} */
     static const int cases[][9] = {
@@ -283,30 +296,24 @@ static void test_conv_rect_and_large(void)
         {3, 16, 31, 31, 3, 3, 2, 2, PAD_TF_SAME}, {3, 8, 63, 63, 11, 11, 4, 4, PAD_SYM},
         {24, 17, 15, 15, 1, 1, 2, 2, PAD_NONE},   {24, 17, 6, 6, 1, 1, 1, 1, PAD_SYM},
     };
-    test_begin();
     rng r = {2};
-    sweep_stats st = {0, 0};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         const int *c = cases[i];
         conv2d_params p;
         const int has_output = conv_setup(&p, c[0], c[1], 1, c[2], c[3], c[4], c[5], c[6], c[7],
                                           (pad_mode)c[8], (act_kind)(i % 5));
         T_CHECK(has_output, "case %zu has no output", i);
-        if (has_output) conv_case(&p, i % 3 != 2, CONV_VIA_DISPATCH, &r, &st);
+        if (has_output) conv_case(&p, i % 3 != 2, via, &r, st);
     }
-    sweep_report(&st);
-    test_end("conv2d rectangular kernels, mixed strides, larger shapes");
 }
 
-static void test_conv_sweep_grouped(void)
+static void conv_sweep_grouped(conv_via via, sweep_stats *st)
 {
     /* {c_in, c_out, groups}: plain groups and a channel multiplier (groups == c_in != c_out) */
     static const int cfg[][3] = {{4, 6, 2}, {10, 8, 2}, {9, 6, 3}, {15, 3, 3}, {3, 9, 3}};
     static const int ks[] = {1, 3, 5};
     static const int ss[] = {1, 2};
-    test_begin();
     rng r = {3};
-    sweep_stats st = {0, 0};
     int idx = 0;
     for (size_t ci = 0; ci < sizeof cfg / sizeof *cfg; ci++)
         for (size_t ki = 0; ki < sizeof ks / sizeof *ks; ki++)
@@ -317,10 +324,57 @@ static void test_conv_sweep_grouped(void)
                     if (!conv_setup(&p, cfg[ci][0], cfg[ci][1], cfg[ci][2], hw[0], hw[1], ks[ki],
                                     ks[ki], ss[si], ss[si], (pad_mode)mode, (act_kind)(idx % 5)))
                         continue;
-                    conv_case(&p, idx % 4 != 1, CONV_VIA_DISPATCH, &r, &st);
+                    conv_case(&p, idx % 4 != 1, via, &r, st);
                 }
+}
+
+/* Shapes at the packed GEMM's blocking edges: output tiles of every width 1..GEMM_NR+ and
+ * every channel remainder, several K blocks (K > 128), several column blocks (> 1024 outputs),
+ * 1x1 convs read in place (<= 48 channels) and packed (more), rows contiguous (k x 1, no
+ * horizontal padding), strides 2 and 3 with padding. */
+static void conv_packed_edges(conv_via via, sweep_stats *st)
+{
+    /* {c_in, c_out, h, w, k_h, k_w, stride, pad mode} */
+    static const int cases[][8] = {
+        {5, 7, 1, 1, 1, 1, 1, PAD_NONE},     {4, 13, 1, 17, 1, 1, 1, PAD_NONE},
+        {3, 6, 4, 8, 1, 1, 1, PAD_NONE},     {2, 11, 5, 13, 1, 1, 1, PAD_NONE},
+        {6, 5, 7, 7, 1, 1, 1, PAD_NONE},     {7, 12, 8, 8, 3, 3, 1, PAD_SYM},
+        {9, 1, 9, 9, 1, 1, 1, PAD_NONE},     {300, 20, 9, 9, 1, 1, 1, PAD_NONE},
+        {300, 50, 9, 9, 1, 1, 1, PAD_NONE},  {70, 49, 6, 7, 3, 3, 1, PAD_SYM},
+        {8, 30, 41, 40, 1, 1, 1, PAD_NONE},  {8, 60, 41, 40, 1, 1, 1, PAD_NONE},
+        {4, 14, 37, 33, 3, 3, 1, PAD_SYM},   {6, 9, 17, 17, 7, 1, 1, PAD_SYM},
+        {6, 9, 17, 17, 1, 7, 1, PAD_SYM},    {3, 16, 45, 45, 3, 3, 2, PAD_TF_SAME},
+        {5, 8, 29, 31, 5, 5, 2, PAD_ASYM},   {4, 10, 23, 19, 3, 3, 3, PAD_SYM},
+        {3, 7, 47, 47, 11, 11, 4, PAD_SYM},  {130, 19, 5, 6, 3, 3, 1, PAD_SYM},
+        {1, 64, 64, 64, 1, 1, 1, PAD_NONE},  {48, 6, 3, 70, 1, 3, 1, PAD_SYM},
+        /* 3x3 stride 1 with >= 40 output tiles of 2x2 (Winograd): odd sizes, tile rows wider
+         * than a vector, K blocks, several tile-row blocks, every padding mode */
+        {3, 5, 29, 40, 3, 3, 1, PAD_NONE},   {150, 13, 17, 17, 3, 3, 1, PAD_SYM},
+        {8, 7, 70, 70, 3, 3, 1, PAD_ASYM},   {6, 8, 23, 36, 3, 3, 1, PAD_TF_SAME},
+        {40, 30, 50, 50, 3, 3, 1, PAD_SYM},  {2, 1, 16, 15, 3, 3, 1, PAD_SYM},
+    };
+    rng r = {14};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const int *c = cases[i];
+        conv2d_params p;
+        const int has_output = conv_setup(&p, c[0], c[1], 1, c[2], c[3], c[4], c[5], c[6], c[6],
+                                          (pad_mode)c[7], (act_kind)(i % 5));
+        T_CHECK(has_output, "case %zu has no output", i);
+        if (has_output) conv_case(&p, i % 4 != 1, via, &r, st);
+    }
+}
+
+/* Every non-depthwise conv sweep through one entry point. */
+static void test_conv_sweeps(conv_via via, const char *name)
+{
+    test_begin();
+    sweep_stats st = {0, 0};
+    conv_sweep_groups1(via, &st);
+    conv_rect_and_large(via, &st);
+    conv_sweep_grouped(via, &st);
+    conv_packed_edges(via, &st);
     sweep_report(&st);
-    test_end("conv2d sweep groups=2/3 and channel multiplier");
+    test_end(name);
 }
 
 /* Depthwise sweep through one entry point. */
@@ -351,7 +405,13 @@ static void dw_sweep(conv_via via, uint64_t seed, sweep_stats *st)
                             {18, 45, 5, 5, 1, 1},        {19, 53, 5, 5, 2, 2},
                             {10, 30, 3, 5, 1, 1},        {10, 30, 3, 3, 1, 2},
                             {3, wide - 70, 3, 3, 1, 1},  {4, wide - 70, 5, 5, 2, 2},
-                            {3, wide + 300, 3, 3, 1, 1}, {5, 2 * wide + 50, 5, 5, 2, 2}};
+                            {3, wide + 300, 3, 3, 1, 1}, {5, 2 * wide + 50, 5, 5, 2, 2},
+                            /* flat (AVX-512) kernel: MobileNet sizes, rows narrower than the
+                             * kernel, the widest rows and largest maps it takes, one past */
+                            {14, 14, 3, 3, 1, 1},        {7, 7, 5, 5, 1, 1},
+                            {9, 3, 5, 5, 1, 1},          {5, 32, 5, 5, 1, 1},
+                            {128, 32, 3, 3, 1, 1},       {130, 32, 3, 3, 1, 1},
+                            {6, 33, 3, 3, 1, 1},         {11, 5, 3, 5, 1, 1}};
     for (size_t i = 0; i < sizeof extra / sizeof *extra; i++)
         for (int mode = 0; mode < N_PAD_MODES; mode++, idx++) {
             conv2d_params p;
@@ -379,9 +439,20 @@ static void test_conv_scratch_size(void)
     conv_setup(&p, 8, 8, 8, 13, 11, 3, 3, 1, 1, PAD_SYM, ACT_NONE);
     T_CHECK(conv2d_scratch_floats(&p) == 0, "depthwise needs no scratch, got %zu",
             conv2d_scratch_floats(&p));
+    T_CHECK(conv2d_packed_floats(&p) == 0, "depthwise has no packed path, got %zu floats",
+            conv2d_packed_floats(&p));
     conv_setup(&p, 8, 16, 1, 13, 11, 1, 1, 1, 1, PAD_NONE, ACT_NONE);
     T_CHECK(conv2d_scratch_floats(&p) == 0, "1x1 s1 needs no scratch, got %zu",
             conv2d_scratch_floats(&p));
+    T_CHECK(conv2d_packed_floats(&p) ==
+                (kernels_isa_best() >= KERNELS_ISA_AVX512 ? (size_t)18 * 8 : 0),
+            "1x1 8->16 packs into 3 panels of 6 channels, got %zu floats",
+            conv2d_packed_floats(&p));
+    conv_setup(&p, 5, 7, 1, 20, 20, 3, 3, 1, 1, PAD_SYM, ACT_NONE);
+    T_CHECK(conv2d_packed_floats(&p) ==
+                (kernels_isa_best() >= KERNELS_ISA_AVX512 ? (size_t)16 * 12 * 5 : 0),
+            "3x3 s1 20x20 5->7 packs 16 Winograd matrices of 2 panels, got %zu floats",
+            conv2d_packed_floats(&p));
     conv_setup(&p, 8, 16, 1, 13, 11, 1, 1, 2, 2, PAD_NONE, ACT_NONE);
     T_CHECK(conv2d_scratch_floats(&p) == 8 * 7 * 6, "1x1 s2: got %zu",
             conv2d_scratch_floats(&p));
@@ -683,9 +754,12 @@ static void test_act(void)
     test_end("act_forward every activation");
 }
 
-static void test_linear(void)
+static void test_linear(kernels_isa isa, const char *name)
 {
-    static const int sizes[][2] = {{17, 5}, {100, 33}, {1, 1}, {1280, 1000}};
+    /* n_in: below, at and past one vector, with and without a tail; n_out: every remainder of
+     * the 4-row blocks */
+    static const int sizes[][2] = {{17, 5}, {100, 33}, {1, 1}, {1280, 1000}, {16, 6}, {32, 7},
+                                   {4099, 3}};
     test_begin();
     rng r = {7};
     int idx = 0;
@@ -698,7 +772,7 @@ static void test_linear(void)
                 float *b = with_bias ? alloc_random((size_t)n_out, &r) : NULL;
                 float *y = alloc_nan((size_t)n_out);
                 double *want = alloc_doubles((size_t)n_out), *mag = alloc_doubles((size_t)n_out);
-                linear_forward(n_in, n_out, x, w, b, (act_kind)a, y);
+                linear_forward_isa(n_in, n_out, x, w, b, (act_kind)a, y, isa);
                 for (int o = 0; o < n_out; o++) {
                     double s = b ? b[o] : 0, m = fabs(s);
                     for (int i = 0; i < n_in; i++) {
@@ -720,7 +794,7 @@ static void test_linear(void)
                 free(want);
                 free(mag);
             }
-    test_end("linear_forward (GEMV, bias or not, every activation)");
+    test_end(name);
 }
 
 static void test_add(void)
@@ -991,20 +1065,32 @@ int main(void)
     test_tf_same();
     test_act();
     test_conv_scratch_size();
-    test_conv_sweep_groups1();
-    test_conv_rect_and_large();
-    test_conv_sweep_grouped();
+    test_conv_sweeps(CONV_VIA_DISPATCH,
+                     "conv2d_forward sweeps: groups 1/2/3, channel multiplier, k 1..11, s 1..4, "
+                     "4 padding modes, rectangular kernels, blocking edges");
+    if (kernels_isa_best() >= KERNELS_ISA_AVX512)
+        test_conv_sweeps(CONV_VIA_PACKED, "conv2d_forward_packed (AVX-512 GEMM): same sweeps");
+    else
+        test_skip("conv2d_forward_packed (AVX-512 GEMM): same sweeps", "CPU lacks AVX-512F");
     test_dw_sweep(CONV_VIA_DISPATCH, "dwconv sweep via conv2d_forward (best variant)");
     test_dw_sweep(CONV_VIA_DW_GENERIC, "dwconv sweep, portable variant");
-    if (kernels_isa_best() == KERNELS_ISA_AVX2)
+    if (kernels_isa_best() >= KERNELS_ISA_AVX2)
         test_dw_sweep(CONV_VIA_DW_AVX2, "dwconv sweep, AVX2 variant");
     else
         test_skip("dwconv sweep, AVX2 variant", "CPU lacks AVX2/FMA");
+    if (kernels_isa_best() >= KERNELS_ISA_AVX512)
+        test_dw_sweep(CONV_VIA_DW_AVX512, "dwconv sweep, AVX-512 variant");
+    else
+        test_skip("dwconv sweep, AVX-512 variant", "CPU lacks AVX-512F");
     test_pool_sweep();
     test_pool_wide();
     test_pool_hand();
     test_adaptive_avgpool();
-    test_linear();
+    test_linear(KERNELS_ISA_GENERIC, "linear_forward, OpenBLAS sgemv (bias or not, every activation)");
+    if (kernels_isa_best() >= KERNELS_ISA_AVX512)
+        test_linear(KERNELS_ISA_AVX512, "linear_forward, AVX-512 GEMV (bias or not, every activation)");
+    else
+        test_skip("linear_forward, AVX-512 GEMV", "CPU lacks AVX-512F");
     test_add();
     test_scale();
     test_shuffle();

@@ -1,0 +1,201 @@
+/* Depthwise convolution on AVX-512 (dwconv2d_forward's variant on CPUs with AVX-512F) for the
+ * small maps of MobileNet and ShuffleNet: stride 1, output as wide as the input ("same" columns)
+ * and at most DW512_MAX_WIDTH wide, at most DW512_MAX_VECS vectors of outputs per channel, at
+ * most DW512_MAX_TAPS taps.
+ *
+ * Per-row vector loops waste most of a 16-lane vector on narrow rows (a 7- or 14-wide row fills
+ * one vector to 44% / 88%, with a masked tail per row). Here a channel is one flat vector loop
+ * over n = oh * w + ow: with equal input and output widths, tap (i, j) of output n reads input
+ *   n + (i - pad_t) * w + (j - pad_l),
+ * one shifted contiguous load for every tap, straight from the input (nothing is staged). Lanes
+ * whose tap falls outside the input (a row above or below, or a column wrapping into the
+ * neighbouring row) are masked off by the load; the masks depend only on the geometry, so they are
+ * computed once per call for every (vector, tap) and shared by all channels. Masked-off lanes
+ * never fault, so the loads may start before or end past a channel. */
+#include "kernels.h"
+
+#include <assert.h>
+#include <stdint.h>
+
+#include "kernels_internal.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define DW512_X86 1
+#include <immintrin.h>
+#else
+#define DW512_X86 0
+#endif
+
+/* Wider rows fill vectors well on their own: the AVX2 row kernel, which loads fewer vectors per
+ * output, is as fast or faster there (measured: 56 wide +20%, 112 equal; 28 wide -10%, 14 -50%). */
+#define DW512_MAX_WIDTH 32
+/* Output vectors per channel (64x64 outputs) and taps (5x5) the mask table holds: 12.5 KiB. */
+#define DW512_MAX_VECS 256
+#define DW512_MAX_TAPS 25
+
+int kernels_dw_avx512_applies(const conv2d_params *p)
+{
+    return p->stride_h == 1 && p->stride_w == 1 && p->w_out == p->w_in &&
+           p->w_out <= DW512_MAX_WIDTH &&
+           p->k_h * p->k_w <= DW512_MAX_TAPS &&
+           (p->h_out * p->w_out + 15) / 16 <= DW512_MAX_VECS;
+}
+
+#if DW512_X86
+#define DW512_AVX512 __attribute__((target("avx512f")))
+
+/* mask[v * taps + t]: lanes of output vector v whose tap t = i * k_w + j lies in the input. */
+static void dw512_masks(const conv2d_params *p, int n_vec, __mmask16 *mask)
+{
+    const int w = p->w_out, n_out = p->h_out * p->w_out, taps = p->k_h * p->k_w;
+    for (int v = 0; v < n_vec; v++)
+        for (int t = 0; t < taps; t++) {
+            const int di = t / p->k_w - p->pad_t, dj = t % p->k_w - p->pad_l;
+            unsigned m = 0;
+            for (int l = 0; l < 16; l++) {
+                const int n = 16 * v + l, ih = n / w + di, iw = n % w + dj;
+                if (n < n_out && ih >= 0 && ih < p->h_in && iw >= 0 && iw < p->w_in) m |= 1u << l;
+            }
+            mask[v * taps + t] = (__mmask16)m;
+        }
+}
+
+/* Output vectors [v0, v0 + nv) of one channel (act applied later). kh_c / kw_c: compile-time
+ * kernel sides of the specialized instances (0: read from p). */
+static inline __attribute__((always_inline)) DW512_AVX512 void
+dw512_block(const int nv, const int kh_c, const int kw_c, const conv2d_params *p,
+            const __mmask16 *mask, const float *xc, const float *wc, float b, int v0, float *yc)
+{
+    const int k_h = kh_c ? kh_c : p->k_h, k_w = kw_c ? kw_c : p->k_w, taps = k_h * k_w;
+    const int w = p->w_in;
+    /* addresses as integers: the loads' base may lie before the channel (masked lanes) */
+    const uintptr_t x0 = (uintptr_t)xc + (uintptr_t)(64 * v0);
+    __mmask16 *mv = (__mmask16 *)mask + (size_t)v0 * (size_t)taps;
+    __m512 acc[8];
+#pragma GCC unroll 8
+    for (int v = 0; v < nv; v++) acc[v] = _mm512_set1_ps(b);
+#pragma GCC unroll 5
+    for (int i = 0; i < k_h; i++) {
+#pragma GCC unroll 5
+        for (int j = 0; j < k_w; j++) {
+            const int t = i * k_w + j;
+            const uintptr_t base =
+                x0 + (uintptr_t)(4 * ((ptrdiff_t)(i - p->pad_t) * w + (j - p->pad_l)));
+            const __m512 wv = _mm512_set1_ps(wc[t]);
+#pragma GCC unroll 8
+            for (int v = 0; v < nv; v++) {
+                const __m512 xv = _mm512_maskz_loadu_ps(_load_mask16(mv + v * taps + t),
+                                                        (const void *)(base + 64 * (uintptr_t)v));
+                acc[v] = _mm512_fmadd_ps(wv, xv, acc[v]);
+            }
+        }
+    }
+    const int n_out = p->h_out * p->w_out;
+#pragma GCC unroll 8
+    for (int v = 0; v < nv; v++) {
+        const int n = 16 * (v0 + v);
+        const __mmask16 m = (__mmask16)(n_out - n >= 16 ? 0xFFFFu : (1u << (n_out - n)) - 1u);
+        _mm512_mask_storeu_ps(yc + n, m, acc[v]);
+    }
+}
+
+static inline __attribute__((always_inline)) DW512_AVX512 void
+dw512_channel_k(const int kh_c, const int kw_c, const conv2d_params *p, const __mmask16 *mask,
+                int n_vec, const float *xc, const float *wc, float b, float *yc)
+{
+    int v = 0;
+    for (; v + 8 <= n_vec; v += 8) dw512_block(8, kh_c, kw_c, p, mask, xc, wc, b, v, yc);
+    if (n_vec - v >= 4) {
+        dw512_block(4, kh_c, kw_c, p, mask, xc, wc, b, v, yc);
+        v += 4;
+    }
+    if (n_vec - v >= 2) {
+        dw512_block(2, kh_c, kw_c, p, mask, xc, wc, b, v, yc);
+        v += 2;
+    }
+    if (n_vec - v >= 1) dw512_block(1, kh_c, kw_c, p, mask, xc, wc, b, v, yc);
+}
+
+typedef void (*dw512_channel_fn)(const conv2d_params *p, const __mmask16 *mask, int n_vec,
+                                 const float *xc, const float *wc, float b, float *yc);
+
+/* Square 3x3 and 5x5 (MobileNet, ShuffleNet) with unrolled taps; other sizes with tap loops. */
+#define DW512_INSTANCE(name, kh, kw)                                                              \
+    static DW512_AVX512 void name(const conv2d_params *p, const __mmask16 *mask, int n_vec,      \
+                                  const float *xc, const float *wc, float b, float *yc)           \
+    {                                                                                             \
+        dw512_channel_k(kh, kw, p, mask, n_vec, xc, wc, b, yc);                                   \
+    }
+DW512_INSTANCE(dw512_k3, 3, 3)
+DW512_INSTANCE(dw512_k5, 5, 5)
+DW512_INSTANCE(dw512_any, 0, 0)
+
+static inline __attribute__((always_inline)) DW512_AVX512 __m512 dw512_act(__m512 v, act_kind act)
+{
+    const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
+    const __m512 three = _mm512_set1_ps(3.0f), sixth = _mm512_set1_ps(1.0f / 6.0f);
+    switch (act) {
+    case ACT_RELU: return _mm512_max_ps(v, zero);
+    case ACT_RELU6: return _mm512_min_ps(_mm512_max_ps(v, zero), six);
+    case ACT_HSWISH:
+        return _mm512_mul_ps(
+            _mm512_mul_ps(v, _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(v, three), zero), six)),
+            sixth);
+    case ACT_HSIGMOID:
+        return _mm512_mul_ps(_mm512_min_ps(_mm512_max_ps(_mm512_add_ps(v, three), zero), six),
+                             sixth);
+    case ACT_NONE: break;
+    }
+    return v;
+}
+
+/* y[0..n) = act(y[0..n)), in place (the channel just computed, still in L1). */
+static inline __attribute__((always_inline)) DW512_AVX512 void dw512_act_n(const act_kind act,
+                                                                           float *y, int n)
+{
+    for (int t = 0; t < n; t += 16) {
+        const __mmask16 m = (__mmask16)(n - t >= 16 ? 0xFFFFu : (1u << (n - t)) - 1u);
+        _mm512_mask_storeu_ps(y + t, m, dw512_act(_mm512_maskz_loadu_ps(m, y + t), act));
+    }
+}
+
+static DW512_AVX512 void dw512_activate(act_kind act, float *y, int n)
+{
+    switch (act) {
+    case ACT_NONE: break;
+    case ACT_RELU: dw512_act_n(ACT_RELU, y, n); break;
+    case ACT_RELU6: dw512_act_n(ACT_RELU6, y, n); break;
+    case ACT_HSWISH: dw512_act_n(ACT_HSWISH, y, n); break;
+    case ACT_HSIGMOID: dw512_act_n(ACT_HSIGMOID, y, n); break;
+    }
+}
+
+static DW512_AVX512 void dw512_forward(const conv2d_params *p, const float *x, const float *w,
+                                       const float *bias, float *y)
+{
+    const int n_out = p->h_out * p->w_out, n_vec = (n_out + 15) / 16;
+    __mmask16 mask[DW512_MAX_VECS * DW512_MAX_TAPS];
+    dw512_masks(p, n_vec, mask);
+    const int k = p->k_h == p->k_w ? p->k_h : 0;
+    const dw512_channel_fn channel = k == 3 ? dw512_k3 : k == 5 ? dw512_k5 : dw512_any;
+    const size_t hw_in = (size_t)p->h_in * (size_t)p->w_in, hw_out = (size_t)n_out;
+    const size_t kk = (size_t)p->k_h * (size_t)p->k_w;
+    for (int c = 0; c < p->c_in; c++) {
+        float *yc = y + (size_t)c * hw_out;
+        channel(p, mask, n_vec, x + (size_t)c * hw_in, w + (size_t)c * kk, bias ? bias[c] : 0.0f,
+                yc);
+        dw512_activate(p->act, yc, n_out);
+    }
+}
+#endif
+
+void kernels_dw_avx512(const conv2d_params *p, const float *x, const float *w, const float *bias,
+                       float *y)
+{
+    assert(kernels_dw_avx512_applies(p) && kernels_isa_best() >= KERNELS_ISA_AVX512);
+#if DW512_X86
+    dw512_forward(p, x, w, bias, y);
+#else
+    (void)x, (void)w, (void)bias, (void)y;
+#endif
+}
