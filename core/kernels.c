@@ -315,8 +315,17 @@ static void pool_row_taps(const pool2d_params *p, const float *xc, int h0, int h
 
 void pool2d_forward(const pool2d_params *p, const float *x, float *y)
 {
+    pool2d_forward_isa(p, x, y, kernels_isa_best());
+}
+
+void pool2d_forward_isa(const pool2d_params *p, const float *x, float *y, kernels_isa isa)
+{
     assert(p->c > 0 && p->h_in > 0 && p->w_in > 0 && p->h_out > 0 && p->w_out > 0);
     assert(p->k_h > 0 && p->k_w > 0 && p->stride_h > 0 && p->stride_w > 0);
+    if (isa >= KERNELS_ISA_AVX512 && kernels_pool_avx512_applies(p)) {
+        kernels_pool_avx512(p, x, y);
+        return;
+    }
     const size_t hw_in = (size_t)p->h_in * (size_t)p->w_in;
     const size_t hw_out = (size_t)p->h_out * (size_t)p->w_out;
     const int sw = p->stride_w, w_out = p->w_out;

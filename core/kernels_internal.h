@@ -41,6 +41,12 @@ int kernels_dw_avx512_applies(const conv2d_params *p);
 void kernels_dw_avx512(const conv2d_params *p, const float *x, const float *w, const float *bias,
                        float *y);
 
+/* pool2d_forward with an explicit variant: AVX-512 runs kernels_pool_avx512 where it applies
+ * (column stride 1 or 2, rows up to 1024 cells), else the portable kernel. */
+void pool2d_forward_isa(const pool2d_params *p, const float *x, float *y, kernels_isa isa);
+int kernels_pool_avx512_applies(const pool2d_params *p);
+void kernels_pool_avx512(const pool2d_params *p, const float *x, float *y);
+
 /* Winograd F(2x2, 3x3) (kernels_wino.c), the packed path of 3x3 stride-1 groups-1 convolutions
  * large enough to gain: kernels_wino_applies says whether p takes it; the others are the
  * conv2d_packed_* / conv2d_pack_weights / conv2d_forward_packed counterparts (AVX-512F). */

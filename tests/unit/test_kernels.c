@@ -536,7 +536,7 @@ static void ref_pool(const pool2d_params *p, const float *x, double *y)
             }
 }
 
-static void test_pool_sweep(void)
+static void test_pool_sweep(kernels_isa isa, const char *name)
 {
     static const int ks[] = {1, 2, 3, 5};
     static const int ss[] = {1, 2, 3};
@@ -575,7 +575,7 @@ static void test_pool_sweep(void)
                                 const size_t n_y = (size_t)p.c * p.h_out * p.w_out;
                                 float *x = alloc_random(n_x, &r), *y = alloc_nan(n_y);
                                 double *want = alloc_doubles(n_y);
-                                pool2d_forward(&p, x, y);
+                                pool2d_forward_isa(&p, x, y, isa);
                                 ref_pool(&p, x, want);
                                 long bad = first_bad(y, want, NULL, n_y);
                                 n_cases++;
@@ -593,17 +593,19 @@ static void test_pool_sweep(void)
                             }
     if (n_failed) T_CHECK(0, "%d of %d pooling cases failed", n_failed, n_cases);
     T_CHECK(n_cases > 300, "only %d pooling cases ran", n_cases);
-    test_end("pool2d sweep max/avg, ceil_mode, count_include_pad, asymmetric pads");
+    test_end(name);
 }
 
 /* Rows with several column tiles, and windows wider than the row buffer (the fallback). */
-static void test_pool_wide(void)
+static void test_pool_wide(kernels_isa isa, const char *name)
 {
     /* {h, w, k_h, k_w, s_h, s_w, pad_l, pad_r} */
     const int wide = KERNELS_POOL_TILE + 3;
     const int cases[][8] = {
         {3, 1100, 3, 3, 1, 1, 1, 1}, {4, 2100, 2, 5, 2, 3, 2, 1},
         {2, 700, 2, wide, 1, 40, 0, 0}, {3, 1200, 3, wide, 2, 1, 7, 3},
+        /* rows just inside the AVX-512 kernel's 1024-cell buffer, stride 1 and 2 */
+        {3, 1022, 3, 3, 1, 1, 1, 1},    {4, 1021, 4, 4, 2, 2, 1, 2},
     };
     test_begin();
     rng r = {13};
@@ -619,7 +621,7 @@ static void test_pool_wide(void)
                 const size_t n_y = (size_t)p.c * p.h_out * p.w_out;
                 float *x = alloc_random((size_t)p.c * p.h_in * p.w_in, &r), *y = alloc_nan(n_y);
                 double *want = alloc_doubles(n_y);
-                pool2d_forward(&p, x, y);
+                pool2d_forward_isa(&p, x, y, isa);
                 ref_pool(&p, x, want);
                 long bad = first_bad(y, want, NULL, n_y);
                 T_CHECK(bad < 0, "%s cip %d in %dx%d k %dx%d s %d/%d pads l%d r%d: first bad index "
@@ -630,10 +632,10 @@ static void test_pool_wide(void)
                 free(y);
                 free(want);
             }
-    test_end("pool2d wide rows (column tiles) and windows wider than the row buffer");
+    test_end(name);
 }
 
-static void test_pool_hand(void)
+static void test_pool_hand(kernels_isa isa, const char *name)
 {
     test_begin();
     /* 4x4 input 1..16, avg 3x3 s2 p1; expected values from torch.nn.functional.avg_pool2d */
@@ -655,7 +657,7 @@ static void test_pool_hand(void)
             p.h_out = p.w_out = kernels_out_size(4, 3, 2, 1, 1, ceil);
             float y[9];
             for (int i = 0; i < 9; i++) y[i] = NAN;
-            pool2d_forward(&p, x16, y);
+            pool2d_forward_isa(&p, x16, y, isa);
             for (int i = 0; i < p.h_out * p.w_out; i++)
                 T_CHECK(fabsf(y[i] - want_avg[ceil][cip][i]) < 1e-5f,
                         "avg ceil %d cip %d: y[%d] = %g, want %g", ceil, cip, i, (double)y[i],
@@ -671,7 +673,7 @@ static void test_pool_hand(void)
         p.h_out = p.w_out = kernels_out_size(5, 2, 2, pad, pad, 1);
         T_CHECK(p.h_out == 3, "max pad %d: out size %d, want 3", pad, p.h_out);
         float y[9];
-        pool2d_forward(&p, x25, y);
+        pool2d_forward_isa(&p, x25, y, isa);
         for (int i = 0; i < 9; i++)
             T_CHECK(y[i] == want_max[pad][i], "max pad %d: y[%d] = %g, want %g", pad, i,
                     (double)y[i], (double)want_max[pad][i]);
@@ -680,9 +682,19 @@ static void test_pool_hand(void)
     float xn[4] = {1, NAN, 3, 2}, yn[1];
     pool2d_params pn = {.kind = POOL_MAX, .c = 1, .h_in = 2, .w_in = 2, .h_out = 1, .w_out = 1,
                         .k_h = 2, .k_w = 2, .stride_h = 2, .stride_w = 2};
-    pool2d_forward(&pn, xn, yn);
+    pool2d_forward_isa(&pn, xn, yn, isa);
     T_CHECK(isnan(yn[0]), "max over a NaN: got %g", (double)yn[0]);
-    test_end("pool2d hand-computed values (torch)");
+    /* a NaN in either operand of every max: first, middle and last cell of the window, in the
+     * vertical and the horizontal step */
+    for (int at = 0; at < 9; at++) {
+        float x9[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9}, y9[1] = {0};
+        x9[at] = NAN;
+        pool2d_params p9 = {.kind = POOL_MAX, .c = 1, .h_in = 3, .w_in = 3, .h_out = 1,
+                            .w_out = 1, .k_h = 3, .k_w = 3, .stride_h = 1, .stride_w = 1};
+        pool2d_forward_isa(&p9, x9, y9, isa);
+        T_CHECK(isnan(y9[0]), "max 3x3 with a NaN at cell %d: got %g", at, (double)y9[0]);
+    }
+    test_end(name);
 }
 
 static void ref_adaptive(int c, int h_in, int w_in, int h_out, int w_out, const float *x,
@@ -1082,9 +1094,18 @@ int main(void)
         test_dw_sweep(CONV_VIA_DW_AVX512, "dwconv sweep, AVX-512 variant");
     else
         test_skip("dwconv sweep, AVX-512 variant", "CPU lacks AVX-512F");
-    test_pool_sweep();
-    test_pool_wide();
-    test_pool_hand();
+    test_pool_sweep(KERNELS_ISA_GENERIC,
+                    "pool2d sweep max/avg, ceil_mode, count_include_pad, asymmetric pads (portable)");
+    test_pool_wide(KERNELS_ISA_GENERIC,
+                   "pool2d wide rows (column tiles) and windows wider than the row buffer (portable)");
+    test_pool_hand(KERNELS_ISA_GENERIC, "pool2d hand-computed values (torch), NaN (portable)");
+    if (kernels_isa_best() >= KERNELS_ISA_AVX512) {
+        test_pool_sweep(KERNELS_ISA_AVX512, "pool2d sweep (AVX-512)");
+        test_pool_wide(KERNELS_ISA_AVX512, "pool2d wide rows and wide windows (AVX-512)");
+        test_pool_hand(KERNELS_ISA_AVX512, "pool2d hand-computed values, NaN (AVX-512)");
+    } else {
+        test_skip("pool2d AVX-512 variant", "CPU lacks AVX-512F");
+    }
     test_adaptive_avgpool();
     test_linear(KERNELS_ISA_GENERIC, "linear_forward, OpenBLAS sgemv (bias or not, every activation)");
     if (kernels_isa_best() >= KERNELS_ISA_AVX512)
