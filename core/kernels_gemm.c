@@ -71,6 +71,8 @@ static int gemm_applies(const conv2d_params *p, kernels_isa isa)
 size_t conv2d_packed_floats(const conv2d_params *p)
 {
     if (!gemm_applies(p, kernels_isa_best())) return 0;
+    if (kernels_stem_applies(p))
+        return (size_t)p->c_out * (size_t)p->c_in * (size_t)p->k_h * (size_t)p->k_w;
     if (kernels_wino_applies(p)) return kernels_wino_packed_floats(p);
     const gemm_shape s = gemm_shape_of(p);
     return (size_t)p->groups * (size_t)s.n_panels_m * GEMM_MR * (size_t)s.k;
@@ -78,6 +80,10 @@ size_t conv2d_packed_floats(const conv2d_params *p)
 
 void conv2d_pack_weights(const conv2d_params *p, const float *w, float *packed)
 {
+    if (kernels_stem_applies(p)) {
+        kernels_stem_pack(p, w, packed);
+        return;
+    }
     if (kernels_wino_applies(p)) {
         kernels_wino_pack(p, w, packed);
         return;
@@ -115,6 +121,7 @@ static size_t gemm_padded_floats(const conv2d_params *p)
 
 size_t conv2d_packed_scratch_floats(const conv2d_params *p)
 {
+    if (kernels_stem_applies(p)) return 0;
     if (kernels_wino_applies(p)) return kernels_wino_scratch_floats(p);
     const gemm_shape s = gemm_shape_of(p);
     if (s.direct) return 0;
@@ -483,6 +490,10 @@ void conv2d_forward_packed(const conv2d_params *p, const float *x, const float *
     assert(gemm_applies(p, kernels_isa_best()));
     assert(p->c_in > 0 && p->c_out > 0 && p->h_out > 0 && p->w_out > 0);
     assert(p->groups > 0 && p->c_in % p->groups == 0 && p->c_out % p->groups == 0);
+    if (kernels_stem_applies(p)) {
+        kernels_stem_forward(p, x, packed, bias, y);
+        return;
+    }
     if (kernels_wino_applies(p)) {
         kernels_wino_forward(p, x, packed, bias, y, scratch);
         return;

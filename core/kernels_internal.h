@@ -47,6 +47,14 @@ void pool2d_forward_isa(const pool2d_params *p, const float *x, float *y, kernel
 int kernels_pool_avx512_applies(const pool2d_params *p);
 void kernels_pool_avx512(const pool2d_params *p, const float *x, float *y);
 
+/* Direct kernel for first-layer convolutions (kernels_stem.c): 3x3 stride 2, c_in <= 4,
+ * c_out <= 64, groups 1; weights repacked tap-major ([c_in * 9][c_out], as many floats).
+ * Another packed path (AVX-512F). */
+int kernels_stem_applies(const conv2d_params *p);
+void kernels_stem_pack(const conv2d_params *p, const float *w, float *packed);
+void kernels_stem_forward(const conv2d_params *p, const float *x, const float *w,
+                          const float *bias, float *y);
+
 /* Winograd F(2x2, 3x3) (kernels_wino.c), the packed path of 3x3 stride-1 groups-1 convolutions
  * large enough to gain: kernels_wino_applies says whether p takes it; the others are the
  * conv2d_packed_* / conv2d_pack_weights / conv2d_forward_packed counterparts (AVX-512F). */

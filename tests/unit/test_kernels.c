@@ -352,6 +352,12 @@ static void conv_packed_edges(conv_via via, sweep_stats *st)
         {3, 5, 29, 40, 3, 3, 1, PAD_NONE},   {150, 13, 17, 17, 3, 3, 1, PAD_SYM},
         {8, 7, 70, 70, 3, 3, 1, PAD_ASYM},   {6, 8, 23, 36, 3, 3, 1, PAD_TF_SAME},
         {40, 30, 50, 50, 3, 3, 1, PAD_SYM},  {2, 1, 16, 15, 3, 3, 1, PAD_SYM},
+        /* first-layer (stem) kernel: 3x3 stride 2 on 1..4 channels, every output-channel count
+         * remainder, one and several passes of 16, rows of one vector, several, and a tail */
+        {3, 16, 224, 224, 3, 3, 2, PAD_SYM}, {3, 24, 39, 37, 3, 3, 2, PAD_SYM},
+        {3, 32, 45, 47, 3, 3, 2, PAD_NONE},  {1, 5, 9, 33, 3, 3, 2, PAD_TF_SAME},
+        {4, 64, 19, 21, 3, 3, 2, PAD_ASYM},  {2, 17, 4, 5, 3, 3, 2, PAD_SYM},
+        {3, 65, 11, 11, 3, 3, 2, PAD_SYM},
     };
     rng r = {14};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -453,6 +459,11 @@ static void test_conv_scratch_size(void)
                 (kernels_isa_best() >= KERNELS_ISA_AVX512 ? (size_t)16 * 12 * 5 : 0),
             "3x3 s1 20x20 5->7 packs 16 Winograd matrices of 2 panels, got %zu floats",
             conv2d_packed_floats(&p));
+    conv_setup(&p, 3, 16, 1, 20, 20, 3, 3, 2, 2, PAD_SYM, ACT_NONE);
+    T_CHECK(conv2d_packed_floats(&p) == (kernels_isa_best() >= KERNELS_ISA_AVX512 ? 16 * 27 : 0u) &&
+                conv2d_packed_scratch_floats(&p) == 0,
+            "3x3 s2 3->16 (stem kernel) keeps 16 x 27 weights, no scratch: got %zu, %zu",
+            conv2d_packed_floats(&p), conv2d_packed_scratch_floats(&p));
     conv_setup(&p, 8, 16, 1, 13, 11, 1, 1, 2, 2, PAD_NONE, ACT_NONE);
     T_CHECK(conv2d_scratch_floats(&p) == 8 * 7 * 6, "1x1 s2: got %zu",
             conv2d_scratch_floats(&p));

@@ -1,0 +1,167 @@
+/* Direct AVX-512 kernel for the networks' first convolution ("stem"): 3x3, stride 2, few input
+ * channels (the RGB image), up to STEM_MAX_COUT output channels, groups 1. As a GEMM its K is only
+ * c_in * 9 = 27, so packing the stride-2 im2col matrix costs more than the multiplies; here each
+ * output row is computed in vectors of 16 columns: for every input channel and kernel row the
+ * three taps' inputs (columns 2q - pad_l + j) are split out of contiguous loads by permutes once,
+ * then broadcast weights of every output channel multiply them into one accumulator per channel
+ * (weights packed tap-major, [c_in * 9][c_out], so those broadcasts are consecutive floats).
+ * Bias and activation are applied in registers before the store. Taps on padding read zeros via
+ * masked loads (masked-off lanes never fault). */
+#include "kernels.h"
+
+#include <assert.h>
+#include <stdint.h>
+
+#include "kernels_internal.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define STEM_X86 1
+#include <immintrin.h>
+#else
+#define STEM_X86 0
+#endif
+
+#define STEM_MAX_CIN 4
+/* Output channels per pass: one zmm accumulator each, next to the 3 tap vectors. */
+#define STEM_PASS 16
+#define STEM_MAX_COUT 64
+
+void kernels_stem_pack(const conv2d_params *p, const float *w, float *packed)
+{
+    const int taps = p->c_in * 9;
+    for (int co = 0; co < p->c_out; co++)
+        for (int t = 0; t < taps; t++)
+            packed[(size_t)t * (size_t)p->c_out + (size_t)co] = w[(size_t)co * (size_t)taps + (size_t)t];
+}
+
+int kernels_stem_applies(const conv2d_params *p)
+{
+    return p->groups == 1 && p->c_in <= STEM_MAX_CIN && p->c_out <= STEM_MAX_COUT &&
+           p->k_h == 3 && p->k_w == 3 && p->stride_h == 2 && p->stride_w == 2;
+}
+
+#if STEM_X86
+#define STEM_AVX512 __attribute__((target("avx512f")))
+
+static inline __attribute__((always_inline)) STEM_AVX512 __m512 stem_act(__m512 v, act_kind act)
+{
+    const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
+    const __m512 three = _mm512_set1_ps(3.0f), sixth = _mm512_set1_ps(1.0f / 6.0f);
+    switch (act) {
+    case ACT_RELU: return _mm512_max_ps(v, zero);
+    case ACT_RELU6: return _mm512_min_ps(_mm512_max_ps(v, zero), six);
+    case ACT_HSWISH:
+        return _mm512_mul_ps(
+            _mm512_mul_ps(v, _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(v, three), zero), six)),
+            sixth);
+    case ACT_HSIGMOID:
+        return _mm512_mul_ps(_mm512_min_ps(_mm512_max_ps(_mm512_add_ps(v, three), zero), six),
+                             sixth);
+    case ACT_NONE: break;
+    }
+    return v;
+}
+
+/* Input columns [c, c + 16) of row (c may be negative or run past w_in: those lanes read 0). */
+static inline __attribute__((always_inline)) STEM_AVX512 __m512 stem_load(const float *row,
+                                                                          int c, int w_in)
+{
+    const int lo = kernels_imax(-c, 0), hi = kernels_imin(w_in - c, 16);
+    const __mmask16 m =
+        hi <= lo ? 0 : (__mmask16)(((hi >= 16 ? 0xFFFFu : (1u << hi) - 1u) >> lo) << lo);
+    return _mm512_maskz_loadu_ps(m, (const void *)((uintptr_t)row + (uintptr_t)(4 * (intptr_t)c)));
+}
+
+/* Output channels [co0, co0 + n_co) of output row oh. */
+static inline __attribute__((always_inline)) STEM_AVX512 void
+stem_row(const int n_co, const conv2d_params *p, const float *x, const float *w,
+         const float *bias, int co0, int oh, float *y)
+{
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
+                                           28, 30);
+    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    const size_t hw_in = (size_t)p->h_in * (size_t)p->w_in;
+    const size_t hw_out = (size_t)p->h_out * (size_t)p->w_out;
+    for (int q0 = 0; q0 < p->w_out; q0 += 16) {
+        __m512 acc[STEM_PASS];
+#pragma GCC unroll 16
+        for (int o = 0; o < n_co; o++) acc[o] = _mm512_set1_ps(bias ? bias[co0 + o] : 0.0f);
+        const int c0 = 2 * q0 - p->pad_l; /* input column of tap j = 0 for output q0 */
+        for (int ci = 0; ci < p->c_in; ci++)
+            for (int i = 0; i < 3; i++) {
+                const int ih = 2 * oh - p->pad_t + i;
+                if (ih < 0 || ih >= p->h_in) continue;
+                const float *row = x + (size_t)ci * hw_in + (size_t)ih * (size_t)p->w_in;
+                __m512 a, b, c, d;
+                if (c0 >= 0 && c0 + 34 <= p->w_in) { /* inside the row: plain loads */
+                    a = _mm512_loadu_ps(row + c0);
+                    b = _mm512_loadu_ps(row + c0 + 16);
+                    c = _mm512_loadu_ps(row + c0 + 2);
+                    d = _mm512_loadu_ps(row + c0 + 18);
+                } else {
+                    a = stem_load(row, c0, p->w_in);
+                    b = stem_load(row, c0 + 16, p->w_in);
+                    c = stem_load(row, c0 + 2, p->w_in);
+                    d = stem_load(row, c0 + 18, p->w_in);
+                }
+                const __m512 tap[3] = {_mm512_permutex2var_ps(a, even, b),
+                                       _mm512_permutex2var_ps(a, odd, b),
+                                       _mm512_permutex2var_ps(c, even, d)};
+                const float *wr = w + (size_t)(ci * 9 + i * 3) * (size_t)p->c_out + co0;
+#pragma GCC unroll 3
+                for (int j = 0; j < 3; j++) {
+                    const float *wj = wr + (size_t)j * (size_t)p->c_out;
+#pragma GCC unroll 16
+                    for (int o = 0; o < n_co; o++)
+                        acc[o] = _mm512_fmadd_ps(_mm512_set1_ps(wj[o]), tap[j], acc[o]);
+                }
+            }
+        const int n = p->w_out - q0;
+        const __mmask16 m = (__mmask16)(n >= 16 ? 0xFFFFu : (1u << n) - 1u);
+        float *yr = y + (size_t)co0 * hw_out + (size_t)oh * (size_t)p->w_out + q0;
+#pragma GCC unroll 16
+        for (int o = 0; o < n_co; o++)
+            _mm512_mask_storeu_ps(yr + (size_t)o * hw_out, m, stem_act(acc[o], p->act));
+    }
+}
+
+static STEM_AVX512 void stem_rows_full(const conv2d_params *p, const float *x, const float *w,
+                                     const float *bias, int co0, float *y)
+{
+    for (int oh = 0; oh < p->h_out; oh++) stem_row(STEM_PASS, p, x, w, bias, co0, oh, y);
+}
+
+static STEM_AVX512 void stem_rows_any(const conv2d_params *p, const float *x, const float *w,
+                                      const float *bias, int co0, int n_co, float *y)
+{
+    /* n_co < STEM_PASS: one instance per count keeps the accumulators in registers */
+    for (int oh = 0; oh < p->h_out; oh++) {
+        switch (n_co) {
+#define STEM_CASE(n)                                                                              \
+    case n: stem_row(n, p, x, w, bias, co0, oh, y); break;
+            STEM_CASE(1) STEM_CASE(2) STEM_CASE(3) STEM_CASE(4) STEM_CASE(5) STEM_CASE(6)
+            STEM_CASE(7) STEM_CASE(8) STEM_CASE(9) STEM_CASE(10) STEM_CASE(11) STEM_CASE(12)
+            STEM_CASE(13) STEM_CASE(14) STEM_CASE(15)
+#undef STEM_CASE
+        default: break;
+        }
+    }
+}
+#endif
+
+void kernels_stem_forward(const conv2d_params *p, const float *x, const float *w,
+                          const float *bias, float *y)
+{
+    assert(kernels_stem_applies(p) && kernels_isa_best() >= KERNELS_ISA_AVX512);
+#if STEM_X86
+    for (int co0 = 0; co0 < p->c_out; co0 += STEM_PASS) {
+        const int n_co = kernels_imin(STEM_PASS, p->c_out - co0);
+        if (n_co == STEM_PASS)
+            stem_rows_full(p, x, w, bias, co0, y);
+        else
+            stem_rows_any(p, x, w, bias, co0, n_co, y);
+    }
+#else
+    (void)x, (void)w, (void)bias, (void)y;
+#endif
+}
