@@ -9,6 +9,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "deploy"))
 sys.path.insert(0, os.path.join(REPO, "tests", "ref"))
 
+# With a time cap (--max-seconds), the timed passes still done: as BENCH_MIN_CAPPED_ITERS in
+# server/bench_cli.c and MIN_CAPPED_ITERS in bench/peer_ort.js.
+MIN_CAPPED_ITERS = 10
+
 
 def fixed_input(size):
     """1 x 3 x size x size float32, x[i] = (i mod 251) / 125 - 1 in double then rounded: the exact

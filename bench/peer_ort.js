@@ -4,15 +4,19 @@
 // interOpNumThreads = 1), with the same fixed input as ours. Each timed pass is one awaited
 // session.run, as a Node.js user would call it.
 //
-// usage: node peer_ort.js --onnx-dir DIR --models a,b --threads 1,2 [--iters 100] [--warmup 10] --json FILE
+// usage: node peer_ort.js --onnx-dir DIR --models a,b --threads 1,2 [--iters 100] [--warmup 10]
+//                         [--max-seconds S] --json FILE
+// --max-seconds caps each model and thread count as `cnnserve bench --max-seconds` does.
 'use strict';
 
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
 
+const MIN_CAPPED_ITERS = 10; // as BENCH_MIN_CAPPED_ITERS in server/bench_cli.c
+
 function parseArgs(argv) {
-  const a = { iters: 100, warmup: 10 };
+  const a = { iters: 100, warmup: 10, max_seconds: 0 };
   for (let i = 0; i < argv.length; i += 2) {
     const key = argv[i].replace(/^--/, '').replace(/-/g, '_');
     if (i + 1 >= argv.length) throw new Error(`${argv[i]} needs a value`);
@@ -23,6 +27,7 @@ function parseArgs(argv) {
   a.threads = a.threads.split(',').map(Number);
   a.iters = Number(a.iters);
   a.warmup = Number(a.warmup);
+  a.max_seconds = Number(a.max_seconds);
   return a;
 }
 
@@ -62,13 +67,20 @@ async function benchRun(ort, file, threads, args) {
     if (shape.length !== 4 || shape.some((d) => typeof d !== 'number')) throw new Error(`input shape ${JSON.stringify(shape)} is not fixed 4-D`);
     const feeds = { [session.inputNames[0]]: new ort.Tensor('float32', fixedInput(shape[2]), shape) };
     let out;
-    for (let i = 0; i < args.warmup; i++) await session.run(feeds);
+    const capMs = args.max_seconds * 1000;
+    const tStart = process.hrtime.bigint();
+    for (let i = 0; i < args.warmup; i++) {
+      if (i && capMs > 0 && Number(process.hrtime.bigint() - tStart) / 1e6 > capMs / 6) break;
+      await session.run(feeds);
+    }
     const load = loadavg();
     const times = [];
-    for (let i = 0; i < args.iters; i++) {
+    let timedMs = 0;
+    while (times.length < args.iters && !(capMs > 0 && times.length >= MIN_CAPPED_ITERS && timedMs > capMs)) {
       const t0 = process.hrtime.bigint();
       out = await session.run(feeds);
       times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      timedMs += times[times.length - 1];
     }
     times.sort((x, y) => x - y);
     const logits = out[session.outputNames[0]].data;
@@ -102,7 +114,7 @@ async function main() {
         const r = await benchRun(ort, path.join(args.onnx_dir, `${model}.onnx`), threads, args);
         entry.runs.push(r);
         console.log(`onnxruntime ${model.padEnd(20)} ${threads}T  median ${r.median_ms.toFixed(3).padStart(8)} ms  ` +
-                    `p90 ${r.p90_ms.toFixed(3).padStart(8)}  p99 ${r.p99_ms.toFixed(3).padStart(8)}`);
+                    `p90 ${r.p90_ms.toFixed(3).padStart(8)}  p99 ${r.p99_ms.toFixed(3).padStart(8)}  (${r.iters} passes)`);
       }
     } catch (e) {
       entry.error = String(e.message || e);

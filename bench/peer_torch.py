@@ -23,6 +23,8 @@ def parse_args(argv):
     p.add_argument("--threads", type=int, required=True)
     p.add_argument("--iters", type=int, default=100)
     p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--max-seconds", type=float, default=0,
+                   help="time cap as `cnnserve bench --max-seconds` (0: none)")
     p.add_argument("--json", required=True, help="output file")
     return p.parse_args(argv)
 
@@ -31,11 +33,16 @@ def bench_model(torch, arch, path, args):
     model, size = bench_util.load_torch_model(arch, path)
     x = torch.from_numpy(bench_util.fixed_input(size))
     times = []
+    cap_ms = args.max_seconds * 1000.0
     with torch.inference_mode():
-        for _ in range(args.warmup):
+        t_start = time.perf_counter_ns()
+        for i in range(args.warmup):
+            if i and cap_ms > 0 and (time.perf_counter_ns() - t_start) / 1e6 > cap_ms / 6:
+                break
             model(x)
         load = bench_util.loadavg()
-        for _ in range(args.iters):
+        while len(times) < args.iters and not (
+                cap_ms > 0 and len(times) >= bench_util.MIN_CAPPED_ITERS and sum(times) > cap_ms):
             t0 = time.perf_counter_ns()
             y = model(x)
             times.append((time.perf_counter_ns() - t0) / 1e6)
@@ -70,8 +77,8 @@ def main(argv=None):
                 print("peer_torch: %s: %s" % (arch, entry["error"]), file=sys.stderr)
             else:
                 r = entry["runs"][0]
-                print("pytorch %-20s %dT  median %8.3f ms  p90 %8.3f  p99 %8.3f"
-                      % (arch, args.threads, r["median_ms"], r["p90_ms"], r["p99_ms"]), flush=True)
+                print("pytorch %-20s %dT  median %8.3f ms  p90 %8.3f  p99 %8.3f  (%d passes)"
+                      % (arch, args.threads, r["median_ms"], r["p90_ms"], r["p99_ms"], r["iters"]), flush=True)
             out["models"].append(entry)
     with open(args.json, "w") as f:
         json.dump(out, f, indent=1)

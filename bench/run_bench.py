@@ -35,8 +35,11 @@ def parse_args(argv):
     p.add_argument("--threads", default="1,2")
     p.add_argument("--iters", type=int, default=100)
     p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--max-seconds", type=int, default=30,
+                   help="time cap per model, peer and thread count: the timed passes stop after this many "
+                        "seconds once 10 are done (only an overloaded machine hits it; 0: no cap)")
     p.add_argument("--connections", default="1,4,16,64")
-    p.add_argument("--wrk-duration", type=int, default=8, help="seconds per wrk case")
+    p.add_argument("--wrk-duration", type=int, default=6, help="seconds per wrk case")
     p.add_argument("--shared", default=os.path.join(bench_util.REPO, "..", "shared"))
     p.add_argument("--cache-dir", default=os.path.join(bench_util.REPO, "cache", "bench"))
     p.add_argument("--out-dir", default=os.path.join(HERE, "results"))
@@ -48,8 +51,11 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
+T_START = time.time()
+
+
 def log(msg):
-    print("bench: " + msg, flush=True)
+    print("bench: [%4.0f s] %s" % (time.time() - T_START, msg), flush=True)
 
 
 def run(cmd, timeout, env=None, capture=False):
@@ -128,7 +134,8 @@ def bench_model(args, model, coretype, torch_skip, onnx_dir):
     if os.path.exists(path):
         os.unlink(path)
     rc, _ = run([args.bin, "bench", "--weights-dir", args.weights_dir, "--models", model, "--threads", args.threads,
-                 "--iters", str(args.iters), "--warmup", str(args.warmup), "--json", path], 1200)
+                 "--iters", str(args.iters), "--warmup", str(args.warmup), "--max-seconds", str(args.max_seconds),
+                 "--json", path], 1200)
     out["ours"] = read_json(path) or {"error": "cnnserve bench exited with %s" % rc}
     if args.no_peers:
         return out
@@ -146,7 +153,7 @@ def bench_model(args, model, coretype, torch_skip, onnx_dir):
                 env["OPENBLAS_CORETYPE"] = coretype
             rc, _ = run([args.python, os.path.join(HERE, "peer_torch.py"), "--weights-dir", args.weights_dir,
                          "--models", model, "--threads", n, "--iters", str(args.iters), "--warmup",
-                         str(args.warmup), "--json", path], 1200, env)
+                         str(args.warmup), "--max-seconds", str(args.max_seconds), "--json", path], 1200, env)
             runs.append(read_json(path) or {"error": "peer_torch.py exited with %s" % rc})
         out["pytorch"] = runs
     if not onnx_dir[0]:
@@ -155,7 +162,7 @@ def bench_model(args, model, coretype, torch_skip, onnx_dir):
         path = os.path.join(args.cache_dir, "ort_%s.json" % model)
         rc, _ = run(["node", os.path.join(HERE, "peer_ort.js"), "--onnx-dir", onnx_dir[0], "--models", model,
                      "--threads", args.threads, "--iters", str(args.iters), "--warmup", str(args.warmup),
-                     "--json", path], 1200)
+                     "--max-seconds", str(args.max_seconds), "--json", path], 1200)
         out["onnxruntime"] = read_json(path) or {"error": "peer_ort.js exited with %s" % rc}
     return out
 
@@ -215,11 +222,14 @@ def merge_model(model, raw):
 
 # --- markdown ---
 
-def fmt_ms(run):
-    return "%.2f" % run["median_ms"] if run else "–"
+def fmt_ms(run, iters):
+    """Median; '*' marks a run that the time cap stopped before `iters` passes."""
+    if not run:
+        return "–"
+    return "%.2f%s" % (run["median_ms"], "*" if run["iters"] < iters else "")
 
 
-def latency_tables(rows, threads):
+def latency_tables(rows, threads, iters):
     names = dict(PEERS)
     head = ["model", "GMACs"] + ["%s %dT" % (names[p], t) for p, _ in PEERS for t in threads]
     head += ["ours/ORT %dT" % t for t in threads] + ["ours/PyTorch %dT" % t for t in threads]
@@ -233,7 +243,7 @@ def latency_tables(rows, threads):
                 if not isinstance(runs, dict) or "error" in runs or "skipped" in runs:
                     cells.append("skipped" if isinstance(runs, dict) and "skipped" in runs else "n/a")
                 else:
-                    cells.append(fmt_ms(runs.get(t)))
+                    cells.append(fmt_ms(runs.get(t), iters))
         for peer in ("onnxruntime", "pytorch"):
             for t in threads:
                 r = row["ratios"].get("ours/%s %dT" % (peer, t))
@@ -243,8 +253,8 @@ def latency_tables(rows, threads):
             o = ours.get(t) if "error" not in ours else None
             cells.append("%.1f (%.0f%%)" % (o["gflops"], 100 * o["peak_ratio"]) if o else "–")
         lines.append("| " + " | ".join(cells) + " |")
-    detail = ["| model | peer | threads | median ms | p90 ms | p99 ms | min ms | load (1 min) |",
-              "|---|---|---|---|---|---|---|---|"]
+    detail = ["| model | peer | threads | passes | median ms | p90 ms | p99 ms | min ms | load (1 min) |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         for peer, label in PEERS:
             runs = row["peers"].get(peer)
@@ -254,8 +264,8 @@ def latency_tables(rows, threads):
                 r = runs.get(t)
                 if r:
                     load = r.get("loadavg_before")
-                    detail.append("| %s | %s | %d | %.3f | %.3f | %.3f | %.3f | %s |" % (
-                        row["model"], label, t, r["median_ms"], r["p90_ms"], r["p99_ms"], r["min_ms"],
+                    detail.append("| %s | %s | %d | %d | %.3f | %.3f | %.3f | %.3f | %s |" % (
+                        row["model"], label, t, r["iters"], r["median_ms"], r["p90_ms"], r["p99_ms"], r["min_ms"],
                         "%.2f" % load[0] if load else "?"))
     return lines, detail
 
@@ -302,16 +312,22 @@ def write_markdown(path, res):
              "- peers: ONNX Runtime %s (onnxruntime-node, CPU EP, intra-op threads = N, inter-op 1); "
              "PyTorch %s (eager, inference_mode, torch and OpenBLAS/OpenMP threads = N)"
              % (res["peer_versions"].get("onnxruntime"), res["peer_versions"].get("pytorch")),
-             "- batch 1, %d warm-up + %d timed passes per model, peer and thread count; same weights (%s) and "
+             "- batch 1, %d warm-up + %d timed passes per model, peer and thread count (time cap %s s); same "
+             "weights (%s) and "
              "same fixed input for all three; a model's three peers run one after the other, then the next model"
-             % (res["settings"]["warmup"], res["settings"]["iters"], res["settings"]["weights_dir"]),
+             % (res["settings"]["warmup"], res["settings"]["iters"], res["settings"].get("max_seconds", 0),
+                res["settings"]["weights_dir"]),
              "- GFLOP/s = 2 x MACs / median; its share is of the sgemm peak that the same `cnnserve bench` "
              "process measured just before and after that model", ""]
     for peer, reason in res["skipped"].items():
         lines.append("**%s skipped:** %s" % (peer, reason))
         lines.append("")
-    table, detail = latency_tables(res["latency"], threads)
+    iters = res["settings"]["iters"]
+    table, detail = latency_tables(res["latency"], threads, iters)
     lines += ["## Model latency (median ms; ratio < 1: cnnserve faster)", ""] + table + [""]
+    if any("*" in line for line in table[2:]):
+        lines += ["\\* stopped by the %d s time cap before %d passes; the "
+                  "Percentiles table gives the passes done." % (res["settings"]["max_seconds"], iters), ""]
     checks = [(r["model"], k, v) for r in res["latency"] for k, v in r["logits_check"].items()]
     bad = [c for c in checks if not c[2]["argmax_equal"] or c[2]["max_abs_diff_head"] > 1e-2]
     lines += ["Logits check (first 8 logits and argmax vs ours): %d of %d runs agree within 1e-2%s" % (
@@ -392,6 +408,7 @@ def main(argv=None):
     res = {"started_utc": datetime.datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ"), "machine": machine_info(),
            "loadavg": {"start": bench_util.loadavg()}, "skipped": {}, "peer_versions": {},
            "settings": {"threads": threads, "iters": args.iters, "warmup": args.warmup,
+                        "max_seconds": args.max_seconds,
                         "weights_dir": os.path.relpath(args.weights_dir, bench_util.REPO),
                         "wrk_duration_s": args.wrk_duration, "connections": args.connections}}
     if not os.access(args.bin, os.X_OK):

@@ -24,6 +24,7 @@
 #define BENCH_MAX_THREADS 8
 #define BENCH_LOGITS_HEAD 8 /* logits reported per run, for the cross-check against the peers */
 #define BENCH_SGEMM_REPS 20
+#define BENCH_MIN_CAPPED_ITERS 10 /* timed passes done even when --max-seconds has run out */
 
 static const char usage_text[] =
     "usage: cnnserve bench [flags]\n"
@@ -37,6 +38,9 @@ static const char usage_text[] =
     "  --threads LIST      comma list of OpenBLAS thread counts (default 1,2)\n"
     "  --iters N           timed passes per model and thread count (default 100)\n"
     "  --warmup N          untimed passes before them (default 10)\n"
+    "  --max-seconds S     time cap per model and thread count (default 0: none): the timed passes\n"
+    "                      stop after S seconds once 10 are done, the warm-up after S/6 seconds; the\n"
+    "                      JSON records how many passes ran (bounds a run on an overloaded machine)\n"
     "  --sgemm-n N         matrix size of the sgemm peak measurement (default 1024)\n"
     "  --json FILE         also write the results as JSON to FILE\n"
     "\n"
@@ -50,6 +54,7 @@ typedef struct {
     int threads[BENCH_MAX_THREADS];
     int n_threads;
     int n_iters, n_warmup, sgemm_n;
+    double max_seconds; /* 0 = no cap */
 } bench_opts;
 
 /* One sgemm peak measurement: best and median GFLOP/s over BENCH_SGEMM_REPS products. */
@@ -125,6 +130,8 @@ static int parse_args(int argc, char **argv, bench_opts *o)
             o->n_warmup = (int)n;
         } else if (!strcmp(arg, "--sgemm-n") && config_parse_int(v, 16, 8192, &n) == CNN_OK) {
             o->sgemm_n = (int)n;
+        } else if (!strcmp(arg, "--max-seconds") && config_parse_int(v, 0, 86400, &n) == CNN_OK) {
+            o->max_seconds = (double)n;
         } else {
             ok = 0;
         }
@@ -238,14 +245,22 @@ static void bench_model_runs(const bench_opts *o, const model *m, model_ctx *ctx
     for (int t = 0; t < o->n_threads; t++) {
         json_t *load = bench_loadavg_json();
         openblas_set_num_threads(o->threads[t]);
-        for (int i = 0; i < o->n_warmup; i++) model_run(ctx, input, logits);
-        for (int i = 0; i < o->n_iters; i++) {
+        double cap_ms = o->max_seconds * 1000.0;
+        uint64_t t_start = timing_now_ns();
+        for (int i = 0; i < o->n_warmup; i++) {
+            if (i && cap_ms > 0 && timing_ms(t_start, timing_now_ns()) > cap_ms / 6) break;
+            model_run(ctx, input, logits);
+        }
+        int n = 0;
+        double timed_ms = 0.0;
+        while (n < o->n_iters && !(cap_ms > 0 && n >= BENCH_MIN_CAPPED_ITERS && timed_ms > cap_ms)) {
             uint64_t t0 = timing_now_ns();
             model_run(ctx, input, logits);
-            times[i] = timing_ms(t0, timing_now_ns());
+            times[n] = timing_ms(t0, timing_now_ns());
+            timed_ms += times[n++];
         }
-        qsort(times, (size_t)o->n_iters, sizeof times[0], cmp_double);
-        double median = bench_percentile(times, o->n_iters, 50);
+        qsort(times, (size_t)n, sizeof times[0], cmp_double);
+        double median = bench_percentile(times, n, 50);
         double gflops = median > 0 ? 2.0 * macs / (median * 1e6) : 0.0;
         int argmax = 0;
         for (int k = 1; k < model_num_classes(m); k++) argmax = logits[k] > logits[argmax] ? k : argmax;
@@ -253,13 +268,12 @@ static void bench_model_runs(const bench_opts *o, const model *m, model_ctx *ctx
         for (int k = 0; k < BENCH_LOGITS_HEAD && k < model_num_classes(m); k++)
             json_array_append_new(head, json_real(logits[k]));
         json_array_append_new(
-            runs, json_pack("{s:i,s:i,s:f,s:f,s:f,s:f,s:f,s:f,s:o,s:i,s:o}", "threads", o->threads[t], "iters",
-                            o->n_iters, "median_ms", median, "p90_ms", bench_percentile(times, o->n_iters, 90),
-                            "p99_ms", bench_percentile(times, o->n_iters, 99), "min_ms", times[0], "max_ms",
-                            times[o->n_iters - 1], "gflops", gflops, "loadavg_before", load, "argmax", argmax,
-                            "logits_head", head));
-        printf("%-20s %2dT  median %8.3f ms  p90 %8.3f  p99 %8.3f  %7.2f GFLOP/s\n", model_name(m), o->threads[t],
-               median, bench_percentile(times, o->n_iters, 90), bench_percentile(times, o->n_iters, 99), gflops);
+            runs, json_pack("{s:i,s:i,s:f,s:f,s:f,s:f,s:f,s:f,s:o,s:i,s:o}", "threads", o->threads[t], "iters", n,
+                            "median_ms", median, "p90_ms", bench_percentile(times, n, 90), "p99_ms",
+                            bench_percentile(times, n, 99), "min_ms", times[0], "max_ms", times[n - 1], "gflops",
+                            gflops, "loadavg_before", load, "argmax", argmax, "logits_head", head));
+        printf("%-20s %2dT  median %8.3f ms  p90 %8.3f  p99 %8.3f  %7.2f GFLOP/s  (%d passes)\n", model_name(m),
+               o->threads[t], median, bench_percentile(times, n, 90), bench_percentile(times, n, 99), gflops, n);
         fflush(stdout);
     }
 }
@@ -328,11 +342,11 @@ static json_t *bench_env_json(const bench_opts *o)
     strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tm));
     const char *coretype = getenv("OPENBLAS_CORETYPE");
     long n_cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    return json_pack("{s:s,s:s,s:s,s:s,s:i,s:{s:o,s:s,s:s},s:i,s:i,s:i}", "version", CNNSERVE_VERSION, "date_utc",
+    return json_pack("{s:s,s:s,s:s,s:s,s:i,s:{s:o,s:s,s:s},s:i,s:i,s:i,s:f}", "version", CNNSERVE_VERSION, "date_utc",
                      date, "host", uname(&un) ? "" : un.nodename, "cpu_model", cpu, "n_cpus", (int)n_cpus,
                      "openblas", "coretype_env", coretype ? json_string(coretype) : json_null(), "corename",
                      openblas_get_corename(), "config", openblas_get_config(), "iters", o->n_iters, "warmup",
-                     o->n_warmup, "sgemm_n", o->sgemm_n);
+                     o->n_warmup, "sgemm_n", o->sgemm_n, "max_seconds", o->max_seconds);
 }
 
 /* The sgemm peak at each thread count: the best product before or after the models. */

@@ -77,7 +77,7 @@ def test_cli_help_and_bad_flags():
         raise Skip("%s not built" % BIN)
     r = run_bin("--help")
     check(r.returncode == 0 and "--weights-dir" in r.stdout, "--help: exit %d" % r.returncode)
-    for bad in (["--iters", "0"], ["--threads", "x"], ["--threads", "1,,0"], ["--models", "nosuch"],
+    for bad in (["--iters", "0"], ["--max-seconds", "-1"], ["--threads", "x"], ["--threads", "1,,0"], ["--models", "nosuch"],
                 ["--sgemm-n", "2"], ["--json"], ["--frobnicate", "1"]):
         r = run_bin(*bad)
         check(r.returncode == 2, "%s: exit %d, want 2" % (bad, r.returncode))
@@ -126,6 +126,23 @@ def test_json_schema_and_arithmetic():
         check(r["sgemm_peak_gflops"] == s["peak_gflops"], "peak of the run's thread count")
         check(abs(r["peak_ratio"] - gflops / s["peak_gflops"]) <= 1e-5, "peak ratio")
         check(len(r["logits_head"]) == 8 and 0 <= r["argmax"] < 1000, "logits")
+
+
+@case
+def test_time_cap():
+    need_ref()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "ours.json")
+        # A 1 s cap cannot fit 100000 passes: the run stops with at least 10 done and says how many.
+        r = run_bin("--weights-dir", REF, "--models", MODEL, "--threads", "1", "--iters", "100000", "--warmup", "1",
+                    "--sgemm-n", "64", "--max-seconds", "1", "--json", path)
+        check(r.returncode == 0, "exit %d: %s" % (r.returncode, r.stderr))
+        with open(path) as f:
+            res = json.load(f)
+    run = res["models"][0]["runs"][0]
+    check(res["iters"] == 100000 and res["max_seconds"] == 1, "settings %s" % {k: res[k] for k in ("iters",)})
+    check(10 <= run["iters"] < 100000, "passes done: %d" % run["iters"])
+    check("(%d passes)" % run["iters"] in r.stdout, "passes not printed")
 
 
 @case
@@ -199,13 +216,13 @@ def test_report_ratios():
     import run_bench
 
     def runs(*medians):
-        return [{"threads": t + 1, "median_ms": m, "p90_ms": m, "p99_ms": m, "min_ms": m, "argmax": 3,
+        return [{"threads": t + 1, "iters": 100, "median_ms": m, "p90_ms": m, "p99_ms": m, "min_ms": m, "argmax": 3,
                  "logits_head": [0.5] * 8, "gflops": 1.0, "peak_ratio": 0.5, "loadavg_before": [1, 1, 1]}
                 for t, m in enumerate(medians)]
     raw = {"ours": {"models": [{"model": "m", "macs": 10, "params": 1, "input_size": 224, "runs": runs(2.0, 1.0)}],
                     "sgemm": []},
            "onnxruntime": {"version": "x", "models": [{"model": "m", "runs": runs(4.0, 4.0)}]},
-           "pytorch": [{"models": [{"model": "m", "runs": runs(8.0)[:1]}]},
+           "pytorch": [{"models": [{"model": "m", "runs": [dict(runs(8.0)[0], iters=40)]}]},
                        {"models": [{"model": "m", "runs": [dict(runs(5.0)[0], threads=2, argmax=4)]}]}]}
     row = run_bench.merge_model("m", raw)
     want = {"ours/onnxruntime 1T": 0.5, "ours/onnxruntime 2T": 0.25, "ours/pytorch 1T": 0.25,
@@ -213,9 +230,10 @@ def test_report_ratios():
     check(row["ratios"] == want, "ratios %s" % row["ratios"])
     check(row["logits_check"]["pytorch 1T"]["argmax_equal"], "argmax equal")
     check(not row["logits_check"]["pytorch 2T"]["argmax_equal"], "argmax differs")
-    table, _ = run_bench.latency_tables([row], [1, 2])
-    check("| m | 0.000 | 2.00 | 1.00 | 4.00 | 4.00 | 8.00 | 5.00 | 0.50 | 0.25 | 0.25 | 0.20 |" in table[2],
-          "table row %s" % table[2])
+    table, detail = run_bench.latency_tables([row], [1, 2], 100)
+    check("| m | 0.000 | 2.00 | 1.00 | 4.00 | 4.00 | 8.00* | 5.00 | 0.50 | 0.25 | 0.25 | 0.20 |" in table[2],
+          "table row (a time-capped run is starred) %s" % table[2])
+    check("| m | PyTorch | 1 | 40 | 8.000 |" in "\n".join(detail), "percentiles table gives the passes done")
 
 
 @case
