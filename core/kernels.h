@@ -61,6 +61,16 @@ size_t conv2d_packed_scratch_floats(const conv2d_params *p);
 void conv2d_forward_packed(const conv2d_params *p, const float *x, const float *packed,
                            const float *bias, float *y, float *scratch);
 
+/* conv2d_forward_packed fused with its neighbours in MobileNetV3 blocks, for convs where
+ * conv2d_packed_fusable(p) (1x1, stride 1, unpadded, on the packed GEMM path):
+ * y = act(conv(x * in_scale) + bias + residual), in_scale (c_in floats: a squeeze-and-excitation
+ * scale per input channel) and residual (shaped like y) each optional (NULL). Neither may overlap
+ * y. */
+int conv2d_packed_fusable(const conv2d_params *p);
+void conv2d_forward_packed_fused(const conv2d_params *p, const float *x, const float *in_scale,
+                                 const float *packed, const float *bias, const float *residual,
+                                 float *y, float *scratch);
+
 /* Direct depthwise convolution (groups == c_in == c_out), any k / stride / padding. */
 void dwconv2d_forward(const conv2d_params *p, const float *x, const float *w, const float *bias,
                       float *y);

@@ -123,8 +123,8 @@ size_t conv2d_packed_scratch_floats(const conv2d_params *p)
 {
     if (kernels_stem_applies(p)) return 0;
     if (kernels_wino_applies(p)) return kernels_wino_scratch_floats(p);
+    /* direct 1x1 convs pack too when fused with an input scale */
     const gemm_shape s = gemm_shape_of(p);
-    if (s.direct) return 0;
     const int kc = kernels_imin(s.k, GEMM_KC);
     const int nc = kernels_imin((s.n + GEMM_NR - 1) / GEMM_NR * GEMM_NR, GEMM_NC);
     return gemm_padded_floats(p) + (size_t)kc * (size_t)nc;
@@ -178,6 +178,18 @@ static inline __attribute__((always_inline)) GEMM_AVX512 void gemm_copy_strided(
     }
 }
 
+/* dst[t] = src[t] * f for t < n. */
+static inline __attribute__((always_inline)) GEMM_AVX512 void gemm_copy_scaled(float *dst,
+                                                                               const float *src,
+                                                                               int n, float f)
+{
+    const __m512 vf = _mm512_set1_ps(f);
+    for (int t = 0; t < n; t += 16) {
+        const __mmask16 m = (__mmask16)(n - t >= 16 ? 0xFFFFu : (1u << (n - t)) - 1u);
+        _mm512_mask_storeu_ps(dst + t, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, src + t), vf));
+    }
+}
+
 /* The group's input as the packer reads it: c planes of hp x wp floats in which output (oh, ow)
  * of kernel tap (i, j) reads (oh*s_h + i, ow*s_w + j), i.e. already zero-padded. */
 typedef struct {
@@ -186,6 +198,7 @@ typedef struct {
     int wp;       /* floats per row */
     int k_h, k_w, s_h, s_w, w_out, n;
     int rows_contiguous; /* stride 1 and wp == w_out: an im2col row is one run of the plane */
+    const float *scale;  /* NULL, or one factor per input channel (rows_contiguous only) */
 } gemm_src;
 
 /* Zero-padded copy of c channels of x: hp x wp planes, row r / column q holding input
@@ -232,7 +245,9 @@ static GEMM_AVX512 void gemm_pack_block(const gemm_src *src, int k0, int kc, int
         for (int q = 0; q < n_panels; q++) {
             float *dst = buf + ((size_t)q * (size_t)kc + (size_t)r) * GEMM_NR;
             const int n = len[q];
-            if (src->rows_contiguous) {
+            if (src->scale) {
+                gemm_copy_scaled(dst, base + (size_t)(n0 + q * GEMM_NR), n, src->scale[ci]);
+            } else if (src->rows_contiguous) {
                 gemm_copy_strided(dst, base + (size_t)(n0 + q * GEMM_NR), n, 1);
             } else {
                 const float *row = base + (size_t)oh0[q] * row_step;
@@ -263,6 +278,7 @@ typedef struct {
     const float *b;    /* kc rows of n floats (row stride ldb) */
     float *c;          /* m rows of n floats (row stride ldc) */
     const float *bias; /* m values or NULL; the tile starts there when first */
+    const float *res;  /* NULL, or added before the activation when last (row stride ldc) */
     size_t ldb, ldc;
     int kc, m, n;      /* m <= GEMM_MR, 0 < n <= GEMM_NR */
     int first, last;   /* first: start from the bias, else from c; last: activate */
@@ -327,6 +343,10 @@ static inline __attribute__((always_inline)) GEMM_AVX512 void gemm_tile_nv(const
         float *cr = t->c + (size_t)r * t->ldc;
 #pragma GCC unroll 4
         for (int v = 0; v < nv; v++) {
+            if (t->last && t->res)
+                acc[r][v] = _mm512_add_ps(
+                    acc[r][v], _mm512_maskz_loadu_ps(v == nv - 1 ? tail : 0xFFFF,
+                                                     t->res + (size_t)r * t->ldc + 16 * v));
             const __m512 y = t->last ? gemm_act(acc[r][v], t->act) : acc[r][v];
             if (v == nv - 1)
                 _mm512_mask_storeu_ps(cr + 16 * v, tail, y);
@@ -351,11 +371,12 @@ static GEMM_AVX512 void gemm_tile_run(const gemm_tile *t)
     }
 }
 
-/* c[m][n] = act(a * B + bias) for a packed as kernels_gemm_a_offset lays it out and B either read in place (src NULL: k rows of n floats at stride ldb from b) or
+/* c[m][n] = act(a * B + bias + res) (res may be NULL) for a packed as kernels_gemm_a_offset lays
+ * it out and B either read in place (src NULL: k rows of n floats at stride ldb from b) or
  * packed from src block by block into block. */
 static GEMM_AVX512 void gemm_run(int m, int n, int k, const float *a, const gemm_src *src,
                                  const float *b, size_t ldb, float *block, float *c, size_t ldc,
-                                 const float *bias, act_kind act)
+                                 const float *bias, const float *res, act_kind act)
 {
     const int n_panels_m = (m + GEMM_MR - 1) / GEMM_MR;
     for (int n0 = 0; n0 < n; n0 += GEMM_NC) {
@@ -381,6 +402,7 @@ static GEMM_AVX512 void gemm_run(int m, int n, int k, const float *a, const gemm
                     t.c = c + (size_t)m0 * ldc + (size_t)col;
                     t.m = kernels_imin(GEMM_MR, m - m0);
                     t.bias = bias ? bias + m0 : NULL;
+                    t.res = res ? res + (size_t)m0 * ldc + (size_t)col : NULL;
                     gemm_tile_run(&t);
                 }
             }
@@ -391,16 +413,18 @@ static GEMM_AVX512 void gemm_run(int m, int n, int k, const float *a, const gemm
 /* One group: x its input, a its packed weights, y its output; scratch holds the padded input
  * (when needed) and then the packed B block. */
 static GEMM_AVX512 void gemm_conv_group(const conv2d_params *p, const gemm_shape *s,
-                                        const float *x, const float *a, const float *bias,
-                                        float *y, float *scratch)
+                                        const float *x, const float *in_scale, const float *a,
+                                        const float *bias, const float *res, float *y,
+                                        float *scratch)
 {
-    if (s->direct) {
-        gemm_run(s->m, s->n, s->k, a, NULL, x, (size_t)s->n, NULL, y, (size_t)s->n, bias, p->act);
+    if (s->direct && !in_scale) {
+        gemm_run(s->m, s->n, s->k, a, NULL, x, (size_t)s->n, NULL, y, (size_t)s->n, bias, res,
+                 p->act);
         return;
     }
     gemm_src src = {.x = x, .plane = (size_t)p->h_in * (size_t)p->w_in, .wp = p->w_in,
                     .k_h = p->k_h, .k_w = p->k_w, .s_h = p->stride_h, .s_w = p->stride_w,
-                    .w_out = p->w_out, .n = s->n};
+                    .w_out = p->w_out, .n = s->n, .scale = in_scale};
     float *block = scratch;
     if (gemm_needs_padding(p)) {
         gemm_pad_input(p, x, p->c_in / p->groups, scratch);
@@ -410,7 +434,7 @@ static GEMM_AVX512 void gemm_conv_group(const conv2d_params *p, const gemm_shape
         block = scratch + gemm_padded_floats(p);
     }
     src.rows_contiguous = p->stride_h == 1 && p->stride_w == 1 && src.wp == p->w_out;
-    gemm_run(s->m, s->n, s->k, a, &src, NULL, 0, block, y, (size_t)s->n, bias, p->act);
+    gemm_run(s->m, s->n, s->k, a, &src, NULL, 0, block, y, (size_t)s->n, bias, res, p->act);
 }
 #endif
 
@@ -419,7 +443,7 @@ void kernels_gemm_avx512(int m, int n, int k, const float *a, const float *b, si
 {
     assert(kernels_isa_best() >= KERNELS_ISA_AVX512 && m > 0 && n > 0 && k > 0);
 #if GEMM_X86
-    gemm_run(m, n, k, a, NULL, b, ldb, NULL, c, ldc, bias, act);
+    gemm_run(m, n, k, a, NULL, b, ldb, NULL, c, ldc, bias, NULL, act);
 #else
     (void)a, (void)b, (void)ldb, (void)c, (void)ldc, (void)bias, (void)act;
 #endif
@@ -484,12 +508,20 @@ void kernels_gemv_avx512(int n_in, int n_out, const float *x, const float *w, fl
 #endif
 }
 
-void conv2d_forward_packed(const conv2d_params *p, const float *x, const float *packed,
-                           const float *bias, float *y, float *scratch)
+int conv2d_packed_fusable(const conv2d_params *p)
+{
+    return conv2d_packed_floats(p) > 0 && !kernels_stem_applies(p) && !kernels_wino_applies(p) &&
+           conv_is_pointwise(p);
+}
+
+void conv2d_forward_packed_fused(const conv2d_params *p, const float *x, const float *in_scale,
+                                 const float *packed, const float *bias, const float *residual,
+                                 float *y, float *scratch)
 {
     assert(gemm_applies(p, kernels_isa_best()));
     assert(p->c_in > 0 && p->c_out > 0 && p->h_out > 0 && p->w_out > 0);
     assert(p->groups > 0 && p->c_in % p->groups == 0 && p->c_out % p->groups == 0);
+    assert((!in_scale && !residual) || conv2d_packed_fusable(p));
     if (kernels_stem_applies(p)) {
         kernels_stem_forward(p, x, packed, bias, y);
         return;
@@ -500,15 +532,22 @@ void conv2d_forward_packed(const conv2d_params *p, const float *x, const float *
     }
 #if GEMM_X86
     const gemm_shape s = gemm_shape_of(p);
-    assert(s.direct || scratch != NULL);
+    assert((s.direct && !in_scale) || scratch != NULL);
     const size_t hw_in = (size_t)p->h_in * (size_t)p->w_in;
-    const size_t cig = (size_t)(p->c_in / p->groups);
+    const size_t cig = (size_t)(p->c_in / p->groups), hw_out = (size_t)s.n;
     for (int g = 0; g < p->groups; g++)
-        gemm_conv_group(p, &s, x + (size_t)g * cig * hw_in,
+        gemm_conv_group(p, &s, x + (size_t)g * cig * hw_in, in_scale ? in_scale + (size_t)g * cig : NULL,
                         packed + (size_t)g * (size_t)s.n_panels_m * GEMM_MR * (size_t)s.k,
                         bias ? bias + (size_t)g * (size_t)s.m : NULL,
-                        y + (size_t)g * (size_t)s.m * (size_t)s.n, scratch);
+                        residual ? residual + (size_t)g * (size_t)s.m * hw_out : NULL,
+                        y + (size_t)g * (size_t)s.m * hw_out, scratch);
 #else
-    (void)x, (void)packed, (void)bias, (void)y, (void)scratch;
+    (void)x, (void)in_scale, (void)packed, (void)bias, (void)residual, (void)y, (void)scratch;
 #endif
+}
+
+void conv2d_forward_packed(const conv2d_params *p, const float *x, const float *packed,
+                           const float *bias, float *y, float *scratch)
+{
+    conv2d_forward_packed_fused(p, x, NULL, packed, bias, NULL, y, scratch);
 }

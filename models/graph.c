@@ -387,8 +387,95 @@ static size_t graph_value_floats(const graph_value *v)
     return (n + ARENA_ALIGN_FLOATS - 1) / ARENA_ALIGN_FLOATS * ARENA_ALIGN_FLOATS;
 }
 
+/* The only node reading value v (directly or through a view), or -1 (none or several, or v is the
+ * graph output). */
+static int graph_sole_reader(const graph *g, int v)
+{
+    if (v == g->output) return -1;
+    for (int i = 0; i < g->n_values; i++)
+        if (g->values[i].parent == v) return -1;
+    int reader = -1;
+    for (int n = 0; n < g->n_nodes; n++) {
+        if (g->nodes[n].op == GRAPH_NODE_FOLDED) continue;
+        for (int i = 0; i < g->nodes[n].n_in; i++)
+            if (g->nodes[n].in[i] == v) {
+                if (reader >= 0) return -1;
+                reader = n;
+            }
+    }
+    return reader;
+}
+
+/* A packed 1x1 convolution that can take a fused scale / residual. */
+static int graph_fusable_conv(const graph_node *n)
+{
+    return n->op == NODE_CONV && n->w_packed && conv2d_packed_fusable(&n->p.conv) &&
+           n->n_in + 1 <= GRAPH_MAX_IN;
+}
+
+/* Marks nodes folded into a convolution GRAPH_NODE_FOLDED (see graph_plan); returns how many. */
+static int graph_fuse_nodes(graph *g)
+{
+    int n_fused = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        graph_node *n = &g->nodes[i];
+        if (n->op == NODE_SCALE) {
+            /* scale(x, s) read only by a conv: the conv reads x and scales while packing */
+            const int r = graph_sole_reader(g, n->out);
+            if (r < 0) continue;
+            graph_node *c = &g->nodes[r];
+            if (!graph_fusable_conv(c) || c->in[0] != n->out || c->scale_slot) continue;
+            c->in[0] = n->in[0];
+            c->scale_slot = c->n_in;
+            c->in[c->n_in++] = n->in[1];
+            g->values[n->out].def = GRAPH_DEAD;
+            n->op = GRAPH_NODE_FOLDED;
+            n_fused++;
+        } else if (n->op == NODE_ADD) {
+            /* add(conv(..), r) with the conv's output read only here: the conv adds r itself,
+             * if r exists by the time the conv runs */
+            for (int k = 0; k < 2; k++) {
+                const int a = n->in[k], other = n->in[1 - k], d = g->values[a].def;
+                if (g->values[a].parent >= 0 || d < 0 || graph_sole_reader(g, a) != i) continue;
+                graph_node *c = &g->nodes[d];
+                if (!graph_fusable_conv(c) || c->p.conv.act != ACT_NONE || c->residual_slot ||
+                    other == a || g->values[graph_root(g, other)].def >= d)
+                    continue;
+                c->residual_slot = c->n_in;
+                c->in[c->n_in++] = other;
+                g->values[a].def = GRAPH_DEAD;
+                c->out = n->out;
+                for (int v = 0; v < g->n_values; v++) /* the add's output and its views */
+                    if (graph_root(g, v) == n->out) g->values[v].def = d;
+                n->op = GRAPH_NODE_FOLDED;
+                n_fused++;
+                break;
+            }
+        }
+    }
+    return n_fused;
+}
+
+/* Drops the nodes graph_fuse_nodes folded away and renumbers the values' producers. */
+static void graph_compact(graph *g)
+{
+    int kept = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        if (g->nodes[i].op == GRAPH_NODE_FOLDED) continue;
+        if (kept != i) {
+            g->nodes[kept] = g->nodes[i];
+            for (int v = 0; v < g->n_values; v++)
+                if (g->values[v].def == i) g->values[v].def = kept;
+        }
+        kept++;
+    }
+    g->n_nodes = kept;
+}
+
 cnn_status graph_plan(graph *g)
 {
+    if (graph_fuse_nodes(g)) graph_compact(g);
+
     /* Lifetimes: a value lives from its producing node to its last reader; a view keeps its root alive. */
     for (int i = 0; i < g->n_values; i++) g->values[i].last = g->values[i].def;
     for (int n = 0; n < g->n_nodes; n++)
@@ -404,7 +491,8 @@ cnn_status graph_plan(graph *g)
     int *order = malloc((size_t)g->n_values * sizeof(int));
     if (!order) return CNN_ERR_NOMEM;
     for (int i = 0; i < g->n_values; i++)
-        if (g->values[i].parent < 0 && i != g->input) order[n_roots++] = i;
+        if (g->values[i].parent < 0 && i != g->input && g->values[i].def != GRAPH_DEAD)
+            order[n_roots++] = i;
     for (int i = 1; i < n_roots; i++) { /* insertion sort, descending size */
         int v = order[i], j = i;
         while (j > 0 && graph_value_floats(&g->values[order[j - 1]]) < graph_value_floats(&g->values[v])) {
@@ -459,7 +547,14 @@ const float *graph_run(const graph *g, const float *input, float *arena, float *
         const float *x = graph_ptr(g, n->in[0], input, arena);
         switch (n->op) {
         case NODE_CONV:
-            if (n->w_packed)
+            if (n->scale_slot || n->residual_slot)
+                conv2d_forward_packed_fused(
+                    &n->p.conv, x,
+                    n->scale_slot ? graph_ptr(g, n->in[n->scale_slot], input, arena) : NULL,
+                    n->w_packed, n->b,
+                    n->residual_slot ? graph_ptr(g, n->in[n->residual_slot], input, arena) : NULL,
+                    y, scratch);
+            else if (n->w_packed)
                 conv2d_forward_packed(&n->p.conv, x, n->w_packed, n->b, y, scratch);
             else
                 conv2d_forward(&n->p.conv, x, n->w, n->b, y, scratch);
@@ -501,6 +596,8 @@ const float *graph_run(const graph *g, const float *input, float *arena, float *
             }
             break;
         }
+        case GRAPH_NODE_FOLDED: /* graph_plan drops these */
+            break;
         }
     }
     return arena + g->values[g->output].offset;

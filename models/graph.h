@@ -21,6 +21,7 @@ typedef enum {
     NODE_ADD,
     NODE_CONCAT,
     NODE_CONCAT_SHUFFLE, /* channel_shuffle(concat(in[0], in[1]), 2) fused: interleave channels */
+    GRAPH_NODE_FOLDED,   /* fused into another node by graph_plan; dropped before planning */
 } node_op;
 
 typedef struct {
@@ -28,8 +29,11 @@ typedef struct {
     int parent;      /* >= 0: a channel slice (view) of another value, starting at channel c_off */
     int c_off;
     size_t offset;   /* in floats from the arena start (views: absolute, parent's + c_off*h*w) */
-    int def, last;   /* producing node (-1 for the graph input) and last consuming node */
+    int def, last;   /* producing node (-1 for the graph input, GRAPH_DEAD when fusion removed
+                        it) and last consuming node */
 } graph_value;
+
+#define GRAPH_DEAD (-2)
 
 typedef struct {
     node_op op;
@@ -38,6 +42,8 @@ typedef struct {
     int out;
     const float *w, *b;  /* w: PyTorch layout; NULL for convs whose weights are packed */
     const float *w_packed; /* conv2d_pack_weights layout, or NULL (then conv2d_forward runs) */
+    int scale_slot, residual_slot; /* NODE_CONV fused by graph_plan: index in in[] of the input
+                                      scale / residual of conv2d_forward_packed_fused, 0 if none */
     union {
         conv2d_params conv;
         pool2d_params pool;
@@ -61,7 +67,10 @@ typedef struct {
 
 void graph_free(graph *g);
 
-/* Plan the activation arena: one offset per value, buffers reused once their last reader has run. */
+/* Plan the activation arena: one offset per value, buffers reused once their last reader has run.
+ * First fuses, where the packed kernels allow (conv2d_packed_fusable), a per-channel scale node
+ * into the convolution that alone reads it, and an add into the activation-free convolution whose
+ * output only it reads (MobileNetV3's squeeze-and-excitation scale and residual). */
 cnn_status graph_plan(graph *g);
 
 /* Run the graph: input is the external input value, arena/scratch sized by graph_plan. Returns a pointer

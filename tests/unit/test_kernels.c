@@ -370,6 +370,74 @@ static void conv_packed_edges(conv_via via, sweep_stats *st)
     }
 }
 
+/* conv2d_forward_packed_fused: y = act(conv(x * in_scale) + bias + residual) on pointwise convs
+ * read in place (<= 48 channels) and packed, with K and column blocking, groups; every
+ * combination of scale / residual, every activation. */
+static void test_conv_packed_fused(void)
+{
+    /* {c_in, c_out, h, w, groups} */
+    static const int cases[][5] = {{16, 40, 14, 14, 1}, {120, 112, 14, 14, 1}, {200, 80, 9, 7, 1},
+                                   {8, 60, 41, 40, 1},  {12, 18, 5, 5, 3},     {7, 1, 3, 3, 1}};
+    test_begin();
+    rng r = {15};
+    int idx = 0, n_failed = 0, n_cases = 0;
+    for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++)
+        for (int with_scale = 0; with_scale < 2; with_scale++)
+            for (int with_res = 0; with_res < 2; with_res++, idx++) {
+                const int *c = cases[ci];
+                conv2d_params p;
+                conv_setup(&p, c[0], c[1], c[4], c[2], c[3], 1, 1, 1, 1, PAD_NONE,
+                           (act_kind)(idx % 5));
+                T_CHECK(conv2d_packed_fusable(&p), "case %zu not fusable", ci);
+                const size_t n_x = (size_t)p.c_in * p.h_in * p.w_in;
+                const size_t n_y = (size_t)p.c_out * p.h_out * p.w_out;
+                const size_t n_w = (size_t)p.c_out * (p.c_in / p.groups);
+                float *x = alloc_random(n_x, &r), *w = alloc_random(n_w, &r);
+                float *bias = alloc_random((size_t)p.c_out, &r);
+                float *scale = with_scale ? alloc_random((size_t)p.c_in, &r) : NULL;
+                float *res = with_res ? alloc_random(n_y, &r) : NULL;
+                float *xs = alloc_floats(n_x), *y = alloc_nan(n_y);
+                float *scratch = alloc_nan(conv2d_packed_scratch_floats(&p));
+                float *packed = alloc_nan(conv2d_packed_floats(&p));
+                double *want = alloc_doubles(n_y), *mag = alloc_doubles(n_y);
+                conv2d_pack_weights(&p, w, packed);
+                conv2d_forward_packed_fused(&p, x, scale, packed, bias, res, y, scratch);
+                /* reference: the scaled input through ref_conv without activation, then the
+                 * residual and the activation */
+                const size_t hw = (size_t)p.h_in * p.w_in;
+                for (size_t i = 0; i < n_x; i++) xs[i] = scale ? x[i] * scale[i / hw] : x[i];
+                conv2d_params q = p;
+                q.act = ACT_NONE;
+                ref_conv(&q, xs, w, bias, want, mag);
+                for (size_t i = 0; i < n_y; i++) {
+                    const double pre = want[i] + (res ? res[i] : 0.0);
+                    want[i] = ref_act(p.act, pre);
+                    mag[i] = (mag[i] + (res ? fabs(res[i]) : 0.0)) *
+                             (p.act == ACT_HSWISH ? 1.0 + fabs(pre) / 3.0 : 1.0);
+                }
+                const long bad = first_bad(y, want, mag, n_y);
+                n_cases++;
+                if (bad >= 0 && n_failed++ < MAX_REPORTS)
+                    T_CHECK(0, "in %dx%dx%d out %d groups %d act %s scale %d residual %d: first "
+                            "bad index %ld got %.9g want %.9g", p.c_in, p.h_in, p.w_in, p.c_out,
+                            p.groups, act_names[p.act], with_scale, with_res, bad,
+                            (double)y[bad], want[bad]);
+                free(x);
+                free(w);
+                free(bias);
+                free(scale);
+                free(res);
+                free(xs);
+                free(y);
+                free(scratch);
+                free(packed);
+                free(want);
+                free(mag);
+            }
+    if (n_failed) printf("#   %d of %d fused convolutions failed\n", n_failed, n_cases);
+    test_end("conv2d_forward_packed_fused (input scale, residual, both, neither)");
+}
+
 /* Every non-depthwise conv sweep through one entry point. */
 static void test_conv_sweeps(conv_via via, const char *name)
 {
@@ -1091,10 +1159,13 @@ int main(void)
     test_conv_sweeps(CONV_VIA_DISPATCH,
                      "conv2d_forward sweeps: groups 1/2/3, channel multiplier, k 1..11, s 1..4, "
                      "4 padding modes, rectangular kernels, blocking edges");
-    if (kernels_isa_best() >= KERNELS_ISA_AVX512)
+    if (kernels_isa_best() >= KERNELS_ISA_AVX512) {
         test_conv_sweeps(CONV_VIA_PACKED, "conv2d_forward_packed (AVX-512 GEMM): same sweeps");
-    else
+        test_conv_packed_fused();
+    } else {
         test_skip("conv2d_forward_packed (AVX-512 GEMM): same sweeps", "CPU lacks AVX-512F");
+        test_skip("conv2d_forward_packed_fused", "CPU lacks AVX-512F");
+    }
     test_dw_sweep(CONV_VIA_DISPATCH, "dwconv sweep via conv2d_forward (best variant)");
     test_dw_sweep(CONV_VIA_DW_GENERIC, "dwconv sweep, portable variant");
     if (kernels_isa_best() >= KERNELS_ISA_AVX2)
