@@ -8,8 +8,8 @@
  * V[e] (c_in x tiles), run by the packed GEMM micro-kernel (kernels_gemm_avx512).
  * The transforms keep 16 tiles of one tile row in the lanes of a vector: a patch column for 16
  * tiles is every other float of a row, split out of two loads by one permute. Tile rows are
- * processed in blocks whose transformed input and GEMM results stay in L2; the zero-padded input
- * is copied once so no transform checks a border. The bias and activation are applied in the
+ * processed in blocks whose transformed input and GEMM results stay in L2; each block's band of
+ * input rows is copied zero-padded first so no transform checks a border. The bias and activation are applied in the
  * output transform, in registers. Transforms only add and subtract (coefficients 0, +-1, +-1/2
  * in G), so the rounding error stays close to the direct convolution's. */
 #include "kernels.h"
@@ -44,8 +44,9 @@
 /* Geometry of one convolution's Winograd pass. */
 typedef struct {
     int tiles_h, tiles_w; /* tile grid */
-    int hp, wp;           /* padded input: the grid's patches, (2*tiles + 2) per side */
+    int wp;               /* padded input row: the grid's patches, 2*tiles_w + 2 */
     int block_rows;       /* tile rows per block */
+    int band_h;           /* padded input rows a block reads: 2*block_rows + 2 */
     int row_floats;       /* floats of one row-transform line (16-float loads of the last
                              vector of tiles stay inside) */
 } wino_geom;
@@ -55,13 +56,13 @@ static wino_geom wino_geom_of(const conv2d_params *p)
     wino_geom g;
     g.tiles_h = (p->h_out + WINO_M - 1) / WINO_M;
     g.tiles_w = (p->w_out + WINO_M - 1) / WINO_M;
-    g.hp = WINO_M * g.tiles_h + 2;
     g.wp = WINO_M * g.tiles_w + 2;
     const int per_row = WINO_E * (p->c_in + p->c_out) * g.tiles_w;
     const int rows = kernels_imax(
         kernels_imin(WINO_BLOCK_TILES / g.tiles_w, WINO_BLOCK_FLOATS / per_row),
         (WINO_MIN_BLOCK_TILES + g.tiles_w - 1) / g.tiles_w);
     g.block_rows = kernels_imax(1, kernels_imin(rows, g.tiles_h));
+    g.band_h = WINO_M * g.block_rows + 2;
     g.row_floats = WINO_M * ((g.tiles_w + 15) / 16 * 16) + 16 + 2;
     return g;
 }
@@ -109,7 +110,7 @@ void kernels_wino_pack(const conv2d_params *p, const float *w, float *packed)
     }
 }
 
-/* Scratch: padded input, transformed input V (E x c_in x block tiles), GEMM results
+/* Scratch: the block's band of padded input, transformed input V (E x c_in x block tiles), GEMM results
  * (E x c_out x block tiles), row-transform lines (4 x row_floats); each 16-float aligned. */
 static size_t wino_round16(size_t n) { return (n + 15) / 16 * 16; }
 
@@ -117,7 +118,7 @@ size_t kernels_wino_scratch_floats(const conv2d_params *p)
 {
     const wino_geom g = wino_geom_of(p);
     const size_t tiles = (size_t)g.block_rows * (size_t)g.tiles_w;
-    return wino_round16((size_t)p->c_in * (size_t)g.hp * (size_t)g.wp) +
+    return wino_round16((size_t)p->c_in * (size_t)g.band_h * (size_t)g.wp) +
            wino_round16((size_t)WINO_E * (size_t)p->c_in * tiles) +
            wino_round16((size_t)WINO_E * (size_t)p->c_out * tiles) +
            (size_t)WINO_ALPHA * (size_t)g.row_floats;
@@ -126,15 +127,17 @@ size_t kernels_wino_scratch_floats(const conv2d_params *p)
 #if WINO_X86
 #define WINO_AVX512 __attribute__((target("avx512f")))
 
-/* xp[c][r][q] = x[c][r - pad_t][q - pad_l], zero outside the input. */
-static void wino_pad_input(const conv2d_params *p, const wino_geom *g, const float *x, float *xp)
+/* Band of the padded input from padded row r0: xp[c][r][q] = x[c][r0 + r - pad_t][q - pad_l],
+ * zero outside the input, r < band_h. */
+static void wino_pad_input(const conv2d_params *p, const wino_geom *g, const float *x, int r0,
+                           float *xp)
 {
     const int lo = kernels_imin(p->pad_l, g->wp);
     const int hi = kernels_imax(lo, kernels_imin(p->pad_l + p->w_in, g->wp));
     for (int c = 0; c < p->c_in; c++)
-        for (int r = 0; r < g->hp; r++) {
-            float *d = xp + ((size_t)c * (size_t)g->hp + (size_t)r) * (size_t)g->wp;
-            const int ih = r - p->pad_t;
+        for (int r = 0; r < g->band_h; r++) {
+            float *d = xp + ((size_t)c * (size_t)g->band_h + (size_t)r) * (size_t)g->wp;
+            const int ih = r0 + r - p->pad_t;
             if (ih < 0 || ih >= p->h_in) {
                 memset(d, 0, (size_t)g->wp * sizeof *d);
                 continue;
@@ -151,8 +154,9 @@ static inline __attribute__((always_inline)) WINO_AVX512 __mmask16 wino_mask(int
     return (__mmask16)(n >= 16 ? 0xFFFFu : (1u << n) - 1u);
 }
 
-/* V for tile rows [a0, a0 + rows) of every input channel: v[(e*c_in + ci)*ldv + t] with t the
- * tile's index in the block (row-major). line: WINO_ALPHA row-transform lines. */
+/* V for tile rows [a0, a0 + rows) of every input channel from their band xp (wino_pad_input
+ * from padded row 2*a0): v[(e*c_in + ci)*ldv + t] with t the tile's index in the block
+ * (row-major). line: WINO_ALPHA row-transform lines. */
 static WINO_AVX512 void wino_input(const conv2d_params *p, const wino_geom *g, const float *xp,
                                    int a0, int rows, float *v, size_t ldv, float *line)
 {
@@ -160,11 +164,11 @@ static WINO_AVX512 void wino_input(const conv2d_params *p, const wino_geom *g, c
                                            28, 30);
     const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
     const int lf = g->row_floats, n_cols = g->wp;
-    const size_t plane = (size_t)g->hp * (size_t)g->wp, e_stride = (size_t)p->c_in * ldv;
+    const size_t plane = (size_t)g->band_h * (size_t)g->wp, e_stride = (size_t)p->c_in * ldv;
     for (int ci = 0; ci < p->c_in; ci++) {
         for (int a = a0; a < a0 + rows; a++) {
             /* rows: t0 = d0 - d2, t1 = d1 + d2, t2 = d2 - d1, t3 = d1 - d3 (B^T d) */
-            const float *d = xp + (size_t)ci * plane + (size_t)(WINO_M * a) * (size_t)g->wp;
+            const float *d = xp + (size_t)ci * plane + (size_t)(WINO_M * (a - a0)) * (size_t)g->wp;
             for (int q = 0; q < n_cols; q += 16) {
                 const __mmask16 m = wino_mask(n_cols - q);
                 const __m512 d0 = _mm512_maskz_loadu_ps(m, d + q);
@@ -273,14 +277,14 @@ static WINO_AVX512 void wino_forward_avx512(const conv2d_params *p, const float 
     const wino_geom g = wino_geom_of(p);
     const size_t max_tiles = (size_t)g.block_rows * (size_t)g.tiles_w;
     float *xp = scratch;
-    float *v = xp + wino_round16((size_t)p->c_in * (size_t)g.hp * (size_t)g.wp);
+    float *v = xp + wino_round16((size_t)p->c_in * (size_t)g.band_h * (size_t)g.wp);
     float *mr = v + wino_round16((size_t)WINO_E * (size_t)p->c_in * max_tiles);
     float *line = mr + wino_round16((size_t)WINO_E * (size_t)p->c_out * max_tiles);
-    wino_pad_input(p, &g, x, xp);
     const size_t u_stride = (size_t)wino_panels(p) * KERNELS_GEMM_MR * (size_t)p->c_in;
     for (int a0 = 0; a0 < g.tiles_h; a0 += g.block_rows) {
         const int rows = kernels_imin(g.block_rows, g.tiles_h - a0);
         const int n = rows * g.tiles_w;
+        wino_pad_input(p, &g, x, WINO_M * a0, xp);
         wino_input(p, &g, xp, a0, rows, v, (size_t)n, line);
         for (int e = 0; e < WINO_E; e++)
             kernels_gemm_avx512(p->c_out, n, p->c_in, packed + (size_t)e * u_stride,

@@ -456,7 +456,46 @@ static int graph_fuse_nodes(graph *g)
     return n_fused;
 }
 
-/* Drops the nodes graph_fuse_nodes folded away and renumbers the values' producers. */
+/* Concats whose every input is a node's output read by the concat alone: the inputs become views
+ * (channel slices) of the concat's output, so their producers write in place, and the concat node
+ * is marked GRAPH_NODE_FOLDED. The output then lives from its first producer on. Returns how many. */
+static int graph_alias_concats(graph *g)
+{
+    int n_folded = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        graph_node *n = &g->nodes[i];
+        if (n->op != NODE_CONCAT) continue;
+        int ok = 1, first = i;
+        for (int k = 0; k < n->n_in && ok; k++) {
+            const graph_value *v = &g->values[n->in[k]];
+            ok = v->parent < 0 && v->def >= 0 && graph_sole_reader(g, n->in[k]) == i;
+            for (int j = 0; j < k && ok; j++) ok = n->in[j] != n->in[k];
+            if (ok && v->def < first) first = v->def;
+        }
+        if (!ok) continue;
+        int c_off = 0;
+        for (int k = 0; k < n->n_in; k++) {
+            graph_value *v = &g->values[n->in[k]];
+            v->parent = n->out;
+            v->c_off = c_off;
+            c_off += v->c;
+        }
+        g->values[n->out].def = first;
+        n->op = GRAPH_NODE_FOLDED;
+        n_folded++;
+    }
+    return n_folded;
+}
+
+/* Floats from the arena start to value v (a view: its root's offset plus its channel offsets). */
+static size_t graph_abs_offset(const graph *g, int v)
+{
+    const graph_value *x = &g->values[v];
+    if (x->parent < 0) return x->offset;
+    return graph_abs_offset(g, x->parent) + (size_t)x->c_off * x->h * x->w;
+}
+
+/* Drops the nodes marked GRAPH_NODE_FOLDED and renumbers the values' producers. */
 static void graph_compact(graph *g)
 {
     int kept = 0;
@@ -474,7 +513,8 @@ static void graph_compact(graph *g)
 
 cnn_status graph_plan(graph *g)
 {
-    if (graph_fuse_nodes(g)) graph_compact(g);
+    const int n_fused = graph_fuse_nodes(g);
+    if (n_fused + graph_alias_concats(g)) graph_compact(g);
 
     /* Lifetimes: a value lives from its producing node to its last reader; a view keeps its root alive. */
     for (int i = 0; i < g->n_values; i++) g->values[i].last = g->values[i].def;
@@ -519,14 +559,9 @@ cnn_status graph_plan(graph *g)
         if (off + size > g->arena_floats) g->arena_floats = off + size;
     }
     free(order);
-    /* Views get absolute offsets (parents come before children in value order). */
-    for (int i = 0; i < g->n_values; i++) {
-        graph_value *v = &g->values[i];
-        if (v->parent >= 0) {
-            const graph_value *p = &g->values[v->parent];
-            v->offset = p->offset + (size_t)v->c_off * v->h * v->w;
-        }
-    }
+    /* Views get absolute offsets (a concat's inputs are views of a later value). */
+    for (int i = 0; i < g->n_values; i++)
+        if (g->values[i].parent >= 0) g->values[i].offset = graph_abs_offset(g, i);
     return CNN_OK;
 }
 

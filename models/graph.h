@@ -70,7 +70,8 @@ void graph_free(graph *g);
 /* Plan the activation arena: one offset per value, buffers reused once their last reader has run.
  * First fuses, where the packed kernels allow (conv2d_packed_fusable), a per-channel scale node
  * into the convolution that alone reads it, and an add into the activation-free convolution whose
- * output only it reads (MobileNetV3's squeeze-and-excitation scale and residual). */
+ * output only it reads (MobileNetV3's squeeze-and-excitation scale and residual); and turns the
+ * inputs of a concat that alone reads them into channel slices of its output (no copy). */
 cnn_status graph_plan(graph *g);
 
 /* Run the graph: input is the external input value, arena/scratch sized by graph_plan. Returns a pointer
