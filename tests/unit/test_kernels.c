@@ -352,6 +352,10 @@ static void conv_packed_edges(conv_via via, sweep_stats *st)
         {3, 5, 29, 40, 3, 3, 1, PAD_NONE},   {150, 13, 17, 17, 3, 3, 1, PAD_SYM},
         {8, 7, 70, 70, 3, 3, 1, PAD_ASYM},   {6, 8, 23, 36, 3, 3, 1, PAD_TF_SAME},
         {40, 30, 50, 50, 3, 3, 1, PAD_SYM},  {2, 1, 16, 15, 3, 3, 1, PAD_SYM},
+        /* 5x5 stride 1 with >= 40 tiles (Winograd F(2x2, 5x5)) */
+        {48, 64, 35, 35, 5, 5, 1, PAD_SYM},  {3, 7, 27, 27, 5, 5, 1, PAD_SYM},
+        {140, 9, 19, 20, 5, 5, 1, PAD_ASYM}, {5, 6, 30, 33, 5, 5, 1, PAD_TF_SAME},
+        {4, 5, 25, 26, 5, 5, 1, PAD_NONE},
         /* first-layer (stem) kernel: 3x3 stride 2 on 1..4 channels, every output-channel count
          * remainder, one and several passes of 16, rows of one vector, several, and a tail */
         {3, 16, 224, 224, 3, 3, 2, PAD_SYM}, {3, 24, 39, 37, 3, 3, 2, PAD_SYM},
