@@ -1,21 +1,22 @@
-/* Winograd F(2x2, 3x3) and F(2x2, 5x5) convolution on AVX-512 for 3x3 / 5x5 stride-1
- * convolutions (groups 1), the path conv2d_forward_packed takes for them when the output is large
- * enough to fill the GEMM.
+/* Winograd convolution on AVX-512 for 3x3 and 5x5 stride-1 convolutions (groups 1), the path
+ * conv2d_forward_packed takes for them when the output is large enough to fill the GEMM:
+ * F(4x4, 3x3) where there are enough 4x4 tiles, else F(2x2, 3x3); F(2x2, 5x5).
  *
- * Output tiles of 2x2 read alpha x alpha input patches (alpha = r + 1 for an r x r kernel); with
- * the transforms of Lavin & Gray
+ * Output tiles of m x m read alpha x alpha input patches (alpha = m + r - 1 for an r x r kernel);
+ * with the transforms of Lavin & Gray
  *   U = G g G^T (weights, at pack time), V = B^T d B (input), Y = A^T [U . V] A (output),
- * each output tile costs alpha^2 multiplies per input channel instead of 4 r^2 (16 vs 36 for 3x3,
- * 36 vs 100 for 5x5), and the alpha^2 element-wise products summed over input channels are
- * alpha^2 GEMMs, U[e] (c_out x c_in) times V[e] (c_in x tiles), run by the packed GEMM
- * micro-kernel (kernels_gemm_avx512). The matrices come from Toom-Cook on the points 0, 1, -1
- * (and 2, -2 for 5x5) and infinity, scaled so B^T is integer.
+ * each output tile costs alpha^2 multiplies per input channel instead of m^2 r^2 (36 vs 144 for
+ * F(4x4, 3x3), 16 vs 36 for F(2x2, 3x3), 36 vs 100 for F(2x2, 5x5)), and the alpha^2
+ * element-wise products summed over input channels are alpha^2 GEMMs, U[e] (c_out x c_in) times
+ * V[e] (c_in x tiles), run by the packed GEMM micro-kernel (kernels_gemm_avx512). The matrices
+ * come from Toom-Cook on the points 0, 1, -1 (and 2, -2 when alpha = 6) and infinity, scaled so
+ * B^T is integer.
  * The transforms keep 16 tiles of one tile row in the lanes of a vector: a patch column for 16
- * tiles is every other float of a row, split out of two loads by one permute. Tile rows are
+ * tiles is every m-th float of a row, split out of contiguous loads by permutes. Tile rows are
  * processed in blocks whose transformed input and GEMM results stay in L2; each block's band of
  * input rows is copied zero-padded first so no transform checks a border. The bias and activation
  * are applied in the output transform, in registers. Rounding error (random data, per layer,
- * relative rms): direct 2e-7, F(2x2, 3x3) 2e-7, F(2x2, 5x5) 2e-6. */
+ * relative rms): direct 2e-7, F(2x2, 3x3) 2e-7, F(4x4, 3x3) 2e-6, F(2x2, 5x5) 2e-6. */
 #include "kernels.h"
 
 #include <assert.h>
@@ -30,8 +31,7 @@
 #define WINO_X86 0
 #endif
 
-#define WINO_M 2         /* output tile side */
-#define WINO_ALPHA_MAX 6 /* input tile side for 5x5 */
+#define WINO_ALPHA_MAX 6 /* input tile side of F(4x4, 3x3) and F(2x2, 5x5) */
 /* With fewer tiles the GEMMs are too narrow to amortize their weights, which are alpha^2 / r^2
  * the direct convolution's: Inception's 8x8 layers (16 tiles, 11 MB of U) ran 2x slower in the
  * network, though faster with the weights in cache. They run im2col. */
@@ -44,69 +44,103 @@
  * cost more than the L2 misses (measured on AlexNet's 13x13 layers: +40%). */
 #define WINO_MIN_BLOCK_TILES 64
 
-/* F(2, 3): points 0, 1, -1, infinity. */
-static const float wino_bt3[4][4] = {
-    {1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, -1, 0, 1}};
-static const double wino_g3[4][3] = {
-    {1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
-static const float wino_at3[2][4] = {{1, 1, 1, 0}, {0, 1, -1, 1}};
+typedef enum { WINO_F23 = 0, WINO_F43, WINO_F25 } wino_variant;
 
-/* F(2, 5): points 0, 1, -1, 2, -2, infinity. */
-static const float wino_bt5[6][6] = {
+/* F(2, 3): points 0, 1, -1, infinity. */
+static const float wino_bt4[4][4] = {
+    {1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, -1, 0, 1}};
+static const double wino_g23[4][3] = {
+    {1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+static const float wino_at23[2][4] = {{1, 1, 1, 0}, {0, 1, -1, 1}};
+
+/* alpha = 6: points 0, 1, -1, 2, -2, infinity (B^T shared by F(4, 3) and F(2, 5)). */
+static const float wino_bt6[6][6] = {
     {4, 0, -5, 0, 1, 0},   {0, 4, 4, -1, -1, 0}, {0, -4, 4, 1, -1, 0},
     {0, -2, -1, 2, 1, 0},  {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1}};
-static const double wino_g5[6][5] = {
+static const double wino_g43[6][3] = {
+    {1.0 / 4, 0, 0},           {1.0 / 6, 1.0 / 6, 1.0 / 6}, {1.0 / 6, -1.0 / 6, 1.0 / 6},
+    {1.0 / 24, 1.0 / 12, 1.0 / 6}, {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1}};
+static const float wino_at43[4][6] = {
+    {1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1}};
+static const double wino_g25[6][5] = {
     {1.0 / 4, 0, 0, 0, 0},
     {1.0 / 6, 1.0 / 6, 1.0 / 6, 1.0 / 6, 1.0 / 6},
     {1.0 / 6, -1.0 / 6, 1.0 / 6, -1.0 / 6, 1.0 / 6},
     {1.0 / 24, 1.0 / 12, 1.0 / 6, 1.0 / 3, 2.0 / 3},
     {1.0 / 24, -1.0 / 12, 1.0 / 6, -1.0 / 3, 2.0 / 3},
     {0, 0, 0, 0, 1}};
-static const float wino_at5[2][6] = {{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 1}};
+static const float wino_at25[2][6] = {{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 1}};
 
-/* Entries by kernel side r (3 or 5); constant-folded where r is. */
-static inline float wino_bt(int r, int i, int j) { return r == 3 ? wino_bt3[i][j] : wino_bt5[i][j]; }
-static inline double wino_gm(int r, int i, int j) { return r == 3 ? wino_g3[i][j] : wino_g5[i][j]; }
-static inline float wino_at(int r, int i, int j) { return r == 3 ? wino_at3[i][j] : wino_at5[i][j]; }
+/* Entries by variant; constant-folded where the variant is. */
+static inline float wino_bt(wino_variant w, int i, int j)
+{
+    return w == WINO_F23 ? wino_bt4[i][j] : wino_bt6[i][j];
+}
+static inline double wino_gm(wino_variant w, int i, int j)
+{
+    return w == WINO_F23 ? wino_g23[i][j] : w == WINO_F43 ? wino_g43[i][j] : wino_g25[i][j];
+}
+static inline float wino_at(wino_variant w, int i, int j)
+{
+    return w == WINO_F23 ? wino_at23[i][j] : w == WINO_F43 ? wino_at43[i][j] : wino_at25[i][j];
+}
+static inline int wino_m(wino_variant w) { return w == WINO_F43 ? 4 : 2; }
+static inline int wino_r(wino_variant w) { return w == WINO_F25 ? 5 : 3; }
 
 /* Geometry of one convolution's Winograd pass. */
 typedef struct {
-    int r, alpha, n_e;    /* kernel side, patch side r + 1, alpha^2 GEMMs */
+    wino_variant var;
+    int m, r, alpha, n_e; /* tile side, kernel side, patch side m + r - 1, alpha^2 GEMMs */
     int tiles_h, tiles_w; /* tile grid */
-    int wp;               /* padded input row: the grid's patches, 2*tiles_w + r - 1 */
+    int wp;               /* padded input row: the grid's patches, m*tiles_w + r - 1 */
     int block_rows;       /* tile rows per block */
-    int band_h;           /* padded input rows a block reads: 2*block_rows + r - 1 */
-    int row_floats;       /* floats of one row-transform line (16-float loads of the last
-                             vector of tiles stay inside) */
+    int band_h;           /* padded input rows a block reads: m*block_rows + r - 1 */
+    int row_floats;       /* floats of one row-transform line (the column step's loads of the
+                             last vector of tiles stay inside) */
 } wino_geom;
 
-static wino_geom wino_geom_of(const conv2d_params *p)
+static wino_geom wino_geom_var(const conv2d_params *p, wino_variant var)
 {
     wino_geom g;
-    g.r = p->k_h;
-    g.alpha = g.r + 1;
+    g.var = var;
+    g.m = wino_m(var);
+    g.r = wino_r(var);
+    g.alpha = g.m + g.r - 1;
     g.n_e = g.alpha * g.alpha;
-    g.tiles_h = (p->h_out + WINO_M - 1) / WINO_M;
-    g.tiles_w = (p->w_out + WINO_M - 1) / WINO_M;
-    g.wp = WINO_M * g.tiles_w + g.r - 1;
+    g.tiles_h = (p->h_out + g.m - 1) / g.m;
+    g.tiles_w = (p->w_out + g.m - 1) / g.m;
+    g.wp = g.m * g.tiles_w + g.r - 1;
     const int per_row = g.n_e * (p->c_in + p->c_out) * g.tiles_w;
     const int rows = kernels_imax(
         kernels_imin(WINO_BLOCK_TILES / g.tiles_w, WINO_BLOCK_FLOATS / per_row),
         (WINO_MIN_BLOCK_TILES + g.tiles_w - 1) / g.tiles_w);
     g.block_rows = kernels_imax(1, kernels_imin(rows, g.tiles_h));
-    g.band_h = WINO_M * g.block_rows + g.r - 1;
-    g.row_floats = WINO_M * ((g.tiles_w + 15) / 16 * 16) + 16 + g.r - 1;
+    g.band_h = g.m * g.block_rows + g.r - 1;
+    g.row_floats = g.m * ((g.tiles_w + 15) / 16 * 16) + 64 + g.r;
     return g;
 }
 
-int kernels_wino_applies(const conv2d_params *p)
+/* The variant p takes, or -1: F(4x4, 3x3) when it has enough tiles, else F(2x2, r x r). */
+static int wino_pick(const conv2d_params *p)
 {
     if (p->k_h != p->k_w || (p->k_h != 3 && p->k_h != 5) || p->stride_h != 1 ||
         p->stride_w != 1 || p->groups != 1)
-        return 0;
-    const wino_geom g = wino_geom_of(p);
-    return g.tiles_h * g.tiles_w >= WINO_MIN_TILES;
+        return -1;
+    const int n_tiles4 = ((p->h_out + 3) / 4) * ((p->w_out + 3) / 4);
+    const int n_tiles2 = ((p->h_out + 1) / 2) * ((p->w_out + 1) / 2);
+    if (p->k_h == 3 && n_tiles4 >= WINO_MIN_TILES) return WINO_F43;
+    if (n_tiles2 >= WINO_MIN_TILES) return p->k_h == 3 ? WINO_F23 : WINO_F25;
+    return -1;
 }
+
+static wino_geom wino_geom_of(const conv2d_params *p)
+{
+    const int var = wino_pick(p);
+    assert(var >= 0);
+    return wino_geom_var(p, (wino_variant)var);
+}
+
+int kernels_wino_applies(const conv2d_params *p) { return wino_pick(p) >= 0; }
 
 static int wino_panels(const conv2d_params *p)
 {
@@ -115,27 +149,27 @@ static int wino_panels(const conv2d_params *p)
 
 size_t kernels_wino_packed_floats(const conv2d_params *p)
 {
-    const int alpha = p->k_h + 1;
-    return (size_t)(alpha * alpha) * (size_t)wino_panels(p) * KERNELS_GEMM_MR *
-           (size_t)p->c_in;
+    const wino_geom g = wino_geom_of(p);
+    return (size_t)g.n_e * (size_t)wino_panels(p) * KERNELS_GEMM_MR * (size_t)p->c_in;
 }
 
 /* U[e] for every element e = alpha*xi + nu, packed as GEMM left operands (c_out x c_in each). */
 void kernels_wino_pack(const conv2d_params *p, const float *w, float *packed)
 {
-    const int r = p->k_h, alpha = r + 1, c_in = p->c_in;
-    const int rows = wino_panels(p) * KERNELS_GEMM_MR;
-    for (int e = 0; e < alpha * alpha; e++) {
-        const int xi = e / alpha, nu = e % alpha;
+    const wino_geom g = wino_geom_of(p);
+    const int r = g.r, c_in = p->c_in, rows = wino_panels(p) * KERNELS_GEMM_MR;
+    for (int e = 0; e < g.n_e; e++) {
+        const int xi = e / g.alpha, nu = e % g.alpha;
         float *u_e = packed + (size_t)e * (size_t)rows * (size_t)c_in;
         for (int co = 0; co < rows; co++)
             for (int ci = 0; ci < c_in; ci++) {
                 double u = 0.0;
                 if (co < p->c_out) {
-                    const float *g = w + ((size_t)co * (size_t)c_in + (size_t)ci) * (size_t)(r * r);
+                    const float *gw = w + ((size_t)co * (size_t)c_in + (size_t)ci) * (size_t)(r * r);
                     for (int i = 0; i < r; i++)
                         for (int j = 0; j < r; j++)
-                            u += wino_gm(r, xi, i) * (double)g[i * r + j] * wino_gm(r, nu, j);
+                            u += wino_gm(g.var, xi, i) * (double)gw[i * r + j] *
+                                 wino_gm(g.var, nu, j);
                 }
                 u_e[kernels_gemm_a_offset(p->c_out, c_in, co, ci)] = (float)u;
             }
@@ -187,17 +221,16 @@ static inline __attribute__((always_inline)) WINO_AVX512 __mmask16 wino_mask(int
     return (__mmask16)(n >= 16 ? 0xFFFFu : (1u << n) - 1u);
 }
 
-/* sum over j < n of c(i, j) * v[j] for a constant coefficient row: zero terms skipped, +-1 as
- * add / subtract, others multiplied (folded at compile time where r is constant). */
-static inline __attribute__((always_inline)) WINO_AVX512 __m512 wino_comb(const int r, const int n,
-                                                                          const int is_bt,
-                                                                          int i, const __m512 *v)
+/* sum over j < n of c(i, j) * v[j] for a constant coefficient row of B^T (is_bt) or A^T: zero
+ * terms skipped, +-1 as add / subtract, others multiplied (folded at compile time per variant). */
+static inline __attribute__((always_inline)) WINO_AVX512 __m512
+wino_comb(const wino_variant w, const int n, const int is_bt, int i, const __m512 *v)
 {
     __m512 acc = _mm512_setzero_ps();
     int first = 1;
 #pragma GCC unroll 6
     for (int j = 0; j < n; j++) {
-        const float c = is_bt ? wino_bt(r, i, j) : wino_at(r, i, j);
+        const float c = is_bt ? wino_bt(w, i, j) : wino_at(w, i, j);
         if (c == 0.0f) continue;
         if (first) {
             acc = c == 1.0f ? v[j] : _mm512_mul_ps(_mm512_set1_ps(c), v[j]);
@@ -213,53 +246,76 @@ static inline __attribute__((always_inline)) WINO_AVX512 __m512 wino_comb(const 
     return acc;
 }
 
+/* c[j] = l[m*t + j] for the 16 tiles t of a vector, j < alpha: every m-th float, split out of
+ * contiguous loads by permutes (m = 4: two 8-lane halves joined by a 128-bit shuffle). */
+static inline __attribute__((always_inline)) WINO_AVX512 void
+wino_columns(const int m, const int alpha, const float *l, __m512 *c)
+{
+    if (m == 2) {
+        const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24,
+                                               26, 28, 30);
+        const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+#pragma GCC unroll 3
+        for (int k = 0; k < alpha; k += 2) {
+            const __m512 lo = _mm512_loadu_ps(l + k), hi = _mm512_loadu_ps(l + k + 16);
+            c[k] = _mm512_permutex2var_ps(lo, even, hi);
+            c[k + 1] = _mm512_permutex2var_ps(lo, odd, hi);
+        }
+        return;
+    }
+    const __m512i idx0 = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28);
+#pragma GCC unroll 2
+    for (int k = 0; k < alpha; k += 4) { /* columns k .. k+3 from the loads at l + k */
+        const __m512 v0 = _mm512_loadu_ps(l + k), v1 = _mm512_loadu_ps(l + k + 16);
+        const __m512 v2 = _mm512_loadu_ps(l + k + 32), v3 = _mm512_loadu_ps(l + k + 48);
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            if (k + j >= alpha) break;
+            const __m512i idx = _mm512_add_epi32(idx0, _mm512_set1_epi32(j));
+            const __m512 lo = _mm512_permutex2var_ps(v0, idx, v1); /* tiles 0..7 in lanes 0..7 */
+            const __m512 hi = _mm512_permutex2var_ps(v2, idx, v3); /* tiles 8..15 in lanes 0..7 */
+            c[k + j] = _mm512_shuffle_f32x4(lo, hi, _MM_SHUFFLE(1, 0, 1, 0));
+        }
+    }
+}
+
 /* V for tile rows [a0, a0 + rows) of every input channel from their band xp (wino_pad_input
- * from padded row 2*a0): v[(e*c_in + ci)*ldv + t] with t the tile's index in the block
+ * from padded row m*a0): v[(e*c_in + ci)*ldv + t] with t the tile's index in the block
  * (row-major). line: alpha row-transform lines. */
 static inline __attribute__((always_inline)) WINO_AVX512 void
-wino_input_r(const int r, const conv2d_params *p, const wino_geom *g, const float *xp, int a0,
-             int rows, float *v, size_t ldv, float *line)
+wino_input_v(const wino_variant w, const conv2d_params *p, const wino_geom *g, const float *xp,
+             int a0, int rows, float *v, size_t ldv, float *line)
 {
-    const int alpha = r + 1;
-    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
-                                           28, 30);
-    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    const int m = wino_m(w), alpha = m + wino_r(w) - 1;
     const int lf = g->row_floats, n_cols = g->wp;
     const size_t plane = (size_t)g->band_h * (size_t)g->wp, e_stride = (size_t)p->c_in * ldv;
     for (int ci = 0; ci < p->c_in; ci++) {
         for (int a = a0; a < a0 + rows; a++) {
-            /* rows: line[xi] = sum over input rows of B^T[xi][row] * d_row */
-            const float *d =
-                xp + (size_t)ci * plane + (size_t)(WINO_M * (a - a0)) * (size_t)g->wp;
+            /* rows: line[xi] = sum over the patch rows of B^T[xi][row] * d_row */
+            const float *d = xp + (size_t)ci * plane + (size_t)(m * (a - a0)) * (size_t)g->wp;
             for (int q = 0; q < n_cols; q += 16) {
-                const __mmask16 m = wino_mask(n_cols - q);
+                const __mmask16 mk = wino_mask(n_cols - q);
                 __m512 dr[WINO_ALPHA_MAX];
 #pragma GCC unroll 6
                 for (int k = 0; k < alpha; k++)
-                    dr[k] = _mm512_maskz_loadu_ps(m, d + (size_t)k * (size_t)g->wp + q);
+                    dr[k] = _mm512_maskz_loadu_ps(mk, d + (size_t)k * (size_t)g->wp + q);
 #pragma GCC unroll 6
                 for (int xi = 0; xi < alpha; xi++)
-                    _mm512_storeu_ps(line + (size_t)xi * (size_t)lf + q, wino_comb(r, alpha, 1, xi, dr));
+                    _mm512_storeu_ps(line + (size_t)xi * (size_t)lf + q, wino_comb(w, alpha, 1, xi, dr));
             }
-            /* columns of 16 tiles: c_j = line[2*tile + j]; the same combination (. B) */
+            /* columns of 16 tiles: c_j = line[m*tile + j]; the same combination (. B) */
             float *vrow = v + (size_t)ci * ldv + (size_t)(a - a0) * (size_t)g->tiles_w;
             for (int b = 0; b < g->tiles_w; b += 16) {
-                const __mmask16 m = wino_mask(g->tiles_w - b);
+                const __mmask16 mk = wino_mask(g->tiles_w - b);
 #pragma GCC unroll 6
                 for (int xi = 0; xi < alpha; xi++) {
-                    const float *l = line + (size_t)xi * (size_t)lf + 2 * b;
-                    __m512 c[WINO_ALPHA_MAX];
-#pragma GCC unroll 3
-                    for (int k = 0; k < alpha; k += 2) {
-                        const __m512 lo = _mm512_loadu_ps(l + k), hi = _mm512_loadu_ps(l + k + 16);
-                        c[k] = _mm512_permutex2var_ps(lo, even, hi);
-                        c[k + 1] = _mm512_permutex2var_ps(lo, odd, hi);
-                    }
+                    __m512 c[WINO_ALPHA_MAX + 2];
+                    wino_columns(m, alpha, line + (size_t)xi * (size_t)lf + (size_t)(m * b), c);
                     float *o = vrow + (size_t)(xi * alpha) * e_stride + b;
 #pragma GCC unroll 6
                     for (int nu = 0; nu < alpha; nu++)
-                        _mm512_mask_storeu_ps(o + (size_t)nu * e_stride, m,
-                                              wino_comb(r, alpha, 1, nu, c));
+                        _mm512_mask_storeu_ps(o + (size_t)nu * e_stride, mk,
+                                              wino_comb(w, alpha, 1, nu, c));
                 }
             }
         }
@@ -269,10 +325,11 @@ wino_input_r(const int r, const conv2d_params *p, const wino_geom *g, const floa
 static WINO_AVX512 void wino_input(const conv2d_params *p, const wino_geom *g, const float *xp,
                                    int a0, int rows, float *v, size_t ldv, float *line)
 {
-    if (g->r == 3)
-        wino_input_r(3, p, g, xp, a0, rows, v, ldv, line);
-    else
-        wino_input_r(5, p, g, xp, a0, rows, v, ldv, line);
+    switch (g->var) {
+    case WINO_F23: wino_input_v(WINO_F23, p, g, xp, a0, rows, v, ldv, line); break;
+    case WINO_F43: wino_input_v(WINO_F43, p, g, xp, a0, rows, v, ldv, line); break;
+    case WINO_F25: wino_input_v(WINO_F25, p, g, xp, a0, rows, v, ldv, line); break;
+    }
 }
 
 static inline __attribute__((always_inline)) WINO_AVX512 __m512 wino_act(__m512 v, act_kind act)
@@ -294,50 +351,73 @@ static inline __attribute__((always_inline)) WINO_AVX512 __m512 wino_act(__m512 
     return v;
 }
 
-/* Y = A^T M A for tile rows [a0, a0 + rows): s_i[nu] = sum over xi of A^T[i][xi] M[xi][nu], then
- * y[i][j] = sum over nu of A^T[j][nu] s_i[nu]; bias and activation, and the two output columns of
- * each tile interleaved back. */
-static inline __attribute__((always_inline)) WINO_AVX512 void
-wino_output_r(const int r, const conv2d_params *p, const wino_geom *g, const float *mr, size_t ldm,
-              int a0, int rows, const float *bias, float *y)
+/* Stores output row yr's columns of 16 tiles from y[j] (column j of every tile, j < m): the m
+ * vectors interleaved back (tile-major), n (<= 16m) floats. */
+static inline __attribute__((always_inline)) WINO_AVX512 void wino_store_row(const int m,
+                                                                              const __m512 *y,
+                                                                              float *yr, int n)
 {
-    const int alpha = r + 1;
-    const __m512i lo_idx = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7,
-                                             23);
-    const __m512i hi_idx = _mm512_add_epi32(lo_idx, _mm512_set1_epi32(8));
+    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
+    __m512 out[4];
+    if (m == 2) {
+        out[0] = _mm512_permutex2var_ps(y[0], lo, y[1]);
+        out[1] = _mm512_permutex2var_ps(y[0], hi, y[1]);
+    } else {
+        /* pairs (y0 y1) and (y2 y3) interleaved by float, then the pairs by 64-bit element */
+        const __m512d a_lo = _mm512_castps_pd(_mm512_permutex2var_ps(y[0], lo, y[1]));
+        const __m512d a_hi = _mm512_castps_pd(_mm512_permutex2var_ps(y[0], hi, y[1]));
+        const __m512d b_lo = _mm512_castps_pd(_mm512_permutex2var_ps(y[2], lo, y[3]));
+        const __m512d b_hi = _mm512_castps_pd(_mm512_permutex2var_ps(y[2], hi, y[3]));
+        const __m512i q_lo = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11);
+        const __m512i q_hi = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
+        out[0] = _mm512_castpd_ps(_mm512_permutex2var_pd(a_lo, q_lo, b_lo));
+        out[1] = _mm512_castpd_ps(_mm512_permutex2var_pd(a_lo, q_hi, b_lo));
+        out[2] = _mm512_castpd_ps(_mm512_permutex2var_pd(a_hi, q_lo, b_hi));
+        out[3] = _mm512_castpd_ps(_mm512_permutex2var_pd(a_hi, q_hi, b_hi));
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < m; k++)
+        if (16 * k < n) _mm512_mask_storeu_ps(yr + 16 * k, wino_mask(n - 16 * k), out[k]);
+}
+
+/* Y = A^T M A for tile rows [a0, a0 + rows): s_i[nu] = sum over xi of A^T[i][xi] M[xi][nu], then
+ * y[i][j] = sum over nu of A^T[j][nu] s_i[nu]; bias and activation, the m output columns of each
+ * tile interleaved back, rows past h_out dropped. */
+static inline __attribute__((always_inline)) WINO_AVX512 void
+wino_output_v(const wino_variant w, const conv2d_params *p, const wino_geom *g, const float *mr,
+              size_t ldm, int a0, int rows, const float *bias, float *y)
+{
+    const int m = wino_m(w), alpha = m + wino_r(w) - 1;
     const size_t e_stride = (size_t)p->c_out * ldm;
     const size_t hw = (size_t)p->h_out * (size_t)p->w_out;
     for (int co = 0; co < p->c_out; co++) {
         const __m512 vb = _mm512_set1_ps(bias ? bias[co] : 0.0f);
         for (int a = a0; a < a0 + rows; a++) {
             const float *mrow = mr + (size_t)co * ldm + (size_t)(a - a0) * (size_t)g->tiles_w;
-            float *y0 = y + (size_t)co * hw + (size_t)(WINO_M * a) * (size_t)p->w_out;
-            const int two_rows = WINO_M * a + 1 < p->h_out;
+            float *y0 = y + (size_t)co * hw + (size_t)(m * a) * (size_t)p->w_out;
+            const int out_rows = kernels_imin(m, p->h_out - m * a);
             for (int b = 0; b < g->tiles_w; b += 16) {
-                const __mmask16 m = wino_mask(g->tiles_w - b);
-                __m512 s[2][WINO_ALPHA_MAX];
+                const __mmask16 mk = wino_mask(g->tiles_w - b);
+                __m512 s[4][WINO_ALPHA_MAX];
 #pragma GCC unroll 6
                 for (int nu = 0; nu < alpha; nu++) {
                     __m512 col[WINO_ALPHA_MAX];
 #pragma GCC unroll 6
                     for (int xi = 0; xi < alpha; xi++)
                         col[xi] = _mm512_maskz_loadu_ps(
-                            m, mrow + (size_t)(xi * alpha + nu) * e_stride + b);
-                    s[0][nu] = wino_comb(r, alpha, 0, 0, col);
-                    s[1][nu] = wino_comb(r, alpha, 0, 1, col);
+                            mk, mrow + (size_t)(xi * alpha + nu) * e_stride + b);
+#pragma GCC unroll 4
+                    for (int i = 0; i < m; i++) s[i][nu] = wino_comb(w, alpha, 0, i, col);
                 }
-                const int n_out = kernels_imin(p->w_out - WINO_M * b, 2 * 16);
-                for (int i = 0; i < (two_rows ? 2 : 1); i++) {
-                    const __m512 y_even =
-                        wino_act(_mm512_add_ps(wino_comb(r, alpha, 0, 0, s[i]), vb), p->act);
-                    const __m512 y_odd =
-                        wino_act(_mm512_add_ps(wino_comb(r, alpha, 0, 1, s[i]), vb), p->act);
-                    float *yr = y0 + (size_t)i * (size_t)p->w_out + WINO_M * b;
-                    _mm512_mask_storeu_ps(yr, wino_mask(n_out),
-                                          _mm512_permutex2var_ps(y_even, lo_idx, y_odd));
-                    if (n_out > 16)
-                        _mm512_mask_storeu_ps(yr + 16, wino_mask(n_out - 16),
-                                              _mm512_permutex2var_ps(y_even, hi_idx, y_odd));
+                const int n_out = kernels_imin(p->w_out - m * b, 16 * m);
+                for (int i = 0; i < out_rows; i++) {
+                    __m512 yv[4];
+#pragma GCC unroll 4
+                    for (int j = 0; j < m; j++)
+                        yv[j] = wino_act(_mm512_add_ps(wino_comb(w, alpha, 0, j, s[i]), vb), p->act);
+                    wino_store_row(m, yv, y0 + (size_t)i * (size_t)p->w_out + (size_t)(m * b),
+                                   n_out);
                 }
             }
         }
@@ -347,10 +427,11 @@ wino_output_r(const int r, const conv2d_params *p, const wino_geom *g, const flo
 static WINO_AVX512 void wino_output(const conv2d_params *p, const wino_geom *g, const float *mr,
                                     size_t ldm, int a0, int rows, const float *bias, float *y)
 {
-    if (g->r == 3)
-        wino_output_r(3, p, g, mr, ldm, a0, rows, bias, y);
-    else
-        wino_output_r(5, p, g, mr, ldm, a0, rows, bias, y);
+    switch (g->var) {
+    case WINO_F23: wino_output_v(WINO_F23, p, g, mr, ldm, a0, rows, bias, y); break;
+    case WINO_F43: wino_output_v(WINO_F43, p, g, mr, ldm, a0, rows, bias, y); break;
+    case WINO_F25: wino_output_v(WINO_F25, p, g, mr, ldm, a0, rows, bias, y); break;
+    }
 }
 
 static WINO_AVX512 void wino_forward_avx512(const conv2d_params *p, const float *x,
@@ -367,7 +448,7 @@ static WINO_AVX512 void wino_forward_avx512(const conv2d_params *p, const float 
     for (int a0 = 0; a0 < g.tiles_h; a0 += g.block_rows) {
         const int rows = kernels_imin(g.block_rows, g.tiles_h - a0);
         const int n = rows * g.tiles_w;
-        wino_pad_input(p, &g, x, WINO_M * a0, xp);
+        wino_pad_input(p, &g, x, g.m * a0, xp);
         wino_input(p, &g, xp, a0, rows, v, (size_t)n, line);
         for (int e = 0; e < g.n_e; e++)
             kernels_gemm_avx512(p->c_out, n, p->c_in, packed + (size_t)e * u_stride,
