@@ -1,22 +1,25 @@
-/* Winograd convolution on AVX-512 for 3x3 and 5x5 stride-1 convolutions (groups 1), the path
- * conv2d_forward_packed takes for them when the output is large enough to fill the GEMM:
- * F(4x4, 3x3) where there are enough 4x4 tiles, else F(2x2, 3x3); F(2x2, 5x5).
+/* Winograd convolution on AVX-512 for stride-1 convolutions (groups 1) with 3x3, 5x5, 1x7 and 7x1
+ * kernels, the path conv2d_forward_packed takes for them when the output is large enough to fill
+ * the GEMM: F(4x4, 3x3) where there are enough 4x4 tiles, else F(2x2, 3x3); F(2x2, 5x5); the 1-D
+ * F(2, 7) along the kernel's long axis for 1x7 / 7x1 (Inception).
  *
- * Output tiles of m x m read alpha x alpha input patches (alpha = m + r - 1 for an r x r kernel);
- * with the transforms of Lavin & Gray
- *   U = G g G^T (weights, at pack time), V = B^T d B (input), Y = A^T [U . V] A (output),
- * each output tile costs alpha^2 multiplies per input channel instead of m^2 r^2 (36 vs 144 for
- * F(4x4, 3x3), 16 vs 36 for F(2x2, 3x3), 36 vs 100 for F(2x2, 5x5)), and the alpha^2
- * element-wise products summed over input channels are alpha^2 GEMMs, U[e] (c_out x c_in) times
- * V[e] (c_in x tiles), run by the packed GEMM micro-kernel (kernels_gemm_avx512). The matrices
- * come from Toom-Cook on the points 0, 1, -1 (and 2, -2 when alpha = 6) and infinity, scaled so
- * B^T is integer.
+ * Per axis, F(m, r) computes m outputs of an r-tap filter from alpha = m + r - 1 inputs with
+ * alpha multiplies; an axis without filtering (1x7's rows) is F(1, 1). Output tiles of
+ * m_h x m_w read alpha_h x alpha_w input patches; with the transforms of Lavin & Gray
+ *   U = G_h g G_w^T (weights, at pack time), V = B_h^T d B_w (input), Y = A_h^T [U . V] A_w,
+ * each tile costs alpha_h alpha_w multiplies per input channel instead of m_h m_w r_h r_w (36 vs
+ * 144 for F(4x4, 3x3), 16 vs 36 for F(2x2, 3x3), 36 vs 100 for F(2x2, 5x5), 8 vs 14 for F(2, 7)),
+ * and the alpha_h alpha_w element-wise products summed over input channels are as many GEMMs,
+ * U[e] (c_out x c_in) times V[e] (c_in x tiles), run by the packed GEMM micro-kernel
+ * (kernels_gemm_avx512). The matrices come from Toom-Cook on the points 0, 1, -1 (and 2, -2 when
+ * alpha = 6, and 1/2, -1/2 when alpha = 8) and infinity, scaled so B^T is integer.
  * The transforms keep 16 tiles of one tile row in the lanes of a vector: a patch column for 16
- * tiles is every m-th float of a row, split out of contiguous loads by permutes. Tile rows are
+ * tiles is every m_w-th float of a row, split out of contiguous loads by permutes. Tile rows are
  * processed in blocks whose transformed input and GEMM results stay in L2; each block's band of
  * input rows is copied zero-padded first so no transform checks a border. The bias and activation
  * are applied in the output transform, in registers. Rounding error (random data, per layer,
- * relative rms): direct 2e-7, F(2x2, 3x3) 2e-7, F(4x4, 3x3) 2e-6, F(2x2, 5x5) 2e-6. */
+ * relative rms): direct 2e-7, F(2x2, 3x3) 2e-7, F(4x4, 3x3) 2e-6, F(2x2, 5x5) 2e-6,
+ * F(2, 7) 1.3e-6. */
 #include "kernels.h"
 
 #include <assert.h>
@@ -31,20 +34,22 @@
 #define WINO_X86 0
 #endif
 
-#define WINO_ALPHA_MAX 6 /* input tile side of F(4x4, 3x3) and F(2x2, 5x5) */
-/* With fewer tiles the GEMMs are too narrow to amortize their weights, which are alpha^2 / r^2
- * the direct convolution's: Inception's 8x8 layers (16 tiles, 11 MB of U) ran 2x slower in the
- * network, though faster with the weights in cache. They run im2col. */
+#define WINO_ALPHA_MAX 8 /* patch side of F(2, 7) */
+/* With fewer tiles the GEMMs are too narrow to amortize their weights, which are
+ * alpha_h alpha_w / (r_h r_w) the direct convolution's: Inception's 8x8 layers (16 tiles, 11 MB
+ * of U) ran 2x slower in the network, though faster with the weights in cache. They run im2col. */
 #define WINO_MIN_TILES 40
 /* Tiles per block: up to this many, and at most WINO_BLOCK_FLOATS floats of transformed input
- * and GEMM results (1 MiB, within L2); at least one tile row ... */
+ * and GEMM results (2 MiB, about L2; 1 MiB measured 5-30% slower on Inception's 35x35 and 7x1
+ * layers); at least one tile row ... */
 #define WINO_BLOCK_TILES 256
-#define WINO_BLOCK_FLOATS (256 * 1024)
+#define WINO_BLOCK_FLOATS (512 * 1024)
 /* ... but at least this many tiles (a GEMM panel), even past WINO_BLOCK_FLOATS: narrower GEMMs
  * cost more than the L2 misses (measured on AlexNet's 13x13 layers: +40%). */
 #define WINO_MIN_BLOCK_TILES 64
 
-typedef enum { WINO_F23 = 0, WINO_F43, WINO_F25 } wino_variant;
+/* One axis' transform F(m, r). */
+typedef enum { WINO_T11 = 0, WINO_T23, WINO_T43, WINO_T25, WINO_T27 } wino_axis;
 
 /* F(2, 3): points 0, 1, -1, infinity. */
 static const float wino_bt4[4][4] = {
@@ -71,65 +76,131 @@ static const double wino_g25[6][5] = {
     {0, 0, 0, 0, 1}};
 static const float wino_at25[2][6] = {{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 1}};
 
-/* Entries by variant; constant-folded where the variant is. */
-static inline float wino_bt(wino_variant w, int i, int j)
+/* F(2, 7): points 0, 1, -1, 2, -2, 1/2, -1/2, infinity. */
+static const float wino_bt8[8][8] = {
+    {4, 0, -21, 0, 21, 0, -4, 0},          {0, -4, -4, 17, 17, -4, -4, 0},
+    {0, 4, -4, -17, 17, 4, -4, 0},         {0, 2, 1, -10, -5, 8, 4, 0},
+    {0, -2, 1, 10, -5, -8, 4, 0},          {0, 64, 128, -80, -160, 16, 32, 0},
+    {0, -64, 128, 80, -160, -16, 32, 0},   {0, -4, 0, 21, 0, -21, 0, 4}};
+static const double wino_g27[8][7] = {
+    {1.0 / 4, 0, 0, 0, 0, 0, 0},
+    {1.0 / 18, 1.0 / 18, 1.0 / 18, 1.0 / 18, 1.0 / 18, 1.0 / 18, 1.0 / 18},
+    {1.0 / 18, -1.0 / 18, 1.0 / 18, -1.0 / 18, 1.0 / 18, -1.0 / 18, 1.0 / 18},
+    {1.0 / 360, 1.0 / 180, 1.0 / 90, 1.0 / 45, 2.0 / 45, 4.0 / 45, 8.0 / 45},
+    {1.0 / 360, -1.0 / 180, 1.0 / 90, -1.0 / 45, 2.0 / 45, -4.0 / 45, 8.0 / 45},
+    {1.0 / 45, 1.0 / 90, 1.0 / 180, 1.0 / 360, 1.0 / 720, 1.0 / 1440, 1.0 / 2880},
+    {1.0 / 45, -1.0 / 90, 1.0 / 180, -1.0 / 360, 1.0 / 720, -1.0 / 1440, 1.0 / 2880},
+    {0, 0, 0, 0, 0, 0, 1.0 / 4}};
+static const float wino_at27[2][8] = {{1, 1, 1, 1, 1, 1, 1, 0},
+                                      {0, 1, -1, 2, -2, 0.5f, -0.5f, 1}};
+
+/* Per-axis properties; constant-folded where the axis is. */
+static inline int wino_am(wino_axis t) { return t == WINO_T11 ? 1 : t == WINO_T43 ? 4 : 2; }
+static inline int wino_ar(wino_axis t)
 {
-    return w == WINO_F23 ? wino_bt4[i][j] : wino_bt6[i][j];
+    return t == WINO_T11 ? 1 : t == WINO_T25 ? 5 : t == WINO_T27 ? 7 : 3;
 }
-static inline double wino_gm(wino_variant w, int i, int j)
+static inline int wino_aa(wino_axis t) { return wino_am(t) + wino_ar(t) - 1; }
+static inline float wino_bt(wino_axis t, int i, int j)
 {
-    return w == WINO_F23 ? wino_g23[i][j] : w == WINO_F43 ? wino_g43[i][j] : wino_g25[i][j];
+    switch (t) {
+    case WINO_T11: return 1.0f;
+    case WINO_T23: return wino_bt4[i][j];
+    case WINO_T27: return wino_bt8[i][j];
+    default: return wino_bt6[i][j];
+    }
 }
-static inline float wino_at(wino_variant w, int i, int j)
+static inline double wino_gm(wino_axis t, int i, int j)
 {
-    return w == WINO_F23 ? wino_at23[i][j] : w == WINO_F43 ? wino_at43[i][j] : wino_at25[i][j];
+    switch (t) {
+    case WINO_T11: return 1.0;
+    case WINO_T23: return wino_g23[i][j];
+    case WINO_T43: return wino_g43[i][j];
+    case WINO_T25: return wino_g25[i][j];
+    default: return wino_g27[i][j];
+    }
 }
-static inline int wino_m(wino_variant w) { return w == WINO_F43 ? 4 : 2; }
-static inline int wino_r(wino_variant w) { return w == WINO_F25 ? 5 : 3; }
+static inline float wino_at(wino_axis t, int i, int j)
+{
+    switch (t) {
+    case WINO_T11: return 1.0f;
+    case WINO_T23: return wino_at23[i][j];
+    case WINO_T43: return wino_at43[i][j];
+    case WINO_T25: return wino_at25[i][j];
+    default: return wino_at27[i][j];
+    }
+}
+
+/* The convolutions' variants: transform along rows (h) and columns (w). */
+typedef enum { WINO_F23 = 0, WINO_F43, WINO_F25, WINO_F17, WINO_F71 } wino_variant;
+static inline wino_axis wino_axis_h(wino_variant v)
+{
+    return v == WINO_F23 ? WINO_T23 : v == WINO_F43 ? WINO_T43 : v == WINO_F25 ? WINO_T25
+                                    : v == WINO_F17 ? WINO_T11 : WINO_T27;
+}
+static inline wino_axis wino_axis_w(wino_variant v)
+{
+    return v == WINO_F23 ? WINO_T23 : v == WINO_F43 ? WINO_T43 : v == WINO_F25 ? WINO_T25
+                                    : v == WINO_F17 ? WINO_T27 : WINO_T11;
+}
 
 /* Geometry of one convolution's Winograd pass. */
 typedef struct {
     wino_variant var;
-    int m, r, alpha, n_e; /* tile side, kernel side, patch side m + r - 1, alpha^2 GEMMs */
-    int tiles_h, tiles_w; /* tile grid */
-    int wp;               /* padded input row: the grid's patches, m*tiles_w + r - 1 */
-    int block_rows;       /* tile rows per block */
-    int band_h;           /* padded input rows a block reads: m*block_rows + r - 1 */
-    int row_floats;       /* floats of one row-transform line (the column step's loads of the
-                             last vector of tiles stay inside) */
+    int m_h, m_w, r_h, r_w; /* tile and kernel sides per axis */
+    int alpha_h, alpha_w, n_e; /* patch sides m + r - 1, alpha_h alpha_w GEMMs */
+    int tiles_h, tiles_w;   /* tile grid */
+    int wp;                 /* padded input row: the grid's patches, m_w*tiles_w + r_w - 1 */
+    int block_rows;         /* tile rows per block */
+    int band_h;             /* padded input rows a block reads: m_h*block_rows + r_h - 1 */
+    int row_floats;         /* floats of one row-transform line (the column step's loads of the
+                               last vector of tiles stay inside) */
 } wino_geom;
 
 static wino_geom wino_geom_var(const conv2d_params *p, wino_variant var)
 {
     wino_geom g;
+    const wino_axis th = wino_axis_h(var), tw = wino_axis_w(var);
     g.var = var;
-    g.m = wino_m(var);
-    g.r = wino_r(var);
-    g.alpha = g.m + g.r - 1;
-    g.n_e = g.alpha * g.alpha;
-    g.tiles_h = (p->h_out + g.m - 1) / g.m;
-    g.tiles_w = (p->w_out + g.m - 1) / g.m;
-    g.wp = g.m * g.tiles_w + g.r - 1;
+    g.m_h = wino_am(th);
+    g.m_w = wino_am(tw);
+    g.r_h = wino_ar(th);
+    g.r_w = wino_ar(tw);
+    g.alpha_h = wino_aa(th);
+    g.alpha_w = wino_aa(tw);
+    g.n_e = g.alpha_h * g.alpha_w;
+    g.tiles_h = (p->h_out + g.m_h - 1) / g.m_h;
+    g.tiles_w = (p->w_out + g.m_w - 1) / g.m_w;
+    g.wp = g.m_w * g.tiles_w + g.r_w - 1;
     const int per_row = g.n_e * (p->c_in + p->c_out) * g.tiles_w;
     const int rows = kernels_imax(
         kernels_imin(WINO_BLOCK_TILES / g.tiles_w, WINO_BLOCK_FLOATS / per_row),
         (WINO_MIN_BLOCK_TILES + g.tiles_w - 1) / g.tiles_w);
     g.block_rows = kernels_imax(1, kernels_imin(rows, g.tiles_h));
-    g.band_h = g.m * g.block_rows + g.r - 1;
-    g.row_floats = g.m * ((g.tiles_w + 15) / 16 * 16) + 64 + g.r;
+    g.band_h = g.m_h * g.block_rows + g.r_h - 1;
+    g.row_floats = g.m_w * ((g.tiles_w + 15) / 16 * 16) + 64 + g.r_w;
     return g;
 }
 
-/* The variant p takes, or -1: F(4x4, 3x3) when it has enough tiles, else F(2x2, r x r). */
+/* Tiles of m_h x m_w outputs. */
+static int wino_tiles(const conv2d_params *p, int m_h, int m_w)
+{
+    return ((p->h_out + m_h - 1) / m_h) * ((p->w_out + m_w - 1) / m_w);
+}
+
+/* The variant p takes, or -1: F(4x4, 3x3) when it has enough tiles, else F(2x2, 3x3); F(2x2,
+ * 5x5); F(2, 7) along the long axis of 1x7 / 7x1. */
 static int wino_pick(const conv2d_params *p)
 {
-    if (p->k_h != p->k_w || (p->k_h != 3 && p->k_h != 5) || p->stride_h != 1 ||
-        p->stride_w != 1 || p->groups != 1)
-        return -1;
-    const int n_tiles4 = ((p->h_out + 3) / 4) * ((p->w_out + 3) / 4);
-    const int n_tiles2 = ((p->h_out + 1) / 2) * ((p->w_out + 1) / 2);
-    if (p->k_h == 3 && n_tiles4 >= WINO_MIN_TILES) return WINO_F43;
-    if (n_tiles2 >= WINO_MIN_TILES) return p->k_h == 3 ? WINO_F23 : WINO_F25;
+    if (p->stride_h != 1 || p->stride_w != 1 || p->groups != 1) return -1;
+    const int kh = p->k_h, kw = p->k_w;
+    if (kh == 3 && kw == 3) {
+        if (wino_tiles(p, 4, 4) >= WINO_MIN_TILES) return WINO_F43;
+        return wino_tiles(p, 2, 2) >= WINO_MIN_TILES ? WINO_F23 : -1;
+    }
+    if (kh == 5 && kw == 5) return wino_tiles(p, 2, 2) >= WINO_MIN_TILES ? WINO_F25 : -1;
+    if (kh == 1 && kw == 7) return wino_tiles(p, 1, 2) >= WINO_MIN_TILES ? WINO_F17 : -1;
+    if (kh == 7 && kw == 1) return wino_tiles(p, 2, 1) >= WINO_MIN_TILES ? WINO_F71 : -1;
     return -1;
 }
 
@@ -153,23 +224,25 @@ size_t kernels_wino_packed_floats(const conv2d_params *p)
     return (size_t)g.n_e * (size_t)wino_panels(p) * KERNELS_GEMM_MR * (size_t)p->c_in;
 }
 
-/* U[e] for every element e = alpha*xi + nu, packed as GEMM left operands (c_out x c_in each). */
+/* U[e] for every element e = alpha_w*xi + nu, packed as GEMM left operands (c_out x c_in each). */
 void kernels_wino_pack(const conv2d_params *p, const float *w, float *packed)
 {
     const wino_geom g = wino_geom_of(p);
-    const int r = g.r, c_in = p->c_in, rows = wino_panels(p) * KERNELS_GEMM_MR;
+    const wino_axis th = wino_axis_h(g.var), tw = wino_axis_w(g.var);
+    const int c_in = p->c_in, rows = wino_panels(p) * KERNELS_GEMM_MR;
     for (int e = 0; e < g.n_e; e++) {
-        const int xi = e / g.alpha, nu = e % g.alpha;
+        const int xi = e / g.alpha_w, nu = e % g.alpha_w;
         float *u_e = packed + (size_t)e * (size_t)rows * (size_t)c_in;
         for (int co = 0; co < rows; co++)
             for (int ci = 0; ci < c_in; ci++) {
                 double u = 0.0;
                 if (co < p->c_out) {
-                    const float *gw = w + ((size_t)co * (size_t)c_in + (size_t)ci) * (size_t)(r * r);
-                    for (int i = 0; i < r; i++)
-                        for (int j = 0; j < r; j++)
-                            u += wino_gm(g.var, xi, i) * (double)gw[i * r + j] *
-                                 wino_gm(g.var, nu, j);
+                    const float *gw = w + ((size_t)co * (size_t)c_in + (size_t)ci) *
+                                              (size_t)(g.r_h * g.r_w);
+                    for (int i = 0; i < g.r_h; i++)
+                        for (int j = 0; j < g.r_w; j++)
+                            u += wino_gm(th, xi, i) * (double)gw[i * g.r_w + j] *
+                                 wino_gm(tw, nu, j);
                 }
                 u_e[kernels_gemm_a_offset(p->c_out, c_in, co, ci)] = (float)u;
             }
@@ -177,7 +250,7 @@ void kernels_wino_pack(const conv2d_params *p, const float *w, float *packed)
 }
 
 /* Scratch: the block's band of padded input, transformed input V (E x c_in x block tiles), GEMM
- * results (E x c_out x block tiles), row-transform lines (alpha x row_floats); each 16-float
+ * results (E x c_out x block tiles), row-transform lines (alpha_h x row_floats); each 16-float
  * aligned. */
 static size_t wino_round16(size_t n) { return (n + 15) / 16 * 16; }
 
@@ -188,7 +261,7 @@ size_t kernels_wino_scratch_floats(const conv2d_params *p)
     return wino_round16((size_t)p->c_in * (size_t)g.band_h * (size_t)g.wp) +
            wino_round16((size_t)g.n_e * (size_t)p->c_in * tiles) +
            wino_round16((size_t)g.n_e * (size_t)p->c_out * tiles) +
-           (size_t)g.alpha * (size_t)g.row_floats;
+           (size_t)g.alpha_h * (size_t)g.row_floats;
 }
 
 #if WINO_X86
@@ -221,16 +294,17 @@ static inline __attribute__((always_inline)) WINO_AVX512 __mmask16 wino_mask(int
     return (__mmask16)(n >= 16 ? 0xFFFFu : (1u << n) - 1u);
 }
 
-/* sum over j < n of c(i, j) * v[j] for a constant coefficient row of B^T (is_bt) or A^T: zero
- * terms skipped, +-1 as add / subtract, others multiplied (folded at compile time per variant). */
+/* sum over j < n of c(i, j) * v[j] for a constant coefficient row of axis t's B^T (is_bt) or
+ * A^T: zero terms skipped, +-1 as add / subtract, others multiplied (folded at compile time per
+ * axis). */
 static inline __attribute__((always_inline)) WINO_AVX512 __m512
-wino_comb(const wino_variant w, const int n, const int is_bt, int i, const __m512 *v)
+wino_comb(const wino_axis t, const int n, const int is_bt, int i, const __m512 *v)
 {
     __m512 acc = _mm512_setzero_ps();
     int first = 1;
-#pragma GCC unroll 6
+#pragma GCC unroll 8
     for (int j = 0; j < n; j++) {
-        const float c = is_bt ? wino_bt(w, i, j) : wino_at(w, i, j);
+        const float c = is_bt ? wino_bt(t, i, j) : wino_at(t, i, j);
         if (c == 0.0f) continue;
         if (first) {
             acc = c == 1.0f ? v[j] : _mm512_mul_ps(_mm512_set1_ps(c), v[j]);
@@ -251,11 +325,16 @@ wino_comb(const wino_variant w, const int n, const int is_bt, int i, const __m51
 static inline __attribute__((always_inline)) WINO_AVX512 void
 wino_columns(const int m, const int alpha, const float *l, __m512 *c)
 {
+    if (m == 1) {
+#pragma GCC unroll 8
+        for (int j = 0; j < alpha; j++) c[j] = _mm512_loadu_ps(l + j);
+        return;
+    }
     if (m == 2) {
         const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24,
                                                26, 28, 30);
         const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
-#pragma GCC unroll 3
+#pragma GCC unroll 4
         for (int k = 0; k < alpha; k += 2) {
             const __m512 lo = _mm512_loadu_ps(l + k), hi = _mm512_loadu_ps(l + k + 16);
             c[k] = _mm512_permutex2var_ps(lo, even, hi);
@@ -280,42 +359,44 @@ wino_columns(const int m, const int alpha, const float *l, __m512 *c)
 }
 
 /* V for tile rows [a0, a0 + rows) of every input channel from their band xp (wino_pad_input
- * from padded row m*a0): v[(e*c_in + ci)*ldv + t] with t the tile's index in the block
- * (row-major). line: alpha row-transform lines. */
+ * from padded row m_h*a0): v[(e*c_in + ci)*ldv + t] with t the tile's index in the block
+ * (row-major). line: alpha_h row-transform lines. */
 static inline __attribute__((always_inline)) WINO_AVX512 void
-wino_input_v(const wino_variant w, const conv2d_params *p, const wino_geom *g, const float *xp,
+wino_input_v(const wino_variant var, const conv2d_params *p, const wino_geom *g, const float *xp,
              int a0, int rows, float *v, size_t ldv, float *line)
 {
-    const int m = wino_m(w), alpha = m + wino_r(w) - 1;
+    const wino_axis th = wino_axis_h(var), tw = wino_axis_w(var);
+    const int m_h = wino_am(th), m_w = wino_am(tw), alpha_h = wino_aa(th), alpha_w = wino_aa(tw);
     const int lf = g->row_floats, n_cols = g->wp;
     const size_t plane = (size_t)g->band_h * (size_t)g->wp, e_stride = (size_t)p->c_in * ldv;
     for (int ci = 0; ci < p->c_in; ci++) {
         for (int a = a0; a < a0 + rows; a++) {
-            /* rows: line[xi] = sum over the patch rows of B^T[xi][row] * d_row */
-            const float *d = xp + (size_t)ci * plane + (size_t)(m * (a - a0)) * (size_t)g->wp;
+            /* rows: line[xi] = sum over the patch rows of B_h^T[xi][row] * d_row */
+            const float *d = xp + (size_t)ci * plane + (size_t)(m_h * (a - a0)) * (size_t)g->wp;
             for (int q = 0; q < n_cols; q += 16) {
                 const __mmask16 mk = wino_mask(n_cols - q);
                 __m512 dr[WINO_ALPHA_MAX];
-#pragma GCC unroll 6
-                for (int k = 0; k < alpha; k++)
+#pragma GCC unroll 8
+                for (int k = 0; k < alpha_h; k++)
                     dr[k] = _mm512_maskz_loadu_ps(mk, d + (size_t)k * (size_t)g->wp + q);
-#pragma GCC unroll 6
-                for (int xi = 0; xi < alpha; xi++)
-                    _mm512_storeu_ps(line + (size_t)xi * (size_t)lf + q, wino_comb(w, alpha, 1, xi, dr));
+#pragma GCC unroll 8
+                for (int xi = 0; xi < alpha_h; xi++)
+                    _mm512_storeu_ps(line + (size_t)xi * (size_t)lf + q,
+                                     wino_comb(th, alpha_h, 1, xi, dr));
             }
-            /* columns of 16 tiles: c_j = line[m*tile + j]; the same combination (. B) */
+            /* columns of 16 tiles: c_j = line[m_w*tile + j]; combined by B_w */
             float *vrow = v + (size_t)ci * ldv + (size_t)(a - a0) * (size_t)g->tiles_w;
             for (int b = 0; b < g->tiles_w; b += 16) {
                 const __mmask16 mk = wino_mask(g->tiles_w - b);
-#pragma GCC unroll 6
-                for (int xi = 0; xi < alpha; xi++) {
-                    __m512 c[WINO_ALPHA_MAX + 2];
-                    wino_columns(m, alpha, line + (size_t)xi * (size_t)lf + (size_t)(m * b), c);
-                    float *o = vrow + (size_t)(xi * alpha) * e_stride + b;
-#pragma GCC unroll 6
-                    for (int nu = 0; nu < alpha; nu++)
+#pragma GCC unroll 8
+                for (int xi = 0; xi < alpha_h; xi++) {
+                    __m512 c[WINO_ALPHA_MAX];
+                    wino_columns(m_w, alpha_w, line + (size_t)xi * (size_t)lf + (size_t)(m_w * b), c);
+                    float *o = vrow + (size_t)(xi * alpha_w) * e_stride + b;
+#pragma GCC unroll 8
+                    for (int nu = 0; nu < alpha_w; nu++)
                         _mm512_mask_storeu_ps(o + (size_t)nu * e_stride, mk,
-                                              wino_comb(w, alpha, 1, nu, c));
+                                              wino_comb(tw, alpha_w, 1, nu, c));
                 }
             }
         }
@@ -329,6 +410,8 @@ static WINO_AVX512 void wino_input(const conv2d_params *p, const wino_geom *g, c
     case WINO_F23: wino_input_v(WINO_F23, p, g, xp, a0, rows, v, ldv, line); break;
     case WINO_F43: wino_input_v(WINO_F43, p, g, xp, a0, rows, v, ldv, line); break;
     case WINO_F25: wino_input_v(WINO_F25, p, g, xp, a0, rows, v, ldv, line); break;
+    case WINO_F17: wino_input_v(WINO_F17, p, g, xp, a0, rows, v, ldv, line); break;
+    case WINO_F71: wino_input_v(WINO_F71, p, g, xp, a0, rows, v, ldv, line); break;
     }
 }
 
@@ -360,7 +443,9 @@ static inline __attribute__((always_inline)) WINO_AVX512 void wino_store_row(con
     const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
     __m512 out[4];
-    if (m == 2) {
+    if (m == 1) {
+        out[0] = y[0];
+    } else if (m == 2) {
         out[0] = _mm512_permutex2var_ps(y[0], lo, y[1]);
         out[1] = _mm512_permutex2var_ps(y[0], hi, y[1]);
     } else {
@@ -381,42 +466,44 @@ static inline __attribute__((always_inline)) WINO_AVX512 void wino_store_row(con
         if (16 * k < n) _mm512_mask_storeu_ps(yr + 16 * k, wino_mask(n - 16 * k), out[k]);
 }
 
-/* Y = A^T M A for tile rows [a0, a0 + rows): s_i[nu] = sum over xi of A^T[i][xi] M[xi][nu], then
- * y[i][j] = sum over nu of A^T[j][nu] s_i[nu]; bias and activation, the m output columns of each
- * tile interleaved back, rows past h_out dropped. */
+/* Y = A_h^T M A_w for tile rows [a0, a0 + rows): s_i[nu] = sum over xi of A_h^T[i][xi]
+ * M[xi][nu], then y[i][j] = sum over nu of A_w^T[j][nu] s_i[nu]; bias and activation, the m_w
+ * output columns of each tile interleaved back, rows past h_out dropped. */
 static inline __attribute__((always_inline)) WINO_AVX512 void
-wino_output_v(const wino_variant w, const conv2d_params *p, const wino_geom *g, const float *mr,
+wino_output_v(const wino_variant var, const conv2d_params *p, const wino_geom *g, const float *mr,
               size_t ldm, int a0, int rows, const float *bias, float *y)
 {
-    const int m = wino_m(w), alpha = m + wino_r(w) - 1;
+    const wino_axis th = wino_axis_h(var), tw = wino_axis_w(var);
+    const int m_h = wino_am(th), m_w = wino_am(tw), alpha_h = wino_aa(th), alpha_w = wino_aa(tw);
     const size_t e_stride = (size_t)p->c_out * ldm;
     const size_t hw = (size_t)p->h_out * (size_t)p->w_out;
     for (int co = 0; co < p->c_out; co++) {
         const __m512 vb = _mm512_set1_ps(bias ? bias[co] : 0.0f);
         for (int a = a0; a < a0 + rows; a++) {
             const float *mrow = mr + (size_t)co * ldm + (size_t)(a - a0) * (size_t)g->tiles_w;
-            float *y0 = y + (size_t)co * hw + (size_t)(m * a) * (size_t)p->w_out;
-            const int out_rows = kernels_imin(m, p->h_out - m * a);
+            float *y0 = y + (size_t)co * hw + (size_t)(m_h * a) * (size_t)p->w_out;
+            const int out_rows = kernels_imin(m_h, p->h_out - m_h * a);
             for (int b = 0; b < g->tiles_w; b += 16) {
                 const __mmask16 mk = wino_mask(g->tiles_w - b);
                 __m512 s[4][WINO_ALPHA_MAX];
-#pragma GCC unroll 6
-                for (int nu = 0; nu < alpha; nu++) {
+#pragma GCC unroll 8
+                for (int nu = 0; nu < alpha_w; nu++) {
                     __m512 col[WINO_ALPHA_MAX];
-#pragma GCC unroll 6
-                    for (int xi = 0; xi < alpha; xi++)
+#pragma GCC unroll 8
+                    for (int xi = 0; xi < alpha_h; xi++)
                         col[xi] = _mm512_maskz_loadu_ps(
-                            mk, mrow + (size_t)(xi * alpha + nu) * e_stride + b);
+                            mk, mrow + (size_t)(xi * alpha_w + nu) * e_stride + b);
 #pragma GCC unroll 4
-                    for (int i = 0; i < m; i++) s[i][nu] = wino_comb(w, alpha, 0, i, col);
+                    for (int i = 0; i < m_h; i++) s[i][nu] = wino_comb(th, alpha_h, 0, i, col);
                 }
-                const int n_out = kernels_imin(p->w_out - m * b, 16 * m);
+                const int n_out = kernels_imin(p->w_out - m_w * b, 16 * m_w);
                 for (int i = 0; i < out_rows; i++) {
                     __m512 yv[4];
 #pragma GCC unroll 4
-                    for (int j = 0; j < m; j++)
-                        yv[j] = wino_act(_mm512_add_ps(wino_comb(w, alpha, 0, j, s[i]), vb), p->act);
-                    wino_store_row(m, yv, y0 + (size_t)i * (size_t)p->w_out + (size_t)(m * b),
+                    for (int j = 0; j < m_w; j++)
+                        yv[j] = wino_act(_mm512_add_ps(wino_comb(tw, alpha_w, 0, j, s[i]), vb),
+                                         p->act);
+                    wino_store_row(m_w, yv, y0 + (size_t)i * (size_t)p->w_out + (size_t)(m_w * b),
                                    n_out);
                 }
             }
@@ -431,6 +518,8 @@ static WINO_AVX512 void wino_output(const conv2d_params *p, const wino_geom *g, 
     case WINO_F23: wino_output_v(WINO_F23, p, g, mr, ldm, a0, rows, bias, y); break;
     case WINO_F43: wino_output_v(WINO_F43, p, g, mr, ldm, a0, rows, bias, y); break;
     case WINO_F25: wino_output_v(WINO_F25, p, g, mr, ldm, a0, rows, bias, y); break;
+    case WINO_F17: wino_output_v(WINO_F17, p, g, mr, ldm, a0, rows, bias, y); break;
+    case WINO_F71: wino_output_v(WINO_F71, p, g, mr, ldm, a0, rows, bias, y); break;
     }
 }
 
@@ -448,7 +537,7 @@ static WINO_AVX512 void wino_forward_avx512(const conv2d_params *p, const float 
     for (int a0 = 0; a0 < g.tiles_h; a0 += g.block_rows) {
         const int rows = kernels_imin(g.block_rows, g.tiles_h - a0);
         const int n = rows * g.tiles_w;
-        wino_pad_input(p, &g, x, g.m * a0, xp);
+        wino_pad_input(p, &g, x, g.m_h * a0, xp);
         wino_input(p, &g, xp, a0, rows, v, (size_t)n, line);
         for (int e = 0; e < g.n_e; e++)
             kernels_gemm_avx512(p->c_out, n, p->c_in, packed + (size_t)e * u_stride,

@@ -356,6 +356,10 @@ static void conv_packed_edges(conv_via via, sweep_stats *st)
         {48, 64, 35, 35, 5, 5, 1, PAD_SYM},  {3, 7, 27, 27, 5, 5, 1, PAD_SYM},
         {140, 9, 19, 20, 5, 5, 1, PAD_ASYM}, {5, 6, 30, 33, 5, 5, 1, PAD_TF_SAME},
         {4, 5, 25, 26, 5, 5, 1, PAD_NONE},
+        /* 1x7 / 7x1 with >= 40 tiles of 1x2 / 2x1 (1-D Winograd F(2, 7)) */
+        {20, 30, 17, 17, 1, 7, 1, PAD_SYM},  {20, 30, 17, 17, 7, 1, 1, PAD_SYM},
+        {150, 7, 9, 23, 1, 7, 1, PAD_SYM},   {5, 9, 31, 6, 7, 1, 1, PAD_TF_SAME},
+        {3, 4, 12, 40, 1, 7, 1, PAD_NONE},   {4, 4, 40, 12, 7, 1, 1, PAD_ASYM},
         /* first-layer (stem) kernel: 3x3 stride 2 on 1..4 channels, every output-channel count
          * remainder, one and several passes of 16, rows of one vector, several, and a tail */
         {3, 16, 224, 224, 3, 3, 2, PAD_SYM}, {3, 24, 39, 37, 3, 3, 2, PAD_SYM},
