@@ -1,7 +1,7 @@
-/* Depthwise convolution on AVX-512 (dwconv2d_forward's variant on CPUs with AVX-512F) for the
- * small maps of MobileNet and ShuffleNet: stride 1, output as wide as the input ("same" columns)
- * and at most DW512_MAX_WIDTH wide, at most DW512_MAX_VECS vectors of outputs per channel, at
- * most DW512_MAX_TAPS taps.
+/* Depthwise convolution on AVX-512 (dwconv2d_forward's variant on CPUs with AVX-512F): a flat
+ * kernel for the small stride-1 maps of MobileNet and ShuffleNet (output as wide as the input
+ * ("same" columns) and at most DW512_MAX_WIDTH wide, at most DW512_MAX_VECS vectors of outputs
+ * per channel, at most DW512_MAX_TAPS taps), and a row kernel for stride 2 (further down).
  *
  * Per-row vector loops waste most of a 16-lane vector on narrow rows (a 7- or 14-wide row fills
  * one vector to 44% / 88%, with a masked tail per row). Here a channel is one flat vector loop
@@ -33,12 +33,24 @@
 #define DW512_MAX_VECS 256
 #define DW512_MAX_TAPS 25
 
-int kernels_dw_avx512_applies(const conv2d_params *p)
+static int dw512_flat_applies(const conv2d_params *p)
 {
     return p->stride_h == 1 && p->stride_w == 1 && p->w_out == p->w_in &&
            p->w_out <= DW512_MAX_WIDTH &&
            p->k_h * p->k_w <= DW512_MAX_TAPS &&
            (p->h_out * p->w_out + 15) / 16 <= DW512_MAX_VECS;
+}
+
+/* Stride 2 (both axes), kernel sides up to 7, rows up to 1024 outputs: the row kernel. */
+static int dw512_s2_applies(const conv2d_params *p)
+{
+    return p->stride_h == 2 && p->stride_w == 2 && p->k_h <= 7 && p->k_w <= 7 &&
+           p->w_out <= 16 * 64;
+}
+
+int kernels_dw_avx512_applies(const conv2d_params *p)
+{
+    return dw512_flat_applies(p) || dw512_s2_applies(p);
 }
 
 #if DW512_X86
@@ -189,12 +201,105 @@ static DW512_AVX512 void dw512_forward(const conv2d_params *p, const float *x, c
 }
 #endif
 
+#if DW512_X86
+/* ---- stride 2: rows ----
+ * Output row oh, 16 columns q0.. at a time, straight from the input rows (nothing staged): tap
+ * (i, j) of output q reads input column 2q - pad_l + j, so the taps j and j + 1 of 16 outputs are
+ * the even and odd floats of the 32 loaded from column 2q0 - pad_l + (j & ~1), split by one
+ * permute. Loads that would leave the row are masked (zeros: the padding); rows outside the
+ * input are skipped. Bias and activation in registers. */
+/* Masks of the loads at input columns c and c + 16 (lanes inside [0, w_in)). */
+static __mmask16 dw512_col_mask(int c, int w_in)
+{
+    const int lo = kernels_imax(-c, 0), hi = kernels_imin(w_in - c, 16);
+    return hi <= lo ? 0 : (__mmask16)(((hi >= 16 ? 0xFFFFu : (1u << hi) - 1u) >> lo) << lo);
+}
+
+/* mask[(v * DW512_S2_PAIRS + jp) * 2 + h]: load h of tap pair jp for output vector v. */
+#define DW512_S2_PAIRS 4 /* (k_w + 1) / 2 for k_w <= 7 */
+#define DW512_S2_MAX_VECS 64
+
+static inline __attribute__((always_inline)) DW512_AVX512 void
+dw512_s2_channel_k(const int kh_c, const int kw_c, const conv2d_params *p, const __mmask16 *mask,
+                   const float *xc, const float *wc, float b, float *yc)
+{
+    const int k_h = kh_c ? kh_c : p->k_h, k_w = kw_c ? kw_c : p->k_w;
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
+                                           28, 30);
+    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    for (int oh = 0; oh < p->h_out; oh++) {
+        float *yr = yc + (size_t)oh * (size_t)p->w_out;
+        for (int q0 = 0, v = 0; q0 < p->w_out; q0 += 16, v++) {
+            /* addresses as integers: a load's first lane may lie before the row (masked) */
+            const intptr_t c0 = 2 * q0 - p->pad_l;
+            const __mmask16 *mv = mask + (size_t)v * DW512_S2_PAIRS * 2;
+            __m512 acc = _mm512_set1_ps(b);
+#pragma GCC unroll 7
+            for (int i = 0; i < k_h; i++) {
+                const int ih = 2 * oh - p->pad_t + i;
+                if (ih < 0 || ih >= p->h_in) continue;
+                const uintptr_t row = (uintptr_t)(xc + (size_t)ih * (size_t)p->w_in);
+#pragma GCC unroll 4
+                for (int j = 0; j < k_w; j += 2) {
+                    const uintptr_t at = row + (uintptr_t)(4 * (c0 + j));
+                    const __m512 lo = _mm512_maskz_loadu_ps(mv[j], (const void *)at);
+                    const __m512 hi = _mm512_maskz_loadu_ps(mv[j + 1], (const void *)(at + 64));
+                    acc = _mm512_fmadd_ps(_mm512_set1_ps(wc[i * k_w + j]),
+                                          _mm512_permutex2var_ps(lo, even, hi), acc);
+                    if (j + 1 < k_w)
+                        acc = _mm512_fmadd_ps(_mm512_set1_ps(wc[i * k_w + j + 1]),
+                                              _mm512_permutex2var_ps(lo, odd, hi), acc);
+                }
+            }
+            const int n = p->w_out - q0;
+            _mm512_mask_storeu_ps(yr + q0, (__mmask16)(n >= 16 ? 0xFFFFu : (1u << n) - 1u), acc);
+        }
+    }
+}
+
+typedef void (*dw512_s2_fn)(const conv2d_params *p, const __mmask16 *mask, const float *xc,
+                            const float *wc, float b, float *yc);
+#define DW512_S2_INSTANCE(name, kh, kw)                                                           \
+    static DW512_AVX512 void name(const conv2d_params *p, const __mmask16 *mask, const float *xc, \
+                                  const float *wc, float b, float *yc)                            \
+    {                                                                                             \
+        dw512_s2_channel_k(kh, kw, p, mask, xc, wc, b, yc);                                       \
+    }
+DW512_S2_INSTANCE(dw512_s2_k3, 3, 3)
+DW512_S2_INSTANCE(dw512_s2_k5, 5, 5)
+DW512_S2_INSTANCE(dw512_s2_any, 0, 0)
+
+static DW512_AVX512 void dw512_s2_forward(const conv2d_params *p, const float *x, const float *w,
+                                          const float *bias, float *y)
+{
+    const int k = p->k_h == p->k_w ? p->k_h : 0;
+    const dw512_s2_fn channel = k == 3 ? dw512_s2_k3 : k == 5 ? dw512_s2_k5 : dw512_s2_any;
+    __mmask16 mask[DW512_S2_MAX_VECS * DW512_S2_PAIRS * 2];
+    for (int v = 0; 16 * v < p->w_out; v++)
+        for (int jp = 0; jp < DW512_S2_PAIRS; jp++)
+            for (int h = 0; h < 2; h++)
+                mask[(v * DW512_S2_PAIRS + jp) * 2 + h] =
+                    dw512_col_mask(32 * v - p->pad_l + 2 * jp + 16 * h, p->w_in);
+    const size_t hw_in = (size_t)p->h_in * (size_t)p->w_in;
+    const size_t hw_out = (size_t)p->h_out * (size_t)p->w_out;
+    const size_t kk = (size_t)p->k_h * (size_t)p->k_w;
+    for (int c = 0; c < p->c_in; c++) {
+        float *yc = y + (size_t)c * hw_out;
+        channel(p, mask, x + (size_t)c * hw_in, w + (size_t)c * kk, bias ? bias[c] : 0.0f, yc);
+        dw512_activate(p->act, yc, (int)hw_out);
+    }
+}
+#endif
+
 void kernels_dw_avx512(const conv2d_params *p, const float *x, const float *w, const float *bias,
                        float *y)
 {
     assert(kernels_dw_avx512_applies(p) && kernels_isa_best() >= KERNELS_ISA_AVX512);
 #if DW512_X86
-    dw512_forward(p, x, w, bias, y);
+    if (dw512_flat_applies(p))
+        dw512_forward(p, x, w, bias, y);
+    else
+        dw512_s2_forward(p, x, w, bias, y);
 #else
     (void)x, (void)w, (void)bias, (void)y;
 #endif

@@ -35,8 +35,9 @@ void kernels_gemv_avx512(int n_in, int n_out, const float *x, const float *w, fl
 void kernels_gemm_avx512(int m, int n, int k, const float *a, const float *b, size_t ldb,
                          float *c, size_t ldc, const float *bias, act_kind act);
 
-/* AVX-512 depthwise kernel (kernels_dw512.c): whether it takes p (stride 1, output as wide as
- * the input, small maps and kernels: see there), and the convolution itself. */
+/* AVX-512 depthwise kernels (kernels_dw512.c): whether they take p (stride 1 with output as
+ * wide as the input on small maps, or stride 2; kernels up to 7: see there), and the convolution
+ * itself. */
 int kernels_dw_avx512_applies(const conv2d_params *p);
 void kernels_dw_avx512(const conv2d_params *p, const float *x, const float *w, const float *bias,
                        float *y);
