@@ -330,8 +330,8 @@ static void conv_sweep_grouped(conv_via via, sweep_stats *st)
 
 /* Shapes at the packed GEMM's blocking edges: output tiles of every width 1..GEMM_NR+ and
  * every channel remainder, several K blocks (K > 128), several column blocks (> 1024 outputs),
- * 1x1 convs read in place (<= 48 channels) and packed (more), rows contiguous (k x 1, no
- * horizontal padding), strides 2 and 3 with padding. */
+ * 1x1 convs (read in place), rows contiguous (k x 1, no horizontal padding), strides 2 and 3
+ * with padding. */
 static void conv_packed_edges(conv_via via, sweep_stats *st)
 {
     /* {c_in, c_out, h, w, k_h, k_w, stride, pad mode} */
@@ -360,6 +360,8 @@ static void conv_packed_edges(conv_via via, sweep_stats *st)
         {20, 30, 17, 17, 1, 7, 1, PAD_SYM},  {20, 30, 17, 17, 7, 1, 1, PAD_SYM},
         {150, 7, 9, 23, 1, 7, 1, PAD_SYM},   {5, 9, 31, 6, 7, 1, 1, PAD_TF_SAME},
         {3, 4, 12, 40, 1, 7, 1, PAD_NONE},   {4, 4, 40, 12, 7, 1, 1, PAD_ASYM},
+        /* k x 1 below the Winograd threshold: im2col rows contiguous in the padded input */
+        {5, 6, 6, 5, 7, 1, 1, PAD_SYM},      {130, 13, 9, 4, 3, 1, 1, PAD_SYM},
         /* first-layer (stem) kernel: 3x3 stride 2 on 1..4 channels, every output-channel count
          * remainder, one and several passes of 16, rows of one vector, several, and a tail */
         {3, 16, 224, 224, 3, 3, 2, PAD_SYM}, {3, 24, 39, 37, 3, 3, 2, PAD_SYM},
@@ -379,8 +381,8 @@ static void conv_packed_edges(conv_via via, sweep_stats *st)
 }
 
 /* conv2d_forward_packed_fused: y = act(conv(x * in_scale) + bias + residual) on pointwise convs
- * read in place (<= 48 channels) and packed, with K and column blocking, groups; every
- * combination of scale / residual, every activation. */
+ * (read in place, or packed when scaled), with K and column blocking, groups; every combination
+ * of scale / residual, every activation. */
 static void test_conv_packed_fused(void)
 {
     /* {c_in, c_out, h, w, groups} */
