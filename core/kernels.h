@@ -65,8 +65,9 @@ void conv2d_forward_packed(const conv2d_params *p, const float *x, const float *
  * conv2d_packed_fusable(p) (1x1, stride 1, unpadded, on the packed GEMM path):
  * y = act(conv(x * in_scale) + bias + residual), in_scale (c_in floats: a squeeze-and-excitation
  * scale per input channel) and residual (shaped like y) each optional (NULL). Neither may overlap
- * y. */
+ * y. With in_scale, scratch must hold conv2d_packed_fused_scratch_floats(p) floats. */
 int conv2d_packed_fusable(const conv2d_params *p);
+size_t conv2d_packed_fused_scratch_floats(const conv2d_params *p);
 void conv2d_forward_packed_fused(const conv2d_params *p, const float *x, const float *in_scale,
                                  const float *packed, const float *bias, const float *residual,
                                  float *y, float *scratch);

@@ -428,6 +428,8 @@ static int graph_fuse_nodes(graph *g)
             c->in[0] = n->in[0];
             c->scale_slot = c->n_in;
             c->in[c->n_in++] = n->in[1];
+            const size_t scratch = conv2d_packed_fused_scratch_floats(&c->p.conv);
+            if (scratch > g->scratch_floats) g->scratch_floats = scratch;
             g->values[n->out].def = GRAPH_DEAD;
             n->op = GRAPH_NODE_FOLDED;
             n_fused++;

@@ -380,14 +380,16 @@ static void conv_packed_edges(conv_via via, sweep_stats *st)
     }
 }
 
-/* conv2d_forward_packed_fused: y = act(conv(x * in_scale) + bias + residual) on pointwise convs
- * (read in place, or packed when scaled), with K and column blocking, groups; every combination
- * of scale / residual, every activation. */
+/* conv2d_forward_packed_fused: y = act(conv(x * in_scale) + bias + residual) on pointwise convs,
+ * with K blocks (the scaled weights' k-blocked layout, 8-k steps with a tail), column blocking,
+ * groups; every combination of scale / residual, every activation. */
 static void test_conv_packed_fused(void)
 {
     /* {c_in, c_out, h, w, groups} */
+    /* scaled weights (output channels <= positions) and scaled packed input (more channels) */
     static const int cases[][5] = {{16, 40, 14, 14, 1}, {120, 112, 14, 14, 1}, {200, 80, 9, 7, 1},
-                                   {8, 60, 41, 40, 1},  {12, 18, 5, 5, 3},     {7, 1, 3, 3, 1}};
+                                   {8, 60, 41, 40, 1},  {12, 18, 5, 5, 3},     {7, 1, 3, 3, 1},
+                                   {30, 50, 5, 5, 1},   {12, 24, 2, 3, 2}};
     test_begin();
     rng r = {15};
     int idx = 0, n_failed = 0, n_cases = 0;
@@ -407,7 +409,8 @@ static void test_conv_packed_fused(void)
                 float *scale = with_scale ? alloc_random((size_t)p.c_in, &r) : NULL;
                 float *res = with_res ? alloc_random(n_y, &r) : NULL;
                 float *xs = alloc_floats(n_x), *y = alloc_nan(n_y);
-                float *scratch = alloc_nan(conv2d_packed_scratch_floats(&p));
+                float *scratch = alloc_nan(with_scale ? conv2d_packed_fused_scratch_floats(&p)
+                                                      : conv2d_packed_scratch_floats(&p));
                 float *packed = alloc_nan(conv2d_packed_floats(&p));
                 double *want = alloc_doubles(n_y), *mag = alloc_doubles(n_y);
                 conv2d_pack_weights(&p, w, packed);
