@@ -1,7 +1,8 @@
 /* Depthwise convolution on AVX-512 (dwconv2d_forward's variant on CPUs with AVX-512F): a flat
  * kernel for the small stride-1 maps of MobileNet and ShuffleNet (output as wide as the input
  * ("same" columns) and at most DW512_MAX_WIDTH wide, at most DW512_MAX_VECS vectors of outputs
- * per channel, at most DW512_MAX_TAPS taps), and a row kernel for stride 2 (further down).
+ * per channel, at most DW512_MAX_TAPS taps), a row kernel for stride 2 and a padded-plane
+ * kernel for wider stride-1 maps (further down).
  *
  * Per-row vector loops waste most of a 16-lane vector on narrow rows (a 7- or 14-wide row fills
  * one vector to 44% / 88%, with a masked tail per row). Here a channel is one flat vector loop
@@ -16,6 +17,7 @@
 
 #include <assert.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "kernels_internal.h"
 
@@ -26,9 +28,9 @@
 #define DW512_X86 0
 #endif
 
-/* Wider rows fill vectors well on their own: the AVX2 row kernel, which loads fewer vectors per
- * output, is as fast or faster there (measured: 56 wide +20%, 112 equal; 28 wide -10%, 14 -50%). */
-#define DW512_MAX_WIDTH 32
+/* Wider rows take the padded-plane kernel, whose plain loads beat the per-load masks once a row
+ * fills a vector (measured: 28 wide -35%; 14 and 7 wide the flat kernel is as fast or faster). */
+#define DW512_MAX_WIDTH 16
 /* Output vectors per channel (64x64 outputs) and taps (5x5) the mask table holds: 12.5 KiB. */
 #define DW512_MAX_VECS 256
 #define DW512_MAX_TAPS 25
@@ -48,13 +50,28 @@ static int dw512_s2_applies(const conv2d_params *p)
            p->w_out <= 16 * 64;
 }
 
+/* Stride 1 on wider maps: the padded-plane kernel, when a channel's zero-padded plane fits its
+ * stack buffer (see dw512_pad_forward). */
+#define DW512_PLANE_FLOATS 16384
+static int dw512_pad_applies(const conv2d_params *p)
+{
+    const int hp = (p->h_out - 1) + p->k_h, wp = (p->w_out - 1) + p->k_w;
+    return p->stride_h == 1 && p->stride_w == 1 && p->k_h <= 7 && p->k_w <= 7 &&
+           (size_t)hp * (size_t)wp + 16 <= DW512_PLANE_FLOATS;
+}
+
 int kernels_dw_avx512_applies(const conv2d_params *p)
 {
-    return dw512_flat_applies(p) || dw512_s2_applies(p);
+    return dw512_flat_applies(p) || dw512_s2_applies(p) || dw512_pad_applies(p);
 }
 
 #if DW512_X86
 #define DW512_AVX512 __attribute__((target("avx512f")))
+
+static inline __attribute__((always_inline)) DW512_AVX512 __mmask16 dw512_mask16(int n)
+{
+    return (__mmask16)(n >= 16 ? 0xFFFFu : (1u << n) - 1u);
+}
 
 /* mask[v * taps + t]: lanes of output vector v whose tap t = i * k_w + j lies in the input. */
 static void dw512_masks(const conv2d_params *p, int n_vec, __mmask16 *mask)
@@ -289,6 +306,93 @@ static DW512_AVX512 void dw512_s2_forward(const conv2d_params *p, const float *x
         dw512_activate(p->act, yc, (int)hw_out);
     }
 }
+
+/* ---- stride 1, wider maps: padded plane ----
+ * Each channel is copied into a zero-padded plane (row stride wp = w_out + k_w - 1; the padding
+ * cells are zeroed once per call and never written), then every output row is computed in
+ * vectors of 16 with one plain shifted load per tap and the row's vectors as independent
+ * accumulators; only the store of a row's last vector is masked. (The flat kernel's per-load
+ * masks cost more than this copy once rows are wide.) */
+static inline __attribute__((always_inline)) DW512_AVX512 void
+dw512_pad_channel_k(const int kh_c, const int kw_c, const act_kind act, const conv2d_params *p,
+                    const float *plane, int wp, const float *wc, float b, float *yc)
+{
+    const int k_h = kh_c ? kh_c : p->k_h, k_w = kw_c ? kw_c : p->k_w;
+    for (int oh = 0; oh < p->h_out; oh++) {
+        float *yr = yc + (size_t)oh * (size_t)p->w_out;
+        const float *base = plane + (size_t)oh * (size_t)wp;
+        for (int q0 = 0; q0 < p->w_out; q0 += 64) {
+            const int nv = kernels_imin(4, (p->w_out - q0 + 15) / 16);
+            __m512 acc[4];
+#pragma GCC unroll 4
+            for (int v = 0; v < 4; v++) acc[v] = _mm512_set1_ps(b);
+#pragma GCC unroll 7
+            for (int i = 0; i < k_h; i++)
+#pragma GCC unroll 7
+                for (int j = 0; j < k_w; j++) {
+                    const __m512 wv = _mm512_set1_ps(wc[i * k_w + j]);
+                    const float *src = base + (size_t)i * (size_t)wp + q0 + j;
+#pragma GCC unroll 4
+                    for (int v = 0; v < 4; v++)
+                        if (v < nv) acc[v] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(src + 16 * v), acc[v]);
+                }
+#pragma GCC unroll 4
+            for (int v = 0; v < 4; v++) {
+                if (v >= nv) break;
+                const int n = p->w_out - q0 - 16 * v;
+                _mm512_mask_storeu_ps(yr + q0 + 16 * v, dw512_mask16(n), dw512_act(acc[v], act));
+            }
+        }
+    }
+}
+
+typedef void (*dw512_pad_fn)(const conv2d_params *p, const float *plane, int wp, const float *wc,
+                             float b, float *yc);
+#define DW512_PAD_INSTANCE(name, kh, kw, act)                                                     \
+    static DW512_AVX512 void name(const conv2d_params *p, const float *plane, int wp,            \
+                                  const float *wc, float b, float *yc)                            \
+    {                                                                                             \
+        dw512_pad_channel_k(kh, kw, act, p, plane, wp, wc, b, yc);                                \
+    }
+#define DW512_PAD_ACTS(prefix, kh, kw)                                                            \
+    DW512_PAD_INSTANCE(prefix##_none, kh, kw, ACT_NONE)                                           \
+    DW512_PAD_INSTANCE(prefix##_relu, kh, kw, ACT_RELU)                                           \
+    DW512_PAD_INSTANCE(prefix##_relu6, kh, kw, ACT_RELU6)                                         \
+    DW512_PAD_INSTANCE(prefix##_hswish, kh, kw, ACT_HSWISH)                                       \
+    DW512_PAD_INSTANCE(prefix##_hsigmoid, kh, kw, ACT_HSIGMOID)                                   \
+    static const dw512_pad_fn prefix[5] = {prefix##_none, prefix##_relu, prefix##_relu6,         \
+                                           prefix##_hswish, prefix##_hsigmoid};
+DW512_PAD_ACTS(dw512_pad_k3, 3, 3)
+DW512_PAD_ACTS(dw512_pad_k5, 5, 5)
+DW512_PAD_ACTS(dw512_pad_any, 0, 0)
+
+static DW512_AVX512 void dw512_pad_forward(const conv2d_params *p, const float *x, const float *w,
+                                           const float *bias, float *y)
+{
+    const int hp = (p->h_out - 1) + p->k_h, wp = (p->w_out - 1) + p->k_w;
+    /* 16 floats of slack: the last row's last vector reads up to 15 cells past the plane */
+    float plane[DW512_PLANE_FLOATS];
+    memset(plane, 0, ((size_t)hp * (size_t)wp + 16) * sizeof *plane);
+    const int k = p->k_h == p->k_w ? p->k_h : 0;
+    const dw512_pad_fn channel = (k == 3 ? dw512_pad_k3 : k == 5 ? dw512_pad_k5 : dw512_pad_any)[p->act];
+    /* input row ih lands at plane row ih + pad_t, columns [pad_l, pad_l + n_cols) */
+    const int n_cols = kernels_imin(p->w_in, wp - p->pad_l);
+    const int r0 = kernels_imax(0, -p->pad_t), r1 = kernels_imin(p->h_in, hp - p->pad_t);
+    const size_t hw_in = (size_t)p->h_in * (size_t)p->w_in;
+    const size_t hw_out = (size_t)p->h_out * (size_t)p->w_out;
+    const size_t kk = (size_t)p->k_h * (size_t)p->k_w;
+    for (int c = 0; c < p->c_in; c++) {
+        const float *xc = x + (size_t)c * hw_in;
+        for (int ih = r0; ih < r1; ih++) {
+            float *d = plane + (size_t)(ih + p->pad_t) * (size_t)wp + p->pad_l;
+            const float *src = xc + (size_t)ih * (size_t)p->w_in;
+            for (int t = 0; t < n_cols; t += 16)
+                _mm512_mask_storeu_ps(d + t, dw512_mask16(n_cols - t),
+                                      _mm512_maskz_loadu_ps(dw512_mask16(n_cols - t), src + t));
+        }
+        channel(p, plane, wp, w + (size_t)c * kk, bias ? bias[c] : 0.0f, y + (size_t)c * hw_out);
+    }
+}
 #endif
 
 void kernels_dw_avx512(const conv2d_params *p, const float *x, const float *w, const float *bias,
@@ -298,8 +402,10 @@ void kernels_dw_avx512(const conv2d_params *p, const float *x, const float *w, c
 #if DW512_X86
     if (dw512_flat_applies(p))
         dw512_forward(p, x, w, bias, y);
-    else
+    else if (dw512_s2_applies(p))
         dw512_s2_forward(p, x, w, bias, y);
+    else
+        dw512_pad_forward(p, x, w, bias, y);
 #else
     (void)x, (void)w, (void)bias, (void)y;
 #endif
