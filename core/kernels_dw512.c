@@ -24,6 +24,7 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define DW512_X86 1
 #include <immintrin.h>
+#include "kernels_avx512.h"
 #else
 #define DW512_X86 0
 #endif
@@ -159,32 +160,13 @@ DW512_INSTANCE(dw512_k3, 3, 3)
 DW512_INSTANCE(dw512_k5, 5, 5)
 DW512_INSTANCE(dw512_any, 0, 0)
 
-static inline __attribute__((always_inline)) DW512_AVX512 __m512 dw512_act(__m512 v, act_kind act)
-{
-    const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
-    const __m512 three = _mm512_set1_ps(3.0f), sixth = _mm512_set1_ps(1.0f / 6.0f);
-    switch (act) {
-    case ACT_RELU: return _mm512_max_ps(v, zero);
-    case ACT_RELU6: return _mm512_min_ps(_mm512_max_ps(v, zero), six);
-    case ACT_HSWISH:
-        return _mm512_mul_ps(
-            _mm512_mul_ps(v, _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(v, three), zero), six)),
-            sixth);
-    case ACT_HSIGMOID:
-        return _mm512_mul_ps(_mm512_min_ps(_mm512_max_ps(_mm512_add_ps(v, three), zero), six),
-                             sixth);
-    case ACT_NONE: break;
-    }
-    return v;
-}
-
 /* y[0..n) = act(y[0..n)), in place (the channel just computed, still in L1). */
 static inline __attribute__((always_inline)) DW512_AVX512 void dw512_act_n(const act_kind act,
                                                                            float *y, int n)
 {
     for (int t = 0; t < n; t += 16) {
         const __mmask16 m = (__mmask16)(n - t >= 16 ? 0xFFFFu : (1u << (n - t)) - 1u);
-        _mm512_mask_storeu_ps(y + t, m, dw512_act(_mm512_maskz_loadu_ps(m, y + t), act));
+        _mm512_mask_storeu_ps(y + t, m, avx512_act(_mm512_maskz_loadu_ps(m, y + t), act));
     }
 }
 
@@ -340,7 +322,7 @@ dw512_pad_channel_k(const int kh_c, const int kw_c, const act_kind act, const co
             for (int v = 0; v < 4; v++) {
                 if (v >= nv) break;
                 const int n = p->w_out - q0 - 16 * v;
-                _mm512_mask_storeu_ps(yr + q0 + 16 * v, dw512_mask16(n), dw512_act(acc[v], act));
+                _mm512_mask_storeu_ps(yr + q0 + 16 * v, dw512_mask16(n), avx512_act(acc[v], act));
             }
         }
     }

@@ -24,6 +24,7 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define GEMM_X86 1
 #include <immintrin.h>
+#include "kernels_avx512.h"
 #else
 #define GEMM_X86 0
 #endif
@@ -291,25 +292,6 @@ typedef struct {
     act_kind act;
 } gemm_tile;
 
-static inline __attribute__((always_inline)) GEMM_AVX512 __m512 gemm_act(__m512 v, act_kind act)
-{
-    const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
-    const __m512 three = _mm512_set1_ps(3.0f), sixth = _mm512_set1_ps(1.0f / 6.0f);
-    switch (act) {
-    case ACT_RELU: return _mm512_max_ps(v, zero);
-    case ACT_RELU6: return _mm512_min_ps(_mm512_max_ps(v, zero), six);
-    case ACT_HSWISH:
-        return _mm512_mul_ps(
-            _mm512_mul_ps(v, _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(v, three), zero), six)),
-            sixth);
-    case ACT_HSIGMOID:
-        return _mm512_mul_ps(_mm512_min_ps(_mm512_max_ps(_mm512_add_ps(v, three), zero), six),
-                             sixth);
-    case ACT_NONE: break;
-    }
-    return v;
-}
-
 /* nv = ceil(n / 16) vectors per row; the last one is masked on loads and stores. */
 static inline __attribute__((always_inline)) GEMM_AVX512 void gemm_tile_nv(const int nv,
                                                                            const gemm_tile *t)
@@ -353,7 +335,7 @@ static inline __attribute__((always_inline)) GEMM_AVX512 void gemm_tile_nv(const
                 acc[r][v] = _mm512_add_ps(
                     acc[r][v], _mm512_maskz_loadu_ps(v == nv - 1 ? tail : 0xFFFF,
                                                      t->res + (size_t)r * t->ldc + 16 * v));
-            const __m512 y = t->last ? gemm_act(acc[r][v], t->act) : acc[r][v];
+            const __m512 y = t->last ? avx512_act(acc[r][v], t->act) : acc[r][v];
             if (v == nv - 1)
                 _mm512_mask_storeu_ps(cr + 16 * v, tail, y);
             else

@@ -17,6 +17,7 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define STEM_X86 1
 #include <immintrin.h>
+#include "kernels_avx512.h"
 #else
 #define STEM_X86 0
 #endif
@@ -42,25 +43,6 @@ int kernels_stem_applies(const conv2d_params *p)
 
 #if STEM_X86
 #define STEM_AVX512 __attribute__((target("avx512f")))
-
-static inline __attribute__((always_inline)) STEM_AVX512 __m512 stem_act(__m512 v, act_kind act)
-{
-    const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
-    const __m512 three = _mm512_set1_ps(3.0f), sixth = _mm512_set1_ps(1.0f / 6.0f);
-    switch (act) {
-    case ACT_RELU: return _mm512_max_ps(v, zero);
-    case ACT_RELU6: return _mm512_min_ps(_mm512_max_ps(v, zero), six);
-    case ACT_HSWISH:
-        return _mm512_mul_ps(
-            _mm512_mul_ps(v, _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(v, three), zero), six)),
-            sixth);
-    case ACT_HSIGMOID:
-        return _mm512_mul_ps(_mm512_min_ps(_mm512_max_ps(_mm512_add_ps(v, three), zero), six),
-                             sixth);
-    case ACT_NONE: break;
-    }
-    return v;
-}
 
 /* Input columns [c, c + 16) of row (c may be negative or run past w_in: those lanes read 0). */
 static inline __attribute__((always_inline)) STEM_AVX512 __m512 stem_load(const float *row,
@@ -121,7 +103,7 @@ stem_row(const int n_co, const conv2d_params *p, const float *x, const float *w,
         float *yr = y + (size_t)co0 * hw_out + (size_t)oh * (size_t)p->w_out + q0;
 #pragma GCC unroll 16
         for (int o = 0; o < n_co; o++)
-            _mm512_mask_storeu_ps(yr + (size_t)o * hw_out, m, stem_act(acc[o], p->act));
+            _mm512_mask_storeu_ps(yr + (size_t)o * hw_out, m, avx512_act(acc[o], p->act));
     }
 }
 

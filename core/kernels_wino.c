@@ -30,6 +30,7 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define WINO_X86 1
 #include <immintrin.h>
+#include "kernels_avx512.h"
 #else
 #define WINO_X86 0
 #endif
@@ -415,25 +416,6 @@ static WINO_AVX512 void wino_input(const conv2d_params *p, const wino_geom *g, c
     }
 }
 
-static inline __attribute__((always_inline)) WINO_AVX512 __m512 wino_act(__m512 v, act_kind act)
-{
-    const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
-    const __m512 three = _mm512_set1_ps(3.0f), sixth = _mm512_set1_ps(1.0f / 6.0f);
-    switch (act) {
-    case ACT_RELU: return _mm512_max_ps(v, zero);
-    case ACT_RELU6: return _mm512_min_ps(_mm512_max_ps(v, zero), six);
-    case ACT_HSWISH:
-        return _mm512_mul_ps(
-            _mm512_mul_ps(v, _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(v, three), zero), six)),
-            sixth);
-    case ACT_HSIGMOID:
-        return _mm512_mul_ps(_mm512_min_ps(_mm512_max_ps(_mm512_add_ps(v, three), zero), six),
-                             sixth);
-    case ACT_NONE: break;
-    }
-    return v;
-}
-
 /* Stores output row yr's columns of 16 tiles from y[j] (column j of every tile, j < m): the m
  * vectors interleaved back (tile-major), n (<= 16m) floats. */
 static inline __attribute__((always_inline)) WINO_AVX512 void wino_store_row(const int m,
@@ -501,7 +483,7 @@ wino_output_v(const wino_variant var, const conv2d_params *p, const wino_geom *g
                     __m512 yv[4];
 #pragma GCC unroll 4
                     for (int j = 0; j < m_w; j++)
-                        yv[j] = wino_act(_mm512_add_ps(wino_comb(tw, alpha_w, 0, j, s[i]), vb),
+                        yv[j] = avx512_act(_mm512_add_ps(wino_comb(tw, alpha_w, 0, j, s[i]), vb),
                                          p->act);
                     wino_store_row(m_w, yv, y0 + (size_t)i * (size_t)p->w_out + (size_t)(m_w * b),
                                    n_out);
