@@ -27,4 +27,23 @@ static inline __attribute__((always_inline)) __attribute__((target("avx512f"))) 
     return v;
 }
 
+/* Masks for kernels that walk a stride-1 output map flat, 16 outputs per vector:
+ * mask[v * k_h * k_w + t] has lane l set when output 16v+l exists and its tap t = i * k_w + j reads
+ * inside the h_in x w_in input (padding pad_t / pad_l before). */
+static inline void avx512_flat_masks(int h_in, int w_in, int h_out, int w_out, int k_h, int k_w, int pad_t,
+                                     int pad_l, int n_vec, __mmask16 *mask)
+{
+    const int n_out = h_out * w_out, taps = k_h * k_w;
+    for (int v = 0; v < n_vec; v++)
+        for (int t = 0; t < taps; t++) {
+            const int di = t / k_w - pad_t, dj = t % k_w - pad_l;
+            unsigned m = 0;
+            for (int l = 0; l < 16; l++) {
+                const int n = 16 * v + l, ih = n / w_out + di, iw = n % w_out + dj;
+                if (n < n_out && ih >= 0 && ih < h_in && iw >= 0 && iw < w_in) m |= 1u << l;
+            }
+            mask[v * taps + t] = (__mmask16)m;
+        }
+}
+
 #endif

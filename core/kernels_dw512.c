@@ -74,22 +74,6 @@ static inline __attribute__((always_inline)) DW512_AVX512 __mmask16 dw512_mask16
     return (__mmask16)(n >= 16 ? 0xFFFFu : (1u << n) - 1u);
 }
 
-/* mask[v * taps + t]: lanes of output vector v whose tap t = i * k_w + j lies in the input. */
-static void dw512_masks(const conv2d_params *p, int n_vec, __mmask16 *mask)
-{
-    const int w = p->w_out, n_out = p->h_out * p->w_out, taps = p->k_h * p->k_w;
-    for (int v = 0; v < n_vec; v++)
-        for (int t = 0; t < taps; t++) {
-            const int di = t / p->k_w - p->pad_t, dj = t % p->k_w - p->pad_l;
-            unsigned m = 0;
-            for (int l = 0; l < 16; l++) {
-                const int n = 16 * v + l, ih = n / w + di, iw = n % w + dj;
-                if (n < n_out && ih >= 0 && ih < p->h_in && iw >= 0 && iw < p->w_in) m |= 1u << l;
-            }
-            mask[v * taps + t] = (__mmask16)m;
-        }
-}
-
 /* Output vectors [v0, v0 + nv) of one channel (act applied later). kh_c / kw_c: compile-time
  * kernel sides of the specialized instances (0: read from p). */
 static inline __attribute__((always_inline)) DW512_AVX512 void
@@ -186,7 +170,7 @@ static DW512_AVX512 void dw512_forward(const conv2d_params *p, const float *x, c
 {
     const int n_out = p->h_out * p->w_out, n_vec = (n_out + 15) / 16;
     __mmask16 mask[DW512_MAX_VECS * DW512_MAX_TAPS];
-    dw512_masks(p, n_vec, mask);
+    avx512_flat_masks(p->h_in, p->w_in, p->h_out, p->w_out, p->k_h, p->k_w, p->pad_t, p->pad_l, n_vec, mask);
     const int k = p->k_h == p->k_w ? p->k_h : 0;
     const dw512_channel_fn channel = k == 3 ? dw512_k3 : k == 5 ? dw512_k5 : dw512_any;
     const size_t hw_in = (size_t)p->h_in * (size_t)p->w_in, hw_out = (size_t)n_out;

@@ -20,6 +20,7 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define POOL512_X86 1
 #include <immintrin.h>
+#include "kernels_avx512.h"
 #else
 #define POOL512_X86 0
 #endif
@@ -137,17 +138,8 @@ static int pool512_flat_applies(const pool2d_params *p)
  * of output n's average divisor (PyTorch's, see kernels.c). */
 static void pool512_flat_tables(const pool2d_params *p, int n_vec, __mmask16 *mask, float *inv)
 {
-    const int w = p->w_out, n_out = p->h_out * p->w_out, taps = p->k_h * p->k_w;
-    for (int v = 0; v < n_vec; v++)
-        for (int t = 0; t < taps; t++) {
-            const int di = t / p->k_w - p->pad_t, dj = t % p->k_w - p->pad_l;
-            unsigned m = 0;
-            for (int l = 0; l < 16; l++) {
-                const int n = 16 * v + l, ih = n / w + di, iw = n % w + dj;
-                if (n < n_out && ih >= 0 && ih < p->h_in && iw >= 0 && iw < p->w_in) m |= 1u << l;
-            }
-            mask[v * taps + t] = (__mmask16)m;
-        }
+    const int w = p->w_out, n_out = p->h_out * p->w_out;
+    avx512_flat_masks(p->h_in, p->w_in, p->h_out, p->w_out, p->k_h, p->k_w, p->pad_t, p->pad_l, n_vec, mask);
     if (p->kind == POOL_MAX) return;
     for (int n = 0; n < n_out; n++) {
         const int hs = n / w - p->pad_t, ws = n % w - p->pad_l;

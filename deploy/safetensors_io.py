@@ -66,6 +66,24 @@ def _encode(a, dtype):
     raise SafetensorsError("unsupported dtype %r (want one of %s)" % (dtype, ", ".join(DTYPE_BYTES)))
 
 
+def write_atomic(path, chunks):
+    """Write bytes (or a list of byte chunks) to a temporary name, fsync, and rename into place."""
+    if isinstance(chunks, (bytes, bytearray)):
+        chunks = [chunks]
+    tmp = "%s.tmp.%d" % (path, os.getpid())
+    try:
+        with open(tmp, "wb") as f:
+            for chunk in chunks:
+                f.write(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
 def save_file(path, tensors, metadata=None, dtype="F32"):
     """Write tensors (ordered mapping name -> float array) as one safetensors file of the given dtype.
     metadata values must be strings. The file is written to a temporary name and renamed into place."""
@@ -90,20 +108,7 @@ def save_file(path, tensors, metadata=None, dtype="F32"):
         blobs.append(blob)
     text = json.dumps(header, separators=(",", ":")).encode("utf-8")
     text += b" " * (-(8 + len(text)) % ALIGN)
-    tmp = "%s.tmp.%d" % (path, os.getpid())
-    try:
-        with open(tmp, "wb") as f:
-            f.write(struct.pack("<Q", len(text)))
-            f.write(text)
-            for blob in blobs:
-                f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, [struct.pack("<Q", len(text)), text] + blobs)
 
 
 class SafetensorsFile:

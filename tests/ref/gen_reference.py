@@ -86,17 +86,8 @@ def sources_digest():
 
 
 def write_atomic(path, data):
-    tmp = "%s.tmp.%d" % (path, os.getpid())
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    import safetensors_io
+    safetensors_io.write_atomic(path, data)
 
 
 def photo_path(shared):
