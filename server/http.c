@@ -911,6 +911,18 @@ void http_server_begin_drain(http_server *s)
      * (the descriptor itself must stay open until MHD_stop_daemon). */
     MHD_socket fd = MHD_quiesce_daemon(s->daemon);
     if (fd != MHD_INVALID_SOCKET) {
+        /* Clients whose handshake already completed sit in the kernel's backlog; shutting the socket
+         * down would reset them. Hand each to MHD instead, which answers it (503 draining). */
+        for (;;) {
+            struct sockaddr_storage addr;
+            socklen_t addr_len = sizeof(addr);
+            int c = accept4(fd, (struct sockaddr *)&addr, &addr_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (c < 0) {
+                if (errno == EINTR) continue;
+                break; /* EAGAIN: backlog empty (the listening socket is non-blocking) */
+            }
+            if (MHD_add_connection(s->daemon, c, (struct sockaddr *)&addr, addr_len) != MHD_YES) close(c);
+        }
         shutdown(fd, SHUT_RDWR);
         s->quiesced = 1;
     }
