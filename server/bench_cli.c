@@ -267,11 +267,14 @@ static void bench_model_runs(const bench_opts *o, const model *m, model_ctx *ctx
         json_t *head = json_array();
         for (int k = 0; k < BENCH_LOGITS_HEAD && k < model_num_classes(m); k++)
             json_array_append_new(head, json_real(logits[k]));
+        /* every pass (sorted), so a harness can pool passes from several rounds */
+        json_t *all = json_array();
+        for (int k = 0; k < n; k++) json_array_append_new(all, json_real(times[k]));
         json_array_append_new(
-            runs, json_pack("{s:i,s:i,s:f,s:f,s:f,s:f,s:f,s:f,s:o,s:i,s:o}", "threads", o->threads[t], "iters", n,
+            runs, json_pack("{s:i,s:i,s:f,s:f,s:f,s:f,s:f,s:f,s:o,s:i,s:o,s:o}", "threads", o->threads[t], "iters", n,
                             "median_ms", median, "p90_ms", bench_percentile(times, n, 90), "p99_ms",
                             bench_percentile(times, n, 99), "min_ms", times[0], "max_ms", times[n - 1], "gflops",
-                            gflops, "loadavg_before", load, "argmax", argmax, "logits_head", head));
+                            gflops, "loadavg_before", load, "argmax", argmax, "logits_head", head, "times_ms", all));
         printf("%-20s %2dT  median %8.3f ms  p90 %8.3f  p99 %8.3f  %7.2f GFLOP/s  (%d passes)\n", model_name(m),
                o->threads[t], median, bench_percentile(times, n, 90), bench_percentile(times, n, 99), gflops, n);
         fflush(stdout);
