@@ -9,6 +9,7 @@
 #include <assert.h>
 #include <cblas.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "kernels_internal.h"
@@ -44,6 +45,18 @@ void kernels_bias_act(float *y, size_t n, float b, act_kind act)
 void act_forward(act_kind act, float *x, size_t n)
 {
     if (act != ACT_NONE) kernels_bias_act(x, n, 0.0f, act);
+}
+
+/* ---- output parts ---- */
+
+kernels_part kernels_part_split(kernels_part_axis axis, int n, int align, int ith, int nth)
+{
+    assert(n >= 0 && align >= 1 && nth >= 1 && ith >= 0 && ith < nth);
+    const int64_t chunks = (n + align - 1) / align;
+    const int64_t c0 = chunks * ith / nth, c1 = chunks * (ith + 1) / nth;
+    kernels_part part = {axis, (int)(c0 * align < n ? c0 * align : n),
+                         (int)(c1 * align < n ? c1 * align : n)};
+    return part;
 }
 
 /* ---- output-size / padding helpers ---- */
@@ -172,6 +185,19 @@ void dwconv2d_forward(const conv2d_params *p, const float *x, const float *w, co
                       float *y)
 {
     dwconv2d_forward_isa(p, x, w, bias, y, kernels_isa_best());
+}
+
+/* Channels are independent: channels [c0, c1) are the depthwise convolution of c1 - c0 channels. */
+void dwconv2d_forward_part(const conv2d_params *p, const float *x, const float *w,
+                           const float *bias, float *y, int c0, int c1)
+{
+    assert(0 <= c0 && c0 <= c1 && c1 <= p->c_out);
+    if (c0 == c1) return;
+    conv2d_params q = *p;
+    q.c_in = q.c_out = q.groups = c1 - c0;
+    const size_t kk = (size_t)p->k_h * (size_t)p->k_w;
+    dwconv2d_forward(&q, x + (size_t)c0 * (size_t)p->h_in * (size_t)p->w_in, w + (size_t)c0 * kk,
+                     bias ? bias + c0 : NULL, y + (size_t)c0 * (size_t)p->h_out * (size_t)p->w_out);
 }
 
 /* ---- pooling ----
@@ -318,6 +344,16 @@ void pool2d_forward(const pool2d_params *p, const float *x, float *y)
     pool2d_forward_isa(p, x, y, kernels_isa_best());
 }
 
+void pool2d_forward_part(const pool2d_params *p, const float *x, float *y, int c0, int c1)
+{
+    assert(0 <= c0 && c0 <= c1 && c1 <= p->c);
+    if (c0 == c1) return;
+    pool2d_params q = *p;
+    q.c = c1 - c0;
+    pool2d_forward(&q, x + (size_t)c0 * (size_t)p->h_in * (size_t)p->w_in,
+                   y + (size_t)c0 * (size_t)p->h_out * (size_t)p->w_out);
+}
+
 void pool2d_forward_isa(const pool2d_params *p, const float *x, float *y, kernels_isa isa)
 {
     assert(p->c > 0 && p->h_in > 0 && p->w_in > 0 && p->h_out > 0 && p->w_out > 0);
@@ -454,6 +490,30 @@ void linear_forward(int n_in, int n_out, const float *x, const float *w, const f
                     act_kind act, float *y)
 {
     linear_forward_isa(n_in, n_out, x, w, bias, act, y, kernels_isa_best());
+}
+
+/* The AVX-512 GEMV computes rows in groups of 4 (kernels_gemv_avx512): parts keep the groups. */
+#define LINEAR_PART_ALIGN 4
+
+kernels_part linear_part(int n_out, int ith, int nth)
+{
+    if (kernels_isa_best() < KERNELS_ISA_AVX512) return kernels_part_split(KERNELS_PART_CHANNELS, n_out, n_out, ith, nth);
+    return kernels_part_split(KERNELS_PART_CHANNELS, n_out, LINEAR_PART_ALIGN, ith, nth);
+}
+
+void linear_forward_part(int n_in, int n_out, const float *x, const float *w, const float *bias,
+                         act_kind act, float *y, const kernels_part *part)
+{
+    assert(part->axis == KERNELS_PART_CHANNELS && 0 <= part->lo && part->lo <= part->hi &&
+           part->hi <= n_out);
+    const int o0 = part->lo, n = part->hi - part->lo;
+    if (n == 0) return;
+    if (n == n_out) {
+        linear_forward(n_in, n_out, x, w, bias, act, y);
+        return;
+    }
+    assert(kernels_isa_best() >= KERNELS_ISA_AVX512);
+    linear_forward(n_in, n, x, w + (size_t)o0 * (size_t)n_in, bias ? bias + o0 : NULL, act, y + o0);
 }
 
 void scale_channels_forward(int c, int hw, const float *x, const float *scale, float *y)

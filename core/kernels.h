@@ -17,6 +17,25 @@ typedef enum {
 /* In-place activation of n values. */
 void act_forward(act_kind act, float *x, size_t n);
 
+/* ---- output parts (intra-op threads) ----
+ * One layer computed by nth threads: each computes one disjoint part of the output, never a share
+ * of a reduction, so every output value is computed by the same instructions in the same order
+ * whatever nth is, and the result is bit-identical to the whole-tensor call. The *_part helpers
+ * choose the axis and the alignment per kernel; the *_part kernels compute only that part. */
+typedef enum {
+    KERNELS_PART_CHANNELS = 0, /* output channels [lo, hi): a contiguous slab of NCHW y */
+    KERNELS_PART_POSITIONS,    /* output positions [lo, hi) (oh * w_out + ow) of every channel */
+} kernels_part_axis;
+
+typedef struct {
+    kernels_part_axis axis;
+    int lo, hi; /* hi == lo: an empty part, nothing to compute */
+} kernels_part;
+
+/* Part ith (0 <= ith < nth) of n units along axis: consecutive parts, each starting at a multiple
+ * of align (align >= 1), sizes balanced in whole chunks of align, the last one ending at n. */
+kernels_part kernels_part_split(kernels_part_axis axis, int n, int align, int ith, int nth);
+
 /* ---- output-size / padding helpers ---- */
 
 /* PyTorch conv/pool output size for input n, window k, stride s, explicit pads. With ceil_mode the
@@ -72,9 +91,29 @@ void conv2d_forward_packed_fused(const conv2d_params *p, const float *x, const f
                                  const float *packed, const float *bias, const float *residual,
                                  float *y, float *scratch);
 
+/* Part ith of nth of a packed convolution (conv2d_packed_floats(p) > 0): output positions in
+ * whole rows for the first-layer kernel, in 64-column GEMM panels for GEMM convolutions with a
+ * large output map, whole Winograd blocks of tile rows where there are enough; otherwise output
+ * channels in whole 6-row GEMM panels (the weights then stream once in total, not once per thread). */
+kernels_part conv2d_packed_part(const conv2d_params *p, int ith, int nth);
+
+/* conv2d_forward_packed_fused / conv2d_forward_packed computing only part (from
+ * conv2d_packed_part, or any part of the same axis and alignment); scratch as for the whole call,
+ * one buffer per concurrent caller. */
+void conv2d_forward_packed_fused_part(const conv2d_params *p, const float *x,
+                                      const float *in_scale, const float *packed,
+                                      const float *bias, const float *residual, float *y,
+                                      float *scratch, const kernels_part *part);
+void conv2d_forward_packed_part(const conv2d_params *p, const float *x, const float *packed,
+                                const float *bias, float *y, float *scratch,
+                                const kernels_part *part);
+
 /* Direct depthwise convolution (groups == c_in == c_out), any k / stride / padding. */
 void dwconv2d_forward(const conv2d_params *p, const float *x, const float *w, const float *bias,
                       float *y);
+/* dwconv2d_forward of output channels [c0, c1) only (channels are independent). */
+void dwconv2d_forward_part(const conv2d_params *p, const float *x, const float *w,
+                           const float *bias, float *y, int c0, int c1);
 
 /* ---- pooling ---- */
 
@@ -92,6 +131,8 @@ typedef struct {
 
 /* Max pooling ignores padding (padded cells are -inf). */
 void pool2d_forward(const pool2d_params *p, const float *x, float *y);
+/* pool2d_forward of channels [c0, c1) only. */
+void pool2d_forward_part(const pool2d_params *p, const float *x, float *y, int c0, int c1);
 
 /* PyTorch AdaptiveAvgPool2d: bins start = floor(i*n/out), end = ceil((i+1)*n/out). */
 void adaptive_avgpool2d_forward(int c, int h_in, int w_in, int h_out, int w_out, const float *x,
@@ -102,6 +143,12 @@ void adaptive_avgpool2d_forward(int c, int h_in, int w_in, int h_out, int w_out,
 /* y[n_out] = act(w[n_out][n_in] . x + bias); bias may be NULL. Batch 1 -> GEMV. */
 void linear_forward(int n_in, int n_out, const float *x, const float *w, const float *bias,
                     act_kind act, float *y);
+/* Part ith of nth of linear_forward's outputs (KERNELS_PART_CHANNELS: output rows, in the GEMV
+ * kernel's groups of 4), and the call computing only y[part->lo .. part->hi). Without the AVX-512
+ * GEMV (OpenBLAS sgemv, whose per-row result may depend on the range) part 0 is everything. */
+kernels_part linear_part(int n_out, int ith, int nth);
+void linear_forward_part(int n_in, int n_out, const float *x, const float *w, const float *bias,
+                         act_kind act, float *y, const kernels_part *part);
 
 /* y[c][i] = x[c][i] * scale[c] for i < hw. y may equal x (in place). */
 void scale_channels_forward(int c, int hw, const float *x, const float *scale, float *y);

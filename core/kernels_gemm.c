@@ -359,16 +359,24 @@ static GEMM_AVX512 void gemm_tile_run(const gemm_tile *t)
     }
 }
 
+/* The part of a GEMM one call computes: row panels [ib0, ib1) of GEMM_MR rows and columns
+ * [n_lo, n_hi) (n_lo a multiple of GEMM_NR). Every value is accumulated over k in the same
+ * order (KC blocks, from the bias) whatever the part, so parts are bit-identical to the whole. */
+typedef struct {
+    int ib0, ib1, n_lo, n_hi;
+} gemm_range;
+
 /* c[m][n] = act(a * B + bias + res) (res may be NULL) for a packed as kernels_gemm_a_offset lays
  * it out and B either read in place (src NULL: k rows of n floats at stride ldb from b) or
- * packed from src block by block into block. */
-static GEMM_AVX512 void gemm_run(int m, int n, int k, const float *a, const gemm_src *src,
+ * packed from src block by block into block; only the part r of c. */
+static GEMM_AVX512 void gemm_run(int m, int k, const float *a, const gemm_src *src,
                                  const float *b, size_t ldb, float *block, float *c, size_t ldc,
-                                 const float *bias, const float *res, act_kind act)
+                                 const float *bias, const float *res, act_kind act,
+                                 const gemm_range *r)
 {
     const int n_panels_m = (m + GEMM_MR - 1) / GEMM_MR;
-    for (int n0 = 0; n0 < n; n0 += GEMM_NC) {
-        const int nc = kernels_imin(GEMM_NC, n - n0);
+    for (int n0 = r->n_lo; n0 < r->n_hi; n0 += GEMM_NC) {
+        const int nc = kernels_imin(GEMM_NC, r->n_hi - n0);
         for (int k0 = 0; k0 < k; k0 += GEMM_KC) {
             const int kc = kernels_imin(GEMM_KC, k - k0);
             if (src) gemm_pack_block(src, k0, kc, n0, nc, block);
@@ -384,7 +392,7 @@ static GEMM_AVX512 void gemm_run(int m, int n, int k, const float *a, const gemm
                     t.b = b + (size_t)k0 * ldb + (size_t)col;
                     t.ldb = ldb;
                 }
-                for (int ib = 0; ib < n_panels_m; ib++) {
+                for (int ib = r->ib0; ib < r->ib1; ib++) {
                     const int m0 = ib * GEMM_MR;
                     t.a = a + ((size_t)k0 * (size_t)n_panels_m + (size_t)ib * (size_t)kc) * GEMM_MR;
                     t.c = c + (size_t)m0 * ldc + (size_t)col;
@@ -400,10 +408,11 @@ static GEMM_AVX512 void gemm_run(int m, int n, int k, const float *a, const gemm
 
 /* One group: x its input, a its packed weights, y its output; scratch holds the padded input
  * (when needed) and then the packed B block. */
-/* out = a with column k (input channel k) scaled by f[k], in a's packed layout: per k-block
- * and panel, kc rows of GEMM_MR floats; 8 k at a time, their factors spread over the 48 floats
- * by permutes. */
-static GEMM_AVX512 void gemm_scale_a(int m, int k, const float *a, const float *f, float *out)
+/* out = a with column k (input channel k) scaled by f[k], in a's packed layout, for panels
+ * [ib0, ib1): per k-block and panel, kc rows of GEMM_MR floats; 8 k at a time, their factors
+ * spread over the 48 floats by permutes. */
+static GEMM_AVX512 void gemm_scale_a(int m, int k, const float *a, const float *f, int ib0,
+                                     int ib1, float *out)
 {
     const int n_panels = (m + GEMM_MR - 1) / GEMM_MR;
     __m512i spread[3];
@@ -415,7 +424,7 @@ static GEMM_AVX512 void gemm_scale_a(int m, int k, const float *a, const float *
     for (int k0 = 0; k0 < k; k0 += GEMM_KC) {
         const int kc = kernels_imin(GEMM_KC, k - k0);
         const size_t block = (size_t)k0 * (size_t)n_panels * GEMM_MR;
-        for (int ib = 0; ib < n_panels; ib++) {
+        for (int ib = ib0; ib < ib1; ib++) {
             const float *src = a + block + (size_t)ib * (size_t)kc * GEMM_MR;
             float *dst = out + block + (size_t)ib * (size_t)kc * GEMM_MR;
             for (int kk = 0; kk < kc; kk += 8) {
@@ -438,15 +447,15 @@ static GEMM_AVX512 void gemm_scale_a(int m, int k, const float *a, const float *
 static GEMM_AVX512 void gemm_conv_group(const conv2d_params *p, const gemm_shape *s,
                                         const float *x, const float *in_scale, const float *a,
                                         const float *bias, const float *res, float *y,
-                                        float *scratch)
+                                        float *scratch, const gemm_range *r)
 {
     if (s->direct && (!in_scale || gemm_scale_weights(s))) {
         if (in_scale) {
-            gemm_scale_a(s->m, s->k, a, in_scale, scratch);
+            gemm_scale_a(s->m, s->k, a, in_scale, r->ib0, r->ib1, scratch);
             a = scratch;
         }
-        gemm_run(s->m, s->n, s->k, a, NULL, x, (size_t)s->n, NULL, y, (size_t)s->n, bias, res,
-                 p->act);
+        gemm_run(s->m, s->k, a, NULL, x, (size_t)s->n, NULL, y, (size_t)s->n, bias, res, p->act,
+                 r);
         return;
     }
     gemm_src src = {.x = x, .plane = (size_t)p->h_in * (size_t)p->w_in, .wp = p->w_in,
@@ -461,18 +470,20 @@ static GEMM_AVX512 void gemm_conv_group(const conv2d_params *p, const gemm_shape
         block = scratch + gemm_padded_floats(p);
     }
     src.rows_contiguous = p->stride_h == 1 && p->stride_w == 1 && src.wp == p->w_out;
-    gemm_run(s->m, s->n, s->k, a, &src, NULL, 0, block, y, (size_t)s->n, bias, res, p->act);
+    gemm_run(s->m, s->k, a, &src, NULL, 0, block, y, (size_t)s->n, bias, res, p->act, r);
 }
 #endif
 
 void kernels_gemm_avx512(int m, int n, int k, const float *a, const float *b, size_t ldb,
-                         float *c, size_t ldc, const float *bias, act_kind act)
+                         float *c, size_t ldc, const float *bias, act_kind act, int r0, int r1)
 {
     assert(kernels_isa_best() >= KERNELS_ISA_AVX512 && m > 0 && n > 0 && k > 0);
+    assert(0 <= r0 && r0 <= r1 && r1 <= m && r0 % GEMM_MR == 0 && (r1 == m || r1 % GEMM_MR == 0));
 #if GEMM_X86
-    gemm_run(m, n, k, a, NULL, b, ldb, NULL, c, ldc, bias, NULL, act);
+    const gemm_range r = {r0 / GEMM_MR, (r1 + GEMM_MR - 1) / GEMM_MR, 0, n};
+    gemm_run(m, k, a, NULL, b, ldb, NULL, c, ldc, bias, NULL, act, &r);
 #else
-    (void)a, (void)b, (void)ldb, (void)c, (void)ldc, (void)bias, (void)act;
+    (void)a, (void)b, (void)ldb, (void)c, (void)ldc, (void)bias, (void)act, (void)r0, (void)r1;
 #endif
 }
 
@@ -550,25 +561,59 @@ size_t conv2d_packed_fused_scratch_floats(const conv2d_params *p)
            (size_t)kernels_imin((s.n + GEMM_NR - 1) / GEMM_NR * GEMM_NR, GEMM_NC);
 }
 
-void conv2d_forward_packed_fused(const conv2d_params *p, const float *x, const float *in_scale,
-                                 const float *packed, const float *bias, const float *residual,
-                                 float *y, float *scratch)
+/* Output-position parts of the GEMM path are at least this many 64-column panels per thread
+ * (else the output channels are split; positions keep each thread's B packing to its own
+ * columns, channels each thread's weights to its own rows). */
+#define GEMM_PART_MIN_PANELS 4
+
+kernels_part conv2d_packed_part(const conv2d_params *p, int ith, int nth)
+{
+    assert(conv2d_packed_floats(p) > 0);
+    const int n = p->h_out * p->w_out;
+    if (kernels_stem_applies(p)) return kernels_stem_part(p, ith, nth);
+    if (kernels_wino_applies(p)) return kernels_wino_part(p, ith, nth);
+    const gemm_shape s = gemm_shape_of(p);
+    const int panels_n = (n + GEMM_NR - 1) / GEMM_NR;
+    /* the pointwise path packs nothing: there only a narrow output (few channels) splits positions */
+    const int by_positions = p->groups > 1 || (s.direct ? s.n_panels_m < GEMM_PART_MIN_PANELS * nth
+                                                        : panels_n >= GEMM_PART_MIN_PANELS * nth);
+    if (by_positions) return kernels_part_split(KERNELS_PART_POSITIONS, n, GEMM_NR, ith, nth);
+    return kernels_part_split(KERNELS_PART_CHANNELS, p->c_out, GEMM_MR, ith, nth);
+}
+
+void conv2d_forward_packed_fused_part(const conv2d_params *p, const float *x,
+                                      const float *in_scale, const float *packed,
+                                      const float *bias, const float *residual, float *y,
+                                      float *scratch, const kernels_part *part)
 {
     assert(gemm_applies(p, kernels_isa_best()));
     assert(p->c_in > 0 && p->c_out > 0 && p->h_out > 0 && p->w_out > 0);
     assert(p->groups > 0 && p->c_in % p->groups == 0 && p->c_out % p->groups == 0);
     assert((!in_scale && !residual) || conv2d_packed_fusable(p));
+    assert(part->lo >= 0 && part->lo <= part->hi);
+    if (part->lo == part->hi) return;
     if (kernels_stem_applies(p)) {
-        kernels_stem_forward(p, x, packed, bias, y);
+        kernels_stem_forward_part(p, x, packed, bias, y, part);
         return;
     }
     if (kernels_wino_applies(p)) {
-        kernels_wino_forward(p, x, packed, bias, y, scratch);
+        kernels_wino_forward_part(p, x, packed, bias, y, scratch, part);
         return;
     }
 #if GEMM_X86
     const gemm_shape s = gemm_shape_of(p);
     assert((s.direct && !in_scale) || scratch != NULL);
+    gemm_range r = {0, s.n_panels_m, 0, s.n};
+    if (part->axis == KERNELS_PART_POSITIONS) {
+        assert(part->hi <= s.n && part->lo % GEMM_NR == 0 && (part->hi == s.n || part->hi % GEMM_NR == 0));
+        r.n_lo = part->lo;
+        r.n_hi = part->hi;
+    } else if (part->lo > 0 || part->hi < p->c_out) { /* output channels: groups 1 only */
+        assert(p->groups == 1 && part->hi <= s.m && part->lo % GEMM_MR == 0 &&
+               (part->hi == s.m || part->hi % GEMM_MR == 0));
+        r.ib0 = part->lo / GEMM_MR;
+        r.ib1 = (part->hi + GEMM_MR - 1) / GEMM_MR;
+    }
     const size_t hw_in = (size_t)p->h_in * (size_t)p->w_in;
     const size_t cig = (size_t)(p->c_in / p->groups), hw_out = (size_t)s.n;
     for (int g = 0; g < p->groups; g++)
@@ -576,10 +621,25 @@ void conv2d_forward_packed_fused(const conv2d_params *p, const float *x, const f
                         packed + (size_t)g * (size_t)s.n_panels_m * GEMM_MR * (size_t)s.k,
                         bias ? bias + (size_t)g * (size_t)s.m : NULL,
                         residual ? residual + (size_t)g * (size_t)s.m * hw_out : NULL,
-                        y + (size_t)g * (size_t)s.m * hw_out, scratch);
+                        y + (size_t)g * (size_t)s.m * hw_out, scratch, &r);
 #else
     (void)x, (void)in_scale, (void)packed, (void)bias, (void)residual, (void)y, (void)scratch;
 #endif
+}
+
+void conv2d_forward_packed_fused(const conv2d_params *p, const float *x, const float *in_scale,
+                                 const float *packed, const float *bias, const float *residual,
+                                 float *y, float *scratch)
+{
+    const kernels_part all = {KERNELS_PART_CHANNELS, 0, p->c_out};
+    conv2d_forward_packed_fused_part(p, x, in_scale, packed, bias, residual, y, scratch, &all);
+}
+
+void conv2d_forward_packed_part(const conv2d_params *p, const float *x, const float *packed,
+                                const float *bias, float *y, float *scratch,
+                                const kernels_part *part)
+{
+    conv2d_forward_packed_fused_part(p, x, NULL, packed, bias, NULL, y, scratch, part);
 }
 
 void conv2d_forward_packed(const conv2d_params *p, const float *x, const float *packed,

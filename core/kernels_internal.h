@@ -31,9 +31,11 @@ void linear_forward_isa(int n_in, int n_out, const float *x, const float *w, con
 void kernels_gemv_avx512(int n_in, int n_out, const float *x, const float *w, float *y);
 
 /* c[m][n] = act(a * b + bias) on AVX-512F, a packed in panels as above, b read in place (k rows
- * of n floats at stride ldb), c rows at stride ldc; bias (m values) may be NULL. */
+ * of n floats at stride ldb), c rows at stride ldc; bias (m values) may be NULL. Only rows
+ * [r0, r1) are computed (r0 a multiple of KERNELS_GEMM_MR, r1 too or m), the same bits as in the
+ * whole product. */
 void kernels_gemm_avx512(int m, int n, int k, const float *a, const float *b, size_t ldb,
-                         float *c, size_t ldc, const float *bias, act_kind act);
+                         float *c, size_t ldc, const float *bias, act_kind act, int r0, int r1);
 
 /* AVX-512 depthwise kernels (kernels_dw512.c): whether they take p (stride 1 with output as
  * wide as the input on small maps, or stride 2; kernels up to 7: see there), and the convolution
@@ -55,6 +57,10 @@ int kernels_stem_applies(const conv2d_params *p);
 void kernels_stem_pack(const conv2d_params *p, const float *w, float *packed);
 void kernels_stem_forward(const conv2d_params *p, const float *x, const float *w,
                           const float *bias, float *y);
+/* Parts of the stem convolution: output positions in whole output rows. */
+kernels_part kernels_stem_part(const conv2d_params *p, int ith, int nth);
+void kernels_stem_forward_part(const conv2d_params *p, const float *x, const float *w,
+                               const float *bias, float *y, const kernels_part *part);
 
 /* Winograd F(2x2, 3x3) (kernels_wino.c), the packed path of 3x3 stride-1 groups-1 convolutions
  * large enough to gain: kernels_wino_applies says whether p takes it; the others are the
@@ -65,6 +71,13 @@ void kernels_wino_pack(const conv2d_params *p, const float *w, float *packed);
 size_t kernels_wino_scratch_floats(const conv2d_params *p);
 void kernels_wino_forward(const conv2d_params *p, const float *x, const float *packed,
                           const float *bias, float *y, float *scratch);
+/* Parts of a Winograd convolution: output positions in whole blocks of tile rows (each block
+ * as the whole call blocks it), or output channels in GEMM panels (every part then transforms
+ * the whole input); kernels_wino_part picks one (see there). */
+kernels_part kernels_wino_part(const conv2d_params *p, int ith, int nth);
+void kernels_wino_forward_part(const conv2d_params *p, const float *x, const float *packed,
+                               const float *bias, float *y, float *scratch,
+                               const kernels_part *part);
 
 /* Fixed inner block length: loops are written as "blocks of KERNELS_BLOCK + scalar tail" so gcc's
  * -O2 (very-cheap) vectorizer, which refuses loops of unknown trip count, still vectorizes them. */

@@ -108,16 +108,17 @@ stem_row(const int n_co, const conv2d_params *p, const float *x, const float *w,
 }
 
 static STEM_AVX512 void stem_rows_full(const conv2d_params *p, const float *x, const float *w,
-                                     const float *bias, int co0, float *y)
+                                     const float *bias, int co0, int oh0, int oh1, float *y)
 {
-    for (int oh = 0; oh < p->h_out; oh++) stem_row(STEM_PASS, p, x, w, bias, co0, oh, y);
+    for (int oh = oh0; oh < oh1; oh++) stem_row(STEM_PASS, p, x, w, bias, co0, oh, y);
 }
 
 static STEM_AVX512 void stem_rows_any(const conv2d_params *p, const float *x, const float *w,
-                                      const float *bias, int co0, int n_co, float *y)
+                                      const float *bias, int co0, int n_co, int oh0, int oh1,
+                                      float *y)
 {
     /* n_co < STEM_PASS: one instance per count keeps the accumulators in registers */
-    for (int oh = 0; oh < p->h_out; oh++) {
+    for (int oh = oh0; oh < oh1; oh++) {
         switch (n_co) {
 #define STEM_CASE(n)                                                                              \
     case n: stem_row(n, p, x, w, bias, co0, oh, y); break;
@@ -131,19 +132,42 @@ static STEM_AVX512 void stem_rows_any(const conv2d_params *p, const float *x, co
 }
 #endif
 
-void kernels_stem_forward(const conv2d_params *p, const float *x, const float *w,
-                          const float *bias, float *y)
+/* Rows are independent and each reads a few input rows: parts are whole output rows (the few
+ * output channels would split into narrow passes). */
+kernels_part kernels_stem_part(const conv2d_params *p, int ith, int nth)
+{
+    return kernels_part_split(KERNELS_PART_POSITIONS, p->h_out * p->w_out, p->w_out, ith, nth);
+}
+
+void kernels_stem_forward_part(const conv2d_params *p, const float *x, const float *w,
+                               const float *bias, float *y, const kernels_part *part)
 {
     assert(kernels_stem_applies(p) && kernels_isa_best() >= KERNELS_ISA_AVX512);
+    int oh0 = 0, oh1 = p->h_out;
+    if (part->axis == KERNELS_PART_POSITIONS) {
+        const int n = p->h_out * p->w_out;
+        assert(part->lo % p->w_out == 0 && (part->hi == n || part->hi % p->w_out == 0));
+        oh0 = part->lo / p->w_out;
+        oh1 = (part->hi + p->w_out - 1) / p->w_out;
+    } else {
+        assert(part->lo == 0 && part->hi == p->c_out);
+    }
 #if STEM_X86
     for (int co0 = 0; co0 < p->c_out; co0 += STEM_PASS) {
         const int n_co = kernels_imin(STEM_PASS, p->c_out - co0);
         if (n_co == STEM_PASS)
-            stem_rows_full(p, x, w, bias, co0, y);
+            stem_rows_full(p, x, w, bias, co0, oh0, oh1, y);
         else
-            stem_rows_any(p, x, w, bias, co0, n_co, y);
+            stem_rows_any(p, x, w, bias, co0, n_co, oh0, oh1, y);
     }
 #else
-    (void)x, (void)w, (void)bias, (void)y;
+    (void)x, (void)w, (void)bias, (void)y, (void)oh0, (void)oh1;
 #endif
+}
+
+void kernels_stem_forward(const conv2d_params *p, const float *x, const float *w,
+                          const float *bias, float *y)
+{
+    const kernels_part all = {KERNELS_PART_CHANNELS, 0, p->c_out};
+    kernels_stem_forward_part(p, x, w, bias, y, &all);
 }

@@ -448,18 +448,18 @@ static inline __attribute__((always_inline)) WINO_AVX512 void wino_store_row(con
         if (16 * k < n) _mm512_mask_storeu_ps(yr + 16 * k, wino_mask(n - 16 * k), out[k]);
 }
 
-/* Y = A_h^T M A_w for tile rows [a0, a0 + rows): s_i[nu] = sum over xi of A_h^T[i][xi]
+/* Y = A_h^T M A_w for output channels [co0, co1) of tile rows [a0, a0 + rows): s_i[nu] = sum over xi of A_h^T[i][xi]
  * M[xi][nu], then y[i][j] = sum over nu of A_w^T[j][nu] s_i[nu]; bias and activation, the m_w
  * output columns of each tile interleaved back, rows past h_out dropped. */
 static inline __attribute__((always_inline)) WINO_AVX512 void
 wino_output_v(const wino_variant var, const conv2d_params *p, const wino_geom *g, const float *mr,
-              size_t ldm, int a0, int rows, const float *bias, float *y)
+              size_t ldm, int a0, int rows, int co0, int co1, const float *bias, float *y)
 {
     const wino_axis th = wino_axis_h(var), tw = wino_axis_w(var);
     const int m_h = wino_am(th), m_w = wino_am(tw), alpha_h = wino_aa(th), alpha_w = wino_aa(tw);
     const size_t e_stride = (size_t)p->c_out * ldm;
     const size_t hw = (size_t)p->h_out * (size_t)p->w_out;
-    for (int co = 0; co < p->c_out; co++) {
+    for (int co = co0; co < co1; co++) {
         const __m512 vb = _mm512_set1_ps(bias ? bias[co] : 0.0f);
         for (int a = a0; a < a0 + rows; a++) {
             const float *mrow = mr + (size_t)co * ldm + (size_t)(a - a0) * (size_t)g->tiles_w;
@@ -494,20 +494,24 @@ wino_output_v(const wino_variant var, const conv2d_params *p, const wino_geom *g
 }
 
 static WINO_AVX512 void wino_output(const conv2d_params *p, const wino_geom *g, const float *mr,
-                                    size_t ldm, int a0, int rows, const float *bias, float *y)
+                                    size_t ldm, int a0, int rows, int co0, int co1,
+                                    const float *bias, float *y)
 {
     switch (g->var) {
-    case WINO_F23: wino_output_v(WINO_F23, p, g, mr, ldm, a0, rows, bias, y); break;
-    case WINO_F43: wino_output_v(WINO_F43, p, g, mr, ldm, a0, rows, bias, y); break;
-    case WINO_F25: wino_output_v(WINO_F25, p, g, mr, ldm, a0, rows, bias, y); break;
-    case WINO_F17: wino_output_v(WINO_F17, p, g, mr, ldm, a0, rows, bias, y); break;
-    case WINO_F71: wino_output_v(WINO_F71, p, g, mr, ldm, a0, rows, bias, y); break;
+    case WINO_F23: wino_output_v(WINO_F23, p, g, mr, ldm, a0, rows, co0, co1, bias, y); break;
+    case WINO_F43: wino_output_v(WINO_F43, p, g, mr, ldm, a0, rows, co0, co1, bias, y); break;
+    case WINO_F25: wino_output_v(WINO_F25, p, g, mr, ldm, a0, rows, co0, co1, bias, y); break;
+    case WINO_F17: wino_output_v(WINO_F17, p, g, mr, ldm, a0, rows, co0, co1, bias, y); break;
+    case WINO_F71: wino_output_v(WINO_F71, p, g, mr, ldm, a0, rows, co0, co1, bias, y); break;
     }
 }
 
+/* Output channels [co0, co1) (multiples of KERNELS_GEMM_MR, or c_out) of tile rows [a_lo, a_hi),
+ * blocked from a_lo: a tile's values do not depend on its block (the GEMMs' columns are
+ * independent), so any such part equals the whole call's bits. */
 static WINO_AVX512 void wino_forward_avx512(const conv2d_params *p, const float *x,
                                             const float *packed, const float *bias, float *y,
-                                            float *scratch)
+                                            float *scratch, int a_lo, int a_hi, int co0, int co1)
 {
     const wino_geom g = wino_geom_of(p);
     const size_t max_tiles = (size_t)g.block_rows * (size_t)g.tiles_w;
@@ -516,8 +520,8 @@ static WINO_AVX512 void wino_forward_avx512(const conv2d_params *p, const float 
     float *mr = v + wino_round16((size_t)g.n_e * (size_t)p->c_in * max_tiles);
     float *line = mr + wino_round16((size_t)g.n_e * (size_t)p->c_out * max_tiles);
     const size_t u_stride = (size_t)wino_panels(p) * KERNELS_GEMM_MR * (size_t)p->c_in;
-    for (int a0 = 0; a0 < g.tiles_h; a0 += g.block_rows) {
-        const int rows = kernels_imin(g.block_rows, g.tiles_h - a0);
+    for (int a0 = a_lo; a0 < a_hi; a0 += g.block_rows) {
+        const int rows = kernels_imin(g.block_rows, a_hi - a0);
         const int n = rows * g.tiles_w;
         wino_pad_input(p, &g, x, g.m_h * a0, xp);
         wino_input(p, &g, xp, a0, rows, v, (size_t)n, line);
@@ -525,19 +529,57 @@ static WINO_AVX512 void wino_forward_avx512(const conv2d_params *p, const float 
             kernels_gemm_avx512(p->c_out, n, p->c_in, packed + (size_t)e * u_stride,
                                 v + (size_t)e * (size_t)p->c_in * (size_t)n, (size_t)n,
                                 mr + (size_t)e * (size_t)p->c_out * (size_t)n, (size_t)n, NULL,
-                                ACT_NONE);
-        wino_output(p, &g, mr, (size_t)n, a0, rows, bias, y);
+                                ACT_NONE, co0, co1);
+        wino_output(p, &g, mr, (size_t)n, a0, rows, co0, co1, bias, y);
     }
 }
 #endif
 
+/* Whole blocks per thread when there are enough blocks to balance (each part then transforms only
+ * its own input rows and streams the weights once per block, as one thread would); otherwise
+ * output channels, every part transforming the whole input (measured on Inception's 35x35 and
+ * AlexNet's 13x13 layers, which are one or two blocks). */
+#define WINO_PART_MIN_BLOCKS 3
+
+kernels_part kernels_wino_part(const conv2d_params *p, int ith, int nth)
+{
+    const wino_geom g = wino_geom_of(p);
+    const int n_blocks = (g.tiles_h + g.block_rows - 1) / g.block_rows;
+    if (n_blocks % nth == 0 || n_blocks >= WINO_PART_MIN_BLOCKS * nth)
+        return kernels_part_split(KERNELS_PART_POSITIONS, p->h_out * p->w_out,
+                                  g.block_rows * g.m_h * p->w_out, ith, nth);
+    return kernels_part_split(KERNELS_PART_CHANNELS, p->c_out, KERNELS_GEMM_MR, ith, nth);
+}
+
+void kernels_wino_forward_part(const conv2d_params *p, const float *x, const float *packed,
+                               const float *bias, float *y, float *scratch,
+                               const kernels_part *part)
+{
+    assert(kernels_wino_applies(p) && kernels_isa_best() >= KERNELS_ISA_AVX512);
+    const wino_geom g = wino_geom_of(p);
+    int a_lo = 0, a_hi = g.tiles_h, co0 = 0, co1 = p->c_out;
+    if (part->axis == KERNELS_PART_POSITIONS) {
+        const int n = p->h_out * p->w_out, rows = g.m_h * p->w_out;
+        assert(part->lo % rows == 0 && (part->hi == n || part->hi % rows == 0));
+        a_lo = part->lo / rows;
+        a_hi = part->hi == n ? g.tiles_h : part->hi / rows;
+    } else {
+        assert(part->lo % KERNELS_GEMM_MR == 0 &&
+               (part->hi == p->c_out || part->hi % KERNELS_GEMM_MR == 0));
+        co0 = part->lo;
+        co1 = part->hi;
+    }
+#if WINO_X86
+    wino_forward_avx512(p, x, packed, bias, y, scratch, a_lo, a_hi, co0, co1);
+#else
+    (void)x, (void)packed, (void)bias, (void)y, (void)scratch, (void)a_lo, (void)a_hi, (void)co0,
+        (void)co1;
+#endif
+}
+
 void kernels_wino_forward(const conv2d_params *p, const float *x, const float *packed,
                           const float *bias, float *y, float *scratch)
 {
-    assert(kernels_wino_applies(p) && kernels_isa_best() >= KERNELS_ISA_AVX512);
-#if WINO_X86
-    wino_forward_avx512(p, x, packed, bias, y, scratch);
-#else
-    (void)x, (void)packed, (void)bias, (void)y, (void)scratch;
-#endif
+    const kernels_part all = {KERNELS_PART_CHANNELS, 0, p->c_out};
+    kernels_wino_forward_part(p, x, packed, bias, y, scratch, &all);
 }

@@ -575,67 +575,136 @@ static const float *graph_ptr(const graph *g, int v, const float *input, const f
                                         : arena + g->values[v].offset;
 }
 
+/* Nodes with less work than this (multiply-adds, or values touched) run on thread 0 alone:
+ * splitting them saves less than a barrier costs, and consecutive such nodes (squeeze-and-
+ * excitation's pooling and two small layers) need no barrier between them. */
+#define GRAPH_SPLIT_MIN_WORK 16384
+
+/* Whether node n is split over the threads (else thread 0 computes it whole). */
+static int graph_node_split(const graph *g, const graph_node *n)
+{
+    const graph_value *out = &g->values[n->out], *in = &g->values[n->in[0]];
+    const int64_t out_n = (int64_t)out->c * out->h * out->w;
+    int64_t work = out_n;
+    switch (n->op) {
+    case NODE_CONV:
+        if (!n->w_packed && !(n->p.conv.groups == n->p.conv.c_in && n->p.conv.groups == n->p.conv.c_out))
+            return 0; /* OpenBLAS im2col path: whole, on thread 0 */
+        work = out_n * (n->p.conv.c_in / n->p.conv.groups) * n->p.conv.k_h * n->p.conv.k_w;
+        break;
+    case NODE_POOL: work = out_n * n->p.pool.k_h * n->p.pool.k_w; break;
+    case NODE_ADAPTIVE_AVG: work = (int64_t)in->c * in->h * in->w; break;
+    case NODE_LINEAR: work = (int64_t)n->p.linear.n_in * n->p.linear.n_out; break;
+    default: break;
+    }
+    return work >= GRAPH_SPLIT_MIN_WORK;
+}
+
+/* Output channels [c0, c1) of a concat: the overlapping channels of each input. */
+static void graph_concat_part(const graph *g, const graph_node *n, const float *input, const float *arena, float *y,
+                              int c0, int c1)
+{
+    const graph_value *out = &g->values[n->out];
+    const size_t hw = (size_t)out->h * out->w;
+    int at = 0;
+    for (int j = 0; j < n->n_in && at < c1; j++) {
+        const int cj = g->values[n->in[j]].c, lo = at > c0 ? at : c0, hi = at + cj < c1 ? at + cj : c1;
+        if (lo < hi)
+            memcpy(y + (size_t)lo * hw, graph_ptr(g, n->in[j], input, arena) + (size_t)(lo - at) * hw,
+                   (size_t)(hi - lo) * hw * sizeof(float));
+        at += cj;
+    }
+}
+
+/* Part ith of nth of node n (the whole node when nth == 1). */
+static void graph_run_node(const graph *g, const graph_node *n, const float *input, float *arena, float *scratch,
+                           int ith, int nth)
+{
+    const graph_value *out = &g->values[n->out];
+    const graph_value *in = &g->values[n->in[0]];
+    float *y = arena + out->offset;
+    const float *x = graph_ptr(g, n->in[0], input, arena);
+    const size_t hw_in = (size_t)in->h * in->w, hw_out = (size_t)out->h * out->w;
+    kernels_part part;
+    switch (n->op) {
+    case NODE_CONV:
+        if (n->w_packed) {
+            part = conv2d_packed_part(&n->p.conv, ith, nth);
+            conv2d_forward_packed_fused_part(
+                &n->p.conv, x, n->scale_slot ? graph_ptr(g, n->in[n->scale_slot], input, arena) : NULL, n->w_packed,
+                n->b, n->residual_slot ? graph_ptr(g, n->in[n->residual_slot], input, arena) : NULL, y, scratch,
+                &part);
+        } else if (nth == 1) {
+            conv2d_forward(&n->p.conv, x, n->w, n->b, y, scratch);
+        } else { /* depthwise (graph_node_split) */
+            part = kernels_part_split(KERNELS_PART_CHANNELS, out->c, 1, ith, nth);
+            dwconv2d_forward_part(&n->p.conv, x, n->w, n->b, y, part.lo, part.hi);
+        }
+        break;
+    case NODE_POOL:
+        part = kernels_part_split(KERNELS_PART_CHANNELS, out->c, 1, ith, nth);
+        pool2d_forward_part(&n->p.pool, x, y, part.lo, part.hi);
+        break;
+    case NODE_ADAPTIVE_AVG:
+        part = kernels_part_split(KERNELS_PART_CHANNELS, out->c, 1, ith, nth);
+        if (part.lo < part.hi)
+            adaptive_avgpool2d_forward(part.hi - part.lo, in->h, in->w, out->h, out->w, x + (size_t)part.lo * hw_in,
+                                       y + (size_t)part.lo * hw_out);
+        break;
+    case NODE_LINEAR:
+        part = linear_part(n->p.linear.n_out, ith, nth);
+        linear_forward_part(n->p.linear.n_in, n->p.linear.n_out, x, n->w, n->b, n->p.linear.act, y, &part);
+        break;
+    case NODE_SCALE:
+        part = kernels_part_split(KERNELS_PART_CHANNELS, out->c, 1, ith, nth);
+        if (part.lo < part.hi)
+            scale_channels_forward(part.hi - part.lo, (int)hw_out, x + (size_t)part.lo * hw_out,
+                                   graph_ptr(g, n->in[1], input, arena) + part.lo, y + (size_t)part.lo * hw_out);
+        break;
+    case NODE_ADD:
+        /* 16 values: whole cache lines per thread */
+        part = kernels_part_split(KERNELS_PART_POSITIONS, out->c * (int)hw_out, 16, ith, nth);
+        if (part.lo < part.hi)
+            add_forward((size_t)(part.hi - part.lo), x + part.lo, graph_ptr(g, n->in[1], input, arena) + part.lo,
+                        ACT_NONE, y + part.lo);
+        break;
+    case NODE_CONCAT:
+        part = kernels_part_split(KERNELS_PART_CHANNELS, out->c, 1, ith, nth);
+        graph_concat_part(g, n, input, arena, y, part.lo, part.hi);
+        break;
+    case NODE_CONCAT_SHUFFLE: {
+        /* shuffle(cat(a, b), 2): output channel 2i is a[i], 2i+1 is b[i]; parts are pairs i. */
+        const float *a = x, *c = graph_ptr(g, n->in[1], input, arena);
+        part = kernels_part_split(KERNELS_PART_CHANNELS, out->c / 2, 1, ith, nth);
+        for (int ch = part.lo; ch < part.hi; ch++) {
+            memcpy(y + (2 * ch) * hw_out, a + ch * hw_out, hw_out * sizeof(float));
+            memcpy(y + (2 * ch + 1) * hw_out, c + ch * hw_out, hw_out * sizeof(float));
+        }
+        break;
+    }
+    case GRAPH_NODE_FOLDED: /* graph_plan drops these */
+        break;
+    }
+}
+
 const float *graph_run(const graph *g, const float *input, float *arena, float *scratch)
 {
+    for (int i = 0; i < g->n_nodes; i++) graph_run_node(g, &g->nodes[i], input, arena, scratch, 0, 1);
+    return arena + g->values[g->output].offset;
+}
+
+void graph_run_part(const graph *g, const float *input, float *arena, float *scratch, threadpool *tp,
+                    threadpool_step *steps, unsigned job)
+{
+    const int nth = threadpool_size(tp);
     for (int i = 0; i < g->n_nodes; i++) {
         const graph_node *n = &g->nodes[i];
-        const graph_value *out = &g->values[n->out];
-        float *y = arena + out->offset;
-        const float *x = graph_ptr(g, n->in[0], input, arena);
-        switch (n->op) {
-        case NODE_CONV:
-            if (n->scale_slot || n->residual_slot)
-                conv2d_forward_packed_fused(
-                    &n->p.conv, x,
-                    n->scale_slot ? graph_ptr(g, n->in[n->scale_slot], input, arena) : NULL,
-                    n->w_packed, n->b,
-                    n->residual_slot ? graph_ptr(g, n->in[n->residual_slot], input, arena) : NULL,
-                    y, scratch);
-            else if (n->w_packed)
-                conv2d_forward_packed(&n->p.conv, x, n->w_packed, n->b, y, scratch);
-            else
-                conv2d_forward(&n->p.conv, x, n->w, n->b, y, scratch);
-            break;
-        case NODE_POOL:
-            pool2d_forward(&n->p.pool, x, y);
-            break;
-        case NODE_ADAPTIVE_AVG: {
-            const graph_value *in = &g->values[n->in[0]];
-            adaptive_avgpool2d_forward(in->c, in->h, in->w, out->h, out->w, x, y);
-            break;
+        const int n_parts = graph_node_split(g, n) ? nth : 1;
+        int part;
+        while ((part = threadpool_step_claim(&steps[i], job, n_parts)) >= 0) {
+            graph_run_node(g, n, input, arena, scratch, part, n_parts);
+            threadpool_step_finish(tp, &steps[i]);
         }
-        case NODE_LINEAR:
-            linear_forward(n->p.linear.n_in, n->p.linear.n_out, x, n->w, n->b, n->p.linear.act, y);
-            break;
-        case NODE_SCALE:
-            scale_channels_forward(out->c, out->h * out->w, x, graph_ptr(g, n->in[1], input, arena), y);
-            break;
-        case NODE_ADD:
-            add_forward((size_t)out->c * out->h * out->w, x, graph_ptr(g, n->in[1], input, arena), ACT_NONE, y);
-            break;
-        case NODE_CONCAT: {
-            const float *xs[GRAPH_MAX_IN];
-            int cs[GRAPH_MAX_IN];
-            for (int j = 0; j < n->n_in; j++) {
-                xs[j] = graph_ptr(g, n->in[j], input, arena);
-                cs[j] = g->values[n->in[j]].c;
-            }
-            concat_forward(n->n_in, xs, cs, out->h * out->w, y);
-            break;
-        }
-        case NODE_CONCAT_SHUFFLE: {
-            /* shuffle(cat(a, b), 2): output channel 2i is a[i], 2i+1 is b[i]. */
-            const float *a = x, *c = graph_ptr(g, n->in[1], input, arena);
-            size_t hw = (size_t)out->h * out->w;
-            for (int ch = 0; ch < out->c / 2; ch++) {
-                memcpy(y + (2 * ch) * hw, a + ch * hw, hw * sizeof(float));
-                memcpy(y + (2 * ch + 1) * hw, c + ch * hw, hw * sizeof(float));
-            }
-            break;
-        }
-        case GRAPH_NODE_FOLDED: /* graph_plan drops these */
-            break;
-        }
+        threadpool_step_wait(tp, &steps[i], job, n_parts);
     }
-    return arena + g->values[g->output].offset;
 }

@@ -8,6 +8,7 @@
 
 #include "../core/kernels.h"
 #include "../core/status.h"
+#include "../core/threadpool.h"
 #include "../core/weights.h"
 
 #define GRAPH_MAX_IN 8
@@ -77,6 +78,16 @@ cnn_status graph_plan(graph *g);
 /* Run the graph: input is the external input value, arena/scratch sized by graph_plan. Returns a pointer
  * to the output value inside the arena. */
 const float *graph_run(const graph *g, const float *input, float *arena, float *scratch);
+
+/* One thread's share of graph_run by the threads of tp: called by each thread of job (see
+ * threadpool.h) with the same input and arena, its own scratch (scratch_floats) and steps, one
+ * zero-initialized threadpool_step per node, shared by the threads and kept from job to job. Each
+ * node is split into parts of its output (kernels_part), one per thread, or is one part when small;
+ * a thread computes the parts it claims and waits for the node's other parts before the next node.
+ * On return the output (at the arena offset of g->output) is complete and bit-identical to
+ * graph_run's. */
+void graph_run_part(const graph *g, const float *input, float *arena, float *scratch, threadpool *tp,
+                    threadpool_step *steps, unsigned job);
 
 /* ---- builder ---- */
 

@@ -1,6 +1,7 @@
 /* Loaded models and per-thread inference contexts.
  * A model (graph + folded weights + arena plan) is immutable after model_load and shared read-only by
- * all threads; each thread owns a model_ctx (its activation arena). model_run never allocates. */
+ * all threads; each thread owns a model_ctx (its activation arena, and the threads of an
+ * intra-op context). model_run never allocates. */
 #ifndef CNN_MODEL_H
 #define CNN_MODEL_H
 
@@ -48,8 +49,18 @@ const char *model_path(const model *m);
 
 typedef struct model_ctx model_ctx;
 
+/* Most threads one context may have. */
+#define MODEL_MAX_THREADS 64
+
+/* One thread: model_run computes on the calling thread (the server's workers). */
 cnn_status model_ctx_init(model_ctx **out, const model *m);
+/* n_threads (1..MODEL_MAX_THREADS) threads: model_run computes each layer on the caller plus
+ * n_threads - 1 threads the context owns (started here, stopped by model_ctx_free), each layer
+ * split into disjoint parts of its output, so the logits are bit-identical for every n_threads.
+ * CNN_ERR_ARG for a count out of range. */
+cnn_status model_ctx_init_threads(model_ctx **out, const model *m, int n_threads);
 void model_ctx_free(model_ctx *ctx);
+int model_ctx_threads(const model_ctx *ctx);
 
 /* input: 3 x S x S normalized floats (S = model_input_size); logits: model_num_classes floats. */
 void model_run(model_ctx *ctx, const float *input, float *logits);

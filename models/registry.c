@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "../core/kernels.h"
+#include "../core/threadpool.h"
 #include "../core/weights.h"
 #include "archs.h"
 #include "graph.h"
@@ -71,7 +72,11 @@ struct model {
 struct model_ctx {
     const model *m;
     float *arena;
-    float *scratch;
+    float *scratch;        /* n_threads buffers of scratch_stride floats */
+    size_t scratch_stride;
+    threadpool *pool;      /* NULL with one thread */
+    threadpool_step *steps;/* one per graph node, shared by the pool's threads */
+    const float *_Atomic input; /* the latest inference's input (read by every thread) */
 };
 
 /* Parse "a,b,c" into three positive-or-any floats. */
@@ -220,37 +225,73 @@ size_t model_arena_bytes(const model *m) { return (m->g.arena_floats + m->g.scra
 const char *model_meta(const model *m, const char *key) { return weights_meta(m->w, key); }
 const char *model_path(const model *m) { return weights_path(m->w); }
 
-cnn_status model_ctx_init(model_ctx **out, const model *m)
+/* A worker's share of an inference (threadpool_fn): a worker late for a job finds its nodes done. */
+static void model_run_thread(void *arg, int ith, int nth, unsigned job)
+{
+    (void)nth;
+    model_ctx *c = arg;
+    graph_run_part(&c->m->g, atomic_load_explicit(&c->input, memory_order_relaxed), c->arena,
+                   c->scratch + (size_t)ith * c->scratch_stride, c->pool, c->steps, job);
+}
+
+cnn_status model_ctx_init_threads(model_ctx **out, const model *m, int n_threads)
 {
     *out = NULL;
+    if (n_threads < 1 || n_threads > MODEL_MAX_THREADS) return CNN_ERR_ARG;
     model_ctx *c = calloc(1, sizeof(*c));
     if (!c) return CNN_ERR_NOMEM;
     c->m = m;
     size_t arena_bytes = (m->g.arena_floats * sizeof(float) + 63) / 64 * 64;
-    size_t scratch_bytes = (m->g.scratch_floats * sizeof(float) + 63) / 64 * 64;
+    c->scratch_stride = (m->g.scratch_floats + 15) / 16 * 16; /* 64-byte aligned per thread */
+    size_t scratch_bytes = c->scratch_stride * sizeof(float) * (size_t)n_threads;
     c->arena = aligned_alloc(64, arena_bytes ? arena_bytes : 64);
     c->scratch = aligned_alloc(64, scratch_bytes ? scratch_bytes : 64);
-    if (!c->arena || !c->scratch) {
+    cnn_status s = c->arena && c->scratch ? CNN_OK : CNN_ERR_NOMEM;
+    if (s == CNN_OK && n_threads > 1) {
+        c->steps = aligned_alloc(64, (size_t)(m->g.n_nodes ? m->g.n_nodes : 1) * sizeof *c->steps);
+        if (c->steps) {
+            for (int i = 0; i < m->g.n_nodes; i++) {
+                atomic_init(&c->steps[i].next, 0);
+                atomic_init(&c->steps[i].done, 0);
+            }
+            s = threadpool_init(&c->pool, n_threads, model_run_thread, c);
+        } else {
+            s = CNN_ERR_NOMEM;
+        }
+    }
+    if (s != CNN_OK) {
         model_ctx_free(c);
-        return CNN_ERR_NOMEM;
+        return s;
     }
     *out = c;
     return CNN_OK;
 }
 
+cnn_status model_ctx_init(model_ctx **out, const model *m) { return model_ctx_init_threads(out, m, 1); }
+
 void model_ctx_free(model_ctx *ctx)
 {
     if (!ctx) return;
+    threadpool_free(ctx->pool);
+    free(ctx->steps);
     free(ctx->arena);
     free(ctx->scratch);
     free(ctx);
 }
 
+int model_ctx_threads(const model_ctx *ctx) { return ctx->pool ? threadpool_size(ctx->pool) : 1; }
+
 void model_run(model_ctx *ctx, const float *input, float *logits)
 {
     const model *m = ctx->m;
-    const float *y = graph_run(&m->g, input, ctx->arena, ctx->scratch);
-    memcpy(logits, y, (size_t)m->num_classes * sizeof(float));
+    if (ctx->pool) {
+        atomic_store_explicit(&ctx->input, input, memory_order_relaxed); /* published by the start */
+        const unsigned job = threadpool_start(ctx->pool);
+        graph_run_part(&m->g, input, ctx->arena, ctx->scratch, ctx->pool, ctx->steps, job);
+    } else {
+        graph_run(&m->g, input, ctx->arena, ctx->scratch);
+    }
+    memcpy(logits, ctx->arena + m->g.values[m->g.output].offset, (size_t)m->num_classes * sizeof(float));
 }
 
 void model_topk(const model *m, const float *logits, int k, int *idx, float *prob)

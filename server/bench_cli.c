@@ -1,4 +1,4 @@
-/* `cnnserve bench`: batch-1 latency of model_run per model and OpenBLAS thread count, with the
+/* `cnnserve bench`: batch-1 latency of model_run per model and context thread count, with the
  * achieved GFLOP/s set against the machine's sgemm peak measured in the same run. The input is a
  * fixed pattern that bench/peer_torch.py and bench/peer_ort.js reproduce exactly, so the peers time
  * the same computation and their logits can be compared with ours. */
@@ -31,11 +31,14 @@ static const char usage_text[] =
     "\n"
     "Times model_run at batch 1 on a fixed input: per model and thread count a warm-up, then timed\n"
     "passes; prints median/p90/p99 ms, MACs and achieved GFLOP/s (2*MACs/median) against the\n"
-    "machine's sgemm peak (N^3 sgemm at the same thread count, measured before and after the models).\n"
+    "machine's sgemm peak (N^3 OpenBLAS sgemm at the same thread count, measured before and after the\n"
+    "models).\n"
     "\n"
     "  --weights-dir DIR   where <model>.safetensors files live (default ./weights)\n"
     "  --models LIST       comma list of models (default: every model whose file exists)\n"
-    "  --threads LIST      comma list of OpenBLAS thread counts (default 1,2)\n"
+    "  --threads LIST      comma list of thread counts (default 1,2): threads of the model context,\n"
+    "                      which computes every layer of one inference split over them (results are\n"
+    "                      bit-identical for every count); OpenBLAS runs on 1 thread meanwhile\n"
     "  --iters N           timed passes per model and thread count (default 100)\n"
     "  --warmup N          untimed passes before them (default 10)\n"
     "  --max-seconds S     time cap per model and thread count (default 0: none): the timed passes\n"
@@ -238,13 +241,23 @@ static cnn_status bench_sgemm_all(const bench_opts *o, sgemm_result *results, ch
 
 /* Runs one loaded model at every thread count; appends one JSON object per thread count to runs.
  * times holds o->n_iters doubles. */
-static void bench_model_runs(const bench_opts *o, const model *m, model_ctx *ctx, const float *input, float *logits,
-                             double *times, json_t *runs)
+static void bench_model_runs(const bench_opts *o, const model *m, const float *input, float *logits, double *times,
+                             json_t *runs)
 {
     double macs = (double)model_n_macs(m);
+    /* The context's threads do the parallel work; OpenBLAS (only on paths without the AVX-512
+     * kernels) runs on thread 0 alone and must not compete with them for the cores. */
+    openblas_set_num_threads(1);
     for (int t = 0; t < o->n_threads; t++) {
+        model_ctx *ctx = NULL;
+        cnn_status st = model_ctx_init_threads(&ctx, m, o->threads[t]);
+        if (st != CNN_OK) {
+            fprintf(stderr, "cnnserve bench: %s: no context of %d threads: %s\n", model_name(m), o->threads[t],
+                    cnn_status_str(st));
+            json_array_append_new(runs, json_pack("{s:i,s:s}", "threads", o->threads[t], "error", cnn_status_str(st)));
+            continue;
+        }
         json_t *load = bench_loadavg_json();
-        openblas_set_num_threads(o->threads[t]);
         double cap_ms = o->max_seconds * 1000.0;
         uint64_t t_start = timing_now_ns();
         for (int i = 0; i < o->n_warmup; i++) {
@@ -259,6 +272,7 @@ static void bench_model_runs(const bench_opts *o, const model *m, model_ctx *ctx
             times[n] = timing_ms(t0, timing_now_ns());
             timed_ms += times[n++];
         }
+        model_ctx_free(ctx);
         qsort(times, (size_t)n, sizeof times[0], cmp_double);
         double median = bench_percentile(times, n, 50);
         double gflops = median > 0 ? 2.0 * macs / (median * 1e6) : 0.0;
@@ -287,13 +301,10 @@ static json_t *bench_model(const bench_opts *o, const model_arch *arch, double *
     char path[1200], err[1024], warn[512];
     snprintf(path, sizeof path, "%s/%s.safetensors", o->weights_dir, arch->name);
     model *m = NULL;
-    model_ctx *ctx = NULL;
     float *input = NULL, *logits = NULL;
     json_t *entry = json_pack("{s:s,s:s}", "model", arch->name, "file", path);
     if (!entry) return NULL;
     cnn_status st = model_load(&m, arch->name, path, err, sizeof err, warn, sizeof warn);
-    if (st == CNN_OK && (st = model_ctx_init(&ctx, m)) != CNN_OK)
-        snprintf(err, sizeof err, "%s: no inference context: %s", arch->name, cnn_status_str(st));
     if (st != CNN_OK) {
         fprintf(stderr, "cnnserve bench: %s\n", err);
         json_object_set_new(entry, "error", json_string(err));
@@ -312,11 +323,10 @@ static json_t *bench_model(const bench_opts *o, const model_arch *arch, double *
     json_object_update_new(entry, json_pack("{s:I,s:I,s:i,s:i,s:o}", "macs", (json_int_t)model_n_macs(m), "params",
                                             (json_int_t)model_n_params(m), "input_size", model_input_size(m),
                                             "num_classes", model_num_classes(m), "runs", runs));
-    bench_model_runs(o, m, ctx, input, logits, times, runs);
+    bench_model_runs(o, m, input, logits, times, runs);
 done:
     free(input);
     free(logits);
-    model_ctx_free(ctx);
     model_free(m);
     return entry;
 }
@@ -345,11 +355,13 @@ static json_t *bench_env_json(const bench_opts *o)
     strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tm));
     const char *coretype = getenv("OPENBLAS_CORETYPE");
     long n_cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    return json_pack("{s:s,s:s,s:s,s:s,s:i,s:{s:o,s:s,s:s},s:i,s:i,s:i,s:f}", "version", CNNSERVE_VERSION, "date_utc",
-                     date, "host", uname(&un) ? "" : un.nodename, "cpu_model", cpu, "n_cpus", (int)n_cpus,
-                     "openblas", "coretype_env", coretype ? json_string(coretype) : json_null(), "corename",
-                     openblas_get_corename(), "config", openblas_get_config(), "iters", o->n_iters, "warmup",
-                     o->n_warmup, "sgemm_n", o->sgemm_n, "max_seconds", o->max_seconds);
+    return json_pack("{s:s,s:s,s:s,s:s,s:i,s:{s:o,s:s,s:s},s:i,s:i,s:i,s:f,s:s}", "version", CNNSERVE_VERSION,
+                     "date_utc", date, "host", uname(&un) ? "" : un.nodename, "cpu_model", cpu, "n_cpus",
+                     (int)n_cpus, "openblas", "coretype_env", coretype ? json_string(coretype) : json_null(),
+                     "corename", openblas_get_corename(), "config", openblas_get_config(), "iters", o->n_iters,
+                     "warmup", o->n_warmup, "sgemm_n", o->sgemm_n, "max_seconds", o->max_seconds, "threads_meaning",
+                     "model runs: threads of the model context (one inference split over them, OpenBLAS at 1 "
+                     "thread); sgemm peak: OpenBLAS threads");
 }
 
 /* The sgemm peak at each thread count: the best product before or after the models. */

@@ -1159,6 +1159,318 @@ static void test_concurrent(void)
     test_end("concurrent calls from several threads match the serial result");
 }
 
+/* ---- output parts (intra-op threads) ----
+ * Computing the output as 2, 3 and 5 parts (from the kernels' split helpers) must equal the
+ * whole-tensor call bit for bit, and a part must leave every value outside it untouched. */
+
+/* A NaN whose bits no kernel produces: cells outside a part must keep exactly these. */
+#define PART_POISON 0x7fa5a5a5u
+
+typedef struct part_case part_case;
+struct part_case {
+    kernels_part (*split)(const part_case *pc, int ith, int nth);
+    void (*run)(const part_case *pc, const kernels_part *part, float *y);
+    int c;        /* output channels (CHANNELS parts), or 1 */
+    size_t hw;    /* values per channel (POSITIONS parts) */
+    const conv2d_params *conv;
+    const pool2d_params *pool;
+    const float *x, *w, *bias, *scale, *res;
+    float *scratch;
+    int n_in, n_out;
+};
+
+static void fill_poison(float *y, size_t n)
+{
+    const uint32_t bits = PART_POISON;
+    for (size_t i = 0; i < n; i++) memcpy(&y[i], &bits, sizeof bits);
+}
+
+static int is_poison(const float *v)
+{
+    uint32_t bits;
+    memcpy(&bits, v, sizeof bits);
+    return bits == PART_POISON;
+}
+
+static int part_contains(const kernels_part *part, size_t hw, size_t i)
+{
+    const size_t at = part->axis == KERNELS_PART_CHANNELS ? i / hw : i % hw;
+    return at >= (size_t)part->lo && at < (size_t)part->hi;
+}
+
+/* Checks the parts of pc for nth = 2, 3, 5 against want; describes a failure with what. */
+static int check_parts(const part_case *pc, const float *want, const char *what)
+{
+    static const int nths[] = {2, 3, 5};
+    const size_t n = (size_t)pc->c * pc->hw;
+    float *y = alloc_floats(n), *all = alloc_floats(n);
+    int ok = 1;
+    for (size_t t = 0; t < sizeof nths / sizeof *nths && ok; t++) {
+        const int nth = nths[t];
+        fill_poison(all, n);
+        int expect_lo = 0;
+        for (int ith = 0; ith < nth && ok; ith++) {
+            const kernels_part part = pc->split(pc, ith, nth);
+            const int extent = part.axis == KERNELS_PART_CHANNELS ? pc->c : (int)pc->hw;
+            if (part.lo != expect_lo || part.hi < part.lo || part.hi > extent ||
+                (ith == nth - 1 && part.hi != extent)) {
+                T_CHECK(0, "%s: part %d of %d is [%d, %d) (axis %d), expected to start at %d and "
+                        "end by %d", what, ith, nth, part.lo, part.hi, (int)part.axis, expect_lo, extent);
+                ok = 0;
+                break;
+            }
+            expect_lo = part.hi;
+            fill_poison(y, n);
+            pc->run(pc, &part, y);
+            for (size_t i = 0; i < n; i++) {
+                const int inside = part_contains(&part, pc->hw, i);
+                if (inside ? memcmp(&y[i], &want[i], sizeof *y) != 0 : !is_poison(&y[i])) {
+                    T_CHECK(0, "%s: part %d of %d [%d, %d) (axis %d): index %zu (channel %zu) %s: "
+                            "got %.9g want %.9g", what, ith, nth, part.lo, part.hi, (int)part.axis, i,
+                            i / pc->hw, inside ? "differs from the whole call" : "was written outside the part",
+                            (double)y[i], inside ? (double)want[i] : NAN);
+                    ok = 0;
+                    break;
+                }
+                if (inside) all[i] = y[i];
+            }
+        }
+        if (ok && memcmp(all, want, n * sizeof *all) != 0) {
+            T_CHECK(0, "%s: the %d parts together differ from the whole call", what, nth);
+            ok = 0;
+        }
+    }
+    free(y);
+    free(all);
+    return ok;
+}
+
+static kernels_part split_packed(const part_case *pc, int ith, int nth)
+{
+    return conv2d_packed_part(pc->conv, ith, nth);
+}
+
+/* Forced alternatives the helper may not pick for a given shape: output channels in 6-row
+ * panels, output positions in 64-column panels (GEMM path). */
+static kernels_part split_packed_channels(const part_case *pc, int ith, int nth)
+{
+    return kernels_part_split(KERNELS_PART_CHANNELS, pc->conv->c_out, KERNELS_GEMM_MR, ith, nth);
+}
+
+static kernels_part split_packed_positions(const part_case *pc, int ith, int nth)
+{
+    return kernels_part_split(KERNELS_PART_POSITIONS, (int)pc->hw, 64, ith, nth);
+}
+
+static void run_packed(const part_case *pc, const kernels_part *part, float *y)
+{
+    conv2d_forward_packed_fused_part(pc->conv, pc->x, pc->scale, pc->w, pc->bias, pc->res, y,
+                                     pc->scratch, part);
+}
+
+/* conv2d_forward_packed_fused_part: GEMM (pointwise, im2col, grouped, fused scale / residual),
+ * Winograd (every variant, one block and several) and stem shapes. */
+static void test_conv_packed_parts(void)
+{
+    /* {c_in, c_out, groups, h, w, k_h, k_w, stride, pad_h, pad_w, scale, residual} */
+    static const int cases[][12] = {
+        {16, 40, 1, 14, 14, 1, 1, 1, 0, 0, 0, 0},   {8, 16, 1, 112, 112, 1, 1, 1, 0, 0, 0, 0},
+        {24, 17, 1, 61, 59, 1, 1, 1, 0, 0, 1, 1},   {120, 112, 1, 14, 14, 1, 1, 1, 0, 0, 1, 0},
+        {200, 80, 1, 9, 7, 1, 1, 1, 0, 0, 1, 1},    {13, 37, 1, 7, 7, 1, 1, 1, 0, 0, 0, 1},
+        {3, 64, 1, 67, 67, 11, 11, 4, 2, 2, 0, 0},  {17, 29, 1, 35, 33, 3, 3, 2, 0, 0, 0, 0},
+        {12, 50, 1, 15, 17, 5, 5, 2, 2, 2, 0, 0},   {10, 22, 2, 19, 21, 3, 3, 1, 1, 1, 0, 0},
+        {12, 18, 3, 41, 40, 1, 1, 1, 0, 0, 0, 0},   {7, 5, 1, 3, 3, 3, 3, 1, 1, 1, 0, 0},
+        {32, 48, 1, 13, 13, 3, 3, 1, 1, 1, 0, 0},   {19, 35, 1, 35, 35, 3, 3, 1, 1, 1, 0, 0},
+        {8, 13, 1, 75, 71, 3, 3, 1, 1, 1, 0, 0},    {11, 20, 1, 27, 25, 5, 5, 1, 2, 2, 0, 0},
+        {16, 23, 1, 17, 17, 1, 7, 1, 0, 3, 0, 0},   {16, 23, 1, 17, 17, 7, 1, 1, 3, 0, 0, 0},
+        {6, 9, 1, 80, 70, 7, 1, 1, 3, 0, 0, 0},     {3, 16, 1, 224, 224, 3, 3, 2, 1, 1, 0, 0},
+        {3, 24, 1, 37, 41, 3, 3, 2, 1, 1, 0, 0},    {3, 32, 1, 299, 299, 3, 3, 2, 0, 0, 0, 0},
+    };
+    test_begin();
+    rng r = {77};
+    int n_failed = 0;
+    for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
+        const int *c = cases[ci];
+        conv2d_params p = {0};
+        p.c_in = c[0];
+        p.c_out = c[1];
+        p.groups = c[2];
+        p.h_in = c[3];
+        p.w_in = c[4];
+        p.k_h = c[5];
+        p.k_w = c[6];
+        p.stride_h = p.stride_w = c[7];
+        p.pad_t = p.pad_b = c[8];
+        p.pad_l = p.pad_r = c[9];
+        p.h_out = kernels_out_size(p.h_in, p.k_h, p.stride_h, p.pad_t, p.pad_b, 0);
+        p.w_out = kernels_out_size(p.w_in, p.k_w, p.stride_w, p.pad_l, p.pad_r, 0);
+        p.act = (act_kind)(ci % 5);
+        if (c[10] || c[11]) p.act = ACT_NONE == p.act || !c[11] ? p.act : ACT_NONE;
+        const size_t n_x = (size_t)p.c_in * p.h_in * p.w_in, hw = (size_t)p.h_out * p.w_out;
+        const size_t n_y = (size_t)p.c_out * hw;
+        float *x = alloc_random(n_x, &r), *bias = alloc_random((size_t)p.c_out, &r);
+        float *w = alloc_random((size_t)p.c_out * (p.c_in / p.groups) * p.k_h * p.k_w, &r);
+        float *scale = c[10] ? alloc_random((size_t)p.c_in, &r) : NULL;
+        float *res = c[11] ? alloc_random(n_y, &r) : NULL;
+        size_t n_scratch = conv2d_packed_scratch_floats(&p);
+        if (scale && conv2d_packed_fused_scratch_floats(&p) > n_scratch)
+            n_scratch = conv2d_packed_fused_scratch_floats(&p);
+        float *packed = alloc_floats(conv2d_packed_floats(&p)), *scratch = alloc_nan(n_scratch);
+        float *want = alloc_floats(n_y);
+        conv2d_pack_weights(&p, w, packed);
+        fill_poison(want, n_y);
+        conv2d_forward_packed_fused(&p, x, scale, packed, bias, res, want, scratch);
+        part_case pc = {.split = split_packed, .run = run_packed, .c = p.c_out, .hw = hw, .conv = &p,
+                        .x = x, .w = packed, .bias = bias, .scale = scale, .res = res, .scratch = scratch};
+        char what[256];
+        const char *path = kernels_stem_applies(&p) ? "stem" : kernels_wino_applies(&p) ? "winograd" : "gemm";
+        snprintf(what, sizeof what, "%s conv in %dx%dx%d out %dx%dx%d k %dx%d s %d groups %d scale %d residual %d",
+                 path, p.c_in, p.h_in, p.w_in, p.c_out, p.h_out, p.w_out, p.k_h, p.k_w, p.stride_h, p.groups,
+                 c[10], c[11]);
+        int ok = check_parts(&pc, want, what);
+        if (!kernels_stem_applies(&p) && p.groups == 1) {
+            pc.split = split_packed_channels;
+            ok &= check_parts(&pc, want, what);
+        }
+        if (!kernels_stem_applies(&p) && !kernels_wino_applies(&p)) {
+            pc.split = split_packed_positions;
+            ok &= check_parts(&pc, want, what);
+        }
+        n_failed += !ok;
+        free(x);
+        free(bias);
+        free(w);
+        free(scale);
+        free(res);
+        free(packed);
+        free(scratch);
+        free(want);
+    }
+    if (n_failed) printf("#   %d of %zu shapes failed\n", n_failed, sizeof cases / sizeof *cases);
+    test_end("conv2d_forward_packed_fused_part: 2/3/5 parts bit-identical to the whole, nothing written outside");
+}
+
+static kernels_part split_channels(const part_case *pc, int ith, int nth)
+{
+    return kernels_part_split(KERNELS_PART_CHANNELS, pc->c, 1, ith, nth);
+}
+
+static void run_dw(const part_case *pc, const kernels_part *part, float *y)
+{
+    dwconv2d_forward_part(pc->conv, pc->x, pc->w, pc->bias, y, part->lo, part->hi);
+}
+
+static void run_pool(const part_case *pc, const kernels_part *part, float *y)
+{
+    pool2d_forward_part(pc->pool, pc->x, y, part->lo, part->hi);
+}
+
+/* dwconv2d_forward_part and pool2d_forward_part: channel parts of every kernel variant's shapes. */
+static void test_dw_pool_parts(void)
+{
+    /* {c, h, w, k, stride, pad} */
+    static const int cases[][6] = {{16, 112, 112, 3, 1, 1}, {17, 14, 14, 5, 1, 2}, {7, 7, 7, 3, 1, 1},
+                                   {24, 56, 56, 3, 2, 1},   {5, 29, 37, 5, 2, 2},  {11, 13, 11, 7, 1, 3},
+                                   {3, 1, 1, 3, 1, 1},      {9, 35, 35, 3, 2, 0}};
+    test_begin();
+    rng r = {78};
+    for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
+        const int *c = cases[ci];
+        conv2d_params p = {0};
+        p.c_in = p.c_out = p.groups = c[0];
+        p.h_in = c[1];
+        p.w_in = c[2];
+        p.k_h = p.k_w = c[3];
+        p.stride_h = p.stride_w = c[4];
+        p.pad_t = p.pad_b = p.pad_l = p.pad_r = c[5];
+        p.h_out = kernels_out_size(p.h_in, p.k_h, p.stride_h, p.pad_t, p.pad_b, 0);
+        p.w_out = kernels_out_size(p.w_in, p.k_w, p.stride_w, p.pad_l, p.pad_r, 0);
+        p.act = (act_kind)(ci % 5);
+        const size_t hw = (size_t)p.h_out * p.w_out, n_y = (size_t)p.c_out * hw;
+        float *x = alloc_random((size_t)p.c_in * p.h_in * p.w_in, &r);
+        float *w = alloc_random((size_t)p.c_out * p.k_h * p.k_w, &r), *bias = alloc_random((size_t)p.c_out, &r);
+        float *want = alloc_floats(n_y);
+        fill_poison(want, n_y);
+        dwconv2d_forward(&p, x, w, bias, want);
+        part_case pc = {.split = split_channels, .run = run_dw, .c = p.c_out, .hw = hw, .conv = &p, .x = x,
+                        .w = w, .bias = bias};
+        char what[200];
+        snprintf(what, sizeof what, "depthwise %dx%dx%d k %d s %d pad %d", p.c_in, p.h_in, p.w_in, p.k_h,
+                 p.stride_h, p.pad_t);
+        check_parts(&pc, want, what);
+
+        pool2d_params q = {.kind = ci % 2 ? POOL_AVG : POOL_MAX, .c = c[0], .h_in = c[1], .w_in = c[2],
+                           .k_h = c[3], .k_w = c[3], .stride_h = c[4] + 1, .stride_w = c[4] + 1,
+                           .count_include_pad = (int)(ci % 3 == 0)};
+        q.pad_t = q.pad_b = q.pad_l = q.pad_r = c[5] < c[3] / 2 + 1 ? c[5] : 0;
+        q.h_out = kernels_out_size(q.h_in, q.k_h, q.stride_h, q.pad_t, q.pad_b, (int)(ci % 2));
+        q.w_out = kernels_out_size(q.w_in, q.k_w, q.stride_w, q.pad_l, q.pad_r, (int)(ci % 2));
+        const size_t hw_q = (size_t)q.h_out * q.w_out;
+        float *want_q = alloc_floats((size_t)q.c * hw_q);
+        fill_poison(want_q, (size_t)q.c * hw_q);
+        pool2d_forward(&q, x, want_q);
+        part_case pq = {.split = split_channels, .run = run_pool, .c = q.c, .hw = hw_q, .pool = &q, .x = x};
+        snprintf(what, sizeof what, "%s pool %dx%dx%d k %d s %d pad %d", q.kind == POOL_MAX ? "max" : "avg",
+                 q.c, q.h_in, q.w_in, q.k_h, q.stride_h, q.pad_t);
+        check_parts(&pq, want_q, what);
+        free(x);
+        free(w);
+        free(bias);
+        free(want);
+        free(want_q);
+    }
+    test_end("dwconv2d_forward_part, pool2d_forward_part: 2/3/5 channel parts bit-identical, nothing outside");
+}
+
+static kernels_part split_linear(const part_case *pc, int ith, int nth) { return linear_part(pc->n_out, ith, nth); }
+
+static void run_linear(const part_case *pc, const kernels_part *part, float *y)
+{
+    linear_forward_part(pc->n_in, pc->n_out, pc->x, pc->w, pc->bias, (act_kind)(pc->n_out % 5), y, part);
+}
+
+static void test_linear_parts(void)
+{
+    static const int shapes[][2] = {{9216, 4096}, {1000, 1001}, {37, 3}, {576, 1024}, {17, 13}};
+    test_begin();
+    rng r = {79};
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+        const int n_in = shapes[i][0], n_out = shapes[i][1];
+        float *x = alloc_random((size_t)n_in, &r), *w = alloc_random((size_t)n_in * n_out, &r);
+        float *bias = i % 2 ? NULL : alloc_random((size_t)n_out, &r), *want = alloc_floats((size_t)n_out);
+        fill_poison(want, (size_t)n_out);
+        linear_forward(n_in, n_out, x, w, bias, (act_kind)(n_out % 5), want);
+        part_case pc = {.split = split_linear, .run = run_linear, .c = n_out, .hw = 1, .x = x, .w = w,
+                        .bias = bias, .n_in = n_in, .n_out = n_out};
+        char what[100];
+        snprintf(what, sizeof what, "linear %d -> %d bias %d", n_in, n_out, bias != NULL);
+        check_parts(&pc, want, what);
+        free(x);
+        free(w);
+        free(bias);
+        free(want);
+    }
+    test_end("linear_forward_part: 2/3/5 row parts bit-identical, nothing written outside");
+}
+
+static void test_part_split(void)
+{
+    test_begin();
+    for (int n = 0; n < 40; n++)
+        for (int align = 1; align < 9; align++)
+            for (int nth = 1; nth < 7; nth++) {
+                int at = 0;
+                for (int ith = 0; ith < nth; ith++) {
+                    const kernels_part p = kernels_part_split(KERNELS_PART_POSITIONS, n, align, ith, nth);
+                    T_CHECK(p.lo == at && p.hi >= p.lo && (p.lo % align == 0 || p.lo == n) &&
+                                (p.hi % align == 0 || p.hi == n) && (ith < nth - 1 || p.hi == n),
+                            "n %d align %d part %d of %d: [%d, %d)", n, align, ith, nth, p.lo, p.hi);
+                    at = p.hi;
+                }
+            }
+    test_end("kernels_part_split: consecutive aligned parts covering [0, n)");
+}
+
 int main(void)
 {
     /* One BLAS thread: results are then deterministic, and the concurrency test exercises the
@@ -1214,5 +1526,12 @@ int main(void)
     test_softmax();
     test_topk();
     test_concurrent();
+    test_part_split();
+    test_dw_pool_parts();
+    test_linear_parts();
+    if (kernels_isa_best() >= KERNELS_ISA_AVX512)
+        test_conv_packed_parts();
+    else
+        test_skip("conv2d_forward_packed_fused_part", "CPU lacks AVX-512F");
     return test_finish();
 }

@@ -1,0 +1,231 @@
+/* Intra-op threading: the thread pool's steps (every part run exactly once per job, steps in
+ * order), and for every model of the PyTorch reference set ($CNN_CACHE/ref, from make ref) logits
+ * bit-identical at 1, 2 and 3 context threads, also with two 2-thread contexts running at once. */
+#include <cblas.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../core/threadpool.h"
+#include "../../models/model.h"
+#include "../test.h"
+
+static char cache_dir[1024];
+
+static float *read_f32(const char *path, size_t n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    float *buf = malloc(n * sizeof(float));
+    size_t got = buf ? fread(buf, sizeof(float), n, f) : 0;
+    int extra = fgetc(f) != EOF;
+    fclose(f);
+    if (got != n || extra) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+/* ---- the pool alone ---- */
+
+enum { POOL_STEPS = 5, POOL_MAX_PARTS = 7, POOL_JOBS = 2000 };
+
+typedef struct {
+    threadpool *tp;
+    threadpool_step steps[POOL_STEPS];
+    atomic_int runs[POOL_STEPS][POOL_MAX_PARTS]; /* times each part ran */
+    atomic_int order_errors;                     /* a part that ran before the previous step ended */
+} pool_job;
+
+static int pool_parts(int step) { return 1 + (step * 3) % POOL_MAX_PARTS; }
+
+static void pool_share(void *arg, int ith, int nth, unsigned job)
+{
+    (void)ith;
+    (void)nth;
+    pool_job *pj = arg;
+    for (int s = 0; s < POOL_STEPS; s++) {
+        int part;
+        while ((part = threadpool_step_claim(&pj->steps[s], job, pool_parts(s))) >= 0) {
+            /* every part of the previous step has run (job + 1) times by now */
+            for (int q = 0; s > 0 && q < pool_parts(s - 1); q++)
+                if (atomic_load(&pj->runs[s - 1][q]) != (int)job + 1) atomic_fetch_add(&pj->order_errors, 1);
+            atomic_fetch_add(&pj->runs[s][part], 1);
+            threadpool_step_finish(pj->tp, &pj->steps[s]);
+        }
+        threadpool_step_wait(pj->tp, &pj->steps[s], job, pool_parts(s));
+    }
+}
+
+static void test_pool(int n_threads)
+{
+    char name[128];
+    snprintf(name, sizeof name, "threadpool, %d threads: %d jobs of %d steps, each part once, steps in order",
+             n_threads, POOL_JOBS, POOL_STEPS);
+    test_begin();
+    pool_job *pj = calloc(1, sizeof *pj);
+    T_CHECK(pj && threadpool_init(&pj->tp, n_threads, pool_share, pj) == CNN_OK, "threadpool_init failed");
+    if (pj && pj->tp) {
+        T_CHECK(threadpool_size(pj->tp) == n_threads, "size %d", threadpool_size(pj->tp));
+        for (int j = 0; j < POOL_JOBS; j++) {
+            const unsigned job = threadpool_start(pj->tp);
+            T_CHECK(job == (unsigned)j, "job number %u, expected %d", job, j);
+            pool_share(pj, 0, n_threads, job);
+            /* the caller's last wait ends the job: every part of every step has run */
+            for (int s = 0; s < POOL_STEPS; s++)
+                for (int q = 0; q < pool_parts(s); q++)
+                    if (atomic_load(&pj->runs[s][q]) != j + 1) {
+                        T_CHECK(0, "job %d step %d part %d ran %d times in all", j, s, q, atomic_load(&pj->runs[s][q]));
+                        j = POOL_JOBS;
+                    }
+        }
+        T_CHECK(atomic_load(&pj->order_errors) == 0, "%d parts ran before the previous step had finished",
+                atomic_load(&pj->order_errors));
+        threadpool_free(pj->tp);
+    }
+    free(pj);
+    test_end(name);
+}
+
+/* ---- models ---- */
+
+typedef struct {
+    const model *m;
+    const float *inputs;
+    size_t in_n;
+    int n_inputs, n_iter;
+    const float *expect;
+    int mismatches, failed;
+} ctx_job;
+
+static void *ctx_job_main(void *p)
+{
+    ctx_job *a = p;
+    const int n_classes = model_num_classes(a->m);
+    model_ctx *ctx = NULL;
+    float *out = malloc((size_t)n_classes * sizeof(float));
+    if (!out || model_ctx_init_threads(&ctx, a->m, 2) != CNN_OK) {
+        a->failed = 1;
+        free(out);
+        return NULL;
+    }
+    for (int it = 0; it < a->n_iter; it++) {
+        const int k = it % a->n_inputs;
+        model_run(ctx, a->inputs + a->in_n * (size_t)k, out);
+        a->mismatches += memcmp(out, a->expect + (size_t)k * n_classes, (size_t)n_classes * sizeof(float)) != 0;
+    }
+    model_ctx_free(ctx);
+    free(out);
+    return NULL;
+}
+
+/* Logits of every reference input at 1, 2, 3 threads (twice each: the step counters carry over
+ * from job to job), then two 2-thread contexts at once. */
+static void test_model_threads(json_t *c)
+{
+    const char *name = json_string_value(json_object_get(c, "name"));
+    const char *arch = json_string_value(json_object_get(c, "arch"));
+    const char *wfile = json_string_value(json_object_get(c, "weights"));
+    const char *ifile = json_string_value(json_object_get(c, "inputs"));
+    const int n_inputs = (int)json_integer_value(json_object_get(c, "n_inputs"));
+    const int size = (int)json_integer_value(json_object_get(c, "input_size"));
+    char case_name[256], path[2048], err[1024];
+    snprintf(case_name, sizeof case_name, "%s: logits bit-identical at 1, 2, 3 threads and with two 2-thread contexts at once",
+             name ? name : "?");
+    test_begin();
+    if (!name || !arch || !wfile || !ifile || n_inputs <= 0 || size <= 0) {
+        T_CHECK(0, "manifest entry incomplete");
+        test_end(case_name);
+        return;
+    }
+    model *m = NULL;
+    snprintf(path, sizeof path, "%s/ref/%s", cache_dir, wfile);
+    if (model_load(&m, arch, path, err, sizeof err, NULL, 0) != CNN_OK) {
+        T_CHECK(0, "model_load(%s): %s", path, err);
+        test_end(case_name);
+        return;
+    }
+    const size_t in_n = (size_t)3 * size * size;
+    const int n_classes = model_num_classes(m);
+    snprintf(path, sizeof path, "%s/ref/%s", cache_dir, ifile);
+    float *inputs = read_f32(path, in_n * (size_t)n_inputs);
+    float *expect = malloc((size_t)n_inputs * n_classes * sizeof(float));
+    float *out = malloc((size_t)n_classes * sizeof(float));
+    model_ctx *ctxs[4] = {NULL};
+    T_CHECK(inputs && expect && out, "reading %s failed", path);
+    for (int t = 1; t <= 3 && inputs && expect && out; t++) {
+        T_CHECK(model_ctx_init_threads(&ctxs[t], m, t) == CNN_OK, "context of %d threads", t);
+        if (!ctxs[t]) break;
+        T_CHECK(model_ctx_threads(ctxs[t]) == t, "model_ctx_threads %d, want %d", model_ctx_threads(ctxs[t]), t);
+        for (int rep = 0; rep < 2; rep++)
+            for (int k = 0; k < n_inputs; k++) {
+                float *want = expect + (size_t)k * n_classes;
+                model_run(ctxs[t], inputs + in_n * (size_t)k, t == 1 && rep == 0 ? want : out);
+                if (t == 1 && rep == 0) continue;
+                int first = -1;
+                for (int j = 0; j < n_classes && first < 0; j++)
+                    if (memcmp(&out[j], &want[j], sizeof *out)) first = j;
+                T_CHECK(first < 0, "%d threads, input %d, pass %d: logit %d is %.9g, 1 thread gives %.9g", t, k,
+                        rep, first, first < 0 ? 0.0 : (double)out[first], first < 0 ? 0.0 : (double)want[first]);
+            }
+    }
+    if (ctxs[1] && ctxs[2] && ctxs[3]) {
+        enum { N_CTX = 2 };
+        ctx_job jobs[N_CTX];
+        pthread_t th[N_CTX];
+        int started = 0;
+        for (int t = 0; t < N_CTX; t++) {
+            jobs[t] = (ctx_job){m, inputs, in_n, n_inputs, 2 * n_inputs, expect, 0, 0};
+            if (pthread_create(&th[t], NULL, ctx_job_main, &jobs[t]) == 0) started++;
+        }
+        T_CHECK(started == N_CTX, "started %d of %d threads", started, N_CTX);
+        for (int t = 0; t < started; t++) {
+            pthread_join(th[t], NULL);
+            T_CHECK(!jobs[t].failed, "concurrent context %d: init failed", t);
+            T_CHECK(jobs[t].mismatches == 0, "concurrent context %d: %d of %d runs differ from 1 thread", t,
+                    jobs[t].mismatches, jobs[t].n_iter);
+        }
+    }
+    for (int t = 1; t <= 3; t++) model_ctx_free(ctxs[t]);
+    free(inputs);
+    free(expect);
+    free(out);
+    model_free(m);
+    test_end(case_name);
+}
+
+int main(void)
+{
+    const char *c = getenv("CNN_CACHE");
+    snprintf(cache_dir, sizeof cache_dir, "%s", c ? c : "cache");
+    openblas_set_num_threads(1);
+
+    test_pool(1);
+    test_pool(2);
+    test_pool(5);
+
+    test_begin();
+    model_ctx *ctx = (model_ctx *)&ctx;
+    T_CHECK(model_ctx_init_threads(&ctx, NULL, 0) == CNN_ERR_ARG && ctx == NULL, "0 threads must be CNN_ERR_ARG");
+    T_CHECK(model_ctx_init_threads(&ctx, NULL, MODEL_MAX_THREADS + 1) == CNN_ERR_ARG && ctx == NULL,
+            "%d threads must be CNN_ERR_ARG", MODEL_MAX_THREADS + 1);
+    test_end("model_ctx_init_threads rejects 0 and too many threads");
+
+    char path[2048];
+    snprintf(path, sizeof path, "%s/ref/manifest.json", cache_dir);
+    json_error_t jerr;
+    json_t *man = json_load_file(path, 0, &jerr);
+    json_t *cases = man ? json_object_get(man, "cases") : NULL;
+    if (!json_is_array(cases)) {
+        test_skip("models at 1, 2, 3 threads", "no reference manifest (run make ref; needs python3-torch)");
+    } else {
+        size_t i;
+        json_t *cs;
+        json_array_foreach(cases, i, cs) test_model_threads(cs);
+    }
+    json_decref(man);
+    return test_finish();
+}
