@@ -23,9 +23,9 @@ static const char usage_text[] =
     "  --weights-dir DIR   where <model>.safetensors files live (default ./weights)\n"
     "  --model NAME        model name or alias, or 'all' for every model found (default mobilenet_v3_large)\n"
     "  --top-k K           predictions per model, 1..1000 (default 5)\n"
-    "  --threads N         OpenBLAS threads for single-image latency (default: number of cores);\n"
-    "                      with 1 (the server's per-worker setting) answers equal the HTTP ones bit\n"
-    "                      for bit, more threads may change the last digits of the scores\n"
+    "  --threads N         threads computing each inference, 1..64 (default: number of cores, at most\n"
+    "                      64); every layer is split over them, so the answers equal the HTTP ones\n"
+    "                      (1 thread per worker) bit for bit at any N\n"
     "  --max-pixels N      largest decoded image, width*height (default 50000000)\n"
     "  --json              one JSON object per file and line, same schema as POST /v1/classify\n"
     "\n"
@@ -43,7 +43,8 @@ typedef struct {
 static int parse_args(int argc, char **argv, classify_opts *o)
 {
     long n_cores = sysconf(_SC_NPROCESSORS_ONLN);
-    *o = (classify_opts){"./weights", "mobilenet_v3_large", 5, n_cores > 0 ? (int)n_cores : 1, 0, 50000000, argc};
+    const int n_threads = n_cores < 1 ? 1 : n_cores > MODEL_MAX_THREADS ? MODEL_MAX_THREADS : (int)n_cores;
+    *o = (classify_opts){"./weights", "mobilenet_v3_large", 5, n_threads, 0, 50000000, argc};
     for (int a = 0; a < argc; a++) {
         const char *arg = argv[a];
         if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) return -1;
@@ -71,7 +72,7 @@ static int parse_args(int argc, char **argv, classify_opts *o)
             o->model = v;
         } else if (!strcmp(arg, "--top-k") && config_parse_int(v, 1, PIPELINE_TOPK_MAX, &n) == CNN_OK) {
             o->top_k = (int)n;
-        } else if (!strcmp(arg, "--threads") && config_parse_int(v, 1, 1024, &n) == CNN_OK) {
+        } else if (!strcmp(arg, "--threads") && config_parse_int(v, 1, MODEL_MAX_THREADS, &n) == CNN_OK) {
             o->n_threads = (int)n;
         } else if (!strcmp(arg, "--max-pixels") && config_parse_int(v, 1, INT64_C(1) << 40, &n) == CNN_OK) {
             o->max_pixels = n;
@@ -195,8 +196,9 @@ int classify_main(int argc, char **argv)
         fprintf(stderr, "cnnserve classify: unknown model '%s'\n", o.model);
         return 2;
     }
-    /* One image at a time: let OpenBLAS use the cores inside each GEMM for single-image latency. */
-    openblas_set_num_threads(o.n_threads);
+    /* One image at a time on the model contexts' threads; OpenBLAS (only on CPUs without the AVX-512
+     * kernels) runs on their thread 0 and gets no threads of its own to compete with them. */
+    openblas_set_num_threads(1);
 
     logger lg;
     log_init(&lg, LOG_FORMAT_TEXT);
@@ -213,7 +215,7 @@ int classify_main(int argc, char **argv)
         req.slots[i] = i;
     }
     pipeline_ws *ws;
-    if (pipeline_ws_init(&ws, models, z.n_loaded, err, sizeof err) != CNN_OK) {
+    if (pipeline_ws_init_threads(&ws, models, z.n_loaded, o.n_threads, err, sizeof err) != CNN_OK) {
         fprintf(stderr, "cnnserve classify: %s\n", err);
         zoo_free(&z);
         return 1;

@@ -19,6 +19,12 @@ struct pipeline_ws {
 cnn_status pipeline_ws_init(pipeline_ws **out, const model *const *models, int n_models, char *err,
                             size_t err_bytes)
 {
+    return pipeline_ws_init_threads(out, models, n_models, 1, err, err_bytes);
+}
+
+cnn_status pipeline_ws_init_threads(pipeline_ws **out, const model *const *models, int n_models, int n_threads,
+                                    char *err, size_t err_bytes)
+{
     *out = NULL;
     if (n_models < 1 || n_models > PIPELINE_MAX_MODELS)
         return cnn_err(err, err_bytes, CNN_ERR_ARG, "pipeline: %d models (1..%d supported)", n_models,
@@ -33,7 +39,7 @@ cnn_status pipeline_ws_init(pipeline_ws **out, const model *const *models, int n
         size_t s = (size_t)model_input_size(models[i]);
         if (3 * s * s > max_input) max_input = 3 * s * s;
         if ((size_t)model_num_classes(models[i]) > max_classes) max_classes = (size_t)model_num_classes(models[i]);
-        if ((st = model_ctx_init(&ws->ctxs[i], models[i])) != CNN_OK) {
+        if ((st = model_ctx_init_threads(&ws->ctxs[i], models[i], n_threads)) != CNN_OK) {
             cnn_err(err, err_bytes, st, "pipeline: cannot create the context of %s: %s", model_name(models[i]),
                     cnn_status_str(st));
             goto fail;

@@ -25,6 +25,9 @@ typedef struct pipeline_ws pipeline_ws;
 /* models[slot]: the (shared, read-only) models this workspace can run. */
 cnn_status pipeline_ws_init(pipeline_ws **out, const model *const *models, int n_models, char *err,
                             size_t err_bytes);
+/* The same with n_threads threads per model context (model_ctx_init_threads; same answers). */
+cnn_status pipeline_ws_init_threads(pipeline_ws **out, const model *const *models, int n_models, int n_threads,
+                                    char *err, size_t err_bytes);
 void pipeline_ws_free(pipeline_ws *ws);
 
 /* One inference of model `slot` on an all-zero input (touches the arena, warms caches). */
