@@ -70,9 +70,8 @@ def load_torch_model(arch, path):
     return model, int(st.metadata.get("crop", "299" if arch == "inception_v3" else "224"))
 
 
-def openblas_corename():
-    """Core name of the OpenBLAS loaded into this process (None when none is loaded): checks that the
-    peer really runs the kernels OPENBLAS_CORETYPE asked for."""
+def _openblas_lib():
+    """The OpenBLAS library loaded into this process (ctypes handle), or None when none is loaded."""
     import ctypes
 
     try:
@@ -82,9 +81,28 @@ def openblas_corename():
         return None
     for lib in libs:
         try:
-            fn = ctypes.CDLL(lib).openblas_get_corename
+            handle = ctypes.CDLL(lib)
+            handle.openblas_get_corename
         except (OSError, AttributeError):
             continue
-        fn.restype = ctypes.c_char_p
-        return fn().decode()
+        return handle
     return None
+
+
+def openblas_corename():
+    """Core name of the OpenBLAS loaded into this process (None when none is loaded): checks that the
+    peer really runs the kernels OPENBLAS_CORETYPE asked for."""
+    import ctypes
+
+    lib = _openblas_lib()
+    if lib is None:
+        return None
+    lib.openblas_get_corename.restype = ctypes.c_char_p
+    return lib.openblas_get_corename().decode()
+
+
+def openblas_num_threads():
+    """Thread count of the OpenBLAS loaded into this process (None when none is loaded): checks that
+    OPENBLAS_NUM_THREADS took effect."""
+    lib = _openblas_lib()
+    return int(lib.openblas_get_num_threads()) if lib is not None else None

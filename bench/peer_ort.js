@@ -2,7 +2,8 @@
 // ONNX Runtime peer of `cnnserve bench` (npm onnxruntime-node, CPU execution provider): batch 1 on
 // the ONNX exports of bench/export_onnx.py, per model and thread count (intraOpNumThreads = N,
 // interOpNumThreads = 1), with the same fixed input as ours. Each timed pass is one awaited
-// session.run, as a Node.js user would call it.
+// session.run, as a Node.js user would call it. Each run records every timed pass in "times_ms" (in the
+// order measured), so bench/run_bench.py can pool the passes of several rounds.
 //
 // usage: node peer_ort.js --onnx-dir DIR --models a,b --threads 1,2 [--iters 100] [--warmup 10]
 //                         [--max-seconds S] --json FILE
@@ -82,6 +83,7 @@ async function benchRun(ort, file, threads, args) {
       times.push(Number(process.hrtime.bigint() - t0) / 1e6);
       timedMs += times[times.length - 1];
     }
+    const measured = times.slice();
     times.sort((x, y) => x - y);
     const logits = out[session.outputNames[0]].data;
     let argmax = 0;
@@ -89,7 +91,7 @@ async function benchRun(ort, file, threads, args) {
     return {
       threads, iters: times.length, median_ms: percentile(times, 50), p90_ms: percentile(times, 90),
       p99_ms: percentile(times, 99), min_ms: times[0], max_ms: times[times.length - 1],
-      loadavg_before: load, argmax, logits_head: Array.from(logits.slice(0, 8)),
+      loadavg_before: load, argmax, logits_head: Array.from(logits.slice(0, 8)), times_ms: measured,
     };
   } finally {
     await session.release();

@@ -2,10 +2,13 @@
 """`make bench`: model latency of cnnserve next to PyTorch and ONNX Runtime, then the HTTP service
 under wrk load; writes OUT_DIR/latest.json and OUT_DIR/latest.md.
 
-Latency: per model, `cnnserve bench` (which also measures the sgemm peak), then the PyTorch peer at
-each thread count, then the ONNX Runtime peer, one model after the other, so the three measurements
-of a model lie close together in time on a shared, noisy machine. All three run the same weights on
-the same fixed input (their logits are compared as a check). A peer that cannot be installed or run
+Latency: per model, in R rounds (--rounds): `cnnserve bench` (which also measures the sgemm peak),
+the PyTorch peer at each thread count and configuration, and the ONNX Runtime peer, in the reverse
+order in every other round (ABBA), one model after the other, so the measurements of a model lie
+close together in time on a shared, noisy machine and a load change lands on every peer alike. Each
+round is a fresh process per runner with its own warm-up and 1/R of the timed passes and of the time
+cap; the figures are over the pooled passes of all rounds. All three run the same weights on the
+same fixed input (their logits are compared as a check). A peer that cannot be installed or run
 is skipped with its reason in the results. Timing never makes this fail: the exit status is 1 only
 when cnnserve itself could not run.
 """
@@ -36,8 +39,12 @@ def parse_args(argv):
     p.add_argument("--iters", type=int, default=100)
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--max-seconds", type=int, default=30,
-                   help="time cap per model, peer and thread count: the timed passes stop after this many "
-                        "seconds once 10 are done (only an overloaded machine hits it; 0: no cap)")
+                   help="time cap per model, peer and thread count, split over the rounds: a round's timed "
+                        "passes stop after max-seconds / rounds seconds once 10 are done (only an overloaded "
+                        "machine hits it; 0: no cap)")
+    p.add_argument("--rounds", type=int, default=2,
+                   help="rounds per model, peer order reversed in every other round; the timed passes are "
+                        "split over them")
     p.add_argument("--connections", default="1,4,16,64")
     p.add_argument("--wrk-duration", type=int, default=6, help="seconds per wrk case")
     p.add_argument("--shared", default=os.path.join(bench_util.REPO, "..", "shared"))
@@ -48,7 +55,10 @@ def parse_args(argv):
     p.add_argument("--no-wrk", action="store_true", help="skip the load test")
     p.add_argument("--report-only", action="store_true",
                    help="only rewrite OUT_DIR/latest.md from OUT_DIR/latest.json")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if not 1 <= args.rounds <= args.iters:
+        p.error("--rounds must be between 1 and --iters")
+    return args
 
 
 T_START = time.time()
@@ -127,82 +137,208 @@ def torch_skip_reason(python):
 
 # --- latency ---
 
-def bench_model(args, model, coretype, torch_skip, onnx_dir):
-    """ours, PyTorch and ORT figures of one model: {"ours": cnnserve bench JSON, peer: JSON, ...}."""
-    out = {}
-    path = os.path.join(args.cache_dir, "ours_%s.json" % model)
-    if os.path.exists(path):
-        os.unlink(path)
-    rc, _ = run([args.bin, "bench", "--weights-dir", args.weights_dir, "--models", model, "--threads", args.threads,
-                 "--iters", str(args.iters), "--warmup", str(args.warmup), "--max-seconds", str(args.max_seconds),
-                 "--json", path], 1200)
-    out["ours"] = read_json(path) or {"error": "cnnserve bench exited with %s" % rc}
-    if args.no_peers:
-        return out
-    if not coretype:
-        coretype = (out["ours"].get("openblas") or {}).get("coretype_env")
-    if torch_skip:
-        out["pytorch"] = {"skipped": torch_skip}
-    else:
-        runs = []
-        for n in args.threads.split(","):
-            path = os.path.join(args.cache_dir, "torch_%s_%s.json" % (model, n))
-            # OpenBLAS and OpenMP read their variables once, at load: one process per thread count.
-            env = dict(os.environ, OPENBLAS_NUM_THREADS=n, OMP_NUM_THREADS=n, MKL_NUM_THREADS=n)
-            if coretype:
-                env["OPENBLAS_CORETYPE"] = coretype
-            rc, _ = run([args.python, os.path.join(HERE, "peer_torch.py"), "--weights-dir", args.weights_dir,
-                         "--models", model, "--threads", n, "--iters", str(args.iters), "--warmup",
-                         str(args.warmup), "--max-seconds", str(args.max_seconds), "--json", path], 1200, env)
-            runs.append(read_json(path) or {"error": "peer_torch.py exited with %s" % rc})
-        out["pytorch"] = runs
-    if not onnx_dir[0]:
-        out["onnxruntime"] = {"skipped": onnx_dir[1]}
-    else:
-        path = os.path.join(args.cache_dir, "ort_%s.json" % model)
-        rc, _ = run(["node", os.path.join(HERE, "peer_ort.js"), "--onnx-dir", onnx_dir[0], "--models", model,
-                     "--threads", args.threads, "--iters", str(args.iters), "--warmup", str(args.warmup),
-                     "--max-seconds", str(args.max_seconds), "--json", path], 1200)
-        out["onnxruntime"] = read_json(path) or {"error": "peer_ort.js exited with %s" % rc}
+# PyTorch's thread configurations (one process each). Debian's torch runs its own parallel ops on
+# libgomp and calls the pthread OpenBLAS, each with its own busy-waiting worker threads, so at N > 1
+# threads no single setting is best for every model and load: every configuration is run and the
+# fastest median is reported. Each sets torch's (OMP_NUM_THREADS and torch.set_num_threads) and
+# OpenBLAS's thread counts explicitly. At 1 thread there is one configuration.
+TORCH_CONFIGS = (
+    ("A", "OpenBLAS N + OpenMP N", lambda n: {"OPENBLAS_NUM_THREADS": n, "OMP_NUM_THREADS": n}),
+    ("B", "A + OMP_WAIT_POLICY=PASSIVE",
+     lambda n: {"OPENBLAS_NUM_THREADS": n, "OMP_NUM_THREADS": n, "OMP_WAIT_POLICY": "PASSIVE"}),
+    ("C", "OpenBLAS 1 + OpenMP N", lambda n: {"OPENBLAS_NUM_THREADS": 1, "OMP_NUM_THREADS": n}),
+)
+
+
+# The N-thread configurations of one round share one peer's time cap, and a capped one stops after
+# this many passes (not 10): a configuration that hits a ~2 s-per-pass stall (see the report) would
+# otherwise take minutes of `make bench`.
+TORCH_NT_MIN_PASSES = 5
+
+
+def torch_round_cap(max_seconds, rounds, threads):
+    """(time cap in s, passes done even when capped) of one PyTorch process in one round."""
+    if threads == 1:
+        return round_cap(max_seconds, rounds), bench_util.MIN_CAPPED_ITERS
+    return round_cap(max_seconds, rounds * len(TORCH_CONFIGS)), TORCH_NT_MIN_PASSES
+
+
+def torch_configs(threads):
+    """(name, description, environment) of each PyTorch configuration at this thread count."""
+    chosen = TORCH_CONFIGS if threads > 1 else TORCH_CONFIGS[:1]
+    return [(name, desc, {k: str(v) for k, v in env(threads).items()}) for name, desc, env in chosen]
+
+
+def split_passes(total, rounds):
+    """Timed passes of each round: total split as evenly as possible (the first rounds get the rest)."""
+    return [total // rounds + (1 if k < total % rounds else 0) for k in range(rounds)]
+
+
+def round_cap(max_seconds, rounds):
+    """Time cap of one round in whole seconds (`cnnserve bench` takes an integer): cap / rounds, rounded
+    up; 0 stays 0 (no cap)."""
+    return -(-max_seconds // rounds) if max_seconds > 0 else 0
+
+
+def round_jobs(threads, k, with_peers):
+    """Runner jobs of round k in the order they run: ours, PyTorch (per thread count and
+    configuration), ORT; reversed in every other round (ABBA), so a drift in the machine's load
+    lands on every peer alike."""
+    jobs = [("ours", None, None)]
+    if with_peers:
+        jobs += [("pytorch", t, name) for t in threads for name, _, _ in torch_configs(t)]
+        jobs.append(("onnxruntime", None, None))
+    return jobs if k % 2 == 0 else jobs[::-1]
+
+
+def job_label(job):
+    peer, t, config = job
+    return "PyTorch %dT %s" % (t, config) if peer == "pytorch" else dict(PEERS)[peer]
+
+
+def bench_model(args, model, coretype, skipped, onnx_dir):
+    """Every round of one model: {"rounds": [{"round", "order", "loadavg_before", "iters", "ours": cnnserve
+    bench JSON, "pytorch": [{"threads", "config", "result": peer JSON}], "onnxruntime": peer JSON}]}."""
+    threads = [int(t) for t in args.threads.split(",")]
+    cap = round_cap(args.max_seconds, args.rounds)
+    out = {"rounds": []}
+    for k, iters in enumerate(split_passes(args.iters, args.rounds)):
+        jobs = [j for j in round_jobs(threads, k, not args.no_peers) if j[0] not in skipped]
+        log("latency: %s round %d/%d: %s" % (model, k + 1, args.rounds, ", ".join(map(job_label, jobs))))
+        rnd = {"round": k, "order": [job_label(j) for j in jobs], "loadavg_before": bench_util.loadavg(),
+               "iters": iters, "pytorch": []}
+        common = ["--iters", str(iters), "--warmup", str(args.warmup), "--max-seconds", str(cap)]
+        for peer, t, config in jobs:
+            if peer == "ours":
+                path = os.path.join(args.cache_dir, "ours_%s_r%d.json" % (model, k))
+                if os.path.exists(path):
+                    os.unlink(path)
+                rc, _ = run([args.bin, "bench", "--weights-dir", args.weights_dir, "--models", model, "--threads",
+                             args.threads, "--json", path] + common, 1200)
+                rnd["ours"] = read_json(path) or {"error": "cnnserve bench exited with %s" % rc}
+                coretype = coretype or (rnd["ours"].get("openblas") or {}).get("coretype_env")
+            elif peer == "pytorch":
+                path = os.path.join(args.cache_dir, "torch_%s_%d%s_r%d.json" % (model, t, config, k))
+                if os.path.exists(path):
+                    os.unlink(path)
+                # OpenBLAS and OpenMP read their variables once, at load: one process per configuration.
+                env = dict(os.environ, MKL_NUM_THREADS=str(t))
+                for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "OMP_WAIT_POLICY"):
+                    env.pop(var, None)
+                env.update(next(e for name, _, e in torch_configs(t) if name == config))
+                if coretype:
+                    env["OPENBLAS_CORETYPE"] = coretype
+                torch_cap, min_passes = torch_round_cap(args.max_seconds, args.rounds, t)
+                rc, _ = run([args.python, os.path.join(HERE, "peer_torch.py"), "--weights-dir", args.weights_dir,
+                             "--models", model, "--threads", str(t), "--config", config, "--iters", str(iters),
+                             "--warmup", str(args.warmup), "--max-seconds", str(torch_cap), "--min-passes",
+                             str(min_passes), "--json", path], 1200, env)
+                rnd["pytorch"].append({"threads": t, "config": config, "result": read_json(path) or {
+                    "error": "peer_torch.py exited with %s" % rc}})
+            else:
+                path = os.path.join(args.cache_dir, "ort_%s_r%d.json" % (model, k))
+                if os.path.exists(path):
+                    os.unlink(path)
+                rc, _ = run(["node", os.path.join(HERE, "peer_ort.js"), "--onnx-dir", onnx_dir, "--models", model,
+                             "--threads", args.threads, "--json", path] + common, 1200)
+                rnd["onnxruntime"] = read_json(path) or {"error": "peer_ort.js exited with %s" % rc}
+        out["rounds"].append(rnd)
     return out
 
 
-def runs_by_threads(entry):
-    return {r["threads"]: r for r in entry.get("runs", [])}
+def model_runs(result, model):
+    """(runs, None) of one model in a runner's JSON, or (None, reason)."""
+    if "skipped" in result:
+        return None, result["skipped"]
+    entry = next((m for m in result.get("models", []) if m["model"] == model), None)
+    if entry is None or "error" in entry or "runs" not in entry:
+        return None, (entry or result).get("error", "no result")
+    return entry["runs"], None
+
+
+def pool_runs(runs):
+    """One figure from the runs of several rounds (each with "round" and every pass in "times_ms"):
+    median/p90/p99/min/max over the pooled passes, each round's median, passes and load average,
+    and the first round's logits (every round must give the same argmax)."""
+    stats = bench_util.timing_stats([t for r in runs for t in r["times_ms"]])
+    first = runs[0]
+    stats.update(threads=first["threads"], argmax=first["argmax"], logits_head=first["logits_head"],
+                 loadavg_before=first.get("loadavg_before"),
+                 argmax_rounds_equal=all(r["argmax"] == first["argmax"] for r in runs),
+                 rounds=[{"round": r["round"], "iters": r["iters"], "median_ms": r["median_ms"],
+                          "min_ms": r["min_ms"], "loadavg_before": r.get("loadavg_before"),
+                          "times_ms": r["times_ms"]} for r in runs])
+    return stats
+
+
+def pool_by_threads(parts, model, label, notes):
+    """{threads: pooled run} from [(round, runner JSON)], or {"error"} when no round gave a result.
+    A round that failed is left out and noted."""
+    by_threads, errors = {}, []
+    for k, result in parts:
+        runs, err = model_runs(result, model)
+        if runs is None:
+            errors.append("round %d: %s" % (k + 1, err))
+            continue
+        for r in runs:
+            if "times_ms" not in r:
+                errors.append("round %d: %dT has no times_ms" % (k + 1, r["threads"]))
+                continue
+            by_threads.setdefault(r["threads"], []).append(dict(r, round=k))
+    notes += ["%s %s" % (label, e) for e in errors]
+    if not by_threads:
+        return {"error": "; ".join(errors) or "no result"}
+    return {t: pool_runs(runs) for t, runs in sorted(by_threads.items())}
+
+
+def best_config(configs):
+    """Name of the configuration with the lowest median among {name: pooled run or {"error"}} (the
+    first listed on a tie), or None when none has a result."""
+    ok = [(r["median_ms"], i, name) for i, (name, r) in enumerate(configs.items()) if "median_ms" in r]
+    return min(ok)[2] if ok else None
 
 
 def merge_model(model, raw):
-    """One model's row of latest.json: per peer {threads: run} or a reason, ratios, logits check."""
-    row = {"model": model, "peers": {}, "notes": []}
-    ours = raw["ours"]
-    entry = next((m for m in ours.get("models", []) if m["model"] == model), None)
-    if entry is None or "error" in entry:
-        row["peers"]["ours"] = {"error": (entry or ours).get("error", "no result")}
-    else:
+    """One model's row of latest.json: per peer {threads: pooled run} or a reason, PyTorch's
+    configurations, ratios, logits check."""
+    rounds = raw["rounds"]
+    row = {"model": model, "peers": {}, "notes": [],
+           "rounds": [{k: r[k] for k in ("round", "order", "loadavg_before", "iters")} for r in rounds]}
+    for peer, reason in raw.get("skipped", {}).items():
+        row["peers"][peer] = {"skipped": reason}
+    ours_parts = [(r["round"], r["ours"]) for r in rounds if "ours" in r]
+    ours = pool_by_threads(ours_parts, model, "ours", row["notes"])
+    row["peers"]["ours"] = ours
+    entry = next((m for _, o in ours_parts for m in o.get("models", []) if m["model"] == model and "macs" in m), None)
+    if entry is not None and "error" not in ours:
         row.update(macs=entry["macs"], params=entry["params"], input_size=entry["input_size"])
-        row["peers"]["ours"] = runs_by_threads(entry)
-        row["sgemm"] = ours.get("sgemm")
-    torch_raw = raw.get("pytorch")
-    if isinstance(torch_raw, list):
-        runs = {}
-        for part in torch_raw:
-            e = next((m for m in part.get("models", []) if m["model"] == model), None)
-            if e and "runs" in e:
-                runs.update(runs_by_threads(e))
-            else:
-                row["notes"].append("PyTorch: %s" % ((e or part).get("error") or part.get("skipped")))
-            row["pytorch_env"] = {k: part.get(k) for k in ("version", "openblas_coretype", "openblas_corename")}
-        row["peers"]["pytorch"] = runs
-    elif torch_raw is not None:
-        row["peers"]["pytorch"] = torch_raw
-    ort_raw = raw.get("onnxruntime")
-    if ort_raw is not None and "models" in ort_raw:
-        e = next((m for m in ort_raw["models"] if m["model"] == model), None)
-        row["peers"]["onnxruntime"] = runs_by_threads(e) if e and "error" not in e else {
-            "error": (e or {}).get("error", ort_raw.get("skipped", "no result"))}
-        row["ort_version"] = ort_raw.get("version")
-    elif ort_raw is not None:
-        row["peers"]["onnxruntime"] = ort_raw
+        row["sgemm"] = [dict(s, round=k) for k, o in ours_parts for s in o.get("sgemm", [])]
+        by_round = {(k, r["threads"]): r for k, o in ours_parts for r in (model_runs(o, model)[0] or [])}
+        for t, r in ours.items():
+            r["gflops"] = 2 * row["macs"] / (r["median_ms"] * 1e6)
+            r["sgemm_peak_gflops"] = max(by_round[(x["round"], t)]["sgemm_peak_gflops"] for x in r["rounds"])
+            r["peak_ratio"] = r["gflops"] / r["sgemm_peak_gflops"]
+    if "pytorch" not in row["peers"] and any(r.get("pytorch") for r in rounds):
+        jobs = sorted({(p["threads"], p["config"]) for r in rounds for p in r["pytorch"]},
+                      key=lambda j: (j[0], [c[0] for c in TORCH_CONFIGS].index(j[1])))
+        row["pytorch_configs"], best = {}, {}
+        for t, config in jobs:
+            parts = [(r["round"], p["result"]) for r in rounds for p in r["pytorch"]
+                     if (p["threads"], p["config"]) == (t, config)]
+            pooled = pool_by_threads(parts, model, "PyTorch %dT %s" % (t, config), row["notes"])
+            row["pytorch_configs"].setdefault(t, {})[config] = pooled.get(t, pooled)
+            env = next((p for _, p in parts if "version" in p), None)
+            if env and "pytorch_env" not in row:
+                row["pytorch_env"] = {k: env.get(k) for k in ("version", "openblas_coretype", "openblas_corename")}
+        for t, configs in row["pytorch_configs"].items():
+            name = best_config(configs)
+            if name:
+                best[t] = dict(configs[name], config=name)
+        row["peers"]["pytorch"] = best or {"error": "no PyTorch configuration gave a result"}
+    ort_parts = [(r["round"], r["onnxruntime"]) for r in rounds if "onnxruntime" in r]
+    if ort_parts and "onnxruntime" not in row["peers"]:
+        row["peers"]["onnxruntime"] = pool_by_threads(ort_parts, model, "ORT", row["notes"])
+        row["ort_version"] = next((o.get("version") for _, o in ort_parts if o.get("version")), None)
     ours_runs = row["peers"]["ours"]
     row["ratios"], row["logits_check"] = {}, {}
     for peer in ("onnxruntime", "pytorch"):
@@ -215,18 +351,27 @@ def merge_model(model, raw):
                 continue
             row["ratios"]["ours/%s %dT" % (peer, t)] = o["median_ms"] / r["median_ms"]
             diff = max(abs(a - b) for a, b in zip(o["logits_head"], r["logits_head"]))
-            row["logits_check"]["%s %dT" % (peer, t)] = {"argmax_equal": o["argmax"] == r["argmax"],
-                                                         "max_abs_diff_head": diff}
+            row["logits_check"]["%s %dT" % (peer, t)] = {
+                "argmax_equal": o["argmax"] == r["argmax"] and o["argmax_rounds_equal"] and r["argmax_rounds_equal"],
+                "max_abs_diff_head": diff}
     return row
 
 
 # --- markdown ---
 
 def fmt_ms(run, iters):
-    """Median; '*' marks a run that the time cap stopped before `iters` passes."""
+    """Median; '*' marks a run that the time cap stopped before `iters` passes; PyTorch's N-thread
+    figure names its configuration."""
     if not run:
         return "–"
-    return "%.2f%s" % (run["median_ms"], "*" if run["iters"] < iters else "")
+    config = " (%s)" % run["config"] if run.get("config") and run["threads"] > 1 else ""
+    return "%.2f%s%s" % (run["median_ms"], "*" if run["iters"] < iters else "", config)
+
+
+def fmt_loads(run):
+    """The 1-minute load average before each round, e.g. "2.10 / 1.95"."""
+    loads = [r.get("loadavg_before") for r in run.get("rounds", [])]
+    return " / ".join("%.2f" % load[0] if load else "?" for load in loads) or "?"
 
 
 def latency_tables(rows, threads, iters):
@@ -253,8 +398,8 @@ def latency_tables(rows, threads, iters):
             o = ours.get(t) if "error" not in ours else None
             cells.append("%.1f (%.0f%%)" % (o["gflops"], 100 * o["peak_ratio"]) if o else "–")
         lines.append("| " + " | ".join(cells) + " |")
-    detail = ["| model | peer | threads | passes | median ms | p90 ms | p99 ms | min ms | load (1 min) |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    detail = ["| model | peer | threads | passes | median ms | p90 ms | p99 ms | min ms | round medians ms "
+              "| load (1 min) per round |", "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         for peer, label in PEERS:
             runs = row["peers"].get(peer)
@@ -263,11 +408,38 @@ def latency_tables(rows, threads, iters):
             for t in threads:
                 r = runs.get(t)
                 if r:
-                    load = r.get("loadavg_before")
-                    detail.append("| %s | %s | %d | %d | %.3f | %.3f | %.3f | %.3f | %s |" % (
-                        row["model"], label, t, r["iters"], r["median_ms"], r["p90_ms"], r["p99_ms"], r["min_ms"],
-                        "%.2f" % load[0] if load else "?"))
+                    detail.append("| %s | %s | %d | %d | %.3f | %.3f | %.3f | %.3f | %s | %s |" % (
+                        row["model"], label + (" (%s)" % r["config"] if r.get("config") and t > 1 else ""), t,
+                        r["iters"], r["median_ms"], r["p90_ms"], r["p99_ms"], r["min_ms"],
+                        " / ".join("%.3f" % x["median_ms"] for x in r.get("rounds", [])), fmt_loads(r)))
     return lines, detail
+
+
+def torch_config_table(rows, threads):
+    """Every PyTorch configuration at N > 1 threads: median (p90, passes) over the pooled rounds; the
+    fastest median, the one reported above, in bold."""
+    multi = [t for t in threads if t > 1]
+    configs = [name for name, _, _ in TORCH_CONFIGS]
+    lines = ["| model | threads | " + " | ".join("%s median ms (p90, passes)" % c for c in configs) + " |",
+             "|" + "---|" * (2 + len(configs))]
+    for row in rows:
+        for t in multi:
+            by_config = (row.get("pytorch_configs") or {}).get(t)
+            if not by_config:
+                continue
+            best = best_config(by_config)
+            cells = []
+            for c in configs:
+                r = by_config.get(c)
+                if r is None:
+                    cells.append("–")
+                elif "median_ms" not in r:
+                    cells.append("error")
+                else:
+                    cell = "%.2f (%.2f, %d)" % (r["median_ms"], r["p90_ms"], r["iters"])
+                    cells.append("**%s**" % cell if c == best else cell)
+            lines.append("| %s | %d | %s |" % (row["model"], t, " | ".join(cells)))
+    return lines if len(lines) > 2 else []
 
 
 def wrk_table(cases):
@@ -310,15 +482,35 @@ def write_markdown(path, res):
                                          "%s GFLOP/s at %dT" % (round(v, 1), t)
                                          for t, v in sorted(res["sgemm_peak_gflops"].items()))),
              "- peers: ONNX Runtime %s (onnxruntime-node, CPU EP, intra-op threads = N, inter-op 1); "
-             "PyTorch %s (eager, inference_mode, torch and OpenBLAS/OpenMP threads = N)"
-             % (res["peer_versions"].get("onnxruntime"), res["peer_versions"].get("pytorch")),
-             "- batch 1, %d warm-up + %d timed passes per model, peer and thread count (time cap %s s); same "
-             "weights (%s) and "
-             "same fixed input for all three; a model's three peers run one after the other, then the next model"
-             % (res["settings"]["warmup"], res["settings"]["iters"], res["settings"].get("max_seconds", 0),
+             "PyTorch %s (eager, inference_mode, torch.set_num_threads(N); OPENBLAS_NUM_THREADS and "
+             "OMP_NUM_THREADS set in every configuration: 1 and 1 at 1 thread, and at N > 1 threads each of %s in "
+             "its own process, the fastest median reported as PyTorch NT with its configuration in parentheses)"
+             % (res["peer_versions"].get("onnxruntime"), res["peer_versions"].get("pytorch"), "; ".join(
+                 "(%s) %s" % (name, desc) for name, desc, _ in TORCH_CONFIGS)),
+             "- batch 1, %d timed passes per model, peer and thread count (and PyTorch configuration) split over "
+             "%d rounds, each round a fresh process with %d warm-up passes and a time cap of %s s; a model's rounds "
+             "alternate the peer order (ours, PyTorch, ORT, then ORT, PyTorch, ours: ABBA), so a change in the "
+             "machine's load lands on every peer alike; median/p90/p99/min are over the pooled passes of all rounds; "
+             "same weights (%s) and same fixed input for all three"
+             % (res["settings"]["iters"], res["settings"].get("rounds", 1), res["settings"]["warmup"],
+                res["settings"].get("max_seconds_per_round", res["settings"].get("max_seconds", 0)),
                 res["settings"]["weights_dir"]),
-             "- GFLOP/s = 2 x MACs / median; its share is of the sgemm peak that the same `cnnserve bench` "
-             "process measured just before and after that model", ""]
+             "- PyTorch at N > 1 threads: its %d configurations share one peer's time cap per round (%s s each) "
+             "and a capped one stops after %s passes (not 10), to bound `make bench`"
+             % (len(TORCH_CONFIGS), res["settings"].get("pytorch_nt_max_seconds_per_round"),
+                res["settings"].get("pytorch_nt_min_passes_per_round")),
+             "- why several PyTorch configurations: Debian's torch 1.13 runs its parallel ops (oneDNN "
+             "convolutions, batch norm, activations) on libgomp, whose threads busy-wait between parallel regions "
+             "by default, and calls the pthread OpenBLAS, whose worker threads also busy-wait (for "
+             "2^OPENBLAS_THREAD_TIMEOUT cycles, default 2^28). A spinning OpenMP thread that shares a CPU with "
+             "another busy thread (OpenBLAS's, or another process's) waits out scheduler time slices at every "
+             "parallel region: in a torch profile of a slow run (A) every OpenMP op took ~3 ms instead of ~0.03 ms "
+             "while the BLAS calls were not slow. Under other load this becomes passes of ~2 s, and not only with A: "
+             "in a trial with a concurrent `cnnserve bench` shufflenet 2T took 2123 ms (A) and 2128 ms (C, "
+             "OpenBLAS 1 thread) per pass but 15 ms with OMP_WAIT_POLICY=PASSIVE (B, and C + PASSIVE). "
+             "OPENBLAS_THREAD_TIMEOUT=4 (OpenBLAS's workers sleep at once) did not remove the slow passes",
+             "- GFLOP/s = 2 x MACs / median; its share is of the highest sgemm peak that the `cnnserve bench` "
+             "processes of that model's rounds measured just before and after it", ""]
     for peer, reason in res["skipped"].items():
         lines.append("**%s skipped:** %s" % (peer, reason))
         lines.append("")
@@ -326,14 +518,25 @@ def write_markdown(path, res):
     table, detail = latency_tables(res["latency"], threads, iters)
     lines += ["## Model latency (median ms; ratio < 1: cnnserve faster)", ""] + table + [""]
     if any("*" in line for line in table[2:]):
-        lines += ["\\* stopped by the %d s time cap before %d passes; the "
-                  "Percentiles table gives the passes done." % (res["settings"]["max_seconds"], iters), ""]
+        st = res["settings"]
+        lines += ["\\* stopped by the time cap (%s s per round; PyTorch at N > 1 threads: %s s per configuration and "
+                  "round) before %d passes; the Percentiles table gives the passes done." % (
+                      st.get("max_seconds_per_round", st["max_seconds"]), st.get("pytorch_nt_max_seconds_per_round"),
+                      iters), ""]
     checks = [(r["model"], k, v) for r in res["latency"] for k, v in r["logits_check"].items()]
     bad = [c for c in checks if not c[2]["argmax_equal"] or c[2]["max_abs_diff_head"] > 1e-2]
     lines += ["Logits check (first 8 logits and argmax vs ours): %d of %d runs agree within 1e-2%s" % (
         len(checks) - len(bad), len(checks), "; differing: " + ", ".join(
             "%s %s" % (c[0], c[1]) for c in bad) if bad else ""), ""]
+    torch_table = torch_config_table(res["latency"], threads)
+    if torch_table:
+        lines += ["### PyTorch at N > 1 threads, every configuration", "",
+                  "%s. Bold: the fastest median, reported above." % "; ".join(
+                      "%s: %s" % (name, desc) for name, desc, _ in TORCH_CONFIGS), ""] + torch_table + [""]
     lines += ["### Percentiles", ""] + detail + [""]
+    notes = ["%s: %s" % (r["model"], n) for r in res["latency"] for n in r.get("notes", [])]
+    if notes:
+        lines += ["Notes: " + "; ".join(notes), ""]
     if "wrk" in res:
         w = res["wrk"]
         lines += ["## Service under load (wrk, %d s per case, %s workers)" % (
@@ -393,6 +596,8 @@ def rewrite_report(out_dir):
         for peer, runs in row["peers"].items():
             if isinstance(runs, dict) and "error" not in runs and "skipped" not in runs:
                 row["peers"][peer] = {int(t): r for t, r in runs.items()}
+        if "pytorch_configs" in row:
+            row["pytorch_configs"] = {int(t): c for t, c in row["pytorch_configs"].items()}
     write_markdown(os.path.join(out_dir, "latest.md"), res)
     return 0
 
@@ -408,36 +613,44 @@ def main(argv=None):
     res = {"started_utc": datetime.datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ"), "machine": machine_info(),
            "loadavg": {"start": bench_util.loadavg()}, "skipped": {}, "peer_versions": {},
            "settings": {"threads": threads, "iters": args.iters, "warmup": args.warmup,
-                        "max_seconds": args.max_seconds,
+                        "max_seconds": args.max_seconds, "rounds": args.rounds,
+                        "iters_per_round": split_passes(args.iters, args.rounds),
+                        "max_seconds_per_round": round_cap(args.max_seconds, args.rounds),
+                        "pytorch_nt_max_seconds_per_round": torch_round_cap(args.max_seconds, args.rounds, 2)[0],
+                        "pytorch_nt_min_passes_per_round": TORCH_NT_MIN_PASSES,
+                        "pytorch_configs": {name: desc for name, desc, _ in TORCH_CONFIGS},
                         "weights_dir": os.path.relpath(args.weights_dir, bench_util.REPO),
                         "wrk_duration_s": args.wrk_duration, "connections": args.connections}}
     if not os.access(args.bin, os.X_OK):
         log("%s not built: run make" % args.bin)
         return 1
-    torch_skip, onnx = None, (None, "not run (--no-peers)")
+    onnx_dir = None
     if not args.no_peers:
-        torch_skip = torch_skip_reason(args.python)
-        onnx = setup_ort(args)
-        for peer, reason in (("pytorch", torch_skip), ("onnxruntime", onnx[1])):
+        onnx_dir, ort_skip = setup_ort(args)
+        for peer, reason in (("pytorch", torch_skip_reason(args.python)), ("onnxruntime", ort_skip)):
             if reason:
                 res["skipped"][peer] = reason
                 log("%s skipped: %s" % (peer, reason))
-    rows, coretype, raws = [], None, []
+    log("latency: %d rounds per model of %s timed passes, time cap %d s per round; PyTorch at N > 1 threads: "
+        "%d configurations, each capped at %d s and %d passes per round" % (
+            args.rounds, "+".join(map(str, split_passes(args.iters, args.rounds))),
+            round_cap(args.max_seconds, args.rounds), len(TORCH_CONFIGS),
+            torch_round_cap(args.max_seconds, args.rounds, 2)[0], TORCH_NT_MIN_PASSES))
+    rows, coretype, ours_ok = [], None, []
     for model in args.models.split(","):
-        log("latency: %s" % model)
-        raw = bench_model(args, model, coretype, torch_skip, onnx)
-        coretype = coretype or (raw["ours"].get("openblas") or {}).get("coretype_env")
-        raws.append(raw)
+        raw = bench_model(args, model, coretype, res["skipped"], onnx_dir)
+        raw["skipped"] = dict(res["skipped"])
+        ours_ok += [r["ours"] for r in raw["rounds"] if "models" in r.get("ours", {})]
+        coretype = coretype or next((o["openblas"].get("coretype_env") for o in ours_ok), None)
         rows.append(merge_model(model, raw))
     res["loadavg"]["after_latency"] = bench_util.loadavg()
     res["latency"] = rows
-    ours_ok = [r for r in raws if "models" in r["ours"]]
     if ours_ok:
-        first = ours_ok[0]["ours"]
+        first = ours_ok[0]
         res["openblas_coretype"] = first["openblas"]["coretype_env"]
         res["openblas_ours"] = first["openblas"]
         res["settings"]["sgemm_n"] = first["sgemm_n"]
-        res["sgemm_peak_gflops"] = {t: max(s["peak_gflops"] for r in ours_ok for s in r["ours"]["sgemm"]
+        res["sgemm_peak_gflops"] = {t: max(s["peak_gflops"] for o in ours_ok for s in o["sgemm"]
                                            if s["threads"] == t) for t in threads}
     else:
         res.update(openblas_coretype=None, sgemm_peak_gflops={})
