@@ -198,42 +198,198 @@ def test_pytorch_peer_same_logits():
         out = os.path.join(tmp, "torch.json")
         env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
         r = subprocess.run([PYTHON, os.path.join(REPO, "bench", "peer_torch.py"), "--weights-dir", REF, "--models",
-                            MODEL, "--threads", "1", "--iters", "2", "--warmup", "1", "--json", out],
+                            MODEL, "--threads", "1", "--config", "A", "--iters", "2", "--warmup", "1", "--json", out],
                            capture_output=True, text=True, env=env, timeout=300)
         check(r.returncode == 0, "peer_torch: %s" % r.stderr)
         with open(out) as f:
             peer = json.load(f)
-    check(peer["torch_threads"] == 1 and peer["openblas_corename"], "peer settings %s" % peer)
+    check(peer["torch_threads"] == 1 and peer["openblas_threads"] == 1 and peer["openblas_corename"],
+          "peer settings %s" % peer)
+    check(peer["config"] == "A" and peer["omp_num_threads"] == "1", "configuration not recorded: %s" % peer)
     run = peer["models"][0]["runs"][0]
     check(run["iters"] == 2 and run["min_ms"] <= run["median_ms"] <= run["max_ms"], "peer stats %s" % run)
+    check(len(run["times_ms"]) == 2 and sorted(run["times_ms"])[0] == run["min_ms"], "times_ms %s" % run)
     check(run["argmax"] == ours["argmax"], "argmax %d vs ours %d" % (run["argmax"], ours["argmax"]))
     diff = max(abs(a - b) for a, b in zip(run["logits_head"], ours["logits_head"]))
     check(diff < 1e-3, "logits differ by %g" % diff)
 
 
 @case
+def test_rounds_split_and_abba_order():
+    import run_bench
+
+    for total, rounds, want in ((100, 2, [50, 50]), (101, 2, [51, 50]), (5, 3, [2, 2, 1]), (7, 1, [7])):
+        got = run_bench.split_passes(total, rounds)
+        check(got == want, "split_passes(%d, %d) = %s, want %s" % (total, rounds, got, want))
+    for cap, rounds, want in ((30, 2, 15), (30, 4, 8), (1, 3, 1), (0, 2, 0)):
+        got = run_bench.round_cap(cap, rounds)
+        check(got == want, "round_cap(%d, %d) = %d, want %d" % (cap, rounds, got, want))
+    check(run_bench.torch_round_cap(30, 2, 1) == (15, 10), "PyTorch 1T keeps the peers' cap")
+    check(run_bench.torch_round_cap(30, 2, 2) == (5, run_bench.TORCH_NT_MIN_PASSES), "PyTorch NT shares one cap")
+    first = run_bench.round_jobs([1, 2], 0, True)
+    check([j[0] for j in first] == ["ours", "pytorch", "pytorch", "pytorch", "pytorch", "onnxruntime"],
+          "round 1 order %s" % first)
+    check([(t, c) for p, t, c in first if p == "pytorch"] == [(1, "A"), (2, "A"), (2, "B"), (2, "C")],
+          "PyTorch jobs: one configuration at 1T, every one at 2T: %s" % first)
+    check(run_bench.round_jobs([1, 2], 1, True) == first[::-1], "round 2 is not the reverse of round 1")
+    check(run_bench.round_jobs([1, 2], 2, True) == first, "round 3 is not round 1's order")
+    check(run_bench.round_jobs([1, 2], 1, False) == [("ours", None, None)], "--no-peers runs ours only")
+    for t in (1, 2, 4):
+        for name, _, env in run_bench.torch_configs(t):
+            check(env.get("OPENBLAS_NUM_THREADS") and env.get("OMP_NUM_THREADS"),
+                  "configuration %s at %dT leaves a thread count unset: %s" % (name, t, env))
+    check(run_bench.torch_configs(1)[0][2] == {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
+          "1 thread: OpenBLAS 1, OMP 1")
+    check({n: e for n, _, e in run_bench.torch_configs(2)} == {
+        "A": {"OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2"},
+        "B": {"OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": "PASSIVE"},
+        "C": {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "2"}}, "2-thread configurations")
+
+
+def synthetic_run(threads, times, argmax=3, load=1.0):
+    s = sorted(times)
+    return {"threads": threads, "iters": len(times), "median_ms": s[len(s) // 2], "p90_ms": s[-1], "p99_ms": s[-1],
+            "min_ms": s[0], "max_ms": s[-1], "argmax": argmax, "logits_head": [0.5] * 8,
+            "loadavg_before": [load, 1, 1], "times_ms": times}
+
+
+@case
+def test_pool_runs():
+    import numpy as np
+
+    import run_bench
+
+    a, b = [5.0, 1.0, 3.0], [2.0, 9.0, 4.0, 8.0]
+    pooled = run_bench.pool_runs([dict(synthetic_run(2, a, load=1.5), round=0),
+                                  dict(synthetic_run(2, b, load=2.5), round=1)])
+    both = a + b
+    for key, p in (("median_ms", 50), ("p90_ms", 90), ("p99_ms", 99)):
+        check(abs(pooled[key] - float(np.percentile(both, p))) < 1e-9, "%s %s of %s" % (key, pooled[key], both))
+    check(pooled["min_ms"] == 1.0 and pooled["max_ms"] == 9.0 and pooled["iters"] == 7, "pooled %s" % pooled)
+    check(pooled["threads"] == 2 and pooled["argmax_rounds_equal"], "threads/argmax %s" % pooled)
+    check([r["round"] for r in pooled["rounds"]] == [0, 1], "rounds %s" % pooled["rounds"])
+    check([r["median_ms"] for r in pooled["rounds"]] == [3.0, 8.0], "round medians %s" % pooled["rounds"])
+    check([r["loadavg_before"][0] for r in pooled["rounds"]] == [1.5, 2.5], "round loads %s" % pooled["rounds"])
+    check(pooled["rounds"][1]["times_ms"] == b, "round passes")
+    split = run_bench.pool_runs([dict(synthetic_run(1, a), round=0), dict(synthetic_run(1, b, argmax=4), round=1)])
+    check(not split["argmax_rounds_equal"], "rounds with different argmax not flagged")
+
+
+@case
+def test_best_config():
+    import run_bench
+
+    configs = {"A": synthetic_run(2, [40.0]), "B": synthetic_run(2, [21.0]), "C": synthetic_run(2, [14.7])}
+    check(run_bench.best_config(configs) == "C", "fastest median")
+    configs["C"] = {"error": "peer_torch.py exited with 1"}
+    check(run_bench.best_config(configs) == "B", "a failed configuration is not chosen")
+    check(run_bench.best_config({"A": synthetic_run(2, [5.0]), "B": synthetic_run(2, [5.0])}) == "A",
+          "a tie goes to the first listed")
+    check(run_bench.best_config({"A": {"error": "x"}}) is None, "no result: None")
+
+
+def synthetic_raw():
+    """Two rounds of one model "m" as run_bench.bench_model returns them; PyTorch 2T: A is slow, C fastest,
+    B failed in round 2."""
+    def runner(*runs, **extra):
+        return dict({"models": [{"model": "m", "macs": 10, "params": 1, "input_size": 224, "runs": list(runs)}]},
+                    **extra)
+
+    def ours(times1, times2, peak):
+        return runner(dict(synthetic_run(1, times1), gflops=0, sgemm_peak_gflops=peak, peak_ratio=0),
+                      dict(synthetic_run(2, times2), gflops=0, sgemm_peak_gflops=peak, peak_ratio=0),
+                      sgemm=[{"threads": 1, "peak_gflops": peak}])
+
+    def torch(t, config, times, argmax=3):
+        return {"threads": t, "config": config, "result": runner(synthetic_run(t, times, argmax), version="1.13")}
+
+    rounds = []
+    for k in range(2):
+        rnd = {"round": k, "order": [], "loadavg_before": [1, 1, 1], "iters": 3,
+               "ours": ours([2.0, 2.0, 2.0], [1.0, 1.0, 1.0], 100.0 + k),
+               "onnxruntime": runner(synthetic_run(1, [4.0] * 3), synthetic_run(2, [4.0] * 3), version="x"),
+               "pytorch": [torch(1, "A", [8.0] * 3), torch(2, "A", [2000.0] * 3), torch(2, "C", [5.0] * 3, argmax=4),
+                           torch(2, "B", [6.0] * 3) if k == 0 else
+                           {"threads": 2, "config": "B", "result": {"error": "peer_torch.py exited with 1"}}]}
+        rounds.append(rnd)
+    return {"rounds": rounds, "skipped": {}}
+
+
+@case
 def test_report_ratios():
     import run_bench
 
-    def runs(*medians):
-        return [{"threads": t + 1, "iters": 100, "median_ms": m, "p90_ms": m, "p99_ms": m, "min_ms": m, "argmax": 3,
-                 "logits_head": [0.5] * 8, "gflops": 1.0, "peak_ratio": 0.5, "loadavg_before": [1, 1, 1]}
-                for t, m in enumerate(medians)]
-    raw = {"ours": {"models": [{"model": "m", "macs": 10, "params": 1, "input_size": 224, "runs": runs(2.0, 1.0)}],
-                    "sgemm": []},
-           "onnxruntime": {"version": "x", "models": [{"model": "m", "runs": runs(4.0, 4.0)}]},
-           "pytorch": [{"models": [{"model": "m", "runs": [dict(runs(8.0)[0], iters=40)]}]},
-                       {"models": [{"model": "m", "runs": [dict(runs(5.0)[0], threads=2, argmax=4)]}]}]}
-    row = run_bench.merge_model("m", raw)
+    row = run_bench.merge_model("m", synthetic_raw())
     want = {"ours/onnxruntime 1T": 0.5, "ours/onnxruntime 2T": 0.25, "ours/pytorch 1T": 0.25,
             "ours/pytorch 2T": 0.2}
     check(row["ratios"] == want, "ratios %s" % row["ratios"])
+    check(row["peers"]["pytorch"][2]["config"] == "C", "best PyTorch 2T configuration %s" % row["peers"]["pytorch"])
+    check(sorted(row["pytorch_configs"][2]) == ["A", "B", "C"], "every configuration kept %s" % row["pytorch_configs"])
+    check(row["pytorch_configs"][2]["A"]["median_ms"] == 2000.0, "configuration A's figure")
+    check([r["round"] for r in row["pytorch_configs"][2]["B"]["rounds"]] == [0], "B pools its one good round")
+    check(any("PyTorch 2T B round 2" in n for n in row["notes"]), "failed round not noted: %s" % row["notes"])
+    check(row["peers"]["ours"][1]["iters"] == 6 and len(row["peers"]["ours"][1]["rounds"]) == 2, "ours pooled")
+    ours2 = row["peers"]["ours"][2]
+    check(ours2["sgemm_peak_gflops"] == 101.0 and abs(ours2["gflops"] - 2 * 10 / 1e6) < 1e-12,
+          "ours GFLOP/s from the pooled median and the highest peak of the rounds: %s" % ours2)
     check(row["logits_check"]["pytorch 1T"]["argmax_equal"], "argmax equal")
     check(not row["logits_check"]["pytorch 2T"]["argmax_equal"], "argmax differs")
-    table, detail = run_bench.latency_tables([row], [1, 2], 100)
-    check("| m | 0.000 | 2.00 | 1.00 | 4.00 | 4.00 | 8.00* | 5.00 | 0.50 | 0.25 | 0.25 | 0.20 |" in table[2],
-          "table row (a time-capped run is starred) %s" % table[2])
-    check("| m | PyTorch | 1 | 40 | 8.000 |" in "\n".join(detail), "percentiles table gives the passes done")
+    table, detail = run_bench.latency_tables([row], [1, 2], 6)
+    check("| m | 0.000 | 2.00 | 1.00 | 4.00 | 4.00 | 8.00 | 5.00 (C) | 0.50 | 0.25 | 0.25 | 0.20 |" in table[2],
+          "table row names the PyTorch 2T configuration: %s" % table[2])
+    check("| m | PyTorch (C) | 2 | 6 | 5.000 |" in "\n".join(detail), "percentiles row %s" % detail)
+    check("| m | ours | 1 | 6 | 2.000 | 2.000 | 2.000 | 2.000 | 2.000 / 2.000 | 1.00 / 1.00 |" in detail,
+          "per-round medians and loads %s" % detail)
+    configs = run_bench.torch_config_table([row], [1, 2])
+    check(configs[2] == "| m | 2 | 2000.00 (2000.00, 6) | 6.00 (6.00, 3) | **5.00 (5.00, 6)** |",
+          "configuration table %s" % configs)
+    capped, _ = run_bench.latency_tables([row], [1, 2], 7)
+    check("| 2.00* | 1.00* | 4.00* | 4.00* | 8.00* | 5.00* (C) |" in capped[2],
+          "a run short of its passes is starred: %s" % capped[2])
+
+
+@case
+def test_harness_two_rounds():
+    need_ref()
+    with tempfile.TemporaryDirectory() as tmp:
+        out_dir = os.path.join(tmp, "out")
+        r = subprocess.run([PYTHON, os.path.join(REPO, "bench", "run_bench.py"), "--bin", BIN, "--weights-dir", REF,
+                            "--models", MODEL, "--threads", "1,2", "--iters", "5", "--warmup", "1", "--rounds", "2",
+                            "--max-seconds", "60", "--no-wrk", "--cache-dir", os.path.join(tmp, "cache"),
+                            "--out-dir", out_dir, "--python", PYTHON], capture_output=True, text=True, timeout=900)
+        check(r.returncode == 0, "run_bench exit %d: %s" % (r.returncode, (r.stdout + r.stderr)[-3000:]))
+        with open(os.path.join(out_dir, "latest.json")) as f:
+            res = json.load(f)
+        with open(os.path.join(out_dir, "latest.md")) as f:
+            md = f.read()
+    st = res["settings"]
+    check(st["rounds"] == 2 and st["iters_per_round"] == [3, 2] and st["max_seconds_per_round"] == 30,
+          "settings %s" % st)
+    (row,) = res["latency"]
+    check([x["round"] for x in row["rounds"]] == [0, 1] and all(len(x["loadavg_before"]) == 3 for x in row["rounds"]),
+          "rounds %s" % row["rounds"])
+    order = [x["order"] for x in row["rounds"]]
+    check(order[1] == order[0][::-1] and order[0][0] == "ours", "ABBA order %s" % order)
+    check(row["notes"] == [], "notes %s" % row["notes"])
+    peers = [p for p in ("ours", "onnxruntime", "pytorch") if p not in res["skipped"]]
+    for peer, reason in res["skipped"].items():
+        print("# test_harness_two_rounds: %s skipped (%s), its checks not run" % (peer, reason))
+    for peer in peers:
+        runs = row["peers"][peer]
+        check(sorted(runs) == ["1", "2"], "%s thread counts %s" % (peer, runs))
+        for t, run in runs.items():
+            check(run["iters"] == 5 and [x["iters"] for x in run["rounds"]] == [3, 2], "%s %sT passes" % (peer, t))
+            check(sorted(x for rnd in run["rounds"] for x in rnd["times_ms"])[0] == run["min_ms"],
+                  "%s %sT pooled min" % (peer, t))
+            check(all(rnd["min_ms"] <= rnd["median_ms"] for rnd in run["rounds"]), "round medians")
+    if "pytorch" in peers:
+        check(sorted(row["pytorch_configs"]["2"]) == ["A", "B", "C"] and list(row["pytorch_configs"]["1"]) == ["A"],
+              "PyTorch configurations %s" % row["pytorch_configs"])
+        best = row["peers"]["pytorch"]["2"]
+        check(best["median_ms"] == min(c["median_ms"] for c in row["pytorch_configs"]["2"].values()),
+              "PyTorch 2T is not the fastest configuration")
+        check("(%s)" % best["config"] in md and "every configuration" in md, "markdown lacks the configuration")
+    check("split over 2 rounds" in md and "round medians" in md, "markdown lacks the rounds")
 
 
 @case
