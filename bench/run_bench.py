@@ -46,7 +46,7 @@ def parse_args(argv):
                    help="rounds per model, peer order reversed in every other round; the timed passes are "
                         "split over them")
     p.add_argument("--connections", default="1,4,16,64")
-    p.add_argument("--wrk-duration", type=int, default=6, help="seconds per wrk case")
+    p.add_argument("--wrk-duration", type=int, default=10, help="seconds per wrk case (64 connections on a 4000x3000 photo need several 3 s waves)")
     p.add_argument("--shared", default=os.path.join(bench_util.REPO, "..", "shared"))
     p.add_argument("--cache-dir", default=os.path.join(bench_util.REPO, "cache", "bench"))
     p.add_argument("--out-dir", default=os.path.join(HERE, "results"))
