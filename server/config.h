@@ -15,6 +15,7 @@ typedef struct {
     char weights_dir[1024];
     char models[1024];         /* comma list; "" = every model whose <name>.safetensors exists */
     int n_workers;             /* inference threads */
+    int threads_per_worker;    /* threads of each worker's model contexts (intra-op), 1..MODEL_MAX_THREADS */
     int queue_depth;           /* jobs waiting for a worker before 503; 0 until parsed = 8 per worker */
     int64_t max_body_bytes;
     int64_t max_buffered_bytes; /* all request bodies held in memory at once before 503 */

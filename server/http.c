@@ -255,9 +255,9 @@ static enum MHD_Result handle_models(http_req *r, const char *name)
     json_t *list = json_array();
     for (int i = 0; list && i < s->z->n_entries; i++) json_array_append_new(list, zoo_entry_json(s->z, i, s->cfg->n_workers));
     return send_json(r, MHD_HTTP_OK,
-                     json_pack("{s:o,s:s,s:i,s:s}", "models", list, "default_model",
-                               s->z->entries[s->default_entry].arch->name, "workers", s->cfg->n_workers, "version",
-                               CNNSERVE_VERSION));
+                     json_pack("{s:o,s:s,s:i,s:i,s:s}", "models", list, "default_model",
+                               s->z->entries[s->default_entry].arch->name, "workers", s->cfg->n_workers,
+                               "threads_per_worker", s->cfg->threads_per_worker, "version", CNNSERVE_VERSION));
 }
 
 static enum MHD_Result handle_metrics(http_req *r)
@@ -875,7 +875,7 @@ cnn_status http_server_start(http_server **out, const serve_config *cfg, zoo *z,
         cnn_err(err, err_bytes, st, "out of memory");
         goto fail;
     }
-    if ((st = workers_init(&s->pool, cfg->n_workers, cfg->queue_depth, z, run_job, cancel_job, s, err, err_bytes)) != CNN_OK)
+    if ((st = workers_init(&s->pool, cfg->n_workers, cfg->threads_per_worker, cfg->queue_depth, z, run_job, cancel_job, s, err, err_bytes)) != CNN_OK)
         goto fail;
     s->daemon = MHD_start_daemon(
         MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL,
@@ -887,8 +887,8 @@ cnn_status http_server_start(http_server **out, const serve_config *cfg, zoo *z,
         goto fail;
     }
     log_event(lg, LOG_LEVEL_INFO, "listening",
-              json_pack("{s:s,s:i,s:i,s:i,s:I,s:i}", "host", cfg->host, "port", s->port, "workers", cfg->n_workers,
-                        "queue", cfg->queue_depth, "max_body_bytes", (json_int_t)cfg->max_body_bytes, "timeout_s",
+              json_pack("{s:s,s:i,s:i,s:i,s:i,s:I,s:i}", "host", cfg->host, "port", s->port, "workers", cfg->n_workers,
+                        "threads_per_worker", cfg->threads_per_worker, "queue", cfg->queue_depth, "max_body_bytes", (json_int_t)cfg->max_body_bytes, "timeout_s",
                         cfg->timeout_s));
     *out = s;
     return CNN_OK;

@@ -177,12 +177,12 @@ static void render_models(metrics *mt, FILE *f)
             fprintf(f, "cnnserve_model_state{model=\"%s\",state=\"%s\"} %d\n", z->entries[i].arch->name,
                     zoo_state_name((zoo_state)s), cur == (zoo_state)s);
     }
-    fputs("# HELP cnnserve_model_resident_bytes Weights plus one activation arena per worker.\n"
+    fputs("# HELP cnnserve_model_resident_bytes Weights plus one context (arena, scratch per thread) per worker.\n"
           "# TYPE cnnserve_model_resident_bytes gauge\n", f);
     for (int i = 0; i < z->n_loaded; i++) {
         const model *m = z->entries[z->loaded[i]].m;
         fprintf(f, "cnnserve_model_resident_bytes{model=\"%s\"} %zu\n", model_name(m),
-                model_weight_bytes(m) + (size_t)mt->n_workers * model_arena_bytes(m));
+                model_weight_bytes(m) + (size_t)mt->n_workers * zoo_ctx_bytes(z, m));
     }
 }
 

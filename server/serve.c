@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "config.h"
@@ -79,14 +80,22 @@ int serve_main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN); /* a write to a closed socket must not kill us */
 
-    /* Each worker runs a whole inference on its own; concurrency comes from the worker pool, so
-     * OpenBLAS must stay single-threaded inside each call: otherwise N workers x M BLAS threads
-     * would oversubscribe the cores and add thread hand-offs to every GEMM. */
+    /* Concurrency comes from the worker pool and, within one inference, from the model contexts'
+     * own threads (--threads-per-worker), so OpenBLAS must stay single-threaded inside each call:
+     * otherwise its threads would multiply ours, oversubscribe the cores and add thread hand-offs
+     * to every GEMM. */
     openblas_set_num_threads(1);
 
     log_event(&lg, LOG_LEVEL_INFO, "starting",
               json_pack("{s:s,s:s,s:s}", "version", CNNSERVE_VERSION, "weights_dir", cfg.weights_dir, "models",
                         cfg.models[0] ? cfg.models : "(every file found)"));
+    long n_cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n_cores > 0 && (long)cfg.n_workers * cfg.threads_per_worker > n_cores)
+        log_event(&lg, LOG_LEVEL_WARN, "oversubscribed",
+                  json_pack("{s:i,s:i,s:I,s:s}", "workers", cfg.n_workers, "threads_per_worker",
+                            cfg.threads_per_worker, "cores", (json_int_t)n_cores, "msg",
+                            "workers x threads-per-worker exceeds the online cores: under load, threads "
+                            "wait for cores and latency rises"));
     zoo z;
     if (zoo_load(&z, cfg.weights_dir, cfg.models, &lg, err, sizeof err) != CNN_OK) {
         log_event(&lg, LOG_LEVEL_ERROR, "fatal", json_pack("{s:s}", "msg", err));

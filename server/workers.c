@@ -50,11 +50,14 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-cnn_status workers_init(workers **out, int n_workers, int capacity, zoo *z, workers_run_fn run,
-                        workers_cancel_fn cancel, void *cls, char *err, size_t err_bytes)
+cnn_status workers_init(workers **out, int n_workers, int threads_per_worker, int capacity, zoo *z,
+                        workers_run_fn run, workers_cancel_fn cancel, void *cls, char *err, size_t err_bytes)
 {
     *out = NULL;
     if (n_workers < 1 || capacity < 1) return cnn_err(err, err_bytes, CNN_ERR_ARG, "workers: need >= 1 worker and queue slot");
+    if (threads_per_worker < 1 || threads_per_worker > MODEL_MAX_THREADS)
+        return cnn_err(err, err_bytes, CNN_ERR_ARG, "workers: %d threads per worker (1..%d supported)",
+                       threads_per_worker, MODEL_MAX_THREADS);
     workers *w = calloc(1, sizeof *w);
     if (!w) return cnn_err(err, err_bytes, CNN_ERR_NOMEM, "workers: out of memory");
     pthread_mutex_init(&w->mu, NULL);
@@ -76,9 +79,12 @@ cnn_status workers_init(workers **out, int n_workers, int capacity, zoo *z, work
     w->n_workers = n_workers;
     for (int i = 0; i < n_workers; i++) {
         w->threads[i].pool = w;
-        if ((st = pipeline_ws_init(&w->threads[i].ws, models, z->n_loaded, err, err_bytes)) != CNN_OK) goto fail;
+        if ((st = pipeline_ws_init_threads(&w->threads[i].ws, models, z->n_loaded, threads_per_worker, err,
+                                           err_bytes)) != CNN_OK)
+            goto fail;
     }
     z->n_warm_needed = n_workers;
+    z->threads_per_worker = threads_per_worker;
     for (int i = 0; i < n_workers; i++) {
         if (pthread_create(&w->threads[i].thread, NULL, worker_main, &w->threads[i])) {
             st = cnn_err(err, err_bytes, CNN_ERR_NOMEM, "workers: cannot start thread %d", i);

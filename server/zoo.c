@@ -182,6 +182,14 @@ static json_t *meta_json(const model *m, const char *key)
     return v ? json_string(v) : json_null();
 }
 
+size_t zoo_ctx_bytes(const zoo *z, const model *m)
+{
+    /* model.h reports the arena and one thread's conv scratch only as their sum, so with N threads
+     * the sum is counted N times: exact at one thread, an upper bound (by N - 1 arenas) above. */
+    size_t n_threads = z->threads_per_worker > 1 ? (size_t)z->threads_per_worker : 1;
+    return n_threads * model_arena_bytes(m);
+}
+
 json_t *zoo_entry_json(const zoo *z, int entry, int n_workers)
 {
     const zoo_entry *e = &z->entries[entry];
@@ -197,7 +205,7 @@ json_t *zoo_entry_json(const zoo *z, int entry, int n_workers)
         return o;
     }
     const model *m = e->m;
-    size_t weight_bytes = model_weight_bytes(m), arena_bytes = model_arena_bytes(m);
+    size_t weight_bytes = model_weight_bytes(m), arena_bytes = zoo_ctx_bytes(z, m);
     json_object_set_new(o, "input_size", json_integer(model_input_size(m)));
     json_object_set_new(o, "resize_size", json_integer(model_resize_size(m)));
     json_object_set_new(o, "mean", floats3_json(model_mean(m)));

@@ -30,6 +30,7 @@ typedef struct {
     int n_loaded;
     int loaded[ZOO_MAX_MODELS];        /* entry indices of the loaded models, registry order */
     int n_warm_needed;                 /* an entry is ready once n_warm reaches this */
+    int threads_per_worker;            /* threads of each worker's model contexts (set with n_warm_needed) */
 } zoo;
 
 /* models_csv: comma list of names/aliases, or "" / "all" for every model whose file exists.
@@ -50,8 +51,12 @@ int zoo_all_ready(const zoo *z);
 void zoo_loaded_names(const zoo *z, char *buf, size_t buf_bytes);
 json_t *zoo_loaded_names_json(const zoo *z);
 
+/* Bytes of one worker's context of m: its activation arena plus one conv scratch buffer per thread
+ * (z->threads_per_worker). Exact at one thread, an upper bound above (see zoo.c). */
+size_t zoo_ctx_bytes(const zoo *z, const model *m);
+
 /* Description for GET /v1/models: name, aliases, state, sizes, normalization, params/MACs,
- * weights file and its metadata, resident bytes (weights + one arena per worker). */
+ * weights file and its metadata, resident bytes (weights + one context per worker). */
 json_t *zoo_entry_json(const zoo *z, int entry, int n_workers);
 
 #endif
