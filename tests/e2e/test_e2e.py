@@ -757,9 +757,9 @@ def drain_on_keepalive(srv, photo):
     return p
 
 
-def case_sigterm_under_load(srv, photos, loaded):
+def case_sigterm_under_load(srv, photos, loaded, what=""):
     """SIGTERM while 8 clients loop: every request gets a correct 200, a 503 'draining', or a refused
-    connection; requests in flight at the signal finish; exit status 0."""
+    connection; requests in flight at the signal finish; exit status 0. `what` names the server."""
     p = []
     expected = {}
     jobs = [(photos[i % len(photos)][0], "?model=%s&top_k=2" % loaded[i % len(loaded)]) for i in range(8)]
@@ -821,7 +821,95 @@ def case_sigterm_under_load(srv, photos, loaded):
         p.append("no draining/stopped log lines: %s" % log[-3:])
     print("# SIGTERM under load: %d requests, %d in flight at the signal finished with 200"
           % (len(outcomes), finished_after))
-    report("SIGTERM under load: in-flight requests finish, no accepted request fails, exit 0", p)
+    report("SIGTERM under load%s: in-flight requests finish, no accepted request fails, exit 0" % what, p)
+
+
+def case_threads_per_worker_flag(tmp):
+    """Bad --threads-per-worker / CNNSERVE_THREADS_PER_WORKER values exit 2 naming the flag or variable
+    (before any model loads); workers x threads above the online cores logs an 'oversubscribed' warning."""
+    p = []
+    empty = os.path.join(tmp, "empty")
+    os.makedirs(empty, exist_ok=True)
+    base = [BIN, "serve", "--host", "127.0.0.1", "--port", "0", "--weights-dir", empty]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CNNSERVE_")}
+    for value in ("0", "65", "-1", "2x", ""):
+        r = subprocess.run(base + ["--threads-per-worker", value], capture_output=True, timeout=60, env=env)
+        if r.returncode != 2 or b"--threads-per-worker: expected an integer in 1..64" not in r.stderr:
+            p.append("--threads-per-worker %r: exit %d, %s" % (value, r.returncode, r.stderr[-200:]))
+        r = subprocess.run(base, capture_output=True, timeout=60, env=dict(env, CNNSERVE_THREADS_PER_WORKER=value))
+        if r.returncode != 2 or b"CNNSERVE_THREADS_PER_WORKER: expected an integer in 1..64" not in r.stderr:
+            p.append("CNNSERVE_THREADS_PER_WORKER=%r: exit %d, %s" % (value, r.returncode, r.stderr[-200:]))
+    r = subprocess.run(base + ["--threads-per-worker"], capture_output=True, timeout=60, env=env)
+    if r.returncode != 2 or b"--threads-per-worker needs a value" not in r.stderr:
+        p.append("--threads-per-worker without a value: exit %d, %s" % (r.returncode, r.stderr[-200:]))
+    cores = os.sysconf("SC_NPROCESSORS_ONLN")
+    # A valid value gets past the flags: the empty weights directory is what stops it (exit 1).
+    for workers, threads in ((cores, 2), (1, 1)):
+        r = subprocess.run(base + ["--workers", str(workers), "--threads-per-worker", str(threads)],
+                           capture_output=True, timeout=60, env=env)
+        warned = b" oversubscribed " in r.stderr and b"threads_per_worker=%d" % threads in r.stderr
+        if r.returncode != 1 or b"no model could be loaded" not in r.stderr or warned != (workers * threads > cores):
+            p.append("--workers %d --threads-per-worker %d on %d cores: exit %d, warned %s, %s"
+                     % (workers, threads, cores, r.returncode, warned, r.stderr[-300:]))
+    report("--threads-per-worker / CNNSERVE_THREADS_PER_WORKER: bad values exit 2 with a message; "
+           "oversubscription warns", p)
+
+
+def case_threads_per_worker(wdir, main_srv, photos, sources, loaded):
+    """A server with --workers 1 --threads-per-worker 2 (intra-op threads in every model context) answers
+    the bytes of `cnnserve classify --json` (1 thread), concurrent requests answer as sequential ones,
+    the context memory counts the extra thread, and SIGTERM drains it under load."""
+    name = "--workers 1 --threads-per-worker 2"
+    models = [m for m in REAL if m in sources] or loaded[:2]
+    srv = Server(wdir, "--workers", "1", "--threads-per-worker", "2", "--models", ",".join(models), "--queue", "64",
+                 "--drain-timeout", "60")
+    try:
+        if srv.port is None:
+            report(name + ": server starts", ["no 'listening' line; log: %s" % srv.log()[-5:]])
+            return
+        p = []
+        seen = srv.wait_ready()
+        if not seen or seen[-1][0] != 200:
+            p.append("not ready: %s" % seen[-3:])
+        if not any(" listening " in l and "workers=1 threads_per_worker=2 " in l for l in srv.log()):
+            p.append("no listening line with threads_per_worker=2: %s" % srv.log()[-3:])
+        doc = curl(srv.url + "/v1/models").json() or {}
+        one = {m["name"]: m for m in (curl(main_srv.url + "/v1/models").json() or {}).get("models", [])}
+        if doc.get("workers") != 1 or doc.get("threads_per_worker") != 2:
+            p.append("/v1/models workers %s threads_per_worker %s" % (doc.get("workers"), doc.get("threads_per_worker")))
+        for m in doc.get("models", []):
+            if m["name"] not in models:
+                continue
+            arena, arena_1t = m.get("arena_bytes_per_worker", 0), one.get(m["name"], {}).get("arena_bytes_per_worker", 0)
+            if not arena_1t or arena < arena_1t or m.get("resident_bytes") != m.get("weight_bytes", 0) + arena:
+                p.append("%s: arena_bytes_per_worker %s at 2 threads vs %s at 1, resident %s, weights %s" % (
+                    m["name"], arena, arena_1t, m.get("resident_bytes"), m.get("weight_bytes")))
+        files = [f for f, _, _ in photos[:24]]
+        for model in models:
+            cli = subprocess.run([BIN, "classify", "--weights-dir", wdir, "--model", model, "--threads", "1", "--json",
+                                  "--top-k", "5"] + files, capture_output=True, timeout=900)
+            lines = cli.stdout.decode().splitlines()
+            if cli.returncode != 0 or len(lines) != len(files):
+                p.append("classify %s: exit %d, %d lines: %s" % (model, cli.returncode, len(lines), cli.stderr[-300:]))
+                continue
+            for f, line in zip(files, lines):
+                r = classify_jpeg(srv, f, "?model=%s&top_k=5" % model)
+                http_a, cli_a = strip_volatile(r.json() or {}), strip_volatile(json.loads(line))
+                if r.status != 200 or http_a != cli_a:
+                    p.append("%s %s: HTTP %s != CLI %s" % (model, os.path.basename(f), r.describe(),
+                                                           cli_a.get("predictions", [])[:2]))
+        jobs = [(photos[(i * 7) % len(photos)][0], "?model=%s&top_k=3" % models[i % len(models)]) for i in range(16)]
+        sequential = [classify_jpeg(srv, f, q) for f, q in jobs]
+        with concurrent.futures.ThreadPoolExecutor(16) as ex:
+            parallel = list(ex.map(lambda j: classify_jpeg(srv, *j), jobs))
+        for (f, q), a, b in zip(jobs, sequential, parallel):
+            if a.status != 200 or b.status != 200 or strip_volatile(a.json()) != strip_volatile(b.json()):
+                p.append("%s%s: sequential %s, concurrent %s" % (os.path.basename(f), q, a.describe(), b.describe()))
+        report(name + ": answers equal `classify --json` (%s) and 16 concurrent equal sequential" % ", ".join(models), p)
+        case_sigterm_under_load(srv, photos, models, " (" + name + ")")
+    finally:
+        if srv.proc.poll() is None:
+            srv.stop()
 
 
 def main():
@@ -880,6 +968,8 @@ def run(tmp):
         case_metrics_and_log(srv, loaded)
         case_startup_failures(srv, tmp)
         case_small_server(wdir, photo, loaded)
+        case_threads_per_worker_flag(tmp)
+        case_threads_per_worker(wdir, srv, photos, sources, loaded)
         case_sigterm_under_load(srv, photos, loaded)
     finally:
         if srv.proc.poll() is None:
