@@ -117,6 +117,11 @@ $(BUILD)/tests/image_dump: $(BUILD)/tests/tools/image_dump.o $(IMAGE_OBJ) $(BUIL
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# layer_prof: per-node times of one model's graph (kernel tuning; not part of `make test`).
+$(BUILD)/tests/layer_prof: $(BUILD)/tests/tools/layer_prof.o $(MODELS_OBJ) $(CORE_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang-14
 FUZZ_CACHE   ?= $(or $(CNN_CACHE),cache)

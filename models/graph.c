@@ -687,6 +687,11 @@ static void graph_run_node(const graph *g, const graph_node *n, const float *inp
     }
 }
 
+void graph_run_node_at(const graph *g, int i, const float *input, float *arena, float *scratch)
+{
+    graph_run_node(g, &g->nodes[i], input, arena, scratch, 0, 1);
+}
+
 const float *graph_run(const graph *g, const float *input, float *arena, float *scratch)
 {
     for (int i = 0; i < g->n_nodes; i++) graph_run_node(g, &g->nodes[i], input, arena, scratch, 0, 1);

@@ -79,6 +79,9 @@ cnn_status graph_plan(graph *g);
  * to the output value inside the arena. */
 const float *graph_run(const graph *g, const float *input, float *arena, float *scratch);
 
+/* Node i of graph_run alone, on the calling thread (per-layer profiling: tests/tools/layer_prof). */
+void graph_run_node_at(const graph *g, int i, const float *input, float *arena, float *scratch);
+
 /* One thread's share of graph_run by the threads of tp: called by each thread of job (see
  * threadpool.h) with the same input and arena, its own scratch (scratch_floats) and steps, one
  * zero-initialized threadpool_step per node, shared by the threads and kept from job to job. Each

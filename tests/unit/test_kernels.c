@@ -498,7 +498,12 @@ static void dw_sweep(conv_via via, uint64_t seed, sweep_stats *st)
                             {14, 14, 3, 3, 1, 1},        {7, 7, 5, 5, 1, 1},
                             {9, 3, 5, 5, 1, 1},          {5, 32, 5, 5, 1, 1},
                             {128, 32, 3, 3, 1, 1},       {130, 32, 3, 3, 1, 1},
-                            {6, 33, 3, 3, 1, 1},         {11, 5, 3, 5, 1, 1}};
+                            {6, 33, 3, 3, 1, 1},         {11, 5, 3, 5, 1, 1},
+                            /* flat kernel's staged copies: the largest map (64 vectors), one
+                             * row past, 7-wide kernels, kernels wider than the map */
+                            {64, 16, 3, 3, 1, 1},        {65, 16, 5, 5, 1, 1},
+                            {12, 12, 7, 7, 1, 1},        {7, 7, 1, 7, 1, 1},
+                            {9, 16, 7, 3, 1, 1},         {4, 2, 7, 7, 1, 1}};
     for (size_t i = 0; i < sizeof extra / sizeof *extra; i++)
         for (int mode = 0; mode < N_PAD_MODES; mode++, idx++) {
             conv2d_params p;
