@@ -159,27 +159,6 @@ DW512_ACTS(dw512_k3, 3, 3)
 DW512_ACTS(dw512_k5, 5, 5)
 DW512_ACTS(dw512_any, 0, 0)
 
-/* y[0..n) = act(y[0..n)), in place (the channel just computed, still in L1). */
-static inline __attribute__((always_inline)) DW512_AVX512 void dw512_act_n(const act_kind act,
-                                                                           float *y, int n)
-{
-    for (int t = 0; t < n; t += 16) {
-        const __mmask16 m = (__mmask16)(n - t >= 16 ? 0xFFFFu : (1u << (n - t)) - 1u);
-        _mm512_mask_storeu_ps(y + t, m, avx512_act(_mm512_maskz_loadu_ps(m, y + t), act));
-    }
-}
-
-static DW512_AVX512 void dw512_activate(act_kind act, float *y, int n)
-{
-    switch (act) {
-    case ACT_NONE: break;
-    case ACT_RELU: dw512_act_n(ACT_RELU, y, n); break;
-    case ACT_RELU6: dw512_act_n(ACT_RELU6, y, n); break;
-    case ACT_HSWISH: dw512_act_n(ACT_HSWISH, y, n); break;
-    case ACT_HSIGMOID: dw512_act_n(ACT_HSIGMOID, y, n); break;
-    }
-}
-
 static DW512_AVX512 void dw512_forward(const conv2d_params *p, const float *x, const float *w,
                                        const float *bias, float *y)
 {
@@ -240,8 +219,8 @@ static __mmask16 dw512_col_mask(int c, int w_in)
 #define DW512_S2_MAX_VECS 64
 
 static inline __attribute__((always_inline)) DW512_AVX512 void
-dw512_s2_channel_k(const int kh_c, const int kw_c, const conv2d_params *p, const __mmask16 *mask,
-                   const float *xc, const float *wc, float b, float *yc)
+dw512_s2_channel_k(const int kh_c, const int kw_c, const act_kind act, const conv2d_params *p,
+                   const __mmask16 *mask, const float *xc, const float *wc, float b, float *yc)
 {
     const int k_h = kh_c ? kh_c : p->k_h, k_w = kw_c ? kw_c : p->k_w;
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
@@ -272,28 +251,36 @@ dw512_s2_channel_k(const int kh_c, const int kw_c, const conv2d_params *p, const
                 }
             }
             const int n = p->w_out - q0;
-            _mm512_mask_storeu_ps(yr + q0, (__mmask16)(n >= 16 ? 0xFFFFu : (1u << n) - 1u), acc);
+            _mm512_mask_storeu_ps(yr + q0, dw512_mask16(n), avx512_act(acc, act));
         }
     }
 }
 
 typedef void (*dw512_s2_fn)(const conv2d_params *p, const __mmask16 *mask, const float *xc,
                             const float *wc, float b, float *yc);
-#define DW512_S2_INSTANCE(name, kh, kw)                                                           \
+#define DW512_S2_INSTANCE(name, kh, kw, act)                                                      \
     static DW512_AVX512 void name(const conv2d_params *p, const __mmask16 *mask, const float *xc, \
                                   const float *wc, float b, float *yc)                            \
     {                                                                                             \
-        dw512_s2_channel_k(kh, kw, p, mask, xc, wc, b, yc);                                       \
+        dw512_s2_channel_k(kh, kw, act, p, mask, xc, wc, b, yc);                                  \
     }
-DW512_S2_INSTANCE(dw512_s2_k3, 3, 3)
-DW512_S2_INSTANCE(dw512_s2_k5, 5, 5)
-DW512_S2_INSTANCE(dw512_s2_any, 0, 0)
+#define DW512_S2_ACTS(prefix, kh, kw)                                                             \
+    DW512_S2_INSTANCE(prefix##_none, kh, kw, ACT_NONE)                                            \
+    DW512_S2_INSTANCE(prefix##_relu, kh, kw, ACT_RELU)                                            \
+    DW512_S2_INSTANCE(prefix##_relu6, kh, kw, ACT_RELU6)                                          \
+    DW512_S2_INSTANCE(prefix##_hswish, kh, kw, ACT_HSWISH)                                        \
+    DW512_S2_INSTANCE(prefix##_hsigmoid, kh, kw, ACT_HSIGMOID)                                    \
+    static const dw512_s2_fn prefix[5] = {prefix##_none, prefix##_relu, prefix##_relu6,         \
+                                          prefix##_hswish, prefix##_hsigmoid};
+DW512_S2_ACTS(dw512_s2_k3, 3, 3)
+DW512_S2_ACTS(dw512_s2_k5, 5, 5)
+DW512_S2_ACTS(dw512_s2_any, 0, 0)
 
 static DW512_AVX512 void dw512_s2_forward(const conv2d_params *p, const float *x, const float *w,
                                           const float *bias, float *y)
 {
     const int k = p->k_h == p->k_w ? p->k_h : 0;
-    const dw512_s2_fn channel = k == 3 ? dw512_s2_k3 : k == 5 ? dw512_s2_k5 : dw512_s2_any;
+    const dw512_s2_fn channel = (k == 3 ? dw512_s2_k3 : k == 5 ? dw512_s2_k5 : dw512_s2_any)[p->act];
     __mmask16 mask[DW512_S2_MAX_VECS * DW512_S2_PAIRS * 2];
     for (int v = 0; 16 * v < p->w_out; v++)
         for (int jp = 0; jp < DW512_S2_PAIRS; jp++)
@@ -303,11 +290,9 @@ static DW512_AVX512 void dw512_s2_forward(const conv2d_params *p, const float *x
     const size_t hw_in = (size_t)p->h_in * (size_t)p->w_in;
     const size_t hw_out = (size_t)p->h_out * (size_t)p->w_out;
     const size_t kk = (size_t)p->k_h * (size_t)p->k_w;
-    for (int c = 0; c < p->c_in; c++) {
-        float *yc = y + (size_t)c * hw_out;
-        channel(p, mask, x + (size_t)c * hw_in, w + (size_t)c * kk, bias ? bias[c] : 0.0f, yc);
-        dw512_activate(p->act, yc, (int)hw_out);
-    }
+    for (int c = 0; c < p->c_in; c++)
+        channel(p, mask, x + (size_t)c * hw_in, w + (size_t)c * kk, bias ? bias[c] : 0.0f,
+                y + (size_t)c * hw_out);
 }
 
 /* ---- stride 1, wider maps: padded plane ----
