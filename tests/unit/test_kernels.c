@@ -368,6 +368,11 @@ static void conv_packed_edges(conv_via via, sweep_stats *st)
         {3, 32, 45, 47, 3, 3, 2, PAD_NONE},  {1, 5, 9, 33, 3, 3, 2, PAD_TF_SAME},
         {4, 64, 19, 21, 3, 3, 2, PAD_ASYM},  {2, 17, 4, 5, 3, 3, 2, PAD_SYM},
         {3, 65, 11, 11, 3, 3, 2, PAD_SYM},
+        /* tiles of 16 * nv + 1 columns (last column transposed): 17 / 33 / 49 positions,
+         * in place and packed (im2col) B, one and several K blocks, partial row panels */
+        {9, 7, 1, 17, 1, 1, 1, PAD_NONE},    {150, 11, 3, 11, 1, 1, 1, PAD_NONE},
+        {140, 8, 7, 7, 1, 1, 1, PAD_NONE},   {10, 8, 7, 7, 3, 3, 1, PAD_SYM},
+        {5, 7, 13, 13, 3, 3, 2, PAD_SYM},    {70, 13, 13, 13, 5, 5, 2, PAD_SYM},
     };
     rng r = {14};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -389,7 +394,9 @@ static void test_conv_packed_fused(void)
     /* scaled weights (output channels <= positions) and scaled packed input (more channels) */
     static const int cases[][5] = {{16, 40, 14, 14, 1}, {120, 112, 14, 14, 1}, {200, 80, 9, 7, 1},
                                    {8, 60, 41, 40, 1},  {12, 18, 5, 5, 3},     {7, 1, 3, 3, 1},
-                                   {30, 50, 5, 5, 1},   {12, 24, 2, 3, 2}};
+                                   {30, 50, 5, 5, 1},   {12, 24, 2, 3, 2},
+                                   /* 49 / 17 positions: the transposed last column */
+                                   {300, 20, 7, 7, 1},  {40, 13, 1, 17, 1}};
     test_begin();
     rng r = {15};
     int idx = 0, n_failed = 0, n_cases = 0;
@@ -1290,6 +1297,7 @@ static void test_conv_packed_parts(void)
         {16, 23, 1, 17, 17, 1, 7, 1, 0, 3, 0, 0},   {16, 23, 1, 17, 17, 7, 1, 1, 3, 0, 0, 0},
         {6, 9, 1, 80, 70, 7, 1, 1, 3, 0, 0, 0},     {3, 16, 1, 224, 224, 3, 3, 2, 1, 1, 0, 0},
         {3, 24, 1, 37, 41, 3, 3, 2, 1, 1, 0, 0},    {3, 32, 1, 299, 299, 3, 3, 2, 0, 0, 0, 0},
+        {300, 26, 1, 7, 7, 1, 1, 1, 0, 0, 1, 1},    {160, 50, 1, 7, 7, 1, 1, 1, 0, 0, 0, 0},
     };
     test_begin();
     rng r = {77};
