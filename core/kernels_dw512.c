@@ -301,36 +301,64 @@ static DW512_AVX512 void dw512_s2_forward(const conv2d_params *p, const float *x
  * vectors of 16 with one plain shifted load per tap and the row's vectors as independent
  * accumulators; only the store of a row's last vector is masked. (The flat kernel's per-load
  * masks cost more than this copy once rows are wide.) */
+/* Output rows [oh, oh + nr) (nr 1 or 2), columns [q0, q0 + 16 * nv): input row oh + q serves
+ * tap row q of output row oh and tap row q - 1 of output row oh + 1, so one load feeds both rows;
+ * each output still accumulates its taps in the order (i, j) from the bias. */
+static inline __attribute__((always_inline)) DW512_AVX512 void
+dw512_pad_rows(const int nr, const int kh_c, const int kw_c, const act_kind act,
+               const conv2d_params *p, const float *plane, int wp, const float *wc, float b,
+               int oh, int q0, int nv, float *yc)
+{
+    const int k_h = kh_c ? kh_c : p->k_h, k_w = kw_c ? kw_c : p->k_w;
+    const float *base = plane + (size_t)oh * (size_t)wp + q0;
+    __m512 acc[2][4];
+#pragma GCC unroll 2
+    for (int r = 0; r < nr; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++) acc[r][v] = _mm512_set1_ps(b);
+#pragma GCC unroll 8
+    for (int q = 0; q < k_h + nr - 1; q++)
+#pragma GCC unroll 7
+        for (int j = 0; j < k_w; j++) {
+            const float *src = base + (size_t)q * (size_t)wp + j;
+            __m512 xv[4];
+#pragma GCC unroll 4
+            for (int v = 0; v < 4; v++)
+                xv[v] = v < nv ? _mm512_loadu_ps(src + 16 * v) : _mm512_setzero_ps();
+#pragma GCC unroll 2
+            for (int r = 0; r < nr; r++) {
+                const int i = q - r;
+                if (i < 0 || i >= k_h) continue;
+                const __m512 wv = _mm512_set1_ps(wc[i * k_w + j]);
+#pragma GCC unroll 4
+                for (int v = 0; v < 4; v++)
+                    if (v < nv) acc[r][v] = _mm512_fmadd_ps(wv, xv[v], acc[r][v]);
+            }
+        }
+#pragma GCC unroll 2
+    for (int r = 0; r < nr; r++) {
+        float *yr = yc + (size_t)(oh + r) * (size_t)p->w_out + q0;
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++) {
+            if (v >= nv) break;
+            const int n = p->w_out - q0 - 16 * v;
+            _mm512_mask_storeu_ps(yr + 16 * v, dw512_mask16(n), avx512_act(acc[r][v], act));
+        }
+    }
+}
+
 static inline __attribute__((always_inline)) DW512_AVX512 void
 dw512_pad_channel_k(const int kh_c, const int kw_c, const act_kind act, const conv2d_params *p,
                     const float *plane, int wp, const float *wc, float b, float *yc)
 {
-    const int k_h = kh_c ? kh_c : p->k_h, k_w = kw_c ? kw_c : p->k_w;
-    for (int oh = 0; oh < p->h_out; oh++) {
-        float *yr = yc + (size_t)oh * (size_t)p->w_out;
-        const float *base = plane + (size_t)oh * (size_t)wp;
-        for (int q0 = 0; q0 < p->w_out; q0 += 64) {
-            const int nv = kernels_imin(4, (p->w_out - q0 + 15) / 16);
-            __m512 acc[4];
-#pragma GCC unroll 4
-            for (int v = 0; v < 4; v++) acc[v] = _mm512_set1_ps(b);
-#pragma GCC unroll 7
-            for (int i = 0; i < k_h; i++)
-#pragma GCC unroll 7
-                for (int j = 0; j < k_w; j++) {
-                    const __m512 wv = _mm512_set1_ps(wc[i * k_w + j]);
-                    const float *src = base + (size_t)i * (size_t)wp + q0 + j;
-#pragma GCC unroll 4
-                    for (int v = 0; v < 4; v++)
-                        if (v < nv) acc[v] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(src + 16 * v), acc[v]);
-                }
-#pragma GCC unroll 4
-            for (int v = 0; v < 4; v++) {
-                if (v >= nv) break;
-                const int n = p->w_out - q0 - 16 * v;
-                _mm512_mask_storeu_ps(yr + q0 + 16 * v, dw512_mask16(n), avx512_act(acc[v], act));
-            }
-        }
+    for (int q0 = 0; q0 < p->w_out; q0 += 64) {
+        const int nv = kernels_imin(4, (p->w_out - q0 + 15) / 16);
+        int oh = 0;
+        if (kh_c == 3) /* measured: 5x5 is slower in row pairs (28 wide: +25%) */
+            for (; oh + 2 <= p->h_out; oh += 2)
+                dw512_pad_rows(2, kh_c, kw_c, act, p, plane, wp, wc, b, oh, q0, nv, yc);
+        for (; oh < p->h_out; oh++)
+            dw512_pad_rows(1, kh_c, kw_c, act, p, plane, wp, wc, b, oh, q0, nv, yc);
     }
 }
 
