@@ -418,12 +418,16 @@ static float sum_floats(const float *x, size_t n)
     return sum;
 }
 
-void adaptive_avgpool2d_forward(int c, int h_in, int w_in, int h_out, int w_out, const float *x,
-                                float *y)
+void adaptive_avgpool2d_forward_isa(int c, int h_in, int w_in, int h_out, int w_out,
+                                    const float *x, float *y, kernels_isa isa)
 {
     assert(c > 0 && h_in > 0 && w_in > 0 && h_out > 0 && w_out > 0);
     if (h_out == 1 && w_out == 1) { /* global average pooling, the common case */
         const size_t hw = (size_t)h_in * (size_t)w_in;
+        if (isa >= KERNELS_ISA_AVX512) {
+            kernels_global_avg_avx512(c, hw, x, y);
+            return;
+        }
         for (int ci = 0; ci < c; ci++) y[ci] = sum_floats(x + (size_t)ci * hw, hw) / (float)hw;
         return;
     }
@@ -443,6 +447,12 @@ void adaptive_avgpool2d_forward(int c, int h_in, int w_in, int h_out, int w_out,
             }
         }
     }
+}
+
+void adaptive_avgpool2d_forward(int c, int h_in, int w_in, int h_out, int w_out, const float *x,
+                                float *y)
+{
+    adaptive_avgpool2d_forward_isa(c, h_in, w_in, h_out, w_out, x, y, kernels_isa_best());
 }
 
 /* ---- dense / elementwise ---- */

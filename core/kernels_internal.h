@@ -50,6 +50,13 @@ void pool2d_forward_isa(const pool2d_params *p, const float *x, float *y, kernel
 int kernels_pool_avx512_applies(const pool2d_params *p);
 void kernels_pool_avx512(const pool2d_params *p, const float *x, float *y);
 
+/* adaptive_avgpool2d_forward with an explicit variant: AVX-512 runs kernels_global_avg_avx512
+ * for 1x1 outputs (global average pooling), else the portable kernel. */
+void adaptive_avgpool2d_forward_isa(int c, int h_in, int w_in, int h_out, int w_out,
+                                    const float *x, float *y, kernels_isa isa);
+/* y[ci] = mean of the hw floats of channel ci, for c channels (kernels_pool512.c, AVX-512F). */
+void kernels_global_avg_avx512(int c, size_t hw, const float *x, float *y);
+
 /* Direct kernel for first-layer convolutions (kernels_stem.c): 3x3 stride 2, c_in <= 4,
  * c_out <= 64, groups 1; weights repacked tap-major ([c_in * 9][c_out], as many floats).
  * Another packed path (AVX-512F). */

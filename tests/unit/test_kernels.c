@@ -818,7 +818,7 @@ static void ref_adaptive(int c, int h_in, int w_in, int h_out, int w_out, const 
             }
 }
 
-static void test_adaptive_avgpool(void)
+static void test_adaptive_avgpool(kernels_isa isa, const char *name)
 {
     /* {h_in, w_in, h_out, w_out} */
     static const int cases[][4] = {{13, 13, 5, 5}, {7, 7, 1, 1}, {6, 6, 6, 6}, {8, 8, 1, 1},
@@ -830,7 +830,7 @@ static void test_adaptive_avgpool(void)
         const size_t n_y = (size_t)ch * c[2] * c[3];
         float *x = alloc_random((size_t)ch * c[0] * c[1], &r), *y = alloc_nan(n_y);
         double *want = alloc_doubles(n_y);
-        adaptive_avgpool2d_forward(ch, c[0], c[1], c[2], c[3], x, y);
+        adaptive_avgpool2d_forward_isa(ch, c[0], c[1], c[2], c[3], x, y, isa);
         ref_adaptive(ch, c[0], c[1], c[2], c[3], x, want);
         long bad = first_bad(y, want, NULL, n_y);
         T_CHECK(bad < 0, "%dx%d -> %dx%d: first bad index %ld got %.9g want %.9g", c[0], c[1], c[2],
@@ -839,15 +839,57 @@ static void test_adaptive_avgpool(void)
         free(y);
         free(want);
     }
+    /* global pooling: map sizes around the 16- and 64-float vector blocks (MobileNetV3's 7x7,
+     * 14x14, 28x28 among them), odd channel counts; tolerance relative to sum |x| / hw */
+    static const int maps[][2] = {{1, 1},  {1, 15}, {4, 4},  {1, 17}, {7, 7},   {8, 8},  {5, 13},
+                                  {9, 9},  {1, 95}, {14, 14}, {11, 13}, {28, 28}, {1, 1000}};
+    for (size_t i = 0; i < sizeof maps / sizeof *maps; i++) {
+        const int h = maps[i][0], w = maps[i][1], ch = 19;
+        const size_t hw = (size_t)h * (size_t)w;
+        float *x = alloc_random((size_t)ch * hw, &r), *y = alloc_nan((size_t)ch + 2);
+        double *want = alloc_doubles((size_t)ch), *mag = alloc_doubles((size_t)ch);
+        for (int c = 0; c < ch; c++) { /* an offset so the mean is not near zero */
+            double s = 0, a = 0;
+            for (size_t j = 0; j < hw; j++) {
+                x[(size_t)c * hw + j] += (float)(c % 3);
+                s += x[(size_t)c * hw + j];
+                a += fabs(x[(size_t)c * hw + j]);
+            }
+            want[c] = s / (double)hw;
+            mag[c] = a / (double)hw;
+        }
+        adaptive_avgpool2d_forward_isa(ch, h, w, 1, 1, x, y + 1, isa);
+        long bad = first_bad(y + 1, want, mag, (size_t)ch);
+        T_CHECK(bad < 0, "global %dx%d, %d channels: channel %ld got %.9g want %.9g", h, w, ch, bad,
+                bad < 0 ? 0.0 : (double)y[1 + bad], bad < 0 ? 0.0 : want[bad]);
+        T_CHECK(isnan(y[0]) && isnan(y[ch + 1]), "global %dx%d: wrote outside y", h, w);
+        /* channel ranges (intra-op parts) give the same bits as the whole call */
+        for (int c0 = 0; c0 < ch; c0 += 7) {
+            const int c1 = c0 + 5 < ch ? c0 + 5 : ch;
+            float part[8];
+            for (int j = 0; j < 8; j++) part[j] = NAN;
+            adaptive_avgpool2d_forward_isa(c1 - c0, h, w, 1, 1, x + (size_t)c0 * hw, part + 1, isa);
+            T_CHECK(isnan(part[0]) && isnan(part[c1 - c0 + 1]),
+                    "global %dx%d channels [%d,%d): wrote outside its range", h, w, c0, c1);
+            for (int c = c0; c < c1; c++)
+                T_CHECK(memcmp(&part[1 + c - c0], &y[1 + c], sizeof(float)) == 0,
+                        "global %dx%d channel %d in range [%d,%d): %.9g, whole call %.9g", h, w, c, c0,
+                        c1, (double)part[1 + c - c0], (double)y[1 + c]);
+        }
+        free(x);
+        free(y);
+        free(want);
+        free(mag);
+    }
     /* 13 -> 5 on a ramp 0..12: bins [0,3) [2,6) [5,8) [7,11) [10,13) (torch) */
     float ramp[13], yr[5];
     static const float want_ramp[5] = {1.0f, 3.5f, 6.0f, 8.5f, 11.0f};
     for (int i = 0; i < 13; i++) ramp[i] = (float)i;
-    adaptive_avgpool2d_forward(1, 1, 13, 1, 5, ramp, yr);
+    adaptive_avgpool2d_forward_isa(1, 1, 13, 1, 5, ramp, yr, isa);
     for (int i = 0; i < 5; i++)
         T_CHECK(fabsf(yr[i] - want_ramp[i]) < 1e-6f, "ramp bin %d = %g, want %g", i, (double)yr[i],
                 (double)want_ramp[i]);
-    test_end("adaptive_avgpool2d (incl. 13->5, 7->1, upsampling bins)");
+    test_end(name);
 }
 
 /* ---- dense / elementwise ---- */
@@ -1526,7 +1568,12 @@ int main(void)
     } else {
         test_skip("pool2d AVX-512 variant", "CPU lacks AVX-512F");
     }
-    test_adaptive_avgpool();
+    test_adaptive_avgpool(KERNELS_ISA_GENERIC,
+                          "adaptive_avgpool2d (incl. 13->5, 7->1, upsampling bins, global sweep) (portable)");
+    if (kernels_isa_best() >= KERNELS_ISA_AVX512)
+        test_adaptive_avgpool(KERNELS_ISA_AVX512, "adaptive_avgpool2d, global pooling on AVX-512 (same cases)");
+    else
+        test_skip("adaptive_avgpool2d AVX-512 variant", "CPU lacks AVX-512F");
     test_linear(KERNELS_ISA_GENERIC, "linear_forward, OpenBLAS sgemv (bias or not, every activation)");
     if (kernels_isa_best() >= KERNELS_ISA_AVX512)
         test_linear(KERNELS_ISA_AVX512, "linear_forward, AVX-512 GEMV (bias or not, every activation)");
