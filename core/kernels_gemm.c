@@ -432,6 +432,15 @@ static GEMM_AVX512 void gemm_tile_run(const gemm_tile *t)
     }
 }
 
+/* Columns per tile when B is read in place (any tiling gives the same bits): GEMM_NR, except
+ * when that leaves a last tile of at most 8 columns (too few FMA chains to hide the latency) and
+ * 49-column tiles cover the columns exactly (14x14 maps: 196 = 4 x 49 instead of 3 x 64 + 4). */
+static int gemm_tile_width(int nc)
+{
+    const int rem = nc % GEMM_NR;
+    return rem > 0 && rem <= 8 && nc % 49 == 0 ? 49 : GEMM_NR;
+}
+
 /* The part of a GEMM one call computes: row panels [ib0, ib1) of GEMM_MR rows and columns
  * [n_lo, n_hi) (n_lo a multiple of GEMM_NR). Every value is accumulated over k in the same
  * order (KC blocks, from the bias) whatever the part, so parts are bit-identical to the whole. */
@@ -455,9 +464,10 @@ static GEMM_AVX512 void gemm_run(int m, int k, const float *a, const gemm_src *s
             if (src) gemm_pack_block(src, k0, kc, n0, nc, block);
             gemm_tile t = {.ldc = ldc, .kc = kc, .first = k0 == 0, .last = k0 + kc == k,
                            .act = act};
-            for (int q = 0; q * GEMM_NR < nc; q++) {
-                const int col = n0 + q * GEMM_NR;
-                t.n = kernels_imin(GEMM_NR, nc - q * GEMM_NR);
+            const int nr = src ? GEMM_NR : gemm_tile_width(nc);
+            for (int q = 0; q * nr < nc; q++) {
+                const int col = n0 + q * nr;
+                t.n = kernels_imin(nr, nc - q * nr);
                 if (src) {
                     t.b = block + (size_t)q * (size_t)kc * GEMM_NR;
                     t.ldb = GEMM_NR;
