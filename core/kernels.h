@@ -108,6 +108,23 @@ void conv2d_forward_packed_part(const conv2d_params *p, const float *x, const fl
                                 const float *bias, float *y, float *scratch,
                                 const kernels_part *part);
 
+/* A packed pointwise convolution pw (conv2d_packed_fusable, no scale or residual) followed by the
+ * stride-2 depthwise convolution dw of its output, computed together in bands of dw's output rows
+ * so the intermediate map never leaves the cache: y = dw(pw(x)), bit-identical to
+ * conv2d_forward_packed then dwconv2d_forward. conv2d_pw_dw_fusable says whether the pair takes
+ * it (AVX-512 only); scratch holds conv2d_pw_dw_scratch_floats floats (one buffer per concurrent
+ * caller). Parts: output positions in whole bands (conv2d_pw_dw_part). x and y must not overlap. */
+int conv2d_pw_dw_fusable(const conv2d_params *pw, const conv2d_params *dw);
+size_t conv2d_pw_dw_scratch_floats(const conv2d_params *pw, const conv2d_params *dw);
+kernels_part conv2d_pw_dw_part(const conv2d_params *dw, int ith, int nth);
+void conv2d_pw_dw_forward(const conv2d_params *pw, const float *pw_packed, const float *pw_bias,
+                          const conv2d_params *dw, const float *dw_w, const float *dw_bias,
+                          const float *x, float *y, float *scratch);
+void conv2d_pw_dw_forward_part(const conv2d_params *pw, const float *pw_packed,
+                               const float *pw_bias, const conv2d_params *dw, const float *dw_w,
+                               const float *dw_bias, const float *x, float *y, float *scratch,
+                               const kernels_part *part);
+
 /* Direct depthwise convolution (groups == c_in == c_out), any k / stride / padding. */
 void dwconv2d_forward(const conv2d_params *p, const float *x, const float *w, const float *bias,
                       float *y);

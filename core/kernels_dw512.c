@@ -276,8 +276,9 @@ DW512_S2_ACTS(dw512_s2_k3, 3, 3)
 DW512_S2_ACTS(dw512_s2_k5, 5, 5)
 DW512_S2_ACTS(dw512_s2_any, 0, 0)
 
+/* Output channel c at y + c * y_plane (h_out * w_out for a whole map, more for a band of rows). */
 static DW512_AVX512 void dw512_s2_forward(const conv2d_params *p, const float *x, const float *w,
-                                          const float *bias, float *y)
+                                          const float *bias, float *y, size_t y_plane)
 {
     const int k = p->k_h == p->k_w ? p->k_h : 0;
     const dw512_s2_fn channel = (k == 3 ? dw512_s2_k3 : k == 5 ? dw512_s2_k5 : dw512_s2_any)[p->act];
@@ -288,11 +289,10 @@ static DW512_AVX512 void dw512_s2_forward(const conv2d_params *p, const float *x
                 mask[(v * DW512_S2_PAIRS + jp) * 2 + h] =
                     dw512_col_mask(32 * v - p->pad_l + 2 * jp + 16 * h, p->w_in);
     const size_t hw_in = (size_t)p->h_in * (size_t)p->w_in;
-    const size_t hw_out = (size_t)p->h_out * (size_t)p->w_out;
     const size_t kk = (size_t)p->k_h * (size_t)p->k_w;
     for (int c = 0; c < p->c_in; c++)
         channel(p, mask, x + (size_t)c * hw_in, w + (size_t)c * kk, bias ? bias[c] : 0.0f,
-                y + (size_t)c * hw_out);
+                y + (size_t)c * y_plane);
 }
 
 /* ---- stride 1, wider maps: padded plane ----
@@ -419,10 +419,23 @@ void kernels_dw_avx512(const conv2d_params *p, const float *x, const float *w, c
     if (dw512_flat_applies(p))
         dw512_forward(p, x, w, bias, y);
     else if (dw512_s2_applies(p))
-        dw512_s2_forward(p, x, w, bias, y);
+        dw512_s2_forward(p, x, w, bias, y, (size_t)p->h_out * (size_t)p->w_out);
     else
         dw512_pad_forward(p, x, w, bias, y);
 #else
     (void)x, (void)w, (void)bias, (void)y;
+#endif
+}
+
+int kernels_dw_avx512_s2_applies(const conv2d_params *p) { return dw512_s2_applies(p); }
+
+void kernels_dw_avx512_s2(const conv2d_params *p, const float *x, const float *w,
+                          const float *bias, float *y, size_t y_plane)
+{
+    assert(dw512_s2_applies(p) && kernels_isa_best() >= KERNELS_ISA_AVX512);
+#if DW512_X86
+    dw512_s2_forward(p, x, w, bias, y, y_plane);
+#else
+    (void)x, (void)w, (void)bias, (void)y, (void)y_plane;
 #endif
 }

@@ -44,6 +44,14 @@ int kernels_dw_avx512_applies(const conv2d_params *p);
 void kernels_dw_avx512(const conv2d_params *p, const float *x, const float *w, const float *bias,
                        float *y);
 
+/* The stride-2 AVX-512 depthwise kernel alone: whether it takes p, and the convolution with
+ * output channel c at y + c * y_plane (y_plane >= h_out * w_out: rows of a larger map). Each
+ * output accumulates its taps inside the input in the same order whatever h_in / pad_t, so a
+ * band of output rows computed from a band of input rows has the whole map's bits. */
+int kernels_dw_avx512_s2_applies(const conv2d_params *p);
+void kernels_dw_avx512_s2(const conv2d_params *p, const float *x, const float *w,
+                          const float *bias, float *y, size_t y_plane);
+
 /* pool2d_forward with an explicit variant: AVX-512 runs kernels_pool_avx512 where it applies
  * (column stride 1 or 2, rows up to 1024 cells), else the portable kernel. */
 void pool2d_forward_isa(const pool2d_params *p, const float *x, float *y, kernels_isa isa);

@@ -458,6 +458,43 @@ static int graph_fuse_nodes(graph *g)
     return n_fused;
 }
 
+/* Pointwise expansions whose output has at least this many floats (1 MiB, about half of a core's
+ * L2 on the machines measured) run fused with the stride-2 depthwise conv reading them: smaller
+ * maps stay in L2 between the two nodes anyway. */
+#define GRAPH_PW_DW_MIN_FLOATS (256 * 1024)
+
+/* Marks depthwise convs folded into the pointwise conv before them GRAPH_NODE_FOLDED (see
+ * graph_plan); returns how many. */
+static int graph_fuse_pw_dw(graph *g)
+{
+    int n_fused = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        graph_node *n = &g->nodes[i];
+        const graph_value *mid = &g->values[n->out];
+        if (n->op != NODE_CONV || !n->w_packed || n->scale_slot || n->residual_slot || n->dw_w ||
+            (size_t)mid->c * mid->h * mid->w < GRAPH_PW_DW_MIN_FLOATS)
+            continue;
+        const int r = graph_sole_reader(g, n->out);
+        if (r < 0) continue;
+        graph_node *d = &g->nodes[r];
+        if (d->op != NODE_CONV || d->w_packed || d->n_in != 1 || d->in[0] != n->out ||
+            !conv2d_pw_dw_fusable(&n->p.conv, &d->p.conv))
+            continue;
+        n->dw = d->p.conv;
+        n->dw_w = d->w;
+        n->dw_b = d->b;
+        g->values[n->out].def = GRAPH_DEAD;
+        n->out = d->out;
+        for (int v = 0; v < g->n_values; v++) /* the depthwise output and its views */
+            if (graph_root(g, v) == d->out) g->values[v].def = i;
+        const size_t scratch = conv2d_pw_dw_scratch_floats(&n->p.conv, &n->dw);
+        if (scratch > g->scratch_floats) g->scratch_floats = scratch;
+        d->op = GRAPH_NODE_FOLDED;
+        n_fused++;
+    }
+    return n_fused;
+}
+
 /* Concats whose every input is a node's output read by the concat alone: the inputs become views
  * (channel slices) of the concat's output, so their producers write in place, and the concat node
  * is marked GRAPH_NODE_FOLDED. The output then lives from its first producer on. Returns how many. */
@@ -515,7 +552,7 @@ static void graph_compact(graph *g)
 
 cnn_status graph_plan(graph *g)
 {
-    const int n_fused = graph_fuse_nodes(g);
+    const int n_fused = graph_fuse_nodes(g) + graph_fuse_pw_dw(g);
     if (n_fused + graph_alias_concats(g)) graph_compact(g);
 
     /* Lifetimes: a value lives from its producing node to its last reader; a view keeps its root alive. */
@@ -590,7 +627,8 @@ static int graph_node_split(const graph *g, const graph_node *n)
     case NODE_CONV:
         if (!n->w_packed && !(n->p.conv.groups == n->p.conv.c_in && n->p.conv.groups == n->p.conv.c_out))
             return 0; /* OpenBLAS im2col path: whole, on thread 0 */
-        work = out_n * (n->p.conv.c_in / n->p.conv.groups) * n->p.conv.k_h * n->p.conv.k_w;
+        work = n->dw_w ? (int64_t)n->p.conv.c_out * n->p.conv.h_out * n->p.conv.w_out * n->p.conv.c_in
+                       : out_n * (n->p.conv.c_in / n->p.conv.groups) * n->p.conv.k_h * n->p.conv.k_w;
         break;
     case NODE_POOL: work = out_n * n->p.pool.k_h * n->p.pool.k_w; break;
     case NODE_ADAPTIVE_AVG: work = (int64_t)in->c * in->h * in->w; break;
@@ -628,7 +666,11 @@ static void graph_run_node(const graph *g, const graph_node *n, const float *inp
     kernels_part part;
     switch (n->op) {
     case NODE_CONV:
-        if (n->w_packed) {
+        if (n->dw_w) {
+            part = conv2d_pw_dw_part(&n->dw, ith, nth);
+            conv2d_pw_dw_forward_part(&n->p.conv, n->w_packed, n->b, &n->dw, n->dw_w, n->dw_b, x, y, scratch,
+                                      &part);
+        } else if (n->w_packed) {
             part = conv2d_packed_part(&n->p.conv, ith, nth);
             conv2d_forward_packed_fused_part(
                 &n->p.conv, x, n->scale_slot ? graph_ptr(g, n->in[n->scale_slot], input, arena) : NULL, n->w_packed,

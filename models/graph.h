@@ -45,6 +45,10 @@ typedef struct {
     const float *w_packed; /* conv2d_pack_weights layout, or NULL (then conv2d_forward runs) */
     int scale_slot, residual_slot; /* NODE_CONV fused by graph_plan: index in in[] of the input
                                       scale / residual of conv2d_forward_packed_fused, 0 if none */
+    const float *dw_w, *dw_b;      /* NODE_CONV fused by graph_plan with the depthwise conv dw
+                                      after it (conv2d_pw_dw_forward): its weights (non-NULL) and
+                                      bias; out is then the depthwise conv's output */
+    conv2d_params dw;
     union {
         conv2d_params conv;
         pool2d_params pool;
@@ -71,7 +75,9 @@ void graph_free(graph *g);
 /* Plan the activation arena: one offset per value, buffers reused once their last reader has run.
  * First fuses, where the packed kernels allow (conv2d_packed_fusable), a per-channel scale node
  * into the convolution that alone reads it, and an add into the activation-free convolution whose
- * output only it reads (MobileNetV3's squeeze-and-excitation scale and residual); and turns the
+ * output only it reads (MobileNetV3's squeeze-and-excitation scale and residual); a large pointwise
+ * expansion into the stride-2 depthwise convolution that alone reads it (conv2d_pw_dw_fusable:
+ * computed in bands of rows that stay in cache); and turns the
  * inputs of a concat that alone reads them into channel slices of its output (no copy). */
 cnn_status graph_plan(graph *g);
 

@@ -29,6 +29,7 @@ static const char *op_name(const graph_node *n)
 {
     static const char *const names[] = {"conv", "pool", "adaptive_avg", "linear", "scale", "add", "concat",
                                         "concat_shuffle", "folded"};
+    if (n->op == NODE_CONV && n->dw_w) return "conv+dwconv";
     if (n->op == NODE_CONV && !n->w_packed && n->p.conv.groups == n->p.conv.c_in) return "dwconv";
     return names[n->op];
 }

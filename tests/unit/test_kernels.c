@@ -1236,6 +1236,8 @@ struct part_case {
     const float *x, *w, *bias, *scale, *res;
     float *scratch;
     int n_in, n_out;
+    const conv2d_params *pw; /* conv2d_pw_dw: the pointwise conv (conv is the depthwise one) */
+    const float *pw_packed, *pw_bias;
 };
 
 static void fill_poison(float *y, size_t n)
@@ -1514,6 +1516,104 @@ static void test_linear_parts(void)
     test_end("linear_forward_part: 2/3/5 row parts bit-identical, nothing written outside");
 }
 
+static kernels_part split_pw_dw(const part_case *pc, int ith, int nth) { return conv2d_pw_dw_part(pc->conv, ith, nth); }
+
+static void run_pw_dw(const part_case *pc, const kernels_part *part, float *y)
+{
+    conv2d_pw_dw_forward_part(pc->pw, pc->pw_packed, pc->pw_bias, pc->conv, pc->w, pc->bias, pc->x, y, pc->scratch,
+                              part);
+}
+
+/* conv2d_pw_dw_forward (pointwise + stride-2 depthwise in bands of 8 output rows): bit-identical
+ * to conv2d_forward_packed then dwconv2d_forward, within tolerance of the naive reference of the
+ * two convs, and its 2/3/5 parts bit-identical to the whole. One band and several, a short last
+ * band, k 3/5/7, padding none / symmetric / TF SAME / asymmetric, odd sizes, channel counts not
+ * multiples of 6 or 16, K blocks. */
+static void test_conv_pw_dw(void)
+{
+    /* {c_in, c_exp, h, w, k, pad mode, pw act, dw act} */
+    static const int cases[][8] = {
+        {16, 64, 112, 112, 3, PAD_SYM, ACT_RELU, ACT_RELU}, {5, 7, 17, 23, 3, PAD_SYM, ACT_HSWISH, ACT_RELU6},
+        {13, 20, 9, 40, 5, PAD_SYM, ACT_NONE, ACT_HSWISH},  {3, 11, 33, 8, 7, PAD_SYM, ACT_RELU6, ACT_NONE},
+        {8, 9, 30, 31, 3, PAD_NONE, ACT_RELU, ACT_RELU},    {24, 72, 56, 56, 5, PAD_SYM, ACT_RELU, ACT_RELU},
+        {6, 5, 16, 17, 5, PAD_TF_SAME, ACT_HSWISH, ACT_HSWISH}, {140, 17, 19, 13, 3, PAD_ASYM, ACT_RELU, ACT_RELU},
+        {1, 2, 3, 3, 3, PAD_SYM, ACT_NONE, ACT_NONE},       {4, 33, 36, 5, 3, PAD_SYM, ACT_HSIGMOID, ACT_RELU},
+    };
+    test_begin();
+    rng r = {91};
+    int n_failed = 0;
+    for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
+        const int *c = cases[ci];
+        conv2d_params pw, dw;
+        conv_setup(&pw, c[0], c[1], 1, c[2], c[3], 1, 1, 1, 1, PAD_NONE, (act_kind)c[6]);
+        const int has_output = conv_setup(&dw, c[1], c[1], c[1], c[2], c[3], c[4], c[4], 2, 2, (pad_mode)c[5],
+                                          (act_kind)c[7]);
+        char what[200];
+        snprintf(what, sizeof what, "pw %d->%d %dx%d act %s, dw k %d s 2 pad t%d l%d b%d r%d -> %dx%d act %s", c[0],
+                 c[1], c[2], c[3], act_names[c[6]], c[4], dw.pad_t, dw.pad_l, dw.pad_b, dw.pad_r, dw.h_out, dw.w_out,
+                 act_names[c[7]]);
+        if (!has_output || !conv2d_pw_dw_fusable(&pw, &dw)) {
+            T_CHECK(0, "%s: not fusable", what);
+            n_failed++;
+            continue;
+        }
+        const size_t n_x = (size_t)pw.c_in * pw.h_in * pw.w_in, n_mid = (size_t)pw.c_out * pw.h_out * pw.w_out;
+        const size_t hw = (size_t)dw.h_out * dw.w_out, n_y = (size_t)dw.c_out * hw;
+        float *x = alloc_random(n_x, &r), *pw_w = alloc_random((size_t)pw.c_out * pw.c_in, &r);
+        float *pw_b = alloc_random((size_t)pw.c_out, &r), *dw_w = alloc_random((size_t)dw.c_out * c[4] * c[4], &r);
+        float *dw_b = alloc_random((size_t)dw.c_out, &r);
+        float *packed = alloc_floats(conv2d_packed_floats(&pw)), *mid = alloc_nan(n_mid);
+        float *scratch = alloc_nan(conv2d_pw_dw_scratch_floats(&pw, &dw) + conv2d_packed_scratch_floats(&pw));
+        float *want = alloc_floats(n_y), *y = alloc_floats(n_y + 2), *mid_f = alloc_floats(n_mid);
+        double *ref_mid = alloc_doubles(n_mid), *mag_mid = alloc_doubles(n_mid);
+        double *ref_y = alloc_doubles(n_y), *mag_y = alloc_doubles(n_y);
+        conv2d_pack_weights(&pw, pw_w, packed);
+        conv2d_forward_packed(&pw, x, packed, pw_b, mid, scratch);
+        dwconv2d_forward(&dw, mid, dw_w, dw_b, want);
+        fill_poison(y, n_y + 2);
+        conv2d_pw_dw_forward(&pw, packed, pw_b, &dw, dw_w, dw_b, x, y + 1, scratch);
+        int ok = is_poison(&y[0]) && is_poison(&y[n_y + 1]);
+        T_CHECK(ok, "%s: wrote outside y", what);
+        for (size_t i = 0; i < n_y && ok; i++)
+            if (memcmp(&y[1 + i], &want[i], sizeof *y) != 0) {
+                T_CHECK(0, "%s: index %zu (channel %zu, row %zu, column %zu) got %.9g, unfused %.9g", what, i, i / hw,
+                        i % hw / (size_t)dw.w_out, i % (size_t)dw.w_out, (double)y[1 + i], (double)want[i]);
+                ok = 0;
+            }
+        /* naive reference: the pointwise conv in double, rounded to float, then the depthwise */
+        ref_conv(&pw, x, pw_w, pw_b, ref_mid, mag_mid);
+        for (size_t i = 0; i < n_mid; i++) mid_f[i] = (float)ref_mid[i];
+        ref_conv(&dw, mid_f, dw_w, dw_b, ref_y, mag_y);
+        for (size_t i = 0; i < n_y; i++) mag_y[i] *= 2.0; /* two rounded convs */
+        const long bad = first_bad(y + 1, ref_y, mag_y, n_y);
+        T_CHECK(bad < 0, "%s: index %ld got %.9g, reference %.9g", what, bad, bad < 0 ? 0.0 : (double)y[1 + bad],
+                bad < 0 ? 0.0 : ref_y[bad]);
+        ok &= bad < 0;
+        part_case pc = {.split = split_pw_dw, .run = run_pw_dw, .c = dw.c_out, .hw = hw, .conv = &dw, .x = x,
+                        .w = dw_w, .bias = dw_b, .scratch = scratch, .pw = &pw, .pw_packed = packed, .pw_bias = pw_b};
+        ok &= check_parts(&pc, want, what);
+        n_failed += !ok;
+        free(x);
+        free(pw_w);
+        free(pw_b);
+        free(dw_w);
+        free(dw_b);
+        free(packed);
+        free(mid);
+        free(scratch);
+        free(want);
+        free(y);
+        free(mid_f);
+        free(ref_mid);
+        free(mag_mid);
+        free(ref_y);
+        free(mag_y);
+    }
+    if (n_failed) printf("#   %d of %zu shapes failed\n", n_failed, sizeof cases / sizeof *cases);
+    test_end("conv2d_pw_dw_forward (pointwise + stride-2 depthwise in row bands): bit-identical to the two "
+             "convs, vs reference, 2/3/5 parts");
+}
+
 static void test_part_split(void)
 {
     test_begin();
@@ -1595,9 +1695,12 @@ int main(void)
     test_part_split();
     test_dw_pool_parts();
     test_linear_parts();
-    if (kernels_isa_best() >= KERNELS_ISA_AVX512)
+    if (kernels_isa_best() >= KERNELS_ISA_AVX512) {
         test_conv_packed_parts();
-    else
+        test_conv_pw_dw();
+    } else {
         test_skip("conv2d_forward_packed_fused_part", "CPU lacks AVX-512F");
+        test_skip("conv2d_pw_dw_forward", "CPU lacks AVX-512F");
+    }
     return test_finish();
 }
