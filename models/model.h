@@ -44,6 +44,8 @@ int64_t model_n_params(const model *m);     /* parameters of the graph as torchv
 int64_t model_n_macs(const model *m);       /* multiply-accumulates of conv + linear layers */
 size_t model_weight_bytes(const model *m);  /* folded weights + mapping */
 size_t model_arena_bytes(const model *m);   /* one context's activation arena */
+/* Bytes one context of n_threads threads allocates: its arena plus one conv scratch buffer per thread. */
+size_t model_ctx_bytes(const model *m, int n_threads);
 const char *model_meta(const model *m, const char *key); /* __metadata__ string or NULL */
 const char *model_path(const model *m);
 

@@ -222,6 +222,12 @@ int64_t model_n_params(const model *m) { return m->g.n_params; }
 int64_t model_n_macs(const model *m) { return m->g.n_macs; }
 size_t model_weight_bytes(const model *m) { return weights_resident_bytes(m->w) + m->g.owned_bytes; }
 size_t model_arena_bytes(const model *m) { return (m->g.arena_floats + m->g.scratch_floats) * sizeof(float); }
+size_t model_ctx_bytes(const model *m, int n_threads)
+{
+    size_t arena = (m->g.arena_floats * sizeof(float) + 63) / 64 * 64;
+    size_t stride = (m->g.scratch_floats + 15) / 16 * 16; /* as model_ctx_init_threads allocates */
+    return arena + stride * sizeof(float) * (size_t)(n_threads > 1 ? n_threads : 1);
+}
 const char *model_meta(const model *m, const char *key) { return weights_meta(m->w, key); }
 const char *model_path(const model *m) { return weights_path(m->w); }
 

@@ -182,13 +182,7 @@ static json_t *meta_json(const model *m, const char *key)
     return v ? json_string(v) : json_null();
 }
 
-size_t zoo_ctx_bytes(const zoo *z, const model *m)
-{
-    /* model.h reports the arena and one thread's conv scratch only as their sum, so with N threads
-     * the sum is counted N times: exact at one thread, an upper bound (by N - 1 arenas) above. */
-    size_t n_threads = z->threads_per_worker > 1 ? (size_t)z->threads_per_worker : 1;
-    return n_threads * model_arena_bytes(m);
-}
+size_t zoo_ctx_bytes(const zoo *z, const model *m) { return model_ctx_bytes(m, z->threads_per_worker); }
 
 json_t *zoo_entry_json(const zoo *z, int entry, int n_workers)
 {

@@ -52,7 +52,7 @@ void zoo_loaded_names(const zoo *z, char *buf, size_t buf_bytes);
 json_t *zoo_loaded_names_json(const zoo *z);
 
 /* Bytes of one worker's context of m: its activation arena plus one conv scratch buffer per thread
- * (z->threads_per_worker). Exact at one thread, an upper bound above (see zoo.c). */
+ * (z->threads_per_worker). */
 size_t zoo_ctx_bytes(const zoo *z, const model *m);
 
 /* Description for GET /v1/models: name, aliases, state, sizes, normalization, params/MACs,
