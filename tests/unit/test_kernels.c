@@ -515,7 +515,12 @@ static void dw_sweep(conv_via via, uint64_t seed, sweep_stats *st)
                              * row past, 7-wide kernels, kernels wider than the map */
                             {64, 16, 3, 3, 1, 1},        {65, 16, 5, 5, 1, 1},
                             {12, 12, 7, 7, 1, 1},        {7, 7, 1, 7, 1, 1},
-                            {9, 16, 7, 3, 1, 1},         {4, 2, 7, 7, 1, 1}};
+                            {9, 16, 7, 3, 1, 1},         {4, 2, 7, 7, 1, 1},
+                            /* stride-2 AVX-512 kernel with k_w >= 5 (deinterleaved rows):
+                             * non-square kernels at 17 / 34 outputs (block layouts 4x2, 2x4),
+                             * rows too wide for 2-row blocks of 7x7 (1x4), the widest rows */
+                            {17, 33, 3, 5, 2, 2},        {9, 67, 7, 5, 2, 2},
+                            {5, 1300, 7, 7, 2, 2},       {6, 2047, 7, 7, 2, 2}};
     for (size_t i = 0; i < sizeof extra / sizeof *extra; i++)
         for (int mode = 0; mode < N_PAD_MODES; mode++, idx++) {
             conv2d_params p;
