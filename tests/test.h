@@ -7,6 +7,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 typedef struct {
     int n_pass, n_fail, n_skip;
@@ -51,6 +52,23 @@ static inline int test_finish(void)
 {
     printf("# %d passed, %d failed, %d skipped\n", test_g.n_pass, test_g.n_fail, test_g.n_skip);
     return test_g.n_fail ? 1 : 0;
+}
+
+/* Exactly n floats from a raw little-endian file (a reference array of tests/ref); NULL when the file
+ * is missing or has another size. The caller frees. */
+static inline float *test_read_f32(const char *path, size_t n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    float *buf = malloc(n * sizeof(float));
+    size_t got = buf ? fread(buf, sizeof(float), n, f) : 0;
+    int extra = fgetc(f) != EOF;
+    fclose(f);
+    if (got != n || extra) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
 }
 
 #endif

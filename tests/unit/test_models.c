@@ -18,21 +18,6 @@
 
 static char cache_dir[1024], shared_dir[1024];
 
-static float *read_f32(const char *path, size_t n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    float *buf = malloc(n * sizeof(float));
-    size_t got = buf ? fread(buf, sizeof(float), n, f) : 0;
-    int extra = fgetc(f) != EOF;
-    fclose(f);
-    if (got != n || extra) {
-        free(buf);
-        return NULL;
-    }
-    return buf;
-}
-
 /* torchvision's parameter counts (inception_v3 without the aux head) and the MAC figures. */
 static const struct { const char *name; int64_t n_params; double g_macs; } expected[] = {
     {"mobilenet_v3_large", 5483032, 0.2166}, {"mobilenet_v3_small", 2542856, 0.0565},
@@ -81,9 +66,9 @@ static void test_reference_case(json_t *c)
     }
     size_t in_n = (size_t)3 * size * size;
     snprintf(path, sizeof(path), "%s/ref/%s", cache_dir, ifile);
-    float *inputs = read_f32(path, in_n * n_inputs);
+    float *inputs = test_read_f32(path, in_n * n_inputs);
     snprintf(path, sizeof(path), "%s/ref/%s", cache_dir, lfile);
-    float *ref = read_f32(path, (size_t)n_classes * n_inputs);
+    float *ref = test_read_f32(path, (size_t)n_classes * n_inputs);
     float *out = malloc((size_t)n_classes * sizeof(float));
     model_ctx *ctx = NULL;
     T_CHECK(inputs && ref, "reading reference inputs/logits of %s failed (size mismatch?)", name);
@@ -194,7 +179,7 @@ static void test_concurrency(json_t *c)
     size_t in_n = (size_t)3 * size * size;
     int n_classes = model_num_classes(m);
     snprintf(path, sizeof(path), "%s/ref/%s", cache_dir, json_string_value(json_object_get(c, "inputs")));
-    float *inputs = read_f32(path, in_n * n_inputs);
+    float *inputs = test_read_f32(path, in_n * n_inputs);
     float *expect = malloc((size_t)n_inputs * n_classes * sizeof(float));
     model_ctx *ctx = NULL;
     if (!inputs || !expect || model_ctx_init(&ctx, m) != CNN_OK) {

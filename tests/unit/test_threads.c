@@ -14,21 +14,6 @@
 
 static char cache_dir[1024];
 
-static float *read_f32(const char *path, size_t n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    float *buf = malloc(n * sizeof(float));
-    size_t got = buf ? fread(buf, sizeof(float), n, f) : 0;
-    int extra = fgetc(f) != EOF;
-    fclose(f);
-    if (got != n || extra) {
-        free(buf);
-        return NULL;
-    }
-    return buf;
-}
-
 /* ---- the pool alone ---- */
 
 enum { POOL_STEPS = 5, POOL_MAX_PARTS = 7, POOL_JOBS = 2000 };
@@ -151,7 +136,7 @@ static void test_model_threads(json_t *c)
     const size_t in_n = (size_t)3 * size * size;
     const int n_classes = model_num_classes(m);
     snprintf(path, sizeof path, "%s/ref/%s", cache_dir, ifile);
-    float *inputs = read_f32(path, in_n * (size_t)n_inputs);
+    float *inputs = test_read_f32(path, in_n * (size_t)n_inputs);
     float *expect = malloc((size_t)n_inputs * n_classes * sizeof(float));
     float *out = malloc((size_t)n_classes * sizeof(float));
     model_ctx *ctxs[4] = {NULL};
