@@ -375,11 +375,8 @@ void pool2d_forward_isa(const pool2d_params *p, const float *x, float *y, kernel
          * count_include_pad, else the real cells) */
         if (tiled && p->kind == POOL_AVG) {
             for (int o = 0; o < n_out; o++) {
-                const int wstart = base + o * sw;
-                const int wend = kernels_imin(wstart + p->k_w, p->w_in + p->pad_r);
-                col_div[o] = (float)(p->count_include_pad ? wend - wstart
-                                                          : kernels_imin(wend, p->w_in) -
-                                                                kernels_imax(wstart, 0));
+                col_div[o] = (float)kernels_pool_axis_count(base + o * sw, p->k_w, p->w_in, p->pad_r,
+                                                            p->count_include_pad);
             }
         }
         for (int c = 0; c < p->c; c++) {

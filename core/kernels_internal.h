@@ -129,6 +129,15 @@ static inline __attribute__((always_inline)) float kernels_act_one(act_kind act,
 static inline int kernels_imin(int a, int b) { return a < b ? a : b; }
 static inline int kernels_imax(int a, int b) { return a > b ? a : b; }
 
+/* PyTorch's average-pool divisor along one axis for the window starting at `start` (may be negative)
+ * of size k over n cells with pad_after trailing padding: the padded window inside [-pad, n + pad)
+ * when count_include_pad, else only the real cells. */
+static inline int kernels_pool_axis_count(int start, int k, int n, int pad_after, int count_include_pad)
+{
+    const int end = kernels_imin(start + k, n + pad_after);
+    return count_include_pad ? end - start : kernels_imin(end, n) - kernels_imax(start, 0);
+}
+
 /* Packed GEMM left operand (m x k): blocks of KERNELS_GEMM_KC columns (the last may be
  * narrower), each block holding ceil(m / KERNELS_GEMM_MR) panels of KERNELS_GEMM_MR rows (zero past
  * the last row), k-major inside a panel. The micro-kernel broadcasts consecutive floats, and the

@@ -85,11 +85,8 @@ pool512_run(const int is_max, const int s, const pool2d_params *p, const float *
     float *cells = buf + p->pad_l;
     if (!is_max)
         for (int o = 0; o < w_out; o++) {
-            const int wstart = o * s - p->pad_l;
-            const int wend = kernels_imin(wstart + p->k_w, p->w_in + p->pad_r);
-            col_inv[o] = 1.0f / (float)(p->count_include_pad ? wend - wstart
-                                                            : kernels_imin(wend, p->w_in) -
-                                                                  kernels_imax(wstart, 0));
+            col_inv[o] = 1.0f / (float)kernels_pool_axis_count(o * s - p->pad_l, p->k_w, p->w_in, p->pad_r,
+                                                               p->count_include_pad);
         }
     const size_t hw_in = (size_t)p->h_in * (size_t)p->w_in;
     const size_t hw_out = (size_t)p->h_out * (size_t)w_out;

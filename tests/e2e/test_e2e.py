@@ -213,6 +213,18 @@ def sample_photos():
     return rows
 
 
+def classify_cli_lines(wdir, model, files, problems, timeout):
+    """`cnnserve classify --json --top-k 5` (1 thread) of files: one JSON line per file, or None after
+    appending why to problems."""
+    cli = subprocess.run([BIN, "classify", "--weights-dir", wdir, "--model", model, "--threads", "1", "--json",
+                          "--top-k", "5"] + files, capture_output=True, timeout=timeout)
+    lines = cli.stdout.decode().splitlines()
+    if cli.returncode != 0 or len(lines) != len(files):
+        problems.append("classify %s: exit %d, %d lines: %s" % (model, cli.returncode, len(lines), cli.stderr[-300:]))
+        return None
+    return lines
+
+
 def strip_volatile(answer):
     """An answer without what legitimately differs between two runs (ids, timings, file names)."""
     a = json.loads(json.dumps(answer))
@@ -546,11 +558,8 @@ def case_http_equals_cli(srv, wdir, photos, models):
     p = []
     for model in models:
         files = [f for f, _, _ in photos]
-        cli = subprocess.run([BIN, "classify", "--weights-dir", wdir, "--model", model, "--threads", "1", "--json",
-                              "--top-k", "5"] + files, capture_output=True, timeout=1800)
-        lines = cli.stdout.decode().splitlines()
-        if cli.returncode != 0 or len(lines) != len(files):
-            p.append("classify %s: exit %d, %d lines: %s" % (model, cli.returncode, len(lines), cli.stderr[-300:]))
+        lines = classify_cli_lines(wdir, model, files, p, 1800)
+        if lines is None:
             continue
         by_file = {}
         for line in lines:
@@ -886,11 +895,8 @@ def case_threads_per_worker(wdir, main_srv, photos, sources, loaded):
                     m["name"], arena, arena_1t, m.get("resident_bytes"), m.get("weight_bytes")))
         files = [f for f, _, _ in photos[:24]]
         for model in models:
-            cli = subprocess.run([BIN, "classify", "--weights-dir", wdir, "--model", model, "--threads", "1", "--json",
-                                  "--top-k", "5"] + files, capture_output=True, timeout=900)
-            lines = cli.stdout.decode().splitlines()
-            if cli.returncode != 0 or len(lines) != len(files):
-                p.append("classify %s: exit %d, %d lines: %s" % (model, cli.returncode, len(lines), cli.stderr[-300:]))
+            lines = classify_cli_lines(wdir, model, files, p, 900)
+            if lines is None:
                 continue
             for f, line in zip(files, lines):
                 r = classify_jpeg(srv, f, "?model=%s&top_k=5" % model)
