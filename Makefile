@@ -32,7 +32,7 @@ KERNELS_OBJ := $(call obj,$(wildcard core/kernels*.c) core/status.c)
 WEIGHTS_OBJ := $(call obj,$(wildcard core/weights*.c) core/status.c)
 
 TEST_BINS := $(BUILD)/tests/test_kernels $(BUILD)/tests/test_weights $(BUILD)/tests/test_image \
-             $(BUILD)/tests/test_models $(BUILD)/tests/test_threads
+             $(BUILD)/tests/test_models $(BUILD)/tests/test_threads $(BUILD)/tests/test_dataset
 
 .PHONY: all test unit asan clean deps run weights fuzz bench docker-test
 all: $(BIN)/cnnserve
@@ -62,6 +62,10 @@ $(BUILD)/tests/test_models: $(BUILD)/tests/unit/test_models.o $(IMAGE_OBJ) $(MOD
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/test_threads: $(BUILD)/tests/unit/test_threads.o $(MODELS_OBJ) $(CORE_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/test_dataset: $(BUILD)/tests/unit/test_dataset.o $(BUILD)/server/dataset.o $(BUILD)/core/status.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

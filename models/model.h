@@ -16,6 +16,8 @@ typedef struct {
     const char *const *aliases;  /* NULL-terminated */
     int input_size;              /* crop: 224 or 299 */
     int resize_size;             /* short side before crop: 256 or 342 */
+    const char *head;            /* torchvision name of the last linear layer, which fine-tuning
+                                    replaces: "classifier.3", "fc", "classifier.6" */
 } model_arch;
 
 /* All architectures, in the paper's order; *n_out receives the count. */
@@ -66,6 +68,14 @@ int model_ctx_threads(const model_ctx *ctx);
 
 /* input: 3 x S x S normalized floats (S = model_input_size); logits: model_num_classes floats. */
 void model_run(model_ctx *ctx, const float *input, float *logits);
+
+/* Length of the feature vector: the input of the last linear layer (model_arch.head). */
+int model_feature_dim(const model *m);
+/* The features (model_feature_dim floats) of one input, as the last linear layer sees them in eval
+ * mode (after the global pooling / the hidden layers and their activations; dropout is identity),
+ * computed by the same engine and threads as model_run: features . W^T + b of the head layer gives
+ * model_run's logits. */
+void model_run_features(model_ctx *ctx, const float *input, float *features);
 
 /* Softmax over the 1000 ImageNet classes (a 1001-class model's background output 0 is dropped
  * before the softmax), then the top k (k <= 1000): idx in torchvision order 0..999. */

@@ -23,9 +23,11 @@ static const char *const aliases_inception[] = {"inception", "inceptionv3", "inc
 
 /* The paper's five models, in its order. */
 static const model_arch archs_pub[] = {
-    {"mobilenet_v3_large", aliases_mnv3l, 224, 256}, {"mobilenet_v3_small", aliases_mnv3s, 224, 256},
-    {"shufflenet_v2_x1_0", aliases_shuffle, 224, 256}, {"alexnet", aliases_alexnet, 224, 256},
-    {"inception_v3", aliases_inception, 299, 342},
+    {"mobilenet_v3_large", aliases_mnv3l, 224, 256, "classifier.3"},
+    {"mobilenet_v3_small", aliases_mnv3s, 224, 256, "classifier.3"},
+    {"shufflenet_v2_x1_0", aliases_shuffle, 224, 256, "fc"},
+    {"alexnet", aliases_alexnet, 224, 256, "classifier.6"},
+    {"inception_v3", aliases_inception, 299, 342, "fc"},
 };
 #define N_ARCHS ((int)(sizeof(archs_pub) / sizeof(archs_pub[0])))
 
@@ -66,6 +68,7 @@ struct model {
     weights *w;
     graph g;
     int input_size, resize_size, num_classes, tf_same;
+    int feat_value, feat_dim; /* the head layer's input value and its length */
     float mean[3], std[3];
 };
 
@@ -190,6 +193,15 @@ cnn_status model_load(model **out, const char *arch_name, const char *path, char
         cnn_err(err, err_bytes, s, "%s: out of memory planning the arena", path);
         goto fail;
     }
+    /* Every architecture ends in its head linear layer; its input stays in the arena after a run
+     * (live until that layer has read it, so the planner never overlaps it with the logits). */
+    const graph_node *head = &m->g.nodes[m->g.values[m->g.output].def];
+    if (head->op != NODE_LINEAR) {
+        s = cnn_err(err, err_bytes, CNN_ERR_SHAPE, "%s: the graph does not end in a linear layer", path);
+        goto fail;
+    }
+    m->feat_value = head->in[0];
+    m->feat_dim = head->p.linear.n_in;
     if (warn && warn_bytes) {
         char names[768];
         size_t n_unused = weights_unused(m->w, names, sizeof(names));
@@ -287,7 +299,8 @@ void model_ctx_free(model_ctx *ctx)
 
 int model_ctx_threads(const model_ctx *ctx) { return ctx->pool ? threadpool_size(ctx->pool) : 1; }
 
-void model_run(model_ctx *ctx, const float *input, float *logits)
+/* One inference into ctx's arena. */
+static void model_run_graph(model_ctx *ctx, const float *input)
 {
     const model *m = ctx->m;
     if (ctx->pool) {
@@ -297,7 +310,22 @@ void model_run(model_ctx *ctx, const float *input, float *logits)
     } else {
         graph_run(&m->g, input, ctx->arena, ctx->scratch);
     }
+}
+
+void model_run(model_ctx *ctx, const float *input, float *logits)
+{
+    const model *m = ctx->m;
+    model_run_graph(ctx, input);
     memcpy(logits, ctx->arena + m->g.values[m->g.output].offset, (size_t)m->num_classes * sizeof(float));
+}
+
+int model_feature_dim(const model *m) { return m->feat_dim; }
+
+void model_run_features(model_ctx *ctx, const float *input, float *features)
+{
+    const model *m = ctx->m;
+    model_run_graph(ctx, input);
+    memcpy(features, ctx->arena + m->g.values[m->feat_value].offset, (size_t)m->feat_dim * sizeof(float));
 }
 
 void model_topk(const model *m, const float *logits, int k, int *idx, float *prob)

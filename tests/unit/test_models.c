@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "../../core/cpu.h"
+#include "../../core/weights.h"
 #include "../../models/model.h"
 #include "../../server/image.h"
 #include "../test.h"
@@ -123,6 +124,73 @@ done:
     free(out);
     free(inputs);
     free(ref);
+    model_free(m);
+    test_end(case_name);
+}
+
+/* ---- features: the head layer's input, through the head's own weights, gives the logits ---- */
+static void test_features(const char *arch, const char *path, const char *case_name)
+{
+    test_begin();
+    char err[1024];
+    model *m = NULL;
+    weights *w = NULL;
+    model_ctx *ctx1 = NULL, *ctx2 = NULL;
+    float *input = NULL, *logits = NULL, *f1 = NULL, *f2 = NULL;
+    cnn_status s = model_load(&m, arch, path, err, sizeof(err), NULL, 0);
+    T_CHECK(s == CNN_OK, "model_load(%s): %s", path, err);
+    if (s != CNN_OK) goto done;
+    const int size = model_input_size(m), dim = model_feature_dim(m), k = model_num_classes(m);
+    const size_t n_in = (size_t)3 * size * size;
+    char name[128];
+    const float *hw = NULL, *hb = NULL;
+    s = weights_open(&w, path, err, sizeof(err));
+    if (s == CNN_OK) {
+        int64_t shape_w[2] = {k, dim}, shape_b[1] = {k};
+        snprintf(name, sizeof(name), "%s.weight", model_get_arch(m)->head);
+        s = weights_get_f32(w, name, 2, shape_w, &hw, err, sizeof(err));
+        snprintf(name, sizeof(name), "%s.bias", model_get_arch(m)->head);
+        if (s == CNN_OK) s = weights_get_f32(w, name, 1, shape_b, &hb, err, sizeof(err));
+    }
+    T_CHECK(s == CNN_OK, "head tensors: %s", err);
+    input = malloc(n_in * sizeof(float));
+    logits = malloc((size_t)k * sizeof(float));
+    f1 = malloc((size_t)dim * sizeof(float));
+    f2 = malloc((size_t)dim * sizeof(float));
+    T_CHECK(input && logits && f1 && f2, "out of memory");
+    if (s != CNN_OK || !input || !logits || !f1 || !f2) goto done;
+    T_CHECK(model_ctx_init(&ctx1, m) == CNN_OK && model_ctx_init_threads(&ctx2, m, 3) == CNN_OK, "contexts");
+    if (!ctx1 || !ctx2) goto done;
+    uint32_t x = 12345;
+    for (size_t i = 0; i < n_in; i++) {
+        x = x * 1664525u + 1013904223u;
+        input[i] = (float)(x >> 8) / (float)(1u << 24) * 4.0f - 2.0f;
+    }
+    model_run(ctx1, input, logits);
+    model_run_features(ctx1, input, f1);
+    model_run_features(ctx2, input, f2);
+    T_CHECK(!memcmp(f1, f2, (size_t)dim * sizeof(float)), "features differ between 1 and 3 threads");
+    double max_abs = 0, max_err = 0;
+    for (int c = 0; c < k; c++) {
+        double acc = hb[c];
+        for (int j = 0; j < dim; j++) acc += (double)f1[j] * hw[(size_t)c * dim + j];
+        double e = fabs(acc - logits[c]);
+        if (e > max_err) max_err = e;
+        if (fabs(logits[c]) > max_abs) max_abs = fabs(logits[c]);
+    }
+    T_CHECK(max_abs > 0, "all-zero logits");
+    T_CHECK(max_err <= 1e-5 * max_abs + 1e-5, "features . W^T + b vs logits: max error %g (max |logit| %g)", max_err,
+            max_abs);
+    printf("# %s: %d features, %d classes, max |features.W^T+b - logits| %.3g of max |logit| %.3g\n", arch, dim, k,
+           max_err, max_abs);
+done:
+    model_ctx_free(ctx1);
+    model_ctx_free(ctx2);
+    weights_free(w);
+    free(input);
+    free(logits);
+    free(f1);
+    free(f2);
     model_free(m);
     test_end(case_name);
 }
@@ -414,6 +482,14 @@ int main(int argc, char **argv)
         json_t *cs;
         json_array_foreach(cases, i, cs) test_reference_case(cs);
         json_array_foreach(cases, i, cs) {
+            const char *arch = json_string_value(json_object_get(cs, "arch"));
+            const char *wfile = json_string_value(json_object_get(cs, "weights"));
+            char case_name[256];
+            snprintf(case_name, sizeof(case_name), "features %s", json_string_value(json_object_get(cs, "name")));
+            snprintf(path, sizeof(path), "%s/ref/%s", cache_dir, wfile ? wfile : "?");
+            test_features(arch ? arch : "?", path, case_name);
+        }
+        json_array_foreach(cases, i, cs) {
             const char *name = json_string_value(json_object_get(cs, "name"));
             if (name && !strcmp(name, "mobilenet_v3_large")) {
                 test_concurrency(cs);
@@ -422,6 +498,14 @@ int main(int argc, char **argv)
         }
     }
     json_decref(man);
+    static const char *const real[] = {"mobilenet_v3_small", "shufflenet_v2_x1_0"};
+    for (int r = 0; r < 2; r++) {
+        char case_name[256];
+        snprintf(case_name, sizeof(case_name), "features %s (real weights)", real[r]);
+        snprintf(path, sizeof(path), "%s/weights/%s.safetensors", shared_dir, real[r]);
+        if (access(path, R_OK)) test_skip(case_name, "../shared/weights absent");
+        else test_features(real[r], path, case_name);
+    }
 
     snprintf(path, sizeof(path), "%s/ref/accuracy.json", cache_dir);
     json_t *acc = json_load_file(path, 0, &jerr);
