@@ -7,109 +7,30 @@
  * connection when the answer is ready. We chose suspend/resume over thread-per-connection because a
  * slow or stalled client then costs one connection slot (bounded by --max-connections and cut by the
  * --timeout idle timeout and request deadline), never a thread, and the event loop never blocks on
- * CPU work, so /healthz, /readyz and /metrics stay responsive under full inference load. */
-#include "http.h"
+ * CPU work, so /healthz, /readyz and /metrics stay responsive under full inference load.
+ *
+ * Routes live in one table (routes.c); this file matches a request to its route, reads the body
+ * within the limits, runs the route's handlers and jobs, and sends every answer. */
+#include "http_internal.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <math.h>
-#include <microhttpd.h>
 #include <netdb.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "metrics.h"
-#include "multipart.h"
-#include "openapi.h"
-#include "pipeline.h"
 #include "timing.h"
 #include "version.h"
-#include "workers.h"
-
-struct http_server {
-    const serve_config *cfg;
-    zoo *z;
-    const logger *lg;
-    int default_entry;
-    metrics *mt;
-    workers *pool;
-    struct MHD_Daemon *daemon;
-    int listen_fd;   /* ours until MHD_start_daemon takes it, ours again after MHD_quiesce_daemon */
-    int quiesced;
-    int port;
-    atomic_int draining;
-    atomic_int in_flight;
-    atomic_llong buffered_bytes; /* request bodies held in memory, all connections */
-    atomic_ullong next_id;
-    unsigned id_prefix;
-};
-
-/* REQ_GET: a GET/HEAD route, answered on the handler's second call (once the request is fully
- * read) so the connection stays reusable; answering on the first call makes MHD close it. */
-typedef enum { REQ_GET = 0, REQ_RECEIVING, REQ_QUEUED, REQ_RESPONDED } req_phase;
-
-typedef struct {
-    metrics_route route;
-    const char *allow;
-    const char *name; /* /v1/models/{name}: points into MHD's copy of the URL */
-} route_match;
-
-/* One HTTP request, from the first handler call to MHD's completion callback. */
-typedef struct {
-    http_server *srv;
-    struct MHD_Connection *conn;
-    req_phase phase;
-    metrics_route route;
-    route_match match;
-    int model_label;           /* metrics/log label: zoo entry, METRICS_MODEL_ALL or _NONE */
-    char method[16];
-    char path[160];
-    char request_id[72];
-    uint64_t t_start_ns, t_body_ns, t_enqueue_ns, t_dequeue_ns;
-
-    /* body */
-    uint8_t *body;
-    size_t n_body, body_cap;
-    long long n_budget;        /* bytes of srv->buffered_bytes this request holds */
-    uint64_t n_seen;           /* body bytes received, kept or not */
-    int reject_status;         /* set while streaming: answer this once the body has ended */
-    const char *reject_code;
-    char reject_msg[160];
-    int is_multipart;
-    char boundary[80];
-
-    /* parameters: from the query string at the start, form fields at the end */
-    char model_param[72];
-    char top_k_param[24];
-    int has_model_param, has_top_k_param;
-
-    /* job, handed to a worker */
-    const uint8_t *image;
-    size_t n_image;
-    int all;
-    pipeline_request preq;
-    atomic_int job_done;
-    int job_status;            /* written by the worker before job_done */
-    char *job_body;
-    char job_timing[320];
-    const char *job_error_code;
-
-    /* what was sent */
-    int status;
-    size_t n_sent;
-    const char *error_code;
-} http_req;
 
 /* ---------------------------------------------------------------- responses */
 
-static char *error_json(const http_req *r, int status, const char *code, const char *message, json_t *extra)
+char *http_error_json(const http_req *r, int status, const char *code, const char *message, json_t *extra)
 {
     json_t *err = json_pack("{s:i,s:s,s:s,s:s}", "status", status, "code", code, "message", message, "request_id",
                             r->request_id);
@@ -121,19 +42,9 @@ static char *error_json(const http_req *r, int status, const char *code, const c
     return s;
 }
 
-/* Queues body (malloc'd; ownership passes to MHD, or it is freed here) with the common headers. */
-static enum MHD_Result send_response(http_req *r, int status, char *body, size_t n_bytes, const char *content_type,
-                                     const char *server_timing, const char *allow)
+static enum MHD_Result queue_response(http_req *r, int status, struct MHD_Response *resp, size_t n_bytes,
+                                      const char *content_type, const char *server_timing, const char *allow)
 {
-    struct MHD_Response *resp;
-    if (body) {
-        resp = MHD_create_response_from_buffer(n_bytes, body, MHD_RESPMEM_MUST_FREE);
-        if (!resp) free(body);
-    } else {
-        n_bytes = 0;
-        resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
-    }
-    if (!resp) return MHD_NO;
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
     MHD_add_response_header(resp, "X-Request-Id", r->request_id);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
@@ -150,19 +61,38 @@ static enum MHD_Result send_response(http_req *r, int status, char *body, size_t
     return ret;
 }
 
-static enum MHD_Result send_json(http_req *r, int status, json_t *o)
+enum MHD_Result http_send(http_req *r, int status, char *body, size_t n_bytes, const char *content_type,
+                          const char *server_timing, const char *allow)
+{
+    struct MHD_Response *resp;
+    if (body) {
+        resp = MHD_create_response_from_buffer(n_bytes, body, MHD_RESPMEM_MUST_FREE);
+        if (!resp) free(body);
+    } else {
+        n_bytes = 0;
+        resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    }
+    if (!resp) return MHD_NO;
+    return queue_response(r, status, resp, n_bytes, content_type, server_timing, allow);
+}
+
+enum MHD_Result http_send_static(http_req *r, int status, const char *body, size_t n_bytes, const char *content_type)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(n_bytes, (void *)body, MHD_RESPMEM_PERSISTENT);
+    if (!resp) return MHD_NO;
+    return queue_response(r, status, resp, n_bytes, content_type, NULL, NULL);
+}
+
+enum MHD_Result http_send_json(http_req *r, int status, json_t *o)
 {
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (!s) return MHD_NO;
-    return send_response(r, status, s, strlen(s), "application/json", NULL, NULL);
+    return http_send(r, status, s, strlen(s), "application/json", NULL, NULL);
 }
 
-/* Error answer; extra (stolen, may be NULL) adds fields to the error object. */
-static enum MHD_Result send_error_extra(http_req *r, int status, const char *code, json_t *extra, const char *allow,
-                                        const char *fmt, ...) __attribute__((format(printf, 6, 7)));
-static enum MHD_Result send_error_extra(http_req *r, int status, const char *code, json_t *extra, const char *allow,
-                                        const char *fmt, ...)
+enum MHD_Result http_send_error_extra(http_req *r, int status, const char *code, json_t *extra, const char *allow,
+                                      const char *fmt, ...)
 {
     char msg[600];
     va_list ap;
@@ -170,12 +100,19 @@ static enum MHD_Result send_error_extra(http_req *r, int status, const char *cod
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     r->error_code = code;
-    char *s = error_json(r, status, code, msg, extra);
+    char *s = http_error_json(r, status, code, msg, extra);
     if (!s) return MHD_NO;
-    return send_response(r, status, s, strlen(s), "application/json", NULL, allow);
+    return http_send(r, status, s, strlen(s), "application/json", NULL, allow);
 }
 
-#define send_error(r, status, code, ...) send_error_extra(r, status, code, NULL, NULL, __VA_ARGS__)
+enum MHD_Result http_send_unknown_model(http_req *r, const char *name)
+{
+    char loaded[256];
+    zoo_loaded_names(r->srv->z, loaded, sizeof loaded);
+    return http_send_error_extra(r, MHD_HTTP_NOT_FOUND, "unknown_model",
+                                 json_pack("{s:o}", "loaded_models", zoo_loaded_names_json(r->srv->z)), NULL,
+                                 "unknown model '%.64s'; loaded models: %s", name, loaded);
+}
 
 /* ---------------------------------------------------------------- request ids, budget */
 
@@ -215,199 +152,7 @@ static void body_release(http_req *r)
     r->n_budget = 0;
 }
 
-/* ---------------------------------------------------------------- GET routes */
-
-static json_t *model_states_json(const zoo *z)
-{
-    json_t *o = json_object();
-    for (int i = 0; o && i < z->n_loaded; i++)
-        json_object_set_new(o, z->entries[z->loaded[i]].arch->name,
-                            json_string(zoo_state_name(zoo_entry_state(z, z->loaded[i]))));
-    return o;
-}
-
-static enum MHD_Result handle_readyz(http_req *r)
-{
-    http_server *s = r->srv;
-    int draining = atomic_load(&s->draining), ready = zoo_all_ready(s->z);
-    const char *status = draining ? "draining" : ready ? "ready" : "warming_up";
-    return send_json(r, !draining && ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
-                     json_pack("{s:s,s:o}", "status", status, "models", model_states_json(s->z)));
-}
-
-static enum MHD_Result send_unknown_model(http_req *r, const char *name)
-{
-    char loaded[256];
-    zoo_loaded_names(r->srv->z, loaded, sizeof loaded);
-    return send_error_extra(r, MHD_HTTP_NOT_FOUND, "unknown_model",
-                            json_pack("{s:o}", "loaded_models", zoo_loaded_names_json(r->srv->z)), NULL,
-                            "unknown model '%.64s'; loaded models: %s", name, loaded);
-}
-
-static enum MHD_Result handle_models(http_req *r, const char *name)
-{
-    http_server *s = r->srv;
-    if (name) {
-        int e = zoo_find(s->z, name);
-        if (e < 0) return send_unknown_model(r, name);
-        return send_json(r, MHD_HTTP_OK, zoo_entry_json(s->z, e, s->cfg->n_workers));
-    }
-    json_t *list = json_array();
-    for (int i = 0; list && i < s->z->n_entries; i++) json_array_append_new(list, zoo_entry_json(s->z, i, s->cfg->n_workers));
-    return send_json(r, MHD_HTTP_OK,
-                     json_pack("{s:o,s:s,s:i,s:i,s:s}", "models", list, "default_model",
-                               s->z->entries[s->default_entry].arch->name, "workers", s->cfg->n_workers,
-                               "threads_per_worker", s->cfg->threads_per_worker, "version", CNNSERVE_VERSION));
-}
-
-static enum MHD_Result handle_metrics(http_req *r)
-{
-    http_server *s = r->srv;
-    size_t n = 0;
-    char *text = metrics_render(s->mt, atomic_load(&s->in_flight), workers_depth(s->pool), atomic_load(&s->draining), &n);
-    if (!text) return MHD_NO;
-    return send_response(r, MHD_HTTP_OK, text, n, "text/plain; version=0.0.4; charset=utf-8", NULL, NULL);
-}
-
-static enum MHD_Result handle_openapi(http_req *r)
-{
-    size_t n;
-    const char *text = openapi_yaml(&n);
-    struct MHD_Response *resp = MHD_create_response_from_buffer(n, (void *)text, MHD_RESPMEM_PERSISTENT);
-    if (!resp) return MHD_NO;
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/yaml");
-    MHD_add_response_header(resp, "X-Request-Id", r->request_id);
-    enum MHD_Result ret = MHD_queue_response(r->conn, MHD_HTTP_OK, resp);
-    MHD_destroy_response(resp);
-    r->phase = REQ_RESPONDED;
-    r->status = MHD_HTTP_OK;
-    r->n_sent = n;
-    return ret;
-}
-
-/* ---------------------------------------------------------------- classify: parameters */
-
-typedef struct {
-    http_req *r;
-    char bad[72];
-} query_scan;
-
-/* Copies model/top_k from the query string; remembers the first unknown parameter. */
-static enum MHD_Result scan_query_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
-{
-    (void)kind;
-    query_scan *q = cls;
-    http_req *r = q->r;
-    if (!strcmp(key, "model")) {
-        snprintf(r->model_param, sizeof r->model_param, "%s", value ? value : "");
-        r->has_model_param = 1;
-    } else if (!strcmp(key, "top_k")) {
-        snprintf(r->top_k_param, sizeof r->top_k_param, "%s", value ? value : "");
-        r->has_top_k_param = 1;
-    } else if (!q->bad[0]) {
-        snprintf(q->bad, sizeof q->bad, "%s", key);
-    }
-    return MHD_YES;
-}
-
-/* Resolves model/top_k into r->preq. Sends the 400/404 and returns 0 when they are bad. */
-static int resolve_params(http_req *r, enum MHD_Result *ret)
-{
-    http_server *s = r->srv;
-    const zoo *z = s->z;
-    int entry = s->default_entry;
-    r->all = 0;
-    if (r->has_model_param) {
-        if (!r->model_param[0]) {
-            *ret = send_error_extra(r, MHD_HTTP_BAD_REQUEST, "bad_parameter", json_pack("{s:s}", "parameter", "model"),
-                                    NULL, "parameter 'model' is empty; use a model name, an alias or 'all'");
-            return 0;
-        }
-        if (!strcasecmp(r->model_param, "all")) {
-            r->all = 1;
-        } else {
-            entry = zoo_find(z, r->model_param);
-            if (entry < 0 || !z->entries[entry].m) {
-                r->model_label = METRICS_MODEL_NONE;
-                *ret = send_unknown_model(r, r->model_param);
-                return 0;
-            }
-        }
-    }
-    int64_t top_k = 5;
-    if (r->has_top_k_param && config_parse_int(r->top_k_param, 1, PIPELINE_TOPK_MAX, &top_k) != CNN_OK) {
-        *ret = send_error_extra(r, MHD_HTTP_BAD_REQUEST, "bad_parameter", json_pack("{s:s}", "parameter", "top_k"),
-                                NULL, "parameter 'top_k' must be an integer in 1..%d, got '%.20s'", PIPELINE_TOPK_MAX,
-                                r->top_k_param);
-        return 0;
-    }
-    r->preq.top_k = (int)top_k;
-    r->preq.max_pixels = s->cfg->max_pixels;
-    r->preq.n_slots = 0;
-    for (int i = 0; i < z->n_loaded; i++)
-        if (r->all || z->loaded[i] == entry) r->preq.slots[r->preq.n_slots++] = i;
-    r->model_label = r->all ? METRICS_MODEL_ALL : entry;
-    return 1;
-}
-
-static int is_image_media_type(const char *t)
-{
-    static const char *const accepted[] = {"image/jpeg", "image/jpg", "image/pjpeg", "image/png",
-                                           "image/webp", "application/octet-stream"};
-    for (size_t i = 0; i < sizeof accepted / sizeof accepted[0]; i++)
-        if (!strcmp(t, accepted[i])) return 1;
-    return 0;
-}
-
-/* First call of POST /v1/classify: everything decidable from the headers, before the body is read. */
-static enum MHD_Result classify_start(http_req *r)
-{
-    http_server *s = r->srv;
-    enum MHD_Result ret;
-    if (atomic_load(&s->draining))
-        return send_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "draining", "the server is shutting down; retry on another instance");
-
-    const char *ctype = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
-    char media[96];
-    multipart_media_type(ctype, media, sizeof media);
-    if (!strcmp(media, "multipart/form-data")) {
-        char err[160];
-        if (multipart_boundary(ctype, r->boundary, sizeof r->boundary, err, sizeof err) != CNN_OK)
-            return send_error(r, MHD_HTTP_BAD_REQUEST, "malformed_multipart", "%s", err);
-        r->is_multipart = 1;
-    } else if (media[0] && !is_image_media_type(media)) {
-        return send_error(r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
-                          "Content-Type '%.80s' is not accepted; send image/jpeg, image/png, image/webp or "
-                          "application/octet-stream as the body, or multipart/form-data with a file field 'image'",
-                          media);
-    }
-
-    const char *clen = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    int64_t content_length = -1;
-    if (clen && config_parse_int(clen, 0, INT64_MAX, &content_length) != CNN_OK) content_length = -1;
-    if (content_length > s->cfg->max_body_bytes)
-        return send_error_extra(r, MHD_HTTP_CONTENT_TOO_LARGE, "payload_too_large",
-                                json_pack("{s:I}", "max_body_bytes", (json_int_t)s->cfg->max_body_bytes), NULL,
-                                "request body of %lld bytes exceeds the limit of %lld bytes", (long long)content_length,
-                                (long long)s->cfg->max_body_bytes);
-
-    query_scan q = {.r = r};
-    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, scan_query_arg, &q);
-    if (q.bad[0])
-        return send_error_extra(r, MHD_HTTP_BAD_REQUEST, "bad_parameter", json_pack("{s:s}", "parameter", q.bad), NULL,
-                                "unknown query parameter '%s' (accepted: model, top_k)", q.bad);
-    if (!resolve_params(r, &ret)) return ret;
-
-    if (content_length > 0) {
-        if (!budget_take(r, content_length))
-            return send_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "busy", "too many request bytes buffered; retry shortly");
-        r->body = malloc((size_t)content_length);
-        if (!r->body) return send_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "busy", "out of memory; retry shortly");
-        r->body_cap = (size_t)content_length;
-    }
-    r->phase = REQ_RECEIVING;
-    return MHD_YES;
-}
+/* ---------------------------------------------------------------- body intake */
 
 /* Stop keeping the body; the rest is read and dropped, and status is answered at its end. */
 static void reject_body(http_req *r, int status, const char *code, const char *msg)
@@ -419,10 +164,9 @@ static void reject_body(http_req *r, int status, const char *code, const char *m
 }
 
 /* A chunk of the body. MHD_NO closes the connection. */
-static enum MHD_Result classify_chunk(http_req *r, const char *data, size_t n)
+static enum MHD_Result body_chunk(http_req *r, const char *data, size_t n)
 {
-    http_server *s = r->srv;
-    const serve_config *cfg = s->cfg;
+    const serve_config *cfg = r->srv->cfg;
     r->n_seen += n;
     /* The whole request, not just each read, must finish within --timeout: a client trickling bytes
      * slower than the idle timeout would otherwise hold its connection forever. */
@@ -437,20 +181,23 @@ static enum MHD_Result classify_chunk(http_req *r, const char *data, size_t n)
         reject_body(r, MHD_HTTP_CONTENT_TOO_LARGE, "payload_too_large", msg);
         return MHD_YES;
     }
+    /* The budget counts bytes received, not bytes declared: a client declaring a large body and
+     * trickling it holds only what it has sent. */
+    if (!budget_take(r, (long long)n)) {
+        reject_body(r, MHD_HTTP_SERVICE_UNAVAILABLE, "busy", "too many request bytes buffered; retry shortly");
+        return MHD_YES;
+    }
     if (r->n_body + n > r->body_cap) {
-        size_t cap = r->body_cap ? r->body_cap : 64 * 1024;
+        /* The declared length is allocated at once (pages are touched only as bytes arrive);
+         * without one (chunked), the buffer doubles. */
+        size_t cap = r->content_length > 0 && (size_t)r->content_length >= r->n_body + n ? (size_t)r->content_length
+                     : r->body_cap                                                        ? r->body_cap
+                                                                                          : 64 * 1024;
         while (cap < r->n_body + n) cap *= 2;
         if (cap > (size_t)cfg->max_body_bytes) cap = (size_t)cfg->max_body_bytes;
-        uint8_t *grown = NULL;
-        if (budget_take(r, (long long)(cap - r->body_cap))) {
-            grown = realloc(r->body, cap);
-            if (!grown) {
-                atomic_fetch_sub(&s->buffered_bytes, (long long)(cap - r->body_cap));
-                r->n_budget -= (long long)(cap - r->body_cap);
-            }
-        }
+        uint8_t *grown = realloc(r->body, cap);
         if (!grown) {
-            reject_body(r, MHD_HTTP_SERVICE_UNAVAILABLE, "busy", "too many request bytes buffered; retry shortly");
+            reject_body(r, MHD_HTTP_SERVICE_UNAVAILABLE, "busy", "out of memory; retry shortly");
             return MHD_YES;
         }
         r->body = grown;
@@ -461,95 +208,31 @@ static enum MHD_Result classify_chunk(http_req *r, const char *data, size_t n)
     return MHD_YES;
 }
 
-/* Picks the image and form fields out of a multipart body. Sends the 400 and returns 0 on error. */
-static int classify_multipart(http_req *r, enum MHD_Result *ret)
-{
-    multipart_part parts[MULTIPART_MAX_PARTS];
-    int n_parts = 0;
-    char err[200];
-    if (multipart_parse(r->body, r->n_body, r->boundary, parts, MULTIPART_MAX_PARTS, &n_parts, err, sizeof err) != CNN_OK) {
-        *ret = send_error(r, MHD_HTTP_BAD_REQUEST, "malformed_multipart", "%s", err);
-        return 0;
-    }
-    const multipart_part *image = NULL;
-    char names[256] = "";
-    for (int i = 0; i < n_parts; i++) {
-        const multipart_part *p = &parts[i];
-        snprintf(names + strlen(names), sizeof names - strlen(names), "%s'%.60s'", i ? ", " : "", p->name);
-        if (!strcmp(p->name, "image")) {
-            if (image) {
-                *ret = send_error(r, MHD_HTTP_BAD_REQUEST, "bad_parameter", "more than one multipart field 'image'");
-                return 0;
-            }
-            image = p;
-        }
-    }
-    if (!image) {
-        *ret = send_error_extra(r, MHD_HTTP_BAD_REQUEST, "missing_image", json_pack("{s:s}", "parameter", "image"), NULL,
-                                "no multipart file field named 'image' (fields received: %s)", n_parts ? names : "none");
-        return 0;
-    }
-    for (int i = 0; i < n_parts; i++) {
-        const multipart_part *p = &parts[i];
-        char *dst;
-        size_t dst_bytes;
-        int *has;
-        if (p == image) continue;
-        if (!strcmp(p->name, "model")) {
-            dst = r->model_param, dst_bytes = sizeof r->model_param, has = &r->has_model_param;
-        } else if (!strcmp(p->name, "top_k")) {
-            dst = r->top_k_param, dst_bytes = sizeof r->top_k_param, has = &r->has_top_k_param;
-        } else {
-            *ret = send_error_extra(r, MHD_HTTP_BAD_REQUEST, "bad_parameter", json_pack("{s:s}", "parameter", p->name),
-                                    NULL, "unknown multipart field '%.60s' (accepted: image, model, top_k)", p->name);
-            return 0;
-        }
-        if (*has) {
-            *ret = send_error_extra(r, MHD_HTTP_BAD_REQUEST, "bad_parameter", json_pack("{s:s}", "parameter", p->name),
-                                    NULL, "parameter '%s' given twice (query string and form field)", p->name);
-            return 0;
-        }
-        if (p->n_bytes >= dst_bytes || memchr(p->data, '\0', p->n_bytes)) {
-            *ret = send_error_extra(r, MHD_HTTP_BAD_REQUEST, "bad_parameter", json_pack("{s:s}", "parameter", p->name),
-                                    NULL, "form field '%s' is not a short text value", p->name);
-            return 0;
-        }
-        memcpy(dst, p->data, p->n_bytes);
-        dst[p->n_bytes] = '\0';
-        *has = 1;
-    }
-    r->image = image->data;
-    r->n_image = image->n_bytes;
-    return resolve_params(r, ret);
-}
-
-/* The body is complete: validate, then queue the job and suspend the connection. */
-static enum MHD_Result classify_finish(http_req *r)
+/* The body is complete: answer a rejection found while streaming, else the route's answer. */
+static enum MHD_Result body_end(http_req *r)
 {
     http_server *s = r->srv;
-    enum MHD_Result ret;
     r->t_body_ns = timing_now_ns();
     metrics_observe_body(s->mt, (size_t)r->n_seen);
     if (r->reject_status) {
         json_t *extra = r->reject_status == MHD_HTTP_CONTENT_TOO_LARGE
                             ? json_pack("{s:I}", "max_body_bytes", (json_int_t)s->cfg->max_body_bytes)
                             : NULL;
-        return send_error_extra(r, r->reject_status, r->reject_code, extra, NULL, "%s", r->reject_msg);
+        return http_send_error_extra(r, r->reject_status, r->reject_code, extra, NULL, "%s", r->reject_msg);
     }
-    if (r->is_multipart) {
-        if (!classify_multipart(r, &ret)) return ret;
-    } else {
-        r->image = r->body;
-        r->n_image = r->n_body;
-    }
-    if (!r->n_image)
-        return send_error_extra(r, MHD_HTTP_BAD_REQUEST, "missing_image", json_pack("{s:s}", "parameter", "image"), NULL,
-                                "no image: send it as the request body or as multipart file field 'image'");
+    return r->route->answer(r);
+}
+
+/* ---------------------------------------------------------------- jobs */
+
+enum MHD_Result http_submit_job(http_req *r)
+{
+    http_server *s = r->srv;
     int rc = workers_reserve(s->pool);
-    if (rc < 0) return send_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "draining", "the server is shutting down");
+    if (rc < 0) return http_send_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "draining", "the server is shutting down");
     if (rc == 0)
-        return send_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "queue_full",
-                          "all %d inference queue slots are taken; retry shortly", workers_capacity(s->pool));
+        return http_send_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "queue_full",
+                               "all %d inference queue slots are taken; retry shortly", workers_capacity(s->pool));
     r->phase = REQ_QUEUED;
     r->t_enqueue_ns = timing_now_ns();
     /* Suspend before submitting so the worker's resume can never precede the suspend. */
@@ -559,18 +242,16 @@ static enum MHD_Result classify_finish(http_req *r)
 }
 
 /* Called on the event loop after the worker resumed the connection. */
-static enum MHD_Result classify_respond(http_req *r)
+static enum MHD_Result job_respond(http_req *r)
 {
     char *body = r->job_body;
     r->job_body = NULL;
     r->error_code = r->job_error_code;
     if (!body) return MHD_NO;
-    return send_response(r, r->job_status, body, strlen(body), "application/json", r->job_timing, NULL);
+    return http_send(r, r->job_status, body, strlen(body), "application/json", r->job_timing, NULL);
 }
 
-/* ---------------------------------------------------------------- worker side */
-
-static void job_finish(http_req *r, int status, const char *error_code, char *body)
+void http_job_finish(http_req *r, int status, const char *error_code, char *body)
 {
     r->job_status = status;
     r->job_error_code = error_code;
@@ -580,134 +261,112 @@ static void job_finish(http_req *r, int status, const char *error_code, char *bo
     MHD_resume_connection(r->conn);
 }
 
-static void job_error(http_req *r, int status, const char *code, const char *msg)
+void http_job_error(http_req *r, int status, const char *code, const char *msg)
 {
-    job_finish(r, status, code, error_json(r, status, code, msg, NULL));
+    http_job_finish(r, status, code, http_error_json(r, status, code, msg, NULL));
 }
 
 static void run_job(void *job, pipeline_ws *ws, void *cls)
 {
+    (void)cls;
     http_req *r = job;
-    http_server *s = cls;
     r->t_dequeue_ns = timing_now_ns();
-    pipeline_result res;
-    char err[256];
-    cnn_status st = pipeline_classify(ws, r->image, r->n_image, &r->preq, &res, err, sizeof err);
-    if (st != CNN_OK) {
-        int status;
-        const char *code;
-        pipeline_error_code(st, &status, &code);
-        job_error(r, status, code, st == CNN_ERR_NOMEM ? "out of memory decoding the image; retry shortly" : err);
-        return;
-    }
-    double receive_ms = timing_ms(r->t_start_ns, r->t_body_ns), queue_ms = timing_ms(r->t_enqueue_ns, r->t_dequeue_ns);
-    double total_ms = timing_ms(r->t_start_ns, timing_now_ns());
-    json_t *o = json_pack("{s:s}", "request_id", r->request_id);
-    json_t *answer = pipeline_result_json(&res, r->all, receive_ms, queue_ms, total_ms);
-    if (!o || !answer || json_object_update(o, answer)) {
-        json_decref(o);
-        json_decref(answer);
-        job_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "busy", "out of memory building the answer; retry shortly");
-        return;
-    }
-    json_decref(answer);
-    char *body = json_dumps(o, PIPELINE_JSON_FLAGS);
-    json_decref(o);
-    snprintf(r->job_timing, sizeof r->job_timing,
-             "receive;dur=%.3f, decode;dur=%.3f, preprocess;dur=%.3f, queue;dur=%.3f, inference;dur=%.3f, "
-             "postprocess;dur=%.3f, total;dur=%.3f",
-             receive_ms, res.decode_ms, res.preprocess_ms, queue_ms, res.inference_ms, res.postprocess_ms, total_ms);
-    metrics_observe_stage(s->mt, METRICS_STAGE_DECODE, r->model_label, res.decode_ms);
-    metrics_observe_stage(s->mt, METRICS_STAGE_QUEUE, r->model_label, queue_ms);
-    for (int i = 0; i < res.n_results; i++) {
-        int label = s->z->loaded[r->preq.slots[i]];
-        const pipeline_model_result *m = &res.results[i];
-        if (m->preprocess_ms > 0) metrics_observe_stage(s->mt, METRICS_STAGE_PREPROCESS, label, m->preprocess_ms);
-        metrics_observe_stage(s->mt, METRICS_STAGE_INFERENCE, label, m->inference_ms);
-        metrics_observe_stage(s->mt, METRICS_STAGE_POSTPROCESS, label, m->postprocess_ms);
-    }
-    if (!body) {
-        job_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "busy", "out of memory building the answer; retry shortly");
-        return;
-    }
-    job_finish(r, MHD_HTTP_OK, NULL, body);
+    r->route->run(r, ws);
 }
 
 /* Queued jobs at shutdown (drain timeout reached). */
 static void cancel_job(void *job, void *cls)
 {
     (void)cls;
-    job_error(job, MHD_HTTP_SERVICE_UNAVAILABLE, "draining", "the server shut down before this request ran");
+    http_job_error(job, MHD_HTTP_SERVICE_UNAVAILABLE, "draining", "the server shut down before this request ran");
 }
 
 /* ---------------------------------------------------------------- routing */
 
-static int match_route(const char *url, route_match *m)
+/* Matches url against a route path; "{name}" as the last segment takes one non-empty segment. */
+static int path_matches(const char *pattern, const char *url, const char **arg)
 {
-    static const struct {
-        const char *path;
-        metrics_route route;
-        const char *allow;
-    } table[] = {
-        {"/v1/classify", METRICS_ROUTE_CLASSIFY, "POST"}, {"/classify", METRICS_ROUTE_CLASSIFY, "POST"},
-        {"/v1/models", METRICS_ROUTE_MODELS, "GET, HEAD"}, {"/healthz", METRICS_ROUTE_HEALTHZ, "GET, HEAD"},
-        {"/readyz", METRICS_ROUTE_READYZ, "GET, HEAD"},     {"/metrics", METRICS_ROUTE_METRICS, "GET, HEAD"},
-        {"/openapi.yaml", METRICS_ROUTE_OPENAPI, "GET, HEAD"},
-    };
-    m->name = NULL;
-    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
-        if (!strcmp(url, table[i].path)) {
-            m->route = table[i].route;
-            m->allow = table[i].allow;
+    const char *brace = strchr(pattern, '{');
+    if (!brace) return !strcmp(pattern, url);
+    size_t n_prefix = (size_t)(brace - pattern);
+    if (strncmp(url, pattern, n_prefix) || !url[n_prefix] || strchr(url + n_prefix, '/')) return 0;
+    *arg = url + n_prefix;
+    return 1;
+}
+
+static int match_route(const char *url, http_req *r)
+{
+    for (int i = 0; i < http_n_routes; i++) {
+        const http_route *rt = &http_routes[i];
+        const char *arg = NULL;
+        if (path_matches(rt->path, url, &arg) || (rt->alias && !strcmp(rt->alias, url))) {
+            r->route = rt;
+            r->route_index = i;
+            r->path_arg = arg;
             return 1;
         }
-    static const char prefix[] = "/v1/models/";
-    if (!strncmp(url, prefix, sizeof prefix - 1) && url[sizeof prefix - 1] && !strchr(url + sizeof prefix - 1, '/')) {
-        m->route = METRICS_ROUTE_MODEL;
-        m->allow = "GET, HEAD";
-        m->name = url + sizeof prefix - 1;
-        return 1;
     }
-    m->route = METRICS_ROUTE_UNKNOWN;
-    m->allow = NULL;
+    r->route = NULL;
+    r->route_index = http_n_routes;
     return 0;
 }
 
+/* Whether method is one of the comma-separated methods in allow. */
 static int method_allowed(const char *method, const char *allow)
 {
-    if (!strcmp(allow, "POST")) return !strcmp(method, "POST");
-    return !strcmp(method, "GET") || !strcmp(method, "HEAD");
+    size_t n = strlen(method);
+    for (const char *p = allow; *p;) {
+        while (*p == ' ' || *p == ',') p++;
+        size_t len = strcspn(p, ", ");
+        if (len == n && !strncmp(p, method, n)) return 1;
+        p += len;
+    }
+    return 0;
+}
+
+static int is_get(const char *method) { return !strcmp(method, "GET") || !strcmp(method, "HEAD"); }
+
+/* "POST /v1/classify, GET /v1/models, ..." from the table. */
+static void build_route_list(char *out, size_t out_bytes)
+{
+    size_t n = 0;
+    out[0] = '\0';
+    for (int i = 0; i < http_n_routes && n < out_bytes; i++) {
+        const http_route *rt = &http_routes[i];
+        char method[16];
+        snprintf(method, sizeof method, "%.*s", (int)strcspn(rt->allow, ", "), rt->allow);
+        n += (size_t)snprintf(out + n, out_bytes - n, "%s%s %s", i ? ", " : "", method, rt->path);
+    }
 }
 
 static enum MHD_Result start_request(http_req *r, const char *url, const char *method)
 {
-    route_match *m = &r->match;
-    if (!match_route(url, m))
-        return send_error(r, MHD_HTTP_NOT_FOUND, "not_found",
-                          "no route %.16s %.100s; routes: POST /v1/classify, GET /v1/models, GET /v1/models/{name}, "
-                          "GET /healthz, GET /readyz, GET /metrics, GET /openapi.yaml",
-                          method, url);
-    r->route = m->route;
-    if (!method_allowed(method, m->allow))
-        return send_error_extra(r, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
-                                json_pack("{s:s}", "allow", m->allow), m->allow, "%.16s is not allowed on %.100s; use %s",
-                                method, url, m->allow);
-    if (m->route == METRICS_ROUTE_CLASSIFY) return classify_start(r);
-    r->phase = REQ_GET;
-    return MHD_YES;
-}
-
-static enum MHD_Result answer_get(http_req *r)
-{
-    switch (r->match.route) {
-    case METRICS_ROUTE_MODELS: return handle_models(r, NULL);
-    case METRICS_ROUTE_MODEL: return handle_models(r, r->match.name);
-    case METRICS_ROUTE_HEALTHZ: return send_json(r, MHD_HTTP_OK, json_pack("{s:s}", "status", "ok"));
-    case METRICS_ROUTE_READYZ: return handle_readyz(r);
-    case METRICS_ROUTE_METRICS: return handle_metrics(r);
-    case METRICS_ROUTE_OPENAPI: return handle_openapi(r);
-    default: return MHD_NO;
+    http_server *s = r->srv;
+    if (!match_route(url, r))
+        return http_send_error(r, MHD_HTTP_NOT_FOUND, "not_found", "no route %.16s %.100s; routes: %s", method, url,
+                               s->route_list);
+    const http_route *rt = r->route;
+    if (!method_allowed(method, rt->allow))
+        return http_send_error_extra(r, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
+                                     json_pack("{s:s}", "allow", rt->allow), rt->allow,
+                                     "%.16s is not allowed on %.100s; use %s", method, url, rt->allow);
+    if (is_get(method)) {
+        r->phase = REQ_GET;
+        return rt->start ? rt->start(r) : MHD_YES;
     }
+    if (atomic_load(&s->draining))
+        return http_send_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "draining",
+                               "the server is shutting down; retry on another instance");
+    const char *clen = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    r->content_length = -1;
+    if (clen && config_parse_int(clen, 0, INT64_MAX, &r->content_length) != CNN_OK) r->content_length = -1;
+    if (r->content_length > s->cfg->max_body_bytes)
+        return http_send_error_extra(r, MHD_HTTP_CONTENT_TOO_LARGE, "payload_too_large",
+                                     json_pack("{s:I}", "max_body_bytes", (json_int_t)s->cfg->max_body_bytes), NULL,
+                                     "request body of %lld bytes exceeds the limit of %lld bytes",
+                                     (long long)r->content_length, (long long)s->cfg->max_body_bytes);
+    r->phase = REQ_RECEIVING;
+    return rt->start ? rt->start(r) : MHD_YES;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
@@ -725,7 +384,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->conn = conn;
         r->t_start_ns = timing_now_ns();
         r->model_label = METRICS_MODEL_NONE;
-        r->route = METRICS_ROUTE_UNKNOWN;
+        r->route_index = http_n_routes;
         atomic_init(&r->job_done, 0);
         snprintf(r->method, sizeof r->method, "%s", method);
         snprintf(r->path, sizeof r->path, "%s", url);
@@ -738,17 +397,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             *upload_data_size = 0; /* a body on GET is ignored */
             return MHD_YES;
         }
-        return answer_get(r);
+        return r->route->answer(r);
     case REQ_RECEIVING:
         if (*upload_data_size) {
             size_t n = *upload_data_size;
             *upload_data_size = 0;
-            return classify_chunk(r, upload_data, n);
+            return body_chunk(r, upload_data, n);
         }
-        return classify_finish(r);
+        return body_end(r);
     case REQ_QUEUED:
         if (!atomic_load_explicit(&r->job_done, memory_order_acquire)) return MHD_YES;
-        return classify_respond(r);
+        return job_respond(r);
     case REQ_RESPONDED:
         *upload_data_size = 0; /* an answer is queued already: drop any body */
         return MHD_YES;
@@ -786,8 +445,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     *con_cls = NULL;
     double total_ms = timing_ms(r->t_start_ns, timing_now_ns());
     if (r->status) {
-        metrics_count_request(s->mt, r->route, r->model_label, r->status);
-        if (r->route == METRICS_ROUTE_CLASSIFY && r->status == MHD_HTTP_OK) {
+        metrics_count_request(s->mt, r->route_index, r->model_label, r->status);
+        if (r->route && r->route->run && r->status == MHD_HTTP_OK) {
             if (r->t_body_ns) metrics_observe_stage(s->mt, METRICS_STAGE_RECEIVE, r->model_label, timing_ms(r->t_start_ns, r->t_body_ns));
             metrics_observe_stage(s->mt, METRICS_STAGE_TOTAL, r->model_label, total_ms);
         }
@@ -871,7 +530,13 @@ cnn_status http_server_start(http_server **out, const serve_config *cfg, zoo *z,
         s->id_prefix = (unsigned)getpid() ^ (unsigned)timing_now_ns();
     cnn_status st;
     if ((st = open_listener(cfg, &s->listen_fd, &s->port, err, err_bytes)) != CNN_OK) goto fail;
-    if ((st = metrics_init(&s->mt, z, cfg->n_workers, cfg->queue_depth)) != CNN_OK) {
+    for (int i = 0; i < http_n_routes && i < HTTP_MAX_ROUTES; i++) s->route_names[i] = http_routes[i].path;
+    build_route_list(s->route_list, sizeof s->route_list);
+    if (http_n_routes > HTTP_MAX_ROUTES) {
+        st = cnn_err(err, err_bytes, CNN_ERR_ARG, "%d routes; raise HTTP_MAX_ROUTES", http_n_routes);
+        goto fail;
+    }
+    if ((st = metrics_init(&s->mt, z, cfg->n_workers, cfg->queue_depth, s->route_names, http_n_routes)) != CNN_OK) {
         cnn_err(err, err_bytes, st, "out of memory");
         goto fail;
     }

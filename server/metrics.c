@@ -18,9 +18,6 @@ static const double stage_bounds_s[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02
 static const double body_bounds[] = {1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864};
 #define N_BODY_BOUNDS ((int)(sizeof body_bounds / sizeof body_bounds[0]))
 
-static const char *const route_names[METRICS_N_ROUTES] = {
-    "/v1/classify", "/v1/models", "/v1/models/{name}", "/healthz", "/readyz", "/metrics", "/openapi.yaml", "unknown",
-};
 static const char *const stage_names[METRICS_N_STAGES] = {
     "receive", "decode", "preprocess", "queue", "inference", "postprocess", "total",
 };
@@ -34,18 +31,28 @@ typedef struct {
 struct metrics {
     const zoo *z;
     int n_workers, queue_capacity;
-    atomic_uint_least64_t requests[METRICS_N_ROUTES][N_MODEL_LABELS][N_CODES];
+    const char *const *route_names;
+    int n_routes;
+    atomic_uint_least64_t *requests; /* [n_routes + 1 (unknown)][N_MODEL_LABELS][N_CODES] */
     atomic_uint_least64_t aborted;
     stage_hist stages[METRICS_N_STAGES][N_MODEL_LABELS];
     atomic_uint_least64_t body_buckets[N_BODY_BOUNDS + 1];
     atomic_uint_least64_t body_count, body_sum;
 };
 
-cnn_status metrics_init(metrics **out, const zoo *z, int n_workers, int queue_capacity)
+cnn_status metrics_init(metrics **out, const zoo *z, int n_workers, int queue_capacity,
+                        const char *const *route_names, int n_routes)
 {
     /* calloc zero-fills, which is a valid initial state for these lock-free atomics. */
     metrics *mt = calloc(1, sizeof *mt);
     if (!mt) return CNN_ERR_NOMEM;
+    mt->requests = calloc((size_t)(n_routes + 1) * N_MODEL_LABELS * N_CODES, sizeof *mt->requests);
+    if (!mt->requests) {
+        free(mt);
+        return CNN_ERR_NOMEM;
+    }
+    mt->route_names = route_names;
+    mt->n_routes = n_routes;
     mt->z = z;
     mt->n_workers = n_workers;
     mt->queue_capacity = queue_capacity;
@@ -53,7 +60,17 @@ cnn_status metrics_init(metrics **out, const zoo *z, int n_workers, int queue_ca
     return CNN_OK;
 }
 
-void metrics_free(metrics *mt) { free(mt); }
+void metrics_free(metrics *mt)
+{
+    if (!mt) return;
+    free(mt->requests);
+    free(mt);
+}
+
+static atomic_uint_least64_t *request_counter(metrics *mt, int route, int model_label, int code)
+{
+    return &mt->requests[((size_t)route * N_MODEL_LABELS + (size_t)model_label) * N_CODES + (size_t)code];
+}
 
 static int code_index(int status)
 {
@@ -67,10 +84,10 @@ static int clamp_label(int model_label)
     return model_label < 0 || model_label >= N_MODEL_LABELS ? METRICS_MODEL_NONE : model_label;
 }
 
-void metrics_count_request(metrics *mt, metrics_route route, int model_label, int status)
+void metrics_count_request(metrics *mt, int route, int model_label, int status)
 {
-    if ((unsigned)route >= METRICS_N_ROUTES) route = METRICS_ROUTE_UNKNOWN;
-    atomic_fetch_add_explicit(&mt->requests[route][clamp_label(model_label)][code_index(status)], 1,
+    if (route < 0 || route > mt->n_routes) route = mt->n_routes;
+    atomic_fetch_add_explicit(request_counter(mt, route, clamp_label(model_label), code_index(status)), 1,
                               memory_order_relaxed);
 }
 
@@ -109,16 +126,16 @@ static void render_requests(metrics *mt, FILE *f)
 {
     fputs("# HELP cnnserve_requests_total HTTP requests by route, model and status code.\n"
           "# TYPE cnnserve_requests_total counter\n", f);
-    for (int r = 0; r < METRICS_N_ROUTES; r++)
+    for (int r = 0; r <= mt->n_routes; r++)
         for (int m = 0; m < N_MODEL_LABELS; m++)
             for (int c = 0; c < N_CODES; c++) {
-                uint64_t v = load(&mt->requests[r][m][c]);
+                uint64_t v = load(request_counter(mt, r, m, c));
                 if (!v) continue;
                 char code[16];
                 if (c < N_CODES - 1) snprintf(code, sizeof code, "%d", tracked_codes[c]);
                 else snprintf(code, sizeof code, "other");
-                fprintf(f, "cnnserve_requests_total{route=\"%s\",model=\"%s\",code=\"%s\"} %llu\n", route_names[r],
-                        label_name(mt, m), code, (unsigned long long)v);
+                fprintf(f, "cnnserve_requests_total{route=\"%s\",model=\"%s\",code=\"%s\"} %llu\n",
+                        r < mt->n_routes ? mt->route_names[r] : "unknown", label_name(mt, m), code, (unsigned long long)v);
             }
     fprintf(f, "# HELP cnnserve_requests_aborted_total Requests whose connection ended before the answer was sent.\n"
                "# TYPE cnnserve_requests_aborted_total counter\ncnnserve_requests_aborted_total %llu\n",

@@ -10,18 +10,6 @@
 #include "zoo.h"
 
 typedef enum {
-    METRICS_ROUTE_CLASSIFY = 0,
-    METRICS_ROUTE_MODELS,
-    METRICS_ROUTE_MODEL,
-    METRICS_ROUTE_HEALTHZ,
-    METRICS_ROUTE_READYZ,
-    METRICS_ROUTE_METRICS,
-    METRICS_ROUTE_OPENAPI,
-    METRICS_ROUTE_UNKNOWN,
-    METRICS_N_ROUTES
-} metrics_route;
-
-typedef enum {
     METRICS_STAGE_RECEIVE = 0,
     METRICS_STAGE_DECODE,
     METRICS_STAGE_PREPROCESS,
@@ -38,10 +26,12 @@ typedef enum {
 
 typedef struct metrics metrics;
 
-cnn_status metrics_init(metrics **out, const zoo *z, int n_workers, int queue_capacity);
+/* route_names[0..n_routes): the route labels (kept, not copied); route index n_routes = "unknown". */
+cnn_status metrics_init(metrics **out, const zoo *z, int n_workers, int queue_capacity,
+                        const char *const *route_names, int n_routes);
 void metrics_free(metrics *mt);
 
-void metrics_count_request(metrics *mt, metrics_route route, int model_label, int status);
+void metrics_count_request(metrics *mt, int route, int model_label, int status);
 void metrics_count_aborted(metrics *mt);
 void metrics_observe_stage(metrics *mt, metrics_stage stage, int model_label, double ms);
 void metrics_observe_body(metrics *mt, size_t n_bytes);

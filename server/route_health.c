@@ -1,0 +1,25 @@
+/* GET /healthz (liveness: the event loop answers) and GET /readyz (every model warmed up, not draining). */
+#include "routes.h"
+
+enum MHD_Result healthz_answer(http_req *r)
+{
+    return http_send_json(r, MHD_HTTP_OK, json_pack("{s:s}", "status", "ok"));
+}
+
+static json_t *model_states_json(const zoo *z)
+{
+    json_t *o = json_object();
+    for (int i = 0; o && i < z->n_loaded; i++)
+        json_object_set_new(o, z->entries[z->loaded[i]].arch->name,
+                            json_string(zoo_state_name(zoo_entry_state(z, z->loaded[i]))));
+    return o;
+}
+
+enum MHD_Result readyz_answer(http_req *r)
+{
+    http_server *s = r->srv;
+    int draining = atomic_load(&s->draining), ready = zoo_all_ready(s->z);
+    const char *status = draining ? "draining" : ready ? "ready" : "warming_up";
+    return http_send_json(r, !draining && ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
+                          json_pack("{s:s,s:o}", "status", status, "models", model_states_json(s->z)));
+}

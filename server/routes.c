@@ -1,0 +1,15 @@
+/* Every route of the service, in one table: the router, the 404 message, the Allow headers and the
+ * metrics route labels all read it. Add a route here and put its handler in its own route_*.c. */
+#include "routes.h"
+
+const http_route http_routes[] = {
+    /* path                 alias        allow        start           answer               run */
+    {"/v1/classify",        "/classify", "POST",      classify_start, classify_answer,     classify_run},
+    {"/v1/models",          NULL,        "GET, HEAD", NULL,           models_list_answer,  NULL},
+    {"/v1/models/{name}",   NULL,        "GET, HEAD", NULL,           model_answer,        NULL},
+    {"/healthz",            NULL,        "GET, HEAD", NULL,           healthz_answer,      NULL},
+    {"/readyz",             NULL,        "GET, HEAD", NULL,           readyz_answer,       NULL},
+    {"/metrics",            NULL,        "GET, HEAD", NULL,           metrics_answer,      NULL},
+    {"/openapi.yaml",       NULL,        "GET, HEAD", NULL,           openapi_answer,      NULL},
+};
+const int http_n_routes = (int)(sizeof http_routes / sizeof http_routes[0]);

@@ -1,0 +1,26 @@
+/* The route handlers (one route_*.c file each) named by the table in routes.c. */
+#ifndef CNN_ROUTES_H
+#define CNN_ROUTES_H
+
+#include "http_internal.h"
+
+/* POST /v1/classify (route_classify.c) */
+enum MHD_Result classify_start(http_req *r);
+enum MHD_Result classify_answer(http_req *r);
+void classify_run(http_req *r, pipeline_ws *ws);
+
+/* GET /v1/models, /v1/models/{name} (route_models.c) */
+enum MHD_Result models_list_answer(http_req *r);
+enum MHD_Result model_answer(http_req *r);
+
+/* GET /healthz, /readyz (route_health.c) */
+enum MHD_Result healthz_answer(http_req *r);
+enum MHD_Result readyz_answer(http_req *r);
+
+/* GET /metrics (route_metrics.c) */
+enum MHD_Result metrics_answer(http_req *r);
+
+/* GET /openapi.yaml (route_openapi.c) */
+enum MHD_Result openapi_answer(http_req *r);
+
+#endif
