@@ -27,20 +27,38 @@ const model_arch *model_arch_find(const char *name);
 
 typedef struct model model;
 
+/* Class counts of a model with its own labels. */
+#define MODEL_MIN_CLASSES 2
+#define MODEL_MAX_CLASSES 100000
+
 /* Build the graph for arch (by name or alias) from a safetensors file: checks every tensor, folds
- * BatchNorm, reads __metadata__ (num_classes, padding, mean, std, resize/crop, source, license),
- * plans the arena. Unused tensors are reported through warn (may be NULL) and are not an error. */
+ * BatchNorm, reads __metadata__ (num_classes, labels, padding, mean, std, resize/crop, source,
+ * license), plans the arena. Unused tensors are reported through warn (may be NULL) and are not an
+ * error.
+ * Classes: a file whose `labels` __metadata__ is a JSON list (MODEL_MIN_CLASSES..MODEL_MAX_CLASSES
+ * non-empty strings) has its own classes, exactly one per classifier output (a fine-tuned model);
+ * otherwise (no `labels`, or "imagenet1k" / "imagenet1k+background") the classifier must have the
+ * ImageNet-1k 1000 outputs (or 1001 with the background class at 0, dropped). */
 cnn_status model_load(model **out, const char *arch_name, const char *path, char *err,
                       size_t err_bytes, char *warn, size_t warn_bytes);
 void model_free(model *m);
 
 const model_arch *model_get_arch(const model *m);
+/* The architecture's canonical name; for a file with its own labels, the file name without
+ * directory and .safetensors (the name it is served under: monkeys.safetensors -> "monkeys"). */
 const char *model_name(const model *m);
 int model_input_size(const model *m);       /* crop */
 int model_resize_size(const model *m);
 const float *model_mean(const model *m);    /* 3 values */
 const float *model_std(const model *m);
-int model_num_classes(const model *m);      /* outputs of the graph: 1000 or 1001 */
+int model_num_classes(const model *m);      /* outputs of the graph (1001 for a background model) */
+/* Classes K the model predicts: 1000 for ImageNet models (background dropped), the number of
+ * labels for a model with its own labels. */
+int model_num_labels(const model *m);
+/* 1 when the classes and labels come from the file's `labels` metadata. */
+int model_has_own_labels(const model *m);
+/* Label of class idx (0..K-1), NULL out of range. */
+const char *model_class_label(const model *m, int idx);
 int model_tf_same(const model *m);          /* 1 when built with TF "SAME" padding */
 int64_t model_n_params(const model *m);     /* parameters of the graph as torchvision counts them */
 int64_t model_n_macs(const model *m);       /* multiply-accumulates of conv + linear layers */
@@ -77,9 +95,10 @@ int model_feature_dim(const model *m);
  * model_run's logits. */
 void model_run_features(model_ctx *ctx, const float *input, float *features);
 
-/* Softmax over the 1000 ImageNet classes (a 1001-class model's background output 0 is dropped
- * before the softmax), then the top k (k <= 1000): idx in torchvision order 0..999. */
-void model_topk(const model *m, const float *logits, int k, int *idx, float *prob);
+/* Softmax over the K = model_num_labels classes (a 1001-class ImageNet model's background output 0
+ * is dropped before the softmax), then the top min(k, K): idx are class indices 0..K-1, best first
+ * (ties: lower index first). Returns the number of predictions written. Does not allocate. */
+int model_topk(const model *m, const float *logits, int k, int *idx, float *prob);
 
 /* Class name of torchvision ImageNet-1k index 0..999. */
 const char *model_label(int idx);

@@ -3,6 +3,8 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +72,9 @@ struct model {
     int input_size, resize_size, num_classes, tf_same;
     int feat_value, feat_dim; /* the head layer's input value and its length */
     float mean[3], std[3];
+    char *name;              /* model_name: file stem (own labels) or NULL (the arch name) */
+    int n_labels;            /* K */
+    char **labels;           /* own labels (K strings, one allocation with labels[0]'s text), or NULL */
 };
 
 struct model_ctx {
@@ -149,6 +154,68 @@ static cnn_status model_read_meta(model *m, int *num_classes_meta, char *err, si
     return CNN_OK;
 }
 
+/* The `labels` metadata: a JSON list of MODEL_MIN_CLASSES..MODEL_MAX_CLASSES non-empty strings,
+ * copied into one allocation (the pointer array followed by the texts). */
+static cnn_status model_read_labels(model *m, const char *text, char *err, size_t err_bytes)
+{
+    const char *path = weights_path(m->w);
+    json_error_t jerr;
+    json_t *a = json_loads(text, JSON_DECODE_ANY, &jerr);
+    cnn_status s = CNN_OK;
+    if (!json_is_array(a)) {
+        s = cnn_err(err, err_bytes, CNN_ERR_FORMAT, "%s: __metadata__ labels is not a JSON list of strings%s%s", path,
+                    a ? "" : ": ", a ? "" : jerr.text);
+        goto out;
+    }
+    size_t n = json_array_size(a), text_bytes = 0;
+    if (n < MODEL_MIN_CLASSES || n > MODEL_MAX_CLASSES) {
+        s = cnn_err(err, err_bytes, CNN_ERR_FORMAT, "%s: __metadata__ labels has %zu entries (%d..%d supported)", path,
+                    n, MODEL_MIN_CLASSES, MODEL_MAX_CLASSES);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *l = json_array_get(a, i);
+        if (!json_is_string(l) || !json_string_length(l) || strlen(json_string_value(l)) != json_string_length(l)) {
+            s = cnn_err(err, err_bytes, CNN_ERR_FORMAT, "%s: __metadata__ labels[%zu] is not a non-empty string", path, i);
+            goto out;
+        }
+        text_bytes += json_string_length(l) + 1;
+    }
+    char **labels = malloc(n * sizeof(char *) + text_bytes);
+    if (!labels) {
+        s = cnn_err(err, err_bytes, CNN_ERR_NOMEM, "%s: out of memory reading the labels", path);
+        goto out;
+    }
+    char *p = (char *)(labels + n);
+    for (size_t i = 0; i < n; i++) {
+        json_t *l = json_array_get(a, i);
+        labels[i] = p;
+        memcpy(p, json_string_value(l), json_string_length(l) + 1);
+        p += json_string_length(l) + 1;
+    }
+    m->labels = labels;
+    m->n_labels = (int)n;
+out:
+    json_decref(a);
+    return s;
+}
+
+/* "dir/monkeys.safetensors" -> "monkeys". */
+static char *file_stem(const char *path)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    size_t n = strlen(base);
+    static const char ext[] = ".safetensors";
+    if (n > sizeof ext - 1 && !strcmp(base + n - (sizeof ext - 1), ext)) n -= sizeof ext - 1;
+    char *stem = malloc(n + 1);
+    if (stem) {
+        memcpy(stem, base, n);
+        stem[n] = '\0';
+    }
+    return stem;
+}
+
 cnn_status model_load(model **out, const char *arch_name, const char *path, char *err, size_t err_bytes,
                       char *warn, size_t warn_bytes)
 {
@@ -163,6 +230,15 @@ cnn_status model_load(model **out, const char *arch_name, const char *path, char
     if (s != CNN_OK) goto fail;
     int num_classes_meta;
     if ((s = model_read_meta(m, &num_classes_meta, err, err_bytes)) != CNN_OK) goto fail;
+    /* "imagenet1k" / "imagenet1k+background" (the shared base files) name the built-in labels. */
+    const char *labels_meta = weights_meta(m->w, "labels");
+    if (labels_meta && strcmp(labels_meta, "imagenet1k") && strcmp(labels_meta, "imagenet1k+background")) {
+        if ((s = model_read_labels(m, labels_meta, err, err_bytes)) != CNN_OK) goto fail;
+        if (!(m->name = file_stem(path))) {
+            s = cnn_err(err, err_bytes, CNN_ERR_NOMEM, "out of memory");
+            goto fail;
+        }
+    }
 
     graph_builder b = {&m->g, m->w, m->tf_same, arch_impl[ai].bn_eps, CNN_OK, err, err_bytes};
     int y = arch_impl[ai].build(&b, m->input_size);
@@ -183,12 +259,19 @@ cnn_status model_load(model **out, const char *arch_name, const char *path, char
                     path, num_classes_meta, m->num_classes);
         goto fail;
     }
-    if (m->num_classes != IMAGENET_N_CLASSES && m->num_classes != IMAGENET_N_CLASSES + 1) {
+    if (m->labels && m->n_labels != m->num_classes) {
+        s = cnn_err(err, err_bytes, CNN_ERR_SHAPE, "%s: __metadata__ labels has %d entries but the classifier has %d outputs",
+                    path, m->n_labels, m->num_classes);
+        goto fail;
+    }
+    if (!m->labels && m->num_classes != IMAGENET_N_CLASSES && m->num_classes != IMAGENET_N_CLASSES + 1) {
         s = cnn_err(err, err_bytes, CNN_ERR_SHAPE,
-                    "%s: %d classes; supported are the ImageNet-1k 1000 (or 1001 with background at index 0)",
+                    "%s: %d classes and no __metadata__ labels; without labels supported are the ImageNet-1k 1000 "
+                    "(or 1001 with background at index 0)",
                     path, m->num_classes);
         goto fail;
     }
+    if (!m->labels) m->n_labels = IMAGENET_N_CLASSES;
     if ((s = graph_plan(&m->g)) != CNN_OK) {
         cnn_err(err, err_bytes, s, "%s: out of memory planning the arena", path);
         goto fail;
@@ -219,16 +302,25 @@ void model_free(model *m)
     if (!m) return;
     graph_free(&m->g);
     weights_free(m->w);
+    free(m->labels);
+    free(m->name);
     free(m);
 }
 
 const model_arch *model_get_arch(const model *m) { return m->arch; }
-const char *model_name(const model *m) { return m->arch->name; }
+const char *model_name(const model *m) { return m->name ? m->name : m->arch->name; }
 int model_input_size(const model *m) { return m->input_size; }
 int model_resize_size(const model *m) { return m->resize_size; }
 const float *model_mean(const model *m) { return m->mean; }
 const float *model_std(const model *m) { return m->std; }
 int model_num_classes(const model *m) { return m->num_classes; }
+int model_num_labels(const model *m) { return m->n_labels; }
+int model_has_own_labels(const model *m) { return m->labels != NULL; }
+const char *model_class_label(const model *m, int idx)
+{
+    if (idx < 0 || idx >= m->n_labels) return NULL;
+    return m->labels ? m->labels[idx] : imagenet_labels[idx];
+}
 int model_tf_same(const model *m) { return m->tf_same; }
 int64_t model_n_params(const model *m) { return m->g.n_params; }
 int64_t model_n_macs(const model *m) { return m->g.n_macs; }
@@ -328,14 +420,22 @@ void model_run_features(model_ctx *ctx, const float *input, float *features)
     memcpy(features, ctx->arena + m->g.values[m->feat_value].offset, (size_t)m->feat_dim * sizeof(float));
 }
 
-void model_topk(const model *m, const float *logits, int k, int *idx, float *prob)
+/* Softmax as softmax_forward computes it (same bits), without storing it: top-k on the logits
+ * (softmax is monotonic), then the k probabilities. */
+int model_topk(const model *m, const float *logits, int k, int *idx, float *prob)
 {
-    float p[IMAGENET_N_CLASSES];
-    const float *l = logits + (m->num_classes - IMAGENET_N_CLASSES); /* skip background */
-    if (k > IMAGENET_N_CLASSES) k = IMAGENET_N_CLASSES;
-    softmax_forward(IMAGENET_N_CLASSES, l, p);
-    topk_indices(IMAGENET_N_CLASSES, p, k, idx);
-    for (int i = 0; i < k; i++) prob[i] = p[idx[i]];
+    const int n = m->n_labels;
+    const float *l = logits + (m->num_classes - n); /* skips an ImageNet background output */
+    if (k > n) k = n;
+    if (k < 0) k = 0;
+    float mx = l[0];
+    for (int i = 1; i < n; i++) mx = l[i] > mx ? l[i] : mx;
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) sum += expf(l[i] - mx);
+    const float inv = (float)(1.0 / sum);
+    topk_indices(n, l, k, idx);
+    for (int i = 0; i < k; i++) prob[i] = expf(l[idx[i]] - mx) * inv;
+    return k;
 }
 
 const char *model_label(int idx)

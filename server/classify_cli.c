@@ -126,7 +126,7 @@ static void print_text(const char *path, const pipeline_result *res, double read
         printf("  %s: preprocess %.2f ms, inference %.2f ms, postprocess %.3f ms\n", model_name(r->m), r->preprocess_ms,
                r->inference_ms, r->postprocess_ms);
         for (int k = 0; k < r->n_preds; k++)
-            printf("    %2d. %.6f  %s (%d)\n", k + 1, (double)r->prob[k], model_label(r->idx[k]), r->idx[k]);
+            printf("    %2d. %.6f  %s (%d)\n", k + 1, (double)r->prob[k], model_class_label(r->m, r->idx[k]), r->idx[k]);
     }
 }
 

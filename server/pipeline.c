@@ -12,8 +12,8 @@ struct pipeline_ws {
     model_ctx *ctxs[PIPELINE_MAX_MODELS];
     float *input;   /* 3 x S x S for the largest S */
     float *logits;  /* largest num_classes */
-    int idx[PIPELINE_MAX_MODELS][PIPELINE_TOPK_MAX];
-    float prob[PIPELINE_MAX_MODELS][PIPELINE_TOPK_MAX];
+    int *idx;       /* PIPELINE_TOPK_MAX per model */
+    float *prob;
 };
 
 cnn_status pipeline_ws_init(pipeline_ws **out, const model *const *models, int n_models, char *err,
@@ -36,6 +36,7 @@ cnn_status pipeline_ws_init_threads(pipeline_ws **out, const model *const *model
     ws->n_models = n_models;
     for (int i = 0; i < n_models; i++) {
         ws->models[i] = models[i];
+        if (!models[i]) continue;
         size_t s = (size_t)model_input_size(models[i]);
         if (3 * s * s > max_input) max_input = 3 * s * s;
         if ((size_t)model_num_classes(models[i]) > max_classes) max_classes = (size_t)model_num_classes(models[i]);
@@ -47,7 +48,9 @@ cnn_status pipeline_ws_init_threads(pipeline_ws **out, const model *const *model
     }
     ws->input = malloc(max_input * sizeof(float));
     ws->logits = malloc(max_classes * sizeof(float));
-    if (!ws->input || !ws->logits) {
+    ws->idx = malloc((size_t)n_models * PIPELINE_TOPK_MAX * sizeof *ws->idx);
+    ws->prob = malloc((size_t)n_models * PIPELINE_TOPK_MAX * sizeof *ws->prob);
+    if (!ws->input || !ws->logits || !ws->idx || !ws->prob) {
         st = cnn_err(err, err_bytes, CNN_ERR_NOMEM, "pipeline: out of memory");
         goto fail;
     }
@@ -64,11 +67,14 @@ void pipeline_ws_free(pipeline_ws *ws)
     for (int i = 0; i < ws->n_models; i++) model_ctx_free(ws->ctxs[i]);
     free(ws->input);
     free(ws->logits);
+    free(ws->idx);
+    free(ws->prob);
     free(ws);
 }
 
 void pipeline_ws_warmup(pipeline_ws *ws, int slot)
 {
+    if (!ws->models[slot]) return;
     int s = model_input_size(ws->models[slot]);
     memset(ws->input, 0, (size_t)3 * (size_t)s * (size_t)s * sizeof(float));
     model_run(ws->ctxs[slot], ws->input, ws->logits);
@@ -101,7 +107,8 @@ cnn_status pipeline_classify(pipeline_ws *ws, const uint8_t *data, size_t n_byte
     int min_short_side = 0;
     for (int i = 0; i < req->n_slots; i++) {
         int slot = req->slots[i];
-        if (slot < 0 || slot >= ws->n_models) return cnn_err(err, err_bytes, CNN_ERR_ARG, "model slot %d out of range", slot);
+        if (slot < 0 || slot >= ws->n_models || !ws->models[slot])
+            return cnn_err(err, err_bytes, CNN_ERR_ARG, "model slot %d out of range", slot);
         preproc_of(ws->models[slot], &pps[i]);
         if (pps[i].resize > min_short_side) min_short_side = pps[i].resize;
     }
@@ -140,12 +147,13 @@ cnn_status pipeline_classify(pipeline_ws *ws, const uint8_t *data, size_t n_byte
             uint64_t ti = timing_now_ns();
             model_run(ws->ctxs[slot], ws->input, ws->logits);
             uint64_t tq = timing_now_ns();
-            model_topk(m, ws->logits, req->top_k, ws->idx[j], ws->prob[j]);
+            int *idx = ws->idx + (size_t)j * PIPELINE_TOPK_MAX;
+            float *prob = ws->prob + (size_t)j * PIPELINE_TOPK_MAX;
+            r->n_preds = model_topk(m, ws->logits, req->top_k, idx, prob);
             uint64_t tr = timing_now_ns();
             r->m = m;
-            r->n_preds = req->top_k;
-            r->idx = ws->idx[j];
-            r->prob = ws->prob[j];
+            r->idx = idx;
+            r->prob = prob;
             r->inference_ms = timing_ms(ti, tq);
             r->postprocess_ms = timing_ms(tq, tr);
             res->inference_ms += r->inference_ms;
@@ -176,7 +184,7 @@ static json_t *predictions_json(const pipeline_model_result *r)
 {
     json_t *a = json_array();
     for (int k = 0; a && k < r->n_preds; k++)
-        json_array_append_new(a, json_pack("{s:i,s:s,s:f}", "index", r->idx[k], "label", model_label(r->idx[k]),
+        json_array_append_new(a, json_pack("{s:i,s:s,s:f}", "index", r->idx[k], "label", model_class_label(r->m, r->idx[k]),
                                            "score", (double)r->prob[k]));
     return a;
 }

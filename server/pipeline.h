@@ -12,8 +12,9 @@
 #include "../models/model.h"
 #include "image.h"
 
-#define PIPELINE_MAX_MODELS 8
-#define PIPELINE_TOPK_MAX 1000 /* ImageNet-1k classes after dropping a background output */
+#define PIPELINE_MAX_MODELS 64
+/* Largest top_k asked for; each model answers min(top_k, its classes K) predictions. */
+#define PIPELINE_TOPK_MAX 1000
 
 /* Flags for json_dumps of pipeline answers: 9 significant digits print every float score exactly. */
 #define PIPELINE_JSON_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(9))
@@ -22,7 +23,8 @@
  * at init so classification does not allocate for inference. */
 typedef struct pipeline_ws pipeline_ws;
 
-/* models[slot]: the (shared, read-only) models this workspace can run. */
+/* models[slot]: the (shared, read-only) models this workspace can run; a NULL slot gets no context
+ * (a workspace for some of a model set's slots) and is refused by pipeline_classify. */
 cnn_status pipeline_ws_init(pipeline_ws **out, const model *const *models, int n_models, char *err,
                             size_t err_bytes);
 /* The same with n_threads threads per model context (model_ctx_init_threads; same answers). */
@@ -42,8 +44,8 @@ typedef struct {
 
 typedef struct {
     const model *m;
-    int n_preds;
-    const int *idx;       /* torchvision ImageNet index 0..999, best first (points into the workspace) */
+    int n_preds;          /* min(top_k, model_num_labels) */
+    const int *idx;       /* class index 0..K-1 (ImageNet: torchvision order), best first (points into the workspace) */
     const float *prob;
     double preprocess_ms; /* 0 when it reused the input of an earlier model with the same preprocessing */
     double inference_ms, postprocess_ms;

@@ -459,6 +459,222 @@ done:
     test_end(case_name);
 }
 
+/* ---- models with their own classes (fine-tuned files) ---- */
+
+/* Writes a copy of the real base file `base` (arch `arch`, last layer `last`) whose last layer has the
+ * rows of the ImageNet classes cls[0..k) (torchvision order; a 1001-output base's background row is
+ * skipped) and __metadata__ `meta` (a JSON object text, or NULL for the base's metadata). 0 on success. */
+static int write_finetuned(const char *base, const char *last, const int *cls, int k, const char *meta,
+                           const char *out)
+{
+    size_t n_base;
+    unsigned char *buf = slurp(base, &n_base);
+    if (!buf || n_base < 8) { free(buf); return -1; }
+    uint64_t n_header = 0;
+    for (int i = 0; i < 8; i++) n_header |= (uint64_t)buf[i] << (8 * i);
+    json_error_t jerr;
+    json_t *h = json_loadb((const char *)buf + 8, n_header, 0, &jerr);
+    const unsigned char *data = buf + 8 + n_header;
+    char wname[128], bname[128];
+    snprintf(wname, sizeof wname, "%s.weight", last);
+    snprintf(bname, sizeof bname, "%s.bias", last);
+    json_t *w = json_object_get(h, wname), *b = json_object_get(h, bname);
+    int rc = -1;
+    if (!w || !b) goto out;
+    size_t n_out = (size_t)json_integer_value(json_array_get(json_object_get(w, "shape"), 0));
+    size_t n_in = (size_t)json_integer_value(json_array_get(json_object_get(w, "shape"), 1));
+    size_t skip = n_out - 1000;
+    /* New header: same tensors in data order, the last layer resized; data copied or row-picked. */
+    FILE *f = fopen(out, "wb");
+    if (!f) goto out;
+    json_t *nh = json_object();
+    if (meta) json_object_set_new(nh, "__metadata__", json_loads(meta, 0, &jerr));
+    else json_object_set(nh, "__metadata__", json_object_get(h, "__metadata__"));
+    const char *key;
+    json_t *v;
+    size_t off = 0;
+    /* First pass: offsets (tensors in ascending source offset order is not needed: any order is valid). */
+    json_object_foreach(h, key, v) {
+        if (!strcmp(key, "__metadata__")) continue;
+        json_t *t = json_deep_copy(v);
+        size_t begin = (size_t)json_integer_value(json_array_get(json_object_get(v, "data_offsets"), 0));
+        size_t end = (size_t)json_integer_value(json_array_get(json_object_get(v, "data_offsets"), 1));
+        size_t n = end - begin;
+        if (v == w) {
+            n = (size_t)k * n_in * 4;
+            json_array_set_new(json_object_get(t, "shape"), 0, json_integer(k));
+        } else if (v == b) {
+            n = (size_t)k * 4;
+            json_array_set_new(json_object_get(t, "shape"), 0, json_integer(k));
+        }
+        json_object_set_new(t, "data_offsets", json_pack("[I,I]", (json_int_t)off, (json_int_t)(off + n)));
+        json_object_set_new(nh, key, t);
+        off += n;
+    }
+    char *text = json_dumps(nh, JSON_COMPACT);
+    uint64_t nt = strlen(text);
+    unsigned char len[8];
+    for (int i = 0; i < 8; i++) len[i] = (unsigned char)(nt >> (8 * i));
+    int ok = fwrite(len, 1, 8, f) == 8 && fwrite(text, 1, nt, f) == nt;
+    free(text);
+    json_object_foreach(h, key, v) {
+        if (!ok || !strcmp(key, "__metadata__")) continue;
+        size_t begin = (size_t)json_integer_value(json_array_get(json_object_get(v, "data_offsets"), 0));
+        size_t end = (size_t)json_integer_value(json_array_get(json_object_get(v, "data_offsets"), 1));
+        if (v == w) {
+            for (int r = 0; ok && r < k; r++)
+                ok = fwrite(data + begin + (cls[r] + skip) * n_in * 4, 4, n_in, f) == n_in;
+        } else if (v == b) {
+            for (int r = 0; ok && r < k; r++) ok = fwrite(data + begin + (cls[r] + skip) * 4, 4, 1, f) == 1;
+        } else {
+            ok = fwrite(data + begin, 1, end - begin, f) == end - begin;
+        }
+    }
+    json_decref(nh);
+    rc = fclose(f) == 0 && ok ? 0 : -1;
+out:
+    json_decref(h);
+    free(buf);
+    return rc;
+}
+
+/* Logits of the photo `file` of imagenet-sample through m (model_num_classes floats, malloc'd). */
+static float *photo_logits(const model *m, const char *file)
+{
+    char path[2048], err[512];
+    snprintf(path, sizeof path, "%s/data/imagenet-sample/%s", shared_dir, file);
+    size_t nb;
+    unsigned char *buf = slurp(path, &nb);
+    int S = model_input_size(m);
+    float *input = malloc((size_t)3 * S * S * sizeof(float));
+    float *logits = malloc((size_t)model_num_classes(m) * sizeof(float));
+    model_ctx *ctx = NULL;
+    image img;
+    image_preproc pp = {model_resize_size(m), S, {0}, {0}};
+    memcpy(pp.mean, model_mean(m), sizeof(pp.mean));
+    memcpy(pp.std, model_std(m), sizeof(pp.std));
+    image_decode_opts opts = {0, 0};
+    int ok = buf && input && logits && model_ctx_init(&ctx, m) == CNN_OK &&
+             image_decode(buf, nb, &opts, &img, err, sizeof err) == CNN_OK;
+    if (ok) {
+        ok = image_preprocess(&img, &pp, input, err, sizeof err) == CNN_OK;
+        image_free(&img);
+    }
+    if (ok) model_run(ctx, input, logits);
+    model_ctx_free(ctx);
+    free(buf);
+    free(input);
+    if (!ok) { free(logits); return NULL; }
+    return logits;
+}
+
+static void test_own_classes(const char *arch, const char *file, const char *last)
+{
+    char case_name[256], base[2048];
+    snprintf(case_name, sizeof case_name, "own classes: %s with 3 labels (rows of tench, goldfish, hen)", arch);
+    snprintf(base, sizeof base, "%s/weights/%s", shared_dir, file);
+    if (access(base, R_OK)) {
+        test_skip(case_name, "../shared/weights absent");
+        return;
+    }
+    char dir[] = "/tmp/cnnserve-ft-XXXXXX";
+    test_begin();
+    T_CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    char path[1100], err[1024];
+    snprintf(path, sizeof path, "%s/my fish.safetensors", dir);
+    const int cls[3] = {0, 1, 8}; /* tench, goldfish, hen */
+    char meta[1024];
+    model *bm = NULL, *m = NULL;
+    float *bl = NULL, *fl = NULL;
+    snprintf(meta, sizeof meta,
+             "{\"architecture\":\"%s\",\"num_classes\":\"3\",\"labels\":\"[\\\"Tinca tinca\\\",\\\"gold\\u00e9\\\",\\\"hen\\\"]\"%s}",
+             arch, strstr(arch, "mobilenet") ? ",\"padding\":\"tf_same\",\"mean\":\"0.5,0.5,0.5\",\"std\":\"0.5,0.5,0.5\"" : "");
+    T_CHECK(write_finetuned(base, last, cls, 3, meta, path) == 0, "write %s", path);
+    cnn_status s = model_load(&m, arch, path, err, sizeof err, NULL, 0);
+    T_CHECK(s == CNN_OK, "load: %s", err);
+    T_CHECK(model_load(&bm, arch, base, err, sizeof err, NULL, 0) == CNN_OK, "base: %s", err);
+    if (s != CNN_OK || !bm) goto done;
+    T_CHECK(model_num_labels(m) == 3 && model_num_classes(m) == 3 && model_has_own_labels(m), "K %d outputs %d",
+            model_num_labels(m), model_num_classes(m));
+    T_CHECK(!strcmp(model_name(m), "my fish"), "name '%s'", model_name(m));
+    T_CHECK(!strcmp(model_name(bm), arch) && !model_has_own_labels(bm) && model_num_labels(bm) == 1000,
+            "base name %s K %d", model_name(bm), model_num_labels(bm));
+    T_CHECK(!strcmp(model_class_label(m, 0), "Tinca tinca") && !strcmp(model_class_label(m, 1), "gold\xc3\xa9") &&
+                !strcmp(model_class_label(m, 2), "hen") && !model_class_label(m, 3) && !model_class_label(m, -1),
+            "labels");
+    T_CHECK(!strcmp(model_class_label(bm, 8), "hen") && !model_class_label(bm, 1000), "base labels");
+    const char *photos[3] = {"n01440764_tench.JPEG", "n01443537_goldfish.JPEG", "n01514859_hen.JPEG"};
+    for (int p = 0; p < 3; p++) {
+        free(bl);
+        free(fl);
+        bl = photo_logits(bm, photos[p]);
+        fl = photo_logits(m, photos[p]);
+        T_CHECK(bl && fl, "%s: classify failed", photos[p]);
+        if (!bl || !fl) break;
+        int skip = model_num_classes(bm) - 1000;
+        /* The new layer's logits are the base's logits of those classes. */
+        for (int c = 0; c < 3; c++)
+            T_CHECK(fabsf(fl[c] - bl[cls[c] + skip]) <= 1e-4f * (1 + fabsf(bl[cls[c] + skip])), "%s class %d: %g vs %g",
+                    photos[p], c, fl[c], bl[cls[c] + skip]);
+        int idx[8];
+        float prob[8];
+        int n = model_topk(m, fl, 5, idx, prob); /* top_k 5 > K: capped at K */
+        T_CHECK(n == 3, "top-k gave %d predictions", n);
+        int want = 0;
+        for (int c = 1; c < 3; c++) want = fl[c] > fl[want] ? c : want;
+        T_CHECK(idx[0] == want, "%s: top-1 %d, max logit at %d", photos[p], idx[0], want);
+        double sum = 0;
+        for (int i = 0; i < n; i++) sum += prob[i];
+        T_CHECK(fabs(sum - 1.0) < 1e-5 && prob[0] >= prob[1] && prob[1] >= prob[2], "probabilities %g %g %g",
+                prob[0], prob[1], prob[2]);
+        T_CHECK(model_topk(m, fl, 1, idx, prob) == 1, "top-1 count");
+        printf("# %s %s: %s %.4f\n", arch, photos[p], model_class_label(m, idx[0]), prob[0]);
+    }
+done:
+    free(bl);
+    free(fl);
+    model_free(m);
+    model_free(bm);
+    unlink(path);
+    rmdir(dir);
+    test_end(case_name);
+
+    /* Bad label metadata on the same real network. */
+    static const struct {
+        const char *name, *labels;
+        int k;
+        cnn_status want;
+        const char *substr;
+    } bad[] = {
+        {"labels count differs from the outputs", "[\\\"a\\\",\\\"b\\\"]", 3, CNN_ERR_SHAPE, "labels has 2 entries but the classifier has 3"},
+        {"labels not JSON", "[\\\"a\\\",", 3, CNN_ERR_FORMAT, "labels is not a JSON list"},
+        {"labels not a list", "{\\\"a\\\":1}", 3, CNN_ERR_FORMAT, "labels is not a JSON list"},
+        {"a label not a string", "[\\\"a\\\",2,\\\"c\\\"]", 3, CNN_ERR_FORMAT, "labels[1] is not a non-empty string"},
+        {"an empty label", "[\\\"a\\\",\\\"\\\",\\\"c\\\"]", 3, CNN_ERR_FORMAT, "labels[1] is not a non-empty string"},
+        {"one class (K=1 refused)", "[\\\"only\\\"]", 1, CNN_ERR_FORMAT, "1 entries (2..100000 supported)"},
+        {"K outputs without labels", NULL, 3, CNN_ERR_SHAPE, "no __metadata__ labels"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(case_name, sizeof case_name, "own classes: %s refuses %s", arch, bad[i].name);
+        test_begin();
+        char d2[] = "/tmp/cnnserve-ft-XXXXXX";
+        T_CHECK(mkdtemp(d2) != NULL, "mkdtemp");
+        snprintf(path, sizeof path, "%s/bad.safetensors", d2);
+        if (bad[i].labels) snprintf(meta, sizeof meta, "{\"labels\":\"%s\"}", bad[i].labels);
+        else snprintf(meta, sizeof meta, "{}");
+        T_CHECK(write_finetuned(base, last, cls, bad[i].k, meta, path) == 0, "write");
+        model *mm = NULL;
+        err[0] = '\0';
+        s = model_load(&mm, arch, path, err, sizeof err, NULL, 0);
+        T_CHECK(s == bad[i].want && !mm, "status %s (%s)", cnn_status_str(s), err);
+        T_CHECK(strstr(err, bad[i].substr) && strstr(err, path), "message '%s' lacks '%s' or the path", err, bad[i].substr);
+        model_free(mm);
+        unlink(path);
+        rmdir(d2);
+        test_end(case_name);
+    }
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -514,5 +730,7 @@ int main(int argc, char **argv)
         test_real_accuracy(acc, "mobilenet_v3_small", "mobilenet_v3_small.safetensors", 75.9, dct);
     }
     json_decref(acc);
+    test_own_classes("shufflenet_v2_x1_0", "shufflenet_v2_x1_0.safetensors", "fc");
+    test_own_classes("mobilenet_v3_small", "mobilenet_v3_small.safetensors", "classifier.3");
     return test_finish();
 }
