@@ -184,3 +184,11 @@ clean:
 	rm -rf build bin
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# --- evaluation: cnnserve eval, its metrics module, make paper (issue #12) ---
+# eval_metrics_tool prints the metrics of a score matrix for tests/eval/test_eval_metrics.py.
+test: $(BUILD)/tests/eval_metrics_tool
+$(BUILD)/tests/eval_metrics_tool: $(BUILD)/tests/tools/eval_metrics_tool.o $(BUILD)/server/eval_metrics.o \
+                                  $(BUILD)/server/eval_json.o $(BUILD)/core/status.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

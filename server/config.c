@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,22 +11,12 @@
 
 #include "../models/model.h"
 
-typedef enum { FLAG_STR = 0, FLAG_INT, FLAG_INT64, FLAG_BYTES, FLAG_LOG_FORMAT } flag_kind;
+#define STR_FLAG(n, field) CONFIG_STR(n, serve_config, field)
+#define INT_FLAG(n, field, lo, hi) CONFIG_INT(n, serve_config, field, lo, hi)
+#define INT64_FLAG(n, field, lo, hi) CONFIG_INT64(n, serve_config, field, lo, hi)
+#define BYTES_FLAG(n, field, lo, hi) CONFIG_BYTES(n, serve_config, field, lo, hi)
 
-typedef struct {
-    const char *name; /* without the leading "--" */
-    flag_kind kind;
-    size_t offset;    /* into serve_config */
-    size_t str_bytes; /* FLAG_STR: buffer size */
-    int64_t lo, hi;   /* FLAG_INT / FLAG_BYTES: accepted range */
-} flag_def;
-
-#define STR_FLAG(n, field) {n, FLAG_STR, offsetof(serve_config, field), sizeof(((serve_config *)0)->field), 0, 0}
-#define INT_FLAG(n, field, lo, hi) {n, FLAG_INT, offsetof(serve_config, field), 0, lo, hi}
-#define INT64_FLAG(n, field, lo, hi) {n, FLAG_INT64, offsetof(serve_config, field), 0, lo, hi}
-#define BYTES_FLAG(n, field, lo, hi) {n, FLAG_BYTES, offsetof(serve_config, field), 0, lo, hi}
-
-static const flag_def flag_defs[] = {
+static const config_flag flag_defs[] = {
     STR_FLAG("host", host),
     INT_FLAG("port", port, 0, 65535),
     STR_FLAG("weights-dir", weights_dir),
@@ -40,8 +31,9 @@ static const flag_def flag_defs[] = {
     INT_FLAG("drain-timeout", drain_timeout_s, 0, 86400),
     INT_FLAG("max-connections", max_connections, 1, 1 << 20),
     STR_FLAG("default-model", default_model),
-    INT_FLAG("admin-reload", admin_reload, 0, 1),
-    {"log-format", FLAG_LOG_FORMAT, offsetof(serve_config, log_format), 0, 0, 0},
+    {"log-format", CONFIG_FLAG_LOG_FORMAT, offsetof(serve_config, log_format), 0, 0, 0},
+    CONFIG_SWITCH("help", serve_config, show_help),
+    CONFIG_SWITCH("version", serve_config, show_version),
 };
 #define N_FLAGS (sizeof(flag_defs) / sizeof(flag_defs[0]))
 
@@ -54,8 +46,7 @@ static const char usage_text[] =
     "  --host ADDR              listen address (default 0.0.0.0)\n"
     "  --port N                 listen port (default 8080; 0 = any free port, logged at start)\n"
     "  --weights-dir DIR        where <model>.safetensors files live (default ./weights)\n"
-    "  --models LIST            comma list of models to load: architecture names/aliases and fine-tuned\n"
-    "                           file stems (default: every *.safetensors of --weights-dir)\n"
+    "  --models LIST            comma list of models to load (default: every model whose file exists)\n"
     "  --workers N              inference workers, one request each at a time (default: number of cores)\n"
     "  --threads-per-worker N   threads of each worker's inference, 1..64 (default 1; same answers at any N):\n"
     "                           more threads per worker lower latency at light load, 1 gives the most req/s\n"
@@ -67,7 +58,6 @@ static const char usage_text[] =
     "  --drain-timeout S        on SIGTERM, time given to in-flight requests (default 30)\n"
     "  --max-connections N      concurrent connections (default 512)\n"
     "  --default-model NAME     model used when a request names none (default mobilenet_v3_large)\n"
-    "  --admin-reload 0|1       1 allows POST /v1/models/reload (default 0: 403); SIGHUP always reloads\n"
     "  --log-format text|json   log line format (default text)\n"
     "  --help, --version\n";
 
@@ -122,89 +112,110 @@ cnn_status config_parse_bytes(const char *s, int64_t *out)
     return CNN_ERR_ARG;
 }
 
-/* Stores value into the field of flag f; `origin` names the flag or variable for messages. */
-static cnn_status apply_flag(serve_config *cfg, const flag_def *f, const char *value, const char *origin,
+/* Stores value into the field of flag f of the struct at base; `origin` names the flag or variable
+ * for messages. */
+static cnn_status apply_flag(void *base_ptr, const config_flag *f, const char *value, const char *origin,
                              char *err, size_t err_bytes)
 {
-    char *base = (char *)cfg + f->offset;
+    char *base = (char *)base_ptr + f->offset;
     int64_t v;
     switch (f->kind) {
-    case FLAG_STR:
+    case CONFIG_FLAG_STR:
         if (strlen(value) >= f->str_bytes)
             return cnn_err(err, err_bytes, CNN_ERR_ARG, "%s: value longer than %zu bytes", origin,
                            f->str_bytes - 1);
         memcpy(base, value, strlen(value) + 1);
         return CNN_OK;
-    case FLAG_INT:
-    case FLAG_INT64:
+    case CONFIG_FLAG_INT:
+    case CONFIG_FLAG_INT64:
         if (config_parse_int(value, f->lo, f->hi, &v) != CNN_OK)
             return cnn_err(err, err_bytes, CNN_ERR_ARG, "%s: expected an integer in %lld..%lld, got '%s'",
                            origin, (long long)f->lo, (long long)f->hi, value);
-        if (f->kind == FLAG_INT64) *(int64_t *)(void *)base = v;
+        if (f->kind == CONFIG_FLAG_INT64) *(int64_t *)(void *)base = v;
         else *(int *)(void *)base = (int)v;
         return CNN_OK;
-    case FLAG_BYTES:
+    case CONFIG_FLAG_BYTES:
         if (config_parse_bytes(value, &v) != CNN_OK || v < f->lo || v > f->hi)
             return cnn_err(err, err_bytes, CNN_ERR_ARG,
                            "%s: expected a byte count (e.g. 1048576, 512k, 20MiB) in %lld..%lld, got '%s'",
                            origin, (long long)f->lo, (long long)f->hi, value);
         *(int64_t *)(void *)base = v;
         return CNN_OK;
-    case FLAG_LOG_FORMAT:
-        if (!strcmp(value, "text")) cfg->log_format = LOG_FORMAT_TEXT;
-        else if (!strcmp(value, "json")) cfg->log_format = LOG_FORMAT_JSON;
+    case CONFIG_FLAG_FRACTION: {
+        char *end;
+        errno = 0;
+        double d = *value && !isspace((unsigned char)*value) ? strtod(value, &end) : NAN;
+        if (isnan(d) || errno || *end || d < 0.0 || d >= 1.0)
+            return cnn_err(err, err_bytes, CNN_ERR_ARG, "%s: expected a number in [0, 1), got '%s'", origin, value);
+        *(double *)(void *)base = d;
+        return CNN_OK;
+    }
+    case CONFIG_FLAG_LOG_FORMAT:
+        if (!strcmp(value, "text")) *(log_format *)(void *)base = LOG_FORMAT_TEXT;
+        else if (!strcmp(value, "json")) *(log_format *)(void *)base = LOG_FORMAT_JSON;
         else return cnn_err(err, err_bytes, CNN_ERR_ARG, "%s: expected text or json, got '%s'", origin, value);
+        return CNN_OK;
+    case CONFIG_FLAG_SWITCH:
+        *(int *)(void *)base = 1;
         return CNN_OK;
     }
     return cnn_err(err, err_bytes, CNN_ERR_ARG, "%s: unknown flag kind", origin);
 }
 
-static void env_name(const flag_def *f, char *buf, size_t buf_bytes)
+static void env_name(const char *prefix, const config_flag *f, char *buf, size_t buf_bytes)
 {
-    size_t n = (size_t)snprintf(buf, buf_bytes, "CNNSERVE_");
+    size_t n = (size_t)snprintf(buf, buf_bytes, "%s", prefix);
     for (const char *p = f->name; *p && n + 1 < buf_bytes; p++)
         buf[n++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
     buf[n] = '\0';
 }
 
-cnn_status config_parse(serve_config *cfg, int argc, char **argv, char *err, size_t err_bytes)
+cnn_status config_parse_flags(const config_flag *defs, size_t n_defs, void *base, const char *env_prefix, int argc,
+                              char **argv, int *first_arg, char *err, size_t err_bytes)
 {
     cnn_status st;
-    for (size_t i = 0; i < N_FLAGS; i++) {
+    for (size_t i = 0; env_prefix && i < n_defs; i++) {
+        if (defs[i].kind == CONFIG_FLAG_SWITCH) continue;
         char name[64];
-        env_name(&flag_defs[i], name, sizeof name);
+        env_name(env_prefix, &defs[i], name, sizeof name);
         const char *value = getenv(name);
-        if (value && (st = apply_flag(cfg, &flag_defs[i], value, name, err, err_bytes)) != CNN_OK) return st;
+        if (value && (st = apply_flag(base, &defs[i], value, name, err, err_bytes)) != CNN_OK) return st;
     }
+    if (first_arg) *first_arg = argc;
     for (int a = 0; a < argc; a++) {
-        const char *arg = argv[a];
-        if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
-            cfg->show_help = 1;
-            continue;
-        }
-        if (!strcmp(arg, "--version")) {
-            cfg->show_version = 1;
-            continue;
+        const char *arg = !strcmp(argv[a], "-h") ? "--help" : argv[a];
+        if (first_arg && (!strcmp(arg, "--") || strncmp(arg, "--", 2))) {
+            *first_arg = a + !strcmp(arg, "--");
+            return CNN_OK;
         }
         if (strncmp(arg, "--", 2))
             return cnn_err(err, err_bytes, CNN_ERR_ARG, "unexpected argument '%s' (see --help)", arg);
         const char *name = arg + 2;
         const char *eq = strchr(name, '=');
         size_t name_len = eq ? (size_t)(eq - name) : strlen(name);
-        const flag_def *f = NULL;
-        for (size_t i = 0; i < N_FLAGS; i++)
-            if (strlen(flag_defs[i].name) == name_len && !strncmp(flag_defs[i].name, name, name_len))
-                f = &flag_defs[i];
+        const config_flag *f = NULL;
+        for (size_t i = 0; i < n_defs; i++)
+            if (strlen(defs[i].name) == name_len && !strncmp(defs[i].name, name, name_len)) f = &defs[i];
         if (!f) return cnn_err(err, err_bytes, CNN_ERR_ARG, "unknown flag '%.*s' (see --help)", (int)(name_len + 2), arg);
-        const char *value = eq ? eq + 1 : NULL;
-        if (!value) {
-            if (a + 1 >= argc) return cnn_err(err, err_bytes, CNN_ERR_ARG, "--%s needs a value", f->name);
-            value = argv[++a];
-        }
         char origin[80];
         snprintf(origin, sizeof origin, "--%s", f->name);
-        if ((st = apply_flag(cfg, f, value, origin, err, err_bytes)) != CNN_OK) return st;
+        const char *value = eq ? eq + 1 : NULL;
+        if (f->kind == CONFIG_FLAG_SWITCH) {
+            if (value) return cnn_err(err, err_bytes, CNN_ERR_ARG, "%s takes no value", origin);
+            value = "";
+        } else if (!value) {
+            if (a + 1 >= argc) return cnn_err(err, err_bytes, CNN_ERR_ARG, "%s needs a value", origin);
+            value = argv[++a];
+        }
+        if ((st = apply_flag(base, f, value, origin, err, err_bytes)) != CNN_OK) return st;
     }
+    return CNN_OK;
+}
+
+cnn_status config_parse(serve_config *cfg, int argc, char **argv, char *err, size_t err_bytes)
+{
+    cnn_status st = config_parse_flags(flag_defs, N_FLAGS, cfg, "CNNSERVE_", argc, argv, NULL, err, err_bytes);
+    if (st != CNN_OK) return st;
     if (cfg->queue_depth == 0) cfg->queue_depth = 8 * cfg->n_workers;
     if (cfg->max_buffered_bytes < cfg->max_body_bytes) cfg->max_buffered_bytes = cfg->max_body_bytes;
     return CNN_OK;

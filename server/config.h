@@ -23,13 +23,47 @@ typedef struct {
     int timeout_s;             /* per connection: idle timeout and whole-request deadline */
     int drain_timeout_s;       /* SIGTERM: how long in-flight requests may take to finish */
     int max_connections;
-    int admin_reload;          /* 1: POST /v1/models/reload is allowed */
     char default_model[64];    /* "" = mobilenet_v3_large when loaded, else the first loaded */
     log_format log_format;
     int show_help, show_version;
 } serve_config;
 
 void config_defaults(serve_config *cfg);
+
+/* Table-driven flags shared by the subcommands: each entry names a flag ("--name VALUE" or
+ * "--name=VALUE"; a SWITCH takes no value) and the field of the options struct it sets. */
+typedef enum {
+    CONFIG_FLAG_STR = 0, /* char[str_bytes] */
+    CONFIG_FLAG_INT,     /* int in lo..hi */
+    CONFIG_FLAG_INT64,   /* int64_t in lo..hi */
+    CONFIG_FLAG_BYTES,   /* int64_t byte count with suffix, in lo..hi */
+    CONFIG_FLAG_FRACTION, /* double in [0, 1) */
+    CONFIG_FLAG_LOG_FORMAT, /* log_format: text|json */
+    CONFIG_FLAG_SWITCH,  /* int set to 1 */
+} config_flag_kind;
+
+typedef struct {
+    const char *name; /* without the leading "--" */
+    config_flag_kind kind;
+    size_t offset;    /* into the options struct */
+    size_t str_bytes; /* CONFIG_FLAG_STR: buffer size */
+    int64_t lo, hi;   /* CONFIG_FLAG_INT / INT64 / BYTES: accepted range */
+} config_flag;
+
+#define CONFIG_STR(n, type, field) {n, CONFIG_FLAG_STR, offsetof(type, field), sizeof(((type *)0)->field), 0, 0}
+#define CONFIG_INT(n, type, field, lo, hi) {n, CONFIG_FLAG_INT, offsetof(type, field), 0, lo, hi}
+#define CONFIG_INT64(n, type, field, lo, hi) {n, CONFIG_FLAG_INT64, offsetof(type, field), 0, lo, hi}
+#define CONFIG_BYTES(n, type, field, lo, hi) {n, CONFIG_FLAG_BYTES, offsetof(type, field), 0, lo, hi}
+#define CONFIG_FRACTION(n, type, field) {n, CONFIG_FLAG_FRACTION, offsetof(type, field), 0, 0, 0}
+#define CONFIG_SWITCH(n, type, field) {n, CONFIG_FLAG_SWITCH, offsetof(type, field), 0, 0, 0}
+
+/* Applies env_prefix<FLAG> environment variables (upper case, '-' -> '_'; env_prefix NULL: none),
+ * then the flags of argv (argv[0] is the first flag) to the struct at base. "-h" means "--help".
+ * first_arg NULL: every argument must be a flag; else parsing stops at the first argument that is not
+ * a flag (or after "--") and *first_arg receives its index (argc when there is none).
+ * CNN_ERR_ARG with a message naming the flag or variable on a bad value or an unknown flag. */
+cnn_status config_parse_flags(const config_flag *defs, size_t n_defs, void *base, const char *env_prefix, int argc,
+                              char **argv, int *first_arg, char *err, size_t err_bytes);
 
 /* Applies the environment then argv (argv[0] is the first flag, not the program name).
  * CNN_ERR_ARG with a message naming the flag or variable on a bad value or unknown flag. */

@@ -11,7 +11,8 @@ struct pipeline_ws {
     const model *models[PIPELINE_MAX_MODELS];
     model_ctx *ctxs[PIPELINE_MAX_MODELS];
     float *input;   /* 3 x S x S for the largest S */
-    float *logits;  /* largest num_classes */
+    float *logits;  /* per model slot: largest num_classes */
+    size_t logits_stride;
     int *idx;       /* PIPELINE_TOPK_MAX per model */
     float *prob;
 };
@@ -47,7 +48,8 @@ cnn_status pipeline_ws_init_threads(pipeline_ws **out, const model *const *model
         }
     }
     ws->input = malloc(max_input * sizeof(float));
-    ws->logits = malloc(max_classes * sizeof(float));
+    ws->logits_stride = max_classes;
+    ws->logits = malloc((size_t)n_models * max_classes * sizeof(float));
     ws->idx = malloc((size_t)n_models * PIPELINE_TOPK_MAX * sizeof *ws->idx);
     ws->prob = malloc((size_t)n_models * PIPELINE_TOPK_MAX * sizeof *ws->prob);
     if (!ws->input || !ws->logits || !ws->idx || !ws->prob) {
@@ -115,7 +117,7 @@ cnn_status pipeline_classify(pipeline_ws *ws, const uint8_t *data, size_t n_byte
 
     /* Decode once, DCT-scaled to a margin above the largest resize target (see IMAGE_DCT_MARGIN). */
     uint64_t t0 = timing_now_ns();
-    image_decode_opts opts = {.max_pixels = req->max_pixels, .min_short_side = IMAGE_DCT_MARGIN * min_short_side};
+    image_decode_opts opts = {.max_pixels = req->max_pixels, .min_short_side = req->full_decode ? 0 : IMAGE_DCT_MARGIN * min_short_side};
     image img;
     cnn_status st = image_decode(data, n_bytes, &opts, &img, err, err_bytes);
     if (st != CNN_OK) return st;
@@ -145,13 +147,15 @@ cnn_status pipeline_classify(pipeline_ws *ws, const uint8_t *data, size_t n_byte
             const model *m = ws->models[slot];
             pipeline_model_result *r = &res->results[j];
             uint64_t ti = timing_now_ns();
-            model_run(ws->ctxs[slot], ws->input, ws->logits);
+            float *logits = ws->logits + (size_t)slot * ws->logits_stride;
+            model_run(ws->ctxs[slot], ws->input, logits);
             uint64_t tq = timing_now_ns();
             int *idx = ws->idx + (size_t)j * PIPELINE_TOPK_MAX;
             float *prob = ws->prob + (size_t)j * PIPELINE_TOPK_MAX;
-            r->n_preds = model_topk(m, ws->logits, req->top_k, idx, prob);
+            r->n_preds = model_topk(m, logits, req->top_k, idx, prob);
             uint64_t tr = timing_now_ns();
             r->m = m;
+            r->logits = logits + (model_num_classes(m) - model_num_labels(m));
             r->idx = idx;
             r->prob = prob;
             r->inference_ms = timing_ms(ti, tq);

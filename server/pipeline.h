@@ -38,6 +38,8 @@ void pipeline_ws_warmup(pipeline_ws *ws, int slot);
 typedef struct {
     int top_k;            /* 1..PIPELINE_TOPK_MAX */
     int64_t max_pixels;   /* decode pixel cap; 0 = image.h default */
+    int full_decode;      /* 1: JPEGs decoded at full size, no DCT scaling (what PIL feeds torchvision;
+                           * `eval --full-decode`); 0: the server's DCT-scaled decode */
     int n_slots;
     int slots[PIPELINE_MAX_MODELS]; /* models to run, in answer order */
 } pipeline_request;
@@ -47,6 +49,8 @@ typedef struct {
     int n_preds;          /* min(top_k, model_num_labels) */
     const int *idx;       /* class index 0..K-1 (ImageNet: torchvision order), best first (points into the workspace) */
     const float *prob;
+    const float *logits;  /* model_num_labels(m) class scores before the softmax (an ImageNet background
+                           * output dropped), points into the workspace */
     double preprocess_ms; /* 0 when it reused the input of an earlier model with the same preprocessing */
     double inference_ms, postprocess_ms;
 } pipeline_model_result;
