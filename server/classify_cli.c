@@ -21,7 +21,8 @@ static const char usage_text[] =
     "Classifies image files with the same decode/preprocess/inference path as the HTTP service.\n"
     "\n"
     "  --weights-dir DIR   where <model>.safetensors files live (default ./weights)\n"
-    "  --model NAME        model name or alias, or 'all' for every model found (default mobilenet_v3_large)\n"
+    "  --model NAME        model name or alias, a fine-tuned file's stem (monkeys for monkeys.safetensors),\n"
+    "                      or 'all' for every model found (default mobilenet_v3_large)\n"
     "  --top-k K           predictions per model, 1..1000 (default 5)\n"
     "  --threads N         threads computing each inference, 1..64 (default: number of cores, at most\n"
     "                      64); every layer is split over them, so the answers equal the HTTP ones\n"
@@ -192,37 +193,34 @@ int classify_main(int argc, char **argv)
         return 2;
     }
     int all = !strcasecmp(o.model, "all");
-    if (!all && !model_arch_find(o.model)) {
-        fprintf(stderr, "cnnserve classify: unknown model '%s'\n", o.model);
-        return 2;
-    }
+
     /* One image at a time on the model contexts' threads; OpenBLAS (only on CPUs without the AVX-512
      * kernels) runs on their thread 0 and gets no threads of its own to compete with them. */
     openblas_set_num_threads(1);
 
     logger lg;
     log_init(&lg, LOG_FORMAT_TEXT);
-    zoo z;
+    zoo *z;
     char err[1024];
     if (zoo_load(&z, o.weights_dir, all ? "" : o.model, &lg, err, sizeof err) != CNN_OK) {
         fprintf(stderr, "cnnserve classify: %s\n", err);
         return 1;
     }
-    const model *models[PIPELINE_MAX_MODELS];
-    pipeline_request req = {.top_k = o.top_k, .max_pixels = o.max_pixels, .n_slots = z.n_loaded};
-    for (int i = 0; i < z.n_loaded; i++) {
-        models[i] = z.entries[z.loaded[i]].m;
+    const model *models[ZOO_MAX_MODELS];
+    pipeline_request req = {.top_k = o.top_k, .max_pixels = o.max_pixels, .n_slots = z->n_loaded};
+    for (int i = 0; i < z->n_loaded; i++) {
+        models[i] = z->entries[z->loaded[i]].m;
         req.slots[i] = i;
     }
     pipeline_ws *ws;
-    if (pipeline_ws_init_threads(&ws, models, z.n_loaded, o.n_threads, err, sizeof err) != CNN_OK) {
+    if (pipeline_ws_init_threads(&ws, models, z->n_loaded, o.n_threads, err, sizeof err) != CNN_OK) {
         fprintf(stderr, "cnnserve classify: %s\n", err);
-        zoo_free(&z);
+        zoo_release(z);
         return 1;
     }
     int n_failed = 0;
     for (int a = o.first_file; a < argc; a++) n_failed += classify_file(ws, &req, all, argv[a], o.json);
     pipeline_ws_free(ws);
-    zoo_free(&z);
+    zoo_release(z);
     return n_failed ? 1 : 0;
 }

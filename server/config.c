@@ -31,6 +31,7 @@ static const config_flag flag_defs[] = {
     INT_FLAG("drain-timeout", drain_timeout_s, 0, 86400),
     INT_FLAG("max-connections", max_connections, 1, 1 << 20),
     STR_FLAG("default-model", default_model),
+    INT_FLAG("admin-reload", admin_reload, 0, 1),
     {"log-format", CONFIG_FLAG_LOG_FORMAT, offsetof(serve_config, log_format), 0, 0, 0},
     CONFIG_SWITCH("help", serve_config, show_help),
     CONFIG_SWITCH("version", serve_config, show_version),
@@ -46,7 +47,8 @@ static const char usage_text[] =
     "  --host ADDR              listen address (default 0.0.0.0)\n"
     "  --port N                 listen port (default 8080; 0 = any free port, logged at start)\n"
     "  --weights-dir DIR        where <model>.safetensors files live (default ./weights)\n"
-    "  --models LIST            comma list of models to load (default: every model whose file exists)\n"
+    "  --models LIST            comma list of models to load: architecture names/aliases and fine-tuned\n"
+    "                           file stems (default: every *.safetensors of --weights-dir)\n"
     "  --workers N              inference workers, one request each at a time (default: number of cores)\n"
     "  --threads-per-worker N   threads of each worker's inference, 1..64 (default 1; same answers at any N):\n"
     "                           more threads per worker lower latency at light load, 1 gives the most req/s\n"
@@ -58,6 +60,7 @@ static const char usage_text[] =
     "  --drain-timeout S        on SIGTERM, time given to in-flight requests (default 30)\n"
     "  --max-connections N      concurrent connections (default 512)\n"
     "  --default-model NAME     model used when a request names none (default mobilenet_v3_large)\n"
+    "  --admin-reload 0|1       1 allows POST /v1/models/reload (default 0: 403); SIGHUP always reloads\n"
     "  --log-format text|json   log line format (default text)\n"
     "  --help, --version\n";
 

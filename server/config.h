@@ -23,6 +23,7 @@ typedef struct {
     int timeout_s;             /* per connection: idle timeout and whole-request deadline */
     int drain_timeout_s;       /* SIGTERM: how long in-flight requests may take to finish */
     int max_connections;
+    int admin_reload;          /* 1: POST /v1/models/reload is allowed */
     char default_model[64];    /* "" = mobilenet_v3_large when loaded, else the first loaded */
     log_format log_format;
     int show_help, show_version;

@@ -582,7 +582,7 @@ int eval_main(int argc, char **argv)
     }
     logger lg;
     log_init(&lg, LOG_FORMAT_TEXT);
-    zoo z;
+    zoo *z = NULL;
     if (zoo_load(&z, o.weights_dir, o.models, &lg, err, sizeof err) != CNN_OK) {
         fprintf(stderr, "cnnserve eval: %s\n", err);
         eval_data_free(&d);
@@ -595,13 +595,13 @@ int eval_main(int argc, char **argv)
         memcpy(list, o.models, sizeof list);
         char *save = NULL;
         for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-            int e = zoo_find(&z, tok);
+            int e = zoo_find(z, tok);
             int dup = 0;
             for (int i = 0; i < n_models; i++) dup |= order[i] == e;
-            if (e >= 0 && z.entries[e].m && !dup && n_models < ZOO_MAX_MODELS) order[n_models++] = e;
+            if (e >= 0 && z->entries[e].m && !dup && n_models < ZOO_MAX_MODELS) order[n_models++] = e;
         }
     } else {
-        for (int i = 0; i < z.n_loaded; i++) order[n_models++] = z.loaded[i];
+        for (int i = 0; i < z->n_loaded; i++) order[n_models++] = z->loaded[i];
     }
     model_eval *me = calloc((size_t)n_models, sizeof *me);
     json_t *models = json_array();
@@ -612,7 +612,7 @@ int eval_main(int argc, char **argv)
         goto out;
     }
     for (int i = 0; i < n_models; i++) {
-        eval_model(&o, &d, z.entries[order[i]].m, i, n_models, &me[i]);
+        eval_model(&o, &d, z->entries[order[i]].m, i, n_models, &me[i]);
         if (me[i].error[0]) {
             fprintf(stderr, "cnnserve eval: %s: %s\n", model_name(me[i].m), me[i].error);
             rc = 1;
@@ -638,7 +638,7 @@ out:
         free(me[i].pred_score);
     }
     free(me);
-    zoo_free(&z);
+    zoo_release(z);
     eval_data_free(&d);
     return rc;
 }

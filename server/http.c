@@ -107,10 +107,10 @@ enum MHD_Result http_send_error_extra(http_req *r, int status, const char *code,
 
 enum MHD_Result http_send_unknown_model(http_req *r, const char *name)
 {
-    char loaded[256];
-    zoo_loaded_names(r->srv->z, loaded, sizeof loaded);
+    char loaded[1024];
+    zoo_loaded_names(r->z, loaded, sizeof loaded);
     return http_send_error_extra(r, MHD_HTTP_NOT_FOUND, "unknown_model",
-                                 json_pack("{s:o}", "loaded_models", zoo_loaded_names_json(r->srv->z)), NULL,
+                                 json_pack("{s:o}", "loaded_models", zoo_loaded_names_json(r->z)), NULL,
                                  "unknown model '%.64s'; loaded models: %s", name, loaded);
 }
 
@@ -237,7 +237,7 @@ enum MHD_Result http_submit_job(http_req *r)
     r->t_enqueue_ns = timing_now_ns();
     /* Suspend before submitting so the worker's resume can never precede the suspend. */
     MHD_suspend_connection(r->conn);
-    workers_submit(s->pool, r);
+    workers_submit(s->pool, r, r->z, &r->preq);
     return MHD_YES;
 }
 
@@ -382,6 +382,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         atomic_fetch_add(&s->in_flight, 1);
         r->srv = s;
         r->conn = conn;
+        pthread_mutex_lock(&s->zoo_mu);
+        r->z = zoo_acquire(s->z);
+        pthread_mutex_unlock(&s->zoo_mu);
         r->t_start_ns = timing_now_ns();
         r->model_label = METRICS_MODEL_NONE;
         r->route_index = http_n_routes;
@@ -428,12 +431,6 @@ static const char *termination_name(enum MHD_RequestTerminationCode toe)
     return "error";
 }
 
-static const char *label_name(const http_server *s, int label)
-{
-    if (label == METRICS_MODEL_ALL) return "all";
-    if (label >= 0 && label < s->z->n_entries) return s->z->entries[label].arch->name;
-    return "-";
-}
 
 /* MHD's completion callback: metrics, the access-log line, cleanup. */
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
@@ -453,7 +450,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     }
     if (!r->status || toe != MHD_REQUEST_TERMINATED_COMPLETED_OK) metrics_count_aborted(s->mt);
     json_t *fields = json_pack("{s:s,s:s,s:s,s:i,s:I,s:f,s:s}", "method", r->method, "path", r->path, "model",
-                               label_name(s, r->model_label), "status", r->status, "bytes", (json_int_t)r->n_sent,
+                               r->model_label == METRICS_MODEL_NONE ? "-" : metrics_model_name(s->mt, r->model_label), "status", r->status, "bytes", (json_int_t)r->n_sent,
                                "total_ms", round(total_ms * 1000.0) / 1000.0, "request_id", r->request_id);
     if (fields && r->error_code) json_object_set_new(fields, "error", json_string(r->error_code));
     if (fields && toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
@@ -461,6 +458,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     log_event(s->lg, LOG_LEVEL_INFO, "access", fields);
     body_release(r);
     free(r->job_body);
+    zoo_release(r->z);
     free(r);
     atomic_fetch_sub(&s->in_flight, 1);
 }
@@ -518,9 +516,12 @@ cnn_status http_server_start(http_server **out, const serve_config *cfg, zoo *z,
     http_server *s = calloc(1, sizeof *s);
     if (!s) return cnn_err(err, err_bytes, CNN_ERR_NOMEM, "out of memory");
     s->cfg = cfg;
-    s->z = z;
+    pthread_mutex_init(&s->zoo_mu, NULL);
+    pthread_mutex_init(&s->reload_mu, NULL);
+    s->z = zoo_acquire(z);
+    snprintf(s->default_model, sizeof s->default_model, "%s", z->entries[default_entry].name);
+    atomic_init(&s->ever_ready, 0);
     s->lg = lg;
-    s->default_entry = default_entry;
     s->listen_fd = -1;
     atomic_init(&s->draining, 0);
     atomic_init(&s->in_flight, 0);
@@ -536,10 +537,11 @@ cnn_status http_server_start(http_server **out, const serve_config *cfg, zoo *z,
         st = cnn_err(err, err_bytes, CNN_ERR_ARG, "%d routes; raise HTTP_MAX_ROUTES", http_n_routes);
         goto fail;
     }
-    if ((st = metrics_init(&s->mt, z, cfg->n_workers, cfg->queue_depth, s->route_names, http_n_routes)) != CNN_OK) {
+    if ((st = metrics_init(&s->mt, cfg->n_workers, cfg->queue_depth, s->route_names, http_n_routes)) != CNN_OK) {
         cnn_err(err, err_bytes, st, "out of memory");
         goto fail;
     }
+    for (int i = 0; i < z->n_entries; i++) z->entries[i].metrics_label = metrics_model_label(s->mt, z->entries[i].name);
     if ((st = workers_init(&s->pool, cfg->n_workers, cfg->threads_per_worker, cfg->queue_depth, z, run_job, cancel_job, s, err, err_bytes)) != CNN_OK)
         goto fail;
     s->daemon = MHD_start_daemon(
@@ -561,8 +563,55 @@ fail:
     workers_free(s->pool);
     metrics_free(s->mt);
     if (s->listen_fd >= 0) close(s->listen_fd);
+    zoo_release(s->z);
+    pthread_mutex_destroy(&s->zoo_mu);
+    pthread_mutex_destroy(&s->reload_mu);
     free(s);
     return st;
+}
+
+int http_default_entry(const http_server *s, const zoo *z)
+{
+    int e = zoo_find(z, s->default_model);
+    if (e >= 0 && z->entries[e].m) return e;
+    e = zoo_find(z, "mobilenet_v3_large");
+    return e >= 0 && z->entries[e].m ? e : z->loaded[0];
+}
+
+cnn_status http_server_reload(http_server *s, json_t **summary, char *err, size_t err_bytes)
+{
+    if (summary) *summary = NULL;
+    pthread_mutex_lock(&s->reload_mu);
+    pthread_mutex_lock(&s->zoo_mu);
+    zoo *old = zoo_acquire(s->z);
+    pthread_mutex_unlock(&s->zoo_mu);
+    zoo *z = NULL;
+    cnn_status st = zoo_reload(&z, old, s->lg, err, err_bytes);
+    zoo_release(old);
+    if (st != CNN_OK) {
+        pthread_mutex_unlock(&s->reload_mu);
+        log_event(s->lg, LOG_LEVEL_ERROR, "reload_failed", json_pack("{s:s,s:s}", "msg", err, "kept", "previous models"));
+        return st;
+    }
+    for (int i = 0; i < z->n_entries; i++) z->entries[i].metrics_label = metrics_model_label(s->mt, z->entries[i].name);
+    json_t *failed = json_array();
+    for (int i = 0; failed && i < z->n_entries; i++)
+        if (z->entries[i].failed)
+            json_array_append_new(failed, json_pack("{s:s,s:s}", "model", z->entries[i].name, "why", z->entries[i].why));
+    json_t *o = json_pack("{s:I,s:o,s:o,s:i,s:i}", "generation", (json_int_t)z->generation, "loaded",
+                          zoo_loaded_names_json(z), "failed", failed, "reloaded", z->n_loaded_now, "kept", z->n_kept);
+    /* Workers first, so that most have built their new workspaces by the time requests arrive. */
+    workers_set_zoo(s->pool, z);
+    pthread_mutex_lock(&s->zoo_mu);
+    old = s->z;
+    s->z = z; /* our reference from zoo_reload passes to the server */
+    pthread_mutex_unlock(&s->zoo_mu);
+    zoo_release(old);
+    pthread_mutex_unlock(&s->reload_mu);
+    log_event(s->lg, LOG_LEVEL_INFO, "reloaded", o ? json_deep_copy(o) : NULL);
+    if (summary) *summary = o;
+    else json_decref(o);
+    return CNN_OK;
 }
 
 int http_server_port(const http_server *s) { return s->port; }
@@ -602,5 +651,8 @@ void http_server_stop(http_server *s)
     MHD_stop_daemon(s->daemon);
     if (s->quiesced) close(s->listen_fd); /* otherwise MHD_stop_daemon closed it */
     metrics_free(s->mt);
+    zoo_release(s->z);
+    pthread_mutex_destroy(&s->zoo_mu);
+    pthread_mutex_destroy(&s->reload_mu);
     free(s);
 }

@@ -5,6 +5,7 @@
 
 #include <jansson.h>
 #include <microhttpd.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -18,9 +19,12 @@
 
 struct http_server {
     const serve_config *cfg;
-    zoo *z;
+    pthread_mutex_t zoo_mu;      /* guards z: taken briefly to acquire or swap it */
+    zoo *z;                      /* current model generation (a reference); requests use r->z */
+    pthread_mutex_t reload_mu;   /* one reload at a time */
+    char default_model[ZOO_NAME_BYTES]; /* the model of requests that name none (while it is loaded) */
+    atomic_int ever_ready;       /* /readyz stays 200 across reloads once every model was warm */
     const logger *lg;
-    int default_entry;
     metrics *mt;
     workers *pool;
     struct MHD_Daemon *daemon;
@@ -68,7 +72,8 @@ struct http_req {
     const http_route *route;   /* NULL: no route matched */
     int route_index;           /* metrics label: index into http_routes, http_n_routes = unknown */
     const char *path_arg;      /* the "{name}" segment: points into MHD's copy of the URL */
-    int model_label;           /* metrics/log label: zoo entry, METRICS_MODEL_ALL or _NONE */
+    zoo *z;                    /* the model generation this request uses from start to end (a reference) */
+    int model_label;           /* metrics/log label: metrics_model_label, METRICS_MODEL_ALL or _NONE */
     char method[16];
     char path[160];
     char request_id[72];
@@ -125,6 +130,10 @@ enum MHD_Result http_send_error_extra(http_req *r, int status, const char *code,
 #define http_send_error(r, status, code, ...) http_send_error_extra(r, status, code, NULL, NULL, __VA_ARGS__)
 /* The error body alone (malloc'd JSON), for answers built on a worker. */
 char *http_error_json(const http_req *r, int status, const char *code, const char *message, json_t *extra);
+
+/* Entry of generation z for requests that name no model: --default-model while loaded, else
+ * mobilenet_v3_large when loaded, else the first loaded model. */
+int http_default_entry(const http_server *s, const zoo *z);
 
 /* 404 unknown_model with the loaded model names. */
 enum MHD_Result http_send_unknown_model(http_req *r, const char *name);

@@ -1,15 +1,17 @@
 #include "metrics.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "version.h"
 
-#define N_MODEL_LABELS (ZOO_MAX_MODELS + 2)
+#define N_MODEL_LABELS (METRICS_MAX_MODEL_NAMES + 2)
 
-static const int tracked_codes[] = {200, 400, 404, 405, 413, 415, 422, 500, 503};
+static const int tracked_codes[] = {200, 400, 403, 404, 405, 413, 415, 422, 500, 503};
 #define N_CODES ((int)(sizeof tracked_codes / sizeof tracked_codes[0]) + 1) /* + "other" */
 
 static const double stage_bounds_s[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
@@ -29,7 +31,9 @@ typedef struct {
 } stage_hist;
 
 struct metrics {
-    const zoo *z;
+    pthread_mutex_t names_mu;  /* serializes registrations; readers use n_names (release/acquire) */
+    char names[METRICS_MAX_MODEL_NAMES][ZOO_NAME_BYTES];
+    atomic_int n_names;
     int n_workers, queue_capacity;
     const char *const *route_names;
     int n_routes;
@@ -40,8 +44,8 @@ struct metrics {
     atomic_uint_least64_t body_count, body_sum;
 };
 
-cnn_status metrics_init(metrics **out, const zoo *z, int n_workers, int queue_capacity,
-                        const char *const *route_names, int n_routes)
+cnn_status metrics_init(metrics **out, int n_workers, int queue_capacity, const char *const *route_names,
+                        int n_routes)
 {
     /* calloc zero-fills, which is a valid initial state for these lock-free atomics. */
     metrics *mt = calloc(1, sizeof *mt);
@@ -53,7 +57,7 @@ cnn_status metrics_init(metrics **out, const zoo *z, int n_workers, int queue_ca
     }
     mt->route_names = route_names;
     mt->n_routes = n_routes;
-    mt->z = z;
+    pthread_mutex_init(&mt->names_mu, NULL);
     mt->n_workers = n_workers;
     mt->queue_capacity = queue_capacity;
     *out = mt;
@@ -63,8 +67,24 @@ cnn_status metrics_init(metrics **out, const zoo *z, int n_workers, int queue_ca
 void metrics_free(metrics *mt)
 {
     if (!mt) return;
+    pthread_mutex_destroy(&mt->names_mu);
     free(mt->requests);
     free(mt);
+}
+
+int metrics_model_label(metrics *mt, const char *name)
+{
+    pthread_mutex_lock(&mt->names_mu);
+    int n = atomic_load_explicit(&mt->n_names, memory_order_relaxed), label = METRICS_MODEL_NONE;
+    for (int i = 0; i < n && label == METRICS_MODEL_NONE; i++)
+        if (!strcmp(mt->names[i], name)) label = i;
+    if (label == METRICS_MODEL_NONE && n < METRICS_MAX_MODEL_NAMES) {
+        snprintf(mt->names[n], sizeof mt->names[n], "%s", name);
+        atomic_store_explicit(&mt->n_names, n + 1, memory_order_release);
+        label = n;
+    }
+    pthread_mutex_unlock(&mt->names_mu);
+    return label;
 }
 
 static atomic_uint_least64_t *request_counter(metrics *mt, int route, int model_label, int code)
@@ -115,10 +135,10 @@ void metrics_observe_body(metrics *mt, size_t n_bytes)
 
 static uint64_t load(atomic_uint_least64_t *v) { return atomic_load_explicit(v, memory_order_relaxed); }
 
-static const char *label_name(const metrics *mt, int model_label)
+const char *metrics_model_name(metrics *mt, int model_label)
 {
     if (model_label == METRICS_MODEL_ALL) return "all";
-    if (model_label < mt->z->n_entries) return mt->z->entries[model_label].arch->name;
+    if (model_label < atomic_load_explicit(&mt->n_names, memory_order_acquire)) return mt->names[model_label];
     return "";
 }
 
@@ -135,7 +155,7 @@ static void render_requests(metrics *mt, FILE *f)
                 if (c < N_CODES - 1) snprintf(code, sizeof code, "%d", tracked_codes[c]);
                 else snprintf(code, sizeof code, "other");
                 fprintf(f, "cnnserve_requests_total{route=\"%s\",model=\"%s\",code=\"%s\"} %llu\n",
-                        r < mt->n_routes ? mt->route_names[r] : "unknown", label_name(mt, m), code, (unsigned long long)v);
+                        r < mt->n_routes ? mt->route_names[r] : "unknown", metrics_model_name(mt, m), code, (unsigned long long)v);
             }
     fprintf(f, "# HELP cnnserve_requests_aborted_total Requests whose connection ended before the answer was sent.\n"
                "# TYPE cnnserve_requests_aborted_total counter\ncnnserve_requests_aborted_total %llu\n",
@@ -151,7 +171,7 @@ static void render_stages(metrics *mt, FILE *f)
             stage_hist *h = &mt->stages[s][m];
             uint64_t count = load(&h->count);
             if (!count) continue;
-            const char *model = label_name(mt, m);
+            const char *model = metrics_model_name(mt, m);
             uint64_t cum = 0;
             for (int b = 0; b < N_STAGE_BOUNDS; b++) {
                 cum += load(&h->buckets[b]);
@@ -183,27 +203,26 @@ static void render_body(metrics *mt, FILE *f)
     fprintf(f, "cnnserve_request_body_bytes_count %llu\n", (unsigned long long)cum);
 }
 
-static void render_models(metrics *mt, FILE *f)
+static void render_models(metrics *mt, const zoo *z, FILE *f)
 {
-    const zoo *z = mt->z;
-    fputs("# HELP cnnserve_model_state 1 for the state each model is in (missing, loaded, ready).\n"
+    fputs("# HELP cnnserve_model_state 1 for the state each model is in (missing, failed, loaded, ready).\n"
           "# TYPE cnnserve_model_state gauge\n", f);
     for (int i = 0; i < z->n_entries; i++) {
         zoo_state cur = zoo_entry_state(z, i);
         for (int s = ZOO_STATE_MISSING; s <= ZOO_STATE_READY; s++)
-            fprintf(f, "cnnserve_model_state{model=\"%s\",state=\"%s\"} %d\n", z->entries[i].arch->name,
+            fprintf(f, "cnnserve_model_state{model=\"%s\",state=\"%s\"} %d\n", z->entries[i].name,
                     zoo_state_name((zoo_state)s), cur == (zoo_state)s);
     }
     fputs("# HELP cnnserve_model_resident_bytes Weights plus one context (arena, scratch per thread) per worker.\n"
           "# TYPE cnnserve_model_resident_bytes gauge\n", f);
     for (int i = 0; i < z->n_loaded; i++) {
         const model *m = z->entries[z->loaded[i]].m;
-        fprintf(f, "cnnserve_model_resident_bytes{model=\"%s\"} %zu\n", model_name(m),
+        fprintf(f, "cnnserve_model_resident_bytes{model=\"%s\"} %zu\n", z->entries[z->loaded[i]].name,
                 model_weight_bytes(m) + (size_t)mt->n_workers * zoo_ctx_bytes(z, m));
     }
 }
 
-char *metrics_render(metrics *mt, int in_flight, int queue_depth, int draining, size_t *n_bytes)
+char *metrics_render(metrics *mt, const zoo *z, int in_flight, int queue_depth, int draining, size_t *n_bytes)
 {
     char *buf = NULL;
     FILE *f = open_memstream(&buf, n_bytes);
@@ -223,7 +242,11 @@ char *metrics_render(metrics *mt, int in_flight, int queue_depth, int draining, 
             "# HELP cnnserve_draining 1 after SIGTERM/SIGINT while in-flight requests finish.\n"
             "# TYPE cnnserve_draining gauge\ncnnserve_draining %d\n",
             in_flight, queue_depth, mt->queue_capacity, mt->n_workers, draining);
-    render_models(mt, f);
+    render_models(mt, z, f);
+    fprintf(f,
+            "# HELP cnnserve_models_generation Model set generation: 1 at start, +1 per reload (SIGHUP, POST /v1/models/reload).\n"
+            "# TYPE cnnserve_models_generation gauge\ncnnserve_models_generation %u\n",
+            z->generation);
     fprintf(f,
             "# HELP cnnserve_build_info Build of the running binary.\n"
             "# TYPE cnnserve_build_info gauge\ncnnserve_build_info{version=\"%s\",compiler=\"%s\"} 1\n",

@@ -38,8 +38,8 @@ static enum MHD_Result scan_query_arg(void *cls, enum MHD_ValueKind kind, const 
 static int resolve_params(http_req *r, enum MHD_Result *ret)
 {
     http_server *s = r->srv;
-    const zoo *z = s->z;
-    int entry = s->default_entry;
+    const zoo *z = r->z;
+    int entry = http_default_entry(s, z);
     r->all = 0;
     if (r->has_model_param) {
         if (!r->model_param[0]) {
@@ -70,7 +70,7 @@ static int resolve_params(http_req *r, enum MHD_Result *ret)
     r->preq.n_slots = 0;
     for (int i = 0; i < z->n_loaded; i++)
         if (r->all || z->loaded[i] == entry) r->preq.slots[r->preq.n_slots++] = i;
-    r->model_label = r->all ? METRICS_MODEL_ALL : entry;
+    r->model_label = r->all ? METRICS_MODEL_ALL : z->entries[entry].metrics_label;
     return 1;
 }
 
@@ -192,6 +192,10 @@ void classify_run(http_req *r, pipeline_ws *ws)
     http_server *s = r->srv;
     pipeline_result res;
     char err[256];
+    if (!ws) {
+        http_job_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "busy", "out of memory for the model contexts; retry shortly");
+        return;
+    }
     cnn_status st = pipeline_classify(ws, r->image, r->n_image, &r->preq, &res, err, sizeof err);
     if (st != CNN_OK) {
         int status;
@@ -220,7 +224,7 @@ void classify_run(http_req *r, pipeline_ws *ws)
     metrics_observe_stage(s->mt, METRICS_STAGE_DECODE, r->model_label, res.decode_ms);
     metrics_observe_stage(s->mt, METRICS_STAGE_QUEUE, r->model_label, queue_ms);
     for (int i = 0; i < res.n_results; i++) {
-        int label = s->z->loaded[r->preq.slots[i]];
+        int label = r->z->entries[r->z->loaded[r->preq.slots[i]]].metrics_label;
         const pipeline_model_result *m = &res.results[i];
         if (m->preprocess_ms > 0) metrics_observe_stage(s->mt, METRICS_STAGE_PREPROCESS, label, m->preprocess_ms);
         metrics_observe_stage(s->mt, METRICS_STAGE_INFERENCE, label, m->inference_ms);

@@ -6,6 +6,7 @@ const http_route http_routes[] = {
     /* path                 alias        allow        start           answer               run */
     {"/v1/classify",        "/classify", "POST",      classify_start, classify_answer,     classify_run},
     {"/v1/models",          NULL,        "GET, HEAD", NULL,           models_list_answer,  NULL},
+    {"/v1/models/reload",   NULL,        "POST",      NULL,           models_reload_answer, models_reload_run},
     {"/v1/models/{name}",   NULL,        "GET, HEAD", NULL,           model_answer,        NULL},
     {"/healthz",            NULL,        "GET, HEAD", NULL,           healthz_answer,      NULL},
     {"/readyz",             NULL,        "GET, HEAD", NULL,           readyz_answer,       NULL},

@@ -12,6 +12,8 @@ void classify_run(http_req *r, pipeline_ws *ws);
 /* GET /v1/models, /v1/models/{name} (route_models.c) */
 enum MHD_Result models_list_answer(http_req *r);
 enum MHD_Result model_answer(http_req *r);
+enum MHD_Result models_reload_answer(http_req *r);
+void models_reload_run(http_req *r, pipeline_ws *ws);
 
 /* GET /healthz, /readyz (route_health.c) */
 enum MHD_Result healthz_answer(http_req *r);

@@ -38,11 +38,18 @@ static int pick_default_model(const zoo *z, const char *name, char *err, size_t 
  * (OpenBLAS's pool, sanitizer runtimes) do not block them, and the default action would kill us. */
 static volatile sig_atomic_t n_stop_signals;
 static volatile sig_atomic_t last_stop_signal;
+static volatile sig_atomic_t n_reload_signals; /* SIGHUP: rescan the weights directory */
 
 static void on_stop_signal(int sig)
 {
     last_stop_signal = sig;
     n_stop_signals = n_stop_signals + 1;
+}
+
+static void on_reload_signal(int sig)
+{
+    (void)sig;
+    n_reload_signals = n_reload_signals + 1;
 }
 
 static void sleep_ms(long ms)
@@ -78,6 +85,8 @@ int serve_main(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = on_reload_signal;
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN); /* a write to a closed socket must not kill us */
 
     /* Concurrency comes from the worker pool and, within one inference, from the model contexts'
@@ -96,33 +105,39 @@ int serve_main(int argc, char **argv)
                             cfg.threads_per_worker, "cores", (json_int_t)n_cores, "msg",
                             "workers x threads-per-worker exceeds the online cores: under load, threads "
                             "wait for cores and latency rises"));
-    zoo z;
+    zoo *z;
     if (zoo_load(&z, cfg.weights_dir, cfg.models, &lg, err, sizeof err) != CNN_OK) {
         log_event(&lg, LOG_LEVEL_ERROR, "fatal", json_pack("{s:s}", "msg", err));
         return 1;
     }
-    int default_entry = pick_default_model(&z, cfg.default_model, err, sizeof err);
+    int default_entry = pick_default_model(z, cfg.default_model, err, sizeof err);
     if (default_entry < 0) {
         log_event(&lg, LOG_LEVEL_ERROR, "fatal", json_pack("{s:s}", "msg", err));
-        zoo_free(&z);
+        zoo_release(z);
         return 1;
     }
     http_server *srv;
-    if (http_server_start(&srv, &cfg, &z, &lg, default_entry, err, sizeof err) != CNN_OK) {
+    if (http_server_start(&srv, &cfg, z, &lg, default_entry, err, sizeof err) != CNN_OK) {
         log_event(&lg, LOG_LEVEL_ERROR, "fatal", json_pack("{s:s}", "msg", err));
-        zoo_free(&z);
+        zoo_release(z);
         return 1;
     }
 
     int logged_ready = 0;
     uint64_t t_start = timing_now_ns();
+    int n_reloads = 0;
     while (!n_stop_signals) {
         sleep_ms(50);
-        if (!logged_ready && zoo_all_ready(&z)) {
+        if (!logged_ready && zoo_all_ready(z)) {
             logged_ready = 1;
             log_event(&lg, LOG_LEVEL_INFO, "ready",
-                      json_pack("{s:s,s:f}", "default_model", z.entries[default_entry].arch->name, "warmup_ms",
+                      json_pack("{s:s,s:f}", "default_model", z->entries[default_entry].name, "warmup_ms",
                                 timing_ms(t_start, timing_now_ns())));
+        }
+        if (n_reload_signals != n_reloads) {
+            n_reloads = n_reload_signals;
+            log_event(&lg, LOG_LEVEL_INFO, "reloading", json_pack("{s:s}", "signal", "SIGHUP"));
+            http_server_reload(srv, NULL, err, sizeof err); /* logs its outcome */
         }
     }
 
@@ -144,7 +159,7 @@ int serve_main(int argc, char **argv)
         log_event(&lg, LOG_LEVEL_WARN, "drain_incomplete",
                   json_pack("{s:i,s:s}", "in_flight", left, "why", forced ? "second signal" : "drain timeout"));
     http_server_stop(srv);
-    zoo_free(&z);
+    zoo_release(z);
     log_event(&lg, LOG_LEVEL_INFO, "stopped", NULL);
     return 0;
 }

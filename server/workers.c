@@ -6,46 +6,97 @@
 
 typedef struct {
     workers *pool;
-    pipeline_ws *ws;
+    zoo *gen;         /* the generation ws was built for (a reference) */
+    pipeline_ws *ws;  /* NULL when it could not be built: jobs then get one of their own */
     pthread_t thread;
     int started;
 } worker;
+
+typedef struct {
+    void *job;
+    zoo *z;
+    const pipeline_request *req;
+} queued_job;
 
 struct workers {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int capacity;
-    void **ring;      /* capacity slots */
+    queued_job *ring; /* capacity slots */
     int head, n_queued, n_reserved;
     int closed;
     int n_workers;
     worker *threads;
-    zoo *z;
+    int threads_per_worker;
+    zoo *z;           /* current generation (a reference) */
     workers_run_fn run;
     workers_cancel_fn cancel;
     void *cls;
 };
 
+/* Workspace for z's loaded models; only the slots of req when req is given. NULL when out of memory. */
+static pipeline_ws *ws_build(const workers *w, const zoo *z, const pipeline_request *req)
+{
+    const model *models[ZOO_MAX_MODELS] = {0};
+    for (int s = 0; s < z->n_loaded; s++)
+        if (!req) models[s] = z->entries[z->loaded[s]].m;
+    for (int i = 0; req && i < req->n_slots; i++)
+        if (req->slots[i] >= 0 && req->slots[i] < z->n_loaded) models[req->slots[i]] = z->entries[z->loaded[req->slots[i]]].m;
+    pipeline_ws *ws = NULL;
+    char err[256];
+    if (z->n_loaded && pipeline_ws_init_threads(&ws, models, z->n_loaded, w->threads_per_worker, err, sizeof err) != CNN_OK)
+        return NULL;
+    return ws;
+}
+
+static void warm_up(worker *self)
+{
+    for (int s = 0; self->ws && s < self->gen->n_loaded; s++) {
+        pipeline_ws_warmup(self->ws, s);
+        atomic_fetch_add(&self->gen->entries[self->gen->loaded[s]].n_warm, 1);
+    }
+}
+
+/* Moves the thread to generation g (a reference it now owns). */
+static void switch_to(worker *self, zoo *g)
+{
+    pipeline_ws_free(self->ws);
+    zoo_release(self->gen);
+    self->gen = g;
+    self->ws = ws_build(self->pool, g, NULL);
+    warm_up(self);
+}
+
 static void *worker_main(void *arg)
 {
     worker *self = arg;
     workers *w = self->pool;
-    for (int s = 0; s < w->z->n_loaded; s++) {
-        pipeline_ws_warmup(self->ws, s);
-        atomic_fetch_add(&w->z->entries[w->z->loaded[s]].n_warm, 1);
-    }
+    warm_up(self);
     for (;;) {
         pthread_mutex_lock(&w->mu);
-        while (!w->n_queued && !w->closed) pthread_cond_wait(&w->cv, &w->mu);
-        if (!w->n_queued) {
+        while (!w->n_queued && !w->closed && self->gen == w->z) pthread_cond_wait(&w->cv, &w->mu);
+        if (!w->n_queued && w->closed) {
             pthread_mutex_unlock(&w->mu);
             break;
         }
-        void *job = w->ring[w->head];
+        if (self->gen != w->z) {
+            zoo *g = zoo_acquire(w->z);
+            pthread_mutex_unlock(&w->mu);
+            switch_to(self, g);
+            continue;
+        }
+        queued_job q = w->ring[w->head];
         w->head = (w->head + 1) % w->capacity;
         w->n_queued--;
         pthread_mutex_unlock(&w->mu);
-        w->run(job, self->ws, w->cls);
+        if (q.z == self->gen || !q.req || !q.req->n_slots) {
+            w->run(q.job, q.z == self->gen ? self->ws : NULL, w->cls);
+        } else {
+            /* Resolved against an older generation before a reload: its models are still alive. */
+            pipeline_ws *ws = ws_build(w, q.z, q.req);
+            w->run(q.job, ws, w->cls);
+            pipeline_ws_free(ws);
+        }
     }
     return NULL;
 }
@@ -74,11 +125,14 @@ cnn_status workers_init(workers **out, int n_workers, int threads_per_worker, in
         st = cnn_err(err, err_bytes, CNN_ERR_NOMEM, "workers: out of memory");
         goto fail;
     }
-    const model *models[PIPELINE_MAX_MODELS];
+    const model *models[ZOO_MAX_MODELS];
     for (int s = 0; s < z->n_loaded; s++) models[s] = z->entries[z->loaded[s]].m;
     w->n_workers = n_workers;
+    w->threads_per_worker = threads_per_worker;
+    w->z = zoo_acquire(z);
     for (int i = 0; i < n_workers; i++) {
         w->threads[i].pool = w;
+        w->threads[i].gen = zoo_acquire(z);
         if ((st = pipeline_ws_init_threads(&w->threads[i].ws, models, z->n_loaded, threads_per_worker, err,
                                            err_bytes)) != CNN_OK)
             goto fail;
@@ -108,7 +162,18 @@ int workers_reserve(workers *w)
     return rc;
 }
 
-void workers_submit(workers *w, void *job)
+void workers_set_zoo(workers *w, zoo *z)
+{
+    zoo_acquire(z);
+    pthread_mutex_lock(&w->mu);
+    zoo *old = w->z;
+    w->z = z;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    zoo_release(old);
+}
+
+void workers_submit(workers *w, void *job, zoo *z, const pipeline_request *req)
 {
     pthread_mutex_lock(&w->mu);
     w->n_reserved--;
@@ -118,7 +183,7 @@ void workers_submit(workers *w, void *job)
         w->cancel(job, w->cls);
         return;
     }
-    w->ring[(w->head + w->n_queued) % w->capacity] = job;
+    w->ring[(w->head + w->n_queued) % w->capacity] = (queued_job){job, z, req};
     w->n_queued++;
     pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
@@ -143,10 +208,14 @@ void workers_free(workers *w)
     w->n_queued = 0;
     pthread_cond_broadcast(&w->cv);
     pthread_mutex_unlock(&w->mu);
-    for (int i = 0; i < n_cancel; i++) w->cancel(w->ring[(head + i) % w->capacity], w->cls);
+    for (int i = 0; i < n_cancel; i++) w->cancel(w->ring[(head + i) % w->capacity].job, w->cls);
     for (int i = 0; w->threads && i < w->n_workers; i++)
         if (w->threads[i].started) pthread_join(w->threads[i].thread, NULL);
-    for (int i = 0; w->threads && i < w->n_workers; i++) pipeline_ws_free(w->threads[i].ws);
+    for (int i = 0; w->threads && i < w->n_workers; i++) {
+        pipeline_ws_free(w->threads[i].ws);
+        zoo_release(w->threads[i].gen);
+    }
+    zoo_release(w->z);
     free(w->threads);
     free(w->ring);
     pthread_cond_destroy(&w->cv);

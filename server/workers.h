@@ -1,7 +1,10 @@
 /* A fixed pool of inference threads fed by a bounded FIFO. Each thread owns one pipeline workspace
- * (a model_ctx per loaded model, each with its own intra-op threads when threads_per_worker > 1);
- * models are shared read-only. At start every thread runs one
- * warm-up inference per model and counts it in the zoo, which is what makes /readyz turn 200. */
+ * for the current zoo generation (a model_ctx per loaded model, each with its own intra-op threads
+ * when threads_per_worker > 1); models are shared read-only. At start, and after workers_set_zoo,
+ * every thread builds the workspace of the generation and runs one warm-up inference per model,
+ * counting it in the generation (what makes /readyz turn 200). A job carries the generation it was
+ * resolved against: a job of an older generation (queued across a reload) runs on a workspace built
+ * for just its models, so a reload never fails a request. */
 #ifndef CNN_WORKERS_H
 #define CNN_WORKERS_H
 
@@ -13,7 +16,8 @@
 
 typedef struct workers workers;
 
-/* Runs one job on a worker thread with that thread's workspace. */
+/* Runs one job on a worker thread with a workspace of the job's generation (slot = index into its
+ * loaded models), or NULL when none could be built (out of memory) or the job needs no model. */
 typedef void (*workers_run_fn)(void *job, pipeline_ws *ws, void *cls);
 /* Called for jobs still queued when the pool shuts down (they will not run). */
 typedef void (*workers_cancel_fn)(void *job, void *cls);
@@ -25,10 +29,16 @@ typedef void (*workers_cancel_fn)(void *job, void *cls);
 cnn_status workers_init(workers **out, int n_workers, int threads_per_worker, int capacity, zoo *z,
                         workers_run_fn run, workers_cancel_fn cancel, void *cls, char *err, size_t err_bytes);
 
+/* Makes z (a reference is taken) the generation the threads build their workspaces for; each thread
+ * switches when it next wakes, before its next job, and drops its reference to the old one. */
+void workers_set_zoo(workers *w, zoo *z);
+
 /* Reserves a queue slot: 1 on success, 0 when the queue is full, -1 once shut down.
  * A reservation must be followed by exactly one workers_submit. Never blocks on inference. */
 int workers_reserve(workers *w);
-void workers_submit(workers *w, void *job);
+/* z: the generation job was resolved against (the caller keeps it alive until the job ends); req:
+ * the models it runs (NULL or no slots: none). */
+void workers_submit(workers *w, void *job, zoo *z, const pipeline_request *req);
 
 /* Jobs waiting (reserved or queued, not yet running). */
 int workers_depth(workers *w);

@@ -1,6 +1,14 @@
-/* The set of models a process serves: one entry per architecture of the registry, each either
- * loaded from <weights-dir>/<name>.safetensors or missing with the reason. Loaded models are
- * immutable and shared read-only; only the warm-up counters change after zoo_load. */
+/* The set of models a process serves, as immutable, reference-counted generations.
+ *
+ * A generation lists one entry per architecture of the registry (loaded from
+ * <weights-dir>/<arch>.safetensors, or missing / failed with the reason) followed by one entry per
+ * other *.safetensors file of the directory, sorted by name: a fine-tuned model (its __metadata__
+ * names a known architecture and has its own `labels`) served under the file's stem
+ * (monkeys.safetensors -> "monkeys"), or failed with the reason. zoo_reload rescans the directory
+ * into a new generation that shares the loaded models of unchanged files (same device, inode, size
+ * and mtime) with the old one; readers hold a reference (zoo_acquire/zoo_release) for as long as
+ * they use a generation, so a swap never frees a model under an in-flight request. Only the warm-up
+ * counters change after a generation is built. */
 #ifndef CNN_ZOO_H
 #define CNN_ZOO_H
 
@@ -12,42 +20,68 @@
 #include "../models/model.h"
 #include "log.h"
 
-#define ZOO_MAX_MODELS 8
+/* Entries of one generation (the registry's architectures included): memory permitting, each
+ * loaded model costs its weights plus one context per worker. */
+#define ZOO_MAX_MODELS 64
+#define ZOO_NAME_BYTES 64 /* served names: 1..63 of [A-Za-z0-9._-] */
 
-typedef enum { ZOO_STATE_MISSING = 0, ZOO_STATE_LOADED, ZOO_STATE_READY } zoo_state;
+typedef enum { ZOO_STATE_MISSING = 0, ZOO_STATE_FAILED, ZOO_STATE_LOADED, ZOO_STATE_READY } zoo_state;
+
+typedef struct zoo_model zoo_model; /* a loaded file, shared by the generations that serve it */
 
 typedef struct {
-    const model_arch *arch;
-    model *m;            /* NULL when missing */
-    char path[1100];     /* the weights file looked for */
-    char why[600];       /* why it is missing */
-    atomic_int n_warm;   /* workers that have run this model's warm-up inference */
+    char name[ZOO_NAME_BYTES]; /* served name: the architecture's canonical name, or the file stem */
+    const model_arch *arch;    /* NULL for a file whose architecture is not known */
+    int is_arch;               /* the entry of a registry architecture (<arch>.safetensors) */
+    model *m;                  /* NULL when missing or failed */
+    zoo_model *held;
+    int failed;                /* a file exists but cannot be served (why says why) */
+    char path[1100];           /* the weights file */
+    char why[600];             /* why it is missing or failed */
+    int metrics_label;         /* set by the HTTP server when it installs the generation */
+    atomic_int n_warm;         /* workers that have run this model's warm-up inference */
 } zoo_entry;
 
 typedef struct {
+    atomic_int refs;
+    unsigned generation;       /* 1 for zoo_load, +1 per zoo_reload */
+    char weights_dir[1024];
+    char models_csv[1024];     /* "" = every file found */
     int n_entries;
-    zoo_entry entries[ZOO_MAX_MODELS]; /* every architecture, registry (paper) order */
+    zoo_entry entries[ZOO_MAX_MODELS];
     int n_loaded;
-    int loaded[ZOO_MAX_MODELS];        /* entry indices of the loaded models, registry order */
-    int n_warm_needed;                 /* an entry is ready once n_warm reaches this */
-    int threads_per_worker;            /* threads of each worker's model contexts (set with n_warm_needed) */
+    int loaded[ZOO_MAX_MODELS];  /* entry indices of the loaded models, entry order */
+    int n_warm_needed;           /* an entry is ready once n_warm reaches this */
+    int threads_per_worker;      /* threads of each worker's model contexts (set with n_warm_needed) */
+    int n_loaded_now, n_kept;    /* zoo_reload: models (re)loaded from their file, kept unchanged */
 } zoo;
 
-/* models_csv: comma list of names/aliases, or "" / "all" for every model whose file exists.
- * Named models must load (CNN_ERR_ARG / the load error otherwise); discovered files that fail to load
- * are skipped and logged. Fails when no model is loaded. Logs each model loaded or skipped. */
-cnn_status zoo_load(zoo *z, const char *weights_dir, const char *models_csv, const logger *lg, char *err,
+/* models_csv: comma list of names/aliases/file stems, or "" / "all" for every model file found.
+ * Named models must load (CNN_ERR_ARG for an unknown name, the load error otherwise); discovered
+ * files that fail are recorded as failed and logged. Fails when no model is loaded. The generation
+ * is returned with one reference. */
+cnn_status zoo_load(zoo **out, const char *weights_dir, const char *models_csv, const logger *lg, char *err,
                     size_t err_bytes);
-void zoo_free(zoo *z);
+/* Rescans prev's directory (same model list) into a new generation: unchanged files keep their loaded
+ * model, new and changed ones are loaded, removed ones are dropped; a file that fails is recorded as
+ * failed and logged (never an error). CNN_ERR_MISSING (and no generation) when nothing would be
+ * loaded. */
+cnn_status zoo_reload(zoo **out, const zoo *prev, const logger *lg, char *err, size_t err_bytes);
+zoo *zoo_acquire(zoo *z);
+/* Drops a reference; the last one frees the generation (and the models no other generation holds). */
+void zoo_release(zoo *z);
 
-/* Entry index for a name or alias, or -1 when the name is unknown. */
+/* Entry index for a served name (a fine-tuned file's stem, exact) or an architecture name/alias
+ * (case-insensitive), or -1. */
 int zoo_find(const zoo *z, const char *name);
+/* Slot (index into loaded) of a loaded entry, or -1. */
+int zoo_slot(const zoo *z, int entry);
 zoo_state zoo_entry_state(const zoo *z, int entry);
 const char *zoo_state_name(zoo_state s);
 /* 1 when every loaded model is ready. */
 int zoo_all_ready(const zoo *z);
 
-/* Comma-separated canonical names of the loaded models, for error messages. */
+/* Comma-separated names of the loaded models, for error messages. */
 void zoo_loaded_names(const zoo *z, char *buf, size_t buf_bytes);
 json_t *zoo_loaded_names_json(const zoo *z);
 
@@ -55,8 +89,9 @@ json_t *zoo_loaded_names_json(const zoo *z);
  * (z->threads_per_worker). */
 size_t zoo_ctx_bytes(const zoo *z, const model *m);
 
-/* Description for GET /v1/models: name, aliases, state, sizes, normalization, params/MACs,
- * weights file and its metadata, resident bytes (weights + one context per worker). */
+/* Description for GET /v1/models: name, state, classes and labels, base/recipe/val_accuracy of a
+ * fine-tuned file, sizes, normalization, params/MACs, weights file and its metadata, resident bytes
+ * (weights + one context per worker); `why` for a missing or failed entry. */
 json_t *zoo_entry_json(const zoo *z, int entry, int n_workers);
 
 #endif
