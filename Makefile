@@ -82,7 +82,7 @@ asan:
 # Debian 12 package names. DEPS_BUILD compiles bin/cnnserve; DEPS_TEST is what `make test` uses.
 DEPS_BUILD := build-essential pkg-config libopenblas-dev libjansson-dev libmicrohttpd-dev \
               libturbojpeg0-dev libjpeg-dev libpng-dev libwebp-dev
-DEPS_TEST  := curl python3 python3-torch python3-torchvision python3-pil python3-numpy python3-yaml \
+DEPS_TEST  := curl python3 python3-torch python3-torchvision python3-pil python3-numpy python3-yaml python3-matplotlib \
               clang-14 libclang-rt-14-dev libfuzzer-14-dev llvm-14 wrk valgrind nodejs
 # Installs only the missing packages (apt-get update first, only then), with apt's recommends as a
 # plain `apt-get install` would; as root, or via sudo.
