@@ -32,7 +32,8 @@ KERNELS_OBJ := $(call obj,$(wildcard core/kernels*.c) core/status.c)
 WEIGHTS_OBJ := $(call obj,$(wildcard core/weights*.c) core/status.c)
 
 TEST_BINS := $(BUILD)/tests/test_kernels $(BUILD)/tests/test_weights $(BUILD)/tests/test_image \
-             $(BUILD)/tests/test_models $(BUILD)/tests/test_threads $(BUILD)/tests/test_dataset
+             $(BUILD)/tests/test_models $(BUILD)/tests/test_threads $(BUILD)/tests/test_dataset \
+             $(BUILD)/tests/test_train
 
 .PHONY: all test unit asan clean deps run weights fuzz bench docker-test
 all: $(BIN)/cnnserve
@@ -66,6 +67,11 @@ $(BUILD)/tests/test_threads: $(BUILD)/tests/unit/test_threads.o $(MODELS_OBJ) $(
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/test_dataset: $(BUILD)/tests/unit/test_dataset.o $(BUILD)/server/dataset.o $(BUILD)/core/status.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/test_train: $(BUILD)/tests/unit/test_train.o $(BUILD)/core/kernels_train.o $(BUILD)/core/train.o \
+                           $(BUILD)/core/status.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -118,6 +124,13 @@ docker-test:
 test: $(BUILD)/tests/image_dump
 
 $(BUILD)/tests/image_dump: $(BUILD)/tests/tools/image_dump.o $(IMAGE_OBJ) $(BUILD)/core/status.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# train_grad: the head-training kernels on one batch, for tests/train/test_train_torch.py (vs PyTorch).
+test: $(BUILD)/tests/train_grad
+
+$(BUILD)/tests/train_grad: $(BUILD)/tests/tools/train_grad.o $(BUILD)/core/kernels_train.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
