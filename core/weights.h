@@ -49,6 +49,30 @@ const char *weights_path(const weights *w);
 cnn_status weights_get_f32(weights *w, const char *name, int n_dims, const int64_t *shape,
                            const float **out, char *err, size_t err_bytes);
 
+/* ---- writer ---- */
+
+/* One F32 tensor to write. */
+typedef struct {
+    const char *name;
+    int n_dims;
+    const int64_t *shape;
+    const float *data;       /* product(shape) values */
+} weights_out_tensor;
+
+typedef struct {
+    const char *key, *value; /* a __metadata__ string entry */
+} weights_meta_kv;
+
+/* Writes a safetensors file atomically: the tensors (as F32, data in the given order) and metadata
+ * go to a temporary file beside path (".<name>.tmp-XXXXXX"), which is fsynced and renamed over path,
+ * then the folder is fsynced; on any failure the temporary file is removed and path is untouched, so
+ * path is always either the old file or the complete new one. The header JSON has sorted keys and is
+ * padded with spaces to a multiple of 8 bytes: the same input gives the same bytes. Errors:
+ * CNN_ERR_ARG (duplicate or empty name, name "__metadata__", negative dimension), CNN_ERR_IO,
+ * CNN_ERR_NOMEM. */
+cnn_status weights_write(const char *path, const weights_out_tensor *tensors, size_t n_tensors,
+                         const weights_meta_kv *meta, size_t n_meta, char *err, size_t err_bytes);
+
 /* Number of tensors never fetched; names written (comma separated, truncated) into buf. */
 size_t weights_unused(const weights *w, char *buf, size_t buf_bytes);
 

@@ -7,7 +7,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../../core/weights.h"
@@ -608,6 +612,145 @@ static void test_real_file(const char *shared, const char *model, size_t want_co
     test_end(case_name);
 }
 
+/* ---- writer ---- */
+
+/* Entries of dir whose name starts with prefix. */
+static int count_prefixed(const char *dir, const char *prefix)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        n += !strncmp(e->d_name, prefix, strlen(prefix));
+    if (d) closedir(d);
+    return n;
+}
+
+static void test_write_roundtrip(const char *dir)
+{
+    test_begin();
+    char path[512], err[ERR_BYTES];
+    snprintf(path, sizeof path, "%s/written.safetensors", dir);
+    float a[6] = {1.5f, -2.0f, 0.0f, -0.0f, 3.25e-30f, 1e30f}, b[3] = {7, 8, 9}, c[1] = {42};
+    int64_t sa[2] = {2, 3}, sb[1] = {3};
+    weights_out_tensor t[] = {{"z.weight", 2, sa, a}, {"a.bias", 1, sb, b}, {"scalar", 0, NULL, c}};
+    weights_meta_kv meta[] = {{"labels", "[\"Apple pie\",\"\u00e9t\u00e9 \\\"x\\\"\"]"}, {"num_classes", "2"}};
+    cnn_status s = weights_write(path, t, 3, meta, 2, err, sizeof err);
+    T_CHECK(s == CNN_OK, "write: %s", err);
+    weights *w = NULL;
+    if (s == CNN_OK) s = weights_open(&w, path, err, sizeof err);
+    T_CHECK(s == CNN_OK, "open: %s", err);
+    if (w) {
+        T_CHECK(weights_count(w) == 3, "count %zu", weights_count(w));
+        const weights_tensor *ta = weights_find(w, "z.weight"), *tb = weights_find(w, "a.bias"),
+                             *tc = weights_find(w, "scalar");
+        T_CHECK(ta && ta->n_dims == 2 && ta->shape[0] == 2 && ta->shape[1] == 3 && ta->dtype == WDTYPE_F32,
+                "z.weight shape");
+        T_CHECK(tb && tb->n_dims == 1 && tb->shape[0] == 3 && tc && tc->n_dims == 0 && tc->n_elems == 1, "shapes");
+        if (ta) check_values("z.weight", ta->data, a, 6);
+        if (tb) check_values("a.bias", tb->data, b, 3);
+        if (tc) check_values("scalar", tc->data, c, 1);
+        const char *labels = weights_meta(w, "labels");
+        T_CHECK(labels && !strcmp(labels, meta[0].value), "labels metadata '%s'", labels ? labels : "(none)");
+        T_CHECK(weights_meta(w, "num_classes") && !strcmp(weights_meta(w, "num_classes"), "2"), "num_classes");
+        /* in place: aligned F32 */
+        T_CHECK(weights_resident_bytes(w) == (size_t)file_size(path), "resident %zu of %lld",
+                weights_resident_bytes(w), (long long)file_size(path));
+        weights_free(w);
+    }
+    /* Same input, same bytes; rewriting replaces the file. */
+    char path2[512];
+    snprintf(path2, sizeof path2, "%s/written2.safetensors", dir);
+    T_CHECK(weights_write(path2, t, 3, meta, 2, err, sizeof err) == CNN_OK, "second write: %s", err);
+    FILE *f1 = fopen(path, "rb"), *f2 = fopen(path2, "rb");
+    int same = f1 && f2;
+    while (same) {
+        int x = fgetc(f1), y = fgetc(f2);
+        same = x == y;
+        if (x == EOF) break;
+    }
+    T_CHECK(same, "two writes of the same tensors differ");
+    if (f1) fclose(f1);
+    if (f2) fclose(f2);
+    c[0] = 43;
+    T_CHECK(weights_write(path, t, 3, meta, 2, err, sizeof err) == CNN_OK, "overwrite: %s", err);
+    T_CHECK(weights_open(&w, path, err, sizeof err) == CNN_OK && weights_find(w, "scalar")->data[0] == 43.0f,
+            "overwritten value");
+    weights_free(w);
+    T_CHECK(count_prefixed(dir, ".written") == 0, "temporary files left behind");
+    /* header padded to 8 bytes, then exactly the 10 floats */
+    unsigned char len8[8] = {0};
+    FILE *fh = fopen(path, "rb");
+    size_t got = fh ? fread(len8, 1, 8, fh) : 0;
+    if (fh) fclose(fh);
+    uint64_t hlen = 0;
+    for (int i = 0; i < 8; i++) hlen |= (uint64_t)len8[i] << (8 * i);
+    T_CHECK(got == 8 && hlen % 8 == 0 && (uint64_t)file_size(path) == 8 + hlen + 40, "header %llu, file %lld",
+            (unsigned long long)hlen, (long long)file_size(path));
+    unlink(path);
+    unlink(path2);
+    test_end("weights_write: round trip of tensors and metadata (UTF-8, quotes), same bytes twice, overwrite");
+}
+
+static void test_write_errors(const char *dir)
+{
+    test_begin();
+    char path[512], err[ERR_BYTES];
+    float a[2] = {1, 2};
+    int64_t sa[1] = {2}, neg[1] = {-1};
+    weights_out_tensor dup[] = {{"x", 1, sa, a}, {"x", 1, sa, a}};
+    snprintf(path, sizeof path, "%s/bad.safetensors", dir);
+    T_CHECK(weights_write(path, dup, 2, NULL, 0, err, sizeof err) == CNN_ERR_ARG && strstr(err, "duplicate"),
+            "duplicate name: %s", err);
+    weights_out_tensor reserved[] = {{"__metadata__", 1, sa, a}};
+    T_CHECK(weights_write(path, reserved, 1, NULL, 0, err, sizeof err) == CNN_ERR_ARG, "reserved name");
+    weights_out_tensor negative[] = {{"n", 1, neg, a}};
+    T_CHECK(weights_write(path, negative, 1, NULL, 0, err, sizeof err) == CNN_ERR_ARG, "negative dimension");
+    weights_meta_kv dmeta[] = {{"k", "1"}, {"k", "2"}};
+    T_CHECK(weights_write(path, dup, 1, dmeta, 2, err, sizeof err) == CNN_ERR_ARG, "duplicate metadata key");
+    T_CHECK(file_size(path) < 0, "nothing written on errors");
+    snprintf(path, sizeof path, "%s/no/such/dir/x.safetensors", dir);
+    T_CHECK(weights_write(path, dup, 1, NULL, 0, err, sizeof err) == CNN_ERR_IO && strstr(err, "temporary file"),
+            "missing folder: %s", err);
+    test_end("weights_write: bad names, shapes, metadata and folders are errors and write nothing");
+}
+
+/* A write that fails half-way (file size limit) leaves the old file intact and no temporary file. */
+static void test_write_interrupted(const char *dir)
+{
+    test_begin();
+    char path[512], err[ERR_BYTES];
+    snprintf(path, sizeof path, "%s/keep.safetensors", dir);
+    float small[1] = {5};
+    int64_t s1[1] = {1};
+    weights_out_tensor old[] = {{"old", 1, s1, small}};
+    T_CHECK(weights_write(path, old, 1, NULL, 0, err, sizeof err) == CNN_OK, "first write: %s", err);
+    const off_t old_size = file_size(path);
+    enum { N = 1 << 16 };
+    float *big = calloc(N, sizeof(float));
+    int64_t sn[1] = {N};
+    pid_t pid = big ? fork() : -1;
+    if (pid == 0) {
+        signal(SIGXFSZ, SIG_IGN); /* write() then fails with EFBIG instead of killing */
+        struct rlimit rl = {4096, 4096};
+        setrlimit(RLIMIT_FSIZE, &rl);
+        weights_out_tensor t[] = {{"big", 1, sn, big}};
+        cnn_status s = weights_write(path, t, 1, NULL, 0, err, sizeof err);
+        _exit(s == CNN_ERR_IO ? 0 : 1);
+    }
+    int status = -1;
+    if (pid > 0) waitpid(pid, &status, 0);
+    T_CHECK(pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "the limited write did not fail with an I/O error");
+    weights *w = NULL;
+    T_CHECK(file_size(path) == old_size && weights_open(&w, path, err, sizeof err) == CNN_OK &&
+                weights_find(w, "old") && !weights_find(w, "big"), "old file not intact: %s", err);
+    weights_free(w);
+    T_CHECK(count_prefixed(dir, ".keep") == 0, "temporary file left behind");
+    free(big);
+    unlink(path);
+    test_end("weights_write: a write failing half-way keeps the old file and leaves no temporary file");
+}
+
 int main(void)
 {
     char dir[] = "/tmp/test_weights.XXXXXX";
@@ -625,6 +768,9 @@ int main(void)
     test_lookup_many(dir);
     test_rejections(dir);
     test_null_object();
+    test_write_roundtrip(dir);
+    test_write_errors(dir);
+    test_write_interrupted(dir);
 
     const char *shared = getenv("CNN_SHARED");
     if (!shared)
