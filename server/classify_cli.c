@@ -1,7 +1,6 @@
 /* `cnnserve classify`: the server's classification path (pipeline_classify + pipeline_result_json)
  * run on files, so its answers equal the HTTP answers bit for bit. */
 #include <cblas.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +9,7 @@
 
 #include "cli.h"
 #include "config.h"
+#include "fileio.h"
 #include "log.h"
 #include "pipeline.h"
 #include "timing.h"
@@ -85,38 +85,6 @@ static int parse_args(int argc, char **argv, classify_opts *o)
     return 0;
 }
 
-/* Reads a whole file into a malloc'd buffer. */
-static cnn_status read_file(const char *path, uint8_t **data, size_t *n_bytes, char *err, size_t err_bytes)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return cnn_err(err, err_bytes, CNN_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    size_t cap = 1 << 16, n = 0;
-    uint8_t *buf = malloc(cap);
-    cnn_status st = CNN_OK;
-    while (buf) {
-        n += fread(buf + n, 1, cap - n, f);
-        if (n < cap) break;
-        uint8_t *grown = cap < (SIZE_MAX >> 1) ? realloc(buf, cap * 2) : NULL;
-        if (!grown) {
-            free(buf);
-            buf = NULL;
-            break;
-        }
-        buf = grown;
-        cap *= 2;
-    }
-    if (!buf) st = cnn_err(err, err_bytes, CNN_ERR_NOMEM, "%s: out of memory", path);
-    else if (ferror(f)) st = cnn_err(err, err_bytes, CNN_ERR_IO, "cannot read %s: %s", path, strerror(errno));
-    fclose(f);
-    if (st != CNN_OK) {
-        free(buf);
-        return st;
-    }
-    *data = buf;
-    *n_bytes = n;
-    return CNN_OK;
-}
-
 static void print_text(const char *path, const pipeline_result *res, double read_ms)
 {
     printf("%s: %s %dx%d (decoded %dx%d, scale %d/%d, orientation %d); read %.2f ms, decode %.2f ms\n", path,
@@ -147,7 +115,7 @@ static int classify_file(pipeline_ws *ws, const pipeline_request *req, int all, 
     uint64_t t0 = timing_now_ns();
     uint8_t *data = NULL;
     size_t n_bytes = 0;
-    cnn_status st = read_file(path, &data, &n_bytes, err, sizeof err);
+    cnn_status st = file_read_all(path, &data, &n_bytes, err, sizeof err);
     double read_ms = timing_ms(t0, timing_now_ns());
     pipeline_result res;
     if (st == CNN_OK) st = pipeline_classify(ws, data, n_bytes, req, &res, err, sizeof err);

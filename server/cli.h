@@ -7,5 +7,6 @@ int serve_main(int argc, char **argv);
 int classify_main(int argc, char **argv);
 int bench_main(int argc, char **argv);
 int eval_main(int argc, char **argv);
+int train_main(int argc, char **argv);
 
 #endif

@@ -144,12 +144,17 @@ static cnn_status apply_flag(void *base_ptr, const config_flag *f, const char *v
                            origin, (long long)f->lo, (long long)f->hi, value);
         *(int64_t *)(void *)base = v;
         return CNN_OK;
-    case CONFIG_FLAG_FRACTION: {
+    case CONFIG_FLAG_FRACTION:
+    case CONFIG_FLAG_DOUBLE: {
         char *end;
         errno = 0;
         double d = *value && !isspace((unsigned char)*value) ? strtod(value, &end) : NAN;
-        if (isnan(d) || errno || *end || d < 0.0 || d >= 1.0)
+        if (f->kind == CONFIG_FLAG_FRACTION && (isnan(d) || errno || *end || d < 0.0 || d >= 1.0))
             return cnn_err(err, err_bytes, CNN_ERR_ARG, "%s: expected a number in [0, 1), got '%s'", origin, value);
+        if (f->kind == CONFIG_FLAG_DOUBLE &&
+            (isnan(d) || errno || *end || d < (double)f->lo || d > (double)f->hi))
+            return cnn_err(err, err_bytes, CNN_ERR_ARG, "%s: expected a number in %lld..%lld, got '%s'", origin,
+                           (long long)f->lo, (long long)f->hi, value);
         *(double *)(void *)base = d;
         return CNN_OK;
     }

@@ -39,6 +39,7 @@ typedef enum {
     CONFIG_FLAG_INT64,   /* int64_t in lo..hi */
     CONFIG_FLAG_BYTES,   /* int64_t byte count with suffix, in lo..hi */
     CONFIG_FLAG_FRACTION, /* double in [0, 1) */
+    CONFIG_FLAG_DOUBLE,  /* finite double in lo..hi */
     CONFIG_FLAG_LOG_FORMAT, /* log_format: text|json */
     CONFIG_FLAG_SWITCH,  /* int set to 1 */
 } config_flag_kind;
@@ -48,7 +49,7 @@ typedef struct {
     config_flag_kind kind;
     size_t offset;    /* into the options struct */
     size_t str_bytes; /* CONFIG_FLAG_STR: buffer size */
-    int64_t lo, hi;   /* CONFIG_FLAG_INT / INT64 / BYTES: accepted range */
+    int64_t lo, hi;   /* CONFIG_FLAG_INT / INT64 / BYTES / DOUBLE: accepted range */
 } config_flag;
 
 #define CONFIG_STR(n, type, field) {n, CONFIG_FLAG_STR, offsetof(type, field), sizeof(((type *)0)->field), 0, 0}
@@ -56,6 +57,7 @@ typedef struct {
 #define CONFIG_INT64(n, type, field, lo, hi) {n, CONFIG_FLAG_INT64, offsetof(type, field), 0, lo, hi}
 #define CONFIG_BYTES(n, type, field, lo, hi) {n, CONFIG_FLAG_BYTES, offsetof(type, field), 0, lo, hi}
 #define CONFIG_FRACTION(n, type, field) {n, CONFIG_FLAG_FRACTION, offsetof(type, field), 0, 0, 0}
+#define CONFIG_DOUBLE(n, type, field, lo, hi) {n, CONFIG_FLAG_DOUBLE, offsetof(type, field), 0, lo, hi}
 #define CONFIG_SWITCH(n, type, field) {n, CONFIG_FLAG_SWITCH, offsetof(type, field), 0, 0, 0}
 
 /* Applies env_prefix<FLAG> environment variables (upper case, '-' -> '_'; env_prefix NULL: none),

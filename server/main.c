@@ -14,6 +14,7 @@ static const char usage_text[] =
     "  classify   classify image files with the same code path as the service\n"
     "  bench      time model inference at batch 1 against the machine's sgemm peak\n"
     "  eval       accuracy, cross-entropy, ROC/AUC and test time per image of models on labelled images\n"
+    "  train      transfer learning: a new classifier for your own class folders on an ImageNet model\n"
     "\n"
     "  cnnserve <command> --help   flags of a command\n"
     "  cnnserve --version          print the version\n";
@@ -38,6 +39,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "classify")) return classify_main(argc - 2, argv + 2);
     if (!strcmp(cmd, "bench")) return bench_main(argc - 2, argv + 2);
     if (!strcmp(cmd, "eval")) return eval_main(argc - 2, argv + 2);
+    if (!strcmp(cmd, "train")) return train_main(argc - 2, argv + 2);
     fprintf(stderr, "cnnserve: unknown command '%s'\n\n%s", cmd, usage_text);
     return 2;
 }

@@ -97,6 +97,20 @@ static int preproc_equal(const image_preproc *a, const image_preproc *b)
            !memcmp(a->std, b->std, sizeof a->std);
 }
 
+cnn_status pipeline_preprocess(const model *m, const uint8_t *data, size_t n_bytes, int64_t max_pixels, float *input,
+                               char *err, size_t err_bytes)
+{
+    image_preproc pp;
+    preproc_of(m, &pp);
+    image_decode_opts opts = {.max_pixels = max_pixels, .min_short_side = IMAGE_DCT_MARGIN * pp.resize};
+    image img;
+    cnn_status st = image_decode(data, n_bytes, &opts, &img, err, err_bytes);
+    if (st != CNN_OK) return st;
+    st = image_preprocess(&img, &pp, input, err, err_bytes);
+    image_free(&img);
+    return st;
+}
+
 cnn_status pipeline_classify(pipeline_ws *ws, const uint8_t *data, size_t n_bytes, const pipeline_request *req,
                              pipeline_result *res, char *err, size_t err_bytes)
 {

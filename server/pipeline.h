@@ -70,6 +70,13 @@ typedef struct {
 cnn_status pipeline_classify(pipeline_ws *ws, const uint8_t *data, size_t n_bytes, const pipeline_request *req,
                              pipeline_result *res, char *err, size_t err_bytes);
 
+/* Decodes an image and preprocesses it for model m, exactly as pipeline_classify does when m is the
+ * only model requested (same DCT-scaling target, resize, crop and normalization): input receives
+ * 3 x S x S floats (S = model_input_size(m)). For `train` and `eval`, whose features and scores must
+ * be what the service computes. Errors as pipeline_classify's. */
+cnn_status pipeline_preprocess(const model *m, const uint8_t *data, size_t n_bytes, int64_t max_pixels, float *input,
+                               char *err, size_t err_bytes);
+
 /* The answer body shared by HTTP and the CLI: "model" + "predictions" (one model) or "model": "all"
  * + "results" (one entry per model), "image", and "timings_ms" with every stage: receive, decode,
  * preprocess, queue, inference, postprocess, total (the caller measures receive, queue and total). */
