@@ -89,7 +89,8 @@ asan:
 DEPS_BUILD := build-essential pkg-config libopenblas-dev libjansson-dev libmicrohttpd-dev \
               libturbojpeg0-dev libjpeg-dev libpng-dev libwebp-dev
 DEPS_TEST  := curl python3 python3-torch python3-torchvision python3-pil python3-numpy python3-yaml python3-matplotlib \
-              clang-14 libclang-rt-14-dev libfuzzer-14-dev llvm-14 wrk valgrind nodejs
+              clang-14 libclang-rt-14-dev libfuzzer-14-dev llvm-14 wrk valgrind nodejs \
+              chromium chromium-driver python3-selenium
 # Installs only the missing packages (apt-get update first, only then), with apt's recommends as a
 # plain `apt-get install` would; as root, or via sudo.
 deps:
@@ -159,6 +160,8 @@ fuzz: $(BUILD)/fuzz/fuzz_image
 # server/openapi.c embeds openapi.yaml with .incbin; test_server unit-tests the HTTP helpers
 # (multipart, flags); tests/e2e/test_e2e.py drives the real binary.
 $(BUILD)/server/openapi.o: openapi.yaml
+# server/web_assets.c embeds the web page (issue #15) the same way.
+$(BUILD)/server/web_assets.o: server/web/index.html server/web/app.js server/web/app.css
 test unit: $(BUILD)/tests/test_server
 $(BUILD)/tests/test_server: $(BUILD)/tests/e2e/test_server.o $(BUILD)/server/multipart.o $(BUILD)/server/config.o \
                             $(BUILD)/server/log.o $(BUILD)/core/status.o

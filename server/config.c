@@ -32,6 +32,7 @@ static const config_flag flag_defs[] = {
     INT_FLAG("max-connections", max_connections, 1, 1 << 20),
     STR_FLAG("default-model", default_model),
     INT_FLAG("admin-reload", admin_reload, 0, 1),
+    STR_FLAG("reports-dir", reports_dir),
     {"log-format", CONFIG_FLAG_LOG_FORMAT, offsetof(serve_config, log_format), 0, 0, 0},
     CONFIG_SWITCH("help", serve_config, show_help),
     CONFIG_SWITCH("version", serve_config, show_version),
@@ -61,6 +62,8 @@ static const char usage_text[] =
     "  --max-connections N      concurrent connections (default 512)\n"
     "  --default-model NAME     model used when a request names none (default mobilenet_v3_large)\n"
     "  --admin-reload 0|1       1 allows POST /v1/models/reload (default 0: 403); SIGHUP always reloads\n"
+    "  --reports-dir DIR        eval/paper reports (JSON, REPORT.md, PNG/SVG figures) the web page at /\n"
+    "                           links, served read-only under /reports/ (default: none)\n"
     "  --log-format text|json   log line format (default text)\n"
     "  --help, --version\n";
 

@@ -25,6 +25,7 @@ typedef struct {
     int max_connections;
     int admin_reload;          /* 1: POST /v1/models/reload is allowed */
     char default_model[64];    /* "" = mobilenet_v3_large when loaded, else the first loaded */
+    char reports_dir[1024];    /* served read-only under /reports/ for the web page; "" = none */
     log_format log_format;
     int show_help, show_version;
 } serve_config;

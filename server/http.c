@@ -45,9 +45,10 @@ char *http_error_json(const http_req *r, int status, const char *code, const cha
 static enum MHD_Result queue_response(http_req *r, int status, struct MHD_Response *resp, size_t n_bytes,
                                       const char *content_type, const char *server_timing, const char *allow)
 {
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    if (content_type) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
     MHD_add_response_header(resp, "X-Request-Id", r->request_id);
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (!MHD_get_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL))
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     if (server_timing && server_timing[0]) MHD_add_response_header(resp, "Server-Timing", server_timing);
     if (allow) MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
     if (status == MHD_HTTP_SERVICE_UNAVAILABLE) MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
@@ -80,6 +81,12 @@ enum MHD_Result http_send_static(http_req *r, int status, const char *body, size
 {
     struct MHD_Response *resp = MHD_create_response_from_buffer(n_bytes, (void *)body, MHD_RESPMEM_PERSISTENT);
     if (!resp) return MHD_NO;
+    return queue_response(r, status, resp, n_bytes, content_type, NULL, NULL);
+}
+
+enum MHD_Result http_queue_response(http_req *r, int status, struct MHD_Response *resp, size_t n_bytes,
+                                    const char *content_type)
+{
     return queue_response(r, status, resp, n_bytes, content_type, NULL, NULL);
 }
 
@@ -283,13 +290,15 @@ static void cancel_job(void *job, void *cls)
 
 /* ---------------------------------------------------------------- routing */
 
-/* Matches url against a route path; "{name}" as the last segment takes one non-empty segment. */
+/* Matches url against a route path; "{name}" as the last segment takes one non-empty segment,
+ * "{name*}" the non-empty rest of the path. */
 static int path_matches(const char *pattern, const char *url, const char **arg)
 {
     const char *brace = strchr(pattern, '{');
     if (!brace) return !strcmp(pattern, url);
     size_t n_prefix = (size_t)(brace - pattern);
-    if (strncmp(url, pattern, n_prefix) || !url[n_prefix] || strchr(url + n_prefix, '/')) return 0;
+    int rest = strstr(brace, "*}") != NULL;
+    if (strncmp(url, pattern, n_prefix) || !url[n_prefix] || (!rest && strchr(url + n_prefix, '/'))) return 0;
     *arg = url + n_prefix;
     return 1;
 }

@@ -48,7 +48,8 @@ typedef enum MHD_Result (*http_handler)(http_req *r);
 typedef void (*http_job_fn)(http_req *r, pipeline_ws *ws);
 
 typedef struct {
-    const char *path;    /* exact path; a last segment "{name}" matches one non-empty segment (r->path_arg) */
+    const char *path;    /* exact path; a last segment "{name}" matches one non-empty segment, "{name*}" the
+                          * non-empty rest of the path (r->path_arg) */
     const char *alias;   /* another exact path for the same route, or NULL */
     const char *allow;   /* accepted methods, sent as the Allow header: "GET, HEAD" or "POST" */
     http_handler start;  /* optional: headers read, body not yet; may answer at once (e.g. 415, 503) */
@@ -121,6 +122,10 @@ enum MHD_Result http_send(http_req *r, int status, char *body, size_t n_bytes, c
 /* The same for a body that lives as long as the program (not copied, not freed). */
 enum MHD_Result http_send_static(http_req *r, int status, const char *body, size_t n_bytes,
                                  const char *content_type);
+/* Queues a response the caller built (ownership passes here) with the common headers; its own
+ * Cache-Control, if any, replaces no-store. content_type may be NULL (e.g. 304). */
+enum MHD_Result http_queue_response(http_req *r, int status, struct MHD_Response *resp, size_t n_bytes,
+                                    const char *content_type);
 /* Sends o (stolen) as compact JSON. */
 enum MHD_Result http_send_json(http_req *r, int status, json_t *o);
 /* Error answer {"error": {status, code, message, request_id, ...extra}}; extra (stolen, may be NULL)

@@ -12,5 +12,10 @@ const http_route http_routes[] = {
     {"/readyz",             NULL,        "GET, HEAD", NULL,           readyz_answer,       NULL},
     {"/metrics",            NULL,        "GET, HEAD", NULL,           metrics_answer,      NULL},
     {"/openapi.yaml",       NULL,        "GET, HEAD", NULL,           openapi_answer,      NULL},
+    {"/",                   "/index.html", "GET, HEAD", NULL,         web_asset_answer,    NULL},
+    {"/app.js",             NULL,        "GET, HEAD", NULL,           web_asset_answer,    NULL},
+    {"/app.css",            NULL,        "GET, HEAD", NULL,           web_asset_answer,    NULL},
+    {"/v1/reports",         NULL,        "GET, HEAD", NULL,           reports_list_answer, NULL},
+    {"/reports/{path*}",    NULL,        "GET, HEAD", NULL,           report_file_answer,  NULL},
 };
 const int http_n_routes = (int)(sizeof http_routes / sizeof http_routes[0]);

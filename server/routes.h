@@ -25,4 +25,9 @@ enum MHD_Result metrics_answer(http_req *r);
 /* GET /openapi.yaml (route_openapi.c) */
 enum MHD_Result openapi_answer(http_req *r);
 
+/* GET /, /app.js, /app.css (the web page), /v1/reports, /reports/{path*} (route_web.c) */
+enum MHD_Result web_asset_answer(http_req *r);
+enum MHD_Result reports_list_answer(http_req *r);
+enum MHD_Result report_file_answer(http_req *r);
+
 #endif

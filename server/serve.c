@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -105,6 +106,17 @@ int serve_main(int argc, char **argv)
                             cfg.threads_per_worker, "cores", (json_int_t)n_cores, "msg",
                             "workers x threads-per-worker exceeds the online cores: under load, threads "
                             "wait for cores and latency rises"));
+    if (cfg.reports_dir[0]) {
+        /* A directory that does not exist yet (make paper has not run) is listed once it does. */
+        struct stat st;
+        int exists = stat(cfg.reports_dir, &st) == 0;
+        if (exists && !S_ISDIR(st.st_mode)) {
+            fprintf(stderr, "cnnserve serve: --reports-dir '%s' is not a directory\n", cfg.reports_dir);
+            return 2;
+        }
+        log_event(&lg, exists ? LOG_LEVEL_INFO : LOG_LEVEL_WARN, "reports_dir",
+                  json_pack("{s:s,s:b}", "dir", cfg.reports_dir, "exists", exists));
+    }
     zoo *z;
     if (zoo_load(&z, cfg.weights_dir, cfg.models, &lg, err, sizeof err) != CNN_OK) {
         log_event(&lg, LOG_LEVEL_ERROR, "fatal", json_pack("{s:s}", "msg", err));
