@@ -28,6 +28,8 @@ static const config_flag flag_defs[] = {
     BYTES_FLAG("max-buffered-bytes", max_buffered_bytes, 1, INT64_C(1) << 40),
     INT64_FLAG("max-pixels", max_pixels, 1, INT64_C(1) << 40),
     INT_FLAG("timeout", timeout_s, 1, 86400),
+    INT_FLAG("header-timeout", header_timeout_s, 1, 86400),
+    INT_FLAG("max-queue-wait", max_queue_wait_ms, 1, 86400000),
     INT_FLAG("drain-timeout", drain_timeout_s, 0, 86400),
     INT_FLAG("max-connections", max_connections, 1, 1 << 20),
     STR_FLAG("default-model", default_model),
@@ -53,11 +55,15 @@ static const char usage_text[] =
     "  --workers N              inference workers, one request each at a time (default: number of cores)\n"
     "  --threads-per-worker N   threads of each worker's inference, 1..64 (default 1; same answers at any N):\n"
     "                           more threads per worker lower latency at light load, 1 gives the most req/s\n"
-    "  --queue N                requests waiting for a worker before 503 (default 8 per worker)\n"
+    "  --queue N                hard cap of requests waiting for a worker (default: --max-connections)\n"
+    "  --max-queue-wait MS      refuse a request (503, before reading its body) when its expected wait for a\n"
+    "                           worker (queued work x the model's measured time / workers) exceeds MS\n"
+    "                           (default 5000)\n"
     "  --max-body-bytes N       largest request body, suffixes k/M/G (default 20MiB)\n"
     "  --max-buffered-bytes N   all request bodies held at once before 503 (default 256MiB)\n"
     "  --max-pixels N           largest decoded image, width*height (default 50000000)\n"
     "  --timeout S              per-connection idle timeout and request deadline (default 30)\n"
+    "  --header-timeout S       a new connection's request header must arrive within S (default 10)\n"
     "  --drain-timeout S        on SIGTERM, time given to in-flight requests (default 30)\n"
     "  --max-connections N      concurrent connections (default 512)\n"
     "  --default-model NAME     model used when a request names none (default mobilenet_v3_large)\n"
@@ -82,6 +88,8 @@ void config_defaults(serve_config *cfg)
     cfg->max_buffered_bytes = INT64_C(256) << 20;
     cfg->max_pixels = 50000000;
     cfg->timeout_s = 30;
+    cfg->header_timeout_s = 10;
+    cfg->max_queue_wait_ms = 5000;
     cfg->drain_timeout_s = 30;
     cfg->max_connections = 512;
     cfg->log_format = LOG_FORMAT_TEXT;
@@ -227,7 +235,7 @@ cnn_status config_parse(serve_config *cfg, int argc, char **argv, char *err, siz
 {
     cnn_status st = config_parse_flags(flag_defs, N_FLAGS, cfg, "CNNSERVE_", argc, argv, NULL, err, err_bytes);
     if (st != CNN_OK) return st;
-    if (cfg->queue_depth == 0) cfg->queue_depth = 8 * cfg->n_workers;
+    if (cfg->queue_depth == 0) cfg->queue_depth = cfg->max_connections;
     if (cfg->max_buffered_bytes < cfg->max_body_bytes) cfg->max_buffered_bytes = cfg->max_body_bytes;
     return CNN_OK;
 }

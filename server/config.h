@@ -16,11 +16,13 @@ typedef struct {
     char models[1024];         /* comma list; "" = every model whose <name>.safetensors exists */
     int n_workers;             /* inference threads */
     int threads_per_worker;    /* threads of each worker's model contexts (intra-op), 1..MODEL_MAX_THREADS */
-    int queue_depth;           /* jobs waiting for a worker before 503; 0 until parsed = 8 per worker */
+    int queue_depth;           /* hard cap of jobs waiting for a worker; 0 until parsed = --max-connections */
     int64_t max_body_bytes;
     int64_t max_buffered_bytes; /* all request bodies held in memory at once before 503 */
     int64_t max_pixels;
     int timeout_s;             /* per connection: idle timeout and whole-request deadline */
+    int header_timeout_s;      /* a new connection's request header must be complete within this */
+    int max_queue_wait_ms;     /* admission: refuse (503) when the expected wait for a worker exceeds this */
     int drain_timeout_s;       /* SIGTERM: how long in-flight requests may take to finish */
     int max_connections;
     int admin_reload;          /* 1: POST /v1/models/reload is allowed */

@@ -25,6 +25,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "http_gate.h"
+#include "http_parse.h"
 #include "timing.h"
 #include "version.h"
 
@@ -106,6 +108,9 @@ enum MHD_Result http_send_error_extra(http_req *r, int status, const char *code,
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    /* Messages echo client bytes (names, media types, cut at a fixed width): keep them valid UTF-8 so
+     * the JSON answer can always be built. */
+    http_utf8_repair(msg);
     r->error_code = code;
     char *s = http_error_json(r, status, code, msg, extra);
     if (!s) return MHD_NO;
@@ -230,7 +235,59 @@ static enum MHD_Result body_end(http_req *r)
     return r->route->answer(r);
 }
 
-/* ---------------------------------------------------------------- jobs */
+/* ---------------------------------------------------------------- admission, jobs */
+
+#define SERVICE_US_UNMEASURED 50000 /* assumed per model until a job has been measured */
+
+long long http_expected_work_us(const http_server *s, const int *slots, int n_slots)
+{
+    long long us = 0;
+    for (int i = 0; i < n_slots; i++) {
+        long long v = atomic_load(&s->service_us[slots[i]]);
+        us += v > 0 ? v : SERVICE_US_UNMEASURED;
+    }
+    return us;
+}
+
+void http_observe_service(http_server *s, int slot, double ms)
+{
+    long long us = (long long)(ms * 1000.0), old = atomic_load(&s->service_us[slot]);
+    /* Moving average over ~8 jobs; a lost update between workers only delays it by one job. */
+    atomic_store(&s->service_us[slot], old > 0 ? old + (us - old) / 8 : us);
+}
+
+int http_admit(http_req *r, long long work_us, enum MHD_Result *ret)
+{
+    http_server *s = r->srv;
+    /* The work already admitted is what this request waits for (its own run time is not waiting). */
+    long long ahead = atomic_fetch_add(&s->queued_work_us, work_us);
+    long long wait_ms = ahead / s->cfg->n_workers / 1000;
+    if (wait_ms > s->cfg->max_queue_wait_ms) {
+        atomic_fetch_sub(&s->queued_work_us, work_us);
+        *ret = http_send_error_extra(r, MHD_HTTP_SERVICE_UNAVAILABLE, "queue_full",
+                                     json_pack("{s:I}", "expected_wait_ms", (json_int_t)wait_ms), NULL,
+                                     "expected wait for an inference worker (%lld ms) exceeds %d ms; retry shortly",
+                                     wait_ms, s->cfg->max_queue_wait_ms);
+        return 0;
+    }
+    r->admitted_us = work_us;
+    return 1;
+}
+
+static void admission_release(http_req *r)
+{
+    if (r->admitted_us) atomic_fetch_sub(&r->srv->queued_work_us, r->admitted_us);
+    r->admitted_us = 0;
+}
+
+/* Whether the client of a queued job is still there: EOF or a reset means it left (a client that
+ * half-closes after its request counts as gone). Pipelined bytes or nothing to read mean it waits. */
+static int client_gone(int fd)
+{
+    char c;
+    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
 
 enum MHD_Result http_submit_job(http_req *r)
 {
@@ -260,6 +317,7 @@ static enum MHD_Result job_respond(http_req *r)
 
 void http_job_finish(http_req *r, int status, const char *error_code, char *body)
 {
+    admission_release(r);
     r->job_status = status;
     r->job_error_code = error_code;
     r->job_body = body;
@@ -278,6 +336,11 @@ static void run_job(void *job, pipeline_ws *ws, void *cls)
     (void)cls;
     http_req *r = job;
     r->t_dequeue_ns = timing_now_ns();
+    if (r->fd >= 0 && client_gone(r->fd)) {
+        /* Nobody would read the answer: skip the work (the connection then closes). */
+        http_job_error(r, 499, "client_closed_request", "the client closed the connection before its job ran");
+        return;
+    }
     r->route->run(r, ws);
 }
 
@@ -348,9 +411,56 @@ static void build_route_list(char *out, size_t out_bytes)
     }
 }
 
-static enum MHD_Result start_request(http_req *r, const char *url, const char *method)
+typedef struct {
+    int n_content_length, differing, n_host, n_te, te_chunked;
+    const char *content_length;
+} framing_scan;
+
+static enum MHD_Result scan_framing(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
+                                   const char *value, size_t value_size)
+{
+    (void)kind;
+    (void)key_size;
+    (void)value_size;
+    framing_scan *f = cls;
+    if (!strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH)) {
+        if (f->n_content_length++ && strcmp(f->content_length, value)) f->differing = 1;
+        f->content_length = value;
+    } else if (!strcasecmp(key, MHD_HTTP_HEADER_HOST)) {
+        f->n_host++;
+    } else if (!strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING)) {
+        f->n_te++;
+        f->te_chunked = !strcasecmp(value, "chunked");
+    }
+    return MHD_YES;
+}
+
+/* The framing rules of the gate (http_parse.h), for requests after the first on a kept-alive
+ * connection (the gate sees only the first). 0 when acceptable, else the answer was queued. */
+static int check_framing(http_req *r, const char *version, enum MHD_Result *ret)
+{
+    framing_scan f = {0};
+    MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, scan_framing, &f);
+    if (f.n_te && (f.n_te > 1 || !f.te_chunked))
+        *ret = http_send_error(r, MHD_HTTP_NOT_IMPLEMENTED, "unsupported_transfer_encoding",
+                               "Transfer-Encoding is not supported (only 'chunked')");
+    else if (f.differing)
+        *ret = http_send_error(r, MHD_HTTP_BAD_REQUEST, "bad_content_length", "two different Content-Length headers");
+    else if (f.n_te && f.n_content_length)
+        *ret = http_send_error(r, MHD_HTTP_BAD_REQUEST, "bad_request", "both Transfer-Encoding and Content-Length");
+    else if (!strcmp(version, MHD_HTTP_VERSION_1_1) && f.n_host != 1)
+        *ret = http_send_error(r, MHD_HTTP_BAD_REQUEST, "bad_request", "%s",
+                               f.n_host ? "more than one Host header" : "HTTP/1.1 request without a Host header");
+    else
+        return 1;
+    return 0;
+}
+
+static enum MHD_Result start_request(http_req *r, const char *url, const char *method, const char *version)
 {
     http_server *s = r->srv;
+    enum MHD_Result ret;
+    if (!check_framing(r, version, &ret)) return ret;
     if (!match_route(url, r))
         return http_send_error(r, MHD_HTTP_NOT_FOUND, "not_found", "no route %.16s %.100s; routes: %s", method, url,
                                s->route_list);
@@ -378,17 +488,43 @@ static enum MHD_Result start_request(http_req *r, const char *url, const char *m
     return rt->start ? rt->start(r) : MHD_YES;
 }
 
+/* libmicrohttpd's URI callback, called with the raw request target before anything is decoded: the
+ * request starts here so the query string can be parsed by http_query_parse (strict, fuzzed). */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    (void)cls;
+    (void)conn;
+    http_req *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    const char *q = strchr(uri, '?');
+    r->raw_query = strdup(q ? q + 1 : "");
+    if (!r->raw_query) {
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    (void)conn;
+    (void)socket_context;
+    http_server *s = cls;
+    atomic_fetch_add(&s->n_connections, code == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                   const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
 {
-    (void)version;
     http_server *s = cls;
     http_req *r = *con_cls;
-    if (!r) {
-        r = calloc(1, sizeof *r);
-        if (!r) return MHD_NO;
+    if (!r || !r->srv) {
+        if (!r && !(r = calloc(1, sizeof *r))) return MHD_NO;
         *con_cls = r;
         atomic_fetch_add(&s->in_flight, 1);
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        r->fd = ci ? ci->connect_fd : -1;
         r->srv = s;
         r->conn = conn;
         pthread_mutex_lock(&s->zoo_mu);
@@ -400,8 +536,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         atomic_init(&r->job_done, 0);
         snprintf(r->method, sizeof r->method, "%s", method);
         snprintf(r->path, sizeof r->path, "%s", url);
+        http_utf8_repair(r->method);
+        http_utf8_repair(r->path);
         assign_request_id(s, r);
-        return start_request(r, url, method);
+        return start_request(r, url, method, version);
     }
     switch (r->phase) {
     case REQ_GET:
@@ -449,6 +587,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     http_req *r = *con_cls;
     if (!r) return;
     *con_cls = NULL;
+    if (!r->srv) { /* the URI callback ran, the request never started */
+        free(r->raw_query);
+        free(r);
+        return;
+    }
+    admission_release(r);
     double total_ms = timing_ms(r->t_start_ns, timing_now_ns());
     if (r->status) {
         metrics_count_request(s->mt, r->route_index, r->model_label, r->status);
@@ -468,6 +612,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     body_release(r);
     free(r->job_body);
     zoo_release(r->z);
+    free(r->raw_query);
     free(r);
     atomic_fetch_sub(&s->in_flight, 1);
 }
@@ -479,6 +624,7 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     vsnprintf(msg, sizeof msg, fmt, ap);
     size_t n = strlen(msg);
     while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) msg[--n] = '\0';
+    http_utf8_repair(msg);
     log_event(lg, LOG_LEVEL_WARN, "microhttpd", json_pack("{s:s}", "msg", msg));
 }
 
@@ -500,7 +646,7 @@ static cnn_status open_listener(const serve_config *cfg, int *fd_out, int *port_
     }
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 128) != 0) {
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, cfg->max_connections < 4096 ? cfg->max_connections : 4096) != 0) {
         int e = errno;
         close(fd);
         freeaddrinfo(ai);
@@ -554,14 +700,18 @@ cnn_status http_server_start(http_server **out, const serve_config *cfg, zoo *z,
     if ((st = workers_init(&s->pool, cfg->n_workers, cfg->threads_per_worker, cfg->queue_depth, z, run_job, cancel_job, s, err, err_bytes)) != CNN_OK)
         goto fail;
     s->daemon = MHD_start_daemon(
-        MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-        on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, (void *)lg, MHD_OPTION_LISTEN_SOCKET, s->listen_fd,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)cfg->timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
+        MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
+            MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC,
+        0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, (void *)lg, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->timeout_s,
+        /* Above the gate's header limit, so a header block the gate passed always fits. */
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(2 * HTTP_MAX_HEAD_BYTES), MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
     if (!s->daemon) {
         st = cnn_err(err, err_bytes, CNN_ERR_IO, "cannot start the HTTP daemon on %s:%d", cfg->host, s->port);
         goto fail;
     }
+    if ((st = http_gate_start(&s->gate, s, err, err_bytes)) != CNN_OK) goto fail;
     log_event(lg, LOG_LEVEL_INFO, "listening",
               json_pack("{s:s,s:i,s:i,s:i,s:i,s:I,s:i}", "host", cfg->host, "port", s->port, "workers", cfg->n_workers,
                         "threads_per_worker", cfg->threads_per_worker, "queue", cfg->queue_depth, "max_body_bytes", (json_int_t)cfg->max_body_bytes, "timeout_s",
@@ -570,6 +720,7 @@ cnn_status http_server_start(http_server **out, const serve_config *cfg, zoo *z,
     return CNN_OK;
 fail:
     workers_free(s->pool);
+    if (s->daemon) MHD_stop_daemon(s->daemon);
     metrics_free(s->mt);
     if (s->listen_fd >= 0) close(s->listen_fd);
     zoo_release(s->z);
@@ -630,25 +781,9 @@ int http_server_in_flight(const http_server *s) { return atomic_load(&s->in_flig
 void http_server_begin_drain(http_server *s)
 {
     atomic_store(&s->draining, 1);
-    /* MHD stops accepting; shutting the socket down makes the kernel refuse new connections now
-     * (the descriptor itself must stay open until MHD_stop_daemon). */
-    MHD_socket fd = MHD_quiesce_daemon(s->daemon);
-    if (fd != MHD_INVALID_SOCKET) {
-        /* Clients whose handshake already completed sit in the kernel's backlog; shutting the socket
-         * down would reset them. Hand each to MHD instead, which answers it (503 draining). */
-        for (;;) {
-            struct sockaddr_storage addr;
-            socklen_t addr_len = sizeof(addr);
-            int c = accept4(fd, (struct sockaddr *)&addr, &addr_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-            if (c < 0) {
-                if (errno == EINTR) continue;
-                break; /* EAGAIN: backlog empty (the listening socket is non-blocking) */
-            }
-            if (MHD_add_connection(s->daemon, c, (struct sockaddr *)&addr, addr_len) != MHD_YES) close(c);
-        }
-        shutdown(fd, SHUT_RDWR);
-        s->quiesced = 1;
-    }
+    /* The gate answers (via the daemon: 503 draining) the clients already in the kernel's backlog,
+     * then shuts the listening socket down so new ones are refused at once. */
+    http_gate_drain(s->gate);
 }
 
 void http_server_stop(http_server *s)
@@ -657,8 +792,9 @@ void http_server_stop(http_server *s)
     /* Every suspended connection belongs to a queued or running job; freeing the pool resumes them
      * all (cancelled ones with a 503), which MHD_stop_daemon requires. */
     workers_free(s->pool);
+    http_gate_stop(s->gate);
     MHD_stop_daemon(s->daemon);
-    if (s->quiesced) close(s->listen_fd); /* otherwise MHD_stop_daemon closed it */
+    close(s->listen_fd);
     metrics_free(s->mt);
     zoo_release(s->z);
     pthread_mutex_destroy(&s->zoo_mu);

@@ -28,14 +28,19 @@ struct http_server {
     metrics *mt;
     workers *pool;
     struct MHD_Daemon *daemon;
-    int listen_fd;   /* ours until MHD_start_daemon takes it, ours again after MHD_quiesce_daemon */
-    int quiesced;
+    int listen_fd;   /* the gate accepts on it; closed by http_server_stop */
     int port;
     atomic_int draining;
     atomic_int in_flight;
     atomic_llong buffered_bytes; /* request body bytes received and held in memory, all connections */
     atomic_ullong next_id;
     unsigned id_prefix;
+    struct http_gate *gate;      /* owns the listening socket; hands complete headers to the daemon */
+    atomic_int n_connections;    /* connections the daemon holds */
+    /* admission: work admitted and not yet done, and each loaded model's measured time per job
+     * (moving average, microseconds), indexed by zoo slot */
+    atomic_llong queued_work_us;
+    atomic_llong service_us[PIPELINE_MAX_MODELS];
     const char *route_names[HTTP_MAX_ROUTES]; /* metrics labels: the table's paths */
     char route_list[512];        /* "POST /v1/classify, GET /v1/models, ..." for the 404 message */
 };
@@ -77,6 +82,9 @@ struct http_req {
     int model_label;           /* metrics/log label: metrics_model_label, METRICS_MODEL_ALL or _NONE */
     char method[16];
     char path[160];
+    char *raw_query;           /* the undecoded query string (after '?'), "" when none; malloc'd */
+    int fd;                    /* the connection's socket, to see whether a queued job's client left */
+    long long admitted_us;     /* this request's share of srv->queued_work_us */
     char request_id[72];
     uint64_t t_start_ns, t_body_ns, t_enqueue_ns, t_dequeue_ns;
 
@@ -142,6 +150,15 @@ int http_default_entry(const http_server *s, const zoo *z);
 
 /* 404 unknown_model with the loaded model names. */
 enum MHD_Result http_send_unknown_model(http_req *r, const char *name);
+
+/* Admission, before the body is read: takes work_us of expected worker time when the expected wait
+ * (queued work / workers) stays within --max-queue-wait; otherwise answers 503 queue_full and
+ * returns 0 (*ret set). */
+int http_admit(http_req *r, long long work_us, enum MHD_Result *ret);
+/* Expected worker time of one job on zoo slots[0..n_slots), from the measured averages. */
+long long http_expected_work_us(const http_server *s, const int *slots, int n_slots);
+/* Folds one measured job time of zoo slot into its average. */
+void http_observe_service(http_server *s, int slot, double ms);
 
 /* Queues r for its route's run function on a worker and suspends the connection; answers 503 itself
  * when the queue cannot take it. */

@@ -11,7 +11,7 @@
 
 #define N_MODEL_LABELS (METRICS_MAX_MODEL_NAMES + 2)
 
-static const int tracked_codes[] = {200, 400, 403, 404, 405, 413, 415, 422, 500, 503};
+static const int tracked_codes[] = {200, 400, 403, 404, 405, 408, 413, 414, 415, 422, 431, 499, 500, 501, 503, 505};
 #define N_CODES ((int)(sizeof tracked_codes / sizeof tracked_codes[0]) + 1) /* + "other" */
 
 static const double stage_bounds_s[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,

@@ -8,31 +8,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include "http_parse.h"
 #include "multipart.h"
 #include "timing.h"
-
-typedef struct {
-    http_req *r;
-    char bad[72];
-} query_scan;
-
-/* Copies model/top_k from the query string; remembers the first unknown parameter. */
-static enum MHD_Result scan_query_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
-{
-    (void)kind;
-    query_scan *q = cls;
-    http_req *r = q->r;
-    if (!strcmp(key, "model")) {
-        snprintf(r->model_param, sizeof r->model_param, "%s", value ? value : "");
-        r->has_model_param = 1;
-    } else if (!strcmp(key, "top_k")) {
-        snprintf(r->top_k_param, sizeof r->top_k_param, "%s", value ? value : "");
-        r->has_top_k_param = 1;
-    } else if (!q->bad[0]) {
-        snprintf(q->bad, sizeof q->bad, "%s", key);
-    }
-    return MHD_YES;
-}
 
 /* Resolves model/top_k into r->preq. Sends the 400/404 and returns 0 when they are bad. */
 static int resolve_params(http_req *r, enum MHD_Result *ret)
@@ -100,12 +78,30 @@ enum MHD_Result classify_start(http_req *r)
                                "application/octet-stream as the body, or multipart/form-data with a file field 'image'",
                                media);
     }
-    query_scan q = {.r = r};
-    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, scan_query_arg, &q);
-    if (q.bad[0])
-        return http_send_error_extra(r, MHD_HTTP_BAD_REQUEST, "bad_parameter", json_pack("{s:s}", "parameter", q.bad),
-                                     NULL, "unknown query parameter '%s' (accepted: model, top_k)", q.bad);
+    http_query_param params[HTTP_QUERY_MAX_PARAMS];
+    int n_params = 0;
+    char bad[HTTP_QUERY_KEY_BYTES + 8], err[200];
+    const char *q = r->raw_query ? r->raw_query : "";
+    if (http_query_parse(q, strlen(q), params, HTTP_QUERY_MAX_PARAMS, &n_params, bad, sizeof bad, err, sizeof err) != CNN_OK)
+        return http_send_error_extra(r, MHD_HTTP_BAD_REQUEST, "bad_parameter",
+                                     bad[0] ? json_pack("{s:s}", "parameter", bad) : NULL, NULL, "%s", err);
+    for (int i = 0; i < n_params; i++) {
+        const http_query_param *p = &params[i];
+        if (!strcmp(p->key, "model")) {
+            snprintf(r->model_param, sizeof r->model_param, "%s", p->value);
+            r->has_model_param = 1;
+        } else if (!strcmp(p->key, "top_k")) {
+            snprintf(r->top_k_param, sizeof r->top_k_param, "%s", p->value);
+            r->has_top_k_param = 1;
+        } else {
+            return http_send_error_extra(r, MHD_HTTP_BAD_REQUEST, "bad_parameter", json_pack("{s:s}", "parameter", p->key),
+                                         NULL, "unknown query parameter '%s' (accepted: model, top_k)", p->key);
+        }
+    }
     if (!resolve_params(r, &ret)) return ret;
+    /* Admission before the body is read, from the expected wait. A model named only in a form field
+     * is not known yet: the default model's time stands in. */
+    if (!http_admit(r, http_expected_work_us(r->srv, r->preq.slots, r->preq.n_slots), &ret)) return ret;
     return MHD_YES;
 }
 
@@ -121,6 +117,7 @@ static int classify_multipart(http_req *r, enum MHD_Result *ret)
     }
     const multipart_part *image = NULL;
     char names[256] = "";
+    for (int i = 0; i < n_parts; i++) http_utf8_repair(parts[i].name); /* echoed in messages */
     for (int i = 0; i < n_parts; i++) {
         const multipart_part *p = &parts[i];
         snprintf(names + strlen(names), sizeof names - strlen(names), "%s'%.60s'", i ? ", " : "", p->name);
@@ -226,6 +223,9 @@ void classify_run(http_req *r, pipeline_ws *ws)
     for (int i = 0; i < res.n_results; i++) {
         int label = r->z->entries[r->z->loaded[r->preq.slots[i]]].metrics_label;
         const pipeline_model_result *m = &res.results[i];
+        /* Admission's time per job of this model: its own stages plus its share of the decode. */
+        http_observe_service(s, r->preq.slots[i],
+                             res.decode_ms / res.n_results + m->preprocess_ms + m->inference_ms + m->postprocess_ms);
         if (m->preprocess_ms > 0) metrics_observe_stage(s->mt, METRICS_STAGE_PREPROCESS, label, m->preprocess_ms);
         metrics_observe_stage(s->mt, METRICS_STAGE_INFERENCE, label, m->inference_ms);
         metrics_observe_stage(s->mt, METRICS_STAGE_POSTPROCESS, label, m->postprocess_ms);
