@@ -13,11 +13,13 @@ import json
 import os
 import re
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import zlib
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.environ.get("BUILD", "build")
@@ -181,6 +183,15 @@ def photo():
     buf = io.BytesIO()
     img.save(buf, "JPEG", quality=90)
     return buf.getvalue()
+
+
+def solid_png(width, height):
+    """An RGB PNG of one colour (compresses to a few KB)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xffffffff)
+    row = b"\x00" + bytes((120, 80, 40)) * width
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) +
+            chunk(b"IDAT", zlib.compress(row * height, 6)) + chunk(b"IEND", b""))
 
 
 def classify(port, jpeg, query="", timeout=60 * SLOW):
@@ -421,13 +432,21 @@ def case_client_gone(wdir, jpeg):
     p = []
     try:
         # Bodies sent whole (so they are read and queued behind one worker), then every client resets.
+        # A 4000x3000 PNG of one colour: a few KB to send, tens of ms to decode and resize.
+        png = solid_png(4000, 3000)
         socks = []
-        for _ in range(150):
+        for _ in range(40):
             s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
-            s.sendall(b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
-                      b"Content-Length: %d\r\n\r\n" % len(jpeg) + jpeg)
+            s.sendall(b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                      b"Content-Length: %d\r\n\r\n" % len(png) + png)
             socks.append(s)
-        time.sleep(0.2)
+        t_end = time.time() + 20 * SLOW
+        while time.time() < t_end:  # until jobs wait in the queue
+            st, _, body, _ = request(srv.port, "GET", "/metrics")
+            q = re.search(rb"cnnserve_queue_depth (\d+)", body)
+            if q and int(q.group(1)) >= 5:
+                break
+            time.sleep(0.02)
         for s in socks:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
             s.close()  # RST
