@@ -53,22 +53,25 @@
     return (p * 100).toFixed(1) + '%';
   }
 
-  /* Classes a model answers with: the server's label count when it gives one, else ImageNet's 1000
-   * for a 1001-output graph (background dropped) or the graph's outputs. */
+  /* Classes a model answers with: the server's label count (`classes`), else ImageNet's 1000 for a
+   * 1001-output graph (background dropped), else the graph's outputs. */
   function numLabels(m) {
-    if (typeof m.num_labels === 'number') return m.num_labels;
+    if (typeof m.classes === 'number') return m.classes;
     if (m.num_classes === 1001) return 1000;
     return m.num_classes;
   }
 
-  /* What the model was trained for: fine-tuned models name their base; 1000 classes are ImageNet. */
+  /* What the model was trained for: fine-tuned models name their base (and validation accuracy). */
   function modelKind(m) {
-    const md = m.metadata || {};
-    const base = m.base || md.base;
-    const k = numLabels(m);
-    if (base || m.fine_tuned || (md.source && /cnnserve train/.test(md.source)))
-      return 'fine-tuned' + (base ? ' from ' + String(base).replace(/\.safetensors$/, '') : '');
-    return k === 1000 ? 'ImageNet' : '';
+    if (m.fine_tuned) {
+      let s = 'fine-tuned';
+      if (m.base) s += ' from ' + String(m.base).replace(/\.safetensors$/, '');
+      const acc = Number(m.val_accuracy);
+      if (m.val_accuracy !== null && m.val_accuracy !== undefined && isFinite(acc))
+        s += `, val. accuracy ${(acc * 100).toFixed(1)}%`;
+      return s;
+    }
+    return numLabels(m) === 1000 ? 'ImageNet' : '';
   }
 
   function modelFacts(m) {
@@ -175,9 +178,10 @@
     if (compare)
       box.append(modelOption('all', 'All models', `compare ${usable.length} models side by side`, false, true, 'compare'));
     for (const m of usable) {
-      const kind = modelKind(m);
+      const kind = m.fine_tuned ? 'fine-tuned' : numLabels(m) === 1000 ? 'ImageNet' : null;
       const warming = m.state === 'loaded' ? 'warming up' : null;
-      box.append(modelOption(m.name, m.name, modelFacts(m), false, !compare && m.name === data.default_model,
+      const facts = [m.fine_tuned ? modelKind(m) : null, modelFacts(m)].filter(Boolean).join(' · ');
+      box.append(modelOption(m.name, m.name, facts, false, !compare && m.name === data.default_model,
                              [kind, warming, m.name === data.default_model ? 'default' : null].filter(Boolean).join(', ')));
     }
     if (!document.querySelector('input[name="model"]:checked')) box.querySelector('input[name="model"]').checked = true;
@@ -328,9 +332,14 @@
     const img = a.image || {};
     const bits = [];
     if (rows.length > 1) {
-      const tops = rows.map((r) => (r.predictions[0] || {}).label);
-      const agree = tops.every((l) => l === tops[0]);
-      bits.push(agree ? `All ${rows.length} models say “${tops[0]}”.` : 'The models disagree on the top label.');
+      /* Models with different label sets (fine-tuned ones) may name the same thing differently. */
+      const groups = new Map();
+      for (const r of rows) {
+        const l = (r.predictions[0] || {}).label;
+        groups.set(l, (groups.get(l) || []).concat(r.model));
+      }
+      if (groups.size === 1) bits.push(`All ${rows.length} models say “${[...groups.keys()][0]}”.`);
+      else bits.push('Top labels: ' + [...groups].map(([l, ms]) => `“${l}” (${ms.join(', ')})`).join('; ') + '.');
       const fastest = rows.reduce((b, r) => (r.t.inference < b.t.inference ? r : b));
       bits.push(`Fastest inference: ${fastest.model} (${fmtMs(fastest.t.inference)} ms).`);
     }
@@ -338,7 +347,8 @@
       let s = `Server decoded a ${img.width} × ${img.height} ${String(img.format || '').toUpperCase()}`;
       if (img.decode_scale && img.decode_scale !== '1/1') s += ` at scale ${img.decode_scale}`;
       if (img.exif_orientation && img.exif_orientation !== 1)
-        s += `, EXIF orientation ${img.exif_orientation} (${ORIENTATION[img.exif_orientation] || '?'}) applied`;
+        s += `, EXIF orientation ${img.exif_orientation} (${ORIENTATION[img.exif_orientation] || '?'}) applied: ` +
+             `${img.decoded_width} × ${img.decoded_height} upright`;
       bits.push(s + '.');
     }
     bits.push(`Round trip ${fmtMs(roundTripMs)} ms, server total ${fmtMs(tm.total)} ms.`);
@@ -348,6 +358,13 @@
   }
 
   /* ------------------------------------------------------------ classify */
+
+  /* On a phone the result sits below the photo and the picker: bring it into view. */
+  function revealResult() {
+    const sec = $('result-section');
+    if (sec.getBoundingClientRect().top > window.innerHeight * 0.6)
+      sec.scrollIntoView({ block: 'start', behavior: matchMedia('(prefers-reduced-motion: reduce)').matches ? 'auto' : 'smooth' });
+  }
 
   function updateButton() {
     $('go').disabled = !state.file || state.busy || !document.querySelector('input[name="model"]:checked');
@@ -387,12 +404,13 @@
     updateButton();
     if (resp && resp.ok && body) {
       renderResults(body, roundTrip);
-      return;
+    } else {
+      setStatus('No result.', false);
+      const status = resp ? resp.status : 0;
+      showError(describeError(status, body, resp ? resp.headers.get('Retry-After') : null, file.size),
+                body && body.error ? body.error.request_id : null);
     }
-    setStatus('No result.', false);
-    const status = resp ? resp.status : 0;
-    showError(describeError(status, body, resp ? resp.headers.get('Retry-After') : null, file.size),
-              body && body.error ? body.error.request_id : null);
+    revealResult();
   }
 
   /* ------------------------------------------------------------ reports */

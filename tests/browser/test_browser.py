@@ -40,7 +40,8 @@ MAX_BODY = 1 << 20
 VIEWPORTS = [(360, 740), (1280, 800)]
 
 CASES = ["page headers: CSP, ETag/304, Cache-Control", "reports: listing and path traversal over HTTP",
-         "goldfish in all models at 360x740", "goldfish in all models at 1280x800",
+         "goldfish in all models (and the fine-tuned one) at 360x740",
+         "goldfish in all models (and the fine-tuned one) at 1280x800",
          "readable errors: 422 broken, 415 not an image, 413 too large, 503 busy",
          "EXIF orientation in the preview and the answer", "keyboard: reach every control, pick a model, classify",
          "reports section links the files", "no reports: the page says how to make them",
@@ -108,8 +109,8 @@ def why_not_runnable():
 class Server:
     """`cnnserve serve` on 127.0.0.1 with an ephemeral port (read from the 'listening' log line)."""
 
-    def __init__(self, *flags):
-        cmd = [BIN, "serve", "--host", "127.0.0.1", "--port", "0", "--weights-dir", WEIGHTS, "--workers", "1",
+    def __init__(self, weights_dir, *flags):
+        cmd = [BIN, "serve", "--host", "127.0.0.1", "--port", "0", "--weights-dir", weights_dir, "--workers", "1",
                "--log-format", "json"] + list(flags)
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.port = None
@@ -259,12 +260,32 @@ def imagenet_models(srv):
     """Loaded models with ImageNet's 1000 labels (the real ones in ../shared/weights)."""
     st, _, body = request(srv, "GET", "/v1/models")
     check(st == 200, "GET /v1/models: %s" % st)
-    out = []
-    for m in json.loads(body)["models"]:
-        k = m.get("num_labels", 1000 if m.get("num_classes") == 1001 else m.get("num_classes"))
-        if m.get("state") != "missing" and k == 1000:
-            out.append(m["name"])
-    return out
+    return [m["name"] for m in json.loads(body)["models"]
+            if m.get("state") != "missing" and m.get("classes") == 1000 and not m.get("fine_tuned")]
+
+
+FT_NAME = "pond"
+FT_LABELS = ["Goldie the goldfish", "tench", "great white shark"]
+
+
+def make_weights(tmp):
+    """The real ../shared/weights files plus a fine-tuned stand-in (tests/tools/make_finetuned.py:
+    shufflenet's rows for goldfish, tench and great white shark under other labels), or why not."""
+    d = os.path.join(tmp, "weights")
+    os.makedirs(d)
+    for f in os.listdir(WEIGHTS):
+        if f.endswith(".safetensors"):
+            os.symlink(os.path.join(WEIGHTS, f), os.path.join(d, f))
+    base = os.path.join(WEIGHTS, "shufflenet_v2_x1_0.safetensors")
+    if not os.path.exists(base):
+        return d, "no shufflenet_v2_x1_0 base file for the fine-tuned stand-in"
+    sys.path.insert(0, os.path.join(REPO, "tests", "tools"))
+    try:
+        import make_finetuned
+    except ImportError as e:
+        return d, "tests/tools/make_finetuned.py not importable (%s)" % e
+    make_finetuned.make(base, os.path.join(d, FT_NAME + ".safetensors"), [1, 0, 2], FT_LABELS)
+    return d, None
 
 
 def loaded_models(srv):
@@ -369,7 +390,7 @@ def case_reports_http(srv):
               "%s: %s %r" % (bad, st, body[:200]))
 
 
-def case_all_models(b, srv, size, names):
+def case_all_models(b, srv, size, names, ft_why):
     w, h = size
     b.open(srv.url + "/", size)
     check(b.js("return document.querySelector('input[name=model]:checked').value") == "all",
@@ -382,12 +403,20 @@ def case_all_models(b, srv, size, names):
     loaded = loaded_models(srv)
     check(sorted(c["model"] for c in cards) == sorted(loaded), "cards %r, loaded %r" % ([c["model"] for c in cards], loaded))
     for c in cards:
+        if c["model"] == FT_NAME:
+            check(c["labels"] == FT_LABELS, "fine-tuned %s: labels %r, expected %r" % (FT_NAME, c["labels"], FT_LABELS))
         if c["model"] in names:
             check(c["labels"] and c["labels"][0] == "goldfish" and c["shown_top"] == "goldfish",
                   "%s: top label %r, not goldfish" % (c["model"], c["labels"][:3]))
             check(len(c["labels"]) == 5, "%s: %d labels, top_k is 5" % (c["model"], len(c["labels"])))
         check(c["widths"].get("inference", 0) >= 1, "%s: inference bar not drawn: %r" % (c["model"], c["widths"]))
         check(sum(c["widths"].values()) <= c["stack_px"] + 1, "%s: bar overflows: %r" % (c["model"], c["widths"]))
+    if not ft_why:
+        check(FT_NAME in [c["model"] for c in cards], "no card for the fine-tuned model %s" % FT_NAME)
+        picker = b.js("return [...document.querySelectorAll('label.model')].map(l => l.innerText)")
+        ft = [p for p in picker if p.startswith(FT_NAME)]
+        check(ft and "fine-tuned" in ft[0] and "from shufflenet_v2_x1_0" in ft[0] and "3 classes" in ft[0],
+              "picker entry of the fine-tuned model: %r" % picker)
     longest = max(sum(c["widths"].values()) for c in cards)
     check(longest >= 0.95 * cards[0]["stack_px"], "the slowest model's bar does not span the scale: %r" % cards)
     # The preview shows the photo at its real size; nothing is wider than the screen.
@@ -526,7 +555,7 @@ def case_exif(b, srv, tmp):
                "document.getElementById('preview-info').textContent, document.getElementById('status').textContent]")
     check(nat[:2] == [376, 263], "preview not upright: natural size %r (stored 263x376)" % nat[:2])
     check("EXIF orientation 6" in nat[2] and "376 × 263 px" in nat[2], "preview caption %r" % nat[2])
-    check("EXIF orientation 6" in nat[3], "answer summary %r" % nat[3])
+    check("EXIF orientation 6" in nat[3] and "376 × 263 upright" in nat[3], "answer summary %r" % nat[3])
     b.screenshot("exif-orientation-1280x800.png")
 
 
@@ -627,20 +656,24 @@ def main():
     srv = bare = b = None
     try:
         reports = make_reports(tmp)
-        srv = Server("--reports-dir", reports, "--max-body-bytes", str(MAX_BODY), "--max-buffered-bytes", str(MAX_BODY))
+        wdir, ft_why = make_weights(tmp)
+        if ft_why:
+            print("# without a fine-tuned model: %s" % ft_why)
+        srv = Server(wdir, "--reports-dir", reports, "--max-body-bytes", str(MAX_BODY),
+                     "--max-buffered-bytes", str(MAX_BODY))
         names = imagenet_models(srv)
-        print("# server %s, ImageNet models %r, chromium %s" % (srv.url, names, subprocess.run(
-            [CHROMIUM, "--version"], capture_output=True, text=True).stdout.strip()))
+        print("# server %s, ImageNet models %r, models %r, chromium %s" % (srv.url, names, loaded_models(srv),
+              subprocess.run([CHROMIUM, "--version"], capture_output=True, text=True).stdout.strip()))
         run_case(CASES[0], case_headers, srv)
         run_case(CASES[1], case_reports_http, srv)
         b = Browser(os.path.join(tmp, "profile"))
-        run_case(CASES[2], case_all_models, b, srv, VIEWPORTS[0], names)
-        run_case(CASES[3], case_all_models, b, srv, VIEWPORTS[1], names)
+        run_case(CASES[2], case_all_models, b, srv, VIEWPORTS[0], names, ft_why)
+        run_case(CASES[3], case_all_models, b, srv, VIEWPORTS[1], names, ft_why)
         run_case(CASES[4], case_errors, b, srv, tmp)
         run_case(CASES[5], case_exif, b, srv, tmp)
         run_case(CASES[6], case_keyboard, b, srv, names)
         run_case(CASES[7], case_reports_page, b, srv)
-        bare = Server()
+        bare = Server(WEIGHTS)
         run_case(CASES[8], case_no_reports, b, bare)
         run_case(CASES[9], case_console, b)
     finally:
