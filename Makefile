@@ -208,3 +208,16 @@ $(BUILD)/tests/eval_metrics_tool: $(BUILD)/tests/tools/eval_metrics_tool.o $(BUI
                                   $(BUILD)/server/eval_json.o $(BUILD)/core/status.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# `make paper`: the paper's protocol for every base model in PAPER_WEIGHTS (./weights when `make weights`
+# filled it, else ../shared/weights): cnnserve train --mode $(PAPER_MODE) on monkeys and fruits-360,
+# cnnserve eval, figures, paper/REPORT.md (generated; paper/out/ holds models, logs, reports, figures).
+# PAPER_ARGS adds flags of tools/paper.py (e.g. --publish paper/results to refresh the committed copy).
+PAPER_MODE    ?= head
+PAPER_WEIGHTS ?= $(RUN_WEIGHTS)
+PAPER_DATA    ?= ../shared/data
+PAPER_ARGS    ?=
+.PHONY: paper
+paper: $(BIN)/cnnserve
+	$(PYTHON) tools/paper.py --bin $(BIN)/cnnserve --weights-dir $(PAPER_WEIGHTS) --data-dir $(PAPER_DATA) \
+	    --out-dir paper --mode $(PAPER_MODE) --python $(PYTHON) $(PAPER_ARGS)

@@ -1,0 +1,328 @@
+#!/usr/bin/python3
+"""`make paper`: the paper's protocol ("MobileNetV3 for Image Classification", Qian, Hu and Ning, 2021
+IEEE ICBAIE) end to end with the cnnserve binary, for every base model whose weights are present:
+
+  1. fine-tune (`cnnserve train --mode head`, or PAPER_MODE=full) on monkeys/train and fruits-360/train,
+     each split 0.7 / 0.3 into training and validation (seeded, stratified);
+  2. evaluate (`cnnserve eval`) on monkeys/test and, as fruits-360 here has no test folder, on the
+     fruits-360 validation part (the same split train held out); the base models on imagenet-sample;
+  3. draw the figures (tools/eval_figures.py) and write REPORT.md with the paper's tables.
+
+  paper.py --bin bin/cnnserve --weights-dir W --data-dir ../shared/data --out-dir paper [--mode head]
+           [--threads N] [--epochs N] [--publish DIR]
+
+Everything generated goes to OUT/out/ (models, logs, reports, figures) and OUT/REPORT.md; --publish
+also copies REPORT.md's tables and the PNG figures into DIR (the copy the repository keeps)."""
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+
+ARCHS = ["mobilenet_v3_large", "mobilenet_v3_small", "shufflenet_v2_x1_0", "alexnet", "inception_v3"]
+ARCH_NAME = {"mobilenet_v3_large": "MobileNetV3-Large", "mobilenet_v3_small": "MobileNetV3-Small",
+             "shufflenet_v2_x1_0": "ShuffleNetV2 1.0x", "alexnet": "AlexNet", "inception_v3": "Inception v3"}
+# torchvision's documentation (IMAGENET1K_V1 weights): params, GFLOPS (= multiply-accumulates), top-1.
+TORCHVISION = {"mobilenet_v3_large": (5483032, 0.22, 74.042), "mobilenet_v3_small": (2542856, 0.06, 67.668),
+               "shufflenet_v2_x1_0": (2278604, 0.14, 69.362), "alexnet": (61100840, 0.71, 56.522),
+               "inception_v3": (27161264, 5.71, 77.294)}
+PAPER_NOTE = ("The paper's own numbers are not reproduced here: the stored copies of it that could be "
+              "searched (IEEE Xplore abstract page, a Scribd copy, a Chinese translation) expose only its "
+              "abstract and introduction, not its tables, so every 'paper' column reads n/a instead of a "
+              "guessed figure.")
+SEED, VAL_SPLIT = 1, 0.3
+
+
+def log(msg):
+    print("paper: " + msg, flush=True)
+
+
+def run(cmd, log_path):
+    """Runs cmd with stdout+stderr into log_path; (exit status, wall seconds, last lines)."""
+    t0 = time.time()
+    with open(log_path, "w") as f:
+        f.write("$ " + " ".join(cmd) + "\n")
+        f.flush()
+        rc = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT)
+    with open(log_path) as f:
+        tail = f.read().strip().splitlines()[-3:]
+    return rc, time.time() - t0, tail
+
+
+def monkey_labels(data_dir, path):
+    """monkey_labels.txt (Kaggle's CSV-like file) as folder<TAB>common name lines; None when absent."""
+    src = os.path.join(data_dir, "monkeys", "monkey_labels.txt")
+    if not os.path.isfile(src):
+        return None
+    with open(src) as f, open(path, "w") as out:
+        for line in f:
+            cols = [c.strip() for c in line.split(",")]
+            if len(cols) >= 3 and cols[0].startswith("n") and cols[0][1:].isdigit():
+                out.write("%s\t%s\n" % (cols[0], cols[2]))
+    return path
+
+
+def pct(v):
+    return "n/a" if v is None else "%.2f %%" % (100 * v)
+
+
+def num(v, fmt):
+    return "n/a" if v is None else fmt % v
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bin", default="bin/cnnserve")
+    ap.add_argument("--weights-dir", required=True)
+    ap.add_argument("--data-dir", required=True)
+    ap.add_argument("--out-dir", default="paper")
+    ap.add_argument("--mode", default="head")
+    ap.add_argument("--threads", type=int, default=0, help="0: the binary's default (the cores)")
+    ap.add_argument("--epochs", type=int, default=0, help="0: train's default")
+    ap.add_argument("--publish", default="", help="also copy the tables and PNG figures here")
+    ap.add_argument("--python", default=sys.executable)
+    a = ap.parse_args()
+    t_start = time.time()
+    out = os.path.join(a.out_dir, "out")
+    dirs = {k: os.path.join(out, k) for k in ("weights", "logs", "eval", "figures")}
+    for d in dirs.values():
+        os.makedirs(d, exist_ok=True)
+    threads = ["--threads", str(a.threads)] if a.threads else []
+
+    present, skipped = [], []
+    for arch in ARCHS:
+        path = os.path.join(a.weights_dir, arch + ".safetensors")
+        if os.path.isfile(path):
+            present.append(arch)
+        else:
+            skipped.append((arch, "no weights file %s (`make weights` downloads all five; needs internet)" % path))
+    log("base models with weights: %s; skipped: %s" % (", ".join(present) or "none",
+                                                     ", ".join(s for s, _ in skipped) or "none"))
+    if not present:
+        log("nothing to do")
+        return 1
+
+    labels = monkey_labels(a.data_dir, os.path.join(out, "monkey_labels.tsv"))
+    datasets = [
+        {"name": "monkeys", "train": os.path.join(a.data_dir, "monkeys", "train"),
+         "test": os.path.join(a.data_dir, "monkeys", "test"), "test_args": [], "labels": labels,
+         "test_what": "monkeys/test (272 photos, Kaggle's validation folder, the paper's test set)"},
+        {"name": "fruits", "train": os.path.join(a.data_dir, "fruits-360", "train"),
+         "test": os.path.join(a.data_dir, "fruits-360", "train"),
+         "test_args": ["--subset", "val", "--val-split", str(VAL_SPLIT), "--seed", str(SEED)], "labels": None,
+         "test_what": "the 30 % validation part of fruits-360/train (its Test folder is not available here), "
+                      "the same photos train held out"},
+    ]
+    datasets = [d for d in datasets if os.path.isdir(d["train"])]
+
+    # 1. fine-tune
+    train = {}  # (dataset, arch) -> dict
+    for ds in datasets:
+        for arch in present:
+            name = "%s_%s" % (ds["name"], arch)
+            wfile = os.path.join(dirs["weights"], name + ".safetensors")
+            jlog = os.path.join(dirs["logs"], "train_%s.json" % name)
+            cmd = [a.bin, "train", "--base", arch, "--weights-dir", a.weights_dir, "--data", ds["train"],
+                   "--out", wfile, "--name", name, "--mode", a.mode, "--val-split", str(VAL_SPLIT),
+                   "--seed", str(SEED), "--log-json", jlog] + threads
+            if ds["labels"]:
+                cmd += ["--labels", ds["labels"]]
+            if a.epochs:
+                cmd += ["--epochs", str(a.epochs)]
+            log("train %s on %s (%s)" % (arch, ds["name"], a.mode))
+            rc, wall, tail = run(cmd, os.path.join(dirs["logs"], "train_%s.txt" % name))
+            entry = {"rc": rc, "wall_s": wall, "tail": tail, "file": wfile, "name": name}
+            if rc == 0 and os.path.isfile(jlog):
+                with open(jlog) as f:
+                    entry["log"] = json.load(f)
+            else:
+                log("  failed (exit %d): %s" % (rc, " / ".join(tail)))
+            train[(ds["name"], arch)] = entry
+
+    # 2. evaluate
+    reports = {}
+    for ds in datasets:
+        names = [train[(ds["name"], arch)]["name"] for arch in present if train[(ds["name"], arch)]["rc"] == 0]
+        if not names:
+            continue
+        rep = os.path.join(dirs["eval"], "%s.json" % ds["name"])
+        cmd = [a.bin, "eval", "--quiet", "--weights-dir", dirs["weights"], "--models", ",".join(names), "--data",
+               ds["test"], "--out", rep] + ds["test_args"] + threads
+        if ds["labels"]:
+            cmd += ["--labels", ds["labels"]]
+        log("eval on %s: %s" % (ds["name"], ", ".join(names)))
+        rc, wall, tail = run(cmd, os.path.join(dirs["logs"], "eval_%s.txt" % ds["name"]))
+        if os.path.isfile(rep):
+            with open(rep) as f:
+                reports[ds["name"]] = json.load(f)
+        if rc:
+            log("  eval exit %d: %s" % (rc, " / ".join(tail)))
+    imagenet_tsv = os.path.join(a.data_dir, "imagenet-sample", "labels.tsv")
+    if os.path.isfile(imagenet_tsv):
+        rep = os.path.join(dirs["eval"], "imagenet.json")
+        cmd = [a.bin, "eval", "--quiet", "--weights-dir", a.weights_dir, "--models", ",".join(present), "--data",
+               imagenet_tsv, "--out", rep] + threads
+        log("eval of the base models on imagenet-sample")
+        rc, wall, tail = run(cmd, os.path.join(dirs["logs"], "eval_imagenet.txt"))
+        if os.path.isfile(rep):
+            with open(rep) as f:
+                reports["imagenet-sample"] = json.load(f)
+
+    # 3. figures
+    fig_cmd = [a.python, os.path.join(os.path.dirname(os.path.abspath(__file__)), "eval_figures.py"), "--out-dir",
+               dirs["figures"]]
+    for ds in datasets:
+        if ds["name"] in reports:
+            fig_cmd += ["--eval", "%s=%s" % (ds["name"], os.path.join(dirs["eval"], ds["name"] + ".json"))]
+        for arch in present:
+            e = train[(ds["name"], arch)]
+            if "log" in e:
+                fig_cmd += ["--train", "%s=%s" % (ds["name"], os.path.join(dirs["logs"], "train_%s.json" % e["name"]))]
+    figures = []
+    if len(fig_cmd) > 4:
+        rc, _, tail = run(fig_cmd, os.path.join(dirs["logs"], "figures.txt"))
+        if rc:
+            log("figures failed: %s" % " / ".join(tail))
+        figures = [os.path.basename(p) for p in sorted(os.listdir(dirs["figures"])) if p.endswith(".png")]
+
+    # 4. REPORT.md
+    total = time.time() - t_start
+    md = report_md(a, present, skipped, datasets, train, reports, figures, total)
+    path = os.path.join(a.out_dir, "REPORT.md")
+    with open(path, "w") as f:
+        f.write(md.replace("](figures/", "](out/figures/"))
+    log("wrote %s (%.0f s in all)" % (path, total))
+    if a.publish:
+        os.makedirs(a.publish, exist_ok=True)
+        with open(os.path.join(a.publish, "REPORT.md"), "w") as f:
+            f.write(md)
+        os.makedirs(os.path.join(a.publish, "figures"), exist_ok=True)
+        for fig in figures:
+            shutil.copy(os.path.join(dirs["figures"], fig), os.path.join(a.publish, "figures", fig))
+        log("published the tables and %d figures to %s" % (len(figures), a.publish))
+    failed = [k for k, e in train.items() if e["rc"]]
+    return 1 if failed and a.mode == "head" else 0
+
+
+def metric(report, arch):
+    for m in (report or {}).get("models", []):
+        if m.get("architecture") == arch and m.get("metrics"):
+            return m
+    return None
+
+
+def report_md(a, present, skipped, datasets, train, reports, figures, total):
+    L = []
+    w = L.append
+    w("# The paper's protocol with cnnserve")
+    w("")
+    w("Generated by `make paper` (`tools/paper.py`) on %s (%s, %d cores), %s, in %.0f s. Mode: `--mode %s`; "
+      "split %.1f / %.1f, seed %d." % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), platform.machine(),
+                                       os.cpu_count() or 0, a.weights_dir, total, a.mode, 1 - VAL_SPLIT, VAL_SPLIT,
+                                       SEED))
+    w("")
+    w(PAPER_NOTE)
+    w("")
+    if skipped:
+        w("**Skipped models:**")
+        for arch, why in skipped:
+            w("- %s: %s" % (arch, why))
+        w("")
+    w("Test sets:")
+    for ds in datasets:
+        w("- %s: %s." % (ds["name"], ds["test_what"]))
+    w("")
+
+    w("## Table III: parameters and FLOPs")
+    w("")
+    w("Ours are counted on the graph cnnserve builds (`GET /v1/models`; the ImageNet heads: 1000 classes, "
+      "MobileNetV3-Small's file 1001). FLOPs here are multiply-accumulates per 224x224 (Inception v3: 299x299) "
+      "image, as torchvision and the MobileNet papers count them.")
+    w("")
+    w("| model | params (ours) | params (torchvision) | params (paper) | GMACs (ours) | GFLOPS (torchvision) | FLOPs (paper) |")
+    w("|---|---:|---:|---:|---:|---:|---:|")
+    base = reports.get("imagenet-sample")
+    for arch in ARCHS:
+        tv = TORCHVISION[arch]
+        m = metric(base, arch)
+        w("| %s | %s | %.2f M | n/a | %s | %.2f | n/a |" % (
+            ARCH_NAME[arch], "%.2f M" % (m["params"] / 1e6) if m else "no weights", tv[0] / 1e6,
+            "%.3f" % (m["macs"] / 1e9) if m else "no weights", tv[1]))
+    w("")
+
+    for ds in datasets:
+        rep = reports.get(ds["name"])
+        w("## %s" % ds["name"])
+        w("")
+        w("Fine-tuning (Table IV/VI analogue, this machine): wall time of `cnnserve train`, which computes the "
+          "backbone features of every photo once and then trains the new last layer; best and final validation "
+          "accuracy from its per-epoch log.")
+        w("")
+        w("| model | fine-tuning time | of which features | images/s (features) | epochs | best val acc | final val acc | fine-tuning time (paper) |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for arch in present:
+            e = train[(ds["name"], arch)]
+            lg = e.get("log")
+            if not lg:
+                w("| %s | failed: %s | | | | | | n/a |" % (ARCH_NAME[arch], " ".join(e["tail"][-1:]) or "exit %d" % e["rc"]))
+                continue
+            vals = [ep.get("val_accuracy") for ep in lg.get("epochs", []) if ep.get("val_accuracy") is not None]
+            feat = lg.get("features", {})
+            w("| %s | %.1f s | %s | %s | %d | %s | %s | n/a |" % (
+                ARCH_NAME[arch], e["wall_s"], num(feat.get("seconds"), "%.1f s"), num(feat.get("images_per_s"), "%.1f"),
+                len(lg.get("epochs", [])), pct(max(vals) if vals else None),
+                pct(lg.get("final", {}).get("val_accuracy"))))
+        w("")
+        w("Test (`cnnserve eval`): top-1/top-5, mean cross-entropy (nats), macro-averaged one-vs-rest AUC, test time "
+          "per image (median decode + preprocess + inference, one image at a time on %s threads) and images/s of "
+          "the whole pass." % ((rep or {}).get("threads", "?")))
+        w("")
+        w("| model | images | top-1 | top-5 | cross-entropy | macro AUC | ms / image | images/s | top-1 (paper) |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for arch in present:
+            m = metric(rep, arch)
+            if not m:
+                w("| %s | not evaluated | | | | | | | n/a |" % ARCH_NAME[arch])
+                continue
+            mt, t = m["metrics"], m["timing"]
+            ms = t["decode_ms"]["median"] + t["preprocess_ms"]["median"] + t["inference_ms"]["median"]
+            w("| %s | %d | %s | %s | %.4f | %s | %.2f | %.1f | n/a |" % (
+                ARCH_NAME[arch], m["images"], pct(mt["top1"]), pct(mt["top5"]), mt["cross_entropy"],
+                num(mt["roc"]["macro"]["auc"], "%.5f"), ms, t["images_per_s"]))
+        w("")
+        for stem, what in (("roc_%s" % ds["name"], "ROC curves (paper Figs 5/7/9)"),
+                           ("training_%s" % ds["name"], "training curves (paper Figs 4/6/8)")):
+            if stem + ".png" in figures:
+                w("![%s, %s](figures/%s.png)" % (what, ds["name"], stem))
+                w("")
+
+    if base:
+        w("## ImageNet sample (base models, 1000 photos, one per class)")
+        w("")
+        w("| model | top-1 | top-5 | cross-entropy | macro AUC | ms / image | top-1 (torchvision, ImageNet val) |")
+        w("|---|---:|---:|---:|---:|---:|---:|")
+        for arch in present:
+            m = metric(base, arch)
+            if not m:
+                continue
+            mt, t = m["metrics"], m["timing"]
+            ms = t["decode_ms"]["median"] + t["preprocess_ms"]["median"] + t["inference_ms"]["median"]
+            w("| %s | %s | %s | %.4f | %s | %.2f | %.2f %% |" % (ARCH_NAME[arch], pct(mt["top1"]), pct(mt["top5"]),
+                                                            mt["cross_entropy"], num(mt["roc"]["macro"]["auc"], "%.5f"),
+                                                            ms, TORCHVISION[arch][2]))
+        w("")
+    for stem, what in (("test_time_accuracy", "test time per image and test accuracy (paper Fig 10 a/b)"),
+                       ("accuracy_vs_macs", "accuracy against compute")):
+        if stem + ".png" in figures:
+            w("## %s" % what[0].upper() + what[1:])
+            w("")
+            w("![%s](figures/%s.png)" % (what, stem))
+            w("")
+    return "\n".join(L) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
