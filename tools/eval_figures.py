@@ -21,6 +21,7 @@ import os
 import sys
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -188,6 +189,10 @@ def scatter_figure(reports, out_dir, written):
         ax.scatter(m["macs"] / 1e9, 100 * m["metrics"]["top1"], s=60, color=color_of(arch),
                    marker=markers[names.index(n) % len(markers)], label=lab, edgecolors="black", linewidths=0.5)
     ax.set_xscale("log")
+    plain = matplotlib.ticker.FuncFormatter(lambda v, _: "%g" % v)
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(plain)
+    ax.tick_params(axis="x", which="minor", labelsize=7)
     ax.set_xlabel("multiply-accumulates per image (G, log scale)")
     ax.set_ylabel("test top-1 accuracy (%)")
     ax.set_title("accuracy against compute (colour: model, marker: dataset)")

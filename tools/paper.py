@@ -181,6 +181,8 @@ def main():
             e = train[(ds["name"], arch)]
             if "log" in e:
                 fig_cmd += ["--train", "%s=%s" % (ds["name"], os.path.join(dirs["logs"], "train_%s.json" % e["name"]))]
+    if "imagenet-sample" in reports:
+        fig_cmd += ["--eval", "imagenet-sample=%s" % os.path.join(dirs["eval"], "imagenet.json")]
     figures = []
     if len(fig_cmd) > 4:
         rc, _, tail = run(fig_cmd, os.path.join(dirs["logs"], "figures.txt"))
@@ -226,6 +228,11 @@ def report_md(a, present, skipped, datasets, train, reports, figures, total):
     w("")
     w(PAPER_NOTE)
     w("")
+    failed = [e for e in train.values() if e["rc"]]
+    if failed and len(failed) == len(train):
+        w("**`--mode %s` is not supported by this `cnnserve train`**; every fine-tuning run failed with: `%s`. "
+          "The tables below therefore have no fine-tuned models." % (a.mode, " ".join(failed[0]["tail"][-1:])))
+        w("")
     if skipped:
         w("**Skipped models:**")
         for arch, why in skipped:
