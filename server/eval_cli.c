@@ -623,6 +623,9 @@ int eval_main(int argc, char **argv)
                             "version", CNNSERVE_VERSION, "data", data_json(&o, &d), "threads", o.n_threads, "models",
                             models);
     models = NULL;
+    double load[3];
+    if (doc && getloadavg(load, 3) == 3) /* how busy the machine was: read the timings with it */
+        json_object_set_new(doc, "load_average", json_pack("[f,f,f]", load[0], load[1], load[2]));
     if (!doc || write_report(o.out, doc)) rc = 1;
     json_decref(doc);
     print_table(me, n_models);

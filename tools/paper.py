@@ -86,6 +86,7 @@ def main():
     ap.add_argument("--python", default=sys.executable)
     a = ap.parse_args()
     t_start = time.time()
+    load_start = os.getloadavg()
     out = os.path.join(a.out_dir, "out")
     dirs = {k: os.path.join(out, k) for k in ("weights", "logs", "eval", "figures")}
     for d in dirs.values():
@@ -192,7 +193,7 @@ def main():
 
     # 4. REPORT.md
     total = time.time() - t_start
-    md = report_md(a, present, skipped, datasets, train, reports, figures, total)
+    md = report_md(a, present, skipped, datasets, train, reports, figures, total, (load_start, os.getloadavg()))
     path = os.path.join(a.out_dir, "REPORT.md")
     with open(path, "w") as f:
         f.write(md.replace("](figures/", "](out/figures/"))
@@ -216,7 +217,7 @@ def metric(report, arch):
     return None
 
 
-def report_md(a, present, skipped, datasets, train, reports, figures, total):
+def report_md(a, present, skipped, datasets, train, reports, figures, total, loads):
     L = []
     w = L.append
     w("# The paper's protocol with cnnserve")
@@ -225,6 +226,10 @@ def report_md(a, present, skipped, datasets, train, reports, figures, total):
       "split %.1f / %.1f, seed %d." % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), platform.machine(),
                                        os.cpu_count() or 0, a.weights_dir, total, a.mode, 1 - VAL_SPLIT, VAL_SPLIT,
                                        SEED))
+    w("")
+    w("Load average (1 min) %.1f at the start and %.1f at the end: on a shared machine the times below include "
+      "waiting for the cores; the accuracies, losses and AUCs do not depend on it (the same command gives the "
+      "same numbers)." % (loads[0][0], loads[1][0]))
     w("")
     w(PAPER_NOTE)
     w("")
@@ -268,20 +273,21 @@ def report_md(a, present, skipped, datasets, train, reports, figures, total):
           "backbone features of every photo once and then trains the new last layer; best and final validation "
           "accuracy from its per-epoch log.")
         w("")
-        w("| model | fine-tuning time | of which features | images/s (features) | epochs | best val acc | final val acc | fine-tuning time (paper) |")
-        w("|---|---:|---:|---:|---:|---:|---:|---:|")
+        w("| model | fine-tuning time | of which features | images/s (features) | epochs | best val acc | final val acc | final train / val loss | fine-tuning time (paper) |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for arch in present:
             e = train[(ds["name"], arch)]
             lg = e.get("log")
             if not lg:
-                w("| %s | failed: %s | | | | | | n/a |" % (ARCH_NAME[arch], " ".join(e["tail"][-1:]) or "exit %d" % e["rc"]))
+                w("| %s | failed: %s | | | | | | | n/a |" % (ARCH_NAME[arch], " ".join(e["tail"][-1:]) or "exit %d" % e["rc"]))
                 continue
             vals = [ep.get("val_accuracy") for ep in lg.get("epochs", []) if ep.get("val_accuracy") is not None]
             feat = lg.get("features", {})
-            w("| %s | %.1f s | %s | %s | %d | %s | %s | n/a |" % (
+            fin = lg.get("final", {})
+            w("| %s | %.1f s | %s | %s | %d | %s | %s | %s / %s | n/a |" % (
                 ARCH_NAME[arch], e["wall_s"], num(feat.get("seconds"), "%.1f s"), num(feat.get("images_per_s"), "%.1f"),
-                len(lg.get("epochs", [])), pct(max(vals) if vals else None),
-                pct(lg.get("final", {}).get("val_accuracy"))))
+                len(lg.get("epochs", [])), pct(max(vals) if vals else None), pct(fin.get("val_accuracy")),
+                num(fin.get("train_loss"), "%.3f"), num(fin.get("val_loss"), "%.3f")))
         w("")
         w("Test (`cnnserve eval`): top-1/top-5, mean cross-entropy (nats), macro-averaged one-vs-rest AUC, test time "
           "per image (median decode + preprocess + inference, one image at a time on %s threads) and images/s of "
