@@ -373,6 +373,72 @@ def case_reload_under_load(srv, wdir, photos):
                problems)
 
 
+MONKEYS = os.path.join(e2e.SHARED, "data", "monkeys")
+
+
+def case_train_then_serve(srv, wdir, tmp):
+    """`cnnserve train` on a small monkeys subset (3 classes x 10 photos) writes into the served
+    directory; SIGHUP serves it; HTTP answers carry the labels file's names and agree with the CLI."""
+    name = "fine-tuned: cnnserve train on 30 monkey photos, SIGHUP serves it, HTTP answers carry its labels"
+    if not os.path.isdir(os.path.join(MONKEYS, "train")):
+        e2e.skip(name, "../shared/data/monkeys absent")
+        return
+    problems = []
+    classes = {"n0": "mantled howler", "n1": "patas monkey", "n2": "bald uakari"}
+    data = os.path.join(tmp, "monkeys3")
+    train_files = {}
+    for c in classes:
+        os.makedirs(os.path.join(data, c))
+        files = sorted(os.listdir(os.path.join(MONKEYS, "train", c)))[:10]
+        for f in files:
+            os.symlink(os.path.join(MONKEYS, "train", c, f), os.path.join(data, c, f))
+        train_files[c] = [os.path.join(MONKEYS, "train", c, f) for f in files]
+    labels_file = os.path.join(tmp, "monkey_labels.tsv")
+    with open(labels_file, "w") as f:
+        for c, label in classes.items():
+            f.write("%s\t%s\n" % (c, label))
+    out = os.path.join(wdir, "monkeys.safetensors")
+    t0 = time.time()
+    p = subprocess.run([e2e.BIN, "train", "--base", "mobilenet_v3_small", "--weights-dir", wdir, "--data", data,
+                        "--labels", labels_file, "--out", out, "--epochs", "20", "--val-split", "0.3", "--seed", "3",
+                        "--threads", "2"], capture_output=True, timeout=900)
+    print("# train: exit %d in %.1f s" % (p.returncode, time.time() - t0))
+    if p.returncode != 0 or not os.path.exists(out):
+        e2e.report(name, ["train: exit %d: %s" % (p.returncode, p.stderr[-500:])])
+        return
+    gen = (e2e.curl(srv.url + "/v1/models").json() or {}).get("generation", 0)
+    srv.proc.send_signal(signal.SIGHUP)
+    d = wait_generation(srv, gen + 1) or {}
+    m = {x["name"]: x for x in d.get("models", [])}.get("monkeys", {})
+    if m.get("state") not in ("loaded", "ready") or m.get("labels") != list(classes.values()) or m.get("classes") != 3:
+        problems.append("GET /v1/models monkeys: %r" % {k: m.get(k) for k in ("state", "labels", "classes", "why")})
+    if m.get("base") != "mobilenet_v3_small.safetensors" or not isinstance(m.get("recipe"), dict) \
+            or m["recipe"].get("epochs") != 20 or not isinstance(m.get("val_accuracy"), (int, float)):
+        problems.append("monkeys base/recipe/val_accuracy: %r" % {k: m.get(k) for k in ("base", "recipe", "val_accuracy")})
+    n_right = n_all = 0
+    paths = [f for c in classes for f in train_files[c][:4]]
+    lines = e2e.classify_cli_lines(wdir, "monkeys", paths, problems, e2e.CURL_MAX_TIME) or []
+    for i, (c, path) in enumerate((c, f) for c in classes for f in train_files[c][:4]):
+        r = e2e.curl(srv.url + "/v1/classify?model=monkeys&top_k=5", "-H", "Content-Type: image/jpeg",
+                     "--data-binary", "@" + path)
+        a = r.json() or {}
+        preds = a.get("predictions", [])
+        if r.status != 200 or a.get("model") != "monkeys" or len(preds) != 3 or \
+                sorted(p["label"] for p in preds) != sorted(classes.values()):
+            problems.append("%s: %s" % (os.path.basename(path), r.describe()))
+            continue
+        if any(p["label"] != list(classes.values())[p["index"]] for p in preds):
+            problems.append("%s: index/label mismatch %r" % (os.path.basename(path), preds))
+        n_all += 1
+        n_right += preds[0]["label"] == classes[c]
+        if i < len(lines) and e2e.strip_volatile(json.loads(lines[i])) != e2e.strip_volatile(a):
+            problems.append("%s: classify --json differs from HTTP" % os.path.basename(path))
+    print("# monkeys (3 classes, 10 photos each, 20 epochs): %d of %d training photos right through HTTP" % (n_right, n_all))
+    if n_all and n_right < n_all * 3 // 4:
+        problems.append("only %d of %d training photos classified as their class" % (n_right, n_all))
+    e2e.report(name, problems)
+
+
 def main():
     if not os.path.exists(e2e.BIN):
         e2e.report("fine-tuned e2e: binary", ["%s not built" % e2e.BIN])
@@ -427,6 +493,7 @@ def run(tmp):
         case_models_endpoint(srv)
         case_names_and_cli(wdir, photos)
         case_reload_under_load(srv, wdir, photos)
+        case_train_then_serve(srv, wdir, tmp)
         rc = srv.stop()
         e2e.report("fine-tuned: SIGTERM after the reloads exits 0", [] if rc == 0 else ["exit %r" % rc])
     finally:
