@@ -146,6 +146,12 @@ int serve_main(int argc, char **argv)
                       json_pack("{s:s,s:f}", "default_model", z->entries[default_entry].name, "warmup_ms",
                                 timing_ms(t_start, timing_now_ns())));
         }
+        if (z && (logged_ready || n_reload_signals != n_reloads)) {
+            /* The server holds its own reference; ours must not keep a reloaded-away generation alive. */
+            zoo_release(z);
+            z = NULL;
+            logged_ready = 1;
+        }
         if (n_reload_signals != n_reloads) {
             n_reloads = n_reload_signals;
             log_event(&lg, LOG_LEVEL_INFO, "reloading", json_pack("{s:s}", "signal", "SIGHUP"));

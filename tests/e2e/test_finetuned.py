@@ -359,6 +359,16 @@ def case_reload_under_load(srv, wdir, photos):
         problems.append("model=birds answers had label sets %s" % stream.birds_labels)
     if srv.proc.poll() is not None:
         problems.append("server exited with %s" % srv.proc.returncode)
+    # Every request has ended: no generation may still map a removed or replaced file.
+    stale = ["?"]
+    for _ in range(100):
+        with open("/proc/%d/maps" % srv.proc.pid) as f:
+            stale = sorted({ln.split(None, 5)[-1].strip() for ln in f if ".safetensors (deleted)" in ln})
+        if not stale:
+            break
+        time.sleep(0.1)
+    if stale:
+        problems.append("old generations still map removed/replaced files: %s" % stale)
     m = e2e.curl(srv.url + "/metrics").body.decode()
     for want in ('cnnserve_requests_total{route="/v1/classify",model="fish",code="200"}',
                  'cnnserve_model_state{model="newbie",state="ready"} 1', "cnnserve_models_generation"):
