@@ -422,6 +422,115 @@
     'bin/cnnserve serve --reports-dir paper ...   # then this page links them',
   ].join('\n');
 
+  const reportHref = (path) => '/reports/' + path.split('/').map(encodeURIComponent).join('/');
+
+  /* A link target inside a report, resolved against the report's directory: a path under
+   * /reports/, an http(s) URL (links only), or null (anything else is dropped). */
+  function resolveReportUrl(url, dir, allowExternal) {
+    if (/^https?:\/\//i.test(url)) return allowExternal ? url : null;
+    if (/^[a-z][a-z0-9+.-]*:/i.test(url) || url.startsWith('/') || url.startsWith('#')) return null;
+    const parts = dir ? dir.split('/') : [];
+    for (const seg of url.split('?')[0].split('/')) {
+      if (seg === '..') { if (!parts.length) return null; parts.pop(); }
+      else if (seg && seg !== '.') {
+        try { parts.push(decodeURIComponent(seg)); } catch (e) { return null; }
+      }
+    }
+    return parts.length ? reportHref(parts.join('/')) : null;
+  }
+
+  /* Inline Markdown: `code`, ![alt](src), [text](href), **bold**, *em*; everything else is text. */
+  function mdInline(text, dir) {
+    const out = [];
+    const re = /`([^`]+)`|!\[([^\]]*)\]\(([^)\s]+)\)|\[([^\]]+)\]\(([^)\s]+)\)|\*\*([^*]+)\*\*|\*([^*\s][^*]*)\*/g;
+    let last = 0;
+    let m;
+    while ((m = re.exec(text))) {
+      if (m.index > last) out.push(text.slice(last, m.index));
+      if (m[1] !== undefined) out.push(el('code', { text: m[1] }));
+      else if (m[3] !== undefined) {
+        const src = resolveReportUrl(m[3], dir, false);
+        out.push(src ? el('img', { src, alt: m[2], loading: 'lazy', class: 'md-img' }) : `[${m[2]}]`);
+      } else if (m[5] !== undefined) {
+        const href = resolveReportUrl(m[5], dir, true);
+        out.push(href ? el('a', { href, rel: 'noopener noreferrer' }, ...mdInline(m[4], dir)) : m[4]);
+      } else if (m[6] !== undefined) out.push(el('strong', {}, ...mdInline(m[6], dir)));
+      else out.push(el('em', {}, ...mdInline(m[7], dir)));
+      last = re.lastIndex;
+    }
+    if (last < text.length) out.push(text.slice(last));
+    return out;
+  }
+
+  const splitRow = (line) => line.trim().replace(/^\|/, '').replace(/\|$/, '').split('|').map((c) => c.trim());
+
+  /* Block Markdown as eval/paper reports use it: headings, paragraphs, pipe tables, lists, fenced code. */
+  function renderMarkdown(text, dir) {
+    const frag = document.createDocumentFragment();
+    const lines = text.split(/\r?\n/);
+    const isTableSep = (l) => /^\s*\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?\s*$/.test(l || '');
+    const isList = (l) => /^\s*([-*+]|\d+[.)])\s+/.test(l);
+    const isBlock = (l, next) => /^(#{1,6}\s|```)/.test(l) || isList(l) || (/^\s*\|/.test(l) && isTableSep(next));
+    let i = 0;
+    while (i < lines.length) {
+      const l = lines[i];
+      let m;
+      if (!l.trim()) { i++; continue; }
+      if (l.startsWith('```')) {
+        const code = [];
+        for (i++; i < lines.length && !lines[i].startsWith('```'); i++) code.push(lines[i]);
+        i++;
+        frag.append(el('pre', { class: 'how' }, el('code', { text: code.join('\n') })));
+      } else if ((m = /^(#{1,6})\s+(.*)$/.exec(l))) {
+        frag.append(el('h' + Math.min(6, m[1].length + 2), {}, ...mdInline(m[2].replace(/\s#+\s*$/, ''), dir)));
+        i++;
+      } else if (/^\s*\|/.test(l) && isTableSep(lines[i + 1])) {
+        const head = splitRow(l);
+        /* "---:" right-aligns a column (numbers), ":---:" centres it. */
+        const align = splitRow(lines[i + 1]).map((c) => (/:$/.test(c) ? (/^:/.test(c) ? 'center' : 'right') : null));
+        const cell = (tag, c, k) => el(tag, { class: align[k] ? 'al-' + align[k] : null }, ...mdInline(c, dir));
+        const table = el('table', {}, el('thead', {}, el('tr', {}, ...head.map((c, k) => cell('th', c, k)))));
+        const body = el('tbody');
+        for (i += 2; i < lines.length && /^\s*\|/.test(lines[i]); i++)
+          body.append(el('tr', {}, ...splitRow(lines[i]).map((c, k) => cell('td', c, k))));
+        table.append(body);
+        frag.append(el('div', { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-label': 'table' }, table));
+      } else if (isList(l)) {
+        const ordered = /^\s*\d/.test(l);
+        const list = el(ordered ? 'ol' : 'ul');
+        for (; i < lines.length && isList(lines[i]); i++)
+          list.append(el('li', {}, ...mdInline(lines[i].replace(/^\s*([-*+]|\d+[.)])\s+/, ''), dir)));
+        frag.append(list);
+      } else {
+        const para = [];
+        for (; i < lines.length && lines[i].trim() && !(para.length && isBlock(lines[i], lines[i + 1])); i++)
+          para.push(lines[i].trim());
+        frag.append(el('p', {}, ...mdInline(para.join(' '), dir)));
+      }
+    }
+    return frag;
+  }
+
+  async function showReport(path) {
+    const view = $('report-view');
+    const dir = path.includes('/') ? path.slice(0, path.lastIndexOf('/')) : '';
+    const close = el('button', { class: 'btn', type: 'button', text: 'Close' });
+    close.addEventListener('click', () => { view.hidden = true; view.replaceChildren(); });
+    const title = el('h3', { tabindex: '-1', text: path });
+    view.replaceChildren(el('div', { class: 'view-head' }, title,
+                            el('a', { href: reportHref(path), text: 'raw' }), close));
+    view.hidden = false;
+    try {
+      const r = await fetch(reportHref(path));
+      if (!r.ok) throw new Error('status ' + r.status);
+      const text = await r.text();
+      view.append(/\.md$/i.test(path) ? renderMarkdown(text, dir) : el('pre', { class: 'how' }, el('code', { text })));
+    } catch (e) {
+      view.append(el('p', { class: 'error', text: `Could not load ${path} (${e.message}).` }));
+    }
+    title.focus();
+  }
+
   function renderReports(data) {
     const box = $('reports');
     box.replaceChildren();
@@ -434,27 +543,46 @@
       box.append(el('pre', { class: 'how' }, el('code', { text: HOW_TO })));
       return;
     }
-    const href = (f) => '/reports/' + f.path.split('/').map(encodeURIComponent).join('/');
-    const groups = [
-      ['Reports and tables', (f) => /\.(md|txt|csv|tsv)$/i.test(f.path)],
-      ['Figures', (f) => /\.(png|svg|jpe?g)$/i.test(f.path)],
-      ['Data (JSON)', (f) => /\.json$/i.test(f.path)],
-    ];
-    for (const [title, test] of groups) {
-      const list = files.filter(test);
-      if (!list.length) continue;
-      box.append(el('h3', { text: title }));
-      if (title === 'Figures') {
-        const figs = el('div', { class: 'figs' });
-        for (const f of list)
-          figs.append(el('a', { href: href(f) }, el('img', { src: href(f), alt: f.path, loading: 'lazy' }), f.path));
-        box.append(figs);
-      } else {
-        const ul = el('ul');
-        for (const f of list)
-          ul.append(el('li', {}, el('a', { href: href(f), text: f.path }), ` (${fmtBytes(f.bytes)})`));
-        box.append(ul);
+    const texts = files.filter((f) => /\.(md|txt|csv|tsv|log)$/i.test(f.path));
+    if (texts.length) {
+      box.append(el('h3', { text: 'Reports and tables' }));
+      const ul = el('ul');
+      for (const f of texts) {
+        const show = el('button', { class: 'btn small', type: 'button', text: 'Show here', 'data-path': f.path });
+        show.addEventListener('click', () => showReport(f.path));
+        ul.append(el('li', {}, el('a', { href: reportHref(f.path), text: f.path }), ` (${fmtBytes(f.bytes)}) `, show));
       }
+      box.append(ul);
+    }
+    /* A figure comes as PNG and SVG of one name: one thumbnail, a link per format. */
+    const figures = new Map();
+    for (const f of files.filter((x) => /\.(png|svg|jpe?g)$/i.test(x.path))) {
+      const stem = f.path.replace(/\.[^.]+$/, '');
+      figures.set(stem, (figures.get(stem) || []).concat(f));
+    }
+    if (figures.size) {
+      box.append(el('h3', { text: 'Figures' }));
+      const figs = el('div', { class: 'figs' });
+      for (const [stem, list] of figures) {
+        const thumb = list.find((f) => /\.png$/i.test(f.path)) || list[0];
+        const links = el('span', { class: 'formats' });
+        list.forEach((f, k) => {
+          if (k) links.append(' · ');
+          links.append(el('a', { href: reportHref(f.path), text: f.path.split('.').pop().toUpperCase() }));
+        });
+        figs.append(el('figure', {},
+                       el('a', { href: reportHref(thumb.path), 'aria-label': stem },
+                          el('img', { src: reportHref(thumb.path), alt: stem, loading: 'lazy' })),
+                       el('figcaption', {}, stem + ' ', links)));
+      }
+      box.append(figs);
+    }
+    const json = files.filter((f) => /\.json$/i.test(f.path));
+    if (json.length) {
+      box.append(el('h3', { text: 'Data (JSON)' }));
+      const ul = el('ul');
+      for (const f of json) ul.append(el('li', {}, el('a', { href: reportHref(f.path), text: f.path }), ` (${fmtBytes(f.bytes)})`));
+      box.append(ul);
     }
     if (data.truncated) box.append(el('p', { class: 'hint', text: 'Only the first files are listed.' }));
   }

@@ -337,7 +337,9 @@ def make_reports(tmp):
     os.makedirs(os.path.join(d, "figures"))
     os.makedirs(os.path.join(d, ".git"))
     with open(os.path.join(d, "REPORT.md"), "w") as f:
-        f.write("# Paper report\n\n| model | top-1 |\n|---|---|\n| mobilenet_v3_small | 0.61 |\n")
+        f.write("# Paper report\n\nTest accuracy on **imagenet-sample**, see [the JSON](imagenet.json).\n\n"
+                "| model | top-1 |\n|---|---:|\n| mobilenet_v3_small | 0.61 |\n| shufflenet_v2_x1_0 | 0.69 |\n\n"
+                "![ROC curves](figures/roc.png)\n\n- a [bad link](javascript:alert(1))\n- `code`\n")
     with open(os.path.join(d, "imagenet.json"), "w") as f:
         json.dump({"models": [{"name": "mobilenet_v3_small", "top1": 0.61}]}, f)
     from PIL import Image, ImageDraw
@@ -614,6 +616,23 @@ def case_reports_page(b, srv):
     check(not any("secret" in l or "leak" in l or "run.sh" in l for l in links), "links %r" % links)
     b.wait(lambda: b.js("return [...document.querySelectorAll('#reports img')].every(i => i.complete && "
                         "i.naturalWidth > 0)"), "the figure thumbnails", limit_s=20)
+    # Figures: one thumbnail per stem with a link per format.
+    figs = b.js("return [...document.querySelectorAll('#reports figure')].map(f => f.innerText)")
+    check(len(figs) == 1 and "PNG" in figs[0] and "SVG" in figs[0], "figure entries %r" % figs)
+    # REPORT.md rendered in the page: its table, its figure, its safe links.
+    b.js("document.querySelector('#reports button[data-path=\"REPORT.md\"]').click()")
+    b.wait(lambda: b.js("return document.querySelectorAll('#report-view td').length > 0"), "the rendered report")
+    b.wait(lambda: b.js("const i = document.querySelector('#report-view img'); return i && i.complete && "
+                        "i.naturalWidth > 0"), "the report's figure", limit_s=20)
+    view = b.js("const v = document.getElementById('report-view'); return [v.innerText, "
+                "[...v.querySelectorAll('a')].map(a => a.getAttribute('href')), "
+                "[...v.querySelectorAll('td')].map(t => t.textContent), document.activeElement.textContent, "
+                "v.querySelector('img').getAttribute('src')]")
+    check(view[2] == ["mobilenet_v3_small", "0.61", "shufflenet_v2_x1_0", "0.69"], "table cells %r" % view[2])
+    align = b.js("return [...document.querySelectorAll('#report-view td')].map(t => getComputedStyle(t).textAlign)")
+    check(align[1] == "right" and align[0] in ("left", "start"), "column alignment %r ('---:' is right)" % align)
+    check("/reports/imagenet.json" in view[1] and not any("javascript" in h for h in view[1]), "links %r" % view[1])
+    check(view[4] == "/reports/figures/roc.png" and view[3] == "REPORT.md", "figure %r, focus on %r" % (view[4], view[3]))
     b.js("document.getElementById('reports-section').scrollIntoView()")
     b.screenshot("reports-360x740.png")
     b.collect()
