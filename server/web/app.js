@@ -543,7 +543,12 @@
       box.append(el('pre', { class: 'how' }, el('code', { text: HOW_TO })));
       return;
     }
-    const texts = files.filter((f) => /\.(md|txt|csv|tsv|log)$/i.test(f.path));
+    /* Markdown reports first, shallowest first (paper/REPORT.md before the logs under out/). */
+    const rank = (f) => [/\.md$/i.test(f.path) ? 0 : 1, f.path.split('/').length];
+    const texts = files.filter((f) => /\.(md|txt|csv|tsv|log)$/i.test(f.path)).sort((a, b) => {
+      const ra = rank(a), rb = rank(b);
+      return ra[0] - rb[0] || ra[1] - rb[1] || (a.path < b.path ? -1 : a.path > b.path ? 1 : 0);
+    });
     if (texts.length) {
       box.append(el('h3', { text: 'Reports and tables' }));
       const ul = el('ul');

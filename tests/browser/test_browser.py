@@ -342,6 +342,9 @@ def make_reports(tmp):
                 "![ROC curves](figures/roc.png)\n\n- a [bad link](javascript:alert(1))\n- `code`\n")
     with open(os.path.join(d, "imagenet.json"), "w") as f:
         json.dump({"models": [{"name": "mobilenet_v3_small", "top1": 0.61}]}, f)
+    os.makedirs(os.path.join(d, "out", "logs"))
+    with open(os.path.join(d, "out", "logs", "train_monkeys_mobilenet_v3_small_head_30_epochs_seed_1.json"), "w") as f:
+        json.dump({"epochs": []}, f)
     from PIL import Image, ImageDraw
     img = Image.new("RGB", (400, 300), "white")
     ImageDraw.Draw(img).line([(20, 280), (380, 20)], fill="blue", width=4)
@@ -369,7 +372,8 @@ def case_reports_http(srv):
     listing = json.loads(body)
     paths = [f["path"] for f in listing["files"]]
     check(listing["configured"] is True, "configured: %r" % listing)
-    check(paths == ["REPORT.md", "figures/roc.png", "figures/roc.svg", "imagenet.json"],
+    check(paths == ["REPORT.md", "figures/roc.png", "figures/roc.svg", "imagenet.json",
+                    "out/logs/train_monkeys_mobilenet_v3_small_head_30_epochs_seed_1.json"],
           "listed %r (hidden, symlinked-out and non-report files must not be)" % paths)
     st, h, body = request(srv, "GET", "/reports/REPORT.md")
     check(st == 200 and body.startswith(b"# Paper report") and h.get("content-type", "").startswith("text/plain"),
@@ -633,6 +637,8 @@ def case_reports_page(b, srv):
     check(align[1] == "right" and align[0] in ("left", "start"), "column alignment %r ('---:' is right)" % align)
     check("/reports/imagenet.json" in view[1] and not any("javascript" in h for h in view[1]), "links %r" % view[1])
     check(view[4] == "/reports/figures/roc.png" and view[3] == "REPORT.md", "figure %r, focus on %r" % (view[4], view[3]))
+    overflow = b.js("return [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    check(overflow[0] <= overflow[1], "reports make the page wider than the screen: %r" % overflow)
     b.js("document.getElementById('reports-section').scrollIntoView()")
     b.screenshot("reports-360x740.png")
     b.collect()
