@@ -28,7 +28,7 @@ IMAGE_OBJ   := $(call obj,$(IMAGE_SRC))
 SERVER_OBJ  := $(call obj,$(SERVER_SRC))
 
 # Each unit test links only what it exercises, so modules build and test independently.
-KERNELS_OBJ := $(call obj,$(wildcard core/kernels*.c) core/status.c)
+KERNELS_OBJ := $(call obj,$(wildcard core/kernels*.c) core/cpu.c core/status.c)
 WEIGHTS_OBJ := $(call obj,$(wildcard core/weights*.c) core/status.c)
 
 TEST_BINS := $(BUILD)/tests/test_kernels $(BUILD)/tests/test_weights $(BUILD)/tests/test_image \

@@ -3,15 +3,38 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-const char *cpu_openblas_coretype(void)
+/* The CPU's features, from the one probe (gcc's cpu model, filled once by libgcc at start-up). */
+typedef struct {
+    int avx2_fma;   /* AVX2 and FMA */
+    int avx512f;    /* AVX-512 Foundation */
+    int avx512_skx; /* AVX-512 F, BW, DQ and VL (Skylake-X and later) */
+} cpu_features;
+
+static cpu_features cpu_probe(void)
 {
+    cpu_features f = {0, 0, 0};
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
-        return "SkylakeX";
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+    f.avx2_fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    f.avx512f = __builtin_cpu_supports("avx512f");
+    f.avx512_skx = f.avx512f && __builtin_cpu_supports("avx512bw") &&
+                   __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
 #endif
+    return f;
+}
+
+cpu_isa cpu_isa_best(void)
+{
+    const cpu_features f = cpu_probe();
+    if (!f.avx2_fma) return CPU_ISA_GENERIC;
+    return f.avx512f ? CPU_ISA_AVX512 : CPU_ISA_AVX2;
+}
+
+const char *cpu_openblas_coretype(void)
+{
+    const cpu_features f = cpu_probe();
+    if (f.avx512_skx) return "SkylakeX";
+    if (f.avx2_fma) return "Haswell";
     return NULL;
 }
 

@@ -67,8 +67,65 @@ size_t conv2d_scratch_floats(const conv2d_params *p);
 void conv2d_forward(const conv2d_params *p, const float *x, const float *w, const float *bias,
                     float *y, float *scratch);
 
-/* Prepacked convolution: on CPUs with AVX-512F every non-depthwise convolution runs a GEMM kernel
- * on weights packed once (at model load) and on input blocks packed on the fly into scratch.
+/* ---- convolution plan ----
+ * How one convolution runs on this CPU, chosen once (at model load) by conv2d_plan_init and then
+ * only read: the path (which kernel family), the layout of the weights it reads (packed_floats > 0:
+ * packed by conv2d_plan_pack at load; else PyTorch layout), its scratch and how its output splits
+ * into thread parts. The forward executor (models/graph.c) dispatches on the plan alone; a
+ * backward pass is to dispatch on the same plan (path says which weight layout it reads and which
+ * parts are disjoint), so forward and backward share one choice per layer. */
+typedef enum {
+    CONV_PATH_DIRECT = 0, /* 1x1 stride-1 unpadded: OpenBLAS sgemm on the input itself */
+    CONV_PATH_IM2COL,     /* im2col into scratch + OpenBLAS sgemm per group (no AVX-512F) */
+    CONV_PATH_DEPTHWISE,  /* groups == c_in == c_out: dwconv2d_forward's kernels */
+    CONV_PATH_STEM,       /* first-layer 3x3 stride-2 direct kernel, packed weights (AVX-512F) */
+    CONV_PATH_WINOGRAD,   /* Winograd, weights packed transformed (AVX-512F) */
+    CONV_PATH_GEMM,       /* packed-weight GEMM (AVX-512F); pointwise convs may fuse an input
+                             scale and a residual (conv2d_plan_fusable) */
+    CONV_PATH_PW_DW,      /* a packed pointwise GEMM and the stride-2 depthwise conv after it,
+                             in bands of rows (conv2d_plan_fuse_pw_dw) */
+} conv_path;
+
+typedef struct {
+    conv_path path;
+    conv2d_params p;       /* the convolution (CONV_PATH_PW_DW: the pointwise one) */
+    conv2d_params dw;      /* CONV_PATH_PW_DW: the depthwise convolution after it */
+    int in_scale;          /* CONV_PATH_GEMM: called with an input scale (conv2d_plan_fuse_scale) */
+    size_t packed_floats;  /* packed weights' floats; 0: w is in PyTorch layout */
+    size_t scratch_floats; /* scratch of one call; one buffer per concurrent caller */
+    const float *w, *bias; /* weights as path reads them (packed or PyTorch layout), bias or NULL;
+                              set by the caller, who owns them */
+    const float *dw_w, *dw_bias; /* CONV_PATH_PW_DW: the depthwise conv's (PyTorch layout) */
+} conv2d_plan;
+
+/* The plan of p on this CPU (w, bias NULL: the caller sets them, packing first when
+ * packed_floats > 0). */
+void conv2d_plan_init(conv2d_plan *pl, const conv2d_params *p);
+/* Packs PyTorch-layout weights w of the plan's convolution into packed (pl->packed_floats). */
+void conv2d_plan_pack(const conv2d_plan *pl, const float *w, float *packed);
+/* Whether the plan can take an input scale and a residual (a pointwise CONV_PATH_GEMM plan). */
+int conv2d_plan_fusable(const conv2d_plan *pl);
+/* Marks a fusable plan as called with an input scale (its scratch grows to hold it). */
+void conv2d_plan_fuse_scale(conv2d_plan *pl);
+/* Turns the plan of a pointwise conv (fusable, no input scale) into CONV_PATH_PW_DW with the
+ * depthwise plan dw reading its output, when conv2d_pw_dw_fusable allows; returns whether it did. */
+int conv2d_plan_fuse_pw_dw(conv2d_plan *pl, const conv2d_plan *dw);
+/* Whether the plan's output splits into thread parts (the OpenBLAS paths run whole). */
+int conv2d_plan_splits(const conv2d_plan *pl);
+/* Part ith of nth of the plan's output (nth == 1, or conv2d_plan_splits). */
+kernels_part conv2d_plan_part(const conv2d_plan *pl, int ith, int nth);
+/* y = act(conv(x * in_scale) + bias + residual) for the output part (from conv2d_plan_part, or
+ * the whole output on a plan that does not split); in_scale only on a plan fused with
+ * conv2d_plan_fuse_scale, residual only on a fusable plan, each NULL otherwise; scratch of
+ * pl->scratch_floats (may be NULL when 0). x, in_scale and residual must not overlap y. */
+void conv2d_plan_forward_part(const conv2d_plan *pl, const float *x, const float *in_scale,
+                              const float *residual, float *y, float *scratch,
+                              const kernels_part *part);
+
+/* Prepacked convolution, one call at a time (each builds the plan of p; the unit tests use
+ * these): on CPUs with AVX-512F every non-depthwise convolution runs a GEMM kernel (or the
+ * Winograd / first-layer kernels) on weights packed once and on input blocks packed on the fly
+ * into scratch.
  * conv2d_packed_floats is the packed weights' size in floats, 0 when p does not take this path on
  * this CPU (depthwise, or no AVX-512F): then use conv2d_forward. conv2d_pack_weights packs
  * PyTorch-layout weights w into packed (conv2d_packed_floats(p) floats); conv2d_forward_packed

@@ -1,4 +1,5 @@
-/* Helpers shared by the AVX-512 kernels (selected at run time on CPUs with AVX-512F). */
+/* Helpers shared by the AVX-512 kernels (selected at run time on CPUs with AVX-512F). Include only
+ * where KERNELS_X86 (kernels_internal.h) is set. */
 #ifndef CNN_KERNELS_AVX512_H
 #define CNN_KERNELS_AVX512_H
 
@@ -6,9 +7,23 @@
 
 #include "kernels.h"
 
+/* Function-level target of every AVX-512 kernel (the build itself is generic x86-64). */
+#define KERNELS_AVX512 __attribute__((target("avx512f")))
+
+/* Lanes [0, n) of a 16-lane vector (all 16 for n >= 16), for n >= 0. */
+static inline __attribute__((always_inline)) __mmask16 kernels_avx512_mask(int n)
+{
+    return (__mmask16)(n >= 16 ? 0xFFFFu : (1u << n) - 1u);
+}
+
+/* Lanes [lo, hi) of a 16-lane vector (none when hi <= lo), for 0 <= lo. */
+static inline __attribute__((always_inline)) __mmask16 kernels_avx512_range_mask(int lo, int hi)
+{
+    return hi <= lo ? 0 : (__mmask16)((kernels_avx512_mask(hi) >> lo) << lo);
+}
+
 /* act(v) on 16 lanes: the vector form of act_forward, for fused epilogues. */
-static inline __attribute__((always_inline)) __attribute__((target("avx512f"))) __m512 avx512_act(__m512 v,
-                                                                                                 act_kind act)
+static inline __attribute__((always_inline)) KERNELS_AVX512 __m512 avx512_act(__m512 v, act_kind act)
 {
     const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
     const __m512 three = _mm512_set1_ps(3.0f), sixth = _mm512_set1_ps(1.0f / 6.0f);

@@ -15,11 +15,8 @@
 
 #include "kernels_internal.h"
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define KERNELS_DW_X86 1
+#if KERNELS_X86
 #include <immintrin.h>
-#else
-#define KERNELS_DW_X86 0
 #endif
 
 /* Largest kernel side with a specialized kernel. */
@@ -197,7 +194,7 @@ static void dw_channel_c(const conv2d_params *p, dw_stage *st, const float *xc, 
         dw_channel_c_k(5, 2, p, st, xc, wc, b, yc);
 }
 
-#if KERNELS_DW_X86
+#if KERNELS_X86
 #define DW_AVX2 __attribute__((target("avx2,fma")))
 
 static inline __attribute__((always_inline)) DW_AVX2 __m256 dw_act_avx2(__m256 v, act_kind act)
@@ -332,24 +329,15 @@ static DW_AVX2 void dw_channel_avx2(const conv2d_params *p, dw_stage *st, const 
 }
 #endif
 
-kernels_isa kernels_isa_best(void)
-{
-#if KERNELS_DW_X86
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        return __builtin_cpu_supports("avx512f") ? KERNELS_ISA_AVX512 : KERNELS_ISA_AVX2;
-#endif
-    return KERNELS_ISA_GENERIC;
-}
-
 void dwconv2d_forward_isa(const conv2d_params *p, const float *x, const float *w, const float *bias,
-                          float *y, kernels_isa isa)
+                          float *y, cpu_isa isa)
 {
     assert(p->groups == p->c_in && p->groups == p->c_out && p->c_in > 0);
     assert(p->h_out > 0 && p->w_out > 0 && p->k_h > 0 && p->k_w > 0);
     assert(p->stride_h > 0 && p->stride_w > 0 && p->pad_t >= 0 && p->pad_l >= 0);
-    assert(isa == KERNELS_ISA_GENERIC || isa == KERNELS_ISA_AVX2 || isa == KERNELS_ISA_AVX512);
+    assert(isa == CPU_ISA_GENERIC || isa == CPU_ISA_AVX2 || isa == CPU_ISA_AVX512);
     (void)isa; /* only read on x86 */
-    if (isa >= KERNELS_ISA_AVX512 && kernels_dw_avx512_applies(p)) {
+    if (isa >= CPU_ISA_AVX512 && kernels_dw_avx512_applies(p)) {
         kernels_dw_avx512(p, x, w, bias, y);
         return;
     }
@@ -366,17 +354,36 @@ void dwconv2d_forward_isa(const conv2d_params *p, const float *x, const float *w
     }
     float buf[(DW_STAGE_ROWS + 1) * DW_ROW_MAX];
     dw_stage st;
-    dw_stage_init(&st, buf, isa >= KERNELS_ISA_AVX2 ? p->k_h + p->stride_h : p->k_h, width, p);
+    dw_stage_init(&st, buf, isa >= CPU_ISA_AVX2 ? p->k_h + p->stride_h : p->k_h, width, p);
     for (int c = 0; c < p->c_in; c++) {
         const float *xc = x + (size_t)c * hw_in, *wc = w + (size_t)c * kk;
         const float b = bias ? bias[c] : 0.0f;
         float *yc = y + (size_t)c * hw_out;
-#if KERNELS_DW_X86
-        if (isa >= KERNELS_ISA_AVX2) {
+#if KERNELS_X86
+        if (isa >= CPU_ISA_AVX2) {
             dw_channel_avx2(p, &st, xc, wc, b, yc);
             continue;
         }
 #endif
         dw_channel_c(p, &st, xc, wc, b, yc);
     }
+}
+
+void dwconv2d_forward(const conv2d_params *p, const float *x, const float *w, const float *bias,
+                      float *y)
+{
+    dwconv2d_forward_isa(p, x, w, bias, y, cpu_isa_best());
+}
+
+/* Channels are independent: channels [c0, c1) are the depthwise convolution of c1 - c0 channels. */
+void dwconv2d_forward_part(const conv2d_params *p, const float *x, const float *w,
+                           const float *bias, float *y, int c0, int c1)
+{
+    assert(0 <= c0 && c0 <= c1 && c1 <= p->c_out);
+    if (c0 == c1) return;
+    conv2d_params q = *p;
+    q.c_in = q.c_out = q.groups = c1 - c0;
+    const size_t kk = (size_t)p->k_h * (size_t)p->k_w;
+    dwconv2d_forward(&q, x + (size_t)c0 * (size_t)p->h_in * (size_t)p->w_in, w + (size_t)c0 * kk,
+                     bias ? bias + c0 : NULL, y + (size_t)c0 * (size_t)p->h_out * (size_t)p->w_out);
 }

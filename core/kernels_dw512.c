@@ -24,12 +24,8 @@
 
 #include "kernels_internal.h"
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define DW512_X86 1
-#include <immintrin.h>
+#if KERNELS_X86
 #include "kernels_avx512.h"
-#else
-#define DW512_X86 0
 #endif
 
 /* Wider rows take the padded-plane kernel, whose plain loads beat the per-load masks once a row
@@ -73,14 +69,7 @@ int kernels_dw_avx512_applies(const conv2d_params *p)
     return dw512_flat_applies(p) || dw512_s2_applies(p) || dw512_pad_applies(p);
 }
 
-#if DW512_X86
-#define DW512_AVX512 __attribute__((target("avx512f")))
-
-static inline __attribute__((always_inline)) DW512_AVX512 __mmask16 dw512_mask16(int n)
-{
-    return (__mmask16)(n >= 16 ? 0xFFFFu : (1u << n) - 1u);
-}
-
+#if KERNELS_X86
 /* The staged copies of one channel: copy j at stage + j * stride, the map from offset lead. */
 typedef struct {
     float *stage;
@@ -89,7 +78,7 @@ typedef struct {
 
 /* Output vectors [v0, v0 + nv) of one channel from its staged copies. kh_c / kw_c: compile-time
  * kernel sides of the specialized instances (0: read from p). */
-static inline __attribute__((always_inline)) DW512_AVX512 void
+static inline __attribute__((always_inline)) KERNELS_AVX512 void
 dw512_block(const int nv, const int kh_c, const int kw_c, const act_kind act,
             const conv2d_params *p, const dw512_flat_stage *st, const float *wc, float b, int v0,
             float *yc)
@@ -115,11 +104,11 @@ dw512_block(const int nv, const int kh_c, const int kw_c, const act_kind act,
 #pragma GCC unroll 8
     for (int v = 0; v < nv; v++) {
         const int n = 16 * (v0 + v);
-        _mm512_mask_storeu_ps(yc + n, dw512_mask16(n_out - n), avx512_act(acc[v], act));
+        _mm512_mask_storeu_ps(yc + n, kernels_avx512_mask(n_out - n), avx512_act(acc[v], act));
     }
 }
 
-static inline __attribute__((always_inline)) DW512_AVX512 void
+static inline __attribute__((always_inline)) KERNELS_AVX512 void
 dw512_channel_k(const int kh_c, const int kw_c, const act_kind act, const conv2d_params *p,
                 const dw512_flat_stage *st, int n_vec, const float *wc, float b, float *yc)
 {
@@ -142,7 +131,7 @@ typedef void (*dw512_channel_fn)(const conv2d_params *p, const dw512_flat_stage 
 /* Square 3x3 and 5x5 (MobileNet, ShuffleNet) with unrolled taps, per activation; other sizes
  * with tap loops. */
 #define DW512_INSTANCE(name, kh, kw, act)                                                         \
-    static DW512_AVX512 void name(const conv2d_params *p, const dw512_flat_stage *st, int n_vec, \
+    static KERNELS_AVX512 void name(const conv2d_params *p, const dw512_flat_stage *st, int n_vec, \
                                   const float *wc, float b, float *yc)                            \
     {                                                                                             \
         dw512_channel_k(kh, kw, act, p, st, n_vec, wc, b, yc);                                    \
@@ -159,7 +148,7 @@ DW512_ACTS(dw512_k3, 3, 3)
 DW512_ACTS(dw512_k5, 5, 5)
 DW512_ACTS(dw512_any, 0, 0)
 
-static DW512_AVX512 void dw512_forward(const conv2d_params *p, const float *x, const float *w,
+static KERNELS_AVX512 void dw512_forward(const conv2d_params *p, const float *x, const float *w,
                                        const float *bias, float *y)
 {
     const int w_in = p->w_in, n_out = p->h_out * p->w_out, n_vec = (n_out + 15) / 16;
@@ -190,7 +179,7 @@ static DW512_AVX512 void dw512_forward(const conv2d_params *p, const float *x, c
     for (int c = 0; c < p->c_in; c++) {
         const float *xc = x + (size_t)c * (size_t)hw_in;
         for (int u = 0; u < n_vec_in; u++) {
-            const __m512 xv = _mm512_maskz_loadu_ps(dw512_mask16(hw_in - 16 * u), xc + 16 * u);
+            const __m512 xv = _mm512_maskz_loadu_ps(kernels_avx512_mask(hw_in - 16 * u), xc + 16 * u);
             for (int j = 0; j < p->k_w; j++)
                 _mm512_store_ps(stage + (size_t)j * (size_t)stride + lead + 16 * u,
                                 _mm512_maskz_mov_ps(keep[j * DW512_MAX_VECS + u], xv));
@@ -200,7 +189,7 @@ static DW512_AVX512 void dw512_forward(const conv2d_params *p, const float *x, c
 }
 #endif
 
-#if DW512_X86
+#if KERNELS_X86
 /* ---- stride 2, k_w < 5: rows ----
  * Output row oh, 16 columns q0.. at a time, straight from the input rows (nothing staged): tap
  * (i, j) of output q reads input column 2q - pad_l + j, so the taps j and j + 1 of 16 outputs are
@@ -211,14 +200,14 @@ static DW512_AVX512 void dw512_forward(const conv2d_params *p, const float *x, c
 static __mmask16 dw512_col_mask(int c, int w_in)
 {
     const int lo = kernels_imax(-c, 0), hi = kernels_imin(w_in - c, 16);
-    return hi <= lo ? 0 : (__mmask16)(((hi >= 16 ? 0xFFFFu : (1u << hi) - 1u) >> lo) << lo);
+    return kernels_avx512_range_mask(lo, hi);
 }
 
 /* mask[(v * DW512_S2M_PAIRS + jp) * 2 + h]: load h of tap pair jp for output vector v. */
 #define DW512_S2M_PAIRS 4 /* (k_w + 1) / 2 for k_w <= 7 */
 #define DW512_S2M_MAX_VECS 64
 
-static inline __attribute__((always_inline)) DW512_AVX512 void
+static inline __attribute__((always_inline)) KERNELS_AVX512 void
 dw512_s2m_channel_k(const int kh_c, const int kw_c, const act_kind act, const conv2d_params *p,
                    const __mmask16 *mask, const float *xc, const float *wc, float b, float *yc)
 {
@@ -251,7 +240,7 @@ dw512_s2m_channel_k(const int kh_c, const int kw_c, const act_kind act, const co
                 }
             }
             const int n = p->w_out - q0;
-            _mm512_mask_storeu_ps(yr + q0, dw512_mask16(n), avx512_act(acc, act));
+            _mm512_mask_storeu_ps(yr + q0, kernels_avx512_mask(n), avx512_act(acc, act));
         }
     }
 }
@@ -259,7 +248,7 @@ dw512_s2m_channel_k(const int kh_c, const int kw_c, const act_kind act, const co
 typedef void (*dw512_s2m_fn)(const conv2d_params *p, const __mmask16 *mask, const float *xc,
                             const float *wc, float b, float *yc);
 #define DW512_S2M_INSTANCE(name, kh, kw, act)                                                      \
-    static DW512_AVX512 void name(const conv2d_params *p, const __mmask16 *mask, const float *xc, \
+    static KERNELS_AVX512 void name(const conv2d_params *p, const __mmask16 *mask, const float *xc, \
                                   const float *wc, float b, float *yc)                            \
     {                                                                                             \
         dw512_s2m_channel_k(kh, kw, act, p, mask, xc, wc, b, yc);                                  \
@@ -275,7 +264,7 @@ typedef void (*dw512_s2m_fn)(const conv2d_params *p, const __mmask16 *mask, cons
 DW512_S2M_ACTS(dw512_s2m_k3, 3, 3)
 DW512_S2M_ACTS(dw512_s2m_any, 0, 0)
 
-static DW512_AVX512 void dw512_s2m_forward(const conv2d_params *p, const float *x, const float *w,
+static KERNELS_AVX512 void dw512_s2m_forward(const conv2d_params *p, const float *x, const float *w,
                                           const float *bias, float *y, size_t y_plane)
 {
     const int k = p->k_h == p->k_w ? p->k_h : 0;
@@ -294,7 +283,7 @@ static DW512_AVX512 void dw512_s2m_forward(const conv2d_params *p, const float *
 }
 #endif
 
-#if DW512_X86
+#if KERNELS_X86
 /* ---- stride 2, k_w >= 5: deinterleaved rows ----
  * Tap (i, j) of output column q reads input column 2q - pad_l + j. Each input row is staged once
  * as two arrays, E[t] = x[2t - pad_l] and O[t] = x[2t - pad_l + 1] (zero outside the row), so
@@ -314,9 +303,9 @@ static DW512_AVX512 void dw512_s2m_forward(const conv2d_params *p, const float *
  * 1024 + 16 + 16). */
 #define DW512_S2_STAGE_FLOATS (8 * 2 * (16 * 64 + 32))
 
-static inline __attribute__((always_inline)) DW512_AVX512 __mmask16 dw512_mask16_clamped(int n)
+static inline __attribute__((always_inline)) KERNELS_AVX512 __mmask16 dw512_mask16_clamped(int n)
 {
-    return n <= 0 ? 0 : dw512_mask16(n);
+    return n <= 0 ? 0 : kernels_avx512_mask(n);
 }
 
 /* Most chunks of 16 E (and O) floats a row stages: 1024 outputs + 16. */
@@ -335,7 +324,7 @@ typedef struct {
 
 /* Stages input row xr into ev (x's even columns from offset off_ev) and od (odd columns from
  * off_od); cells past the row get zeros, cells before the offsets stay zero. */
-static inline __attribute__((always_inline)) DW512_AVX512 void
+static inline __attribute__((always_inline)) KERNELS_AVX512 void
 dw512_s2_stage_row(const dw512_s2_ring *rg, const float *xr, float *ev, float *od)
 {
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
@@ -353,7 +342,7 @@ dw512_s2_stage_row(const dw512_s2_ring *rg, const float *xr, float *ev, float *o
 }
 
 /* Output rows [oh0, oh0 + nr) (rows past h_out computed, not stored), columns [q0, q0 + 16 nv). */
-static inline __attribute__((always_inline)) DW512_AVX512 void
+static inline __attribute__((always_inline)) KERNELS_AVX512 void
 dw512_s2_block(const int nr, const int nv, const int kh_c, const int kw_c, const act_kind act,
                const conv2d_params *p, const dw512_s2_ring *rg, const float *wc, float b, int oh0,
                int q0, float *yc, size_t y_row)
@@ -397,7 +386,7 @@ dw512_s2_block(const int nr, const int nv, const int kh_c, const int kw_c, const
     }
 }
 
-static inline __attribute__((always_inline)) DW512_AVX512 void
+static inline __attribute__((always_inline)) KERNELS_AVX512 void
 dw512_s2_channel_k(const int nr, const int nv, const int kh_c, const int kw_c, const act_kind act,
                    const conv2d_params *p, const dw512_s2_ring *rg, const float *xc,
                    const float *wc, float b, float *yc)
@@ -422,7 +411,7 @@ dw512_s2_channel_k(const int nr, const int nv, const int kh_c, const int kw_c, c
 typedef void (*dw512_s2_fn)(const conv2d_params *p, const dw512_s2_ring *rg, const float *xc,
                             const float *wc, float b, float *yc);
 #define DW512_S2_INSTANCE(name, nr, nv, kh, kw, act)                                              \
-    static DW512_AVX512 void name(const conv2d_params *p, const dw512_s2_ring *rg,               \
+    static KERNELS_AVX512 void name(const conv2d_params *p, const dw512_s2_ring *rg,               \
                                   const float *xc, const float *wc, float b, float *yc)           \
     {                                                                                             \
         dw512_s2_channel_k(nr, nv, kh, kw, act, p, rg, xc, wc, b, yc);                            \
@@ -445,7 +434,7 @@ DW512_S2_LAYOUT(dw512_s2_2x4, 2, 4)
 DW512_S2_LAYOUT(dw512_s2_1x4, 1, 4)
 
 /* Output channel c at y + c * y_plane (h_out * w_out for a whole map, more for a band of rows). */
-static DW512_AVX512 void dw512_s2_forward(const conv2d_params *p, const float *x, const float *w,
+static KERNELS_AVX512 void dw512_s2_forward(const conv2d_params *p, const float *x, const float *w,
                                           const float *bias, float *y, size_t y_plane)
 {
     if (p->k_w < 5) { /* few taps per staged row: staging measured slower (3x3 28 wide: +40%) */
@@ -507,7 +496,7 @@ static DW512_AVX512 void dw512_s2_forward(const conv2d_params *p, const float *x
 /* Output rows [oh, oh + nr) (nr 1 or 2), columns [q0, q0 + 16 * nv): input row oh + q serves
  * tap row q of output row oh and tap row q - 1 of output row oh + 1, so one load feeds both rows;
  * each output still accumulates its taps in the order (i, j) from the bias. */
-static inline __attribute__((always_inline)) DW512_AVX512 void
+static inline __attribute__((always_inline)) KERNELS_AVX512 void
 dw512_pad_rows(const int nr, const int kh_c, const int kw_c, const act_kind act,
                const conv2d_params *p, const float *plane, int wp, const float *wc, float b,
                int oh, int q0, int nv, float *yc)
@@ -545,12 +534,12 @@ dw512_pad_rows(const int nr, const int kh_c, const int kw_c, const act_kind act,
         for (int v = 0; v < 4; v++) {
             if (v >= nv) break;
             const int n = p->w_out - q0 - 16 * v;
-            _mm512_mask_storeu_ps(yr + 16 * v, dw512_mask16(n), avx512_act(acc[r][v], act));
+            _mm512_mask_storeu_ps(yr + 16 * v, kernels_avx512_mask(n), avx512_act(acc[r][v], act));
         }
     }
 }
 
-static inline __attribute__((always_inline)) DW512_AVX512 void
+static inline __attribute__((always_inline)) KERNELS_AVX512 void
 dw512_pad_channel_k(const int kh_c, const int kw_c, const act_kind act, const conv2d_params *p,
                     const float *plane, int wp, const float *wc, float b, float *yc)
 {
@@ -568,7 +557,7 @@ dw512_pad_channel_k(const int kh_c, const int kw_c, const act_kind act, const co
 typedef void (*dw512_pad_fn)(const conv2d_params *p, const float *plane, int wp, const float *wc,
                              float b, float *yc);
 #define DW512_PAD_INSTANCE(name, kh, kw, act)                                                     \
-    static DW512_AVX512 void name(const conv2d_params *p, const float *plane, int wp,            \
+    static KERNELS_AVX512 void name(const conv2d_params *p, const float *plane, int wp,            \
                                   const float *wc, float b, float *yc)                            \
     {                                                                                             \
         dw512_pad_channel_k(kh, kw, act, p, plane, wp, wc, b, yc);                                \
@@ -585,7 +574,7 @@ DW512_PAD_ACTS(dw512_pad_k3, 3, 3)
 DW512_PAD_ACTS(dw512_pad_k5, 5, 5)
 DW512_PAD_ACTS(dw512_pad_any, 0, 0)
 
-static DW512_AVX512 void dw512_pad_forward(const conv2d_params *p, const float *x, const float *w,
+static KERNELS_AVX512 void dw512_pad_forward(const conv2d_params *p, const float *x, const float *w,
                                            const float *bias, float *y)
 {
     const int hp = (p->h_out - 1) + p->k_h, wp = (p->w_out - 1) + p->k_w;
@@ -606,8 +595,8 @@ static DW512_AVX512 void dw512_pad_forward(const conv2d_params *p, const float *
             float *d = plane + (size_t)(ih + p->pad_t) * (size_t)wp + p->pad_l;
             const float *src = xc + (size_t)ih * (size_t)p->w_in;
             for (int t = 0; t < n_cols; t += 16)
-                _mm512_mask_storeu_ps(d + t, dw512_mask16(n_cols - t),
-                                      _mm512_maskz_loadu_ps(dw512_mask16(n_cols - t), src + t));
+                _mm512_mask_storeu_ps(d + t, kernels_avx512_mask(n_cols - t),
+                                      _mm512_maskz_loadu_ps(kernels_avx512_mask(n_cols - t), src + t));
         }
         channel(p, plane, wp, w + (size_t)c * kk, bias ? bias[c] : 0.0f, y + (size_t)c * hw_out);
     }
@@ -617,8 +606,8 @@ static DW512_AVX512 void dw512_pad_forward(const conv2d_params *p, const float *
 void kernels_dw_avx512(const conv2d_params *p, const float *x, const float *w, const float *bias,
                        float *y)
 {
-    assert(kernels_dw_avx512_applies(p) && kernels_isa_best() >= KERNELS_ISA_AVX512);
-#if DW512_X86
+    assert(kernels_dw_avx512_applies(p) && cpu_isa_best() >= CPU_ISA_AVX512);
+#if KERNELS_X86
     if (dw512_flat_applies(p))
         dw512_forward(p, x, w, bias, y);
     else if (dw512_s2_applies(p))
@@ -635,8 +624,8 @@ int kernels_dw_avx512_s2_applies(const conv2d_params *p) { return dw512_s2_appli
 void kernels_dw_avx512_s2(const conv2d_params *p, const float *x, const float *w,
                           const float *bias, float *y, size_t y_plane)
 {
-    assert(dw512_s2_applies(p) && kernels_isa_best() >= KERNELS_ISA_AVX512);
-#if DW512_X86
+    assert(dw512_s2_applies(p) && cpu_isa_best() >= CPU_ISA_AVX512);
+#if KERNELS_X86
     dw512_s2_forward(p, x, w, bias, y, y_plane);
 #else
     (void)x, (void)w, (void)bias, (void)y, (void)y_plane;

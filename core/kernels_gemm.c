@@ -1,4 +1,4 @@
-/* Prepacked-weight convolution on AVX-512 (see conv2d_forward_packed in kernels.h).
+/* Prepacked-weight GEMM convolution on AVX-512 (CONV_PATH_GEMM, see kernels.h).
  *
  * Every non-depthwise convolution is a GEMM per group, Y[c_out][hw_out] = W[c_out][K] *
  * B[K][hw_out] with B the im2col matrix (K = c_in/groups * k_h * k_w). Nothing materializes B:
@@ -13,7 +13,8 @@
  * The micro-kernel keeps a GEMM_MR x GEMM_NR tile of Y in 24 zmm registers, starts it at the bias
  * and applies the activation before the only store, so the epilogue costs no extra pass.
  * Compiled with function-level target attributes (the build is generic x86-64) and used only when
- * the CPU has AVX-512F: conv2d_packed_floats returns 0 otherwise and callers keep conv2d_forward. */
+ * the CPU has AVX-512F: conv2d_plan_init (kernels_conv.c) chooses this path, or the Winograd and
+ * first-layer kernels, which build on the same packed layout and the same GEMM. */
 #include "kernels.h"
 
 #include <assert.h>
@@ -21,12 +22,8 @@
 
 #include "kernels_internal.h"
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define GEMM_X86 1
-#include <immintrin.h>
+#if KERNELS_X86
 #include "kernels_avx512.h"
-#else
-#define GEMM_X86 0
 #endif
 
 /* Micro-tile: GEMM_MR output channels x GEMM_NR output positions (4 zmm per row). */
@@ -46,12 +43,6 @@ typedef struct {
     int direct;        /* B is the input itself (1x1, stride 1, no padding) */
 } gemm_shape;
 
-static int conv_is_pointwise(const conv2d_params *p)
-{
-    return p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_t == 0 &&
-           p->pad_l == 0 && p->h_out == p->h_in && p->w_out == p->w_in;
-}
-
 static gemm_shape gemm_shape_of(const conv2d_params *p)
 {
     gemm_shape s;
@@ -59,7 +50,7 @@ static gemm_shape gemm_shape_of(const conv2d_params *p)
     s.k = p->c_in / p->groups * p->k_h * p->k_w;
     s.n = p->h_out * p->w_out;
     s.n_panels_m = (s.m + GEMM_MR - 1) / GEMM_MR;
-    s.direct = conv_is_pointwise(p);
+    s.direct = kernels_conv_pointwise(p);
     return s;
 }
 
@@ -69,32 +60,14 @@ static gemm_shape gemm_shape_of(const conv2d_params *p)
  * +30%). */
 static int gemm_scale_weights(const gemm_shape *s) { return s->n_panels_m * GEMM_MR <= s->n; }
 
-static int gemm_applies(const conv2d_params *p, kernels_isa isa)
+size_t kernels_gemm_conv_packed_floats(const conv2d_params *p)
 {
-    const int depthwise = p->groups == p->c_in && p->groups == p->c_out;
-    return isa == KERNELS_ISA_AVX512 && !depthwise;
-}
-
-size_t conv2d_packed_floats(const conv2d_params *p)
-{
-    if (!gemm_applies(p, kernels_isa_best())) return 0;
-    if (kernels_stem_applies(p))
-        return (size_t)p->c_out * (size_t)p->c_in * (size_t)p->k_h * (size_t)p->k_w;
-    if (kernels_wino_applies(p)) return kernels_wino_packed_floats(p);
     const gemm_shape s = gemm_shape_of(p);
     return (size_t)p->groups * (size_t)s.n_panels_m * GEMM_MR * (size_t)s.k;
 }
 
-void conv2d_pack_weights(const conv2d_params *p, const float *w, float *packed)
+void kernels_gemm_conv_pack(const conv2d_params *p, const float *w, float *packed)
 {
-    if (kernels_stem_applies(p)) {
-        kernels_stem_pack(p, w, packed);
-        return;
-    }
-    if (kernels_wino_applies(p)) {
-        kernels_wino_pack(p, w, packed);
-        return;
-    }
     const gemm_shape s = gemm_shape_of(p);
     const size_t group_floats = (size_t)s.n_panels_m * GEMM_MR * (size_t)s.k;
     for (int g = 0; g < p->groups; g++)
@@ -126,10 +99,8 @@ static size_t gemm_padded_floats(const conv2d_params *p)
     return (n + 15) / 16 * 16;
 }
 
-size_t conv2d_packed_scratch_floats(const conv2d_params *p)
+size_t kernels_gemm_conv_scratch_floats(const conv2d_params *p)
 {
-    if (kernels_stem_applies(p)) return 0;
-    if (kernels_wino_applies(p)) return kernels_wino_scratch_floats(p);
     const gemm_shape s = gemm_shape_of(p);
     if (s.direct) return 0;
     const int kc = kernels_imin(s.k, GEMM_KC);
@@ -137,14 +108,12 @@ size_t conv2d_packed_scratch_floats(const conv2d_params *p)
     return gemm_padded_floats(p) + (size_t)kc * (size_t)nc;
 }
 
-#if GEMM_X86
-#define GEMM_AVX512 __attribute__((target("avx512f")))
-
+#if KERNELS_X86
 /* ---- B packing ---- */
 
 /* dst[t] = src[t * s] for t < n. Stride 1 and 2 use whole vectors with a masked tail (no read
  * past the last element used), larger strides a masked gather. */
-static inline __attribute__((always_inline)) GEMM_AVX512 void gemm_copy_strided(float *dst,
+static inline __attribute__((always_inline)) KERNELS_AVX512 void gemm_copy_strided(float *dst,
                                                                                 const float *src,
                                                                                 int n, int s)
 {
@@ -152,7 +121,7 @@ static inline __attribute__((always_inline)) GEMM_AVX512 void gemm_copy_strided(
     if (s == 1) {
         for (; t + 16 <= n; t += 16) _mm512_storeu_ps(dst + t, _mm512_loadu_ps(src + t));
         if (t < n) {
-            const __mmask16 m = (__mmask16)((1u << (n - t)) - 1u);
+            const __mmask16 m = kernels_avx512_mask(n - t);
             _mm512_mask_storeu_ps(dst + t, m, _mm512_maskz_loadu_ps(m, src + t));
         }
     } else if (s == 2) {
@@ -161,7 +130,7 @@ static inline __attribute__((always_inline)) GEMM_AVX512 void gemm_copy_strided(
         for (; t < n; t += 16) {
             /* outputs t..t+c-1 read src[2t .. 2(t+c-1)]: 2c-1 floats over two vectors */
             const int c = kernels_imin(n - t, 16), used = 2 * c - 1;
-            const __mmask16 m0 = (__mmask16)(used >= 16 ? 0xFFFFu : (1u << used) - 1u);
+            const __mmask16 m0 = kernels_avx512_mask(used);
             const __mmask16 m1 = (__mmask16)(used > 16 ? (1u << (used - 16)) - 1u : 0u);
             const __m512 lo = _mm512_maskz_loadu_ps(m0, src + 2 * t);
             const __m512 hi = _mm512_maskz_loadu_ps(m1, src + 2 * t + 16);
@@ -169,7 +138,7 @@ static inline __attribute__((always_inline)) GEMM_AVX512 void gemm_copy_strided(
             if (c == 16)
                 _mm512_storeu_ps(dst + t, v);
             else
-                _mm512_mask_storeu_ps(dst + t, (__mmask16)((1u << c) - 1u), v);
+                _mm512_mask_storeu_ps(dst + t, kernels_avx512_mask(c), v);
         }
     } else {
         const __m512i idx = _mm512_mullo_epi32(
@@ -177,7 +146,7 @@ static inline __attribute__((always_inline)) GEMM_AVX512 void gemm_copy_strided(
             _mm512_set1_epi32(s));
         for (; t < n; t += 16) {
             const int c = kernels_imin(n - t, 16);
-            const __mmask16 m = (__mmask16)(c == 16 ? 0xFFFFu : (1u << c) - 1u);
+            const __mmask16 m = kernels_avx512_mask(c);
             const __m512 v =
                 _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, src + (size_t)t * s, 4);
             _mm512_mask_storeu_ps(dst + t, m, v);
@@ -186,13 +155,13 @@ static inline __attribute__((always_inline)) GEMM_AVX512 void gemm_copy_strided(
 }
 
 /* dst[t] = src[t] * f for t < n. */
-static inline __attribute__((always_inline)) GEMM_AVX512 void gemm_copy_scaled(float *dst,
+static inline __attribute__((always_inline)) KERNELS_AVX512 void gemm_copy_scaled(float *dst,
                                                                                const float *src,
                                                                                int n, float f)
 {
     const __m512 vf = _mm512_set1_ps(f);
     for (int t = 0; t < n; t += 16) {
-        const __mmask16 m = (__mmask16)(n - t >= 16 ? 0xFFFFu : (1u << (n - t)) - 1u);
+        const __mmask16 m = kernels_avx512_mask(n - t);
         _mm512_mask_storeu_ps(dst + t, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, src + t), vf));
     }
 }
@@ -234,7 +203,7 @@ static void gemm_pad_input(const conv2d_params *p, const float *x, int c, float 
  * buf[(panel * kc + row) * GEMM_NR + column]; cells past the last column stay unwritten (the
  * micro-kernel masks them). Each row of a panel is copied as runs of one output row each (one
  * run when rows_contiguous). */
-static GEMM_AVX512 void gemm_pack_block(const gemm_src *src, int k0, int kc, int n0, int nc,
+static KERNELS_AVX512 void gemm_pack_block(const gemm_src *src, int k0, int kc, int n0, int nc,
                                         float *buf)
 {
     const int n_panels = (nc + GEMM_NR - 1) / GEMM_NR, kk = src->k_h * src->k_w;
@@ -293,7 +262,7 @@ typedef struct {
 } gemm_tile;
 
 /* nv = ceil(n / 16) vectors per row; the last one is masked on loads and stores. */
-static inline __attribute__((always_inline)) GEMM_AVX512 void gemm_tile_nv(const int nv,
+static inline __attribute__((always_inline)) KERNELS_AVX512 void gemm_tile_nv(const int nv,
                                                                            const gemm_tile *t)
 {
     const __mmask16 tail = (__mmask16)(0xFFFFu >> (16 * nv - t->n));
@@ -350,10 +319,10 @@ static inline __attribute__((always_inline)) GEMM_AVX512 void gemm_tile_nv(const
  * FMA per k instead of GEMM_MR on a vector with a single used lane (49 columns: 19 FMAs per k
  * instead of 24). Every value is the same chain of FMAs over k as in gemm_tile_nv, so the bits
  * are the same. */
-static inline __attribute__((always_inline)) GEMM_AVX512 void gemm_tile_nv1(const int nv,
+static inline __attribute__((always_inline)) KERNELS_AVX512 void gemm_tile_nv1(const int nv,
                                                                             const gemm_tile *t)
 {
-    const __mmask16 rows = (__mmask16)((1u << t->m) - 1u), panel = (1u << GEMM_MR) - 1u;
+    const __mmask16 rows = kernels_avx512_mask(t->m), panel = (1u << GEMM_MR) - 1u;
     const int col = 16 * nv; /* the transposed column */
     __m512 acc[GEMM_MR][3], acc_col;
     float col_buf[16] = {0};
@@ -408,15 +377,15 @@ static inline __attribute__((always_inline)) GEMM_AVX512 void gemm_tile_nv1(cons
     }
 }
 
-static GEMM_AVX512 void gemm_tile_1(const gemm_tile *t) { gemm_tile_nv(1, t); }
-static GEMM_AVX512 void gemm_tile_2(const gemm_tile *t) { gemm_tile_nv(2, t); }
-static GEMM_AVX512 void gemm_tile_3(const gemm_tile *t) { gemm_tile_nv(3, t); }
-static GEMM_AVX512 void gemm_tile_4(const gemm_tile *t) { gemm_tile_nv(4, t); }
-static GEMM_AVX512 void gemm_tile_1_1(const gemm_tile *t) { gemm_tile_nv1(1, t); }
-static GEMM_AVX512 void gemm_tile_2_1(const gemm_tile *t) { gemm_tile_nv1(2, t); }
-static GEMM_AVX512 void gemm_tile_3_1(const gemm_tile *t) { gemm_tile_nv1(3, t); }
+static KERNELS_AVX512 void gemm_tile_1(const gemm_tile *t) { gemm_tile_nv(1, t); }
+static KERNELS_AVX512 void gemm_tile_2(const gemm_tile *t) { gemm_tile_nv(2, t); }
+static KERNELS_AVX512 void gemm_tile_3(const gemm_tile *t) { gemm_tile_nv(3, t); }
+static KERNELS_AVX512 void gemm_tile_4(const gemm_tile *t) { gemm_tile_nv(4, t); }
+static KERNELS_AVX512 void gemm_tile_1_1(const gemm_tile *t) { gemm_tile_nv1(1, t); }
+static KERNELS_AVX512 void gemm_tile_2_1(const gemm_tile *t) { gemm_tile_nv1(2, t); }
+static KERNELS_AVX512 void gemm_tile_3_1(const gemm_tile *t) { gemm_tile_nv1(3, t); }
 
-static GEMM_AVX512 void gemm_tile_run(const gemm_tile *t)
+static KERNELS_AVX512 void gemm_tile_run(const gemm_tile *t)
 {
     switch (t->n) {
     case 17: gemm_tile_1_1(t); return;
@@ -451,7 +420,7 @@ typedef struct {
 /* c[m][n] = act(a * B + bias + res) (res may be NULL) for a packed as kernels_gemm_a_offset lays
  * it out and B either read in place (src NULL: k rows of n floats at stride ldb from b) or
  * packed from src block by block into block; only the part r of c. */
-static GEMM_AVX512 void gemm_run(int m, int k, const float *a, const gemm_src *src,
+static KERNELS_AVX512 void gemm_run(int m, int k, const float *a, const gemm_src *src,
                                  const float *b, size_t ldb, float *block, float *c, size_t ldc,
                                  const float *bias, const float *res, act_kind act,
                                  const gemm_range *r)
@@ -494,7 +463,7 @@ static GEMM_AVX512 void gemm_run(int m, int k, const float *a, const gemm_src *s
 /* out = a with column k (input channel k) scaled by f[k], in a's packed layout, for panels
  * [ib0, ib1): per k-block and panel, kc rows of GEMM_MR floats; 8 k at a time, their factors
  * spread over the 48 floats by permutes. */
-static GEMM_AVX512 void gemm_scale_a(int m, int k, const float *a, const float *f, int ib0,
+static KERNELS_AVX512 void gemm_scale_a(int m, int k, const float *a, const float *f, int ib0,
                                      int ib1, float *out)
 {
     const int n_panels = (m + GEMM_MR - 1) / GEMM_MR;
@@ -512,11 +481,11 @@ static GEMM_AVX512 void gemm_scale_a(int m, int k, const float *a, const float *
             float *dst = out + block + (size_t)ib * (size_t)kc * GEMM_MR;
             for (int kk = 0; kk < kc; kk += 8) {
                 const int n_k = kernels_imin(8, kc - kk);
-                const __m512 fv = _mm512_maskz_loadu_ps((__mmask16)((1u << n_k) - 1u), f + k0 + kk);
+                const __m512 fv = _mm512_maskz_loadu_ps(kernels_avx512_mask(n_k), f + k0 + kk);
                 for (int v = 0; v < 3; v++) {
                     const int at = 16 * v, n = kernels_imin(16, GEMM_MR * n_k - at);
                     if (n <= 0) break;
-                    const __mmask16 mk = (__mmask16)(n >= 16 ? 0xFFFFu : (1u << n) - 1u);
+                    const __mmask16 mk = kernels_avx512_mask(n);
                     const size_t o = (size_t)kk * GEMM_MR + (size_t)at;
                     _mm512_mask_storeu_ps(dst + o, mk,
                                           _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, src + o),
@@ -527,7 +496,7 @@ static GEMM_AVX512 void gemm_scale_a(int m, int k, const float *a, const float *
     }
 }
 
-static GEMM_AVX512 void gemm_conv_group(const conv2d_params *p, const gemm_shape *s,
+static KERNELS_AVX512 void gemm_conv_group(const conv2d_params *p, const gemm_shape *s,
                                         const float *x, const float *in_scale, const float *a,
                                         const float *bias, const float *res, float *y,
                                         float *scratch, const gemm_range *r)
@@ -560,9 +529,9 @@ static GEMM_AVX512 void gemm_conv_group(const conv2d_params *p, const gemm_shape
 void kernels_gemm_avx512(int m, int n, int k, const float *a, const float *b, size_t ldb,
                          float *c, size_t ldc, const float *bias, act_kind act, int r0, int r1)
 {
-    assert(kernels_isa_best() >= KERNELS_ISA_AVX512 && m > 0 && n > 0 && k > 0);
+    assert(cpu_isa_best() >= CPU_ISA_AVX512 && m > 0 && n > 0 && k > 0);
     assert(0 <= r0 && r0 <= r1 && r1 <= m && r0 % GEMM_MR == 0 && (r1 == m || r1 % GEMM_MR == 0));
-#if GEMM_X86
+#if KERNELS_X86
     const gemm_range r = {r0 / GEMM_MR, (r1 + GEMM_MR - 1) / GEMM_MR, 0, n};
     gemm_run(m, k, a, NULL, b, ldb, NULL, c, ldc, bias, NULL, act, &r);
 #else
@@ -570,72 +539,7 @@ void kernels_gemm_avx512(int m, int n, int k, const float *a, const float *b, si
 #endif
 }
 
-/* ---- GEMV (batch-1 linear layers) ----
- * Memory-bound: the weights stream once per call. Four rows at a time share each load of x,
- * with four weight streams the hardware prefetcher follows and a software prefetch a few cache
- * lines ahead per row (measured ~20% over OpenBLAS's sgemv on AlexNet's 9216 x 4096). */
-#define GEMV_ROWS 4
-#define GEMV_PREFETCH 256 /* floats ahead of the current load, per row */
-
-#if GEMM_X86
-/* Sum over i < n_in of w_r[i] * x[i] for rows w_0 .. w_{rows-1} (rows <= GEMV_ROWS). */
-static inline __attribute__((always_inline)) GEMM_AVX512 void gemv_rows(const int rows, int n_in,
-                                                                        const float *x,
-                                                                        const float *w,
-                                                                        float *y)
-{
-    __m512 acc[GEMV_ROWS];
-    for (int r = 0; r < rows; r++) acc[r] = _mm512_setzero_ps();
-    int i = 0;
-    for (; i + 16 <= n_in; i += 16) {
-        const __m512 xv = _mm512_loadu_ps(x + i);
-        for (int r = 0; r < rows; r++) {
-            const float *wr = w + (size_t)r * (size_t)n_in + i;
-            _mm_prefetch((const char *)(wr + GEMV_PREFETCH), _MM_HINT_T0);
-            acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(wr), xv, acc[r]);
-        }
-    }
-    if (i < n_in) {
-        const __mmask16 m = (__mmask16)((1u << (n_in - i)) - 1u);
-        const __m512 xv = _mm512_maskz_loadu_ps(m, x + i);
-        for (int r = 0; r < rows; r++)
-            acc[r] = _mm512_fmadd_ps(
-                _mm512_maskz_loadu_ps(m, w + (size_t)r * (size_t)n_in + i), xv, acc[r]);
-    }
-    for (int r = 0; r < rows; r++) y[r] = _mm512_reduce_add_ps(acc[r]);
-}
-
-static GEMM_AVX512 void gemv_rows4(int n_in, const float *x, const float *w, float *y)
-{
-    gemv_rows(GEMV_ROWS, n_in, x, w, y);
-}
-
-static GEMM_AVX512 void gemv_rows1(int n_in, const float *x, const float *w, float *y)
-{
-    gemv_rows(1, n_in, x, w, y);
-}
-#endif
-
-void kernels_gemv_avx512(int n_in, int n_out, const float *x, const float *w, float *y)
-{
-    assert(kernels_isa_best() >= KERNELS_ISA_AVX512 && n_in > 0 && n_out > 0);
-#if GEMM_X86
-    int o = 0;
-    for (; o + GEMV_ROWS <= n_out; o += GEMV_ROWS)
-        gemv_rows4(n_in, x, w + (size_t)o * (size_t)n_in, y + o);
-    for (; o < n_out; o++) gemv_rows1(n_in, x, w + (size_t)o * (size_t)n_in, y + o);
-#else
-    (void)x, (void)w, (void)y;
-#endif
-}
-
-int conv2d_packed_fusable(const conv2d_params *p)
-{
-    return conv2d_packed_floats(p) > 0 && !kernels_stem_applies(p) && !kernels_wino_applies(p) &&
-           conv_is_pointwise(p);
-}
-
-size_t conv2d_packed_fused_scratch_floats(const conv2d_params *p)
+size_t kernels_gemm_conv_fused_scratch_floats(const conv2d_params *p)
 {
     const gemm_shape s = gemm_shape_of(p);
     if (gemm_scale_weights(&s)) return (size_t)s.n_panels_m * GEMM_MR * (size_t)s.k;
@@ -649,12 +553,9 @@ size_t conv2d_packed_fused_scratch_floats(const conv2d_params *p)
  * columns, channels each thread's weights to its own rows). */
 #define GEMM_PART_MIN_PANELS 4
 
-kernels_part conv2d_packed_part(const conv2d_params *p, int ith, int nth)
+kernels_part kernels_gemm_conv_part(const conv2d_params *p, int ith, int nth)
 {
-    assert(conv2d_packed_floats(p) > 0);
     const int n = p->h_out * p->w_out;
-    if (kernels_stem_applies(p)) return kernels_stem_part(p, ith, nth);
-    if (kernels_wino_applies(p)) return kernels_wino_part(p, ith, nth);
     const gemm_shape s = gemm_shape_of(p);
     const int panels_n = (n + GEMM_NR - 1) / GEMM_NR;
     /* the pointwise path packs nothing: there only a narrow output (few channels) splits positions */
@@ -664,26 +565,18 @@ kernels_part conv2d_packed_part(const conv2d_params *p, int ith, int nth)
     return kernels_part_split(KERNELS_PART_CHANNELS, p->c_out, GEMM_MR, ith, nth);
 }
 
-void conv2d_forward_packed_fused_part(const conv2d_params *p, const float *x,
-                                      const float *in_scale, const float *packed,
-                                      const float *bias, const float *residual, float *y,
-                                      float *scratch, const kernels_part *part)
+void kernels_gemm_conv_forward_part(const conv2d_params *p, const float *x,
+                                    const float *in_scale, const float *packed,
+                                    const float *bias, const float *residual, float *y,
+                                    float *scratch, const kernels_part *part)
 {
-    assert(gemm_applies(p, kernels_isa_best()));
+    assert(cpu_isa_best() >= CPU_ISA_AVX512 && !kernels_conv_depthwise(p));
     assert(p->c_in > 0 && p->c_out > 0 && p->h_out > 0 && p->w_out > 0);
     assert(p->groups > 0 && p->c_in % p->groups == 0 && p->c_out % p->groups == 0);
-    assert((!in_scale && !residual) || conv2d_packed_fusable(p));
+    assert((!in_scale && !residual) || kernels_conv_pointwise(p));
     assert(part->lo >= 0 && part->lo <= part->hi);
     if (part->lo == part->hi) return;
-    if (kernels_stem_applies(p)) {
-        kernels_stem_forward_part(p, x, packed, bias, y, part);
-        return;
-    }
-    if (kernels_wino_applies(p)) {
-        kernels_wino_forward_part(p, x, packed, bias, y, scratch, part);
-        return;
-    }
-#if GEMM_X86
+#if KERNELS_X86
     const gemm_shape s = gemm_shape_of(p);
     assert((s.direct && !in_scale) || scratch != NULL);
     gemm_range r = {0, s.n_panels_m, 0, s.n};
@@ -708,96 +601,4 @@ void conv2d_forward_packed_fused_part(const conv2d_params *p, const float *x,
 #else
     (void)x, (void)in_scale, (void)packed, (void)bias, (void)residual, (void)y, (void)scratch;
 #endif
-}
-
-void conv2d_forward_packed_fused(const conv2d_params *p, const float *x, const float *in_scale,
-                                 const float *packed, const float *bias, const float *residual,
-                                 float *y, float *scratch)
-{
-    const kernels_part all = {KERNELS_PART_CHANNELS, 0, p->c_out};
-    conv2d_forward_packed_fused_part(p, x, in_scale, packed, bias, residual, y, scratch, &all);
-}
-
-void conv2d_forward_packed_part(const conv2d_params *p, const float *x, const float *packed,
-                                const float *bias, float *y, float *scratch,
-                                const kernels_part *part)
-{
-    conv2d_forward_packed_fused_part(p, x, NULL, packed, bias, NULL, y, scratch, part);
-}
-
-void conv2d_forward_packed(const conv2d_params *p, const float *x, const float *packed,
-                           const float *bias, float *y, float *scratch)
-{
-    conv2d_forward_packed_fused(p, x, NULL, packed, bias, NULL, y, scratch);
-}
-
-/* ---- pointwise expansion + stride-2 depthwise, in bands of output rows ----
- * The expansion's output for the input rows one band of PWDW_BAND_ROWS depthwise output rows
- * reads (GEMM into scratch: c_exp planes of those rows) stays in L2 for the depthwise pass,
- * instead of a whole map that does not fit (MobileNetV3-Large: 64 x 112 x 112, 3.2 MB). Bands
- * overlap by k_h - stride input rows, computed once per band. Every value has the unfused bits:
- * GEMM values do not depend on the tiling, and the depthwise band sees the same taps in order. */
-#define PWDW_BAND_ROWS 8
-
-static int pwdw_band_in_rows(const conv2d_params *dw)
-{
-    return kernels_imin((PWDW_BAND_ROWS - 1) * dw->stride_h + dw->k_h, dw->h_in);
-}
-
-int conv2d_pw_dw_fusable(const conv2d_params *pw, const conv2d_params *dw)
-{
-    return conv2d_packed_fusable(pw) && dw->groups == dw->c_in && dw->c_out == dw->c_in &&
-           pw->c_out == dw->c_in && pw->h_out == dw->h_in && pw->w_out == dw->w_in &&
-           kernels_isa_best() >= KERNELS_ISA_AVX512 && kernels_dw_avx512_s2_applies(dw);
-}
-
-size_t conv2d_pw_dw_scratch_floats(const conv2d_params *pw, const conv2d_params *dw)
-{
-    return (size_t)pw->c_out * (size_t)pwdw_band_in_rows(dw) * (size_t)dw->w_in;
-}
-
-kernels_part conv2d_pw_dw_part(const conv2d_params *dw, int ith, int nth)
-{
-    return kernels_part_split(KERNELS_PART_POSITIONS, dw->h_out * dw->w_out,
-                              PWDW_BAND_ROWS * dw->w_out, ith, nth);
-}
-
-void conv2d_pw_dw_forward_part(const conv2d_params *pw, const float *pw_packed,
-                               const float *pw_bias, const conv2d_params *dw, const float *dw_w,
-                               const float *dw_bias, const float *x, float *y, float *scratch,
-                               const kernels_part *part)
-{
-    const int band = PWDW_BAND_ROWS * dw->w_out, n = dw->h_out * dw->w_out;
-    assert(conv2d_pw_dw_fusable(pw, dw) && part->axis == KERNELS_PART_POSITIONS);
-    assert(0 <= part->lo && part->lo <= part->hi && part->hi <= n && part->lo % band == 0 &&
-           (part->hi == n || part->hi % band == 0));
-    const size_t hw_in = (size_t)dw->h_in * (size_t)dw->w_in;
-    const size_t hw_out = (size_t)dw->h_out * (size_t)dw->w_out;
-    const int oh_end = part->hi / dw->w_out;
-    for (int r0 = part->lo / dw->w_out; r0 < oh_end; r0 += PWDW_BAND_ROWS) {
-        const int r1 = kernels_imin(r0 + PWDW_BAND_ROWS, oh_end);
-        /* input rows [i0, i1) of the band's windows */
-        const int i0 = kernels_imax(r0 * dw->stride_h - dw->pad_t, 0);
-        const int i1 = kernels_imin((r1 - 1) * dw->stride_h - dw->pad_t + dw->k_h, dw->h_in);
-        assert(i1 > i0);
-        const size_t n_band = (size_t)(i1 - i0) * (size_t)dw->w_in;
-        kernels_gemm_avx512(pw->c_out, (int)n_band, pw->c_in, pw_packed,
-                            x + (size_t)i0 * (size_t)dw->w_in, hw_in, scratch, n_band, pw_bias,
-                            pw->act, 0, pw->c_out);
-        conv2d_params q = *dw;
-        q.h_in = i1 - i0;
-        q.h_out = r1 - r0;
-        q.pad_t = dw->pad_t + i0 - r0 * dw->stride_h;
-        q.pad_b = 0;
-        kernels_dw_avx512_s2(&q, scratch, dw_w, dw_bias, y + (size_t)r0 * (size_t)dw->w_out,
-                             hw_out);
-    }
-}
-
-void conv2d_pw_dw_forward(const conv2d_params *pw, const float *pw_packed, const float *pw_bias,
-                          const conv2d_params *dw, const float *dw_w, const float *dw_bias,
-                          const float *x, float *y, float *scratch)
-{
-    const kernels_part all = {KERNELS_PART_POSITIONS, 0, dw->h_out * dw->w_out};
-    conv2d_pw_dw_forward_part(pw, pw_packed, pw_bias, dw, dw_w, dw_bias, x, y, scratch, &all);
 }

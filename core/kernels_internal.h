@@ -1,34 +1,47 @@
-/* Internal to the kernels module (core/kernels*.c) and its unit test: run-time ISA selection and
- * shared scalar helpers. Not part of the public interface in kernels.h. */
+/* Internal to the kernels module (core/kernels*.c) and its unit test: the kernels' variants and
+ * building blocks, and shared scalar helpers. Not part of the public interface in kernels.h; the
+ * instruction-set variants (cpu_isa) come from cpu.h. */
 #ifndef CNN_KERNELS_INTERNAL_H
 #define CNN_KERNELS_INTERNAL_H
 
+#include "cpu.h"
 #include "kernels.h"
 
-/* Instruction-set variant of the hand-tuned kernels. The binary targets generic x86-64, so wider
- * variants are compiled with function-level target attributes and chosen at run time. */
-typedef enum {
-    KERNELS_ISA_GENERIC = 0, /* portable C, auto-vectorized for the build's baseline */
-    KERNELS_ISA_AVX2,        /* AVX2 + FMA */
-    KERNELS_ISA_AVX512,      /* AVX-512F on top of AVX2 + FMA */
-} kernels_isa;
-
-/* Best variant this CPU supports. Thread-safe (reads CPU feature bits only). */
-kernels_isa kernels_isa_best(void);
+/* Whether the x86 kernels (AVX2 / AVX-512, function-level target attributes) are compiled. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define KERNELS_X86 1
+#else
+#define KERNELS_X86 0
+#endif
 
 /* dwconv2d_forward with an explicit variant (AVX-512 runs kernels_dw_avx512 where it applies, else
  * the AVX2 kernel); isa must be supported by the CPU (the unit test uses
  * this to check every variant against the same reference). */
 void dwconv2d_forward_isa(const conv2d_params *p, const float *x, const float *w, const float *bias,
-                          float *y, kernels_isa isa);
+                          float *y, cpu_isa isa);
 
 /* linear_forward with an explicit variant: AVX-512 runs kernels_gemv_avx512, the others
  * OpenBLAS's sgemv. isa must be supported by the CPU. */
 void linear_forward_isa(int n_in, int n_out, const float *x, const float *w, const float *bias,
-                        act_kind act, float *y, kernels_isa isa);
+                        act_kind act, float *y, cpu_isa isa);
 
 /* y[n_out] = w[n_out][n_in] . x; needs AVX-512F. */
 void kernels_gemv_avx512(int n_in, int n_out, const float *x, const float *w, float *y);
+
+/* The packed GEMM convolution (kernels_gemm.c, CONV_PATH_GEMM, AVX-512F) of any
+ * non-depthwise p: packed weights' floats and packing (kernels_gemm_a_offset panels per group),
+ * scratch floats of a call without / with a fused input scale, the parts (output positions in
+ * 64-column panels, or output channels in whole panels), and the part's computation
+ * y = act(conv(x * in_scale) + bias + residual) (in_scale, residual: pointwise convs only). */
+size_t kernels_gemm_conv_packed_floats(const conv2d_params *p);
+void kernels_gemm_conv_pack(const conv2d_params *p, const float *w, float *packed);
+size_t kernels_gemm_conv_scratch_floats(const conv2d_params *p);
+size_t kernels_gemm_conv_fused_scratch_floats(const conv2d_params *p);
+kernels_part kernels_gemm_conv_part(const conv2d_params *p, int ith, int nth);
+void kernels_gemm_conv_forward_part(const conv2d_params *p, const float *x,
+                                    const float *in_scale, const float *packed,
+                                    const float *bias, const float *residual, float *y,
+                                    float *scratch, const kernels_part *part);
 
 /* c[m][n] = act(a * b + bias) on AVX-512F, a packed in panels as above, b read in place (k rows
  * of n floats at stride ldb), c rows at stride ldc; bias (m values) may be NULL. Only rows
@@ -54,14 +67,14 @@ void kernels_dw_avx512_s2(const conv2d_params *p, const float *x, const float *w
 
 /* pool2d_forward with an explicit variant: AVX-512 runs kernels_pool_avx512 where it applies
  * (column stride 1 or 2, rows up to 1024 cells), else the portable kernel. */
-void pool2d_forward_isa(const pool2d_params *p, const float *x, float *y, kernels_isa isa);
+void pool2d_forward_isa(const pool2d_params *p, const float *x, float *y, cpu_isa isa);
 int kernels_pool_avx512_applies(const pool2d_params *p);
 void kernels_pool_avx512(const pool2d_params *p, const float *x, float *y);
 
 /* adaptive_avgpool2d_forward with an explicit variant: AVX-512 runs kernels_global_avg_avx512
  * for 1x1 outputs (global average pooling), else the portable kernel. */
 void adaptive_avgpool2d_forward_isa(int c, int h_in, int w_in, int h_out, int w_out,
-                                    const float *x, float *y, kernels_isa isa);
+                                    const float *x, float *y, cpu_isa isa);
 /* y[ci] = mean of the hw floats of channel ci, for c channels (kernels_pool512.c, AVX-512F). */
 void kernels_global_avg_avx512(int c, size_t hw, const float *x, float *y);
 
@@ -70,22 +83,18 @@ void kernels_global_avg_avx512(int c, size_t hw, const float *x, float *y);
  * Another packed path (AVX-512F). */
 int kernels_stem_applies(const conv2d_params *p);
 void kernels_stem_pack(const conv2d_params *p, const float *w, float *packed);
-void kernels_stem_forward(const conv2d_params *p, const float *x, const float *w,
-                          const float *bias, float *y);
 /* Parts of the stem convolution: output positions in whole output rows. */
 kernels_part kernels_stem_part(const conv2d_params *p, int ith, int nth);
 void kernels_stem_forward_part(const conv2d_params *p, const float *x, const float *w,
                                const float *bias, float *y, const kernels_part *part);
 
-/* Winograd F(2x2, 3x3) (kernels_wino.c), the packed path of 3x3 stride-1 groups-1 convolutions
- * large enough to gain: kernels_wino_applies says whether p takes it; the others are the
- * conv2d_packed_* / conv2d_pack_weights / conv2d_forward_packed counterparts (AVX-512F). */
+/* Winograd (kernels_wino.c, CONV_PATH_WINOGRAD, AVX-512F), the packed path of stride-1 groups-1
+ * 3x3 / 5x5 / 1x7 / 7x1 convolutions large enough to gain: kernels_wino_applies says whether p
+ * takes it; the others give its packed weights, packing and scratch for conv2d_plan. */
 int kernels_wino_applies(const conv2d_params *p);
 size_t kernels_wino_packed_floats(const conv2d_params *p);
 void kernels_wino_pack(const conv2d_params *p, const float *w, float *packed);
 size_t kernels_wino_scratch_floats(const conv2d_params *p);
-void kernels_wino_forward(const conv2d_params *p, const float *x, const float *packed,
-                          const float *bias, float *y, float *scratch);
 /* Parts of a Winograd convolution: output positions in whole blocks of tile rows (each block
  * as the whole call blocks it), or output channels in GEMM panels (every part then transforms
  * the whole input); kernels_wino_part picks one (see there). */
@@ -155,6 +164,19 @@ static inline size_t kernels_gemm_a_offset(int m, int k, int r, int kk)
     return (size_t)k0 * n_panels * KERNELS_GEMM_MR +
            ((size_t)(r / KERNELS_GEMM_MR) * (size_t)kc + (size_t)(kk - k0)) * KERNELS_GEMM_MR +
            (size_t)(r % KERNELS_GEMM_MR);
+}
+
+/* Depthwise: one input channel per output channel. */
+static inline int kernels_conv_depthwise(const conv2d_params *p)
+{
+    return p->groups == p->c_in && p->groups == p->c_out;
+}
+
+/* 1x1, stride 1, no padding: the input already is the GEMM's right-hand matrix. */
+static inline int kernels_conv_pointwise(const conv2d_params *p)
+{
+    return p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_t == 0 &&
+           p->pad_l == 0 && p->h_out == p->h_in && p->w_out == p->w_in;
 }
 
 /* floor(a / b) for b > 0 and any sign of a. */

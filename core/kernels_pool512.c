@@ -17,12 +17,8 @@
 
 #include "kernels_internal.h"
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define POOL512_X86 1
-#include <immintrin.h>
+#if KERNELS_X86
 #include "kernels_avx512.h"
-#else
-#define POOL512_X86 0
 #endif
 
 /* Row buffer cells ((w_out - 1) * s + k_w at most) and output columns. */
@@ -38,29 +34,22 @@ int kernels_pool_avx512_applies(const pool2d_params *p)
            pool512_span(p) <= POOL512_SPAN;
 }
 
-#if POOL512_X86
-#define POOL512_AVX512 __attribute__((target("avx512f")))
-
-static inline __attribute__((always_inline)) POOL512_AVX512 __mmask16 pool512_mask(int n)
-{
-    return (__mmask16)(n >= 16 ? 0xFFFFu : (1u << n) - 1u);
-}
-
+#if KERNELS_X86
 /* max that keeps a NaN of either operand (PyTorch's max pooling) */
-static inline __attribute__((always_inline)) POOL512_AVX512 __m512 pool512_max(__m512 m, __m512 v)
+static inline __attribute__((always_inline)) KERNELS_AVX512 __m512 pool512_max(__m512 m, __m512 v)
 {
     const __m512 r = _mm512_max_ps(m, v); /* v when either is NaN */
     return _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(m, m, _CMP_UNORD_Q), m);
 }
 
-static inline __attribute__((always_inline)) POOL512_AVX512 __m512 pool512_op(const int is_max,
+static inline __attribute__((always_inline)) KERNELS_AVX512 __m512 pool512_op(const int is_max,
                                                                              __m512 a, __m512 b)
 {
     return is_max ? pool512_max(a, b) : _mm512_add_ps(a, b);
 }
 
 /* Cells buf[i*s + j] for 16 outputs starting at buf (s 1 or 2). */
-static inline __attribute__((always_inline)) POOL512_AVX512 __m512 pool512_taps(const int s,
+static inline __attribute__((always_inline)) KERNELS_AVX512 __m512 pool512_taps(const int s,
                                                                               const float *buf,
                                                                               int j)
 {
@@ -73,7 +62,7 @@ static inline __attribute__((always_inline)) POOL512_AVX512 __m512 pool512_taps(
                                   _mm512_loadu_ps(b + 16));
 }
 
-static inline __attribute__((always_inline)) POOL512_AVX512 void
+static inline __attribute__((always_inline)) KERNELS_AVX512 void
 pool512_run(const int is_max, const int s, const pool2d_params *p, const float *x, float *y)
 {
     const float ident = is_max ? -INFINITY : 0.0f;
@@ -97,7 +86,7 @@ pool512_run(const int is_max, const int s, const pool2d_params *p, const float *
             const int hend = kernels_imin(hstart + p->k_h, p->h_in + p->pad_b);
             const int h0 = kernels_imax(hstart, 0), h1 = kernels_imin(hend, p->h_in);
             for (int t = 0; t < n_cols; t += 16) {
-                const __mmask16 m = pool512_mask(n_cols - t);
+                const __mmask16 m = kernels_avx512_mask(n_cols - t);
                 __m512 v = _mm512_set1_ps(ident);
                 for (int ih = h0; ih < h1; ih++)
                     v = pool512_op(is_max, v,
@@ -108,7 +97,7 @@ pool512_run(const int is_max, const int s, const pool2d_params *p, const float *
             const __m512 row_inv = _mm512_set1_ps(
                 1.0f / (float)(p->count_include_pad ? hend - hstart : h1 - h0));
             for (int o = 0; o < w_out; o += 16) {
-                const __mmask16 m = pool512_mask(w_out - o);
+                const __mmask16 m = kernels_avx512_mask(w_out - o);
                 const float *b = buf + o * s;
                 __m512 r = pool512_taps(s, b, 0);
                 for (int j = 1; j < p->k_w; j++) r = pool512_op(is_max, r, pool512_taps(s, b, j));
@@ -149,7 +138,7 @@ static void pool512_flat_tables(const pool2d_params *p, int n_vec, __mmask16 *ma
     }
 }
 
-static inline __attribute__((always_inline)) POOL512_AVX512 void
+static inline __attribute__((always_inline)) KERNELS_AVX512 void
 pool512_flat_run(const int is_max, const pool2d_params *p, const float *x, float *y)
 {
     const int n_out = p->h_out * p->w_out, n_vec = (n_out + 15) / 16, taps = p->k_h * p->k_w;
@@ -174,33 +163,33 @@ pool512_flat_run(const int is_max, const pool2d_params *p, const float *x, float
                 r = pool512_op(is_max, r, xv);
             }
             if (!is_max) r = _mm512_mul_ps(r, _mm512_loadu_ps(inv + 16 * v));
-            _mm512_mask_storeu_ps(yc + 16 * v, pool512_mask(n_out - 16 * v), r);
+            _mm512_mask_storeu_ps(yc + 16 * v, kernels_avx512_mask(n_out - 16 * v), r);
         }
     }
 }
 
-static POOL512_AVX512 void pool512_max_flat(const pool2d_params *p, const float *x, float *y)
+static KERNELS_AVX512 void pool512_max_flat(const pool2d_params *p, const float *x, float *y)
 {
     pool512_flat_run(1, p, x, y);
 }
-static POOL512_AVX512 void pool512_avg_flat(const pool2d_params *p, const float *x, float *y)
+static KERNELS_AVX512 void pool512_avg_flat(const pool2d_params *p, const float *x, float *y)
 {
     pool512_flat_run(0, p, x, y);
 }
 
-static POOL512_AVX512 void pool512_max_s1(const pool2d_params *p, const float *x, float *y)
+static KERNELS_AVX512 void pool512_max_s1(const pool2d_params *p, const float *x, float *y)
 {
     pool512_run(1, 1, p, x, y);
 }
-static POOL512_AVX512 void pool512_max_s2(const pool2d_params *p, const float *x, float *y)
+static KERNELS_AVX512 void pool512_max_s2(const pool2d_params *p, const float *x, float *y)
 {
     pool512_run(1, 2, p, x, y);
 }
-static POOL512_AVX512 void pool512_avg_s1(const pool2d_params *p, const float *x, float *y)
+static KERNELS_AVX512 void pool512_avg_s1(const pool2d_params *p, const float *x, float *y)
 {
     pool512_run(0, 1, p, x, y);
 }
-static POOL512_AVX512 void pool512_avg_s2(const pool2d_params *p, const float *x, float *y)
+static KERNELS_AVX512 void pool512_avg_s2(const pool2d_params *p, const float *x, float *y)
 {
     pool512_run(0, 2, p, x, y);
 }
@@ -208,8 +197,8 @@ static POOL512_AVX512 void pool512_avg_s2(const pool2d_params *p, const float *x
 
 void kernels_pool_avx512(const pool2d_params *p, const float *x, float *y)
 {
-    assert(kernels_pool_avx512_applies(p) && kernels_isa_best() >= KERNELS_ISA_AVX512);
-#if POOL512_X86
+    assert(kernels_pool_avx512_applies(p) && cpu_isa_best() >= CPU_ISA_AVX512);
+#if KERNELS_X86
     if (pool512_flat_applies(p))
         (p->kind == POOL_MAX ? pool512_max_flat : pool512_avg_flat)(p, x, y);
     else if (p->kind == POOL_MAX)
@@ -224,10 +213,10 @@ void kernels_pool_avx512(const pool2d_params *p, const float *x, float *y)
 /* Global average pooling: each channel summed in 4 x 16 interleaved partial sums (4 independent
  * add chains), a masked vector for the last hw % 16 values, then one horizontal sum. A channel's
  * result depends only on its own values, so any channel range gives the same bits. */
-#if POOL512_X86
-static POOL512_AVX512 void pool512_global_avg(int c, size_t hw, const float *x, float *y)
+#if KERNELS_X86
+static KERNELS_AVX512 void pool512_global_avg(int c, size_t hw, const float *x, float *y)
 {
-    const __mmask16 tail = pool512_mask((int)(hw % 16));
+    const __mmask16 tail = kernels_avx512_mask((int)(hw % 16));
     for (int ci = 0; ci < c; ci++) {
         const float *xc = x + (size_t)ci * hw;
         __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
@@ -250,8 +239,8 @@ static POOL512_AVX512 void pool512_global_avg(int c, size_t hw, const float *x, 
 
 void kernels_global_avg_avx512(int c, size_t hw, const float *x, float *y)
 {
-    assert(c > 0 && hw > 0 && kernels_isa_best() >= KERNELS_ISA_AVX512);
-#if POOL512_X86
+    assert(c > 0 && hw > 0 && cpu_isa_best() >= CPU_ISA_AVX512);
+#if KERNELS_X86
     pool512_global_avg(c, hw, x, y);
 #else
     (void)c, (void)hw, (void)x, (void)y;

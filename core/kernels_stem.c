@@ -14,12 +14,8 @@
 
 #include "kernels_internal.h"
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define STEM_X86 1
-#include <immintrin.h>
+#if KERNELS_X86
 #include "kernels_avx512.h"
-#else
-#define STEM_X86 0
 #endif
 
 #define STEM_MAX_CIN 4
@@ -41,21 +37,19 @@ int kernels_stem_applies(const conv2d_params *p)
            p->k_h == 3 && p->k_w == 3 && p->stride_h == 2 && p->stride_w == 2;
 }
 
-#if STEM_X86
-#define STEM_AVX512 __attribute__((target("avx512f")))
-
+#if KERNELS_X86
 /* Input columns [c, c + 16) of row (c may be negative or run past w_in: those lanes read 0). */
-static inline __attribute__((always_inline)) STEM_AVX512 __m512 stem_load(const float *row,
+static inline __attribute__((always_inline)) KERNELS_AVX512 __m512 stem_load(const float *row,
                                                                           int c, int w_in)
 {
     const int lo = kernels_imax(-c, 0), hi = kernels_imin(w_in - c, 16);
     const __mmask16 m =
-        hi <= lo ? 0 : (__mmask16)(((hi >= 16 ? 0xFFFFu : (1u << hi) - 1u) >> lo) << lo);
+        kernels_avx512_range_mask(lo, hi);
     return _mm512_maskz_loadu_ps(m, (const void *)((uintptr_t)row + (uintptr_t)(4 * (intptr_t)c)));
 }
 
 /* Output channels [co0, co0 + n_co) of output row oh. */
-static inline __attribute__((always_inline)) STEM_AVX512 void
+static inline __attribute__((always_inline)) KERNELS_AVX512 void
 stem_row(const int n_co, const conv2d_params *p, const float *x, const float *w,
          const float *bias, int co0, int oh, float *y)
 {
@@ -99,7 +93,7 @@ stem_row(const int n_co, const conv2d_params *p, const float *x, const float *w,
                 }
             }
         const int n = p->w_out - q0;
-        const __mmask16 m = (__mmask16)(n >= 16 ? 0xFFFFu : (1u << n) - 1u);
+        const __mmask16 m = kernels_avx512_mask(n);
         float *yr = y + (size_t)co0 * hw_out + (size_t)oh * (size_t)p->w_out + q0;
 #pragma GCC unroll 16
         for (int o = 0; o < n_co; o++)
@@ -107,13 +101,13 @@ stem_row(const int n_co, const conv2d_params *p, const float *x, const float *w,
     }
 }
 
-static STEM_AVX512 void stem_rows_full(const conv2d_params *p, const float *x, const float *w,
+static KERNELS_AVX512 void stem_rows_full(const conv2d_params *p, const float *x, const float *w,
                                      const float *bias, int co0, int oh0, int oh1, float *y)
 {
     for (int oh = oh0; oh < oh1; oh++) stem_row(STEM_PASS, p, x, w, bias, co0, oh, y);
 }
 
-static STEM_AVX512 void stem_rows_any(const conv2d_params *p, const float *x, const float *w,
+static KERNELS_AVX512 void stem_rows_any(const conv2d_params *p, const float *x, const float *w,
                                       const float *bias, int co0, int n_co, int oh0, int oh1,
                                       float *y)
 {
@@ -142,7 +136,7 @@ kernels_part kernels_stem_part(const conv2d_params *p, int ith, int nth)
 void kernels_stem_forward_part(const conv2d_params *p, const float *x, const float *w,
                                const float *bias, float *y, const kernels_part *part)
 {
-    assert(kernels_stem_applies(p) && kernels_isa_best() >= KERNELS_ISA_AVX512);
+    assert(kernels_stem_applies(p) && cpu_isa_best() >= CPU_ISA_AVX512);
     int oh0 = 0, oh1 = p->h_out;
     if (part->axis == KERNELS_PART_POSITIONS) {
         const int n = p->h_out * p->w_out;
@@ -152,7 +146,7 @@ void kernels_stem_forward_part(const conv2d_params *p, const float *x, const flo
     } else {
         assert(part->lo == 0 && part->hi == p->c_out);
     }
-#if STEM_X86
+#if KERNELS_X86
     for (int co0 = 0; co0 < p->c_out; co0 += STEM_PASS) {
         const int n_co = kernels_imin(STEM_PASS, p->c_out - co0);
         if (n_co == STEM_PASS)
@@ -163,11 +157,4 @@ void kernels_stem_forward_part(const conv2d_params *p, const float *x, const flo
 #else
     (void)x, (void)w, (void)bias, (void)y, (void)oh0, (void)oh1;
 #endif
-}
-
-void kernels_stem_forward(const conv2d_params *p, const float *x, const float *w,
-                          const float *bias, float *y)
-{
-    const kernels_part all = {KERNELS_PART_CHANNELS, 0, p->c_out};
-    kernels_stem_forward_part(p, x, w, bias, y, &all);
 }

@@ -1,5 +1,5 @@
 /* Winograd convolution on AVX-512 for stride-1 convolutions (groups 1) with 3x3, 5x5, 1x7 and 7x1
- * kernels, the path conv2d_forward_packed takes for them when the output is large enough to fill
+ * kernels, the path conv2d_plan_init picks for them when the output is large enough to fill
  * the GEMM: F(4x4, 3x3) where there are enough 4x4 tiles, else F(2x2, 3x3); F(2x2, 5x5); the 1-D
  * F(2, 7) along the kernel's long axis for 1x7 / 7x1 (Inception).
  *
@@ -27,12 +27,8 @@
 
 #include "kernels_internal.h"
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define WINO_X86 1
-#include <immintrin.h>
+#if KERNELS_X86
 #include "kernels_avx512.h"
-#else
-#define WINO_X86 0
 #endif
 
 #define WINO_ALPHA_MAX 8 /* patch side of F(2, 7) */
@@ -265,9 +261,7 @@ size_t kernels_wino_scratch_floats(const conv2d_params *p)
            (size_t)g.alpha_h * (size_t)g.row_floats;
 }
 
-#if WINO_X86
-#define WINO_AVX512 __attribute__((target("avx512f")))
-
+#if KERNELS_X86
 /* Band of the padded input from padded row r0: xp[c][r][q] = x[c][r0 + r - pad_t][q - pad_l],
  * zero outside the input, r < band_h. */
 static void wino_pad_input(const conv2d_params *p, const wino_geom *g, const float *x, int r0,
@@ -290,15 +284,10 @@ static void wino_pad_input(const conv2d_params *p, const wino_geom *g, const flo
         }
 }
 
-static inline __attribute__((always_inline)) WINO_AVX512 __mmask16 wino_mask(int n)
-{
-    return (__mmask16)(n >= 16 ? 0xFFFFu : (1u << n) - 1u);
-}
-
 /* sum over j < n of c(i, j) * v[j] for a constant coefficient row of axis t's B^T (is_bt) or
  * A^T: zero terms skipped, +-1 as add / subtract, others multiplied (folded at compile time per
  * axis). */
-static inline __attribute__((always_inline)) WINO_AVX512 __m512
+static inline __attribute__((always_inline)) KERNELS_AVX512 __m512
 wino_comb(const wino_axis t, const int n, const int is_bt, int i, const __m512 *v)
 {
     __m512 acc = _mm512_setzero_ps();
@@ -323,7 +312,7 @@ wino_comb(const wino_axis t, const int n, const int is_bt, int i, const __m512 *
 
 /* c[j] = l[m*t + j] for the 16 tiles t of a vector, j < alpha: every m-th float, split out of
  * contiguous loads by permutes (m = 4: two 8-lane halves joined by a 128-bit shuffle). */
-static inline __attribute__((always_inline)) WINO_AVX512 void
+static inline __attribute__((always_inline)) KERNELS_AVX512 void
 wino_columns(const int m, const int alpha, const float *l, __m512 *c)
 {
     if (m == 1) {
@@ -362,7 +351,7 @@ wino_columns(const int m, const int alpha, const float *l, __m512 *c)
 /* V for tile rows [a0, a0 + rows) of every input channel from their band xp (wino_pad_input
  * from padded row m_h*a0): v[(e*c_in + ci)*ldv + t] with t the tile's index in the block
  * (row-major). line: alpha_h row-transform lines. */
-static inline __attribute__((always_inline)) WINO_AVX512 void
+static inline __attribute__((always_inline)) KERNELS_AVX512 void
 wino_input_v(const wino_variant var, const conv2d_params *p, const wino_geom *g, const float *xp,
              int a0, int rows, float *v, size_t ldv, float *line)
 {
@@ -375,7 +364,7 @@ wino_input_v(const wino_variant var, const conv2d_params *p, const wino_geom *g,
             /* rows: line[xi] = sum over the patch rows of B_h^T[xi][row] * d_row */
             const float *d = xp + (size_t)ci * plane + (size_t)(m_h * (a - a0)) * (size_t)g->wp;
             for (int q = 0; q < n_cols; q += 16) {
-                const __mmask16 mk = wino_mask(n_cols - q);
+                const __mmask16 mk = kernels_avx512_mask(n_cols - q);
                 __m512 dr[WINO_ALPHA_MAX];
 #pragma GCC unroll 8
                 for (int k = 0; k < alpha_h; k++)
@@ -388,7 +377,7 @@ wino_input_v(const wino_variant var, const conv2d_params *p, const wino_geom *g,
             /* columns of 16 tiles: c_j = line[m_w*tile + j]; combined by B_w */
             float *vrow = v + (size_t)ci * ldv + (size_t)(a - a0) * (size_t)g->tiles_w;
             for (int b = 0; b < g->tiles_w; b += 16) {
-                const __mmask16 mk = wino_mask(g->tiles_w - b);
+                const __mmask16 mk = kernels_avx512_mask(g->tiles_w - b);
 #pragma GCC unroll 8
                 for (int xi = 0; xi < alpha_h; xi++) {
                     __m512 c[WINO_ALPHA_MAX];
@@ -404,7 +393,7 @@ wino_input_v(const wino_variant var, const conv2d_params *p, const wino_geom *g,
     }
 }
 
-static WINO_AVX512 void wino_input(const conv2d_params *p, const wino_geom *g, const float *xp,
+static KERNELS_AVX512 void wino_input(const conv2d_params *p, const wino_geom *g, const float *xp,
                                    int a0, int rows, float *v, size_t ldv, float *line)
 {
     switch (g->var) {
@@ -418,7 +407,7 @@ static WINO_AVX512 void wino_input(const conv2d_params *p, const wino_geom *g, c
 
 /* Stores output row yr's columns of 16 tiles from y[j] (column j of every tile, j < m): the m
  * vectors interleaved back (tile-major), n (<= 16m) floats. */
-static inline __attribute__((always_inline)) WINO_AVX512 void wino_store_row(const int m,
+static inline __attribute__((always_inline)) KERNELS_AVX512 void wino_store_row(const int m,
                                                                               const __m512 *y,
                                                                               float *yr, int n)
 {
@@ -445,13 +434,13 @@ static inline __attribute__((always_inline)) WINO_AVX512 void wino_store_row(con
     }
 #pragma GCC unroll 4
     for (int k = 0; k < m; k++)
-        if (16 * k < n) _mm512_mask_storeu_ps(yr + 16 * k, wino_mask(n - 16 * k), out[k]);
+        if (16 * k < n) _mm512_mask_storeu_ps(yr + 16 * k, kernels_avx512_mask(n - 16 * k), out[k]);
 }
 
 /* Y = A_h^T M A_w for output channels [co0, co1) of tile rows [a0, a0 + rows): s_i[nu] = sum over xi of A_h^T[i][xi]
  * M[xi][nu], then y[i][j] = sum over nu of A_w^T[j][nu] s_i[nu]; bias and activation, the m_w
  * output columns of each tile interleaved back, rows past h_out dropped. */
-static inline __attribute__((always_inline)) WINO_AVX512 void
+static inline __attribute__((always_inline)) KERNELS_AVX512 void
 wino_output_v(const wino_variant var, const conv2d_params *p, const wino_geom *g, const float *mr,
               size_t ldm, int a0, int rows, int co0, int co1, const float *bias, float *y)
 {
@@ -466,7 +455,7 @@ wino_output_v(const wino_variant var, const conv2d_params *p, const wino_geom *g
             float *y0 = y + (size_t)co * hw + (size_t)(m_h * a) * (size_t)p->w_out;
             const int out_rows = kernels_imin(m_h, p->h_out - m_h * a);
             for (int b = 0; b < g->tiles_w; b += 16) {
-                const __mmask16 mk = wino_mask(g->tiles_w - b);
+                const __mmask16 mk = kernels_avx512_mask(g->tiles_w - b);
                 __m512 s[4][WINO_ALPHA_MAX];
 #pragma GCC unroll 8
                 for (int nu = 0; nu < alpha_w; nu++) {
@@ -493,7 +482,7 @@ wino_output_v(const wino_variant var, const conv2d_params *p, const wino_geom *g
     }
 }
 
-static WINO_AVX512 void wino_output(const conv2d_params *p, const wino_geom *g, const float *mr,
+static KERNELS_AVX512 void wino_output(const conv2d_params *p, const wino_geom *g, const float *mr,
                                     size_t ldm, int a0, int rows, int co0, int co1,
                                     const float *bias, float *y)
 {
@@ -509,7 +498,7 @@ static WINO_AVX512 void wino_output(const conv2d_params *p, const wino_geom *g, 
 /* Output channels [co0, co1) (multiples of KERNELS_GEMM_MR, or c_out) of tile rows [a_lo, a_hi),
  * blocked from a_lo: a tile's values do not depend on its block (the GEMMs' columns are
  * independent), so any such part equals the whole call's bits. */
-static WINO_AVX512 void wino_forward_avx512(const conv2d_params *p, const float *x,
+static KERNELS_AVX512 void wino_forward_avx512(const conv2d_params *p, const float *x,
                                             const float *packed, const float *bias, float *y,
                                             float *scratch, int a_lo, int a_hi, int co0, int co1)
 {
@@ -555,7 +544,7 @@ void kernels_wino_forward_part(const conv2d_params *p, const float *x, const flo
                                const float *bias, float *y, float *scratch,
                                const kernels_part *part)
 {
-    assert(kernels_wino_applies(p) && kernels_isa_best() >= KERNELS_ISA_AVX512);
+    assert(kernels_wino_applies(p) && cpu_isa_best() >= CPU_ISA_AVX512);
     const wino_geom g = wino_geom_of(p);
     int a_lo = 0, a_hi = g.tiles_h, co0 = 0, co1 = p->c_out;
     if (part->axis == KERNELS_PART_POSITIONS) {
@@ -569,17 +558,10 @@ void kernels_wino_forward_part(const conv2d_params *p, const float *x, const flo
         co0 = part->lo;
         co1 = part->hi;
     }
-#if WINO_X86
+#if KERNELS_X86
     wino_forward_avx512(p, x, packed, bias, y, scratch, a_lo, a_hi, co0, co1);
 #else
     (void)x, (void)packed, (void)bias, (void)y, (void)scratch, (void)a_lo, (void)a_hi, (void)co0,
         (void)co1;
 #endif
-}
-
-void kernels_wino_forward(const conv2d_params *p, const float *x, const float *packed,
-                          const float *bias, float *y, float *scratch)
-{
-    const kernels_part all = {KERNELS_PART_CHANNELS, 0, p->c_out};
-    kernels_wino_forward_part(p, x, packed, bias, y, scratch, &all);
 }

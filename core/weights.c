@@ -310,70 +310,51 @@ static char *weights_arena_copy(char **cursor, const char *s)
     return dst;
 }
 
-cnn_status weights_open(weights **out, const char *path, char *err, size_t err_bytes)
+/* Reads the header length and parses the JSON header into *root; *data / *data_bytes: the data
+ * section after it. */
+static cnn_status weights_read_header(const weights *w, json_t **root, const unsigned char **data,
+                                      uint64_t *data_bytes, char *err, size_t err_bytes)
 {
-    assert(out);
-    cnn_status st = CNN_OK;
-    json_t *root = NULL;
-    weights_range *ranges = NULL;
-    weights *w = NULL;
-
-    *out = NULL;
-    if (!path)
-        return cnn_err(err, err_bytes, CNN_ERR_ARG, "weights_open: path is NULL");
-
-    w = calloc(1, sizeof *w);
-    if (!w || !(w->path = strdup(path))) {
-        st = cnn_err(err, err_bytes, CNN_ERR_NOMEM, "%s: out of memory", path);
-        goto fail;
-    }
-    st = weights_map_file(w, err, err_bytes);
-    if (st != CNN_OK)
-        goto fail;
-
     uint64_t header_bytes = 0;
     for (int i = 7; i >= 0; i--)
         header_bytes = header_bytes << 8 | w->map[i];
-    if (header_bytes > WEIGHTS_MAX_HEADER_BYTES) {
-        st = cnn_err(err, err_bytes, CNN_ERR_FORMAT,
-                     "%s: header length %" PRIu64 " exceeds the %" PRIu64 "-byte limit", path, header_bytes,
-                     WEIGHTS_MAX_HEADER_BYTES);
-        goto fail;
-    }
-    if (header_bytes > w->map_bytes - 8) {
-        st = cnn_err(err, err_bytes, CNN_ERR_FORMAT,
-                     "%s: header length %" PRIu64 " runs past the end of the %zu-byte file", path,
-                     header_bytes, w->map_bytes);
-        goto fail;
-    }
-    const unsigned char *data = w->map + 8 + header_bytes;
-    uint64_t data_bytes = w->map_bytes - 8 - header_bytes;
+    if (header_bytes > WEIGHTS_MAX_HEADER_BYTES)
+        return cnn_err(err, err_bytes, CNN_ERR_FORMAT,
+                       "%s: header length %" PRIu64 " exceeds the %" PRIu64 "-byte limit", w->path,
+                       header_bytes, WEIGHTS_MAX_HEADER_BYTES);
+    if (header_bytes > w->map_bytes - 8)
+        return cnn_err(err, err_bytes, CNN_ERR_FORMAT,
+                       "%s: header length %" PRIu64 " runs past the end of the %zu-byte file", w->path,
+                       header_bytes, w->map_bytes);
+    *data = w->map + 8 + header_bytes;
+    *data_bytes = w->map_bytes - 8 - header_bytes;
 
     json_error_t jerr;
-    root = json_loadb((const char *)w->map + 8, (size_t)header_bytes, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root) {
-        st = cnn_err(err, err_bytes, CNN_ERR_FORMAT, "%s: header is not valid JSON: %s (line %d, column %d)",
-                     path, jerr.text, jerr.line, jerr.column);
-        goto fail;
-    }
-    if (!json_is_object(root)) {
-        st = cnn_err(err, err_bytes, CNN_ERR_FORMAT, "%s: header JSON is not an object", path);
-        goto fail;
-    }
+    *root = json_loadb((const char *)w->map + 8, (size_t)header_bytes, JSON_REJECT_DUPLICATES, &jerr);
+    if (!*root)
+        return cnn_err(err, err_bytes, CNN_ERR_FORMAT, "%s: header is not valid JSON: %s (line %d, column %d)",
+                       w->path, jerr.text, jerr.line, jerr.column);
+    if (!json_is_object(*root))
+        return cnn_err(err, err_bytes, CNN_ERR_FORMAT, "%s: header JSON is not an object", w->path);
+    return CNN_OK;
+}
 
+/* Builds the tensor table (header order), the name index, the metadata and the string arena from
+ * the header, and the tensors' byte ranges into *ranges (w->n_tensors, freed by the caller). */
+static cnn_status weights_build_tables(weights *w, json_t *root, uint64_t data_bytes, weights_range **ranges,
+                                       char *err, size_t err_bytes)
+{
     size_t str_bytes;
-    st = weights_measure(w, root, &w->n_tensors, &w->n_meta, &str_bytes, err, err_bytes);
+    cnn_status st = weights_measure(w, root, &w->n_tensors, &w->n_meta, &str_bytes, err, err_bytes);
     if (st != CNN_OK)
-        goto fail;
+        return st;
     w->tensors = calloc(w->n_tensors ? w->n_tensors : 1, sizeof *w->tensors);
     w->by_name = calloc(w->n_tensors ? w->n_tensors : 1, sizeof *w->by_name);
-    ranges = calloc(w->n_tensors ? w->n_tensors : 1, sizeof *ranges);
+    *ranges = calloc(w->n_tensors ? w->n_tensors : 1, sizeof **ranges);
     w->meta = calloc(w->n_meta ? w->n_meta : 1, sizeof *w->meta);
     w->strings = malloc(str_bytes ? str_bytes : 1);
-    if (!w->tensors || !w->by_name || !ranges || !w->meta || !w->strings) {
-        st = cnn_err(err, err_bytes, CNN_ERR_NOMEM, "%s: out of memory for %zu tensors", path, w->n_tensors);
-        goto fail;
-    }
+    if (!w->tensors || !w->by_name || !*ranges || !w->meta || !w->strings)
+        return cnn_err(err, err_bytes, CNN_ERR_NOMEM, "%s: out of memory for %zu tensors", w->path, w->n_tensors);
 
     /* Second pass: parse entries in header order, copy names and metadata into the arena. */
     char *cursor = w->strings;
@@ -392,36 +373,43 @@ cnn_status weights_open(weights **out, const char *path, char *err, size_t err_b
             continue;
         }
         weights_tensor *t = &w->tensors[i_tensor];
-        st = weights_parse_entry(path, key, val, data_bytes, t, &ranges[i_tensor], err, err_bytes);
+        st = weights_parse_entry(w->path, key, val, data_bytes, t, &(*ranges)[i_tensor], err, err_bytes);
         if (st != CNN_OK)
-            goto fail;
+            return st;
         t->name = weights_arena_copy(&cursor, key);
-        ranges[i_tensor].idx = i_tensor;
+        (*ranges)[i_tensor].idx = i_tensor;
         w->by_name[i_tensor] = t;
         i_tensor++;
     }
     assert(i_tensor == w->n_tensors && i_meta == w->n_meta);
+    return CNN_OK;
+}
 
-    /* Overlap check on non-empty ranges sorted by start. Stopping at the first overlap means the
-     * previous non-empty range is always the one reaching furthest. */
+/* Sorts ranges by start and rejects overlapping non-empty ones. Stopping at the first overlap means
+ * the previous non-empty range is always the one reaching furthest. */
+static cnn_status weights_check_overlaps(const weights *w, weights_range *ranges, char *err, size_t err_bytes)
+{
     qsort(ranges, w->n_tensors, sizeof *ranges, weights_cmp_range);
     const weights_range *last = NULL;
     for (size_t i = 0; i < w->n_tensors; i++) {
         const weights_range *r = &ranges[i];
         if (r->begin == r->end)
             continue;
-        if (last && r->begin < last->end) {
-            st = cnn_err(err, err_bytes, CNN_ERR_FORMAT,
-                         "%s: tensors '%s' [%" PRIu64 ", %" PRIu64 ") and '%s' [%" PRIu64 ", %" PRIu64
-                         ") overlap",
-                         path, w->tensors[last->idx].name, last->begin, last->end, w->tensors[r->idx].name,
-                         r->begin, r->end);
-            goto fail;
-        }
+        if (last && r->begin < last->end)
+            return cnn_err(err, err_bytes, CNN_ERR_FORMAT,
+                           "%s: tensors '%s' [%" PRIu64 ", %" PRIu64 ") and '%s' [%" PRIu64 ", %" PRIu64
+                           ") overlap",
+                           w->path, w->tensors[last->idx].name, last->begin, last->end,
+                           w->tensors[r->idx].name, r->begin, r->end);
         last = r;
     }
+    return CNN_OK;
+}
 
-    /* Point F32 tensors into the mapping where aligned; convert the rest into one owned block. */
+/* Points F32 tensors into the mapping where aligned; converts the rest into one owned block. */
+static cnn_status weights_place_data(weights *w, const weights_range *ranges, const unsigned char *data,
+                                     char *err, size_t err_bytes)
+{
     size_t n_owned = 0;
     for (size_t i = 0; i < w->n_tensors; i++) {
         const weights_range *r = &ranges[i];
@@ -434,25 +422,49 @@ cnn_status weights_open(weights **out, const char *path, char *err, size_t err_b
         else
             n_owned += (size_t)t->n_elems;
     }
-    if (n_owned) {
-        w->owned_bytes = n_owned * sizeof(float);
-        w->owned = malloc(w->owned_bytes);
-        if (!w->owned) {
-            st = cnn_err(err, err_bytes, CNN_ERR_NOMEM, "%s: out of memory converting %zu values to F32",
-                         path, n_owned);
-            goto fail;
-        }
-        float *dst = w->owned;
-        for (size_t i = 0; i < w->n_tensors; i++) {
-            weights_tensor *t = &w->tensors[ranges[i].idx];
-            if (t->data)
-                continue;
-            weights_convert(t, data + ranges[i].begin, dst);
-            t->data = dst;
-            dst += t->n_elems;
-        }
+    if (!n_owned)
+        return CNN_OK;
+    w->owned_bytes = n_owned * sizeof(float);
+    w->owned = malloc(w->owned_bytes);
+    if (!w->owned)
+        return cnn_err(err, err_bytes, CNN_ERR_NOMEM, "%s: out of memory converting %zu values to F32",
+                       w->path, n_owned);
+    float *dst = w->owned;
+    for (size_t i = 0; i < w->n_tensors; i++) {
+        weights_tensor *t = &w->tensors[ranges[i].idx];
+        if (t->data)
+            continue;
+        weights_convert(t, data + ranges[i].begin, dst);
+        t->data = dst;
+        dst += t->n_elems;
     }
+    return CNN_OK;
+}
 
+cnn_status weights_open(weights **out, const char *path, char *err, size_t err_bytes)
+{
+    assert(out);
+    cnn_status st = CNN_OK;
+    json_t *root = NULL;
+    weights_range *ranges = NULL;
+    weights *w = NULL;
+    const unsigned char *data = NULL;
+    uint64_t data_bytes = 0;
+
+    *out = NULL;
+    if (!path)
+        return cnn_err(err, err_bytes, CNN_ERR_ARG, "weights_open: path is NULL");
+    w = calloc(1, sizeof *w);
+    if (!w || !(w->path = strdup(path))) {
+        st = cnn_err(err, err_bytes, CNN_ERR_NOMEM, "%s: out of memory", path);
+        goto fail;
+    }
+    if ((st = weights_map_file(w, err, err_bytes)) != CNN_OK ||
+        (st = weights_read_header(w, &root, &data, &data_bytes, err, err_bytes)) != CNN_OK ||
+        (st = weights_build_tables(w, root, data_bytes, &ranges, err, err_bytes)) != CNN_OK ||
+        (st = weights_check_overlaps(w, ranges, err, err_bytes)) != CNN_OK ||
+        (st = weights_place_data(w, ranges, data, err, err_bytes)) != CNN_OK)
+        goto fail;
     qsort(w->by_name, w->n_tensors, sizeof *w->by_name, weights_cmp_by_name);
     json_decref(root);
     free(ranges);

@@ -154,6 +154,33 @@ int gb_input(graph_builder *b, int c, int h, int w)
 
 int gb_channels(const graph_builder *b, int x) { return gb_ok(b, x) ? b->g->values[x].c : 0; }
 
+/* BatchNorm running statistics and affine parameters of c channels. */
+typedef struct {
+    const float *gamma, *beta, *mean, *var;
+} gb_bn;
+
+static void gb_bn_tensors(graph_builder *b, const char *bn_name, int c, gb_bn *bn)
+{
+    char name[256];
+    int64_t shape[1] = {c};
+    bn->gamma = gb_tensor(b, gb_name(name, sizeof(name), "%s.weight", bn_name), 1, shape, 1);
+    bn->beta = gb_tensor(b, gb_name(name, sizeof(name), "%s.bias", bn_name), 1, shape, 1);
+    bn->mean = gb_tensor(b, gb_name(name, sizeof(name), "%s.running_mean", bn_name), 1, shape, 0);
+    bn->var = gb_tensor(b, gb_name(name, sizeof(name), "%s.running_var", bn_name), 1, shape, 0);
+}
+
+/* Folds BatchNorm into the c_out rows of per_out conv weights w: w' = w * g / sqrt(var + eps)
+ * into wf, b' = beta - mean * g / sqrt(var + eps) into bf. */
+static void gb_fold_bn(const gb_bn *bn, float eps, int c_out, size_t per_out, const float *w, float *wf,
+                       float *bf)
+{
+    for (int o = 0; o < c_out; o++) {
+        double scale = bn->gamma[o] / sqrt((double)bn->var[o] + eps);
+        for (size_t i = 0; i < per_out; i++) wf[o * per_out + i] = (float)(w[o * per_out + i] * scale);
+        bf[o] = (float)(bn->beta[o] - bn->mean[o] * scale);
+    }
+}
+
 int gb_conv(graph_builder *b, int x, const conv_spec *s, const char *conv_name, const char *bn_name)
 {
     if (!gb_ok(b, x)) return -1;
@@ -165,15 +192,12 @@ int gb_conv(graph_builder *b, int x, const conv_spec *s, const char *conv_name, 
     int64_t wshape[4] = {s->c_out, c_per_g, s->k_h, s->k_w};
     const float *w = gb_tensor(b, gb_name(name, sizeof(name), "%s.weight", conv_name), 4, wshape, 1);
     int64_t cshape[1] = {s->c_out};
-    const float *conv_bias = NULL, *gamma = NULL, *beta = NULL, *mean = NULL, *var = NULL;
-    if (bn_name) {
-        gamma = gb_tensor(b, gb_name(name, sizeof(name), "%s.weight", bn_name), 1, cshape, 1);
-        beta = gb_tensor(b, gb_name(name, sizeof(name), "%s.bias", bn_name), 1, cshape, 1);
-        mean = gb_tensor(b, gb_name(name, sizeof(name), "%s.running_mean", bn_name), 1, cshape, 0);
-        var = gb_tensor(b, gb_name(name, sizeof(name), "%s.running_var", bn_name), 1, cshape, 0);
-    } else {
-        conv_bias = gb_tensor(b, gb_name(name, sizeof(name), "%s.bias", conv_name), 1, cshape, 1);
-    }
+    const float *bias = NULL;
+    gb_bn bn = {0};
+    if (bn_name)
+        gb_bn_tensors(b, bn_name, s->c_out, &bn);
+    else
+        bias = gb_tensor(b, gb_name(name, sizeof(name), "%s.bias", conv_name), 1, cshape, 1);
     if (b->status != CNN_OK) return -1;
 
     conv2d_params p = {0};
@@ -185,46 +209,39 @@ int gb_conv(graph_builder *b, int x, const conv_spec *s, const char *conv_name, 
     p.act = s->act;
     p.h_out = gb_axis(b, in.h, s->k_h, s->stride, s->pad_h, 0, &p.pad_t, &p.pad_b);
     p.w_out = gb_axis(b, in.w, s->k_w, s->stride, s->pad_w, 0, &p.pad_l, &p.pad_r);
+    conv2d_plan pl;
+    conv2d_plan_init(&pl, &p);
 
-    /* Convolutions the CPU's GEMM kernel takes keep only packed weights (folded first). */
-    const size_t n_packed = conv2d_packed_floats(&p);
-    size_t per_out = (size_t)c_per_g * s->k_h * s->k_w;
-    const float *wf = w, *bf = conv_bias;
-    float *folded = NULL;
+    /* Weights as the plan's path reads them: BatchNorm folded first, then packed (only the packed
+     * copy is kept) when the path packs them. */
+    const size_t per_out = (size_t)c_per_g * s->k_h * s->k_w;
+    float *unpacked = NULL; /* folded weights freed once packed */
     if (bn_name) {
-        /* Fold BatchNorm: w' = w * g / sqrt(var + eps), b' = beta - mean * g / sqrt(var + eps). */
-        folded = n_packed ? malloc(per_out * s->c_out * sizeof(float)) : gb_alloc_owned(b, per_out * s->c_out);
-        float *bo = gb_alloc_owned(b, s->c_out);
-        if (!folded || !bo) {
-            if (n_packed) free(folded);
+        float *wf = pl.packed_floats ? (unpacked = malloc(per_out * s->c_out * sizeof(float)))
+                                     : gb_alloc_owned(b, per_out * s->c_out);
+        float *bf = gb_alloc_owned(b, s->c_out);
+        if (!wf || !bf) {
+            free(unpacked);
             return gb_fail(b, CNN_ERR_NOMEM, "%s: out of memory folding BatchNorm", conv_name);
         }
-        for (int o = 0; o < s->c_out; o++) {
-            double scale = gamma[o] / sqrt((double)var[o] + b->bn_eps);
-            for (size_t i = 0; i < per_out; i++) folded[o * per_out + i] = (float)(w[o * per_out + i] * scale);
-            bo[o] = (float)(beta[o] - mean[o] * scale);
-        }
-        wf = folded;
-        bf = bo;
+        gb_fold_bn(&bn, b->bn_eps, s->c_out, per_out, w, wf, bf);
+        w = wf;
+        bias = bf;
     }
-    float *packed = NULL;
-    if (n_packed) {
-        packed = gb_alloc_owned(b, n_packed);
-        if (packed) conv2d_pack_weights(&p, wf, packed);
-        if (bn_name) free(folded);
+    if (pl.packed_floats) {
+        float *packed = gb_alloc_owned(b, pl.packed_floats);
+        if (packed) conv2d_plan_pack(&pl, w, packed);
+        free(unpacked);
         if (!packed) return -1;
-        wf = NULL;
+        w = packed;
     }
+    pl.w = w;
+    pl.bias = bias;
     graph_node *n;
     int y = gb_emit(b, NODE_CONV, 1, &x, p.c_out, p.h_out, p.w_out, &n);
     if (y < 0) return -1;
-    n->p.conv = p;
-    n->w = wf;
-    n->w_packed = packed;
-    n->b = bf;
+    n->p.conv = pl;
     b->g->n_macs += (int64_t)p.c_out * p.h_out * p.w_out * c_per_g * p.k_h * p.k_w;
-    size_t scratch = n_packed ? conv2d_packed_scratch_floats(&p) : conv2d_scratch_floats(&p);
-    if (scratch > b->g->scratch_floats) b->g->scratch_floats = scratch;
     return y;
 }
 
@@ -409,8 +426,7 @@ static int graph_sole_reader(const graph *g, int v)
 /* A packed 1x1 convolution that can take a fused scale / residual. */
 static int graph_fusable_conv(const graph_node *n)
 {
-    return n->op == NODE_CONV && n->w_packed && conv2d_packed_fusable(&n->p.conv) &&
-           n->n_in + 1 <= GRAPH_MAX_IN;
+    return n->op == NODE_CONV && conv2d_plan_fusable(&n->p.conv) && n->n_in + 1 <= GRAPH_MAX_IN;
 }
 
 /* Marks nodes folded into a convolution GRAPH_NODE_FOLDED (see graph_plan); returns how many. */
@@ -428,8 +444,7 @@ static int graph_fuse_nodes(graph *g)
             c->in[0] = n->in[0];
             c->scale_slot = c->n_in;
             c->in[c->n_in++] = n->in[1];
-            const size_t scratch = conv2d_packed_fused_scratch_floats(&c->p.conv);
-            if (scratch > g->scratch_floats) g->scratch_floats = scratch;
+            conv2d_plan_fuse_scale(&c->p.conv);
             g->values[n->out].def = GRAPH_DEAD;
             n->op = GRAPH_NODE_FOLDED;
             n_fused++;
@@ -440,7 +455,7 @@ static int graph_fuse_nodes(graph *g)
                 const int a = n->in[k], other = n->in[1 - k], d = g->values[a].def;
                 if (g->values[a].parent >= 0 || d < 0 || graph_sole_reader(g, a) != i) continue;
                 graph_node *c = &g->nodes[d];
-                if (!graph_fusable_conv(c) || c->p.conv.act != ACT_NONE || c->residual_slot ||
+                if (!graph_fusable_conv(c) || c->p.conv.p.act != ACT_NONE || c->residual_slot ||
                     other == a || g->values[graph_root(g, other)].def >= d)
                     continue;
                 c->residual_slot = c->n_in;
@@ -471,24 +486,19 @@ static int graph_fuse_pw_dw(graph *g)
     for (int i = 0; i < g->n_nodes; i++) {
         graph_node *n = &g->nodes[i];
         const graph_value *mid = &g->values[n->out];
-        if (n->op != NODE_CONV || !n->w_packed || n->scale_slot || n->residual_slot || n->dw_w ||
+        if (n->op != NODE_CONV || n->scale_slot || n->residual_slot ||
             (size_t)mid->c * mid->h * mid->w < GRAPH_PW_DW_MIN_FLOATS)
             continue;
         const int r = graph_sole_reader(g, n->out);
         if (r < 0) continue;
         graph_node *d = &g->nodes[r];
-        if (d->op != NODE_CONV || d->w_packed || d->n_in != 1 || d->in[0] != n->out ||
-            !conv2d_pw_dw_fusable(&n->p.conv, &d->p.conv))
+        if (d->op != NODE_CONV || d->n_in != 1 || d->in[0] != n->out ||
+            !conv2d_plan_fuse_pw_dw(&n->p.conv, &d->p.conv))
             continue;
-        n->dw = d->p.conv;
-        n->dw_w = d->w;
-        n->dw_b = d->b;
         g->values[n->out].def = GRAPH_DEAD;
         n->out = d->out;
         for (int v = 0; v < g->n_values; v++) /* the depthwise output and its views */
             if (graph_root(g, v) == d->out) g->values[v].def = i;
-        const size_t scratch = conv2d_pw_dw_scratch_floats(&n->p.conv, &n->dw);
-        if (scratch > g->scratch_floats) g->scratch_floats = scratch;
         d->op = GRAPH_NODE_FOLDED;
         n_fused++;
     }
@@ -554,6 +564,10 @@ cnn_status graph_plan(graph *g)
 {
     const int n_fused = graph_fuse_nodes(g) + graph_fuse_pw_dw(g);
     if (n_fused + graph_alias_concats(g)) graph_compact(g);
+    g->scratch_floats = 0;
+    for (int n = 0; n < g->n_nodes; n++)
+        if (g->nodes[n].op == NODE_CONV && g->nodes[n].p.conv.scratch_floats > g->scratch_floats)
+            g->scratch_floats = g->nodes[n].p.conv.scratch_floats;
 
     /* Lifetimes: a value lives from its producing node to its last reader; a view keeps its root alive. */
     for (int i = 0; i < g->n_values; i++) g->values[i].last = g->values[i].def;
@@ -624,12 +638,12 @@ static int graph_node_split(const graph *g, const graph_node *n)
     const int64_t out_n = (int64_t)out->c * out->h * out->w;
     int64_t work = out_n;
     switch (n->op) {
-    case NODE_CONV:
-        if (!n->w_packed && !(n->p.conv.groups == n->p.conv.c_in && n->p.conv.groups == n->p.conv.c_out))
-            return 0; /* OpenBLAS im2col path: whole, on thread 0 */
-        work = n->dw_w ? (int64_t)n->p.conv.c_out * n->p.conv.h_out * n->p.conv.w_out * n->p.conv.c_in
-                       : out_n * (n->p.conv.c_in / n->p.conv.groups) * n->p.conv.k_h * n->p.conv.k_w;
+    case NODE_CONV: {
+        const conv2d_params *p = &n->p.conv.p; /* CONV_PATH_PW_DW: the pointwise conv's work */
+        if (!conv2d_plan_splits(&n->p.conv)) return 0; /* OpenBLAS paths: whole, on thread 0 */
+        work = (int64_t)p->c_out * p->h_out * p->w_out * (p->c_in / p->groups) * p->k_h * p->k_w;
         break;
+    }
     case NODE_POOL: work = out_n * n->p.pool.k_h * n->p.pool.k_w; break;
     case NODE_ADAPTIVE_AVG: work = (int64_t)in->c * in->h * in->w; break;
     case NODE_LINEAR: work = (int64_t)n->p.linear.n_in * n->p.linear.n_out; break;
@@ -666,22 +680,11 @@ static void graph_run_node(const graph *g, const graph_node *n, const float *inp
     kernels_part part;
     switch (n->op) {
     case NODE_CONV:
-        if (n->dw_w) {
-            part = conv2d_pw_dw_part(&n->dw, ith, nth);
-            conv2d_pw_dw_forward_part(&n->p.conv, n->w_packed, n->b, &n->dw, n->dw_w, n->dw_b, x, y, scratch,
-                                      &part);
-        } else if (n->w_packed) {
-            part = conv2d_packed_part(&n->p.conv, ith, nth);
-            conv2d_forward_packed_fused_part(
-                &n->p.conv, x, n->scale_slot ? graph_ptr(g, n->in[n->scale_slot], input, arena) : NULL, n->w_packed,
-                n->b, n->residual_slot ? graph_ptr(g, n->in[n->residual_slot], input, arena) : NULL, y, scratch,
-                &part);
-        } else if (nth == 1) {
-            conv2d_forward(&n->p.conv, x, n->w, n->b, y, scratch);
-        } else { /* depthwise (graph_node_split) */
-            part = kernels_part_split(KERNELS_PART_CHANNELS, out->c, 1, ith, nth);
-            dwconv2d_forward_part(&n->p.conv, x, n->w, n->b, y, part.lo, part.hi);
-        }
+        part = conv2d_plan_part(&n->p.conv, ith, nth);
+        conv2d_plan_forward_part(&n->p.conv, x,
+                                 n->scale_slot ? graph_ptr(g, n->in[n->scale_slot], input, arena) : NULL,
+                                 n->residual_slot ? graph_ptr(g, n->in[n->residual_slot], input, arena) : NULL,
+                                 y, scratch, &part);
         break;
     case NODE_POOL:
         part = kernels_part_split(KERNELS_PART_CHANNELS, out->c, 1, ith, nth);

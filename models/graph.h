@@ -41,16 +41,13 @@ typedef struct {
     int n_in;
     int in[GRAPH_MAX_IN];
     int out;
-    const float *w, *b;  /* w: PyTorch layout; NULL for convs whose weights are packed */
-    const float *w_packed; /* conv2d_pack_weights layout, or NULL (then conv2d_forward runs) */
+    const float *w, *b;  /* NODE_LINEAR: weights (PyTorch layout) and bias */
     int scale_slot, residual_slot; /* NODE_CONV fused by graph_plan: index in in[] of the input
-                                      scale / residual of conv2d_forward_packed_fused, 0 if none */
-    const float *dw_w, *dw_b;      /* NODE_CONV fused by graph_plan with the depthwise conv dw
-                                      after it (conv2d_pw_dw_forward): its weights (non-NULL) and
-                                      bias; out is then the depthwise conv's output */
-    conv2d_params dw;
+                                      scale / residual (conv2d_plan_forward_part), 0 if none */
     union {
-        conv2d_params conv;
+        conv2d_plan conv;  /* path, weights, scratch and parts, chosen at load; fused by
+                              graph_plan with the depthwise conv after it (CONV_PATH_PW_DW),
+                              out is then the depthwise conv's output */
         pool2d_params pool;
         struct { int n_in, n_out; act_kind act; } linear;
     } p;
@@ -66,7 +63,7 @@ typedef struct {
     int n_owned, cap_owned;
     size_t owned_bytes;
     size_t arena_floats;  /* activations */
-    size_t scratch_floats;/* largest conv scratch (im2col / packed input blocks) */
+    size_t scratch_floats;/* largest conv plan's scratch (graph_plan): one per thread */
     int64_t n_params, n_macs;
 } graph;
 

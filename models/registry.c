@@ -326,11 +326,15 @@ int64_t model_n_params(const model *m) { return m->g.n_params; }
 int64_t model_n_macs(const model *m) { return m->g.n_macs; }
 size_t model_weight_bytes(const model *m) { return weights_resident_bytes(m->w) + m->g.owned_bytes; }
 size_t model_arena_bytes(const model *m) { return (m->g.arena_floats + m->g.scratch_floats) * sizeof(float); }
+/* A context's buffers: the arena (whole 64-byte lines) and one conv scratch per thread, each at
+ * a 64-byte aligned stride of the graph's largest conv plan scratch. */
+static size_t model_ctx_arena_bytes(const model *m) { return (m->g.arena_floats * sizeof(float) + 63) / 64 * 64; }
+static size_t model_ctx_scratch_stride(const model *m) { return (m->g.scratch_floats + 15) / 16 * 16; }
+
 size_t model_ctx_bytes(const model *m, int n_threads)
 {
-    size_t arena = (m->g.arena_floats * sizeof(float) + 63) / 64 * 64;
-    size_t stride = (m->g.scratch_floats + 15) / 16 * 16; /* as model_ctx_init_threads allocates */
-    return arena + stride * sizeof(float) * (size_t)(n_threads > 1 ? n_threads : 1);
+    return model_ctx_arena_bytes(m) +
+           model_ctx_scratch_stride(m) * sizeof(float) * (size_t)(n_threads > 1 ? n_threads : 1);
 }
 const char *model_meta(const model *m, const char *key) { return weights_meta(m->w, key); }
 const char *model_path(const model *m) { return weights_path(m->w); }
@@ -351,8 +355,8 @@ cnn_status model_ctx_init_threads(model_ctx **out, const model *m, int n_threads
     model_ctx *c = calloc(1, sizeof(*c));
     if (!c) return CNN_ERR_NOMEM;
     c->m = m;
-    size_t arena_bytes = (m->g.arena_floats * sizeof(float) + 63) / 64 * 64;
-    c->scratch_stride = (m->g.scratch_floats + 15) / 16 * 16; /* 64-byte aligned per thread */
+    size_t arena_bytes = model_ctx_arena_bytes(m);
+    c->scratch_stride = model_ctx_scratch_stride(m);
     size_t scratch_bytes = c->scratch_stride * sizeof(float) * (size_t)n_threads;
     c->arena = aligned_alloc(64, arena_bytes ? arena_bytes : 64);
     c->scratch = aligned_alloc(64, scratch_bytes ? scratch_bytes : 64);

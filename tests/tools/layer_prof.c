@@ -29,8 +29,8 @@ static const char *op_name(const graph_node *n)
 {
     static const char *const names[] = {"conv", "pool", "adaptive_avg", "linear", "scale", "add", "concat",
                                         "concat_shuffle", "folded"};
-    if (n->op == NODE_CONV && n->dw_w) return "conv+dwconv";
-    if (n->op == NODE_CONV && !n->w_packed && n->p.conv.groups == n->p.conv.c_in) return "dwconv";
+    if (n->op == NODE_CONV && n->p.conv.path == CONV_PATH_PW_DW) return "conv+dwconv";
+    if (n->op == NODE_CONV && n->p.conv.path == CONV_PATH_DEPTHWISE) return "dwconv";
     return names[n->op];
 }
 
@@ -89,7 +89,7 @@ int main(int argc, char **argv)
         const graph_node *n = &g.nodes[i];
         const graph_value *x = &g.values[n->in[0]], *y = &g.values[n->out];
         int k = 0, s = 0, act = 0;
-        if (n->op == NODE_CONV) k = n->p.conv.k_h, s = n->p.conv.stride_h, act = n->p.conv.act;
+        if (n->op == NODE_CONV) k = n->p.conv.p.k_h, s = n->p.conv.p.stride_h, act = n->p.conv.p.act;
         if (n->op == NODE_LINEAR) act = n->p.linear.act;
         printf("%4d %-13s %5d %5d %5d %6d %5d %5d %2d %1d %3d  %s%s %10.1f %5.1f%%\n", i, op_name(n), x->c, x->h, x->w,
                y->c, y->h, y->w, k, s, act, n->scale_slot ? "S" : "-", n->residual_slot ? "R" : "-", med[i],

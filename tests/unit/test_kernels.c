@@ -176,9 +176,9 @@ static void conv_case(const conv2d_params *p, int with_bias, conv_via via, rng *
 
     switch (via) {
     case CONV_VIA_DISPATCH: conv2d_forward(p, x, w, bias, y, scratch); break;
-    case CONV_VIA_DW_GENERIC: dwconv2d_forward_isa(p, x, w, bias, y, KERNELS_ISA_GENERIC); break;
-    case CONV_VIA_DW_AVX2: dwconv2d_forward_isa(p, x, w, bias, y, KERNELS_ISA_AVX2); break;
-    case CONV_VIA_DW_AVX512: dwconv2d_forward_isa(p, x, w, bias, y, KERNELS_ISA_AVX512); break;
+    case CONV_VIA_DW_GENERIC: dwconv2d_forward_isa(p, x, w, bias, y, CPU_ISA_GENERIC); break;
+    case CONV_VIA_DW_AVX2: dwconv2d_forward_isa(p, x, w, bias, y, CPU_ISA_AVX2); break;
+    case CONV_VIA_DW_AVX512: dwconv2d_forward_isa(p, x, w, bias, y, CPU_ISA_AVX512); break;
     case CONV_VIA_PACKED:
         /* NaN poison: every packed float must be written by the packer */
         packed = alloc_nan(conv2d_packed_floats(p));
@@ -554,16 +554,16 @@ static void test_conv_scratch_size(void)
     T_CHECK(conv2d_scratch_floats(&p) == 0, "1x1 s1 needs no scratch, got %zu",
             conv2d_scratch_floats(&p));
     T_CHECK(conv2d_packed_floats(&p) ==
-                (kernels_isa_best() >= KERNELS_ISA_AVX512 ? (size_t)18 * 8 : 0),
+                (cpu_isa_best() >= CPU_ISA_AVX512 ? (size_t)18 * 8 : 0),
             "1x1 8->16 packs into 3 panels of 6 channels, got %zu floats",
             conv2d_packed_floats(&p));
     conv_setup(&p, 5, 7, 1, 20, 20, 3, 3, 1, 1, PAD_SYM, ACT_NONE);
     T_CHECK(conv2d_packed_floats(&p) ==
-                (kernels_isa_best() >= KERNELS_ISA_AVX512 ? (size_t)16 * 12 * 5 : 0),
+                (cpu_isa_best() >= CPU_ISA_AVX512 ? (size_t)16 * 12 * 5 : 0),
             "3x3 s1 20x20 5->7 packs 16 Winograd matrices of 2 panels, got %zu floats",
             conv2d_packed_floats(&p));
     conv_setup(&p, 3, 16, 1, 20, 20, 3, 3, 2, 2, PAD_SYM, ACT_NONE);
-    T_CHECK(conv2d_packed_floats(&p) == (kernels_isa_best() >= KERNELS_ISA_AVX512 ? 16 * 27 : 0u) &&
+    T_CHECK(conv2d_packed_floats(&p) == (cpu_isa_best() >= CPU_ISA_AVX512 ? 16 * 27 : 0u) &&
                 conv2d_packed_scratch_floats(&p) == 0,
             "3x3 s2 3->16 (stem kernel) keeps 16 x 27 weights, no scratch: got %zu, %zu",
             conv2d_packed_floats(&p), conv2d_packed_scratch_floats(&p));
@@ -650,7 +650,7 @@ static void ref_pool(const pool2d_params *p, const float *x, double *y)
             }
 }
 
-static void test_pool_sweep(kernels_isa isa, const char *name)
+static void test_pool_sweep(cpu_isa isa, const char *name)
 {
     static const int ks[] = {1, 2, 3, 5};
     static const int ss[] = {1, 2, 3};
@@ -711,7 +711,7 @@ static void test_pool_sweep(kernels_isa isa, const char *name)
 }
 
 /* Rows with several column tiles, and windows wider than the row buffer (the fallback). */
-static void test_pool_wide(kernels_isa isa, const char *name)
+static void test_pool_wide(cpu_isa isa, const char *name)
 {
     /* {h, w, k_h, k_w, s_h, s_w, pad_l, pad_r} */
     const int wide = KERNELS_POOL_TILE + 3;
@@ -749,7 +749,7 @@ static void test_pool_wide(kernels_isa isa, const char *name)
     test_end(name);
 }
 
-static void test_pool_hand(kernels_isa isa, const char *name)
+static void test_pool_hand(cpu_isa isa, const char *name)
 {
     test_begin();
     /* 4x4 input 1..16, avg 3x3 s2 p1; expected values from torch.nn.functional.avg_pool2d */
@@ -828,7 +828,7 @@ static void ref_adaptive(int c, int h_in, int w_in, int h_out, int w_out, const 
             }
 }
 
-static void test_adaptive_avgpool(kernels_isa isa, const char *name)
+static void test_adaptive_avgpool(cpu_isa isa, const char *name)
 {
     /* {h_in, w_in, h_out, w_out} */
     static const int cases[][4] = {{13, 13, 5, 5}, {7, 7, 1, 1}, {6, 6, 6, 6}, {8, 8, 1, 1},
@@ -922,7 +922,7 @@ static void test_act(void)
     test_end("act_forward every activation");
 }
 
-static void test_linear(kernels_isa isa, const char *name)
+static void test_linear(cpu_isa isa, const char *name)
 {
     /* n_in: below, at and past one vector, with and without a tail; n_out: every remainder of
      * the 4-row blocks */
@@ -1637,6 +1637,135 @@ static void test_part_split(void)
     test_end("kernels_part_split: consecutive aligned parts covering [0, n)");
 }
 
+/* Runs plan pl over nth parts (NaN-poisoned y) and checks y bit-identical to want. */
+static int plan_parts_match(const conv2d_plan *pl, const float *x, float *y, size_t n_y, float *scratch,
+                            const float *want, int nth, const char *what)
+{
+    fill_poison(y, n_y);
+    for (int ith = 0; ith < nth; ith++) {
+        const kernels_part part = conv2d_plan_part(pl, ith, nth);
+        conv2d_plan_forward_part(pl, x, NULL, NULL, y, scratch, &part);
+    }
+    const int ok = memcmp(y, want, n_y * sizeof *y) == 0;
+    T_CHECK(ok, "%s: %d parts differ from the one-call path", what, nth);
+    return ok;
+}
+
+/* conv2d_plan: the path each shape takes on this CPU (AVX-512F or not), its packed / scratch
+ * floats equal to the one-call functions', conv2d_plan_forward_part over 1, 2 and 3 parts
+ * bit-identical to the one-call path; the pw+dw and input-scale fusions of a pointwise plan. */
+static void test_conv_plan(void)
+{
+    /* {c_in, c_out, groups, h, w, k, stride, pad mode, path with AVX-512F, path without} */
+    static const int cases[][10] = {
+        {3, 16, 1, 37, 41, 3, 2, PAD_SYM, CONV_PATH_STEM, CONV_PATH_IM2COL},
+        {19, 35, 1, 35, 35, 3, 1, PAD_SYM, CONV_PATH_WINOGRAD, CONV_PATH_IM2COL},
+        {24, 17, 1, 61, 59, 1, 1, PAD_NONE, CONV_PATH_GEMM, CONV_PATH_DIRECT},
+        {17, 29, 1, 35, 33, 3, 2, PAD_NONE, CONV_PATH_GEMM, CONV_PATH_IM2COL},
+        {10, 22, 2, 19, 21, 3, 1, PAD_SYM, CONV_PATH_GEMM, CONV_PATH_IM2COL},
+        {24, 24, 24, 30, 28, 5, 2, PAD_SYM, CONV_PATH_DEPTHWISE, CONV_PATH_DEPTHWISE},
+    };
+    static const char *const path_names[] = {"direct", "im2col", "depthwise", "stem", "winograd", "gemm", "pw_dw"};
+    const int avx512 = cpu_isa_best() >= CPU_ISA_AVX512;
+    test_begin();
+    rng r = {123};
+    for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
+        const int *c = cases[ci];
+        conv2d_params p;
+        conv_setup(&p, c[0], c[1], c[2], c[3], c[4], c[5], c[5], c[6], c[6], (pad_mode)c[7], (act_kind)(ci % 5));
+        conv2d_plan pl;
+        conv2d_plan_init(&pl, &p);
+        const conv_path want_path = (conv_path)(avx512 ? c[8] : c[9]);
+        char what[160];
+        snprintf(what, sizeof what, "%s conv %d->%d groups %d %dx%d k %d s %d", path_names[want_path], c[0], c[1],
+                 c[2], c[3], c[4], c[5], c[6]);
+        T_CHECK(pl.path == want_path, "%s: planned path %s", what, path_names[pl.path]);
+        const int packed_path = pl.packed_floats > 0;
+        const size_t want_scratch = packed_path ? conv2d_packed_scratch_floats(&p) : conv2d_scratch_floats(&p);
+        T_CHECK(pl.packed_floats == conv2d_packed_floats(&p) && pl.scratch_floats == want_scratch,
+                "%s: plan packs %zu floats with scratch %zu, one-call functions %zu and %zu", what, pl.packed_floats,
+                pl.scratch_floats, conv2d_packed_floats(&p), want_scratch);
+        const size_t n_x = (size_t)p.c_in * p.h_in * p.w_in, n_y = (size_t)p.c_out * p.h_out * p.w_out;
+        float *x = alloc_random(n_x, &r), *bias = alloc_random((size_t)p.c_out, &r);
+        float *w = alloc_random((size_t)p.c_out * (p.c_in / p.groups) * p.k_h * p.k_w, &r);
+        float *packed = packed_path ? alloc_nan(pl.packed_floats) : NULL;
+        float *scratch = pl.scratch_floats ? alloc_nan(pl.scratch_floats) : NULL;
+        float *want = alloc_floats(n_y), *y = alloc_floats(n_y);
+        if (packed_path) {
+            conv2d_plan_pack(&pl, w, packed);
+            conv2d_forward_packed(&p, x, packed, bias, want, scratch);
+        } else {
+            conv2d_forward(&p, x, w, bias, want, scratch);
+        }
+        pl.w = packed_path ? packed : w;
+        pl.bias = bias;
+        for (int nth = 1; nth <= (conv2d_plan_splits(&pl) ? 3 : 1); nth++)
+            plan_parts_match(&pl, x, y, n_y, scratch, want, nth, what);
+        T_CHECK(conv2d_plan_splits(&pl) == (pl.path != CONV_PATH_DIRECT && pl.path != CONV_PATH_IM2COL),
+                "%s: splits %d", what, conv2d_plan_splits(&pl));
+        free(x);
+        free(bias);
+        free(w);
+        free(packed);
+        free(scratch);
+        free(want);
+        free(y);
+    }
+
+    /* A pointwise expansion and the stride-2 depthwise conv after it. */
+    conv2d_params pw, dw;
+    conv_setup(&pw, 8, 20, 1, 33, 30, 1, 1, 1, 1, PAD_NONE, ACT_RELU);
+    conv_setup(&dw, 20, 20, 20, 33, 30, 3, 3, 2, 2, PAD_SYM, ACT_HSWISH);
+    conv2d_plan pl_pw, pl_dw, pl_scaled;
+    conv2d_plan_init(&pl_pw, &pw);
+    conv2d_plan_init(&pl_dw, &dw);
+    T_CHECK(conv2d_plan_fusable(&pl_pw) == avx512, "pointwise plan fusable %d", conv2d_plan_fusable(&pl_pw));
+    T_CHECK(!conv2d_plan_fusable(&pl_dw), "depthwise plan fusable");
+    if (avx512) {
+        pl_scaled = pl_pw;
+        conv2d_plan_fuse_scale(&pl_scaled);
+        T_CHECK(pl_scaled.in_scale && pl_scaled.scratch_floats == conv2d_packed_fused_scratch_floats(&pw),
+                "input-scale plan: scratch %zu, want %zu", pl_scaled.scratch_floats,
+                conv2d_packed_fused_scratch_floats(&pw));
+        T_CHECK(!conv2d_plan_fuse_pw_dw(&pl_scaled, &pl_dw) && pl_scaled.path == CONV_PATH_GEMM,
+                "a plan with an input scale took the pw+dw fusion");
+    }
+    const size_t n_x = (size_t)pw.c_in * pw.h_in * pw.w_in, n_y = (size_t)dw.c_out * dw.h_out * dw.w_out;
+    float *x = alloc_random(n_x, &r), *pw_w = alloc_random((size_t)pw.c_out * pw.c_in, &r);
+    float *pw_b = alloc_random((size_t)pw.c_out, &r), *dw_w = alloc_random((size_t)dw.c_out * 9, &r);
+    float *dw_b = alloc_random((size_t)dw.c_out, &r), *packed = alloc_nan(pl_pw.packed_floats + 1);
+    float *want = alloc_floats(n_y), *y = alloc_floats(n_y);
+    if (pl_pw.packed_floats) conv2d_plan_pack(&pl_pw, pw_w, packed);
+    pl_pw.w = pl_pw.packed_floats ? packed : pw_w;
+    pl_pw.bias = pw_b;
+    pl_dw.w = dw_w;
+    pl_dw.bias = dw_b;
+    const int fused = conv2d_plan_fuse_pw_dw(&pl_pw, &pl_dw);
+    T_CHECK(fused == conv2d_pw_dw_fusable(&pw, &dw) && fused == avx512 &&
+                pl_pw.path == (fused ? CONV_PATH_PW_DW : avx512 ? CONV_PATH_GEMM : CONV_PATH_DIRECT),
+            "pw+dw fusion %d, path %s", fused, path_names[pl_pw.path]);
+    if (fused) {
+        T_CHECK(pl_pw.scratch_floats == conv2d_pw_dw_scratch_floats(&pw, &dw) && pl_pw.dw_w == dw_w &&
+                    pl_pw.dw_bias == dw_b,
+                "pw+dw plan: scratch %zu, want %zu", pl_pw.scratch_floats, conv2d_pw_dw_scratch_floats(&pw, &dw));
+        float *scratch = alloc_nan(pl_pw.scratch_floats);
+        conv2d_pw_dw_forward(&pw, packed, pw_b, &dw, dw_w, dw_b, x, want, scratch);
+        for (int nth = 1; nth <= 3; nth++)
+            plan_parts_match(&pl_pw, x, y, n_y, scratch, want, nth, "pw+dw plan 8->20 33x30, dw k 3 s 2");
+        free(scratch);
+    }
+    free(x);
+    free(pw_w);
+    free(pw_b);
+    free(dw_w);
+    free(dw_b);
+    free(packed);
+    free(want);
+    free(y);
+    test_end("conv2d_plan: path per shape, sizes as the one-call functions, 1/2/3 parts bit-identical; "
+             "input-scale and pw+dw fusion");
+}
+
 int main(void)
 {
     /* One BLAS thread: results are then deterministic, and the concurrency test exercises the
@@ -1647,10 +1776,11 @@ int main(void)
     test_tf_same();
     test_act();
     test_conv_scratch_size();
+    test_conv_plan();
     test_conv_sweeps(CONV_VIA_DISPATCH,
                      "conv2d_forward sweeps: groups 1/2/3, channel multiplier, k 1..11, s 1..4, "
                      "4 padding modes, rectangular kernels, blocking edges");
-    if (kernels_isa_best() >= KERNELS_ISA_AVX512) {
+    if (cpu_isa_best() >= CPU_ISA_AVX512) {
         test_conv_sweeps(CONV_VIA_PACKED, "conv2d_forward_packed (AVX-512 GEMM): same sweeps");
         test_conv_packed_fused();
     } else {
@@ -1659,35 +1789,35 @@ int main(void)
     }
     test_dw_sweep(CONV_VIA_DISPATCH, "dwconv sweep via conv2d_forward (best variant)");
     test_dw_sweep(CONV_VIA_DW_GENERIC, "dwconv sweep, portable variant");
-    if (kernels_isa_best() >= KERNELS_ISA_AVX2)
+    if (cpu_isa_best() >= CPU_ISA_AVX2)
         test_dw_sweep(CONV_VIA_DW_AVX2, "dwconv sweep, AVX2 variant");
     else
         test_skip("dwconv sweep, AVX2 variant", "CPU lacks AVX2/FMA");
-    if (kernels_isa_best() >= KERNELS_ISA_AVX512)
+    if (cpu_isa_best() >= CPU_ISA_AVX512)
         test_dw_sweep(CONV_VIA_DW_AVX512, "dwconv sweep, AVX-512 variant");
     else
         test_skip("dwconv sweep, AVX-512 variant", "CPU lacks AVX-512F");
-    test_pool_sweep(KERNELS_ISA_GENERIC,
+    test_pool_sweep(CPU_ISA_GENERIC,
                     "pool2d sweep max/avg, ceil_mode, count_include_pad, asymmetric pads (portable)");
-    test_pool_wide(KERNELS_ISA_GENERIC,
+    test_pool_wide(CPU_ISA_GENERIC,
                    "pool2d wide rows (column tiles) and windows wider than the row buffer (portable)");
-    test_pool_hand(KERNELS_ISA_GENERIC, "pool2d hand-computed values (torch), NaN (portable)");
-    if (kernels_isa_best() >= KERNELS_ISA_AVX512) {
-        test_pool_sweep(KERNELS_ISA_AVX512, "pool2d sweep (AVX-512)");
-        test_pool_wide(KERNELS_ISA_AVX512, "pool2d wide rows and wide windows (AVX-512)");
-        test_pool_hand(KERNELS_ISA_AVX512, "pool2d hand-computed values, NaN (AVX-512)");
+    test_pool_hand(CPU_ISA_GENERIC, "pool2d hand-computed values (torch), NaN (portable)");
+    if (cpu_isa_best() >= CPU_ISA_AVX512) {
+        test_pool_sweep(CPU_ISA_AVX512, "pool2d sweep (AVX-512)");
+        test_pool_wide(CPU_ISA_AVX512, "pool2d wide rows and wide windows (AVX-512)");
+        test_pool_hand(CPU_ISA_AVX512, "pool2d hand-computed values, NaN (AVX-512)");
     } else {
         test_skip("pool2d AVX-512 variant", "CPU lacks AVX-512F");
     }
-    test_adaptive_avgpool(KERNELS_ISA_GENERIC,
+    test_adaptive_avgpool(CPU_ISA_GENERIC,
                           "adaptive_avgpool2d (incl. 13->5, 7->1, upsampling bins, global sweep) (portable)");
-    if (kernels_isa_best() >= KERNELS_ISA_AVX512)
-        test_adaptive_avgpool(KERNELS_ISA_AVX512, "adaptive_avgpool2d, global pooling on AVX-512 (same cases)");
+    if (cpu_isa_best() >= CPU_ISA_AVX512)
+        test_adaptive_avgpool(CPU_ISA_AVX512, "adaptive_avgpool2d, global pooling on AVX-512 (same cases)");
     else
         test_skip("adaptive_avgpool2d AVX-512 variant", "CPU lacks AVX-512F");
-    test_linear(KERNELS_ISA_GENERIC, "linear_forward, OpenBLAS sgemv (bias or not, every activation)");
-    if (kernels_isa_best() >= KERNELS_ISA_AVX512)
-        test_linear(KERNELS_ISA_AVX512, "linear_forward, AVX-512 GEMV (bias or not, every activation)");
+    test_linear(CPU_ISA_GENERIC, "linear_forward, OpenBLAS sgemv (bias or not, every activation)");
+    if (cpu_isa_best() >= CPU_ISA_AVX512)
+        test_linear(CPU_ISA_AVX512, "linear_forward, AVX-512 GEMV (bias or not, every activation)");
     else
         test_skip("linear_forward, AVX-512 GEMV", "CPU lacks AVX-512F");
     test_add();
@@ -1700,7 +1830,7 @@ int main(void)
     test_part_split();
     test_dw_pool_parts();
     test_linear_parts();
-    if (kernels_isa_best() >= KERNELS_ISA_AVX512) {
+    if (cpu_isa_best() >= CPU_ISA_AVX512) {
         test_conv_packed_parts();
         test_conv_pw_dw();
     } else {

@@ -1,0 +1,306 @@
+/* Convolution (see kernels.h): the plan of a convolution, which chooses its path once, the
+ * dispatch on it, and the paths' one-call entry points. The OpenBLAS paths (direct, im2col) live
+ * here; the others in the kernel files below this one: depthwise in kernels_dw.c, first layer in
+ * kernels_stem.c, Winograd in kernels_wino.c, packed GEMM in kernels_gemm.c, the fused pointwise +
+ * depthwise pair in kernels_pwdw.c. */
+#include "kernels.h"
+
+#include <assert.h>
+#include <cblas.h>
+#include <string.h>
+
+#include "kernels_internal.h"
+
+/* ---- convolution ---- */
+
+static void conv_check_params(const conv2d_params *p)
+{
+    assert(p->c_in > 0 && p->c_out > 0 && p->h_in > 0 && p->w_in > 0);
+    assert(p->h_out > 0 && p->w_out > 0 && p->k_h > 0 && p->k_w > 0);
+    assert(p->stride_h > 0 && p->stride_w > 0 && p->pad_t >= 0 && p->pad_l >= 0);
+    assert(p->groups > 0 && p->c_in % p->groups == 0 && p->c_out % p->groups == 0);
+    (void)p;
+}
+
+size_t conv2d_scratch_floats(const conv2d_params *p)
+{
+    if (kernels_conv_depthwise(p) || kernels_conv_pointwise(p)) return 0;
+    return (size_t)(p->c_in / p->groups) * (size_t)p->k_h * (size_t)p->k_w * (size_t)p->h_out *
+           (size_t)p->w_out;
+}
+
+/* col[(ci*k_h + i)*k_w + j][oh*w_out + ow] = x[ci][oh*s_h - pad_t + i][ow*s_w - pad_l + j], zero
+ * outside the input, for the c channels starting at x. Every cell of col is written. */
+static void conv_im2col(const conv2d_params *p, const float *x, int c, float *col)
+{
+    const size_t hw_in = (size_t)p->h_in * (size_t)p->w_in;
+    const size_t hw_out = (size_t)p->h_out * (size_t)p->w_out;
+    const int w_out = p->w_out, sw = p->stride_w;
+    for (int ci = 0; ci < c; ci++) {
+        const float *xc = x + (size_t)ci * hw_in;
+        for (int i = 0; i < p->k_h; i++) {
+            for (int j = 0; j < p->k_w; j++) {
+                float *row = col + ((size_t)(ci * p->k_h + i) * (size_t)p->k_w + (size_t)j) * hw_out;
+                const int off = j - p->pad_l;
+                int lo, hi;
+                kernels_tap_range(off, sw, p->w_in, w_out, &lo, &hi);
+                for (int oh = 0; oh < p->h_out; oh++) {
+                    float *dst = row + (size_t)oh * (size_t)w_out;
+                    const int ih = oh * p->stride_h - p->pad_t + i;
+                    if (ih < 0 || ih >= p->h_in) {
+                        memset(dst, 0, (size_t)w_out * sizeof *dst);
+                        continue;
+                    }
+                    const float *xrow = xc + (size_t)ih * (size_t)p->w_in;
+                    /* size-0 calls skipped: most rows need no padding and the calls are short */
+                    if (lo > 0) memset(dst, 0, (size_t)lo * sizeof *dst);
+                    if (hi > lo && sw == 1) {
+                        memcpy(dst + lo, xrow + lo + off, (size_t)(hi - lo) * sizeof *dst);
+                    } else {
+                        for (int ow = lo; ow < hi; ow++) dst[ow] = xrow[ow * sw + off];
+                    }
+                    if (hi < w_out) memset(dst + hi, 0, (size_t)(w_out - hi) * sizeof *dst);
+                }
+            }
+        }
+    }
+}
+
+void conv2d_forward(const conv2d_params *p, const float *x, const float *w, const float *bias,
+                    float *y, float *scratch)
+{
+    conv_check_params(p);
+    if (kernels_conv_depthwise(p)) {
+        dwconv2d_forward(p, x, w, bias, y);
+        return;
+    }
+    const int direct = kernels_conv_pointwise(p);
+    assert(direct || scratch != NULL);
+    const int cig = p->c_in / p->groups, cog = p->c_out / p->groups;
+    const int k = cig * p->k_h * p->k_w;
+    const size_t hw_in = (size_t)p->h_in * (size_t)p->w_in;
+    const size_t hw_out = (size_t)p->h_out * (size_t)p->w_out;
+    for (int g = 0; g < p->groups; g++) {
+        const float *xg = x + (size_t)g * (size_t)cig * hw_in;
+        const float *rhs = xg;
+        if (!direct) {
+            conv_im2col(p, xg, cig, scratch);
+            rhs = scratch;
+        }
+        float *yg = y + (size_t)g * (size_t)cog * hw_out;
+        /* yg[cog][hw_out] = w_g[cog][k] * rhs[k][hw_out] */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cog, (int)hw_out, k, 1.0f,
+                    w + (size_t)g * (size_t)cog * (size_t)k, k, rhs, (int)hw_out, 0.0f, yg,
+                    (int)hw_out);
+        for (int co = 0; co < cog; co++) {
+            float b = bias ? bias[g * cog + co] : 0.0f;
+            kernels_bias_act(yg + (size_t)co * hw_out, hw_out, b, p->act);
+        }
+    }
+}
+
+/* ---- the plan ---- */
+
+void conv2d_plan_init(conv2d_plan *pl, const conv2d_params *p)
+{
+    conv_check_params(p);
+    *pl = (conv2d_plan){.p = *p};
+    if (kernels_conv_depthwise(p))
+        pl->path = CONV_PATH_DEPTHWISE;
+    else if (cpu_isa_best() < CPU_ISA_AVX512)
+        pl->path = kernels_conv_pointwise(p) ? CONV_PATH_DIRECT : CONV_PATH_IM2COL;
+    else if (kernels_stem_applies(p))
+        pl->path = CONV_PATH_STEM;
+    else if (kernels_wino_applies(p))
+        pl->path = CONV_PATH_WINOGRAD;
+    else
+        pl->path = CONV_PATH_GEMM;
+    switch (pl->path) {
+    case CONV_PATH_DIRECT:
+    case CONV_PATH_DEPTHWISE: break;
+    case CONV_PATH_IM2COL: pl->scratch_floats = conv2d_scratch_floats(p); break;
+    case CONV_PATH_STEM:
+        pl->packed_floats = (size_t)p->c_out * (size_t)p->c_in * (size_t)p->k_h * (size_t)p->k_w;
+        break;
+    case CONV_PATH_WINOGRAD:
+        pl->packed_floats = kernels_wino_packed_floats(p);
+        pl->scratch_floats = kernels_wino_scratch_floats(p);
+        break;
+    case CONV_PATH_GEMM:
+    case CONV_PATH_PW_DW:
+        pl->packed_floats = kernels_gemm_conv_packed_floats(p);
+        pl->scratch_floats = kernels_gemm_conv_scratch_floats(p);
+        break;
+    }
+}
+
+void conv2d_plan_pack(const conv2d_plan *pl, const float *w, float *packed)
+{
+    switch (pl->path) {
+    case CONV_PATH_STEM: kernels_stem_pack(&pl->p, w, packed); break;
+    case CONV_PATH_WINOGRAD: kernels_wino_pack(&pl->p, w, packed); break;
+    case CONV_PATH_GEMM:
+    case CONV_PATH_PW_DW: kernels_gemm_conv_pack(&pl->p, w, packed); break;
+    case CONV_PATH_DIRECT:
+    case CONV_PATH_IM2COL:
+    case CONV_PATH_DEPTHWISE: assert(!"conv2d_plan_pack: the path reads PyTorch-layout weights"); break;
+    }
+}
+
+int conv2d_plan_fusable(const conv2d_plan *pl)
+{
+    return pl->path == CONV_PATH_GEMM && kernels_conv_pointwise(&pl->p);
+}
+
+void conv2d_plan_fuse_scale(conv2d_plan *pl)
+{
+    assert(conv2d_plan_fusable(pl));
+    pl->in_scale = 1;
+    pl->scratch_floats = kernels_gemm_conv_fused_scratch_floats(&pl->p);
+}
+
+int conv2d_plan_fuse_pw_dw(conv2d_plan *pl, const conv2d_plan *dw)
+{
+    if (!conv2d_plan_fusable(pl) || pl->in_scale || dw->path != CONV_PATH_DEPTHWISE ||
+        !conv2d_pw_dw_fusable(&pl->p, &dw->p))
+        return 0;
+    pl->path = CONV_PATH_PW_DW;
+    pl->dw = dw->p;
+    pl->dw_w = dw->w;
+    pl->dw_bias = dw->bias;
+    pl->scratch_floats = conv2d_pw_dw_scratch_floats(&pl->p, &pl->dw);
+    return 1;
+}
+
+int conv2d_plan_splits(const conv2d_plan *pl)
+{
+    return pl->path != CONV_PATH_DIRECT && pl->path != CONV_PATH_IM2COL;
+}
+
+kernels_part conv2d_plan_part(const conv2d_plan *pl, int ith, int nth)
+{
+    const conv2d_params *p = &pl->p;
+    switch (pl->path) {
+    case CONV_PATH_DEPTHWISE: return kernels_part_split(KERNELS_PART_CHANNELS, p->c_out, 1, ith, nth);
+    case CONV_PATH_STEM: return kernels_stem_part(p, ith, nth);
+    case CONV_PATH_WINOGRAD: return kernels_wino_part(p, ith, nth);
+    case CONV_PATH_GEMM: return kernels_gemm_conv_part(p, ith, nth);
+    case CONV_PATH_PW_DW: return conv2d_pw_dw_part(&pl->dw, ith, nth);
+    case CONV_PATH_DIRECT:
+    case CONV_PATH_IM2COL: break;
+    }
+    assert(nth == 1);
+    return kernels_part_split(KERNELS_PART_CHANNELS, p->c_out, p->c_out, ith, nth);
+}
+
+void conv2d_plan_forward_part(const conv2d_plan *pl, const float *x, const float *in_scale,
+                              const float *residual, float *y, float *scratch,
+                              const kernels_part *part)
+{
+    const conv2d_params *p = &pl->p;
+    assert(!in_scale || pl->in_scale);
+    assert(!residual || conv2d_plan_fusable(pl));
+    assert(pl->scratch_floats == 0 || scratch != NULL);
+    assert(part->lo >= 0 && part->lo <= part->hi);
+    if (part->lo == part->hi) return;
+    switch (pl->path) {
+    case CONV_PATH_DIRECT:
+    case CONV_PATH_IM2COL:
+        assert(part->axis == KERNELS_PART_CHANNELS && part->lo == 0 && part->hi == p->c_out);
+        conv2d_forward(p, x, pl->w, pl->bias, y, scratch);
+        break;
+    case CONV_PATH_DEPTHWISE:
+        assert(part->axis == KERNELS_PART_CHANNELS);
+        dwconv2d_forward_part(p, x, pl->w, pl->bias, y, part->lo, part->hi);
+        break;
+    case CONV_PATH_STEM: kernels_stem_forward_part(p, x, pl->w, pl->bias, y, part); break;
+    case CONV_PATH_WINOGRAD:
+        kernels_wino_forward_part(p, x, pl->w, pl->bias, y, scratch, part);
+        break;
+    case CONV_PATH_GEMM:
+        kernels_gemm_conv_forward_part(p, x, in_scale, pl->w, pl->bias, residual, y, scratch, part);
+        break;
+    case CONV_PATH_PW_DW:
+        conv2d_pw_dw_forward_part(p, pl->w, pl->bias, &pl->dw, pl->dw_w, pl->dw_bias, x, y,
+                                  scratch, part);
+        break;
+    }
+}
+
+/* ---- one-call entry points of the packed paths (each plans p anew) ---- */
+
+size_t conv2d_packed_floats(const conv2d_params *p)
+{
+    conv2d_plan pl;
+    conv2d_plan_init(&pl, p);
+    return pl.packed_floats;
+}
+
+void conv2d_pack_weights(const conv2d_params *p, const float *w, float *packed)
+{
+    conv2d_plan pl;
+    conv2d_plan_init(&pl, p);
+    conv2d_plan_pack(&pl, w, packed);
+}
+
+size_t conv2d_packed_scratch_floats(const conv2d_params *p)
+{
+    conv2d_plan pl;
+    conv2d_plan_init(&pl, p);
+    return pl.scratch_floats;
+}
+
+int conv2d_packed_fusable(const conv2d_params *p)
+{
+    conv2d_plan pl;
+    conv2d_plan_init(&pl, p);
+    return conv2d_plan_fusable(&pl);
+}
+
+size_t conv2d_packed_fused_scratch_floats(const conv2d_params *p)
+{
+    return kernels_gemm_conv_fused_scratch_floats(p);
+}
+
+kernels_part conv2d_packed_part(const conv2d_params *p, int ith, int nth)
+{
+    conv2d_plan pl;
+    conv2d_plan_init(&pl, p);
+    assert(pl.packed_floats > 0);
+    return conv2d_plan_part(&pl, ith, nth);
+}
+
+void conv2d_forward_packed_fused_part(const conv2d_params *p, const float *x,
+                                      const float *in_scale, const float *packed,
+                                      const float *bias, const float *residual, float *y,
+                                      float *scratch, const kernels_part *part)
+{
+    conv2d_plan pl;
+    conv2d_plan_init(&pl, p);
+    assert(pl.packed_floats > 0);
+    if (in_scale) conv2d_plan_fuse_scale(&pl);
+    pl.w = packed;
+    pl.bias = bias;
+    conv2d_plan_forward_part(&pl, x, in_scale, residual, y, scratch, part);
+}
+
+void conv2d_forward_packed_fused(const conv2d_params *p, const float *x, const float *in_scale,
+                                 const float *packed, const float *bias, const float *residual,
+                                 float *y, float *scratch)
+{
+    const kernels_part all = {KERNELS_PART_CHANNELS, 0, p->c_out};
+    conv2d_forward_packed_fused_part(p, x, in_scale, packed, bias, residual, y, scratch, &all);
+}
+
+void conv2d_forward_packed_part(const conv2d_params *p, const float *x, const float *packed,
+                                const float *bias, float *y, float *scratch,
+                                const kernels_part *part)
+{
+    conv2d_forward_packed_fused_part(p, x, NULL, packed, bias, NULL, y, scratch, part);
+}
+
+void conv2d_forward_packed(const conv2d_params *p, const float *x, const float *packed,
+                           const float *bias, float *y, float *scratch)
+{
+    conv2d_forward_packed_fused(p, x, NULL, packed, bias, NULL, y, scratch);
+}

@@ -1,0 +1,262 @@
+/* Pooling (see kernels.h): the portable max / average kernels and the dispatch to their AVX-512
+ * variants in kernels_pool512.c; adaptive average pooling. */
+#include "kernels.h"
+
+#include <assert.h>
+#include <math.h>
+#include <string.h>
+
+#include "kernels_internal.h"
+
+/* ---- pooling ----
+ * Per output row and tile of output columns: the valid input rows are first reduced vertically
+ * into a row buffer on the stack (contiguous, vectorizable), padded with the identity (-inf / 0)
+ * where the windows leave the input; the buffer is then reduced horizontally with the stride and
+ * no bounds checks. Windows wider than the buffer fall back to tap-by-tap accumulation. */
+
+/* PyTorch's max: a NaN in the window wins. Written so that it compiles without branches. */
+static inline float pool_max1(float m, float v)
+{
+    const float mx = v > m ? v : m;
+    return v != v ? v : mx;
+}
+
+static void pool_vmax(float *restrict dst, const float *restrict src, int n)
+{
+    int i = 0;
+    for (; i + KERNELS_BLOCK <= n; i += KERNELS_BLOCK)
+        for (int j = 0; j < KERNELS_BLOCK; j++) dst[i + j] = pool_max1(dst[i + j], src[i + j]);
+    for (; i < n; i++) dst[i] = pool_max1(dst[i], src[i]);
+}
+
+static void pool_vadd(float *restrict dst, const float *restrict src, int n)
+{
+    int i = 0;
+    for (; i + KERNELS_BLOCK <= n; i += KERNELS_BLOCK)
+        for (int j = 0; j < KERNELS_BLOCK; j++) dst[i + j] += src[i + j];
+    for (; i < n; i++) dst[i] += src[i];
+}
+
+/* buf[t] = reduction over input rows [h0, h1) of input column base + t, for t < span. */
+static void pool_stage(const pool2d_params *p, const float *xc, int h0, int h1, int base,
+                       int span, float *buf)
+{
+    const float ident = p->kind == POOL_MAX ? -INFINITY : 0.0f;
+    const int t_lo = kernels_imin(kernels_imax(-base, 0), span);
+    const int t_hi = kernels_imax(kernels_imin(p->w_in - base, span), t_lo);
+    for (int t = 0; t < t_lo; t++) buf[t] = ident;
+    for (int t = t_hi; t < span; t++) buf[t] = ident;
+    float *dst = buf + t_lo;
+    const int n = t_hi - t_lo;
+    if (n == 0) return;
+    if (h1 <= h0) {
+        for (int t = 0; t < n; t++) dst[t] = ident;
+        return;
+    }
+    const float *col = xc + (base + t_lo);
+    memcpy(dst, col + (size_t)h0 * (size_t)p->w_in, (size_t)n * sizeof *dst);
+    for (int ih = h0 + 1; ih < h1; ih++) {
+        if (p->kind == POOL_MAX)
+            pool_vmax(dst, col + (size_t)ih * (size_t)p->w_in, n);
+        else
+            pool_vadd(dst, col + (size_t)ih * (size_t)p->w_in, n);
+    }
+}
+
+/* y[o] = max_j buf[o*s + j], o < n. */
+static inline __attribute__((always_inline)) void pool_hmax_impl(const float *restrict buf, int n, int k, int s, float *restrict y)
+{
+    int o = 0;
+    for (; o + KERNELS_BLOCK <= n; o += KERNELS_BLOCK) {
+        float t[KERNELS_BLOCK];
+        for (int j = 0; j < KERNELS_BLOCK; j++) t[j] = buf[(o + j) * s];
+        for (int kj = 1; kj < k; kj++)
+            for (int j = 0; j < KERNELS_BLOCK; j++) t[j] = pool_max1(t[j], buf[(o + j) * s + kj]);
+        for (int j = 0; j < KERNELS_BLOCK; j++) y[o + j] = t[j];
+    }
+    for (; o < n; o++) {
+        float m = buf[o * s];
+        for (int kj = 1; kj < k; kj++) m = pool_max1(m, buf[o * s + kj]);
+        y[o] = m;
+    }
+}
+
+/* y[o] = sum_j buf[o*s + j] / (row_div * col_div[o]), o < n. */
+static inline __attribute__((always_inline)) void pool_havg_impl(const float *restrict buf, const float *restrict col_div, float row_div, int n,
+                      int k, int s, float *restrict y)
+{
+    int o = 0;
+    for (; o + KERNELS_BLOCK <= n; o += KERNELS_BLOCK) {
+        float t[KERNELS_BLOCK];
+        for (int j = 0; j < KERNELS_BLOCK; j++) t[j] = buf[(o + j) * s];
+        for (int kj = 1; kj < k; kj++)
+            for (int j = 0; j < KERNELS_BLOCK; j++) t[j] += buf[(o + j) * s + kj];
+        for (int j = 0; j < KERNELS_BLOCK; j++) y[o + j] = t[j] / (row_div * col_div[o + j]);
+    }
+    for (; o < n; o++) {
+        float sum = buf[o * s];
+        for (int kj = 1; kj < k; kj++) sum += buf[o * s + kj];
+        y[o] = sum / (row_div * col_div[o]);
+    }
+}
+
+/* Stride 1 gets its own instance, where the blocks are contiguous and vectorize. */
+static void pool_hmax(const float *buf, int n, int k, int s, float *y)
+{
+    if (s == 1)
+        pool_hmax_impl(buf, n, k, 1, y);
+    else
+        pool_hmax_impl(buf, n, k, s, y);
+}
+
+static void pool_havg(const float *buf, const float *col_div, float row_div, int n, int k, int s,
+                      float *y)
+{
+    if (s == 1)
+        pool_havg_impl(buf, col_div, row_div, n, k, 1, y);
+    else
+        pool_havg_impl(buf, col_div, row_div, n, k, s, y);
+}
+
+/* Fallback for windows wider than the stage buffer: every tap (row ih, column j) updates the
+ * output columns it reaches. */
+static void pool_row_taps(const pool2d_params *p, const float *xc, int h0, int h1, int pool_h,
+                          float *yrow)
+{
+    const int is_max = p->kind == POOL_MAX;
+    for (int ow = 0; ow < p->w_out; ow++) yrow[ow] = is_max ? -INFINITY : 0.0f;
+    for (int ih = h0; ih < h1; ih++) {
+        const float *xrow = xc + (size_t)ih * (size_t)p->w_in;
+        for (int j = 0; j < p->k_w; j++) {
+            const int off = j - p->pad_l, sw = p->stride_w;
+            int lo, hi;
+            kernels_tap_range(off, sw, p->w_in, p->w_out, &lo, &hi);
+            for (int ow = lo; ow < hi; ow++) {
+                const float v = xrow[ow * sw + off];
+                yrow[ow] = is_max ? pool_max1(yrow[ow], v) : yrow[ow] + v;
+            }
+        }
+    }
+    if (is_max) return;
+    for (int ow = 0; ow < p->w_out; ow++) {
+        const int wstart = ow * p->stride_w - p->pad_l;
+        const int wend = kernels_imin(wstart + p->k_w, p->w_in + p->pad_r);
+        const int n_real = (h1 - h0) * (kernels_imin(wend, p->w_in) - kernels_imax(wstart, 0));
+        const int divisor = p->count_include_pad ? pool_h * (wend - wstart) : n_real;
+        yrow[ow] /= (float)divisor;
+    }
+}
+
+void pool2d_forward(const pool2d_params *p, const float *x, float *y)
+{
+    pool2d_forward_isa(p, x, y, cpu_isa_best());
+}
+
+void pool2d_forward_part(const pool2d_params *p, const float *x, float *y, int c0, int c1)
+{
+    assert(0 <= c0 && c0 <= c1 && c1 <= p->c);
+    if (c0 == c1) return;
+    pool2d_params q = *p;
+    q.c = c1 - c0;
+    pool2d_forward(&q, x + (size_t)c0 * (size_t)p->h_in * (size_t)p->w_in,
+                   y + (size_t)c0 * (size_t)p->h_out * (size_t)p->w_out);
+}
+
+void pool2d_forward_isa(const pool2d_params *p, const float *x, float *y, cpu_isa isa)
+{
+    assert(p->c > 0 && p->h_in > 0 && p->w_in > 0 && p->h_out > 0 && p->w_out > 0);
+    assert(p->k_h > 0 && p->k_w > 0 && p->stride_h > 0 && p->stride_w > 0);
+    if (isa >= CPU_ISA_AVX512 && kernels_pool_avx512_applies(p)) {
+        kernels_pool_avx512(p, x, y);
+        return;
+    }
+    const size_t hw_in = (size_t)p->h_in * (size_t)p->w_in;
+    const size_t hw_out = (size_t)p->h_out * (size_t)p->w_out;
+    const int sw = p->stride_w, w_out = p->w_out;
+    const int tiled = p->k_w <= KERNELS_POOL_TILE;
+    const int tile_out = tiled ? (KERNELS_POOL_TILE - p->k_w) / sw + 1 : w_out;
+    float buf[KERNELS_POOL_TILE], col_div[KERNELS_POOL_TILE];
+    for (int ow0 = 0; ow0 < w_out; ow0 += tile_out) {
+        const int n_out = kernels_imin(tile_out, w_out - ow0);
+        const int base = ow0 * sw - p->pad_l, span = (n_out - 1) * sw + p->k_w;
+        /* divisor = row part * column part (PyTorch: padded window inside [-pad, n + pad) when
+         * count_include_pad, else the real cells) */
+        if (tiled && p->kind == POOL_AVG) {
+            for (int o = 0; o < n_out; o++) {
+                col_div[o] = (float)kernels_pool_axis_count(base + o * sw, p->k_w, p->w_in, p->pad_r,
+                                                            p->count_include_pad);
+            }
+        }
+        for (int c = 0; c < p->c; c++) {
+            const float *xc = x + (size_t)c * hw_in;
+            for (int oh = 0; oh < p->h_out; oh++) {
+                const int hstart = oh * p->stride_h - p->pad_t;
+                const int hend = kernels_imin(hstart + p->k_h, p->h_in + p->pad_b);
+                const int h0 = kernels_imax(hstart, 0), h1 = kernels_imin(hend, p->h_in);
+                float *yrow = y + (size_t)c * hw_out + (size_t)oh * (size_t)w_out + (size_t)ow0;
+                if (!tiled) {
+                    pool_row_taps(p, xc, h0, h1, hend - hstart, yrow);
+                    continue;
+                }
+                pool_stage(p, xc, h0, h1, base, span, buf);
+                if (p->kind == POOL_MAX) {
+                    pool_hmax(buf, n_out, p->k_w, sw, yrow);
+                } else {
+                    const int row_div = p->count_include_pad ? hend - hstart : h1 - h0;
+                    pool_havg(buf, col_div, (float)row_div, n_out, p->k_w, sw, yrow);
+                }
+            }
+        }
+    }
+}
+
+/* Sum of n contiguous floats in KERNELS_BLOCK interleaved partial sums (vectorizes). */
+static float sum_floats(const float *x, size_t n)
+{
+    float part[KERNELS_BLOCK] = {0};
+    size_t i = 0;
+    for (; i + KERNELS_BLOCK <= n; i += KERNELS_BLOCK)
+        for (size_t j = 0; j < KERNELS_BLOCK; j++) part[j] += x[i + j];
+    float sum = 0.0f;
+    for (; i < n; i++) sum += x[i];
+    for (size_t j = 0; j < KERNELS_BLOCK; j++) sum += part[j];
+    return sum;
+}
+
+void adaptive_avgpool2d_forward_isa(int c, int h_in, int w_in, int h_out, int w_out,
+                                    const float *x, float *y, cpu_isa isa)
+{
+    assert(c > 0 && h_in > 0 && w_in > 0 && h_out > 0 && w_out > 0);
+    if (h_out == 1 && w_out == 1) { /* global average pooling, the common case */
+        const size_t hw = (size_t)h_in * (size_t)w_in;
+        if (isa >= CPU_ISA_AVX512) {
+            kernels_global_avg_avx512(c, hw, x, y);
+            return;
+        }
+        for (int ci = 0; ci < c; ci++) y[ci] = sum_floats(x + (size_t)ci * hw, hw) / (float)hw;
+        return;
+    }
+    for (int ci = 0; ci < c; ci++) {
+        const float *xc = x + (size_t)ci * (size_t)h_in * (size_t)w_in;
+        for (int oh = 0; oh < h_out; oh++) {
+            const int hs = oh * h_in / h_out, he = ((oh + 1) * h_in + h_out - 1) / h_out;
+            for (int ow = 0; ow < w_out; ow++) {
+                const int ws = ow * w_in / w_out, we = ((ow + 1) * w_in + w_out - 1) / w_out;
+                float sum = 0.0f;
+                for (int ih = hs; ih < he; ih++) {
+                    const float *xrow = xc + (size_t)ih * (size_t)w_in;
+                    for (int iw = ws; iw < we; iw++) sum += xrow[iw];
+                }
+                y[((size_t)ci * (size_t)h_out + (size_t)oh) * (size_t)w_out + (size_t)ow] =
+                    sum / (float)((he - hs) * (we - ws));
+            }
+        }
+    }
+}
+
+void adaptive_avgpool2d_forward(int c, int h_in, int w_in, int h_out, int w_out, const float *x,
+                                float *y)
+{
+    adaptive_avgpool2d_forward_isa(c, h_in, w_in, h_out, w_out, x, y, cpu_isa_best());
+}
+

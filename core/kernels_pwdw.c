@@ -1,0 +1,80 @@
+/* A packed pointwise convolution fused with the stride-2 depthwise convolution after it (see
+ * conv2d_pw_dw_forward in kernels.h): the GEMM kernel of kernels_gemm.c into a band of rows, then
+ * the AVX-512 depthwise kernel of kernels_dw512.c on it. */
+#include "kernels.h"
+
+#include <assert.h>
+
+#include "kernels_internal.h"
+
+/* ---- pointwise expansion + stride-2 depthwise, in bands of output rows ----
+ * The expansion's output for the input rows one band of PWDW_BAND_ROWS depthwise output rows
+ * reads (GEMM into scratch: c_exp planes of those rows) stays in L2 for the depthwise pass,
+ * instead of a whole map that does not fit (MobileNetV3-Large: 64 x 112 x 112, 3.2 MB). Bands
+ * overlap by k_h - stride input rows, computed once per band. Every value has the unfused bits:
+ * GEMM values do not depend on the tiling, and the depthwise band sees the same taps in order. */
+#define PWDW_BAND_ROWS 8
+
+static int pwdw_band_in_rows(const conv2d_params *dw)
+{
+    return kernels_imin((PWDW_BAND_ROWS - 1) * dw->stride_h + dw->k_h, dw->h_in);
+}
+
+int conv2d_pw_dw_fusable(const conv2d_params *pw, const conv2d_params *dw)
+{
+    return cpu_isa_best() >= CPU_ISA_AVX512 && kernels_conv_pointwise(pw) && pw->groups == 1 &&
+           !kernels_conv_depthwise(pw) &&
+           kernels_conv_depthwise(dw) && pw->c_out == dw->c_in && pw->h_out == dw->h_in &&
+           pw->w_out == dw->w_in && kernels_dw_avx512_s2_applies(dw);
+}
+
+size_t conv2d_pw_dw_scratch_floats(const conv2d_params *pw, const conv2d_params *dw)
+{
+    return (size_t)pw->c_out * (size_t)pwdw_band_in_rows(dw) * (size_t)dw->w_in;
+}
+
+kernels_part conv2d_pw_dw_part(const conv2d_params *dw, int ith, int nth)
+{
+    return kernels_part_split(KERNELS_PART_POSITIONS, dw->h_out * dw->w_out,
+                              PWDW_BAND_ROWS * dw->w_out, ith, nth);
+}
+
+void conv2d_pw_dw_forward_part(const conv2d_params *pw, const float *pw_packed,
+                               const float *pw_bias, const conv2d_params *dw, const float *dw_w,
+                               const float *dw_bias, const float *x, float *y, float *scratch,
+                               const kernels_part *part)
+{
+    const int band = PWDW_BAND_ROWS * dw->w_out, n = dw->h_out * dw->w_out;
+    assert(conv2d_pw_dw_fusable(pw, dw) && part->axis == KERNELS_PART_POSITIONS);
+    assert(0 <= part->lo && part->lo <= part->hi && part->hi <= n && part->lo % band == 0 &&
+           (part->hi == n || part->hi % band == 0));
+    const size_t hw_in = (size_t)dw->h_in * (size_t)dw->w_in;
+    const size_t hw_out = (size_t)dw->h_out * (size_t)dw->w_out;
+    const int oh_end = part->hi / dw->w_out;
+    for (int r0 = part->lo / dw->w_out; r0 < oh_end; r0 += PWDW_BAND_ROWS) {
+        const int r1 = kernels_imin(r0 + PWDW_BAND_ROWS, oh_end);
+        /* input rows [i0, i1) of the band's windows */
+        const int i0 = kernels_imax(r0 * dw->stride_h - dw->pad_t, 0);
+        const int i1 = kernels_imin((r1 - 1) * dw->stride_h - dw->pad_t + dw->k_h, dw->h_in);
+        assert(i1 > i0);
+        const size_t n_band = (size_t)(i1 - i0) * (size_t)dw->w_in;
+        kernels_gemm_avx512(pw->c_out, (int)n_band, pw->c_in, pw_packed,
+                            x + (size_t)i0 * (size_t)dw->w_in, hw_in, scratch, n_band, pw_bias,
+                            pw->act, 0, pw->c_out);
+        conv2d_params q = *dw;
+        q.h_in = i1 - i0;
+        q.h_out = r1 - r0;
+        q.pad_t = dw->pad_t + i0 - r0 * dw->stride_h;
+        q.pad_b = 0;
+        kernels_dw_avx512_s2(&q, scratch, dw_w, dw_bias, y + (size_t)r0 * (size_t)dw->w_out,
+                             hw_out);
+    }
+}
+
+void conv2d_pw_dw_forward(const conv2d_params *pw, const float *pw_packed, const float *pw_bias,
+                          const conv2d_params *dw, const float *dw_w, const float *dw_bias,
+                          const float *x, float *y, float *scratch)
+{
+    const kernels_part all = {KERNELS_PART_POSITIONS, 0, dw->h_out * dw->w_out};
+    conv2d_pw_dw_forward_part(pw, pw_packed, pw_bias, dw, dw_w, dw_bias, x, y, scratch, &all);
+}
