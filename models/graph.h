@@ -70,7 +70,7 @@ typedef struct {
 void graph_free(graph *g);
 
 /* Plan the activation arena: one offset per value, buffers reused once their last reader has run.
- * First fuses, where the packed kernels allow (conv2d_packed_fusable), a per-channel scale node
+ * First fuses, where the conv plans allow (conv2d_plan_fusable), a per-channel scale node
  * into the convolution that alone reads it, and an add into the activation-free convolution whose
  * output only it reads (MobileNetV3's squeeze-and-excitation scale and residual); a large pointwise
  * expansion into the stride-2 depthwise convolution that alone reads it (conv2d_pw_dw_fusable:
