@@ -80,26 +80,31 @@ def run_case(name, fn, *args):
         print("ok - %s" % name, flush=True)
 
 
-def skip_all(why):
-    for name in CASES:
+def skip_all(names, why):
+    for name in names:
         counts["skip"] += 1
         print("skip - %s: %s" % (name, why), flush=True)
 
 
-def why_not_runnable():
-    """None when everything the browser test needs is here, else why not."""
+def why_no_server():
+    """None when the binary, the weights and the sample photo are here, else why not."""
+    if not os.access(BIN, os.X_OK):
+        return "%s not built" % BIN
+    if not os.path.exists(GOLDFISH):
+        return "sample photo %s missing" % GOLDFISH
+    if not any(f.endswith(".safetensors") for f in (os.listdir(WEIGHTS) if os.path.isdir(WEIGHTS) else [])):
+        return "no weights in %s" % WEIGHTS
+    return None
+
+
+def why_no_browser():
+    """None when Chromium can be driven here, else why not."""
     if not os.path.exists(CHROMIUM) or not os.path.exists(CHROMEDRIVER):
         return "chromium or chromium-driver not installed (make deps installs them)"
     try:
         import selenium  # noqa: F401
     except ImportError:
         return "python3-selenium not installed (make deps installs it)"
-    if not os.path.exists(GOLDFISH):
-        return "sample photo %s missing" % GOLDFISH
-    if not any(f.endswith(".safetensors") for f in (os.listdir(WEIGHTS) if os.path.isdir(WEIGHTS) else [])):
-        return "no weights in %s" % WEIGHTS
-    if not os.access(BIN, os.X_OK):
-        return "%s not built" % BIN
     return None
 
 
@@ -672,9 +677,9 @@ def case_console(b):
 
 
 def main():
-    why = why_not_runnable()
+    why = why_no_server()
     if why:
-        skip_all(why)
+        skip_all(CASES, why)
         return 0
     os.makedirs(SHOTS, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix="cnnserve-browser-")
@@ -687,10 +692,14 @@ def main():
         srv = Server(wdir, "--reports-dir", reports, "--max-body-bytes", str(MAX_BODY),
                      "--max-buffered-bytes", str(MAX_BODY))
         names = imagenet_models(srv)
-        print("# server %s, ImageNet models %r, models %r, chromium %s" % (srv.url, names, loaded_models(srv),
-              subprocess.run([CHROMIUM, "--version"], capture_output=True, text=True).stdout.strip()))
+        print("# server %s, ImageNet models %r, models %r" % (srv.url, names, loaded_models(srv)))
         run_case(CASES[0], case_headers, srv)
         run_case(CASES[1], case_reports_http, srv)
+        why = why_no_browser()
+        if why:
+            skip_all(CASES[2:], why)
+            return finish()
+        print("# %s" % subprocess.run([CHROMIUM, "--version"], capture_output=True, text=True).stdout.strip())
         b = Browser(os.path.join(tmp, "profile"))
         run_case(CASES[2], case_all_models, b, srv, VIEWPORTS[0], names, ft_why)
         run_case(CASES[3], case_all_models, b, srv, VIEWPORTS[1], names, ft_why)
@@ -708,6 +717,10 @@ def main():
             if s:
                 s.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+    return finish()
+
+
+def finish():
     print("# %d passed, %d failed, %d skipped" % (counts["pass"], counts["fail"], counts["skip"]))
     return 1 if counts["fail"] else 0
 
