@@ -44,6 +44,7 @@ CASES = ["page headers: CSP, ETag/304, Cache-Control", "reports: listing and pat
          "goldfish in all models (and the fine-tuned one) at 1280x800",
          "readable errors: 422 broken, 415 not an image, 413 too large, 503 busy",
          "EXIF orientation in the preview and the answer", "keyboard: reach every control, pick a model, classify",
+         "drop and paste a photo: sent as the raw body",
          "reports section links the files", "no reports: the page says how to make them",
          "browser console has no errors"]
 
@@ -422,9 +423,13 @@ def case_all_models(b, srv, size, names, ft_why):
             check(len(c["labels"]) == 5, "%s: %d labels, top_k is 5" % (c["model"], len(c["labels"])))
         check(c["widths"].get("inference", 0) >= 1, "%s: inference bar not drawn: %r" % (c["model"], c["widths"]))
         check(sum(c["widths"].values()) <= c["stack_px"] + 1, "%s: bar overflows: %r" % (c["model"], c["widths"]))
+    picker = b.js("return [...document.querySelectorAll('label.model')].map(l => l.innerText)")
+    for name in names:
+        entry = [p for p in picker if p.startswith(name)]
+        check(entry and re.search(r"\d M params · [\d.]+ M MACs · 256→224 px · 1000 classes", entry[0]),
+              "picker entry of %s: %r" % (name, entry))
     if not ft_why:
         check(FT_NAME in [c["model"] for c in cards], "no card for the fine-tuned model %s" % FT_NAME)
-        picker = b.js("return [...document.querySelectorAll('label.model')].map(l => l.innerText)")
         ft = [p for p in picker if p.startswith(FT_NAME)]
         check(ft and "fine-tuned" in ft[0] and "from shufflenet_v2_x1_0" in ft[0] and "3 classes" in ft[0],
               "picker entry of the fine-tuned model: %r" % picker)
@@ -616,6 +621,46 @@ def case_keyboard(b, srv, names):
     b.collect()
 
 
+def body_bytes_sum(srv):
+    st, _, body = request(srv, "GET", "/metrics")
+    m = re.search(rb"^cnnserve_request_body_bytes_sum (\d+)", body, re.M)
+    check(st == 200 and m, "no cnnserve_request_body_bytes_sum in /metrics")
+    return int(m.group(1))
+
+
+def case_drop_paste(b, srv, names):
+    """A file dropped on the zone, then one pasted, each sent as the raw body (the server counts exactly
+    the file's bytes: no base64, no multipart)."""
+    import base64
+    data = open(GOLDFISH, "rb").read()
+    b.open(srv.url + "/", VIEWPORTS[1])
+    for how in ("drop", "paste"):
+        before = body_bytes_sum(srv)
+        b.js("document.getElementById('results').replaceChildren()")
+        b.js("""
+            const bytes = Uint8Array.from(atob(arguments[0]), c => c.charCodeAt(0));
+            const dt = new DataTransfer();
+            dt.items.add(new File([bytes], 'dropped-goldfish.jpg', {type: 'image/jpeg'}));
+            if (arguments[1] === 'drop') {
+                const zone = document.getElementById('drop');
+                zone.dispatchEvent(new DragEvent('dragover', {dataTransfer: dt, bubbles: true, cancelable: true}));
+                zone.dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true}));
+            } else {
+                document.dispatchEvent(new ClipboardEvent('paste', {clipboardData: dt, bubbles: true}));
+            }""", base64.b64encode(data).decode(), how)
+        b.wait(lambda: b.js("return !document.getElementById('status').classList.contains('busy') && "
+                            "(document.querySelectorAll('.result').length > 0 || "
+                            "!document.getElementById('error').hidden)"), "the answer to the %s" % how)
+        cards = result_cards(b)
+        check(cards and all(c["labels"][0] == "goldfish" for c in cards if c["model"] in names),
+              "%s: cards %r, error %r" % (how, [(c["model"], c["labels"][:1]) for c in cards], error_text(b)))
+        sent = body_bytes_sum(srv) - before
+        check(sent == len(data), "%s: the server received %d body bytes for a %d-byte file" % (how, sent, len(data)))
+        info = b.js("return document.getElementById('preview-info').textContent")
+        check("dropped-goldfish.jpg" in info and "376 × 263 px" in info, "%s: preview caption %r" % (how, info))
+    b.collect()
+
+
 def case_reports_page(b, srv):
     b.open(srv.url + "/", VIEWPORTS[0])
     b.wait(lambda: b.js("return document.querySelectorAll('#reports a').length > 0"), "the report links")
@@ -706,10 +751,11 @@ def main():
         run_case(CASES[4], case_errors, b, srv, tmp)
         run_case(CASES[5], case_exif, b, srv, tmp)
         run_case(CASES[6], case_keyboard, b, srv, names)
-        run_case(CASES[7], case_reports_page, b, srv)
+        run_case(CASES[7], case_drop_paste, b, srv, names)
+        run_case(CASES[8], case_reports_page, b, srv)
         bare = Server(WEIGHTS)
-        run_case(CASES[8], case_no_reports, b, bare)
-        run_case(CASES[9], case_console, b)
+        run_case(CASES[9], case_no_reports, b, bare)
+        run_case(CASES[10], case_console, b)
     finally:
         if b:
             b.quit()
