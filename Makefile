@@ -1,10 +1,14 @@
 # cnnserve — plain Makefile. `make` builds bin/cnnserve; `make test` runs every test.
 # Objects go to $(BUILD); `make asan` rebuilds everything with ASan+UBSan into build/asan and runs the tests.
+# Sections: configuration, build, tests, reference data and weights, tools (profiling, fuzzing),
+# set-up / run / deploy, benchmarks, evaluation, housekeeping.
 
+# ------------------------------------------------------------------------------------ configuration
 CC      ?= cc
 PYTHON  ?= /usr/bin/python3
 BUILD   ?= build
 BIN     ?= bin
+CNN_CACHE ?= cache
 # Generic x86-64 baseline; ISA-specific kernels are selected at run time.
 OPT     ?= -O2
 CFLAGS  ?=
@@ -15,6 +19,9 @@ CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-re
 LDFLAGS += -fsanitize=address,undefined
 endif
 
+.PHONY: all test unit asan clean deps run weights ref fuzz bench docker-test paper print-test-bins
+
+# -------------------------------------------------------------------------------------------- build
 CORE_SRC    := $(wildcard core/*.c)
 MODELS_SRC  := $(wildcard models/*.c)
 IMAGE_SRC   := $(wildcard server/image*.c)
@@ -27,15 +34,6 @@ MODELS_OBJ  := $(call obj,$(MODELS_SRC))
 IMAGE_OBJ   := $(call obj,$(IMAGE_SRC))
 SERVER_OBJ  := $(call obj,$(SERVER_SRC))
 
-# Each unit test links only what it exercises, so modules build and test independently.
-KERNELS_OBJ := $(call obj,$(wildcard core/kernels*.c) core/cpu.c core/status.c)
-WEIGHTS_OBJ := $(call obj,$(wildcard core/weights*.c) core/status.c)
-
-TEST_BINS := $(BUILD)/tests/test_kernels $(BUILD)/tests/test_weights $(BUILD)/tests/test_image \
-             $(BUILD)/tests/test_models $(BUILD)/tests/test_threads $(BUILD)/tests/test_dataset \
-             $(BUILD)/tests/test_train
-
-.PHONY: all test unit asan clean deps run weights fuzz bench docker-test
 all: $(BIN)/cnnserve
 
 $(BIN)/cnnserve: $(SERVER_OBJ) $(IMAGE_OBJ) $(MODELS_OBJ) $(CORE_OBJ)
@@ -46,45 +44,100 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
+# server/openapi.c embeds openapi.yaml with .incbin; server/web_assets.c the web page the same way.
+$(BUILD)/server/openapi.o: openapi.yaml
+$(BUILD)/server/web_assets.o: server/web/index.html server/web/app.js server/web/app.css
+
+# -------------------------------------------------------------------------------------------- tests
+# Unit test programs (tests/unit/test_*.c). Each links only what it exercises, so modules build and
+# test independently. tests/run.sh runs exactly the programs listed in TEST_BINS (a stale
+# $(BUILD)/tests/test_* from an older list is not run), then tests/*/test_*.py|sh.
+KERNELS_OBJ := $(call obj,$(wildcard core/kernels*.c) core/cpu.c core/status.c)
+WEIGHTS_OBJ := $(call obj,$(wildcard core/weights*.c) core/status.c)
+
+TEST_BINS := $(BUILD)/tests/test_kernels $(BUILD)/tests/test_weights $(BUILD)/tests/test_image \
+             $(BUILD)/tests/test_models $(BUILD)/tests/test_threads $(BUILD)/tests/test_server \
+             $(BUILD)/tests/test_dataset $(BUILD)/tests/test_train
+# Helper programs the test scripts drive.
+TEST_TOOLS := $(BUILD)/tests/image_dump $(BUILD)/tests/train_grad $(BUILD)/tests/eval_metrics_tool
+
 $(BUILD)/tests/test_kernels: $(BUILD)/tests/unit/test_kernels.o $(KERNELS_OBJ)
-	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
-
 $(BUILD)/tests/test_weights: $(BUILD)/tests/unit/test_weights.o $(WEIGHTS_OBJ)
-	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
-
-$(BUILD)/tests/test_image: $(BUILD)/tests/unit/test_image.o $(IMAGE_OBJ) $(BUILD)/core/status.o
-	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
-
-$(BUILD)/tests/test_models: $(BUILD)/tests/unit/test_models.o $(IMAGE_OBJ) $(MODELS_OBJ) $(CORE_OBJ)
-	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
-
+$(BUILD)/tests/test_image:   $(BUILD)/tests/unit/test_image.o $(IMAGE_OBJ) $(BUILD)/core/status.o
+$(BUILD)/tests/test_models:  $(BUILD)/tests/unit/test_models.o $(IMAGE_OBJ) $(MODELS_OBJ) $(CORE_OBJ)
 $(BUILD)/tests/test_threads: $(BUILD)/tests/unit/test_threads.o $(MODELS_OBJ) $(CORE_OBJ)
-	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
-
+# The HTTP service's pure helpers (multipart, flags); tests/e2e/test_e2e.py drives the real binary.
+$(BUILD)/tests/test_server:  $(BUILD)/tests/unit/test_server.o $(BUILD)/server/multipart.o \
+                             $(BUILD)/server/config.o $(BUILD)/server/log.o $(BUILD)/core/status.o
 $(BUILD)/tests/test_dataset: $(BUILD)/tests/unit/test_dataset.o $(BUILD)/server/dataset.o $(BUILD)/core/status.o
-	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/tests/test_train:   $(BUILD)/tests/unit/test_train.o $(BUILD)/core/kernels_train.o $(BUILD)/core/train.o \
+                             $(BUILD)/core/status.o
+# image_dump feeds the image fidelity/corpus tests; train_grad runs the head-training kernels on one
+# batch for tests/train/test_train_torch.py (vs PyTorch); eval_metrics_tool prints the metrics of a
+# score matrix for tests/eval/test_eval_metrics.py.
+$(BUILD)/tests/image_dump:   $(BUILD)/tests/tools/image_dump.o $(IMAGE_OBJ) $(BUILD)/core/status.o
+$(BUILD)/tests/train_grad:   $(BUILD)/tests/tools/train_grad.o $(BUILD)/core/kernels_train.o
+$(BUILD)/tests/eval_metrics_tool: $(BUILD)/tests/tools/eval_metrics_tool.o $(BUILD)/server/eval_metrics.o \
+                             $(BUILD)/server/eval_json.o $(BUILD)/core/status.o
 
-$(BUILD)/tests/test_train: $(BUILD)/tests/unit/test_train.o $(BUILD)/core/kernels_train.o $(BUILD)/core/train.o \
-                           $(BUILD)/core/status.o
+$(TEST_BINS) $(TEST_TOOLS):
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 unit: $(TEST_BINS)
 
-# Every test program and script; tests/run.sh prints the final "N passed, M failed" line.
-test: $(BIN)/cnnserve $(TEST_BINS)
-	BUILD=$(BUILD) BIN=$(BIN) PYTHON=$(PYTHON) bash tests/run.sh
+# Every test program and script; tests/run.sh prints the plan first and the final
+# "N passed, M failed, K skipped" line last.
+test: $(BIN)/cnnserve $(TEST_BINS) $(TEST_TOOLS) $(CNN_CACHE)/ref/manifest.json $(CNN_CACHE)/ref/accuracy.json
+	BUILD=$(BUILD) BIN=$(BIN) PYTHON=$(PYTHON) TEST_BINS="$(TEST_BINS)" bash tests/run.sh
 
 asan:
 	$(MAKE) SAN=1 BUILD=build/asan BIN=build/asan/bin test
 
-# --- set-up, run, container (issue #5) ---
+# The list tests/run.sh runs when started by hand.
+print-test-bins:
+	@echo $(TEST_BINS)
+
+# ---------------------------------------------------------------------- reference data and weights
+# `make ref` (and `make test`) regenerate $(CNN_CACHE)/ref only when the generator, the converter or
+# the safetensors writer changed or the manifest is missing; without torch the generator writes
+# nothing and the C reference tests skip. `make weights` downloads the official torchvision
+# checkpoints into weights/download (needs internet) and converts them to weights/NAME.safetensors.
+ref: $(CNN_CACHE)/ref/manifest.json $(CNN_CACHE)/ref/accuracy.json
+$(CNN_CACHE)/ref/manifest.json: tests/ref/gen_reference.py deploy/convert_torchvision.py deploy/safetensors_io.py
+	CNN_CACHE=$(CNN_CACHE) $(PYTHON) tests/ref/gen_reference.py
+# PyTorch's accuracy (and per-photo predictions) of the real weights in ../shared on its 1000 photos.
+$(CNN_CACHE)/ref/accuracy.json: tests/ref/gen_accuracy.py tests/ref/gen_reference.py deploy/safetensors_io.py
+	CNN_CACHE=$(CNN_CACHE) $(PYTHON) tests/ref/gen_accuracy.py
+
+weights:
+	$(PYTHON) deploy/convert_torchvision.py --all --download-dir weights/download --out-dir weights
+
+# -------------------------------------------------------------------- tools: profiling and fuzzing
+# layer_prof: per-node times of one model's graph (kernel tuning; not part of `make test`).
+$(BUILD)/tests/layer_prof: $(BUILD)/tests/tools/layer_prof.o $(MODELS_OBJ) $(CORE_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# `make fuzz` runs the libFuzzer target for FUZZ_SECONDS, seeded from the generated corpus
+# ($CNN_CACHE/corpus, default ./cache/corpus).
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang-14
+FUZZ_CACHE   ?= $(or $(CNN_CACHE),cache)
+$(BUILD)/fuzz/fuzz_image: tests/fuzz/fuzz_image.c $(IMAGE_SRC) core/status.c $(wildcard server/image*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=undefined -o $@ tests/fuzz/fuzz_image.c $(IMAGE_SRC) core/status.c \
+	    -lturbojpeg -lpng -lwebp -lm
+
+fuzz: $(BUILD)/fuzz/fuzz_image
+	$(PYTHON) tests/corpus/gen_corpus.py $(FUZZ_CACHE)/corpus
+	@mkdir -p $(FUZZ_CACHE)/fuzz-corpus $(FUZZ_CACHE)/fuzz-artifacts
+	$(BUILD)/fuzz/fuzz_image -max_total_time=$(FUZZ_SECONDS) -max_len=262144 -timeout=10 \
+	    -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=$(FUZZ_CACHE)/fuzz-artifacts/ \
+	    $(FUZZ_CACHE)/fuzz-corpus $(FUZZ_CACHE)/corpus
+
+# --------------------------------------------------------------------------- set-up, run, deploy
 # Debian 12 package names. DEPS_BUILD compiles bin/cnnserve; DEPS_TEST is what `make test` uses.
 DEPS_BUILD := build-essential pkg-config libopenblas-dev libjansson-dev libmicrohttpd-dev \
               libturbojpeg0-dev libjpeg-dev libpng-dev libwebp-dev
@@ -119,74 +172,7 @@ run: $(BIN)/cnnserve
 docker-test:
 	bash tests/deploy/docker_check.sh
 
-# --- image intake tools (issue #3) ---
-# image_dump feeds the image fidelity/corpus tests; `make fuzz` runs the libFuzzer target for
-# FUZZ_SECONDS, seeded from the generated corpus ($CNN_CACHE/corpus, default ./cache/corpus).
-test: $(BUILD)/tests/image_dump
-
-$(BUILD)/tests/image_dump: $(BUILD)/tests/tools/image_dump.o $(IMAGE_OBJ) $(BUILD)/core/status.o
-	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
-
-# train_grad: the head-training kernels on one batch, for tests/train/test_train_torch.py (vs PyTorch).
-test: $(BUILD)/tests/train_grad
-
-$(BUILD)/tests/train_grad: $(BUILD)/tests/tools/train_grad.o $(BUILD)/core/kernels_train.o
-	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
-
-# layer_prof: per-node times of one model's graph (kernel tuning; not part of `make test`).
-$(BUILD)/tests/layer_prof: $(BUILD)/tests/tools/layer_prof.o $(MODELS_OBJ) $(CORE_OBJ)
-	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
-
-FUZZ_SECONDS ?= 60
-FUZZ_CC      ?= clang-14
-FUZZ_CACHE   ?= $(or $(CNN_CACHE),cache)
-$(BUILD)/fuzz/fuzz_image: tests/fuzz/fuzz_image.c $(IMAGE_SRC) core/status.c $(wildcard server/image*.h)
-	@mkdir -p $(dir $@)
-	$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
-	    -fno-sanitize-recover=undefined -o $@ tests/fuzz/fuzz_image.c $(IMAGE_SRC) core/status.c \
-	    -lturbojpeg -lpng -lwebp -lm
-
-fuzz: $(BUILD)/fuzz/fuzz_image
-	$(PYTHON) tests/corpus/gen_corpus.py $(FUZZ_CACHE)/corpus
-	@mkdir -p $(FUZZ_CACHE)/fuzz-corpus $(FUZZ_CACHE)/fuzz-artifacts
-	$(BUILD)/fuzz/fuzz_image -max_total_time=$(FUZZ_SECONDS) -max_len=262144 -timeout=10 \
-	    -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=$(FUZZ_CACHE)/fuzz-artifacts/ \
-	    $(FUZZ_CACHE)/fuzz-corpus $(FUZZ_CACHE)/corpus
-
-# --- HTTP service (issue #4) ---
-# server/openapi.c embeds openapi.yaml with .incbin; test_server unit-tests the HTTP helpers
-# (multipart, flags); tests/e2e/test_e2e.py drives the real binary.
-$(BUILD)/server/openapi.o: openapi.yaml
-# server/web_assets.c embeds the web page (issue #15) the same way.
-$(BUILD)/server/web_assets.o: server/web/index.html server/web/app.js server/web/app.css
-test unit: $(BUILD)/tests/test_server
-$(BUILD)/tests/test_server: $(BUILD)/tests/e2e/test_server.o $(BUILD)/server/multipart.o $(BUILD)/server/config.o \
-                            $(BUILD)/server/log.o $(BUILD)/core/status.o
-	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
-
-# --- PyTorch reference data + torchvision weights ---
-# `make ref` (and `make test`) regenerate $(CNN_CACHE)/ref only when the generator, the converter or
-# the safetensors writer changed or the manifest is missing; without torch the generator writes
-# nothing and the C reference tests skip. `make weights` downloads the official torchvision
-# checkpoints into weights/download (needs internet) and converts them to weights/NAME.safetensors.
-CNN_CACHE ?= cache
-.PHONY: ref
-ref: $(CNN_CACHE)/ref/manifest.json $(CNN_CACHE)/ref/accuracy.json
-test: $(CNN_CACHE)/ref/manifest.json $(CNN_CACHE)/ref/accuracy.json
-$(CNN_CACHE)/ref/manifest.json: tests/ref/gen_reference.py deploy/convert_torchvision.py deploy/safetensors_io.py
-	CNN_CACHE=$(CNN_CACHE) $(PYTHON) tests/ref/gen_reference.py
-# PyTorch's accuracy (and per-photo predictions) of the real weights in ../shared on its 1000 photos.
-$(CNN_CACHE)/ref/accuracy.json: tests/ref/gen_accuracy.py tests/ref/gen_reference.py deploy/safetensors_io.py
-	CNN_CACHE=$(CNN_CACHE) $(PYTHON) tests/ref/gen_accuracy.py
-
-weights:
-	$(PYTHON) deploy/convert_torchvision.py --all --download-dir weights/download --out-dir weights
-
-# --- benchmarks (issue #6) ---
+# ------------------------------------------------------------------------------------- benchmarks
 # `make bench`: per model, cnnserve vs ONNX Runtime (npm onnxruntime-node in bench/node_modules) vs
 # PyTorch at 1 and 2 threads on the random weights of `make ref`, then wrk against the service; writes
 # bench/results/latest.json and latest.md (~15 min on 2 cores). BENCH_ARGS adds flags of
@@ -196,19 +182,7 @@ bench: $(BIN)/cnnserve $(CNN_CACHE)/ref/manifest.json
 	$(PYTHON) bench/run_bench.py --bin $(BIN)/cnnserve --weights-dir $(CNN_CACHE)/ref \
 	    --cache-dir $(CNN_CACHE)/bench --python $(PYTHON) $(BENCH_ARGS)
 
-clean:
-	rm -rf build bin
-
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
-
-# --- evaluation: cnnserve eval, its metrics module, make paper (issue #12) ---
-# eval_metrics_tool prints the metrics of a score matrix for tests/eval/test_eval_metrics.py.
-test: $(BUILD)/tests/eval_metrics_tool
-$(BUILD)/tests/eval_metrics_tool: $(BUILD)/tests/tools/eval_metrics_tool.o $(BUILD)/server/eval_metrics.o \
-                                  $(BUILD)/server/eval_json.o $(BUILD)/core/status.o
-	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
-
+# ------------------------------------------------------------------------------------ evaluation
 # `make paper`: the paper's protocol for every base model in PAPER_WEIGHTS (./weights when `make weights`
 # filled it, else ../shared/weights): cnnserve train --mode $(PAPER_MODE) on monkeys and fruits-360,
 # cnnserve eval, figures, paper/REPORT.md (generated; paper/out/ holds models, logs, reports, figures).
@@ -217,7 +191,12 @@ PAPER_MODE    ?= head
 PAPER_WEIGHTS ?= $(RUN_WEIGHTS)
 PAPER_DATA    ?= ../shared/data
 PAPER_ARGS    ?=
-.PHONY: paper
 paper: $(BIN)/cnnserve
 	$(PYTHON) tools/paper.py --bin $(BIN)/cnnserve --weights-dir $(PAPER_WEIGHTS) --data-dir $(PAPER_DATA) \
 	    --out-dir paper --mode $(PAPER_MODE) --python $(PYTHON) $(PAPER_ARGS)
+
+# ---------------------------------------------------------------------------------- housekeeping
+clean:
+	rm -rf build bin
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Runs every test program ($BUILD/tests/test_*) and test script (tests/*/test_*.sh|.py) and
-# aggregates their "ok - / not ok - / skip - " lines into one final "N passed, M failed" line.
+# Runs every test program of the Makefile's TEST_BINS list and every test script
+# (tests/*/test_*.sh|.py), after printing the plan: what will run and which inputs are missing (the
+# checks needing them report one "skip" line each). Aggregates the programs' "ok - / not ok - /
+# skip - " lines into one final "N passed, M failed, K skipped" line.
 # A program that exits non-zero without reporting a failing case (a crash) counts as one failure.
+# `make test` passes TEST_BINS; run by hand, the list comes from `make print-test-bins`. Any other
+# $BUILD/tests/test_* (left over from an older list) is not run.
 set -u
 cd "$(dirname "$0")/.."
 export BUILD=${BUILD:-build} BIN=${BIN:-bin} PYTHON=${PYTHON:-/usr/bin/python3}
@@ -10,6 +14,33 @@ export CNN_SHARED=${CNN_SHARED:-$PWD/../shared}
 mkdir -p "$CNN_CACHE"
 log_dir=$BUILD/test-logs
 mkdir -p "$log_dir"
+
+TEST_BINS=${TEST_BINS:-$(make -s --no-print-directory BUILD="$BUILD" print-test-bins)}
+scripts=()
+for t in tests/*/test_*.sh tests/*/test_*.py; do
+    [ -f "$t" ] && scripts+=("$t")
+done
+
+# ---- plan
+echo "plan: $(echo $TEST_BINS | wc -w) test programs, ${#scripts[@]} test scripts"
+for t in $TEST_BINS; do echo "    $t"; done
+for t in "${scripts[@]}"; do echo "    $t"; done
+stale=()
+for t in "$BUILD"/tests/test_*; do
+    [ -x "$t" ] || continue
+    case " $TEST_BINS " in *" $t "*) ;; *) stale+=("$t") ;; esac
+done
+[ "${#stale[@]}" -eq 0 ] || echo "not run (not in the Makefile's TEST_BINS, stale): ${stale[*]}"
+if "$PYTHON" -c 'import torch, torchvision' >/dev/null 2>&1; then
+    echo "PyTorch: $("$PYTHON" -c 'import torch, torchvision; print("torch", torch.__version__, "torchvision", torchvision.__version__)' 2>/dev/null)"
+else
+    echo "PyTorch: not importable by $PYTHON: the reference checks skip, one skip line each (make deps installs it)"
+fi
+[ -f "$CNN_CACHE/ref/manifest.json" ] && echo "reference data: $CNN_CACHE/ref" \
+    || echo "reference data: none in $CNN_CACHE/ref (make ref; needs PyTorch): the checks on it skip"
+[ -d "$CNN_SHARED/weights" ] && echo "shared weights and photos: $CNN_SHARED" \
+    || echo "shared weights and photos: $CNN_SHARED absent: the real-weight and photo checks skip"
+echo
 
 n_pass=0 n_fail=0 n_skip=0
 run_one() {
@@ -35,12 +66,14 @@ run_one() {
     fi
 }
 
-for t in "$BUILD"/tests/test_*; do
-    [ -x "$t" ] || continue
-    run_one "$(basename "$t")" "$t"
+for t in $TEST_BINS; do
+    if [ -x "$t" ]; then
+        run_one "$(basename "$t")" "$t"
+    else
+        run_one "$(basename "$t")" sh -c "echo 'not ok - $(basename "$t"): $t not built'; exit 1"
+    fi
 done
-for t in tests/*/test_*.sh tests/*/test_*.py; do
-    [ -f "$t" ] || continue
+for t in "${scripts[@]}"; do
     case "$t" in
         *.sh) run_one "$(basename "$t")" bash "$t" ;;
         *.py) run_one "$(basename "$t")" "$PYTHON" "$t" ;;

@@ -13,42 +13,19 @@ import subprocess
 import sys
 import tempfile
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import testlib  # noqa: E402
+from testlib import BIN, CACHE, PYTHON, REPO, Skip, check  # noqa: E402
+
 sys.path.insert(0, os.path.join(REPO, "bench"))
-BIN = os.path.join(REPO, os.environ.get("BIN", "bin"), "cnnserve")
-CACHE = os.environ.get("CNN_CACHE", os.path.join(REPO, "cache"))
 REF = os.path.join(CACHE, "ref")
 MODEL = "mobilenet_v3_small"
-PYTHON = os.environ.get("PYTHON", "/usr/bin/python3")
-
-results = {"pass": 0, "fail": 0}
-
-
-class Skip(Exception):
-    pass
 
 
 def case(fn):
-    """Runs one case, printing ok / not ok / skip."""
-    name = fn.__name__
-    try:
-        fn()
-    except Skip as e:
-        print("skip - %s: %s" % (name, e))
-    except AssertionError as e:
-        print("#   %s" % e)
-        print("not ok - %s" % name)
-        results["fail"] += 1
-    else:
-        print("ok - %s" % name)
-        results["pass"] += 1
-    sys.stdout.flush()
+    """Runs fn as one case named after it (see testlib.run_case)."""
+    testlib.run_case(fn.__name__, fn)
     return fn
-
-
-def check(cond, msg):
-    if not cond:
-        raise AssertionError(msg)
 
 
 def need_ref():
@@ -424,5 +401,4 @@ def test_wrk_script_against_server():
         check(w["latency_ms"]["p50"] <= w["latency_ms"]["p99"], "latency percentiles %s" % w["latency_ms"])
 
 
-print("%d passed, %d failed" % (results["pass"], results["fail"]))
-sys.exit(1 if results["fail"] else 0)
+sys.exit(testlib.finish())

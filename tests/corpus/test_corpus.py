@@ -22,6 +22,9 @@ import warnings
 
 import numpy as np
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import testlib  # noqa: E402
+
 RESIZE, CROP, MIN_SHORT = 32, 28, 32
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -147,53 +150,52 @@ def check_entry(tool, corpus, work, e):
     return problems
 
 
+def label_of(e):
+    label = f"corpus {e['name']} -> {e['expect']}"
+    if e.get("orientation", 1) != 1:
+        label += f" (orientation {e['orientation']})"
+    return label
+
+
 def main():
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    build = os.environ.get("BUILD", "build")
+    root = testlib.REPO
+    build = testlib.BUILD
     tool = os.path.join(root, build, "tests", "image_dump")
-    cache = os.environ.get("CNN_CACHE", os.path.join(root, "cache"))
+    cache = testlib.CACHE
     corpus = os.path.join(cache, "corpus")
     try:
-        import torchvision  # noqa: F401
-        from PIL import Image  # noqa: F401
+        from PIL import Image  # noqa: F401  (gen_corpus.py needs PIL too)
     except ImportError as ex:
-        print(f"skip - image corpus: PIL/torchvision unavailable ({ex})")
-        return 0
+        testlib.skip("image corpus", f"PIL unavailable ({ex})")
+        return testlib.finish()
     if not os.access(tool, os.X_OK):
-        print(f"not ok - image corpus: {tool} not built (make {build}/tests/image_dump)")
-        return 1
+        testlib.report("image corpus", [f"{tool} not built (make {build}/tests/image_dump)"])
+        return testlib.finish()
     gen = subprocess.run([sys.executable, os.path.join(root, "tests", "corpus", "gen_corpus.py"),
                           corpus], capture_output=True, text=True)
     if gen.returncode != 0:
-        print(f"not ok - image corpus generation: {gen.stderr.strip()[-2000:]}")
-        return 1
+        testlib.report("image corpus generation", [gen.stderr.strip()[-2000:]])
+        return testlib.finish()
     print(f"# {gen.stdout.strip()}")
     with open(os.path.join(corpus, "manifest.json")) as fh:
         manifest = json.load(fh)
+    why = testlib.have_torch()
+    if why:  # every entry is compared with torchvision's tensor
+        testlib.skip_all([label_of(e) for e in manifest], why)
+        return testlib.finish()
     import torch
     torch.set_num_threads(1)
 
-    failed = 0
     with tempfile.TemporaryDirectory(dir=cache, prefix="corpus-out-") as work, \
             concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         futures = [pool.submit(check_entry, tool, corpus, work, e) for e in manifest]
         for e, fut in zip(manifest, futures):
-            label = f"corpus {e['name']} -> {e['expect']}"
-            if e.get("orientation", 1) != 1:
-                label += f" (orientation {e['orientation']})"
             try:
                 problems = fut.result()
             except Exception as ex:  # a checker bug must fail loudly, not skip
                 problems = [f"checker error: {type(ex).__name__}: {ex}"]
-            if problems:
-                failed += 1
-                print(f"#   {e['name']}: {e['note']}")
-                for p in problems:
-                    print(f"#   {p}")
-                print(f"not ok - {label}", flush=True)
-            else:
-                print(f"ok - {label}", flush=True)
-    return 1 if failed else 0
+            testlib.report(label_of(e), problems + [f"{e['name']}: {e['note']}"] if problems else [])
+    return testlib.finish()
 
 
 if __name__ == "__main__":

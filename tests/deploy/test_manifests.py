@@ -13,37 +13,14 @@ Prints one "ok - / not ok - / skip - " line per case; exits non-zero on a failur
 import glob
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 
-ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-BIN = os.environ.get("BIN", "bin")
-SHARED = os.environ.get("CNN_SHARED", os.path.join(ROOT, "..", "shared"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import testlib  # noqa: E402
+from testlib import BIN, SHARED, report, skip  # noqa: E402
 
-n_fail = 0
-
-
-def report(name, problems):
-    """One result line; problems is a list of strings (empty = pass)."""
-    global n_fail
-    if problems:
-        n_fail += 1
-        print("not ok - %s: %s" % (name, problems[0]))
-        for p in problems:
-            print("#   %s" % p)
-    else:
-        print("ok - %s" % name)
-    sys.stdout.flush()
-
-
-def skip(name, why):
-    print("skip - %s: %s" % (name, why))
-    sys.stdout.flush()
+ROOT = testlib.REPO
 
 
 def read(rel):
@@ -51,16 +28,11 @@ def read(rel):
         return f.read()
 
 
-def bin_path():
-    p = BIN if os.path.isabs(BIN) else os.path.join(ROOT, BIN)
-    return os.path.join(p, "cnnserve")
-
-
 # ---- what the server actually uses -------------------------------------------------------------
 
 def server_usage():
     """`cnnserve serve --help` text, from the built binary or else the source; None if neither."""
-    exe = bin_path()
+    exe = BIN
     if os.access(exe, os.X_OK):
         r = subprocess.run([exe, "serve", "--help"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            timeout=30, check=False)
@@ -383,25 +355,9 @@ def check_openapi(probes):
     report(name, ["not in its paths: %s (paths: %s)" % (missing, sorted(routes))] if missing else [])
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http_status(url):
-    try:
-        with urllib.request.urlopen(url, timeout=5) as r:
-            return r.status
-    except urllib.error.HTTPError as e:
-        return e.code
-    except OSError:
-        return None
-
-
 def check_live(probes):
     name = "live: the manifests' probe paths answer 200 on bin/cnnserve; SIGTERM exits 0"
-    exe = bin_path()
+    exe = BIN
     weights = os.path.join(SHARED, "weights")
     if not os.access(exe, os.X_OK):
         return skip(name, "%s not built" % exe)
@@ -409,34 +365,24 @@ def check_live(probes):
         return skip(name, "no weights in %s" % weights)
     if probes is None:
         return skip(name, "manifests did not parse")
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CNNSERVE_")}
-    proc = subprocess.Popen([exe, "serve", "--host", "127.0.0.1", "--port", str(port), "--weights-dir", weights,
-                             "--workers", "1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    srv = testlib.Server(weights, "--workers", "1", clean_env=True)
     p = []
     try:
-        base = "http://127.0.0.1:%d" % port
-        status = {}
-        for _ in range(600):  # the server warms its models up before /readyz turns 200
-            status = {path: http_status(base + path) for path in (probes["live"], probes["ready"])}
-            if proc.poll() is not None or all(s == 200 for s in status.values()):
-                break
-            time.sleep(0.2)
-        for path, s in status.items():
-            if s != 200:
-                p.append("GET %s -> %s" % (path, s))
+        if srv.port is None:
+            p.append("no 'listening' line")
+        srv.wait_ready(probes["ready"])  # the server warms its models up before the readiness probe turns 200
+        for path in (probes["live"], probes["ready"]):
+            status, _ = testlib.http_get(srv.url + path, timeout=5)
+            if status != 200:
+                p.append("GET %s -> %s" % (path, status))
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            out, _ = proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, _ = proc.communicate()
-            p.append("still running 60 s after SIGTERM")
-    if proc.returncode != 0:
-        p.append("exit status %s after SIGTERM" % proc.returncode)
+        rc = srv.stop(limit_s=60)
+    if rc is None:
+        p.append("still running 60 s after SIGTERM")
+    elif rc != 0:
+        p.append("exit status %s after SIGTERM" % rc)
     if p:
-        p += ["log: " + line for line in out.decode("utf-8", "replace").splitlines()[-10:]]
+        p += ["log: " + line for line in srv.log()[-10:]]
     report(name, p)
 
 
@@ -477,12 +423,12 @@ def main():
     try:
         import yaml  # python3-yaml, installed by `make deps`
     except ImportError:
-        print("not ok - import yaml: python3-yaml is missing (make deps installs it)")
-        return 1
+        report("import yaml", ["python3-yaml is missing (make deps installs it)"])
+        return testlib.finish()
     usage = server_usage()
     if usage is None:
         skip("deployment files vs the server", "no bin/cnnserve and no server/config.c")
-        return 0
+        return testlib.finish()
     facts = server_facts(usage)
     report("server defaults found in the usage text",
            [] if facts["port"] and facts["drain_s"] is not None and "CNNSERVE_PORT" in facts["env"] else
@@ -496,8 +442,7 @@ def main():
     check_live(probes)
     check_ci()
     check_readme_config(facts)
-    print("# %d failed" % n_fail)
-    return 1 if n_fail else 0
+    return testlib.finish()
 
 
 if __name__ == "__main__":

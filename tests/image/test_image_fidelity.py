@@ -17,15 +17,14 @@ import tempfile
 
 import numpy as np
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import testlib  # noqa: E402
+
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 MAX_MEAN_ABS = 0.01
 MAX_ABS = 0.1
 BATCH = 100  # photos per image_dump process
-
-
-def skip(name, why):
-    print(f"skip - {name}: {why}", flush=True)
 
 
 def reference(path, resize, crop):
@@ -104,57 +103,47 @@ def compare(name, tool, paths, workdir, resize, crop, min_short, enforce):
 
 
 def report(name, failures):
-    if failures:
-        for f in failures[:20]:
-            print(f"#   {f}")
-        print(f"not ok - {name}: {len(failures)} photos out of tolerance", flush=True)
-        return 1
-    print(f"ok - {name}", flush=True)
-    return 0
+    testlib.report(name, ["%d photos out of tolerance" % len(failures)] + failures if failures else [])
 
 
 def main():
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    build = os.environ.get("BUILD", "build")
-    tool = os.path.join(root, build, "tests", "image_dump")  # BUILD may be absolute
-    shared = os.environ.get("CNN_SHARED", os.path.join(root, "..", "shared"))
-    sample = os.path.join(shared, "data", "imagenet-sample")
+    build = testlib.BUILD
+    tool = os.path.join(testlib.REPO, build, "tests", "image_dump")  # BUILD may be absolute
+    sample = os.path.join(testlib.SHARED, "data", "imagenet-sample")
     names = ("image fidelity resize256/crop224 vs torchvision",
-             "image fidelity resize342/crop299 (inception) vs torchvision")
+             "image fidelity resize342/crop299 (inception) vs torchvision",
+             "image fidelity: DCT-scaled decode succeeds on every photo")
     if not os.path.isdir(sample):
-        for n in names:
-            skip(n, f"{sample} not found")
-        return 0
+        testlib.skip_all(names, f"{sample} not found")
+        return testlib.finish()
+    why = testlib.have_torch()
     try:
-        import torchvision  # noqa: F401
         from PIL import Image  # noqa: F401
     except ImportError as e:
-        for n in names:
-            skip(n, f"torchvision/PIL unavailable: {e}")
-        return 0
+        why = f"PIL unavailable: {e}"
+    if why:
+        testlib.skip_all(names, why)
+        return testlib.finish()
     if not os.access(tool, os.X_OK):
         for n in names:
-            print(f"not ok - {n}: {tool} not built (make {build}/tests/image_dump)")
-        return 1
+            testlib.report(n, [f"{tool} not built (make {build}/tests/image_dump)"])
+        return testlib.finish()
     import torch
     torch.set_num_threads(1)
 
     photos = sorted(os.path.join(sample, f) for f in os.listdir(sample)
                     if f.lower().endswith((".jpeg", ".jpg", ".png", ".webp")))
-    cache = os.environ.get("CNN_CACHE", os.path.join(root, "cache"))
+    cache = testlib.CACHE
     os.makedirs(cache, exist_ok=True)
-    rc = 0
     with tempfile.TemporaryDirectory(dir=cache, prefix="image-fidelity-") as work:
-        rc |= report(names[0], compare(names[0], tool, photos, work, 256, 224, 0, True))
+        report(names[0], compare(names[0], tool, photos, work, 256, 224, 0, True))
         subset = photos[::10]  # fixed deterministic subset: every 10th photo by name
-        rc |= report(names[1], compare(names[1], tool, subset, work, 342, 299, 0, True))
+        report(names[1], compare(names[1], tool, subset, work, 342, 299, 0, True))
         # Information only: DCT-scaled decode (as the server runs it) vs PIL's full decode.
         failures = compare("info: DCT-scaled decode (min_short_side 256) vs PIL full decode",
                            tool, photos, work, 256, 224, 256, False)
-        for f in failures:
-            print(f"#   {f}")
-        rc |= report("image fidelity: DCT-scaled decode succeeds on every photo", failures)
-    return rc
+        report(names[2], failures)
+    return testlib.finish()
 
 
 if __name__ == "__main__":

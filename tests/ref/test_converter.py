@@ -12,29 +12,17 @@ import struct
 import subprocess
 import sys
 import tempfile
-import traceback
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import testlib  # noqa: E402
+from testlib import REPO, SHARED, Skip, check  # noqa: E402
+
 CONVERTER = os.path.join(REPO, "deploy", "convert_torchvision.py")
-SHARED = os.environ.get("CNN_SHARED") or os.path.join(REPO, "..", "shared")
 sys.path.insert(0, os.path.join(REPO, "deploy"))
 sys.path.insert(0, os.path.join(REPO, "tests", "ref"))
 
 META_KEYS = ["architecture", "num_classes", "mean", "std", "resize", "crop", "padding", "source",
              "license", "sha256"]
-
-
-class Failure(Exception):
-    pass
-
-
-class Skip(Exception):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise Failure(msg)
 
 
 def run_cli(*args):
@@ -509,33 +497,25 @@ CASES = [
 ]
 
 
+def in_tmp(fn):
+    def run():
+        with tempfile.TemporaryDirectory(prefix="cnn-conv-test-") as tmp:
+            return fn(tmp)
+    return run
+
+
 def main():
-    try:
-        import torch
-        import torchvision
-    except ImportError as e:
-        print("skip - converter tests: PyTorch/torchvision not importable (%s)" % e)
-        return 0
+    why = testlib.have_torch()
+    if why:
+        testlib.skip_all([name for name, _ in CASES], why)
+        return testlib.finish()
+    import torch
+    import torchvision
     print("# torch %s, torchvision %s" % (torch.__version__, torchvision.__version__))
     torch.set_num_threads(2)
-    n_fail = 0
     for name, fn in CASES:
-        with tempfile.TemporaryDirectory(prefix="cnn-conv-test-") as tmp:
-            try:
-                fn(tmp)
-                print("ok - %s" % name)
-            except Skip as e:
-                print("skip - %s: %s" % (name, e))
-            except Failure as e:
-                print("not ok - %s: %s" % (name, e))
-                n_fail += 1
-            except Exception as e:  # an unexpected error is a failure of that case, with detail
-                print("not ok - %s: %s: %s" % (name, type(e).__name__, e))
-                for line in traceback.format_exc().rstrip().splitlines()[-6:]:
-                    print("#   " + line)
-                n_fail += 1
-        sys.stdout.flush()
-    return 1 if n_fail else 0
+        testlib.run_case(name, in_tmp(fn))
+    return testlib.finish()
 
 
 if __name__ == "__main__":

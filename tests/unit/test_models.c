@@ -16,6 +16,7 @@
 #include "../../models/model.h"
 #include "../../server/image.h"
 #include "../test.h"
+#include "../test_ref.h"
 
 static char cache_dir[1024], shared_dir[1024];
 
@@ -25,6 +26,20 @@ static const struct { const char *name; int64_t n_params; double g_macs; } expec
     {"shufflenet_v2_x1_0", 2278604, 0.1449}, {"alexnet", 61100840, 0.7142},
     {"inception_v3", 23834568, 5.7132},
 };
+
+#define REFERENCE_CASE "reference %s"
+#define CONCURRENCY_CASE "concurrency %s: 4 threads bit-identical to 1"
+#define FEATURES_CASE "features %s"
+#define CONCURRENCY_MODEL "mobilenet_v3_large"
+
+/* The case fmt (one %s: the reference case's name) skipped: no manifest, or no such entry in it. */
+static void skip_reference_case(const char *fmt, const char *name, int have_manifest)
+{
+    char case_name[256];
+    snprintf(case_name, sizeof case_name, fmt, name);
+    test_skip(case_name, have_manifest ? "not in the reference manifest (rerun make ref)"
+                                       : "no reference manifest (run make ref; needs python3-torch)");
+}
 
 static void test_reference_case(json_t *c)
 {
@@ -38,7 +53,7 @@ static void test_reference_case(json_t *c)
     int n_classes = (int)json_integer_value(json_object_get(c, "num_classes"));
     int64_t ref_params = json_integer_value(json_object_get(c, "n_params"));
     char case_name[256], path[2048], err[1024], warn[1024];
-    snprintf(case_name, sizeof(case_name), "reference %s", name ? name : "?");
+    snprintf(case_name, sizeof(case_name), REFERENCE_CASE, name ? name : "?");
     test_begin();
     if (!name || !arch || !wfile || !ifile || !lfile || n_inputs <= 0 || size <= 0 || n_classes <= 0) {
         T_CHECK(0, "manifest entry incomplete");
@@ -233,7 +248,7 @@ static void test_concurrency(json_t *c)
     const char *name = json_string_value(json_object_get(c, "name"));
     const char *arch = json_string_value(json_object_get(c, "arch"));
     char path[2048], err[1024], case_name[256];
-    snprintf(case_name, sizeof(case_name), "concurrency %s: 4 threads bit-identical to 1", name);
+    snprintf(case_name, sizeof(case_name), CONCURRENCY_CASE, name);
     test_begin();
     int size = (int)json_integer_value(json_object_get(c, "input_size"));
     int n_inputs = (int)json_integer_value(json_object_get(c, "n_inputs"));
@@ -687,31 +702,30 @@ int main(int argc, char **argv)
     test_broken_models();
 
     char path[2048];
-    snprintf(path, sizeof(path), "%s/ref/manifest.json", cache_dir);
     json_error_t jerr;
-    json_t *man = json_load_file(path, 0, &jerr);
-    json_t *cases = man ? json_object_get(man, "cases") : NULL;
-    if (!json_is_array(cases)) {
-        test_skip("reference comparisons vs PyTorch", "no reference manifest (run make ref; needs python3-torch)");
-    } else {
-        size_t i;
-        json_t *cs;
-        json_array_foreach(cases, i, cs) test_reference_case(cs);
-        json_array_foreach(cases, i, cs) {
-            const char *arch = json_string_value(json_object_get(cs, "arch"));
-            const char *wfile = json_string_value(json_object_get(cs, "weights"));
-            char case_name[256];
-            snprintf(case_name, sizeof(case_name), "features %s", json_string_value(json_object_get(cs, "name")));
-            snprintf(path, sizeof(path), "%s/ref/%s", cache_dir, wfile ? wfile : "?");
-            test_features(arch ? arch : "?", path, case_name);
+    json_t *man, *found[TEST_N_REF_CASES];
+    int have_manifest = test_ref_manifest(cache_dir, &man, found);
+    for (int i = 0; i < TEST_N_REF_CASES; i++) {
+        if (found[i]) test_reference_case(found[i]);
+        else skip_reference_case(REFERENCE_CASE, test_ref_cases[i], have_manifest);
+    }
+    for (int i = 0; i < TEST_N_REF_CASES; i++) {
+        if (!found[i]) {
+            skip_reference_case(FEATURES_CASE, test_ref_cases[i], have_manifest);
+            continue;
         }
-        json_array_foreach(cases, i, cs) {
-            const char *name = json_string_value(json_object_get(cs, "name"));
-            if (name && !strcmp(name, "mobilenet_v3_large")) {
-                test_concurrency(cs);
-                openblas_set_num_threads(1);
-            }
-        }
+        const char *arch = json_string_value(json_object_get(found[i], "arch"));
+        const char *wfile = json_string_value(json_object_get(found[i], "weights"));
+        char case_name[256];
+        snprintf(case_name, sizeof(case_name), FEATURES_CASE, test_ref_cases[i]);
+        snprintf(path, sizeof(path), "%s/ref/%s", cache_dir, wfile ? wfile : "?");
+        test_features(arch ? arch : "?", path, case_name);
+    }
+    for (int i = 0; i < TEST_N_REF_CASES; i++) {
+        if (strcmp(test_ref_cases[i], CONCURRENCY_MODEL)) continue;
+        if (found[i]) test_concurrency(found[i]);
+        else skip_reference_case(CONCURRENCY_CASE, test_ref_cases[i], have_manifest);
+        openblas_set_num_threads(1);
     }
     json_decref(man);
     static const char *const real[] = {"mobilenet_v3_small", "shufflenet_v2_x1_0"};

@@ -11,6 +11,7 @@
 #include "../../core/threadpool.h"
 #include "../../models/model.h"
 #include "../test.h"
+#include "../test_ref.h"
 
 static char cache_dir[1024];
 
@@ -109,6 +110,8 @@ static void *ctx_job_main(void *p)
 
 /* Logits of every reference input at 1, 2, 3 threads (twice each: the step counters carry over
  * from job to job), then two 2-thread contexts at once. */
+#define MODEL_THREADS_CASE "%s: logits bit-identical at 1, 2, 3 threads and with two 2-thread contexts at once"
+
 static void test_model_threads(json_t *c)
 {
     const char *name = json_string_value(json_object_get(c, "name"));
@@ -118,8 +121,7 @@ static void test_model_threads(json_t *c)
     const int n_inputs = (int)json_integer_value(json_object_get(c, "n_inputs"));
     const int size = (int)json_integer_value(json_object_get(c, "input_size"));
     char case_name[256], path[2048], err[1024];
-    snprintf(case_name, sizeof case_name, "%s: logits bit-identical at 1, 2, 3 threads and with two 2-thread contexts at once",
-             name ? name : "?");
+    snprintf(case_name, sizeof case_name, MODEL_THREADS_CASE, name ? name : "?");
     test_begin();
     if (!name || !arch || !wfile || !ifile || n_inputs <= 0 || size <= 0) {
         T_CHECK(0, "manifest entry incomplete");
@@ -199,17 +201,17 @@ int main(void)
             "%d threads must be CNN_ERR_ARG", MODEL_MAX_THREADS + 1);
     test_end("model_ctx_init_threads rejects 0 and too many threads");
 
-    char path[2048];
-    snprintf(path, sizeof path, "%s/ref/manifest.json", cache_dir);
-    json_error_t jerr;
-    json_t *man = json_load_file(path, 0, &jerr);
-    json_t *cases = man ? json_object_get(man, "cases") : NULL;
-    if (!json_is_array(cases)) {
-        test_skip("models at 1, 2, 3 threads", "no reference manifest (run make ref; needs python3-torch)");
-    } else {
-        size_t i;
-        json_t *cs;
-        json_array_foreach(cases, i, cs) test_model_threads(cs);
+    json_t *man, *found[TEST_N_REF_CASES];
+    int have_manifest = test_ref_manifest(cache_dir, &man, found);
+    for (int i = 0; i < TEST_N_REF_CASES; i++) {
+        if (found[i]) {
+            test_model_threads(found[i]);
+            continue;
+        }
+        char case_name[256];
+        snprintf(case_name, sizeof case_name, MODEL_THREADS_CASE, test_ref_cases[i]);
+        test_skip(case_name, have_manifest ? "not in the reference manifest (rerun make ref)"
+                                           : "no reference manifest (run make ref; needs python3-torch)");
     }
     json_decref(man);
     return test_finish();
