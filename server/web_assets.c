@@ -24,7 +24,6 @@ int web_asset_find(const char *url_path, web_asset *out)
         const char *path, *content_type, *start, *end;
     } assets[] = {
         {"/", "text/html; charset=utf-8", cnnserve_web_index_start, cnnserve_web_index_end},
-        {"/index.html", "text/html; charset=utf-8", cnnserve_web_index_start, cnnserve_web_index_end},
         {"/app.js", "text/javascript; charset=utf-8", cnnserve_web_js_start, cnnserve_web_js_end},
         {"/app.css", "text/css; charset=utf-8", cnnserve_web_css_start, cnnserve_web_css_end},
     };

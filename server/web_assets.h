@@ -5,7 +5,7 @@
 #include <stddef.h>
 
 typedef struct {
-    const char *path;         /* URL path: "/", "/app.js", "/app.css" */
+    const char *path;         /* URL path: "/", "/app.js", "/app.css" (routes.c maps /index.html to "/") */
     const char *content_type;
     const char *data;
     size_t n_bytes;
