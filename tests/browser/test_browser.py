@@ -1,18 +1,19 @@
 #!/usr/bin/python3
 """The web page at / in a real browser: Debian's chromium + chromium-driver driven by python3-selenium
-(headless, a fresh profile, no network beyond 127.0.0.1). Starts the real binary on ../shared/weights,
-opens / at 360x740 and 1280x800, uploads photos through the file input and checks what a person
-sees: the top label of every ImageNet model in "all models" mode, drawn timing bars, readable errors
-(422 broken file, 415 not an image, 413 too large, 503 busy with Retry-After), EXIF orientation,
-keyboard operation, the reports links, and no browser console errors. Also the page's headers
-(CSP, ETag -> 304, Cache-Control) and /reports/ path-traversal protection over plain HTTP.
+(headless, a fresh profile, no network beyond 127.0.0.1). Starts the real binary on ../shared/weights
+plus a fine-tuned stand-in (tests/tools/make_finetuned.py), opens / at 360x740 and 1280x800, uploads
+photos through the file input and checks what a person sees: the top label of every ImageNet model
+in "all models" mode, drawn timing bars, readable errors (422 broken file, 415 not an image, 413 too
+large, 503 busy with Retry-After), EXIF orientation, keyboard operation, drop and paste (raw body),
+the reports (links, rendered REPORT.md), and no browser console errors. Also the page's headers (CSP,
+ETag -> 304, Cache-Control) and /reports/ path-traversal protection over plain HTTP.
 
-Screenshots go to $BUILD/test-logs/browser/. Where chromium, chromedriver, selenium, the weights or
-the sample photo are missing, every case skips and says why.
+Screenshots go to $BUILD/test-logs/browser/. Where the weights or the sample photo are missing every
+case skips; where chromium, chromium-driver or selenium are missing the browser cases skip; each
+says why.
 """
 
 import http.client
-import io
 import json
 import os
 import re
@@ -21,21 +22,20 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import traceback
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BUILD = os.environ.get("BUILD", "build")
-BIN = os.path.join(REPO, os.environ.get("BIN", "bin"), "cnnserve")
-SHARED = os.path.realpath(os.environ.get("CNN_SHARED") or os.path.join(REPO, "..", "shared"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import testlib  # noqa: E402
+from testlib import check, Failure  # noqa: E402
+
+REPO, BUILD, BIN = testlib.REPO, testlib.BUILD, testlib.BIN
+SHARED = os.path.realpath(testlib.SHARED)  # chromedriver takes only canonical upload paths
 WEIGHTS = os.path.join(SHARED, "weights")
 GOLDFISH = os.path.join(SHARED, "data", "imagenet-sample", "n01443537_goldfish.JPEG")
 SHOTS = os.path.join(REPO, BUILD, "test-logs", "browser")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-ASAN = "asan" in BUILD
-WAIT_S = 300 if ASAN else 60
+WAIT_S = 300 if testlib.ASAN else 60
 MAX_BODY = 1 << 20
 VIEWPORTS = [(360, 740), (1280, 800)]
 
@@ -47,44 +47,6 @@ CASES = ["page headers: CSP, ETag/304, Cache-Control", "reports: listing and pat
          "drop and paste a photo: sent as the raw body",
          "reports section links the files", "no reports: the page says how to make them",
          "browser console has no errors"]
-
-counts = {"pass": 0, "fail": 0, "skip": 0}
-
-
-class Failure(AssertionError):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise Failure(msg)
-
-
-def run_case(name, fn, *args):
-    t0 = time.time()
-    try:
-        fn(*args)
-        problems = []
-    except Failure as e:
-        problems = [str(e)]
-    except Exception as e:  # an unexpected error fails the case, with where it happened
-        problems = ["%s: %s" % (type(e).__name__, e)] + traceback.format_exc().rstrip().splitlines()[-6:]
-    print("# %.1f s" % (time.time() - t0))
-    if problems:
-        counts["fail"] += 1
-        for p in problems[:20]:
-            for line in str(p).splitlines() or [""]:
-                print("#   %s" % line)
-        print("not ok - %s: %s" % (name, str(problems[0]).splitlines()[0]), flush=True)
-    else:
-        counts["pass"] += 1
-        print("ok - %s" % name, flush=True)
-
-
-def skip_all(names, why):
-    for name in names:
-        counts["skip"] += 1
-        print("skip - %s: %s" % (name, why), flush=True)
 
 
 def why_no_server():
@@ -112,48 +74,14 @@ def why_no_browser():
 # ---------------------------------------------------------------- server and HTTP
 
 
-class Server:
-    """`cnnserve serve` on 127.0.0.1 with an ephemeral port (read from the 'listening' log line)."""
-
-    def __init__(self, weights_dir, *flags):
-        cmd = [BIN, "serve", "--host", "127.0.0.1", "--port", "0", "--weights-dir", weights_dir, "--workers", "1",
-               "--log-format", "json"] + list(flags)
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self.port = None
-        self.lines = []
-        got = threading.Event()
-
-        def read():
-            for raw in self.proc.stderr:
-                line = raw.decode(errors="replace").rstrip("\n")
-                self.lines.append(line)
-                try:
-                    ev = json.loads(line)
-                except ValueError:
-                    continue
-                if ev.get("event") == "listening" and self.port is None:
-                    self.port = ev.get("port")
-                    got.set()
-            got.set()
-
-        self.reader = threading.Thread(target=read, daemon=True)
-        self.reader.start()
-        got.wait(WAIT_S)
-        check(self.port, "server did not start: %s" % self.lines[-5:])
-        self.url = "http://127.0.0.1:%d" % self.port
-        t_end = time.time() + WAIT_S
-        while time.time() < t_end and request(self, "GET", "/readyz")[0] != 200:
-            time.sleep(0.05)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        try:
-            self.proc.wait(WAIT_S)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.reader.join(10)
+def start_server(weights_dir, *flags):
+    """testlib.Server with one worker, ready (every model warmed up)."""
+    srv = testlib.Server(weights_dir, "--workers", "1", *flags, clean_env=True, listen_s=WAIT_S)
+    seen = srv.wait_ready(limit_s=WAIT_S) if srv.port else []
+    if not seen or seen[-1][0] != 200:
+        srv.stop()
+        raise Failure("server not ready (%s): %s" % (seen[-3:], srv.log()[-5:]))
+    return srv
 
 
 def request(srv, method, path, headers=None, body=None):
@@ -724,7 +652,7 @@ def case_console(b):
 def main():
     why = why_no_server()
     if why:
-        skip_all(CASES, why)
+        testlib.skip_all(CASES, why)
         return 0
     os.makedirs(SHOTS, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix="cnnserve-browser-")
@@ -734,28 +662,28 @@ def main():
         wdir, ft_why = make_weights(tmp)
         if ft_why:
             print("# without a fine-tuned model: %s" % ft_why)
-        srv = Server(wdir, "--reports-dir", reports, "--max-body-bytes", str(MAX_BODY),
-                     "--max-buffered-bytes", str(MAX_BODY))
+        srv = start_server(wdir, "--reports-dir", reports, "--max-body-bytes", str(MAX_BODY),
+                           "--max-buffered-bytes", str(MAX_BODY))
         names = imagenet_models(srv)
         print("# server %s, ImageNet models %r, models %r" % (srv.url, names, loaded_models(srv)))
-        run_case(CASES[0], case_headers, srv)
-        run_case(CASES[1], case_reports_http, srv)
+        testlib.run_case(CASES[0], case_headers, srv)
+        testlib.run_case(CASES[1], case_reports_http, srv)
         why = why_no_browser()
         if why:
-            skip_all(CASES[2:], why)
-            return finish()
+            testlib.skip_all(CASES[2:], why)
+            return testlib.finish()
         print("# %s" % subprocess.run([CHROMIUM, "--version"], capture_output=True, text=True).stdout.strip())
         b = Browser(os.path.join(tmp, "profile"))
-        run_case(CASES[2], case_all_models, b, srv, VIEWPORTS[0], names, ft_why)
-        run_case(CASES[3], case_all_models, b, srv, VIEWPORTS[1], names, ft_why)
-        run_case(CASES[4], case_errors, b, srv, tmp)
-        run_case(CASES[5], case_exif, b, srv, tmp)
-        run_case(CASES[6], case_keyboard, b, srv, names)
-        run_case(CASES[7], case_drop_paste, b, srv, names)
-        run_case(CASES[8], case_reports_page, b, srv)
-        bare = Server(WEIGHTS)
-        run_case(CASES[9], case_no_reports, b, bare)
-        run_case(CASES[10], case_console, b)
+        testlib.run_case(CASES[2], case_all_models, b, srv, VIEWPORTS[0], names, ft_why)
+        testlib.run_case(CASES[3], case_all_models, b, srv, VIEWPORTS[1], names, ft_why)
+        testlib.run_case(CASES[4], case_errors, b, srv, tmp)
+        testlib.run_case(CASES[5], case_exif, b, srv, tmp)
+        testlib.run_case(CASES[6], case_keyboard, b, srv, names)
+        testlib.run_case(CASES[7], case_drop_paste, b, srv, names)
+        testlib.run_case(CASES[8], case_reports_page, b, srv)
+        bare = start_server(WEIGHTS)
+        testlib.run_case(CASES[9], case_no_reports, b, bare)
+        testlib.run_case(CASES[10], case_console, b)
     finally:
         if b:
             b.quit()
@@ -763,12 +691,7 @@ def main():
             if s:
                 s.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    return finish()
-
-
-def finish():
-    print("# %d passed, %d failed, %d skipped" % (counts["pass"], counts["fail"], counts["skip"]))
-    return 1 if counts["fail"] else 0
+    return testlib.finish()
 
 
 if __name__ == "__main__":
