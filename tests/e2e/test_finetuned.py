@@ -24,7 +24,9 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import test_e2e as e2e  # noqa: E402  (Server, curl, report: the same harness)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import testlib  # noqa: E402  (report, skip, Server)
+import test_e2e as e2e  # noqa: E402  (curl, classify_cli_lines, strip_volatile: the e2e helpers)
 
 REPO = e2e.REPO
 sys.path.insert(0, os.path.join(REPO, "tests", "tools"))
@@ -108,7 +110,7 @@ def case_classify(srv, photos):
     preds = (r.json() or {}).get("predictions", [])
     if len(preds) != 1 or preds[0].get("label") != "Tinca tinca":
         problems.append("fish top_k=1 on the tench photo: %s" % r.describe())
-    e2e.report("fine-tuned: HTTP answers carry the file's labels and equal the base's renormalized probabilities "
+    testlib.report("fine-tuned: HTTP answers carry the file's labels and equal the base's renormalized probabilities "
                "(3 files, 2 architectures, 5 photos; top_k capped at K)", problems)
 
 
@@ -130,7 +132,7 @@ def case_model_all(srv, photos):
                 problems.append("model=all %s: %s" % (r["model"], r["predictions"]))
         elif len(r["predictions"]) != 5 or any(not 0 <= p["index"] < 1000 for p in r["predictions"]):
             problems.append("model=all %s: %s" % (r["model"], r["predictions"]))
-    e2e.report("fine-tuned: model=all runs the ImageNet and the fine-tuned models, each with its own labels", problems)
+    testlib.report("fine-tuned: model=all runs the ImageNet and the fine-tuned models, each with its own labels", problems)
 
 
 def case_models_endpoint(srv):
@@ -173,13 +175,13 @@ def case_models_endpoint(srv):
     for name in failed:
         if "model_failed" not in log or name not in log:
             problems.append("no model_failed log line for %s" % name)
-    e2e.report("fine-tuned: GET /v1/models shows classes, labels, base, recipe, val_accuracy, params; bad files "
+    testlib.report("fine-tuned: GET /v1/models shows classes, labels, base, recipe, val_accuracy, params; bad files "
                "(unknown architecture, alias name, ImageNet copy, garbage, label count) failed with the reason", problems)
 
 
 def case_names_and_cli(wdir, photos):
     problems = []
-    srv = e2e.Server(wdir, "--workers", "1", "--models", "fish, birds,shufflenet", "--default-model", "birds")
+    srv = testlib.Server(wdir, "--workers", "1", "--models", "fish, birds,shufflenet", "--default-model", "birds")
     try:
         srv.wait_ready()
         photo = os.path.join(e2e.SAMPLE, PHOTOS[3])
@@ -206,7 +208,7 @@ def case_names_and_cli(wdir, photos):
                            capture_output=True, timeout=120)
         if p.returncode == 0 or want not in p.stderr.decode():
             problems.append("--models %s: exit %d, stderr %r" % (models, p.returncode, p.stderr[-300:]))
-    e2e.report("fine-tuned: --models/--default-model take file stems, classify --model equals HTTP, reload over "
+    testlib.report("fine-tuned: --models/--default-model take file stems, classify --model equals HTTP, reload over "
                "HTTP is 403 without --admin-reload, unknown or broken named models stop the start", problems)
 
 
@@ -378,7 +380,7 @@ def case_reload_under_load(srv, wdir, photos):
     if "reloaded" not in log or "model_failed" not in log:
         problems.append("no reloaded/model_failed log lines")
     print("# %d requests answered during %d reloads" % (stream.n_ok, 8))
-    e2e.report("fine-tuned: SIGHUP / POST /v1/models/reload add, reload, drop and fail models under a stream of "
+    testlib.report("fine-tuned: SIGHUP / POST /v1/models/reload add, reload, drop and fail models under a stream of "
                "requests: none fails, an in-flight request on a removed model finishes, metrics keep its series",
                problems)
 
@@ -391,7 +393,7 @@ def case_train_then_serve(srv, wdir, tmp):
     directory; SIGHUP serves it; HTTP answers carry the labels file's names and agree with the CLI."""
     name = "fine-tuned: cnnserve train on 30 monkey photos, SIGHUP serves it, HTTP answers carry its labels"
     if not os.path.isdir(os.path.join(MONKEYS, "train")):
-        e2e.skip(name, "../shared/data/monkeys absent")
+        testlib.skip(name, "../shared/data/monkeys absent")
         return
     problems = []
     classes = {"n0": "mantled howler", "n1": "patas monkey", "n2": "bald uakari"}
@@ -414,7 +416,7 @@ def case_train_then_serve(srv, wdir, tmp):
                         "--threads", "2"], capture_output=True, timeout=900)
     print("# train: exit %d in %.1f s" % (p.returncode, time.time() - t0))
     if p.returncode != 0 or not os.path.exists(out):
-        e2e.report(name, ["train: exit %d: %s" % (p.returncode, p.stderr[-500:])])
+        testlib.report(name, ["train: exit %d: %s" % (p.returncode, p.stderr[-500:])])
         return
     gen = (e2e.curl(srv.url + "/v1/models").json() or {}).get("generation", 0)
     srv.proc.send_signal(signal.SIGHUP)
@@ -446,24 +448,24 @@ def case_train_then_serve(srv, wdir, tmp):
     print("# monkeys (3 classes, 10 photos each, 20 epochs): %d of %d training photos right through HTTP" % (n_right, n_all))
     if n_all and n_right < n_all * 3 // 4:
         problems.append("only %d of %d training photos classified as their class" % (n_right, n_all))
-    e2e.report(name, problems)
+    testlib.report(name, problems)
 
 
 def main():
     if not os.path.exists(e2e.BIN):
-        e2e.report("fine-tuned e2e: binary", ["%s not built" % e2e.BIN])
+        testlib.report("fine-tuned e2e: binary", ["%s not built" % e2e.BIN])
         return 1
     for base in ("shufflenet_v2_x1_0", "mobilenet_v3_small"):
         if not os.path.exists(os.path.join(e2e.SHARED, "weights", base + ".safetensors")):
-            e2e.skip("fine-tuned e2e", "../shared/weights/%s.safetensors absent" % base)
+            testlib.skip("fine-tuned e2e", "../shared/weights/%s.safetensors absent" % base)
             return 0
     if not all(os.path.exists(os.path.join(e2e.SAMPLE, p)) for p in PHOTOS):
-        e2e.skip("fine-tuned e2e", "../shared/data/imagenet-sample absent")
+        testlib.skip("fine-tuned e2e", "../shared/data/imagenet-sample absent")
         return 0
     try:
         import numpy  # noqa: F401
     except ImportError:
-        e2e.skip("fine-tuned e2e", "python3-numpy absent (tests/tools/make_finetuned.py needs it)")
+        testlib.skip("fine-tuned e2e", "python3-numpy absent (tests/tools/make_finetuned.py needs it)")
         return 0
     os.makedirs(e2e.CACHE, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix="e2e-ft-", dir=e2e.CACHE)
@@ -491,9 +493,9 @@ def run(tmp):
         f.write("not a model")
     photos = {p: open(os.path.join(e2e.SAMPLE, p), "rb").read() for p in PHOTOS}
 
-    srv = e2e.Server(wdir, "--workers", "2", "--queue", "64", "--admin-reload", "1")
+    srv = testlib.Server(wdir, "--workers", "2", "--queue", "64", "--admin-reload", "1")
     if srv.port is None:
-        e2e.report("fine-tuned e2e: server starts", ["no 'listening' line; log: %s" % srv.log()[-10:]])
+        testlib.report("fine-tuned e2e: server starts", ["no 'listening' line; log: %s" % srv.log()[-10:]])
         srv.stop()
         return 1
     try:
@@ -505,7 +507,7 @@ def run(tmp):
         case_reload_under_load(srv, wdir, photos)
         case_train_then_serve(srv, wdir, tmp)
         rc = srv.stop()
-        e2e.report("fine-tuned: SIGTERM after the reloads exits 0", [] if rc == 0 else ["exit %r" % rc])
+        testlib.report("fine-tuned: SIGTERM after the reloads exits 0", [] if rc == 0 else ["exit %r" % rc])
     finally:
         if srv.proc.poll() is None:
             srv.stop()
@@ -514,5 +516,4 @@ def run(tmp):
 
 if __name__ == "__main__":
     rc = main()
-    print("# %d passed, %d failed" % (e2e.n_pass, e2e.n_fail))
-    sys.exit(1 if e2e.n_fail or rc else 0)
+    sys.exit(testlib.finish() or rc)
