@@ -57,7 +57,8 @@ WEIGHTS_OBJ := $(call obj,$(wildcard core/weights*.c) core/status.c)
 
 TEST_BINS := $(BUILD)/tests/test_kernels $(BUILD)/tests/test_weights $(BUILD)/tests/test_image \
              $(BUILD)/tests/test_models $(BUILD)/tests/test_threads $(BUILD)/tests/test_server \
-             $(BUILD)/tests/test_dataset $(BUILD)/tests/test_train $(BUILD)/tests/test_zoo
+             $(BUILD)/tests/test_dataset $(BUILD)/tests/test_train $(BUILD)/tests/test_zoo \
+             $(BUILD)/tests/test_kserve
 # Helper programs the test scripts drive.
 TEST_TOOLS := $(BUILD)/tests/image_dump $(BUILD)/tests/train_grad $(BUILD)/tests/eval_metrics_tool
 
@@ -75,6 +76,9 @@ $(BUILD)/tests/test_train:   $(BUILD)/tests/unit/test_train.o $(BUILD)/core/kern
 # Model generations: discovery, failed files, reload (needs ../shared/weights).
 $(BUILD)/tests/test_zoo:     $(BUILD)/tests/unit/test_zoo.o $(BUILD)/server/zoo.o $(BUILD)/server/log.o \
                              $(MODELS_OBJ) $(CORE_OBJ)
+# The Open Inference Protocol code on a real model (tests/e2e/test_kserve.py drives the binary).
+$(BUILD)/tests/test_kserve:  $(BUILD)/tests/unit/test_kserve.o $(call obj,server/kserve.c server/base64.c \
+                             server/pipeline.c server/zoo.c server/log.c) $(IMAGE_OBJ) $(MODELS_OBJ) $(CORE_OBJ)
 # image_dump feeds the image fidelity/corpus tests; train_grad runs the head-training kernels on one
 # batch for tests/train/test_train_torch.py (vs PyTorch); eval_metrics_tool prints the metrics of a
 # score matrix for tests/eval/test_eval_metrics.py.

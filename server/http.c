@@ -32,8 +32,21 @@
 
 /* ---------------------------------------------------------------- responses */
 
+/* The Open Inference Protocol routes (under /v2) answer errors as that protocol's {"error": message}. */
+static int route_is_oip(const http_route *rt)
+{
+    return rt && !strncmp(rt->path, "/v2", 3) && (rt->path[3] == '\0' || rt->path[3] == '/');
+}
+
 char *http_error_json(const http_req *r, int status, const char *code, const char *message, json_t *extra)
 {
+    if (route_is_oip(r->route)) {
+        json_decref(extra);
+        json_t *o = json_pack("{s:s}", "error", message);
+        char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        json_decref(o);
+        return s;
+    }
     json_t *err = json_pack("{s:i,s:s,s:s,s:s}", "status", status, "code", code, "message", message, "request_id",
                             r->request_id);
     if (err && extra) json_object_update(err, extra);
@@ -52,6 +65,11 @@ static enum MHD_Result queue_response(http_req *r, int status, struct MHD_Respon
     if (!MHD_get_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     if (server_timing && server_timing[0]) MHD_add_response_header(resp, "Server-Timing", server_timing);
+    if (r->job_infer_header_bytes) {
+        char n[24];
+        snprintf(n, sizeof n, "%zu", r->job_infer_header_bytes);
+        MHD_add_response_header(resp, "Inference-Header-Content-Length", n);
+    }
     if (allow) MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
     if (status == MHD_HTTP_SERVICE_UNAVAILABLE) MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
     /* While draining, ask keep-alive clients to go so the drain can finish. */
@@ -312,7 +330,8 @@ static enum MHD_Result job_respond(http_req *r)
     r->job_body = NULL;
     r->error_code = r->job_error_code;
     if (!body) return MHD_NO;
-    return http_send(r, r->job_status, body, strlen(body), "application/json", r->job_timing, NULL);
+    return http_send(r, r->job_status, body, r->job_n_body ? r->job_n_body : strlen(body),
+                     r->job_infer_header_bytes ? "application/octet-stream" : "application/json", r->job_timing, NULL);
 }
 
 void http_job_finish(http_req *r, int status, const char *error_code, char *body)
@@ -353,17 +372,25 @@ static void cancel_job(void *job, void *cls)
 
 /* ---------------------------------------------------------------- routing */
 
-/* Matches url against a route path; "{name}" as the last segment takes one non-empty segment,
- * "{name*}" the non-empty rest of the path. */
+/* Matches url against a route path: a segment "{name}" takes one non-empty segment, a last "{name*}"
+ * the non-empty rest of the path; *arg is where the first of them starts. */
 static int path_matches(const char *pattern, const char *url, const char **arg)
 {
-    const char *brace = strchr(pattern, '{');
-    if (!brace) return !strcmp(pattern, url);
-    size_t n_prefix = (size_t)(brace - pattern);
-    int rest = strstr(brace, "*}") != NULL;
-    if (strncmp(url, pattern, n_prefix) || !url[n_prefix] || (!rest && strchr(url + n_prefix, '/'))) return 0;
-    *arg = url + n_prefix;
-    return 1;
+    *arg = NULL;
+    while (*pattern) {
+        if (*pattern == '{') {
+            size_t n_pattern = strcspn(pattern, "/");
+            int rest = n_pattern >= 2 && pattern[n_pattern - 2] == '*';
+            size_t n = rest ? strlen(url) : strcspn(url, "/");
+            if (!n) return 0;
+            if (!*arg) *arg = url;
+            url += n;
+            pattern += n_pattern;
+        } else if (*pattern++ != *url++) {
+            return 0;
+        }
+    }
+    return !*url;
 }
 
 static int match_route(const char *url, http_req *r)

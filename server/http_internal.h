@@ -53,8 +53,8 @@ typedef enum MHD_Result (*http_handler)(http_req *r);
 typedef void (*http_job_fn)(http_req *r, pipeline_ws *ws);
 
 typedef struct {
-    const char *path;    /* exact path; a last segment "{name}" matches one non-empty segment, "{name*}" the
-                          * non-empty rest of the path (r->path_arg) */
+    const char *path;    /* exact path; a segment "{name}" matches one non-empty segment, a last "{name*}"
+                          * the non-empty rest of the path (the first of them: r->path_arg) */
     const char *alias;   /* another exact path for the same route, or NULL */
     const char *allow;   /* accepted methods, sent as the Allow header: "GET, HEAD" or "POST" */
     http_handler start;  /* optional: headers read, body not yet; may answer at once (e.g. 415, 503) */
@@ -77,7 +77,8 @@ struct http_req {
     req_phase phase;
     const http_route *route;   /* NULL: no route matched */
     int route_index;           /* metrics label: index into http_routes, http_n_routes = unknown */
-    const char *path_arg;      /* the "{name}" segment: points into MHD's copy of the URL */
+    const char *path_arg;      /* the first "{...}" segment, up to the next '/' or the end: points into
+                                * MHD's copy of the URL */
     zoo *z;                    /* the model generation this request uses from start to end (a reference) */
     int model_label;           /* metrics/log label: metrics_model_label, METRICS_MODEL_ALL or _NONE */
     char method[16];
@@ -109,10 +110,17 @@ struct http_req {
     int all;
     pipeline_request preq;
 
+    /* Open Inference Protocol: the model's entry in z; Inference-Header-Content-Length of the request,
+     * -1 when absent */
+    int model_entry;
+    int64_t infer_header_bytes;
+
     /* job, handed to a worker */
     atomic_int job_done;
     int job_status;            /* written by the worker before job_done */
     char *job_body;
+    size_t job_n_body;             /* bytes of job_body; 0: a JSON string (its strlen) */
+    size_t job_infer_header_bytes; /* >0: job_body is that much JSON, then binary tensor data */
     char job_timing[320];
     const char *job_error_code;
 
@@ -136,8 +144,9 @@ enum MHD_Result http_queue_response(http_req *r, int status, struct MHD_Response
                                     const char *content_type);
 /* Sends o (stolen) as compact JSON. */
 enum MHD_Result http_send_json(http_req *r, int status, json_t *o);
-/* Error answer {"error": {status, code, message, request_id, ...extra}}; extra (stolen, may be NULL)
- * adds fields; allow (may be NULL) sets the Allow header. */
+/* Error answer {"error": {status, code, message, request_id, ...extra}} ({"error": message} on the
+ * Open Inference Protocol routes under /v2); extra (stolen, may be NULL) adds fields; allow (may be
+ * NULL) sets the Allow header. */
 enum MHD_Result http_send_error_extra(http_req *r, int status, const char *code, json_t *extra, const char *allow,
                                       const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 #define http_send_error(r, status, code, ...) http_send_error_extra(r, status, code, NULL, NULL, __VA_ARGS__)

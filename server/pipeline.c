@@ -184,6 +184,15 @@ out:
     return st;
 }
 
+const float *pipeline_run_input(pipeline_ws *ws, int slot, const float *input)
+{
+    float *logits = ws->logits + (size_t)slot * ws->logits_stride;
+    model_run(ws->ctxs[slot], input, logits);
+    return logits;
+}
+
+const float *pipeline_logits(const pipeline_ws *ws, int slot) { return ws->logits + (size_t)slot * ws->logits_stride; }
+
 void pipeline_error_code(cnn_status st, int *http_status, const char **code)
 {
     switch (st) {

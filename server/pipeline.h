@@ -76,6 +76,11 @@ cnn_status pipeline_classify(pipeline_ws *ws, const uint8_t *data, size_t n_byte
  * be what the service computes. Errors as pipeline_classify's. */
 cnn_status pipeline_preprocess(const model *m, const uint8_t *data, size_t n_bytes, int64_t max_pixels, float *input,
                                char *err, size_t err_bytes);
+/* Runs model `slot` on a preprocessed 3 x S x S input (S = its input size); returns its logits
+ * (model_num_classes floats, as pipeline_logits), valid until the next call on ws. */
+const float *pipeline_run_input(pipeline_ws *ws, int slot, const float *input);
+/* The logits (model_num_classes floats, background output included) of model `slot`'s last run. */
+const float *pipeline_logits(const pipeline_ws *ws, int slot);
 
 /* The answer body shared by HTTP and the CLI: "model" + "predictions" (one model) or "model": "all"
  * + "results" (one entry per model), "image", and "timings_ms" with every stage: receive, decode,

@@ -17,5 +17,16 @@ const http_route http_routes[] = {
     {"/app.css",            NULL,        "GET, HEAD", NULL,           web_asset_answer,    NULL},
     {"/v1/reports",         NULL,        "GET, HEAD", NULL,           reports_list_answer, NULL},
     {"/reports/{path*}",    NULL,        "GET, HEAD", NULL,           report_file_answer,  NULL},
+    /* Open Inference Protocol (KServe v2): every route under /v2 answers errors as {"error": message} */
+    {"/v2/health/live",     NULL,        "GET, HEAD", NULL,           kserve_get_answer,   NULL},
+    {"/v2/health/ready",    NULL,        "GET, HEAD", NULL,           kserve_get_answer,   NULL},
+    {"/v2",                 "/v2/",      "GET, HEAD", NULL,           kserve_get_answer,   NULL},
+    {"/v2/models/{name}",   NULL,        "GET, HEAD", NULL,           kserve_get_answer,   NULL},
+    {"/v2/models/{name}/versions/{version}", NULL, "GET, HEAD", NULL, kserve_get_answer,   NULL},
+    {"/v2/models/{name}/ready", NULL,    "GET, HEAD", NULL,           kserve_get_answer,   NULL},
+    {"/v2/models/{name}/versions/{version}/ready", NULL, "GET, HEAD", NULL, kserve_get_answer, NULL},
+    {"/v2/models/{name}/infer", NULL,    "POST", kserve_infer_start,  kserve_infer_answer, kserve_infer_run},
+    {"/v2/models/{name}/versions/{version}/infer", NULL, "POST", kserve_infer_start, kserve_infer_answer,
+     kserve_infer_run},
 };
 const int http_n_routes = (int)(sizeof http_routes / sizeof http_routes[0]);

@@ -30,4 +30,10 @@ enum MHD_Result web_asset_answer(http_req *r);
 enum MHD_Result reports_list_answer(http_req *r);
 enum MHD_Result report_file_answer(http_req *r);
 
+/* Open Inference Protocol (KServe v2) routes under /v2 (route_kserve.c) */
+enum MHD_Result kserve_get_answer(http_req *r);
+enum MHD_Result kserve_infer_start(http_req *r);
+enum MHD_Result kserve_infer_answer(http_req *r);
+void kserve_infer_run(http_req *r, pipeline_ws *ws);
+
 #endif
