@@ -12,14 +12,14 @@ import base64
 import glob
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import test_manifests as tm  # noqa: E402
+import testlib  # noqa: E402
+from testlib import report, skip  # noqa: E402
 
 MANIFEST = "deploy/kserve/inferenceservice.yaml"
 
@@ -37,7 +37,7 @@ def check_manifest(yaml, facts, image):
     try:
         docs = load(yaml)
     except yaml.YAMLError as e:
-        return tm.report("kserve: manifest parses", [str(e)])
+        return report("kserve: manifest parses", [str(e)])
     p = []
     for kind in ("InferenceService", "PersistentVolumeClaim"):
         if len(docs.get(kind, [])) != 1:
@@ -49,7 +49,7 @@ def check_manifest(yaml, facts, image):
     containers = pred.get("containers") or []
     if len(containers) != 1 or containers[0].get("name") != "kserve-container":
         p.append("predictor needs exactly one container named kserve-container: %s" % [c.get("name") for c in containers])
-    tm.report("kserve: InferenceService (serving.kserve.io/v1beta1, custom predictor) and its PVC parse", p)
+    report("kserve: InferenceService (serving.kserve.io/v1beta1, custom predictor) and its PVC parse", p)
     if p:
         return None
     c = containers[0]
@@ -77,7 +77,7 @@ def check_manifest(yaml, facts, image):
         if get.get("path") not in routes:
             p.append("%s path %s is not in openapi.yaml" % (probe, get.get("path")))
         probes[probe] = get.get("path")
-    tm.report("kserve: predictor port, /v2/health probes and CNNSERVE_* variables match the server", p)
+    report("kserve: predictor port, /v2/health probes and CNNSERVE_* variables match the server", p)
 
     p = []
     wdir = env.get("CNNSERVE_WEIGHTS_DIR")
@@ -93,7 +93,7 @@ def check_manifest(yaml, facts, image):
         claim = ((vols.get(wmount[0]["name"]) or {}).get("persistentVolumeClaim") or {}).get("claimName")
         if claim != pvc_name:
             p.append("the weights volume claims %s, the file's PVC is %s" % (claim, pvc_name))
-    tm.report("kserve: weights from the PersistentVolumeClaim, mounted read-only at CNNSERVE_WEIGHTS_DIR", p)
+    report("kserve: weights from the PersistentVolumeClaim, mounted read-only at CNNSERVE_WEIGHTS_DIR", p)
 
     p = []
     sc = pred.get("securityContext") or {}
@@ -125,39 +125,34 @@ def check_manifest(yaml, facts, image):
     if pred.get("scaleMetric") != "cpu" or not 1 <= pred.get("minReplicas", 1) <= pred.get("maxReplicas", 0):
         p.append("scaling: metric %s, replicas %s..%s" % (pred.get("scaleMetric"), pred.get("minReplicas"),
                                                        pred.get("maxReplicas")))
-    tm.report("kserve: resources as the Deployment's measured sizing, non-root, grace period, CPU scaling", p)
+    report("kserve: resources as the Deployment's measured sizing, non-root, grace period, CPU scaling", p)
     return env, probes
 
 
 def check_live(env, probes):
     name = "kserve live: bin/cnnserve with the manifest's environment answers the probes and a v2 inference"
-    exe = tm.bin_path()
-    weights = os.path.join(tm.SHARED, "weights")
-    photo = os.path.join(tm.SHARED, "data", "imagenet-sample", "n01443537_goldfish.JPEG")
-    if not os.access(exe, os.X_OK):
-        return tm.skip(name, "%s not built" % exe)
+    weights = os.path.join(testlib.SHARED, "weights")
+    photo = os.path.join(testlib.SHARED, "data", "imagenet-sample", "n01443537_goldfish.JPEG")
+    if not os.access(testlib.BIN, os.X_OK):
+        return skip(name, "%s not built" % testlib.BIN)
     if not os.path.exists(os.path.join(weights, "mobilenet_v3_small.safetensors")) or not os.path.exists(photo):
-        return tm.skip(name, "no ../shared/weights/mobilenet_v3_small.safetensors or sample photo")
-    port = tm.free_port()
-    run_env = {k: v for k, v in os.environ.items() if not k.startswith("CNNSERVE_")}
-    run_env.update(env)
-    run_env.update({"CNNSERVE_WEIGHTS_DIR": weights, "CNNSERVE_PORT": str(port), "CNNSERVE_HOST": "127.0.0.1"})
-    proc = subprocess.Popen([exe, "serve"], env=run_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        return skip(name, "no ../shared/weights/mobilenet_v3_small.safetensors or sample photo")
+    # the manifest's variables; the weights directory and the port (flags win over variables) are local
+    srv = testlib.Server(weights, env=env, clean_env=True)
     p = []
     try:
-        base = "http://127.0.0.1:%d" % port
-        status = {}
-        for _ in range(600):
-            status = {path: tm.http_status(base + path) for path in set(probes.values())}
-            if proc.poll() is not None or all(s == 200 for s in status.values()):
-                break
-            time.sleep(0.2)
-        p += ["GET %s -> %s" % (path, s) for path, s in status.items() if s != 200]
+        if srv.port is None:
+            p.append("no 'listening' line")
+        srv.wait_ready(probes["readinessProbe"])
+        for path in sorted(set(probes.values())):
+            status, _ = testlib.http_get(srv.url + path, timeout=5)
+            if status != 200:
+                p.append("GET %s -> %s" % (path, status))
         req = {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1],
                            "data": [base64.b64encode(open(photo, "rb").read()).decode()]}],
                "outputs": [{"name": "probabilities", "parameters": {"classification": 1}}]}
         try:
-            with urllib.request.urlopen(urllib.request.Request(base + "/v2/models/mobilenet_v3_small/infer",
+            with urllib.request.urlopen(urllib.request.Request(srv.url + "/v2/models/mobilenet_v3_small/infer",
                                                                data=json.dumps(req).encode()), timeout=60) as r:
                 top = json.loads(r.read())["outputs"][0]["data"][0]
             if ":1:goldfish" not in top:
@@ -165,45 +160,42 @@ def check_live(env, probes):
         except (OSError, ValueError, KeyError, IndexError) as e:
             p.append("v2 inference: %s" % e)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            out, _ = proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, _ = proc.communicate()
-            p.append("still running 60 s after SIGTERM")
-    if proc.returncode != 0:
-        p.append("exit status %s after SIGTERM" % proc.returncode)
+        rc = srv.stop(limit_s=60)
+    if rc is None:
+        p.append("still running 60 s after SIGTERM")
+    elif rc != 0:
+        p.append("exit status %s after SIGTERM" % rc)
     if p:
-        p += ["log: " + line for line in out.decode("utf-8", "replace").splitlines()[-10:]]
-    tm.report(name, p)
+        p += ["log: " + line for line in srv.log()[-10:]]
+    report(name, p)
 
 
 def main():
     try:
         import yaml  # python3-yaml, installed by `make deps`
     except ImportError:
-        print("not ok - import yaml: python3-yaml is missing (make deps installs it)")
-        return 1
+        report("import yaml", ["python3-yaml is missing (make deps installs it)"])
+        return testlib.finish()
     tm.yaml = yaml
     usage = tm.server_usage()
     if usage is None:
-        tm.skip("kserve manifest vs the server", "no bin/cnnserve and no server/config.c")
-        return 0
+        skip("kserve manifest vs the server", "no bin/cnnserve and no server/config.c")
+        return testlib.finish()
     facts = tm.server_facts(usage)
     # the Dockerfile gives the image's port and uid (its own checks are test_manifests.py's)
-    saved = tm.n_fail, sys.stdout
+    saved = dict(testlib.counts), sys.stdout
     sys.stdout = open(os.devnull, "w")
     try:
         image = tm.check_dockerfile(facts) or {"port": facts["port"], "uid": None}
     finally:
         sys.stdout.close()
-        tm.n_fail, sys.stdout = saved
+        sys.stdout = saved[1]
+        testlib.counts.clear()
+        testlib.counts.update(saved[0])
     got = check_manifest(yaml, facts, image)
     if got:
         check_live(*got)
-    print("# %d failed" % tm.n_fail)
-    return 1 if tm.n_fail else 0
+    return testlib.finish()
 
 
 if __name__ == "__main__":

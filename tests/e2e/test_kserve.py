@@ -20,12 +20,25 @@ import sys
 import tempfile
 import urllib.parse
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import test_e2e as e2e  # noqa: E402  (Server, report, skip, sample_photos)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import testlib  # noqa: E402
 
 REAL = ["mobilenet_v3_small", "shufflenet_v2_x1_0"]
-IMAGE_DUMP = os.path.join(e2e.REPO, e2e.BUILD, "tests", "image_dump")
-TIMEOUT = 300 if e2e.ASAN else 120
+SAMPLE = os.path.join(testlib.SHARED, "data", "imagenet-sample")
+IMAGE_DUMP = os.path.join(testlib.REPO, testlib.BUILD, "tests", "image_dump")
+TIMEOUT = 300 if testlib.ASAN else 120
+
+
+def sample_photos():
+    """[(file, index, name)] of ../shared/data/imagenet-sample (labels.tsv), or []."""
+    tsv = os.path.join(SAMPLE, "labels.tsv")
+    if not os.path.exists(tsv):
+        return []
+    rows = []
+    for line in open(tsv).read().splitlines()[1:]:
+        f, idx, _, name = line.split("\t")
+        rows.append((os.path.join(SAMPLE, f), int(idx), name))
+    return rows
 
 
 # ---------------------------------------------------------------------------------------- client
@@ -147,7 +160,7 @@ def case_health_and_metadata(c, srv):
     status, head, raw = c.request("HEAD", "/v2/health/live")
     if status != 200 or raw:
         p.append("HEAD /v2/health/live: %s %r" % (status, raw))
-    e2e.report("v2_health_and_server_metadata", p)
+    testlib.report("v2_health_and_server_metadata", p)
 
     p = []
     for m in REAL:
@@ -165,7 +178,7 @@ def case_health_and_metadata(c, srv):
             status, body = c.get(path)
             if status != 200 or body != {"name": m, "ready": True}:
                 p.append("%s: %s %s" % (path, status, body))
-    e2e.report("v2_model_metadata_and_ready", p)
+    testlib.report("v2_model_metadata_and_ready", p)
 
 
 def error_is(c, p, what, status_want, got_status, body, needle=None):
@@ -248,13 +261,13 @@ def case_errors(c, srv, photo):
     error_is(c, p, "GET on infer", 405, status, got)
     status, _, got = c.request("POST", "/v2/health/live", b"{}")
     error_is(c, p, "POST on live", 405, status, got)
-    e2e.report("v2_errors_status_and_error_object", p)
+    testlib.report("v2_errors_status_and_error_object", p)
 
 
 def case_oversize(wdir, photo):
     """--max-body-bytes applies to /v2 infer like /v1/classify: 413 {"error": ...}, declared or streamed."""
     p = []
-    srv = e2e.Server(wdir, "--models", "mobilenet_v3_small", "--max-body-bytes", "64k")
+    srv = testlib.Server(wdir, "--models", "mobilenet_v3_small", "--max-body-bytes", "64k")
     try:
         srv.wait_ready()
         c = Client(srv.url)
@@ -275,7 +288,7 @@ def case_oversize(wdir, photo):
         error_is(c, p, "server still answers", 415, status, got)
     finally:
         srv.stop()
-    e2e.report("v2_oversize_413", p)
+    testlib.report("v2_oversize_413", p)
 
 
 def case_equals_v1(c, srv, photos):
@@ -307,7 +320,7 @@ def case_equals_v1(c, srv, photos):
                 p.append("%s %s: probabilities at the top-5 indices differ from /v1 scores" % (m, path))
             if abs(sum(probs) - 1) > 1e-3 or max(probs) != want[0][0]:
                 p.append("%s %s: probabilities sum %.6f max %.9g" % (m, path, sum(probs), max(probs)))
-    e2e.report("v2_bytes_equals_v1_classify_%d_photos_x_%d_models" % (len(photos), len(REAL)), p)
+    testlib.report("v2_bytes_equals_v1_classify_%d_photos_x_%d_models" % (len(photos), len(REAL)), p)
 
 
 def case_batch_and_binary(c, photos):
@@ -351,7 +364,7 @@ def case_batch_and_binary(c, photos):
                 order = sorted(range(1000), key=lambda j: (-probs[j], j))[:3]
                 if [parse_class(s)[:2] for s in row] != [(probs[j], j) for j in order]:
                     p.append("%s: binary classification row %d %s != top-3 of the probabilities" % (m, i, row))
-    e2e.report("v2_batch_%d_base64_binary_in_out_equal" % len(imgs), p)
+    testlib.report("v2_batch_%d_base64_binary_in_out_equal" % len(imgs), p)
 
 
 def case_fp32(c, srv, photos):
@@ -359,7 +372,7 @@ def case_fp32(c, srv, photos):
     mean, std and the server's DCT decode target) gives bit-identical probabilities to the BYTES path;
     as binary, flat JSON and nested JSON, one at a time and as a batch."""
     if not os.access(IMAGE_DUMP, os.X_OK):
-        e2e.skip("v2_fp32_equals_bytes", "no %s (make test builds it)" % IMAGE_DUMP)
+        testlib.skip("v2_fp32_equals_bytes", "no %s (make test builds it)" % IMAGE_DUMP)
         return
     p = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -408,7 +421,7 @@ def case_fp32(c, srv, photos):
             got = [f32(x) for x in c.infer(m, one, tensors[0])["outputs"][0]["data"]]
             if got != want[:1000]:
                 p.append("%s: single binary FP32 differs from the BYTES path" % m)
-    e2e.report("v2_fp32_equals_bytes_binary_flat_nested_batch_%d" % len(photos), p)
+    testlib.report("v2_fp32_equals_bytes_binary_flat_nested_batch_%d" % len(photos), p)
 
 
 def case_metrics(c):
@@ -420,13 +433,13 @@ def case_metrics(c):
         if not any(line.startswith("cnnserve_requests_total{route=\"%s\"" % route) and 'code="%s"' % code in line
                    for line in text.splitlines()):
             p.append("no cnnserve_requests_total for route %s code %s" % (route, code))
-    e2e.report("v2_metrics_labelled_by_route", p)
+    testlib.report("v2_metrics_labelled_by_route", p)
 
 
 def case_not_ready(wdir):
     """Before warm-up ends and while draining, /v2/health/ready and model ready are 503 ready=false
     (not asserted: a fast warm-up may beat the first probe); live stays 200 throughout."""
-    srv = e2e.Server(wdir, "--models", "mobilenet_v3_small")
+    srv = testlib.Server(wdir, "--models", "mobilenet_v3_small")
     p = []
     try:
         c = Client(srv.url)
@@ -439,7 +452,7 @@ def case_not_ready(wdir):
             p.append("ready after warm-up: %s %s" % (status, body))
     finally:
         srv.stop()
-    e2e.report("v2_ready_states", p)
+    testlib.report("v2_ready_states", p)
 
 
 def case_finetuned(photos):
@@ -447,18 +460,18 @@ def case_finetuned(photos):
     and great white shark under its own labels) is served under its stem with K = 3: metadata, the
     probabilities [N,3] and its labels in the classification strings equal /v1/classify's answer."""
     name = "v2_finetuned_model_k3_own_labels"
-    base = os.path.join(e2e.SHARED, "weights", "mobilenet_v3_small.safetensors")
+    base = os.path.join(testlib.SHARED, "weights", "mobilenet_v3_small.safetensors")
     try:
         import numpy  # noqa: F401  (make_finetuned.py needs it)
-        sys.path.insert(0, os.path.join(e2e.REPO, "tests", "tools"))
+        sys.path.insert(0, os.path.join(testlib.REPO, "tests", "tools"))
         import make_finetuned
     except ImportError as e:
-        return e2e.skip(name, "tests/tools/make_finetuned.py not importable (%s)" % e)
+        return testlib.skip(name, "tests/tools/make_finetuned.py not importable (%s)" % e)
     p = []
     with tempfile.TemporaryDirectory() as tmp:
         os.symlink(base, os.path.join(tmp, "mobilenet_v3_small.safetensors"))
         make_finetuned.make(base, os.path.join(tmp, "fishes.safetensors"), [0, 1, 2], ["Tench", "Gold fish", "Shark"])
-        srv = e2e.Server(tmp)
+        srv = testlib.Server(tmp)
         try:
             srv.wait_ready()
             c = Client(srv.url)
@@ -486,20 +499,20 @@ def case_finetuned(photos):
             error_is(c, p, "classification 4 of 3 classes", 400, status, body, "1..3")
         finally:
             srv.stop()
-    e2e.report(name, p)
+    testlib.report(name, p)
 
 
 def main():
-    photos = e2e.sample_photos()
-    wdir = os.path.join(e2e.SHARED, "weights")
+    photos = sample_photos()
+    wdir = os.path.join(testlib.SHARED, "weights")
     if not all(os.path.exists(os.path.join(wdir, m + ".safetensors")) for m in REAL) or not photos:
-        e2e.skip("kserve", "needs ../shared/weights (%s) and ../shared/data/imagenet-sample" % ", ".join(REAL))
-        return 0
-    if not os.access(e2e.BIN, os.X_OK):
-        e2e.report("kserve", ["no %s: run make" % e2e.BIN])
-        return 1
+        testlib.skip("kserve", "needs ../shared/weights (%s) and ../shared/data/imagenet-sample" % ", ".join(REAL))
+        return testlib.finish()
+    if not os.access(testlib.BIN, os.X_OK):
+        testlib.report("kserve", ["no %s: run make" % testlib.BIN])
+        return testlib.finish()
     photos = photos[::125][:8]
-    srv = e2e.Server(wdir, "--models", ",".join(REAL))
+    srv = testlib.Server(wdir, "--models", ",".join(REAL))
     try:
         srv.wait_ready()
         c = Client(srv.url)
@@ -514,10 +527,8 @@ def main():
     case_oversize(wdir, photos[0][0])
     case_not_ready(wdir)
     case_finetuned(photos[:3])
-    return 0
+    return testlib.finish()
 
 
 if __name__ == "__main__":
-    rc = main()
-    print("# %d passed, %d failed" % (e2e.n_pass, e2e.n_fail))
-    sys.exit(1 if e2e.n_fail or rc else 0)
+    sys.exit(main())
