@@ -39,17 +39,65 @@ void train_head_init(int n_out, int n_in, uint64_t seed, float *w, float *b)
     for (int o = 0; o < n_out; o++) b[o] = (float)((2.0 * rng_uniform(&r) - 1.0) * bound);
 }
 
-/* Copies rows idx[0..n-1] of features into x and their labels into y. */
-static void gather(const float *features, int n_in, const int *labels, const int *idx, int n, float *x, int *y)
+/* Copies rows idx[0..n-1] of features, standardized by norm (NULL: as they are), into x and their
+ * labels into y. */
+static void gather(const float *features, int n_in, const int *labels, const int *idx, int n, const train_norm *norm,
+                   float *x, int *y)
 {
     for (int i = 0; i < n; i++) {
-        memcpy(x + (size_t)i * n_in, features + (size_t)idx[i] * n_in, (size_t)n_in * sizeof(float));
+        const float *src = features + (size_t)idx[i] * n_in;
+        float *dst = x + (size_t)i * n_in;
+        if (norm)
+            for (int j = 0; j < n_in; j++) dst[j] = (src[j] - norm->mean[j]) * norm->inv_std[j];
+        else
+            memcpy(dst, src, (size_t)n_in * sizeof(float));
         y[i] = labels[idx[i]];
     }
 }
 
+cnn_status train_feature_norm(const float *features, int n_in, const int *idx, int n, float *mean, float *inv_std)
+{
+    if (n < 1 || n_in < 1) return CNN_ERR_ARG;
+    double *sum = calloc((size_t)n_in, sizeof(double)), *sq = calloc((size_t)n_in, sizeof(double));
+    if (!sum || !sq) {
+        free(sum);
+        free(sq);
+        return CNN_ERR_NOMEM;
+    }
+    for (int r = 0; r < n; r++) {
+        const float *x = features + (size_t)idx[r] * n_in;
+        for (int j = 0; j < n_in; j++) sum[j] += x[j];
+    }
+    for (int j = 0; j < n_in; j++) sum[j] /= n;
+    for (int r = 0; r < n; r++) { /* two passes: no cancellation */
+        const float *x = features + (size_t)idx[r] * n_in;
+        for (int j = 0; j < n_in; j++) sq[j] += ((double)x[j] - sum[j]) * ((double)x[j] - sum[j]);
+    }
+    for (int j = 0; j < n_in; j++) {
+        const double sd = sqrt(sq[j] / n);
+        mean[j] = (float)sum[j];
+        inv_std[j] = sd > 1e-6 ? (float)(1.0 / sd) : 1.0f;
+    }
+    free(sum);
+    free(sq);
+    return CNN_OK;
+}
+
+void train_head_fold(int n_out, int n_in, const train_norm *norm, float *w, float *b)
+{
+    for (int o = 0; o < n_out; o++) {
+        float *wo = w + (size_t)o * n_in;
+        double shift = 0.0;
+        for (int i = 0; i < n_in; i++) {
+            wo[i] *= norm->inv_std[i];
+            shift += (double)wo[i] * norm->mean[i];
+        }
+        b[o] = (float)(b[o] - shift);
+    }
+}
+
 cnn_status train_head_eval(const float *features, int n_in, const int *labels, int n_out, const int *idx, int n,
-                           const float *w, const float *b, double *loss, double *accuracy)
+                           const train_norm *norm, const float *w, const float *b, double *loss, double *accuracy)
 {
     float *x = malloc((size_t)TRAIN_EVAL_ROWS * n_in * sizeof(float));
     float *logits = malloc((size_t)TRAIN_EVAL_ROWS * n_out * sizeof(float));
@@ -60,7 +108,7 @@ cnn_status train_head_eval(const float *features, int n_in, const int *labels, i
     for (int at = 0; s == CNN_OK && at < n; at += TRAIN_EVAL_ROWS) {
         const int m = n - at < TRAIN_EVAL_ROWS ? n - at : TRAIN_EVAL_ROWS;
         int c;
-        gather(features, n_in, labels, idx + at, m, x, y);
+        gather(features, n_in, labels, idx + at, m, norm, x, y);
         train_linear_forward(m, n_in, n_out, x, w, b, logits);
         total += train_softmax_xent(m, n_out, logits, y, NULL, &c) * m;
         correct += c;
@@ -74,8 +122,8 @@ cnn_status train_head_eval(const float *features, int n_in, const int *labels, i
 }
 
 cnn_status train_head(const float *features, int n_in, const int *labels, int n_out, const int *train_idx,
-                      int n_train, const int *val_idx, int n_val, const train_recipe *r, float *w, float *b,
-                      train_epoch_fn cb, void *cb_arg, char *err, size_t err_bytes)
+                      int n_train, const int *val_idx, int n_val, const train_norm *norm, const train_recipe *r,
+                      float *w, float *b, train_epoch_fn cb, void *cb_arg, char *err, size_t err_bytes)
 {
     if (n_in < 1 || n_out < 2 || n_train < 1 || n_val < 0 || r->epochs < 1 || r->batch < 1 || !(r->lr > 0) ||
         !(r->momentum >= 0 && r->momentum < 1) || !(r->weight_decay >= 0))
@@ -107,7 +155,7 @@ cnn_status train_head(const float *features, int n_in, const int *labels, int n_
         for (int at = 0; at < n_train; at += batch) {
             const int m = n_train - at < batch ? n_train - at : batch;
             int c;
-            gather(features, n_in, labels, order + at, m, x, y);
+            gather(features, n_in, labels, order + at, m, norm, x, y);
             train_linear_forward(m, n_in, n_out, x, w, b, logits);
             total += train_softmax_xent(m, n_out, logits, y, dlogits, &c) * m;
             correct += c;
@@ -118,8 +166,8 @@ cnn_status train_head(const float *features, int n_in, const int *labels, int n_
         train_epoch ep = {.epoch = e, .epochs = r->epochs, .train_loss = total / n_train,
                           .train_accuracy = (double)correct / n_train, .val_loss = NAN, .val_accuracy = NAN};
         if (n_val > 0 &&
-            train_head_eval(features, n_in, labels, n_out, val_idx, n_val, w, b, &ep.val_loss, &ep.val_accuracy) !=
-                CNN_OK) {
+            train_head_eval(features, n_in, labels, n_out, val_idx, n_val, norm, w, b, &ep.val_loss,
+                            &ep.val_accuracy) != CNN_OK) {
             s = cnn_err(err, err_bytes, CNN_ERR_NOMEM, "train: out of memory");
             goto done;
         }

@@ -31,13 +31,13 @@
 /* The default recipe, chosen on the validation split of monkeys/train (README, "Fine-tuning"). */
 #define TRAIN_DEFAULT_EPOCHS 30
 #define TRAIN_DEFAULT_BATCH 32
-#define TRAIN_DEFAULT_LR 0.01
+#define TRAIN_DEFAULT_LR 0.003
 #define TRAIN_DEFAULT_MOMENTUM 0.9
 #define TRAIN_DEFAULT_WEIGHT_DECAY 1e-4
 
 typedef struct {
     char base[64], weights_dir[1024], data[1024], out[1024], name[128], labels[1024], mode[16], log_json[1024];
-    int epochs, batch, n_threads;
+    int epochs, batch, n_threads, raw_features;
     double lr, val_split, momentum, weight_decay;
     int64_t seed, max_pixels;
     int show_help;
@@ -61,6 +61,7 @@ static const config_flag train_flags[] = {
     CONFIG_INT("threads", train_config, n_threads, 1, MODEL_MAX_THREADS),
     CONFIG_INT64("max-pixels", train_config, max_pixels, 1, INT64_C(1) << 40),
     CONFIG_STR("log-json", train_config, log_json),
+    CONFIG_SWITCH("raw-features", train_config, raw_features),
     CONFIG_SWITCH("help", train_config, show_help),
 };
 
@@ -83,9 +84,11 @@ static const char usage_text[] =
     "  --mode head           train the new last layer on the frozen backbone (the only mode so far)\n"
     "  --epochs N            passes over the training split (default 30)\n"
     "  --batch B             mini-batch size (default 32)\n"
-    "  --lr X                SGD learning rate, > 0 and <= 1000 (default 0.01)\n"
+    "  --lr X                SGD learning rate, > 0 and <= 1000 (default 0.003)\n"
     "  --momentum X          SGD momentum, in [0, 1) (default 0.9)\n"
     "  --weight-decay X      L2 weight decay, 0..10 (default 0.0001)\n"
+    "  --raw-features        train on the raw features (default: each feature standardized by the\n"
+    "                        training split's mean and deviation, folded into the saved layer)\n"
     "  --val-split F         fraction of each class held out for validation, 0..0.9 (default 0.3)\n"
     "  --seed S              seed of the split, the new layer's init and the shuffles (default 1)\n"
     "  --threads N           threads extracting features, 1..64 (default: number of cores); the output\n"
@@ -472,7 +475,7 @@ int train_main(int argc, char **argv)
     pthread_mutex_init(&con.lock, NULL);
     model *m = NULL;
     dataset d = {0};
-    float *features = NULL, *w = NULL, *b = NULL;
+    float *features = NULL, *w = NULL, *b = NULL, *feat_mean = NULL, *feat_inv_std = NULL;
     uint8_t *ok = NULL, *is_val = NULL;
     int *labels = NULL, *train_idx = NULL, *val_idx = NULL;
     json_t *log = NULL, *recipe = NULL;
@@ -581,26 +584,38 @@ int train_main(int argc, char **argv)
 
     train_recipe r = {.epochs = c.epochs, .batch = c.batch, .lr = (float)c.lr, .momentum = (float)c.momentum,
                       .weight_decay = (float)c.weight_decay, .seed = (uint64_t)c.seed};
-    recipe = json_pack("{s:s,s:s,s:i,s:i,s:f,s:f,s:f,s:I,s:f,s:s,s:s,s:s,s:i,s:i}", "mode", "head", "optimizer",
+    recipe = json_pack("{s:s,s:s,s:i,s:i,s:f,s:f,s:f,s:I,s:f,s:s,s:s,s:s,s:b,s:i,s:i}", "mode", "head", "optimizer",
                        "sgd", "epochs", c.epochs, "batch", c.batch, "lr", c.lr, "momentum", c.momentum,
                        "weight_decay", c.weight_decay, "seed", (json_int_t)c.seed, "val_split", c.val_split, "split",
                        "stratified", "init", "uniform(+-1/sqrt(features))", "loss", "softmax cross-entropy",
-                       "n_train", n_train, "n_val", n_val);
-    if (!recipe) {
+                       "standardize", !c.raw_features, "n_train", n_train, "n_val", n_val);
+    feat_mean = malloc((size_t)dim * sizeof(float));
+    feat_inv_std = malloc((size_t)dim * sizeof(float));
+    if (!recipe || !feat_mean || !feat_inv_std ||
+        (!c.raw_features && train_feature_norm(features, dim, train_idx, n_train, feat_mean, feat_inv_std) != CNN_OK)) {
         fprintf(stderr, "cnnserve train: out of memory\n");
         goto done;
     }
+    const train_norm norm = {feat_mean, feat_inv_std};
     train_head_init(k, dim, r.seed, w, b);
     const uint64_t t_train = timing_now_ns();
-    if (train_head(features, dim, labels, k, train_idx, n_train, val_idx, n_val, &r, w, b, on_epoch, &tl, err,
-                   sizeof err) != CNN_OK) {
+    if (train_head(features, dim, labels, k, train_idx, n_train, val_idx, n_val, c.raw_features ? NULL : &norm, &r,
+                   w, b, on_epoch, &tl, err, sizeof err) != CNN_OK) {
         console_end_progress(&con);
         fprintf(stderr, "cnnserve train: %s\n", err);
         goto done;
     }
+    if (!c.raw_features) train_head_fold(k, dim, &norm, w, b);
+    /* The written layer's own figures, on the raw features as the served model sees them. */
+    double fin[4] = {NAN, NAN, NAN, NAN};
+    if (train_head_eval(features, dim, labels, k, train_idx, n_train, NULL, w, b, &fin[0], &fin[1]) != CNN_OK ||
+        (n_val && train_head_eval(features, dim, labels, k, val_idx, n_val, NULL, w, b, &fin[2], &fin[3]) != CNN_OK)) {
+        fprintf(stderr, "cnnserve train: out of memory\n");
+        goto done;
+    }
     const double train_s = timing_ms(t_train, timing_now_ns()) / 1e3;
     console_end_progress(&con);
-    if ((rc = write_model(&c, m, base_path, &d, w, b, recipe, tl.last.val_accuracy, err, sizeof err)) != CNN_OK) {
+    if ((rc = write_model(&c, m, base_path, &d, w, b, recipe, fin[3], err, sizeof err)) != CNN_OK) {
         fprintf(stderr, "cnnserve train: %s\n", err);
         rc = 1;
         goto done;
@@ -609,10 +624,9 @@ int train_main(int argc, char **argv)
     json_object_set(log, "recipe", recipe);
     json_object_set_new(log, "epochs", tl.epochs);
     tl.epochs = NULL;
-    json_object_set_new(log, "final", json_pack("{s:o,s:o,s:o,s:o}", "train_loss", json_num(tl.last.train_loss),
-                                                "train_accuracy", json_num(tl.last.train_accuracy), "val_loss",
-                                                json_num(tl.last.val_loss), "val_accuracy",
-                                                json_num(tl.last.val_accuracy)));
+    json_object_set_new(log, "final", json_pack("{s:o,s:o,s:o,s:o}", "train_loss", json_num(fin[0]), "train_accuracy",
+                                                json_num(fin[1]), "val_loss", json_num(fin[2]), "val_accuracy",
+                                                json_num(fin[3])));
     json_object_set_new(log, "train_seconds", json_real(train_s));
     json_object_set_new(log, "total_seconds", json_real(total_s));
     if (c.log_json[0]) {
@@ -627,7 +641,7 @@ int train_main(int argc, char **argv)
     }
     printf("wrote %s: model '%s' (%s head, %d classes), validation accuracy %.2f%% on %d images, %d training "
            "images, %d skipped; features %.1f s (%.1f images/s, %d threads), training %d epochs %.2f s, total %.1f s\n",
-           c.out, c.name, arch->name, k, 100 * tl.last.val_accuracy, n_val, n_train, n_skipped, feat_s,
+           c.out, c.name, arch->name, k, 100 * fin[3], n_val, n_train, n_skipped, feat_s,
            feat_s > 0 ? n_items / feat_s : 0.0, c.n_threads, tl.n_epochs, train_s, total_s);
     rc = 0;
 done:
@@ -635,6 +649,8 @@ done:
     json_decref(recipe);
     json_decref(log);
     free(features);
+    free(feat_mean);
+    free(feat_inv_std);
     free(ok);
     free(is_val);
     free(labels);

@@ -205,8 +205,8 @@ static void test_train_head(void)
     epoch_log l1 = {0}, l2 = {0};
     train_head_init(K, F, rc.seed, w1, b1);
     train_head_init(K, F, rc.seed, w2, b2);
-    cnn_status s1 = train_head(x, F, y, K, tr, n_tr, va, n_va, &rc, w1, b1, log_epoch, &l1, err, sizeof err);
-    cnn_status s2 = train_head(x, F, y, K, tr, n_tr, va, n_va, &rc, w2, b2, log_epoch, &l2, err, sizeof err);
+    cnn_status s1 = train_head(x, F, y, K, tr, n_tr, va, n_va, NULL, &rc, w1, b1, log_epoch, &l1, err, sizeof err);
+    cnn_status s2 = train_head(x, F, y, K, tr, n_tr, va, n_va, NULL, &rc, w2, b2, log_epoch, &l2, err, sizeof err);
     T_CHECK(s1 == CNN_OK && s2 == CNN_OK, "train: %s", err);
     T_CHECK(!memcmp(w1, w2, sizeof w1) && !memcmp(b1, b2, sizeof b1), "two runs differ");
     T_CHECK(l1.n == 20 && l1.last.epoch == 20 && l1.last.epochs == 20, "epochs reported %d", l1.n);
@@ -214,23 +214,68 @@ static void test_train_head(void)
             l1.last.train_loss);
     T_CHECK(l1.last.val_accuracy >= 0.95, "val accuracy %g on separable blobs", l1.last.val_accuracy);
     double loss, acc;
-    T_CHECK(train_head_eval(x, F, y, K, va, n_va, w1, b1, &loss, &acc) == CNN_OK && loss == l1.last.val_loss &&
+    T_CHECK(train_head_eval(x, F, y, K, va, n_va, NULL, w1, b1, &loss, &acc) == CNN_OK && loss == l1.last.val_loss &&
                 acc == l1.last.val_accuracy, "eval equals the last epoch's validation");
     printf("# blobs: train loss %.4f -> %.4f, val loss %.4f, val accuracy %.3f\n", l1.first.train_loss,
            l1.last.train_loss, l1.last.val_loss, l1.last.val_accuracy);
     rc.seed = 6;
     train_head_init(K, F, rc.seed, w2, b2);
-    train_head(x, F, y, K, tr, n_tr, va, n_va, &rc, w2, b2, NULL, NULL, err, sizeof err);
+    train_head(x, F, y, K, tr, n_tr, va, n_va, NULL, &rc, w2, b2, NULL, NULL, err, sizeof err);
     T_CHECK(memcmp(w1, w2, sizeof w1), "another seed, other weights");
     epoch_log l3 = {0};
     train_head_init(K, F, 5, w2, b2);
     rc.seed = 5;
-    train_head(x, F, y, K, tr, n_tr, NULL, 0, &rc, w2, b2, stop_after_two, &l3, err, sizeof err);
+    train_head(x, F, y, K, tr, n_tr, NULL, 0, NULL, &rc, w2, b2, stop_after_two, &l3, err, sizeof err);
     T_CHECK(l3.n == 2 && isnan(l3.last.val_loss), "early stop after %d epochs; no validation items: NaN loss", l3.n);
     rc.epochs = 0;
-    T_CHECK(train_head(x, F, y, K, tr, n_tr, va, n_va, &rc, w2, b2, NULL, NULL, err, sizeof err) == CNN_ERR_ARG,
+    T_CHECK(train_head(x, F, y, K, tr, n_tr, va, n_va, NULL, &rc, w2, b2, NULL, NULL, err, sizeof err) == CNN_ERR_ARG,
             "0 epochs rejected");
     test_end("train: head training is deterministic, learns separable data, early stop, bad recipe");
+}
+
+static void test_norm_fold(void)
+{
+    test_begin();
+    /* Feature statistics: column 0 = 1..4 (mean 2.5, population sd sqrt(1.25)), column 1 constant. */
+    float f[4 * 2] = {1, 7, 2, 7, 3, 7, 4, 7}, mean[2], inv[2];
+    int all[4] = {0, 1, 2, 3}, some[2] = {1, 3};
+    T_CHECK(train_feature_norm(f, 2, all, 4, mean, inv) == CNN_OK, "norm");
+    T_CHECK(mean[0] == 2.5f && fabsf(inv[0] - (float)(1 / sqrt(1.25))) < 1e-7f, "column 0: %g %g", mean[0], inv[0]);
+    T_CHECK(mean[1] == 7.0f && inv[1] == 1.0f, "constant column: mean %g, inv_std %g (1 expected)", mean[1], inv[1]);
+    T_CHECK(train_feature_norm(f, 2, some, 2, mean, inv) == CNN_OK && mean[0] == 3.0f && inv[0] == 1.0f,
+            "rows subset: mean %g inv %g", mean[0], inv[0]);
+    T_CHECK(train_feature_norm(f, 2, all, 0, mean, inv) == CNN_ERR_ARG, "no rows");
+
+    /* Blobs with badly scaled, offset features: train standardized, fold, evaluate on the raw ones. */
+    enum { N = 300, F = 16, K = 3 };
+    static float x[N * F];
+    int y[N], tr[N], va[N], n_tr = 0, n_va = 0;
+    blobs(N, x, y);
+    for (int i = 0; i < N * F; i++) x[i] = x[i] * (i % F < 8 ? 1e-3f : 50.0f) + (float)(i % F);
+    for (int i = 0; i < N; i++) {
+        if (i % 10 < 3) va[n_va++] = i;
+        else tr[n_tr++] = i;
+    }
+    float m[F], is[F], w[K * F], b[K];
+    T_CHECK(train_feature_norm(x, F, tr, n_tr, m, is) == CNN_OK, "norm of the training rows");
+    train_norm norm = {m, is};
+    train_recipe rc = {.epochs = 20, .batch = 32, .lr = 0.05f, .momentum = 0.9f, .weight_decay = 1e-4f, .seed = 5};
+    char err[256];
+    epoch_log l = {0};
+    train_head_init(K, F, rc.seed, w, b);
+    T_CHECK(train_head(x, F, y, K, tr, n_tr, va, n_va, &norm, &rc, w, b, log_epoch, &l, err, sizeof err) == CNN_OK,
+            "train: %s", err);
+    double loss_std, acc_std, loss_raw, acc_raw;
+    train_head_eval(x, F, y, K, va, n_va, &norm, w, b, &loss_std, &acc_std);
+    T_CHECK(loss_std == l.last.val_loss, "eval with norm equals the last epoch's validation");
+    train_head_fold(K, F, &norm, w, b);
+    train_head_eval(x, F, y, K, va, n_va, NULL, w, b, &loss_raw, &acc_raw);
+    T_CHECK(acc_raw == acc_std && fabs(loss_raw - loss_std) <= 1e-4 * loss_std, "folded on raw: loss %.9g acc %g; "
+            "standardized: loss %.9g acc %g", loss_raw, acc_raw, loss_std, acc_std);
+    T_CHECK(acc_raw >= 0.95, "val accuracy %g with standardized features", acc_raw);
+    printf("# scaled blobs: standardized val loss %.6f acc %.3f, folded on raw features loss %.6f acc %.3f\n",
+           loss_std, acc_std, loss_raw, acc_raw);
+    test_end("train: feature standardization (mean, 1/sd, constant columns) and folding it into the layer");
 }
 
 int main(void)
@@ -240,5 +285,6 @@ int main(void)
     test_sgd();
     test_init();
     test_train_head();
+    test_norm_fold();
     return test_finish();
 }
