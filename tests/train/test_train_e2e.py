@@ -8,6 +8,7 @@ with its labels, usage and data errors, and an interrupted run leaving no file.
 Prints one "ok - / not ok - / skip - " line per case."""
 
 import collections
+import http.client
 import json
 import os
 import shutil
@@ -19,14 +20,14 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(REPO, "tests", "e2e"))
+sys.path.insert(0, os.path.join(REPO, "tests"))
 sys.path.insert(0, os.path.join(REPO, "tests", "ref"))
 sys.path.insert(0, os.path.join(REPO, "deploy"))
-import test_e2e as e2e  # noqa: E402  (Server, curl, report)
+import testlib  # noqa: E402
 
-BUILD = os.environ.get("BUILD", "build")
-BIN = e2e.BIN
-SHARED = e2e.SHARED
+BUILD = testlib.BUILD
+BIN = testlib.BIN
+SHARED = testlib.SHARED
 MONKEYS = os.path.join(SHARED, "data", "monkeys")
 BASE = "mobilenet_v3_small"
 CLASSES = ["n0", "n1", "n2"]
@@ -45,6 +46,23 @@ def parse_safetensors(path):
 def tensor_bytes(header, data, name):
     a, b = header[name]["data_offsets"]
     return data[a:b]
+
+
+def post_jpeg(url, path, timeout=120):
+    """POST a file as image/jpeg; (status, parsed JSON or None, raw body)."""
+    u = url.split("/", 3)
+    host, port = u[2].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        conn.request("POST", "/" + u[3], body=open(path, "rb").read(), headers={"Content-Type": "image/jpeg"})
+        r = conn.getresponse()
+        body = r.read()
+    finally:
+        conn.close()
+    try:
+        return r.status, json.loads(body), body
+    except ValueError:
+        return r.status, None, body
 
 
 def run_train(*args, timeout=TIMEOUT):
@@ -77,7 +95,7 @@ def case_file_and_log(tmp, data, labels, out, log):
                            "--labels", labels, "--out", out, "--epochs", "4", "--batch", "8", "--threads", "1",
                            "--log-json", log)
     if rc != 0:
-        e2e.report("train: subset -> file with the base's tensors, the new head and metadata; --log-json",
+        testlib.report("train: subset -> file with the base's tensors, the new head and metadata; --log-json",
                    ["exit %d: %s" % (rc, se[-800:])])
         return False
     if "broken.jpg" not in se or "warning" not in se:
@@ -158,7 +176,7 @@ def case_file_and_log(tmp, data, labels, out, log):
         if xent is None or abs(xent - lg["final"]["val_loss"]) > 1e-4 * lg["final"]["val_loss"]:
             problems.append("eval --subset val cross-entropy %r, train's validation loss %r" % (
                 xent, lg["final"]["val_loss"]))
-    e2e.report("train: subset -> file with the base's tensors, the new head and metadata; --log-json; "
+    testlib.report("train: subset -> file with the base's tensors, the new head and metadata; --log-json; "
                "eval --subset val agrees", problems)
     return True
 
@@ -180,7 +198,7 @@ def case_deterministic(tmp, data, labels, out):
                          "--batch", "8", "--seed", "2")
     if rc != 0 or open(os.path.join(tmp, "seed2.safetensors"), "rb").read() == first:
         problems.append("another seed gave the same file (or failed: exit %d)" % rc)
-    e2e.report("train: bit-identical file at --threads 1 and 2 and on a rerun; another seed differs", problems)
+    testlib.report("train: bit-identical file at --threads 1 and 2 and on a rerun; another seed differs", problems)
 
 
 def classify_probs(wdir, model, files):
@@ -198,7 +216,7 @@ def case_pytorch(tmp, wdir, model_name, test_files):
         import torch
         import torchvision
     except ImportError:
-        e2e.skip(name, "python3-torch/torchvision not installed")
+        testlib.skip(name, "python3-torch/torchvision not installed")
         return
     import gen_reference
     import safetensors_io
@@ -210,7 +228,7 @@ def case_pytorch(tmp, wdir, model_name, test_files):
     try:
         model.load_state_dict(sd, strict=True)
     except RuntimeError as exc:
-        e2e.report(name, ["load_state_dict: %s" % str(exc)[:500]])
+        testlib.report(name, ["load_state_dict: %s" % str(exc)[:500]])
         return
     model.eval()
     # Our preprocessed inputs (the service's decode and resize) through image_dump, so the comparison
@@ -222,7 +240,7 @@ def case_pytorch(tmp, wdir, model_name, test_files):
         args += [f, os.path.join(tmp, "in%d" % i)]
     p = subprocess.run(args, capture_output=True, timeout=TIMEOUT)
     if p.returncode != 0:
-        e2e.report(name, ["image_dump: %s" % p.stderr.decode(errors="replace")[-300:]])
+        testlib.report(name, ["image_dump: %s" % p.stderr.decode(errors="replace")[-300:]])
         return
     x = torch.stack([torch.from_numpy(np.fromfile(os.path.join(tmp, "in%d.f32" % i), dtype="<f4").reshape(3, 224, 224))
                      for i in range(len(test_files))])
@@ -230,7 +248,7 @@ def case_pytorch(tmp, wdir, model_name, test_files):
         probs = torch.softmax(model(x), dim=1)
     ours, err = classify_probs(wdir, model_name, test_files)
     if ours is None:
-        e2e.report(name, ["classify: " + err])
+        testlib.report(name, ["classify: " + err])
         return
     worst = 0.0
     for i, a in enumerate(ours):
@@ -242,25 +260,24 @@ def case_pytorch(tmp, wdir, model_name, test_files):
     print("# largest |probability difference| vs PyTorch: %.3g" % worst)
     if worst > 1e-4:
         problems.append("probabilities differ by up to %.3g" % worst)
-    e2e.report(name, problems)
+    testlib.report(name, problems)
 
 
 def case_serve(wdir, model_name, test_files, truth):
     problems = []
-    srv = e2e.Server(wdir, "--workers", "1")
+    srv = testlib.Server(wdir, "--workers", "1")
     try:
         srv.wait_ready()
-        r = e2e.curl(srv.url + "/v1/models")
-        models = (r.json() or {}).get("models", [])
-        if model_name not in [m.get("name") for m in models]:
-            problems.append("/v1/models lacks %s: %s" % (model_name, r.body[:300]))
+        status, body = testlib.http_get(srv.url + "/v1/models")
+        names = [m.get("name") for m in json.loads(body).get("models", [])] if status == 200 else []
+        if model_name not in names:
+            problems.append("/v1/models lacks %s: %s %r" % (model_name, status, body[:300]))
         n_right = 0
         for f, c in zip(test_files, truth):
-            r = e2e.classify_jpeg(srv, f, "?model=%s&top_k=3" % model_name)
-            a = r.json() or {}
-            preds = a.get("predictions", [])
-            if r.status != 200 or len(preds) != 3:
-                problems.append("%s: %s" % (f, r.describe()))
+            status, a, body = post_jpeg(srv.url + "/v1/classify?model=%s&top_k=3" % model_name, f)
+            preds = (a or {}).get("predictions", [])
+            if status != 200 or len(preds) != 3:
+                problems.append("%s: status %s %r" % (f, status, body[:300]))
                 continue
             for p in preds:
                 if p.get("label") != NAMES[CLASSES[p.get("index")]]:
@@ -271,7 +288,7 @@ def case_serve(wdir, model_name, test_files, truth):
             problems.append("only %d of %d test photos right" % (n_right, len(test_files)))
     finally:
         srv.stop()
-    e2e.report("train: the trained file served over HTTP, predictions carry its labels", problems)
+    testlib.report("train: the trained file served over HTTP, predictions carry its labels", problems)
 
 
 def case_errors(tmp, data):
@@ -345,7 +362,7 @@ def case_errors(tmp, data):
     leftovers = [f for f in os.listdir(tmp) if ".tmp-" in f]
     if leftovers:
         problems.append("temporary files left: %r" % leftovers)
-    e2e.report("train: usage errors exit 2, data errors exit 1, each with a clear message and no file; "
+    testlib.report("train: usage errors exit 2, data errors exit 1, each with a clear message and no file; "
                "--name alone writes <weights-dir>/NAME.safetensors", problems)
 
 
@@ -370,17 +387,17 @@ def case_interrupt(tmp):
     if "features on" not in line:
         problems.append("unexpected first line %r" % line)
     if rc == 0:
-        e2e.skip("train: SIGINT during feature extraction leaves no file", "the run finished before the signal")
+        testlib.skip("train: SIGINT during feature extraction leaves no file", "the run finished before the signal")
         return
     if os.listdir(outdir):
         problems.append("left behind: %r" % os.listdir(outdir))
-    e2e.report("train: SIGINT during feature extraction leaves no file", problems)
+    testlib.report("train: SIGINT during feature extraction leaves no file", problems)
 
 
 def main():
     weights = os.path.join(SHARED, "weights", BASE + ".safetensors")
     if not os.path.exists(weights) or not os.path.isdir(os.path.join(MONKEYS, "train")):
-        e2e.skip("train e2e", "../shared weights or data/monkeys absent")
+        testlib.skip("train e2e", "../shared weights or data/monkeys absent")
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         data, labels = make_subset(tmp)
@@ -401,6 +418,5 @@ def main():
 
 
 if __name__ == "__main__":
-    rc = main()
-    print("# %d passed, %d failed" % (e2e.n_pass, e2e.n_fail))
-    sys.exit(1 if e2e.n_fail or rc else 0)
+    main()
+    sys.exit(testlib.finish())
