@@ -46,7 +46,7 @@ CASES = ["page headers: CSP, ETag/304, Cache-Control", "reports: listing and pat
          "EXIF orientation in the preview and the answer", "keyboard: reach every control, pick a model, classify",
          "drop and paste a photo: sent as the raw body",
          "reports section links the files", "no reports: the page says how to make them",
-         "browser console has no errors"]
+         "browser console has no errors", "servers exit 0 on SIGTERM (no sanitizer report)"]
 
 
 def why_no_server():
@@ -649,6 +649,12 @@ def case_console(b):
     check(b.expected and not allowed, "provoked error answers missing from the console log: %r" % allowed)
 
 
+def case_servers_exit(servers):
+    codes = [(s, s.stop()) for s in servers]
+    for s, rc in codes:
+        check(rc == 0, "server exited %r: %s" % (rc, "\n".join(s.log()[-15:])))
+
+
 def main():
     why = why_no_server()
     if why:
@@ -670,7 +676,9 @@ def main():
         testlib.run_case(CASES[1], case_reports_http, srv)
         why = why_no_browser()
         if why:
-            testlib.skip_all(CASES[2:], why)
+            testlib.skip_all(CASES[2:11], why)
+            stopping, srv = [srv], None
+            testlib.run_case(CASES[11], case_servers_exit, stopping)
             return testlib.finish()
         print("# %s" % subprocess.run([CHROMIUM, "--version"], capture_output=True, text=True).stdout.strip())
         b = Browser(os.path.join(tmp, "profile"))
@@ -684,6 +692,8 @@ def main():
         bare = start_server(WEIGHTS)
         testlib.run_case(CASES[9], case_no_reports, b, bare)
         testlib.run_case(CASES[10], case_console, b)
+        stopping, srv, bare = [srv, bare], None, None
+        testlib.run_case(CASES[11], case_servers_exit, stopping)
     finally:
         if b:
             b.quit()
