@@ -11,7 +11,7 @@
     6: 'rotated 90° clockwise', 7: 'mirrored and rotated 90° clockwise', 8: 'rotated 90° counter-clockwise',
   };
 
-  const state = { file: null, url: null, models: [], byName: {}, busy: false, exif: null };
+  const state = { file: null, url: null, byName: {}, busy: false, exif: null };
 
   /* ------------------------------------------------------------ small helpers */
 
@@ -152,12 +152,11 @@
     return r ? r.value : 'all';
   }
 
-  function modelOption(value, title, facts, disabled, checked, tag) {
-    const input = el('input', { type: 'radio', name: 'model', value, disabled, checked });
+  function modelOption(value, title, facts, checked, tag) {
+    const input = el('input', { type: 'radio', name: 'model', value, checked });
     const name = el('span', { class: 'name', text: title });
     if (tag) name.append(el('span', { class: 'tag', text: tag }));
-    return el('label', { class: 'model' + (disabled ? ' off' : '') }, input, name,
-              el('span', { class: 'facts', text: facts }));
+    return el('label', { class: 'model' }, input, name, el('span', { class: 'facts', text: facts }));
   }
 
   function renderModels(data) {
@@ -165,23 +164,23 @@
     const legend = box.querySelector('legend');
     box.replaceChildren(legend);
     const models = data.models || [];
-    state.models = models;
     state.byName = {};
     for (const m of models) state.byName[m.name] = m;
-    const usable = models.filter((m) => m.state !== 'missing');
-    const missing = models.filter((m) => m.state === 'missing');
+    /* ready, or loaded and still warming up; missing and failed ones are listed with the reason. */
+    const usable = models.filter((m) => m.state === 'ready' || m.state === 'loaded');
+    const missing = models.filter((m) => !usable.includes(m));
     if (!usable.length) {
       box.append(el('p', { class: 'hint', text: 'No model is loaded: start the server with --weights-dir pointing at *.safetensors files.' }));
       return;
     }
     const compare = usable.length > 1;
     if (compare)
-      box.append(modelOption('all', 'All models', `compare ${usable.length} models side by side`, false, true, 'compare'));
+      box.append(modelOption('all', 'All models', `compare ${usable.length} models side by side`, true, 'compare'));
     for (const m of usable) {
       const kind = m.fine_tuned ? 'fine-tuned' : numLabels(m) === 1000 ? 'ImageNet' : null;
       const warming = m.state === 'loaded' ? 'warming up' : null;
       const facts = [m.fine_tuned ? modelKind(m) : null, modelFacts(m)].filter(Boolean).join(' · ');
-      box.append(modelOption(m.name, m.name, facts, false, !compare && m.name === data.default_model,
+      box.append(modelOption(m.name, m.name, facts, !compare && m.name === data.default_model,
                              [kind, warming, m.name === data.default_model ? 'default' : null].filter(Boolean).join(', ')));
     }
     if (!document.querySelector('input[name="model"]:checked')) box.querySelector('input[name="model"]').checked = true;
@@ -189,7 +188,7 @@
       const d = el('details', { class: 'missing' },
                    el('summary', { class: 'hint', text: `${missing.length} known model${missing.length > 1 ? 's' : ''} not loaded` }));
       const ul = el('ul', { class: 'hint' });
-      for (const m of missing) ul.append(el('li', { text: `${m.name}: ${m.why || 'not loaded'}` }));
+      for (const m of missing) ul.append(el('li', { text: `${m.name} (${m.state}): ${m.why || 'not loaded'}` }));
       d.append(ul);
       box.append(d);
     }

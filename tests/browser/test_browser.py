@@ -195,10 +195,11 @@ def imagenet_models(srv):
     st, _, body = request(srv, "GET", "/v1/models")
     check(st == 200, "GET /v1/models: %s" % st)
     return [m["name"] for m in json.loads(body)["models"]
-            if m.get("state") != "missing" and m.get("classes") == 1000 and not m.get("fine_tuned")]
+            if m.get("state") in ("ready", "loaded") and m.get("classes") == 1000 and not m.get("fine_tuned")]
 
 
 FT_NAME = "pond"
+BROKEN_NAME = "garbage"  # a weights file that fails to load: listed as not loaded, never offered
 FT_LABELS = ["Goldie the goldfish", "tench", "great white shark"]
 
 
@@ -219,12 +220,14 @@ def make_weights(tmp):
     except ImportError as e:
         return d, "tests/tools/make_finetuned.py not importable (%s)" % e
     make_finetuned.make(base, os.path.join(d, FT_NAME + ".safetensors"), [1, 0, 2], FT_LABELS)
+    with open(os.path.join(d, BROKEN_NAME + ".safetensors"), "wb") as f:
+        f.write(b"not a safetensors file")
     return d, None
 
 
 def loaded_models(srv):
     st, _, body = request(srv, "GET", "/v1/models")
-    return [m["name"] for m in json.loads(body)["models"] if m.get("state") != "missing"]
+    return [m["name"] for m in json.loads(body)["models"] if m.get("state") in ("ready", "loaded")]
 
 
 # ---------------------------------------------------------------- cases
@@ -358,6 +361,9 @@ def case_all_models(b, srv, size, names, ft_why):
               "picker entry of %s: %r" % (name, entry))
     if not ft_why:
         check(FT_NAME in [c["model"] for c in cards], "no card for the fine-tuned model %s" % FT_NAME)
+        check(not any(p.startswith(BROKEN_NAME) for p in picker), "the failed model is offered: %r" % picker)
+        off = b.js("return document.querySelector('details.missing').textContent")
+        check(BROKEN_NAME + " (failed)" in off, "the failed model is not listed as not loaded: %r" % off)
         ft = [p for p in picker if p.startswith(FT_NAME)]
         check(ft and "fine-tuned" in ft[0] and "from shufflenet_v2_x1_0" in ft[0] and "3 classes" in ft[0],
               "picker entry of the fine-tuned model: %r" % picker)
