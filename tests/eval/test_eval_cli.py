@@ -9,7 +9,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import traceback
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import testlib  # noqa: E402
+from testlib import Skip  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.join(REPO, os.environ.get("BIN", "bin"), "cnnserve")
@@ -22,21 +25,6 @@ SAMPLE = os.path.join(SHARED, "data", "imagenet-sample")
 README_ACC = {"shufflenet_v2_x1_0": (76.8, 92.8), "mobilenet_v3_small": (75.3, 93.5)}
 
 
-class Skip(Exception):
-    pass
-
-
-def case(fn):
-    name = "eval_cli_" + fn.__name__[len("test_"):]
-    try:
-        fn()
-        print("ok - " + name, flush=True)
-    except Skip as e:
-        print("skip - %s: %s" % (name, e), flush=True)
-    except Exception:  # noqa: BLE001 - any error fails this case
-        for line in traceback.format_exc().splitlines()[-12:]:
-            print("#   " + line)
-        print("not ok - " + name, flush=True)
 
 
 def need_shared():
@@ -54,6 +42,7 @@ def run_eval(*args, expect=0):
 
 def strip_timing(doc):
     doc = json.loads(json.dumps(doc))
+    doc.pop("load_average", None)
     for m in doc["models"]:
         m.pop("timing", None)
     return doc
@@ -234,5 +223,5 @@ def test_usage_errors():
 if __name__ == "__main__":
     for name, fn in list(globals().items()):
         if name.startswith("test_") and callable(fn):
-            case(fn)
-    sys.exit(0)
+            testlib.run_case("eval_cli_" + name[len("test_"):], fn)
+    sys.exit(testlib.finish())

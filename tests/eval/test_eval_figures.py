@@ -8,8 +8,11 @@ import struct
 import subprocess
 import sys
 import tempfile
-import traceback
 import xml.etree.ElementTree as ET
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import testlib  # noqa: E402
+from testlib import Skip  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.environ.get("BUILD", "build")
@@ -18,21 +21,6 @@ TOOL = os.path.join(BUILD, "tests", "eval_metrics_tool")
 SCRIPT = os.path.join(REPO, "tools", "eval_figures.py")
 
 
-class Skip(Exception):
-    pass
-
-
-def case(fn):
-    name = "eval_figures_" + fn.__name__[len("test_"):]
-    try:
-        fn()
-        print("ok - " + name, flush=True)
-    except Skip as e:
-        print("skip - %s: %s" % (name, e), flush=True)
-    except Exception:  # noqa: BLE001
-        for line in traceback.format_exc().splitlines()[-12:]:
-            print("#   " + line)
-        print("not ok - " + name, flush=True)
 
 
 def need():
@@ -138,6 +126,7 @@ def test_bad_argument():
 
 
 if __name__ == "__main__":
-    case(test_all_figures)
-    case(test_bad_argument)
-    sys.exit(0)
+    for name, fn in list(globals().items()):
+        if name.startswith("test_") and callable(fn):
+            testlib.run_case("eval_figures_" + name[len("test_"):], fn)
+    sys.exit(testlib.finish())

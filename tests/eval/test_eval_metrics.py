@@ -13,7 +13,10 @@ import os
 import subprocess
 import sys
 import tempfile
-import traceback
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import testlib  # noqa: E402
+from testlib import Skip  # noqa: E402
 
 try:
     import numpy as np
@@ -24,21 +27,6 @@ BUILD = os.environ.get("BUILD", "build")
 TOOL = os.path.join(BUILD, "tests", "eval_metrics_tool")
 
 
-class Skip(Exception):
-    pass
-
-
-def case(fn):
-    name = fn.__name__[len("test_"):]
-    try:
-        fn()
-        print("ok - eval_metrics_%s" % name, flush=True)
-    except Skip as e:
-        print("skip - eval_metrics_%s: %s" % (name, e), flush=True)
-    except Exception:  # noqa: BLE001 - any error is this case's failure
-        for line in traceback.format_exc().splitlines():
-            print("#   " + line)
-        print("not ok - eval_metrics_%s" % name, flush=True)
 
 
 # ---------------------------------------------------------------- reference implementation
@@ -362,7 +350,7 @@ def test_bad_input_rejected():
 
 
 if __name__ == "__main__":
-    for name, fn in sorted(globals().items()):
+    for name, fn in list(globals().items()):
         if name.startswith("test_") and callable(fn):
-            case(fn)
-    sys.exit(0)
+            testlib.run_case("eval_metrics_" + name[len("test_"):], fn)
+    sys.exit(testlib.finish())

@@ -8,7 +8,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import traceback
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import testlib  # noqa: E402
+from testlib import Skip  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.join(REPO, os.environ.get("BIN", "bin"), "cnnserve")
@@ -19,21 +22,6 @@ BASE = os.path.join(SHARED, "weights", "mobilenet_v3_small.safetensors")
 CLASSES = {"n0": "goldfish", "n1": "tench", "n2": "_hen."}
 
 
-class Skip(Exception):
-    pass
-
-
-def case(fn):
-    name = "paper_" + fn.__name__[len("test_"):]
-    try:
-        fn()
-        print("ok - " + name, flush=True)
-    except Skip as e:
-        print("skip - %s: %s" % (name, e), flush=True)
-    except Exception:  # noqa: BLE001
-        for line in traceback.format_exc().splitlines()[-12:]:
-            print("#   " + line)
-        print("not ok - " + name, flush=True)
 
 
 def need():
@@ -118,6 +106,7 @@ def test_full_mode_unsupported():
 
 
 if __name__ == "__main__":
-    case(test_head_mode_report)
-    case(test_full_mode_unsupported)
-    sys.exit(0)
+    for name, fn in list(globals().items()):
+        if name.startswith("test_") and callable(fn):
+            testlib.run_case("paper_" + name[len("test_"):], fn)
+    sys.exit(testlib.finish())
