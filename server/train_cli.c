@@ -245,8 +245,10 @@ static int on_epoch(void *arg, const train_epoch *e)
                                     "train_accuracy", json_num(e->train_accuracy), "val_loss", json_num(e->val_loss),
                                     "val_accuracy", json_num(e->val_accuracy), "seconds", json_num(e->seconds)));
     char line[256];
-    snprintf(line, sizeof line, "epoch %d/%d: train loss %.4f acc %.2f%%, val loss %.4f acc %.2f%%", e->epoch,
-             e->epochs, e->train_loss, 100 * e->train_accuracy, e->val_loss, 100 * e->val_accuracy);
+    int n = snprintf(line, sizeof line, "epoch %d/%d: train loss %.4f acc %.2f%%", e->epoch, e->epochs, e->train_loss,
+                     100 * e->train_accuracy);
+    if (isfinite(e->val_loss) && n > 0 && (size_t)n < sizeof line)
+        snprintf(line + n, sizeof line - (size_t)n, ", val loss %.4f acc %.2f%%", e->val_loss, 100 * e->val_accuracy);
     if (l->con->tty) console_progress(l->con, line);
     else fprintf(stderr, "%s\n", line);
     return 0;
@@ -501,6 +503,16 @@ int train_main(int argc, char **argv)
         fprintf(stderr, "cnnserve train: %s\n", err);
         goto done;
     }
+    for (int i = 0; i < d.n_classes; i++) { /* the file stores them as JSON strings */
+        json_t *f = json_string(d.folders[i]), *l = json_string(d.labels[i]);
+        json_decref(f);
+        json_decref(l);
+        if (!f || !l) {
+            fprintf(stderr, "cnnserve train: class folder '%s' or its label is not valid UTF-8; rename the folder\n",
+                    d.folders[i]);
+            goto done;
+        }
+    }
     if (d.n_items > INT32_MAX) {
         fprintf(stderr, "cnnserve train: %zu images: too many\n", d.n_items);
         goto done;
@@ -567,7 +579,8 @@ int train_main(int argc, char **argv)
                     c.out, "classes", classes, "n_images", n_items, "n_train", n_train, "n_val", n_val, "n_skipped",
                     n_skipped, "skipped", skipped);
     if (!log) {
-        fprintf(stderr, "cnnserve train: out of memory\n");
+        fprintf(stderr, "cnnserve train: cannot build the log (out of memory, or a path or class folder name is "
+                        "not UTF-8)\n");
         goto done;
     }
     if (bad_class >= 0) {
@@ -639,10 +652,12 @@ int train_main(int argc, char **argv)
         }
         free(text);
     }
-    printf("wrote %s: model '%s' (%s head, %d classes), validation accuracy %.2f%% on %d images, %d training "
-           "images, %d skipped; features %.1f s (%.1f images/s, %d threads), training %d epochs %.2f s, total %.1f s\n",
-           c.out, c.name, arch->name, k, 100 * fin[3], n_val, n_train, n_skipped, feat_s,
-           feat_s > 0 ? n_items / feat_s : 0.0, c.n_threads, tl.n_epochs, train_s, total_s);
+    char val_text[64] = "no validation split";
+    if (n_val) snprintf(val_text, sizeof val_text, "validation accuracy %.2f%% on %d images", 100 * fin[3], n_val);
+    printf("wrote %s: model '%s' (%s head, %d classes), %s, %d training images, %d skipped; features %.1f s "
+           "(%.1f images/s, %d threads), training %d epochs %.2f s, total %.1f s\n",
+           c.out, c.name, arch->name, k, val_text, n_train, n_skipped, feat_s, feat_s > 0 ? n_items / feat_s : 0.0,
+           c.n_threads, tl.n_epochs, train_s, total_s);
     rc = 0;
 done:
     json_decref(tl.epochs);

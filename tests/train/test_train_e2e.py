@@ -333,6 +333,11 @@ def case_errors(tmp, data):
     os.symlink(os.path.join(one, "a"), os.path.join(allbroken, "a"))
     with open(os.path.join(allbroken, "b", "bad.png"), "wb") as f:
         f.write(b"\x89PNG\r\n\x1a\n truncated")
+    nonutf8 = os.path.join(tmp, "nonutf8")
+    os.makedirs(os.fsencode(os.path.join(nonutf8, "ok")))
+    os.makedirs(os.path.join(nonutf8.encode(), b"\xff\xfe"))
+    os.symlink(os.path.join(one, "a", "x.jpg"), os.path.join(nonutf8, "ok", "x.jpg"))
+    os.symlink(os.path.join(one, "a", "x.jpg").encode(), os.path.join(nonutf8.encode(), b"\xff\xfe", b"y.jpg"))
     badlabels = os.path.join(tmp, "bad_labels.tsv")
     with open(badlabels, "w") as f:
         f.write("n0 no tab here\n")
@@ -341,6 +346,7 @@ def case_errors(tmp, data):
         (["--data", empty], "has no images"),
         (["--data", allbroken], "class 'b' has no readable training image"),
         (["--data", os.path.join(tmp, "missing")], "cannot open data folder"),
+        (["--data", nonutf8], "is not valid UTF-8"),
         (["--data", data, "--labels", badlabels], "expected 'folder<TAB>name'"),
         (["--data", data, "--weights-dir", os.path.join(tmp, "nowhere")], "cannot load the base model"),
         (["--data", data, "--out", os.path.join(tmp, "no", "dir", "m.safetensors")], "temporary file"),
@@ -356,14 +362,18 @@ def case_errors(tmp, data):
             problems.append("%s: exit %d, %r (want 1 and %r)" % (" ".join(args), rc, se.strip()[-300:], msg))
     if os.path.exists(out):
         problems.append("a failed run wrote %s" % out)
-    rc, _, se = run_train("--base", BASE, "--weights-dir", wlink, "--data", data, "--name", "by_name", "--epochs", "1")
-    if rc != 0 or not os.path.exists(os.path.join(wlink, "by_name.safetensors")):
-        problems.append("--name without --out: exit %d, no %s/by_name.safetensors: %s" % (rc, wlink, se[-300:]))
+    rc, so, se = run_train("--base", BASE, "--weights-dir", wlink, "--data", data, "--name", "by_name", "--epochs",
+                           "1", "--val-split", "0")
+    path = os.path.join(wlink, "by_name.safetensors")
+    if rc != 0 or not os.path.exists(path):
+        problems.append("--name without --out: exit %d, no %s: %s" % (rc, path, se[-300:]))
+    elif "val_accuracy" in parse_safetensors(path)[0]["__metadata__"] or "no validation split" not in so:
+        problems.append("--val-split 0: val_accuracy in the metadata or summary %r" % so)
     leftovers = [f for f in os.listdir(tmp) if ".tmp-" in f]
     if leftovers:
         problems.append("temporary files left: %r" % leftovers)
     testlib.report("train: usage errors exit 2, data errors exit 1, each with a clear message and no file; "
-               "--name alone writes <weights-dir>/NAME.safetensors", problems)
+               "--name alone writes <weights-dir>/NAME.safetensors; --val-split 0", problems)
 
 
 def case_interrupt(tmp):
