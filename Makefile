@@ -19,7 +19,8 @@ CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-re
 LDFLAGS += -fsanitize=address,undefined
 endif
 
-.PHONY: all test unit asan clean deps run weights ref fuzz bench docker-test paper print-test-bins
+.PHONY: all test unit asan clean deps run weights ref fuzz fuzz-request fuzz-safetensors soak bench docker-test paper \
+        print-test-bins
 
 # -------------------------------------------------------------------------------------------- build
 CORE_SRC    := $(wildcard core/*.c)
@@ -143,6 +144,29 @@ fuzz: $(BUILD)/fuzz/fuzz_image
 	$(BUILD)/fuzz/fuzz_image -max_total_time=$(FUZZ_SECONDS) -max_len=262144 -timeout=10 \
 	    -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=$(FUZZ_CACHE)/fuzz-artifacts/ \
 	    $(FUZZ_CACHE)/fuzz-corpus $(FUZZ_CACHE)/corpus
+
+# Request-layer and safetensors fuzzers: `make fuzz-request` / `make fuzz-safetensors` run FUZZ_RUNS
+# executions from the seeds in tests/fuzz/seeds/ (the grown corpus is kept in $(FUZZ_CACHE)).
+FUZZ_RUNS  ?= 1000000
+FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+$(BUILD)/fuzz/fuzz_request: tests/fuzz/fuzz_request.c server/http_parse.c server/multipart.c core/status.c \
+                            server/http_parse.h server/multipart.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $(filter %.c,$^)
+
+$(BUILD)/fuzz/fuzz_safetensors: tests/fuzz/fuzz_safetensors.c core/weights.c core/status.c core/weights.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $(filter %.c,$^) -ljansson -lm
+
+fuzz-request fuzz-safetensors: fuzz-%: $(BUILD)/fuzz/fuzz_%
+	@mkdir -p $(FUZZ_CACHE)/fuzz-$*-corpus $(FUZZ_CACHE)/fuzz-artifacts
+	$(BUILD)/fuzz/fuzz_$* -runs=$(FUZZ_RUNS) -max_len=65536 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+	    -artifact_prefix=$(FUZZ_CACHE)/fuzz-artifacts/ $(FUZZ_CACHE)/fuzz-$*-corpus tests/fuzz/seeds/$*
+
+# `make soak`: SOAK_SECONDS (default 600) of mixed good/broken traffic, RSS sampled; fails on a 5xx
+# other than 503 (and two prescribed 501/505), a dead server or RSS growth > 10 %. Not in `make test`.
+soak: $(BIN)/cnnserve
+	BIN=$(BIN) $(PYTHON) tests/soak/soak.py
 
 # --------------------------------------------------------------------------- set-up, run, deploy
 # Debian 12 package names. DEPS_BUILD compiles bin/cnnserve; DEPS_TEST is what `make test` uses.

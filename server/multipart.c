@@ -120,11 +120,12 @@ static cnn_status parse_part_headers(const char *h, size_t n, multipart_part *pa
 cnn_status multipart_parse(const uint8_t *body, size_t n_bytes, const char *boundary, multipart_part *parts,
                            int max_parts, int *n_parts, char *err, size_t err_bytes)
 {
+    *n_parts = 0;
+    /* Before any pointer arithmetic: an empty body may come as NULL. */
+    if (!n_bytes) return cnn_err(err, err_bytes, CNN_ERR_FORMAT, "malformed multipart: empty body");
     char delim[80];
     int delim_len = snprintf(delim, sizeof delim, "\r\n--%s", boundary);
     const char *b = (const char *)body, *end = b + n_bytes;
-    *n_parts = 0;
-    if (!n_bytes) return cnn_err(err, err_bytes, CNN_ERR_FORMAT, "malformed multipart: empty body");
     /* The first delimiter may start the body (no leading CRLF) or follow a preamble. */
     const char *p;
     if (n_bytes >= (size_t)delim_len - 2 && !memcmp(b, delim + 2, (size_t)delim_len - 2)) {
