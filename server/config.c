@@ -58,7 +58,7 @@ static const char usage_text[] =
     "  --queue N                hard cap of requests waiting for a worker (default: --max-connections)\n"
     "  --max-queue-wait MS      refuse a request (503, before reading its body) when its expected wait for a\n"
     "                           worker (queued work x the model's measured time / workers) exceeds MS\n"
-    "                           (default 5000)\n"
+    "                           (default: half of --timeout)\n"
     "  --max-body-bytes N       largest request body, suffixes k/M/G (default 20MiB)\n"
     "  --max-buffered-bytes N   all request bodies held at once before 503 (default 256MiB)\n"
     "  --max-pixels N           largest decoded image, width*height (default 50000000)\n"
@@ -89,7 +89,6 @@ void config_defaults(serve_config *cfg)
     cfg->max_pixels = 50000000;
     cfg->timeout_s = 30;
     cfg->header_timeout_s = 10;
-    cfg->max_queue_wait_ms = 5000;
     cfg->drain_timeout_s = 30;
     cfg->max_connections = 512;
     cfg->log_format = LOG_FORMAT_TEXT;
@@ -236,6 +235,8 @@ cnn_status config_parse(serve_config *cfg, int argc, char **argv, char *err, siz
     cnn_status st = config_parse_flags(flag_defs, N_FLAGS, cfg, "CNNSERVE_", argc, argv, NULL, err, err_bytes);
     if (st != CNN_OK) return st;
     if (cfg->queue_depth == 0) cfg->queue_depth = cfg->max_connections;
+    /* Half the request deadline: what is admitted can still finish before --timeout. */
+    if (cfg->max_queue_wait_ms == 0) cfg->max_queue_wait_ms = cfg->timeout_s * 500;
     if (cfg->max_buffered_bytes < cfg->max_body_bytes) cfg->max_buffered_bytes = cfg->max_body_bytes;
     return CNN_OK;
 }

@@ -22,7 +22,7 @@ typedef struct {
     int64_t max_pixels;
     int timeout_s;             /* per connection: idle timeout and whole-request deadline */
     int header_timeout_s;      /* a new connection's request header must be complete within this */
-    int max_queue_wait_ms;     /* admission: refuse (503) when the expected wait for a worker exceeds this */
+    int max_queue_wait_ms;     /* admission: refuse (503) when the expected wait for a worker exceeds this; 0 until parsed = --timeout / 2 */
     int drain_timeout_s;       /* SIGTERM: how long in-flight requests may take to finish */
     int max_connections;
     int admin_reload;          /* 1: POST /v1/models/reload is allowed */

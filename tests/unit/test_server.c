@@ -121,7 +121,7 @@ static void test_config(void)
     T_CHECK(cfg.max_body_bytes == 1 << 20, "env max body %lld", (long long)cfg.max_body_bytes);
     T_CHECK(cfg.log_format == LOG_FORMAT_JSON, "env log format");
     T_CHECK(cfg.n_workers == 3 && cfg.queue_depth == cfg.max_connections && cfg.header_timeout_s == 10 &&
-                cfg.max_queue_wait_ms == 5000,
+                cfg.max_queue_wait_ms == 2500 /* half of --timeout 5 */,
             "workers %d queue %d (default: --max-connections)", cfg.n_workers, cfg.queue_depth);
     T_CHECK(!strcmp(cfg.models, "mnv3s,shufflenet") && cfg.timeout_s == 5, "models/timeout");
     unsetenv("CNNSERVE_PORT");
