@@ -184,6 +184,51 @@ static void body_release(http_req *r)
 
 /* ---------------------------------------------------------------- body intake */
 
+static void receiving_add(http_req *r)
+{
+    http_server *s = r->srv;
+    pthread_mutex_lock(&s->receiving_mu);
+    r->recv_prev = NULL;
+    r->recv_next = s->receiving;
+    if (s->receiving) s->receiving->recv_prev = r;
+    s->receiving = r;
+    r->in_receiving = 1;
+    pthread_mutex_unlock(&s->receiving_mu);
+}
+
+static void receiving_remove(http_req *r)
+{
+    if (!r->in_receiving) return;
+    http_server *s = r->srv;
+    pthread_mutex_lock(&s->receiving_mu);
+    if (r->recv_prev) r->recv_prev->recv_next = r->recv_next;
+    else s->receiving = r->recv_next;
+    if (r->recv_next) r->recv_next->recv_prev = r->recv_prev;
+    r->in_receiving = 0;
+    pthread_mutex_unlock(&s->receiving_mu);
+}
+
+void http_sweep_receiving(http_server *s)
+{
+    uint64_t now = timing_now_ns();
+    pthread_mutex_lock(&s->receiving_mu);
+    for (http_req *r = s->receiving; r; r = r->recv_next) {
+        double elapsed_s = (double)(now - r->t_start_ns) / 1e9;
+        if (elapsed_s < HTTP_BODY_GRACE_S || r->fd < 0 || atomic_load(&r->cut)) continue;
+        char c;
+        ssize_t n = recv(r->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+        int closed = n == 0; /* EOF before the whole body: it will never come */
+        int slow = (double)atomic_load(&r->n_received) < HTTP_MIN_BODY_RATE * elapsed_s;
+        if (closed || slow) {
+            /* The socket stays open (libmicrohttpd owns it); shutting it down makes the daemon's next
+             * read fail, and it ends the request. */
+            atomic_store(&r->cut, 1);
+            shutdown(r->fd, SHUT_RDWR);
+        }
+    }
+    pthread_mutex_unlock(&s->receiving_mu);
+}
+
 /* Stop keeping the body; the rest is read and dropped, and status is answered at its end. */
 static void reject_body(http_req *r, int status, const char *code, const char *msg)
 {
@@ -198,6 +243,7 @@ static enum MHD_Result body_chunk(http_req *r, const char *data, size_t n)
 {
     const serve_config *cfg = r->srv->cfg;
     r->n_seen += n;
+    atomic_store(&r->n_received, r->n_seen);
     /* The whole request, not just each read, must finish within --timeout: a client trickling bytes
      * slower than the idle timeout would otherwise hold its connection forever. */
     if (timing_ms(r->t_start_ns, timing_now_ns()) > 1000.0 * cfg->timeout_s) return MHD_NO;
@@ -242,6 +288,7 @@ static enum MHD_Result body_chunk(http_req *r, const char *data, size_t n)
 static enum MHD_Result body_end(http_req *r)
 {
     http_server *s = r->srv;
+    receiving_remove(r);
     r->t_body_ns = timing_now_ns();
     metrics_observe_body(s->mt, (size_t)r->n_seen);
     if (r->reject_status) {
@@ -512,6 +559,7 @@ static enum MHD_Result start_request(http_req *r, const char *url, const char *m
                                      "request body of %lld bytes exceeds the limit of %lld bytes",
                                      (long long)r->content_length, (long long)s->cfg->max_body_bytes);
     r->phase = REQ_RECEIVING;
+    receiving_add(r);
     return rt->start ? rt->start(r) : MHD_YES;
 }
 
@@ -619,6 +667,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         free(r);
         return;
     }
+    receiving_remove(r);
     admission_release(r);
     double total_ms = timing_ms(r->t_start_ns, timing_now_ns());
     if (r->status) {
@@ -634,7 +683,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                                "total_ms", round(total_ms * 1000.0) / 1000.0, "request_id", r->request_id);
     if (fields && r->error_code) json_object_set_new(fields, "error", json_string(r->error_code));
     if (fields && toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
-        json_object_set_new(fields, "outcome", json_string(termination_name(toe)));
+        json_object_set_new(fields, "outcome",
+                            json_string(atomic_load(&r->cut) ? "body_too_slow_or_cut" : termination_name(toe)));
     log_event(s->lg, LOG_LEVEL_INFO, "access", fields);
     body_release(r);
     free(r->job_body);
@@ -706,6 +756,7 @@ cnn_status http_server_start(http_server **out, const serve_config *cfg, zoo *z,
     s->lg = lg;
     s->listen_fd = -1;
     atomic_init(&s->draining, 0);
+    pthread_mutex_init(&s->receiving_mu, NULL);
     atomic_init(&s->in_flight, 0);
     atomic_init(&s->buffered_bytes, 0);
     atomic_init(&s->next_id, 1);
@@ -753,6 +804,7 @@ fail:
     zoo_release(s->z);
     pthread_mutex_destroy(&s->zoo_mu);
     pthread_mutex_destroy(&s->reload_mu);
+    pthread_mutex_destroy(&s->receiving_mu);
     free(s);
     return st;
 }
@@ -826,5 +878,6 @@ void http_server_stop(http_server *s)
     zoo_release(s->z);
     pthread_mutex_destroy(&s->zoo_mu);
     pthread_mutex_destroy(&s->reload_mu);
+    pthread_mutex_destroy(&s->receiving_mu);
     free(s);
 }

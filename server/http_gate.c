@@ -197,7 +197,7 @@ static void *gate_main(void *arg)
 {
     http_gate *g = arg;
     struct epoll_event events[64];
-    uint64_t last_sweep = timing_now_ns();
+    uint64_t last_sweep = timing_now_ns(), last_body_sweep = last_sweep;
     while (!atomic_load(&g->stop)) {
         int n = epoll_wait(g->epfd, events, 64, 100);
         for (int i = 0; i < n; i++) {
@@ -221,6 +221,10 @@ static void *gate_main(void *arg)
         if (now - last_sweep > 100000000ull) {
             sweep_timeouts(g);
             last_sweep = now;
+        }
+        if (now - last_body_sweep > 1000000000ull) {
+            http_sweep_receiving(g->s);
+            last_body_sweep = now;
         }
     }
     return NULL;

@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <microhttpd.h>
 #include <pthread.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -37,6 +38,8 @@ struct http_server {
     unsigned id_prefix;
     struct http_gate *gate;      /* owns the listening socket; hands complete headers to the daemon */
     atomic_int n_connections;    /* connections the daemon holds */
+    pthread_mutex_t receiving_mu; /* guards the list of requests receiving a body (the gate sweeps it) */
+    struct http_req *receiving;
     /* admission: work admitted and not yet done, and each loaded model's measured time per job
      * (moving average, microseconds), indexed by zoo slot */
     atomic_llong queued_work_us;
@@ -95,6 +98,10 @@ struct http_req {
     long long n_budget;        /* bytes of srv->buffered_bytes this request holds */
     uint64_t n_seen;           /* body bytes received, kept or not */
     int64_t content_length;    /* declared, -1 when absent (chunked) */
+    struct http_req *recv_prev, *recv_next; /* in srv->receiving while the body is being read */
+    int in_receiving;
+    atomic_ullong n_received;  /* n_seen, readable by the gate's sweep */
+    atomic_int cut;            /* the sweep shut the socket down (too slow, or the client half-closed) */
     int reject_status;         /* set while streaming: answer this once the body has ended */
     const char *reject_code;
     char reject_msg[160];
@@ -168,6 +175,13 @@ int http_admit(http_req *r, long long work_us, enum MHD_Result *ret);
 long long http_expected_work_us(const http_server *s, const int *slots, int n_slots);
 /* Folds one measured job time of zoo slot into its average. */
 void http_observe_service(http_server *s, int slot, double ms);
+
+/* Called by the gate's sweep about once a second: shuts down the sockets of requests whose body
+ * arrives slower than HTTP_MIN_BODY_RATE after HTTP_BODY_GRACE_S, or whose client closed its side
+ * before sending the whole body; libmicrohttpd then ends them at once instead of at --timeout. */
+#define HTTP_MIN_BODY_RATE 1024 /* bytes per second */
+#define HTTP_BODY_GRACE_S 5
+void http_sweep_receiving(http_server *s);
 
 /* Queues r for its route's run function on a worker and suspends the connection; answers 503 itself
  * when the queue cannot take it. */

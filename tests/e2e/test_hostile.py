@@ -393,6 +393,46 @@ def case_slowloris(wdir, jpeg):
            "a silent connection gets 408 JSON", p)
 
 
+def case_slow_body(wdir, jpeg):
+    """A body cut short by a half-close, and a body trickled a byte a second: both are ended by the
+    server (logged body_too_slow_or_cut) rather than held to --timeout."""
+    srv = Server(wdir, "--timeout", "300")
+    p = []
+    try:
+        s1 = socket.create_connection(("127.0.0.1", srv.port), timeout=120)
+        s1.sendall(b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n"
+                   % len(jpeg) + jpeg[:len(jpeg) // 2])
+        s1.shutdown(socket.SHUT_WR)
+        s2 = socket.create_connection(("127.0.0.1", srv.port), timeout=120)
+        s2.sendall(b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 100000\r\n\r\nab")
+        try:
+            if s1.recv(100) != b"":
+                p.append("half-closed short body: got data instead of a close")
+        except socket.timeout:
+            p.append("half-closed short body: connection still open after 120 s (--timeout 300)")
+        ended = False
+        for _ in range(120):
+            try:
+                s2.send(b"x")
+                time.sleep(1)
+            except OSError:
+                ended = True
+                break
+        if not ended:
+            p.append("a body trickled at 1 byte/s was not ended")
+        s1.close()
+        s2.close()
+        time.sleep(0.5)
+        n_cut = sum("body_too_slow_or_cut" in l for l in srv.lines)
+        if n_cut < 2:
+            p.append("%d access lines with outcome=body_too_slow_or_cut, want 2" % n_cut)
+        if healthz(srv.port) != 200:
+            p.append("/healthz not 200 afterwards")
+    finally:
+        srv.stop()
+    report("a body cut short by a half-close or trickled at 1 byte/s is ended by the server, not held to --timeout", p)
+
+
 def case_burst_and_overload(wdir, jpeg):
     p = []
     srv = Server(wdir)
@@ -497,6 +537,7 @@ def main():
                 report("clean exit after SIGTERM", ["exit status %s" % rc])
         case_budget(wdir, jpeg)
         case_slowloris(wdir, jpeg)
+        case_slow_body(wdir, jpeg)
         case_burst_and_overload(wdir, jpeg)
         case_client_gone(wdir, jpeg)
     return 1 if n_fail else 0
