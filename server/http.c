@@ -580,13 +580,62 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     return r;
 }
 
+static http_conn *conn_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* Keeps the list of the daemon's connections; libmicrohttpd reports a close before it closes the
+ * socket, so a connection in the list still owns its descriptor. */
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode code)
 {
-    (void)conn;
-    (void)socket_context;
     http_server *s = cls;
-    atomic_fetch_add(&s->n_connections, code == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1);
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        atomic_fetch_add(&s->n_connections, 1);
+        http_conn *c = calloc(1, sizeof *c);
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        *socket_context = c;
+        if (!c) return;
+        c->fd = ci ? ci->connect_fd : -1;
+        atomic_init(&c->busy, 0);
+        atomic_init(&c->t_idle_ns, timing_now_ns());
+        pthread_mutex_lock(&s->conns_mu);
+        c->next = s->conns;
+        if (s->conns) s->conns->prev = c;
+        s->conns = c;
+        pthread_mutex_unlock(&s->conns_mu);
+        return;
+    }
+    atomic_fetch_sub(&s->n_connections, 1);
+    http_conn *c = *socket_context;
+    if (!c) return;
+    pthread_mutex_lock(&s->conns_mu);
+    if (c->prev) c->prev->next = c->next;
+    else s->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    pthread_mutex_unlock(&s->conns_mu);
+    free(c);
+    *socket_context = NULL;
+}
+
+int http_evict_idle(http_server *s)
+{
+    /* Idle for at least a second: a connection just handed over has not been parsed yet. */
+    uint64_t cutoff = timing_now_ns() - 1000000000ull;
+    pthread_mutex_lock(&s->conns_mu);
+    http_conn *oldest = NULL;
+    for (http_conn *c = s->conns; c; c = c->next)
+        if (!atomic_load(&c->busy) && !c->evicted && c->fd >= 0 && atomic_load(&c->t_idle_ns) < cutoff &&
+            (!oldest || atomic_load(&c->t_idle_ns) < atomic_load(&oldest->t_idle_ns)))
+            oldest = c;
+    if (oldest) {
+        oldest->evicted = 1;
+        shutdown(oldest->fd, SHUT_RDWR); /* the daemon sees the close and ends the connection */
+    }
+    pthread_mutex_unlock(&s->conns_mu);
+    return oldest != NULL;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
@@ -600,6 +649,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         atomic_fetch_add(&s->in_flight, 1);
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         r->fd = ci ? ci->connect_fd : -1;
+        http_conn *c = conn_of(conn);
+        if (c) atomic_store(&c->busy, 1);
         r->srv = s;
         r->conn = conn;
         pthread_mutex_lock(&s->zoo_mu);
@@ -657,9 +708,13 @@ static const char *termination_name(enum MHD_RequestTerminationCode toe)
 /* MHD's completion callback: metrics, the access-log line, cleanup. */
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
-    (void)conn;
     http_server *s = cls;
     http_req *r = *con_cls;
+    http_conn *c = conn_of(conn);
+    if (c) {
+        atomic_store(&c->t_idle_ns, timing_now_ns());
+        atomic_store(&c->busy, 0);
+    }
     if (!r) return;
     *con_cls = NULL;
     if (!r->srv) { /* the URI callback ran, the request never started */
@@ -757,6 +812,7 @@ cnn_status http_server_start(http_server **out, const serve_config *cfg, zoo *z,
     s->listen_fd = -1;
     atomic_init(&s->draining, 0);
     pthread_mutex_init(&s->receiving_mu, NULL);
+    pthread_mutex_init(&s->conns_mu, NULL);
     atomic_init(&s->in_flight, 0);
     atomic_init(&s->buffered_bytes, 0);
     atomic_init(&s->next_id, 1);
@@ -780,8 +836,10 @@ cnn_status http_server_start(http_server **out, const serve_config *cfg, zoo *z,
     s->daemon = MHD_start_daemon(
         MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
             MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC,
-        0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, (void *)lg, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->timeout_s,
+        0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, (void *)lg,
+        /* The gate keeps the count at --max-connections; the headroom lets a new request in while an
+         * evicted idle connection is still closing. */
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections + 64u, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->timeout_s,
         /* Above the gate's header limit, so a header block the gate passed always fits. */
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(2 * HTTP_MAX_HEAD_BYTES), MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
@@ -805,6 +863,7 @@ fail:
     pthread_mutex_destroy(&s->zoo_mu);
     pthread_mutex_destroy(&s->reload_mu);
     pthread_mutex_destroy(&s->receiving_mu);
+    pthread_mutex_destroy(&s->conns_mu);
     free(s);
     return st;
 }
@@ -879,5 +938,6 @@ void http_server_stop(http_server *s)
     pthread_mutex_destroy(&s->zoo_mu);
     pthread_mutex_destroy(&s->reload_mu);
     pthread_mutex_destroy(&s->receiving_mu);
+    pthread_mutex_destroy(&s->conns_mu);
     free(s);
 }

@@ -88,7 +88,7 @@ static void slot_answer(http_gate *g, gate_slot *sl, int status, const char *rea
 static void slot_hand_over(http_gate *g, gate_slot *sl)
 {
     http_server *s = g->s;
-    if (atomic_load(&s->n_connections) >= s->cfg->max_connections) {
+    if (atomic_load(&s->n_connections) >= s->cfg->max_connections && !http_evict_idle(s)) {
         slot_answer(g, sl, 503, "Service Unavailable", "busy",
                     "all connections are in use (--max-connections); retry shortly", 0);
         return;

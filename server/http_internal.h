@@ -38,6 +38,8 @@ struct http_server {
     unsigned id_prefix;
     struct http_gate *gate;      /* owns the listening socket; hands complete headers to the daemon */
     atomic_int n_connections;    /* connections the daemon holds */
+    pthread_mutex_t conns_mu;    /* guards the list of the daemon's connections */
+    struct http_conn *conns;
     pthread_mutex_t receiving_mu; /* guards the list of requests receiving a body (the gate sweeps it) */
     struct http_req *receiving;
     /* admission: work admitted and not yet done, and each loaded model's measured time per job
@@ -49,6 +51,20 @@ struct http_server {
 };
 
 typedef struct http_req http_req;
+
+/* One connection held by the daemon (its socket context), to find idle kept-alive ones. */
+typedef struct http_conn {
+    int fd;
+    atomic_int busy;       /* a request is in progress */
+    atomic_ullong t_idle_ns; /* when the last request completed (or the connection arrived) */
+    int evicted;
+    struct http_conn *prev, *next;
+} http_conn;
+
+/* The daemon holds --max-connections connections and a request is complete: shuts down the socket
+ * of the connection idle longest between kept-alive requests so the new one gets its place.
+ * 1 when one was found. */
+int http_evict_idle(http_server *s);
 
 /* MHD_NO closes the connection without an answer: only for out-of-memory. */
 typedef enum MHD_Result (*http_handler)(http_req *r);

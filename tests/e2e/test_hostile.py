@@ -393,6 +393,49 @@ def case_slowloris(wdir, jpeg):
            "a silent connection gets 408 JSON", p)
 
 
+def case_idle_keepalive(wdir, jpeg):
+    """--max-connections kept-alive connections sitting idle: a new client still gets its answer
+    (the connection idle longest is closed to make room)."""
+    max_conn = 8
+    srv = Server(wdir, "--max-connections", str(max_conn))
+    p = []
+    idle = []
+    try:
+        for _ in range(max_conn):
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            got = b""
+            while b"}" not in got:
+                b = s.recv(4096)
+                if not b:
+                    break
+                got += b
+            if b" 200 " not in got:
+                p.append("idle connection setup: %r" % got[:100])
+            idle.append(s)
+        time.sleep(1.5)
+        st, _, body, _ = classify(srv.port, jpeg)
+        if st != 200:
+            p.append("classify with %d idle kept-alive connections: %s %r" % (max_conn, st, body[:200]))
+        if healthz(srv.port) != 200:
+            p.append("/healthz with idle kept-alive connections not 200")
+        n_closed = 0
+        for s in idle:
+            s.settimeout(5)
+            try:
+                if s.recv(100) == b"":
+                    n_closed += 1
+            except OSError:
+                n_closed += 1
+        if n_closed < 1:
+            p.append("no idle connection was closed to make room")
+    finally:
+        for s in idle:
+            s.close()
+        srv.stop()
+    report("all --max-connections places held by idle kept-alive connections: a new client gets 200", p)
+
+
 def case_slow_body(wdir, jpeg):
     """A body cut short by a half-close, and a body trickled a byte a second: both are ended by the
     server (logged body_too_slow_or_cut) rather than held to --timeout."""
@@ -538,6 +581,7 @@ def main():
         case_budget(wdir, jpeg)
         case_slowloris(wdir, jpeg)
         case_slow_body(wdir, jpeg)
+        case_idle_keepalive(wdir, jpeg)
         case_burst_and_overload(wdir, jpeg)
         case_client_gone(wdir, jpeg)
     return 1 if n_fail else 0
