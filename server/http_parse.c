@@ -73,6 +73,12 @@ int http_head_parse(const char *buf, size_t n, http_head *out)
         }
     }
     if (!end) {
+        /* What can never become a request is refused at once (e.g. a TLS handshake): a NUL byte, or
+         * a method with a character a method cannot have. */
+        if (memchr(buf, '\0', n)) return head_error(out, 400, "bad_request", "NUL byte in the request %s", "header");
+        for (size_t i = start; i < n && buf[i] != ' '; i++)
+            if (!is_tchar((unsigned char)buf[i]))
+                return head_error(out, 400, "bad_request", "malformed request method%s", "");
         if (n >= HTTP_MAX_HEAD_BYTES)
             return head_error(out, 431, "headers_too_large", "request line and headers exceed %s bytes", "32768");
         /* A request line longer than the URI limit can be refused before it ends. */

@@ -262,6 +262,8 @@ def case_framing(port):
         (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "uri_too_long"),
         (b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"X-Pad: " + b"p" * 40000 + b"\r\n\r\n", 431, "headers_too_large"),
         (b"GET /healthz HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n", 400, "bad_request"),
+        # A TLS handshake (or other non-HTTP bytes) is refused at once, without waiting for a blank line.
+        (b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03", 400, "bad_request"),
     ]
     for data, want, code in cases:
         st, h, body, n_status = parse_response(raw(port, data))
