@@ -10,16 +10,19 @@
 /* Function-level target of every AVX-512 kernel (the build itself is generic x86-64). */
 #define KERNELS_AVX512 __attribute__((target("avx512f")))
 
-/* Lanes [0, n) of a 16-lane vector (all 16 for n >= 16), for n >= 0. */
+/* Lanes [0, n) of a 16-lane vector (all 16 for n >= 16), for n >= 0, as an unsigned. */
+#define KERNELS_AVX512_LANES(n) ((n) >= 16 ? 0xFFFFu : (1u << (n)) - 1u)
+
+/* The mask of lanes [0, n). */
 static inline __attribute__((always_inline)) __mmask16 kernels_avx512_mask(int n)
 {
-    return (__mmask16)(n >= 16 ? 0xFFFFu : (1u << n) - 1u);
+    return (__mmask16)KERNELS_AVX512_LANES(n);
 }
 
 /* Lanes [lo, hi) of a 16-lane vector (none when hi <= lo), for 0 <= lo. */
 static inline __attribute__((always_inline)) __mmask16 kernels_avx512_range_mask(int lo, int hi)
 {
-    return hi <= lo ? 0 : (__mmask16)((kernels_avx512_mask(hi) >> lo) << lo);
+    return hi <= lo ? 0 : (__mmask16)((KERNELS_AVX512_LANES(hi) >> lo) << lo);
 }
 
 /* act(v) on 16 lanes: the vector form of act_forward, for fused epilogues. */

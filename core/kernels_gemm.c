@@ -121,7 +121,7 @@ static inline __attribute__((always_inline)) KERNELS_AVX512 void gemm_copy_strid
     if (s == 1) {
         for (; t + 16 <= n; t += 16) _mm512_storeu_ps(dst + t, _mm512_loadu_ps(src + t));
         if (t < n) {
-            const __mmask16 m = kernels_avx512_mask(n - t);
+            const __mmask16 m = (__mmask16)((1u << (n - t)) - 1u);
             _mm512_mask_storeu_ps(dst + t, m, _mm512_maskz_loadu_ps(m, src + t));
         }
     } else if (s == 2) {
@@ -138,7 +138,7 @@ static inline __attribute__((always_inline)) KERNELS_AVX512 void gemm_copy_strid
             if (c == 16)
                 _mm512_storeu_ps(dst + t, v);
             else
-                _mm512_mask_storeu_ps(dst + t, kernels_avx512_mask(c), v);
+                _mm512_mask_storeu_ps(dst + t, (__mmask16)((1u << c) - 1u), v);
         }
     } else {
         const __m512i idx = _mm512_mullo_epi32(
@@ -322,7 +322,7 @@ static inline __attribute__((always_inline)) KERNELS_AVX512 void gemm_tile_nv(co
 static inline __attribute__((always_inline)) KERNELS_AVX512 void gemm_tile_nv1(const int nv,
                                                                             const gemm_tile *t)
 {
-    const __mmask16 rows = kernels_avx512_mask(t->m), panel = (1u << GEMM_MR) - 1u;
+    const __mmask16 rows = (__mmask16)((1u << t->m) - 1u), panel = (1u << GEMM_MR) - 1u;
     const int col = 16 * nv; /* the transposed column */
     __m512 acc[GEMM_MR][3], acc_col;
     float col_buf[16] = {0};
@@ -481,7 +481,7 @@ static KERNELS_AVX512 void gemm_scale_a(int m, int k, const float *a, const floa
             float *dst = out + block + (size_t)ib * (size_t)kc * GEMM_MR;
             for (int kk = 0; kk < kc; kk += 8) {
                 const int n_k = kernels_imin(8, kc - kk);
-                const __m512 fv = _mm512_maskz_loadu_ps(kernels_avx512_mask(n_k), f + k0 + kk);
+                const __m512 fv = _mm512_maskz_loadu_ps((__mmask16)((1u << n_k) - 1u), f + k0 + kk);
                 for (int v = 0; v < 3; v++) {
                     const int at = 16 * v, n = kernels_imin(16, GEMM_MR * n_k - at);
                     if (n <= 0) break;

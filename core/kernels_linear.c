@@ -36,7 +36,7 @@ static inline __attribute__((always_inline)) KERNELS_AVX512 void gemv_rows(const
         }
     }
     if (i < n_in) {
-        const __mmask16 m = kernels_avx512_mask(n_in - i);
+        const __mmask16 m = (__mmask16)((1u << (n_in - i)) - 1u);
         const __m512 xv = _mm512_maskz_loadu_ps(m, x + i);
         for (int r = 0; r < rows; r++)
             acc[r] = _mm512_fmadd_ps(

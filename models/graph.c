@@ -181,6 +181,21 @@ static void gb_fold_bn(const gb_bn *bn, float eps, int c_out, size_t per_out, co
     }
 }
 
+/* The convolution s applied to value in (padding by the builder's rule). */
+static conv2d_params gb_conv_params(const graph_builder *b, const graph_value *in, const conv_spec *s)
+{
+    conv2d_params p = {0};
+    p.c_in = in->c; p.h_in = in->h; p.w_in = in->w;
+    p.c_out = s->c_out;
+    p.k_h = s->k_h; p.k_w = s->k_w;
+    p.stride_h = p.stride_w = s->stride;
+    p.groups = s->groups;
+    p.act = s->act;
+    p.h_out = gb_axis(b, in->h, s->k_h, s->stride, s->pad_h, 0, &p.pad_t, &p.pad_b);
+    p.w_out = gb_axis(b, in->w, s->k_w, s->stride, s->pad_w, 0, &p.pad_l, &p.pad_r);
+    return p;
+}
+
 int gb_conv(graph_builder *b, int x, const conv_spec *s, const char *conv_name, const char *bn_name)
 {
     if (!gb_ok(b, x)) return -1;
@@ -200,15 +215,7 @@ int gb_conv(graph_builder *b, int x, const conv_spec *s, const char *conv_name, 
         bias = gb_tensor(b, gb_name(name, sizeof(name), "%s.bias", conv_name), 1, cshape, 1);
     if (b->status != CNN_OK) return -1;
 
-    conv2d_params p = {0};
-    p.c_in = in.c; p.h_in = in.h; p.w_in = in.w;
-    p.c_out = s->c_out;
-    p.k_h = s->k_h; p.k_w = s->k_w;
-    p.stride_h = p.stride_w = s->stride;
-    p.groups = s->groups;
-    p.act = s->act;
-    p.h_out = gb_axis(b, in.h, s->k_h, s->stride, s->pad_h, 0, &p.pad_t, &p.pad_b);
-    p.w_out = gb_axis(b, in.w, s->k_w, s->stride, s->pad_w, 0, &p.pad_l, &p.pad_r);
+    const conv2d_params p = gb_conv_params(b, &in, s);
     conv2d_plan pl;
     conv2d_plan_init(&pl, &p);
 
