@@ -19,8 +19,8 @@ CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-re
 LDFLAGS += -fsanitize=address,undefined
 endif
 
-.PHONY: all test unit asan clean deps run weights ref fuzz fuzz-request fuzz-safetensors soak bench docker-test paper \
-        print-test-bins
+.PHONY: all test unit asan clean deps deps-apt deps-npm run weights ref fuzz fuzz-request fuzz-safetensors soak bench \
+        docker-test paper print-test-bins
 
 # -------------------------------------------------------------------------------------------- build
 CORE_SRC    := $(wildcard core/*.c)
@@ -176,8 +176,11 @@ DEPS_TEST  := curl python3 python3-torch python3-torchvision python3-pil python3
               clang-14 libclang-rt-14-dev libfuzzer-14-dev llvm-14 wrk valgrind nodejs \
               chromium chromium-driver python3-selenium
 # Installs only the missing packages (apt-get update first, only then), with apt's recommends as a
-# plain `apt-get install` would; as root, or via sudo.
-deps:
+# plain `apt-get install` would; as root, or via sudo. Then the npm tools of `make test` (the
+# OpenAPI linter, pinned in tests/lint/package-lock.json) into tests/lint/node_modules, when missing.
+deps: deps-apt deps-npm
+
+deps-apt:
 	@missing=; for p in $(DEPS_BUILD) $(DEPS_TEST); do \
 	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' \
 	        || missing="$$missing $$p"; \
@@ -189,6 +192,12 @@ deps:
 	else echo "deps: not root and no sudo; install as root:$$missing" >&2; exit 1; fi; \
 	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
 	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing
+
+deps-npm: deps-apt
+	@if [ -x tests/lint/node_modules/.bin/redocly ]; then echo "deps: tests/lint/node_modules already installed"; \
+	elif ! command -v npm >/dev/null 2>&1; then echo "deps: no npm: the OpenAPI lint of make test will skip"; \
+	else echo "deps: npm ci in tests/lint (@redocly/cli)"; \
+	    npm ci --prefix tests/lint --no-audit --no-fund --loglevel=error; fi
 
 # Serve every *.safetensors of RUN_WEIGHTS (default: ./weights from `make weights`, else ../shared/weights).
 RUN_WEIGHTS ?= $(firstword $(patsubst %/,%,$(dir $(wildcard weights/*.safetensors ../shared/weights/*.safetensors))))

@@ -1,5 +1,6 @@
-"""Helpers shared by the Python bench scripts: the fixed input, percentiles, load average, and the
-torchvision model built from a cnnserve safetensors file (so every peer runs the same weights)."""
+"""Helpers shared by the Python bench scripts: the peers and PyTorch's thread configurations, the
+fixed input, percentiles, load average, and the torchvision model built from a cnnserve safetensors
+file (so every peer runs the same weights)."""
 
 import math
 import os
@@ -12,6 +13,28 @@ sys.path.insert(0, os.path.join(REPO, "tests", "ref"))
 # With a time cap (--max-seconds), the timed passes still done: as BENCH_MIN_CAPPED_ITERS in
 # server/bench_cli.c and MIN_CAPPED_ITERS in bench/peer_ort.js.
 MIN_CAPPED_ITERS = 10
+
+# The peers of `make bench` (key in the results, name in the report), ours first.
+PEERS = (("ours", "ours"), ("onnxruntime", "ORT"), ("pytorch", "PyTorch"))
+
+# PyTorch's thread configurations (one process each). Debian's torch runs its own parallel ops on
+# libgomp and calls the pthread OpenBLAS, each with its own busy-waiting worker threads, so at N > 1
+# threads no single setting is best for every model and load: every configuration is run and the
+# fastest median is reported. Each sets torch's (OMP_NUM_THREADS and torch.set_num_threads) and
+# OpenBLAS's thread counts explicitly. At 1 thread there is one configuration.
+TORCH_CONFIGS = (
+    ("A", "OpenBLAS N + OpenMP N", lambda n: {"OPENBLAS_NUM_THREADS": n, "OMP_NUM_THREADS": n}),
+    ("B", "A + OMP_WAIT_POLICY=PASSIVE",
+     lambda n: {"OPENBLAS_NUM_THREADS": n, "OMP_NUM_THREADS": n, "OMP_WAIT_POLICY": "PASSIVE"}),
+    ("C", "OpenBLAS 1 + OpenMP N", lambda n: {"OPENBLAS_NUM_THREADS": 1, "OMP_NUM_THREADS": n}),
+)
+
+
+def best_config(configs):
+    """Name of the configuration with the lowest median among {name: pooled run or {"error"}} (the
+    first listed on a tie), or None when none has a result."""
+    ok = [(r["median_ms"], i, name) for i, (name, r) in enumerate(configs.items()) if "median_ms" in r]
+    return min(ok)[2] if ok else None
 
 
 def fixed_input(size):

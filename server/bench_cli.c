@@ -50,14 +50,15 @@ static const char usage_text[] =
     "Exit status: 0 when every model ran, 1 when some model failed to load, 2 on bad usage.\n";
 
 typedef struct {
-    const char *weights_dir;
-    const char *json_path;
+    char weights_dir[1024];
+    char json_path[1024]; /* "" = no JSON file */
     const model_arch *archs[BENCH_MAX_MODELS];
     int n_models; /* 0 = every model whose file exists */
     int threads[BENCH_MAX_THREADS];
     int n_threads;
     int n_iters, n_warmup, sgemm_n;
-    double max_seconds; /* 0 = no cap */
+    int max_seconds; /* 0 = no cap */
+    int show_help;
 } bench_opts;
 
 /* One sgemm peak measurement: best and median GFLOP/s over BENCH_SGEMM_REPS products. */
@@ -65,83 +66,69 @@ typedef struct {
     double best_gflops, median_gflops;
 } sgemm_result;
 
-/* Parses a comma list of thread counts into o->threads. */
-static int parse_thread_list(const char *csv, bench_opts *o)
+/* --threads: a comma list of thread counts into o->threads. */
+static cnn_status parse_thread_list(void *opts, const char *csv, char *err, size_t err_bytes)
 {
+    bench_opts *o = opts;
     char buf[256];
-    if (strlen(csv) >= sizeof buf) return -1;
+    if (strlen(csv) >= sizeof buf) return cnn_err(err, err_bytes, CNN_ERR_ARG, "list too long");
     memcpy(buf, csv, strlen(csv) + 1);
     o->n_threads = 0;
     char *save = NULL;
     for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         int64_t n;
-        if (o->n_threads >= BENCH_MAX_THREADS || config_parse_int(tok, 1, 1024, &n) != CNN_OK) return -1;
+        if (o->n_threads >= BENCH_MAX_THREADS || config_parse_int(tok, 1, 1024, &n) != CNN_OK)
+            return cnn_err(err, err_bytes, CNN_ERR_ARG, "expected up to %d thread counts in 1..1024, got '%s'",
+                           BENCH_MAX_THREADS, csv);
         o->threads[o->n_threads++] = (int)n;
     }
-    return o->n_threads ? 0 : -1;
+    return o->n_threads ? CNN_OK : cnn_err(err, err_bytes, CNN_ERR_ARG, "empty thread list");
 }
 
-/* Parses a comma list of model names or aliases into o->archs (duplicates dropped). */
-static int parse_model_list(const char *csv, bench_opts *o)
+/* --models: a comma list of model names or aliases into o->archs (duplicates dropped). */
+static cnn_status parse_model_list(void *opts, const char *csv, char *err, size_t err_bytes)
 {
+    bench_opts *o = opts;
     char buf[1024];
-    if (strlen(csv) >= sizeof buf) return -1;
+    if (strlen(csv) >= sizeof buf) return cnn_err(err, err_bytes, CNN_ERR_ARG, "list too long");
     memcpy(buf, csv, strlen(csv) + 1);
     o->n_models = 0;
     char *save = NULL;
     for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         const model_arch *arch = model_arch_find(tok);
-        if (!arch) {
-            fprintf(stderr, "cnnserve bench: unknown model '%s'\n", tok);
-            return -1;
-        }
+        if (!arch) return cnn_err(err, err_bytes, CNN_ERR_ARG, "unknown model '%s'", tok);
         int dup = 0;
         for (int i = 0; i < o->n_models; i++) dup |= o->archs[i] == arch;
         if (dup) continue;
-        if (o->n_models >= BENCH_MAX_MODELS) return -1;
+        if (o->n_models >= BENCH_MAX_MODELS)
+            return cnn_err(err, err_bytes, CNN_ERR_ARG, "more than %d models", BENCH_MAX_MODELS);
         o->archs[o->n_models++] = arch;
     }
-    return o->n_models ? 0 : -1;
+    return o->n_models ? CNN_OK : cnn_err(err, err_bytes, CNN_ERR_ARG, "empty model list");
 }
 
-/* Parses flags into o; returns 0, or 2 after printing a usage error, or -1 for --help. */
+static const config_flag bench_flags[] = {
+    CONFIG_STR("weights-dir", bench_opts, weights_dir),
+    CONFIG_STR("json", bench_opts, json_path),
+    CONFIG_CUSTOM("models", parse_model_list),
+    CONFIG_CUSTOM("threads", parse_thread_list),
+    CONFIG_INT("iters", bench_opts, n_iters, 1, 1000000),
+    CONFIG_INT("warmup", bench_opts, n_warmup, 0, 1000000),
+    CONFIG_INT("sgemm-n", bench_opts, sgemm_n, 16, 8192),
+    CONFIG_INT("max-seconds", bench_opts, max_seconds, 0, 86400),
+    CONFIG_SWITCH("help", bench_opts, show_help),
+};
+
+/* Parses flags into o; 0, or 2 after printing a usage error. */
 static int parse_args(int argc, char **argv, bench_opts *o)
 {
     *o = (bench_opts){.weights_dir = "./weights", .threads = {1, 2}, .n_threads = 2, .n_iters = 100,
                       .n_warmup = 10, .sgemm_n = 1024};
-    for (int a = 0; a < argc; a++) {
-        const char *arg = argv[a];
-        if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) return -1;
-        if (a + 1 >= argc) {
-            fprintf(stderr, "cnnserve bench: %s needs a value (see --help)\n", arg);
-            return 2;
-        }
-        const char *v = argv[++a];
-        int64_t n;
-        int ok = 1;
-        if (!strcmp(arg, "--weights-dir")) {
-            o->weights_dir = v;
-        } else if (!strcmp(arg, "--json")) {
-            o->json_path = v;
-        } else if (!strcmp(arg, "--models")) {
-            ok = !parse_model_list(v, o);
-        } else if (!strcmp(arg, "--threads")) {
-            ok = !parse_thread_list(v, o);
-        } else if (!strcmp(arg, "--iters") && config_parse_int(v, 1, 1000000, &n) == CNN_OK) {
-            o->n_iters = (int)n;
-        } else if (!strcmp(arg, "--warmup") && config_parse_int(v, 0, 1000000, &n) == CNN_OK) {
-            o->n_warmup = (int)n;
-        } else if (!strcmp(arg, "--sgemm-n") && config_parse_int(v, 16, 8192, &n) == CNN_OK) {
-            o->sgemm_n = (int)n;
-        } else if (!strcmp(arg, "--max-seconds") && config_parse_int(v, 0, 86400, &n) == CNN_OK) {
-            o->max_seconds = (double)n;
-        } else {
-            ok = 0;
-        }
-        if (!ok) {
-            fprintf(stderr, "cnnserve bench: bad flag or value: %s %s (see --help)\n", arg, v);
-            return 2;
-        }
+    char err[512];
+    if (config_parse_flags(bench_flags, sizeof bench_flags / sizeof bench_flags[0], o, NULL, argc, argv, NULL, NULL,
+                           err, sizeof err) != CNN_OK) {
+        fprintf(stderr, "cnnserve bench: %s\n", err);
+        return 2;
     }
     return 0;
 }
@@ -359,7 +346,7 @@ static json_t *bench_env_json(const bench_opts *o)
                      "date_utc", date, "host", uname(&un) ? "" : un.nodename, "cpu_model", cpu, "n_cpus",
                      (int)n_cpus, "openblas", "coretype_env", coretype ? json_string(coretype) : json_null(),
                      "corename", openblas_get_corename(), "config", openblas_get_config(), "iters", o->n_iters,
-                     "warmup", o->n_warmup, "sgemm_n", o->sgemm_n, "max_seconds", o->max_seconds, "threads_meaning",
+                     "warmup", o->n_warmup, "sgemm_n", o->sgemm_n, "max_seconds", (double)o->max_seconds, "threads_meaning",
                      "model runs: threads of the model context (one inference split over them, OpenBLAS at 1 "
                      "thread); sgemm peak: OpenBLAS threads");
 }
@@ -420,11 +407,11 @@ int bench_main(int argc, char **argv)
 {
     bench_opts o;
     int rc = parse_args(argc, argv, &o);
-    if (rc < 0) {
+    if (rc) return rc;
+    if (o.show_help) {
         fputs(usage_text, stdout);
         return 0;
     }
-    if (rc) return rc;
     if (!o.n_models) bench_find_models(&o);
     if (!o.n_models) {
         fprintf(stderr, "cnnserve bench: no <model>.safetensors in %s\n", o.weights_dir);
@@ -461,7 +448,7 @@ int bench_main(int argc, char **argv)
     json_object_set_new(root, "sgemm", bench_sgemm_json(&o, before, after, peaks));
     json_object_set(root, "models", models);
     rc = n_failed ? 1 : 0;
-    if (o.json_path && bench_write_json(o.json_path, root)) rc = 1;
+    if (o.json_path[0] && bench_write_json(o.json_path, root)) rc = 1;
 done:
     free(times);
     json_decref(models);

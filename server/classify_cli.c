@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "config.h"
 #include "fileio.h"
+#include "http.h"
 #include "log.h"
 #include "pipeline.h"
 #include "timing.h"
@@ -22,65 +23,46 @@ static const char usage_text[] =
     "\n"
     "  --weights-dir DIR   where <model>.safetensors files live (default ./weights)\n"
     "  --model NAME        model name or alias, a fine-tuned file's stem (monkeys for monkeys.safetensors),\n"
-    "                      or 'all' for every model found (default mobilenet_v3_large)\n"
+    "                      or 'all' for every model found (default: the server's default, mobilenet_v3_large\n"
+    "                      when its file is there, else the first model file in registry order)\n"
     "  --top-k K           predictions per model, 1..1000 (default 5)\n"
     "  --threads N         threads computing each inference, 1..64 (default: number of cores, at most\n"
     "                      64); every layer is split over them, so the answers equal the HTTP ones\n"
     "                      (1 thread per worker) bit for bit at any N\n"
-    "  --max-pixels N      largest decoded image, width*height (default 50000000)\n"
+    "  --max-pixels N      largest decoded image, width*height (default " IMAGE_DEFAULT_MAX_PIXELS_TEXT ")\n"
     "  --json              one JSON object per file and line, same schema as POST /v1/classify\n"
     "\n"
     "Exit status: 0 when every file was classified, 1 when some file failed, 2 on bad usage.\n";
 
 typedef struct {
-    const char *weights_dir;
-    const char *model;
-    int top_k, n_threads, json;
+    char weights_dir[1024];
+    char model[64]; /* "" = the default model */
+    int top_k, n_threads, json, show_help;
     int64_t max_pixels;
-    int first_file;
 } classify_opts;
 
-/* Parses flags into o; returns 0, or 2 after printing a usage error, or -1 for --help. */
-static int parse_args(int argc, char **argv, classify_opts *o)
+static const config_flag classify_flags[] = {
+    CONFIG_STR("weights-dir", classify_opts, weights_dir),
+    CONFIG_STR("model", classify_opts, model),
+    CONFIG_INT("top-k", classify_opts, top_k, 1, PIPELINE_TOPK_MAX),
+    CONFIG_INT("threads", classify_opts, n_threads, 1, MODEL_MAX_THREADS),
+    CONFIG_INT64("max-pixels", classify_opts, max_pixels, 1, INT64_C(1) << 40),
+    CONFIG_SWITCH("json", classify_opts, json),
+    CONFIG_SWITCH("help", classify_opts, show_help),
+};
+
+/* Parses flags into o and lists the file arguments (flags and files may be mixed; all after "--" are
+ * files) in files[0..*n_files). 0, or 2 after printing a usage error. */
+static int parse_args(int argc, char **argv, classify_opts *o, int *files, int *n_files)
 {
     long n_cores = sysconf(_SC_NPROCESSORS_ONLN);
-    const int n_threads = n_cores < 1 ? 1 : n_cores > MODEL_MAX_THREADS ? MODEL_MAX_THREADS : (int)n_cores;
-    *o = (classify_opts){"./weights", "mobilenet_v3_large", 5, n_threads, 0, 50000000, argc};
-    for (int a = 0; a < argc; a++) {
-        const char *arg = argv[a];
-        if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) return -1;
-        if (!strcmp(arg, "--json")) {
-            o->json = 1;
-            continue;
-        }
-        if (!strcmp(arg, "--")) {
-            o->first_file = a + 1;
-            return 0;
-        }
-        if (strncmp(arg, "--", 2)) {
-            o->first_file = a;
-            return 0;
-        }
-        if (a + 1 >= argc) {
-            fprintf(stderr, "cnnserve classify: %s needs a value (see --help)\n", arg);
-            return 2;
-        }
-        const char *v = argv[++a];
-        int64_t n;
-        if (!strcmp(arg, "--weights-dir")) {
-            o->weights_dir = v;
-        } else if (!strcmp(arg, "--model")) {
-            o->model = v;
-        } else if (!strcmp(arg, "--top-k") && config_parse_int(v, 1, PIPELINE_TOPK_MAX, &n) == CNN_OK) {
-            o->top_k = (int)n;
-        } else if (!strcmp(arg, "--threads") && config_parse_int(v, 1, MODEL_MAX_THREADS, &n) == CNN_OK) {
-            o->n_threads = (int)n;
-        } else if (!strcmp(arg, "--max-pixels") && config_parse_int(v, 1, INT64_C(1) << 40, &n) == CNN_OK) {
-            o->max_pixels = n;
-        } else {
-            fprintf(stderr, "cnnserve classify: bad flag or value: %s %s (see --help)\n", arg, v);
-            return 2;
-        }
+    *o = (classify_opts){.weights_dir = "./weights", .top_k = 5, .max_pixels = IMAGE_DEFAULT_MAX_PIXELS,
+                         .n_threads = n_cores < 1 ? 1 : n_cores > MODEL_MAX_THREADS ? MODEL_MAX_THREADS : (int)n_cores};
+    char err[512];
+    if (config_parse_flags(classify_flags, sizeof classify_flags / sizeof classify_flags[0], o, NULL, argc, argv, files,
+                           n_files, err, sizeof err) != CNN_OK) {
+        fprintf(stderr, "cnnserve classify: %s\n", err);
+        return 2;
     }
     return 0;
 }
@@ -123,7 +105,7 @@ static int classify_file(pipeline_ws *ws, const pipeline_request *req, int all, 
     if (st != CNN_OK) {
         int status = 400;
         const char *code = "unreadable_file";
-        if (st != CNN_ERR_IO) pipeline_error_code(st, &status, &code);
+        if (st != CNN_ERR_IO) http_error_of_status(st, &status, &code);
         if (json) print_json_error(path, status, code, err);
         else fprintf(stderr, "%s: %s\n", path, err);
         return 1;
@@ -147,20 +129,15 @@ static int classify_file(pipeline_ws *ws, const pipeline_request *req, int all, 
     return 0;
 }
 
-int classify_main(int argc, char **argv)
+/* Loads the model(s) of o and classifies argv[files[0..n_files)]; the exit status. */
+static int classify_files(classify_opts *o, char **argv, const int *files, int n_files)
 {
-    classify_opts o;
-    int rc = parse_args(argc, argv, &o);
-    if (rc < 0) {
-        fputs(usage_text, stdout);
-        return 0;
+    char err[1024];
+    if (!o->model[0] && zoo_default_name(o->weights_dir, o->model, sizeof o->model, err, sizeof err) != CNN_OK) {
+        fprintf(stderr, "cnnserve classify: %s\n", err);
+        return 1;
     }
-    if (rc) return rc;
-    if (o.first_file >= argc) {
-        fprintf(stderr, "cnnserve classify: no input files (see --help)\n");
-        return 2;
-    }
-    int all = !strcasecmp(o.model, "all");
+    int all = !strcasecmp(o->model, "all");
 
     /* One image at a time on the model contexts' threads; OpenBLAS (only on CPUs without the AVX-512
      * kernels) runs on their thread 0 and gets no threads of its own to compete with them. */
@@ -169,26 +146,44 @@ int classify_main(int argc, char **argv)
     logger lg;
     log_init(&lg, LOG_FORMAT_TEXT);
     zoo *z;
-    char err[1024];
-    if (zoo_load(&z, o.weights_dir, all ? "" : o.model, &lg, err, sizeof err) != CNN_OK) {
+    if (zoo_load(&z, o->weights_dir, all ? "" : o->model, &lg, err, sizeof err) != CNN_OK) {
         fprintf(stderr, "cnnserve classify: %s\n", err);
         return 1;
     }
     const model *models[ZOO_MAX_MODELS];
-    pipeline_request req = {.top_k = o.top_k, .max_pixels = o.max_pixels, .n_slots = z->n_loaded};
+    pipeline_request req = {.top_k = o->top_k, .max_pixels = o->max_pixels, .n_slots = z->n_loaded};
     for (int i = 0; i < z->n_loaded; i++) {
         models[i] = z->entries[z->loaded[i]].m;
         req.slots[i] = i;
     }
     pipeline_ws *ws;
-    if (pipeline_ws_init_threads(&ws, models, z->n_loaded, o.n_threads, err, sizeof err) != CNN_OK) {
+    if (pipeline_ws_init_threads(&ws, models, z->n_loaded, o->n_threads, err, sizeof err) != CNN_OK) {
         fprintf(stderr, "cnnserve classify: %s\n", err);
         zoo_release(z);
         return 1;
     }
     int n_failed = 0;
-    for (int a = o.first_file; a < argc; a++) n_failed += classify_file(ws, &req, all, argv[a], o.json);
+    for (int i = 0; i < n_files; i++) n_failed += classify_file(ws, &req, all, argv[files[i]], o->json);
     pipeline_ws_free(ws);
     zoo_release(z);
     return n_failed ? 1 : 0;
+}
+
+int classify_main(int argc, char **argv)
+{
+    classify_opts o;
+    int *files = malloc((size_t)(argc > 0 ? argc : 1) * sizeof *files), n_files = 0;
+    if (!files) {
+        fprintf(stderr, "cnnserve classify: out of memory\n");
+        return 1;
+    }
+    int rc = parse_args(argc, argv, &o, files, &n_files);
+    if (!rc && o.show_help) fputs(usage_text, stdout);
+    if (!rc && !o.show_help && !n_files) {
+        fprintf(stderr, "cnnserve classify: no input files (see --help)\n");
+        rc = 2;
+    }
+    if (!rc && !o.show_help) rc = classify_files(&o, argv, files, n_files);
+    free(files);
+    return rc;
 }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "../models/model.h"
+#include "image.h"
 
 #define STR_FLAG(n, field) CONFIG_STR(n, serve_config, field)
 #define INT_FLAG(n, field, lo, hi) CONFIG_INT(n, serve_config, field, lo, hi)
@@ -35,7 +36,7 @@ static const config_flag flag_defs[] = {
     STR_FLAG("default-model", default_model),
     INT_FLAG("admin-reload", admin_reload, 0, 1),
     STR_FLAG("reports-dir", reports_dir),
-    {"log-format", CONFIG_FLAG_LOG_FORMAT, offsetof(serve_config, log_format), 0, 0, 0},
+    {"log-format", CONFIG_FLAG_LOG_FORMAT, offsetof(serve_config, log_format), 0, 0, 0, NULL},
     CONFIG_SWITCH("help", serve_config, show_help),
     CONFIG_SWITCH("version", serve_config, show_version),
 };
@@ -61,12 +62,13 @@ static const char usage_text[] =
     "                           (default: half of --timeout)\n"
     "  --max-body-bytes N       largest request body, suffixes k/M/G (default 20MiB)\n"
     "  --max-buffered-bytes N   all request bodies held at once before 503 (default 256MiB)\n"
-    "  --max-pixels N           largest decoded image, width*height (default 50000000)\n"
+    "  --max-pixels N           largest decoded image, width*height (default " IMAGE_DEFAULT_MAX_PIXELS_TEXT ")\n"
     "  --timeout S              per-connection idle timeout and request deadline (default 30)\n"
     "  --header-timeout S       a new connection's request header must arrive within S (default 10)\n"
     "  --drain-timeout S        on SIGTERM, time given to in-flight requests (default 30)\n"
     "  --max-connections N      concurrent connections (default 512)\n"
-    "  --default-model NAME     model used when a request names none (default mobilenet_v3_large)\n"
+    "  --default-model NAME     model used when a request names none (default mobilenet_v3_large when\n"
+    "                           loaded, else the first loaded model in registry order)\n"
     "  --admin-reload 0|1       1 allows POST /v1/models/reload (default 0: 403); SIGHUP always reloads\n"
     "  --reports-dir DIR        eval/paper reports (JSON, REPORT.md, PNG/SVG figures) the web page at /\n"
     "                           links, served read-only under /reports/ (default: none)\n"
@@ -86,7 +88,7 @@ void config_defaults(serve_config *cfg)
     cfg->threads_per_worker = 1;
     cfg->max_body_bytes = INT64_C(20) << 20;
     cfg->max_buffered_bytes = INT64_C(256) << 20;
-    cfg->max_pixels = 50000000;
+    cfg->max_pixels = IMAGE_DEFAULT_MAX_PIXELS;
     cfg->timeout_s = 30;
     cfg->header_timeout_s = 10;
     cfg->drain_timeout_s = 30;
@@ -176,6 +178,11 @@ static cnn_status apply_flag(void *base_ptr, const config_flag *f, const char *v
     case CONFIG_FLAG_SWITCH:
         *(int *)(void *)base = 1;
         return CNN_OK;
+    case CONFIG_FLAG_CUSTOM: {
+        char why[512];
+        cnn_status st = f->parse(base_ptr, value, why, sizeof why);
+        return st == CNN_OK ? CNN_OK : cnn_err(err, err_bytes, st, "%s: %s", origin, why);
+    }
     }
     return cnn_err(err, err_bytes, CNN_ERR_ARG, "%s: unknown flag kind", origin);
 }
@@ -189,7 +196,7 @@ static void env_name(const char *prefix, const config_flag *f, char *buf, size_t
 }
 
 cnn_status config_parse_flags(const config_flag *defs, size_t n_defs, void *base, const char *env_prefix, int argc,
-                              char **argv, int *first_arg, char *err, size_t err_bytes)
+                              char **argv, int *positional, int *n_positional, char *err, size_t err_bytes)
 {
     cnn_status st;
     for (size_t i = 0; env_prefix && i < n_defs; i++) {
@@ -199,12 +206,16 @@ cnn_status config_parse_flags(const config_flag *defs, size_t n_defs, void *base
         const char *value = getenv(name);
         if (value && (st = apply_flag(base, &defs[i], value, name, err, err_bytes)) != CNN_OK) return st;
     }
-    if (first_arg) *first_arg = argc;
+    if (n_positional) *n_positional = 0;
     for (int a = 0; a < argc; a++) {
         const char *arg = !strcmp(argv[a], "-h") ? "--help" : argv[a];
-        if (first_arg && (!strcmp(arg, "--") || strncmp(arg, "--", 2))) {
-            *first_arg = a + !strcmp(arg, "--");
-            return CNN_OK;
+        if (positional && !strcmp(arg, "--")) {
+            while (++a < argc) positional[(*n_positional)++] = a;
+            break;
+        }
+        if (positional && strncmp(arg, "--", 2)) {
+            positional[(*n_positional)++] = a;
+            continue;
         }
         if (strncmp(arg, "--", 2))
             return cnn_err(err, err_bytes, CNN_ERR_ARG, "unexpected argument '%s' (see --help)", arg);
@@ -232,7 +243,7 @@ cnn_status config_parse_flags(const config_flag *defs, size_t n_defs, void *base
 
 cnn_status config_parse(serve_config *cfg, int argc, char **argv, char *err, size_t err_bytes)
 {
-    cnn_status st = config_parse_flags(flag_defs, N_FLAGS, cfg, "CNNSERVE_", argc, argv, NULL, err, err_bytes);
+    cnn_status st = config_parse_flags(flag_defs, N_FLAGS, cfg, "CNNSERVE_", argc, argv, NULL, NULL, err, err_bytes);
     if (st != CNN_OK) return st;
     if (cfg->queue_depth == 0) cfg->queue_depth = cfg->max_connections;
     /* Half the request deadline: what is admitted can still finish before --timeout. */

@@ -45,6 +45,7 @@ typedef enum {
     CONFIG_FLAG_DOUBLE,  /* finite double in lo..hi */
     CONFIG_FLAG_LOG_FORMAT, /* log_format: text|json */
     CONFIG_FLAG_SWITCH,  /* int set to 1 */
+    CONFIG_FLAG_CUSTOM,  /* parse(base, value) */
 } config_flag_kind;
 
 typedef struct {
@@ -53,23 +54,28 @@ typedef struct {
     size_t offset;    /* into the options struct */
     size_t str_bytes; /* CONFIG_FLAG_STR: buffer size */
     int64_t lo, hi;   /* CONFIG_FLAG_INT / INT64 / BYTES / DOUBLE: accepted range */
+    /* CONFIG_FLAG_CUSTOM: stores value into the struct at base; CNN_ERR_ARG with a message (the
+     * caller prefixes the flag's name). */
+    cnn_status (*parse)(void *base, const char *value, char *err, size_t err_bytes);
 } config_flag;
 
-#define CONFIG_STR(n, type, field) {n, CONFIG_FLAG_STR, offsetof(type, field), sizeof(((type *)0)->field), 0, 0}
-#define CONFIG_INT(n, type, field, lo, hi) {n, CONFIG_FLAG_INT, offsetof(type, field), 0, lo, hi}
-#define CONFIG_INT64(n, type, field, lo, hi) {n, CONFIG_FLAG_INT64, offsetof(type, field), 0, lo, hi}
-#define CONFIG_BYTES(n, type, field, lo, hi) {n, CONFIG_FLAG_BYTES, offsetof(type, field), 0, lo, hi}
-#define CONFIG_FRACTION(n, type, field) {n, CONFIG_FLAG_FRACTION, offsetof(type, field), 0, 0, 0}
-#define CONFIG_DOUBLE(n, type, field, lo, hi) {n, CONFIG_FLAG_DOUBLE, offsetof(type, field), 0, lo, hi}
-#define CONFIG_SWITCH(n, type, field) {n, CONFIG_FLAG_SWITCH, offsetof(type, field), 0, 0, 0}
+#define CONFIG_STR(n, type, field) {n, CONFIG_FLAG_STR, offsetof(type, field), sizeof(((type *)0)->field), 0, 0, NULL}
+#define CONFIG_INT(n, type, field, lo, hi) {n, CONFIG_FLAG_INT, offsetof(type, field), 0, lo, hi, NULL}
+#define CONFIG_INT64(n, type, field, lo, hi) {n, CONFIG_FLAG_INT64, offsetof(type, field), 0, lo, hi, NULL}
+#define CONFIG_BYTES(n, type, field, lo, hi) {n, CONFIG_FLAG_BYTES, offsetof(type, field), 0, lo, hi, NULL}
+#define CONFIG_FRACTION(n, type, field) {n, CONFIG_FLAG_FRACTION, offsetof(type, field), 0, 0, 0, NULL}
+#define CONFIG_DOUBLE(n, type, field, lo, hi) {n, CONFIG_FLAG_DOUBLE, offsetof(type, field), 0, lo, hi, NULL}
+#define CONFIG_SWITCH(n, type, field) {n, CONFIG_FLAG_SWITCH, offsetof(type, field), 0, 0, 0, NULL}
+#define CONFIG_CUSTOM(n, fn) {n, CONFIG_FLAG_CUSTOM, 0, 0, 0, 0, fn}
 
 /* Applies env_prefix<FLAG> environment variables (upper case, '-' -> '_'; env_prefix NULL: none),
  * then the flags of argv (argv[0] is the first flag) to the struct at base. "-h" means "--help".
- * first_arg NULL: every argument must be a flag; else parsing stops at the first argument that is not
- * a flag (or after "--") and *first_arg receives its index (argc when there is none).
+ * positional NULL: every argument must be a flag; else (room for argc indices) the arguments that
+ * are not flags, anywhere among them and all after "--", are listed there in order, *n_positional
+ * of them (`classify photo.jpg --top-k 3` works like `classify --top-k 3 photo.jpg`).
  * CNN_ERR_ARG with a message naming the flag or variable on a bad value or an unknown flag. */
 cnn_status config_parse_flags(const config_flag *defs, size_t n_defs, void *base, const char *env_prefix, int argc,
-                              char **argv, int *first_arg, char *err, size_t err_bytes);
+                              char **argv, int *positional, int *n_positional, char *err, size_t err_bytes);
 
 /* Applies the environment then argv (argv[0] is the first flag, not the program name).
  * CNN_ERR_ARG with a message naming the flag or variable on a bad value or unknown flag. */

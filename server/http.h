@@ -36,4 +36,9 @@ int http_server_in_flight(const http_server *s);
 /* Cancels queued jobs (503), waits for running ones, stops the daemon and frees everything. */
 void http_server_stop(http_server *s);
 
+/* The API's status and error code for a pipeline_classify failure (415 unsupported_media_type,
+ * 422 undecodable_image / image_too_large, 503 busy for out-of-memory, 400 bad_parameter, 500
+ * internal); `classify --json` prints the same in its error lines. */
+void http_error_of_status(cnn_status st, int *status, const char **code);
+
 #endif

@@ -11,8 +11,15 @@
 
 typedef enum { IMAGE_FMT_UNKNOWN = 0, IMAGE_FMT_JPEG, IMAGE_FMT_PNG, IMAGE_FMT_WEBP } image_format;
 
+/* The decode pixel cap (width*height) unless configured: 50 megapixels. The one place it is written;
+ * IMAGE_DEFAULT_MAX_PIXELS_TEXT is the same number for usage texts. */
+#define IMAGE_DEFAULT_MAX_PIXELS 50000000
+#define IMAGE_STRINGIFY_(x) #x
+#define IMAGE_STRINGIFY(x) IMAGE_STRINGIFY_(x)
+#define IMAGE_DEFAULT_MAX_PIXELS_TEXT IMAGE_STRINGIFY(IMAGE_DEFAULT_MAX_PIXELS)
+
 typedef struct {
-    int64_t max_pixels;  /* refuse (CNN_ERR_TOO_LARGE) when width*height exceeds this; 0 = default 50e6 */
+    int64_t max_pixels;  /* refuse (CNN_ERR_TOO_LARGE) when width*height exceeds this; 0 = IMAGE_DEFAULT_MAX_PIXELS */
     int min_short_side;  /* JPEG DCT scaling: pick the smallest M/8 scale whose short side is still
                           * >= this; 0 = always decode at full size */
 } image_decode_opts;

@@ -7,8 +7,6 @@
 
 #include "image.h"
 
-#define IMAGE_DEFAULT_MAX_PIXELS INT64_C(50000000)
-
 /* Refuses (CNN_ERR_TOO_LARGE) a zero dimension or width*height above max_pixels. Called by every
  * decoder with the dimensions read from the file header, before any pixel buffer is allocated. */
 cnn_status image_check_dims(int64_t width, int64_t height, int64_t max_pixels, const char *what,

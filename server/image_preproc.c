@@ -131,8 +131,15 @@ static int64_t crop_offset(int64_t n, int crop)
     return -((crop - n) / 2);
 }
 
-cnn_status image_preprocess(const image *img, const image_preproc *pp, float *out, char *err,
-                            size_t err_bytes)
+/* Where the crop lands in the resized image: crop columns [cx0, cx1) and rows [cy0, cy1) come
+ * from resized columns/rows c + x_off / c + y_off; the rest of the crop is zero padding. */
+typedef struct {
+    int64_t out_w, out_h; /* resized size */
+    int64_t x_off, y_off;
+    int cx0, cx1, cy0, cy1;
+} crop_window;
+
+static cnn_status check_args(const image *img, const image_preproc *pp, float *out, char *err, size_t err_bytes)
 {
     if (!img || !img->rgb || img->width <= 0 || img->height <= 0 || !pp || !out)
         return cnn_err(err, err_bytes, CNN_ERR_ARG, "image_preprocess: missing image or output");
@@ -142,67 +149,59 @@ cnn_status image_preprocess(const image *img, const image_preproc *pp, float *ou
     for (int c = 0; c < 3; c++)
         if (!(pp->std[c] != 0.0f) || !isfinite(pp->std[c]) || !isfinite(pp->mean[c]))
             return cnn_err(err, err_bytes, CNN_ERR_ARG, "image_preprocess: bad mean/std");
+    return CNN_OK;
+}
 
-    const int w = img->width, h = img->height, crop = pp->crop;
-    int64_t out_w, out_h;
-    resized_size(w, h, pp->resize, &out_w, &out_h);
-    if (out_w > INT_MAX || out_h > INT_MAX || out_w <= 0 || out_h <= 0)
+static cnn_status plan_crop(int w, int h, const image_preproc *pp, crop_window *cw, char *err, size_t err_bytes)
+{
+    const int crop = pp->crop;
+    resized_size(w, h, pp->resize, &cw->out_w, &cw->out_h);
+    if (cw->out_w > INT_MAX || cw->out_h > INT_MAX || cw->out_w <= 0 || cw->out_h <= 0)
         return cnn_err(err, err_bytes, CNN_ERR_TOO_LARGE,
                        "image_preprocess: a %dx%d image resized to short side %d is too large",
                        w, h, pp->resize);
+    cw->x_off = crop_offset(cw->out_w, crop);
+    cw->y_off = crop_offset(cw->out_h, crop);
+    cw->cx0 = cw->x_off < 0 ? (int)-cw->x_off : 0;
+    cw->cy0 = cw->y_off < 0 ? (int)-cw->y_off : 0;
+    cw->cx1 = cw->out_w - cw->x_off < crop ? (int)(cw->out_w - cw->x_off) : crop;
+    cw->cy1 = cw->out_h - cw->y_off < crop ? (int)(cw->out_h - cw->y_off) : crop;
+    return CNN_OK;
+}
 
-    /* Normalized value of every 8-bit level, computed as torchvision does in float32. */
-    float lut[3][256];
+/* Normalized value of every 8-bit level, computed as torchvision does in float32. */
+static void normalize_lut(const image_preproc *pp, float lut[3][256])
+{
     for (int c = 0; c < 3; c++)
         for (int v = 0; v < 256; v++)
             lut[c][v] = ((float)v / 255.0f - pp->mean[c]) / pp->std[c];
+}
 
-    /* Crop indices [cx0, cx1) x [cy0, cy1) land inside the resized image; the rest is padding. */
-    const int64_t x_off = crop_offset(out_w, crop), y_off = crop_offset(out_h, crop);
-    const int cx0 = x_off < 0 ? (int)-x_off : 0, cy0 = y_off < 0 ? (int)-y_off : 0;
-    const int cx1 = out_w - x_off < crop ? (int)(out_w - x_off) : crop;
-    const int cy1 = out_h - y_off < crop ? (int)(out_h - y_off) : crop;
-    const int n_cols = cx1 - cx0, n_rows = cy1 - cy0;
-    const size_t plane = (size_t)crop * crop;
-    if (n_cols < crop || n_rows < crop)
-        for (int c = 0; c < 3; c++)
-            for (size_t i = 0; i < plane; i++)
-                out[c * plane + i] = lut[c][0];
+/* Source rows [*y_first, *y_last) read by the vertical pass. */
+static void source_row_span(const resample_axis *ay, int *y_first, int *y_last)
+{
+    *y_first = ay->first[0];
+    *y_last = ay->first[0] + ay->n_taps[0];
+    for (int j = 1; j < ay->n_out; j++) {
+        if (ay->first[j] < *y_first)
+            *y_first = ay->first[j];
+        if (ay->first[j] + ay->n_taps[j] > *y_last)
+            *y_last = ay->first[j] + ay->n_taps[j];
+    }
+}
 
-    resample_axis ax, ay;
-    uint8_t *tmp = NULL;
-    cnn_status st = resample_axis_init(&ax, w, (int)out_w, (int)(cx0 + x_off), n_cols);
-    if (st != CNN_OK)
-        return cnn_err(err, err_bytes, st, "image_preprocess: out of memory");
-    st = resample_axis_init(&ay, h, (int)out_h, (int)(cy0 + y_off), n_rows);
-    if (st != CNN_OK) {
-        resample_axis_free(&ax);
-        return cnn_err(err, err_bytes, st, "image_preprocess: out of memory");
-    }
-    /* Source rows read by the vertical pass. */
-    int y_first = ay.first[0], y_last = ay.first[0] + ay.n_taps[0];
-    for (int j = 1; j < n_rows; j++) {
-        if (ay.first[j] < y_first)
-            y_first = ay.first[j];
-        if (ay.first[j] + ay.n_taps[j] > y_last)
-            y_last = ay.first[j] + ay.n_taps[j];
-    }
-    const int n_src_rows = y_last - y_first;
-    tmp = malloc((size_t)n_src_rows * (size_t)n_cols * 3);
-    if (!tmp) {
-        st = cnn_err(err, err_bytes, CNN_ERR_NOMEM, "image_preprocess: out of memory");
-        goto done;
-    }
-
-    /* Horizontal pass: source rows [y_first, y_last) -> n_cols columns, rounded to uint8. */
+/* Horizontal pass: n_src_rows source rows from y_first -> ax->n_out columns each, rounded to uint8. */
+static void resample_rows(const image *img, const resample_axis *ax, int y_first, int n_src_rows, uint8_t *tmp)
+{
+    const int n_cols = ax->n_out;
     for (int y = 0; y < n_src_rows; y++) {
-        const uint8_t *src = img->rgb + (size_t)(y_first + y) * (size_t)w * 3;
+        const uint8_t *src = img->rgb + (size_t)(y_first + y) * (size_t)img->width * 3;
         uint8_t *dst = tmp + (size_t)y * n_cols * 3;
         for (int i = 0; i < n_cols; i++) {
-            const int32_t *k = ax.k + (size_t)i * ax.ksize;
-            const uint8_t *s = src + (size_t)ax.first[i] * 3;
+            const int32_t *k = ax->k + (size_t)i * ax->ksize;
+            const uint8_t *s = src + (size_t)ax->first[i] * 3;
             int32_t s0 = 1 << (RESAMPLE_PRECISION_BITS - 1), s1 = s0, s2 = s0;
-            for (int t = 0; t < ax.n_taps[i]; t++) {
+            for (int t = 0; t < ax->n_taps[i]; t++) {
                 s0 += s[3 * t + 0] * k[t];
                 s1 += s[3 * t + 1] * k[t];
                 s2 += s[3 * t + 2] * k[t];
@@ -212,17 +211,22 @@ cnn_status image_preprocess(const image *img, const image_preproc *pp, float *ou
             dst[3 * i + 2] = clip8(s2);
         }
     }
+}
 
-    /* Vertical pass, rounded to uint8, then normalized into the NCHW crop. */
-    for (int j = 0; j < n_rows; j++) {
-        const int32_t *k = ay.k + (size_t)j * ay.ksize;
-        const uint8_t *col0 = tmp + (size_t)(ay.first[j] - y_first) * n_cols * 3;
-        const size_t row_stride = (size_t)n_cols * 3;
-        float *o = out + (size_t)(cy0 + j) * crop + cx0;
+/* Vertical pass over tmp (rows from y_first, n_cols wide), rounded to uint8, then normalized into
+ * the crop's window of the NCHW output. */
+static void resample_columns(const uint8_t *tmp, int y_first, int n_cols, const resample_axis *ay,
+                             const crop_window *cw, int crop, float lut[3][256], float *out)
+{
+    const size_t plane = (size_t)crop * crop, row_stride = (size_t)n_cols * 3;
+    for (int j = 0; j < ay->n_out; j++) {
+        const int32_t *k = ay->k + (size_t)j * ay->ksize;
+        const uint8_t *col0 = tmp + (size_t)(ay->first[j] - y_first) * row_stride;
+        float *o = out + (size_t)(cw->cy0 + j) * crop + cw->cx0;
         for (int i = 0; i < n_cols; i++) {
             const uint8_t *s = col0 + 3 * (size_t)i;
             int32_t s0 = 1 << (RESAMPLE_PRECISION_BITS - 1), s1 = s0, s2 = s0;
-            for (int t = 0; t < ay.n_taps[j]; t++, s += row_stride) {
+            for (int t = 0; t < ay->n_taps[j]; t++, s += row_stride) {
                 s0 += s[0] * k[t];
                 s1 += s[1] * k[t];
                 s2 += s[2] * k[t];
@@ -232,6 +236,43 @@ cnn_status image_preprocess(const image *img, const image_preproc *pp, float *ou
             o[2 * plane + i] = lut[2][clip8(s2)];
         }
     }
+}
+
+cnn_status image_preprocess(const image *img, const image_preproc *pp, float *out, char *err,
+                            size_t err_bytes)
+{
+    crop_window cw = {0};
+    cnn_status st = check_args(img, pp, out, err, err_bytes);
+    if (st == CNN_OK)
+        st = plan_crop(img->width, img->height, pp, &cw, err, err_bytes);
+    if (st != CNN_OK)
+        return st;
+    const int crop = pp->crop, n_cols = cw.cx1 - cw.cx0, n_rows = cw.cy1 - cw.cy0;
+    float lut[3][256];
+    normalize_lut(pp, lut);
+    if (n_cols < crop || n_rows < crop) /* zero padding, normalized */
+        for (int c = 0; c < 3; c++)
+            for (size_t i = 0; i < (size_t)crop * crop; i++)
+                out[c * (size_t)crop * crop + i] = lut[c][0];
+
+    resample_axis ax = {0}, ay = {0};
+    uint8_t *tmp = NULL;
+    st = resample_axis_init(&ax, img->width, (int)cw.out_w, (int)(cw.cx0 + cw.x_off), n_cols);
+    if (st == CNN_OK)
+        st = resample_axis_init(&ay, img->height, (int)cw.out_h, (int)(cw.cy0 + cw.y_off), n_rows);
+    int y_first = 0, y_last = 0;
+    if (st == CNN_OK) {
+        source_row_span(&ay, &y_first, &y_last);
+        tmp = malloc((size_t)(y_last - y_first) * (size_t)n_cols * 3);
+        if (!tmp)
+            st = CNN_ERR_NOMEM;
+    }
+    if (st != CNN_OK) {
+        st = cnn_err(err, err_bytes, st, "image_preprocess: out of memory");
+        goto done;
+    }
+    resample_rows(img, &ax, y_first, y_last - y_first, tmp);
+    resample_columns(tmp, y_first, n_cols, &ay, &cw, crop, lut, out);
 done:
     free(tmp);
     resample_axis_free(&ax);

@@ -193,18 +193,6 @@ const float *pipeline_run_input(pipeline_ws *ws, int slot, const float *input)
 
 const float *pipeline_logits(const pipeline_ws *ws, int slot) { return ws->logits + (size_t)slot * ws->logits_stride; }
 
-void pipeline_error_code(cnn_status st, int *http_status, const char **code)
-{
-    switch (st) {
-    case CNN_ERR_UNSUPPORTED: *http_status = 415, *code = "unsupported_media_type"; return;
-    case CNN_ERR_DECODE: *http_status = 422, *code = "undecodable_image"; return;
-    case CNN_ERR_TOO_LARGE: *http_status = 422, *code = "image_too_large"; return;
-    case CNN_ERR_NOMEM: *http_status = 503, *code = "busy"; return;
-    case CNN_ERR_ARG: *http_status = 400, *code = "bad_parameter"; return;
-    default: *http_status = 500, *code = "internal"; return;
-    }
-}
-
 json_t *pipeline_ms_json(double ms) { return json_real(round(ms * 1000.0) / 1000.0); }
 
 static json_t *predictions_json(const pipeline_model_result *r)

@@ -88,10 +88,6 @@ const float *pipeline_logits(const pipeline_ws *ws, int slot);
 json_t *pipeline_result_json(const pipeline_result *res, int all, double receive_ms, double queue_ms,
                              double total_ms);
 
-/* HTTP status and error code for a pipeline_classify failure (415 unsupported_media_type,
- * 422 undecodable_image / image_too_large, 503 busy for out-of-memory, 400 bad_parameter, 500). */
-void pipeline_error_code(cnn_status st, int *http_status, const char **code);
-
 /* Milliseconds rounded to microseconds, for JSON. */
 json_t *pipeline_ms_json(double ms);
 

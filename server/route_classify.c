@@ -197,7 +197,7 @@ void classify_run(http_req *r, pipeline_ws *ws)
     if (st != CNN_OK) {
         int status;
         const char *code;
-        pipeline_error_code(st, &status, &code);
+        http_error_of_status(st, &status, &code);
         http_job_error(r, status, code, st == CNN_ERR_NOMEM ? "out of memory decoding the image; retry shortly" : err);
         return;
     }

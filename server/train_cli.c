@@ -93,7 +93,7 @@ static const char usage_text[] =
     "  --seed S              seed of the split, the new layer's init and the shuffles (default 1)\n"
     "  --threads N           threads extracting features, 1..64 (default: number of cores); the output\n"
     "                        is bit-identical at any N\n"
-    "  --max-pixels N        largest decoded image, width*height (default 50000000)\n"
+    "  --max-pixels N        largest decoded image, width*height (default " IMAGE_DEFAULT_MAX_PIXELS_TEXT ")\n"
     "  --log-json FILE       per-epoch training/validation loss and accuracy, timings (README)\n"
     "\n"
     "Unreadable or undecodable images are skipped with a warning naming them. The same command gives\n"
@@ -113,7 +113,7 @@ static void train_defaults(train_config *c)
     c->seed = 1;
     long n_cores = sysconf(_SC_NPROCESSORS_ONLN);
     c->n_threads = n_cores < 1 ? 1 : n_cores > MODEL_MAX_THREADS ? MODEL_MAX_THREADS : (int)n_cores;
-    c->max_pixels = 50000000;
+    c->max_pixels = IMAGE_DEFAULT_MAX_PIXELS;
 }
 
 /* ---- terminal output: warnings and one progress line that they do not garble ---- */
@@ -459,7 +459,7 @@ int train_main(int argc, char **argv)
     train_config c;
     train_defaults(&c);
     char err[1024];
-    if (config_parse_flags(train_flags, sizeof train_flags / sizeof train_flags[0], &c, NULL, argc, argv, NULL, err,
+    if (config_parse_flags(train_flags, sizeof train_flags / sizeof train_flags[0], &c, NULL, argc, argv, NULL, NULL, err,
                            sizeof err) != CNN_OK) {
         fprintf(stderr, "cnnserve train: %s\n", err);
         return 2;

@@ -137,8 +137,6 @@ cnn_status workers_init(workers **out, int n_workers, int threads_per_worker, in
                                            err_bytes)) != CNN_OK)
             goto fail;
     }
-    z->n_warm_needed = n_workers;
-    z->threads_per_worker = threads_per_worker;
     for (int i = 0; i < n_workers; i++) {
         if (pthread_create(&w->threads[i].thread, NULL, worker_main, &w->threads[i])) {
             st = cnn_err(err, err_bytes, CNN_ERR_NOMEM, "workers: cannot start thread %d", i);

@@ -22,7 +22,9 @@ typedef void (*workers_run_fn)(void *job, pipeline_ws *ws, void *cls);
 /* Called for jobs still queued when the pool shuts down (they will not run). */
 typedef void (*workers_cancel_fn)(void *job, void *cls);
 
-/* Workspaces are built here (errors reported synchronously), then the threads start.
+/* Workspaces are built here (errors reported synchronously), then the threads start. The zoo's
+ * fields are not written here (the caller sets the worker count with zoo_set_workers); the workers
+ * only count their warm-up inferences in its entries.
  * threads_per_worker (1..MODEL_MAX_THREADS) threads run each inference of a worker: the worker
  * itself plus threads_per_worker - 1 threads of each of its model contexts (same answers at any
  * count). All threads inherit the caller's signal mask. */

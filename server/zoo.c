@@ -344,6 +344,46 @@ void zoo_release(zoo *z)
     free(z);
 }
 
+int zoo_default_entry(const zoo *z)
+{
+    int e = zoo_find(z, ZOO_DEFAULT_MODEL);
+    return e >= 0 && z->entries[e].m ? e : z->loaded[0];
+}
+
+cnn_status zoo_default_name(const char *weights_dir, char *name, size_t name_bytes, char *err, size_t err_bytes)
+{
+    char path[1200];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/%s.safetensors", weights_dir, ZOO_DEFAULT_MODEL);
+    if (!stat(path, &sb)) {
+        snprintf(name, name_bytes, "%s", ZOO_DEFAULT_MODEL);
+        return CNN_OK;
+    }
+    int n_archs;
+    const model_arch *archs = model_archs(&n_archs);
+    for (int i = 0; i < n_archs; i++) {
+        snprintf(path, sizeof path, "%s/%s.safetensors", weights_dir, archs[i].name);
+        if (!stat(path, &sb)) {
+            snprintf(name, name_bytes, "%s", archs[i].name);
+            return CNN_OK;
+        }
+    }
+    char **stems = NULL;
+    int n_stems = scan_dir(weights_dir, &stems);
+    if (n_stems > 0) snprintf(name, name_bytes, "%s", stems[0]);
+    for (int i = 0; i < n_stems; i++) free(stems[i]);
+    free(stems);
+    if (n_stems > 0) return CNN_OK;
+    return cnn_err(err, err_bytes, CNN_ERR_MISSING, "no model file in %s (expected files like %s/%s.safetensors)",
+                   weights_dir, weights_dir, ZOO_DEFAULT_MODEL);
+}
+
+void zoo_set_workers(zoo *z, int n_workers, int threads_per_worker)
+{
+    z->n_warm_needed = n_workers;
+    z->threads_per_worker = threads_per_worker;
+}
+
 int zoo_find(const zoo *z, const char *name)
 {
     if (!name) return -1;
@@ -402,9 +442,22 @@ json_t *zoo_loaded_names_json(const zoo *z)
     return a;
 }
 
+/* The double nearest to the shortest decimal that reads back as f (0.485f -> 0.485, not
+ * 0.48500001430511475); printed with 9 significant digits (PIPELINE_JSON_FLAGS, as http_send_json
+ * does) it shows exactly that decimal. */
+static double float_shortest(float f)
+{
+    char buf[32];
+    for (int digits = 1; digits < 9; digits++) {
+        snprintf(buf, sizeof buf, "%.*g", digits, (double)f);
+        if (strtof(buf, NULL) == f) return strtod(buf, NULL);
+    }
+    return (double)f; /* 9 significant digits always read back as f */
+}
+
 static json_t *floats3_json(const float *v)
 {
-    return json_pack("[f,f,f]", (double)v[0], (double)v[1], (double)v[2]);
+    return json_pack("[f,f,f]", float_shortest(v[0]), float_shortest(v[1]), float_shortest(v[2]));
 }
 
 static json_t *meta_json(const model *m, const char *key)

@@ -51,8 +51,8 @@ typedef struct {
     zoo_entry entries[ZOO_MAX_MODELS];
     int n_loaded;
     int loaded[ZOO_MAX_MODELS];  /* entry indices of the loaded models, entry order */
-    int n_warm_needed;           /* an entry is ready once n_warm reaches this */
-    int threads_per_worker;      /* threads of each worker's model contexts (set with n_warm_needed) */
+    int n_warm_needed;           /* an entry is ready once n_warm reaches this (zoo_set_workers) */
+    int threads_per_worker;      /* threads of each worker's model contexts (zoo_set_workers) */
     int n_loaded_now, n_kept;    /* zoo_reload: models (re)loaded from their file, kept unchanged */
 } zoo;
 
@@ -70,6 +70,19 @@ cnn_status zoo_reload(zoo **out, const zoo *prev, const logger *lg, char *err, s
 zoo *zoo_acquire(zoo *z);
 /* Drops a reference; the last one frees the generation (and the models no other generation holds). */
 void zoo_release(zoo *z);
+
+/* The default model, one rule for serve and classify: ZOO_DEFAULT_MODEL when it is available, else
+ * the first available in zoo order (the registry's architectures, then the other model files by
+ * name). zoo_default_entry: among z's loaded models (an entry index). zoo_default_name: among the
+ * model files of weights_dir, without loading them (classify loads only that one); CNN_ERR_MISSING
+ * when there is none. */
+#define ZOO_DEFAULT_MODEL "mobilenet_v3_large"
+int zoo_default_entry(const zoo *z);
+cnn_status zoo_default_name(const char *weights_dir, char *name, size_t name_bytes, char *err, size_t err_bytes);
+
+/* Before serving: n_workers workers, each running its model contexts on threads_per_worker threads.
+ * An entry is ready once n_workers warm-ups of it were counted; context sizes count the threads. */
+void zoo_set_workers(zoo *z, int n_workers, int threads_per_worker);
 
 /* Entry index for a served name (a fine-tuned file's stem, exact) or an architecture name/alias
  * (case-insensitive), or -1. */

@@ -294,6 +294,7 @@ def synthetic_raw():
 
 @case
 def test_report_ratios():
+    import report_md
     import run_bench
 
     row = run_bench.merge_model("m", synthetic_raw())
@@ -311,16 +312,16 @@ def test_report_ratios():
           "ours GFLOP/s from the pooled median and the highest peak of the rounds: %s" % ours2)
     check(row["logits_check"]["pytorch 1T"]["argmax_equal"], "argmax equal")
     check(not row["logits_check"]["pytorch 2T"]["argmax_equal"], "argmax differs")
-    table, detail = run_bench.latency_tables([row], [1, 2], 6)
+    table, detail = report_md.latency_tables([row], [1, 2], 6)
     check("| m | 0.000 | 2.00 | 1.00 | 4.00 | 4.00 | 8.00 | 5.00 (C) | 0.50 | 0.25 | 0.25 | 0.20 |" in table[2],
           "table row names the PyTorch 2T configuration: %s" % table[2])
     check("| m | PyTorch (C) | 2 | 6 | 5.000 |" in "\n".join(detail), "percentiles row %s" % detail)
     check("| m | ours | 1 | 6 | 2.000 | 2.000 | 2.000 | 2.000 | 2.000 / 2.000 | 1.00 / 1.00 |" in detail,
           "per-round medians and loads %s" % detail)
-    configs = run_bench.torch_config_table([row], [1, 2])
+    configs = report_md.torch_config_table([row], [1, 2])
     check(configs[2] == "| m | 2 | 2000.00 (2000.00, 6) | 6.00 (6.00, 3) | **5.00 (5.00, 6)** |",
           "configuration table %s" % configs)
-    capped, _ = run_bench.latency_tables([row], [1, 2], 7)
+    capped, _ = report_md.latency_tables([row], [1, 2], 7)
     check("| 2.00* | 1.00* | 4.00* | 4.00* | 8.00* | 5.00* (C) |" in capped[2],
           "a run short of its passes is starred: %s" % capped[2])
 

@@ -212,10 +212,25 @@ def case_basic_endpoints(srv, loaded):
     return p
 
 
+def shortest_f32(x):
+    """The shortest decimal that reads back as the float32 nearest to x (0.485, not 0.48500001430511475)."""
+    f = struct.unpack("<f", struct.pack("<f", x))[0]
+    for digits in range(1, 10):
+        text = "%.*g" % (digits, f)
+        if struct.unpack("<f", struct.pack("<f", float(text)))[0] == f:
+            return text
+    return repr(f)
+
+
 def case_models(srv, loaded, sources):
     p = []
     r = curl(srv.url + "/v1/models")
     doc = r.json() or {}
+    # mean/std are float32: printed in their shortest form that reads back as the same float32.
+    raw = r.body.decode(errors="replace")
+    numbers = [n for arr in re.findall(r'"(?:mean|std)":\[([^\]]*)\]', raw) for n in arr.split(",")]
+    if len(numbers) != 6 * len(loaded) or any(n != shortest_f32(float(n)) for n in numbers):
+        p.append("mean/std not in the shortest float32 form: %s" % numbers[:12])
     models = {m.get("name"): m for m in doc.get("models", [])}
     if r.status != 200 or sorted(models) != sorted(ARCHS):
         p.append("/v1/models " + r.describe())
@@ -495,6 +510,42 @@ def case_cli_all(srv, wdir, photos, loaded):
     out = bad.stdout.decode().splitlines()
     if bad.returncode != 1 or len(out) != 2 or "error" not in json.loads(out[0]) or "predictions" not in json.loads(out[1]):
         p.append("classify with a missing file: exit %d, %s" % (bad.returncode, out))
+    return p
+
+
+def case_cli_default_model(tmp, sources, photo):
+    """`classify PHOTO --weights-dir DIR` (flags after the file, no --model) uses serve's default-model
+    rule: mobilenet_v3_large when its file is there, else the first model in registry order. DIR holds
+    only mobilenet_v3_small and shufflenet_v2_x1_0 (as ../shared/weights does): both pick
+    mobilenet_v3_small."""
+    two = [a for a in ("mobilenet_v3_small", "shufflenet_v2_x1_0") if a in sources]
+    if len(two) < 2:
+        raise testlib.Skip("needs mobilenet_v3_small and shufflenet_v2_x1_0 weights")
+    d = os.path.join(tmp, "two-models")
+    os.makedirs(d, exist_ok=True)
+    for a in two:
+        dst = os.path.join(d, a + ".safetensors")
+        if not os.path.exists(dst):
+            os.symlink(os.path.realpath(os.path.join(tmp, "weights", a + ".safetensors")), dst)
+    p = []
+    cli = subprocess.run([BIN, "classify", photo, "--weights-dir", d, "--json", "--top-k", "1", "--threads", "1"],
+                         capture_output=True, timeout=300)
+    lines = cli.stdout.decode().splitlines()
+    model = json.loads(lines[0]).get("model") if cli.returncode == 0 and len(lines) == 1 else None
+    if model != "mobilenet_v3_small":
+        p.append("classify PHOTO --weights-dir DIR: exit %d, model %s, %s" % (cli.returncode, model, cli.stderr[-300:]))
+    srv = Server(d, "--workers", "1", clean_env=True)
+    try:
+        doc = curl(srv.url + "/v1/models").json() or {} if srv.port else {}
+        if doc.get("default_model") != "mobilenet_v3_small":
+            p.append("serve on the same directory: default_model %s" % doc.get("default_model"))
+    finally:
+        srv.stop()
+    empty = os.path.join(tmp, "no-models")
+    os.makedirs(empty, exist_ok=True)
+    r = subprocess.run([BIN, "classify", photo, "--weights-dir", empty], capture_output=True, timeout=60)
+    if r.returncode != 1 or b"no model file in" not in r.stderr:
+        p.append("classify with no model file: exit %d, %s" % (r.returncode, r.stderr[-300:]))
     return p
 
 
@@ -845,6 +896,8 @@ def case_table(c):
          case_http_equals_cli, (srv, wdir, cli_photos, real)),
         ("classify --model all equals HTTP model=all; a bad file is reported and exits 1", case_cli_all,
          (srv, wdir, photos, loaded)),
+        ("classify PHOTO --weights-dir DIR (flags after the file) picks serve's default model",
+         case_cli_default_model, (tmp, sources, photo)),
         ("/metrics exposition, access log and start-up log", case_metrics_and_log, (srv, loaded)),
         ("start-up: port taken and no loadable model exit non-zero with a message; --help/--version",
          case_startup_failures, (srv, tmp)),

@@ -161,11 +161,79 @@ static void test_config(void)
     test_end("serve flags and CNNSERVE_* environment");
 }
 
+/* The table-driven parser the CLIs use: flags and files mixed, "--", BOOL flags, custom parsers,
+ * the environment only with a prefix and never for switches. */
+typedef struct {
+    char name[8];
+    int n, flag;
+    int64_t bytes;
+    int custom;
+} cli_opts;
+
+static cnn_status parse_even(void *opts, const char *value, char *err, size_t err_bytes)
+{
+    int64_t v;
+    if (config_parse_int(value, 0, 100, &v) != CNN_OK || v % 2)
+        return cnn_err(err, err_bytes, CNN_ERR_ARG, "expected an even number, got '%s'", value);
+    ((cli_opts *)opts)->custom = (int)v;
+    return CNN_OK;
+}
+
+static void test_flag_table(void)
+{
+    test_begin();
+    static const config_flag flags[] = {
+        CONFIG_STR("name", cli_opts, name),        CONFIG_INT("n", cli_opts, n, 1, 9),
+        CONFIG_SWITCH("flag", cli_opts, flag),       CONFIG_BYTES("bytes", cli_opts, bytes, 1, 1 << 20),
+        CONFIG_CUSTOM("even", parse_even),
+    };
+    const size_t n_flags = sizeof flags / sizeof flags[0];
+    cli_opts o = {.n = 1};
+    int pos[16], n_pos = -1;
+    char err[256] = "";
+    char *argv1[] = {"a.jpg", "--name", "x", "b.jpg", "--flag", "--n=7", "--bytes", "2k", "--even", "4", "--", "--n", "-h"};
+    cnn_status st = config_parse_flags(flags, n_flags, &o, NULL, 13, argv1, pos, &n_pos, err, sizeof err);
+    T_CHECK(st == CNN_OK, "parse: %s", err);
+    T_CHECK(!strcmp(o.name, "x") && o.n == 7 && o.flag == 1 && o.bytes == 2048 && o.custom == 4,
+            "values: name '%s' n %d flag %d bytes %lld custom %d", o.name, o.n, o.flag, (long long)o.bytes, o.custom);
+    T_CHECK(n_pos == 4 && pos[0] == 0 && pos[1] == 3 && pos[2] == 11 && pos[3] == 12,
+            "positional: %d of them, first %d", n_pos, n_pos > 0 ? pos[0] : -1);
+
+    static const struct {
+        const char *a, *b, *needle;
+    } bad[] = {
+        {"--flag=1", NULL, "--flag takes no value"}, {"--n", "10", "--n: expected an integer in 1..9"},
+        {"--name", "toolongname", "--name: value longer than 7"}, {"--even", "3", "--even: expected an even number"},
+        {"--nope", NULL, "unknown flag '--nope'"},   {"--n", NULL, "--n needs a value"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *argv2[] = {(char *)bad[i].a, (char *)bad[i].b};
+        err[0] = '\0';
+        st = config_parse_flags(flags, n_flags, &o, NULL, bad[i].b ? 2 : 1, argv2, pos, &n_pos, err, sizeof err);
+        T_CHECK(st == CNN_ERR_ARG && strstr(err, bad[i].needle), "%s: status %d, '%s'", bad[i].a, st, err);
+    }
+    char *argv3[] = {"file.jpg"};
+    T_CHECK(config_parse_flags(flags, n_flags, &o, NULL, 1, argv3, NULL, NULL, err, sizeof err) == CNN_ERR_ARG &&
+                strstr(err, "unexpected argument 'file.jpg'"), "a positional argument without a list: '%s'", err);
+
+    setenv("TESTCLI_N", "5", 1);
+    setenv("TESTCLI_FLAG", "1", 1);
+    o = (cli_opts){.n = 1};
+    T_CHECK(config_parse_flags(flags, n_flags, &o, NULL, 0, NULL, pos, &n_pos, err, sizeof err) == CNN_OK && o.n == 1,
+            "environment read without a prefix: n %d", o.n);
+    T_CHECK(config_parse_flags(flags, n_flags, &o, "TESTCLI_", 0, NULL, pos, &n_pos, err, sizeof err) == CNN_OK &&
+                o.n == 5 && !o.flag, "with the prefix: n %d, flag %d (switches are not read)", o.n, o.flag);
+    unsetenv("TESTCLI_N");
+    unsetenv("TESTCLI_FLAG");
+    test_end("config_parse_flags: flags and files mixed, --, switch/custom flags, environment prefix");
+}
+
 int main(void)
 {
     test_media_type();
     test_multipart_ok();
     test_multipart_malformed();
     test_config();
+    test_flag_table();
     return test_finish();
 }
