@@ -79,7 +79,7 @@ $(BUILD)/tests/test_zoo:     $(BUILD)/tests/unit/test_zoo.o $(BUILD)/server/zoo.
                              $(MODELS_OBJ) $(CORE_OBJ)
 # The Open Inference Protocol code on a real model (tests/e2e/test_kserve.py drives the binary).
 $(BUILD)/tests/test_kserve:  $(BUILD)/tests/unit/test_kserve.o $(call obj,server/kserve.c server/base64.c \
-                             server/pipeline.c server/zoo.c server/log.c) $(IMAGE_OBJ) $(MODELS_OBJ) $(CORE_OBJ)
+                             server/http_status.c server/pipeline.c server/zoo.c server/log.c) $(IMAGE_OBJ) $(MODELS_OBJ) $(CORE_OBJ)
 # image_dump feeds the image fidelity/corpus tests; train_grad runs the head-training kernels on one
 # batch for tests/train/test_train_torch.py (vs PyTorch); eval_metrics_tool prints the metrics of a
 # score matrix for tests/eval/test_eval_metrics.py.

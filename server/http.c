@@ -110,18 +110,6 @@ enum MHD_Result http_queue_response(http_req *r, int status, struct MHD_Response
     return queue_response(r, status, resp, n_bytes, content_type, NULL, NULL);
 }
 
-void http_error_of_status(cnn_status st, int *status, const char **code)
-{
-    switch (st) {
-    case CNN_ERR_UNSUPPORTED: *status = MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, *code = "unsupported_media_type"; return;
-    case CNN_ERR_DECODE: *status = MHD_HTTP_UNPROCESSABLE_CONTENT, *code = "undecodable_image"; return;
-    case CNN_ERR_TOO_LARGE: *status = MHD_HTTP_UNPROCESSABLE_CONTENT, *code = "image_too_large"; return;
-    case CNN_ERR_NOMEM: *status = MHD_HTTP_SERVICE_UNAVAILABLE, *code = "busy"; return;
-    case CNN_ERR_ARG: *status = MHD_HTTP_BAD_REQUEST, *code = "bad_parameter"; return;
-    default: *status = MHD_HTTP_INTERNAL_SERVER_ERROR, *code = "internal"; return;
-    }
-}
-
 enum MHD_Result http_send_json(http_req *r, int status, json_t *o)
 {
     /* Reals in answers are float32 values (mean/std): 9 significant digits print them exactly. */

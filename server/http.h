@@ -38,7 +38,7 @@ void http_server_stop(http_server *s);
 
 /* The API's status and error code for a pipeline_classify failure (415 unsupported_media_type,
  * 422 undecodable_image / image_too_large, 503 busy for out-of-memory, 400 bad_parameter, 500
- * internal); `classify --json` prints the same in its error lines. */
+ * internal); `classify --json` and the KServe routes use the same (server/http_status.c). */
 void http_error_of_status(cnn_status st, int *status, const char **code);
 
 #endif

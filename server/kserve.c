@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "base64.h"
+#include "http.h"
 #include "timing.h"
 #include "version.h"
 
@@ -342,7 +343,7 @@ static int run_items(pipeline_ws *ws, int slot, const model *m, const infer_inpu
             if (st != CNN_OK) {
                 int status;
                 const char *code;
-                pipeline_error_code(st, &status, &code);
+                http_error_of_status(st, &status, &code);
                 return fail(e, status, code, "input 'image' element %lld: %s", (long long)i,
                             st == CNN_ERR_NOMEM ? "out of memory decoding the image; retry shortly" : err);
             }
