@@ -11,9 +11,10 @@ import subprocess
 import sys
 import tempfile
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BUILD = os.environ.get("BUILD", "build")
-TOOL = os.path.join(REPO, BUILD, "tests", "train_grad")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import testlib  # noqa: E402
+
+TOOL = os.path.join(testlib.REPO, testlib.BUILD, "tests", "train_grad")
 
 CASES = [  # name, n, n_in, n_out, steps, lr, momentum, weight decay
     ("small odd shapes", 7, 13, 5, 5, 0.1, 0.9, 1e-3),
@@ -83,26 +84,25 @@ def run_case(torch, name, n, f, k, steps, lr, mom, wd):
     return "; ".join(errs)
 
 
+def check_case(torch, case):
+    why = run_case(torch, *case)
+    return [why] if why else []
+
+
 def main():
+    labels = ["train kernels vs PyTorch autograd + SGD: " + case[0] for case in CASES]
     try:
         import torch
-    except ImportError:
-        print("skip - train kernels vs PyTorch: python3-torch not installed")
-        return 0
+    except ImportError as e:
+        testlib.skip_all(labels, "python3-torch not installed (%s)" % e)
+        return testlib.finish()
     if not os.access(TOOL, os.X_OK):
-        print("skip - train kernels vs PyTorch: %s not built (make test builds it)" % TOOL)
-        return 0
+        testlib.skip_all(labels, "%s not built (make test builds it)" % TOOL)
+        return testlib.finish()
     torch.set_num_threads(1)
-    failed = 0
-    for case in CASES:
-        why = run_case(torch, *case)
-        label = "train kernels vs PyTorch autograd + SGD: " + case[0]
-        if why:
-            print("not ok - %s: %s" % (label, why))
-            failed += 1
-        else:
-            print("ok - " + label)
-    return 1 if failed else 0
+    for label, case in zip(labels, CASES):
+        testlib.run_case(label, check_case, torch, case)
+    return testlib.finish()
 
 
 if __name__ == "__main__":
