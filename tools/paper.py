@@ -35,7 +35,7 @@ TORCHVISION = {"mobilenet_v3_large": (5483032, 0.22, 74.042), "mobilenet_v3_smal
 PAPER_FT_MIN_FRUITS = {"mobilenet_v3_large": 40, "mobilenet_v3_small": 33, "shufflenet_v2_x1_0": 42,
                        "inception_v3": 225, "alexnet": 417}
 PAPER_NOTE = ("Of the paper's own numbers only its Table IV (fine-tuning time on Fruits-360, all layers "
-              "trainable, on the paper's hardware and its full 131-class training set) is beside ours; the stored "
+              "trainable, on the paper's hardware and data) is beside ours; the stored "
               "copies of the paper that could be searched (IEEE Xplore abstract page, a Scribd copy, a Chinese "
               "translation) expose only its abstract and introduction, so the other 'paper' columns read n/a "
               "instead of a guessed figure.")
