@@ -17,6 +17,7 @@
 #include "dataset.h"
 #include "eval_json.h"
 #include "eval_metrics.h"
+#include "fileio.h"
 #include "log.h"
 #include "pipeline.h"
 #include "timing.h"
@@ -214,32 +215,6 @@ out:
     return st;
 }
 
-/* Reads a whole file into a malloc'd buffer. */
-static cnn_status read_file(const char *path, uint8_t **data, size_t *n_bytes, char *err, size_t err_bytes)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return cnn_err(err, err_bytes, CNN_ERR_IO, "cannot open: %s", strerror(errno));
-    cnn_status st = CNN_OK;
-    uint8_t *buf = NULL;
-    long size = -1;
-    if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
-    if (size < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        st = cnn_err(err, err_bytes, CNN_ERR_IO, "cannot read: %s", strerror(errno));
-    } else if (!(buf = malloc(size ? (size_t)size : 1))) {
-        st = cnn_err(err, err_bytes, CNN_ERR_NOMEM, "out of memory");
-    } else if (fread(buf, 1, (size_t)size, f) != (size_t)size) {
-        st = cnn_err(err, err_bytes, CNN_ERR_IO, "cannot read: %s", ferror(f) ? strerror(errno) : "file shrank");
-    }
-    fclose(f);
-    if (st != CNN_OK) {
-        free(buf);
-        return st;
-    }
-    *data = buf;
-    *n_bytes = (size_t)size;
-    return CNN_OK;
-}
-
 /* Model class of each dataset class of a folder tree: the file's `folders` metadata names the class
  * folders of a fine-tuned model; otherwise a folder's display label (or its name) must equal a class
  * label of the model. -1 entries never happen on success. */
@@ -376,7 +351,7 @@ static void eval_model(const eval_opts *o, const eval_data *d, const model *m, i
         uint64_t ta = timing_now_ns();
         uint8_t *bytes = NULL;
         size_t n_bytes = 0;
-        cnn_status st = read_file(path, &bytes, &n_bytes, err, sizeof err);
+        cnn_status st = file_read_all(path, &bytes, &n_bytes, err, sizeof err);
         uint64_t tb = timing_now_ns();
         pipeline_result res;
         if (st == CNN_OK) st = pipeline_classify(ws, bytes, n_bytes, &req, &res, err, sizeof err);

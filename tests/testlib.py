@@ -30,6 +30,20 @@ SHARED = os.environ.get("CNN_SHARED") or os.path.join(REPO, "..", "shared")
 PYTHON = os.environ.get("PYTHON", "/usr/bin/python3")
 ASAN = "asan" in BUILD
 
+
+def sample_photos():
+    """[(file, index, name)] of ../shared/data/imagenet-sample (labels.tsv), or [] when absent."""
+    sample = os.path.join(SHARED, "data", "imagenet-sample")
+    tsv = os.path.join(sample, "labels.tsv")
+    if not os.path.exists(tsv):
+        return []
+    rows = []
+    for line in open(tsv).read().splitlines()[1:]:
+        f, idx, _, name = line.split("\t")
+        rows.append((os.path.join(sample, f), int(idx), name))
+    return rows
+
+
 counts = {"pass": 0, "fail": 0, "skip": 0}
 
 

@@ -107,18 +107,6 @@ def make_png(width, height, with_data=True):
     return head + png_chunk(b"IDAT", zlib.compress(rows)) + png_chunk(b"IEND", b"")
 
 
-def sample_photos():
-    """[(file, index, name)] of ../shared/data/imagenet-sample, or []."""
-    tsv = os.path.join(SAMPLE, "labels.tsv")
-    if not os.path.exists(tsv):
-        return []
-    rows = []
-    for line in open(tsv).read().splitlines()[1:]:
-        f, idx, _, name = line.split("\t")
-        rows.append((os.path.join(SAMPLE, f), int(idx), name))
-    return rows
-
-
 def classify_cli_lines(wdir, model, files, problems, timeout):
     """`cnnserve classify --json --top-k 5` (1 thread) of files: one JSON line per file, or None after
     appending why to problems."""
@@ -932,7 +920,7 @@ def run(tmp):
     for a in ARCHS:
         if loaded and a not in sources:
             print("# %s: no weights (neither shared nor $CNN_CACHE/ref); tested as missing" % a)
-    photos = sample_photos()
+    photos = testlib.sample_photos()
     if not photos:
         print("# %s absent: a generated PNG stands in for the sample photos" % SAMPLE)
         png = os.path.join(tmp, "stand-in.png")

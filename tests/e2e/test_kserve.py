@@ -24,21 +24,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import testlib  # noqa: E402
 
 REAL = ["mobilenet_v3_small", "shufflenet_v2_x1_0"]
-SAMPLE = os.path.join(testlib.SHARED, "data", "imagenet-sample")
 IMAGE_DUMP = os.path.join(testlib.REPO, testlib.BUILD, "tests", "image_dump")
 TIMEOUT = 300 if testlib.ASAN else 120
-
-
-def sample_photos():
-    """[(file, index, name)] of ../shared/data/imagenet-sample (labels.tsv), or []."""
-    tsv = os.path.join(SAMPLE, "labels.tsv")
-    if not os.path.exists(tsv):
-        return []
-    rows = []
-    for line in open(tsv).read().splitlines()[1:]:
-        f, idx, _, name = line.split("\t")
-        rows.append((os.path.join(SAMPLE, f), int(idx), name))
-    return rows
 
 
 # ---------------------------------------------------------------------------------------- client
@@ -503,7 +490,7 @@ def case_finetuned(photos):
 
 
 def main():
-    photos = sample_photos()
+    photos = testlib.sample_photos()
     wdir = os.path.join(testlib.SHARED, "weights")
     if not all(os.path.exists(os.path.join(wdir, m + ".safetensors")) for m in REAL) or not photos:
         testlib.skip("kserve", "needs ../shared/weights (%s) and ../shared/data/imagenet-sample" % ", ".join(REAL))
