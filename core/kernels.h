@@ -1,10 +1,15 @@
 /* Compute kernels on NCHW float32 activations, batch 1 (one image = C x H x W, row-major).
  * All kernels are pure: no allocation, no globals; scratch memory is passed in by the caller.
- * Weights use PyTorch layouts (conv: [c_out][c_in/groups][k_h][k_w], linear: [n_out][n_in]). */
+ * Weights use PyTorch layouts (conv: [c_out][c_in/groups][k_h][k_w], linear: [n_out][n_in]).
+ * Backward kernels (training): one image per call like the forward ones, except BatchNorm (the
+ * batch statistics need the batch). Data gradients (dx) are OVERWRITTEN; parameter gradients
+ * (dw, db, dgamma, dbeta) are ACCUMULATED (+=), so the caller sums images in a fixed order. Each
+ * output value is computed in a fixed order: the same inputs give the same bits. */
 #ifndef CNN_KERNELS_H
 #define CNN_KERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef enum {
     ACT_NONE = 0,
@@ -16,6 +21,11 @@ typedef enum {
 
 /* In-place activation of n values. */
 void act_forward(act_kind act, float *x, size_t n);
+
+/* dx = dy * act'(x), x the activation's INPUT, n values; dx may equal dy. Edges as PyTorch 1.13's
+ * autograd: ReLU 0 at x <= 0; ReLU6 (hardtanh 0..6) 1 only for 0 < x < 6; hard-swish 0 for
+ * x < -3, x/3 + 1/2 for -3 <= x <= 3, 1 above; hard-sigmoid 1/6 only for -3 < x < 3. */
+void act_backward(act_kind act, const float *x, const float *dy, float *dx, size_t n);
 
 /* ---- output parts (intra-op threads) ----
  * One layer computed by nth threads: each computes one disjoint part of the output, never a share
@@ -66,6 +76,31 @@ size_t conv2d_scratch_floats(const conv2d_params *p);
  * otherwise im2col + cblas_sgemm per group. x and y must not overlap. */
 void conv2d_forward(const conv2d_params *p, const float *x, const float *w, const float *bias,
                     float *y, float *scratch);
+
+/* ---- convolution backward (kernels_conv.c; depthwise in kernels_dw.c) ----
+ * Any kernel / stride / asymmetric padding (TF SAME) / groups incl. depthwise; p->act must be
+ * ACT_NONE (the activation's backward is act_backward, on its own input). One image per call;
+ * w in PyTorch layout. scratch holds conv2d_backward_scratch_floats(p) floats (may be NULL when
+ * 0), one buffer per concurrent caller. */
+size_t conv2d_backward_scratch_floats(const conv2d_params *p);
+
+/* dx[c_in][h_in][w_in] (overwritten) = gradient of the conv w.r.t. its input given
+ * dy[c_out][h_out][w_out]. dx must not overlap dy or w. */
+void conv2d_backward_data(const conv2d_params *p, const float *dy, const float *w, float *dx,
+                          float *scratch);
+
+/* dw[c_out][c_in/groups][k_h][k_w] += gradient w.r.t. the weights given the conv's input x and
+ * dy; db[c_out] += sum of dy per output channel (db may be NULL: no bias). */
+void conv2d_backward_weights(const conv2d_params *p, const float *x, const float *dy, float *dw,
+                             float *db, float *scratch);
+
+/* conv2d_backward_weights for the output channels of part only (dw rows / db entries
+ * [part->lo, part->hi), KERNELS_PART_CHANNELS): threads each owning a part and looping over the
+ * images in order give the bits of the whole call at any thread count. Parts come from
+ * conv2d_backward_weights_split (aligned to the blocks each output channel is computed in). */
+kernels_part conv2d_backward_weights_split(const conv2d_params *p, int ith, int nth);
+void conv2d_backward_weights_part(const conv2d_params *p, const float *x, const float *dy,
+                                  float *dw, float *db, float *scratch, const kernels_part *part);
 
 /* ---- convolution plan ----
  * How one convolution runs on this CPU, chosen once (at model load) by conv2d_plan_init and then
@@ -212,6 +247,18 @@ void pool2d_forward_part(const pool2d_params *p, const float *x, float *y, int c
 void adaptive_avgpool2d_forward(int c, int h_in, int w_in, int h_out, int w_out, const float *x,
                                 float *y);
 
+/* Backward of pool2d_forward: dx[c][h_in][w_in] (overwritten) from dy[c][h_out][w_out]. Max: each
+ * output's gradient goes to the input cell PyTorch picks (the first maximum in row-major window
+ * order over the real cells, a NaN winning), needs the forward input x; avg: spread with
+ * PyTorch's divisor (ceil_mode windows clipped to [-pad, n + pad), count_include_pad), x unused
+ * (may be NULL). dx must not overlap x or dy. */
+void pool2d_backward(const pool2d_params *p, const float *x, const float *dy, float *dx);
+
+/* Backward of adaptive_avgpool2d_forward: dx[c][h_in][w_in] (overwritten) from
+ * dy[c][h_out][w_out] (global average pooling: h_out = w_out = 1). */
+void adaptive_avg_backward(int c, int h_in, int w_in, int h_out, int w_out, const float *dy,
+                           float *dx);
+
 /* ---- dense / elementwise ---- */
 
 /* y[n_out] = act(w[n_out][n_in] . x + bias); bias may be NULL. Batch 1 -> GEMV. */
@@ -227,6 +274,11 @@ void linear_forward_part(int n_in, int n_out, const float *x, const float *w, co
 /* y[c][i] = x[c][i] * scale[c] for i < hw. y may equal x (in place). */
 void scale_channels_forward(int c, int hw, const float *x, const float *scale, float *y);
 
+/* Backward of scale_channels_forward: dx[c][i] = dy[c][i] * scale[c] (overwritten; dx may equal
+ * dy) and dscale[c] = sum_i dy[c][i] * x[c][i] (overwritten: a data gradient, of one image). */
+void scale_channels_backward(int c, int hw, const float *x, const float *scale, const float *dy,
+                             float *dx, float *dscale);
+
 /* y = act(a + b), n values; y may equal a or b. */
 void add_forward(size_t n, const float *a, const float *b, act_kind act, float *y);
 
@@ -239,6 +291,53 @@ void concat_forward(int n_inputs, const float *const *xs, const int *cs, int hw,
 
 /* Numerically stable softmax over n values; y may equal x. */
 void softmax_forward(int n, const float *x, float *y);
+
+/* ---- BatchNorm over a batch (core/kernels_bn.c) ----
+ * x[n][c][hw] (n images of c x hw, contiguous); every call computes only channels [c0, c1)
+ * (channels are independent: threads take channel parts, the bits do not depend on them).
+ * Sums in double in a fixed order. */
+typedef struct {
+    int n, c, hw;
+    float eps;      /* PyTorch's eps (torchvision: 1e-5; MobileNetV3: 1e-3) */
+    float momentum; /* train: running = (1 - momentum) * running + momentum * batch statistic */
+} bn_params;
+
+/* Frozen (eval-mode statistics, gamma / beta trainable): y = x * s + (beta - mean * s),
+ * s = gamma / sqrt(var + eps), mean / var the running statistics. y may equal x. */
+void bn_frozen_forward(const bn_params *p, int c0, int c1, const float *x, const float *gamma,
+                       const float *beta, const float *mean, const float *var, float *y);
+/* Its backward given the forward input x: dx = dy * s (overwritten; NULL: not computed; may
+ * equal dy), dgamma[c] += sum dy * (x - mean) / sqrt(var + eps), dbeta[c] += sum dy (each NULL:
+ * not computed). */
+void bn_frozen_backward(const bn_params *p, int c0, int c1, const float *x, const float *dy,
+                        const float *gamma, const float *mean, const float *var, float *dx,
+                        float *dgamma, float *dbeta);
+
+/* Train mode (model.train()): normalizes with the batch mean and biased variance over n * hw
+ * values (n * hw > 1), y = (x - mean) * invstd * gamma + beta (y may equal x); saves mean and
+ * invstd = 1 / sqrt(var + eps) per channel for the backward (save_mean / save_invstd, c floats);
+ * updates running_mean / running_var (NULL: not updated) with momentum, the variance unbiased
+ * (* N / (N - 1)) as PyTorch does. */
+void bn_train_forward(const bn_params *p, int c0, int c1, const float *x, const float *gamma,
+                      const float *beta, float *running_mean, float *running_var,
+                      float *save_mean, float *save_invstd, float *y);
+/* Its backward as PyTorch's (x the forward input, save_* from bn_train_forward):
+ * dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)) (overwritten; NULL: not
+ * computed; may equal dy), dgamma[c] += sum dy * xhat, dbeta[c] += sum dy (each NULL: not
+ * computed). */
+void bn_train_backward(const bn_params *p, int c0, int c1, const float *x, const float *dy,
+                       const float *gamma, const float *save_mean, const float *save_invstd,
+                       float *dx, float *dgamma, float *dbeta);
+
+/* ---- dropout (core/kernels_train.c) ----
+ * y[i] = x[i] * keep(i) / (1 - prob), keep(i) = 0 with probability prob, drawn from core/rng.h
+ * keyed by (seed, step, layer, first + i): element first + i of the layer's batch tensor (e.g.
+ * image * per_image + offset), so any split into calls gives the same mask. 0 <= prob < 1 (prob
+ * 0: y = x). y may equal x. The backward is the same mask on dy: dropout_backward. */
+void dropout_forward(uint64_t seed, uint64_t step, uint32_t layer, size_t first, size_t n,
+                     float prob, const float *x, float *y);
+void dropout_backward(uint64_t seed, uint64_t step, uint32_t layer, size_t first, size_t n,
+                      float prob, const float *dy, float *dx);
 
 /* Indices of the k largest values of x[0..n) in descending order (ties: lower index first). */
 void topk_indices(int n, const float *x, int k, int *idx);
