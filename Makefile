@@ -59,9 +59,10 @@ WEIGHTS_OBJ := $(call obj,$(wildcard core/weights*.c) core/status.c)
 TEST_BINS := $(BUILD)/tests/test_kernels $(BUILD)/tests/test_weights $(BUILD)/tests/test_image \
              $(BUILD)/tests/test_models $(BUILD)/tests/test_threads $(BUILD)/tests/test_server \
              $(BUILD)/tests/test_dataset $(BUILD)/tests/test_train $(BUILD)/tests/test_zoo \
-             $(BUILD)/tests/test_kserve
+             $(BUILD)/tests/test_kserve $(BUILD)/tests/test_optim
 # Helper programs the test scripts drive.
-TEST_TOOLS := $(BUILD)/tests/image_dump $(BUILD)/tests/train_grad $(BUILD)/tests/eval_metrics_tool
+TEST_TOOLS := $(BUILD)/tests/image_dump $(BUILD)/tests/train_grad $(BUILD)/tests/eval_metrics_tool \
+              $(BUILD)/tests/optim_tool
 
 $(BUILD)/tests/test_kernels: $(BUILD)/tests/unit/test_kernels.o $(KERNELS_OBJ)
 $(BUILD)/tests/test_weights: $(BUILD)/tests/unit/test_weights.o $(WEIGHTS_OBJ)
@@ -73,7 +74,8 @@ $(BUILD)/tests/test_server:  $(BUILD)/tests/unit/test_server.o $(BUILD)/server/m
                              $(BUILD)/server/config.o $(BUILD)/server/log.o $(BUILD)/core/status.o
 $(BUILD)/tests/test_dataset: $(BUILD)/tests/unit/test_dataset.o $(BUILD)/server/dataset.o $(BUILD)/core/status.o
 $(BUILD)/tests/test_train:   $(BUILD)/tests/unit/test_train.o $(BUILD)/core/kernels_train.o $(BUILD)/core/train.o \
-                             $(BUILD)/core/status.o
+                             $(BUILD)/core/optim.o $(BUILD)/core/status.o
+$(BUILD)/tests/test_optim:   $(BUILD)/tests/unit/test_optim.o $(BUILD)/core/optim.o $(BUILD)/core/status.o
 # Model generations: discovery, failed files, reload (needs ../shared/weights).
 $(BUILD)/tests/test_zoo:     $(BUILD)/tests/unit/test_zoo.o $(BUILD)/server/zoo.o $(BUILD)/server/log.o \
                              $(MODELS_OBJ) $(CORE_OBJ)
@@ -84,7 +86,10 @@ $(BUILD)/tests/test_kserve:  $(BUILD)/tests/unit/test_kserve.o $(call obj,server
 # batch for tests/train/test_train_torch.py (vs PyTorch); eval_metrics_tool prints the metrics of a
 # score matrix for tests/eval/test_eval_metrics.py.
 $(BUILD)/tests/image_dump:   $(BUILD)/tests/tools/image_dump.o $(IMAGE_OBJ) $(BUILD)/core/status.o
-$(BUILD)/tests/train_grad:   $(BUILD)/tests/tools/train_grad.o $(BUILD)/core/kernels_train.o
+$(BUILD)/tests/train_grad:   $(BUILD)/tests/tools/train_grad.o $(BUILD)/core/kernels_train.o $(BUILD)/core/optim.o \
+                             $(BUILD)/core/status.o
+# optim_tool runs core/optim.h for tests/train/test_optim_torch.py (vs torch.optim).
+$(BUILD)/tests/optim_tool:   $(BUILD)/tests/tools/optim_tool.o $(BUILD)/core/optim.o $(BUILD)/core/status.o
 $(BUILD)/tests/eval_metrics_tool: $(BUILD)/tests/tools/eval_metrics_tool.o $(BUILD)/server/eval_metrics.o \
                              $(BUILD)/server/eval_json.o $(BUILD)/core/status.o
 

@@ -98,12 +98,3 @@ void train_linear_backward(int n, int n_in, int n_out, const float *x, const flo
             db[o] = (float)acc;
         }
 }
-
-void train_sgd_step(size_t n, float *p, const float *g, float *v, float lr, float momentum, float weight_decay)
-{
-    for (size_t i = 0; i < n; i++) {
-        const float gi = g[i] + weight_decay * p[i];
-        v[i] = momentum * v[i] + gi;
-        p[i] -= lr * v[i];
-    }
-}

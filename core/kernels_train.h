@@ -1,5 +1,5 @@
 /* Training kernels of a linear layer with softmax cross-entropy (the new classifier head of
- * `cnnserve train`): batch forward, loss and its gradient, backward, and torch.optim.SGD's update.
+ * `cnnserve train`): batch forward, loss and its gradient, and backward (the update: optim.h).
  * Float32 storage, double accumulation, single-threaded with a fixed summation order, so the same
  * inputs give bit-identical outputs on every run. Row-major: x [n][n_in], w [n_out][n_in] (PyTorch's
  * Linear layout), y/dy [n][n_out]. No allocation. */
@@ -21,10 +21,5 @@ double train_softmax_xent(int n, int k, const float *logits, const int *labels, 
  * db = column sums of dy [n_out]. Each is overwritten; NULL skips it. */
 void train_linear_backward(int n, int n_in, int n_out, const float *x, const float *w, const float *dy, float *dx,
                            float *dw, float *db);
-
-/* One torch.optim.SGD step (dampening 0, no Nesterov) on n parameters p with gradient g and momentum
- * buffer v (zeros before the first step, which then equals PyTorch's first step):
- * g' = g + weight_decay * p;  v = momentum * v + g';  p -= lr * v. */
-void train_sgd_step(size_t n, float *p, const float *g, float *v, float lr, float momentum, float weight_decay);
 
 #endif

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "kernels_train.h"
+#include "optim.h"
 #include "rng.h"
 
 /* Independent SplitMix64 streams of one seed: weight init and epoch shuffles. */
@@ -138,12 +139,17 @@ cnn_status train_head(const float *features, int n_in, const int *labels, int n_
     float *logits = malloc((size_t)batch * n_out * sizeof(float));
     float *dlogits = malloc((size_t)batch * n_out * sizeof(float));
     float *dw = malloc(n_w * sizeof(float)), *db = malloc((size_t)n_out * sizeof(float));
-    float *vw = calloc(n_w, sizeof(float)), *vb = calloc((size_t)n_out, sizeof(float));
+    optim *opt = NULL;
     cnn_status s = CNN_OK;
-    if (!order || !y || !x || !logits || !dlogits || !dw || !db || !vw || !vb) {
+    if (!order || !y || !x || !logits || !dlogits || !dw || !db) {
         s = cnn_err(err, err_bytes, CNN_ERR_NOMEM, "train: out of memory");
         goto done;
     }
+    /* torch.optim.SGD over [w, b], both decayed (the head's recipe). */
+    const optim_opts oo = {.kind = OPTIM_SGD, .lr = {r->lr, r->lr}, .weight_decay = r->weight_decay,
+                           .momentum = r->momentum};
+    const optim_param params[2] = {{w, dw, n_w, OPTIM_GROUP_HEAD, 0}, {b, db, (size_t)n_out, OPTIM_GROUP_HEAD, 0}};
+    if ((s = optim_init(&opt, &oo, params, 2, err, err_bytes)) != CNN_OK) goto done;
     memcpy(order, train_idx, (size_t)n_train * sizeof(int));
     rng shuffle;
     rng_init(&shuffle, train_stream_seed(r->seed, TRAIN_STREAM_SHUFFLE));
@@ -160,8 +166,7 @@ cnn_status train_head(const float *features, int n_in, const int *labels, int n_
             total += train_softmax_xent(m, n_out, logits, y, dlogits, &c) * m;
             correct += c;
             train_linear_backward(m, n_in, n_out, x, w, dlogits, NULL, dw, db);
-            train_sgd_step(n_w, w, dw, vw, r->lr, r->momentum, r->weight_decay);
-            train_sgd_step((size_t)n_out, b, db, vb, r->lr, r->momentum, r->weight_decay);
+            optim_step(opt, 1.0);
         }
         train_epoch ep = {.epoch = e, .epochs = r->epochs, .train_loss = total / n_train,
                           .train_accuracy = (double)correct / n_train, .val_loss = NAN, .val_accuracy = NAN};
@@ -182,7 +187,6 @@ done:
     free(dlogits);
     free(dw);
     free(db);
-    free(vw);
-    free(vb);
+    optim_free(opt);
     return s;
 }

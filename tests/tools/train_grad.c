@@ -1,4 +1,5 @@
-/* train_grad IN OUT: runs the linear-head training kernels (core/kernels_train.h) on one batch for
+/* train_grad IN OUT: runs the linear-head training kernels (core/kernels_train.h) and
+ * the SGD of core/optim.h on one batch for
  * tests/train/test_train_torch.py, which compares the results with PyTorch autograd and
  * torch.optim.SGD.
  * IN: int32 n, n_in, n_out, steps; float32 lr, momentum, weight_decay; float32 x[n][n_in],
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 
 #include "../../core/kernels_train.h"
+#include "../../core/optim.h"
 
 static int read_all(FILE *f, void *p, size_t size, size_t n) { return fread(p, size, n, f) == n ? 0 : -1; }
 
@@ -31,9 +33,8 @@ int main(int argc, char **argv)
     const size_t nx = (size_t)n * f, nw = (size_t)k * f;
     float *x = malloc(nx * 4), *w = malloc(nw * 4), *b = malloc((size_t)k * 4), *logits = malloc((size_t)n * k * 4);
     float *dl = malloc((size_t)n * k * 4), *dx = malloc(nx * 4), *dw = malloc(nw * 4), *db = malloc((size_t)k * 4);
-    float *vw = calloc(nw, 4), *vb = calloc((size_t)k, 4);
     int32_t *y = malloc((size_t)n * 4);
-    if (!x || !w || !b || !logits || !dl || !dx || !dw || !db || !vw || !vb || !y || read_all(in, x, 4, nx) ||
+    if (!x || !w || !b || !logits || !dl || !dx || !dw || !db || !y || read_all(in, x, 4, nx) ||
         read_all(in, w, 4, nw) || read_all(in, b, 4, (size_t)k) || read_all(in, y, 4, (size_t)n)) {
         fprintf(stderr, "train_grad: short input or out of memory\n");
         return 1;
@@ -48,16 +49,24 @@ int main(int argc, char **argv)
     fwrite(dx, 4, nx, out);
     fwrite(dw, 4, nw, out);
     fwrite(db, 4, (size_t)k, out);
+    const optim_opts oo = {.kind = OPTIM_SGD, .lr = {hp[0], hp[0]}, .weight_decay = hp[2], .momentum = hp[1]};
+    const optim_param params[2] = {{w, dw, nw, OPTIM_GROUP_HEAD, 0}, {b, db, (size_t)k, OPTIM_GROUP_HEAD, 0}};
+    optim *opt = NULL;
+    char err[256];
+    if (optim_init(&opt, &oo, params, 2, err, sizeof err) != CNN_OK) {
+        fprintf(stderr, "train_grad: %s\n", err);
+        return 1;
+    }
     for (int s = 0; s < steps; s++) {
         train_linear_forward(n, f, k, x, w, b, logits);
         train_softmax_xent(n, k, logits, y, dl, NULL);
         train_linear_backward(n, f, k, x, w, dl, NULL, dw, db);
-        train_sgd_step(nw, w, dw, vw, hp[0], hp[1], hp[2]);
-        train_sgd_step((size_t)k, b, db, vb, hp[0], hp[1], hp[2]);
+        optim_step(opt, 1.0);
     }
     fwrite(w, 4, nw, out);
     fwrite(b, 4, (size_t)k, out);
     int bad = fclose(out) != 0;
-    free(x), free(w), free(b), free(logits), free(dl), free(dx), free(dw), free(db), free(vw), free(vb), free(y);
+    free(x), free(w), free(b), free(logits), free(dl), free(dx), free(dw), free(db), free(y);
+    optim_free(opt);
     return bad;
 }

@@ -1,5 +1,5 @@
 /* core/kernels_train + core/train: the linear head's loss and gradients against a double-precision
- * finite-difference reference, softmax edge cases, the SGD update, seeded init, and that head
+ * finite-difference reference, softmax edge cases, seeded init, and that head
  * training is deterministic and learns separable data. (tests/train/test_train_torch.py checks the
  * same kernels against PyTorch autograd and torch.optim.SGD.) */
 #include <math.h>
@@ -110,22 +110,6 @@ static void test_softmax_edges(void)
     train_softmax_xent(1, 3, g, yg, dg, NULL);
     T_CHECK(fabsf(dg[0] + dg[1] + dg[2]) < 1e-7f, "gradient sum %g", dg[0] + dg[1] + dg[2]);
     test_end("train kernels: softmax cross-entropy with huge logits, ties, gradient rows sum to 0");
-}
-
-static void test_sgd(void)
-{
-    test_begin();
-    float p[2] = {1.0f, -2.0f}, g[2] = {0.5f, 0.25f}, v[2] = {0, 0};
-    train_sgd_step(2, p, g, v, 0.1f, 0.9f, 0.01f);
-    /* g' = 0.5 + 0.01 = 0.51, v = 0.51, p = 1 - 0.051 */
-    T_CHECK(fabsf(v[0] - 0.51f) < 1e-7f && fabsf(p[0] - 0.949f) < 1e-6f, "step 1: v %g p %g", v[0], p[0]);
-    train_sgd_step(2, p, g, v, 0.1f, 0.9f, 0.01f);
-    /* g' = 0.5 + 0.00949 = 0.50949, v = 0.9*0.51 + 0.50949 = 0.96849, p = 0.949 - 0.096849 */
-    T_CHECK(fabsf(v[0] - 0.96849f) < 1e-6f && fabsf(p[0] - 0.852151f) < 1e-6f, "step 2: v %g p %g", v[0], p[0]);
-    /* second parameter: g' 0.23, v 0.23, p -2.023; then g' 0.22977, v 0.43677, p -2.066677 */
-    T_CHECK(fabsf(v[1] - 0.43677f) < 1e-6f && fabsf(p[1] + 2.066677f) < 1e-6f, "second parameter: v %g p %g", v[1],
-            p[1]);
-    test_end("train kernels: SGD with momentum and weight decay (torch.optim.SGD's update)");
 }
 
 static void test_init(void)
@@ -282,7 +266,6 @@ int main(void)
 {
     test_gradients_fd();
     test_softmax_edges();
-    test_sgd();
     test_init();
     test_train_head();
     test_norm_fold();
