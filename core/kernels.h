@@ -271,6 +271,15 @@ kernels_part linear_part(int n_out, int ith, int nth);
 void linear_forward_part(int n_in, int n_out, const float *x, const float *w, const float *bias,
                          act_kind act, float *y, const kernels_part *part);
 
+/* n_batch inputs through one linear layer: x holds n_batch rows of n_in floats, y receives n_batch
+ * rows of n_out; each row bit-identical to linear_forward of that input alone (AVX-512: the GEMV's
+ * per-output FMA order, the weights read once per block of rows for the whole batch; otherwise
+ * linear_forward per input). Parts as linear_part gives them (output rows of every input). */
+void linear_batch_forward(int n_in, int n_out, int n_batch, const float *x, const float *w, const float *bias,
+                          act_kind act, float *y);
+void linear_batch_forward_part(int n_in, int n_out, int n_batch, const float *x, const float *w, const float *bias,
+                               act_kind act, float *y, const kernels_part *part);
+
 /* y[c][i] = x[c][i] * scale[c] for i < hw. y may equal x (in place). */
 void scale_channels_forward(int c, int hw, const float *x, const float *scale, float *y);
 

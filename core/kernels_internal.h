@@ -27,6 +27,13 @@ void linear_forward_isa(int n_in, int n_out, const float *x, const float *w, con
 
 /* y[n_out] = w[n_out][n_in] . x; needs AVX-512F. */
 void kernels_gemv_avx512(int n_in, int n_out, const float *x, const float *w, float *y);
+/* linear_batch_forward with an explicit variant (as linear_forward_isa). */
+void linear_batch_forward_isa(int n_in, int n_out, int n_batch, const float *x, const float *w, const float *bias,
+                              act_kind act, float *y, cpu_isa isa);
+/* y[b * y_stride + o] = w[o] . x[b] for o < n_out, b < n_batch (x: n_batch rows of n_in), each
+ * bit-identical to kernels_gemv_avx512 of x[b]; needs AVX-512F. */
+void kernels_gemv_batch_avx512(int n_in, int n_out, int n_batch, const float *x, const float *w, float *y,
+                               size_t y_stride);
 
 /* The packed GEMM convolution (kernels_gemm.c, CONV_PATH_GEMM, AVX-512F) of any
  * non-depthwise p: packed weights' floats and packing (kernels_gemm_a_offset panels per group),

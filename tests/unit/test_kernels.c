@@ -1521,6 +1521,119 @@ static void test_linear_parts(void)
     test_end("linear_forward_part: 2/3/5 row parts bit-identical, nothing written outside");
 }
 
+/* linear_batch_forward: every row of a batch of 1..9 inputs equals linear_forward of that input
+ * alone bit for bit (and the naive double reference within tolerance); outputs NaN-poisoned first,
+ * exact-size buffers (ASan). Sizes: tails of the 16-float vectors and of the 4-row blocks, and the
+ * real heads (AlexNet's 9216 -> 4096 sliced to keep it short, 960 -> 1280, 2048 -> 1000). */
+static void test_linear_batch(cpu_isa isa, const char *name)
+{
+    static const int sizes[][2] = {{17, 5}, {1, 1}, {16, 6}, {33, 7}, {100, 33}, {4099, 3}, {960, 13},
+                                   {2048, 9}, {9216, 11}};
+    test_begin();
+    rng r = {81};
+    int reports = 0;
+    for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++)
+        for (int n_batch = 1; n_batch <= 9; n_batch++) {
+            const int n_in = sizes[si][0], n_out = sizes[si][1], with_bias = (n_batch + (int)si) % 2;
+            const act_kind act = (act_kind)((n_batch + (int)si) % 5);
+            const size_t n_x = (size_t)n_batch * n_in, n_y = (size_t)n_batch * n_out;
+            float *x = alloc_random(n_x, &r), *w = alloc_random((size_t)n_in * n_out, &r);
+            float *b = with_bias ? alloc_random((size_t)n_out, &r) : NULL;
+            float *y = alloc_floats(n_y), *one = alloc_floats((size_t)n_out);
+            double *want = alloc_doubles((size_t)n_out), *mag = alloc_doubles((size_t)n_out);
+            fill_poison(y, n_y);
+            linear_batch_forward_isa(n_in, n_out, n_batch, x, w, b, act, y, isa);
+            for (int bi = 0; bi < n_batch; bi++) {
+                const float *xb = x + (size_t)bi * n_in, *yb = y + (size_t)bi * n_out;
+                fill_poison(one, (size_t)n_out);
+                linear_forward_isa(n_in, n_out, xb, w, b, act, one, isa);
+                for (int o = 0; o < n_out; o++) {
+                    double sum = b ? b[o] : 0, m = fabs(sum);
+                    for (int i = 0; i < n_in; i++) {
+                        double t = (double)w[(size_t)o * n_in + i] * xb[i];
+                        sum += t;
+                        m += fabs(t);
+                    }
+                    want[o] = ref_act(act, sum);
+                    mag[o] = m * (act == ACT_HSWISH ? 1 + fabs(sum) / 3 : 1);
+                }
+                long bad = first_bad(yb, want, mag, (size_t)n_out);
+                int same = !memcmp(yb, one, (size_t)n_out * sizeof *yb);
+                if ((bad >= 0 || !same) && reports++ < MAX_REPORTS)
+                    T_CHECK(0, "linear batch %d->%d x%d act %s bias %d, input %d: %s (index %ld got %.9g want %.9g)",
+                            n_in, n_out, n_batch, act_names[act], with_bias, bi,
+                            same ? "off the reference" : "differs from linear_forward of the input alone", bad,
+                            bad < 0 ? 0.0 : (double)yb[bad], bad < 0 ? 0.0 : want[bad]);
+                else if (bad >= 0 || !same)
+                    T_CHECK(0, "(more failures)");
+            }
+            free(x);
+            free(w);
+            free(b);
+            free(y);
+            free(one);
+            free(want);
+            free(mag);
+        }
+    test_end(name);
+}
+
+typedef struct {
+    part_case pc;
+    int n_batch;
+} batch_part_case;
+
+static kernels_part split_linear_batch(const part_case *pc, int ith, int nth)
+{
+    return linear_part(pc->n_out, ith, nth);
+}
+
+/* y is [n_out][n_batch] for check_parts' channel layout: the part's rows of every input, written
+ * from a [n_batch][n_out] buffer that is NaN-poisoned outside the part. */
+static void run_linear_batch(const part_case *pc, const kernels_part *part, float *y)
+{
+    const batch_part_case *bc = (const batch_part_case *)pc;
+    const size_t n = (size_t)bc->n_batch * pc->n_out;
+    float *t = alloc_floats(n);
+    fill_poison(t, n);
+    linear_batch_forward_part(pc->n_in, pc->n_out, bc->n_batch, pc->x, pc->w, pc->bias, (act_kind)(pc->n_out % 5), t,
+                              part);
+    for (int b = 0; b < bc->n_batch; b++)
+        for (int o = 0; o < pc->n_out; o++) y[(size_t)o * bc->n_batch + b] = t[(size_t)b * pc->n_out + o];
+    free(t);
+}
+
+static void test_linear_batch_parts(void)
+{
+    static const int shapes[][3] = {{9216, 64, 8}, {1000, 1001, 3}, {37, 3, 5}, {960, 1280, 2}, {17, 13, 9}};
+    test_begin();
+    rng r = {82};
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+        const int n_in = shapes[i][0], n_out = shapes[i][1], n_batch = shapes[i][2];
+        float *x = alloc_random((size_t)n_batch * n_in, &r), *w = alloc_random((size_t)n_in * n_out, &r);
+        float *bias = i % 2 ? NULL : alloc_random((size_t)n_out, &r);
+        float *want = alloc_floats((size_t)n_batch * n_out);
+        /* the whole batch-1 call per input, transposed to [n_out][n_batch] */
+        float *one = alloc_floats((size_t)n_out);
+        for (int b = 0; b < n_batch; b++) {
+            linear_forward(n_in, n_out, x + (size_t)b * n_in, w, bias, (act_kind)(n_out % 5), one);
+            for (int o = 0; o < n_out; o++) want[(size_t)o * n_batch + b] = one[o];
+        }
+        batch_part_case bc = {{.split = split_linear_batch, .run = run_linear_batch, .c = n_out, .hw = (size_t)n_batch,
+                               .x = x, .w = w, .bias = bias, .n_in = n_in, .n_out = n_out},
+                              n_batch};
+        char what[100];
+        snprintf(what, sizeof what, "linear batch %d -> %d x%d bias %d", n_in, n_out, n_batch, bias != NULL);
+        check_parts(&bc.pc, want, what);
+        free(x);
+        free(w);
+        free(bias);
+        free(want);
+        free(one);
+    }
+    test_end("linear_batch_forward_part: 2/3/5 row parts equal linear_forward per input, nothing written outside");
+}
+
 static kernels_part split_pw_dw(const part_case *pc, int ith, int nth) { return conv2d_pw_dw_part(pc->conv, ith, nth); }
 
 static void run_pw_dw(const part_case *pc, const kernels_part *part, float *y)
@@ -1820,6 +1933,12 @@ int main(void)
         test_linear(CPU_ISA_AVX512, "linear_forward, AVX-512 GEMV (bias or not, every activation)");
     else
         test_skip("linear_forward, AVX-512 GEMV", "CPU lacks AVX-512F");
+    test_linear_batch(CPU_ISA_GENERIC, "linear_batch_forward, batch 1..9 = linear_forward per input (OpenBLAS sgemv)");
+    if (cpu_isa_best() >= CPU_ISA_AVX512)
+        test_linear_batch(CPU_ISA_AVX512,
+                          "linear_batch_forward, batch 1..9 = AVX-512 GEMV per input bit for bit, odd sizes");
+    else
+        test_skip("linear_batch_forward, AVX-512", "CPU lacks AVX-512F");
     test_add();
     test_scale();
     test_shuffle();
@@ -1830,6 +1949,7 @@ int main(void)
     test_part_split();
     test_dw_pool_parts();
     test_linear_parts();
+    test_linear_batch_parts();
     if (cpu_isa_best() >= CPU_ISA_AVX512) {
         test_conv_packed_parts();
         test_conv_pw_dw();
