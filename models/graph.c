@@ -753,8 +753,87 @@ const float *graph_run(const graph *g, const float *input, float *arena, float *
 void graph_run_part(const graph *g, const float *input, float *arena, float *scratch, threadpool *tp,
                     threadpool_step *steps, unsigned job)
 {
+    graph_run_part_range(g, input, arena, scratch, tp, steps, job, 0, g->n_nodes);
+}
+
+void graph_run_range(const graph *g, const float *input, float *arena, float *scratch, int i0, int i1)
+{
+    for (int i = i0; i < i1; i++) graph_run_node(g, &g->nodes[i], input, arena, scratch, 0, 1);
+}
+
+void graph_steps_sync(const graph *g, threadpool_step *steps, int nth, unsigned job, int i0, int i1)
+{
+    for (int i = i0; i < i1; i++) {
+        const unsigned base = job * (unsigned)(graph_node_split(g, &g->nodes[i]) ? nth : 1);
+        if (atomic_load_explicit(&steps[i].next, memory_order_relaxed) == base) continue;
+        atomic_store_explicit(&steps[i].next, base, memory_order_relaxed);
+        atomic_store_explicit(&steps[i].done, base, memory_order_relaxed);
+    }
+}
+
+int graph_tail_start(const graph *g)
+{
+    int t = g->n_nodes;
+    while (t > 0 && g->nodes[t - 1].op == NODE_LINEAR &&
+           (t == g->n_nodes ? g->nodes[t - 1].out == g->output : g->nodes[t].in[0] == g->nodes[t - 1].out))
+        t--;
+    return t;
+}
+
+size_t graph_tail_floats(const graph *g)
+{
+    size_t n = 0;
+    for (int i = graph_tail_start(g); i < g->n_nodes; i++) {
+        const size_t a = (size_t)g->nodes[i].p.linear.n_in, b = (size_t)g->nodes[i].p.linear.n_out;
+        if (a > n) n = a;
+        if (b > n) n = b;
+    }
+    return n;
+}
+
+const float *graph_tail_input(const graph *g, const float *input, const float *arena)
+{
+    const int t = graph_tail_start(g);
+    return t < g->n_nodes ? graph_ptr(g, g->nodes[t].in[0], input, arena) : NULL;
+}
+
+/* Part ith of nth of tail node n on n_batch rows: x (rows of n_in) -> y (rows of n_out). */
+static void graph_tail_node(const graph_node *n, int n_batch, const float *x, float *y, int ith, int nth)
+{
+    const kernels_part part = linear_part(n->p.linear.n_out, ith, nth);
+    linear_batch_forward_part(n->p.linear.n_in, n->p.linear.n_out, n_batch, x, n->w, n->b, n->p.linear.act, y, &part);
+}
+
+float *graph_run_tail_batch(const graph *g, int n_batch, float *a, float *b, threadpool *tp, threadpool_step *steps,
+                            unsigned job)
+{
+    const int nth = tp ? threadpool_size(tp) : 1;
+    float *x = a, *y = b;
+    for (int i = graph_tail_start(g); i < g->n_nodes; i++) {
+        const graph_node *n = &g->nodes[i];
+        if (!tp) {
+            graph_tail_node(n, n_batch, x, y, 0, 1);
+        } else {
+            const int n_parts = graph_node_split(g, n) ? nth : 1;
+            int part;
+            while ((part = threadpool_step_claim(&steps[i], job, n_parts)) >= 0) {
+                graph_tail_node(n, n_batch, x, y, part, n_parts);
+                threadpool_step_finish(tp, &steps[i]);
+            }
+            threadpool_step_wait(tp, &steps[i], job, n_parts);
+        }
+        float *t = x;
+        x = y;
+        y = t;
+    }
+    return x;
+}
+
+void graph_run_part_range(const graph *g, const float *input, float *arena, float *scratch, threadpool *tp,
+                          threadpool_step *steps, unsigned job, int i0, int i1)
+{
     const int nth = threadpool_size(tp);
-    for (int i = 0; i < g->n_nodes; i++) {
+    for (int i = i0; i < i1; i++) {
         const graph_node *n = &g->nodes[i];
         const int n_parts = graph_node_split(g, n) ? nth : 1;
         int part;

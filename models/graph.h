@@ -95,6 +95,29 @@ void graph_run_node_at(const graph *g, int i, const float *input, float *arena, 
 void graph_run_part(const graph *g, const float *input, float *arena, float *scratch, threadpool *tp,
                     threadpool_step *steps, unsigned job);
 
+/* The same over nodes [i0, i1) only (graph_run_range on one thread). Step counters assume every job
+ * of a pool runs every step: before starting a job that runs a range of the nodes, the caller brings
+ * the steps of that range to the job (graph_steps_sync, with the number threadpool_start will return
+ * and the pool's size); the steps of earlier jobs are all finished by then, so this is safe. */
+void graph_run_part_range(const graph *g, const float *input, float *arena, float *scratch, threadpool *tp,
+                          threadpool_step *steps, unsigned job, int i0, int i1);
+void graph_run_range(const graph *g, const float *input, float *arena, float *scratch, int i0, int i1);
+void graph_steps_sync(const graph *g, threadpool_step *steps, int nth, unsigned job, int i0, int i1);
+
+/* Batched tail: the chain of linear layers that ends the graph, nodes [graph_tail_start, n_nodes)
+ * (n_nodes when the graph does not end in one), run on n_batch inputs at once with
+ * linear_batch_forward (each row bit-identical to graph_run's). graph_tail_input points at the
+ * first tail node's input in the arena after graph_run_range(0, graph_tail_start) (NULL without a
+ * tail). graph_run_tail_batch reads n_batch rows of that input from a, uses a and b (n_batch x
+ * graph_tail_floats each) as ping-pong buffers and returns the one holding the n_batch rows of
+ * logits. tp NULL: on the calling thread; else called by every thread of a job, parts by output
+ * rows on steps[i] of each tail node (synced as above). */
+int graph_tail_start(const graph *g);
+size_t graph_tail_floats(const graph *g);
+const float *graph_tail_input(const graph *g, const float *input, const float *arena);
+float *graph_run_tail_batch(const graph *g, int n_batch, float *a, float *b, threadpool *tp, threadpool_step *steps,
+                            unsigned job);
+
 /* ---- builder ---- */
 
 typedef struct {

@@ -81,11 +81,28 @@ cnn_status model_ctx_init(model_ctx **out, const model *m);
  * split into disjoint parts of its output, so the logits are bit-identical for every n_threads.
  * CNN_ERR_ARG for a count out of range. */
 cnn_status model_ctx_init_threads(model_ctx **out, const model *m, int n_threads);
+/* Most inputs of one model_run_batch. */
+#define MODEL_MAX_BATCH 64
+/* A context of n_threads threads that can also run batches of up to max_batch
+ * (1..MODEL_MAX_BATCH) inputs with model_run_batch: it owns two buffers of max_batch rows of the
+ * batched layers' widest value (model_ctx_bytes_batch). CNN_ERR_ARG for counts out of range. */
+cnn_status model_ctx_init_batch(model_ctx **out, const model *m, int n_threads, int max_batch);
+int model_ctx_max_batch(const model_ctx *ctx);
+size_t model_ctx_bytes_batch(const model *m, int n_threads, int max_batch);
+/* Linear layers at the end of the graph that model_run_batch runs batched (0: none, it then runs
+ * each input alone). */
+int model_batch_layers(const model *m);
 void model_ctx_free(model_ctx *ctx);
 int model_ctx_threads(const model_ctx *ctx);
 
 /* input: 3 x S x S normalized floats (S = model_input_size); logits: model_num_classes floats. */
 void model_run(model_ctx *ctx, const float *input, float *logits);
+
+/* n inputs (1..model_ctx_max_batch) at once: each runs alone up to the linear layers that end the
+ * graph, which then run on all n together (linear_batch_forward: the weights stream once per batch
+ * instead of once per input); logits receives n rows of model_num_classes floats, each bit-identical
+ * to model_run of that input alone (any n, any thread count). Never allocates. */
+void model_run_batch(model_ctx *ctx, const float *const *inputs, int n, float *logits);
 
 /* Length of the feature vector: the input of the last linear layer (model_arch.head). */
 int model_feature_dim(const model *m);

@@ -84,8 +84,17 @@ struct model_ctx {
     size_t scratch_stride;
     threadpool *pool;      /* NULL with one thread */
     threadpool_step *steps;/* one per graph node, shared by the pool's threads */
+    unsigned next_job;     /* the number the pool's next threadpool_start returns */
     const float *_Atomic input; /* the latest inference's input (read by every thread) */
+    _Atomic int kind;      /* what the pool's latest job runs (ctx_job_kind) */
+    _Atomic int batch_n;   /* CTX_JOB_TAIL: rows in batch_a */
+    int max_batch;         /* model_run_batch's largest n */
+    float *batch_a, *batch_b; /* max_batch x graph_tail_floats each (max_batch > 1 and a tail) */
 };
+
+/* The pool's jobs: a whole inference, the nodes before the batched tail for one input, or the
+ * tail on batch_n inputs. */
+typedef enum { CTX_JOB_GRAPH = 0, CTX_JOB_HEAD, CTX_JOB_TAIL } ctx_job_kind;
 
 /* Parse "a,b,c" into three positive-or-any floats. */
 static int parse_floats3(const char *s, float out[3])
@@ -331,11 +340,23 @@ size_t model_arena_bytes(const model *m) { return (m->g.arena_floats + m->g.scra
 static size_t model_ctx_arena_bytes(const model *m) { return (m->g.arena_floats * sizeof(float) + 63) / 64 * 64; }
 static size_t model_ctx_scratch_stride(const model *m) { return (m->g.scratch_floats + 15) / 16 * 16; }
 
-size_t model_ctx_bytes(const model *m, int n_threads)
+/* Bytes of each of a context's two batch buffers. */
+static size_t model_ctx_batch_bytes(const model *m, int max_batch)
+{
+    if (max_batch <= 1 || graph_tail_start(&m->g) == m->g.n_nodes) return 0;
+    return ((size_t)max_batch * graph_tail_floats(&m->g) * sizeof(float) + 63) / 64 * 64;
+}
+
+size_t model_ctx_bytes(const model *m, int n_threads) { return model_ctx_bytes_batch(m, n_threads, 1); }
+
+size_t model_ctx_bytes_batch(const model *m, int n_threads, int max_batch)
 {
     return model_ctx_arena_bytes(m) +
-           model_ctx_scratch_stride(m) * sizeof(float) * (size_t)(n_threads > 1 ? n_threads : 1);
+           model_ctx_scratch_stride(m) * sizeof(float) * (size_t)(n_threads > 1 ? n_threads : 1) +
+           2 * model_ctx_batch_bytes(m, max_batch);
 }
+
+int model_batch_layers(const model *m) { return m->g.n_nodes - graph_tail_start(&m->g); }
 const char *model_meta(const model *m, const char *key) { return weights_meta(m->w, key); }
 const char *model_path(const model *m) { return weights_path(m->w); }
 
@@ -344,23 +365,56 @@ static void model_run_thread(void *arg, int ith, int nth, unsigned job)
 {
     (void)nth;
     model_ctx *c = arg;
-    graph_run_part(&c->m->g, atomic_load_explicit(&c->input, memory_order_relaxed), c->arena,
-                   c->scratch + (size_t)ith * c->scratch_stride, c->pool, c->steps, job);
+    const graph *g = &c->m->g;
+    /* kind was stored before the job started: it is this job's or, when this thread is late, a
+     * later job's (then every part of this job is done and the steps give nothing to do) */
+    const int kind = atomic_load_explicit(&c->kind, memory_order_acquire);
+    const float *input = atomic_load_explicit(&c->input, memory_order_relaxed);
+    float *scratch = c->scratch + (size_t)ith * c->scratch_stride;
+    if (kind == CTX_JOB_TAIL)
+        graph_run_tail_batch(g, atomic_load_explicit(&c->batch_n, memory_order_relaxed), c->batch_a, c->batch_b,
+                             c->pool, c->steps, job);
+    else
+        graph_run_part_range(g, input, c->arena, scratch, c->pool, c->steps, job, 0,
+                             kind == CTX_JOB_HEAD ? graph_tail_start(g) : g->n_nodes);
+}
+
+/* Starts a job of kind on ctx's pool over nodes [i0, i1) (steps synced first); returns its number. */
+static unsigned model_ctx_start(model_ctx *ctx, ctx_job_kind kind, int i0, int i1)
+{
+    graph_steps_sync(&ctx->m->g, ctx->steps, threadpool_size(ctx->pool), ctx->next_job, i0, i1);
+    atomic_store_explicit(&ctx->kind, (int)kind, memory_order_release);
+    const unsigned job = threadpool_start(ctx->pool);
+    ctx->next_job = job + 1;
+    return job;
 }
 
 cnn_status model_ctx_init_threads(model_ctx **out, const model *m, int n_threads)
 {
+    return model_ctx_init_batch(out, m, n_threads, 1);
+}
+
+cnn_status model_ctx_init_batch(model_ctx **out, const model *m, int n_threads, int max_batch)
+{
     *out = NULL;
-    if (n_threads < 1 || n_threads > MODEL_MAX_THREADS) return CNN_ERR_ARG;
+    if (n_threads < 1 || n_threads > MODEL_MAX_THREADS || max_batch < 1 || max_batch > MODEL_MAX_BATCH)
+        return CNN_ERR_ARG;
     model_ctx *c = calloc(1, sizeof(*c));
     if (!c) return CNN_ERR_NOMEM;
     c->m = m;
+    c->max_batch = max_batch;
     size_t arena_bytes = model_ctx_arena_bytes(m);
     c->scratch_stride = model_ctx_scratch_stride(m);
     size_t scratch_bytes = c->scratch_stride * sizeof(float) * (size_t)n_threads;
     c->arena = aligned_alloc(64, arena_bytes ? arena_bytes : 64);
     c->scratch = aligned_alloc(64, scratch_bytes ? scratch_bytes : 64);
     cnn_status s = c->arena && c->scratch ? CNN_OK : CNN_ERR_NOMEM;
+    const size_t batch_bytes = model_ctx_batch_bytes(m, max_batch);
+    if (s == CNN_OK && batch_bytes) {
+        c->batch_a = aligned_alloc(64, batch_bytes);
+        c->batch_b = aligned_alloc(64, batch_bytes);
+        if (!c->batch_a || !c->batch_b) s = CNN_ERR_NOMEM;
+    }
     if (s == CNN_OK && n_threads > 1) {
         c->steps = aligned_alloc(64, (size_t)(m->g.n_nodes ? m->g.n_nodes : 1) * sizeof *c->steps);
         if (c->steps) {
@@ -390,8 +444,12 @@ void model_ctx_free(model_ctx *ctx)
     free(ctx->steps);
     free(ctx->arena);
     free(ctx->scratch);
+    free(ctx->batch_a);
+    free(ctx->batch_b);
     free(ctx);
 }
+
+int model_ctx_max_batch(const model_ctx *ctx) { return ctx->max_batch; }
 
 int model_ctx_threads(const model_ctx *ctx) { return ctx->pool ? threadpool_size(ctx->pool) : 1; }
 
@@ -401,11 +459,42 @@ static void model_run_graph(model_ctx *ctx, const float *input)
     const model *m = ctx->m;
     if (ctx->pool) {
         atomic_store_explicit(&ctx->input, input, memory_order_relaxed); /* published by the start */
-        const unsigned job = threadpool_start(ctx->pool);
+        const unsigned job = model_ctx_start(ctx, CTX_JOB_GRAPH, 0, m->g.n_nodes);
         graph_run_part(&m->g, input, ctx->arena, ctx->scratch, ctx->pool, ctx->steps, job);
     } else {
         graph_run(&m->g, input, ctx->arena, ctx->scratch);
     }
+}
+
+void model_run_batch(model_ctx *ctx, const float *const *inputs, int n, float *logits)
+{
+    const model *m = ctx->m;
+    const graph *g = &m->g;
+    const int t = graph_tail_start(g);
+    if (n <= 1 || !ctx->batch_a) {
+        for (int b = 0; b < n; b++) model_run(ctx, inputs[b], logits + (size_t)b * (size_t)m->num_classes);
+        return;
+    }
+    const size_t n_feat = (size_t)g->nodes[t].p.linear.n_in;
+    for (int b = 0; b < n; b++) {
+        if (ctx->pool) {
+            atomic_store_explicit(&ctx->input, inputs[b], memory_order_relaxed);
+            const unsigned job = model_ctx_start(ctx, CTX_JOB_HEAD, 0, t);
+            graph_run_part_range(g, inputs[b], ctx->arena, ctx->scratch, ctx->pool, ctx->steps, job, 0, t);
+        } else {
+            graph_run_range(g, inputs[b], ctx->arena, ctx->scratch, 0, t);
+        }
+        memcpy(ctx->batch_a + (size_t)b * n_feat, graph_tail_input(g, inputs[b], ctx->arena), n_feat * sizeof(float));
+    }
+    const float *out;
+    if (ctx->pool) {
+        atomic_store_explicit(&ctx->batch_n, n, memory_order_relaxed);
+        const unsigned job = model_ctx_start(ctx, CTX_JOB_TAIL, t, g->n_nodes);
+        out = graph_run_tail_batch(g, n, ctx->batch_a, ctx->batch_b, ctx->pool, ctx->steps, job);
+    } else {
+        out = graph_run_tail_batch(g, n, ctx->batch_a, ctx->batch_b, NULL, NULL, 0);
+    }
+    memcpy(logits, out, (size_t)n * (size_t)m->num_classes * sizeof(float));
 }
 
 void model_run(model_ctx *ctx, const float *input, float *logits)

@@ -1,8 +1,10 @@
 /* Intra-op threading: the thread pool's steps (every part run exactly once per job, steps in
  * order), and for every model of the PyTorch reference set ($CNN_CACHE/ref, from make ref) logits
- * bit-identical at 1, 2 and 3 context threads, also with two 2-thread contexts running at once. */
+ * bit-identical at 1, 2 and 3 context threads, also with two 2-thread contexts running at once, and
+ * model_run_batch's rows bit-identical to model_run. */
 #include <cblas.h>
 #include <jansson.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -184,6 +186,101 @@ static void test_model_threads(json_t *c)
     test_end(case_name);
 }
 
+/* model_run_batch: batches of mixed inputs (the reference inputs and three derived from them,
+ * repeated in a shuffled order) give each input's model_run logits bit for bit, at 1, 2 and 3
+ * threads, with batch runs and single runs interleaved on one context (step counters carried
+ * over between the two kinds of jobs); the logits are NaN-poisoned before every run. */
+#define MODEL_BATCH_CASE "%s: model_run_batch rows bit-identical to model_run (batch 1..9, 1/2/3 threads, mixed inputs)"
+#define BATCH_MAX 9
+#define BATCH_INPUTS 6
+
+static void test_model_batch(json_t *c)
+{
+    const char *name = json_string_value(json_object_get(c, "name"));
+    const char *arch = json_string_value(json_object_get(c, "arch"));
+    const char *wfile = json_string_value(json_object_get(c, "weights"));
+    const char *ifile = json_string_value(json_object_get(c, "inputs"));
+    const int n_ref = (int)json_integer_value(json_object_get(c, "n_inputs"));
+    const int size = (int)json_integer_value(json_object_get(c, "input_size"));
+    char case_name[256], path[2048], err[1024];
+    snprintf(case_name, sizeof case_name, MODEL_BATCH_CASE, name ? name : "?");
+    test_begin();
+    if (!name || !arch || !wfile || !ifile || n_ref <= 0 || size <= 0) {
+        T_CHECK(0, "manifest entry incomplete");
+        test_end(case_name);
+        return;
+    }
+    model *m = NULL;
+    snprintf(path, sizeof path, "%s/ref/%s", cache_dir, wfile);
+    if (model_load(&m, arch, path, err, sizeof err, NULL, 0) != CNN_OK) {
+        T_CHECK(0, "model_load(%s): %s", path, err);
+        test_end(case_name);
+        return;
+    }
+    const size_t in_n = (size_t)3 * size * size;
+    const int n_classes = model_num_classes(m);
+    snprintf(path, sizeof path, "%s/ref/%s", cache_dir, ifile);
+    float *ref = test_read_f32(path, in_n * (size_t)n_ref);
+    float *inputs = malloc(in_n * BATCH_INPUTS * sizeof(float));
+    float *expect = malloc((size_t)BATCH_INPUTS * n_classes * sizeof(float));
+    float *out = malloc((size_t)BATCH_MAX * n_classes * sizeof(float));
+    model_ctx *one = NULL;
+    T_CHECK(ref && inputs && expect && out && model_ctx_init(&one, m) == CNN_OK, "reading %s / allocation failed",
+            path);
+    T_CHECK(model_batch_layers(m) >= 1, "no linear layers to batch at the end of the graph");
+    for (int k = 0; ref && inputs && expect && one && k < BATCH_INPUTS; k++) {
+        const float *src = ref + in_n * (size_t)(k % n_ref);
+        float *dst = inputs + in_n * (size_t)k;
+        for (size_t i = 0; i < in_n; i++) /* derived inputs: scaled, shifted, reversed */
+            dst[i] = k < n_ref ? src[i] : 0.75f * src[in_n - 1 - i] - 0.1f * (float)(k - n_ref);
+        model_run(one, dst, expect + (size_t)k * n_classes);
+    }
+    /* batch sizes per thread count: every size at 1 thread would take long for Inception v3 */
+    static const int sizes[3][4] = {{1, 2, 5, 9}, {3, 9, 0, 0}, {2, 4, 0, 0}};
+    for (int t = 1; t <= 3 && one; t++) {
+        model_ctx *ctx = NULL;
+        T_CHECK(model_ctx_init_batch(&ctx, m, t, BATCH_MAX) == CNN_OK && model_ctx_max_batch(ctx) == BATCH_MAX,
+                "batch context of %d threads", t);
+        for (int si = 0; ctx && si < 4 && sizes[t - 1][si]; si++) {
+            const int n = sizes[t - 1][si];
+            const float *in[BATCH_MAX];
+            int which[BATCH_MAX];
+            for (int b = 0; b < n; b++) {
+                which[b] = (b * 5 + n + t) % BATCH_INPUTS;
+                in[b] = inputs + in_n * (size_t)which[b];
+            }
+            for (size_t i = 0; i < (size_t)BATCH_MAX * n_classes; i++) out[i] = NAN;
+            model_run_batch(ctx, in, n, out);
+            for (int b = 0; b < n; b++) {
+                const float *want = expect + (size_t)which[b] * n_classes, *got = out + (size_t)b * n_classes;
+                int first = -1;
+                for (int j = 0; j < n_classes && first < 0; j++)
+                    if (memcmp(&got[j], &want[j], sizeof *got)) first = j;
+                T_CHECK(first < 0, "%d threads, batch of %d, row %d (input %d): logit %d is %.9g, model_run gives %.9g",
+                        t, n, b, which[b], first, first < 0 ? 0.0 : (double)got[first],
+                        first < 0 ? 0.0 : (double)want[first]);
+            }
+            for (int j = n * n_classes; j < BATCH_MAX * n_classes; j++)
+                if (!isnan(out[j])) {
+                    T_CHECK(0, "%d threads, batch of %d: logits row %d written", t, n, j / n_classes);
+                    break;
+                }
+            /* a single run on the same context right after a batch */
+            model_run(ctx, inputs, out);
+            T_CHECK(!memcmp(out, expect, (size_t)n_classes * sizeof(float)),
+                    "%d threads: model_run after a batch of %d differs", t, n);
+        }
+        model_ctx_free(ctx);
+    }
+    model_ctx_free(one);
+    free(ref);
+    free(inputs);
+    free(expect);
+    free(out);
+    model_free(m);
+    test_end(case_name);
+}
+
 int main(void)
 {
     const char *c = getenv("CNN_CACHE");
@@ -199,19 +296,26 @@ int main(void)
     T_CHECK(model_ctx_init_threads(&ctx, NULL, 0) == CNN_ERR_ARG && ctx == NULL, "0 threads must be CNN_ERR_ARG");
     T_CHECK(model_ctx_init_threads(&ctx, NULL, MODEL_MAX_THREADS + 1) == CNN_ERR_ARG && ctx == NULL,
             "%d threads must be CNN_ERR_ARG", MODEL_MAX_THREADS + 1);
-    test_end("model_ctx_init_threads rejects 0 and too many threads");
+    T_CHECK(model_ctx_init_batch(&ctx, NULL, 1, 0) == CNN_ERR_ARG && ctx == NULL, "batch 0 must be CNN_ERR_ARG");
+    T_CHECK(model_ctx_init_batch(&ctx, NULL, 1, MODEL_MAX_BATCH + 1) == CNN_ERR_ARG && ctx == NULL,
+            "batch %d must be CNN_ERR_ARG", MODEL_MAX_BATCH + 1);
+    test_end("model_ctx_init_threads / _batch reject 0 and too many threads or batch inputs");
 
     json_t *man, *found[TEST_N_REF_CASES];
     int have_manifest = test_ref_manifest(cache_dir, &man, found);
     for (int i = 0; i < TEST_N_REF_CASES; i++) {
         if (found[i]) {
             test_model_threads(found[i]);
+            test_model_batch(found[i]);
             continue;
         }
         char case_name[256];
+        const char *why = have_manifest ? "not in the reference manifest (rerun make ref)"
+                                        : "no reference manifest (run make ref; needs python3-torch)";
         snprintf(case_name, sizeof case_name, MODEL_THREADS_CASE, test_ref_cases[i]);
-        test_skip(case_name, have_manifest ? "not in the reference manifest (rerun make ref)"
-                                           : "no reference manifest (run make ref; needs python3-torch)");
+        test_skip(case_name, why);
+        snprintf(case_name, sizeof case_name, MODEL_BATCH_CASE, test_ref_cases[i]);
+        test_skip(case_name, why);
     }
     json_decref(man);
     return test_finish();
