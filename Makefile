@@ -223,9 +223,9 @@ docker-test:
 # bench/results/latest.json and latest.md (~15 min on 2 cores). BENCH_ARGS adds flags of
 # bench/run_bench.py (e.g. --iters 300, --no-wrk, --no-peers). Never fails on timing.
 BENCH_ARGS ?=
-bench: $(BIN)/cnnserve $(CNN_CACHE)/ref/manifest.json
+bench: $(BIN)/cnnserve $(BUILD)/tests/layer_prof $(CNN_CACHE)/ref/manifest.json
 	$(PYTHON) bench/run_bench.py --bin $(BIN)/cnnserve --weights-dir $(CNN_CACHE)/ref \
-	    --cache-dir $(CNN_CACHE)/bench --python $(PYTHON) $(BENCH_ARGS)
+	    --cache-dir $(CNN_CACHE)/bench --python $(PYTHON) --layer-prof $(BUILD)/tests/layer_prof $(BENCH_ARGS)
 
 # ------------------------------------------------------------------------------------ evaluation
 # `make paper`: the paper's protocol for every base model in PAPER_WEIGHTS (./weights when `make weights`

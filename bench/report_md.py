@@ -116,6 +116,47 @@ def wrk_table(cases):
     return lines
 
 
+def layer_profile_tables(rows, threads):
+    """Per model: where our time goes, the layer profile's node medians summed per kernel kind at each
+    thread count (share of the sum; the top kernels covering 95 %, the rest summed)."""
+    lines = []
+    for row in rows:
+        prof = row.get("layer_profile")
+        if not prof:
+            continue
+        lines += ["### %s" % row["model"], ""]
+        if "skipped" in prof:
+            lines += ["Skipped: %s" % prof["skipped"], ""]
+            continue
+        runs = [(t, prof.get(t)) for t in threads if prof.get(t) and "error" not in prof.get(t)]
+        for t in threads:
+            if prof.get(t) and "error" in prof[t]:
+                lines += ["%dT: %s" % (t, prof[t]["error"]), ""]
+        if not runs:
+            continue
+        kernels = [k["kernel"] for k in runs[0][1]["kernels"]]
+        for _, p in runs[1:]:
+            kernels += [k["kernel"] for k in p["kernels"] if k["kernel"] not in kernels]
+        lines += ["| kernel | nodes | " + " | ".join("%dT us (share)" % t for t, _ in runs) + " |",
+                  "|---|---:|" + "---:|" * len(runs)]
+        covered, rest = 0.0, {t: 0.0 for t, _ in runs}
+        for name in kernels:
+            by_t = {t: next((k for k in p["kernels"] if k["kernel"] == name), None) for t, p in runs}
+            if covered >= 0.95:
+                for t, k in by_t.items():
+                    rest[t] += k["us"] if k else 0.0
+                continue
+            first = next(k for k in by_t.values() if k)
+            covered += by_t[runs[0][0]]["share"] if by_t[runs[0][0]] else 0.0
+            lines.append("| %s | %d | %s |" % (name, first["nodes"], " | ".join(
+                "%.0f (%.1f%%)" % (k["us"], 100 * k["share"]) if k else "–" for k in by_t.values())))
+        if any(rest.values()):
+            lines.append("| other kernels | | %s |" % " | ".join("%.0f" % rest[t] for t, _ in runs))
+        lines.append("| **sum of node medians** | | %s |" % " | ".join("**%.0f**" % p["sum_us"] for _, p in runs))
+        lines.append("")
+    return lines
+
+
 def write_markdown(path, res):
     threads = res["settings"]["threads"]
     m = res["machine"]
@@ -185,6 +226,14 @@ def write_markdown(path, res):
     notes = ["%s: %s" % (r["model"], n) for r in res["latency"] for n in r.get("notes", [])]
     if notes:
         lines += ["Notes: " + "; ".join(notes), ""]
+    prof = layer_profile_tables(res["latency"], threads)
+    if prof:
+        lines += ["## Where our time goes: layer profile by kernel", "",
+                  "tests/tools/layer_prof, %s passes per model and thread count after the latency rounds: each node "
+                  "run alone (at N threads split as an inference splits it, its hand-off included), its median "
+                  "time, summed per kernel kind. The sum of node medians is close to, not equal to, an inference's "
+                  "time. Per-node tables: layer_prof/<model>_<N>T.txt next to this file." % res["settings"].get(
+                      "prof_iters", "?"), ""] + prof
     if "wrk" in res:
         w = res["wrk"]
         lines += ["## Service under load (wrk, %d s per case, %s workers)" % (

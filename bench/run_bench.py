@@ -53,6 +53,9 @@ def parse_args(argv):
     p.add_argument("--out-dir", default=os.path.join(HERE, "results"))
     p.add_argument("--python", default="/usr/bin/python3", help="interpreter with torch for the PyTorch peer")
     p.add_argument("--no-peers", action="store_true", help="time cnnserve only")
+    p.add_argument("--layer-prof", default=os.path.join(bench_util.REPO, "build", "tests", "layer_prof"),
+                   help="the layer profiler (make build/tests/layer_prof); missing: no layer profile")
+    p.add_argument("--prof-iters", type=int, default=50, help="passes of the layer profile per model and thread count")
     p.add_argument("--no-wrk", action="store_true", help="skip the load test")
     p.add_argument("--report-only", action="store_true",
                    help="only rewrite OUT_DIR/latest.md from OUT_DIR/latest.json")
@@ -338,6 +341,34 @@ def merge_model(model, raw):
     return row
 
 
+# --- layer profile ---
+
+def layer_profile(args, model):
+    """{threads: layer_prof JSON (per node and per kernel kind)} of one model, or {"skipped": reason}; the
+    text tables go to OUT_DIR/layer_prof/<model>_<N>T.txt and the per-kernel sums to the log."""
+    if not os.access(args.layer_prof, os.X_OK):
+        return {"skipped": "%s not built (make build/tests/layer_prof)" % args.layer_prof}
+    out, prof_dir = {}, os.path.join(args.out_dir, "layer_prof")
+    os.makedirs(prof_dir, exist_ok=True)
+    for t in [int(t) for t in args.threads.split(",")]:
+        path = os.path.join(args.cache_dir, "layer_prof_%s_%dT.json" % (model, t))
+        if os.path.exists(path):
+            os.unlink(path)
+        rc, text = run([args.layer_prof, model, os.path.join(args.weights_dir, model + ".safetensors"),
+                        str(args.prof_iters), "--threads", str(t), "--json", path], 600, capture=True)
+        prof = read_json(path)
+        if rc != 0 or prof is None:
+            out[t] = {"error": "layer_prof exited with %s" % rc}
+            continue
+        prof["loadavg_before"] = bench_util.loadavg()
+        out[t] = prof
+        with open(os.path.join(prof_dir, "%s_%dT.txt" % (model, t)), "w") as f:
+            f.write(text)
+        log("layer profile %s %dT (sum of node medians %.0f us): %s" % (model, t, prof["sum_us"], ", ".join(
+            "%s %.0f%%" % (k["kernel"], 100 * k["share"]) for k in prof["kernels"][:6])))
+    return out
+
+
 # --- load test ---
 
 def run_load_test(args):
@@ -382,6 +413,8 @@ def rewrite_report(out_dir):
                 row["peers"][peer] = {int(t): r for t, r in runs.items()}
         if "pytorch_configs" in row:
             row["pytorch_configs"] = {int(t): c for t, c in row["pytorch_configs"].items()}
+        if "skipped" not in row.get("layer_profile", {"skipped": 1}):
+            row["layer_profile"] = {int(t): p for t, p in row["layer_profile"].items()}
     report_md.write_markdown(os.path.join(out_dir, "latest.md"), res)
     return 0
 
@@ -397,7 +430,7 @@ def main(argv=None):
     res = {"started_utc": datetime.datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ"), "machine": machine_info(),
            "loadavg": {"start": bench_util.loadavg()}, "skipped": {}, "peer_versions": {},
            "settings": {"threads": threads, "iters": args.iters, "warmup": args.warmup,
-                        "max_seconds": args.max_seconds, "rounds": args.rounds,
+                        "max_seconds": args.max_seconds, "rounds": args.rounds, "prof_iters": args.prof_iters,
                         "iters_per_round": split_passes(args.iters, args.rounds),
                         "max_seconds_per_round": round_cap(args.max_seconds, args.rounds),
                         "pytorch_nt_max_seconds_per_round": torch_round_cap(args.max_seconds, args.rounds, 2)[0],
@@ -427,6 +460,7 @@ def main(argv=None):
         ours_ok += [r["ours"] for r in raw["rounds"] if "models" in r.get("ours", {})]
         coretype = coretype or next((o["openblas"].get("coretype_env") for o in ours_ok), None)
         rows.append(merge_model(model, raw))
+        rows[-1]["layer_profile"] = layer_profile(args, model)
     res["loadavg"]["after_latency"] = bench_util.loadavg()
     res["latency"] = rows
     if ours_ok:

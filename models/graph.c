@@ -739,9 +739,14 @@ static void graph_run_node(const graph *g, const graph_node *n, const float *inp
     }
 }
 
-void graph_run_node_at(const graph *g, int i, const float *input, float *arena, float *scratch)
+void graph_run_node_part(const graph *g, int i, const float *input, float *arena, float *scratch, int ith, int nth)
 {
-    graph_run_node(g, &g->nodes[i], input, arena, scratch, 0, 1);
+    graph_run_node(g, &g->nodes[i], input, arena, scratch, ith, nth);
+}
+
+int graph_node_parts(const graph *g, int i, int n_threads)
+{
+    return graph_node_split(g, &g->nodes[i]) ? n_threads : 1;
 }
 
 const float *graph_run(const graph *g, const float *input, float *arena, float *scratch)
@@ -835,7 +840,7 @@ void graph_run_part_range(const graph *g, const float *input, float *arena, floa
     const int nth = threadpool_size(tp);
     for (int i = i0; i < i1; i++) {
         const graph_node *n = &g->nodes[i];
-        const int n_parts = graph_node_split(g, n) ? nth : 1;
+        const int n_parts = graph_node_parts(g, i, nth);
         int part;
         while ((part = threadpool_step_claim(&steps[i], job, n_parts)) >= 0) {
             graph_run_node(g, n, input, arena, scratch, part, n_parts);

@@ -82,8 +82,13 @@ cnn_status graph_plan(graph *g);
  * to the output value inside the arena. */
 const float *graph_run(const graph *g, const float *input, float *arena, float *scratch);
 
-/* Node i of graph_run alone, on the calling thread (per-layer profiling: tests/tools/layer_prof). */
-void graph_run_node_at(const graph *g, int i, const float *input, float *arena, float *scratch);
+/* Part ith of nth of node i on the calling thread (per-layer profiling: tests/tools/layer_prof);
+ * nth == 1 is the whole node, as graph_run runs it. */
+void graph_run_node_part(const graph *g, int i, const float *input, float *arena, float *scratch, int ith, int nth);
+
+/* Parts of node i in graph_run_part on n_threads threads: n_threads, or 1 for a node run whole on
+ * one thread (too small to split, or an OpenBLAS path). */
+int graph_node_parts(const graph *g, int i, int n_threads);
 
 /* One thread's share of graph_run by the threads of tp: called by each thread of job (see
  * threadpool.h) with the same input and arena, its own scratch (scratch_floats) and steps, one
