@@ -62,7 +62,7 @@ TEST_BINS := $(BUILD)/tests/test_kernels $(BUILD)/tests/test_weights $(BUILD)/te
              $(BUILD)/tests/test_kserve $(BUILD)/tests/test_optim
 # Helper programs the test scripts drive.
 TEST_TOOLS := $(BUILD)/tests/image_dump $(BUILD)/tests/train_grad $(BUILD)/tests/eval_metrics_tool \
-              $(BUILD)/tests/optim_tool
+              $(BUILD)/tests/optim_tool $(BUILD)/tests/layer_prof
 
 $(BUILD)/tests/test_kernels: $(BUILD)/tests/unit/test_kernels.o $(KERNELS_OBJ)
 $(BUILD)/tests/test_weights: $(BUILD)/tests/unit/test_weights.o $(WEIGHTS_OBJ)
@@ -92,6 +92,8 @@ $(BUILD)/tests/train_grad:   $(BUILD)/tests/tools/train_grad.o $(BUILD)/core/ker
 $(BUILD)/tests/optim_tool:   $(BUILD)/tests/tools/optim_tool.o $(BUILD)/core/optim.o $(BUILD)/core/status.o
 $(BUILD)/tests/eval_metrics_tool: $(BUILD)/tests/tools/eval_metrics_tool.o $(BUILD)/server/eval_metrics.o \
                              $(BUILD)/server/eval_json.o $(BUILD)/core/status.o
+# layer_prof: per-node times of one model's graph, by kernel kind (make bench; kernel tuning)
+$(BUILD)/tests/layer_prof:   $(BUILD)/tests/tools/layer_prof.o $(MODELS_OBJ) $(CORE_OBJ)
 
 $(TEST_BINS) $(TEST_TOOLS):
 	@mkdir -p $(dir $@)
@@ -127,10 +129,6 @@ weights:
 	$(PYTHON) deploy/convert_torchvision.py --all --download-dir weights/download --out-dir weights
 
 # -------------------------------------------------------------------- tools: profiling and fuzzing
-# layer_prof: per-node times of one model's graph (kernel tuning; not part of `make test`).
-$(BUILD)/tests/layer_prof: $(BUILD)/tests/tools/layer_prof.o $(MODELS_OBJ) $(CORE_OBJ)
-	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # `make fuzz` runs the libFuzzer target for FUZZ_SECONDS, seeded from the generated corpus
 # ($CNN_CACHE/corpus, default ./cache/corpus).

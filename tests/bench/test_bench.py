@@ -20,6 +20,7 @@ from testlib import BIN, CACHE, PYTHON, REPO, Skip, check  # noqa: E402
 sys.path.insert(0, os.path.join(REPO, "bench"))
 REF = os.path.join(CACHE, "ref")
 MODEL = "mobilenet_v3_small"
+LAYER_PROF = os.path.join(REPO, testlib.BUILD, "tests", "layer_prof")
 
 
 def case(fn):
@@ -334,12 +335,14 @@ def test_harness_two_rounds():
         r = subprocess.run([PYTHON, os.path.join(REPO, "bench", "run_bench.py"), "--bin", BIN, "--weights-dir", REF,
                             "--models", MODEL, "--threads", "1,2", "--iters", "5", "--warmup", "1", "--rounds", "2",
                             "--max-seconds", "60", "--no-wrk", "--cache-dir", os.path.join(tmp, "cache"),
-                            "--out-dir", out_dir, "--python", PYTHON], capture_output=True, text=True, timeout=900)
+                            "--out-dir", out_dir, "--python", PYTHON, "--layer-prof", LAYER_PROF, "--prof-iters", "3"],
+                           capture_output=True, text=True, timeout=900)
         check(r.returncode == 0, "run_bench exit %d: %s" % (r.returncode, (r.stdout + r.stderr)[-3000:]))
         with open(os.path.join(out_dir, "latest.json")) as f:
             res = json.load(f)
         with open(os.path.join(out_dir, "latest.md")) as f:
             md = f.read()
+        prof_txt = {t: os.path.exists(os.path.join(out_dir, "layer_prof", "%s_%dT.txt" % (MODEL, t))) for t in (1, 2)}
     st = res["settings"]
     check(st["rounds"] == 2 and st["iters_per_round"] == [3, 2] and st["max_seconds_per_round"] == 30,
           "settings %s" % st)
@@ -368,6 +371,18 @@ def test_harness_two_rounds():
               "PyTorch 2T is not the fastest configuration")
         check("(%s)" % best["config"] in md and "every configuration" in md, "markdown lacks the configuration")
     check("split over 2 rounds" in md and "round medians" in md, "markdown lacks the rounds")
+    # the layer profile: per thread count every node once, the per-kernel sums adding up to the node sum
+    prof = row["layer_profile"]
+    check(sorted(prof) == ["1", "2"] and all(prof_txt.values()), "layer profile %s, text tables %s" % (
+        sorted(prof), prof_txt))
+    for t, p in prof.items():
+        nodes_us = sum(n["median_us"] for n in p["nodes"])
+        check(p["threads"] == int(t) and p["iters"] == 3 and len(p["nodes"]) > 10, "%sT profile header" % t)
+        check(abs(sum(k["us"] for k in p["kernels"]) - p["sum_us"]) < 0.01 * p["sum_us"] + 0.1 and
+              abs(nodes_us - p["sum_us"]) < 0.01 * p["sum_us"] + 0.1, "%sT kernel sums vs node sum" % t)
+        check(sum(k["nodes"] for k in p["kernels"]) == len(p["nodes"]), "%sT kernel node counts" % t)
+        check(any(k["kernel"].startswith("depthwise") for k in p["kernels"]), "%sT no depthwise kernel" % t)
+    check("Where our time goes" in md and "sum of node medians" in md, "markdown lacks the layer profile")
 
 
 @case
