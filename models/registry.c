@@ -415,6 +415,14 @@ cnn_status model_ctx_init_batch(model_ctx **out, const model *m, int n_threads, 
         c->batch_b = aligned_alloc(64, batch_bytes);
         if (!c->batch_a || !c->batch_b) s = CNN_ERR_NOMEM;
     }
+    if (s == CNN_OK) { /* touched now: the first inference does not take the page faults */
+        memset(c->arena, 0, arena_bytes ? arena_bytes : 64);
+        memset(c->scratch, 0, scratch_bytes ? scratch_bytes : 64);
+        if (batch_bytes) {
+            memset(c->batch_a, 0, batch_bytes);
+            memset(c->batch_b, 0, batch_bytes);
+        }
+    }
     if (s == CNN_OK && n_threads > 1) {
         c->steps = aligned_alloc(64, (size_t)(m->g.n_nodes ? m->g.n_nodes : 1) * sizeof *c->steps);
         if (c->steps) {
