@@ -71,7 +71,7 @@ $(BUILD)/tests/test_models:  $(BUILD)/tests/unit/test_models.o $(IMAGE_OBJ) $(MO
 $(BUILD)/tests/test_threads: $(BUILD)/tests/unit/test_threads.o $(MODELS_OBJ) $(CORE_OBJ)
 # The HTTP service's pure helpers (multipart, flags); tests/e2e/test_e2e.py drives the real binary.
 $(BUILD)/tests/test_server:  $(BUILD)/tests/unit/test_server.o $(BUILD)/server/multipart.o \
-                             $(BUILD)/server/config.o $(BUILD)/server/log.o $(BUILD)/core/status.o
+                             $(BUILD)/server/config.o $(BUILD)/server/cpus.o $(BUILD)/server/log.o $(BUILD)/core/status.o
 $(BUILD)/tests/test_dataset: $(BUILD)/tests/unit/test_dataset.o $(BUILD)/server/dataset.o $(BUILD)/core/status.o
 $(BUILD)/tests/test_train:   $(BUILD)/tests/unit/test_train.o $(BUILD)/core/kernels_train.o $(BUILD)/core/train.o \
                              $(BUILD)/core/optim.o $(BUILD)/core/status.o

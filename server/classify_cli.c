@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <unistd.h>
 
 #include "cli.h"
 #include "config.h"
@@ -26,9 +25,9 @@ static const char usage_text[] =
     "                      or 'all' for every model found (default: the server's default, mobilenet_v3_large\n"
     "                      when its file is there, else the first model file in registry order)\n"
     "  --top-k K           predictions per model, 1..1000 (default 5)\n"
-    "  --threads N         threads computing each inference, 1..64 (default: number of cores, at most\n"
-    "                      64); every layer is split over them, so the answers equal the HTTP ones\n"
-    "                      (1 thread per worker) bit for bit at any N\n"
+    "  --threads N         threads computing each inference, 1..64 (default: the CPUs this process may\n"
+    "                      use (cgroup quota, affinity), at most 64); every layer is split over them, so\n"
+    "                      the answers equal the HTTP ones (1 thread per worker) bit for bit at any N\n"
     "  --max-pixels N      largest decoded image, width*height (default " IMAGE_DEFAULT_MAX_PIXELS_TEXT ")\n"
     "  --json              one JSON object per file and line, same schema as POST /v1/classify\n"
     "\n"
@@ -55,9 +54,8 @@ static const config_flag classify_flags[] = {
  * files) in files[0..*n_files). 0, or 2 after printing a usage error. */
 static int parse_args(int argc, char **argv, classify_opts *o, int *files, int *n_files)
 {
-    long n_cores = sysconf(_SC_NPROCESSORS_ONLN);
     *o = (classify_opts){.weights_dir = "./weights", .top_k = 5, .max_pixels = IMAGE_DEFAULT_MAX_PIXELS,
-                         .n_threads = n_cores < 1 ? 1 : n_cores > MODEL_MAX_THREADS ? MODEL_MAX_THREADS : (int)n_cores};
+                         .n_threads = cpus_default_threads(MODEL_MAX_THREADS)};
     char err[512];
     if (config_parse_flags(classify_flags, sizeof classify_flags / sizeof classify_flags[0], o, NULL, argc, argv, files,
                            n_files, err, sizeof err) != CNN_OK) {

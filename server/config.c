@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <unistd.h>
 
 #include "../models/model.h"
 #include "image.h"
@@ -53,9 +52,12 @@ static const char usage_text[] =
     "  --weights-dir DIR        where <model>.safetensors files live (default ./weights)\n"
     "  --models LIST            comma list of models to load: architecture names/aliases and fine-tuned\n"
     "                           file stems (default: every *.safetensors of --weights-dir)\n"
-    "  --workers N              inference workers, one request each at a time (default: number of cores)\n"
-    "  --threads-per-worker N   threads of each worker's inference, 1..64 (default 1; same answers at any N):\n"
-    "                           more threads per worker lower latency at light load, 1 gives the most req/s\n"
+    "  --workers N              inference workers, one request each at a time (default: the CPUs this process\n"
+    "                           may use / --threads-per-worker; the CPUs follow the cgroup CPU quota (cpu.max,\n"
+    "                           or v1 cpu.cfs_quota_us) and the affinity mask, logged at start)\n"
+    "  --threads-per-worker N   threads of each worker's inference, 1..64 (same answers at any N; default 1, or\n"
+    "                           the CPUs / --workers when --workers is given): more threads per worker lower\n"
+    "                           latency at light load, 1 gives the most req/s\n"
     "  --queue N                hard cap of requests waiting for a worker (default: --max-connections)\n"
     "  --max-queue-wait MS      refuse a request (503, before reading its body) when its expected wait for a\n"
     "                           worker (queued work x the model's measured time / workers) exceeds MS\n"
@@ -83,9 +85,7 @@ void config_defaults(serve_config *cfg)
     snprintf(cfg->host, sizeof cfg->host, "0.0.0.0");
     cfg->port = 8080;
     snprintf(cfg->weights_dir, sizeof cfg->weights_dir, "./weights");
-    long n_cores = sysconf(_SC_NPROCESSORS_ONLN);
-    cfg->n_workers = n_cores > 0 ? (int)(n_cores < 256 ? n_cores : 256) : 1;
-    cfg->threads_per_worker = 1;
+    cpus_detect(&cfg->cpus);
     cfg->max_body_bytes = INT64_C(20) << 20;
     cfg->max_buffered_bytes = INT64_C(256) << 20;
     cfg->max_pixels = IMAGE_DEFAULT_MAX_PIXELS;
@@ -245,6 +245,17 @@ cnn_status config_parse(serve_config *cfg, int argc, char **argv, char *err, siz
 {
     cnn_status st = config_parse_flags(flag_defs, N_FLAGS, cfg, "CNNSERVE_", argc, argv, NULL, NULL, err, err_bytes);
     if (st != CNN_OK) return st;
+    cfg->workers_given = cfg->n_workers > 0;
+    cfg->threads_given = cfg->threads_per_worker > 0;
+    int n_cpus = cfg->cpus.n_cpus > 0 ? cfg->cpus.n_cpus : 1;
+    if (!cfg->threads_given) {
+        int t = cfg->workers_given ? n_cpus / cfg->n_workers : 1;
+        cfg->threads_per_worker = t < 1 ? 1 : t > MODEL_MAX_THREADS ? MODEL_MAX_THREADS : t;
+    }
+    if (!cfg->workers_given) {
+        int w = n_cpus / cfg->threads_per_worker;
+        cfg->n_workers = w < 1 ? 1 : w > 256 ? 256 : w;
+    }
     if (cfg->queue_depth == 0) cfg->queue_depth = cfg->max_connections;
     /* Half the request deadline: what is admitted can still finish before --timeout. */
     if (cfg->max_queue_wait_ms == 0) cfg->max_queue_wait_ms = cfg->timeout_s * 500;

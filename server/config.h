@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "../core/status.h"
+#include "cpus.h"
 #include "log.h"
 
 typedef struct {
@@ -14,8 +15,11 @@ typedef struct {
     int port;                  /* 0 = any free port (the bound port is logged) */
     char weights_dir[1024];
     char models[1024];         /* comma list; "" = every model whose <name>.safetensors exists */
-    int n_workers;             /* inference threads */
-    int threads_per_worker;    /* threads of each worker's model contexts (intra-op), 1..MODEL_MAX_THREADS */
+    int n_workers;             /* inference threads; 0 until parsed = CPUs / threads_per_worker */
+    int threads_per_worker;    /* threads of each worker's model contexts (intra-op), 1..MODEL_MAX_THREADS;
+                                  0 until parsed = CPUs / n_workers when --workers is given, else 1 */
+    int workers_given, threads_given; /* set by flag or environment, not defaults */
+    cpus_info cpus;            /* CPUs this process may use (cgroup quota, affinity, online) */
     int queue_depth;           /* hard cap of jobs waiting for a worker; 0 until parsed = --max-connections */
     int64_t max_body_bytes;
     int64_t max_buffered_bytes; /* all request bodies held in memory at once before 503 */
@@ -32,6 +36,7 @@ typedef struct {
     int show_help, show_version;
 } serve_config;
 
+/* Defaults; the CPU count (cpus_detect) that --workers and --threads-per-worker follow. */
 void config_defaults(serve_config *cfg);
 
 /* Table-driven flags shared by the subcommands: each entry names a flag ("--name VALUE" or
@@ -77,7 +82,9 @@ typedef struct {
 cnn_status config_parse_flags(const config_flag *defs, size_t n_defs, void *base, const char *env_prefix, int argc,
                               char **argv, int *positional, int *n_positional, char *err, size_t err_bytes);
 
-/* Applies the environment then argv (argv[0] is the first flag, not the program name).
+/* Applies the environment then argv (argv[0] is the first flag, not the program name), then fills
+ * what was not given: --workers = max(1, CPUs / --threads-per-worker); --threads-per-worker =
+ * max(1, CPUs / --workers) when --workers was given, else 1 (so workers x threads = the CPUs).
  * CNN_ERR_ARG with a message naming the flag or variable on a bad value or unknown flag. */
 cnn_status config_parse(serve_config *cfg, int argc, char **argv, char *err, size_t err_bytes);
 

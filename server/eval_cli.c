@@ -48,7 +48,8 @@ static const char usage_text[] =
     "                      `cnnserve train --val-split F --seed S` held out / trained on\n"
     "  --val-split F       validation fraction of that split (default 0.3)\n"
     "  --seed S            seed of that split (default 1)\n"
-    "  --threads N         threads computing each inference, 1..64 (default: number of cores)\n"
+    "  --threads N         threads computing each inference, 1..64 (default: the CPUs this process\n"
+    "                      may use: cgroup quota, affinity)\n"
     "  --max-pixels N      largest decoded image, width*height (default " IMAGE_DEFAULT_MAX_PIXELS_TEXT ")\n"
     "  --full-decode       decode JPEGs at full size, as PIL does for torchvision's published figures,\n"
     "                      instead of the service's DCT-scaled decode (to 2x the resize size; on the\n"
@@ -517,8 +518,7 @@ int eval_main(int argc, char **argv)
     eval_opts o = {.val_split = 0.3, .seed = 1, .max_pixels = IMAGE_DEFAULT_MAX_PIXELS};
     snprintf(o.weights_dir, sizeof o.weights_dir, "./weights");
     snprintf(o.subset, sizeof o.subset, "all");
-    long n_cores = sysconf(_SC_NPROCESSORS_ONLN);
-    o.n_threads = n_cores < 1 ? 1 : n_cores > MODEL_MAX_THREADS ? MODEL_MAX_THREADS : (int)n_cores;
+    o.n_threads = cpus_default_threads(MODEL_MAX_THREADS);
     char err[1024];
     if (config_parse_flags(eval_flags, sizeof eval_flags / sizeof eval_flags[0], &o, NULL, argc, argv, NULL, NULL, err,
                            sizeof err) != CNN_OK) {

@@ -72,19 +72,33 @@ static void install_signal_handlers(void)
     signal(SIGPIPE, SIG_IGN); /* a write to a closed socket must not kill us */
 }
 
-/* The "starting" line, and a warning when workers x threads exceed the online cores. */
+/* The "starting" line, the CPU count the defaults follow and where it came from, and a warning when
+ * workers x threads exceed it. */
 static void log_start(const logger *lg, const serve_config *cfg)
 {
     log_event(lg, LOG_LEVEL_INFO, "starting",
               json_pack("{s:s,s:s,s:s}", "version", CNNSERVE_VERSION, "weights_dir", cfg->weights_dir, "models",
                         cfg->models[0] ? cfg->models : "(every file found)"));
-    long n_cores = sysconf(_SC_NPROCESSORS_ONLN);
-    if (n_cores > 0 && (long)cfg->n_workers * cfg->threads_per_worker > n_cores)
+    const cpus_info *c = &cfg->cpus;
+    json_t *f = json_pack("{s:i,s:s,s:i,s:i}", "cpus", c->n_cpus, "source", cpus_source_name(c->source), "online",
+                          c->n_online, "affinity", c->n_affinity);
+    if (f && c->quota_cpus > 0.0) { /* no quota: no quota fields */
+        json_object_set_new(f, "quota_cpus", json_real(c->quota_cpus));
+        json_object_set_new(f, "quota_file", json_string(c->quota_file));
+    }
+    if (f) {
+        json_object_set_new(f, "workers", json_integer(cfg->n_workers));
+        json_object_set_new(f, "workers_from", json_string(cfg->workers_given ? "flag" : "cpus"));
+        json_object_set_new(f, "threads_per_worker", json_integer(cfg->threads_per_worker));
+        json_object_set_new(f, "threads_from", json_string(cfg->threads_given ? "flag" : cfg->workers_given ? "cpus" : "default"));
+    }
+    log_event(lg, LOG_LEVEL_INFO, "cpus", f);
+    if ((long)cfg->n_workers * cfg->threads_per_worker > c->n_cpus)
         log_event(lg, LOG_LEVEL_WARN, "oversubscribed",
-                  json_pack("{s:i,s:i,s:I,s:s}", "workers", cfg->n_workers, "threads_per_worker",
-                            cfg->threads_per_worker, "cores", (json_int_t)n_cores, "msg",
-                            "workers x threads-per-worker exceeds the online cores: under load, threads "
-                            "wait for cores and latency rises"));
+                  json_pack("{s:i,s:i,s:i,s:s}", "workers", cfg->n_workers, "threads_per_worker",
+                            cfg->threads_per_worker, "cpus", c->n_cpus, "msg",
+                            "workers x threads-per-worker exceeds the CPUs this process may use: under load, "
+                            "threads wait for CPUs and latency rises"));
 }
 
 /* --reports-dir: 0, or 2 after a message when it names something that is not a directory. */

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make docker-test`: builds the Dockerfile offline with local weights, runs the image, waits for
 # /readyz, classifies a photo with curl, measures image size and resident memory, then stops the
-# container with its STOPSIGNAL and checks for a clean exit (status 0).
+# container with its STOPSIGNAL and checks for a clean exit (status 0); then runs it again under
+# `--cpus 1` and checks that the server counts 1 CPU from the cgroup quota and starts 1 worker.
 # There is no Docker engine here: ../shared/tools/container-check.sh builds and runs with podman.
 # Not part of `make test` (the first build takes minutes). Prints "ok - / not ok - " lines.
 #
@@ -120,4 +121,28 @@ podman stop -t 40 "$name" >/dev/null
 code=$(podman inspect --format '{{.State.ExitCode}}' "$name")
 check "STOPSIGNAL (SIGTERM) stops the server with exit status 0 (got $code)" test "$code" = 0
 podman logs "$name" 2>&1 | tail -3 | sed 's/^/#   log: /'
+
+# The same image under a CPU quota of 1 (podman run --cpus 1, as `docker run --cpus 1`): the server
+# must count 1 CPU from the cgroup quota (cpu.max, or cpu.cfs_quota_us on a cgroup v1 host), not the
+# host's cores, and default to 1 worker.
+cpu_name=$name-cpus1
+cleanup() { podman rm -f "$name" "$cpu_name" >/dev/null 2>&1; }
+if bash "$cc" run "$tag" -d --name "$cpu_name" --read-only --cpus 1 -p "127.0.0.1:$port:8080" >/dev/null; then
+    ready=
+    for _ in $(seq 600); do
+        if [ "$(curl -s -o /dev/null -w '%{http_code}' "$base/readyz")" = 200 ]; then ready=1; break; fi
+        [ "$(podman inspect --format '{{.State.Running}}' "$cpu_name")" = true ] || break
+        sleep 0.5
+    done
+    cpus_line=$(podman logs "$cpu_name" 2>&1 | grep -m1 '"event":"cpus"')
+    echo "# --cpus 1 (host: $(nproc) CPUs online): ${cpus_line:-no cpus log line}"
+    check "--cpus 1: the server counts 1 CPU from the cgroup quota" \
+        grep -Eq '"cpus":1,"source":"cgroup_v[12]".*"quota_cpus":1(\.0)?,' <<<"$cpus_line"
+    workers=$(curl -sS "$base/v1/models" | grep -o '"workers": *[0-9]*')
+    check "--cpus 1: /readyz turns 200 and /v1/models reports 1 worker ($workers)" \
+        test -n "$ready" -a "${workers//[^0-9]/}" = 1
+    podman stop -t 40 "$cpu_name" >/dev/null
+else
+    not_ok "container starts with --cpus 1"
+fi
 finish

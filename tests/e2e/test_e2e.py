@@ -767,7 +767,8 @@ def case_sigterm_under_load(srv, photos, loaded):
 
 def case_threads_per_worker_flag(tmp):
     """Bad --threads-per-worker / CNNSERVE_THREADS_PER_WORKER values exit 2 naming the flag or variable
-    (before any model loads); workers x threads above the online cores logs an 'oversubscribed' warning."""
+    (before any model loads); the start log names the CPU count and its source; workers x threads above
+    it logs an 'oversubscribed' warning; --workers alone gives each worker CPUs / workers threads."""
     p = []
     empty = os.path.join(tmp, "empty")
     os.makedirs(empty, exist_ok=True)
@@ -783,15 +784,27 @@ def case_threads_per_worker_flag(tmp):
     r = subprocess.run(base + ["--threads-per-worker"], capture_output=True, timeout=60, env=env)
     if r.returncode != 2 or b"--threads-per-worker needs a value" not in r.stderr:
         p.append("--threads-per-worker without a value: exit %d, %s" % (r.returncode, r.stderr[-200:]))
-    cores = os.sysconf("SC_NPROCESSORS_ONLN")
+    # The start log names the CPU count the defaults follow (cgroup quota, affinity or online CPUs)
+    # and where it came from; without flags the workers fill it, one thread each.
+    r = subprocess.run(base, capture_output=True, timeout=60, env=env)
+    m = re.search(rb" cpus cpus=(\d+) source=(online|affinity|cgroup_v2|cgroup_v1) .*workers=(\d+) workers_from=cpus "
+                  rb"threads_per_worker=1 threads_from=default", r.stderr)
+    if not m or int(m.group(1)) > len(os.sched_getaffinity(0)) or int(m.group(3)) != int(m.group(1)):
+        p.append("no or wrong 'cpus' start line: %s" % r.stderr[-400:])
+        return p
+    cpus = int(m.group(1))
     # A valid value gets past the flags: the empty weights directory is what stops it (exit 1).
-    for workers, threads in ((cores, 2), (1, 1)):
+    for workers, threads in ((cpus, 2), (1, 1)):
         r = subprocess.run(base + ["--workers", str(workers), "--threads-per-worker", str(threads)],
                            capture_output=True, timeout=60, env=env)
         warned = b" oversubscribed " in r.stderr and b"threads_per_worker=%d" % threads in r.stderr
-        if r.returncode != 1 or b"no model could be loaded" not in r.stderr or warned != (workers * threads > cores):
-            p.append("--workers %d --threads-per-worker %d on %d cores: exit %d, warned %s, %s"
-                     % (workers, threads, cores, r.returncode, warned, r.stderr[-300:]))
+        if r.returncode != 1 or b"no model could be loaded" not in r.stderr or warned != (workers * threads > cpus):
+            p.append("--workers %d --threads-per-worker %d on %d CPUs: exit %d, warned %s, %s"
+                     % (workers, threads, cpus, r.returncode, warned, r.stderr[-300:]))
+    # --workers alone: each worker gets its share of the CPUs as threads.
+    r = subprocess.run(base + ["--workers", "1"], capture_output=True, timeout=60, env=env)
+    if b"workers=1 workers_from=flag threads_per_worker=%d threads_from=cpus" % cpus not in r.stderr:
+        p.append("--workers 1 on %d CPUs: %s" % (cpus, r.stderr[-400:]))
     return p
 
 

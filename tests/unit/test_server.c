@@ -1,9 +1,14 @@
 /* Unit tests of the HTTP service's pure helpers: Content-Type and multipart parsing, flag and
- * environment parsing. The service itself is exercised end to end by test_e2e.py. */
+ * environment parsing, the CPU count from cgroup files. The service itself is exercised end to end
+ * by test_e2e.py. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "../../server/config.h"
+#include "../../server/cpus.h"
 #include "../../server/multipart.h"
 #include "../test.h"
 
@@ -161,6 +166,176 @@ static void test_config(void)
     test_end("serve flags and CNNSERVE_* environment");
 }
 
+static void test_cpu_files(void)
+{
+    test_begin();
+    static const struct {
+        const char *text;
+        double want; /* < 0: malformed */
+    } cpu_max[] = {
+        {"max 100000\n", 0.0}, {"150000 100000\n", 1.5}, {"50000 100000", 0.5}, {"200000 50000\n", 4.0},
+        {"", -1}, {"max", -1}, {"100000\n", -1}, {"abc 100000", -1}, {"-5 100000", -1}, {"0 100000", -1},
+        {"100000 0", -1}, {"1 2 3", -1}, {"100000 100000x", -1}, {"max  100000", -1}, {" 100000 100000", -1},
+        {"100000 100000\n\n", -1}, {"99999999999999999999 100000", -1},
+    };
+    for (size_t i = 0; i < sizeof cpu_max / sizeof cpu_max[0]; i++) {
+        double q = -7.0;
+        cnn_status st = cpus_parse_cpu_max(cpu_max[i].text, &q);
+        if (cpu_max[i].want < 0) T_CHECK(st == CNN_ERR_FORMAT, "cpu.max '%s' accepted as %g", cpu_max[i].text, q);
+        else T_CHECK(st == CNN_OK && q == cpu_max[i].want, "cpu.max '%s': status %d, %g", cpu_max[i].text, st, q);
+    }
+    static const struct {
+        const char *quota, *period;
+        double want;
+    } cfs[] = {
+        {"-1\n", "100000\n", 0.0}, {"100000\n", "100000\n", 1.0}, {"250000", "100000", 2.5},
+        {"0", "100000", -1}, {"-2", "100000", -1}, {"x", "100000", -1}, {"100000", "0", -1}, {"100000", "", -1},
+    };
+    for (size_t i = 0; i < sizeof cfs / sizeof cfs[0]; i++) {
+        double q = -7.0;
+        cnn_status st = cpus_parse_cfs(cfs[i].quota, cfs[i].period, &q);
+        if (cfs[i].want < 0) T_CHECK(st == CNN_ERR_FORMAT, "cfs '%s' '%s' accepted as %g", cfs[i].quota, cfs[i].period, q);
+        else T_CHECK(st == CNN_OK && q == cfs[i].want, "cfs '%s' '%s': status %d, %g", cfs[i].quota, cfs[i].period, st, q);
+    }
+    test_end("cpus: cgroup v2 cpu.max and v1 cfs quota parsers");
+}
+
+/* Writes text to dir/name (making dir and its parents). */
+static int put_file(const char *dir, const char *name, const char *text)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s", dir);
+    for (char *p = path + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            mkdir(path, 0700);
+            *p = '/';
+        }
+    mkdir(path, 0700);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    if (!f) return 0;
+    int ok = fputs(text, f) >= 0;
+    return fclose(f) == 0 && ok;
+}
+
+static void rm_tree(const char *dir)
+{
+    char cmd[1100];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stdout, "# could not remove %s\n", dir);
+}
+
+static void test_cpus_detect(void)
+{
+    test_begin();
+    char tmp[] = "/tmp/test_cpus_XXXXXX";
+    if (!mkdtemp(tmp)) {
+        test_skip("cpus: detection on sample cgroup trees", "mkdtemp failed");
+        return;
+    }
+    char root[256], d[512], self[300];
+    cpus_info c;
+    snprintf(self, sizeof self, "%s/self_cgroup", tmp);
+
+    /* cgroup v2: the tightest level of the process's path (/a/b) up to the root wins. */
+    snprintf(root, sizeof root, "%s/v2", tmp);
+    int ok = put_file(root, "cgroup.controllers", "cpu memory\n") && put_file(root, "cpu.max", "max 100000\n");
+    snprintf(d, sizeof d, "%s/a", root);
+    ok = ok && put_file(d, "cpu.max", "150000 100000\n");
+    snprintf(d, sizeof d, "%s/a/b", root);
+    ok = ok && put_file(d, "cpu.max", "max 100000\n") && put_file(tmp, "self_cgroup", "0::/a/b\n");
+    T_CHECK(ok, "writing the v2 tree");
+    cpus_detect_at(&c, root, self, 8, 8);
+    T_CHECK(c.n_cpus == 2 && c.source == CPUS_FROM_CGROUP_V2 && c.quota_cpus == 1.5 && strstr(c.quota_file, "/v2/a/cpu.max"),
+            "v2 /a/b: %d cpus from %s, quota %g in '%s'", c.n_cpus, cpus_source_name(c.source), c.quota_cpus, c.quota_file);
+    /* Fewer online CPUs than the quota: the online count stays and says so. */
+    cpus_detect_at(&c, root, self, 1, 1);
+    T_CHECK(c.n_cpus == 1 && c.source == CPUS_FROM_ONLINE && c.quota_cpus == 1.5, "v2, 1 online: %d from %s",
+            c.n_cpus, cpus_source_name(c.source));
+    /* A path not visible here (a container's view): only the mount's root counts; no quota there, the
+     * affinity mask bounds. */
+    ok = put_file(tmp, "self_cgroup", "0::/machine.slice/libpod-1.scope\n");
+    cpus_detect_at(&c, root, self, 8, 3);
+    T_CHECK(ok && c.n_cpus == 3 && c.source == CPUS_FROM_AFFINITY && c.quota_cpus == 0.0 && !c.quota_file[0],
+            "v2 foreign path: %d from %s, quota %g", c.n_cpus, cpus_source_name(c.source), c.quota_cpus);
+    /* The container case: the quota in the mount's root; a fraction of a CPU rounds up to 1. */
+    ok = put_file(root, "cpu.max", "20000 100000\n") && put_file(tmp, "self_cgroup", "0::/\n");
+    cpus_detect_at(&c, root, self, 64, 64);
+    T_CHECK(ok && c.n_cpus == 1 && c.source == CPUS_FROM_CGROUP_V2 && c.quota_cpus == 0.2, "v2 root 0.2: %d from %s",
+            c.n_cpus, cpus_source_name(c.source));
+    /* A malformed cpu.max counts as no quota; a missing /proc/self/cgroup as the mount's root. */
+    ok = put_file(root, "cpu.max", "lots\n");
+    snprintf(d, sizeof d, "%s/missing", tmp);
+    cpus_detect_at(&c, root, d, 4, 0);
+    T_CHECK(ok && c.n_cpus == 4 && c.source == CPUS_FROM_ONLINE && c.quota_cpus == 0.0, "v2 malformed: %d from %s",
+            c.n_cpus, cpus_source_name(c.source));
+
+    /* cgroup v1 (no cgroup.controllers): the cpu controller's cfs quota, -1 = none. */
+    snprintf(root, sizeof root, "%s/v1", tmp);
+    snprintf(d, sizeof d, "%s/v1/cpu,cpuacct", tmp);
+    ok = put_file(d, "cpu.cfs_quota_us", "100000\n") && put_file(d, "cpu.cfs_period_us", "100000\n") &&
+         put_file(tmp, "self_cgroup", "5:memory:/x\n4:cpu,cpuacct:/docker/abc\n0::/\n");
+    cpus_detect_at(&c, root, self, 2, 2);
+    T_CHECK(ok && c.n_cpus == 1 && c.source == CPUS_FROM_CGROUP_V1 && c.quota_cpus == 1.0 &&
+                strstr(c.quota_file, "cpu,cpuacct/cpu.cfs_quota_us"),
+            "v1 container: %d from %s, quota %g in '%s'", c.n_cpus, cpus_source_name(c.source), c.quota_cpus,
+            c.quota_file);
+    /* A host process in a v1 child cgroup with its own quota of 3, the root unlimited. */
+    snprintf(d, sizeof d, "%s/v1/cpu,cpuacct/docker/abc", tmp);
+    ok = put_file(d, "cpu.cfs_quota_us", "300000\n") && put_file(d, "cpu.cfs_period_us", "100000\n");
+    snprintf(d, sizeof d, "%s/v1/cpu,cpuacct", tmp);
+    ok = ok && put_file(d, "cpu.cfs_quota_us", "-1\n");
+    cpus_detect_at(&c, root, self, 16, 16);
+    T_CHECK(ok && c.n_cpus == 3 && c.source == CPUS_FROM_CGROUP_V1 && strstr(c.quota_file, "docker/abc/"),
+            "v1 child: %d from %s in '%s'", c.n_cpus, cpus_source_name(c.source), c.quota_file);
+    /* No cgroup files at all. */
+    snprintf(root, sizeof root, "%s/none", tmp);
+    cpus_detect_at(&c, root, self, 6, 5);
+    T_CHECK(c.n_cpus == 5 && c.source == CPUS_FROM_AFFINITY && c.n_online == 6, "no cgroup: %d from %s", c.n_cpus,
+            cpus_source_name(c.source));
+    cpus_detect_at(&c, root, self, 0, 0);
+    T_CHECK(c.n_cpus == 1, "nothing known: %d", c.n_cpus);
+    rm_tree(tmp);
+    test_end("cpus: detection on sample cgroup v2/v1 trees (hierarchy, container view, affinity, online)");
+}
+
+/* --workers and --threads-per-worker defaults follow the CPU count. */
+static void test_config_cpus(void)
+{
+    test_begin();
+    static const struct {
+        int n_cpus;
+        const char *flags[4];
+        int workers, threads;
+    } cases[] = {
+        {8, {NULL}, 8, 1},
+        {1, {NULL}, 1, 1},
+        {8, {"--threads-per-worker", "2"}, 4, 2},
+        {3, {"--threads-per-worker", "2"}, 1, 2},
+        {1, {"--threads-per-worker", "4"}, 1, 4},
+        {8, {"--workers", "2"}, 2, 4},
+        {8, {"--workers", "3"}, 3, 2},
+        {2, {"--workers", "4"}, 4, 1},
+        {8, {"--workers", "2", "--threads-per-worker", "1"}, 2, 1},
+        {300, {NULL}, 256, 1},
+    };
+    char err[256];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        serve_config cfg;
+        config_defaults(&cfg);
+        cfg.cpus.n_cpus = cases[i].n_cpus;
+        int argc = 0;
+        while (argc < 4 && cases[i].flags[argc]) argc++;
+        cnn_status st = config_parse(&cfg, argc, (char **)cases[i].flags, err, sizeof err);
+        T_CHECK(st == CNN_OK && cfg.n_workers == cases[i].workers && cfg.threads_per_worker == cases[i].threads &&
+                    cfg.workers_given == (argc && !strcmp(cases[i].flags[0], "--workers")),
+                "case %zu (%d cpus): status %d, workers %d threads %d", i, cases[i].n_cpus, st, cfg.n_workers,
+                cfg.threads_per_worker);
+    }
+    test_end("serve: --workers / --threads-per-worker defaults follow the CPU count");
+}
+
 /* The table-driven parser the CLIs use: flags and files mixed, "--", BOOL flags, custom parsers,
  * the environment only with a prefix and never for switches. */
 typedef struct {
@@ -235,5 +410,8 @@ int main(void)
     test_multipart_malformed();
     test_config();
     test_flag_table();
+    test_cpu_files();
+    test_cpus_detect();
+    test_config_cpus();
     return test_finish();
 }
