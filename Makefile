@@ -14,6 +14,9 @@ OPT     ?= -O2
 CFLAGS  ?=
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g $(OPT) -fno-strict-aliasing -pthread -MMD -MP
 LDLIBS  += -lopenblas -ljansson -lmicrohttpd -lturbojpeg -lpng -lwebp -lm -pthread
+# The XNNPACK peer of `make bench` (and its test) builds where libxnnpack-dev is installed.
+XNNPACK_OK   := $(shell test -f /usr/include/xnnpack.h -a -f /usr/include/pthreadpool.h && echo 1)
+XNNPACK_PEER := $(if $(XNNPACK_OK),$(BUILD)/bench/peer_xnnpack)
 ifeq ($(SAN),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
@@ -103,7 +106,7 @@ unit: $(TEST_BINS)
 
 # Every test program and script; tests/run.sh prints the plan first and the final
 # "N passed, M failed, K skipped" line last.
-test: $(BIN)/cnnserve $(TEST_BINS) $(TEST_TOOLS) $(CNN_CACHE)/ref/manifest.json $(CNN_CACHE)/ref/accuracy.json
+test: $(BIN)/cnnserve $(TEST_BINS) $(TEST_TOOLS) $(XNNPACK_PEER) $(CNN_CACHE)/ref/manifest.json $(CNN_CACHE)/ref/accuracy.json
 	BUILD=$(BUILD) BIN=$(BIN) PYTHON=$(PYTHON) TEST_BINS="$(TEST_BINS)" bash tests/run.sh
 
 asan:
@@ -129,6 +132,13 @@ weights:
 	$(PYTHON) deploy/convert_torchvision.py --all --download-dir weights/download --out-dir weights
 
 # -------------------------------------------------------------------- tools: profiling and fuzzing
+# peer_xnnpack: the XNNPACK peer of `make bench` (bench/peer_xnnpack.c, not part of bin/cnnserve),
+# built only where Debian's libxnnpack-dev and libpthreadpool-dev headers are installed (XNNPACK_PEER,
+# see configuration); without them the bench skips the peer and its test skips, saying so.
+$(BUILD)/bench/peer_xnnpack: $(BUILD)/bench/peer_xnnpack.o $(MODELS_OBJ) $(CORE_OBJ) $(BUILD)/server/config.o \
+                             $(BUILD)/server/cpus.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -lXNNPACK -lpthreadpool $(LDLIBS)
 
 # `make fuzz` runs the libFuzzer target for FUZZ_SECONDS, seeded from the generated corpus
 # ($CNN_CACHE/corpus, default ./cache/corpus).
@@ -175,9 +185,10 @@ soak: $(BIN)/cnnserve
 # Debian 12 package names. DEPS_BUILD compiles bin/cnnserve; DEPS_TEST is what `make test` uses.
 DEPS_BUILD := build-essential pkg-config libopenblas-dev libjansson-dev libmicrohttpd-dev \
               libturbojpeg0-dev libjpeg-dev libpng-dev libwebp-dev
+# libxnnpack-dev (whose headers need libpthreadpool-dev) builds the XNNPACK peer of `make bench` and its test.
 DEPS_TEST  := curl python3 python3-torch python3-torchvision python3-pil python3-numpy python3-yaml python3-matplotlib \
               clang-14 libclang-rt-14-dev libfuzzer-14-dev llvm-14 wrk valgrind nodejs \
-              chromium chromium-driver python3-selenium
+              chromium chromium-driver python3-selenium libxnnpack-dev libpthreadpool-dev
 # Installs only the missing packages (apt-get update first, only then), with apt's recommends as a
 # plain `apt-get install` would; as root, or via sudo. Then the npm tools of `make test` (the
 # OpenAPI linter, pinned in tests/lint/package-lock.json) into tests/lint/node_modules, when missing.
@@ -217,13 +228,15 @@ docker-test:
 
 # ------------------------------------------------------------------------------------- benchmarks
 # `make bench`: per model, cnnserve vs ONNX Runtime (npm onnxruntime-node in bench/node_modules) vs
-# PyTorch at 1 and 2 threads on the random weights of `make ref`, then wrk against the service; writes
-# bench/results/latest.json and latest.md (~15 min on 2 cores). BENCH_ARGS adds flags of
-# bench/run_bench.py (e.g. --iters 300, --no-wrk, --no-peers). Never fails on timing.
+# PyTorch at 1 and 2 threads (and XNNPACK for the mobile models: bench/peer_xnnpack.c, built where
+# libxnnpack-dev is installed, else skipped with the reason) on the random weights of `make ref`, then
+# wrk against the service; writes bench/results/latest.json and latest.md (~15 min on 2 cores).
+# BENCH_ARGS adds flags of bench/run_bench.py (e.g. --iters 300, --no-wrk, --no-peers). Never fails on timing.
 BENCH_ARGS ?=
-bench: $(BIN)/cnnserve $(BUILD)/tests/layer_prof $(CNN_CACHE)/ref/manifest.json
+bench: $(BIN)/cnnserve $(BUILD)/tests/layer_prof $(CNN_CACHE)/ref/manifest.json $(XNNPACK_PEER)
 	$(PYTHON) bench/run_bench.py --bin $(BIN)/cnnserve --weights-dir $(CNN_CACHE)/ref \
-	    --cache-dir $(CNN_CACHE)/bench --python $(PYTHON) --layer-prof $(BUILD)/tests/layer_prof $(BENCH_ARGS)
+	    --cache-dir $(CNN_CACHE)/bench --python $(PYTHON) --layer-prof $(BUILD)/tests/layer_prof \
+	    --xnnpack-bin $(BUILD)/bench/peer_xnnpack $(BENCH_ARGS)
 
 # ------------------------------------------------------------------------------------ evaluation
 # `make paper`: the paper's protocol for every base model in PAPER_WEIGHTS (./weights when `make weights`

@@ -15,7 +15,10 @@ sys.path.insert(0, os.path.join(REPO, "tests", "ref"))
 MIN_CAPPED_ITERS = 10
 
 # The peers of `make bench` (key in the results, name in the report), ours first.
-PEERS = (("ours", "ours"), ("onnxruntime", "ORT"), ("pytorch", "PyTorch"))
+PEERS = (("ours", "ours"), ("onnxruntime", "ORT"), ("pytorch", "PyTorch"), ("xnnpack", "XNNPACK"))
+
+# The models bench/peer_xnnpack.c builds (the mobile ones; the others show it as skipped).
+XNNPACK_MODELS = ("mobilenet_v3_large", "mobilenet_v3_small", "shufflenet_v2_x1_0")
 
 # PyTorch's thread configurations (one process each). Debian's torch runs its own parallel ops on
 # libgomp and calls the pthread OpenBLAS, each with its own busy-waiting worker threads, so at N > 1

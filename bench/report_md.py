@@ -4,7 +4,10 @@ percentiles of every run, and the wrk load test."""
 
 import os
 
-from bench_util import PEERS, TORCH_CONFIGS, best_config
+from bench_util import PEERS, TORCH_CONFIGS, XNNPACK_MODELS, best_config
+
+# Peers with an ours/peer ratio column, in this order.
+RATIO_PEERS = ("onnxruntime", "pytorch", "xnnpack")
 
 
 def fmt_ms(run, iters):
@@ -25,7 +28,7 @@ def fmt_loads(run):
 def latency_tables(rows, threads, iters):
     names = dict(PEERS)
     head = ["model", "GMACs"] + ["%s %dT" % (names[p], t) for p, _ in PEERS for t in threads]
-    head += ["ours/ORT %dT" % t for t in threads] + ["ours/PyTorch %dT" % t for t in threads]
+    head += ["ours/%s %dT" % (names[p], t) for p in RATIO_PEERS for t in threads]
     head += ["ours GFLOP/s %dT (of sgemm peak)" % t for t in threads]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
@@ -37,7 +40,7 @@ def latency_tables(rows, threads, iters):
                     cells.append("skipped" if isinstance(runs, dict) and "skipped" in runs else "n/a")
                 else:
                     cells.append(fmt_ms(runs.get(t), iters))
-        for peer in ("onnxruntime", "pytorch"):
+        for peer in RATIO_PEERS:
             for t in threads:
                 r = row["ratios"].get("ours/%s %dT" % (peer, t))
                 cells.append("%.2f" % r if r is not None else "–")
@@ -173,14 +176,18 @@ def write_markdown(path, res):
              "- peers: ONNX Runtime %s (onnxruntime-node, CPU EP, intra-op threads = N, inter-op 1); "
              "PyTorch %s (eager, inference_mode, torch.set_num_threads(N); OPENBLAS_NUM_THREADS and "
              "OMP_NUM_THREADS set in every configuration: 1 and 1 at 1 thread, and at N > 1 threads each of %s in "
-             "its own process, the fastest median reported as PyTorch NT with its configuration in parentheses)"
+             "its own process, the fastest median reported as PyTorch NT with its configuration in parentheses); "
+             "XNNPACK %s (Debian's 2022 snapshot, the engine of TensorFlow Lite's CPU delegate; bench/peer_xnnpack.c "
+             "builds %s with its operator API: NHWC, BatchNorm folded, ReLU fused, hard-swish, residual add and "
+             "excitation multiply in place, input given in NHWC; pthreadpool with N threads, none at 1 thread)"
              % (res["peer_versions"].get("onnxruntime"), res["peer_versions"].get("pytorch"), "; ".join(
-                 "(%s) %s" % (name, desc) for name, desc, _ in TORCH_CONFIGS)),
+                 "(%s) %s" % (name, desc) for name, desc, _ in TORCH_CONFIGS), res["peer_versions"].get("xnnpack"),
+                ", ".join(XNNPACK_MODELS)),
              "- batch 1, %d timed passes per model, peer and thread count (and PyTorch configuration) split over "
              "%d rounds, each round a fresh process with %d warm-up passes and a time cap of %s s; a model's rounds "
              "alternate the peer order (ours, PyTorch, ORT, then ORT, PyTorch, ours: ABBA), so a change in the "
              "machine's load lands on every peer alike; median/p90/p99/min are over the pooled passes of all rounds; "
-             "same weights (%s) and same fixed input for all three"
+             "same weights (%s) and same fixed input for every peer"
              % (res["settings"]["iters"], res["settings"].get("rounds", 1), res["settings"]["warmup"],
                 res["settings"].get("max_seconds_per_round", res["settings"].get("max_seconds", 0)),
                 res["settings"]["weights_dir"]),
@@ -217,6 +224,11 @@ def write_markdown(path, res):
     lines += ["Logits check (first 8 logits and argmax vs ours): %d of %d runs agree within 1e-2%s" % (
         len(checks) - len(bad), len(checks), "; differing: " + ", ".join(
             "%s %s" % (c[0], c[1]) for c in bad) if bad else ""), ""]
+    xnn = [(r["model"], r["xnnpack_check"]) for r in res["latency"] if r.get("xnnpack_check")]
+    if xnn:
+        lines += ["XNNPACK peer, every logit vs ours (in its process, same input): " + "; ".join(
+            "%s max |diff| %.2g over %d logits (max |logit| %.3g)" % (m, c["max_abs_diff"], c["n_logits"],
+                                                                     c["max_abs_logit_ours"]) for m, c in xnn), ""]
     torch_table = torch_config_table(res["latency"], threads)
     if torch_table:
         lines += ["### PyTorch at N > 1 threads, every configuration", "",

@@ -3,12 +3,13 @@
 under wrk load; writes OUT_DIR/latest.json and OUT_DIR/latest.md.
 
 Latency: per model, in R rounds (--rounds): `cnnserve bench` (which also measures the sgemm peak),
-the PyTorch peer at each thread count and configuration, and the ONNX Runtime peer, in the reverse
-order in every other round (ABBA), one model after the other, so the measurements of a model lie
+the PyTorch peer at each thread count and configuration, the ONNX Runtime peer and, for the mobile
+models, the XNNPACK peer (bench/peer_xnnpack.c), in the reverse order in every other round (ABBA), one model after the other, so the measurements of a model lie
 close together in time on a shared, noisy machine and a load change lands on every peer alike. Each
 round is a fresh process per runner with its own warm-up and 1/R of the timed passes and of the time
-cap; the figures are over the pooled passes of all rounds. All three run the same weights on the
-same fixed input (their logits are compared as a check). A peer that cannot be installed or run
+cap; the figures are over the pooled passes of all rounds. All run the same weights on the same
+fixed input (their logits are compared as a check; the XNNPACK peer also compares all its logits with
+ours in-process). A peer that cannot be installed or run
 is skipped with its reason in the results. Timing never makes this fail: the exit status is 1 only
 when cnnserve itself could not run.
 """
@@ -24,7 +25,7 @@ import time
 
 import bench_util
 import report_md
-from bench_util import PEERS, TORCH_CONFIGS, best_config
+from bench_util import PEERS, TORCH_CONFIGS, XNNPACK_MODELS, best_config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ALL_MODELS = "mobilenet_v3_large,mobilenet_v3_small,shufflenet_v2_x1_0,alexnet,inception_v3"
@@ -52,6 +53,8 @@ def parse_args(argv):
     p.add_argument("--cache-dir", default=os.path.join(bench_util.REPO, "cache", "bench"))
     p.add_argument("--out-dir", default=os.path.join(HERE, "results"))
     p.add_argument("--python", default="/usr/bin/python3", help="interpreter with torch for the PyTorch peer")
+    p.add_argument("--xnnpack-bin", default=os.path.join(bench_util.REPO, "build", "bench", "peer_xnnpack"),
+                   help="the XNNPACK peer (make builds it where libxnnpack-dev is installed)")
     p.add_argument("--no-peers", action="store_true", help="time cnnserve only")
     p.add_argument("--layer-prof", default=os.path.join(bench_util.REPO, "build", "tests", "layer_prof"),
                    help="the layer profiler (make build/tests/layer_prof); missing: no layer profile")
@@ -134,6 +137,22 @@ def setup_ort(args):
     return onnx_dir, None
 
 
+def xnnpack_skip_reason(path):
+    """None when the XNNPACK peer can run, else why not."""
+    if os.access(path, os.X_OK):
+        return None
+    if not os.path.isfile("/usr/include/xnnpack.h") or not os.path.isfile("/usr/include/pthreadpool.h"):
+        return ("libxnnpack-dev is not installed (apt-get install libxnnpack-dev libpthreadpool-dev, or make deps), "
+                "so %s was not built" % os.path.relpath(path, bench_util.REPO))
+    return "%s is not built (make %s)" % (path, os.path.relpath(path, bench_util.REPO))
+
+
+def xnnpack_version():
+    """Debian's libxnnpack0 version (XNNPACK has no version call), or None."""
+    rc, out = run(["dpkg-query", "-W", "-f=${Version}", "libxnnpack0"], 30, capture=True)
+    return "libxnnpack0 " + out.strip() if rc == 0 and out.strip() else None
+
+
 def torch_skip_reason(python):
     rc, _ = run([python, "-c", "import torch, torchvision"], 120, capture=True)
     return None if rc == 0 else "%s cannot import torch and torchvision" % python
@@ -173,12 +192,13 @@ def round_cap(max_seconds, rounds):
 
 def round_jobs(threads, k, with_peers):
     """Runner jobs of round k in the order they run: ours, PyTorch (per thread count and
-    configuration), ORT; reversed in every other round (ABBA), so a drift in the machine's load
-    lands on every peer alike."""
+    configuration), ORT, XNNPACK; reversed in every other round (ABBA), so a drift in the machine's
+    load lands on every peer alike."""
     jobs = [("ours", None, None)]
     if with_peers:
         jobs += [("pytorch", t, name) for t in threads for name, _, _ in torch_configs(t)]
         jobs.append(("onnxruntime", None, None))
+        jobs.append(("xnnpack", None, None))
     return jobs if k % 2 == 0 else jobs[::-1]
 
 
@@ -226,6 +246,13 @@ def bench_model(args, model, coretype, skipped, onnx_dir):
                              str(min_passes), "--json", path], 1200, env)
                 rnd["pytorch"].append({"threads": t, "config": config, "result": read_json(path) or {
                     "error": "peer_torch.py exited with %s" % rc}})
+            elif peer == "xnnpack":
+                path = os.path.join(args.cache_dir, "xnnpack_%s_r%d.json" % (model, k))
+                if os.path.exists(path):
+                    os.unlink(path)
+                rc, _ = run([args.xnnpack_bin, "--weights-dir", args.weights_dir, "--models", model, "--threads",
+                             args.threads, "--json", path] + common, 1200)
+                rnd["xnnpack"] = read_json(path) or {"error": "peer_xnnpack exited with %s" % rc}
             else:
                 path = os.path.join(args.cache_dir, "ort_%s_r%d.json" % (model, k))
                 if os.path.exists(path):
@@ -323,9 +350,18 @@ def merge_model(model, raw):
     if ort_parts and "onnxruntime" not in row["peers"]:
         row["peers"]["onnxruntime"] = pool_by_threads(ort_parts, model, "ORT", row["notes"])
         row["ort_version"] = next((o.get("version") for _, o in ort_parts if o.get("version")), None)
+    xnn_parts = [(r["round"], r["xnnpack"]) for r in rounds if "xnnpack" in r]
+    if xnn_parts and "xnnpack" not in row["peers"]:
+        row["peers"]["xnnpack"] = pool_by_threads(xnn_parts, model, "XNNPACK", row["notes"])
+        checks = [m["check"] for _, x in xnn_parts for m in x.get("models", []) if m.get("model") == model
+                  and "check" in m]
+        if checks:  # every logit against ours, in the peer's process
+            row["xnnpack_check"] = {"max_abs_diff": max(c["max_abs_diff"] for c in checks),
+                                    "max_abs_logit_ours": checks[0]["max_abs_logit_ours"],
+                                    "n_logits": checks[0]["n_logits"]}
     ours_runs = row["peers"]["ours"]
     row["ratios"], row["logits_check"] = {}, {}
-    for peer in ("onnxruntime", "pytorch"):
+    for peer in ("onnxruntime", "pytorch", "xnnpack"):
         runs = row["peers"].get(peer)
         if not isinstance(runs, dict) or "error" in runs or "skipped" in runs or "error" in ours_runs:
             continue
@@ -444,7 +480,8 @@ def main(argv=None):
     onnx_dir = None
     if not args.no_peers:
         onnx_dir, ort_skip = setup_ort(args)
-        for peer, reason in (("pytorch", torch_skip_reason(args.python)), ("onnxruntime", ort_skip)):
+        for peer, reason in (("pytorch", torch_skip_reason(args.python)), ("onnxruntime", ort_skip),
+                             ("xnnpack", xnnpack_skip_reason(args.xnnpack_bin))):
             if reason:
                 res["skipped"][peer] = reason
                 log("%s skipped: %s" % (peer, reason))
@@ -455,8 +492,11 @@ def main(argv=None):
             torch_round_cap(args.max_seconds, args.rounds, 2)[0], TORCH_NT_MIN_PASSES))
     rows, coretype, ours_ok = [], None, []
     for model in args.models.split(","):
-        raw = bench_model(args, model, coretype, res["skipped"], onnx_dir)
-        raw["skipped"] = dict(res["skipped"])
+        skipped = dict(res["skipped"])
+        if model not in XNNPACK_MODELS:
+            skipped.setdefault("xnnpack", "the XNNPACK peer builds the mobile models only (%s)" % ", ".join(XNNPACK_MODELS))
+        raw = bench_model(args, model, coretype, skipped, onnx_dir)
+        raw["skipped"] = skipped
         ours_ok += [r["ours"] for r in raw["rounds"] if "models" in r.get("ours", {})]
         coretype = coretype or next((o["openblas"].get("coretype_env") for o in ours_ok), None)
         rows.append(merge_model(model, raw))
@@ -477,6 +517,8 @@ def main(argv=None):
         res["peer_versions"].setdefault("pytorch", (row.get("pytorch_env") or {}).get("version"))
         res.setdefault("pytorch_openblas_corename", (row.get("pytorch_env") or {}).get("openblas_corename"))
         res["peer_versions"].setdefault("onnxruntime", row.get("ort_version"))
+    if not args.no_peers and "xnnpack" not in res["skipped"]:
+        res["peer_versions"]["xnnpack"] = xnnpack_version()
     if not args.no_wrk:
         log("load test")
         res["wrk"] = run_load_test(args)

@@ -19,6 +19,7 @@ from testlib import BIN, CACHE, PYTHON, REPO, Skip, check  # noqa: E402
 
 sys.path.insert(0, os.path.join(REPO, "bench"))
 REF = os.path.join(CACHE, "ref")
+XNNPACK_BIN = os.path.join(REPO, testlib.BUILD, "bench", "peer_xnnpack")
 MODEL = "mobilenet_v3_small"
 LAYER_PROF = os.path.join(REPO, testlib.BUILD, "tests", "layer_prof")
 
@@ -205,7 +206,7 @@ def test_rounds_split_and_abba_order():
     check(run_bench.torch_round_cap(30, 2, 1) == (15, 10), "PyTorch 1T keeps the peers' cap")
     check(run_bench.torch_round_cap(30, 2, 2) == (5, run_bench.TORCH_NT_MIN_PASSES), "PyTorch NT shares one cap")
     first = run_bench.round_jobs([1, 2], 0, True)
-    check([j[0] for j in first] == ["ours", "pytorch", "pytorch", "pytorch", "pytorch", "onnxruntime"],
+    check([j[0] for j in first] == ["ours", "pytorch", "pytorch", "pytorch", "pytorch", "onnxruntime", "xnnpack"],
           "round 1 order %s" % first)
     check([(t, c) for p, t, c in first if p == "pytorch"] == [(1, "A"), (2, "A"), (2, "B"), (2, "C")],
           "PyTorch jobs: one configuration at 1T, every one at 2T: %s" % first)
@@ -286,6 +287,9 @@ def synthetic_raw():
         rnd = {"round": k, "order": [], "loadavg_before": [1, 1, 1], "iters": 3,
                "ours": ours([2.0, 2.0, 2.0], [1.0, 1.0, 1.0], 100.0 + k),
                "onnxruntime": runner(synthetic_run(1, [4.0] * 3), synthetic_run(2, [4.0] * 3), version="x"),
+               "xnnpack": {"models": [{"model": "m", "runs": [synthetic_run(1, [1.0] * 3), synthetic_run(2, [0.5] * 3)],
+                                       "check": {"max_abs_diff": 1e-5 * (k + 1), "max_abs_logit_ours": 9.0,
+                                                 "n_logits": 1000}}]},
                "pytorch": [torch(1, "A", [8.0] * 3), torch(2, "A", [2000.0] * 3), torch(2, "C", [5.0] * 3, argmax=4),
                            torch(2, "B", [6.0] * 3) if k == 0 else
                            {"threads": 2, "config": "B", "result": {"error": "peer_torch.py exited with 1"}}]}
@@ -300,7 +304,7 @@ def test_report_ratios():
 
     row = run_bench.merge_model("m", synthetic_raw())
     want = {"ours/onnxruntime 1T": 0.5, "ours/onnxruntime 2T": 0.25, "ours/pytorch 1T": 0.25,
-            "ours/pytorch 2T": 0.2}
+            "ours/pytorch 2T": 0.2, "ours/xnnpack 1T": 2.0, "ours/xnnpack 2T": 2.0}
     check(row["ratios"] == want, "ratios %s" % row["ratios"])
     check(row["peers"]["pytorch"][2]["config"] == "C", "best PyTorch 2T configuration %s" % row["peers"]["pytorch"])
     check(sorted(row["pytorch_configs"][2]) == ["A", "B", "C"], "every configuration kept %s" % row["pytorch_configs"])
@@ -314,8 +318,11 @@ def test_report_ratios():
     check(row["logits_check"]["pytorch 1T"]["argmax_equal"], "argmax equal")
     check(not row["logits_check"]["pytorch 2T"]["argmax_equal"], "argmax differs")
     table, detail = report_md.latency_tables([row], [1, 2], 6)
-    check("| m | 0.000 | 2.00 | 1.00 | 4.00 | 4.00 | 8.00 | 5.00 (C) | 0.50 | 0.25 | 0.25 | 0.20 |" in table[2],
-          "table row names the PyTorch 2T configuration: %s" % table[2])
+    check(row["xnnpack_check"] == {"max_abs_diff": 2e-5, "max_abs_logit_ours": 9.0, "n_logits": 1000},
+          "XNNPACK's in-process check, worst round: %s" % row.get("xnnpack_check"))
+    check("| m | 0.000 | 2.00 | 1.00 | 4.00 | 4.00 | 8.00 | 5.00 (C) | 1.00 | 0.50 | 0.50 | 0.25 | 0.25 | 0.20 | 2.00 | 2.00 |"
+          in table[2], "table row names the PyTorch 2T configuration: %s" % table[2])
+    check("| m | XNNPACK | 2 | 6 | 0.500 |" in "\n".join(detail), "XNNPACK percentiles row %s" % detail)
     check("| m | PyTorch (C) | 2 | 6 | 5.000 |" in "\n".join(detail), "percentiles row %s" % detail)
     check("| m | ours | 1 | 6 | 2.000 | 2.000 | 2.000 | 2.000 | 2.000 / 2.000 | 1.00 / 1.00 |" in detail,
           "per-round medians and loads %s" % detail)
@@ -323,7 +330,7 @@ def test_report_ratios():
     check(configs[2] == "| m | 2 | 2000.00 (2000.00, 6) | 6.00 (6.00, 3) | **5.00 (5.00, 6)** |",
           "configuration table %s" % configs)
     capped, _ = report_md.latency_tables([row], [1, 2], 7)
-    check("| 2.00* | 1.00* | 4.00* | 4.00* | 8.00* | 5.00* (C) |" in capped[2],
+    check("| 2.00* | 1.00* | 4.00* | 4.00* | 8.00* | 5.00* (C) | 1.00* | 0.50* |" in capped[2],
           "a run short of its passes is starred: %s" % capped[2])
 
 
@@ -335,7 +342,8 @@ def test_harness_two_rounds():
         r = subprocess.run([PYTHON, os.path.join(REPO, "bench", "run_bench.py"), "--bin", BIN, "--weights-dir", REF,
                             "--models", MODEL, "--threads", "1,2", "--iters", "5", "--warmup", "1", "--rounds", "2",
                             "--max-seconds", "60", "--no-wrk", "--cache-dir", os.path.join(tmp, "cache"),
-                            "--out-dir", out_dir, "--python", PYTHON, "--layer-prof", LAYER_PROF, "--prof-iters", "3"],
+                            "--out-dir", out_dir, "--python", PYTHON, "--layer-prof", LAYER_PROF, "--prof-iters", "3",
+                            "--xnnpack-bin", XNNPACK_BIN],
                            capture_output=True, text=True, timeout=900)
         check(r.returncode == 0, "run_bench exit %d: %s" % (r.returncode, (r.stdout + r.stderr)[-3000:]))
         with open(os.path.join(out_dir, "latest.json")) as f:
@@ -352,7 +360,7 @@ def test_harness_two_rounds():
     order = [x["order"] for x in row["rounds"]]
     check(order[1] == order[0][::-1] and order[0][0] == "ours", "ABBA order %s" % order)
     check(row["notes"] == [], "notes %s" % row["notes"])
-    peers = [p for p in ("ours", "onnxruntime", "pytorch") if p not in res["skipped"]]
+    peers = [p for p in ("ours", "onnxruntime", "pytorch", "xnnpack") if p not in res["skipped"]]
     for peer, reason in res["skipped"].items():
         print("# test_harness_two_rounds: %s skipped (%s), its checks not run" % (peer, reason))
     for peer in peers:
@@ -370,6 +378,10 @@ def test_harness_two_rounds():
         check(best["median_ms"] == min(c["median_ms"] for c in row["pytorch_configs"]["2"].values()),
               "PyTorch 2T is not the fastest configuration")
         check("(%s)" % best["config"] in md and "every configuration" in md, "markdown lacks the configuration")
+    if "xnnpack" in peers:
+        check(row["xnnpack_check"]["max_abs_diff"] <= 1e-4 * row["xnnpack_check"]["max_abs_logit_ours"],
+              "XNNPACK logits vs ours: %s" % row["xnnpack_check"])
+        check("ours/XNNPACK 1T" in md and "XNNPACK peer, every logit vs ours" in md, "markdown lacks XNNPACK")
     check("split over 2 rounds" in md and "round medians" in md, "markdown lacks the rounds")
     # the layer profile: per thread count every node once, the per-kernel sums adding up to the node sum
     prof = row["layer_profile"]
