@@ -11,7 +11,8 @@ static const alexnet_conv_row alexnet_convs[] = {
     {0, 64, 11, 4, 2, 1}, {3, 192, 5, 1, 2, 1}, {6, 384, 3, 1, 1, 0}, {8, 256, 3, 1, 1, 0}, {10, 256, 3, 1, 1, 1},
 };
 
-/* classifier.{1,4,6}: Linear layers (dropout is identity at inference). */
+/* classifier.{1,4,6}: Linear layers, classifier.{0,3}: Dropout(0.5) before the first two (identity
+ * at inference). */
 static const struct { int index, n_out; act_kind act; } alexnet_fcs[] = {
     {1, 4096, ACT_RELU}, {4, 4096, ACT_RELU}, {6, -1, ACT_NONE},
 };
@@ -27,8 +28,10 @@ int alexnet_build(graph_builder *b, int size)
         if (r->pool_after) x = gb_maxpool(b, x, 3, 2, 0, 0);
     }
     x = gb_adaptive_avg(b, x, 6, 6);
-    for (size_t i = 0; i < sizeof(alexnet_fcs) / sizeof(alexnet_fcs[0]); i++)
+    for (size_t i = 0; i < sizeof(alexnet_fcs) / sizeof(alexnet_fcs[0]); i++) {
+        if (i < 2) x = gb_dropout(b, x, 0.5f);
         x = gb_linear(b, x, alexnet_fcs[i].n_out, alexnet_fcs[i].act,
                       gb_name(name, sizeof(name), "classifier.%d", alexnet_fcs[i].index));
+    }
     return x;
 }

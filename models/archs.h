@@ -12,4 +12,12 @@ int shufflenet_v2_x1_0_build(graph_builder *b, int size);
 int alexnet_build(graph_builder *b, int size);
 int inception_v3_build(graph_builder *b, int size);
 
+/* The builder of arch (name or alias, see model.h) with its torchvision BatchNorm eps and
+ * momentum; NULL if unknown. */
+typedef struct {
+    int (*build)(graph_builder *b, int size);
+    float bn_eps, bn_momentum;
+} arch_builder;
+const arch_builder *model_arch_builder(const char *name);
+
 #endif

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/train.h"
+
 #define ARENA_ALIGN_FLOATS 16 /* 64-byte alignment for every value */
 
 void graph_free(graph *g)
@@ -13,6 +15,11 @@ void graph_free(graph *g)
     if (!g) return;
     for (int i = 0; i < g->n_owned; i++) free(g->owned[i]);
     free(g->owned);
+    for (int i = 0; i < g->n_tensors; i++) {
+        free(g->tensors[i].name);
+        free(g->tensors[i].data);
+    }
+    free(g->tensors);
     free(g->nodes);
     free(g->values);
     memset(g, 0, sizeof(*g));
@@ -81,6 +88,7 @@ static graph_node *gb_new_node(graph_builder *b, node_op op)
     graph_node *n = &g->nodes[g->n_nodes];
     memset(n, 0, sizeof(*n));
     n->op = op;
+    n->t_w = n->t_b = n->t_mean = n->t_var = -1;
     return n;
 }
 
@@ -128,6 +136,43 @@ static const float *gb_tensor(graph_builder *b, const char *name, int n_dims, co
         b->g->n_params += n;
     }
     return p;
+}
+
+/* A training graph's owned tensor: the file's tensor name (shape checked, copied; counted as a
+ * parameter when trainable) or, with init_seed_head set, a new head tensor left for the caller to
+ * initialize. Returns its index in g->tensors, -1 on error. */
+static int gb_train_tensor(graph_builder *b, const char *name, int n_dims, const int64_t *shape, int trainable,
+                           int is_bn, int is_head, int from_file)
+{
+    if (b->status != CNN_OK) return -1;
+    graph *g = b->g;
+    const float *src = NULL;
+    if (from_file && !(src = gb_tensor(b, name, n_dims, shape, trainable))) return -1;
+    if (g->n_tensors == g->cap_tensors) {
+        int cap = g->cap_tensors ? 2 * g->cap_tensors : 64;
+        graph_tensor *t = realloc(g->tensors, (size_t)cap * sizeof(*t));
+        if (!t) return gb_fail(b, CNN_ERR_NOMEM, "graph: out of memory");
+        g->tensors = t;
+        g->cap_tensors = cap;
+    }
+    graph_tensor *t = &g->tensors[g->n_tensors];
+    memset(t, 0, sizeof(*t));
+    t->n = 1;
+    t->n_dims = n_dims;
+    for (int i = 0; i < n_dims; i++) t->n *= (size_t)(t->shape[i] = shape[i]);
+    t->trainable = trainable;
+    t->is_bn = is_bn;
+    t->is_head = is_head;
+    t->name = strdup(name);
+    t->data = malloc(t->n * sizeof(float));
+    if (!t->name || !t->data) {
+        free(t->name);
+        free(t->data);
+        return gb_fail(b, CNN_ERR_NOMEM, "graph: out of memory for tensor '%s'", name);
+    }
+    if (src) memcpy(t->data, src, t->n * sizeof(float));
+    else if (trainable) g->n_params += (int64_t)t->n;
+    return g->n_tensors++;
 }
 
 /* Window geometry along one axis: torch symmetric padding or TF SAME. */
@@ -196,12 +241,70 @@ static conv2d_params gb_conv_params(const graph_builder *b, const graph_value *i
     return p;
 }
 
+/* Appends an activation node on x (training graphs); x itself for ACT_NONE. */
+static int gb_act(graph_builder *b, int x, act_kind act)
+{
+    if (!gb_ok(b, x) || act == ACT_NONE) return x;
+    const graph_value v = b->g->values[x];
+    graph_node *n;
+    int y = gb_emit(b, NODE_ACT, 1, &x, v.c, v.h, v.w, &n);
+    if (y >= 0) n->act = act;
+    return y;
+}
+
+/* gb_conv of a training graph: the conv (weights owned, PyTorch layout, plus a packed copy the
+ * executor refreshes when the plan packs), BatchNorm and the activation as their own nodes. */
+static int gb_conv_train(graph_builder *b, int x, const conv_spec *s, const char *conv_name, const char *bn_name)
+{
+    const graph_value in = b->g->values[x];
+    const int c_per_g = in.c / s->groups;
+    char name[256];
+    int64_t wshape[4] = {s->c_out, c_per_g, s->k_h, s->k_w}, cshape[1] = {s->c_out};
+    const int tw = gb_train_tensor(b, gb_name(name, sizeof(name), "%s.weight", conv_name), 4, wshape, 1, 0, 0, 1);
+    const int tb = bn_name ? -1 : gb_train_tensor(b, gb_name(name, sizeof(name), "%s.bias", conv_name), 1, cshape, 1, 0, 0, 1);
+    int tg = -1, tbeta = -1, tm = -1, tv = -1;
+    if (bn_name) {
+        tg = gb_train_tensor(b, gb_name(name, sizeof(name), "%s.weight", bn_name), 1, cshape, 1, 1, 0, 1);
+        tbeta = gb_train_tensor(b, gb_name(name, sizeof(name), "%s.bias", bn_name), 1, cshape, 1, 1, 0, 1);
+        tm = gb_train_tensor(b, gb_name(name, sizeof(name), "%s.running_mean", bn_name), 1, cshape, 0, 1, 0, 1);
+        tv = gb_train_tensor(b, gb_name(name, sizeof(name), "%s.running_var", bn_name), 1, cshape, 0, 1, 0, 1);
+    }
+    if (b->status != CNN_OK) return -1;
+    conv_spec s0 = *s;
+    s0.act = ACT_NONE;
+    const conv2d_params p = gb_conv_params(b, &in, &s0);
+    conv2d_plan pl;
+    conv2d_plan_init(&pl, &p);
+    pl.w = b->g->tensors[tw].data;
+    if (pl.packed_floats && !(pl.w = gb_alloc_owned(b, pl.packed_floats))) return -1;
+    pl.bias = tb >= 0 ? b->g->tensors[tb].data : NULL;
+    graph_node *n;
+    int y = gb_emit(b, NODE_CONV, 1, &x, p.c_out, p.h_out, p.w_out, &n);
+    if (y < 0) return -1;
+    n->p.conv = pl;
+    n->t_w = tw;
+    n->t_b = tb;
+    b->g->n_macs += (int64_t)p.c_out * p.h_out * p.w_out * c_per_g * p.k_h * p.k_w;
+    if (bn_name) {
+        const int c = y;
+        if ((y = gb_emit(b, NODE_BN, 1, &c, p.c_out, p.h_out, p.w_out, &n)) < 0) return -1;
+        n->t_w = tg;
+        n->t_b = tbeta;
+        n->t_mean = tm;
+        n->t_var = tv;
+        n->eps = b->bn_eps;
+        n->momentum = b->bn_momentum;
+    }
+    return gb_act(b, y, s->act);
+}
+
 int gb_conv(graph_builder *b, int x, const conv_spec *s, const char *conv_name, const char *bn_name)
 {
     if (!gb_ok(b, x)) return -1;
     const graph_value in = b->g->values[x];
     if (s->groups <= 0 || in.c % s->groups || s->c_out % s->groups)
         return gb_fail(b, CNN_ERR_SHAPE, "%s: %d input channels do not split into %d groups", conv_name, in.c, s->groups);
+    if (b->train) return gb_conv_train(b, x, s, conv_name, bn_name);
     int c_per_g = in.c / s->groups;
     char name[256];
     int64_t wshape[4] = {s->c_out, c_per_g, s->k_h, s->k_w};
@@ -292,6 +395,45 @@ int gb_adaptive_avg(graph_builder *b, int x, int h_out, int w_out)
     return gb_emit(b, NODE_ADAPTIVE_AVG, 1, &x, in.c, h_out, w_out, &n);
 }
 
+/* gb_dense of a training graph: owned weights (a new head of head_classes outputs, its values left
+ * to the caller), the activation as its own node. */
+static int gb_dense_train(graph_builder *b, int x, int n_out, act_kind act, const char *name, int n_dims)
+{
+    const graph_value in = b->g->values[x];
+    const int n_in = in.c * in.h * in.w;
+    const int is_head = b->head_name && !strcmp(name, b->head_name);
+    const int new_head = is_head && b->head_classes > 0;
+    char buf[256];
+    gb_name(buf, sizeof(buf), "%s.weight", name);
+    if (new_head) {
+        n_out = b->head_classes;
+    } else if (n_out <= 0) {
+        const weights_tensor *t = weights_find(b->w, buf);
+        if (!t) return gb_fail(b, CNN_ERR_MISSING, "missing tensor '%s'", buf);
+        if (t->n_dims != n_dims || t->shape[0] <= 0 || t->shape[0] > 1000000)
+            return gb_fail(b, CNN_ERR_SHAPE, "tensor '%s': unexpected shape for a classifier", buf);
+        n_out = (int)t->shape[0];
+    }
+    int64_t wshape[4] = {n_out, n_in, 1, 1}, bshape[1] = {n_out};
+    const int tw = gb_train_tensor(b, buf, n_dims, wshape, 1, 0, is_head, !new_head);
+    const int tb = gb_train_tensor(b, gb_name(buf, sizeof(buf), "%s.bias", name), 1, bshape, 1, 0, is_head, !new_head);
+    if (b->status != CNN_OK) return -1;
+    if (new_head)
+        train_head_init(n_out, n_in, b->head_seed, b->g->tensors[tw].data, b->g->tensors[tb].data);
+    graph_node *n;
+    int y = gb_emit(b, NODE_LINEAR, 1, &x, n_out, 1, 1, &n);
+    if (y < 0) return -1;
+    n->p.linear.n_in = n_in;
+    n->p.linear.n_out = n_out;
+    n->p.linear.act = ACT_NONE;
+    n->w = b->g->tensors[tw].data;
+    n->b = b->g->tensors[tb].data;
+    n->t_w = tw;
+    n->t_b = tb;
+    b->g->n_macs += (int64_t)n_in * n_out;
+    return gb_act(b, y, act);
+}
+
 /* Linear layer whose weight is stored with n_dims dims ([out,in] or [out,in,1,1] for 1x1 convs). */
 static int gb_dense(graph_builder *b, int x, int n_out, act_kind act, const char *name, int n_dims)
 {
@@ -300,6 +442,7 @@ static int gb_dense(graph_builder *b, int x, int n_out, act_kind act, const char
     int n_in = in.c * in.h * in.w;
     char buf[256];
     gb_name(buf, sizeof(buf), "%s.weight", name);
+    if (b->train) return gb_dense_train(b, x, n_out, act, name, n_dims);
     if (n_out <= 0) {
         const weights_tensor *t = weights_find(b->w, buf);
         if (!t) return gb_fail(b, CNN_ERR_MISSING, "missing tensor '%s'", buf);
@@ -394,6 +537,18 @@ int gb_slice(graph_builder *b, int x, int c_off, int c)
     v->parent = x;
     v->c_off = c_off;
     v->def = in.def;
+    return y;
+}
+
+int gb_dropout(graph_builder *b, int x, float p)
+{
+    if (!gb_ok(b, x) || !b->train || !b->dropout || p <= 0.0f) return x;
+    const graph_value v = b->g->values[x];
+    graph_node *n;
+    int y = gb_emit(b, NODE_DROPOUT, 1, &x, v.c, v.h, v.w, &n);
+    if (y < 0) return -1;
+    n->drop_p = p;
+    n->drop_layer = b->n_dropout++;
     return y;
 }
 
@@ -567,6 +722,28 @@ static void graph_compact(graph *g)
     g->n_nodes = kept;
 }
 
+size_t graph_place(int n, const int *order, const size_t *size, const int *start, const int *end, size_t *offset)
+{
+    size_t total = 0;
+    for (int i = 0; i < n; i++) {
+        const int v = order[i];
+        size_t off = 0;
+        int moved = 1;
+        while (moved) {
+            moved = 0;
+            for (int j = 0; j < i; j++) {
+                const int u = order[j];
+                if (end[u] < start[v] || end[v] < start[u]) continue; /* lifetimes disjoint */
+                size_t u_end = offset[u] + size[u];
+                if (off < u_end && offset[u] < off + size[v]) { off = u_end; moved = 1; }
+            }
+        }
+        offset[v] = off;
+        if (off + size[v] > total) total = off + size[v];
+    }
+    return total;
+}
+
 cnn_status graph_plan(graph *g)
 {
     const int n_fused = graph_fuse_nodes(g) + graph_fuse_pw_dw(g);
@@ -601,24 +778,20 @@ cnn_status graph_plan(graph *g)
         }
         order[j] = v;
     }
-    g->arena_floats = 0;
-    for (int i = 0; i < n_roots; i++) {
-        graph_value *v = &g->values[order[i]];
-        size_t size = graph_value_floats(v), off = 0;
-        int moved = 1;
-        while (moved) {
-            moved = 0;
-            for (int j = 0; j < i; j++) {
-                const graph_value *u = &g->values[order[j]];
-                if (u->last < v->def || v->last < u->def) continue; /* lifetimes disjoint */
-                size_t u_end = u->offset + graph_value_floats(u);
-                if (off < u_end && u->offset < off + size) { off = u_end; moved = 1; }
-            }
-        }
-        v->offset = off;
-        if (off + size > g->arena_floats) g->arena_floats = off + size;
+    size_t *size = malloc((size_t)g->n_values * sizeof(size_t)), *offset = malloc((size_t)g->n_values * sizeof(size_t));
+    int *start = malloc((size_t)g->n_values * sizeof(int)), *end = malloc((size_t)g->n_values * sizeof(int));
+    if (!size || !offset || !start || !end) {
+        free(order), free(size), free(offset), free(start), free(end);
+        return CNN_ERR_NOMEM;
     }
-    free(order);
+    for (int i = 0; i < g->n_values; i++) {
+        size[i] = graph_value_floats(&g->values[i]);
+        start[i] = g->values[i].def;
+        end[i] = g->values[i].last;
+    }
+    g->arena_floats = graph_place(n_roots, order, size, start, end, offset);
+    for (int i = 0; i < n_roots; i++) g->values[order[i]].offset = offset[order[i]];
+    free(order), free(size), free(offset), free(start), free(end);
     /* Views get absolute offsets (a concat's inputs are views of a later value). */
     for (int i = 0; i < g->n_values; i++)
         if (g->values[i].parent >= 0) g->values[i].offset = graph_abs_offset(g, i);
@@ -735,6 +908,9 @@ static void graph_run_node(const graph *g, const graph_node *n, const float *inp
         break;
     }
     case GRAPH_NODE_FOLDED: /* graph_plan drops these */
+    case NODE_BN:           /* training graphs only (graph_train.c) */
+    case NODE_ACT:
+    case NODE_DROPOUT:
         break;
     }
 }

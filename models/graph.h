@@ -23,6 +23,10 @@ typedef enum {
     NODE_CONCAT,
     NODE_CONCAT_SHUFFLE, /* channel_shuffle(concat(in[0], in[1]), 2) fused: interleave channels */
     GRAPH_NODE_FOLDED,   /* fused into another node by graph_plan; dropped before planning */
+    /* training graphs only (graph_builder.train): */
+    NODE_BN,             /* BatchNorm (not folded) */
+    NODE_ACT,            /* activation on its own (its backward needs its input) */
+    NODE_DROPOUT,
 } node_op;
 
 typedef struct {
@@ -51,7 +55,25 @@ typedef struct {
         pool2d_params pool;
         struct { int n_in, n_out; act_kind act; } linear;
     } p;
+    /* training graphs: tensor indices (graph.tensors, -1 none) of the weight / BN gamma and the
+     * bias / BN beta, the BN running statistics; the activation, BN eps and momentum, dropout
+     * probability and layer number */
+    int t_w, t_b, t_mean, t_var;
+    act_kind act;
+    float eps, momentum, drop_p;
+    int drop_layer;
 } graph_node;
+
+/* A named tensor of a training graph, owned (a copy of the file's, or a new head's): a trainable
+ * parameter, or a BatchNorm running statistic (trainable 0). */
+typedef struct {
+    char *name;
+    int n_dims;
+    int64_t shape[4];
+    size_t n;
+    float *data;
+    int trainable, is_bn, is_head;
+} graph_tensor;
 
 typedef struct {
     graph_node *nodes;
@@ -65,6 +87,8 @@ typedef struct {
     size_t arena_floats;  /* activations */
     size_t scratch_floats;/* largest conv plan's scratch (graph_plan): one per thread */
     int64_t n_params, n_macs;
+    graph_tensor *tensors; /* training graphs */
+    int n_tensors, cap_tensors;
 } graph;
 
 void graph_free(graph *g);
@@ -77,6 +101,11 @@ void graph_free(graph *g);
  * computed in bands of rows that stay in cache); and turns the
  * inputs of a concat that alone reads them into channel slices of its output (no copy). */
 cnn_status graph_plan(graph *g);
+
+/* Greedy interval placement (graph_plan's arena, the training gradients): n items taken in order,
+ * item i of size[i] floats alive over nodes [start[i], end[i]], each placed at the lowest offset
+ * not colliding with an already placed item alive at the same time. Returns the total floats. */
+size_t graph_place(int n, const int *order, const size_t *size, const int *start, const int *end, size_t *offset);
 
 /* Run the graph: input is the external input value, arena/scratch sized by graph_plan. Returns a pointer
  * to the output value inside the arena. */
@@ -133,6 +162,15 @@ typedef struct {
     cnn_status status; /* sticky: first error wins, later calls return -1 */
     char *err;
     size_t err_bytes;
+    /* Training graph (train 1): BN not folded (NODE_BN, momentum bn_momentum), activations as
+     * NODE_ACT, dropout nodes when dropout is set, every tensor an owned graph_tensor; the layer
+     * named head_name gets head_classes outputs, initialized from head_seed, when head_classes > 0. */
+    int train, dropout;
+    float bn_momentum;
+    const char *head_name;
+    int head_classes;
+    uint64_t head_seed;
+    int n_dropout;
 } graph_builder;
 
 typedef struct {
@@ -155,6 +193,8 @@ int gb_add(graph_builder *b, int x, int y);
 int gb_concat(graph_builder *b, int n, const int *xs);
 int gb_concat_shuffle(graph_builder *b, int x, int y);
 int gb_slice(graph_builder *b, int x, int c_off, int c);
+/* torch.nn.Dropout(p): a node in a training graph with dropout on, x itself otherwise. */
+int gb_dropout(graph_builder *b, int x, float p);
 int gb_channels(const graph_builder *b, int x);
 
 /* snprintf into a name buffer; names longer than the buffer are a programmer error. */

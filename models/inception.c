@@ -1,5 +1,6 @@
 /* Inception v3 exactly as torchvision 0.14 builds it, at inference: transform_input=False, the aux
- * classifier is not part of the graph (its tensors, if present, stay unused). Modules are builders. */
+ * classifier is not part of the graph (its tensors, if present, stay unused; training graphs too:
+ * aux_logits=False). Modules are builders. */
 #include "archs.h"
 
 /* BasicConv2d: conv (no bias) + BatchNorm(eps 0.001) + ReLU at "<prefix>.conv" / "<prefix>.bn". */
@@ -107,5 +108,6 @@ int inception_v3_build(graph_builder *b, int size)
     x = inception_e(b, x, "Mixed_7b");
     x = inception_e(b, x, "Mixed_7c");
     x = gb_adaptive_avg(b, x, 1, 1);
+    x = gb_dropout(b, x, 0.5f);
     return gb_linear(b, x, -1, ACT_NONE, "fc");
 }

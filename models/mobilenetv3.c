@@ -68,6 +68,7 @@ static int mobilenet_v3_build(graph_builder *b, int size, const bneck_row *rows,
     x = conv_bn_act(b, x, c_last, 1, 1, 1, ACT_HSWISH, gb_name(name, sizeof(name), "features.%d", n_rows + 1));
     x = gb_adaptive_avg(b, x, 1, 1);
     x = gb_linear(b, x, last_channel, ACT_HSWISH, "classifier.0");
+    x = gb_dropout(b, x, 0.2f); /* classifier.2 */
     return gb_linear(b, x, -1, ACT_NONE, "classifier.3");
 }
 

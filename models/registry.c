@@ -33,13 +33,11 @@ static const model_arch archs_pub[] = {
 };
 #define N_ARCHS ((int)(sizeof(archs_pub) / sizeof(archs_pub[0])))
 
-/* Builders, index-aligned with archs_pub; BatchNorm eps as torchvision sets it per family. */
-static const struct {
-    int (*build)(graph_builder *b, int size);
-    float bn_eps;
-} arch_impl[N_ARCHS] = {
-    {mobilenet_v3_large_build, 1e-3f}, {mobilenet_v3_small_build, 1e-3f}, {shufflenet_v2_x1_0_build, 1e-5f},
-    {alexnet_build, 1e-5f}, {inception_v3_build, 1e-3f},
+/* Builders, index-aligned with archs_pub; BatchNorm eps and momentum as torchvision sets them per
+ * family. */
+static const arch_builder arch_impl[N_ARCHS] = {
+    {mobilenet_v3_large_build, 1e-3f, 0.01f}, {mobilenet_v3_small_build, 1e-3f, 0.01f},
+    {shufflenet_v2_x1_0_build, 1e-5f, 0.1f}, {alexnet_build, 1e-5f, 0.1f}, {inception_v3_build, 1e-3f, 0.1f},
 };
 
 const model_arch *model_archs(int *n_out)
@@ -57,6 +55,12 @@ static int arch_index(const char *name)
             if (!strcasecmp(name, *a)) return i;
     }
     return -1;
+}
+
+const arch_builder *model_arch_builder(const char *name)
+{
+    int i = arch_index(name);
+    return i < 0 ? NULL : &arch_impl[i];
 }
 
 const model_arch *model_arch_find(const char *name)
@@ -249,7 +253,8 @@ cnn_status model_load(model **out, const char *arch_name, const char *path, char
         }
     }
 
-    graph_builder b = {&m->g, m->w, m->tf_same, arch_impl[ai].bn_eps, CNN_OK, err, err_bytes};
+    graph_builder b = {.g = &m->g, .w = m->w, .tf_same = m->tf_same, .bn_eps = arch_impl[ai].bn_eps,
+                       .status = CNN_OK, .err = err, .err_bytes = err_bytes};
     int y = arch_impl[ai].build(&b, m->input_size);
     if (b.status != CNN_OK) {
         s = b.status;

@@ -161,7 +161,7 @@ int main(int argc, char **argv)
         return 1;
     }
     graph g = {0};
-    graph_builder b = {&g, w, 0, eps, CNN_OK, err, sizeof(err)};
+    graph_builder b = {.g = &g, .w = w, .bn_eps = eps, .status = CNN_OK, .err = err, .err_bytes = sizeof(err)};
     g.output = build(&b, size);
     if (b.status != CNN_OK || graph_plan(&g) != CNN_OK) {
         fprintf(stderr, "layer_prof: %s\n", b.status != CNN_OK ? err : "graph_plan failed");
