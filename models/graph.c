@@ -932,9 +932,9 @@ const float *graph_run(const graph *g, const float *input, float *arena, float *
 }
 
 void graph_run_part(const graph *g, const float *input, float *arena, float *scratch, threadpool *tp,
-                    threadpool_step *steps, unsigned job)
+                    threadpool_step *steps, unsigned job, int ith)
 {
-    graph_run_part_range(g, input, arena, scratch, tp, steps, job, 0, g->n_nodes);
+    graph_run_part_range(g, input, arena, scratch, tp, steps, job, ith, 0, g->n_nodes);
 }
 
 void graph_run_range(const graph *g, const float *input, float *arena, float *scratch, int i0, int i1)
@@ -1011,14 +1011,20 @@ float *graph_run_tail_batch(const graph *g, int n_batch, float *a, float *b, thr
 }
 
 void graph_run_part_range(const graph *g, const float *input, float *arena, float *scratch, threadpool *tp,
-                          threadpool_step *steps, unsigned job, int i0, int i1)
+                          threadpool_step *steps, unsigned job, int ith, int i0, int i1)
 {
     const int nth = threadpool_size(tp);
     for (int i = i0; i < i1; i++) {
         const graph_node *n = &g->nodes[i];
         const int n_parts = graph_node_parts(g, i, nth);
-        int part;
-        while ((part = threadpool_step_claim(&steps[i], job, n_parts)) >= 0) {
+        int claim, first = 1;
+        while ((claim = threadpool_step_claim(&steps[i], job, n_parts)) >= 0) {
+            /* Two parts: a thread's first claim computes its own part ith, a second claim (the other
+             * thread is late) the other one, so with both threads running each computes the same
+             * half of every node's output and reads its own half of the input where the previous
+             * node split the same way (no cross-core copy). Either claim order gives each part once. */
+            const int part = n_parts == 2 ? (first ? ith : 1 - ith) : claim;
+            first = 0;
             graph_run_node(g, n, input, arena, scratch, part, n_parts);
             threadpool_step_finish(tp, &steps[i]);
         }

@@ -127,14 +127,14 @@ int graph_node_parts(const graph *g, int i, int n_threads);
  * On return the output (at the arena offset of g->output) is complete and bit-identical to
  * graph_run's. */
 void graph_run_part(const graph *g, const float *input, float *arena, float *scratch, threadpool *tp,
-                    threadpool_step *steps, unsigned job);
+                    threadpool_step *steps, unsigned job, int ith);
 
 /* The same over nodes [i0, i1) only (graph_run_range on one thread). Step counters assume every job
  * of a pool runs every step: before starting a job that runs a range of the nodes, the caller brings
  * the steps of that range to the job (graph_steps_sync, with the number threadpool_start will return
  * and the pool's size); the steps of earlier jobs are all finished by then, so this is safe. */
 void graph_run_part_range(const graph *g, const float *input, float *arena, float *scratch, threadpool *tp,
-                          threadpool_step *steps, unsigned job, int i0, int i1);
+                          threadpool_step *steps, unsigned job, int ith, int i0, int i1);
 void graph_run_range(const graph *g, const float *input, float *arena, float *scratch, int i0, int i1);
 void graph_steps_sync(const graph *g, threadpool_step *steps, int nth, unsigned job, int i0, int i1);
 

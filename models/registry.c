@@ -380,7 +380,7 @@ static void model_run_thread(void *arg, int ith, int nth, unsigned job)
         graph_run_tail_batch(g, atomic_load_explicit(&c->batch_n, memory_order_relaxed), c->batch_a, c->batch_b,
                              c->pool, c->steps, job);
     else
-        graph_run_part_range(g, input, c->arena, scratch, c->pool, c->steps, job, 0,
+        graph_run_part_range(g, input, c->arena, scratch, c->pool, c->steps, job, ith, 0,
                              kind == CTX_JOB_HEAD ? graph_tail_start(g) : g->n_nodes);
 }
 
@@ -473,7 +473,7 @@ static void model_run_graph(model_ctx *ctx, const float *input)
     if (ctx->pool) {
         atomic_store_explicit(&ctx->input, input, memory_order_relaxed); /* published by the start */
         const unsigned job = model_ctx_start(ctx, CTX_JOB_GRAPH, 0, m->g.n_nodes);
-        graph_run_part(&m->g, input, ctx->arena, ctx->scratch, ctx->pool, ctx->steps, job);
+        graph_run_part(&m->g, input, ctx->arena, ctx->scratch, ctx->pool, ctx->steps, job, 0);
     } else {
         graph_run(&m->g, input, ctx->arena, ctx->scratch);
     }
@@ -493,7 +493,7 @@ void model_run_batch(model_ctx *ctx, const float *const *inputs, int n, float *l
         if (ctx->pool) {
             atomic_store_explicit(&ctx->input, inputs[b], memory_order_relaxed);
             const unsigned job = model_ctx_start(ctx, CTX_JOB_HEAD, 0, t);
-            graph_run_part_range(g, inputs[b], ctx->arena, ctx->scratch, ctx->pool, ctx->steps, job, 0, t);
+            graph_run_part_range(g, inputs[b], ctx->arena, ctx->scratch, ctx->pool, ctx->steps, job, 0, 0, t);
         } else {
             graph_run_range(g, inputs[b], ctx->arena, ctx->scratch, 0, t);
         }

@@ -89,8 +89,10 @@ typedef struct {
 static void prof_run_parts(prof_pool *pp, int node, unsigned round, int ith)
 {
     const int nth = threadpool_size(pp->tp);
-    int part;
-    while ((part = threadpool_step_claim(&pp->step, round, nth)) >= 0) {
+    int claim, first = 1;
+    while ((claim = threadpool_step_claim(&pp->step, round, nth)) >= 0) {
+        const int part = nth == 2 ? (first ? ith : 1 - ith) : claim; /* as graph_run_part_range */
+        first = 0;
         graph_run_node_part(pp->g, node, pp->input, pp->arena, pp->scratch + (size_t)ith * pp->scratch_stride, part,
                             nth);
         threadpool_step_finish(pp->tp, &pp->step);
