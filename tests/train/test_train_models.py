@@ -1,0 +1,322 @@
+#!/usr/bin/python3
+"""Whole-model training (models/model_train.h, core/optim.h, via $BUILD/tests/train_model_ref) against
+PyTorch 1.13 autograd and torch.optim, for all five models (issue #13 part 2).
+
+Weights: the seeded random networks of $CNN_CACHE/ref (`make ref`) for mobilenet_v3_large, alexnet and
+inception_v3 (aux_logits=False); the real ../shared weights for mobilenet_v3_small (TF "SAME" padding,
+1001 classes) and shufflenet_v2_x1_0. Input: two of the reference images (a smooth pattern and the photo)
+at the model's own size (224, 299), labels fixed. Dropout off in every case. Per model:
+  - BN frozen (BatchNorm modules in eval mode, gamma/beta trained): the loss and the gradient of every
+    parameter vs autograd, relative error <= 1e-3 of the tensor's largest |value|;
+  - BN train (model.train()): the same, and the running statistics after the step;
+  - the weights after 3 SGD steps (momentum 0.9, weight decay 1e-4) and after 3 Adam steps (BN frozen)
+    vs torch.optim, <= 1e-3 of the largest |value| per tensor, and the update itself (weights after minus
+    before) for SGD, so that a missing update cannot pass;
+  - the saved file loads in PyTorch with strict=True, and its eval logits equal the tool's
+    model_train_eval logits (<= 1e-3 of the largest);
+and for the two real-weight models `cnnserve classify` of the saved file on a photo gives PyTorch's
+probabilities for the same preprocessed tensor (image_dump) within 1e-4.
+
+Skips (saying why) without torch, without the reference cache, without ../shared or without the tool."""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import testlib  # noqa: E402
+
+sys.path.insert(0, os.path.join(testlib.REPO, "deploy"))
+sys.path.insert(0, os.path.join(testlib.REPO, "tests", "ref"))
+
+TOOL = os.path.join(testlib.REPO, testlib.BUILD, "tests", "train_model_ref")
+IMAGE_DUMP = os.path.join(testlib.REPO, testlib.BUILD, "tests", "image_dump")
+REF = os.path.join(testlib.CACHE, "ref")
+N, LABELS, FIRST_IMAGE = 2, [3, 7], 1  # images 1, 2 of the reference inputs: the smooth pattern and the photo
+TOL = 1e-3
+SGD = dict(lr=0.01, momentum=0.9, weight_decay=1e-4)
+ADAM = dict(lr=1e-3, weight_decay=1e-4)
+STEPS = 3
+THREADS = 2
+
+# name, weights file, reference input file (normalized with that file's mean/std), real weights
+MODELS = [
+    ("mobilenet_v3_large", os.path.join(REF, "mobilenet_v3_large.safetensors"),
+     os.path.join(REF, "mobilenet_v3_large.inputs.f32"), False),
+    ("mobilenet_v3_small", os.path.join(testlib.SHARED, "weights", "mobilenet_v3_small.safetensors"),
+     os.path.join(REF, "mobilenet_v3_small_tf_same.inputs.f32"), True),
+    ("shufflenet_v2_x1_0", os.path.join(testlib.SHARED, "weights", "shufflenet_v2_x1_0.safetensors"),
+     os.path.join(REF, "shufflenet_v2_x1_0.inputs.f32"), True),
+    ("alexnet", os.path.join(REF, "alexnet.safetensors"), os.path.join(REF, "alexnet.inputs.f32"), False),
+    ("inception_v3", os.path.join(REF, "inception_v3.safetensors"), os.path.join(REF, "inception_v3.inputs.f32"),
+     False),
+]
+CLASSIFY_PHOTO = "n01530575_brambling.JPEG"
+
+
+def rel_err(a, ref):
+    """max |a - ref| / max |ref| (absolute when ref is all zeros)."""
+    scale = float(ref.abs().max())
+    return float((a.reshape(ref.shape) - ref).abs().max()) / (scale if scale > 0 else 1.0)
+
+
+def load_st(torch, path):
+    import safetensors_io
+    f = safetensors_io.load_file(path)
+    return {k: torch.from_numpy(v.copy()) for k, v in f.tensors_f32().items()}, f.metadata
+
+
+def build_torch(torch, arch, weights_path, aux=False):
+    """torchvision model with the file's weights (TF-SAME when its metadata says so), float32."""
+    import convert_torchvision as ct
+    import gen_reference
+    sd, meta = load_st(torch, weights_path)
+    model = ct.build_model(arch, int(meta.get("num_classes", "1000")), aux_logits=aux)
+    if meta.get("padding") == "tf_same":
+        gen_reference.apply_tf_same(model)
+    res = model.load_state_dict(sd, strict=False)
+    bad = [k for k in res.missing_keys if not k.endswith("num_batches_tracked")]
+    bad += [k for k in res.unexpected_keys if not k.startswith("AuxLogits.")]
+    testlib.check(not bad, "%s: the base file does not match torchvision's %s: %s" % (weights_path, arch, bad[:5]))
+    return model, meta
+
+
+def train_mode(torch, model, bn):
+    """model.train() with dropout off; BatchNorm in eval mode when frozen (gamma/beta still trained)."""
+    model.train()
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout) or (bn == "frozen" and isinstance(m, torch.nn.modules.batchnorm._BatchNorm)):
+            m.eval()
+
+
+def make_input(torch, path, size):
+    import numpy as np
+    raw = np.fromfile(path, dtype="<f4")
+    per = 3 * size * size
+    testlib.check(raw.size >= (FIRST_IMAGE + N) * per, "%s holds %d floats, fewer than %d images" % (path, raw.size, FIRST_IMAGE + N))
+    return torch.from_numpy(raw[FIRST_IMAGE * per:(FIRST_IMAGE + N) * per].copy()).reshape(N, 3, size, size)
+
+
+def run_tool(args):
+    proc = subprocess.run([TOOL, "--threads", str(THREADS)] + args, stderr=subprocess.PIPE, text=True)
+    testlib.check(proc.returncode == 0, "train_model_ref exit %d: %s" % (proc.returncode, proc.stderr.strip()[-400:]))
+
+
+class ModelCase:
+    """Shared state of one model's cases: the input file and the C runs' outputs in a temp folder."""
+
+    def __init__(self, torch, arch, weights, inputs, real, tmp):
+        self.torch, self.arch, self.weights, self.real, self.tmp = torch, arch, weights, real, tmp
+        self.size = 299 if arch == "inception_v3" else 224
+        self.x = make_input(torch, inputs, self.size)
+        self.y = torch.tensor(LABELS)
+        self.input_path = os.path.join(tmp, arch + ".in.f32")
+        self.x.numpy().astype("<f4").tofile(self.input_path)
+
+    def tool_args(self, *extra):
+        return ["--arch", self.arch, "--weights", self.weights, "--input", self.input_path, "--n", str(N),
+                "--labels", ",".join(map(str, LABELS))] + list(extra)
+
+    def grads(self, bn):
+        """Loss and gradients of one step vs autograd; in BN train also the running statistics."""
+        torch = self.torch
+        gpath, spath = os.path.join(self.tmp, "grads_%s.st" % bn), os.path.join(self.tmp, "saved_%s.st" % bn)
+        run_tool(self.tool_args("--bn", bn, "--grads", gpath, "--save", spath))
+        c_grads, _ = load_st(torch, gpath)
+        model, _ = build_torch(torch, self.arch, self.weights)
+        train_mode(torch, model, bn)
+        loss = torch.nn.functional.cross_entropy(model(self.x), self.y)
+        loss.backward()
+        problems = []
+        c_loss = float(c_grads.pop("loss")[0])
+        if abs(c_loss - float(loss)) > 1e-4 * max(1.0, abs(float(loss))):
+            problems.append("loss %.7g vs torch %.7g" % (c_loss, float(loss)))
+        params = dict(model.named_parameters())
+        missing = sorted(set(params) - set(c_grads))
+        extra = sorted(set(c_grads) - set(params))
+        if missing or extra:
+            problems.append("parameter names differ: missing %s, extra %s" % (missing[:5], extra[:5]))
+        worst = (0.0, "")
+        for name, p in params.items():
+            if name not in c_grads:
+                continue
+            if tuple(c_grads[name].shape) != tuple(p.shape):
+                problems.append("%s: shape %s vs torch %s" % (name, tuple(c_grads[name].shape), tuple(p.shape)))
+                continue
+            e = rel_err(c_grads[name], p.grad)
+            worst = max(worst, (e, name))
+            if e > TOL:
+                problems.append("grad %s relative error %.3g" % (name, e))
+        print("# %s BN %s: loss %.6f (torch %.6f), %d gradients, worst relative error %.2e (%s)"
+              % (self.arch, bn, c_loss, float(loss), len(params), worst[0], worst[1]))
+        if bn == "train":
+            saved, _ = load_st(torch, spath)
+            n_stats, worst = 0, (0.0, "")
+            for name, buf in model.named_buffers():
+                if name.endswith("num_batches_tracked"):
+                    if name in saved and int(saved[name].reshape(-1)[0]) != int(buf):
+                        problems.append("%s: %d vs torch %d" % (name, int(saved[name].reshape(-1)[0]), int(buf)))
+                    continue
+                if name not in saved:
+                    problems.append("saved file lacks %s" % name)
+                    continue
+                n_stats += 1
+                e = rel_err(saved[name], buf)
+                worst = max(worst, (e, name))
+                if e > TOL:
+                    problems.append("%s after a BN-train step: relative error %.3g" % (name, e))
+            print("# %s: %d running statistics after the step, worst relative error %.2e (%s)"
+                  % (self.arch, n_stats, worst[0], worst[1]))
+        return problems
+
+    def optimizer(self, kind):
+        """Weights after STEPS optimizer steps (BN frozen) vs torch.optim; the saved file strict-loads and
+        its eval logits equal model_train_eval's."""
+        torch = self.torch
+        hp = SGD if kind == "sgd" else ADAM
+        spath, lpath = os.path.join(self.tmp, "saved_%s.st" % kind), os.path.join(self.tmp, "logits_%s.f32" % kind)
+        args = ["--bn", "frozen", "--optim", kind, "--steps", str(STEPS), "--lr", repr(hp["lr"]),
+                "--weight-decay", repr(hp["weight_decay"]), "--save", spath, "--logits", lpath]
+        if kind == "sgd":
+            args += ["--momentum", repr(hp["momentum"])]
+        run_tool(self.tool_args(*args))
+        model, _ = build_torch(torch, self.arch, self.weights)
+        before = {k: v.detach().clone() for k, v in model.named_parameters()}
+        if kind == "sgd":
+            opt = torch.optim.SGD(model.parameters(), lr=hp["lr"], momentum=hp["momentum"], weight_decay=hp["weight_decay"])
+        else:
+            opt = torch.optim.Adam(model.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
+        train_mode(torch, model, "frozen")
+        for _ in range(STEPS):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(self.x), self.y).backward()
+            opt.step()
+        saved, _ = load_st(torch, spath)
+        problems, worst, worst_upd = [], (0.0, ""), (0.0, "")
+        for name, p in model.named_parameters():
+            if name not in saved:
+                problems.append("saved file lacks %s" % name)
+                continue
+            e = rel_err(saved[name], p.detach())
+            worst = max(worst, (e, name))
+            if e > TOL:
+                problems.append("%s after %d %s steps: relative error %.3g" % (name, STEPS, kind, e))
+            if kind == "sgd":  # the update itself: a skipped or wrong step cannot hide under the weights' size
+                u = rel_err(saved[name] - before[name].reshape(saved[name].shape), p.detach() - before[name])
+                worst_upd = max(worst_upd, (u, name))
+                if u > 10 * TOL:
+                    problems.append("%s: the %s update differs by %.3g of its largest value" % (name, kind, u))
+        print("# %s %s x%d: worst weight relative error %.2e (%s)%s"
+              % (self.arch, kind, STEPS, worst[0], worst[1],
+                 ", worst update relative error %.2e (%s)" % worst_upd if kind == "sgd" else ""))
+        # The saved file in PyTorch, strictly (aux classifier included when the file has it).
+        aux = any(k.startswith("AuxLogits.") for k in saved)
+        import convert_torchvision as ct
+        import gen_reference
+        _, meta = load_st(torch, spath)
+        m2 = ct.build_model(self.arch, int(meta.get("num_classes", "1000")), aux_logits=aux)
+        if meta.get("padding") == "tf_same":
+            gen_reference.apply_tf_same(m2)
+        try:
+            m2.load_state_dict(saved, strict=True)
+        except RuntimeError as e:
+            return problems + ["the saved file does not load in PyTorch (strict): %s" % str(e)[:300]]
+        m2.eval()
+        with torch.no_grad():
+            ref = m2(self.x)
+        import numpy as np
+        c_logits = torch.from_numpy(np.fromfile(lpath, dtype="<f4").copy())
+        if c_logits.numel() != ref.numel():
+            return problems + ["model_train_eval gave %d logits, torch %d" % (c_logits.numel(), ref.numel())]
+        e = rel_err(c_logits, ref)
+        print("# %s: eval logits of the saved file, relative error %.2e" % (self.arch, e))
+        if e > TOL:
+            problems.append("model_train_eval logits vs PyTorch on the saved file: relative error %.3g" % e)
+        return problems
+
+    def classify(self):
+        """`cnnserve classify` of the saved (SGD) file on a photo vs PyTorch on the same tensor."""
+        torch = self.torch
+        spath = os.path.join(self.tmp, "saved_sgd.st")
+        photo = os.path.join(testlib.SHARED, "data", "imagenet-sample", CLASSIFY_PHOTO)
+        if not os.path.exists(spath):
+            raise testlib.Skip("the SGD case did not save a file")
+        if not os.path.exists(photo) or not os.access(IMAGE_DUMP, os.X_OK):
+            raise testlib.Skip("no %s or no image_dump" % photo)
+        saved, meta = load_st(torch, spath)
+        wdir = os.path.join(self.tmp, "wdir")
+        os.makedirs(wdir, exist_ok=True)
+        name = "ft_" + self.arch
+        os.link(spath, os.path.join(wdir, name + ".safetensors"))
+        mean = meta.get("mean", "0.485,0.456,0.406")
+        std = meta.get("std", "0.229,0.224,0.225")
+        resize, crop = int(meta.get("resize", "256")), int(meta.get("crop", "224"))
+        prefix = os.path.join(self.tmp, "photo")
+        proc = subprocess.run([IMAGE_DUMP, "--min-short", str(2 * resize), "--resize", str(resize), "--crop", str(crop),
+                               "--mean", mean, "--std", std, photo, prefix], capture_output=True, text=True)
+        testlib.check(proc.returncode == 0 and "status=ok" in proc.stdout, "image_dump: %s %s" % (proc.stdout, proc.stderr))
+        import numpy as np
+        x = torch.from_numpy(np.fromfile(prefix + ".f32", dtype="<f4").copy()).reshape(1, 3, crop, crop)
+        model, _ = build_torch(torch, self.arch, spath)
+        model.eval()
+        with torch.no_grad():
+            logits = model(x)[0]
+        if meta.get("labels") == "imagenet1k+background":  # the server drops the background output
+            logits = logits[1:]
+        prob = torch.softmax(logits, 0)
+        proc = subprocess.run([testlib.BIN, "classify", "--weights-dir", wdir, "--model", name, "--top-k", "5",
+                               "--threads", "1", "--json", photo], capture_output=True, text=True)
+        testlib.check(proc.returncode == 0, "classify exit %d: %s" % (proc.returncode, proc.stderr.strip()[-300:]))
+        preds = json.loads(proc.stdout.strip().splitlines()[-1])["predictions"]
+        problems = []
+        for p in preds:
+            ref = float(prob[p["index"]])
+            if abs(float(p["score"]) - ref) > 1e-4:
+                problems.append("class %d: classify %.6f vs PyTorch %.6f" % (p["index"], float(p["score"]), ref))
+        top = int(torch.argmax(prob))
+        if preds[0]["index"] != top:
+            problems.append("classify top-1 %d vs PyTorch %d" % (preds[0]["index"], top))
+        print("# %s: classify of the saved file: top-1 %d p=%.5f (PyTorch %.5f)"
+              % (self.arch, preds[0]["index"], float(preds[0]["score"]), float(prob[preds[0]["index"]])))
+        return problems
+
+
+def main():
+    only = os.environ.get("TRAIN_MODELS", "")  # e.g. TRAIN_MODELS=alexnet,shufflenet_v2_x1_0 to run a subset
+    models = [m for m in MODELS if not only or m[0] in only.split(",")]
+    kinds = ["BN frozen gradients", "BN train gradients + running stats", "3 SGD steps + saved file",
+             "3 Adam steps + saved file"]
+    labels = [(m, k) for m in models for k in kinds] + [(m, "classify of the saved file") for m in models if m[3]]
+    names = ["whole-model training vs PyTorch: %s: %s" % (m[0], k) for m, k in labels]
+    why = testlib.have_torch()
+    if why:
+        testlib.skip_all(names, why)
+        return testlib.finish()
+    if not os.access(TOOL, os.X_OK):
+        testlib.skip_all(names, "%s not built (make test builds it)" % TOOL)
+        return testlib.finish()
+    import torch
+    torch.set_num_threads(THREADS)
+    with tempfile.TemporaryDirectory() as tmp:
+        for m in models:
+            arch, weights, inputs, real = m
+            mine = [(n, k) for n, (mm, k) in zip(names, labels) if mm is m]
+            if not os.path.exists(weights) or not os.path.exists(inputs):
+                what = "../shared/weights" if real and not os.path.exists(weights) else "$CNN_CACHE/ref (make ref)"
+                testlib.skip_all([n for n, _ in mine], "no %s or %s (%s)" % (weights, inputs, what))
+                continue
+            d = os.path.join(tmp, arch)
+            os.makedirs(d)
+            case = ModelCase(torch, arch, weights, inputs, real, d)
+            fns = {kinds[0]: lambda: case.grads("frozen"), kinds[1]: lambda: case.grads("train"),
+                   kinds[2]: lambda: case.optimizer("sgd"), kinds[3]: lambda: case.optimizer("adam"),
+                   "classify of the saved file": case.classify}
+            for n, k in mine:
+                testlib.run_case(n, fns[k])
+    return testlib.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
