@@ -62,7 +62,7 @@ WEIGHTS_OBJ := $(call obj,$(wildcard core/weights*.c) core/status.c)
 TEST_BINS := $(BUILD)/tests/test_kernels $(BUILD)/tests/test_weights $(BUILD)/tests/test_image \
              $(BUILD)/tests/test_models $(BUILD)/tests/test_threads $(BUILD)/tests/test_server \
              $(BUILD)/tests/test_dataset $(BUILD)/tests/test_train $(BUILD)/tests/test_zoo \
-             $(BUILD)/tests/test_kserve $(BUILD)/tests/test_optim
+             $(BUILD)/tests/test_kserve $(BUILD)/tests/test_optim $(BUILD)/tests/test_augment
 # Helper programs the test scripts drive.
 TEST_TOOLS := $(BUILD)/tests/image_dump $(BUILD)/tests/train_grad $(BUILD)/tests/eval_metrics_tool \
               $(BUILD)/tests/optim_tool $(BUILD)/tests/layer_prof
@@ -79,6 +79,7 @@ $(BUILD)/tests/test_dataset: $(BUILD)/tests/unit/test_dataset.o $(BUILD)/server/
 $(BUILD)/tests/test_train:   $(BUILD)/tests/unit/test_train.o $(BUILD)/core/kernels_train.o $(BUILD)/core/train.o \
                              $(BUILD)/core/optim.o $(BUILD)/core/status.o
 $(BUILD)/tests/test_optim:   $(BUILD)/tests/unit/test_optim.o $(BUILD)/core/optim.o $(BUILD)/core/status.o
+$(BUILD)/tests/test_augment: $(BUILD)/tests/unit/test_augment.o $(BUILD)/server/augment.o $(IMAGE_OBJ) $(BUILD)/core/status.o
 # Model generations: discovery, failed files, reload (needs ../shared/weights).
 $(BUILD)/tests/test_zoo:     $(BUILD)/tests/unit/test_zoo.o $(BUILD)/server/zoo.o $(BUILD)/server/log.o \
                              $(MODELS_OBJ) $(CORE_OBJ)

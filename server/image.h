@@ -61,4 +61,16 @@ typedef struct {
 cnn_status image_preprocess(const image *img, const image_preproc *pp, float *out, char *err,
                             size_t err_bytes);
 
+/* A w x h box at (x, y) inside the image. */
+typedef struct {
+    int x, y, w, h;
+} image_box;
+
+/* torchvision's F.resized_crop on a PIL image (crop the box, PIL BILINEAR resize to size x size),
+ * then, when flip, F.hflip, ToTensor and Normalize(mean, std): out receives 3*size*size floats, NCHW.
+ * The training augmentation's resampling (server/augment.h); the same resampler as image_preprocess.
+ * CNN_ERR_ARG for a box outside the image or bad mean/std, CNN_ERR_NOMEM. */
+cnn_status image_resized_crop(const image *img, const image_box *box, int size, int flip, const float mean[3],
+                              const float std[3], float *out, char *err, size_t err_bytes);
+
 #endif

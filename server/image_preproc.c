@@ -6,7 +6,10 @@
  * 22-bit fixed point, a horizontal pass then a vertical pass, each rounding and clipping to uint8.
  * Only the part of the resized image that survives the center crop is computed: every output
  * pixel of PIL's resampler depends only on its own coefficients, so restricting the passes to the
- * crop window gives the same values without materialising the full resized image. */
+ * crop window gives the same values without materialising the full resized image.
+ *
+ * image_resized_crop (training augmentation) runs the same passes on a box of the image resized to
+ * a square, as torchvision's F.resized_crop does on a PIL image. */
 #include "image_internal.h"
 
 #include <limits.h>
@@ -273,6 +276,62 @@ cnn_status image_preprocess(const image *img, const image_preproc *pp, float *ou
     }
     resample_rows(img, &ax, y_first, y_last - y_first, tmp);
     resample_columns(tmp, y_first, n_cols, &ay, &cw, crop, lut, out);
+done:
+    free(tmp);
+    resample_axis_free(&ax);
+    resample_axis_free(&ay);
+    return st;
+}
+
+cnn_status image_resized_crop(const image *img, const image_box *box, int size, int flip, const float mean[3],
+                              const float std[3], float *out, char *err, size_t err_bytes)
+{
+    image_preproc pp = {.resize = size, .crop = size};
+    memcpy(pp.mean, mean, sizeof pp.mean);
+    memcpy(pp.std, std, sizeof pp.std);
+    cnn_status st = check_args(img, &pp, out, err, err_bytes);
+    if (st != CNN_OK)
+        return st;
+    if (box->w < 1 || box->h < 1 || box->x < 0 || box->y < 0 || box->x > img->width - box->w ||
+        box->y > img->height - box->h)
+        return cnn_err(err, err_bytes, CNN_ERR_ARG, "image_resized_crop: box %dx%d at (%d,%d) outside a %dx%d image",
+                       box->w, box->h, box->x, box->y, img->width, img->height);
+    float lut[3][256];
+    normalize_lut(&pp, lut);
+    /* PIL resizes the cropped image: the coefficients of a w -> size (h -> size) resize, whose source
+     * indices are then moved by the box's origin. */
+    resample_axis ax = {0}, ay = {0};
+    uint8_t *tmp = NULL;
+    st = resample_axis_init(&ax, box->w, size, 0, size);
+    if (st == CNN_OK)
+        st = resample_axis_init(&ay, box->h, size, 0, size);
+    int y_first = 0, y_last = 0;
+    if (st == CNN_OK) {
+        for (int i = 0; i < size; i++) {
+            ax.first[i] += box->x;
+            ay.first[i] += box->y;
+        }
+        source_row_span(&ay, &y_first, &y_last);
+        tmp = malloc((size_t)(y_last - y_first) * (size_t)size * 3);
+        if (!tmp)
+            st = CNN_ERR_NOMEM;
+    }
+    if (st != CNN_OK) {
+        st = cnn_err(err, err_bytes, st, "image_resized_crop: out of memory");
+        goto done;
+    }
+    const crop_window cw = {.out_w = size, .out_h = size};
+    resample_rows(img, &ax, y_first, y_last - y_first, tmp);
+    resample_columns(tmp, y_first, size, &ay, &cw, size, lut, out);
+    if (flip) /* RandomHorizontalFlip after the resize: mirror every row */
+        for (size_t r = 0; r < (size_t)3 * size; r++) {
+            float *row = out + r * size;
+            for (int a = 0, b = size - 1; a < b; a++, b--) {
+                const float t = row[a];
+                row[a] = row[b];
+                row[b] = t;
+            }
+        }
 done:
     free(tmp);
     resample_axis_free(&ax);

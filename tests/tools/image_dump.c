@@ -7,6 +7,8 @@
  *     --resize R --crop C  also run image_preprocess, writing OUT_PREFIX.f32 (3*C*C float32, NCHW)
  *     --mean a,b,c --std a,b,c  normalization (default: ImageNet)
  *     --rgb              also write the decoded pixels to OUT_PREFIX.rgb (height*width*3 bytes)
+ *     --box x,y,w,h --size S [--flip]  also run image_resized_crop (the training augmentation's
+ *                        resampling, with the --mean/--std), writing OUT_PREFIX.box.f32 (3*S*S float32)
  *
  * One line per input on stdout:
  *   IN status=ok format=jpeg src=WxH size=WxH scale=N/D orientation=O
@@ -26,6 +28,8 @@ typedef struct {
     image_decode_opts dec;
     image_preproc pp;
     int want_tensor, want_rgb;
+    image_box box;
+    int box_size, flip;
 } dump_opts;
 
 static int read_file(const char *path, uint8_t **data, size_t *n_bytes)
@@ -94,7 +98,7 @@ static int dump_one(const dump_opts *o, const char *in, const char *out_prefix)
     char err[256] = "";
     image img;
     int rc = 0;
-    float *tensor = NULL;
+    float *tensor = NULL, *boxed = NULL;
     cnn_status st = image_decode(data, n_bytes, &o->dec, &img, err, sizeof err);
     if (st == CNN_OK && o->want_tensor) {
         tensor = malloc(sizeof *tensor * 3 * (size_t)o->pp.crop * (size_t)o->pp.crop);
@@ -104,6 +108,16 @@ static int dump_one(const dump_opts *o, const char *in, const char *out_prefix)
             goto done_img;
         }
         st = image_preprocess(&img, &o->pp, tensor, err, sizeof err);
+    }
+    if (st == CNN_OK && o->box_size > 0) {
+        boxed = malloc(sizeof *boxed * 3 * (size_t)o->box_size * (size_t)o->box_size);
+        if (!boxed) {
+            fprintf(stderr, "image_dump: out of memory\n");
+            rc = EXIT_TOOL_FAILURE;
+            goto done_img;
+        }
+        st = image_resized_crop(&img, &o->box, o->box_size, o->flip, o->pp.mean, o->pp.std, boxed, err, sizeof err);
+        if (st != CNN_OK) image_free(&img);
     }
     if (st != CNN_OK) {
         printf("%s status=%s error=%s\n", in, cnn_status_str(st), err);
@@ -115,7 +129,9 @@ static int dump_one(const dump_opts *o, const char *in, const char *out_prefix)
     if ((o->want_rgb &&
          write_file(out_prefix, ".rgb", img.rgb, (size_t)img.width * img.height * 3) != 0) ||
         (o->want_tensor && write_file(out_prefix, ".f32", tensor,
-                                      sizeof *tensor * 3 * (size_t)o->pp.crop * o->pp.crop) != 0)) {
+                                      sizeof *tensor * 3 * (size_t)o->pp.crop * o->pp.crop) != 0) ||
+        (boxed && write_file(out_prefix, ".box.f32", boxed,
+                             sizeof *boxed * 3 * (size_t)o->box_size * o->box_size) != 0)) {
         fprintf(stderr, "image_dump: cannot write %s.*\n", out_prefix);
         rc = EXIT_TOOL_FAILURE;
     }
@@ -123,6 +139,7 @@ done_img:
     if (st == CNN_OK)
         image_free(&img);
     free(tensor);
+    free(boxed);
     free(data);
     fflush(stdout);
     return rc;
@@ -131,7 +148,8 @@ done_img:
 static void usage(void)
 {
     fprintf(stderr, "usage: image_dump [--max-pixels N] [--min-short N] [--resize R --crop C] "
-                    "[--mean a,b,c --std a,b,c] [--rgb] IN OUT_PREFIX [IN OUT_PREFIX ...]\n");
+                    "[--mean a,b,c --std a,b,c] [--rgb] "
+                    "[--box x,y,w,h --size S [--flip]] IN OUT_PREFIX [IN OUT_PREFIX ...]\n");
 }
 
 int main(int argc, char **argv)
@@ -142,8 +160,8 @@ int main(int argc, char **argv)
     int i = 1;
     for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
         const char *opt = argv[i];
-        if (strcmp(opt, "--rgb") == 0) {
-            o.want_rgb = 1;
+        if (strcmp(opt, "--rgb") == 0 || strcmp(opt, "--flip") == 0) {
+            *(strcmp(opt, "--rgb") == 0 ? &o.want_rgb : &o.flip) = 1;
             continue;
         }
         if (i + 1 >= argc) {
@@ -164,6 +182,12 @@ int main(int argc, char **argv)
             bad = parse_floats3(val, o.pp.mean);
         else if (strcmp(opt, "--std") == 0)
             bad = parse_floats3(val, o.pp.std);
+        else if (strcmp(opt, "--size") == 0)
+            o.box_size = atoi(val);
+        else if (strcmp(opt, "--box") == 0) {
+            char tail;
+            bad = sscanf(val, "%d,%d,%d,%d%c", &o.box.x, &o.box.y, &o.box.w, &o.box.h, &tail) != 4;
+        }
         else
             bad = 1;
         if (bad) {
