@@ -35,11 +35,21 @@ static const config_flag flag_defs[] = {
     STR_FLAG("default-model", default_model),
     INT_FLAG("admin-reload", admin_reload, 0, 1),
     STR_FLAG("reports-dir", reports_dir),
+    INT_FLAG("batch-max", batch_max, 1, MODEL_MAX_BATCH),
+    CONFIG_DOUBLE("batch-delay-ms", serve_config, batch_delay_ms, 0, 1000),
+    STR_FLAG("batch-models", batch_models),
     {"log-format", CONFIG_FLAG_LOG_FORMAT, offsetof(serve_config, log_format), 0, 0, 0, NULL},
     CONFIG_SWITCH("help", serve_config, show_help),
     CONFIG_SWITCH("version", serve_config, show_version),
 };
 #define N_FLAGS (sizeof(flag_defs) / sizeof(flag_defs[0]))
+
+/* Dynamic batching defaults, from the measurements in the README (Performance: dynamic batching). */
+#define CONFIG_BATCH_MAX 8
+#define CONFIG_BATCH_MAX_TEXT "8"
+#define CONFIG_BATCH_DELAY_MS 0.0
+#define CONFIG_BATCH_DELAY_TEXT "0"
+#define CONFIG_BATCH_MODELS "alexnet"
 
 static const char usage_text[] =
     "usage: cnnserve serve [flags]\n"
@@ -74,6 +84,12 @@ static const char usage_text[] =
     "  --admin-reload 0|1       1 allows POST /v1/models/reload (default 0: 403); SIGHUP always reloads\n"
     "  --reports-dir DIR        eval/paper reports (JSON, REPORT.md, PNG/SVG figures) the web page at /\n"
     "                           links, served read-only under /reports/ (default: none)\n"
+    "  --batch-max N            dynamic batching: up to N queued requests for one model run as one batch\n"
+    "                           (same answers as alone; 1..64, default " CONFIG_BATCH_MAX_TEXT "; 1 = off)\n"
+    "  --batch-delay-ms MS      wait up to MS for more requests when fewer than --batch-max are queued\n"
+    "                           (default " CONFIG_BATCH_DELAY_TEXT ")\n"
+    "  --batch-models LIST      models batching is on for: served or architecture names, 'all' or 'none'\n"
+    "                           (default " CONFIG_BATCH_MODELS "; where measured to win, see README)\n"
     "  --log-format text|json   log line format (default text)\n"
     "  --help, --version\n";
 
@@ -94,6 +110,9 @@ void config_defaults(serve_config *cfg)
     cfg->drain_timeout_s = 30;
     cfg->max_connections = 512;
     cfg->log_format = LOG_FORMAT_TEXT;
+    cfg->batch_max = CONFIG_BATCH_MAX;
+    cfg->batch_delay_ms = CONFIG_BATCH_DELAY_MS;
+    snprintf(cfg->batch_models, sizeof cfg->batch_models, "%s", CONFIG_BATCH_MODELS);
 }
 
 cnn_status config_parse_int(const char *s, int64_t lo, int64_t hi, int64_t *out)

@@ -32,6 +32,9 @@ typedef struct {
     int admin_reload;          /* 1: POST /v1/models/reload is allowed */
     char default_model[64];    /* "" = mobilenet_v3_large when loaded, else the first loaded */
     char reports_dir[1024];    /* served read-only under /reports/ for the web page; "" = none */
+    int batch_max;             /* dynamic batching: most requests of one model per batch (1 = off) */
+    double batch_delay_ms;     /* longest wait for more requests when fewer than batch_max are queued */
+    char batch_models[1024];   /* models batching is on for (comma list, "all", "none") */
     log_format log_format;
     int show_help, show_version;
 } serve_config;

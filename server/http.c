@@ -27,6 +27,7 @@
 
 #include "http_gate.h"
 #include "http_parse.h"
+#include "routes.h"
 #include "timing.h"
 #include "version.h"
 
@@ -409,6 +410,28 @@ static void run_job(void *job, pipeline_ws *ws, void *cls)
         return;
     }
     r->route->run(r, ws);
+}
+
+/* A batch of jobs (workers.c batches only jobs naming one model, i.e. classify jobs): the ones
+ * whose client left are answered 499 and dropped, the others run as one batch. */
+static void run_job_batch(void **jobs, int n, pipeline_ws *ws, int slot, void *cls)
+{
+    (void)cls;
+    http_req *rs[MODEL_MAX_BATCH];
+    int k = 0;
+    const uint64_t t = timing_now_ns();
+    for (int i = 0; i < n; i++) {
+        http_req *r = jobs[i];
+        r->t_dequeue_ns = t;
+        if (r->fd >= 0 && client_gone(r->fd))
+            http_job_error(r, 499, "client_closed_request", "the client closed the connection before its job ran");
+        else
+            rs[k++] = r;
+    }
+    if (k == 1)
+        rs[0]->route->run(rs[0], ws);
+    else if (k > 1)
+        classify_run_batch(rs, k, ws, slot);
 }
 
 /* Queued jobs at shutdown (drain timeout reached). */
@@ -832,7 +855,9 @@ cnn_status http_server_start(http_server **out, const serve_config *cfg, zoo *z,
         goto fail;
     }
     for (int i = 0; i < z->n_entries; i++) z->entries[i].metrics_label = metrics_model_label(s->mt, z->entries[i].name);
-    if ((st = workers_init(&s->pool, cfg->n_workers, cfg->threads_per_worker, cfg->queue_depth, z, run_job, cancel_job, s, err, err_bytes)) != CNN_OK)
+    const workers_batch batch = {cfg->batch_max, cfg->batch_delay_ms, cfg->batch_models};
+    if ((st = workers_init(&s->pool, cfg->n_workers, cfg->threads_per_worker, cfg->queue_depth, z, &batch, run_job,
+                           run_job_batch, cancel_job, s, err, err_bytes)) != CNN_OK)
         goto fail;
     s->daemon = MHD_start_daemon(
         MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |

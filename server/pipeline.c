@@ -15,6 +15,12 @@ struct pipeline_ws {
     size_t logits_stride;
     int *idx;       /* PIPELINE_TOPK_MAX per model */
     float *prob;
+    int max_batch[PIPELINE_MAX_MODELS];
+    int batch_cap;        /* largest max_batch */
+    float *batch_input;   /* batch_cap inputs of 3 x S x S for the largest S (batch_cap > 1) */
+    float *batch_logits;  /* batch_cap rows of logits_stride */
+    int *batch_idx;       /* batch_cap x PIPELINE_TOPK_MAX */
+    float *batch_prob;
 };
 
 cnn_status pipeline_ws_init(pipeline_ws **out, const model *const *models, int n_models, char *err,
@@ -25,6 +31,12 @@ cnn_status pipeline_ws_init(pipeline_ws **out, const model *const *models, int n
 
 cnn_status pipeline_ws_init_threads(pipeline_ws **out, const model *const *models, int n_models, int n_threads,
                                     char *err, size_t err_bytes)
+{
+    return pipeline_ws_init_batch(out, models, n_models, n_threads, NULL, err, err_bytes);
+}
+
+cnn_status pipeline_ws_init_batch(pipeline_ws **out, const model *const *models, int n_models, int n_threads,
+                                  const int *max_batch, char *err, size_t err_bytes)
 {
     *out = NULL;
     if (n_models < 1 || n_models > PIPELINE_MAX_MODELS)
@@ -41,7 +53,9 @@ cnn_status pipeline_ws_init_threads(pipeline_ws **out, const model *const *model
         size_t s = (size_t)model_input_size(models[i]);
         if (3 * s * s > max_input) max_input = 3 * s * s;
         if ((size_t)model_num_classes(models[i]) > max_classes) max_classes = (size_t)model_num_classes(models[i]);
-        if ((st = model_ctx_init_threads(&ws->ctxs[i], models[i], n_threads)) != CNN_OK) {
+        ws->max_batch[i] = max_batch && max_batch[i] > 1 ? max_batch[i] : 1;
+        if (ws->max_batch[i] > ws->batch_cap) ws->batch_cap = ws->max_batch[i];
+        if ((st = model_ctx_init_batch(&ws->ctxs[i], models[i], n_threads, ws->max_batch[i])) != CNN_OK) {
             cnn_err(err, err_bytes, st, "pipeline: cannot create the context of %s: %s", model_name(models[i]),
                     cnn_status_str(st));
             goto fail;
@@ -55,6 +69,17 @@ cnn_status pipeline_ws_init_threads(pipeline_ws **out, const model *const *model
     if (!ws->input || !ws->logits || !ws->idx || !ws->prob) {
         st = cnn_err(err, err_bytes, CNN_ERR_NOMEM, "pipeline: out of memory");
         goto fail;
+    }
+    if (ws->batch_cap > 1) {
+        const size_t cap = (size_t)ws->batch_cap;
+        ws->batch_input = malloc(cap * max_input * sizeof(float));
+        ws->batch_logits = malloc(cap * max_classes * sizeof(float));
+        ws->batch_idx = malloc(cap * PIPELINE_TOPK_MAX * sizeof *ws->batch_idx);
+        ws->batch_prob = malloc(cap * PIPELINE_TOPK_MAX * sizeof *ws->batch_prob);
+        if (!ws->batch_input || !ws->batch_logits || !ws->batch_idx || !ws->batch_prob) {
+            st = cnn_err(err, err_bytes, CNN_ERR_NOMEM, "pipeline: out of memory for batches of %d", ws->batch_cap);
+            goto fail;
+        }
     }
     *out = ws;
     return CNN_OK;
@@ -71,7 +96,16 @@ void pipeline_ws_free(pipeline_ws *ws)
     free(ws->logits);
     free(ws->idx);
     free(ws->prob);
+    free(ws->batch_input);
+    free(ws->batch_logits);
+    free(ws->batch_idx);
+    free(ws->batch_prob);
     free(ws);
+}
+
+int pipeline_ws_max_batch(const pipeline_ws *ws, int slot)
+{
+    return slot >= 0 && slot < ws->n_models && ws->models[slot] ? ws->max_batch[slot] : 1;
 }
 
 void pipeline_ws_warmup(pipeline_ws *ws, int slot)
@@ -184,6 +218,87 @@ out:
     return st;
 }
 
+/* Decode and preprocess of one request for model slot alone, as pipeline_classify does it, into
+ * input; fills res's image fields and decode/preprocess times. */
+static cnn_status batch_prepare(pipeline_ws *ws, int slot, pipeline_batch_item *it, float *input)
+{
+    pipeline_result *res = &it->res;
+    const pipeline_request *req = it->req;
+    memset(res, 0, sizeof *res);
+    if (!req || req->n_slots != 1 || req->slots[0] != slot)
+        return cnn_err(it->err, sizeof it->err, CNN_ERR_ARG, "batched request for another model");
+    if (req->top_k < 1 || req->top_k > PIPELINE_TOPK_MAX)
+        return cnn_err(it->err, sizeof it->err, CNN_ERR_ARG, "top_k must be in 1..%d", PIPELINE_TOPK_MAX);
+    image_preproc pp;
+    preproc_of(ws->models[slot], &pp);
+    uint64_t t0 = timing_now_ns();
+    image_decode_opts opts = {.max_pixels = req->max_pixels,
+                              .min_short_side = req->full_decode ? 0 : IMAGE_DCT_MARGIN * pp.resize};
+    image img;
+    cnn_status st = image_decode(it->data, it->n_bytes, &opts, &img, it->err, sizeof it->err);
+    if (st != CNN_OK) return st;
+    uint64_t t1 = timing_now_ns();
+    res->decode_ms = timing_ms(t0, t1);
+    res->format = img.format;
+    res->src_width = img.src_width;
+    res->src_height = img.src_height;
+    res->width = img.width;
+    res->height = img.height;
+    res->scale_num = img.scale_num;
+    res->scale_denom = img.scale_denom;
+    res->orientation = img.orientation;
+    res->n_results = 1;
+    st = image_preprocess(&img, &pp, input, it->err, sizeof it->err);
+    image_free(&img);
+    res->results[0].preprocess_ms = res->preprocess_ms = timing_ms(t1, timing_now_ns());
+    return st;
+}
+
+void pipeline_classify_batch(pipeline_ws *ws, int slot, pipeline_batch_item *items, int n)
+{
+    if (slot < 0 || slot >= ws->n_models || !ws->models[slot] || n > ws->max_batch[slot] || ws->max_batch[slot] < 2) {
+        for (int i = 0; i < n; i++)
+            items[i].st = cnn_err(items[i].err, sizeof items[i].err, CNN_ERR_ARG, "model slot %d cannot batch %d", slot, n);
+        return;
+    }
+    const model *m = ws->models[slot];
+    const size_t s = (size_t)model_input_size(m), in_n = 3 * s * s, n_classes = (size_t)model_num_classes(m);
+    const float *inputs[MODEL_MAX_BATCH];
+    int rows[MODEL_MAX_BATCH]; /* item -> row of the batch, -1 when it failed */
+    uint64_t t_ready[MODEL_MAX_BATCH];
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        float *in = ws->batch_input + (size_t)k * in_n;
+        items[i].err[0] = '\0';
+        items[i].st = batch_prepare(ws, slot, &items[i], in);
+        t_ready[i] = timing_now_ns();
+        rows[i] = items[i].st == CNN_OK ? k : -1;
+        if (items[i].st == CNN_OK) inputs[k++] = in;
+    }
+    if (!k) return;
+    const uint64_t tb = timing_now_ns();
+    model_run_batch(ws->ctxs[slot], inputs, k, ws->batch_logits);
+    const uint64_t te = timing_now_ns();
+    for (int i = 0; i < n; i++) {
+        if (rows[i] < 0) continue;
+        pipeline_result *res = &items[i].res;
+        pipeline_model_result *r = &res->results[0];
+        const float *logits = ws->batch_logits + (size_t)rows[i] * n_classes;
+        int *idx = ws->batch_idx + (size_t)rows[i] * PIPELINE_TOPK_MAX;
+        float *prob = ws->batch_prob + (size_t)rows[i] * PIPELINE_TOPK_MAX;
+        const uint64_t tp = timing_now_ns();
+        r->n_preds = model_topk(m, logits, items[i].req->top_k, idx, prob);
+        r->m = m;
+        r->logits = logits + (model_num_classes(m) - model_num_labels(m));
+        r->idx = idx;
+        r->prob = prob;
+        r->inference_ms = res->inference_ms = timing_ms(tb, te);
+        r->postprocess_ms = res->postprocess_ms = timing_ms(tp, timing_now_ns());
+        res->batch_size = k;
+        res->batch_wait_ms = timing_ms(t_ready[i], tb);
+    }
+}
+
 const float *pipeline_run_input(pipeline_ws *ws, int slot, const float *input)
 {
     float *logits = ws->logits + (size_t)slot * ws->logits_stride;
@@ -234,6 +349,9 @@ json_t *pipeline_result_json(const pipeline_result *res, int all, double receive
         json_object_set_new(o, "model", json_string(model_name(res->results[0].m)));
         json_object_set_new(o, "predictions", predictions_json(&res->results[0]));
     }
+    if (res->batch_size > 1)
+        json_object_set_new(o, "batch", json_pack("{s:i,s:o}", "size", res->batch_size, "wait_ms",
+                                                  pipeline_ms_json(res->batch_wait_ms)));
     json_object_set_new(o, "image", image_json(res));
     json_object_set_new(o, "timings_ms",
                         json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "receive", pipeline_ms_json(receive_ms), "decode",

@@ -30,6 +30,11 @@ cnn_status pipeline_ws_init(pipeline_ws **out, const model *const *models, int n
 /* The same with n_threads threads per model context (model_ctx_init_threads; same answers). */
 cnn_status pipeline_ws_init_threads(pipeline_ws **out, const model *const *models, int n_models, int n_threads,
                                     char *err, size_t err_bytes);
+/* The same with contexts that run batches: max_batch[slot] (1..MODEL_MAX_BATCH; 1: none) inputs
+ * of model slot at once in pipeline_classify_batch (model_ctx_init_batch), plus the batch's input
+ * and output buffers. max_batch NULL: 1 everywhere. */
+cnn_status pipeline_ws_init_batch(pipeline_ws **out, const model *const *models, int n_models, int n_threads,
+                                  const int *max_batch, char *err, size_t err_bytes);
 void pipeline_ws_free(pipeline_ws *ws);
 
 /* One inference of model `slot` on an all-zero input (touches the arena, warms caches). */
@@ -61,6 +66,10 @@ typedef struct {
     int width, height;          /* decoded: after DCT scaling and EXIF orientation */
     int scale_num, scale_denom, orientation;
     double decode_ms, preprocess_ms, inference_ms, postprocess_ms; /* sums over models */
+    int batch_size;             /* > 1: inferred in a batch of that many requests (inference_ms is the
+                                 * batch's time, which this request waited through) */
+    double batch_wait_ms;       /* batched: from this image's preprocessing to the batch's inference
+                                 * (the other images' decoding and preprocessing) */
     int n_results;
     pipeline_model_result results[PIPELINE_MAX_MODELS];
 } pipeline_result;
@@ -69,6 +78,23 @@ typedef struct {
  * The result points into ws and stays valid until the next call on ws. */
 cnn_status pipeline_classify(pipeline_ws *ws, const uint8_t *data, size_t n_bytes, const pipeline_request *req,
                              pipeline_result *res, char *err, size_t err_bytes);
+
+/* One request of a batch: its image and request (one model, the batch's slot) in, its answer out. */
+typedef struct {
+    const uint8_t *data;
+    size_t n_bytes;
+    const pipeline_request *req;
+    cnn_status st;          /* CNN_OK, or pipeline_classify's errors (err says why) */
+    char err[256];
+    pipeline_result res;    /* points into ws (each item its own rows) until the next call on ws */
+} pipeline_batch_item;
+
+/* pipeline_classify of n (1..max_batch of slot) requests for model slot alone, with one
+ * model_run_batch for all whose image decoded: each answer is bit-identical to pipeline_classify's
+ * for that request alone. */
+void pipeline_classify_batch(pipeline_ws *ws, int slot, pipeline_batch_item *items, int n);
+/* The largest batch of slot (1: not batched). */
+int pipeline_ws_max_batch(const pipeline_ws *ws, int slot);
 
 /* Decodes an image and preprocesses it for model m, exactly as pipeline_classify does when m is the
  * only model requested (same DCT-scaling target, resize, crop and normalization): input receives

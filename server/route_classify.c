@@ -184,16 +184,11 @@ enum MHD_Result classify_answer(http_req *r)
     return http_submit_job(r);
 }
 
-void classify_run(http_req *r, pipeline_ws *ws)
+/* Answers r from its classification (st, res, err). */
+static void classify_respond(http_req *r, cnn_status st, const pipeline_result *rp, const char *err)
 {
     http_server *s = r->srv;
-    pipeline_result res;
-    char err[256];
-    if (!ws) {
-        http_job_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "busy", "out of memory for the model contexts; retry shortly");
-        return;
-    }
-    cnn_status st = pipeline_classify(ws, r->image, r->n_image, &r->preq, &res, err, sizeof err);
+    const pipeline_result res = *rp;
     if (st != CNN_OK) {
         int status;
         const char *code;
@@ -214,18 +209,24 @@ void classify_run(http_req *r, pipeline_ws *ws)
     json_decref(answer);
     char *body = json_dumps(o, PIPELINE_JSON_FLAGS);
     json_decref(o);
-    snprintf(r->job_timing, sizeof r->job_timing,
-             "receive;dur=%.3f, decode;dur=%.3f, preprocess;dur=%.3f, queue;dur=%.3f, inference;dur=%.3f, "
-             "postprocess;dur=%.3f, total;dur=%.3f",
-             receive_ms, res.decode_ms, res.preprocess_ms, queue_ms, res.inference_ms, res.postprocess_ms, total_ms);
+    int n_timing = snprintf(r->job_timing, sizeof r->job_timing,
+                            "receive;dur=%.3f, decode;dur=%.3f, preprocess;dur=%.3f, queue;dur=%.3f, "
+                            "inference;dur=%.3f, postprocess;dur=%.3f, total;dur=%.3f",
+                            receive_ms, res.decode_ms, res.preprocess_ms, queue_ms, res.inference_ms,
+                            res.postprocess_ms, total_ms);
+    if (res.batch_size > 1 && n_timing > 0 && (size_t)n_timing < sizeof r->job_timing)
+        snprintf(r->job_timing + n_timing, sizeof r->job_timing - (size_t)n_timing, ", batch_wait;dur=%.3f",
+                 res.batch_wait_ms);
     metrics_observe_stage(s->mt, METRICS_STAGE_DECODE, r->model_label, res.decode_ms);
     metrics_observe_stage(s->mt, METRICS_STAGE_QUEUE, r->model_label, queue_ms);
     for (int i = 0; i < res.n_results; i++) {
         int label = r->z->entries[r->z->loaded[r->preq.slots[i]]].metrics_label;
         const pipeline_model_result *m = &res.results[i];
-        /* Admission's time per job of this model: its own stages plus its share of the decode. */
+        /* Admission's time per job of this model: its own stages plus its share of the decode (and
+         * of a batch's inference). */
         http_observe_service(s, r->preq.slots[i],
-                             res.decode_ms / res.n_results + m->preprocess_ms + m->inference_ms + m->postprocess_ms);
+                             res.decode_ms / res.n_results + m->preprocess_ms +
+                                 m->inference_ms / (res.batch_size > 1 ? res.batch_size : 1) + m->postprocess_ms);
         if (m->preprocess_ms > 0) metrics_observe_stage(s->mt, METRICS_STAGE_PREPROCESS, label, m->preprocess_ms);
         metrics_observe_stage(s->mt, METRICS_STAGE_INFERENCE, label, m->inference_ms);
         metrics_observe_stage(s->mt, METRICS_STAGE_POSTPROCESS, label, m->postprocess_ms);
@@ -235,4 +236,25 @@ void classify_run(http_req *r, pipeline_ws *ws)
         return;
     }
     http_job_finish(r, MHD_HTTP_OK, NULL, body);
+}
+
+void classify_run(http_req *r, pipeline_ws *ws)
+{
+    pipeline_result res;
+    char err[256];
+    if (!ws) {
+        http_job_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "busy", "out of memory for the model contexts; retry shortly");
+        return;
+    }
+    cnn_status st = pipeline_classify(ws, r->image, r->n_image, &r->preq, &res, err, sizeof err);
+    classify_respond(r, st, &res, err);
+}
+
+void classify_run_batch(http_req **rs, int n, pipeline_ws *ws, int slot)
+{
+    pipeline_batch_item items[MODEL_MAX_BATCH];
+    for (int i = 0; i < n; i++) items[i] = (pipeline_batch_item){.data = rs[i]->image, .n_bytes = rs[i]->n_image,
+                                                                 .req = &rs[i]->preq};
+    pipeline_classify_batch(ws, slot, items, n);
+    for (int i = 0; i < n; i++) classify_respond(rs[i], items[i].st, &items[i].res, items[i].err);
 }

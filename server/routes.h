@@ -8,6 +8,8 @@
 enum MHD_Result classify_start(http_req *r);
 enum MHD_Result classify_answer(http_req *r);
 void classify_run(http_req *r, pipeline_ws *ws);
+/* n classify jobs for model slot alone, run as one batch (pipeline_classify_batch); each answered. */
+void classify_run_batch(http_req **rs, int n, pipeline_ws *ws, int slot);
 
 /* GET /v1/models, /v1/models/{name} (route_models.c) */
 enum MHD_Result models_list_answer(http_req *r);
