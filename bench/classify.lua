@@ -1,6 +1,6 @@
 -- wrk script for `make bench`: POSTs a JPEG file as the raw request body to the URL given to wrk
 -- (e.g. http://127.0.0.1:PORT/v1/classify?model=alexnet), sums the server's per-stage timings_ms
--- over every 200 response, and prints one line "WRK_JSON {...}" at the end for bench/run_wrk.sh.
+-- over every 200 response (and the size of the batch each ran in), and prints one line "WRK_JSON {...}" at the end for bench/run_wrk.sh.
 --
 -- usage: wrk -t1 -c16 -d10s --timeout 30s -s classify.lua URL -- FILE.jpg
 
@@ -12,6 +12,7 @@ n_timed = 0
 n_ok = 0
 n_not_2xx = 0
 n_status = {}
+batch_sum = 0 -- requests of the batch each 200 response ran in (1 when not batched)
 decode_scale = nil -- the server's JPEG DCT scaling of this image, e.g. "1/8"
 
 function init(args)
@@ -33,6 +34,7 @@ function response(status, headers, body)
       return
    end
    n_ok = n_ok + 1
+   batch_sum = batch_sum + (tonumber(body and body:match('"batch"%s*:%s*{%s*"size"%s*:%s*(%d+)')) or 1)
    decode_scale = decode_scale or (body and body:match('"decode_scale"%s*:%s*"([^"]*)"'))
    local t = body and body:match('"timings_ms"%s*:%s*(%b{})')
    if not t then
@@ -58,7 +60,7 @@ local function json_number(v)
 end
 
 function done(summary, latency, requests)
-   local sums, timed, ok, not_2xx, statuses, scale = {}, 0, 0, 0, {}, nil
+   local sums, timed, ok, not_2xx, statuses, scale, batched = {}, 0, 0, 0, {}, nil, 0
    for _, t in ipairs(threads) do
       scale = scale or t:get("decode_scale")
       for s, v in pairs(t:get("stage_sums")) do
@@ -69,6 +71,7 @@ function done(summary, latency, requests)
       end
       timed = timed + t:get("n_timed")
       ok = ok + t:get("n_ok")
+      batched = batched + t:get("batch_sum")
       not_2xx = not_2xx + t:get("n_not_2xx")
    end
    local stages = {}
@@ -88,11 +91,11 @@ function done(summary, latency, requests)
       '"latency_ms":{"p50":%s,"p90":%s,"p99":%s,"mean":%s,"max":%s},' ..
       '"non_2xx":%d,"wrk_non_2xx_3xx":%d,"statuses":{%s},' ..
       '"socket_errors":{"connect":%d,"read":%d,"write":%d,"timeout":%d},' ..
-      '"server_timings_ms":{%s},"n_timed":%d,"decode_scale":"%s"}\n',
+      '"server_timings_ms":{%s},"n_timed":%d,"decode_scale":"%s","mean_batch":%s}\n',
       summary.requests, ok, json_number(seconds), json_number(seconds > 0 and summary.requests / seconds or 0),
       json_number(latency:percentile(50) / 1e3), json_number(latency:percentile(90) / 1e3),
       json_number(latency:percentile(99) / 1e3), json_number(latency.mean / 1e3), json_number(latency.max / 1e3),
       not_2xx, e.status, table.concat(codes, ","),
       e.connect, e.read, e.write, e.timeout,
-      table.concat(stages, ","), timed, scale or "?"))
+      table.concat(stages, ","), timed, scale or "?", json_number(ok > 0 and batched / ok or 0)))
 end

@@ -160,6 +160,40 @@ def layer_profile_tables(rows, threads):
     return lines
 
 
+def batching_section(res):
+    """The dynamic batching comparison: per model and connection count, batching off and on."""
+    b = res.get("batching")
+    if not b:
+        return []
+    lines = ["## Dynamic batching (wrk, %d s per case, batching off and on alternating)" %
+             res["settings"]["wrk_duration_s"], ""]
+    if b.get("skipped"):
+        return lines + ["Skipped: %s" % b["skipped"], ""]
+    img = b["image"]
+    lines += ["Each model alone on a server, %s (%d x %d). Off: `%s`; on: `%s`. Medians over the rounds; "
+              "`on/off` is the ratio of the medians, then of each round's adjacent pair; `batch`: mean "
+              "requests per batch of the answers." % (os.path.basename(img["path"]), img["width"], img["height"],
+                                                      b["flags"]["off"], b["flags"]["on"]), ""]
+    head = ["model", "conns", "req/s off", "req/s on", "on/off", "per round", "p50 ms off / on",
+            "p99 ms off / on", "batch", "non-2xx"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in b["summary"]:
+        if "off" not in r or "on" not in r:
+            continue
+        off, on = r["off"], r["on"]
+        lines.append("| " + " | ".join([
+            r["model"], str(r["connections"]), "%.1f" % off["requests_per_s"], "%.1f" % on["requests_per_s"],
+            "**%.2f**" % r["rps_on_over_off"], ", ".join("%.2f" % x for x in r.get("rps_ratio_per_round", [])),
+            "%.0f / %.0f" % (off["p50_ms"], on["p50_ms"]), "%.0f / %.0f" % (off["p99_ms"], on["p99_ms"]),
+            "%.1f" % on["mean_batch"], str(off["non_2xx"] + on["non_2xx"])]) + " |")
+    errors = [c for c in b["cases"] if "wrk" not in c]
+    if errors:
+        lines += ["", "Failed cases: " + "; ".join("%s %s round %s: %s" % (c.get("model"), c.get("config"),
+                                                                            c.get("round"), c.get("error"))
+                                                    for c in errors)]
+    return lines + [""]
+
+
 def write_markdown(path, res):
     threads = res["settings"]["threads"]
     m = res["machine"]
@@ -259,5 +293,6 @@ def write_markdown(path, res):
                                                        i["bytes"]) for i in w["images"].values()), ""]
             lines += wrk_table(w["cases"]) + [""]
             lines += ["Every response 2xx: %s." % ("yes" if w.get("all_2xx") else "**no** (see non-2xx above)"), ""]
+    lines += batching_section(res)
     with open(path, "w") as f:
         f.write("\n".join(lines))

@@ -19,6 +19,7 @@ import datetime
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -60,6 +61,14 @@ def parse_args(argv):
                    help="the layer profiler (make build/tests/layer_prof); missing: no layer profile")
     p.add_argument("--prof-iters", type=int, default=50, help="passes of the layer profile per model and thread count")
     p.add_argument("--no-wrk", action="store_true", help="skip the load test")
+    p.add_argument("--no-batching", action="store_true", help="skip the dynamic batching comparison")
+    p.add_argument("--only-batching", action="store_true",
+                   help="run only the dynamic batching comparison (wrk, batching off/on alternating)")
+    p.add_argument("--batch-connections", default="16,64")
+    p.add_argument("--batch-rounds", type=int, default=2,
+                   help="off/on pairs per model, alternating the order (off,on then on,off)")
+    p.add_argument("--batch-flags", default="--batch-models all --batch-max 8",
+                   help="serve flags of the batching-on runs (off: --batch-max 1)")
     p.add_argument("--report-only", action="store_true",
                    help="only rewrite OUT_DIR/latest.md from OUT_DIR/latest.json")
     args = p.parse_args(argv)
@@ -436,6 +445,82 @@ def run_load_test(args):
     return out
 
 
+# --- dynamic batching: the same load with batching off and on ---
+
+BATCH_OFF_FLAGS = "--batch-max 1"
+
+
+def load_images(args):
+    rc, stdout = run([args.python, os.path.join(HERE, "make_images.py"), args.shared, args.cache_dir], 300,
+                     capture=True)
+    return json.loads(stdout) if rc == 0 else None
+
+
+def summarize_batching(cases):
+    """Per model and connection count: median req/s, p50, p99 and batch size over the rounds of each
+    configuration, and the on/off ratios (same run, alternating order)."""
+    rows = []
+    keys = sorted({(c["model"], c["connections"]) for c in cases if "wrk" in c},
+                  key=lambda k: (ALL_MODELS.split(",").index(k[0]) if k[0] in ALL_MODELS.split(",") else 99, k[1]))
+    for model, conns in keys:
+        row = {"model": model, "connections": conns}
+        for cfg in ("off", "on"):
+            ws = [c["wrk"] for c in cases if c["model"] == model and c["connections"] == conns and
+                  c.get("config") == cfg and "wrk" in c]
+            if not ws:
+                continue
+            row[cfg] = {"rounds": len(ws),
+                        "requests_per_s": statistics.median(w["requests_per_s"] for w in ws),
+                        "requests_per_s_rounds": [w["requests_per_s"] for w in ws],
+                        "p50_ms": statistics.median(w["latency_ms"]["p50"] for w in ws),
+                        "p99_ms": statistics.median(w["latency_ms"]["p99"] for w in ws),
+                        "mean_batch": statistics.median(w.get("mean_batch", 1) for w in ws),
+                        "non_2xx": sum(w["non_2xx"] for w in ws)}
+        if "off" in row and "on" in row and row["off"]["requests_per_s"] > 0:
+            row["rps_on_over_off"] = row["on"]["requests_per_s"] / row["off"]["requests_per_s"]
+            # per round pair: the ratio of the two runs next to each other
+            pairs = list(zip(row["off"]["requests_per_s_rounds"], row["on"]["requests_per_s_rounds"]))
+            row["rps_ratio_per_round"] = [b / a for a, b in pairs if a > 0]
+        rows.append(row)
+    return rows
+
+
+def run_batching_test(args):
+    """For each model alone on a server (2 workers by default), wrk on the 640x480 JPEG at
+    --batch-connections with batching off (--batch-max 1) and on (--batch-flags), --batch-rounds
+    times, the order alternating per round so drift of the shared machine lands on both."""
+    if shutil.which("wrk") is None:
+        return {"skipped": "wrk is not installed (apt-get install wrk)"}
+    images = load_images(args)
+    if not images:
+        return {"skipped": "no load-test images (make_images.py: needs ../shared photos and PIL)"}
+    small = min(images.values(), key=lambda i: i["width"] * i["height"])
+    path = os.path.join(args.cache_dir, "wrk_batching.jsonl")
+    cases = []
+    for model in args.models.split(","):
+        for rnd in range(args.batch_rounds):
+            for cfg in (("off", "on") if rnd % 2 == 0 else ("on", "off")):
+                flags = BATCH_OFF_FLAGS if cfg == "off" else args.batch_flags
+                rc, _ = run(["bash", os.path.join(HERE, "run_wrk.sh"), "--bin", args.bin, "--weights-dir",
+                             args.weights_dir, "--models", model, "--images", small["path"], "--connections",
+                             args.batch_connections, "--duration", str(args.wrk_duration), "--out", path, "--log",
+                             os.path.join(args.cache_dir, "server_batching.log"), "--server-flags", flags,
+                             "--tag", cfg], 900)
+                try:
+                    with open(path) as f:
+                        got = [json.loads(line) for line in f if line.strip()]
+                except (OSError, ValueError):
+                    got = []
+                for c in got:
+                    c["round"] = rnd
+                if rc != 0 and not got:
+                    got = [{"model": model, "config": cfg, "round": rnd, "error": "run_wrk.sh exit %s" % rc}]
+                cases += got
+    return {"image": small, "flags": {"off": BATCH_OFF_FLAGS, "on": args.batch_flags}, "cases": cases,
+            "summary": summarize_batching(cases),
+            "all_2xx": all(c.get("wrk", {}).get("non_2xx", 1) == 0 for c in cases)}
+
+
 def rewrite_report(out_dir):
     """latest.md again from latest.json (JSON turned the thread-count keys into strings)."""
     res = read_json(os.path.join(out_dir, "latest.json"))
@@ -459,6 +544,8 @@ def main(argv=None):
     args = parse_args(argv)
     if args.report_only:
         return rewrite_report(args.out_dir)
+    if args.only_batching:
+        return main_batching(args)
     t_start = time.time()
     os.makedirs(args.cache_dir, exist_ok=True)
     os.makedirs(args.out_dir, exist_ok=True)
@@ -524,6 +611,11 @@ def main(argv=None):
         res["wrk"] = run_load_test(args)
         if res["wrk"].get("skipped"):
             log("load test skipped: " + res["wrk"]["skipped"])
+        if not args.no_batching:
+            log("dynamic batching: off / on")
+            res["batching"] = run_batching_test(args)
+            if res["batching"].get("skipped"):
+                log("batching comparison skipped: " + res["batching"]["skipped"])
     res["loadavg"]["end"] = bench_util.loadavg()
     res["finished_utc"] = datetime.datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")
     res["elapsed_s"] = round(time.time() - t_start, 1)
@@ -534,6 +626,30 @@ def main(argv=None):
     with open(os.path.join(args.out_dir, "latest.md")) as f:
         print(f.read())
     return 0 if ours_ok else 1
+
+
+def main_batching(args):
+    """--only-batching: the batching comparison alone, into OUT_DIR/batching.json and batching.md."""
+    os.makedirs(args.cache_dir, exist_ok=True)
+    os.makedirs(args.out_dir, exist_ok=True)
+    if not os.access(args.bin, os.X_OK):
+        log("%s not built: run make" % args.bin)
+        return 1
+    t_start = time.time()
+    res = {"started_utc": datetime.datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ"), "machine": machine_info(),
+           "loadavg": {"start": bench_util.loadavg()},
+           "settings": {"wrk_duration_s": args.wrk_duration, "batch_connections": args.batch_connections,
+                        "batch_rounds": args.batch_rounds}}
+    res["batching"] = run_batching_test(args)
+    res["loadavg"]["end"] = bench_util.loadavg()
+    res["elapsed_s"] = round(time.time() - t_start, 1)
+    with open(os.path.join(args.out_dir, "batching.json"), "w") as f:
+        json.dump(res, f, indent=1)
+    text = "\n".join(report_md.batching_section(res)) + "\n"
+    with open(os.path.join(args.out_dir, "batching.md"), "w") as f:
+        f.write(text)
+    print(text)
+    return 0 if not res["batching"].get("skipped") else 1
 
 
 if __name__ == "__main__":

@@ -7,10 +7,13 @@
 #
 # usage: run_wrk.sh --bin BIN --weights-dir DIR --models a,b --images A.jpg,B.jpg --out FILE.jsonl
 #                   [--connections 1,4,16,64] [--duration 10] [--log FILE]
+#                   [--server-flags "FLAGS"] [--tag NAME]
+# --server-flags: more `serve` flags (split on spaces), e.g. "--batch-max 1"; --tag: a "config" field
+# of each line (the batching comparison runs the script once per configuration).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-bin= weights= models= images= out= conns=1,4,16,64 duration=10 log=
+bin= weights= models= images= out= conns=1,4,16,64 duration=10 log= server_flags= tag=
 while [ $# -gt 0 ]; do
     case "$1" in
         --bin) bin=$2 ;;
@@ -21,6 +24,8 @@ while [ $# -gt 0 ]; do
         --connections) conns=$2 ;;
         --duration) duration=$2 ;;
         --log) log=$2 ;;
+        --server-flags) server_flags=$2 ;;
+        --tag) tag=$2 ;;
         *) echo "run_wrk: unknown flag $1" >&2; exit 2 ;;
     esac
     shift 2
@@ -41,7 +46,7 @@ log=${log:-$(dirname "$out")/server.log}
 # Bodies of up to 64 x a 12-megapixel JPEG queue at once: raise the queue and buffer limits so the
 # load test measures throughput, not the (separately tested) 503 back-pressure.
 "$bin" serve --host 127.0.0.1 --port 0 --weights-dir "$weights" --models "$models" --queue 256 \
-    --max-buffered-bytes 2G --timeout 60 --drain-timeout 10 --log-format json >"$log" 2>&1 &
+    --max-buffered-bytes 2G --timeout 60 --drain-timeout 10 --log-format json $server_flags >"$log" 2>&1 &
 server_pid=$!
 stop_server() {
     if kill -0 "$server_pid" 2>/dev/null; then
@@ -85,7 +90,7 @@ for model in "${model_list[@]}"; do
             --data-binary "@$image" "$url" || true)
         for c in "${conn_list[@]}"; do
             load=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' ,)
-            case_json="\"model\":\"$model\",\"image\":\"$(basename "$image")\",\"connections\":$c,\"duration_s\":$duration,\"workers\":${workers:-0},\"loadavg_before\":[$load]"
+            case_json="\"model\":\"$model\",\"image\":\"$(basename "$image")\",\"connections\":$c,\"duration_s\":$duration,\"workers\":${workers:-0},\"loadavg_before\":[$load]${tag:+,\"config\":\"$tag\"}"
             if [ "$status" != 200 ]; then
                 echo "{$case_json,\"error\":\"probe request answered HTTP $status\"}" >>"$out"
                 echo "run_wrk: $model $(basename "$image") c=$c: skipped, probe request answered HTTP $status" >&2

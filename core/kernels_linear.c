@@ -72,73 +72,98 @@ void kernels_gemv_avx512(int n_in, int n_out, const float *x, const float *w, fl
 /* ---- batched GEMV (several inputs through one linear layer) ----
  * Each (row, input) pair accumulates exactly as gemv_rows does for that row and input alone (the
  * same 16-lane FMA chain over i, the same masked tail, the same reduction), so every output is
- * bit-identical to the batch-1 GEMV; the weights are read once per block of rows for up to
- * GEMV_BATCH_TILE inputs held in registers, and again from cache for the next tile of inputs. */
+ * bit-identical to the batch-1 GEMV. A block of GEMV_ROWS rows meets up to GEMV_BATCH_GROUP inputs
+ * in chunks of GEMV_BATCH_KC columns: the chunk of the rows and of the inputs stays in L1 while
+ * tiles of GEMV_BATCH_TILE inputs run through it with their accumulators in registers (kept in
+ * acc between chunks: stores and loads of the exact vectors, no rounding). The weights stream
+ * from memory once per group of inputs. */
 #define GEMV_BATCH_TILE 4
+#define GEMV_BATCH_GROUP 16
+#define GEMV_BATCH_KC 256 /* floats: 4 rows + 16 inputs = 20 KiB of L1 */
 
 #if KERNELS_X86
-/* Rows w_0 .. w_{rows-1} against inputs x_0 .. x_{nb-1} (rows <= GEMV_ROWS, nb <= GEMV_BATCH_TILE;
- * x_b at x + b * n_in, output (r, b) at y + b * y_stride + r). prefetch: the weights are read from
- * memory for the first time (the first tile of inputs). */
-static inline __attribute__((always_inline)) KERNELS_AVX512 void gemv_batch_tile(
-    const int rows, const int nb, int n_in, const float *x, const float *w, float *y, size_t y_stride,
+/* Rows w_0 .. w_{rows-1} against inputs x_0 .. x_{nb-1} (x_b at x + b * n_in) over columns
+ * [i0, i1) (multiples of 16), accumulators in acc[r * GEMV_BATCH_GROUP + b]. prefetch: the first
+ * tile of a chunk, which reads the weights from memory. */
+static inline __attribute__((always_inline)) KERNELS_AVX512 void gemv_batch_chunk(
+    const int rows, const int nb, int n_in, int i0, int i1, const float *x, const float *w, __m512 *acc,
     const int prefetch)
 {
-    __m512 acc[GEMV_ROWS][GEMV_BATCH_TILE];
+    __m512 a[GEMV_ROWS][GEMV_BATCH_TILE];
     for (int r = 0; r < rows; r++)
-        for (int b = 0; b < nb; b++) acc[r][b] = _mm512_setzero_ps();
-    int i = 0;
-    for (; i + 16 <= n_in; i += 16) {
+        for (int b = 0; b < nb; b++) a[r][b] = acc[r * GEMV_BATCH_GROUP + b];
+    for (int i = i0; i < i1; i += 16) {
         __m512 xv[GEMV_BATCH_TILE];
         for (int b = 0; b < nb; b++) xv[b] = _mm512_loadu_ps(x + (size_t)b * (size_t)n_in + i);
         for (int r = 0; r < rows; r++) {
             const float *wr = w + (size_t)r * (size_t)n_in + i;
             if (prefetch) _mm_prefetch((const char *)(wr + GEMV_PREFETCH), _MM_HINT_T0);
             const __m512 wv = _mm512_loadu_ps(wr);
-            for (int b = 0; b < nb; b++) acc[r][b] = _mm512_fmadd_ps(wv, xv[b], acc[r][b]);
-        }
-    }
-    if (i < n_in) {
-        const __mmask16 m = (__mmask16)((1u << (n_in - i)) - 1u);
-        __m512 xv[GEMV_BATCH_TILE];
-        for (int b = 0; b < nb; b++) xv[b] = _mm512_maskz_loadu_ps(m, x + (size_t)b * (size_t)n_in + i);
-        for (int r = 0; r < rows; r++) {
-            const __m512 wv = _mm512_maskz_loadu_ps(m, w + (size_t)r * (size_t)n_in + i);
-            for (int b = 0; b < nb; b++) acc[r][b] = _mm512_fmadd_ps(wv, xv[b], acc[r][b]);
+            for (int b = 0; b < nb; b++) a[r][b] = _mm512_fmadd_ps(wv, xv[b], a[r][b]);
         }
     }
     for (int r = 0; r < rows; r++)
-        for (int b = 0; b < nb; b++) y[(size_t)b * y_stride + (size_t)r] = _mm512_reduce_add_ps(acc[r][b]);
+        for (int b = 0; b < nb; b++) acc[r * GEMV_BATCH_GROUP + b] = a[r][b];
 }
 
-/* One block of rows (rows = GEMV_ROWS or 1) for every input, in tiles of GEMV_BATCH_TILE inputs. */
-static inline __attribute__((always_inline)) KERNELS_AVX512 void gemv_batch_rows(
-    const int rows, int n_in, int n_batch, const float *x, const float *w, float *y, size_t y_stride)
+/* The masked tail columns [i, n_in) (i < n_in) and the reduction into y (output (r, b) at
+ * y + b * y_stride + r); without a tail (i == n_in) only the reduction. */
+static inline __attribute__((always_inline)) KERNELS_AVX512 void gemv_batch_finish(
+    const int rows, const int nb, int n_in, int i, const float *x, const float *w, __m512 *acc, float *y,
+    size_t y_stride)
 {
-    int b = 0;
-    for (; b + GEMV_BATCH_TILE <= n_batch; b += GEMV_BATCH_TILE)
-        gemv_batch_tile(rows, GEMV_BATCH_TILE, n_in, x + (size_t)b * (size_t)n_in, w, y + (size_t)b * y_stride,
-                        y_stride, b == 0);
-    const float *xb = x + (size_t)b * (size_t)n_in;
-    float *yb = y + (size_t)b * y_stride;
-    switch (n_batch - b) {
-    case 3: gemv_batch_tile(rows, 3, n_in, xb, w, yb, y_stride, b == 0); break;
-    case 2: gemv_batch_tile(rows, 2, n_in, xb, w, yb, y_stride, b == 0); break;
-    case 1: gemv_batch_tile(rows, 1, n_in, xb, w, yb, y_stride, b == 0); break;
-    default: break;
+    if (i < n_in) {
+        const __mmask16 m = (__mmask16)((1u << (n_in - i)) - 1u);
+        for (int b = 0; b < nb; b++) {
+            const __m512 xv = _mm512_maskz_loadu_ps(m, x + (size_t)b * (size_t)n_in + i);
+            for (int r = 0; r < rows; r++)
+                acc[r * GEMV_BATCH_GROUP + b] = _mm512_fmadd_ps(
+                    _mm512_maskz_loadu_ps(m, w + (size_t)r * (size_t)n_in + i), xv, acc[r * GEMV_BATCH_GROUP + b]);
+        }
+    }
+    for (int r = 0; r < rows; r++)
+        for (int b = 0; b < nb; b++) y[(size_t)b * y_stride + (size_t)r] = _mm512_reduce_add_ps(acc[r * GEMV_BATCH_GROUP + b]);
+}
+
+/* One chunk for a tile of nb (1..GEMV_BATCH_TILE, not constant) inputs: dispatch to a constant count. */
+static inline __attribute__((always_inline)) KERNELS_AVX512 void gemv_batch_chunk_n(
+    const int rows, int nb, int n_in, int i0, int i1, const float *x, const float *w, __m512 *acc, int prefetch)
+{
+    switch (nb) {
+    case 4: gemv_batch_chunk(rows, 4, n_in, i0, i1, x, w, acc, prefetch); break;
+    case 3: gemv_batch_chunk(rows, 3, n_in, i0, i1, x, w, acc, prefetch); break;
+    case 2: gemv_batch_chunk(rows, 2, n_in, i0, i1, x, w, acc, prefetch); break;
+    default: gemv_batch_chunk(rows, 1, n_in, i0, i1, x, w, acc, prefetch); break;
     }
 }
 
-static KERNELS_AVX512 void gemv_batch_rows4(int n_in, int n_batch, const float *x, const float *w, float *y,
-                                            size_t y_stride)
+/* A block of rows (GEMV_ROWS or 1) for a group of nb <= GEMV_BATCH_GROUP inputs. */
+static inline __attribute__((always_inline)) KERNELS_AVX512 void gemv_batch_rows(
+    const int rows, int n_in, int nb, const float *x, const float *w, float *y, size_t y_stride)
 {
-    gemv_batch_rows(GEMV_ROWS, n_in, n_batch, x, w, y, y_stride);
+    __m512 acc[GEMV_ROWS * GEMV_BATCH_GROUP];
+    for (int r = 0; r < rows; r++)
+        for (int b = 0; b < nb; b++) acc[r * GEMV_BATCH_GROUP + b] = _mm512_setzero_ps();
+    const int n_main = n_in & ~15;
+    for (int i0 = 0; i0 < n_main; i0 += GEMV_BATCH_KC) {
+        const int i1 = i0 + GEMV_BATCH_KC < n_main ? i0 + GEMV_BATCH_KC : n_main;
+        for (int b = 0; b < nb; b += GEMV_BATCH_TILE)
+            gemv_batch_chunk_n(rows, nb - b < GEMV_BATCH_TILE ? nb - b : GEMV_BATCH_TILE, n_in, i0, i1,
+                               x + (size_t)b * (size_t)n_in, w, acc + b, b == 0);
+    }
+    gemv_batch_finish(rows, nb, n_in, n_main, x, w, acc, y, y_stride);
 }
 
-static KERNELS_AVX512 void gemv_batch_rows1(int n_in, int n_batch, const float *x, const float *w, float *y,
+static KERNELS_AVX512 void gemv_batch_rows4(int n_in, int nb, const float *x, const float *w, float *y,
                                             size_t y_stride)
 {
-    gemv_batch_rows(1, n_in, n_batch, x, w, y, y_stride);
+    gemv_batch_rows(GEMV_ROWS, n_in, nb, x, w, y, y_stride);
+}
+
+static KERNELS_AVX512 void gemv_batch_rows1(int n_in, int nb, const float *x, const float *w, float *y,
+                                            size_t y_stride)
+{
+    gemv_batch_rows(1, n_in, nb, x, w, y, y_stride);
 }
 #endif
 
@@ -147,10 +172,15 @@ void kernels_gemv_batch_avx512(int n_in, int n_out, int n_batch, const float *x,
 {
     assert(cpu_isa_best() >= CPU_ISA_AVX512 && n_in > 0 && n_out > 0 && n_batch > 0);
 #if KERNELS_X86
-    int o = 0;
-    for (; o + GEMV_ROWS <= n_out; o += GEMV_ROWS)
-        gemv_batch_rows4(n_in, n_batch, x, w + (size_t)o * (size_t)n_in, y + o, y_stride);
-    for (; o < n_out; o++) gemv_batch_rows1(n_in, n_batch, x, w + (size_t)o * (size_t)n_in, y + o, y_stride);
+    for (int b = 0; b < n_batch; b += GEMV_BATCH_GROUP) {
+        const int nb = n_batch - b < GEMV_BATCH_GROUP ? n_batch - b : GEMV_BATCH_GROUP;
+        const float *xb = x + (size_t)b * (size_t)n_in;
+        float *yb = y + (size_t)b * y_stride;
+        int o = 0;
+        for (; o + GEMV_ROWS <= n_out; o += GEMV_ROWS)
+            gemv_batch_rows4(n_in, nb, xb, w + (size_t)o * (size_t)n_in, yb + o, y_stride);
+        for (; o < n_out; o++) gemv_batch_rows1(n_in, nb, xb, w + (size_t)o * (size_t)n_in, yb + o, y_stride);
+    }
 #else
     (void)x, (void)w, (void)y, (void)y_stride;
 #endif

@@ -326,12 +326,72 @@ static json_t *output_json(const infer_output *o, int64_t n, int k, const float 
     return out;
 }
 
+/* Top-k of item i's logits into probs / best / sorted (see run_items). */
+static void item_answer(const model *m, const float *logits, int64_t i, float *probs, int *best, float *sorted)
+{
+    int k = model_num_labels(m);
+    int *idx = best + (size_t)i * (size_t)k;
+    float *p = sorted + (size_t)i * (size_t)k;
+    model_topk(m, logits, k, idx, p);
+    for (int j = 0; j < k; j++) probs[(size_t)i * (size_t)k + (size_t)idx[j]] = p[j];
+}
+
+/* run_items for a model the workspace batches: the items in batches of up to its largest batch
+ * (pipeline_classify_batch / pipeline_run_input_batch: the same answers as one by one); the first
+ * image that fails is the error, as one by one. */
+static int run_items_batched(pipeline_ws *ws, int slot, const model *m, const infer_input *in,
+                             const uint8_t *const *images, const size_t *n_image, const float *tensor,
+                             int64_t max_pixels, float *probs, int *best, float *sorted, kserve_answer *a,
+                             infer_error *e)
+{
+    const int max = pipeline_ws_max_batch(ws, slot);
+    const size_t n_in = (size_t)3 * (size_t)model_input_size(m) * (size_t)model_input_size(m);
+    const size_t n_classes = (size_t)model_num_classes(m);
+    const pipeline_request preq = {.top_k = 1, .max_pixels = max_pixels, .n_slots = 1, .slots = {slot}};
+    pipeline_batch_item items[MODEL_MAX_BATCH];
+    for (int64_t i0 = 0; i0 < in->n_items; i0 += max) {
+        const int n = in->n_items - i0 < max ? (int)(in->n_items - i0) : max;
+        if (in->is_image) {
+            for (int j = 0; j < n; j++)
+                items[j] = (pipeline_batch_item){.data = images[i0 + j], .n_bytes = n_image[i0 + j], .req = &preq};
+            pipeline_classify_batch(ws, slot, items, n);
+            for (int j = 0; j < n; j++) {
+                if (items[j].st != CNN_OK) {
+                    int status;
+                    const char *code;
+                    http_error_of_status(items[j].st, &status, &code);
+                    return fail(e, status, code, "input 'image' element %lld: %s", (long long)(i0 + j),
+                                items[j].st == CNN_ERR_NOMEM ? "out of memory decoding the image; retry shortly"
+                                                             : items[j].err);
+                }
+                a->decode_ms += items[j].res.decode_ms;
+                a->preprocess_ms += items[j].res.preprocess_ms;
+            }
+            a->inference_ms += items[0].res.inference_ms; /* the batch's, once */
+            uint64_t t1 = timing_now_ns();
+            for (int j = 0; j < n; j++) item_answer(m, items[j].logits_all, i0 + j, probs, best, sorted);
+            a->postprocess_ms += timing_ms(t1, timing_now_ns());
+        } else {
+            const float *inputs[MODEL_MAX_BATCH];
+            for (int j = 0; j < n; j++) inputs[j] = tensor + (size_t)(i0 + j) * n_in;
+            uint64_t t0 = timing_now_ns();
+            const float *logits = pipeline_run_input_batch(ws, slot, inputs, n);
+            uint64_t t1 = timing_now_ns();
+            a->inference_ms += timing_ms(t0, t1);
+            for (int j = 0; j < n; j++) item_answer(m, logits + (size_t)j * n_classes, i0 + j, probs, best, sorted);
+            a->postprocess_ms += timing_ms(t1, timing_now_ns());
+        }
+    }
+    return 1;
+}
+
 /* Decodes/runs every item, fills probs (N x K, class order) and best (N x K indices, best first). */
 static int run_items(pipeline_ws *ws, int slot, const model *m, const infer_input *in, const uint8_t *const *images,
                      const size_t *n_image, const float *tensor, int64_t max_pixels, float *probs, int *best,
                      float *sorted, kserve_answer *a, infer_error *e)
 {
-    int k = model_num_labels(m);
+    if (in->n_items > 1 && pipeline_ws_max_batch(ws, slot) > 1)
+        return run_items_batched(ws, slot, m, in, images, n_image, tensor, max_pixels, probs, best, sorted, a, e);
     size_t n_in = (size_t)3 * (size_t)model_input_size(m) * (size_t)model_input_size(m);
     for (int64_t i = 0; i < in->n_items; i++) {
         const float *logits;
@@ -357,10 +417,7 @@ static int run_items(pipeline_ws *ws, int slot, const model *m, const infer_inpu
             a->inference_ms += timing_ms(t0, timing_now_ns());
         }
         uint64_t t1 = timing_now_ns();
-        int *idx = best + (size_t)i * (size_t)k;
-        float *p = sorted + (size_t)i * (size_t)k;
-        model_topk(m, logits, k, idx, p);
-        for (int j = 0; j < k; j++) probs[(size_t)i * (size_t)k + (size_t)idx[j]] = p[j];
+        item_answer(m, logits, i, probs, best, sorted);
         a->postprocess_ms += timing_ms(t1, timing_now_ns());
     }
     return 1;

@@ -290,6 +290,7 @@ void pipeline_classify_batch(pipeline_ws *ws, int slot, pipeline_batch_item *ite
         r->n_preds = model_topk(m, logits, items[i].req->top_k, idx, prob);
         r->m = m;
         r->logits = logits + (model_num_classes(m) - model_num_labels(m));
+        items[i].logits_all = logits;
         r->idx = idx;
         r->prob = prob;
         r->inference_ms = res->inference_ms = timing_ms(tb, te);
@@ -297,6 +298,13 @@ void pipeline_classify_batch(pipeline_ws *ws, int slot, pipeline_batch_item *ite
         res->batch_size = k;
         res->batch_wait_ms = timing_ms(t_ready[i], tb);
     }
+}
+
+const float *pipeline_run_input_batch(pipeline_ws *ws, int slot, const float *const *inputs, int n)
+{
+    if (n > ws->max_batch[slot]) n = ws->max_batch[slot]; /* callers keep to the maximum */
+    model_run_batch(ws->ctxs[slot], inputs, n, n > 1 ? ws->batch_logits : ws->logits + (size_t)slot * ws->logits_stride);
+    return n > 1 ? ws->batch_logits : ws->logits + (size_t)slot * ws->logits_stride;
 }
 
 const float *pipeline_run_input(pipeline_ws *ws, int slot, const float *input)

@@ -87,6 +87,7 @@ typedef struct {
     cnn_status st;          /* CNN_OK, or pipeline_classify's errors (err says why) */
     char err[256];
     pipeline_result res;    /* points into ws (each item its own rows) until the next call on ws */
+    const float *logits_all; /* model_num_classes floats (background output included, as pipeline_logits) */
 } pipeline_batch_item;
 
 /* pipeline_classify of n (1..max_batch of slot) requests for model slot alone, with one
@@ -105,6 +106,9 @@ cnn_status pipeline_preprocess(const model *m, const uint8_t *data, size_t n_byt
 /* Runs model `slot` on a preprocessed 3 x S x S input (S = its input size); returns its logits
  * (model_num_classes floats, as pipeline_logits), valid until the next call on ws. */
 const float *pipeline_run_input(pipeline_ws *ws, int slot, const float *input);
+/* n (1..pipeline_ws_max_batch) preprocessed inputs of model slot at once (model_run_batch); returns
+ * n rows of model_num_classes logits, each as pipeline_run_input's, valid until the next call on ws. */
+const float *pipeline_run_input_batch(pipeline_ws *ws, int slot, const float *const *inputs, int n);
 /* The logits (model_num_classes floats, background output included) of model `slot`'s last run. */
 const float *pipeline_logits(const pipeline_ws *ws, int slot);
 

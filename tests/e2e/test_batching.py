@@ -4,7 +4,7 @@
 One worker and a long --batch-delay-ms make concurrent requests for a batched model meet in one
 batch. Checks that every answer (all 1000 probabilities, so every logit's softmax) is byte-identical
 to the same photo's answer alone, also with broken images and other models' requests mixed into
-the queue, that models not listed are never batched, that SIGTERM with batched requests in flight
+the queue, that a KServe request of several images answers each as alone, that models not listed are never batched, that SIGTERM with batched requests in flight
 answers every request (200, or a clean 503) and exits 0, and that bad flag values are refused.
 Behaviour only, never timings. Weights: $CNN_CACHE/ref (random AlexNet and MobileNetV3-Large of the
 real shapes, from make ref) and ../shared/weights (real ShuffleNetV2) where present.
@@ -138,6 +138,51 @@ def case_identical(srv, imgs, models):
     return p
 
 
+def case_kserve(srv, imgs, model):
+    """KServe v2: one request of N images (its items run in batches) answers, per item, exactly what a
+    one-image request answers (FP32 probabilities, binary output: every bit); an item that does not
+    decode fails the request naming it, as one by one."""
+    import base64
+    import struct
+
+    def infer(images):
+        req = {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [len(images)],
+                           "data": [base64.b64encode(b).decode() for b in images]}],
+               "outputs": [{"name": "probabilities", "parameters": {"binary_data": True}}]}
+        body = json.dumps(req).encode()
+        u = srv.url.split("//", 1)[1].split(":")
+        c = http.client.HTTPConnection(u[0], int(u[1]), timeout=TIMEOUT)
+        try:
+            c.request("POST", "/v2/models/%s/infer" % model, body=body, headers={"Content-Type": "application/json"})
+            r = c.getresponse()
+            data = r.read()
+            n_json = int(r.getheader("Inference-Header-Content-Length") or len(data))
+            return r.status, json.loads(data[:n_json]), data[n_json:]
+        finally:
+            c.close()
+
+    p = []
+    singles = []
+    for img in imgs:
+        st, a, b = infer([img])
+        testlib.check(st == 200, "one image: %s %s" % (st, a))
+        singles.append(b)
+    st, a, b = infer(imgs + imgs[:3])
+    testlib.check(st == 200, "%d images: %s %s" % (len(imgs) + 3, st, a))
+    k = len(singles[0]) // 4
+    want = b"".join(singles + singles[:3])
+    if b != want:
+        rows = [i for i in range(len(imgs) + 3) if b[i * 4 * k:(i + 1) * 4 * k] != want[i * 4 * k:(i + 1) * 4 * k]]
+        p.append("%d-image request: items %s differ from one-image requests (%d vs %d bytes)"
+                 % (len(imgs) + 3, rows, len(b), len(want)))
+    if len(struct.unpack("<%df" % k, singles[0])) != k:
+        p.append("probabilities of %d classes unreadable" % k)
+    st, a, _ = infer(imgs[:2] + [b"\xff\xd8\xff not a jpeg"] + imgs[2:4])
+    if st not in (400, 422) or "element 2" not in json.dumps(a):
+        p.append("a broken third image: %s %s" % (st, a))
+    return p
+
+
 def case_sigterm(tmp, wdir, imgs, model):
     """SIGTERM while a batch waits for more requests (--batch-delay-ms 1000) and runs: every request
     is answered 200 or 503 (draining), none is dropped, and the server exits 0."""
@@ -191,7 +236,8 @@ def case_flags(tmp, wdir):
 def main():
     names = ["batching: each photo in mixed batches byte-identical to alone; unlisted model never batched",
              "batching: SIGTERM with batched requests in flight answers each (200/503), exit 0",
-             "batching: bad --batch-max / --batch-delay-ms / --batch-models values refused"]
+             "batching: bad --batch-max / --batch-delay-ms / --batch-models values refused",
+             "batching: a KServe request of N images answers each as a one-image request, bit for bit"]
     tmp = tempfile.mkdtemp(prefix="cnn_batching_")
     wdir, have = weights_dir(tmp)
     if "alexnet" not in have:
@@ -209,9 +255,11 @@ def main():
     try:
         seen = srv.wait_ready()
         if not seen or seen[-1][0] != 200:
-            testlib.report(names[0], ["server not ready: %s; log %s" % (seen[-3:], srv.log()[-5:])])
+            for name in (names[0], names[3]):
+                testlib.report(name, ["server not ready: %s; log %s" % (seen[-3:], srv.log()[-5:])])
         else:
             testlib.run_case(names[0], case_identical, srv, imgs, ["alexnet"] + other)
+            testlib.run_case(names[3], case_kserve, srv, imgs, "alexnet")
     finally:
         rc = srv.stop()
         if rc != 0:

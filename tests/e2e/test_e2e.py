@@ -120,9 +120,10 @@ def classify_cli_lines(wdir, model, files, problems, timeout):
 
 
 def strip_volatile(answer):
-    """An answer without what legitimately differs between two runs (ids, timings, file names)."""
+    """An answer without what legitimately differs between two runs (ids, timings, file names, the
+    batch a request ran in)."""
     a = json.loads(json.dumps(answer))
-    for k in ("request_id", "timings_ms", "file"):
+    for k in ("request_id", "timings_ms", "file", "batch"):
         a.pop(k, None)
     for r in a.get("results", []):
         r.pop("timings_ms", None)
