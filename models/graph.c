@@ -744,10 +744,123 @@ size_t graph_place(int n, const int *order, const size_t *size, const int *start
     return total;
 }
 
+/* Work of node n: multiply-adds, or values touched (graph_node_split, branch costs). */
+static int64_t graph_node_work(const graph *g, const graph_node *n)
+{
+    const graph_value *out = &g->values[n->out], *in = &g->values[n->in[0]];
+    const int64_t out_n = (int64_t)out->c * out->h * out->w;
+    switch (n->op) {
+    case NODE_CONV: {
+        const conv2d_params *p = &n->p.conv.p; /* CONV_PATH_PW_DW: the pointwise conv's work */
+        return (int64_t)p->c_out * p->h_out * p->w_out * (p->c_in / p->groups) * p->k_h * p->k_w;
+    }
+    case NODE_POOL: return out_n * n->p.pool.k_h * n->p.pool.k_w;
+    case NODE_ADAPTIVE_AVG: return (int64_t)in->c * in->h * in->w;
+    case NODE_LINEAR: return (int64_t)n->p.linear.n_in * n->p.linear.n_out;
+    default: return out_n;
+    }
+}
+
+/* Branch segments (two threads run whole branches instead of halves of every node): a run of
+ * consecutive nodes [s, e) that ends in the writers of one concat's slices (an Inception block
+ * after graph_alias_concats) and whose every output is read inside the run only, split into
+ * independent components (branches: nodes connected by the values they pass). The run grows
+ * backwards from the concat's last writer and stops at the fork, the node whose output every
+ * branch reads (the block's input). Branches go to two threads longest first; a segment is kept
+ * when the busier thread gets at most this share of the work (else the nodes split as usual). */
+#define GRAPH_BRANCH_MAX_SHARE 0.6
+
+static int graph_uf_find(int *uf, int a)
+{
+    while (uf[a] != a) a = uf[a] = uf[uf[a]];
+    return a;
+}
+
+/* Every reader of value root r (or of its views) lies in [lo, hi). */
+static int graph_read_within(const graph *g, int r, int lo, int hi)
+{
+    for (int n = 0; n < g->n_nodes; n++)
+        for (int k = 0; k < g->nodes[n].n_in; k++)
+            if (graph_root(g, g->nodes[n].in[k]) == r && (n < lo || n >= hi)) return 0;
+    return 1;
+}
+
+/* Marks the branch segments (seg_end, branch); returns CNN_ERR_NOMEM or CNN_OK. */
+static cnn_status graph_plan_branches(graph *g)
+{
+    for (int i = 0; i < g->n_nodes; i++) g->nodes[i].seg_end = g->nodes[i].branch = 0;
+    int *uf = malloc((size_t)(g->n_nodes ? g->n_nodes : 1) * sizeof(int));
+    int64_t *cost = malloc((size_t)(g->n_nodes ? g->n_nodes : 1) * sizeof(int64_t));
+    if (!uf || !cost) {
+        free(uf), free(cost);
+        return CNN_ERR_NOMEM;
+    }
+    for (int e = g->n_nodes; e > 0; e--) {
+        const int c = graph_root(g, g->nodes[e - 1].out); /* a concat with e - 1 its last writer? */
+        if (g->values[c].def < 0 || !graph_read_within(g, c, e, g->n_nodes + 1)) continue;
+        int writers = 0, last = -1;
+        for (int n = 0; n < g->n_nodes; n++)
+            if (graph_root(g, g->nodes[n].out) == c) writers++, last = n;
+        if (writers < 2 || last != e - 1 || g->nodes[e - 1].branch) continue;
+        int s = e, n_comp = 0;
+        for (int j = e - 1; j >= 0; j--) {
+            const int r = graph_root(g, g->nodes[j].out);
+            int r_writers = 0;
+            for (int n = 0; n < g->n_nodes; n++) r_writers += graph_root(g, g->nodes[n].out) == r;
+            if (r != c && (r == graph_root(g, g->output) || r_writers != 1 || !graph_read_within(g, r, j + 1, e)))
+                break;
+            /* the components of j's readers in the run (the concat's readers are after it) */
+            int roots[GRAPH_MAX_IN * 8], n_roots = 0, joined = 0;
+            for (int n = j + 1; n < e && r != c; n++)
+                for (int k = 0; k < g->nodes[n].n_in; k++)
+                    if (graph_root(g, g->nodes[n].in[k]) == r) {
+                        const int a = graph_uf_find(uf, n);
+                        int seen = 0;
+                        for (int q = 0; q < n_roots; q++) seen |= roots[q] == a;
+                        if (!seen && n_roots < (int)(sizeof roots / sizeof roots[0])) roots[n_roots++] = a;
+                        joined += !seen;
+                    }
+            if (n_comp >= 2 && n_comp + 1 - joined < 2) break; /* the fork: every branch reads j */
+            uf[j] = j;
+            for (int q = 0; q < n_roots; q++) uf[roots[q]] = j;
+            n_comp += 1 - joined;
+            s = j;
+        }
+        if (n_comp < 2) continue;
+        /* longest branch first, each to the less loaded thread */
+        int64_t total = 0, load[2] = {0, 0};
+        for (int j = s; j < e; j++) cost[j] = 0;
+        for (int j = s; j < e; j++) {
+            const int64_t w = graph_node_work(g, &g->nodes[j]);
+            cost[graph_uf_find(uf, j)] += w;
+            total += w;
+        }
+        for (;;) {
+            int best = -1;
+            for (int j = s; j < e; j++)
+                if (graph_uf_find(uf, j) == j && !g->nodes[j].branch && (best < 0 || cost[j] > cost[best])) best = j;
+            if (best < 0) break;
+            const int t = load[1] < load[0];
+            load[t] += cost[best];
+            g->nodes[best].branch = t + 1;
+        }
+        if ((double)(load[0] > load[1] ? load[0] : load[1]) > GRAPH_BRANCH_MAX_SHARE * (double)total) {
+            for (int j = s; j < e; j++) g->nodes[j].branch = 0;
+            continue;
+        }
+        for (int j = s; j < e; j++) g->nodes[j].branch = g->nodes[graph_uf_find(uf, j)].branch;
+        g->nodes[s].seg_end = e;
+        e = s + 1; /* continue before the segment */
+    }
+    free(uf), free(cost);
+    return CNN_OK;
+}
+
 cnn_status graph_plan(graph *g)
 {
     const int n_fused = graph_fuse_nodes(g) + graph_fuse_pw_dw(g);
     if (n_fused + graph_alias_concats(g)) graph_compact(g);
+    if (graph_plan_branches(g) != CNN_OK) return CNN_ERR_NOMEM;
     g->scratch_floats = 0;
     for (int n = 0; n < g->n_nodes; n++)
         if (g->nodes[n].op == NODE_CONV && g->nodes[n].p.conv.scratch_floats > g->scratch_floats)
@@ -789,6 +902,16 @@ cnn_status graph_plan(graph *g)
         start[i] = g->values[i].def;
         end[i] = g->values[i].last;
     }
+    /* a branch segment's nodes run in any order: what they read or write lives through all of it */
+    for (int i = 0; i < g->n_nodes; i++) {
+        const int e = g->nodes[i].seg_end;
+        for (int j = i; j < e; j++)
+            for (int k = -1; k < g->nodes[j].n_in; k++) {
+                const int r = graph_root(g, k < 0 ? g->nodes[j].out : g->nodes[j].in[k]);
+                if (start[r] > i) start[r] = i;
+                if (end[r] < e - 1) end[r] = e - 1;
+            }
+    }
     g->arena_floats = graph_place(n_roots, order, size, start, end, offset);
     for (int i = 0; i < n_roots; i++) g->values[order[i]].offset = offset[order[i]];
     free(order), free(size), free(offset), free(start), free(end);
@@ -814,22 +937,8 @@ static const float *graph_ptr(const graph *g, int v, const float *input, const f
 /* Whether node n is split over the threads (else thread 0 computes it whole). */
 static int graph_node_split(const graph *g, const graph_node *n)
 {
-    const graph_value *out = &g->values[n->out], *in = &g->values[n->in[0]];
-    const int64_t out_n = (int64_t)out->c * out->h * out->w;
-    int64_t work = out_n;
-    switch (n->op) {
-    case NODE_CONV: {
-        const conv2d_params *p = &n->p.conv.p; /* CONV_PATH_PW_DW: the pointwise conv's work */
-        if (!conv2d_plan_splits(&n->p.conv)) return 0; /* OpenBLAS paths: whole, on thread 0 */
-        work = (int64_t)p->c_out * p->h_out * p->w_out * (p->c_in / p->groups) * p->k_h * p->k_w;
-        break;
-    }
-    case NODE_POOL: work = out_n * n->p.pool.k_h * n->p.pool.k_w; break;
-    case NODE_ADAPTIVE_AVG: work = (int64_t)in->c * in->h * in->w; break;
-    case NODE_LINEAR: work = (int64_t)n->p.linear.n_in * n->p.linear.n_out; break;
-    default: break;
-    }
-    return work >= GRAPH_SPLIT_MIN_WORK;
+    if (n->op == NODE_CONV && !conv2d_plan_splits(&n->p.conv)) return 0; /* OpenBLAS paths: whole, on thread 0 */
+    return graph_node_work(g, n) >= GRAPH_SPLIT_MIN_WORK;
 }
 
 /* Output channels [c0, c1) of a concat: the overlapping channels of each input. */
@@ -922,6 +1031,7 @@ void graph_run_node_part(const graph *g, int i, const float *input, float *arena
 
 int graph_node_parts(const graph *g, int i, int n_threads)
 {
+    if (n_threads == 2 && g->nodes[i].branch) return 1; /* a branch segment's node: whole */
     return graph_node_split(g, &g->nodes[i]) ? n_threads : 1;
 }
 
@@ -945,7 +1055,7 @@ void graph_run_range(const graph *g, const float *input, float *arena, float *sc
 void graph_steps_sync(const graph *g, threadpool_step *steps, int nth, unsigned job, int i0, int i1)
 {
     for (int i = i0; i < i1; i++) {
-        const unsigned base = job * (unsigned)(graph_node_split(g, &g->nodes[i]) ? nth : 1);
+        const unsigned base = job * (unsigned)graph_node_parts(g, i, nth);
         if (atomic_load_explicit(&steps[i].next, memory_order_relaxed) == base) continue;
         atomic_store_explicit(&steps[i].next, base, memory_order_relaxed);
         atomic_store_explicit(&steps[i].done, base, memory_order_relaxed);
@@ -1010,12 +1120,40 @@ float *graph_run_tail_batch(const graph *g, int n_batch, float *a, float *b, thr
     return x;
 }
 
+/* Branch segment [s, e) on two threads: this thread's own nodes in order, then the other's that
+ * are still unclaimed (it is late or descheduled), each whole after the nodes of the segment that
+ * produce its inputs (same branch: run earlier by whoever claimed them); then every node's end.
+ * A node's producers have lower indices and each thread claims in index order, so a waited-for
+ * producer is always claimed and running: no deadlock. */
+static void graph_run_segment(const graph *g, const float *input, float *arena, float *scratch, threadpool *tp,
+                              threadpool_step *steps, unsigned job, int ith, int s, int e)
+{
+    for (int pass = 0; pass < 2; pass++)
+        for (int j = s; j < e; j++) {
+            const graph_node *n = &g->nodes[j];
+            if ((n->branch == ith + 1) != (pass == 0) || threadpool_step_claim(&steps[j], job, 1) < 0) continue;
+            for (int k = 0; k < n->n_in; k++)
+                for (int v = n->in[k]; v >= 0; v = g->values[v].parent) {
+                    const int d = g->values[v].def;
+                    if (d >= s && d < j) threadpool_step_wait(tp, &steps[d], job, 1);
+                }
+            graph_run_node(g, n, input, arena, scratch, 0, 1);
+            threadpool_step_finish(tp, &steps[j]);
+        }
+    for (int j = s; j < e; j++) threadpool_step_wait(tp, &steps[j], job, 1);
+}
+
 void graph_run_part_range(const graph *g, const float *input, float *arena, float *scratch, threadpool *tp,
                           threadpool_step *steps, unsigned job, int ith, int i0, int i1)
 {
     const int nth = threadpool_size(tp);
     for (int i = i0; i < i1; i++) {
         const graph_node *n = &g->nodes[i];
+        if (nth == 2 && n->seg_end > 0 && n->seg_end <= i1) {
+            graph_run_segment(g, input, arena, scratch, tp, steps, job, ith, i, n->seg_end);
+            i = n->seg_end - 1;
+            continue;
+        }
         const int n_parts = graph_node_parts(g, i, nth);
         int claim, first = 1;
         while ((claim = threadpool_step_claim(&steps[i], job, n_parts)) >= 0) {

@@ -62,6 +62,10 @@ typedef struct {
     act_kind act;
     float eps, momentum, drop_p;
     int drop_layer;
+    /* graph_plan's branch segments (graph_run_part on two threads): seg_end > 0 on a segment's
+     * first node, one past its last; branch 1 or 2 on its nodes: the thread (ith + 1) that runs the
+     * node whole, 0 outside segments */
+    int seg_end, branch;
 } graph_node;
 
 /* A named tensor of a training graph, owned (a copy of the file's, or a new head's): a trainable
