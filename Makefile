@@ -59,15 +59,16 @@ $(BUILD)/server/web_assets.o: server/web/index.html server/web/app.js server/web
 KERNELS_OBJ := $(call obj,$(wildcard core/kernels*.c) core/cpu.c core/status.c)
 WEIGHTS_OBJ := $(call obj,$(wildcard core/weights*.c) core/status.c)
 
-TEST_BINS := $(BUILD)/tests/test_kernels $(BUILD)/tests/test_weights $(BUILD)/tests/test_image \
-             $(BUILD)/tests/test_models $(BUILD)/tests/test_threads $(BUILD)/tests/test_server \
+TEST_BINS := $(BUILD)/tests/test_kernels $(BUILD)/tests/test_backward $(BUILD)/tests/test_weights \
+             $(BUILD)/tests/test_image $(BUILD)/tests/test_models $(BUILD)/tests/test_threads $(BUILD)/tests/test_server \
              $(BUILD)/tests/test_dataset $(BUILD)/tests/test_train $(BUILD)/tests/test_zoo \
              $(BUILD)/tests/test_kserve $(BUILD)/tests/test_optim $(BUILD)/tests/test_augment
 # Helper programs the test scripts drive.
 TEST_TOOLS := $(BUILD)/tests/image_dump $(BUILD)/tests/train_grad $(BUILD)/tests/eval_metrics_tool \
-              $(BUILD)/tests/optim_tool $(BUILD)/tests/layer_prof
+              $(BUILD)/tests/optim_tool $(BUILD)/tests/layer_prof $(BUILD)/tests/bwd_ops
 
 $(BUILD)/tests/test_kernels: $(BUILD)/tests/unit/test_kernels.o $(KERNELS_OBJ)
+$(BUILD)/tests/test_backward: $(BUILD)/tests/unit/test_backward.o $(KERNELS_OBJ)
 $(BUILD)/tests/test_weights: $(BUILD)/tests/unit/test_weights.o $(WEIGHTS_OBJ)
 $(BUILD)/tests/test_image:   $(BUILD)/tests/unit/test_image.o $(IMAGE_OBJ) $(BUILD)/core/status.o
 $(BUILD)/tests/test_models:  $(BUILD)/tests/unit/test_models.o $(IMAGE_OBJ) $(MODELS_OBJ) $(CORE_OBJ)
@@ -94,6 +95,8 @@ $(BUILD)/tests/train_grad:   $(BUILD)/tests/tools/train_grad.o $(BUILD)/core/ker
                              $(BUILD)/core/status.o
 # optim_tool runs core/optim.h for tests/train/test_optim_torch.py (vs torch.optim).
 $(BUILD)/tests/optim_tool:   $(BUILD)/tests/tools/optim_tool.o $(BUILD)/core/optim.o $(BUILD)/core/status.o
+# bwd_ops runs one backward kernel of core/kernels.h for tests/train/test_backward_torch.py.
+$(BUILD)/tests/bwd_ops:      $(BUILD)/tests/tools/bwd_ops.o $(KERNELS_OBJ)
 $(BUILD)/tests/eval_metrics_tool: $(BUILD)/tests/tools/eval_metrics_tool.o $(BUILD)/server/eval_metrics.o \
                              $(BUILD)/server/eval_json.o $(BUILD)/core/status.o
 # layer_prof: per-node times of one model's graph, by kernel kind (make bench; kernel tuning)

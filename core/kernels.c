@@ -47,6 +47,72 @@ void act_forward(act_kind act, float *x, size_t n)
     if (act != ACT_NONE) kernels_bias_act(x, n, 0.0f, act);
 }
 
+/* dy * act'(x) with PyTorch 1.13's edges (threshold_backward, hardtanh_backward,
+ * hardswish_backward, hardsigmoid_backward). hardswish_backward's vectorized loop, which takes
+ * every element but a tensor's short scalar tail, gives dy at x = 3 (its scalar tail 1.5 dy):
+ * the vectorized rule is the one followed. */
+static inline __attribute__((always_inline)) float act_grad_one(act_kind act, float x, float dy)
+{
+    switch (act) {
+    case ACT_RELU: return x > 0.0f ? dy : 0.0f;
+    case ACT_RELU6: return x > 0.0f && x < 6.0f ? dy : 0.0f;
+    case ACT_HSWISH: return x < -3.0f ? 0.0f : x < 3.0f ? dy * (x / 3.0f + 0.5f) : dy;
+    case ACT_HSIGMOID: return x > -3.0f && x < 3.0f ? dy * (1.0f / 6.0f) : 0.0f;
+    case ACT_NONE: break;
+    }
+    return dy;
+}
+
+static inline __attribute__((always_inline)) void act_backward_impl(act_kind act, const float *x,
+                                                                    const float *dy, float *dx,
+                                                                    size_t n)
+{
+    size_t i = 0;
+    for (; i + KERNELS_BLOCK <= n; i += KERNELS_BLOCK) {
+        float t[KERNELS_BLOCK];
+        for (size_t j = 0; j < KERNELS_BLOCK; j++) t[j] = act_grad_one(act, x[i + j], dy[i + j]);
+        for (size_t j = 0; j < KERNELS_BLOCK; j++) dx[i + j] = t[j];
+    }
+    for (; i < n; i++) dx[i] = act_grad_one(act, x[i], dy[i]);
+}
+
+void act_backward(act_kind act, const float *x, const float *dy, float *dx, size_t n)
+{
+    switch (act) {
+    case ACT_NONE:
+        if (dx != dy) memmove(dx, dy, n * sizeof *dx);
+        break;
+    case ACT_RELU: act_backward_impl(ACT_RELU, x, dy, dx, n); break;
+    case ACT_RELU6: act_backward_impl(ACT_RELU6, x, dy, dx, n); break;
+    case ACT_HSWISH: act_backward_impl(ACT_HSWISH, x, dy, dx, n); break;
+    case ACT_HSIGMOID: act_backward_impl(ACT_HSIGMOID, x, dy, dx, n); break;
+    }
+}
+
+double kernels_sum_floats(const float *x, size_t n)
+{
+    float part[KERNELS_BLOCK] = {0};
+    size_t i = 0;
+    for (; i + KERNELS_BLOCK <= n; i += KERNELS_BLOCK)
+        for (size_t j = 0; j < KERNELS_BLOCK; j++) part[j] += x[i + j];
+    double sum = 0.0;
+    for (; i < n; i++) sum += x[i];
+    for (size_t j = 0; j < KERNELS_BLOCK; j++) sum += part[j];
+    return sum;
+}
+
+double kernels_dot_floats(const float *x, const float *y, size_t n)
+{
+    float part[KERNELS_BLOCK] = {0};
+    size_t i = 0;
+    for (; i + KERNELS_BLOCK <= n; i += KERNELS_BLOCK)
+        for (size_t j = 0; j < KERNELS_BLOCK; j++) part[j] += x[i + j] * y[i + j];
+    double sum = 0.0;
+    for (; i < n; i++) sum += (double)x[i] * y[i];
+    for (size_t j = 0; j < KERNELS_BLOCK; j++) sum += part[j];
+    return sum;
+}
+
 /* ---- output parts ---- */
 
 kernels_part kernels_part_split(kernels_part_axis axis, int n, int align, int ith, int nth)
@@ -121,6 +187,25 @@ void scale_channels_forward(int c, int hw, const float *x, const float *scale, f
             for (size_t j = 0; j < KERNELS_BLOCK; j++) yc[i + j] = t[j];
         }
         for (; i < n; i++) yc[i] = xc[i] * s;
+    }
+}
+
+void scale_channels_backward(int c, int hw, const float *x, const float *scale, const float *dy,
+                             float *dx, float *dscale)
+{
+    for (int ci = 0; ci < c; ci++) {
+        const float s = scale[ci];
+        const float *xc = x + (size_t)ci * (size_t)hw, *dyc = dy + (size_t)ci * (size_t)hw;
+        float *dxc = dx + (size_t)ci * (size_t)hw;
+        const size_t n = (size_t)hw;
+        dscale[ci] = (float)kernels_dot_floats(dyc, xc, n); /* first: dx may be dy */
+        size_t i = 0;
+        for (; i + KERNELS_BLOCK <= n; i += KERNELS_BLOCK) {
+            float t[KERNELS_BLOCK];
+            for (size_t j = 0; j < KERNELS_BLOCK; j++) t[j] = dyc[i + j] * s;
+            for (size_t j = 0; j < KERNELS_BLOCK; j++) dxc[i + j] = t[j];
+        }
+        for (; i < n; i++) dxc[i] = dyc[i] * s;
     }
 }
 

@@ -24,7 +24,8 @@ void act_forward(act_kind act, float *x, size_t n);
 
 /* dx = dy * act'(x), x the activation's INPUT, n values; dx may equal dy. Edges as PyTorch 1.13's
  * autograd: ReLU 0 at x <= 0; ReLU6 (hardtanh 0..6) 1 only for 0 < x < 6; hard-swish 0 for
- * x < -3, x/3 + 1/2 for -3 <= x <= 3, 1 above; hard-sigmoid 1/6 only for -3 < x < 3. */
+ * x < -3, x/3 + 1/2 for -3 <= x < 3, 1 from 3 on (PyTorch's vectorized loop; its scalar tail
+ * gives 1.5 at exactly 3); hard-sigmoid 1/6 only for -3 < x < 3. */
 void act_backward(act_kind act, const float *x, const float *dy, float *dx, size_t n);
 
 /* ---- output parts (intra-op threads) ----

@@ -304,3 +304,144 @@ void conv2d_forward_packed(const conv2d_params *p, const float *x, const float *
 {
     conv2d_forward_packed_fused(p, x, NULL, packed, bias, NULL, y, scratch);
 }
+
+/* ---- backward (training) ----
+ * Non-depthwise convolutions run OpenBLAS per group: the data gradient is col = w_g^T . dy_g
+ * (pointwise: straight into dx) scattered back by col2im; the weight gradient is
+ * dw_g += dy_g . col^T with col the im2col of x (pointwise: x itself), one sgemm per block of
+ * CONV_BWD_ROWS output channels so every dw row comes from the same call whatever the part.
+ * Depthwise convolutions run the direct loops in kernels_dw.c. */
+
+/* Output channels per weight-gradient sgemm (the thread parts' alignment). */
+#define CONV_BWD_ROWS 32
+
+size_t conv2d_backward_scratch_floats(const conv2d_params *p)
+{
+    return conv2d_scratch_floats(p);
+}
+
+/* dx[ci][ih][iw] += col[(ci*k_h + i)*k_w + j][oh*w_out + ow] over the taps reaching (ih, iw),
+ * the inverse scatter of conv_im2col, for the c channels starting at dx (zeroed by the caller).
+ * Rows are added in col's order, so each dx cell sums its taps in a fixed order. */
+static void conv_col2im(const conv2d_params *p, const float *col, int c, float *dx)
+{
+    const size_t hw_in = (size_t)p->h_in * (size_t)p->w_in;
+    const size_t hw_out = (size_t)p->h_out * (size_t)p->w_out;
+    const int w_out = p->w_out, sw = p->stride_w;
+    for (int ci = 0; ci < c; ci++) {
+        float *dxc = dx + (size_t)ci * hw_in;
+        for (int i = 0; i < p->k_h; i++) {
+            for (int j = 0; j < p->k_w; j++) {
+                const float *row =
+                    col + ((size_t)(ci * p->k_h + i) * (size_t)p->k_w + (size_t)j) * hw_out;
+                const int off = j - p->pad_l;
+                int lo, hi;
+                kernels_tap_range(off, sw, p->w_in, w_out, &lo, &hi);
+                if (hi == lo) continue;
+                for (int oh = 0; oh < p->h_out; oh++) {
+                    const int ih = oh * p->stride_h - p->pad_t + i;
+                    if (ih < 0 || ih >= p->h_in) continue;
+                    const float *src = row + (size_t)oh * (size_t)w_out;
+                    float *dxrow = dxc + (size_t)ih * (size_t)p->w_in + off;
+                    if (sw == 1) {
+                        for (int ow = lo; ow < hi; ow++) dxrow[ow] += src[ow];
+                    } else {
+                        for (int ow = lo; ow < hi; ow++) dxrow[ow * sw] += src[ow];
+                    }
+                }
+            }
+        }
+    }
+}
+
+void conv2d_backward_data(const conv2d_params *p, const float *dy, const float *w, float *dx,
+                          float *scratch)
+{
+    conv_check_params(p);
+    assert(p->act == ACT_NONE);
+    if (kernels_conv_depthwise(p)) {
+        dwconv2d_backward_data(p, dy, w, dx);
+        return;
+    }
+    const int direct = kernels_conv_pointwise(p);
+    assert(direct || scratch != NULL);
+    const int cig = p->c_in / p->groups, cog = p->c_out / p->groups;
+    const int k = cig * p->k_h * p->k_w;
+    const size_t hw_in = (size_t)p->h_in * (size_t)p->w_in;
+    const size_t hw_out = (size_t)p->h_out * (size_t)p->w_out;
+    for (int g = 0; g < p->groups; g++) {
+        const float *wg = w + (size_t)g * (size_t)cog * (size_t)k;
+        const float *dyg = dy + (size_t)g * (size_t)cog * hw_out;
+        float *dxg = dx + (size_t)g * (size_t)cig * hw_in;
+        float *col = direct ? dxg : scratch;
+        /* col[k][hw_out] = w_g^T[k][cog] . dy_g[cog][hw_out] */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, (int)hw_out, cog, 1.0f, wg, k, dyg,
+                    (int)hw_out, 0.0f, col, (int)hw_out);
+        if (direct) continue;
+        memset(dxg, 0, (size_t)cig * hw_in * sizeof *dxg);
+        conv_col2im(p, col, cig, dxg);
+    }
+}
+
+/* Weight-gradient parts: blocks of CONV_BWD_ROWS channels inside each group; with several groups
+ * whose size is not a multiple of the block, whole groups. Depthwise: any channel range. */
+static int conv_bwd_weights_align(const conv2d_params *p)
+{
+    if (kernels_conv_depthwise(p)) return 1;
+    const int cog = p->c_out / p->groups;
+    return p->groups == 1 || cog % CONV_BWD_ROWS == 0 ? CONV_BWD_ROWS : cog;
+}
+
+kernels_part conv2d_backward_weights_split(const conv2d_params *p, int ith, int nth)
+{
+    return kernels_part_split(KERNELS_PART_CHANNELS, p->c_out, conv_bwd_weights_align(p), ith, nth);
+}
+
+void conv2d_backward_weights_part(const conv2d_params *p, const float *x, const float *dy,
+                                  float *dw, float *db, float *scratch, const kernels_part *part)
+{
+    conv_check_params(p);
+    assert(p->act == ACT_NONE && part->axis == KERNELS_PART_CHANNELS);
+    assert(0 <= part->lo && part->lo <= part->hi && part->hi <= p->c_out);
+    const size_t hw_out = (size_t)p->h_out * (size_t)p->w_out;
+    if (part->lo == part->hi) return;
+    if (db) {
+        for (int co = part->lo; co < part->hi; co++)
+            db[co] += (float)kernels_sum_floats(dy + (size_t)co * hw_out, hw_out);
+    }
+    if (kernels_conv_depthwise(p)) {
+        dwconv2d_backward_weights(p, x, dy, dw, part->lo, part->hi);
+        return;
+    }
+    const int direct = kernels_conv_pointwise(p);
+    assert(direct || scratch != NULL);
+    const int cig = p->c_in / p->groups, cog = p->c_out / p->groups;
+    const int k = cig * p->k_h * p->k_w;
+    const size_t hw_in = (size_t)p->h_in * (size_t)p->w_in;
+    for (int g = part->lo / cog; g < p->groups && g * cog < part->hi; g++) {
+        const int r0 = kernels_imax(part->lo - g * cog, 0);
+        const int r1 = kernels_imin(part->hi - g * cog, cog);
+        const float *xg = x + (size_t)g * (size_t)cig * hw_in;
+        const float *col = xg;
+        if (!direct) {
+            conv_im2col(p, xg, cig, scratch);
+            col = scratch;
+        }
+        /* dw_g[r][k] += dy_g[r][hw_out] . col^T[hw_out][k], per block of rows */
+        for (int b0 = r0 / CONV_BWD_ROWS * CONV_BWD_ROWS; b0 < r1; b0 += CONV_BWD_ROWS) {
+            assert(b0 >= r0);
+            const int rows = kernels_imin(CONV_BWD_ROWS, cog - b0);
+            const size_t co = (size_t)g * (size_t)cog + (size_t)b0;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, k, (int)hw_out, 1.0f,
+                        dy + co * hw_out, (int)hw_out, col, (int)hw_out, 1.0f,
+                        dw + co * (size_t)k, k);
+        }
+    }
+}
+
+void conv2d_backward_weights(const conv2d_params *p, const float *x, const float *dy, float *dw,
+                             float *db, float *scratch)
+{
+    const kernels_part all = {KERNELS_PART_CHANNELS, 0, p->c_out};
+    conv2d_backward_weights_part(p, x, dy, dw, db, scratch, &all);
+}

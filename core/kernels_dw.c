@@ -387,3 +387,82 @@ void dwconv2d_forward_part(const conv2d_params *p, const float *x, const float *
     dwconv2d_forward(&q, x + (size_t)c0 * (size_t)p->h_in * (size_t)p->w_in, w + (size_t)c0 * kk,
                      bias ? bias + c0 : NULL, y + (size_t)c0 * (size_t)p->h_out * (size_t)p->w_out);
 }
+
+/* ---- backward (training) ----
+ * Data: every output row scatters w * dy into the input rows its taps read (the transpose of
+ * dw_row_taps). Weights: every tap's gradient is the dot product of dy with the input cells the
+ * tap read, row by row (kernels_dot_floats), summed in double. Fixed orders throughout. */
+
+/* sum_o a[o] * b[o * s], o < n, in KERNELS_BLOCK partial sums. */
+static double dw_dot_strided(const float *a, const float *b, int s, int n)
+{
+    float part[KERNELS_BLOCK] = {0};
+    int o = 0;
+    for (; o + KERNELS_BLOCK <= n; o += KERNELS_BLOCK)
+        for (int j = 0; j < KERNELS_BLOCK; j++) part[j] += a[o + j] * b[(o + j) * s];
+    double sum = 0.0;
+    for (; o < n; o++) sum += (double)a[o] * b[o * s];
+    for (int j = 0; j < KERNELS_BLOCK; j++) sum += part[j];
+    return sum;
+}
+
+void dwconv2d_backward_data(const conv2d_params *p, const float *dy, const float *w, float *dx)
+{
+    const size_t hw_in = (size_t)p->h_in * (size_t)p->w_in;
+    const size_t hw_out = (size_t)p->h_out * (size_t)p->w_out;
+    const int sw = p->stride_w, kk = p->k_h * p->k_w;
+    memset(dx, 0, (size_t)p->c_in * hw_in * sizeof *dx);
+    for (int c = 0; c < p->c_in; c++) {
+        const float *dyc = dy + (size_t)c * hw_out, *wc = w + (size_t)c * (size_t)kk;
+        float *dxc = dx + (size_t)c * hw_in;
+        for (int oh = 0; oh < p->h_out; oh++) {
+            const int ih0 = oh * p->stride_h - p->pad_t;
+            const int i0 = kernels_imax(0, -ih0), i1 = kernels_imin(p->k_h, p->h_in - ih0);
+            const float *dyrow = dyc + (size_t)oh * (size_t)p->w_out;
+            for (int i = i0; i < i1; i++) {
+                float *dxrow = dxc + (size_t)(ih0 + i) * (size_t)p->w_in;
+                for (int j = 0; j < p->k_w; j++) {
+                    const int off = j - p->pad_l;
+                    const float wv = wc[i * p->k_w + j];
+                    int lo, hi;
+                    kernels_tap_range(off, sw, p->w_in, p->w_out, &lo, &hi);
+                    if (hi == lo) continue;
+                    if (sw == 1) {
+                        dw_axpy(dxrow + lo + off, dyrow + lo, wv, hi - lo);
+                    } else {
+                        for (int ow = lo; ow < hi; ow++) dxrow[ow * sw + off] += wv * dyrow[ow];
+                    }
+                }
+            }
+        }
+    }
+}
+
+void dwconv2d_backward_weights(const conv2d_params *p, const float *x, const float *dy, float *dw,
+                               int c0, int c1)
+{
+    const size_t hw_in = (size_t)p->h_in * (size_t)p->w_in;
+    const size_t hw_out = (size_t)p->h_out * (size_t)p->w_out;
+    const int sw = p->stride_w, kk = p->k_h * p->k_w;
+    for (int c = c0; c < c1; c++) {
+        const float *dyc = dy + (size_t)c * hw_out, *xc = x + (size_t)c * hw_in;
+        float *dwc = dw + (size_t)c * (size_t)kk;
+        for (int i = 0; i < p->k_h; i++) {
+            for (int j = 0; j < p->k_w; j++) {
+                const int off = j - p->pad_l;
+                int lo, hi;
+                kernels_tap_range(off, sw, p->w_in, p->w_out, &lo, &hi);
+                double acc = 0.0;
+                for (int oh = 0; oh < p->h_out && hi > lo; oh++) {
+                    const int ih = oh * p->stride_h - p->pad_t + i;
+                    if (ih < 0 || ih >= p->h_in) continue;
+                    const float *dyrow = dyc + (size_t)oh * (size_t)p->w_out + lo;
+                    const float *xrow = xc + (size_t)ih * (size_t)p->w_in + lo * sw + off;
+                    acc += sw == 1 ? kernels_dot_floats(dyrow, xrow, (size_t)(hi - lo))
+                                   : dw_dot_strided(dyrow, xrow, sw, hi - lo);
+                }
+                dwc[i * p->k_w + j] += (float)acc;
+            }
+        }
+    }
+}

@@ -206,4 +206,16 @@ static inline void kernels_tap_range(int off, int s, int n_in, int n_out, int *l
 /* y[i] = act(y[i] + b) for i < n; the fused epilogue of conv and linear layers. */
 void kernels_bias_act(float *y, size_t n, float b, act_kind act);
 
+/* Sum of x[i] (kernels_sum_floats) and of x[i] * y[i] (kernels_dot_floats), i < n: KERNELS_BLOCK
+ * float partial sums (vectorized), the tail and the partial sums added in double, in a fixed
+ * order; the backward kernels' reductions. */
+double kernels_sum_floats(const float *x, size_t n);
+double kernels_dot_floats(const float *x, const float *y, size_t n);
+
+/* Backward of the depthwise convolution (kernels_dw.c): dx overwritten; dw of channels
+ * [c0, c1) accumulated (+=). */
+void dwconv2d_backward_data(const conv2d_params *p, const float *dy, const float *w, float *dx);
+void dwconv2d_backward_weights(const conv2d_params *p, const float *x, const float *dy, float *dw,
+                               int c0, int c1);
+
 #endif

@@ -260,3 +260,109 @@ void adaptive_avgpool2d_forward(int c, int h_in, int w_in, int h_out, int w_out,
     adaptive_avgpool2d_forward_isa(c, h_in, w_in, h_out, w_out, x, y, cpu_isa_best());
 }
 
+
+/* ---- backward (training), PyTorch 1.13's CPU kernels transposed ---- */
+
+/* Max: each output adds its gradient to the cell max_pool2d_with_indices records: the window over
+ * the real cells scanned row-major, replaced on a strictly larger value or on any NaN (so the
+ * last NaN, else the first maximum; the first cell when all are -inf). */
+static void pool_max_backward(const pool2d_params *p, const float *x, const float *dy, float *dx)
+{
+    const size_t hw_in = (size_t)p->h_in * (size_t)p->w_in;
+    const size_t hw_out = (size_t)p->h_out * (size_t)p->w_out;
+    for (int c = 0; c < p->c; c++) {
+        const float *xc = x + (size_t)c * hw_in, *dyc = dy + (size_t)c * hw_out;
+        float *dxc = dx + (size_t)c * hw_in;
+        for (int oh = 0; oh < p->h_out; oh++) {
+            const int hs = oh * p->stride_h - p->pad_t;
+            const int h0 = kernels_imax(hs, 0), h1 = kernels_imin(hs + p->k_h, p->h_in);
+            for (int ow = 0; ow < p->w_out; ow++) {
+                const int ws = ow * p->stride_w - p->pad_l;
+                const int w0 = kernels_imax(ws, 0), w1 = kernels_imin(ws + p->k_w, p->w_in);
+                size_t best = (size_t)h0 * (size_t)p->w_in + (size_t)w0;
+                float m = -INFINITY;
+                for (int ih = h0; ih < h1; ih++) {
+                    for (int iw = w0; iw < w1; iw++) {
+                        const size_t idx = (size_t)ih * (size_t)p->w_in + (size_t)iw;
+                        const float v = xc[idx];
+                        if (v > m || v != v) {
+                            m = v;
+                            best = idx;
+                        }
+                    }
+                }
+                if (h1 > h0 && w1 > w0) dxc[best] += dyc[(size_t)oh * (size_t)p->w_out + (size_t)ow];
+            }
+        }
+    }
+}
+
+/* Average: each output spreads dy / divisor over its window's real cells (the divisor as in the
+ * forward: PyTorch's window clipped to [-pad, n + pad), count_include_pad or the real cells). */
+static void pool_avg_backward(const pool2d_params *p, const float *dy, float *dx)
+{
+    const size_t hw_in = (size_t)p->h_in * (size_t)p->w_in;
+    const size_t hw_out = (size_t)p->h_out * (size_t)p->w_out;
+    for (int c = 0; c < p->c; c++) {
+        const float *dyc = dy + (size_t)c * hw_out;
+        float *dxc = dx + (size_t)c * hw_in;
+        for (int oh = 0; oh < p->h_out; oh++) {
+            const int hs = oh * p->stride_h - p->pad_t;
+            const int h0 = kernels_imax(hs, 0), h1 = kernels_imin(hs + p->k_h, p->h_in);
+            const int rows = kernels_pool_axis_count(hs, p->k_h, p->h_in, p->pad_b, p->count_include_pad);
+            for (int ow = 0; ow < p->w_out; ow++) {
+                const int ws = ow * p->stride_w - p->pad_l;
+                const int w0 = kernels_imax(ws, 0), w1 = kernels_imin(ws + p->k_w, p->w_in);
+                const int cols = kernels_pool_axis_count(ws, p->k_w, p->w_in, p->pad_r, p->count_include_pad);
+                if (h1 <= h0 || w1 <= w0) continue;
+                const float g = dyc[(size_t)oh * (size_t)p->w_out + (size_t)ow] / (float)(rows * cols);
+                for (int ih = h0; ih < h1; ih++) {
+                    float *dxrow = dxc + (size_t)ih * (size_t)p->w_in;
+                    for (int iw = w0; iw < w1; iw++) dxrow[iw] += g;
+                }
+            }
+        }
+    }
+}
+
+void pool2d_backward(const pool2d_params *p, const float *x, const float *dy, float *dx)
+{
+    assert(p->c > 0 && p->h_in > 0 && p->w_in > 0 && p->h_out > 0 && p->w_out > 0);
+    assert(p->k_h > 0 && p->k_w > 0 && p->stride_h > 0 && p->stride_w > 0);
+    memset(dx, 0, (size_t)p->c * (size_t)p->h_in * (size_t)p->w_in * sizeof *dx);
+    if (p->kind == POOL_MAX)
+        pool_max_backward(p, x, dy, dx);
+    else
+        pool_avg_backward(p, dy, dx);
+}
+
+/* PyTorch divides each output's gradient by the bin height, then by its width. */
+void adaptive_avg_backward(int c, int h_in, int w_in, int h_out, int w_out, const float *dy,
+                           float *dx)
+{
+    assert(c > 0 && h_in > 0 && w_in > 0 && h_out > 0 && w_out > 0);
+    const size_t hw_in = (size_t)h_in * (size_t)w_in;
+    if (h_out == 1 && w_out == 1) {
+        for (int ci = 0; ci < c; ci++) {
+            const float g = dy[ci] / (float)h_in / (float)w_in;
+            float *dxc = dx + (size_t)ci * hw_in;
+            for (size_t i = 0; i < hw_in; i++) dxc[i] = g;
+        }
+        return;
+    }
+    memset(dx, 0, (size_t)c * hw_in * sizeof *dx);
+    for (int ci = 0; ci < c; ci++) {
+        float *dxc = dx + (size_t)ci * hw_in;
+        for (int oh = 0; oh < h_out; oh++) {
+            const int hs = oh * h_in / h_out, he = ((oh + 1) * h_in + h_out - 1) / h_out;
+            for (int ow = 0; ow < w_out; ow++) {
+                const int ws = ow * w_in / w_out, we = ((ow + 1) * w_in + w_out - 1) / w_out;
+                const float g =
+                    dy[((size_t)ci * (size_t)h_out + (size_t)oh) * (size_t)w_out + (size_t)ow] /
+                    (float)(he - hs) / (float)(we - ws);
+                for (int ih = hs; ih < he; ih++)
+                    for (int iw = ws; iw < we; iw++) dxc[(size_t)ih * (size_t)w_in + (size_t)iw] += g;
+            }
+        }
+    }
+}

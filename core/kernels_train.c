@@ -1,7 +1,11 @@
-/* Linear layer + softmax cross-entropy training kernels (see kernels_train.h). */
+/* Linear layer + softmax cross-entropy training kernels (see kernels_train.h) and seeded dropout
+ * (declared in kernels.h). */
 #include "kernels_train.h"
 
 #include <math.h>
+
+#include "kernels.h"
+#include "rng.h"
 
 /* Four outputs at a time: independent accumulation chains, each summing in the same order as one
  * output alone would, so unrolling changes the speed, not the bits. */
@@ -97,4 +101,39 @@ void train_linear_backward(int n, int n_in, int n_out, const float *x, const flo
             for (int r = 0; r < n; r++) acc += dy[(size_t)r * n_out + o];
             db[o] = (float)acc;
         }
+}
+
+/* ---- dropout ----
+ * The key of (seed, step, layer) chains three SplitMix64 draws; element e's draw is the SplitMix64
+ * output of state key ^ e (a bijective mix of distinct states), dropped when its 53-bit uniform
+ * is below prob: a pure function of the five numbers. */
+static uint64_t dropout_key(uint64_t seed, uint64_t step, uint32_t layer)
+{
+    rng r;
+    rng_init(&r, seed);
+    rng_init(&r, rng_next_u64(&r) ^ step);
+    rng_init(&r, rng_next_u64(&r) ^ layer);
+    return rng_next_u64(&r);
+}
+
+void dropout_forward(uint64_t seed, uint64_t step, uint32_t layer, size_t first, size_t n,
+                     float prob, const float *x, float *y)
+{
+    if (prob <= 0.0f) {
+        for (size_t i = 0; i < n; i++) y[i] = x[i];
+        return;
+    }
+    const uint64_t key = dropout_key(seed, step, layer);
+    const float scale = (float)(1.0 / (1.0 - (double)prob));
+    for (size_t i = 0; i < n; i++) {
+        rng r;
+        rng_init(&r, key ^ (uint64_t)(first + i));
+        y[i] = rng_uniform(&r) < (double)prob ? 0.0f : x[i] * scale;
+    }
+}
+
+void dropout_backward(uint64_t seed, uint64_t step, uint32_t layer, size_t first, size_t n,
+                      float prob, const float *dy, float *dx)
+{
+    dropout_forward(seed, step, layer, first, n, prob, dy, dx);
 }

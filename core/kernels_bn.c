@@ -1,0 +1,146 @@
+/* BatchNorm over a batch for training (see kernels.h): frozen (running statistics) and train mode
+ * (batch statistics), forward and backward, PyTorch 1.13's formulas. Channel c of image i is the
+ * contiguous run x + (i * c_total + c) * hw; every channel's sums visit the images in order, each
+ * run in KERNELS_BLOCK float partial sums added in double, so the bits depend on neither the
+ * channel range of the call nor anything else but the inputs. */
+#include "kernels.h"
+
+#include <assert.h>
+#include <math.h>
+
+#include "kernels_internal.h"
+
+static void bn_check(const bn_params *p, int c0, int c1)
+{
+    assert(p->n > 0 && p->c > 0 && p->hw > 0 && p->eps >= 0.0f);
+    assert(0 <= c0 && c0 <= c1 && c1 <= p->c);
+    (void)p, (void)c0, (void)c1;
+}
+
+static inline size_t bn_run(const bn_params *p, int i, int c)
+{
+    return ((size_t)i * (size_t)p->c + (size_t)c) * (size_t)p->hw;
+}
+
+/* sum (x[j] - m)^2 and sum (x[j] - m) * dy[j] (dy may be NULL: only the first), j < n. */
+static void bn_centered_sums(const float *x, const float *dy, float m, size_t n, double *sq,
+                             double *dot)
+{
+    float psq[KERNELS_BLOCK] = {0}, pdot[KERNELS_BLOCK] = {0};
+    size_t j = 0;
+    double s = 0.0, d = 0.0;
+    if (dy) {
+        for (; j + KERNELS_BLOCK <= n; j += KERNELS_BLOCK)
+            for (size_t l = 0; l < KERNELS_BLOCK; l++) pdot[l] += (x[j + l] - m) * dy[j + l];
+        for (; j < n; j++) d += (double)(x[j] - m) * dy[j];
+    } else {
+        for (; j + KERNELS_BLOCK <= n; j += KERNELS_BLOCK)
+            for (size_t l = 0; l < KERNELS_BLOCK; l++) psq[l] += (x[j + l] - m) * (x[j + l] - m);
+        for (; j < n; j++) s += (double)(x[j] - m) * (x[j] - m);
+    }
+    for (size_t l = 0; l < KERNELS_BLOCK; l++) s += psq[l], d += pdot[l];
+    *sq = s;
+    *dot = d;
+}
+
+/* y = x * a + b over n floats (y may be x). */
+static void bn_affine(const float *x, float a, float b, size_t n, float *y)
+{
+    for (size_t j = 0; j < n; j++) y[j] = x[j] * a + b;
+}
+
+void bn_frozen_forward(const bn_params *p, int c0, int c1, const float *x, const float *gamma,
+                       const float *beta, const float *mean, const float *var, float *y)
+{
+    bn_check(p, c0, c1);
+    for (int c = c0; c < c1; c++) {
+        const float invstd = 1.0f / sqrtf(var[c] + p->eps);
+        const float a = invstd * gamma[c], b = beta[c] - mean[c] * a;
+        for (int i = 0; i < p->n; i++) bn_affine(x + bn_run(p, i, c), a, b, (size_t)p->hw, y + bn_run(p, i, c));
+    }
+}
+
+void bn_frozen_backward(const bn_params *p, int c0, int c1, const float *x, const float *dy,
+                        const float *gamma, const float *mean, const float *var, float *dx,
+                        float *dgamma, float *dbeta)
+{
+    bn_check(p, c0, c1);
+    const size_t hw = (size_t)p->hw;
+    for (int c = c0; c < c1; c++) {
+        const float invstd = 1.0f / sqrtf(var[c] + p->eps);
+        double sum = 0.0, dotp = 0.0;
+        for (int i = 0; i < p->n && (dgamma || dbeta); i++) {
+            double sq, d;
+            if (dbeta) sum += kernels_sum_floats(dy + bn_run(p, i, c), hw);
+            if (dgamma) {
+                bn_centered_sums(x + bn_run(p, i, c), dy + bn_run(p, i, c), mean[c], hw, &sq, &d);
+                dotp += d;
+            }
+        }
+        if (dgamma) dgamma[c] += (float)(dotp * invstd);
+        if (dbeta) dbeta[c] += (float)sum;
+        if (!dx) continue;
+        const float a = invstd * gamma[c];
+        for (int i = 0; i < p->n; i++) bn_affine(dy + bn_run(p, i, c), a, 0.0f, hw, dx + bn_run(p, i, c));
+    }
+}
+
+void bn_train_forward(const bn_params *p, int c0, int c1, const float *x, const float *gamma,
+                      const float *beta, float *running_mean, float *running_var,
+                      float *save_mean, float *save_invstd, float *y)
+{
+    bn_check(p, c0, c1);
+    const size_t hw = (size_t)p->hw, count = (size_t)p->n * hw;
+    assert(count > 1);
+    for (int c = c0; c < c1; c++) {
+        double sum = 0.0, sq = 0.0;
+        for (int i = 0; i < p->n; i++) sum += kernels_sum_floats(x + bn_run(p, i, c), hw);
+        const double mean = sum / (double)count;
+        for (int i = 0; i < p->n; i++) {
+            double s, unused;
+            bn_centered_sums(x + bn_run(p, i, c), NULL, (float)mean, hw, &s, &unused);
+            sq += s;
+        }
+        const double var = sq / (double)count;
+        const float invstd = (float)(1.0 / sqrt(var + (double)p->eps));
+        save_mean[c] = (float)mean;
+        save_invstd[c] = invstd;
+        if (running_mean) {
+            const double m = p->momentum;
+            running_mean[c] = (float)((1.0 - m) * running_mean[c] + m * mean);
+            running_var[c] = (float)((1.0 - m) * running_var[c] +
+                                     m * var * (double)count / (double)(count - 1));
+        }
+        const float a = invstd * gamma[c], b = beta[c] - (float)mean * a;
+        for (int i = 0; i < p->n; i++) bn_affine(x + bn_run(p, i, c), a, b, hw, y + bn_run(p, i, c));
+    }
+}
+
+void bn_train_backward(const bn_params *p, int c0, int c1, const float *x, const float *dy,
+                       const float *gamma, const float *save_mean, const float *save_invstd,
+                       float *dx, float *dgamma, float *dbeta)
+{
+    bn_check(p, c0, c1);
+    const size_t hw = (size_t)p->hw, count = (size_t)p->n * hw;
+    for (int c = c0; c < c1; c++) {
+        const float m = save_mean[c], invstd = save_invstd[c];
+        double sum = 0.0, dotp = 0.0;
+        for (int i = 0; i < p->n; i++) {
+            double sq, d;
+            sum += kernels_sum_floats(dy + bn_run(p, i, c), hw);
+            bn_centered_sums(x + bn_run(p, i, c), dy + bn_run(p, i, c), m, hw, &sq, &d);
+            dotp += d;
+        }
+        if (dgamma) dgamma[c] += (float)(dotp * invstd);
+        if (dbeta) dbeta[c] += (float)sum;
+        if (!dx) continue;
+        /* dx = (dy - sum / N - (x - mean) * k) * invstd * gamma, k = dotp * invstd^2 / N */
+        const float k = (float)(dotp * invstd * invstd / (double)count);
+        const float gm = (float)(sum / (double)count), a = invstd * gamma[c];
+        for (int i = 0; i < p->n; i++) {
+            const float *xr = x + bn_run(p, i, c), *dyr = dy + bn_run(p, i, c);
+            float *dxr = dx + bn_run(p, i, c);
+            for (size_t j = 0; j < hw; j++) dxr[j] = (dyr[j] - gm - (xr[j] - m) * k) * a;
+        }
+    }
+}
