@@ -310,13 +310,14 @@ void conv2d_forward_packed(const conv2d_params *p, const float *x, const float *
  * (pointwise: straight into dx) scattered back by col2im; the weight gradient is
  * dw_g += dy_g . col^T with col the im2col of x (pointwise: x itself), one sgemm per block of
  * CONV_BWD_ROWS output channels so every dw row comes from the same call whatever the part.
- * Depthwise convolutions run the direct loops in kernels_dw.c. */
+ * Depthwise convolutions run kernels_dw.c's (the data gradient on its forward kernels). */
 
 /* Output channels per weight-gradient sgemm (the thread parts' alignment). */
 #define CONV_BWD_ROWS 32
 
 size_t conv2d_backward_scratch_floats(const conv2d_params *p)
 {
+    if (kernels_conv_depthwise(p)) return dwconv2d_backward_scratch_floats(p);
     return conv2d_scratch_floats(p);
 }
 
@@ -360,7 +361,7 @@ void conv2d_backward_data(const conv2d_params *p, const float *dy, const float *
     conv_check_params(p);
     assert(p->act == ACT_NONE);
     if (kernels_conv_depthwise(p)) {
-        dwconv2d_backward_data(p, dy, w, dx);
+        dwconv2d_backward_data(p, dy, w, dx, scratch);
         return;
     }
     const int direct = kernels_conv_pointwise(p);
@@ -410,7 +411,7 @@ void conv2d_backward_weights_part(const conv2d_params *p, const float *x, const 
             db[co] += (float)kernels_sum_floats(dy + (size_t)co * hw_out, hw_out);
     }
     if (kernels_conv_depthwise(p)) {
-        dwconv2d_backward_weights(p, x, dy, dw, part->lo, part->hi);
+        dwconv2d_backward_weights(p, x, dy, dw, part->lo, part->hi, scratch);
         return;
     }
     const int direct = kernels_conv_pointwise(p);

@@ -17,6 +17,8 @@
 
 #if KERNELS_X86
 #include <immintrin.h>
+
+#include "kernels_avx512.h"
 #endif
 
 /* Largest kernel side with a specialized kernel. */
@@ -389,80 +391,188 @@ void dwconv2d_forward_part(const conv2d_params *p, const float *x, const float *
 }
 
 /* ---- backward (training) ----
- * Data: every output row scatters w * dy into the input rows its taps read (the transpose of
- * dw_row_taps). Weights: every tap's gradient is the dot product of dy with the input cells the
- * tap read, row by row (kernels_dot_floats), summed in double. Fixed orders throughout. */
+ * Data: the gradient w.r.t. the input is the stride-1 depthwise convolution of dy, zero-stuffed
+ * between its cells for stride > 1, with each kernel rotated by 180 degrees and padding
+ * k - 1 - pad: dwconv2d_forward_isa computes it (its vector kernels included).
+ * Weights: the input channel is copied, zero-padded, into stride_h * stride_w phase images
+ * (phase (a, b) holds the padded cells (r * s_h + a, q * s_w + b)), each as wide as dy's rows plus
+ * the kernel's reach; dy is copied to that row width with zeros after its w_out columns. Tap
+ * (i, j) then reads phase (i % s_h, j % s_w) at the flat offset (i / s_h) * width + j / s_w, so its
+ * gradient is one contiguous dot product of the staged dy with the phase image from there. */
 
-/* sum_o a[o] * b[o * s], o < n, in KERNELS_BLOCK partial sums. */
-static double dw_dot_strided(const float *a, const float *b, int s, int n)
+/* The staging geometry of one channel for the weight gradient. */
+typedef struct {
+    int rows, width; /* phase image rows (plus one zero row for the flat overrun) and row width */
+    size_t phase;    /* floats per phase image */
+} dw_bwd_stage;
+
+static dw_bwd_stage dw_bwd_geometry(const conv2d_params *p)
 {
-    float part[KERNELS_BLOCK] = {0};
-    int o = 0;
-    for (; o + KERNELS_BLOCK <= n; o += KERNELS_BLOCK)
-        for (int j = 0; j < KERNELS_BLOCK; j++) part[j] += a[o + j] * b[(o + j) * s];
-    double sum = 0.0;
-    for (; o < n; o++) sum += (double)a[o] * b[o * s];
-    for (int j = 0; j < KERNELS_BLOCK; j++) sum += part[j];
-    return sum;
+    dw_bwd_stage g;
+    g.width = p->w_out + (p->k_w - 1) / p->stride_w;
+    g.rows = p->h_out + (p->k_h - 1) / p->stride_h + 1;
+    g.phase = (size_t)g.rows * (size_t)g.width;
+    return g;
 }
 
-void dwconv2d_backward_data(const conv2d_params *p, const float *dy, const float *w, float *dx)
+/* The data gradient's convolution q of dy (see above) and the rows / columns of the zero-stuffed
+ * dy it starts from (crop_t / crop_l: padding beyond k - 1 skips the stuffed map's first cells,
+ * which no input cell reads). Whether dy must be staged (stride > 1 or a crop). */
+static int dw_bwd_data_conv(const conv2d_params *p, conv2d_params *q, int *crop_t, int *crop_l)
+{
+    *crop_t = kernels_imax(p->pad_t - (p->k_h - 1), 0);
+    *crop_l = kernels_imax(p->pad_l - (p->k_w - 1), 0);
+    *q = *p;
+    q->h_in = (p->h_out - 1) * p->stride_h + 1 - *crop_t;
+    q->w_in = (p->w_out - 1) * p->stride_w + 1 - *crop_l;
+    q->h_out = p->h_in;
+    q->w_out = p->w_in;
+    q->stride_h = q->stride_w = 1;
+    q->pad_t = p->k_h - 1 - p->pad_t + *crop_t;
+    q->pad_l = p->k_w - 1 - p->pad_l + *crop_l;
+    q->pad_b = kernels_imax(q->h_out + p->k_h - 1 - q->pad_t - q->h_in, 0);
+    q->pad_r = kernels_imax(q->w_out + p->k_w - 1 - q->pad_l - q->w_in, 0);
+    q->act = ACT_NONE;
+    return p->stride_h > 1 || p->stride_w > 1 || *crop_t > 0 || *crop_l > 0;
+}
+
+size_t dwconv2d_backward_scratch_floats(const conv2d_params *p)
+{
+    const dw_bwd_stage g = dw_bwd_geometry(p);
+    conv2d_params q;
+    int ct, cl;
+    size_t data = (size_t)p->c_in * (size_t)p->k_h * (size_t)p->k_w;
+    if (dw_bwd_data_conv(p, &q, &ct, &cl) && q.h_in > 0 && q.w_in > 0)
+        data += (size_t)p->c_in * (size_t)q.h_in * (size_t)q.w_in;
+    const size_t weights =
+        (size_t)p->stride_h * (size_t)p->stride_w * g.phase + (size_t)p->h_out * (size_t)g.width;
+    return data > weights ? data : weights;
+}
+
+void dwconv2d_backward_data_isa(const conv2d_params *p, const float *dy, const float *w, float *dx,
+                                float *scratch, cpu_isa isa)
+{
+    conv2d_params q;
+    int ct, cl;
+    const int staged = dw_bwd_data_conv(p, &q, &ct, &cl);
+    if (q.h_in <= 0 || q.w_in <= 0) { /* every tap reads padding only */
+        memset(dx, 0, (size_t)p->c_in * (size_t)p->h_in * (size_t)p->w_in * sizeof *dx);
+        return;
+    }
+    const int kk = p->k_h * p->k_w;
+    float *wrot = scratch, *stuffed = scratch + (size_t)p->c_in * (size_t)kk;
+    for (int c = 0; c < p->c_in; c++)
+        for (int t = 0; t < kk; t++) wrot[(size_t)c * kk + t] = w[(size_t)c * kk + (kk - 1 - t)];
+    const float *src = dy;
+    if (staged) {
+        const size_t plane = (size_t)q.h_in * (size_t)q.w_in;
+        const size_t hw_out = (size_t)p->h_out * (size_t)p->w_out;
+        memset(stuffed, 0, (size_t)p->c_in * plane * sizeof *stuffed);
+        /* stuffed (r, col) = dy[(r + ct) / s_h][(col + cl) / s_w] where both divide */
+        const int oh0 = (ct + p->stride_h - 1) / p->stride_h, ow0 = (cl + p->stride_w - 1) / p->stride_w;
+        for (int c = 0; c < p->c_in; c++)
+            for (int oh = oh0; oh < p->h_out; oh++) {
+                const float *row = dy + (size_t)c * hw_out + (size_t)oh * (size_t)p->w_out;
+                float *dst = stuffed + (size_t)c * plane + (size_t)(oh * p->stride_h - ct) * (size_t)q.w_in;
+                for (int ow = ow0; ow < p->w_out; ow++) dst[ow * p->stride_w - cl] = row[ow];
+            }
+        src = stuffed;
+    }
+    dwconv2d_forward_isa(&q, src, wrot, NULL, dx, isa);
+}
+
+void dwconv2d_backward_data(const conv2d_params *p, const float *dy, const float *w, float *dx,
+                            float *scratch)
+{
+    dwconv2d_backward_data_isa(p, dy, w, dx, scratch, cpu_isa_best());
+}
+
+/* Stages channel xc's phase images and dy's rows (see above) into scratch. */
+static void dw_bwd_stage_channel(const conv2d_params *p, const dw_bwd_stage *g, const float *xc,
+                                 const float *dyc, float *scratch)
+{
+    const int sh = p->stride_h, sw = p->stride_w;
+    for (int a = 0; a < sh; a++)
+        for (int b = 0; b < sw; b++) {
+            float *ph = scratch + (size_t)(a * sw + b) * g->phase;
+            for (int r = 0; r < g->rows; r++) {
+                float *dst = ph + (size_t)r * (size_t)g->width;
+                const int ih = r * sh + a - p->pad_t;
+                if (ih < 0 || ih >= p->h_in) {
+                    memset(dst, 0, (size_t)g->width * sizeof *dst);
+                    continue;
+                }
+                const float *xrow = xc + (size_t)ih * (size_t)p->w_in;
+                int lo, hi; /* columns q with 0 <= q * sw + b - pad_l < w_in */
+                kernels_tap_range(b - p->pad_l, sw, p->w_in, g->width, &lo, &hi);
+                if (lo > 0) memset(dst, 0, (size_t)lo * sizeof *dst);
+                for (int q = lo; q < hi; q++) dst[q] = xrow[q * sw + b - p->pad_l];
+                if (hi < g->width) memset(dst + hi, 0, (size_t)(g->width - hi) * sizeof *dst);
+            }
+        }
+    float *dys = scratch + (size_t)sh * (size_t)sw * g->phase;
+    for (int oh = 0; oh < p->h_out; oh++) {
+        float *dst = dys + (size_t)oh * (size_t)g->width;
+        memcpy(dst, dyc + (size_t)oh * (size_t)p->w_out, (size_t)p->w_out * sizeof *dst);
+        if (g->width > p->w_out) memset(dst + p->w_out, 0, (size_t)(g->width - p->w_out) * sizeof *dst);
+    }
+}
+
+#if KERNELS_X86
+/* kernels_dot_floats on AVX-512F: 4 x 16 partial sums, tail masked, reduced in a fixed order. */
+static KERNELS_AVX512 double dw_dot_avx512(const float *a, const float *b, size_t n)
+{
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), acc1);
+        acc2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 32), _mm512_loadu_ps(b + i + 32), acc2);
+        acc3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 48), _mm512_loadu_ps(b + i + 48), acc3);
+    }
+    for (; i < n; i += 16) {
+        const __mmask16 m = kernels_avx512_mask((int)(n - i < 16 ? n - i : 16));
+        acc0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), acc0);
+    }
+    acc0 = _mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_add_ps(acc2, acc3));
+    float lanes[16];
+    _mm512_storeu_ps(lanes, acc0);
+    double sum = 0.0;
+    for (int l = 0; l < 16; l++) sum += lanes[l];
+    return sum;
+}
+#endif
+
+void dwconv2d_backward_weights_isa(const conv2d_params *p, const float *x, const float *dy,
+                                   float *dw, int c0, int c1, float *scratch, cpu_isa isa)
 {
     const size_t hw_in = (size_t)p->h_in * (size_t)p->w_in;
     const size_t hw_out = (size_t)p->h_out * (size_t)p->w_out;
-    const int sw = p->stride_w, kk = p->k_h * p->k_w;
-    memset(dx, 0, (size_t)p->c_in * hw_in * sizeof *dx);
-    for (int c = 0; c < p->c_in; c++) {
-        const float *dyc = dy + (size_t)c * hw_out, *wc = w + (size_t)c * (size_t)kk;
-        float *dxc = dx + (size_t)c * hw_in;
-        for (int oh = 0; oh < p->h_out; oh++) {
-            const int ih0 = oh * p->stride_h - p->pad_t;
-            const int i0 = kernels_imax(0, -ih0), i1 = kernels_imin(p->k_h, p->h_in - ih0);
-            const float *dyrow = dyc + (size_t)oh * (size_t)p->w_out;
-            for (int i = i0; i < i1; i++) {
-                float *dxrow = dxc + (size_t)(ih0 + i) * (size_t)p->w_in;
-                for (int j = 0; j < p->k_w; j++) {
-                    const int off = j - p->pad_l;
-                    const float wv = wc[i * p->k_w + j];
-                    int lo, hi;
-                    kernels_tap_range(off, sw, p->w_in, p->w_out, &lo, &hi);
-                    if (hi == lo) continue;
-                    if (sw == 1) {
-                        dw_axpy(dxrow + lo + off, dyrow + lo, wv, hi - lo);
-                    } else {
-                        for (int ow = lo; ow < hi; ow++) dxrow[ow * sw + off] += wv * dyrow[ow];
-                    }
+    const int kk = p->k_h * p->k_w;
+    const dw_bwd_stage g = dw_bwd_geometry(p);
+    const float *dys = scratch + (size_t)p->stride_h * (size_t)p->stride_w * g.phase;
+    const size_t n = (size_t)p->h_out * (size_t)g.width;
+    (void)isa; /* only read on x86 */
+    for (int c = c0; c < c1; c++) {
+        dw_bwd_stage_channel(p, &g, x + (size_t)c * hw_in, dy + (size_t)c * hw_out, scratch);
+        float *dwc = dw + (size_t)c * (size_t)kk;
+        for (int i = 0; i < p->k_h; i++)
+            for (int j = 0; j < p->k_w; j++) {
+                const float *ph = scratch + (size_t)((i % p->stride_h) * p->stride_w + j % p->stride_w) * g.phase +
+                                  (size_t)(i / p->stride_h) * (size_t)g.width + (size_t)(j / p->stride_w);
+#if KERNELS_X86
+                if (isa >= CPU_ISA_AVX512) {
+                    dwc[i * p->k_w + j] += (float)dw_dot_avx512(dys, ph, n);
+                    continue;
                 }
+#endif
+                dwc[i * p->k_w + j] += (float)kernels_dot_floats(dys, ph, n);
             }
-        }
     }
 }
 
 void dwconv2d_backward_weights(const conv2d_params *p, const float *x, const float *dy, float *dw,
-                               int c0, int c1)
+                               int c0, int c1, float *scratch)
 {
-    const size_t hw_in = (size_t)p->h_in * (size_t)p->w_in;
-    const size_t hw_out = (size_t)p->h_out * (size_t)p->w_out;
-    const int sw = p->stride_w, kk = p->k_h * p->k_w;
-    for (int c = c0; c < c1; c++) {
-        const float *dyc = dy + (size_t)c * hw_out, *xc = x + (size_t)c * hw_in;
-        float *dwc = dw + (size_t)c * (size_t)kk;
-        for (int i = 0; i < p->k_h; i++) {
-            for (int j = 0; j < p->k_w; j++) {
-                const int off = j - p->pad_l;
-                int lo, hi;
-                kernels_tap_range(off, sw, p->w_in, p->w_out, &lo, &hi);
-                double acc = 0.0;
-                for (int oh = 0; oh < p->h_out && hi > lo; oh++) {
-                    const int ih = oh * p->stride_h - p->pad_t + i;
-                    if (ih < 0 || ih >= p->h_in) continue;
-                    const float *dyrow = dyc + (size_t)oh * (size_t)p->w_out + lo;
-                    const float *xrow = xc + (size_t)ih * (size_t)p->w_in + lo * sw + off;
-                    acc += sw == 1 ? kernels_dot_floats(dyrow, xrow, (size_t)(hi - lo))
-                                   : dw_dot_strided(dyrow, xrow, sw, hi - lo);
-                }
-                dwc[i * p->k_w + j] += (float)acc;
-            }
-        }
-    }
+    dwconv2d_backward_weights_isa(p, x, dy, dw, c0, c1, scratch, cpu_isa_best());
 }

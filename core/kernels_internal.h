@@ -213,9 +213,16 @@ double kernels_sum_floats(const float *x, size_t n);
 double kernels_dot_floats(const float *x, const float *y, size_t n);
 
 /* Backward of the depthwise convolution (kernels_dw.c): dx overwritten; dw of channels
- * [c0, c1) accumulated (+=). */
-void dwconv2d_backward_data(const conv2d_params *p, const float *dy, const float *w, float *dx);
+ * [c0, c1) accumulated (+=); scratch of dwconv2d_backward_scratch_floats(p) floats. The _isa
+ * forms take the variant (isa supported by the CPU; the unit test checks each). */
+size_t dwconv2d_backward_scratch_floats(const conv2d_params *p);
+void dwconv2d_backward_data(const conv2d_params *p, const float *dy, const float *w, float *dx,
+                            float *scratch);
+void dwconv2d_backward_data_isa(const conv2d_params *p, const float *dy, const float *w, float *dx,
+                                float *scratch, cpu_isa isa);
 void dwconv2d_backward_weights(const conv2d_params *p, const float *x, const float *dy, float *dw,
-                               int c0, int c1);
+                               int c0, int c1, float *scratch);
+void dwconv2d_backward_weights_isa(const conv2d_params *p, const float *x, const float *dy,
+                                   float *dw, int c0, int c1, float *scratch, cpu_isa isa);
 
 #endif

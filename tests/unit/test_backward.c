@@ -346,6 +346,52 @@ static void test_conv_sweep(void)
              "asymmetric pads; parts; same bits twice; reference by finite differences");
 }
 
+/* Depthwise backward in each instruction-set variant the CPU has (the data gradient runs the
+ * forward's variants; the weight gradient a portable and an AVX-512 dot product). */
+static void test_dw_isa(void)
+{
+    test_begin();
+    trng r = {13};
+    int n_cases = 0, n_reports = 0;
+    for (int t = 0; t < 240; t++) {
+        const int c = trng_int(&r, 1, 5), k_h = trng_int(&r, 1, 7);
+        const int k_w = t % 3 ? k_h : trng_int(&r, 1, 7), s = trng_int(&r, 1, 3);
+        conv2d_params p;
+        if (!conv_make(&p, c, c, c, trng_int(&r, 1, 40), trng_int(&r, 1, 40), k_h, k_w, s,
+                       t % 5 ? s : trng_int(&r, 1, 3), t % 4))
+            continue;
+        const size_t nx = conv_x_n(&p), ny = conv_y_n(&p), nw = conv_w_n(&p);
+        float *x = alloc_random(nx, &r), *w = alloc_random(nw, &r), *dy = alloc_random(ny, &r);
+        double *xd = to_double(x, nx), *wd = to_double(w, nw), *dyd = to_double(dy, ny);
+        double *rdx = alloc_zero_d(nx), *mdx = alloc_zero_d(nx), *rdw = alloc_zero_d(nw);
+        double *mdw = alloc_zero_d(nw), *rdb = alloc_zero_d((size_t)c), *mdb = alloc_zero_d((size_t)c);
+        ref_conv_backward(&p, xd, wd, dyd, rdx, mdx, rdw, mdw, rdb, mdb);
+        const size_t ns = conv2d_backward_scratch_floats(&p);
+        for (int isa = CPU_ISA_GENERIC; isa <= (int)cpu_isa_best(); isa++) {
+            float *dx = alloc_nan(nx), *scratch = alloc_nan(ns), *dw0 = alloc_random(nw, &r);
+            float *dw = alloc_copy(dw0, nw);
+            dwconv2d_backward_data_isa(&p, dy, w, dx, scratch, (cpu_isa)isa);
+            for (size_t i = 0; i < ns; i++) scratch[i] = NAN;
+            dwconv2d_backward_weights_isa(&p, x, dy, dw, 0, c, scratch, (cpu_isa)isa);
+            long e;
+            const char *what = NULL;
+            if ((e = first_bad(dx, rdx, mdx, nx)) >= 0) what = "dx";
+            else if ((e = first_bad_inc(dw, dw0, rdw, mdw, nw)) >= 0) what = "dw";
+            if (what && n_reports++ < MAX_REPORTS)
+                test_failf(__FILE__, __LINE__, "isa %d %s at %ld: c %d %dx%d k %dx%d s %d,%d pad t%d "
+                           "l%d b%d r%d out %dx%d", isa, what, e, c, p.h_in, p.w_in, p.k_h, p.k_w,
+                           p.stride_h, p.stride_w, p.pad_t, p.pad_l, p.pad_b, p.pad_r, p.h_out, p.w_out);
+            free(dx), free(scratch), free(dw0), free(dw);
+            n_cases++;
+        }
+        free(x), free(w), free(dy), free(xd), free(wd), free(dyd), free(rdx), free(mdx), free(rdw);
+        free(mdw), free(rdb), free(mdb);
+    }
+    T_CHECK(n_reports == 0, "%d of %d depthwise cases failed", n_reports, n_cases);
+    test_end("depthwise backward data/weights in every ISA variant (portable, AVX2, AVX-512 as the "
+             "CPU has): k 1..7, strides 1..3, maps up to 40x40, all padding modes");
+}
+
 /* ---- activations ---- */
 
 static double ref_act_grad(act_kind a, double x)
@@ -817,6 +863,7 @@ int main(void)
 {
     openblas_set_num_threads(1);
     test_conv_sweep();
+    test_dw_isa();
     test_act_backward();
     test_pool_backward();
     test_adaptive_backward();
