@@ -22,31 +22,58 @@ static inline size_t bn_run(const bn_params *p, int i, int c)
     return ((size_t)i * (size_t)p->c + (size_t)c) * (size_t)p->hw;
 }
 
-/* sum (x[j] - m)^2 and sum (x[j] - m) * dy[j] (dy may be NULL: only the first), j < n. */
+/* sum (x[j] - m)^2 (dy NULL), or sum dy[j] and sum (x[j] - m) * dy[j] (one pass), j < n. */
 static void bn_centered_sums(const float *x, const float *dy, float m, size_t n, double *sq,
-                             double *dot)
+                             double *sum_dy, double *dot)
 {
-    float psq[KERNELS_BLOCK] = {0}, pdot[KERNELS_BLOCK] = {0};
+    float pa[KERNELS_BLOCK] = {0}, pb[KERNELS_BLOCK] = {0};
     size_t j = 0;
-    double s = 0.0, d = 0.0;
+    double a = 0.0, b = 0.0;
     if (dy) {
         for (; j + KERNELS_BLOCK <= n; j += KERNELS_BLOCK)
-            for (size_t l = 0; l < KERNELS_BLOCK; l++) pdot[l] += (x[j + l] - m) * dy[j + l];
-        for (; j < n; j++) d += (double)(x[j] - m) * dy[j];
+            for (size_t l = 0; l < KERNELS_BLOCK; l++) {
+                pa[l] += dy[j + l];
+                pb[l] += (x[j + l] - m) * dy[j + l];
+            }
+        for (; j < n; j++) a += dy[j], b += (double)(x[j] - m) * dy[j];
     } else {
         for (; j + KERNELS_BLOCK <= n; j += KERNELS_BLOCK)
-            for (size_t l = 0; l < KERNELS_BLOCK; l++) psq[l] += (x[j + l] - m) * (x[j + l] - m);
-        for (; j < n; j++) s += (double)(x[j] - m) * (x[j] - m);
+            for (size_t l = 0; l < KERNELS_BLOCK; l++) pa[l] += (x[j + l] - m) * (x[j + l] - m);
+        for (; j < n; j++) a += (double)(x[j] - m) * (x[j] - m);
     }
-    for (size_t l = 0; l < KERNELS_BLOCK; l++) s += psq[l], d += pdot[l];
-    *sq = s;
-    *dot = d;
+    for (size_t l = 0; l < KERNELS_BLOCK; l++) a += pa[l], b += pb[l];
+    if (dy) {
+        *sum_dy = a;
+        *dot = b;
+    } else {
+        *sq = a;
+    }
 }
 
-/* y = x * a + b over n floats (y may be x). */
+/* y = x * a + b over n floats (y may be x: each block is loaded before it is stored, which lets
+ * gcc vectorize without an alias check). */
 static void bn_affine(const float *x, float a, float b, size_t n, float *y)
 {
-    for (size_t j = 0; j < n; j++) y[j] = x[j] * a + b;
+    size_t j = 0;
+    for (; j + KERNELS_BLOCK <= n; j += KERNELS_BLOCK) {
+        float t[KERNELS_BLOCK];
+        for (size_t l = 0; l < KERNELS_BLOCK; l++) t[l] = x[j + l] * a + b;
+        for (size_t l = 0; l < KERNELS_BLOCK; l++) y[j + l] = t[l];
+    }
+    for (; j < n; j++) y[j] = x[j] * a + b;
+}
+
+/* dx = (dy - gm - (x - m) * k) * a over n floats (dx may be dy), blocks as in bn_affine. */
+static void bn_train_dx(const float *x, const float *dy, float m, float gm, float k, float a,
+                        size_t n, float *dx)
+{
+    size_t j = 0;
+    for (; j + KERNELS_BLOCK <= n; j += KERNELS_BLOCK) {
+        float t[KERNELS_BLOCK];
+        for (size_t l = 0; l < KERNELS_BLOCK; l++) t[l] = (dy[j + l] - gm - (x[j + l] - m) * k) * a;
+        for (size_t l = 0; l < KERNELS_BLOCK; l++) dx[j + l] = t[l];
+    }
+    for (; j < n; j++) dx[j] = (dy[j] - gm - (x[j] - m) * k) * a;
 }
 
 void bn_frozen_forward(const bn_params *p, int c0, int c1, const float *x, const float *gamma,
@@ -56,7 +83,8 @@ void bn_frozen_forward(const bn_params *p, int c0, int c1, const float *x, const
     for (int c = c0; c < c1; c++) {
         const float invstd = 1.0f / sqrtf(var[c] + p->eps);
         const float a = invstd * gamma[c], b = beta[c] - mean[c] * a;
-        for (int i = 0; i < p->n; i++) bn_affine(x + bn_run(p, i, c), a, b, (size_t)p->hw, y + bn_run(p, i, c));
+        for (int i = 0; i < p->n; i++)
+            bn_affine(x + bn_run(p, i, c), a, b, (size_t)p->hw, y + bn_run(p, i, c));
     }
 }
 
@@ -70,18 +98,16 @@ void bn_frozen_backward(const bn_params *p, int c0, int c1, const float *x, cons
         const float invstd = 1.0f / sqrtf(var[c] + p->eps);
         double sum = 0.0, dotp = 0.0;
         for (int i = 0; i < p->n && (dgamma || dbeta); i++) {
-            double sq, d;
-            if (dbeta) sum += kernels_sum_floats(dy + bn_run(p, i, c), hw);
-            if (dgamma) {
-                bn_centered_sums(x + bn_run(p, i, c), dy + bn_run(p, i, c), mean[c], hw, &sq, &d);
-                dotp += d;
-            }
+            double sd, d;
+            bn_centered_sums(x + bn_run(p, i, c), dy + bn_run(p, i, c), mean[c], hw, NULL, &sd, &d);
+            sum += sd, dotp += d;
         }
         if (dgamma) dgamma[c] += (float)(dotp * invstd);
         if (dbeta) dbeta[c] += (float)sum;
         if (!dx) continue;
         const float a = invstd * gamma[c];
-        for (int i = 0; i < p->n; i++) bn_affine(dy + bn_run(p, i, c), a, 0.0f, hw, dx + bn_run(p, i, c));
+        for (int i = 0; i < p->n; i++)
+            bn_affine(dy + bn_run(p, i, c), a, 0.0f, hw, dx + bn_run(p, i, c));
     }
 }
 
@@ -97,8 +123,8 @@ void bn_train_forward(const bn_params *p, int c0, int c1, const float *x, const 
         for (int i = 0; i < p->n; i++) sum += kernels_sum_floats(x + bn_run(p, i, c), hw);
         const double mean = sum / (double)count;
         for (int i = 0; i < p->n; i++) {
-            double s, unused;
-            bn_centered_sums(x + bn_run(p, i, c), NULL, (float)mean, hw, &s, &unused);
+            double s;
+            bn_centered_sums(x + bn_run(p, i, c), NULL, (float)mean, hw, &s, NULL, NULL);
             sq += s;
         }
         const double var = sq / (double)count;
@@ -112,7 +138,8 @@ void bn_train_forward(const bn_params *p, int c0, int c1, const float *x, const 
                                      m * var * (double)count / (double)(count - 1));
         }
         const float a = invstd * gamma[c], b = beta[c] - (float)mean * a;
-        for (int i = 0; i < p->n; i++) bn_affine(x + bn_run(p, i, c), a, b, hw, y + bn_run(p, i, c));
+        for (int i = 0; i < p->n; i++)
+            bn_affine(x + bn_run(p, i, c), a, b, hw, y + bn_run(p, i, c));
     }
 }
 
@@ -126,10 +153,9 @@ void bn_train_backward(const bn_params *p, int c0, int c1, const float *x, const
         const float m = save_mean[c], invstd = save_invstd[c];
         double sum = 0.0, dotp = 0.0;
         for (int i = 0; i < p->n; i++) {
-            double sq, d;
-            sum += kernels_sum_floats(dy + bn_run(p, i, c), hw);
-            bn_centered_sums(x + bn_run(p, i, c), dy + bn_run(p, i, c), m, hw, &sq, &d);
-            dotp += d;
+            double sd, d;
+            bn_centered_sums(x + bn_run(p, i, c), dy + bn_run(p, i, c), m, hw, NULL, &sd, &d);
+            sum += sd, dotp += d;
         }
         if (dgamma) dgamma[c] += (float)(dotp * invstd);
         if (dbeta) dbeta[c] += (float)sum;
@@ -137,10 +163,7 @@ void bn_train_backward(const bn_params *p, int c0, int c1, const float *x, const
         /* dx = (dy - sum / N - (x - mean) * k) * invstd * gamma, k = dotp * invstd^2 / N */
         const float k = (float)(dotp * invstd * invstd / (double)count);
         const float gm = (float)(sum / (double)count), a = invstd * gamma[c];
-        for (int i = 0; i < p->n; i++) {
-            const float *xr = x + bn_run(p, i, c), *dyr = dy + bn_run(p, i, c);
-            float *dxr = dx + bn_run(p, i, c);
-            for (size_t j = 0; j < hw; j++) dxr[j] = (dyr[j] - gm - (xr[j] - m) * k) * a;
-        }
+        for (int i = 0; i < p->n; i++)
+            bn_train_dx(x + bn_run(p, i, c), dy + bn_run(p, i, c), m, gm, k, a, hw, dx + bn_run(p, i, c));
     }
 }

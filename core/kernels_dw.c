@@ -558,8 +558,10 @@ void dwconv2d_backward_weights_isa(const conv2d_params *p, const float *x, const
         float *dwc = dw + (size_t)c * (size_t)kk;
         for (int i = 0; i < p->k_h; i++)
             for (int j = 0; j < p->k_w; j++) {
-                const float *ph = scratch + (size_t)((i % p->stride_h) * p->stride_w + j % p->stride_w) * g.phase +
-                                  (size_t)(i / p->stride_h) * (size_t)g.width + (size_t)(j / p->stride_w);
+                const int phase = (i % p->stride_h) * p->stride_w + j % p->stride_w;
+                const float *ph = scratch + (size_t)phase * g.phase +
+                                  (size_t)(i / p->stride_h) * (size_t)g.width +
+                                  (size_t)(j / p->stride_w);
 #if KERNELS_X86
                 if (isa >= CPU_ISA_AVX512) {
                     dwc[i * p->k_w + j] += (float)dw_dot_avx512(dys, ph, n);
