@@ -321,6 +321,15 @@ size_t conv2d_backward_scratch_floats(const conv2d_params *p)
     return conv2d_scratch_floats(p);
 }
 
+/* dst[i] += src[i], i < n (blocks of KERNELS_BLOCK: vectorizes). */
+static void conv_add_row(float *restrict dst, const float *restrict src, int n)
+{
+    int i = 0;
+    for (; i + KERNELS_BLOCK <= n; i += KERNELS_BLOCK)
+        for (int j = 0; j < KERNELS_BLOCK; j++) dst[i + j] += src[i + j];
+    for (; i < n; i++) dst[i] += src[i];
+}
+
 /* dx[ci][ih][iw] += col[(ci*k_h + i)*k_w + j][oh*w_out + ow] over the taps reaching (ih, iw),
  * the inverse scatter of conv_im2col, for the c channels starting at dx (zeroed by the caller).
  * Rows are added in col's order, so each dx cell sums its taps in a fixed order. */
@@ -345,7 +354,7 @@ static void conv_col2im(const conv2d_params *p, const float *col, int c, float *
                     const float *src = row + (size_t)oh * (size_t)w_out;
                     float *dxrow = dxc + (size_t)ih * (size_t)p->w_in + off;
                     if (sw == 1) {
-                        for (int ow = lo; ow < hi; ow++) dxrow[ow] += src[ow];
+                        conv_add_row(dxrow + lo, src + lo, hi - lo);
                     } else {
                         for (int ow = lo; ow < hi; ow++) dxrow[ow * sw] += src[ow];
                     }
