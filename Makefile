@@ -63,9 +63,11 @@ TEST_BINS := $(BUILD)/tests/test_kernels $(BUILD)/tests/test_backward $(BUILD)/t
              $(BUILD)/tests/test_image $(BUILD)/tests/test_models $(BUILD)/tests/test_threads $(BUILD)/tests/test_server \
              $(BUILD)/tests/test_dataset $(BUILD)/tests/test_train $(BUILD)/tests/test_zoo \
              $(BUILD)/tests/test_kserve $(BUILD)/tests/test_optim $(BUILD)/tests/test_augment
+TEST_BINS += $(BUILD)/tests/test_model_train
 # Helper programs the test scripts drive.
 TEST_TOOLS := $(BUILD)/tests/image_dump $(BUILD)/tests/train_grad $(BUILD)/tests/eval_metrics_tool \
               $(BUILD)/tests/optim_tool $(BUILD)/tests/layer_prof $(BUILD)/tests/bwd_ops
+TEST_TOOLS += $(BUILD)/tests/train_step_dump
 
 $(BUILD)/tests/test_kernels: $(BUILD)/tests/unit/test_kernels.o $(KERNELS_OBJ)
 $(BUILD)/tests/test_backward: $(BUILD)/tests/unit/test_backward.o $(KERNELS_OBJ)
@@ -73,6 +75,8 @@ $(BUILD)/tests/test_weights: $(BUILD)/tests/unit/test_weights.o $(WEIGHTS_OBJ)
 $(BUILD)/tests/test_image:   $(BUILD)/tests/unit/test_image.o $(IMAGE_OBJ) $(BUILD)/core/status.o
 $(BUILD)/tests/test_models:  $(BUILD)/tests/unit/test_models.o $(IMAGE_OBJ) $(MODELS_OBJ) $(CORE_OBJ)
 $(BUILD)/tests/test_threads: $(BUILD)/tests/unit/test_threads.o $(MODELS_OBJ) $(CORE_OBJ)
+# Full fine-tuning engine: thread bit-identity, finite differences, eval/save vs inference.
+$(BUILD)/tests/test_model_train: $(BUILD)/tests/unit/test_model_train.o $(MODELS_OBJ) $(CORE_OBJ)
 # The HTTP service's pure helpers (multipart, flags); tests/e2e/test_e2e.py drives the real binary.
 $(BUILD)/tests/test_server:  $(BUILD)/tests/unit/test_server.o $(BUILD)/server/multipart.o \
                              $(BUILD)/server/config.o $(BUILD)/server/cpus.o $(BUILD)/server/log.o $(BUILD)/core/status.o
@@ -97,6 +101,8 @@ $(BUILD)/tests/train_grad:   $(BUILD)/tests/tools/train_grad.o $(BUILD)/core/ker
 $(BUILD)/tests/optim_tool:   $(BUILD)/tests/tools/optim_tool.o $(BUILD)/core/optim.o $(BUILD)/core/status.o
 # bwd_ops runs one backward kernel of core/kernels.h for tests/train/test_backward_torch.py.
 $(BUILD)/tests/bwd_ops:      $(BUILD)/tests/tools/bwd_ops.o $(KERNELS_OBJ)
+# train_step_dump: one full fine-tuning step of a model, gradients dumped (models/model_train.h).
+$(BUILD)/tests/train_step_dump: $(BUILD)/tests/tools/train_step_dump.o $(MODELS_OBJ) $(CORE_OBJ)
 $(BUILD)/tests/eval_metrics_tool: $(BUILD)/tests/tools/eval_metrics_tool.o $(BUILD)/server/eval_metrics.o \
                              $(BUILD)/server/eval_json.o $(BUILD)/core/status.o
 # layer_prof: per-node times of one model's graph, by kernel kind (make bench; kernel tuning)

@@ -57,8 +57,9 @@ int model_train_num_classes(const model_train *t);
 /* forward (training mode) + softmax cross-entropy (mean over n) + backward: every grad
    overwritten; input n x 3 x S x S normalized floats, n <= max_batch; step numbers the
    dropout masks. Returns the mean loss via *loss and the top-1 hits via *n_correct (either may be
-   NULL). In MODEL_BN_TRAIN mode the running statistics are updated. CNN_ERR_ARG: n out of range or
-   a label outside 0..K-1. */
+   NULL). In MODEL_BN_TRAIN mode the running statistics are updated. CNN_ERR_ARG: n out of range, a
+   label outside 0..K-1, or in MODEL_BN_TRAIN mode a BatchNorm over a single value per channel
+   (n = 1 on a 1 x 1 map, as PyTorch refuses). */
 cnn_status model_train_step(model_train *t, const float *input, const int *labels, int n,
                             uint64_t step, double *loss, int *n_correct);
 /* eval-mode forward (running stats, no dropout) of n images (n <= max_batch) with the current
