@@ -13,7 +13,7 @@ CNN_CACHE ?= cache
 OPT     ?= -O2
 CFLAGS  ?=
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g $(OPT) -fno-strict-aliasing -pthread -MMD -MP
-LDLIBS  += -lopenblas -ljansson -lmicrohttpd -lturbojpeg -lpng -lwebp -lm -pthread
+LDLIBS  += -lopenblas -ljansson -lmicrohttpd -ljpeg -lturbojpeg -lpng -lwebp -lm -pthread
 # The XNNPACK peer of `make bench` (and its test) builds where libxnnpack-dev is installed.
 XNNPACK_OK   := $(shell test -f /usr/include/xnnpack.h -a -f /usr/include/pthreadpool.h && echo 1)
 XNNPACK_PEER := $(if $(XNNPACK_OK),$(BUILD)/bench/peer_xnnpack)
@@ -159,7 +159,7 @@ $(BUILD)/fuzz/fuzz_image: tests/fuzz/fuzz_image.c $(IMAGE_SRC) core/status.c $(w
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
 	    -fno-sanitize-recover=undefined -o $@ tests/fuzz/fuzz_image.c $(IMAGE_SRC) core/status.c \
-	    -lturbojpeg -lpng -lwebp -lm
+	    -ljpeg -lturbojpeg -lpng -lwebp -lm
 
 fuzz: $(BUILD)/fuzz/fuzz_image
 	$(PYTHON) tests/corpus/gen_corpus.py $(FUZZ_CACHE)/corpus

@@ -69,13 +69,53 @@ cnn_status image_check_dims(int64_t width, int64_t height, int64_t max_pixels, c
     return CNN_OK;
 }
 
-/* EXIF orientation as PIL's ImageOps.exif_transpose applies it. Output pixel (x, y) reads source
- * pixel origin + x * step_x + y * step_y (in pixels of the w x h source). */
+/* Where stored pixel (sx, sy) of a w x h image lands once EXIF orientation o is applied as PIL's
+ * ImageOps.exif_transpose does. */
+static void orient_point(int o, int w, int h, int sx, int sy, int *x, int *y)
+{
+    switch (o) {
+    case 2: *x = w - 1 - sx; *y = sy; break;         /* FLIP_LEFT_RIGHT */
+    case 3: *x = w - 1 - sx; *y = h - 1 - sy; break; /* ROTATE_180 */
+    case 4: *x = sx; *y = h - 1 - sy; break;         /* FLIP_TOP_BOTTOM */
+    case 5: *x = sy; *y = sx; break;                 /* TRANSPOSE */
+    case 6: *x = h - 1 - sy; *y = sx; break;         /* ROTATE_270 */
+    case 7: *x = h - 1 - sy; *y = w - 1 - sx; break; /* TRANSVERSE */
+    case 8: *x = sy; *y = w - 1 - sx; break;         /* ROTATE_90 */
+    default: *x = sx; *y = sy; break;
+    }
+}
+
+/* The rectangle [r[0], r[2]) x [r[1], r[3]) of a w x h image, oriented by o. */
+static void orient_rect(int o, int w, int h, const int r[4], int out[4])
+{
+    int xa, ya, xb, yb;
+    orient_point(o, w, h, r[0], r[1], &xa, &ya);
+    orient_point(o, w, h, r[2] - 1, r[3] - 1, &xb, &yb);
+    out[0] = xa < xb ? xa : xb;
+    out[1] = ya < yb ? ya : yb;
+    out[2] = (xa > xb ? xa : xb) + 1;
+    out[3] = (ya > yb ? ya : yb) + 1;
+}
+
+void image_stored_region(int width, int height, int orientation, const image_preproc *pps,
+                         int n_pps, int rect[4])
+{
+    const int swap = orientation >= 5 && orientation <= 8;
+    const int ow = swap ? height : width, oh = swap ? width : height;
+    int r[4];
+    image_preproc_region(ow, oh, pps, n_pps, r);
+    /* Back through the inverse orientation (6 and 8 are each other's; the rest self-inverse). */
+    const int inverse = orientation == 6 ? 8 : orientation == 8 ? 6 : orientation;
+    orient_rect(inverse, ow, oh, r, rect);
+}
+
+/* EXIF orientation as PIL's ImageOps.exif_transpose applies it, to the decoded region. Output
+ * pixel (x, y) of the region reads region pixel origin + x * step_x + y * step_y. */
 static cnn_status image_apply_orientation(image *img, int orientation, char *err, size_t err_bytes)
 {
     if (orientation == 1)
         return CNN_OK;
-    const ptrdiff_t w = img->width, h = img->height;
+    const ptrdiff_t w = img->roi_width, h = img->roi_height;
     ptrdiff_t origin, step_x, step_y;
     int swap = 0;
     switch (orientation) {
@@ -88,7 +128,7 @@ static cnn_status image_apply_orientation(image *img, int orientation, char *err
     case 8: origin = w - 1; step_x = w; step_y = -1; swap = 1; break;     /* ROTATE_90 */
     default: assert(!"orientation out of 1..8"); return CNN_ERR_ARG;
     }
-    const int out_w = swap ? img->height : img->width, out_h = swap ? img->width : img->height;
+    const int out_w = swap ? (int)h : (int)w, out_h = swap ? (int)w : (int)h;
     uint8_t *dst = malloc((size_t)w * (size_t)h * 3);
     if (!dst)
         return cnn_err(err, err_bytes, CNN_ERR_NOMEM, "out of memory orienting a %dx%d image",
@@ -103,10 +143,21 @@ static cnn_status image_apply_orientation(image *img, int orientation, char *err
             d[3 * x + 2] = src[3 * s + 2];
         }
     }
+    const int stored[4] = {img->roi_x, img->roi_y, img->roi_x + img->roi_width,
+                           img->roi_y + img->roi_height};
+    int r[4];
+    orient_rect(orientation, img->width, img->height, stored, r);
     free(img->rgb);
     img->rgb = dst;
-    img->width = out_w;
-    img->height = out_h;
+    img->roi_x = r[0];
+    img->roi_y = r[1];
+    img->roi_width = out_w;
+    img->roi_height = out_h;
+    if (swap) {
+        int t = img->width;
+        img->width = img->height;
+        img->height = t;
+    }
     img->orientation = orientation;
     return CNN_OK;
 }
@@ -119,15 +170,19 @@ cnn_status image_decode(const uint8_t *data, size_t n_bytes, const image_decode_
     if (!data && n_bytes > 0)
         return cnn_err(err, err_bytes, CNN_ERR_ARG, "image data is NULL");
     int64_t max_pixels = IMAGE_DEFAULT_MAX_PIXELS;
-    int min_short_side = 0;
+    int min_short_side = 0, n_pps = 0;
+    const image_preproc *pps = NULL;
     if (opts) {
-        if (opts->max_pixels < 0 || opts->min_short_side < 0)
+        if (opts->max_pixels < 0 || opts->min_short_side < 0 || opts->n_pps < 0 ||
+            (opts->n_pps > 0 && !opts->pps))
             return cnn_err(err, err_bytes, CNN_ERR_ARG,
-                           "negative decode option (max_pixels %lld, min_short_side %d)",
-                           (long long)opts->max_pixels, opts->min_short_side);
+                           "bad decode option (max_pixels %lld, min_short_side %d, n_pps %d)",
+                           (long long)opts->max_pixels, opts->min_short_side, opts->n_pps);
         if (opts->max_pixels > 0)
             max_pixels = opts->max_pixels;
         min_short_side = opts->min_short_side;
+        pps = opts->pps;
+        n_pps = opts->n_pps;
     }
     if (n_bytes == 0)
         return cnn_err(err, err_bytes, CNN_ERR_DECODE, "empty image data");
@@ -137,8 +192,8 @@ cnn_status image_decode(const uint8_t *data, size_t n_bytes, const image_decode_
     cnn_status st;
     switch (fmt) {
     case IMAGE_FMT_JPEG:
-        st = image_decode_jpeg(data, n_bytes, max_pixels, min_short_side, out, &exif_orientation,
-                               err, err_bytes);
+        st = image_decode_jpeg(data, n_bytes, max_pixels, min_short_side, pps, n_pps, out,
+                               &exif_orientation, err, err_bytes);
         break;
     case IMAGE_FMT_PNG:
         st = image_decode_png(data, n_bytes, max_pixels, out, &exif_orientation, err, err_bytes);
@@ -161,6 +216,11 @@ cnn_status image_decode(const uint8_t *data, size_t n_bytes, const image_decode_
     }
     out->format = fmt;
     out->orientation = 1;
+    if (fmt != IMAGE_FMT_JPEG) { /* decoded whole */
+        out->roi_x = out->roi_y = 0;
+        out->roi_width = out->width;
+        out->roi_height = out->height;
+    }
     st = image_apply_orientation(out, exif_orientation, err, err_bytes);
     if (st != CNN_OK)
         image_free(out);

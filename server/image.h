@@ -19,9 +19,18 @@ typedef enum { IMAGE_FMT_UNKNOWN = 0, IMAGE_FMT_JPEG, IMAGE_FMT_PNG, IMAGE_FMT_W
 #define IMAGE_DEFAULT_MAX_PIXELS_TEXT IMAGE_STRINGIFY(IMAGE_DEFAULT_MAX_PIXELS)
 
 typedef struct {
+    int resize;       /* short side resized to this (PIL BILINEAR with antialias) */
+    int crop;         /* then center crop crop x crop */
+    float mean[3], std[3];
+} image_preproc;
+
+typedef struct {
     int64_t max_pixels;  /* refuse (CNN_ERR_TOO_LARGE) when width*height exceeds this; 0 = IMAGE_DEFAULT_MAX_PIXELS */
     int min_short_side;  /* JPEG DCT scaling: pick the smallest M/8 scale whose short side is still
                           * >= this; 0 = always decode at full size */
+    const image_preproc *pps; /* n_pps > 0: decode only the part of the image that image_preprocess
+                               * with these reads (JPEG; other formats decode whole); see image.roi_* */
+    int n_pps;
 } image_decode_opts;
 
 /* DCT-scaled decode keeps the short side >= IMAGE_DCT_MARGIN x the resize target: measured on the
@@ -30,8 +39,11 @@ typedef struct {
 #define IMAGE_DCT_MARGIN 2
 
 typedef struct {
-    uint8_t *rgb;        /* width*height*3, owned; free with image_free */
-    int width, height;   /* of rgb: after DCT scaling and orientation */
+    uint8_t *rgb;        /* roi_width*roi_height*3, owned; free with image_free */
+    int width, height;   /* of the image: after DCT scaling and orientation */
+    int roi_x, roi_y, roi_width, roi_height; /* the part of it decoded into rgb: the whole image
+                          * unless image_decode_opts.pps asked for less (an image built by hand
+                          * may leave all four 0: the whole image) */
     int src_width, src_height; /* as stored in the file, before scaling/orientation */
     image_format format;
     int scale_num, scale_denom; /* DCT scale used (1/1 when none) */
@@ -50,12 +62,6 @@ image_format image_detect_format(const uint8_t *data, size_t n_bytes);
 cnn_status image_decode(const uint8_t *data, size_t n_bytes, const image_decode_opts *opts,
                         image *out, char *err, size_t err_bytes);
 void image_free(image *img);
-
-typedef struct {
-    int resize;       /* short side resized to this (PIL BILINEAR with antialias) */
-    int crop;         /* then center crop crop x crop */
-    float mean[3], std[3];
-} image_preproc;
 
 /* out: 3*crop*crop floats, NCHW, ((pixel/255) - mean) / std. */
 cnn_status image_preprocess(const image *img, const image_preproc *pp, float *out, char *err,

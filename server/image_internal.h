@@ -15,9 +15,11 @@ cnn_status image_check_dims(int64_t width, int64_t height, int64_t max_pixels, c
 /* Each decoder fills out->rgb (packed RGB, as stored: not yet oriented), width/height,
  * src_width/src_height and scale_num/scale_denom, and sets *exif_orientation to the EXIF
  * Orientation tag found in the file (1 when absent or unusable). On error out holds nothing. */
+/* The JPEG decoder fills roi_* too: with n_pps > 0 it decodes only what pps read (after
+ * the orientation it reports is applied), in stored coordinates; the others decode whole. */
 cnn_status image_decode_jpeg(const uint8_t *data, size_t n_bytes, int64_t max_pixels,
-                             int min_short_side, image *out, int *exif_orientation, char *err,
-                             size_t err_bytes);
+                             int min_short_side, const image_preproc *pps, int n_pps, image *out,
+                             int *exif_orientation, char *err, size_t err_bytes);
 cnn_status image_decode_png(const uint8_t *data, size_t n_bytes, int64_t max_pixels, image *out,
                             int *exif_orientation, char *err, size_t err_bytes);
 cnn_status image_decode_webp(const uint8_t *data, size_t n_bytes, int64_t max_pixels, image *out,
@@ -27,5 +29,15 @@ cnn_status image_decode_webp(const uint8_t *data, size_t n_bytes, int64_t max_pi
  * "Exif\0\0"). Bounds-checked against n_bytes, both byte orders; returns 1..8, or 1 when the tag is
  * absent, out of range or the block is malformed (broken metadata never fails a decode). */
 int image_exif_orientation(const uint8_t *tiff, size_t n_bytes);
+
+/* The rectangle [rect[0], rect[2]) x [rect[1], rect[3]) of a width x height image that
+ * image_preprocess with pps[0..n_pps) reads (the union); the whole image for a preprocessing it
+ * would refuse. */
+void image_preproc_region(int width, int height, const image_preproc *pps, int n_pps, int rect[4]);
+
+/* The same for a width x height image as stored, before EXIF orientation 1..8: the stored pixels
+ * that become the region the preprocessings read once the image is oriented. */
+void image_stored_region(int width, int height, int orientation, const image_preproc *pps,
+                         int n_pps, int rect[4]);
 
 #endif

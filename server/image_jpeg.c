@@ -1,5 +1,8 @@
-/* JPEG decoding with the TurboJPEG API: header check against the pixel cap, DCT-domain downscaling,
- * grayscale/CMYK/YCCK to RGB, and the EXIF orientation tag from the APP1 segment.
+/* JPEG decoding with libjpeg-turbo's libjpeg API: header check against the pixel cap, DCT-domain
+ * downscaling, grayscale/CMYK/YCCK to RGB, the EXIF orientation tag from the APP1 segment, and
+ * region decoding: when the caller says which part of the image its preprocessing reads, only
+ * those columns are IDCT'd and colour-converted (jpeg_crop_scanline), the rows above are skipped
+ * (jpeg_skip_scanlines: entropy decoding only) and decoding stops after the last row needed.
  *
  * Truncation policy: a file whose data ends before the EOI marker is refused (CNN_ERR_DECODE), as
  * PIL does by default (it raises "image file is truncated" unless LOAD_TRUNCATED_IMAGES). A
@@ -9,9 +12,12 @@
  * tolerates them: the image decodes with the damage libjpeg leaves. */
 #include "image_internal.h"
 
+#include <setjmp.h>
+#include <stdio.h> /* jpeglib.h needs FILE */
 #include <stdlib.h>
 #include <string.h>
-#include <turbojpeg.h>
+
+#include <jpeglib.h>
 
 enum {
     JPEG_MARKER_SOS = 0xDA,
@@ -105,9 +111,8 @@ static void jpeg_walk(const uint8_t *data, size_t n_bytes, jpeg_layout *layout)
     }
 }
 
-/* libjpeg's warning texts (JWRN_* in jerror.h). TurboJPEG reports a fatal error that follows a
- * warning with the warning code too, so a failure is tolerated only when its message (the first
- * warning; a fatal error overwrites it) is one of these. Unknown text fails safe. */
+/* libjpeg's warning texts (JWRN_* in jerror.h) that are tolerated, as PIL tolerates them: a decode
+ * whose first warning is one of these succeeds. Unknown text fails safe. */
 static int is_libjpeg_warning(const char *msg)
 {
     static const char *const prefixes[] = {
@@ -124,30 +129,85 @@ static int is_libjpeg_warning(const char *msg)
     return 0;
 }
 
-/* Smallest supported M/8 scale (M = 1..8) whose short side still covers min_short_side, resolved
- * to the factor tjDecompress2 itself picks for those dimensions (the largest one that fits). */
-static tjscalingfactor jpeg_pick_scale(int width, int height, int min_short_side)
+/* Largest progressive scan count accepted: more is a known CPU-exhaustion attack (TurboJPEG's
+ * TJFLAG_LIMITSCANS uses the same bound). */
+#define JPEG_MAX_SCANS 500
+
+/* Rows decoded above the region asked for, and columns on each side of it: jpeg_crop_scanline
+ * starts the chroma upsampler at the crop edge (it replicates the edge sample there) and a skip
+ * restarts it without the rows above, so the outermost decoded pixels of a region may differ from
+ * a whole decode. Pixels this far inside are exact (checked against whole decodes by test_image
+ * for every subsampling, scale and orientation, and on the 1000 sample photos). */
+#define JPEG_REGION_MARGIN 8
+
+typedef struct {
+    struct jpeg_error_mgr pub;
+    jmp_buf jump;
+    char msg[JMSG_LENGTH_MAX];     /* the fatal error's text */
+    char warning[JMSG_LENGTH_MAX]; /* the first warning's text */
+    int n_warnings;
+} jpeg_errors;
+
+
+static void jpeg_on_error(j_common_ptr cinfo)
 {
-    tjscalingfactor full = {1, 1}, best = full;
-    int n_factors = 0;
-    const tjscalingfactor *factors = tjGetScalingFactors(&n_factors);
-    if (!factors || min_short_side <= 0)
-        return full;
-    for (int i = 0; i < n_factors; i++) {
-        tjscalingfactor f = factors[i];
-        if (f.num > f.denom)
-            continue;
-        int sw = TJSCALED(width, f), sh = TJSCALED(height, f);
-        if ((sw < sh ? sw : sh) < min_short_side)
-            continue;
-        if ((int64_t)f.num * best.denom < (int64_t)best.num * f.denom)
-            best = f;
+    jpeg_errors *e = (jpeg_errors *)cinfo->err;
+    cinfo->err->format_message(cinfo, e->msg);
+    longjmp(e->jump, 1);
+}
+
+/* Warnings (msg_level -1) are recorded, trace messages dropped; libjpeg never prints. */
+static void jpeg_on_message(j_common_ptr cinfo, int msg_level)
+{
+    jpeg_errors *e = (jpeg_errors *)cinfo->err;
+    if (msg_level >= 0)
+        return;
+    if (e->n_warnings++ == 0)
+        cinfo->err->format_message(cinfo, e->warning);
+}
+
+static void jpeg_on_progress(j_common_ptr cinfo)
+{
+    if (cinfo->is_decompressor && ((j_decompress_ptr)cinfo)->input_scan_number > JPEG_MAX_SCANS) {
+        jpeg_errors *e = (jpeg_errors *)cinfo->err;
+        snprintf(e->msg, sizeof e->msg, "progressive JPEG with more than %d scans", JPEG_MAX_SCANS);
+        longjmp(e->jump, 1);
     }
-    int bw = TJSCALED(width, best), bh = TJSCALED(height, best);
-    for (int i = 0; i < n_factors; i++) /* the list is in decreasing order */
-        if (TJSCALED(width, factors[i]) <= bw && TJSCALED(height, factors[i]) <= bh)
-            return factors[i];
-    return best;
+}
+
+static int gcd(int a, int b)
+{
+    while (b) {
+        int t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+static int jpeg_scaled(int size, int m) /* size * m/8, rounded up, as libjpeg computes it */
+{
+    return (int)(((int64_t)size * m + 7) / 8);
+}
+
+/* libjpeg's M/8 DCT scale (M = 1..8) for min_short_side: the smallest M whose short side still
+ * covers it, then the largest M giving the same dimensions (small images: several M coincide). */
+static int jpeg_pick_scale(int width, int height, int min_short_side)
+{
+    if (min_short_side <= 0)
+        return 8;
+    int m = 8;
+    for (int k = 1; k <= 8; k++) {
+        int sw = jpeg_scaled(width, k), sh = jpeg_scaled(height, k);
+        if ((sw < sh ? sw : sh) >= min_short_side) {
+            m = k;
+            break;
+        }
+    }
+    while (m < 8 && jpeg_scaled(width, m + 1) == jpeg_scaled(width, m) &&
+           jpeg_scaled(height, m + 1) == jpeg_scaled(height, m))
+        m++;
+    return m;
 }
 
 /* PIL's CMYK -> RGB: PIL stores JPEG CMYK inverted ("assume adobe conventions"), then
@@ -165,33 +225,88 @@ static void jpeg_cmyk_to_rgb(const uint8_t *cmyk, uint8_t *rgb, size_t n_pixels)
     }
 }
 
-cnn_status image_decode_jpeg(const uint8_t *data, size_t n_bytes, int64_t max_pixels,
-                             int min_short_side, image *out, int *exif_orientation, char *err,
-                             size_t err_bytes)
-{
-    cnn_status st = CNN_OK;
-    uint8_t *pixels = NULL, *rgb = NULL;
-    jpeg_layout layout;
+/* Decoder state that must survive a longjmp out of libjpeg. */
+typedef struct {
+    struct jpeg_decompress_struct cinfo;
+    jpeg_errors errors;
+    struct jpeg_progress_mgr progress;
+    uint8_t *row;   /* one decoded row (CMYK rows are converted from it) */
+    uint8_t *rgb;   /* the region, packed RGB */
+} jpeg_job;
 
+/* Decodes columns [x0, x1) of rows [y0, y1) of the (scaled) output into job->rgb. The cinfo is
+ * started; on a libjpeg error this longjmps to the caller's setjmp. */
+static cnn_status jpeg_decode_region(jpeg_job *job, int is_cmyk, int x0, int x1, int y0, int y1,
+                                     char *err, size_t err_bytes)
+{
+    j_decompress_ptr c = &job->cinfo;
+    const int full_w = (int)c->output_width;
+    /* Decode from JPEG_REGION_MARGIN outside the region (where the image does not end there). */
+    int dx0 = x0 - JPEG_REGION_MARGIN < 0 ? 0 : x0 - JPEG_REGION_MARGIN;
+    int dx1 = x1 + JPEG_REGION_MARGIN > full_w ? full_w : x1 + JPEG_REGION_MARGIN;
+    int dy0 = y0 - JPEG_REGION_MARGIN < 0 ? 0 : y0 - JPEG_REGION_MARGIN;
+    JDIMENSION crop_x = (JDIMENSION)dx0, crop_w = (JDIMENSION)(dx1 - dx0);
+    if (crop_w < (JDIMENSION)full_w)
+        jpeg_crop_scanline(c, &crop_x, &crop_w); /* widens to iMCU boundaries */
+    const int px = c->out_color_components, lead = x0 - (int)crop_x, n_cols = x1 - x0;
+    job->row = malloc((size_t)crop_w * (size_t)px);
+    job->rgb = malloc((size_t)n_cols * (size_t)(y1 - y0) * 3);
+    if (!job->row || !job->rgb)
+        return cnn_err(err, err_bytes, CNN_ERR_NOMEM, "out of memory for a %dx%d JPEG region",
+                       n_cols, y1 - y0);
+    if (dy0 > 0)
+        jpeg_skip_scanlines(c, (JDIMENSION)dy0);
+    while ((int)c->output_scanline < y1) {
+        int y = (int)c->output_scanline;
+        JSAMPROW rows[1] = {job->row};
+        if (jpeg_read_scanlines(c, rows, 1) != 1)
+            return cnn_err(err, err_bytes, CNN_ERR_DECODE, "corrupt JPEG: no data for row %d", y);
+        if (y < y0)
+            continue;
+        uint8_t *dst = job->rgb + (size_t)(y - y0) * (size_t)n_cols * 3;
+        const uint8_t *src = job->row + (size_t)lead * (size_t)px;
+        if (is_cmyk)
+            jpeg_cmyk_to_rgb(src, dst, (size_t)n_cols);
+        else
+            memcpy(dst, src, (size_t)n_cols * 3);
+    }
+    return CNN_OK;
+}
+
+cnn_status image_decode_jpeg(const uint8_t *data, size_t n_bytes, int64_t max_pixels,
+                             int min_short_side, const image_preproc *pps, int n_pps, image *out,
+                             int *exif_orientation, char *err, size_t err_bytes)
+{
+    jpeg_layout layout;
     jpeg_walk(data, n_bytes, &layout);
     if (!layout.has_frame)
         return cnn_err(err, err_bytes, CNN_ERR_DECODE, "corrupt JPEG: no frame header (SOF)");
     /* The cap is checked on the frame header before libjpeg allocates anything (libjpeg itself
      * only refuses dimensions above 65500, and calls a zero height "DNL not supported"). */
-    st = image_check_dims(layout.frame_width, layout.frame_height, max_pixels, "JPEG image", err,
-                          err_bytes);
+    cnn_status st = image_check_dims(layout.frame_width, layout.frame_height, max_pixels,
+                                     "JPEG image", err, err_bytes);
     if (st != CNN_OK)
         return st;
+    const int orientation = image_exif_orientation(layout.exif, layout.exif_bytes);
 
-    tjhandle tj = tjInitDecompress();
-    if (!tj)
+    /* Heap, not stack: the state is touched after a longjmp, and volatile locals would be needed. */
+    jpeg_job *job = calloc(1, sizeof *job);
+    if (!job)
         return cnn_err(err, err_bytes, CNN_ERR_NOMEM, "cannot create a JPEG decompressor");
-    int width = 0, height = 0, subsamp = 0, colorspace = 0;
-    if (tjDecompressHeader3(tj, data, (unsigned long)n_bytes, &width, &height, &subsamp,
-                            &colorspace) != 0) {
-        st = cnn_err(err, err_bytes, CNN_ERR_DECODE, "bad JPEG header: %s", tjGetErrorStr2(tj));
+    j_decompress_ptr c = &job->cinfo;
+    c->err = jpeg_std_error(&job->errors.pub);
+    job->errors.pub.error_exit = jpeg_on_error;
+    job->errors.pub.emit_message = jpeg_on_message;
+    if (setjmp(job->errors.jump)) {
+        st = cnn_err(err, err_bytes, CNN_ERR_DECODE, "corrupt JPEG: %s", job->errors.msg);
         goto done;
     }
+    jpeg_create_decompress(c);
+    job->progress.progress_monitor = jpeg_on_progress;
+    c->progress = &job->progress;
+    jpeg_mem_src(c, data, (unsigned long)n_bytes);
+    jpeg_read_header(c, TRUE);
+    const int width = (int)c->image_width, height = (int)c->image_height;
     if (width != layout.frame_width || height != layout.frame_height) {
         st = cnn_err(err, err_bytes, CNN_ERR_DECODE, "corrupt JPEG: inconsistent frame headers");
         goto done;
@@ -202,51 +317,51 @@ cnn_status image_decode_jpeg(const uint8_t *data, size_t n_bytes, int64_t max_pi
         goto done;
     }
 
-    tjscalingfactor sf = jpeg_pick_scale(width, height, min_short_side);
-    int sw = TJSCALED(width, sf), sh = TJSCALED(height, sf);
-    int is_cmyk = colorspace == TJCS_CMYK || colorspace == TJCS_YCCK;
-    int pixel_format = is_cmyk ? TJPF_CMYK : TJPF_RGB;
-    size_t n_pixels = (size_t)sw * (size_t)sh;
-    /* Zeroed, so no stale heap bytes can reach the output even if libjpeg stops early. */
-    pixels = calloc(n_pixels, (size_t)tjPixelSize[pixel_format]);
-    if (!pixels) {
-        st = cnn_err(err, err_bytes, CNN_ERR_NOMEM, "out of memory for a %dx%d JPEG", sw, sh);
+    const int m = jpeg_pick_scale(width, height, min_short_side), g = gcd(m, 8);
+    const int is_cmyk = c->jpeg_color_space == JCS_CMYK || c->jpeg_color_space == JCS_YCCK;
+    c->scale_num = (unsigned)(m / g);
+    c->scale_denom = (unsigned)(8 / g);
+    c->out_color_space = is_cmyk ? JCS_CMYK : JCS_RGB;
+    /* The accurate integer IDCT and fancy upsampling (libjpeg's defaults) match PIL. */
+    c->dct_method = JDCT_ISLOW;
+    c->do_fancy_upsampling = TRUE;
+    jpeg_start_decompress(c);
+    const int sw = (int)c->output_width, sh = (int)c->output_height;
+
+    /* The region the preprocessings read, from the oriented image back to stored coordinates. */
+    int rect[4] = {0, 0, sw, sh};
+    if (n_pps > 0)
+        image_stored_region(sw, sh, orientation, pps, n_pps, rect);
+    st = jpeg_decode_region(job, is_cmyk, rect[0], rect[2], rect[1], rect[3], err, err_bytes);
+    if (st != CNN_OK)
+        goto done;
+    /* A region ending above the last row leaves the rest undecoded (skipping to the end reads
+     * nothing); a whole decode reads to EOI so that libjpeg reports what it finds there. */
+    if ((int)c->output_scanline < sh)
+        jpeg_skip_scanlines(c, (JDIMENSION)(sh - (int)c->output_scanline));
+    jpeg_finish_decompress(c);
+    if (job->errors.n_warnings > 0 && !is_libjpeg_warning(job->errors.warning)) {
+        st = cnn_err(err, err_bytes, CNN_ERR_DECODE, "corrupt JPEG: %s", job->errors.warning);
         goto done;
     }
-    /* Accurate integer IDCT and fancy upsampling (TurboJPEG's decompression default) match PIL;
-     * LIMITSCANS refuses progressive files with more than 500 scans (a known CPU-exhaustion
-     * attack). */
-    if (tjDecompress2(tj, data, (unsigned long)n_bytes, pixels, sw, 0, sh, pixel_format,
-                      TJFLAG_ACCURATEDCT | TJFLAG_LIMITSCANS) != 0) {
-        const char *msg = tjGetErrorStr2(tj);
-        if (tjGetErrorCode(tj) != TJERR_WARNING || !is_libjpeg_warning(msg)) {
-            st = cnn_err(err, err_bytes, CNN_ERR_DECODE, "corrupt JPEG: %s", msg);
-            goto done;
-        }
-    }
-    if (is_cmyk) {
-        rgb = malloc(n_pixels * 3);
-        if (!rgb) {
-            st = cnn_err(err, err_bytes, CNN_ERR_NOMEM, "out of memory for a %dx%d JPEG", sw, sh);
-            goto done;
-        }
-        jpeg_cmyk_to_rgb(pixels, rgb, n_pixels);
-        free(pixels);
-    } else {
-        rgb = pixels;
-    }
-    pixels = NULL;
 
-    out->rgb = rgb;
+    out->rgb = job->rgb;
+    job->rgb = NULL;
     out->width = sw;
     out->height = sh;
+    out->roi_x = rect[0];
+    out->roi_y = rect[1];
+    out->roi_width = rect[2] - rect[0];
+    out->roi_height = rect[3] - rect[1];
     out->src_width = width;
     out->src_height = height;
-    out->scale_num = sf.num;
-    out->scale_denom = sf.denom;
-    *exif_orientation = image_exif_orientation(layout.exif, layout.exif_bytes);
+    out->scale_num = (int)c->scale_num;
+    out->scale_denom = (int)c->scale_denom;
+    *exif_orientation = orientation;
 done:
-    free(pixels);
-    tjDestroy(tj);
+    jpeg_destroy_decompress(c);
+    free(job->row);
+    free(job->rgb);
+    free(job);
     return st;
 }

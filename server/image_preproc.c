@@ -43,21 +43,50 @@ static double triangle_filter(double x)
     return x < 1.0 ? 1.0 - x : 0.0;
 }
 
+/* The geometry of an in_size -> out_size bilinear resize, as PIL's precompute_coeffs sets it up. */
+typedef struct {
+    double scale, filterscale, support;
+    int in_size, ksize;
+} resample_geom;
+
+static void resample_geom_init(resample_geom *g, int in_size, int out_size)
+{
+    /* PIL receives the box as floats; the same rounding applies for sizes above 2^24. */
+    const float in0 = 0.0f, in1 = (float)in_size;
+    g->in_size = in_size;
+    g->scale = (double)(in1 - in0) / out_size;
+    g->filterscale = g->scale < 1.0 ? 1.0 : g->scale;
+    g->support = g->filterscale * 1.0; /* the triangle filter's support is 1 */
+    double ksize_d = ceil(g->support) * 2 + 1;
+    if (ksize_d > (double)in_size + 2)  /* never more taps than source samples (plus rounding) */
+        ksize_d = (double)in_size + 2;
+    g->ksize = (int)ksize_d;
+}
+
+/* Output xx's centre and its source samples [*xmin, *xmin + *n) (before the ksize bound). */
+static double resample_taps(const resample_geom *g, int xx, int *xmin, int *n)
+{
+    double center = (xx + 0.5) * g->scale;
+    int lo = (int)(center - g->support + 0.5);
+    if (lo < 0)
+        lo = 0;
+    int hi = (int)(center + g->support + 0.5);
+    if (hi > g->in_size)
+        hi = g->in_size;
+    *xmin = lo;
+    *n = hi - lo;
+    return center;
+}
+
 /* Coefficients of outputs out_first .. out_first + n_out - 1 of an in_size -> out_size bilinear
  * resize, computed exactly as PIL's precompute_coeffs + normalize_coeffs_8bpc do. */
 static cnn_status resample_axis_init(resample_axis *a, int in_size, int out_size, int out_first,
                                      int n_out)
 {
     memset(a, 0, sizeof *a);
-    /* PIL receives the box as floats; the same rounding applies for sizes above 2^24. */
-    const float in0 = 0.0f, in1 = (float)in_size;
-    double scale = (double)(in1 - in0) / out_size;
-    double filterscale = scale < 1.0 ? 1.0 : scale;
-    double support = filterscale * 1.0; /* the triangle filter's support is 1 */
-    double ksize_d = ceil(support) * 2 + 1;
-    if (ksize_d > (double)in_size + 2)  /* never more taps than source samples (plus rounding) */
-        ksize_d = (double)in_size + 2;
-    int ksize = (int)ksize_d;
+    resample_geom g;
+    resample_geom_init(&g, in_size, out_size);
+    const int ksize = g.ksize;
     double *w = malloc((size_t)ksize * sizeof *w);
     a->first = malloc((size_t)n_out * sizeof *a->first);
     a->n_taps = malloc((size_t)n_out * sizeof *a->n_taps);
@@ -69,17 +98,10 @@ static cnn_status resample_axis_init(resample_axis *a, int in_size, int out_size
     }
     a->n_out = n_out;
     a->ksize = ksize;
-    const double ss = 1.0 / filterscale;
+    const double ss = 1.0 / g.filterscale;
     for (int i = 0; i < n_out; i++) {
-        int xx = out_first + i;
-        double center = in0 + (xx + 0.5) * scale;
-        int xmin = (int)(center - support + 0.5);
-        if (xmin < 0)
-            xmin = 0;
-        int xmax = (int)(center + support + 0.5);
-        if (xmax > in_size)
-            xmax = in_size;
-        xmax -= xmin;
+        int xmin, xmax;
+        double center = resample_taps(&g, out_first + i, &xmin, &xmax);
         if (xmax > ksize) /* cannot happen for valid sizes; keeps the loops in bounds */
             xmax = ksize;
         double ww = 0.0;
@@ -172,6 +194,54 @@ static cnn_status plan_crop(int w, int h, const image_preproc *pp, crop_window *
     return CNN_OK;
 }
 
+/* Source samples [*lo, *hi) that outputs out_first .. out_first + n_out - 1 read (their tap
+ * windows move monotonically with the output index). */
+static void resample_span(int in_size, int out_size, int out_first, int n_out, int *lo, int *hi)
+{
+    resample_geom g;
+    resample_geom_init(&g, in_size, out_size);
+    int first, n;
+    resample_taps(&g, out_first, &first, &n);
+    *lo = first;
+    resample_taps(&g, out_first + n_out - 1, &first, &n);
+    *hi = first + (n < g.ksize ? n : g.ksize);
+    if (*hi < *lo + 1) /* degenerate sizes: keep the region non-empty */
+        *hi = *lo + 1;
+}
+
+/* Source rectangle one preprocessing reads; 0 when it would be refused. */
+static int preproc_region(int width, int height, const image_preproc *pp, int rect[4])
+{
+    crop_window cw;
+    if (pp->resize <= 0 || pp->crop <= 0 || plan_crop(width, height, pp, &cw, NULL, 0) != CNN_OK)
+        return 0;
+    resample_span(width, (int)cw.out_w, (int)(cw.cx0 + cw.x_off), cw.cx1 - cw.cx0, &rect[0], &rect[2]);
+    resample_span(height, (int)cw.out_h, (int)(cw.cy0 + cw.y_off), cw.cy1 - cw.cy0, &rect[1], &rect[3]);
+    return 1;
+}
+
+void image_preproc_region(int width, int height, const image_preproc *pps, int n_pps, int rect[4])
+{
+    for (int i = 0; i < n_pps; i++) {
+        int r[4];
+        if (!preproc_region(width, height, &pps[i], r)) {
+            rect[0] = rect[1] = 0;
+            rect[2] = width;
+            rect[3] = height;
+            return;
+        }
+        if (i == 0 || r[0] < rect[0]) rect[0] = r[0];
+        if (i == 0 || r[1] < rect[1]) rect[1] = r[1];
+        if (i == 0 || r[2] > rect[2]) rect[2] = r[2];
+        if (i == 0 || r[3] > rect[3]) rect[3] = r[3];
+    }
+    if (n_pps <= 0) {
+        rect[0] = rect[1] = 0;
+        rect[2] = width;
+        rect[3] = height;
+    }
+}
+
 /* Normalized value of every 8-bit level, computed as torchvision does in float32. */
 static void normalize_lut(const image_preproc *pp, float lut[3][256])
 {
@@ -194,15 +264,16 @@ static void source_row_span(const resample_axis *ay, int *y_first, int *y_last)
 }
 
 /* Horizontal pass: n_src_rows source rows from y_first -> ax->n_out columns each, rounded to uint8. */
-static void resample_rows(const image *img, const resample_axis *ax, int y_first, int n_src_rows, uint8_t *tmp)
+static void resample_rows(const uint8_t *rgb, const int roi[4], const resample_axis *ax, int y_first,
+                          int n_src_rows, uint8_t *tmp)
 {
     const int n_cols = ax->n_out;
     for (int y = 0; y < n_src_rows; y++) {
-        const uint8_t *src = img->rgb + (size_t)(y_first + y) * (size_t)img->width * 3;
+        const uint8_t *src = rgb + (size_t)(y_first + y - roi[1]) * (size_t)(roi[2] - roi[0]) * 3;
         uint8_t *dst = tmp + (size_t)y * n_cols * 3;
         for (int i = 0; i < n_cols; i++) {
             const int32_t *k = ax->k + (size_t)i * ax->ksize;
-            const uint8_t *s = src + (size_t)ax->first[i] * 3;
+            const uint8_t *s = src + (size_t)(ax->first[i] - roi[0]) * 3;
             int32_t s0 = 1 << (RESAMPLE_PRECISION_BITS - 1), s1 = s0, s2 = s0;
             for (int t = 0; t < ax->n_taps[i]; t++) {
                 s0 += s[3 * t + 0] * k[t];
@@ -258,6 +329,20 @@ cnn_status image_preprocess(const image *img, const image_preproc *pp, float *ou
             for (size_t i = 0; i < (size_t)crop * crop; i++)
                 out[c * (size_t)crop * crop + i] = lut[c][0];
 
+    int need[4], roi[4] = {0, 0, img->width, img->height}; /* roi_* all 0: the whole image */
+    if (img->roi_x || img->roi_y || img->roi_width || img->roi_height) {
+        roi[0] = img->roi_x;
+        roi[1] = img->roi_y;
+        roi[2] = img->roi_x + img->roi_width;
+        roi[3] = img->roi_y + img->roi_height;
+    }
+    image_preproc_region(img->width, img->height, pp, 1, need);
+    if (need[0] < roi[0] || need[1] < roi[1] || need[2] > roi[2] || need[3] > roi[3])
+        return cnn_err(err, err_bytes, CNN_ERR_ARG,
+                       "image_preprocess: needs [%d,%d)x[%d,%d) of the image, decoded only "
+                       "[%d,%d)x[%d,%d)", need[0], need[2], need[1], need[3], roi[0], roi[2],
+                       roi[1], roi[3]);
+
     resample_axis ax = {0}, ay = {0};
     uint8_t *tmp = NULL;
     st = resample_axis_init(&ax, img->width, (int)cw.out_w, (int)(cw.cx0 + cw.x_off), n_cols);
@@ -274,7 +359,7 @@ cnn_status image_preprocess(const image *img, const image_preproc *pp, float *ou
         st = cnn_err(err, err_bytes, st, "image_preprocess: out of memory");
         goto done;
     }
-    resample_rows(img, &ax, y_first, y_last - y_first, tmp);
+    resample_rows(img->rgb, roi, &ax, y_first, y_last - y_first, tmp);
     resample_columns(tmp, y_first, n_cols, &ay, &cw, crop, lut, out);
 done:
     free(tmp);

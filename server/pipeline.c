@@ -136,7 +136,8 @@ cnn_status pipeline_preprocess(const model *m, const uint8_t *data, size_t n_byt
 {
     image_preproc pp;
     preproc_of(m, &pp);
-    image_decode_opts opts = {.max_pixels = max_pixels, .min_short_side = IMAGE_DCT_MARGIN * pp.resize};
+    image_decode_opts opts = {.max_pixels = max_pixels, .min_short_side = IMAGE_DCT_MARGIN * pp.resize,
+                              .pps = &pp, .n_pps = 1};
     image img;
     cnn_status st = image_decode(data, n_bytes, &opts, &img, err, err_bytes);
     if (st != CNN_OK) return st;
@@ -163,9 +164,12 @@ cnn_status pipeline_classify(pipeline_ws *ws, const uint8_t *data, size_t n_byte
         if (pps[i].resize > min_short_side) min_short_side = pps[i].resize;
     }
 
-    /* Decode once, DCT-scaled to a margin above the largest resize target (see IMAGE_DCT_MARGIN). */
+    /* Decode once, DCT-scaled to a margin above the largest resize target (see IMAGE_DCT_MARGIN),
+     * only the part of the image the requested preprocessings read. */
     uint64_t t0 = timing_now_ns();
-    image_decode_opts opts = {.max_pixels = req->max_pixels, .min_short_side = req->full_decode ? 0 : IMAGE_DCT_MARGIN * min_short_side};
+    image_decode_opts opts = {.max_pixels = req->max_pixels,
+                              .min_short_side = req->full_decode ? 0 : IMAGE_DCT_MARGIN * min_short_side,
+                              .pps = pps, .n_pps = req->n_slots};
     image img;
     cnn_status st = image_decode(data, n_bytes, &opts, &img, err, err_bytes);
     if (st != CNN_OK) return st;

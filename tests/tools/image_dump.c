@@ -6,7 +6,10 @@
  *     --min-short N      JPEG DCT scaling target short side (default 0: full-size decode)
  *     --resize R --crop C  also run image_preprocess, writing OUT_PREFIX.f32 (3*C*C float32, NCHW)
  *     --mean a,b,c --std a,b,c  normalization (default: ImageNet)
- *     --rgb              also write the decoded pixels to OUT_PREFIX.rgb (height*width*3 bytes)
+ *     --rgb              also write the decoded pixels to OUT_PREFIX.rgb (height*width*3 bytes,
+ *                        from a whole decode)
+ *     --whole            preprocess a whole decode (default: the region decode the server uses,
+ *                        image_decode_opts.pps = the preprocessing; always whole with --box)
  *     --box x,y,w,h --size S [--flip]  also run image_resized_crop (the training augmentation's
  *                        resampling, with the --mean/--std), writing OUT_PREFIX.box.f32 (3*S*S float32)
  *
@@ -27,7 +30,7 @@
 typedef struct {
     image_decode_opts dec;
     image_preproc pp;
-    int want_tensor, want_rgb;
+    int want_tensor, want_rgb, whole;
     image_box box;
     int box_size, flip;
 } dump_opts;
@@ -99,7 +102,12 @@ static int dump_one(const dump_opts *o, const char *in, const char *out_prefix)
     image img;
     int rc = 0;
     float *tensor = NULL, *boxed = NULL;
-    cnn_status st = image_decode(data, n_bytes, &o->dec, &img, err, sizeof err);
+    image_decode_opts dec = o->dec;
+    if (o->want_tensor && !o->whole && o->box_size <= 0) { /* what the server decodes */
+        dec.pps = &o->pp;
+        dec.n_pps = 1;
+    }
+    cnn_status st = image_decode(data, n_bytes, &dec, &img, err, sizeof err);
     if (st == CNN_OK && o->want_tensor) {
         tensor = malloc(sizeof *tensor * 3 * (size_t)o->pp.crop * (size_t)o->pp.crop);
         if (!tensor) {
@@ -126,8 +134,21 @@ static int dump_one(const dump_opts *o, const char *in, const char *out_prefix)
     printf("%s status=ok format=%s src=%dx%d size=%dx%d scale=%d/%d orientation=%d\n", in,
            image_format_name(img.format), img.src_width, img.src_height, img.width, img.height,
            img.scale_num, img.scale_denom, img.orientation);
-    if ((o->want_rgb &&
-         write_file(out_prefix, ".rgb", img.rgb, (size_t)img.width * img.height * 3) != 0) ||
+    image whole = img;
+    if (o->want_rgb && dec.n_pps > 0) {
+        st = image_decode(data, n_bytes, &o->dec, &whole, err, sizeof err);
+        if (st != CNN_OK) { /* decoded once already: cannot fail differently */
+            fprintf(stderr, "image_dump: %s: whole decode failed: %s\n", in, err);
+            st = CNN_OK;
+            rc = EXIT_TOOL_FAILURE;
+            goto done_img;
+        }
+    }
+    int bad_write = o->want_rgb &&
+        write_file(out_prefix, ".rgb", whole.rgb, (size_t)whole.width * whole.height * 3) != 0;
+    if (whole.rgb != img.rgb)
+        image_free(&whole);
+    if (bad_write ||
         (o->want_tensor && write_file(out_prefix, ".f32", tensor,
                                       sizeof *tensor * 3 * (size_t)o->pp.crop * o->pp.crop) != 0) ||
         (boxed && write_file(out_prefix, ".box.f32", boxed,
@@ -148,7 +169,7 @@ done_img:
 static void usage(void)
 {
     fprintf(stderr, "usage: image_dump [--max-pixels N] [--min-short N] [--resize R --crop C] "
-                    "[--mean a,b,c --std a,b,c] [--rgb] "
+                    "[--mean a,b,c --std a,b,c] [--rgb] [--whole] "
                     "[--box x,y,w,h --size S [--flip]] IN OUT_PREFIX [IN OUT_PREFIX ...]\n");
 }
 
@@ -160,8 +181,8 @@ int main(int argc, char **argv)
     int i = 1;
     for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
         const char *opt = argv[i];
-        if (strcmp(opt, "--rgb") == 0 || strcmp(opt, "--flip") == 0) {
-            *(strcmp(opt, "--rgb") == 0 ? &o.want_rgb : &o.flip) = 1;
+        if (strcmp(opt, "--rgb") == 0 || strcmp(opt, "--flip") == 0 || strcmp(opt, "--whole") == 0) {
+            *(strcmp(opt, "--rgb") == 0 ? &o.want_rgb : strcmp(opt, "--flip") == 0 ? &o.flip : &o.whole) = 1;
             continue;
         }
         if (i + 1 >= argc) {

@@ -943,6 +943,140 @@ static void test_crop_rules(void)
     test_end("center crop rounding (half to even), zero padding, size rule, argument errors");
 }
 
+/* ---- region decode (image_decode_opts.pps) ---- */
+
+/* Preprocesses img with pp; NULL on failure. */
+static float *preprocess_new(const image *img, const image_preproc *pp)
+{
+    float *t = malloc(sizeof *t * 3 * (size_t)pp->crop * (size_t)pp->crop);
+    char err[256];
+    if (t && image_preprocess(img, pp, t, err, sizeof err) != CNN_OK) {
+        T_CHECK(0, "image_preprocess: %s", err);
+        free(t);
+        t = NULL;
+    }
+    return t;
+}
+
+/* Decoding only the region that the preprocessings read gives the same tensors as a whole decode,
+ * for every subsampling (the chroma upsampler at crop/skip edges), progressive files, CMYK, DCT
+ * scales, EXIF orientations and a union of preprocessings; and it does decode less. */
+static void test_region_decode(void)
+{
+    test_begin();
+    static const int subsamps[] = {TJSAMP_444, TJSAMP_422, TJSAMP_420, TJSAMP_440, TJSAMP_411,
+                                   TJSAMP_GRAY};
+    static const int orientations[] = {1, 3, 6, 8, 5};
+    static const int min_shorts[] = {0, 100, 40};
+    const image_preproc pp_a = {.resize = 96, .crop = 80, .mean = {0.485f, 0.456f, 0.406f},
+                                .std = {0.229f, 0.224f, 0.225f}};
+    const image_preproc pp_b = {.resize = 130, .crop = 100, .mean = {0.5f, 0.5f, 0.5f},
+                                .std = {0.5f, 0.5f, 0.5f}};
+    const image_preproc pp_c = {.resize = 200, .crop = 50, .mean = {0.485f, 0.456f, 0.406f},
+                                .std = {0.229f, 0.224f, 0.225f}};
+    const image_preproc sets[][2] = {{pp_a, pp_a}, {pp_c, pp_c}, {pp_a, pp_b}};
+    const int n_in_set[] = {1, 1, 2};
+    int n_cases = 0, n_smaller = 0;
+    for (size_t si = 0; si < sizeof subsamps / sizeof subsamps[0]; si++)
+        for (int prog = 0; prog <= 1; prog++)
+            for (int tall = 0; tall <= 1; tall++) {
+                const int w = tall ? 251 : 333, h = tall ? 333 : 251;
+                const int gray = subsamps[si] == TJSAMP_GRAY;
+                uint8_t *rgb = make_rgb(w, h, 11 + (unsigned)si);
+                if (gray)
+                    for (int i = 0; i < w * h; i++)
+                        rgb[i] = rgb[3 * i + 1];
+                buf jpeg = make_jpeg(rgb, w, h, gray ? TJPF_GRAY : TJPF_RGB, subsamps[si], 88,
+                                     prog ? TJFLAG_PROGRESSIVE : 0);
+                T_CHECK(jpeg.n > 0, "tjCompress2 failed (subsamp %d)", subsamps[si]);
+                for (size_t oi = 0; oi < sizeof orientations / sizeof orientations[0] && jpeg.n; oi++) {
+                    buf ej = jpeg_with_orientation(&jpeg, orientations[oi], 0);
+                    for (size_t mi = 0; mi < sizeof min_shorts / sizeof min_shorts[0]; mi++)
+                        for (size_t k = 0; k < sizeof n_in_set / sizeof n_in_set[0]; k++) {
+                            image_decode_opts whole_o = {.min_short_side = min_shorts[mi]};
+                            image_decode_opts part_o = whole_o;
+                            part_o.pps = sets[k];
+                            part_o.n_pps = n_in_set[k];
+                            image whole = decode_ok(&ej, &whole_o, "whole");
+                            image part = decode_ok(&ej, &part_o, "region");
+                            if (!whole.rgb || !part.rgb) {
+                                image_free(&whole);
+                                image_free(&part);
+                                continue;
+                            }
+                            n_cases++;
+                            n_smaller += part.roi_width < part.width || part.roi_height < part.height;
+                            T_CHECK(part.width == whole.width && part.height == whole.height &&
+                                        part.orientation == whole.orientation &&
+                                        part.scale_denom == whole.scale_denom,
+                                    "region decode reports another image");
+                            for (int j = 0; j < n_in_set[k]; j++) {
+                                float *a = preprocess_new(&whole, &sets[k][j]);
+                                float *b = preprocess_new(&part, &sets[k][j]);
+                                size_t n = 3 * (size_t)sets[k][j].crop * (size_t)sets[k][j].crop;
+                                T_CHECK(a && b && memcmp(a, b, n * sizeof *a) == 0,
+                                        "subsamp %d prog %d %dx%d o=%d min_short %d set %zu pp %d: "
+                                        "region decode differs (roi %d,%d %dx%d of %dx%d)",
+                                        subsamps[si], prog, w, h, orientations[oi], min_shorts[mi],
+                                        k, j, part.roi_x, part.roi_y, part.roi_width,
+                                        part.roi_height, part.width, part.height);
+                                free(a);
+                                free(b);
+                            }
+                            image_free(&whole);
+                            image_free(&part);
+                        }
+                    buf_free(&ej);
+                }
+                buf_free(&jpeg);
+                free(rgb);
+            }
+    /* CMYK (YCCK) */
+    uint8_t *cmyk = make_rgb(120, 90, 7);
+    uint8_t *c4 = malloc((size_t)120 * 90 * 4);
+    for (int i = 0; c4 && i < 120 * 90; i++) {
+        memcpy(c4 + 4 * i, cmyk + 3 * i, 3);
+        c4[4 * i + 3] = (uint8_t)(255 - cmyk[3 * i]);
+    }
+    buf cj = c4 ? make_jpeg(c4, 120, 90, TJPF_CMYK, TJSAMP_420, 90, 0) : (buf){0};
+    const image_preproc pp_s = {.resize = 100, .crop = 40, .mean = {0.5f, 0.5f, 0.5f},
+                                .std = {0.5f, 0.5f, 0.5f}};
+    image_decode_opts cw = {0}, cp = {.pps = &pp_s, .n_pps = 1};
+    image whole = decode_ok(&cj, &cw, "cmyk whole"), part = decode_ok(&cj, &cp, "cmyk region");
+    if (whole.rgb && part.rgb) {
+        float *a = preprocess_new(&whole, &pp_s), *b = preprocess_new(&part, &pp_s);
+        T_CHECK(a && b && memcmp(a, b, sizeof *a * 3 * 40 * 40) == 0, "CMYK region decode differs");
+        T_CHECK(part.roi_width < part.width && part.roi_height < part.height,
+                "CMYK: region %dx%d of %dx%d", part.roi_width, part.roi_height, part.width,
+                part.height);
+        free(a);
+        free(b);
+    }
+    image_free(&whole);
+    image_free(&part);
+    buf_free(&cj);
+    free(c4);
+    free(cmyk);
+    /* A hand-made image (roi_* zero) is whole; one whose region misses what is read is refused. */
+    image small = {.rgb = calloc(30 * 20 * 3, 1), .width = 30, .height = 20};
+    float out[3 * 8 * 8];
+    char err[256];
+    const image_preproc pp8 = {.resize = 10, .crop = 8, .mean = {0.5f, 0.5f, 0.5f},
+                               .std = {0.5f, 0.5f, 0.5f}};
+    T_CHECK(small.rgb && image_preprocess(&small, &pp8, out, err, sizeof err) == CNN_OK,
+            "roi 0: %s", err);
+    small.roi_width = 10;
+    small.roi_height = 20;
+    T_CHECK(image_preprocess(&small, &pp8, out, err, sizeof err) == CNN_ERR_ARG,
+            "a region that misses the crop is refused");
+    free(small.rgb);
+    T_CHECK(n_cases == 6 * 2 * 2 * 5 * 3 * 3, "%d region cases decoded", n_cases);
+    T_CHECK(n_smaller * 2 > n_cases, "only %d of %d region decodes were smaller than the image",
+            n_smaller, n_cases);
+    test_end("region decode (crop + skip) equals a whole decode: subsamplings, progressive, CMYK, "
+             "scales, orientations, several preprocessings");
+}
+
 int main(void)
 {
     test_magic();
@@ -954,5 +1088,6 @@ int main(void)
     test_png_webp();
     test_resize_reference();
     test_crop_rules();
+    test_region_decode();
     return test_finish();
 }
