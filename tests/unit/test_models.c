@@ -424,7 +424,7 @@ static void test_real_accuracy(json_t *acc, const char *arch, const char *file, 
     image_preproc pp = {model_resize_size(m), S, {0}, {0}};
     memcpy(pp.mean, model_mean(m), sizeof(pp.mean));
     memcpy(pp.std, model_std(m), sizeof(pp.std));
-    image_decode_opts opts = {0, dct ? IMAGE_DCT_MARGIN * model_resize_size(m) : 0};
+    image_decode_opts opts = {.min_short_side = dct ? IMAGE_DCT_MARGIN * model_resize_size(m) : 0};
     int n = 0, top1 = 0, top5 = 0, n_err = 0, agree = 0;
     double t_inf = 0;
     size_t i;
@@ -568,7 +568,7 @@ static float *photo_logits(const model *m, const char *file)
     image_preproc pp = {model_resize_size(m), S, {0}, {0}};
     memcpy(pp.mean, model_mean(m), sizeof(pp.mean));
     memcpy(pp.std, model_std(m), sizeof(pp.std));
-    image_decode_opts opts = {0, 0};
+    image_decode_opts opts = {.max_pixels = 0};
     int ok = buf && input && logits && model_ctx_init(&ctx, m) == CNN_OK &&
              image_decode(buf, nb, &opts, &img, err, sizeof err) == CNN_OK;
     if (ok) {
