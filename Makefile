@@ -72,7 +72,7 @@ TEST_TOOLS += $(BUILD)/tests/train_step_dump
 $(BUILD)/tests/test_kernels: $(BUILD)/tests/unit/test_kernels.o $(KERNELS_OBJ)
 $(BUILD)/tests/test_backward: $(BUILD)/tests/unit/test_backward.o $(KERNELS_OBJ)
 $(BUILD)/tests/test_weights: $(BUILD)/tests/unit/test_weights.o $(WEIGHTS_OBJ)
-$(BUILD)/tests/test_image:   $(BUILD)/tests/unit/test_image.o $(IMAGE_OBJ) $(BUILD)/core/status.o
+$(BUILD)/tests/test_image:   $(BUILD)/tests/unit/test_image.o $(IMAGE_OBJ) $(BUILD)/core/status.o $(BUILD)/core/cpu.o
 $(BUILD)/tests/test_models:  $(BUILD)/tests/unit/test_models.o $(IMAGE_OBJ) $(MODELS_OBJ) $(CORE_OBJ)
 $(BUILD)/tests/test_threads: $(BUILD)/tests/unit/test_threads.o $(MODELS_OBJ) $(CORE_OBJ)
 # Full fine-tuning engine: thread bit-identity, finite differences, eval/save vs inference.
@@ -94,7 +94,7 @@ $(BUILD)/tests/test_kserve:  $(BUILD)/tests/unit/test_kserve.o $(call obj,server
 # image_dump feeds the image fidelity/corpus tests; train_grad runs the head-training kernels on one
 # batch for tests/train/test_train_torch.py (vs PyTorch); eval_metrics_tool prints the metrics of a
 # score matrix for tests/eval/test_eval_metrics.py.
-$(BUILD)/tests/image_dump:   $(BUILD)/tests/tools/image_dump.o $(IMAGE_OBJ) $(BUILD)/core/status.o
+$(BUILD)/tests/image_dump:   $(BUILD)/tests/tools/image_dump.o $(IMAGE_OBJ) $(BUILD)/core/status.o $(BUILD)/core/cpu.o
 $(BUILD)/tests/train_grad:   $(BUILD)/tests/tools/train_grad.o $(BUILD)/core/kernels_train.o $(BUILD)/core/optim.o \
                              $(BUILD)/core/status.o
 # optim_tool runs core/optim.h for tests/train/test_optim_torch.py (vs torch.optim).
@@ -155,10 +155,10 @@ $(BUILD)/bench/peer_xnnpack: $(BUILD)/bench/peer_xnnpack.o $(MODELS_OBJ) $(CORE_
 FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang-14
 FUZZ_CACHE   ?= $(or $(CNN_CACHE),cache)
-$(BUILD)/fuzz/fuzz_image: tests/fuzz/fuzz_image.c $(IMAGE_SRC) core/status.c $(wildcard server/image*.h)
+$(BUILD)/fuzz/fuzz_image: tests/fuzz/fuzz_image.c $(IMAGE_SRC) core/status.c core/cpu.c $(wildcard server/image*.h)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
-	    -fno-sanitize-recover=undefined -o $@ tests/fuzz/fuzz_image.c $(IMAGE_SRC) core/status.c \
+	    -fno-sanitize-recover=undefined -o $@ tests/fuzz/fuzz_image.c $(IMAGE_SRC) core/status.c core/cpu.c \
 	    -ljpeg -lturbojpeg -lpng -lwebp -lm
 
 fuzz: $(BUILD)/fuzz/fuzz_image

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../core/cpu.h"
 #include "image.h"
 
 /* Refuses (CNN_ERR_TOO_LARGE) a zero dimension or width*height above max_pixels. Called by every
@@ -39,5 +40,11 @@ void image_preproc_region(int width, int height, const image_preproc *pps, int n
  * that become the region the preprocessings read once the image is oriented. */
 void image_stored_region(int width, int height, int orientation, const image_preproc *pps,
                          int n_pps, int rect[4]);
+
+/* image_preprocess with the resampling passes of the given instruction set (CPU_ISA_GENERIC: the
+ * portable code; AVX2 and up: the AVX2 passes, which the CPU must support); the same results.
+ * image_preprocess passes cpu_isa_best(). For the tests. */
+cnn_status image_preprocess_isa(const image *img, const image_preproc *pp, float *out, cpu_isa isa,
+                                char *err, size_t err_bytes);
 
 #endif

@@ -1077,6 +1077,63 @@ static void test_region_decode(void)
              "scales, orientations, several preprocessings");
 }
 
+/* The AVX2 resampling passes give the generic code's bits: random images (whole and regions of
+ * odd widths), upscales and downscales, crops larger than the image. */
+static void test_preprocess_isa(void)
+{
+    test_begin();
+    if (cpu_isa_best() < CPU_ISA_AVX2) {
+        test_skip("AVX2 preprocessing equals the generic code", "this CPU has no AVX2");
+        return;
+    }
+    static const int sizes[][2] = {{640, 480}, {333, 251}, {251, 333}, {97, 61}, {1000, 750}, {17, 300},
+                                   {224, 224}, {5, 7}, {1, 1}, {300, 2}};
+    static const int pps[][2] = {{256, 224}, {342, 299}, {40, 32}, {300, 300}, {64, 80}};
+    int n_cases = 0;
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+        const int w = sizes[si][0], h = sizes[si][1];
+        uint8_t *rgb = make_rgb(w, h, 100 + (unsigned)si);
+        unsigned r = 7u + (unsigned)si;
+        for (int i = 0; rgb && i < w * h * 3; i += 7) { /* full-range values, clipping included */
+            r = r * 1103515245u + 12345u;
+            rgb[i] = (uint8_t)(r >> 24);
+        }
+        for (size_t pi = 0; rgb && pi < sizeof pps / sizeof pps[0]; pi++) {
+            image_preproc pp = {.resize = pps[pi][0], .crop = pps[pi][1], .mean = {0.485f, 0.456f, 0.406f},
+                                .std = {0.229f, 0.224f, 0.225f}};
+            image img = {.rgb = rgb, .width = w, .height = h};
+            /* The same image as a region: only the rectangle the preprocessing reads, packed. */
+            int rect[4];
+            image_preproc_region(w, h, &pp, 1, rect);
+            const int rw = rect[2] - rect[0], rh = rect[3] - rect[1];
+            uint8_t *part = malloc((size_t)rw * rh * 3);
+            for (int y = 0; part && y < rh; y++)
+                memcpy(part + (size_t)y * rw * 3, rgb + ((size_t)(rect[1] + y) * w + rect[0]) * 3,
+                       (size_t)rw * 3);
+            image reg = {.rgb = part, .width = w, .height = h, .roi_x = rect[0], .roi_y = rect[1],
+                         .roi_width = rw, .roi_height = rh};
+            const size_t n = 3 * (size_t)pp.crop * pp.crop;
+            float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b), *c = malloc(n * sizeof *c);
+            char err[256];
+            int ok = a && b && c && part &&
+                     image_preprocess_isa(&img, &pp, a, CPU_ISA_GENERIC, err, sizeof err) == CNN_OK &&
+                     image_preprocess_isa(&img, &pp, b, CPU_ISA_AVX2, err, sizeof err) == CNN_OK &&
+                     image_preprocess_isa(&reg, &pp, c, CPU_ISA_AVX2, err, sizeof err) == CNN_OK;
+            T_CHECK(ok && memcmp(a, b, n * sizeof *a) == 0 && memcmp(a, c, n * sizeof *a) == 0,
+                    "%dx%d resize %d crop %d: AVX2 differs from generic (ok %d)", w, h, pp.resize,
+                    pp.crop, ok);
+            n_cases += ok;
+            free(a);
+            free(b);
+            free(c);
+            free(part);
+        }
+        free(rgb);
+    }
+    T_CHECK(n_cases == 50, "%d cases ran", n_cases);
+    test_end("AVX2 resize passes equal the generic code bit for bit (whole images and regions)");
+}
+
 int main(void)
 {
     test_magic();
@@ -1089,5 +1146,6 @@ int main(void)
     test_resize_reference();
     test_crop_rules();
     test_region_decode();
+    test_preprocess_isa();
     return test_finish();
 }
