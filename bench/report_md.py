@@ -4,6 +4,7 @@ percentiles of every run, and the wrk load test."""
 
 import os
 
+import intake_bench
 from bench_util import PEERS, TORCH_CONFIGS, XNNPACK_MODELS, best_config
 
 # Peers with an ours/peer ratio column, in this order.
@@ -280,6 +281,8 @@ def write_markdown(path, res):
                   "time, summed per kernel kind. The sum of node medians is close to, not equal to, an inference's "
                   "time. Per-node tables: layer_prof/<model>_<N>T.txt next to this file." % res["settings"].get(
                       "prof_iters", "?"), ""] + prof
+    if "intake" in res:
+        lines += intake_bench.markdown(res["intake"])
     if "wrk" in res:
         w = res["wrk"]
         lines += ["## Service under load (wrk, %d s per case, %s workers)" % (

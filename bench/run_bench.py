@@ -25,6 +25,7 @@ import sys
 import time
 
 import bench_util
+import intake_bench
 import report_md
 from bench_util import PEERS, TORCH_CONFIGS, XNNPACK_MODELS, best_config
 
@@ -69,6 +70,7 @@ def parse_args(argv):
                    help="off/on pairs per model, alternating the order (off,on then on,off)")
     p.add_argument("--batch-flags", default="--batch-models all --batch-max 8",
                    help="serve flags of the batching-on runs (off: --batch-max 1)")
+    p.add_argument("--no-intake", action="store_true", help="skip the intake (decode + preprocess) comparison")
     p.add_argument("--report-only", action="store_true",
                    help="only rewrite OUT_DIR/latest.md from OUT_DIR/latest.json")
     args = p.parse_args(argv)
@@ -521,6 +523,18 @@ def run_batching_test(args):
             "all_2xx": all(c.get("wrk", {}).get("non_2xx", 1) == 0 for c in cases)}
 
 
+def run_intake(args):
+    rc, stdout = run([args.python, os.path.join(HERE, "make_images.py"), args.shared, args.cache_dir], 300,
+                     capture=True)
+    if rc != 0:
+        return {"skipped": "no bench images (make_images.py exit %s: needs ../shared photos and PIL)" % rc}
+    try:
+        return intake_bench.run_intake(args.bin, args.weights_dir, args.models.split(","), args.python,
+                                       json.loads(stdout), args.rounds, args.iters, log)
+    except (RuntimeError, subprocess.TimeoutExpired, ValueError) as e:
+        return {"skipped": "intake: %s" % e}
+
+
 def rewrite_report(out_dir):
     """latest.md again from latest.json (JSON turned the thread-count keys into strings)."""
     res = read_json(os.path.join(out_dir, "latest.json"))
@@ -606,6 +620,9 @@ def main(argv=None):
         res["peer_versions"].setdefault("onnxruntime", row.get("ort_version"))
     if not args.no_peers and "xnnpack" not in res["skipped"]:
         res["peer_versions"]["xnnpack"] = xnnpack_version()
+    if not args.no_intake:
+        log("intake")
+        res["intake"] = run_intake(args)
     if not args.no_wrk:
         log("load test")
         res["wrk"] = run_load_test(args)

@@ -335,13 +335,45 @@ def test_report_ratios():
 
 
 @case
+def test_intake_section():
+    """bench/intake_bench.py on the two bench photos: both sides timed in every round, the server's
+    decode scale recorded, the report's table arithmetic."""
+    need_ref()
+    why = testlib.have_torch()
+    if why:
+        raise Skip(why)
+    import intake_bench
+
+    with tempfile.TemporaryDirectory() as tmp:
+        r = subprocess.run([PYTHON, os.path.join(REPO, "bench", "make_images.py"), testlib.SHARED, tmp],
+                           capture_output=True, text=True, timeout=300)
+        if r.returncode == 3:
+            raise Skip("no ../shared photos: %s" % r.stderr.strip())
+        check(r.returncode == 0, "make_images exit %d: %s" % (r.returncode, r.stderr))
+        images = json.loads(r.stdout)
+        res = intake_bench.run_intake(BIN, REF, [MODEL], PYTHON, images, 2, 4, lambda msg: None)
+    check("pil_skipped" not in res and res["model"] == MODEL and res["passes_per_round"] == 2, "results %s" % res)
+    check(res["images"]["640x480"]["decode_scale"] == "1/1" and res["images"]["4000x3000"]["decode_scale"] == "1/4",
+          "decode scales %s" % {n: r["decode_scale"] for n, r in res["images"].items()})
+    for name, row in res["images"].items():
+        for key in ("ours_decode", "ours_preprocess", "pil_decode", "pil_preprocess"):
+            check(row[key]["iters"] == 4 and 0 < row[key]["min_ms"] <= row[key]["median_ms"], "%s %s" % (name, key))
+        total = (row["ours_decode"]["median_ms"] + row["ours_preprocess"]["median_ms"]) / (
+            row["pil_decode"]["median_ms"] + row["pil_preprocess"]["median_ms"])
+        check(abs(row["ours_over_pil"] - total) < 1e-12, "%s ratio" % name)
+    md = "\n".join(intake_bench.markdown(res))
+    check(md.count("| photo_") == 2 and "%.3f |" % res["images"]["640x480"]["ours_over_pil"] in md,
+          "markdown table:\n%s" % md)
+
+
+@case
 def test_harness_two_rounds():
     need_ref()
     with tempfile.TemporaryDirectory() as tmp:
         out_dir = os.path.join(tmp, "out")
         r = subprocess.run([PYTHON, os.path.join(REPO, "bench", "run_bench.py"), "--bin", BIN, "--weights-dir", REF,
                             "--models", MODEL, "--threads", "1,2", "--iters", "5", "--warmup", "1", "--rounds", "2",
-                            "--max-seconds", "60", "--no-wrk", "--cache-dir", os.path.join(tmp, "cache"),
+                            "--max-seconds", "60", "--no-wrk", "--no-intake", "--cache-dir", os.path.join(tmp, "cache"),
                             "--out-dir", out_dir, "--python", PYTHON, "--layer-prof", LAYER_PROF, "--prof-iters", "3",
                             "--xnnpack-bin", XNNPACK_BIN],
                            capture_output=True, text=True, timeout=900)
