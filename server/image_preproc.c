@@ -273,8 +273,10 @@ static void source_row_span(const resample_axis *ay, int *y_first, int *y_last)
     }
 }
 
-/* Horizontal pass of one output pixel (3 channels), as PIL computes it. */
-static inline void resample_pixel(const uint8_t *s, const int32_t *k, int n_taps, uint8_t *dst)
+/* Horizontal pass of one output pixel (3 channels), as PIL computes it, into dst[0], dst[plane],
+ * dst[2 * plane]. */
+static inline void resample_pixel(const uint8_t *s, const int32_t *k, int n_taps, uint8_t *dst,
+                                  size_t plane)
 {
     int32_t s0 = 1 << (RESAMPLE_PRECISION_BITS - 1), s1 = s0, s2 = s0;
     for (int t = 0; t < n_taps; t++) {
@@ -283,12 +285,13 @@ static inline void resample_pixel(const uint8_t *s, const int32_t *k, int n_taps
         s2 += s[3 * t + 2] * k[t];
     }
     dst[0] = clip8(s0);
-    dst[1] = clip8(s1);
-    dst[2] = clip8(s2);
+    dst[plane] = clip8(s1);
+    dst[2 * plane] = clip8(s2);
 }
 
-/* Horizontal pass: n_src_rows source rows from y_first -> ax->n_out columns each, rounded to uint8.
- * The source is the region roi of the image, packed. */
+/* Horizontal pass: n_src_rows source rows from y_first -> ax->n_out columns each, rounded to uint8;
+ * each tmp row holds the R, G and B planes of the row (n_cols bytes each). The source is the region
+ * roi of the image, packed. */
 static void resample_rows(const uint8_t *rgb, const int roi[4], const resample_axis *ax, int y_first,
                           int n_src_rows, uint8_t *tmp)
 {
@@ -298,7 +301,7 @@ static void resample_rows(const uint8_t *rgb, const int roi[4], const resample_a
         uint8_t *dst = tmp + (size_t)y * n_cols * 3;
         for (int i = 0; i < n_cols; i++)
             resample_pixel(src + (size_t)(ax->first[i] - roi[0]) * 3, ax->k + (size_t)i * ax->kstride,
-                           ax->n_taps[i], dst + 3 * i);
+                           ax->n_taps[i], dst + i, (size_t)n_cols);
     }
 }
 
@@ -320,43 +323,68 @@ static void resample_row_v(const uint8_t *tmp, int y_first, size_t row_bytes, co
 #if PREPROC_X86
 #define PREPROC_AVX2 __attribute__((target("avx2")))
 
-/* AVX2 horizontal pass, the same integer sums in another order (exact): two taps per step, as
- * [R G B 0 R' G' B' 0] x [k k k k k' k' k' k'] in 32-bit lanes. Loads read 8 bytes for the 6 of a
- * tap pair (and a whole pair for an odd tap count, whose coefficient is 0), so an output whose
- * reads would pass src_end is computed by the scalar code. */
-PREPROC_AVX2 static void resample_rows_avx2(const uint8_t *rgb, const uint8_t *src_end, const int roi[4],
-                                            const resample_axis *ax, int y_first, int n_src_rows,
-                                            uint8_t *tmp)
+/* Scratch of the AVX2 horizontal pass: byte offsets of each output's first tap in the region
+ * row, and the coefficients transposed to [block of 8 outputs][tap][8] (0 past an output's taps). */
+static size_t avx2_scratch_bytes(const resample_axis *ax)
 {
-    const int n_cols = ax->n_out;
-    const __m128i spread = _mm_setr_epi8(0, 1, 2, -1, 3, 4, 5, -1, -1, -1, -1, -1, -1, -1, -1, -1);
-    const __m256i pair = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
-    const __m128i round = _mm_set1_epi32(1 << (RESAMPLE_PRECISION_BITS - 1));
+    const size_t n_blocks = ((size_t)ax->n_out + 7) / 8;
+    return n_blocks * 8 * sizeof(int32_t) * (1 + (size_t)ax->ksize);
+}
+
+static void avx2_scratch_init(const resample_axis *ax, int roi_x, int32_t *scratch)
+{
+    const int n_blocks = (ax->n_out + 7) / 8;
+    int32_t *off = scratch, *kt = scratch + (size_t)n_blocks * 8;
+    for (int i = 0; i < n_blocks * 8; i++)
+        off[i] = i < ax->n_out ? 3 * (ax->first[i] - roi_x) : 0;
+    for (int bl = 0; bl < n_blocks; bl++)
+        for (int t = 0; t < ax->ksize; t++)
+            for (int l = 0; l < 8; l++) {
+                const int i = bl * 8 + l;
+                kt[((size_t)bl * ax->ksize + t) * 8 + l] =
+                    i < ax->n_out ? ax->k[(size_t)i * ax->kstride + t] : 0;
+            }
+}
+
+/* AVX2 horizontal pass, the same integer sums in another order (exact): 8 outputs at a time, one
+ * gathered RGB(+1 byte) pixel per output and tap, R/G/B in separate 32-bit accumulators. Every
+ * output of a block runs ksize taps (coefficient 0 past its own); a block whose gathers would pass
+ * src_end, and the columns after the last whole block, are computed by the scalar code. */
+PREPROC_AVX2 static void resample_rows_avx2(const uint8_t *rgb, const uint8_t *src_end, const int roi[4],
+                                            const resample_axis *ax, const int32_t *scratch,
+                                            int y_first, int n_src_rows, uint8_t *tmp)
+{
+    const int n_cols = ax->n_out, ksize = ax->ksize, n_full = n_cols / 8;
+    const int32_t *off = scratch, *kt = scratch + (size_t)((n_cols + 7) / 8) * 8;
+    const __m256i byte = _mm256_set1_epi32(0xFF), three = _mm256_set1_epi32(3);
+    const __m256i round = _mm256_set1_epi32(1 << (RESAMPLE_PRECISION_BITS - 1));
     for (int y = 0; y < n_src_rows; y++) {
         const uint8_t *src = rgb + (size_t)(y_first + y - roi[1]) * (size_t)(roi[2] - roi[0]) * 3;
         uint8_t *dst = tmp + (size_t)y * n_cols * 3;
-        for (int i = 0; i < n_cols; i++) {
-            const uint8_t *s = src + (size_t)(ax->first[i] - roi[0]) * 3;
-            const int32_t *k = ax->k + (size_t)i * ax->kstride;
-            const int n_pairs = (ax->n_taps[i] + 1) / 2;
-            if ((size_t)(src_end - s) < (size_t)n_pairs * 6 + 2) {
-                resample_pixel(s, k, ax->n_taps[i], dst + 3 * i);
-                continue;
+        const size_t avail = (size_t)(src_end - src);
+        int bl = 0;
+        for (; bl < n_full && (size_t)off[bl * 8 + 7] + 3 * (size_t)ksize + 1 <= avail; bl++) {
+            __m256i idx = _mm256_loadu_si256((const __m256i *)(off + bl * 8));
+            __m256i r = round, g = round, b = round;
+            const int32_t *k = kt + (size_t)bl * ksize * 8;
+            for (int t = 0; t < ksize; t++, k += 8) {
+                const __m256i px = _mm256_i32gather_epi32((const int *)src, idx, 1);
+                const __m256i kk = _mm256_loadu_si256((const __m256i *)k);
+                r = _mm256_add_epi32(r, _mm256_mullo_epi32(_mm256_and_si256(px, byte), kk));
+                g = _mm256_add_epi32(g, _mm256_mullo_epi32(_mm256_and_si256(_mm256_srli_epi32(px, 8), byte), kk));
+                b = _mm256_add_epi32(b, _mm256_mullo_epi32(_mm256_and_si256(_mm256_srli_epi32(px, 16), byte), kk));
+                idx = _mm256_add_epi32(idx, three);
             }
-            __m256i acc = _mm256_setzero_si256();
-            for (int p = 0; p < n_pairs; p++, s += 6, k += 2) {
-                __m128i px = _mm_shuffle_epi8(_mm_loadl_epi64((const __m128i *)s), spread);
-                __m256i kk = _mm256_permutevar8x32_epi32(
-                    _mm256_castsi128_si256(_mm_loadl_epi64((const __m128i *)k)), pair);
-                acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(_mm256_cvtepu8_epi32(px), kk));
+            __m256i ch[3] = {r, g, b};
+            for (int c = 0; c < 3; c++) { /* >> 22, clamp to 0..255 as clip8 */
+                __m256i v = _mm256_srai_epi32(ch[c], RESAMPLE_PRECISION_BITS);
+                __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+                _mm_storel_epi64((__m128i *)(dst + (size_t)c * n_cols + bl * 8), _mm_packus_epi16(w, w));
             }
-            __m128i sum = _mm_add_epi32(_mm_add_epi32(_mm256_castsi256_si128(acc),
-                                                      _mm256_extracti128_si256(acc, 1)), round);
-            sum = _mm_srai_epi32(sum, RESAMPLE_PRECISION_BITS);
-            sum = _mm_packus_epi16(_mm_packs_epi32(sum, sum), sum); /* clamp to 0..255 as clip8 */
-            uint32_t v = (uint32_t)_mm_cvtsi128_si32(sum);
-            memcpy(dst + 3 * i, &v, 3);
         }
+        for (int i = bl * 8; i < n_cols; i++)
+            resample_pixel(src + off[i], ax->k + (size_t)i * ax->kstride, ax->n_taps[i], dst + i,
+                           (size_t)n_cols);
     }
 }
 
@@ -407,9 +435,9 @@ static void resample_columns(const uint8_t *tmp, int y_first, int n_cols, const 
             resample_row_v(tmp, y_first, row_bytes, ay, j, vrow);
         float *o = out + (size_t)(cw->cy0 + j) * crop + cw->cx0;
         for (int i = 0; i < n_cols; i++) {
-            o[i] = lut[0][vrow[3 * i + 0]];
-            o[plane + i] = lut[1][vrow[3 * i + 1]];
-            o[2 * plane + i] = lut[2][vrow[3 * i + 2]];
+            o[i] = lut[0][vrow[i]];
+            o[plane + i] = lut[1][vrow[n_cols + i]];
+            o[2 * plane + i] = lut[2][vrow[2 * n_cols + i]];
         }
     }
 }
@@ -453,6 +481,8 @@ cnn_status image_preprocess_isa(const image *img, const image_preproc *pp, float
 
     resample_axis ax = {0}, ay = {0};
     uint8_t *tmp = NULL;
+    int32_t *scratch = NULL; /* the AVX2 horizontal pass's */
+    const int use_avx2 = PREPROC_X86 && isa >= CPU_ISA_AVX2;
     st = resample_axis_init(&ax, img->width, (int)cw.out_w, (int)(cw.cx0 + cw.x_off), n_cols);
     if (st == CNN_OK)
         st = resample_axis_init(&ay, img->height, (int)cw.out_h, (int)(cw.cy0 + cw.y_off), n_rows);
@@ -460,24 +490,29 @@ cnn_status image_preprocess_isa(const image *img, const image_preproc *pp, float
     if (st == CNN_OK) {
         source_row_span(&ay, &y_first, &y_last);
         tmp = malloc((size_t)(y_last - y_first + 1) * (size_t)n_cols * 3); /* + the vertical pass's row */
-        if (!tmp)
+#if PREPROC_X86
+        if (use_avx2)
+            scratch = malloc(avx2_scratch_bytes(&ax));
+#endif
+        if (!tmp || (use_avx2 && !scratch))
             st = CNN_ERR_NOMEM;
     }
     if (st != CNN_OK) {
         st = cnn_err(err, err_bytes, st, "image_preprocess: out of memory");
         goto done;
     }
-    const int use_avx2 = PREPROC_X86 && isa >= CPU_ISA_AVX2;
 #if PREPROC_X86
-    if (use_avx2)
+    if (use_avx2) {
+        avx2_scratch_init(&ax, roi[0], scratch);
         resample_rows_avx2(img->rgb, img->rgb + (size_t)(roi[2] - roi[0]) * (size_t)(roi[3] - roi[1]) * 3,
-                           roi, &ax, y_first, y_last - y_first, tmp);
-    else
+                           roi, &ax, scratch, y_first, y_last - y_first, tmp);
+    } else
 #endif
         resample_rows(img->rgb, roi, &ax, y_first, y_last - y_first, tmp);
     resample_columns(tmp, y_first, n_cols, &ay, &cw, crop, lut, use_avx2,
                      tmp + (size_t)(y_last - y_first) * (size_t)n_cols * 3, out);
 done:
+    free(scratch);
     free(tmp);
     resample_axis_free(&ax);
     resample_axis_free(&ay);
