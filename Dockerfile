@@ -51,7 +51,7 @@ RUN set -eu; mkdir -p /weights; \
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        libopenblas0-pthread libjansson4 libmicrohttpd12 libturbojpeg0 libpng16-16 libwebp7 curl \
+        libopenblas0-pthread libjansson4 libmicrohttpd12 libjpeg62-turbo libpng16-16 libwebp7 curl \
  && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin \
  && groupadd --system --gid 10001 cnnserve \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin cnnserve
