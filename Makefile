@@ -84,7 +84,7 @@ $(BUILD)/tests/test_dataset: $(BUILD)/tests/unit/test_dataset.o $(BUILD)/server/
 $(BUILD)/tests/test_train:   $(BUILD)/tests/unit/test_train.o $(BUILD)/core/kernels_train.o $(BUILD)/core/train.o \
                              $(BUILD)/core/optim.o $(BUILD)/core/status.o
 $(BUILD)/tests/test_optim:   $(BUILD)/tests/unit/test_optim.o $(BUILD)/core/optim.o $(BUILD)/core/status.o
-$(BUILD)/tests/test_augment: $(BUILD)/tests/unit/test_augment.o $(BUILD)/server/augment.o $(IMAGE_OBJ) $(BUILD)/core/status.o
+$(BUILD)/tests/test_augment: $(BUILD)/tests/unit/test_augment.o $(BUILD)/server/augment.o $(IMAGE_OBJ) $(BUILD)/core/status.o $(BUILD)/core/cpu.o
 # Model generations: discovery, failed files, reload (needs ../shared/weights).
 $(BUILD)/tests/test_zoo:     $(BUILD)/tests/unit/test_zoo.o $(BUILD)/server/zoo.o $(BUILD)/server/log.o \
                              $(MODELS_OBJ) $(CORE_OBJ)

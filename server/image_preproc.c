@@ -442,6 +442,57 @@ static void resample_columns(const uint8_t *tmp, int y_first, int n_cols, const 
     }
 }
 
+/* The decoded part of img as [r[0], r[2]) x [r[1], r[3]) (roi_* all 0: the whole image). */
+static void image_roi(const image *img, int r[4])
+{
+    r[0] = r[1] = 0;
+    r[2] = img->width;
+    r[3] = img->height;
+    if (img->roi_x || img->roi_y || img->roi_width || img->roi_height) {
+        r[0] = img->roi_x;
+        r[1] = img->roi_y;
+        r[2] = img->roi_x + img->roi_width;
+        r[3] = img->roi_y + img->roi_height;
+    }
+}
+
+/* Both passes with the axes ax (n_cols outputs) and ay, into the crop's window cw of out. Frees
+ * nothing of the caller's; "what" names the caller in the out-of-memory message. */
+static cnn_status resample_image(const image *img, const int roi[4], const resample_axis *ax,
+                                 const resample_axis *ay, const crop_window *cw, int crop,
+                                 float lut[3][256], cpu_isa isa, float *out, const char *what,
+                                 char *err, size_t err_bytes)
+{
+    const int n_cols = ax->n_out, use_avx2 = PREPROC_X86 && isa >= CPU_ISA_AVX2;
+    int y_first = 0, y_last = 0;
+    source_row_span(ay, &y_first, &y_last);
+    /* The horizontal pass's rows, then one row for the vertical pass. */
+    uint8_t *tmp = malloc((size_t)(y_last - y_first + 1) * (size_t)n_cols * 3);
+    int32_t *scratch = NULL; /* the AVX2 horizontal pass's */
+#if PREPROC_X86
+    if (use_avx2)
+        scratch = malloc(avx2_scratch_bytes(ax));
+#endif
+    if (!tmp || (use_avx2 && !scratch)) {
+        free(tmp);
+        free(scratch);
+        return cnn_err(err, err_bytes, CNN_ERR_NOMEM, "%s: out of memory", what);
+    }
+#if PREPROC_X86
+    if (use_avx2) {
+        avx2_scratch_init(ax, roi[0], scratch);
+        resample_rows_avx2(img->rgb, img->rgb + (size_t)(roi[2] - roi[0]) * (size_t)(roi[3] - roi[1]) * 3,
+                           roi, ax, scratch, y_first, y_last - y_first, tmp);
+    } else
+#endif
+        resample_rows(img->rgb, roi, ax, y_first, y_last - y_first, tmp);
+    resample_columns(tmp, y_first, n_cols, ay, cw, crop, lut, use_avx2,
+                     tmp + (size_t)(y_last - y_first) * (size_t)n_cols * 3, out);
+    free(scratch);
+    free(tmp);
+    return CNN_OK;
+}
+
 cnn_status image_preprocess(const image *img, const image_preproc *pp, float *out, char *err,
                             size_t err_bytes)
 {
@@ -465,13 +516,8 @@ cnn_status image_preprocess_isa(const image *img, const image_preproc *pp, float
             for (size_t i = 0; i < (size_t)crop * crop; i++)
                 out[c * (size_t)crop * crop + i] = lut[c][0];
 
-    int need[4], roi[4] = {0, 0, img->width, img->height}; /* roi_* all 0: the whole image */
-    if (img->roi_x || img->roi_y || img->roi_width || img->roi_height) {
-        roi[0] = img->roi_x;
-        roi[1] = img->roi_y;
-        roi[2] = img->roi_x + img->roi_width;
-        roi[3] = img->roi_y + img->roi_height;
-    }
+    int need[4], roi[4];
+    image_roi(img, roi);
     image_preproc_region(img->width, img->height, pp, 1, need);
     if (need[0] < roi[0] || need[1] < roi[1] || need[2] > roi[2] || need[3] > roi[3])
         return cnn_err(err, err_bytes, CNN_ERR_ARG,
@@ -480,40 +526,14 @@ cnn_status image_preprocess_isa(const image *img, const image_preproc *pp, float
                        roi[1], roi[3]);
 
     resample_axis ax = {0}, ay = {0};
-    uint8_t *tmp = NULL;
-    int32_t *scratch = NULL; /* the AVX2 horizontal pass's */
-    const int use_avx2 = PREPROC_X86 && isa >= CPU_ISA_AVX2;
     st = resample_axis_init(&ax, img->width, (int)cw.out_w, (int)(cw.cx0 + cw.x_off), n_cols);
     if (st == CNN_OK)
         st = resample_axis_init(&ay, img->height, (int)cw.out_h, (int)(cw.cy0 + cw.y_off), n_rows);
-    int y_first = 0, y_last = 0;
-    if (st == CNN_OK) {
-        source_row_span(&ay, &y_first, &y_last);
-        tmp = malloc((size_t)(y_last - y_first + 1) * (size_t)n_cols * 3); /* + the vertical pass's row */
-#if PREPROC_X86
-        if (use_avx2)
-            scratch = malloc(avx2_scratch_bytes(&ax));
-#endif
-        if (!tmp || (use_avx2 && !scratch))
-            st = CNN_ERR_NOMEM;
-    }
-    if (st != CNN_OK) {
+    if (st == CNN_OK)
+        st = resample_image(img, roi, &ax, &ay, &cw, crop, lut, isa, out, "image_preprocess", err,
+                            err_bytes);
+    else
         st = cnn_err(err, err_bytes, st, "image_preprocess: out of memory");
-        goto done;
-    }
-#if PREPROC_X86
-    if (use_avx2) {
-        avx2_scratch_init(&ax, roi[0], scratch);
-        resample_rows_avx2(img->rgb, img->rgb + (size_t)(roi[2] - roi[0]) * (size_t)(roi[3] - roi[1]) * 3,
-                           roi, &ax, scratch, y_first, y_last - y_first, tmp);
-    } else
-#endif
-        resample_rows(img->rgb, roi, &ax, y_first, y_last - y_first, tmp);
-    resample_columns(tmp, y_first, n_cols, &ay, &cw, crop, lut, use_avx2,
-                     tmp + (size_t)(y_last - y_first) * (size_t)n_cols * 3, out);
-done:
-    free(scratch);
-    free(tmp);
     resample_axis_free(&ax);
     resample_axis_free(&ay);
     return st;
@@ -528,38 +548,34 @@ cnn_status image_resized_crop(const image *img, const image_box *box, int size, 
     cnn_status st = check_args(img, &pp, out, err, err_bytes);
     if (st != CNN_OK)
         return st;
-    if (box->w < 1 || box->h < 1 || box->x < 0 || box->y < 0 || box->x > img->width - box->w ||
-        box->y > img->height - box->h)
-        return cnn_err(err, err_bytes, CNN_ERR_ARG, "image_resized_crop: box %dx%d at (%d,%d) outside a %dx%d image",
-                       box->w, box->h, box->x, box->y, img->width, img->height);
+    int roi[4];
+    image_roi(img, roi);
+    if (box->w < 1 || box->h < 1 || box->x < roi[0] || box->y < roi[1] || box->x > roi[2] - box->w ||
+        box->y > roi[3] - box->h)
+        return cnn_err(err, err_bytes, CNN_ERR_ARG,
+                       "image_resized_crop: box %dx%d at (%d,%d) outside the decoded [%d,%d)x[%d,%d) of a "
+                       "%dx%d image", box->w, box->h, box->x, box->y, roi[0], roi[2], roi[1], roi[3],
+                       img->width, img->height);
     float lut[3][256];
     normalize_lut(&pp, lut);
     /* PIL resizes the cropped image: the coefficients of a w -> size (h -> size) resize, whose source
      * indices are then moved by the box's origin. */
     resample_axis ax = {0}, ay = {0};
-    uint8_t *tmp = NULL;
     st = resample_axis_init(&ax, box->w, size, 0, size);
     if (st == CNN_OK)
         st = resample_axis_init(&ay, box->h, size, 0, size);
-    int y_first = 0, y_last = 0;
-    if (st == CNN_OK) {
-        for (int i = 0; i < size; i++) {
-            ax.first[i] += box->x;
-            ay.first[i] += box->y;
-        }
-        source_row_span(&ay, &y_first, &y_last);
-        tmp = malloc((size_t)(y_last - y_first) * (size_t)size * 3);
-        if (!tmp)
-            st = CNN_ERR_NOMEM;
-    }
     if (st != CNN_OK) {
         st = cnn_err(err, err_bytes, st, "image_resized_crop: out of memory");
         goto done;
     }
+    for (int i = 0; i < size; i++) {
+        ax.first[i] += box->x;
+        ay.first[i] += box->y;
+    }
     const crop_window cw = {.out_w = size, .out_h = size};
-    resample_rows(img, &ax, y_first, y_last - y_first, tmp);
-    resample_columns(tmp, y_first, size, &ay, &cw, size, lut, out);
-    if (flip) /* RandomHorizontalFlip after the resize: mirror every row */
+    st = resample_image(img, roi, &ax, &ay, &cw, size, lut, cpu_isa_best(), out, "image_resized_crop",
+                        err, err_bytes);
+    if (st == CNN_OK && flip) /* RandomHorizontalFlip after the resize: mirror every row */
         for (size_t r = 0; r < (size_t)3 * size; r++) {
             float *row = out + r * size;
             for (int a = 0, b = size - 1; a < b; a++, b--) {
@@ -569,7 +585,6 @@ cnn_status image_resized_crop(const image *img, const image_box *box, int size, 
             }
         }
 done:
-    free(tmp);
     resample_axis_free(&ax);
     resample_axis_free(&ay);
     return st;

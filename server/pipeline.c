@@ -237,7 +237,8 @@ static cnn_status batch_prepare(pipeline_ws *ws, int slot, pipeline_batch_item *
     preproc_of(ws->models[slot], &pp);
     uint64_t t0 = timing_now_ns();
     image_decode_opts opts = {.max_pixels = req->max_pixels,
-                              .min_short_side = req->full_decode ? 0 : IMAGE_DCT_MARGIN * pp.resize};
+                              .min_short_side = req->full_decode ? 0 : IMAGE_DCT_MARGIN * pp.resize,
+                              .pps = &pp, .n_pps = 1};
     image img;
     cnn_status st = image_decode(it->data, it->n_bytes, &opts, &img, it->err, sizeof it->err);
     if (st != CNN_OK) return st;
