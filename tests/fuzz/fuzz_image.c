@@ -20,16 +20,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     };
     float tensor[3 * FUZZ_CROP * FUZZ_CROP];
     char err[256];
-    for (int min_short = 0; min_short <= pp.resize; min_short += pp.resize) {
-        image_decode_opts opts = {.max_pixels = FUZZ_MAX_PIXELS, .min_short_side = min_short};
+    /* Whole decodes at full size and DCT-scaled, then the server's: DCT-scaled, only the region the
+     * preprocessing reads. */
+    for (int pass = 0; pass < 3; pass++) {
+        image_decode_opts opts = {.max_pixels = FUZZ_MAX_PIXELS, .min_short_side = pass * pp.resize};
+        if (pass == 2) {
+            opts.pps = &pp;
+            opts.n_pps = 1;
+        }
         image img;
         if (image_decode(data, size, &opts, &img, err, sizeof err) != CNN_OK)
             return 0;
         if (img.width <= 0 || img.height <= 0 || !img.rgb ||
             (int64_t)img.src_width * img.src_height > FUZZ_MAX_PIXELS ||
-            img.orientation < 1 || img.orientation > 8)
+            img.orientation < 1 || img.orientation > 8 || img.roi_x < 0 || img.roi_y < 0 ||
+            img.roi_width < 1 || img.roi_height < 1 || img.roi_x + img.roi_width > img.width ||
+            img.roi_y + img.roi_height > img.height)
             abort(); /* a decode that succeeds must describe a sane image */
-        image_preprocess(&img, &pp, tensor, err, sizeof err);
+        cnn_status st = image_preprocess(&img, &pp, tensor, err, sizeof err);
+        if (pass == 2 && st != CNN_OK)
+            abort(); /* the region decoded for a preprocessing must serve it */
         image_free(&img);
     }
     return 0;
