@@ -116,16 +116,19 @@ static cnn_status image_apply_orientation(image *img, int orientation, char *err
     if (orientation == 1)
         return CNN_OK;
     const ptrdiff_t w = img->roi_width, h = img->roi_height;
+    /* Source pixel (x, y) of the region is at index y * pitch + x (rows are stride bytes apart). */
+    const ptrdiff_t pitch = img->stride ? (ptrdiff_t)(img->stride / 3) : w;
     ptrdiff_t origin, step_x, step_y;
     int swap = 0;
+    const ptrdiff_t last_row = (h - 1) * pitch;
     switch (orientation) {
-    case 2: origin = w - 1; step_x = -1; step_y = w; break;               /* FLIP_LEFT_RIGHT */
-    case 3: origin = h * w - 1; step_x = -1; step_y = -w; break;          /* ROTATE_180 */
-    case 4: origin = (h - 1) * w; step_x = 1; step_y = -w; break;         /* FLIP_TOP_BOTTOM */
-    case 5: origin = 0; step_x = w; step_y = 1; swap = 1; break;          /* TRANSPOSE */
-    case 6: origin = (h - 1) * w; step_x = -w; step_y = 1; swap = 1; break; /* ROTATE_270 */
-    case 7: origin = h * w - 1; step_x = -w; step_y = -1; swap = 1; break; /* TRANSVERSE */
-    case 8: origin = w - 1; step_x = w; step_y = -1; swap = 1; break;     /* ROTATE_90 */
+    case 2: origin = w - 1; step_x = -1; step_y = pitch; break;                /* FLIP_LEFT_RIGHT */
+    case 3: origin = last_row + w - 1; step_x = -1; step_y = -pitch; break;   /* ROTATE_180 */
+    case 4: origin = last_row; step_x = 1; step_y = -pitch; break;            /* FLIP_TOP_BOTTOM */
+    case 5: origin = 0; step_x = pitch; step_y = 1; swap = 1; break;          /* TRANSPOSE */
+    case 6: origin = last_row; step_x = -pitch; step_y = 1; swap = 1; break;  /* ROTATE_270 */
+    case 7: origin = last_row + w - 1; step_x = -pitch; step_y = -1; swap = 1; break; /* TRANSVERSE */
+    case 8: origin = w - 1; step_x = pitch; step_y = -1; swap = 1; break;     /* ROTATE_90 */
     default: assert(!"orientation out of 1..8"); return CNN_ERR_ARG;
     }
     const int out_w = swap ? (int)h : (int)w, out_h = swap ? (int)w : (int)h;
@@ -147,8 +150,10 @@ static cnn_status image_apply_orientation(image *img, int orientation, char *err
                            img->roi_y + img->roi_height};
     int r[4];
     orient_rect(orientation, img->width, img->height, stored, r);
-    free(img->rgb);
+    free(img->alloc ? img->alloc : img->rgb);
     img->rgb = dst;
+    img->alloc = NULL;
+    img->stride = 0;
     img->roi_x = r[0];
     img->roi_y = r[1];
     img->roi_width = out_w;
@@ -231,6 +236,6 @@ void image_free(image *img)
 {
     if (!img)
         return;
-    free(img->rgb);
+    free(img->alloc ? img->alloc : img->rgb);
     memset(img, 0, sizeof *img);
 }

@@ -39,11 +39,14 @@ typedef struct {
 #define IMAGE_DCT_MARGIN 2
 
 typedef struct {
-    uint8_t *rgb;        /* roi_width*roi_height*3, owned; free with image_free */
+    uint8_t *rgb;        /* roi_height rows of roi_width RGB pixels, stride bytes apart; free with
+                          * image_free */
     int width, height;   /* of the image: after DCT scaling and orientation */
     int roi_x, roi_y, roi_width, roi_height; /* the part of it decoded into rgb: the whole image
                           * unless image_decode_opts.pps asked for less (an image built by hand
                           * may leave all four 0: the whole image) */
+    size_t stride;       /* bytes from one row of rgb to the next; 0: packed (roi_width * 3) */
+    void *alloc;         /* the allocation rgb points into (image_free frees it; NULL: rgb) */
     int src_width, src_height; /* as stored in the file, before scaling/orientation */
     image_format format;
     int scale_num, scale_denom; /* DCT scale used (1/1 when none) */

@@ -230,12 +230,15 @@ typedef struct {
     struct jpeg_decompress_struct cinfo;
     jpeg_errors errors;
     struct jpeg_progress_mgr progress;
-    uint8_t *row;   /* one decoded row (CMYK rows are converted from it) */
-    uint8_t *rgb;   /* the region, packed RGB */
+    uint8_t *row;   /* one decoded row: above the region, and CMYK rows before conversion */
+    uint8_t *rgb;   /* the decoded rows of the region, RGB, as wide as libjpeg's crop */
+    size_t stride;  /* bytes per row of rgb */
+    int lead;       /* pixels of a row of rgb before the region's first column */
 } jpeg_job;
 
-/* Decodes columns [x0, x1) of rows [y0, y1) of the (scaled) output into job->rgb. The cinfo is
- * started; on a libjpeg error this longjmps to the caller's setjmp. */
+/* Decodes columns [x0, x1) of rows [y0, y1) of the (scaled) output into job->rgb, straight from
+ * libjpeg (RGB) or through the CMYK conversion: rows as wide as libjpeg's crop, the region job->lead
+ * pixels in. The cinfo is started; on a libjpeg error this longjmps to the caller's setjmp. */
 static cnn_status jpeg_decode_region(jpeg_job *job, int is_cmyk, int x0, int x1, int y0, int y1,
                                      char *err, size_t err_bytes)
 {
@@ -248,27 +251,24 @@ static cnn_status jpeg_decode_region(jpeg_job *job, int is_cmyk, int x0, int x1,
     JDIMENSION crop_x = (JDIMENSION)dx0, crop_w = (JDIMENSION)(dx1 - dx0);
     if (crop_w < (JDIMENSION)full_w)
         jpeg_crop_scanline(c, &crop_x, &crop_w); /* widens to iMCU boundaries */
-    const int px = c->out_color_components, lead = x0 - (int)crop_x, n_cols = x1 - x0;
+    const int px = c->out_color_components;
+    job->lead = x0 - (int)crop_x;
+    job->stride = (size_t)crop_w * 3;
     job->row = malloc((size_t)crop_w * (size_t)px);
-    job->rgb = malloc((size_t)n_cols * (size_t)(y1 - y0) * 3);
+    job->rgb = malloc(job->stride * (size_t)(y1 - y0));
     if (!job->row || !job->rgb)
         return cnn_err(err, err_bytes, CNN_ERR_NOMEM, "out of memory for a %dx%d JPEG region",
-                       n_cols, y1 - y0);
+                       x1 - x0, y1 - y0);
     if (dy0 > 0)
         jpeg_skip_scanlines(c, (JDIMENSION)dy0);
     while ((int)c->output_scanline < y1) {
-        int y = (int)c->output_scanline;
-        JSAMPROW rows[1] = {job->row};
+        const int y = (int)c->output_scanline;
+        uint8_t *dst = y >= y0 ? job->rgb + (size_t)(y - y0) * job->stride : NULL;
+        JSAMPROW rows[1] = {dst && !is_cmyk ? dst : job->row};
         if (jpeg_read_scanlines(c, rows, 1) != 1)
             return cnn_err(err, err_bytes, CNN_ERR_DECODE, "corrupt JPEG: no data for row %d", y);
-        if (y < y0)
-            continue;
-        uint8_t *dst = job->rgb + (size_t)(y - y0) * (size_t)n_cols * 3;
-        const uint8_t *src = job->row + (size_t)lead * (size_t)px;
-        if (is_cmyk)
-            jpeg_cmyk_to_rgb(src, dst, (size_t)n_cols);
-        else
-            memcpy(dst, src, (size_t)n_cols * 3);
+        if (dst && is_cmyk)
+            jpeg_cmyk_to_rgb(job->row, dst, (size_t)crop_w);
     }
     return CNN_OK;
 }
@@ -345,7 +345,9 @@ cnn_status image_decode_jpeg(const uint8_t *data, size_t n_bytes, int64_t max_pi
         goto done;
     }
 
-    out->rgb = job->rgb;
+    out->alloc = job->rgb;
+    out->rgb = job->rgb + (size_t)job->lead * 3;
+    out->stride = job->stride;
     job->rgb = NULL;
     out->width = sw;
     out->height = sh;

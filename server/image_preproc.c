@@ -291,13 +291,13 @@ static inline void resample_pixel(const uint8_t *s, const int32_t *k, int n_taps
 
 /* Horizontal pass: n_src_rows source rows from y_first -> ax->n_out columns each, rounded to uint8;
  * each tmp row holds the R, G and B planes of the row (n_cols bytes each). The source is the region
- * roi of the image, packed. */
-static void resample_rows(const uint8_t *rgb, const int roi[4], const resample_axis *ax, int y_first,
-                          int n_src_rows, uint8_t *tmp)
+ * roi of the image, rows stride bytes apart. */
+static void resample_rows(const uint8_t *rgb, size_t stride, const int roi[4], const resample_axis *ax,
+                          int y_first, int n_src_rows, uint8_t *tmp)
 {
     const int n_cols = ax->n_out;
     for (int y = 0; y < n_src_rows; y++) {
-        const uint8_t *src = rgb + (size_t)(y_first + y - roi[1]) * (size_t)(roi[2] - roi[0]) * 3;
+        const uint8_t *src = rgb + (size_t)(y_first + y - roi[1]) * stride;
         uint8_t *dst = tmp + (size_t)y * n_cols * 3;
         for (int i = 0; i < n_cols; i++)
             resample_pixel(src + (size_t)(ax->first[i] - roi[0]) * 3, ax->k + (size_t)i * ax->kstride,
@@ -350,16 +350,17 @@ static void avx2_scratch_init(const resample_axis *ax, int roi_x, int32_t *scrat
  * gathered RGB(+1 byte) pixel per output and tap, R/G/B in separate 32-bit accumulators. Every
  * output of a block runs ksize taps (coefficient 0 past its own); a block whose gathers would pass
  * src_end, and the columns after the last whole block, are computed by the scalar code. */
-PREPROC_AVX2 static void resample_rows_avx2(const uint8_t *rgb, const uint8_t *src_end, const int roi[4],
-                                            const resample_axis *ax, const int32_t *scratch,
-                                            int y_first, int n_src_rows, uint8_t *tmp)
+PREPROC_AVX2 static void resample_rows_avx2(const uint8_t *rgb, size_t stride, const uint8_t *src_end,
+                                            const int roi[4], const resample_axis *ax,
+                                            const int32_t *scratch, int y_first, int n_src_rows,
+                                            uint8_t *tmp)
 {
     const int n_cols = ax->n_out, ksize = ax->ksize, n_full = n_cols / 8;
     const int32_t *off = scratch, *kt = scratch + (size_t)((n_cols + 7) / 8) * 8;
     const __m256i byte = _mm256_set1_epi32(0xFF), three = _mm256_set1_epi32(3);
     const __m256i round = _mm256_set1_epi32(1 << (RESAMPLE_PRECISION_BITS - 1));
     for (int y = 0; y < n_src_rows; y++) {
-        const uint8_t *src = rgb + (size_t)(y_first + y - roi[1]) * (size_t)(roi[2] - roi[0]) * 3;
+        const uint8_t *src = rgb + (size_t)(y_first + y - roi[1]) * stride;
         uint8_t *dst = tmp + (size_t)y * n_cols * 3;
         const size_t avail = (size_t)(src_end - src);
         int bl = 0;
@@ -464,6 +465,7 @@ static cnn_status resample_image(const image *img, const int roi[4], const resam
                                  char *err, size_t err_bytes)
 {
     const int n_cols = ax->n_out, use_avx2 = PREPROC_X86 && isa >= CPU_ISA_AVX2;
+    const size_t stride = img->stride ? img->stride : (size_t)(roi[2] - roi[0]) * 3;
     int y_first = 0, y_last = 0;
     source_row_span(ay, &y_first, &y_last);
     /* The horizontal pass's rows, then one row for the vertical pass. */
@@ -481,11 +483,11 @@ static cnn_status resample_image(const image *img, const int roi[4], const resam
 #if PREPROC_X86
     if (use_avx2) {
         avx2_scratch_init(ax, roi[0], scratch);
-        resample_rows_avx2(img->rgb, img->rgb + (size_t)(roi[2] - roi[0]) * (size_t)(roi[3] - roi[1]) * 3,
-                           roi, ax, scratch, y_first, y_last - y_first, tmp);
+        const uint8_t *end = img->rgb + (size_t)(roi[3] - roi[1] - 1) * stride + (size_t)(roi[2] - roi[0]) * 3;
+        resample_rows_avx2(img->rgb, stride, end, roi, ax, scratch, y_first, y_last - y_first, tmp);
     } else
 #endif
-        resample_rows(img->rgb, roi, ax, y_first, y_last - y_first, tmp);
+        resample_rows(img->rgb, stride, roi, ax, y_first, y_last - y_first, tmp);
     resample_columns(tmp, y_first, n_cols, ay, cw, crop, lut, use_avx2,
                      tmp + (size_t)(y_last - y_first) * (size_t)n_cols * 3, out);
     free(scratch);
