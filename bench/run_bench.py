@@ -1,6 +1,7 @@
 #!/usr/bin/python3
-"""`make bench`: model latency of cnnserve next to PyTorch and ONNX Runtime, then the HTTP service
-under wrk load; writes OUT_DIR/latest.json and OUT_DIR/latest.md.
+"""`make bench`: model latency of cnnserve next to PyTorch and ONNX Runtime, the image intake
+(decode + preprocess per image size) next to PIL + torchvision (intake_bench.py), then the HTTP
+service under wrk load; writes OUT_DIR/latest.json and OUT_DIR/latest.md.
 
 Latency: per model, in R rounds (--rounds): `cnnserve bench` (which also measures the sgemm peak),
 the PyTorch peer at each thread count and configuration, the ONNX Runtime peer and, for the mobile
