@@ -26,22 +26,20 @@
 #include "fileio.h"
 #include "pipeline.h"
 #include "timing.h"
+#include "train_internal.h"
 #include "version.h"
 
-/* The default recipe, chosen on the validation split of monkeys/train (README, "Fine-tuning"). */
+/* The default head recipe, chosen on the validation split of monkeys/train (README, "Fine-tuning"). */
 #define TRAIN_DEFAULT_EPOCHS 30
 #define TRAIN_DEFAULT_BATCH 32
 #define TRAIN_DEFAULT_LR 0.003
 #define TRAIN_DEFAULT_MOMENTUM 0.9
 #define TRAIN_DEFAULT_WEIGHT_DECAY 1e-4
+/* --mode full: torchvision's fine-tuning defaults (SGD 0.01, cosine) for a short run. */
+#define TRAIN_FULL_DEFAULT_EPOCHS 10
+#define TRAIN_FULL_DEFAULT_LR_SGD 0.01
+#define TRAIN_FULL_DEFAULT_LR_ADAM 0.001
 
-typedef struct {
-    char base[64], weights_dir[1024], data[1024], out[1024], name[128], labels[1024], mode[16], log_json[1024];
-    int epochs, batch, n_threads, raw_features;
-    double lr, val_split, momentum, weight_decay;
-    int64_t seed, max_pixels;
-    int show_help;
-} train_config;
 
 static const config_flag train_flags[] = {
     CONFIG_STR("base", train_config, base),
@@ -63,6 +61,20 @@ static const config_flag train_flags[] = {
     CONFIG_STR("log-json", train_config, log_json),
     CONFIG_SWITCH("raw-features", train_config, raw_features),
     CONFIG_SWITCH("help", train_config, show_help),
+    /* --mode full */
+    CONFIG_DOUBLE("lr-backbone", train_config, lr_backbone, 0, 1000),
+    CONFIG_STR("optimizer", train_config, optimizer),
+    CONFIG_SWITCH("nesterov", train_config, nesterov),
+    CONFIG_SWITCH("no-bn-bias-decay", train_config, no_bn_bias_decay),
+    CONFIG_STR("schedule", train_config, schedule),
+    CONFIG_INT("step-size", train_config, step_size, 1, 100000),
+    CONFIG_DOUBLE("gamma", train_config, gamma, 0, 1),
+    CONFIG_INT("warmup-epochs", train_config, warmup_epochs, 0, 100000),
+    CONFIG_DOUBLE("clip-grad", train_config, clip_grad, 0, 1e9),
+    CONFIG_STR("bn", train_config, bn),
+    CONFIG_STR("dropout", train_config, dropout),
+    CONFIG_SWITCH("resume", train_config, resume),
+    CONFIG_STR("checkpoint-dir", train_config, checkpoint_dir),
 };
 
 static const char usage_text[] =
@@ -104,11 +116,13 @@ static void train_defaults(train_config *c)
     memset(c, 0, sizeof *c);
     snprintf(c->weights_dir, sizeof c->weights_dir, "./weights");
     snprintf(c->mode, sizeof c->mode, "head");
-    c->epochs = TRAIN_DEFAULT_EPOCHS;
+    c->epochs = 0;     /* unset: per mode (check_args) */
     c->batch = TRAIN_DEFAULT_BATCH;
-    c->lr = TRAIN_DEFAULT_LR;
+    c->lr = NAN;       /* unset: per mode and optimizer */
     c->momentum = TRAIN_DEFAULT_MOMENTUM;
     c->weight_decay = TRAIN_DEFAULT_WEIGHT_DECAY;
+    c->lr_backbone = c->gamma = c->clip_grad = NAN;
+    c->step_size = c->warmup_epochs = -1;
     c->val_split = 0.3;
     c->seed = 1;
     long n_cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -118,13 +132,7 @@ static void train_defaults(train_config *c)
 
 /* ---- terminal output: warnings and one progress line that they do not garble ---- */
 
-typedef struct {
-    pthread_mutex_t lock;
-    int tty;           /* stderr is a terminal: the progress line is redrawn in place */
-    int line_shown;    /* a progress line is on screen */
-} console;
-
-static void console_warn(void *arg, const char *msg)
+void console_warn(void *arg, const char *msg)
 {
     console *c = arg;
     pthread_mutex_lock(&c->lock);
@@ -133,7 +141,7 @@ static void console_warn(void *arg, const char *msg)
     pthread_mutex_unlock(&c->lock);
 }
 
-static void console_progress(console *c, const char *line)
+void console_progress(console *c, const char *line)
 {
     if (!c->tty) return;
     pthread_mutex_lock(&c->lock);
@@ -143,7 +151,7 @@ static void console_progress(console *c, const char *line)
     pthread_mutex_unlock(&c->lock);
 }
 
-static void console_end_progress(console *c)
+void console_end_progress(console *c)
 {
     pthread_mutex_lock(&c->lock);
     if (c->line_shown) fputc('\n', stderr);
@@ -233,7 +241,7 @@ typedef struct {
     int n_epochs;
 } train_log;
 
-static json_t *json_num(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+json_t *train_json_num(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 
 static int on_epoch(void *arg, const train_epoch *e)
 {
@@ -241,9 +249,9 @@ static int on_epoch(void *arg, const train_epoch *e)
     l->last = *e;
     l->n_epochs++;
     json_array_append_new(l->epochs,
-                          json_pack("{s:i,s:o,s:o,s:o,s:o,s:o}", "epoch", e->epoch, "train_loss", json_num(e->train_loss),
-                                    "train_accuracy", json_num(e->train_accuracy), "val_loss", json_num(e->val_loss),
-                                    "val_accuracy", json_num(e->val_accuracy), "seconds", json_num(e->seconds)));
+                          json_pack("{s:i,s:o,s:o,s:o,s:o,s:o}", "epoch", e->epoch, "train_loss", train_json_num(e->train_loss),
+                                    "train_accuracy", train_json_num(e->train_accuracy), "val_loss", train_json_num(e->val_loss),
+                                    "val_accuracy", train_json_num(e->val_accuracy), "seconds", train_json_num(e->seconds)));
     char line[256];
     int n = snprintf(line, sizeof line, "epoch %d/%d: train loss %.4f acc %.2f%%", e->epoch, e->epochs, e->train_loss,
                      100 * e->train_accuracy);
@@ -288,14 +296,57 @@ static char *json_string_list(char *const *s, int n)
     return text;
 }
 
+cnn_status train_meta_init(train_meta *tm, const model *m, const weights *base, const char *base_path,
+                           const dataset *d, json_t *recipe, double val_accuracy, char *err, size_t err_bytes)
+{
+    memset(tm, 0, sizeof *tm);
+    const int k = d->n_classes;
+    tm->labels = json_string_list(d->labels, k);
+    tm->folders = json_string_list(d->folders, k);
+    tm->recipe = json_dumps(recipe, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(9));
+    if (!tm->labels || !tm->folders || !tm->recipe) {
+        train_meta_free(tm);
+        return cnn_err(err, err_bytes, CNN_ERR_ARG, "cannot build the metadata (out of memory, or a class folder or "
+                                                    "label name is not UTF-8)");
+    }
+    snprintf(tm->k_text, sizeof tm->k_text, "%d", k);
+    format_floats3(tm->mean, sizeof tm->mean, model_mean(m));
+    format_floats3(tm->std, sizeof tm->std, model_std(m));
+    snprintf(tm->val_text, sizeof tm->val_text, "%.6f", val_accuracy);
+    snprintf(tm->base_name, sizeof tm->base_name, "%s", base_path);
+    const weights_meta_kv kv[] = {
+        {"architecture", model_get_arch(m)->name}, {"num_classes", tm->k_text}, {"labels", tm->labels},
+        {"folders", tm->folders}, {"mean", tm->mean}, {"std", tm->std},
+        {"padding", model_tf_same(m) ? "tf_same" : "torch"}, {"base", basename(tm->base_name)},
+        {"recipe", tm->recipe}, {"source", "cnnserve train"},
+    };
+    memcpy(tm->kv, kv, sizeof kv);
+    tm->n = sizeof kv / sizeof kv[0];
+    if (isfinite(val_accuracy)) tm->kv[tm->n++] = (weights_meta_kv){"val_accuracy", tm->val_text}; /* none: --val-split 0 */
+    static const char *const copied[] = {"resize", "crop", "license"}; /* kept from the base when present */
+    for (size_t i = 0; i < sizeof copied / sizeof copied[0]; i++) {
+        const char *v = weights_meta(base, copied[i]);
+        if (v) tm->kv[tm->n++] = (weights_meta_kv){copied[i], v};
+    }
+    return CNN_OK;
+}
+
+void train_meta_free(train_meta *tm)
+{
+    free(tm->labels);
+    free(tm->folders);
+    free(tm->recipe);
+    memset(tm, 0, sizeof *tm);
+}
+
 /* Writes the fine-tuned file: every tensor of the base copied, the head replaced, and the metadata. */
-static cnn_status write_model(const train_config *c, const model *m, const char *base_path, const dataset *d,
+static cnn_status write_model(const model *m, const char *out, const char *base_path, const dataset *d,
                               const float *w, const float *b, json_t *recipe, double val_accuracy, char *err,
                               size_t err_bytes)
 {
     weights *base = NULL;
     weights_out_tensor *t = NULL;
-    char *labels = NULL, *folders = NULL, *recipe_text = NULL;
+    train_meta tm = {0};
     cnn_status s = weights_open(&base, base_path, err, err_bytes);
     if (s != CNN_OK) return s;
     const model_arch *arch = model_get_arch(m);
@@ -306,14 +357,11 @@ static cnn_status write_model(const train_config *c, const model *m, const char 
     snprintf(head_b, sizeof head_b, "%s.bias", arch->head);
     const size_t n = weights_count(base);
     t = malloc((n ? n : 1) * sizeof *t);
-    labels = json_string_list(d->labels, k);
-    folders = json_string_list(d->folders, k);
-    recipe_text = json_dumps(recipe, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(9));
-    if (!t || !labels || !folders || !recipe_text) {
-        s = cnn_err(err, err_bytes, CNN_ERR_ARG, "cannot build the metadata (out of memory, or a class folder or "
-                                                 "label name is not UTF-8)");
+    if (!t) {
+        s = cnn_err(err, err_bytes, CNN_ERR_NOMEM, "out of memory");
         goto done;
     }
+    if ((s = train_meta_init(&tm, m, base, base_path, d, recipe, val_accuracy, err, err_bytes)) != CNN_OK) goto done;
     int replaced = 0;
     for (size_t i = 0; i < n; i++) {
         const weights_tensor *bt = weights_at(base, i);
@@ -325,26 +373,6 @@ static cnn_status write_model(const train_config *c, const model *m, const char 
         s = cnn_err(err, err_bytes, CNN_ERR_MISSING, "%s: no %s / %s tensors to replace", base_path, head_w, head_b);
         goto done;
     }
-    char k_text[16], mean[96], std[96], val_text[32] = "";
-    snprintf(k_text, sizeof k_text, "%d", k);
-    format_floats3(mean, sizeof mean, model_mean(m));
-    format_floats3(std, sizeof std, model_std(m));
-    snprintf(val_text, sizeof val_text, "%.6f", val_accuracy);
-    char base_copy[1200];
-    snprintf(base_copy, sizeof base_copy, "%s", base_path);
-    weights_meta_kv meta[16] = {
-        {"architecture", arch->name}, {"num_classes", k_text},  {"labels", labels},
-        {"folders", folders},         {"mean", mean},           {"std", std},
-        {"padding", model_tf_same(m) ? "tf_same" : "torch"},    {"base", basename(base_copy)},
-        {"recipe", recipe_text},      {"source", "cnnserve train"},
-    };
-    size_t n_meta = 10;
-    if (isfinite(val_accuracy)) meta[n_meta++] = (weights_meta_kv){"val_accuracy", val_text}; /* none: --val-split 0 */
-    static const char *const copied[] = {"resize", "crop", "license"}; /* kept from the base when present */
-    for (size_t i = 0; i < sizeof copied / sizeof copied[0]; i++) {
-        const char *v = weights_meta(base, copied[i]);
-        if (v) meta[n_meta++] = (weights_meta_kv){copied[i], v};
-    }
     /* A signal during the write would leave the temporary file behind: hold them until it is done. */
     sigset_t block, old;
     sigemptyset(&block);
@@ -352,19 +380,17 @@ static cnn_status write_model(const train_config *c, const model *m, const char 
     sigaddset(&block, SIGTERM);
     sigaddset(&block, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &block, &old);
-    s = weights_write(c->out, t, n, meta, n_meta, err, err_bytes);
+    s = weights_write(out, t, n, tm.kv, tm.n, err, err_bytes);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 done:
     free(t);
-    free(labels);
-    free(folders);
-    free(recipe_text);
+    train_meta_free(&tm);
     weights_free(base);
     return s;
 }
 
 /* Writes text to path through a temporary file and a rename. */
-static cnn_status write_text_atomic(const char *path, const char *text, char *err, size_t err_bytes)
+cnn_status train_write_text_atomic(const char *path, const char *text, char *err, size_t err_bytes)
 {
     size_t n = strlen(path) + 16;
     char *tmp = malloc(n);
@@ -383,6 +409,89 @@ static cnn_status write_text_atomic(const char *path, const char *text, char *er
     }
     free(tmp);
     return s;
+}
+
+/* ---- shared by both modes ---- */
+
+int train_load_dataset(const train_config *c, console *con, dataset *d)
+{
+    char err[1024];
+    dataset_opts dopts = {.min_classes = 2, .warn = console_warn, .warn_arg = con};
+    if (dataset_load(d, c->data, c->labels[0] ? c->labels : NULL, &dopts, err, sizeof err) != CNN_OK) {
+        fprintf(stderr, "cnnserve train: %s\n", err);
+        return 1;
+    }
+    for (int i = 0; i < d->n_classes; i++) { /* the file stores them as JSON strings */
+        json_t *f = json_string(d->folders[i]), *l = json_string(d->labels[i]);
+        json_decref(f);
+        json_decref(l);
+        if (!f || !l) {
+            fprintf(stderr, "cnnserve train: class folder '%s' or its label is not valid UTF-8; rename the folder\n",
+                    d->folders[i]);
+            return 1;
+        }
+    }
+    if (d->n_items > INT32_MAX) {
+        fprintf(stderr, "cnnserve train: %zu images: too many\n", d->n_items);
+        return 1;
+    }
+    return 0;
+}
+
+json_t *train_log_begin(const train_config *c, const model_arch *arch, const char *base_path, const dataset *d,
+                        const uint8_t *ok, const uint8_t *is_val, int *train_idx, int *n_train, int *val_idx,
+                        int *n_val, int *n_skipped)
+{
+    const int k = d->n_classes, n_items = (int)d->n_items;
+    *n_train = *n_val = *n_skipped = 0;
+    json_t *classes = json_array(), *skipped = json_array();
+    int *class_train = calloc((size_t)k, sizeof(int)), *class_val = calloc((size_t)k, sizeof(int));
+    if (!classes || !skipped || !class_train || !class_val) {
+        json_decref(classes);
+        json_decref(skipped);
+        free(class_train);
+        free(class_val);
+        fprintf(stderr, "cnnserve train: out of memory\n");
+        return NULL;
+    }
+    for (int i = 0; i < n_items; i++) {
+        const int label = d->items[i].label;
+        if (!ok[i]) {
+            (*n_skipped)++;
+            json_array_append_new(skipped, json_string(d->items[i].path));
+        } else if (is_val[i]) {
+            val_idx[(*n_val)++] = i;
+            class_val[label]++;
+        } else {
+            train_idx[(*n_train)++] = i;
+            class_train[label]++;
+        }
+    }
+    int bad_class = -1;
+    for (int i = 0; i < k; i++) {
+        if (!class_train[i]) bad_class = i;
+        json_array_append_new(classes, json_pack("{s:s,s:s,s:I,s:i,s:i}", "folder", d->folders[i], "label",
+                                                 d->labels[i], "images", (json_int_t)d->n_class_items[i], "train",
+                                                 class_train[i], "val", class_val[i]));
+    }
+    free(class_train);
+    free(class_val);
+    json_t *log = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:o,s:i,s:i,s:i,s:i,s:o}", "command", "cnnserve train",
+                            "version", CNNSERVE_VERSION, "name", c->name, "base", arch->name, "base_file", base_path,
+                            "data", c->data, "out", c->out, "classes", classes, "n_images", n_items, "n_train",
+                            *n_train, "n_val", *n_val, "n_skipped", *n_skipped, "skipped", skipped);
+    if (!log) {
+        fprintf(stderr, "cnnserve train: cannot build the log (out of memory, or a path or class folder name is "
+                        "not UTF-8)\n");
+        return NULL;
+    }
+    if (bad_class >= 0) {
+        fprintf(stderr, "cnnserve train: class '%s' has no readable training image (%zu listed, %d skipped)\n",
+                d->folders[bad_class], d->n_class_items[bad_class], *n_skipped);
+        json_decref(log);
+        return NULL;
+    }
+    return log;
 }
 
 /* ---- arguments ---- */
@@ -407,17 +516,91 @@ static void path_stem(const char *path, char *buf, size_t n)
 }
 
 /* Checks and completes the configuration; prints the usage error and returns 2, or 0. */
+/* 1 when s is "" (unset) or one of the NULL-terminated names. */
+static int one_of(const char *s, const char *const *names)
+{
+    if (!*s) return 1;
+    for (; *names; names++)
+        if (!strcmp(s, *names)) return 1;
+    return 0;
+}
+
+/* Checks the --mode full flags and fills their defaults; NULL or the usage error (msg may hold it). */
+static const char *check_full_args(train_config *c, char *msg, size_t msg_bytes)
+{
+    static const char *const optimizers[] = {"sgd", "adam", "adamw", NULL}, *const schedules[] = {"const", "cosine",
+                                                                                              "step", NULL},
+                             *const bns[] = {"frozen", "train", NULL}, *const onoff[] = {"on", "off", NULL};
+    if (c->raw_features) return "--raw-features applies to --mode head only (full mode trains on images, not features)";
+    if (!one_of(c->optimizer, optimizers)) return "--optimizer must be sgd, adam or adamw";
+    if (!one_of(c->schedule, schedules)) return "--schedule must be const, cosine or step";
+    if (!one_of(c->bn, bns)) return "--bn must be frozen or train";
+    if (!one_of(c->dropout, onoff)) return "--dropout must be on or off";
+    if (!c->optimizer[0]) snprintf(c->optimizer, sizeof c->optimizer, "sgd");
+    if (!c->schedule[0]) snprintf(c->schedule, sizeof c->schedule, "cosine");
+    if (!c->bn[0]) snprintf(c->bn, sizeof c->bn, "frozen");
+    if (!c->dropout[0]) snprintf(c->dropout, sizeof c->dropout, "on");
+    const int sgd = !strcmp(c->optimizer, "sgd"), step = !strcmp(c->schedule, "step");
+    if (c->nesterov && !sgd) return "--nesterov applies to --optimizer sgd";
+    if (c->nesterov && !(c->momentum > 0)) return "--nesterov needs a --momentum above 0";
+    if (!step && (c->step_size >= 0 || !isnan(c->gamma)))
+        return "--step-size and --gamma apply to --schedule step";
+    if (step && c->step_size < 0) return "--schedule step needs --step-size EPOCHS";
+    if (isnan(c->gamma)) c->gamma = 0.1;
+    if (c->warmup_epochs < 0) c->warmup_epochs = 0;
+    if (!c->epochs) c->epochs = TRAIN_FULL_DEFAULT_EPOCHS;
+    if (c->warmup_epochs >= c->epochs && c->warmup_epochs > 0) {
+        snprintf(msg, msg_bytes, "--warmup-epochs %d must be fewer than --epochs %d", c->warmup_epochs, c->epochs);
+        return msg;
+    }
+    if (isnan(c->lr)) c->lr = sgd ? TRAIN_FULL_DEFAULT_LR_SGD : TRAIN_FULL_DEFAULT_LR_ADAM;
+    if (isnan(c->lr_backbone)) c->lr_backbone = c->lr;
+    if (isnan(c->clip_grad)) c->clip_grad = 0;
+    else if (!(c->clip_grad > 0)) return "--clip-grad must be greater than 0 (leave it out for no clipping)";
+    return NULL;
+}
+
+/* The --mode full flags given in head mode: the first one's name, or NULL. */
+static const char *full_flag_given(const train_config *c)
+{
+    if (!isnan(c->lr_backbone)) return "--lr-backbone";
+    if (c->optimizer[0]) return "--optimizer";
+    if (c->nesterov) return "--nesterov";
+    if (c->no_bn_bias_decay) return "--no-bn-bias-decay";
+    if (c->schedule[0]) return "--schedule";
+    if (c->step_size >= 0) return "--step-size";
+    if (!isnan(c->gamma)) return "--gamma";
+    if (c->warmup_epochs >= 0) return "--warmup-epochs";
+    if (!isnan(c->clip_grad)) return "--clip-grad";
+    if (c->bn[0]) return "--bn";
+    if (c->dropout[0]) return "--dropout";
+    if (c->resume) return "--resume";
+    if (c->checkpoint_dir[0]) return "--checkpoint-dir";
+    return NULL;
+}
+
+/* Checks and completes the configuration; prints the usage error and returns 2, or 0. */
 static int check_args(train_config *c, const model_arch **arch)
 {
-    const char *why = NULL;
-    char stem[sizeof c->out];
+    const char *why = NULL, *flag;
+    char stem[sizeof c->out], msg[256];
+    const int full = !strcmp(c->mode, "full");
     if (!c->base[0]) why = "--base is required";
     else if (!(*arch = model_arch_find(c->base))) why = "unknown --base";
     else if (!c->data[0]) why = "--data is required";
-    else if (!(c->lr > 0)) why = "--lr must be greater than 0";
+    else if (!isnan(c->lr) && !(c->lr > 0)) why = "--lr must be greater than 0";
     else if (c->val_split > 0.9) why = "--val-split must be at most 0.9";
-    else if (strcmp(c->mode, "head")) why = "--mode: only 'head' is implemented (the backbone frozen)";
-    else if (!c->out[0] && !c->name[0]) why = "--out FILE or --name NAME is required";
+    else if (!full && strcmp(c->mode, "head"))
+        why = "--mode must be 'head' (a new last layer on the frozen backbone) or 'full' (every layer trained)";
+    else if (!full && (flag = full_flag_given(c))) {
+        snprintf(msg, sizeof msg, "%s applies to --mode full only", flag);
+        why = msg;
+    } else if (full) why = check_full_args(c, msg, sizeof msg);
+    else {
+        if (isnan(c->lr)) c->lr = TRAIN_DEFAULT_LR;
+        if (!c->epochs) c->epochs = TRAIN_DEFAULT_EPOCHS;
+    }
+    if (!why && !c->out[0] && !c->name[0]) why = "--out FILE or --name NAME is required";
     if (!why && c->out[0]) {
         const size_t n = strlen(c->out);
         if (n < 12 || strcmp(c->out + n - 12, ".safetensors")) why = "--out must end in .safetensors";
@@ -434,6 +617,10 @@ static int check_args(train_config *c, const model_arch **arch)
     if (!why && !c->out[0] &&
         (size_t)snprintf(c->out, sizeof c->out, "%s/%s.safetensors", c->weights_dir, c->name) >= sizeof c->out)
         why = "--weights-dir too long";
+    if (!why && full && !c->checkpoint_dir[0] && /* beside the output: <out without .safetensors>.ckpt/ */
+        (size_t)snprintf(c->checkpoint_dir, sizeof c->checkpoint_dir, "%.*s.ckpt", (int)(strlen(c->out) - 12),
+                         c->out) >= sizeof c->checkpoint_dir)
+        why = "--out too long for the default --checkpoint-dir";
     if (why) {
         fprintf(stderr, "cnnserve train: %s (see --help)\n", why);
         if (!strcmp(why, "unknown --base")) {
@@ -471,6 +658,13 @@ int train_main(int argc, char **argv)
     const model_arch *arch = NULL;
     int rc = check_args(&c, &arch);
     if (rc) return rc;
+    char base_path[1200];
+    snprintf(base_path, sizeof base_path, "%s/%s.safetensors", c.weights_dir, arch->name);
+    if (same_file(base_path, c.out)) {
+        fprintf(stderr, "cnnserve train: --out %s is the base model's file; choose another\n", c.out);
+        return 2;
+    }
+    if (!strcmp(c.mode, "full")) return train_full_main(&c, arch, base_path);
     openblas_set_num_threads(1); /* the feature workers are the threads */
 
     console con = {.tty = isatty(STDERR_FILENO)};
@@ -485,38 +679,13 @@ int train_main(int argc, char **argv)
     rc = 1;
     const uint64_t t_start = timing_now_ns();
 
-    char base_path[1200];
-    snprintf(base_path, sizeof base_path, "%s/%s.safetensors", c.weights_dir, arch->name);
-    if (same_file(base_path, c.out)) {
-        fprintf(stderr, "cnnserve train: --out %s is the base model's file; choose another\n", c.out);
-        rc = 2;
-        goto done;
-    }
     char warn[1024];
     if (model_load(&m, arch->name, base_path, err, sizeof err, warn, sizeof warn) != CNN_OK) {
         fprintf(stderr, "cnnserve train: cannot load the base model: %s\n", err);
         goto done;
     }
     if (warn[0]) console_warn(&con, warn);
-    dataset_opts dopts = {.min_classes = 2, .warn = console_warn, .warn_arg = &con};
-    if (dataset_load(&d, c.data, c.labels[0] ? c.labels : NULL, &dopts, err, sizeof err) != CNN_OK) {
-        fprintf(stderr, "cnnserve train: %s\n", err);
-        goto done;
-    }
-    for (int i = 0; i < d.n_classes; i++) { /* the file stores them as JSON strings */
-        json_t *f = json_string(d.folders[i]), *l = json_string(d.labels[i]);
-        json_decref(f);
-        json_decref(l);
-        if (!f || !l) {
-            fprintf(stderr, "cnnserve train: class folder '%s' or its label is not valid UTF-8; rename the folder\n",
-                    d.folders[i]);
-            goto done;
-        }
-    }
-    if (d.n_items > INT32_MAX) {
-        fprintf(stderr, "cnnserve train: %zu images: too many\n", d.n_items);
-        goto done;
-    }
+    if (train_load_dataset(&c, &con, &d)) goto done;
     const int dim = model_feature_dim(m), k = d.n_classes, n_items = (int)d.n_items;
     features = malloc((size_t)n_items * dim * sizeof(float));
     ok = calloc((size_t)n_items, 1);
@@ -541,53 +710,11 @@ int train_main(int argc, char **argv)
         fprintf(stderr, "cnnserve train: cannot start the feature workers (out of memory)\n");
         goto done;
     }
+    for (int i = 0; i < n_items; i++) labels[i] = d.items[i].label;
     int n_train = 0, n_val = 0, n_skipped = 0;
-    json_t *classes = json_array(), *skipped = json_array();
-    int *class_train = calloc((size_t)k, sizeof(int)), *class_val = calloc((size_t)k, sizeof(int));
-    if (!classes || !skipped || !class_train || !class_val) {
-        json_decref(classes);
-        json_decref(skipped);
-        free(class_train);
-        free(class_val);
-        fprintf(stderr, "cnnserve train: out of memory\n");
+    if (!(log = train_log_begin(&c, arch, base_path, &d, ok, is_val, train_idx, &n_train, val_idx, &n_val,
+                                &n_skipped)))
         goto done;
-    }
-    for (int i = 0; i < n_items; i++) {
-        labels[i] = d.items[i].label;
-        if (!ok[i]) {
-            n_skipped++;
-            json_array_append_new(skipped, json_string(d.items[i].path));
-        } else if (is_val[i]) {
-            val_idx[n_val++] = i;
-            class_val[labels[i]]++;
-        } else {
-            train_idx[n_train++] = i;
-            class_train[labels[i]]++;
-        }
-    }
-    int bad_class = -1;
-    for (int i = 0; i < k; i++) {
-        if (!class_train[i]) bad_class = i;
-        json_array_append_new(classes, json_pack("{s:s,s:s,s:I,s:i,s:i}", "folder", d.folders[i], "label", d.labels[i],
-                                                 "images", (json_int_t)d.n_class_items[i], "train", class_train[i],
-                                                 "val", class_val[i]));
-    }
-    free(class_train);
-    free(class_val);
-    log = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:o,s:i,s:i,s:i,s:i,s:o}", "command", "cnnserve train", "version",
-                    CNNSERVE_VERSION, "name", c.name, "base", arch->name, "base_file", base_path, "data", c.data, "out",
-                    c.out, "classes", classes, "n_images", n_items, "n_train", n_train, "n_val", n_val, "n_skipped",
-                    n_skipped, "skipped", skipped);
-    if (!log) {
-        fprintf(stderr, "cnnserve train: cannot build the log (out of memory, or a path or class folder name is "
-                        "not UTF-8)\n");
-        goto done;
-    }
-    if (bad_class >= 0) {
-        fprintf(stderr, "cnnserve train: class '%s' has no readable training image (%zu listed, %d skipped)\n",
-                d.folders[bad_class], d.n_class_items[bad_class], n_skipped);
-        goto done;
-    }
     json_object_set_new(log, "features", json_pack("{s:i,s:i,s:f,s:f,s:i}", "dim", dim, "images", n_items - n_skipped,
                                                    "seconds", feat_s, "images_per_s",
                                                    feat_s > 0 ? n_items / feat_s : 0.0, "threads", c.n_threads));
@@ -628,7 +755,7 @@ int train_main(int argc, char **argv)
     }
     const double train_s = timing_ms(t_train, timing_now_ns()) / 1e3;
     console_end_progress(&con);
-    if ((rc = write_model(&c, m, base_path, &d, w, b, recipe, fin[3], err, sizeof err)) != CNN_OK) {
+    if ((rc = write_model(m, c.out, base_path, &d, w, b, recipe, fin[3], err, sizeof err)) != CNN_OK) {
         fprintf(stderr, "cnnserve train: %s\n", err);
         rc = 1;
         goto done;
@@ -637,14 +764,14 @@ int train_main(int argc, char **argv)
     json_object_set(log, "recipe", recipe);
     json_object_set_new(log, "epochs", tl.epochs);
     tl.epochs = NULL;
-    json_object_set_new(log, "final", json_pack("{s:o,s:o,s:o,s:o}", "train_loss", json_num(fin[0]), "train_accuracy",
-                                                json_num(fin[1]), "val_loss", json_num(fin[2]), "val_accuracy",
-                                                json_num(fin[3])));
+    json_object_set_new(log, "final", json_pack("{s:o,s:o,s:o,s:o}", "train_loss", train_json_num(fin[0]), "train_accuracy",
+                                                train_json_num(fin[1]), "val_loss", train_json_num(fin[2]), "val_accuracy",
+                                                train_json_num(fin[3])));
     json_object_set_new(log, "train_seconds", json_real(train_s));
     json_object_set_new(log, "total_seconds", json_real(total_s));
     if (c.log_json[0]) {
         char *text = json_dumps(log, JSON_INDENT(1) | JSON_REAL_PRECISION(9));
-        if (!text || write_text_atomic(c.log_json, text, err, sizeof err) != CNN_OK) {
+        if (!text || train_write_text_atomic(c.log_json, text, err, sizeof err) != CNN_OK) {
             fprintf(stderr, "cnnserve train: %s\n", text ? err : "out of memory");
             free(text);
             rc = 1;
