@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "../core/kernels_train.h"
@@ -179,17 +178,16 @@ typedef struct {
     double epoch_loss_sum;     /* sum of loss * n over this epoch's steps so far */
     int64_t epoch_correct, epoch_seen;
     double train_seconds;      /* training time of earlier runs of this training (resume) */
-    sigset_t stop_signals;
     char ckpt_model[1200], ckpt_state[1200];
 } full_run;
 
-/* The signal that asked to stop (SIGINT/SIGTERM, held blocked), or 0. */
-static int stop_requested(full_run *r)
-{
-    const struct timespec zero = {0, 0};
-    int sig = sigtimedwait(&r->stop_signals, NULL, &zero);
-    return sig > 0 ? sig : 0;
-}
+/* The signal (SIGINT/SIGTERM) that asked to stop, or 0. Set by the handler: the one mutable global,
+ * as a signal handler can reach nothing else (any thread, e.g. OpenBLAS's, may receive the signal). */
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig) { stop_signal = sig; }
+
+static int stop_requested(void) { return stop_signal; }
 
 /* The recipe: every hyper-parameter that determines the result. */
 static json_t *build_recipe(const full_run *r)
@@ -224,9 +222,9 @@ static json_t *build_recipe(const full_run *r)
 
 /* ---- checkpoints ---- */
 
-/* The model file's metadata (head mode's, plus checkpoint_step in checkpoints) as key/value pairs. */
-static cnn_status save_model(full_run *r, const char *path, double val_accuracy, int64_t checkpoint_step, char *err,
-                             size_t err_bytes)
+/* A checkpoint's model file, with head mode's metadata plus checkpoint_step. */
+static cnn_status save_checkpoint_model(full_run *r, const char *path, double val_accuracy, int64_t checkpoint_step,
+                                        char *err, size_t err_bytes)
 {
     train_meta tm;
     cnn_status s = train_meta_init(&tm, r->m, r->base, r->base_path, &r->d, r->recipe, val_accuracy, err, err_bytes);
@@ -235,10 +233,8 @@ static cnn_status save_model(full_run *r, const char *path, double val_accuracy,
     int n = 0;
     for (size_t i = 0; i < tm.n; i++) kv[2 * n] = tm.kv[i].key, kv[2 * n + 1] = tm.kv[i].value, n++;
     char step_text[32];
-    if (checkpoint_step >= 0) {
-        snprintf(step_text, sizeof step_text, "%lld", (long long)checkpoint_step);
-        kv[2 * n] = "checkpoint_step", kv[2 * n + 1] = step_text, n++;
-    }
+    snprintf(step_text, sizeof step_text, "%lld", (long long)checkpoint_step);
+    kv[2 * n] = "checkpoint_step", kv[2 * n + 1] = step_text, n++;
     s = model_train_save(r->t, path, kv, n, err, err_bytes);
     train_meta_free(&tm);
     return s;
@@ -259,7 +255,7 @@ static cnn_status write_checkpoint(full_run *r, double val_accuracy, char *err, 
     if (mkdir(r->c->checkpoint_dir, 0777) && errno != EEXIST)
         return cnn_err(err, err_bytes, CNN_ERR_IO, "cannot create the checkpoint folder %s: %s", r->c->checkpoint_dir,
                        strerror(errno));
-    cnn_status s = save_model(r, r->ckpt_model, val_accuracy, r->global_step, err, err_bytes);
+    cnn_status s = save_checkpoint_model(r, r->ckpt_model, val_accuracy, r->global_step, err, err_bytes);
     if (s != CNN_OK) return s;
     json_t *p = progress_json(r);
     char *text = p ? json_dumps(p, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
@@ -309,6 +305,44 @@ static cnn_status read_progress(full_run *r, FILE **f, json_t **progress, char *
     if (!*progress)
         return cnn_err(err, err_bytes, CNN_ERR_FORMAT, "--resume: %s: %s", r->ckpt_state, je.text);
     return CNN_OK;
+}
+
+/* Writes --out from the last checkpoint's tensors in the base file's tensor order (then any others in
+ * the checkpoint's order) with the final metadata: the same bytes whether the run was resumed or
+ * not (model_train_save writes in the order of the file the model was loaded from). */
+static cnn_status write_output(full_run *r, double val_accuracy, char *err, size_t err_bytes)
+{
+    weights *ck = NULL;
+    weights_out_tensor *t = NULL;
+    uint8_t *used = NULL;
+    train_meta tm = {0};
+    cnn_status s = weights_open(&ck, r->ckpt_model, err, err_bytes);
+    if (s != CNN_OK) return s;
+    const size_t n_ck = weights_count(ck), n_base = weights_count(r->base);
+    t = malloc((n_ck ? n_ck : 1) * sizeof *t);
+    used = calloc(n_ck ? n_ck : 1, 1);
+    if (!t || !used) {
+        s = cnn_err(err, err_bytes, CNN_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    size_t n = 0;
+    for (size_t pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < (pass ? n_ck : n_base); i++) {
+            const weights_tensor *ct = pass ? weights_at(ck, i) : weights_find(ck, weights_at(r->base, i)->name);
+            const size_t at = ct ? (size_t)(ct - weights_at(ck, 0)) : 0;
+            if (!ct || used[at]) continue;
+            used[at] = 1;
+            t[n++] = (weights_out_tensor){ct->name, ct->n_dims, ct->shape, ct->data};
+        }
+    if ((s = train_meta_init(&tm, r->m, r->base, r->base_path, &r->d, r->recipe, val_accuracy, err, err_bytes)) ==
+        CNN_OK)
+        s = weights_write(r->c->out, t, n, tm.kv, tm.n, err, err_bytes);
+done:
+    train_meta_free(&tm);
+    free(t);
+    free(used);
+    weights_free(ck);
+    return s;
 }
 
 /* ---- steps, validation ---- */
@@ -404,7 +438,7 @@ static int run_epoch(full_run *r, double *seconds)
         snprintf(line, sizeof line, "epoch %d/%d step %d/%d: loss %.4f, %.1f images/s", r->epoch + 1, c->epochs, k + 1,
                  nb, r->epoch_seen ? r->epoch_loss_sum / r->epoch_seen : 0.0, s > 0 ? images / s : 0.0);
         console_progress(&r->con, line);
-        const int sig = stop_requested(r);
+        const int sig = stop_requested();
         if (sig) {
             prefetch_wait(&r->pf);
             *seconds = timing_ms(t0, timing_now_ns()) / 1e3;
@@ -529,8 +563,12 @@ static int resume(full_run *r, model_train_opts *mo)
         goto fail;
     }
     json_array_extend(r->epochs, e);
-    fprintf(stderr, "cnnserve train: resuming from %s at epoch %d, step %d of %d\n", r->c->checkpoint_dir,
-            r->epoch + 1, r->step_in_epoch, r->steps_per_epoch);
+    if (r->epoch >= r->c->epochs)
+        fprintf(stderr, "cnnserve train: the checkpoint in %s has all %d epochs; writing the output\n",
+                r->c->checkpoint_dir, r->c->epochs);
+    else
+        fprintf(stderr, "cnnserve train: resuming from %s at epoch %d, step %d of %d\n", r->c->checkpoint_dir,
+                r->epoch + 1, r->step_in_epoch, r->steps_per_epoch);
     rc = 0;
 fail:
     if (rc) fprintf(stderr, "cnnserve train: %s\n", err);
@@ -566,7 +604,7 @@ static int train_full_run(full_run *r)
     fprintf(stderr, "cnnserve train: %s full fine-tuning, %d classes, %d images in %s; %d threads\n", r->arch->name,
             r->d.n_classes, n_items, c->data, c->n_threads);
     scan_images(r);
-    if (stop_requested(r)) {
+    if (stop_requested()) {
         fprintf(stderr, "cnnserve train: interrupted before training; nothing written\n");
         return 1;
     }
@@ -624,8 +662,8 @@ static int train_full_run(full_run *r)
                         strsignal(sig), err);
                 return 1;
             }
-            fprintf(stderr, "cnnserve train: stopped by %s after epoch %d step %d/%d; checkpoint in %s; continue "
-                            "with the same command and --resume\n",
+            fprintf(stderr, "cnnserve train: stopped by %s in epoch %d after step %d/%d; checkpoint in %s; "
+                            "continue with the same command and --resume\n",
                     strsignal(sig), r->epoch + 1, r->step_in_epoch, r->steps_per_epoch, c->checkpoint_dir);
             return 128 + sig;
         }
@@ -656,7 +694,7 @@ static int train_full_run(full_run *r)
             fprintf(stderr, "cnnserve train: %s\n", err);
             return 1;
         }
-        const int sig2 = stop_requested(r);
+        const int sig2 = stop_requested();
         if (sig2 && r->epoch < c->epochs) {
             fprintf(stderr, "cnnserve train: stopped by %s after epoch %d; checkpoint in %s; continue with the same "
                             "command and --resume\n",
@@ -673,7 +711,7 @@ static int train_full_run(full_run *r)
                       ? json_number_value(json_object_get(last, "val_accuracy"))
                       : NAN;
     }
-    if (save_model(r, c->out, val_acc, -1, err, sizeof err) != CNN_OK) {
+    if (write_output(r, val_acc, err, sizeof err) != CNN_OK) {
         fprintf(stderr, "cnnserve train: %s\n", err);
         return 1;
     }
@@ -718,13 +756,15 @@ int train_full_main(const train_config *c, const model_arch *arch, const char *b
     r.base_path = base_path;
     r.con.tty = isatty(STDERR_FILENO);
     pthread_mutex_init(&r.con.lock, NULL);
-    /* SIGINT/SIGTERM held pending in every thread (the decode thread and the model's workers inherit
-     * the mask) and polled between steps: the step in progress finishes, then a checkpoint is written. */
-    sigemptyset(&r.stop_signals);
-    sigaddset(&r.stop_signals, SIGINT);
-    sigaddset(&r.stop_signals, SIGTERM);
-    sigset_t old;
-    pthread_sigmask(SIG_BLOCK, &r.stop_signals, &old);
+    /* SIGINT/SIGTERM only set a flag, polled between steps: the step in progress finishes, then a
+     * checkpoint is written (a signal ignored when we started, e.g. by nohup, stays ignored). */
+    struct sigaction sa = {.sa_handler = on_stop_signal, .sa_flags = SA_RESTART}, old_int, old_term;
+    sigemptyset(&sa.sa_mask);
+    stop_signal = 0;
+    sigaction(SIGINT, NULL, &old_int);
+    sigaction(SIGTERM, NULL, &old_term);
+    if (old_int.sa_handler != SIG_IGN) sigaction(SIGINT, &sa, NULL);
+    if (old_term.sa_handler != SIG_IGN) sigaction(SIGTERM, &sa, NULL);
     const int rc = train_full_run(&r);
     prefetch_free(&r.pf);
     optim_free(r.opt);
@@ -742,6 +782,7 @@ int train_full_main(const train_config *c, const model_arch *arch, const char *b
     weights_free(r.base);
     model_free(r.m);
     pthread_mutex_destroy(&r.con.lock);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
     return rc;
 }
