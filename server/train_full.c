@@ -178,6 +178,7 @@ typedef struct {
     double epoch_loss_sum;     /* sum of loss * n over this epoch's steps so far */
     int64_t epoch_correct, epoch_seen;
     double train_seconds;      /* training time of earlier runs of this training (resume) */
+    double decode_wait_seconds; /* this run's steps waiting for their batch (the decode thread behind) */
     char ckpt_model[1200], ckpt_state[1200];
 } full_run;
 
@@ -408,7 +409,9 @@ static int run_epoch(full_run *r, double *seconds)
     prefetch_submit(&r->pf, r->order + (size_t)k * b, r->n_train - k * b < b ? r->n_train - k * b : b, 1,
                     (uint64_t)r->epoch, k % 2);
     for (; k < nb; k++) {
+        const uint64_t tw = timing_now_ns();
         prefetch_wait(&r->pf);
+        r->decode_wait_seconds += timing_ms(tw, timing_now_ns()) / 1e3;
         const int slot = k % 2, n = r->pf.n_ok[slot];
         if (k + 1 < nb) {
             const int at = (k + 1) * b;
@@ -726,6 +729,7 @@ static int train_full_run(full_run *r)
     json_object_set_new(r->log, "train_seconds", json_real(r->train_seconds));
     json_object_set_new(r->log, "train_images_per_s",
                         train_json_num(r->train_seconds > 0 ? (double)r->n_train * c->epochs / r->train_seconds : NAN));
+    json_object_set_new(r->log, "decode_wait_seconds", json_real(r->decode_wait_seconds));
     json_object_set_new(r->log, "total_seconds", json_real(total_s));
     json_object_set_new(r->log, "model_bytes", json_integer((json_int_t)model_train_bytes(r->t)));
     if (c->log_json[0]) {
