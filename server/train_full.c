@@ -7,6 +7,7 @@
  * step with a checkpoint. The output is head mode's format with mode "full" in the recipe. */
 #include <errno.h>
 #include <jansson.h>
+#include <libgen.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -618,6 +619,18 @@ static int train_full_run(full_run *r)
     if (!(r->recipe = build_recipe(r)) ||
         !(r->recipe_text = json_dumps(r->recipe, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17)))) {
         fprintf(stderr, "cnnserve train: out of memory\n");
+        return 1;
+    }
+    /* Where the results go must be writable before hours of training, not after. */
+    char out_dir[1024];
+    snprintf(out_dir, sizeof out_dir, "%s", c->out);
+    if (access(dirname(out_dir), W_OK)) {
+        fprintf(stderr, "cnnserve train: cannot write into the folder of --out %s: %s\n", c->out, strerror(errno));
+        return 1;
+    }
+    if (mkdir(c->checkpoint_dir, 0777) && errno != EEXIST) {
+        fprintf(stderr, "cnnserve train: cannot create the checkpoint folder %s: %s\n", c->checkpoint_dir,
+                strerror(errno));
         return 1;
     }
     snprintf(r->ckpt_model, sizeof r->ckpt_model, "%s/" CKPT_MODEL, c->checkpoint_dir);
