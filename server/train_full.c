@@ -628,7 +628,7 @@ static int train_full_run(full_run *r)
         fprintf(stderr, "cnnserve train: cannot write into the folder of --out %s: %s\n", c->out, strerror(errno));
         return 1;
     }
-    if (mkdir(c->checkpoint_dir, 0777) && errno != EEXIST) {
+    if (!c->resume && mkdir(c->checkpoint_dir, 0777) && errno != EEXIST) {
         fprintf(stderr, "cnnserve train: cannot create the checkpoint folder %s: %s\n", c->checkpoint_dir,
                 strerror(errno));
         return 1;
