@@ -9,7 +9,8 @@
  * the medians summed per kernel kind. With --threads N > 1 each node runs as graph_run_part runs
  * it on N threads: split into N parts claimed by a pool whose workers spin between nodes (so a
  * node's time includes its hand-off and the wait for its slowest part), or whole on the calling
- * thread when graph_run_part runs it on one thread. --json writes the same as JSON. */
+ * thread when graph_run_part runs it on one thread (also the nodes of Inception's branch segments,
+ * whose overlap on two threads the per-node times do not show). --json writes the same as JSON. */
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
