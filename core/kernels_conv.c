@@ -312,8 +312,9 @@ void conv2d_forward_packed(const conv2d_params *p, const float *x, const float *
  * CONV_BWD_ROWS output channels so every dw row comes from the same call whatever the part.
  * Depthwise convolutions run kernels_dw.c's (the data gradient on its forward kernels). */
 
-/* Output channels per weight-gradient sgemm (the thread parts' alignment). */
-#define CONV_BWD_ROWS 32
+/* Output channels per weight-gradient sgemm (the thread parts' alignment): 64 measured 15-25 %
+ * faster than 32 on ShuffleNetV2's pointwise layers (fewer repacks of x), 6 % on MobileNetV3. */
+#define CONV_BWD_ROWS 64
 
 size_t conv2d_backward_scratch_floats(const conv2d_params *p)
 {

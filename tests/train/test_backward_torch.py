@@ -77,7 +77,7 @@ def conv_shapes(torch, g):
         (24, 24, 24, 9, 9, 5, 5, 1, 1, 2),           # depthwise 5x5
         (40, 40, 40, 10, 7, 5, 5, 2, 2, "same"),     # depthwise 5x5 stride 2 TF SAME
         (72, 24, 1, 7, 9, 1, 1, 1, 1, 0),            # pointwise
-        (24, 70, 1, 5, 5, 1, 1, 1, 1, 0),            # pointwise, 70 outputs (blocks of 32)
+        (24, 70, 1, 5, 5, 1, 1, 1, 1, 0),            # pointwise, 70 outputs (two blocks of 64)
         (24, 16, 1, 9, 9, 1, 1, 2, 2, 0),            # 1x1 stride 2
         (3, 8, 1, 23, 21, 11, 11, 4, 4, 2),          # AlexNet conv1
         (8, 12, 1, 9, 11, 5, 5, 1, 1, 2),            # AlexNet conv2-like

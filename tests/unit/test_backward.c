@@ -329,9 +329,10 @@ static void test_conv_sweep(void)
             }
         }
     }
-    /* wide layers: more than one weight-gradient block (32 channels), pointwise and 3x3 */
+    /* wide layers: more than one weight-gradient block (64 channels), pointwise and 3x3 */
     static const int wide[][6] = {{40, 70, 1, 9, 1, 1}, {24, 100, 1, 5, 3, 1}, {64, 64, 2, 4, 3, 2},
-                                  {33, 33, 33, 17, 3, 2}, {70, 70, 70, 9, 5, 1}, {16, 96, 1, 7, 1, 2}};
+                                  {33, 33, 33, 17, 3, 2}, {70, 70, 70, 9, 5, 1}, {16, 96, 1, 7, 1, 2},
+                                  {20, 140, 1, 6, 3, 1}, {128, 256, 2, 5, 1, 1}};
     for (size_t i = 0; i < sizeof wide / sizeof wide[0]; i++) {
         conv2d_params p;
         const int *v = wide[i];
