@@ -32,6 +32,7 @@ from bench_util import PEERS, TORCH_CONFIGS, XNNPACK_MODELS, best_config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ALL_MODELS = "mobilenet_v3_large,mobilenet_v3_small,shufflenet_v2_x1_0,alexnet,inception_v3"
+PEER_KEYS = tuple(key for key, _ in PEERS if key != "ours")
 
 
 def parse_args(argv):
@@ -59,6 +60,9 @@ def parse_args(argv):
     p.add_argument("--xnnpack-bin", default=os.path.join(bench_util.REPO, "build", "bench", "peer_xnnpack"),
                    help="the XNNPACK peer (make builds it where libxnnpack-dev is installed)")
     p.add_argument("--no-peers", action="store_true", help="time cnnserve only")
+    p.add_argument("--peers", default=",".join(PEER_KEYS),
+                   help="comma list of the peers to run next to ours (default: all of %s); the others are "
+                        "reported as not selected" % ", ".join(PEER_KEYS))
     p.add_argument("--layer-prof", default=os.path.join(bench_util.REPO, "build", "tests", "layer_prof"),
                    help="the layer profiler (make build/tests/layer_prof); missing: no layer profile")
     p.add_argument("--prof-iters", type=int, default=50, help="passes of the layer profile per model and thread count")
@@ -75,6 +79,9 @@ def parse_args(argv):
     p.add_argument("--report-only", action="store_true",
                    help="only rewrite OUT_DIR/latest.md from OUT_DIR/latest.json")
     args = p.parse_args(argv)
+    unknown = set(args.peers.split(",")) - set(PEER_KEYS)
+    if unknown:
+        p.error("--peers: unknown %s (known: %s)" % (", ".join(sorted(unknown)), ", ".join(PEER_KEYS)))
     if not 1 <= args.rounds <= args.iters:
         p.error("--rounds must be between 1 and --iters")
     return args
@@ -581,9 +588,14 @@ def main(argv=None):
         return 1
     onnx_dir = None
     if not args.no_peers:
-        onnx_dir, ort_skip = setup_ort(args)
-        for peer, reason in (("pytorch", torch_skip_reason(args.python)), ("onnxruntime", ort_skip),
-                             ("xnnpack", xnnpack_skip_reason(args.xnnpack_bin))):
+        selected = args.peers.split(",")
+        for peer in PEER_KEYS:
+            if peer not in selected:
+                res["skipped"][peer] = "not selected (--peers %s)" % args.peers
+        onnx_dir, ort_skip = setup_ort(args) if "onnxruntime" in selected else (None, None)
+        for peer, reason in (("pytorch", "pytorch" in selected and torch_skip_reason(args.python)),
+                             ("onnxruntime", ort_skip),
+                             ("xnnpack", "xnnpack" in selected and xnnpack_skip_reason(args.xnnpack_bin))):
             if reason:
                 res["skipped"][peer] = reason
                 log("%s skipped: %s" % (peer, reason))

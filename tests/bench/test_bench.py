@@ -213,6 +213,13 @@ def test_rounds_split_and_abba_order():
     check(run_bench.round_jobs([1, 2], 1, True) == first[::-1], "round 2 is not the reverse of round 1")
     check(run_bench.round_jobs([1, 2], 2, True) == first, "round 3 is not round 1's order")
     check(run_bench.round_jobs([1, 2], 1, False) == [("ours", None, None)], "--no-peers runs ours only")
+    check(run_bench.parse_args(["--peers", "xnnpack,pytorch"]).peers == "xnnpack,pytorch", "--peers list")
+    check(run_bench.parse_args([]).peers.split(",") == ["onnxruntime", "pytorch", "xnnpack"], "--peers default: all")
+    try:
+        run_bench.parse_args(["--peers", "xnnpack,nope"])
+        check(False, "--peers with an unknown peer accepted")
+    except SystemExit as e:
+        check(e.code == 2, "--peers nope: exit %s" % e.code)
     for t in (1, 2, 4):
         for name, _, env in run_bench.torch_configs(t):
             check(env.get("OPENBLAS_NUM_THREADS") and env.get("OMP_NUM_THREADS"),
