@@ -10,7 +10,9 @@
  * second layer (x/6 + 1/2, clamped to [0, 1]); the residual add and the excitation multiply run in
  * place. ShuffleNetV2's split reads the second half of the input by channel stride and the branch
  * writes its result over it, so the concatenation costs nothing and one channel-shuffle operator
- * produces the unit's output. TF "SAME" files (__metadata__ padding = tf_same) get the asymmetric
+ * produces the unit's output. The last operator yields the pool's workers (XNN_FLAG_YIELD_WORKERS, as
+ * TensorFlow Lite's delegate creates its XNNPACK runtime), so they sleep between inferences instead
+ * of spinning. TF "SAME" files (__metadata__ padding = tf_same) get the asymmetric
  * padding. Activations share a few buffers (linear-scan reuse over the operators' order).
  *
  * Before timing, the logits are cross-checked against ours (model_load + model_run of the same file
@@ -225,8 +227,11 @@ static int conv_bn(net *n, view in, int c_out, int k, int stride, int groups, ac
 }
 
 /* Fully connected "<name>.weight" [n_out][n_in](,1,1) + "<name>.bias" on a 1x1 value; scale/shift
- * applied to the weights and bias (the hard-sigmoid fold), output clamped to [lo, hi]. */
-static int fc(net *n, int x, int n_out, int n_dims, const char *layer, float scale, float shift, float lo, float hi)
+ * applied to the weights and bias (the hard-sigmoid fold), output clamped to [lo, hi]; flags
+ * XNN_FLAG_YIELD_WORKERS on the last operator lets the pool's workers sleep after each inference, as
+ * TensorFlow Lite's XNNPACK delegate asks of its runtime. */
+static int fc(net *n, int x, int n_out, int n_dims, const char *layer, float scale, float shift, float lo, float hi,
+              uint32_t flags)
 {
     if (n->failed) return -1;
     int n_in = n->values[x].c;
@@ -256,7 +261,7 @@ static int fc(net *n, int x, int n_out, int n_dims, const char *layer, float sca
     net_op *op = add_op(n, OP_FC, whole(n, x), NO_VIEW, whole(n, y));
     if (op)
         check_xnn(n, xnn_create_fully_connected_nc_f32((size_t)n_in, (size_t)n_out, (size_t)n_in, (size_t)n_out, kern,
-                                                       bias, lo, hi, 0, &op->op),
+                                                       bias, lo, hi, flags, &op->op),
                   layer);
     free(kern);
     free(bias);
@@ -336,9 +341,9 @@ static int bneck(net *n, int x, const bneck_row *r, int index)
         nm(fc2, sizeof fc2, "features.%d.block.%d.fc2", index, j);
         j++;
         int s = global_avg(n, y);
-        s = fc(n, s, make_divisible8(r->c_exp / 4), 4, fc1, 1.0f, 0.0f, 0.0f, INFINITY);
+        s = fc(n, s, make_divisible8(r->c_exp / 4), 4, fc1, 1.0f, 0.0f, 0.0f, INFINITY, 0);
         /* hard-sigmoid: relu6(x + 3) / 6 = clamp(x / 6 + 1/2, 0, 1) folded into the layer */
-        s = fc(n, s, r->c_exp, 4, fc2, 1.0f / 6.0f, 0.5f, 0.0f, 1.0f);
+        s = fc(n, s, r->c_exp, 4, fc2, 1.0f / 6.0f, 0.5f, 0.0f, 1.0f, 0);
         if (!n->failed) {
             const value *v = &n->values[y];
             net_op *op = add_op(n, OP_MUL, whole(n, y), whole(n, s), whole(n, y));
@@ -366,9 +371,9 @@ static int mobilenet_v3(net *n, int x, const bneck_row *rows, int n_rows, int la
     nm(name, sizeof name, "features.%d", n_rows + 1);
     x = cna(n, x, 6 * rows[n_rows - 1].c_out, 1, 1, 1, ACT_HSWISH_, name);
     x = global_avg(n, x);
-    x = fc(n, x, last_channel, 2, "classifier.0", 1.0f, 0.0f, -INFINITY, INFINITY);
+    x = fc(n, x, last_channel, 2, "classifier.0", 1.0f, 0.0f, -INFINITY, INFINITY, 0);
     if (!n->failed) hswish_inplace(n, x);
-    return fc(n, x, -1, 2, "classifier.3", 1.0f, 0.0f, -INFINITY, INFINITY);
+    return fc(n, x, -1, 2, "classifier.3", 1.0f, 0.0f, -INFINITY, INFINITY, XNN_FLAG_YIELD_WORKERS);
 }
 
 /* ---- ShuffleNetV2 x1.0 ---- */
@@ -455,7 +460,7 @@ static int shufflenet_v2(net *n, int x)
     if (x < 0) return -1;
     x = cb(n, whole(n, x), channels[4], 1, 1, 1, ACT_RELU_, "conv5", 0, NO_VIEW);
     x = global_avg(n, x);
-    return fc(n, x, -1, 2, "fc", 1.0f, 0.0f, -INFINITY, INFINITY);
+    return fc(n, x, -1, 2, "fc", 1.0f, 0.0f, -INFINITY, INFINITY, XNN_FLAG_YIELD_WORKERS);
 }
 
 /* ---- buffers, set-up, run ---- */
