@@ -148,7 +148,7 @@ static void train_defaults(train_config *c)
     c->epochs = 0;     /* unset: per mode (check_args) */
     c->batch = TRAIN_DEFAULT_BATCH;
     c->lr = NAN;       /* unset: per mode and optimizer */
-    c->momentum = TRAIN_DEFAULT_MOMENTUM;
+    c->momentum = NAN; /* unset: 0.9 (SGD only) */
     c->weight_decay = TRAIN_DEFAULT_WEIGHT_DECAY;
     c->lr_backbone = c->gamma = c->clip_grad = NAN;
     c->step_size = c->warmup_epochs = -1;
@@ -570,6 +570,8 @@ static const char *check_full_args(train_config *c, char *msg, size_t msg_bytes)
     if (!c->bn[0]) snprintf(c->bn, sizeof c->bn, "frozen");
     if (!c->dropout[0]) snprintf(c->dropout, sizeof c->dropout, "on");
     const int sgd = !strcmp(c->optimizer, "sgd"), step = !strcmp(c->schedule, "step");
+    if (!sgd && !isnan(c->momentum)) return "--momentum applies to --optimizer sgd (Adam's betas are 0.9, 0.999)";
+    if (isnan(c->momentum)) c->momentum = TRAIN_DEFAULT_MOMENTUM;
     if (c->nesterov && !sgd) return "--nesterov applies to --optimizer sgd";
     if (c->nesterov && !(c->momentum > 0)) return "--nesterov needs a --momentum above 0";
     if (!step && (c->step_size >= 0 || !isnan(c->gamma)))
@@ -628,6 +630,7 @@ static int check_args(train_config *c, const model_arch **arch)
     else {
         if (isnan(c->lr)) c->lr = TRAIN_DEFAULT_LR;
         if (!c->epochs) c->epochs = TRAIN_DEFAULT_EPOCHS;
+        if (isnan(c->momentum)) c->momentum = TRAIN_DEFAULT_MOMENTUM;
     }
     if (!why && !c->out[0] && !c->name[0]) why = "--out FILE or --name NAME is required";
     if (!why && c->out[0]) {

@@ -97,12 +97,13 @@ def test_head_mode_report():
         assert os.path.isfile(os.path.join(out, "out", "weights", "monkeys_mobilenet_v3_small.safetensors"))
 
 
-def test_full_mode_unsupported():
+def test_full_mode_report():
     need()
     with tempfile.TemporaryDirectory() as tmp:
         res, report, _ = run_paper(tmp, "full")
         assert res.returncode == 0, res.stderr[-2000:]
-        assert "`--mode full` is not supported by this `cnnserve train`" in report, report[:3000]
+        assert "is not supported by this `cnnserve train`" not in report, report[:3000]
+        assert "Mode: `--mode full`" in report and "| MobileNetV3-Small |" in report, report[:3000]
 
 
 if __name__ == "__main__":

@@ -182,6 +182,7 @@ def case_errors(tmp, data):
         (["--mode", "full", "--dropout", "yes"], "--dropout must be on or off"),
         (["--mode", "full", "--optimizer", "adam", "--nesterov"], "--nesterov applies to --optimizer sgd"),
         (["--mode", "full", "--nesterov", "--momentum", "0"], "--nesterov needs a --momentum above 0"),
+        (["--mode", "full", "--optimizer", "adamw", "--momentum", "0.5"], "--momentum applies to --optimizer sgd"),
         (["--mode", "full", "--step-size", "2"], "--step-size and --gamma apply to --schedule step"),
         (["--mode", "full", "--schedule", "step"], "--schedule step needs --step-size"),
         (["--mode", "full", "--epochs", "3", "--warmup-epochs", "3"], "--warmup-epochs 3 must be fewer"),
