@@ -6,7 +6,9 @@
  * split over the threads for the per-image work, parameter gradients summed over the images in a
  * fixed order, BatchNorm split by channels). InceptionV3 trains without its auxiliary classifier
  * (aux_logits=False); its tensors are copied unchanged by model_train_save. The optimizer is the
- * caller's (core/optim.h): it updates model_param.data in place between steps. */
+ * caller's (core/optim.h): it updates model_param.data in place between steps. Some layers call
+ * OpenBLAS from the engine's threads: run it single-threaded (openblas_set_num_threads(1)), else
+ * its own threads spin against the engine's (measured: a quarter of a step's time in sched_yield). */
 #ifndef CNN_MODEL_TRAIN_H
 #define CNN_MODEL_TRAIN_H
 

@@ -18,12 +18,16 @@
  *   --save PATH         after the step, model_train_save to PATH (parameters as they were, BN
  *                       running statistics as the step left them in --bn train mode)
  *   --logits PATH       after the step, eval-mode logits of the batch, raw float32 n x K
+ *   --repeat R          run the step R times (the same step number, so the same gradients) and
+ *                       print the fastest step's wall time ("best_ms T"): steady-state speed
  * Prints "loss L n_correct C bytes B" on stdout. Exit status 0 on success, 1 on any error. */
+#include <cblas.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "../../core/weights.h"
 #include "../../models/model.h"
@@ -54,8 +58,10 @@ int main(int argc, char **argv)
                         "[--classes K] [--seed S] [--dropout] [--step S] [--save PATH] [--logits PATH]\n");
         return 1;
     }
+    openblas_set_num_threads(1); /* the engine's threads are the threads (model_train.h) */
     model_train_opts o = {.max_batch = 1, .n_threads = 1, .bn = MODEL_BN_FROZEN};
     uint64_t step = 0;
+    int repeat = 1;
     const char *save = NULL, *logits_path = NULL;
     for (int i = 6; i < argc; i++) {
         const int more = i + 1 < argc;
@@ -74,6 +80,8 @@ int main(int argc, char **argv)
             o.seed = strtoull(argv[++i], NULL, 10);
         } else if (!strcmp(argv[i], "--step") && more) {
             step = strtoull(argv[++i], NULL, 10);
+        } else if (!strcmp(argv[i], "--repeat") && more) {
+            repeat = atoi(argv[++i]);
         } else if (!strcmp(argv[i], "--dropout")) {
             o.dropout = 1;
         } else if (!strcmp(argv[i], "--save") && more) {
@@ -112,9 +120,17 @@ int main(int argc, char **argv)
     for (int i = 0; i < n; i++) lab[i] = labels[i];
     double loss = 0;
     int correct = 0;
-    if ((s = model_train_step(t, input, lab, n, step, &loss, &correct)) != CNN_OK) {
-        fprintf(stderr, "train_step_dump: step failed: %s (labels must be in 0..%d)\n", cnn_status_str(s), K - 1);
-        return 1;
+    double best_ms = 0;
+    for (int r = 0; r < (repeat > 1 ? repeat : 1); r++) {
+        struct timespec a, b;
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        if ((s = model_train_step(t, input, lab, n, step, &loss, &correct)) != CNN_OK) {
+            fprintf(stderr, "train_step_dump: step failed: %s (labels must be in 0..%d)\n", cnn_status_str(s), K - 1);
+            return 1;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        const double ms = (b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) / 1e6;
+        if (r == 0 || ms < best_ms) best_ms = ms;
     }
     const int np = model_train_n_params(t);
     weights_out_tensor *out = calloc((size_t)np, sizeof(*out));
@@ -145,7 +161,9 @@ int main(int argc, char **argv)
         }
         free(logits);
     }
-    printf("loss %.17g n_correct %d bytes %zu\n", loss, correct, model_train_bytes(t));
+    printf("loss %.17g n_correct %d bytes %zu", loss, correct, model_train_bytes(t));
+    if (repeat > 1) printf(" best_ms %.1f", best_ms);
+    printf("\n");
     free(out);
     free(lab);
     free(labels);
