@@ -8,8 +8,14 @@ IEEE ICBAIE) end to end with the cnnserve binary, for every base model whose wei
      fruits-360 validation part (the same split train held out); the base models on imagenet-sample;
   3. draw the figures (tools/eval_figures.py) and write REPORT.md with the paper's tables.
 
-  paper.py --bin bin/cnnserve --weights-dir W --data-dir ../shared/data --out-dir paper [--mode head]
-           [--threads N] [--epochs N] [--publish DIR]
+  paper.py --bin bin/cnnserve --weights-dir W --data-dir ../shared/data --out-dir paper [--mode head|full]
+           [--threads N] [--epochs N] [--epochs-fruits N] [--train-args "FLAGS"] [--torch-dir DIR]
+           [--publish DIR]
+
+With --mode full every layer is trained (`cnnserve train --mode full`); --train-args passes the recipe's
+flags (e.g. "--lr 0.01 --lr-backbone 0.001") and --torch-dir adds PyTorch's result with the same recipe
+on this machine (tools/torch_finetune.py's JSON files DATASET_ARCH.json, e.g. monkeys_mobilenet_v3_small.json)
+beside ours.
 
 Everything generated goes to OUT/out/ (models, logs, reports, figures) and OUT/REPORT.md; --publish
 also copies REPORT.md's tables and the PNG figures into DIR (the copy the repository keeps)."""
@@ -88,6 +94,9 @@ def main():
     ap.add_argument("--mode", default="head")
     ap.add_argument("--threads", type=int, default=0, help="0: the binary's default (the cores)")
     ap.add_argument("--epochs", type=int, default=0, help="0: train's default")
+    ap.add_argument("--epochs-fruits", type=int, default=0, help="epochs on fruits-360 (0: --epochs)")
+    ap.add_argument("--train-args", default="", help="more `cnnserve train` flags (the recipe), space separated")
+    ap.add_argument("--torch-dir", default="", help="tools/torch_finetune.py results DATASET_ARCH.json to compare with")
     ap.add_argument("--publish", default="", help="also copy the tables and PNG figures here")
     ap.add_argument("--python", default=sys.executable)
     a = ap.parse_args()
@@ -137,11 +146,17 @@ def main():
                    "--seed", str(SEED), "--log-json", jlog] + threads
             if ds["labels"]:
                 cmd += ["--labels", ds["labels"]]
-            if a.epochs:
-                cmd += ["--epochs", str(a.epochs)]
+            epochs = a.epochs_fruits if ds["name"] == "fruits" and a.epochs_fruits else a.epochs
+            if epochs:
+                cmd += ["--epochs", str(epochs)]
+            cmd += a.train_args.split()
             log("train %s on %s (%s)" % (arch, ds["name"], a.mode))
             rc, wall, tail = run(cmd, os.path.join(dirs["logs"], "train_%s.txt" % name))
-            entry = {"rc": rc, "wall_s": wall, "tail": tail, "file": wfile, "name": name}
+            entry = {"rc": rc, "wall_s": wall, "tail": tail, "file": wfile, "name": name, "cmd": cmd[1:]}
+            tpath = os.path.join(a.torch_dir, "%s.json" % name) if a.torch_dir else ""
+            if tpath and os.path.isfile(tpath):
+                with open(tpath) as f:
+                    entry["torch"] = json.load(f)
             if rc == 0 and os.path.isfile(jlog):
                 with open(jlog) as f:
                     entry["log"] = json.load(f)
@@ -249,6 +264,14 @@ def report_md(a, present, skipped, datasets, train, reports, figures, total, loa
         for arch, why in skipped:
             w("- %s: %s" % (arch, why))
         w("")
+    if a.mode == "full":
+        w("Full fine-tuning: every layer trained (`cnnserve train --mode full`, BatchNorm frozen unless the "
+          "recipe says otherwise), recipe flags `%s`, epochs %s (monkeys) / %s (fruits-360). PyTorch columns: "
+          "`tools/torch_finetune.py` with the same recipe, split (dataset.c's seeded stratified split), "
+          "augmentation kind (RandomResizedCrop + flip, its own random stream), optimizer, schedule, epochs, batch "
+          "and BatchNorm mode on this machine (2 threads, niced, while other work shared the cores)."
+          % (a.train_args or "(defaults)", a.epochs or "default", a.epochs_fruits or a.epochs or "default"))
+        w("")
     w("Test sets:")
     for ds in datasets:
         w("- %s: %s." % (ds["name"], ds["test_what"]))
@@ -275,50 +298,100 @@ def report_md(a, present, skipped, datasets, train, reports, figures, total, loa
         rep = reports.get(ds["name"])
         w("## %s" % ds["name"])
         w("")
-        w("Fine-tuning (Table IV/VI analogue, this machine): wall time of `cnnserve train`, which computes the "
-          "backbone features of every photo once and then trains the new last layer; best and final validation "
-          "accuracy from its per-epoch log.")
-        w("")
-        w("| model | fine-tuning time | of which features | images/s (features) | epochs | best val acc | final val acc | final train / val loss | fine-tuning time (paper) |")
-        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for arch in present:
-            e = train[(ds["name"], arch)]
-            lg = e.get("log")
-            if not lg:
-                w("| %s | failed: %s | | | | | | | n/a |" % (ARCH_NAME[arch], " ".join(e["tail"][-1:]) or "exit %d" % e["rc"]))
-                continue
-            vals = [ep.get("val_accuracy") for ep in lg.get("epochs", []) if ep.get("val_accuracy") is not None]
-            feat = lg.get("features", {})
-            fin = lg.get("final", {})
-            w("| %s | %.1f s | %s | %s | %d | %s | %s | %s / %s | %s |" % (
-                ARCH_NAME[arch], e["wall_s"], num(feat.get("seconds"), "%.1f s"), num(feat.get("images_per_s"), "%.1f"),
-                len(lg.get("epochs", [])), pct(max(vals) if vals else None), pct(fin.get("val_accuracy")),
-                num(fin.get("train_loss"), "%.3f"), num(fin.get("val_loss"), "%.3f"),
-                "%d min" % PAPER_FT_MIN_FRUITS[arch] if ds["name"] == "fruits" else "n/a"))
-        w("")
-        w("Test (`cnnserve eval`): top-1/top-5, mean cross-entropy (nats), macro-averaged one-vs-rest AUC, test time "
-          "per image (median decode + preprocess + inference, one image at a time on %s threads) and images/s of "
-          "the whole pass." % ((rep or {}).get("threads", "?")))
-        w("")
-        w("| model | images | top-1 | top-5 | cross-entropy | macro AUC | ms / image | images/s | top-1 (paper) |")
-        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for arch in present:
-            m = metric(rep, arch)
-            if not m:
-                w("| %s | not evaluated | | | | | | | n/a |" % ARCH_NAME[arch])
-                continue
-            mt, t = m["metrics"], m["timing"]
-            ms = t["decode_ms"]["median"] + t["preprocess_ms"]["median"] + t["inference_ms"]["median"]
-            w("| %s | %d | %s | %s | %.4f | %s | %.2f | %.1f | n/a |" % (
-                ARCH_NAME[arch], m["images"], pct(mt["top1"]), pct(mt["top5"]), mt["cross_entropy"],
-                num(mt["roc"]["macro"]["auc"], "%.5f"), ms, t["images_per_s"]))
-        w("")
+        if a.mode == "full":
+            full_table(w, ds, present, train)
+        else:
+            head_table(w, ds, present, train)
+        test_table(w, ds, present, rep, train, a.mode)
         for stem, what in (("roc_%s" % ds["name"], "ROC curves (paper Figs 5/7/9)"),
                            ("training_%s" % ds["name"], "training curves (paper Figs 4/6/8)")):
             if stem + ".png" in figures:
                 w("![%s, %s](figures/%s.png)" % (what, ds["name"], stem))
                 w("")
+    report_tail(w, present, reports, figures)
+    return "\n".join(L) + "\n"
 
+
+def head_table(w, ds, present, train):
+    w("Fine-tuning (Table IV/VI analogue, this machine): wall time of `cnnserve train`, which computes the "
+      "backbone features of every photo once and then trains the new last layer; best and final validation "
+      "accuracy from its per-epoch log.")
+    w("")
+    w("| model | fine-tuning time | of which features | images/s (features) | epochs | best val acc | final val acc | final train / val loss | fine-tuning time (paper) |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for arch in present:
+        e = train[(ds["name"], arch)]
+        lg = e.get("log")
+        if not lg:
+            w("| %s | failed: %s | | | | | | | n/a |" % (ARCH_NAME[arch], " ".join(e["tail"][-1:]) or "exit %d" % e["rc"]))
+            continue
+        vals = [ep.get("val_accuracy") for ep in lg.get("epochs", []) if ep.get("val_accuracy") is not None]
+        feat = lg.get("features", {})
+        fin = lg.get("final", {})
+        w("| %s | %.1f s | %s | %s | %d | %s | %s | %s / %s | %s |" % (
+            ARCH_NAME[arch], e["wall_s"], num(feat.get("seconds"), "%.1f s"), num(feat.get("images_per_s"), "%.1f"),
+            len(lg.get("epochs", [])), pct(max(vals) if vals else None), pct(fin.get("val_accuracy")),
+            num(fin.get("train_loss"), "%.3f"), num(fin.get("val_loss"), "%.3f"),
+            "%d min" % PAPER_FT_MIN_FRUITS[arch] if ds["name"] == "fruits" else "n/a"))
+    w("")
+
+
+def full_table(w, ds, present, train):
+    w("Full fine-tuning (Table IV/VI analogue, this machine): wall time of `cnnserve train --mode full` and its "
+      "training images/s (training steps only), validation accuracy and loss from its per-epoch log, next to "
+      "PyTorch 1.13 with the same recipe (validation top-1 / cross-entropy after the last epoch, training time, "
+      "training images/s).")
+    w("")
+    w("| model | epochs | fine-tuning time | training images/s | final val acc | final train / val loss | "
+      "PyTorch val acc | PyTorch val loss | PyTorch training time | PyTorch images/s | fine-tuning time (paper) |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for arch in present:
+        e = train[(ds["name"], arch)]
+        lg, tr = e.get("log"), e.get("torch") or {}
+        tcols = "%s | %s | %s | %s" % (pct(tr.get("val_accuracy")), num(tr.get("val_cross_entropy"), "%.4f"),
+                                       num(tr.get("train_seconds"), "%.0f s"), num(tr.get("train_images_per_s"), "%.1f"))
+        paper = "%d min" % PAPER_FT_MIN_FRUITS[arch] if ds["name"] == "fruits" else "n/a"
+        if not lg:
+            w("| %s | | failed: %s | | | | %s | %s |" % (ARCH_NAME[arch], " ".join(e["tail"][-1:]) or "exit %d" % e["rc"],
+                                                      tcols, paper))
+            continue
+        fin = lg.get("final", {})
+        w("| %s | %d | %.0f s | %s | %s | %s / %s | %s | %s |" % (
+            ARCH_NAME[arch], len(lg.get("epochs", [])), e["wall_s"], num(lg.get("train_images_per_s"), "%.1f"),
+            pct(fin.get("val_accuracy")), num(fin.get("train_loss"), "%.3f"), num(fin.get("val_loss"), "%.3f"),
+            tcols, paper))
+    w("")
+
+
+def test_table(w, ds, present, rep, train, mode):
+    w("Test (`cnnserve eval`): top-1/top-5, mean cross-entropy (nats), macro-averaged one-vs-rest AUC, test time "
+      "per image (median decode + preprocess + inference, one image at a time on %s threads) and images/s of "
+      "the whole pass." % ((rep or {}).get("threads", "?")))
+    w("")
+    full = mode == "full"
+    w("| model | images | top-1 | top-5 | cross-entropy | macro AUC | ms / image | images/s | %stop-1 (paper) |"
+      % ("top-1 (PyTorch, same recipe) | cross-entropy (PyTorch) | " if full else ""))
+    w("|---|---:|---:|---:|---:|---:|---:|---:|%s---:|" % ("---:|---:|" if full else ""))
+    for arch in present:
+        m = metric(rep, arch)
+        tr = train[(ds["name"], arch)].get("torch") or {}
+        # monkeys: PyTorch's test-folder figures; fruits: its validation split (our test set there)
+        tk = "test" if ds["name"] == "monkeys" else "val"
+        tcols = ("%s | %s | " % (pct(tr.get(tk + "_accuracy")), num(tr.get(tk + "_cross_entropy"), "%.4f"))
+                 if full else "")
+        if not m:
+            w("| %s | not evaluated | | | | | | | %sn/a |" % (ARCH_NAME[arch], tcols))
+            continue
+        mt, t = m["metrics"], m["timing"]
+        ms = t["decode_ms"]["median"] + t["preprocess_ms"]["median"] + t["inference_ms"]["median"]
+        w("| %s | %d | %s | %s | %.4f | %s | %.2f | %.1f | %sn/a |" % (
+            ARCH_NAME[arch], m["images"], pct(mt["top1"]), pct(mt["top5"]), mt["cross_entropy"],
+            num(mt["roc"]["macro"]["auc"], "%.5f"), ms, t["images_per_s"], tcols))
+    w("")
+
+
+def report_tail(w, present, reports, figures):
+    base = reports.get("imagenet-sample")
     if base:
         w("## ImageNet sample (base models, 1000 photos, one per class)")
         w("")
@@ -341,7 +414,6 @@ def report_md(a, present, skipped, datasets, train, reports, figures, total, loa
             w("")
             w("![%s](figures/%s.png)" % (what, stem))
             w("")
-    return "\n".join(L) + "\n"
 
 
 if __name__ == "__main__":
