@@ -5,13 +5,19 @@ PyTorch 1.13 autograd and torch.optim, for all five models (issue #13 part 2).
 Weights: the seeded random networks of $CNN_CACHE/ref (`make ref`) for mobilenet_v3_large, alexnet and
 inception_v3 (aux_logits=False); the real ../shared weights for mobilenet_v3_small (TF "SAME" padding,
 1001 classes) and shufflenet_v2_x1_0. Input: two of the reference images (a smooth pattern and the photo)
-at the model's own size (224, 299), labels fixed. Dropout off in every case. Per model:
+at the model's own size (224, 299), labels fixed. Dropout off in every case. The reference runs in
+float64 (the same network and input), so ours (float32) is measured against the exact result. Per model:
   - BN frozen (BatchNorm modules in eval mode, gamma/beta trained): the loss and the gradient of every
-    parameter vs autograd, relative error <= 1e-3 of the tensor's largest |value|;
-  - BN train (model.train()): the same, and the running statistics after the step;
-  - the weights after 3 SGD steps (momentum 0.9, weight decay 1e-4) and after 3 Adam steps (BN frozen)
-    vs torch.optim, <= 1e-3 of the largest |value| per tensor, and the update itself (weights after minus
-    before) for SGD, so that a missing update cannot pass;
+    parameter vs autograd, relative error <= 1e-3 of the tensor's largest |value| (or of 1e-4 x the
+    network's largest gradient, for tensors whose exact gradient is zero and hold only rounding noise);
+  - BN train (model.train()): the same, and the running statistics after the step; where batch
+    statistics of 2 images make a gradient ill-conditioned, PyTorch float32's own error (vs float64) is
+    measured and ours may be up to twice it;
+  - the weights after 3 SGD steps (lr 1e-3, momentum 0.9, weight decay 1e-4) and after 3 Adam steps
+    (lr 1e-4), BN frozen, vs torch.optim: <= 1e-3 of the largest |value| per tensor, and the update
+    itself (weights after minus before, on the elements whose first gradient is at least a tenth of the
+    tensor's largest) within 1e-2 of the largest update there, so that a missing or wrong step cannot
+    pass;
   - the saved file loads in PyTorch with strict=True, and its eval logits equal the tool's
     model_train_eval logits (<= 1e-3 of the largest);
 and for the two real-weight models `cnnserve classify` of the saved file on a photo gives PyTorch's
@@ -36,8 +42,12 @@ IMAGE_DUMP = os.path.join(testlib.REPO, testlib.BUILD, "tests", "image_dump")
 REF = os.path.join(testlib.CACHE, "ref")
 N, LABELS, FIRST_IMAGE = 2, [3, 7], 1  # images 1, 2 of the reference inputs: the smooth pattern and the photo
 TOL = 1e-3
-SGD = dict(lr=0.01, momentum=0.9, weight_decay=1e-4)
-ADAM = dict(lr=1e-3, weight_decay=1e-4)
+GRAD_FLOOR = 1e-4
+# Small steps: the real networks (BatchNorm folded into their convs, loss ~10 on these labels) diverge
+# at larger rates, and a diverging run turns rounding differences into large ones.
+SGD = dict(lr=1e-3, momentum=0.9, weight_decay=1e-4)
+ADAM = dict(lr=1e-4, weight_decay=1e-4)
+UPDATE_TOL = 1e-2
 STEPS = 3
 THREADS = 2
 
@@ -56,10 +66,25 @@ MODELS = [
 CLASSIFY_PHOTO = "n01530575_brambling.JPEG"
 
 
-def rel_err(a, ref):
-    """max |a - ref| / max |ref| (absolute when ref is all zeros)."""
-    scale = float(ref.abs().max())
-    return float((a.reshape(ref.shape) - ref).abs().max()) / (scale if scale > 0 else 1.0)
+def rel_err(a, ref, floor=0.0):
+    """max |a - ref| / max(max |ref|, floor) (absolute when both are zero)."""
+    ref = ref.double()
+    scale = max(float(ref.abs().max()), floor)
+    return float((a.reshape(ref.shape).double() - ref).abs().max()) / (scale if scale > 0 else 1.0)
+
+
+def update_err(after, before, ref_after, grad0):
+    """The update (after - before) vs the reference's, over the elements whose first-step gradient is at
+    least a tenth of the tensor's largest: max |du - du_ref| / max |du_ref| there. Elements with a
+    near-zero gradient are left out: Adam moves them by about +-lr whatever the sign of the rounding
+    noise."""
+    du = after.reshape(before.shape).double() - before.double()
+    du_ref = ref_after.double() - before.double()
+    mask = grad0.abs() >= 0.1 * float(grad0.abs().max())
+    big = float(du_ref[mask].abs().max()) if bool(mask.any()) else 0.0
+    if big == 0.0:
+        return float(du.abs().max())
+    return float((du - du_ref)[mask].abs().max()) / big
 
 
 def load_st(torch, path):
@@ -80,7 +105,7 @@ def build_torch(torch, arch, weights_path, aux=False):
     bad = [k for k in res.missing_keys if not k.endswith("num_batches_tracked")]
     bad += [k for k in res.unexpected_keys if not k.startswith("AuxLogits.")]
     testlib.check(not bad, "%s: the base file does not match torchvision's %s: %s" % (weights_path, arch, bad[:5]))
-    return model, meta
+    return model.double(), meta
 
 
 def train_mode(torch, model, bn):
@@ -110,10 +135,11 @@ class ModelCase:
     def __init__(self, torch, arch, weights, inputs, real, tmp):
         self.torch, self.arch, self.weights, self.real, self.tmp = torch, arch, weights, real, tmp
         self.size = 299 if arch == "inception_v3" else 224
-        self.x = make_input(torch, inputs, self.size)
+        x = make_input(torch, inputs, self.size)
         self.y = torch.tensor(LABELS)
         self.input_path = os.path.join(tmp, arch + ".in.f32")
-        self.x.numpy().astype("<f4").tofile(self.input_path)
+        x.numpy().astype("<f4").tofile(self.input_path)
+        self.x = x.double()  # the reference runs in float64: ours (float32) is compared with the exact result
 
     def tool_args(self, *extra):
         return ["--arch", self.arch, "--weights", self.weights, "--input", self.input_path, "--n", str(N),
@@ -134,10 +160,24 @@ class ModelCase:
         if abs(c_loss - float(loss)) > 1e-4 * max(1.0, abs(float(loss))):
             problems.append("loss %.7g vs torch %.7g" % (c_loss, float(loss)))
         params = dict(model.named_parameters())
+        # A tensor whose exact gradient is zero (e.g. the bias of a BatchNorm followed by a conv and a
+        # batch-statistics BatchNorm, which removes any per-channel constant) has only rounding noise:
+        # its error is measured against FLOOR x the largest gradient of the network instead.
+        floor = GRAD_FLOOR * max(float(p.grad.abs().max()) for p in params.values())
         missing = sorted(set(params) - set(c_grads))
         extra = sorted(set(c_grads) - set(params))
         if missing or extra:
             problems.append("parameter names differ: missing %s, extra %s" % (missing[:5], extra[:5]))
+        f32_err = {}
+        if bn == "train":
+            # Batch statistics of 2 images make some gradients ill-conditioned: float32 cannot give them to
+            # 1e-3 whatever the order of operations. PyTorch's own float32 error (vs float64) is measured,
+            # and ours may be up to twice that where it exceeds TOL / 2.
+            m32, _ = build_torch(torch, self.arch, self.weights)
+            m32 = m32.float()
+            train_mode(torch, m32, bn)
+            torch.nn.functional.cross_entropy(m32(self.x.float()), self.y).backward()
+            f32_err = {k: rel_err(v.grad, params[k].grad, floor) for k, v in m32.named_parameters()}
         worst = (0.0, "")
         for name, p in params.items():
             if name not in c_grads:
@@ -145,12 +185,15 @@ class ModelCase:
             if tuple(c_grads[name].shape) != tuple(p.shape):
                 problems.append("%s: shape %s vs torch %s" % (name, tuple(c_grads[name].shape), tuple(p.shape)))
                 continue
-            e = rel_err(c_grads[name], p.grad)
+            e = rel_err(c_grads[name], p.grad, floor)
             worst = max(worst, (e, name))
-            if e > TOL:
-                problems.append("grad %s relative error %.3g" % (name, e))
-        print("# %s BN %s: loss %.6f (torch %.6f), %d gradients, worst relative error %.2e (%s)"
-              % (self.arch, bn, c_loss, float(loss), len(params), worst[0], worst[1]))
+            bound = max(TOL, 2 * f32_err.get(name, 0.0))
+            if e > bound:
+                problems.append("grad %s relative error %.3g (bound %.3g%s)" % (
+                    name, e, bound, ", PyTorch float32's own %.3g" % f32_err[name] if name in f32_err else ""))
+        print("# %s BN %s: loss %.6f (float64 reference %.6f), %d gradients, worst relative error %.2e (%s)%s"
+              % (self.arch, bn, c_loss, float(loss), len(params), worst[0], worst[1],
+                 "; PyTorch float32's own worst %.2e (%s)" % max((v, k) for k, v in f32_err.items()) if f32_err else ""))
         if bn == "train":
             saved, _ = load_st(torch, spath)
             n_stats, worst = 0, (0.0, "")
@@ -189,9 +232,12 @@ class ModelCase:
         else:
             opt = torch.optim.Adam(model.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
         train_mode(torch, model, "frozen")
-        for _ in range(STEPS):
+        grad0 = {}
+        for step in range(STEPS):
             opt.zero_grad()
             torch.nn.functional.cross_entropy(model(self.x), self.y).backward()
+            if step == 0:
+                grad0 = {k: v.grad.detach().clone() for k, v in model.named_parameters()}
             opt.step()
         saved, _ = load_st(torch, spath)
         problems, worst, worst_upd = [], (0.0, ""), (0.0, "")
@@ -203,14 +249,13 @@ class ModelCase:
             worst = max(worst, (e, name))
             if e > TOL:
                 problems.append("%s after %d %s steps: relative error %.3g" % (name, STEPS, kind, e))
-            if kind == "sgd":  # the update itself: a skipped or wrong step cannot hide under the weights' size
-                u = rel_err(saved[name] - before[name].reshape(saved[name].shape), p.detach() - before[name])
-                worst_upd = max(worst_upd, (u, name))
-                if u > 10 * TOL:
-                    problems.append("%s: the %s update differs by %.3g of its largest value" % (name, kind, u))
-        print("# %s %s x%d: worst weight relative error %.2e (%s)%s"
-              % (self.arch, kind, STEPS, worst[0], worst[1],
-                 ", worst update relative error %.2e (%s)" % worst_upd if kind == "sgd" else ""))
+            # the update itself: a skipped or wrong step cannot hide under the weights' size
+            u = update_err(saved[name], before[name], p.detach(), grad0[name])
+            worst_upd = max(worst_upd, (u, name))
+            if u > UPDATE_TOL:
+                problems.append("%s: the %s update differs by %.3g of its largest value" % (name, kind, u))
+        print("# %s %s x%d: worst weight relative error %.2e (%s), worst update relative error %.2e (%s)"
+              % (self.arch, kind, STEPS, worst[0], worst[1], worst_upd[0], worst_upd[1]))
         # The saved file in PyTorch, strictly (aux classifier included when the file has it).
         aux = any(k.startswith("AuxLogits.") for k in saved)
         import convert_torchvision as ct
@@ -225,7 +270,7 @@ class ModelCase:
             return problems + ["the saved file does not load in PyTorch (strict): %s" % str(e)[:300]]
         m2.eval()
         with torch.no_grad():
-            ref = m2(self.x)
+            ref = m2(self.x.float())
         import numpy as np
         c_logits = torch.from_numpy(np.fromfile(lpath, dtype="<f4").copy())
         if c_logits.numel() != ref.numel():
@@ -248,7 +293,7 @@ class ModelCase:
         saved, meta = load_st(torch, spath)
         wdir = os.path.join(self.tmp, "wdir")
         os.makedirs(wdir, exist_ok=True)
-        name = "ft_" + self.arch
+        name = self.arch  # a file with ImageNet's classes is served under its architecture's name
         os.link(spath, os.path.join(wdir, name + ".safetensors"))
         mean = meta.get("mean", "0.485,0.456,0.406")
         std = meta.get("std", "0.229,0.224,0.225")
@@ -262,7 +307,7 @@ class ModelCase:
         model, _ = build_torch(torch, self.arch, spath)
         model.eval()
         with torch.no_grad():
-            logits = model(x)[0]
+            logits = model(x.double())[0]
         if meta.get("labels") == "imagenet1k+background":  # the server drops the background output
             logits = logits[1:]
         prob = torch.softmax(logits, 0)
