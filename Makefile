@@ -23,7 +23,7 @@ LDFLAGS += -fsanitize=address,undefined
 endif
 
 .PHONY: all test unit asan clean deps deps-apt deps-npm run weights ref fuzz fuzz-request fuzz-safetensors soak bench \
-        docker-test paper print-test-bins
+        docker-test paper print-test-bins bench-train
 
 # -------------------------------------------------------------------------------------------- build
 CORE_SRC    := $(wildcard core/*.c)
@@ -67,7 +67,7 @@ TEST_BINS += $(BUILD)/tests/test_model_train
 # Helper programs the test scripts drive.
 TEST_TOOLS := $(BUILD)/tests/image_dump $(BUILD)/tests/train_grad $(BUILD)/tests/eval_metrics_tool \
               $(BUILD)/tests/optim_tool $(BUILD)/tests/layer_prof $(BUILD)/tests/bwd_ops
-TEST_TOOLS += $(BUILD)/tests/train_step_dump
+TEST_TOOLS += $(BUILD)/tests/train_step_dump $(BUILD)/tests/train_model_ref
 
 $(BUILD)/tests/test_kernels: $(BUILD)/tests/unit/test_kernels.o $(KERNELS_OBJ)
 $(BUILD)/tests/test_backward: $(BUILD)/tests/unit/test_backward.o $(KERNELS_OBJ)
@@ -103,6 +103,8 @@ $(BUILD)/tests/optim_tool:   $(BUILD)/tests/tools/optim_tool.o $(BUILD)/core/opt
 $(BUILD)/tests/bwd_ops:      $(BUILD)/tests/tools/bwd_ops.o $(KERNELS_OBJ)
 # train_step_dump: one full fine-tuning step of a model, gradients dumped (models/model_train.h).
 $(BUILD)/tests/train_step_dump: $(BUILD)/tests/tools/train_step_dump.o $(MODELS_OBJ) $(CORE_OBJ)
+# train_model_ref: training steps with core/optim.h, saved file, eval logits (tests/train/test_train_models.py).
+$(BUILD)/tests/train_model_ref: $(BUILD)/tests/tools/train_model_ref.o $(MODELS_OBJ) $(CORE_OBJ)
 $(BUILD)/tests/eval_metrics_tool: $(BUILD)/tests/tools/eval_metrics_tool.o $(BUILD)/server/eval_metrics.o \
                              $(BUILD)/server/eval_json.o $(BUILD)/core/status.o
 # layer_prof: per-node times of one model's graph, by kernel kind (make bench; kernel tuning)
@@ -242,11 +244,20 @@ docker-test:
 # libxnnpack-dev is installed, else skipped with the reason) on the random weights of `make ref`, then
 # wrk against the service; writes bench/results/latest.json and latest.md (~15 min on 2 cores).
 # BENCH_ARGS adds flags of bench/run_bench.py (e.g. --iters 300, --no-wrk, --no-peers). Never fails on timing.
+# Then the training section (`make bench-train` alone): training images/s at batch 32, ours
+# (`cnnserve bench --train`) vs PyTorch at 1 and 2 threads, all five models (bench/run_bench_train.py,
+# bench/results/train.json and train.md); BENCH_TRAIN_ARGS adds its flags (e.g. --steps 4, --rounds 3).
 BENCH_ARGS ?=
+BENCH_TRAIN_ARGS ?=
 bench: $(BIN)/cnnserve $(BUILD)/tests/layer_prof $(CNN_CACHE)/ref/manifest.json $(XNNPACK_PEER)
 	$(PYTHON) bench/run_bench.py --bin $(BIN)/cnnserve --weights-dir $(CNN_CACHE)/ref \
 	    --cache-dir $(CNN_CACHE)/bench --python $(PYTHON) --layer-prof $(BUILD)/tests/layer_prof \
 	    --xnnpack-bin $(BUILD)/bench/peer_xnnpack $(BENCH_ARGS)
+	$(MAKE) bench-train
+
+bench-train: $(BIN)/cnnserve $(CNN_CACHE)/ref/manifest.json
+	$(PYTHON) bench/run_bench_train.py --bin $(BIN)/cnnserve --weights-dir $(CNN_CACHE)/ref \
+	    --cache-dir $(CNN_CACHE)/bench --python $(PYTHON) $(BENCH_TRAIN_ARGS)
 
 # ------------------------------------------------------------------------------------ evaluation
 # `make paper`: the paper's protocol for every base model in PAPER_WEIGHTS (./weights when `make weights`

@@ -1,7 +1,9 @@
 /* `cnnserve bench`: batch-1 latency of model_run per model and context thread count, with the
  * achieved GFLOP/s set against the machine's sgemm peak measured in the same run. The input is a
  * fixed pattern that bench/peer_torch.py and bench/peer_ort.js reproduce exactly, so the peers time
- * the same computation and their logits can be compared with ours. */
+ * the same computation and their logits can be compared with ours. `--train` times training steps
+ * instead (model_train_step + an SGD update at batch --batch, BatchNorm frozen), as
+ * bench/peer_torch_train.py does with PyTorch. */
 #include <cblas.h>
 #include <errno.h>
 #include <jansson.h>
@@ -14,7 +16,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../core/optim.h"
 #include "../models/model.h"
+#include "../models/model_train.h"
 #include "cli.h"
 #include "config.h"
 #include "timing.h"
@@ -46,6 +50,11 @@ static const char usage_text[] =
     "                      JSON records how many passes ran (bounds a run on an overloaded machine)\n"
     "  --sgemm-n N         matrix size of the sgemm peak measurement (default 1024)\n"
     "  --json FILE         also write the results as JSON to FILE\n"
+    "  --train             time training steps instead: forward + cross-entropy + backward + SGD update\n"
+    "                      (momentum 0.9, weight decay 1e-4) of --batch copies of the fixed input, BatchNorm\n"
+    "                      frozen, dropout as in training; --iters/--warmup count steps; GFLOP/s counts\n"
+    "                      3 x the forward MACs per image\n"
+    "  --batch B           images per training step (default 32)\n"
     "\n"
     "Exit status: 0 when every model ran, 1 when some model failed to load, 2 on bad usage.\n";
 
@@ -58,6 +67,7 @@ typedef struct {
     int n_threads;
     int n_iters, n_warmup, sgemm_n;
     int max_seconds; /* 0 = no cap */
+    int train, batch; /* --train: training steps of batch images */
     int show_help;
 } bench_opts;
 
@@ -116,6 +126,8 @@ static const config_flag bench_flags[] = {
     CONFIG_INT("warmup", bench_opts, n_warmup, 0, 1000000),
     CONFIG_INT("sgemm-n", bench_opts, sgemm_n, 16, 8192),
     CONFIG_INT("max-seconds", bench_opts, max_seconds, 0, 86400),
+    CONFIG_SWITCH("train", bench_opts, train),
+    CONFIG_INT("batch", bench_opts, batch, 1, 1024),
     CONFIG_SWITCH("help", bench_opts, show_help),
 };
 
@@ -123,7 +135,7 @@ static const config_flag bench_flags[] = {
 static int parse_args(int argc, char **argv, bench_opts *o)
 {
     *o = (bench_opts){.weights_dir = "./weights", .threads = {1, 2}, .n_threads = 2, .n_iters = 100,
-                      .n_warmup = 10, .sgemm_n = 1024};
+                      .n_warmup = 10, .sgemm_n = 1024, .batch = 32};
     char err[512];
     if (config_parse_flags(bench_flags, sizeof bench_flags / sizeof bench_flags[0], o, NULL, argc, argv, NULL, NULL,
                            err, sizeof err) != CNN_OK) {
@@ -282,6 +294,93 @@ static void bench_model_runs(const bench_opts *o, const model *m, const float *i
     }
 }
 
+/* Times o->n_iters training steps (after o->n_warmup) of one model at every thread count: each step is
+ * model_train_step on o->batch copies of the fixed input (labels i mod K) and an SGD update of every
+ * parameter. Appends one JSON object per thread count to runs. */
+static void bench_train_runs(const bench_opts *o, const model_arch *arch, const char *path, double macs,
+                             double *times, json_t *runs)
+{
+    openblas_set_num_threads(1);
+    for (int t = 0; t < o->n_threads; t++) {
+        char err[1024] = "";
+        model_train *tr = NULL;
+        optim *opt = NULL;
+        optim_param *ops = NULL;
+        float *input = NULL;
+        int *labels = NULL;
+        model_train_opts mo = {.max_batch = o->batch, .n_threads = o->threads[t], .bn = MODEL_BN_FROZEN,
+                               .dropout = 1, .seed = 1, .n_classes = 0};
+        cnn_status st = model_train_init(&tr, arch->name, path, &mo, err, sizeof err);
+        if (st == CNN_OK) {
+            const int s = model_train_input_size(tr), k = model_train_num_classes(tr), n_params = model_train_n_params(tr);
+            const size_t per = 3 * (size_t)s * (size_t)s;
+            input = malloc((size_t)o->batch * per * sizeof *input);
+            labels = malloc((size_t)o->batch * sizeof *labels);
+            ops = calloc((size_t)n_params, sizeof *ops);
+            if (!input || !labels || !ops) {
+                st = cnn_err(err, sizeof err, CNN_ERR_NOMEM, "out of memory");
+            } else {
+                for (int i = 0; i < o->batch; i++) {
+                    bench_fill_input(input + (size_t)i * per, per);
+                    labels[i] = i % k;
+                }
+                for (int i = 0; i < n_params; i++) {
+                    model_param *p = model_train_param(tr, i);
+                    ops[i] = (optim_param){p->data, p->grad, p->n,
+                                           p->is_head ? OPTIM_GROUP_HEAD : OPTIM_GROUP_BACKBONE, 0};
+                }
+                optim_opts oo = {.kind = OPTIM_SGD, .lr = {1e-3, 1e-3}, .weight_decay = 1e-4, .momentum = 0.9};
+                st = optim_init(&opt, &oo, ops, n_params, err, sizeof err);
+            }
+        }
+        if (st != CNN_OK) {
+            fprintf(stderr, "cnnserve bench: %s: training at %d threads: %s\n", arch->name, o->threads[t],
+                    err[0] ? err : cnn_status_str(st));
+            json_array_append_new(runs, json_pack("{s:i,s:s}", "threads", o->threads[t], "error",
+                                                  err[0] ? err : cnn_status_str(st)));
+            goto next;
+        }
+        json_t *load = bench_loadavg_json();
+        double loss_first = 0.0, loss = 0.0;
+        int n = 0;
+        for (int i = 0; i < o->n_warmup + o->n_iters && st == CNN_OK; i++) {
+            uint64_t t0 = timing_now_ns();
+            st = model_train_step(tr, input, labels, o->batch, (uint64_t)i, &loss, NULL);
+            if (st == CNN_OK) optim_step(opt, 1.0);
+            double ms = timing_ms(t0, timing_now_ns());
+            if (i == 0) loss_first = loss;
+            if (i >= o->n_warmup) times[n++] = ms;
+        }
+        if (st != CNN_OK || n == 0) {
+            json_decref(load);
+            json_array_append_new(runs, json_pack("{s:i,s:s}", "threads", o->threads[t], "error",
+                                                  st != CNN_OK ? cnn_status_str(st) : "no timed step"));
+            goto next;
+        }
+        json_t *all = json_array(); /* every step in the order measured, for pooling over rounds */
+        for (int i = 0; i < n; i++) json_array_append_new(all, json_real(times[i]));
+        qsort(times, (size_t)n, sizeof times[0], cmp_double);
+        double median = bench_percentile(times, n, 50);
+        double ips = median > 0 ? o->batch * 1000.0 / median : 0.0;
+        double gflops = 3.0 * 2.0 * macs * ips / 1e9;
+        json_array_append_new(
+            runs, json_pack("{s:i,s:i,s:i,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:I,s:I,s:o,s:o}", "threads", o->threads[t],
+                            "batch", o->batch, "iters", n, "median_ms", median, "min_ms", times[0], "max_ms",
+                            times[n - 1], "images_per_s", ips, "gflops", gflops, "loss_first", loss_first,
+                            "loss_last", loss, "macs", (json_int_t)macs, "train_bytes", (json_int_t)model_train_bytes(tr),
+                            "loadavg_before", load, "times_ms", all));
+        printf("%-20s %2dT  batch %d: median %9.1f ms/step  %7.2f images/s  %7.2f GFLOP/s  (%d steps)\n",
+               arch->name, o->threads[t], o->batch, median, ips, gflops, n);
+        fflush(stdout);
+    next:
+        optim_free(opt);
+        free(ops);
+        free(labels);
+        free(input);
+        model_train_free(tr);
+    }
+}
+
 /* Loads one model and benchmarks it; returns its JSON entry (with "error" when it failed). */
 static json_t *bench_model(const bench_opts *o, const model_arch *arch, double *times)
 {
@@ -310,7 +409,14 @@ static json_t *bench_model(const bench_opts *o, const model_arch *arch, double *
     json_object_update_new(entry, json_pack("{s:I,s:I,s:i,s:i,s:o}", "macs", (json_int_t)model_n_macs(m), "params",
                                             (json_int_t)model_n_params(m), "input_size", model_input_size(m),
                                             "num_classes", model_num_classes(m), "runs", runs));
-    bench_model_runs(o, m, input, logits, times, runs);
+    if (o->train) {
+        const double macs = (double)model_n_macs(m);
+        model_free(m); /* the training graph holds its own copy of the weights */
+        m = NULL;
+        bench_train_runs(o, arch, path, macs, times, runs);
+    } else {
+        bench_model_runs(o, m, input, logits, times, runs);
+    }
 done:
     free(input);
     free(logits);
