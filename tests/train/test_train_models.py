@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """Whole-model training (models/model_train.h, core/optim.h, via $BUILD/tests/train_model_ref) against
-PyTorch 1.13 autograd and torch.optim, for all five models (issue #13 part 2).
+PyTorch 1.13 autograd and torch.optim, for all five models (issue #13 part 2; make test runs DEFAULT_MODELS,
+TRAIN_MODELS=all all five).
 
 Weights: the seeded random networks of $CNN_CACHE/ref (`make ref`) for mobilenet_v3_large, alexnet and
 inception_v3 (aux_logits=False); the real ../shared weights for mobilenet_v3_small (TF "SAME" padding,
@@ -70,6 +71,9 @@ CLASSIFY_PHOTO = "n01530575_brambling.JPEG"
 # 6.6e-6 off; stage3.0.branch2.1.bias 1.4e-2. BN frozen gradients and the running statistics agree to
 # 7e-6 / 7e-7, so the batch-statistics backward (core/kernels_bn.c or models/model_train.c) is suspect.
 KNOWN_FAILURES = {"BN train gradients + running stats"}
+# Verified on main at the end of session 4 (2026-12-06); mobilenet_v3_large, mobilenet_v3_small and
+# inception_v3 were not yet run to the end there (TRAIN_MODELS=all).
+DEFAULT_MODELS = "shufflenet_v2_x1_0,alexnet"
 
 
 def rel_err(a, ref, floor=0.0):
@@ -350,8 +354,10 @@ def known_failure(name, fn):
 
 
 def main():
-    only = os.environ.get("TRAIN_MODELS", "")  # e.g. TRAIN_MODELS=alexnet,shufflenet_v2_x1_0 to run a subset
-    models = [m for m in MODELS if not only or m[0] in only.split(",")]
+    # make test runs DEFAULT_MODELS (the ones verified on main so far, a few minutes); TRAIN_MODELS=all runs
+    # all five, TRAIN_MODELS=a,b a chosen list.
+    only = os.environ.get("TRAIN_MODELS", DEFAULT_MODELS)
+    models = [m for m in MODELS if only == "all" or m[0] in only.split(",")]
     kinds = ["BN frozen gradients", "BN train gradients + running stats", "3 SGD steps + saved file",
              "3 Adam steps + saved file"]
     labels = [(m, k) for m in models for k in kinds] + [(m, "classify of the saved file") for m in models if m[3]]
