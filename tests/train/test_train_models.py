@@ -71,9 +71,9 @@ CLASSIFY_PHOTO = "n01530575_brambling.JPEG"
 # 6.6e-6 off; stage3.0.branch2.1.bias 1.4e-2. BN frozen gradients and the running statistics agree to
 # 7e-6 / 7e-7, so the batch-statistics backward (core/kernels_bn.c or models/model_train.c) is suspect.
 KNOWN_FAILURES = {"BN train gradients + running stats"}
-# Verified on main at the end of session 4 (2026-12-06); mobilenet_v3_large, mobilenet_v3_small and
+# Verified on main at the end of session 4 (2026-12-06); mobilenet_v3_large, mobilenet_v3_small, alexnet and
 # inception_v3 were not yet run to the end there (TRAIN_MODELS=all).
-DEFAULT_MODELS = "shufflenet_v2_x1_0,alexnet"
+DEFAULT_MODELS = "shufflenet_v2_x1_0"
 
 
 def rel_err(a, ref, floor=0.0):
