@@ -15,7 +15,10 @@ float64 (the same network and input), so ours (float32) is measured against the 
     statistics of 2 images make a gradient ill-conditioned, PyTorch float32's own error (vs float64) is
     measured and ours may be up to twice it;
   - the weights after 3 SGD steps (lr 1e-3, momentum 0.9, weight decay 1e-4) and after 3 Adam steps
-    (lr 1e-4), BN frozen, vs torch.optim: <= 1e-3 of the largest |value| per tensor, and the update
+    (lr 1e-4), BN frozen, vs torch.optim: <= 1e-3 of the largest |value| per tensor (Adam: on the
+    elements whose first gradient is at least a tenth of the tensor's largest; the others, whose gradient
+    is rounding noise that Adam turns into +-lr steps, within 2 x lr x steps or 1e-3 of the largest),
+    and the update
     itself (weights after minus before, on the elements whose first gradient is at least a tenth of the
     tensor's largest) within 1e-2 of the largest update there, so that a missing or wrong step cannot
     pass;
@@ -71,9 +74,9 @@ CLASSIFY_PHOTO = "n01530575_brambling.JPEG"
 # 6.6e-6 off; stage3.0.branch2.1.bias 1.4e-2. BN frozen gradients and the running statistics agree to
 # 7e-6 / 7e-7, so the batch-statistics backward (core/kernels_bn.c or models/model_train.c) is suspect.
 KNOWN_FAILURES = {"BN train gradients + running stats"}
-# Verified on main at the end of session 4 (2026-12-06); mobilenet_v3_large, mobilenet_v3_small, alexnet and
+# Verified on main at the end of session 4 (2026-12-06); mobilenet_v3_large, mobilenet_v3_small and
 # inception_v3 were not yet run to the end there (TRAIN_MODELS=all).
-DEFAULT_MODELS = "shufflenet_v2_x1_0"
+DEFAULT_MODELS = "shufflenet_v2_x1_0,alexnet"
 
 
 def rel_err(a, ref, floor=0.0):
@@ -255,7 +258,21 @@ class ModelCase:
             if name not in saved:
                 problems.append("saved file lacks %s" % name)
                 continue
-            e = rel_err(saved[name], p.detach())
+            if kind == "adam":
+                # Adam moves an element whose gradient is rounding noise by about +-lr per step, whichever
+                # way the noise points: those elements may differ by up to 2 x lr x steps; the others
+                # (first gradient >= a tenth of the tensor's largest) are held to TOL like SGD's.
+                g = grad0[name].abs()
+                big = g >= 0.1 * float(g.max())
+                diff = (saved[name].reshape(p.shape).double() - p.detach().double()).abs()
+                scale = max(float(p.detach().abs().max()), 1e-30)
+                e = float(diff[big].max()) / scale if bool(big.any()) else 0.0
+                noise = float(diff[~big].max()) if bool((~big).any()) else 0.0
+                if noise > max(2 * hp["lr"] * STEPS * 1.01, TOL * scale):
+                    problems.append("%s after %d adam steps: an element moved %.3g from PyTorch's, more than "
+                                    "2 x lr x steps and TOL of the largest" % (name, STEPS, noise))
+            else:
+                e = rel_err(saved[name], p.detach())
             worst = max(worst, (e, name))
             if e > TOL:
                 problems.append("%s after %d %s steps: relative error %.3g" % (name, STEPS, kind, e))
