@@ -696,8 +696,10 @@ int train_main(int argc, char **argv)
         fprintf(stderr, "cnnserve train: --out %s is the base model's file; choose another\n", c.out);
         return 2;
     }
+    /* our threads (feature workers, the training engine's) do the parallel work; OpenBLAS's own
+     * threads would only spin beside them */
+    openblas_set_num_threads(1);
     if (!strcmp(c.mode, "full")) return train_full_main(&c, arch, base_path);
-    openblas_set_num_threads(1); /* the feature workers are the threads */
 
     console con = {.tty = isatty(STDERR_FILENO)};
     pthread_mutex_init(&con.lock, NULL);
