@@ -131,6 +131,19 @@ static int preproc_equal(const image_preproc *a, const image_preproc *b)
            !memcmp(a->std, b->std, sizeof a->std);
 }
 
+/* The decoded image's facts a result reports. */
+static void result_set_image(pipeline_result *res, const image *img)
+{
+    res->format = img->format;
+    res->src_width = img->src_width;
+    res->src_height = img->src_height;
+    res->width = img->width;
+    res->height = img->height;
+    res->scale_num = img->scale_num;
+    res->scale_denom = img->scale_denom;
+    res->orientation = img->orientation;
+}
+
 cnn_status pipeline_preprocess(const model *m, const uint8_t *data, size_t n_bytes, int64_t max_pixels, float *input,
                                char *err, size_t err_bytes)
 {
@@ -175,14 +188,7 @@ cnn_status pipeline_classify(pipeline_ws *ws, const uint8_t *data, size_t n_byte
     if (st != CNN_OK) return st;
     uint64_t t1 = timing_now_ns();
     res->decode_ms = timing_ms(t0, t1);
-    res->format = img.format;
-    res->src_width = img.src_width;
-    res->src_height = img.src_height;
-    res->width = img.width;
-    res->height = img.height;
-    res->scale_num = img.scale_num;
-    res->scale_denom = img.scale_denom;
-    res->orientation = img.orientation;
+    result_set_image(res, &img);
     res->n_results = req->n_slots;
 
     /* Models sharing a preprocessing run back to back on one preprocessed input. */
@@ -244,14 +250,7 @@ static cnn_status batch_prepare(pipeline_ws *ws, int slot, pipeline_batch_item *
     if (st != CNN_OK) return st;
     uint64_t t1 = timing_now_ns();
     res->decode_ms = timing_ms(t0, t1);
-    res->format = img.format;
-    res->src_width = img.src_width;
-    res->src_height = img.src_height;
-    res->width = img.width;
-    res->height = img.height;
-    res->scale_num = img.scale_num;
-    res->scale_denom = img.scale_denom;
-    res->orientation = img.orientation;
+    result_set_image(res, &img);
     res->n_results = 1;
     st = image_preprocess(&img, &pp, input, it->err, sizeof it->err);
     image_free(&img);
