@@ -659,7 +659,8 @@ def drain_on_keepalive(srv, photo):
     """While draining (a stalled upload keeps it from finishing), requests arriving on already-open
     keep-alive connections get 503 'draining' with Retry-After and Connection: close; /readyz is 503."""
     p = []
-    conns = [http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60) for _ in range(2)]
+    # conns[0] polls /readyz, conns[1] stands in for it (below), conns[2] sends the classify.
+    conns = [http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60) for _ in range(3)]
     for c in conns:
         c.request("GET", "/healthz")
         c.getresponse().read()
@@ -674,17 +675,22 @@ def drain_on_keepalive(srv, photo):
         time.sleep(0.01)
     srv.proc.send_signal(signal.SIGINT)
     readyz = None
-    for _ in range(500):  # until the server notices the signal; its first draining answer closes conns[0]
-        conns[0].request("GET", "/readyz")
-        r = conns[0].getresponse()
+    poll, spare = conns[0], [conns[1]]
+    for _ in range(500):  # until the server notices the signal; its first draining answer closes the connection
+        poll.request("GET", "/readyz")
+        r = poll.getresponse()
         readyz = (r.status, json.loads(r.read()).get("status"), r.getheader("Connection"))
         if r.status == 503:
             break
+        if readyz[2] == "close":
+            # Answered 200 as the drain began (status decided just before, Connection: close just after):
+            # the listening socket is closed now, so the next poll goes over another open connection.
+            poll = spare.pop()
         time.sleep(0.01)
     if readyz != (503, "draining", "close"):
         p.append("/readyz while draining: %s" % (readyz,))
-    conns[1].request("POST", "/v1/classify", body=open(photo, "rb").read(), headers={"Content-Type": "image/jpeg"})
-    r = conns[1].getresponse()
+    conns[2].request("POST", "/v1/classify", body=open(photo, "rb").read(), headers={"Content-Type": "image/jpeg"})
+    r = conns[2].getresponse()
     body = json.loads(r.read())
     if r.status != 503 or body.get("error", {}).get("code") != "draining" or r.getheader("Retry-After") != "1" \
             or r.getheader("Connection") != "close":
