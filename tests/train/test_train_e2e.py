@@ -209,27 +209,28 @@ def classify_probs(wdir, model, files):
     return [json.loads(line) for line in p.stdout.decode().splitlines()], ""
 
 
-def case_pytorch(tmp, wdir, model_name, test_files):
-    name = "train: PyTorch load_state_dict(strict) of the file gives cnnserve's probabilities"
+def pytorch_vs_classify(tmp, wdir, model_name, test_files, n_classes):
+    """Problems (a list) of the mobilenet_v3_small file WDIR/MODEL_NAME.safetensors loaded into torchvision's
+    model with load_state_dict(strict=True): its probabilities on test_files against `classify`'s (both on
+    our preprocessed inputs), within 1e-4 and the same top-1. Raises testlib.Skip without torch. Also used
+    by test_train_full.py for a --mode full output."""
     try:
         import numpy as np
         import torch
         import torchvision
     except ImportError:
-        testlib.skip(name, "python3-torch/torchvision not installed")
-        return
+        raise testlib.Skip("python3-torch/torchvision not installed")
     import gen_reference
     import safetensors_io
     problems = []
     path = os.path.join(wdir, model_name + ".safetensors")
-    model = torchvision.models.mobilenet_v3_small(num_classes=3)
+    model = torchvision.models.mobilenet_v3_small(num_classes=n_classes)
     gen_reference.apply_tf_same(model)
     sd = {k: torch.as_tensor(v) for k, v in safetensors_io.load_file(path).tensors_f32().items()}
     try:
         model.load_state_dict(sd, strict=True)
     except RuntimeError as exc:
-        testlib.report(name, ["load_state_dict: %s" % str(exc)[:500]])
-        return
+        return ["load_state_dict: %s" % str(exc)[:500]]
     model.eval()
     # Our preprocessed inputs (the service's decode and resize) through image_dump, so the comparison
     # is about the network alone.
@@ -240,16 +241,14 @@ def case_pytorch(tmp, wdir, model_name, test_files):
         args += [f, os.path.join(tmp, "in%d" % i)]
     p = subprocess.run(args, capture_output=True, timeout=TIMEOUT)
     if p.returncode != 0:
-        testlib.report(name, ["image_dump: %s" % p.stderr.decode(errors="replace")[-300:]])
-        return
+        return ["image_dump: %s" % p.stderr.decode(errors="replace")[-300:]]
     x = torch.stack([torch.from_numpy(np.fromfile(os.path.join(tmp, "in%d.f32" % i), dtype="<f4").reshape(3, 224, 224))
                      for i in range(len(test_files))])
     with torch.no_grad():
         probs = torch.softmax(model(x), dim=1)
     ours, err = classify_probs(wdir, model_name, test_files)
     if ours is None:
-        testlib.report(name, ["classify: " + err])
-        return
+        return ["classify: " + err]
     worst = 0.0
     for i, a in enumerate(ours):
         for pred in a["predictions"]:
@@ -260,7 +259,12 @@ def case_pytorch(tmp, wdir, model_name, test_files):
     print("# largest |probability difference| vs PyTorch: %.3g" % worst)
     if worst > 1e-4:
         problems.append("probabilities differ by up to %.3g" % worst)
-    testlib.report(name, problems)
+    return problems
+
+
+def case_pytorch(tmp, wdir, model_name, test_files):
+    testlib.run_case("train: PyTorch load_state_dict(strict) of the file gives cnnserve's probabilities",
+                     pytorch_vs_classify, tmp, wdir, model_name, test_files, 3)
 
 
 def case_serve(wdir, model_name, test_files, truth):

@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """End-to-end test of `cnnserve train --mode full` on a tiny subset of ../shared/data/monkeys (3 classes x
 8 photos plus a broken file, mobilenet_v3_small, batch 4, 2 epochs): the output file (all tensors,
-metadata with the full recipe), the --log-json curves, `classify` loading the file with its labels, a
-bit-identical file at --threads 1 and 2, SIGTERM mid-epoch and SIGINT at an epoch's end leaving a
+metadata with the full recipe), the --log-json curves, `classify` loading the file with its labels, PyTorch
+loading the file (load_state_dict strict) with classify's probabilities, a bit-identical file at --threads 1 and 2, SIGTERM mid-epoch and SIGINT at an epoch's end leaving a
 loadable checkpoint and no output, --resume giving the same file and curves as the uninterrupted run,
 and the usage/data errors of the full-mode flags.
 
@@ -18,7 +18,7 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 import testlib  # noqa: E402
-from test_train_e2e import parse_safetensors  # noqa: E402
+from test_train_e2e import parse_safetensors, pytorch_vs_classify, tensor_bytes  # noqa: E402
 
 BIN = testlib.BIN
 SHARED = testlib.SHARED
@@ -31,7 +31,8 @@ NAMES = ["train full: file, metadata recipe, --log-json; classify loads it with 
          "train full: bit-identical file at --threads 1 and 2",
          "train full: SIGTERM mid-epoch / SIGINT leave a loadable checkpoint and no output; --resume gives the "
          "uninterrupted run's file and curves",
-         "train full: usage and data errors of the full-mode flags"]
+         "train full: usage and data errors of the full-mode flags",
+         "train full: PyTorch load_state_dict(strict) of the file gives classify's probabilities"]
 
 
 def run_train(*args, timeout=TIMEOUT):
@@ -109,6 +110,21 @@ def case_file(tmp, data, out, log):
         if sorted(x.get("label") for x in preds) != CLASSES:
             problems.append("classify predictions %r" % preds)
     return problems
+
+
+def case_pytorch(tmp, out):
+    """The trained file (backbone convolutions and BatchNorm gamma/beta changed, running statistics kept) in
+    PyTorch gives classify's probabilities."""
+    header, data, _ = parse_safetensors(out)
+    base_h, base_d, _ = parse_safetensors(os.path.join(WEIGHTS, BASE + ".safetensors"))
+    problems = []
+    for name, changed in (("features.0.0.weight", True), ("features.0.1.weight", True), ("features.0.1.bias", True),
+                          ("features.0.1.running_mean", False), ("features.0.1.running_var", False)):
+        if (tensor_bytes(header, data, name) != tensor_bytes(base_h, base_d, name)) != changed:
+            problems.append("%s %s the base file's" % (name, "equals" if changed else "differs from"))
+    photos = [os.path.join(MONKEYS, "test", c, f) for c in CLASSES
+              for f in sorted(os.listdir(os.path.join(MONKEYS, "test", c)))[:2]]
+    return problems + pytorch_vs_classify(tmp, os.path.dirname(out), "full1", photos, len(CLASSES))
 
 
 def case_threads(tmp, data, out):
@@ -248,10 +264,11 @@ def main():
         log = os.path.join(tmp, "full1.json")
         testlib.run_case(NAMES[0], case_file, tmp, data, out, log)
         if os.path.exists(out):
+            testlib.run_case(NAMES[4], case_pytorch, tmp, out)
             testlib.run_case(NAMES[1], case_threads, tmp, data, out)
             testlib.run_case(NAMES[2], lambda: case_resume(tmp, data, out, log) + case_recipe_mismatch(tmp, data))
         else:
-            testlib.skip_all(NAMES[1:3], "no output from the first run")
+            testlib.skip_all(NAMES[1:3] + NAMES[4:], "no output from the first run")
         testlib.run_case(NAMES[3], case_errors, tmp, data)
     return testlib.finish()
 
