@@ -225,6 +225,7 @@ def main():
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     t_start = time.time()
+    load_start = os.getloadavg()[0]
     folders, items = load_dataset(a.data)
     train, val = split_dataset(folders, items, a.val_split, a.seed)
     test = []
@@ -282,7 +283,7 @@ def main():
         dt = time.time() - t_epoch
         train_s += dt
         row = {"epoch": epoch + 1, "train_loss": loss_sum / n_train, "train_accuracy": correct / n_train,
-               "seconds": dt, "images_per_s": n_train / dt}
+               "seconds": dt, "images_per_s": n_train / dt, "load_average": os.getloadavg()[0]}
         log.append(row)
         print("torch_finetune: %s epoch %d/%d loss %.4f acc %.4f %.0f s (%.1f images/s)"
               % (a.base, epoch + 1, a.epochs, row["train_loss"], row["train_accuracy"], dt, row["images_per_s"]),
@@ -300,6 +301,11 @@ def main():
         result.update(test_accuracy=acc, test_cross_entropy=ce)
         print("torch_finetune: %s test top-1 %.4f CE %.4f" % (a.base, acc, ce), flush=True)
     result["wall_seconds"] = time.time() - t_start
+    # the machine's 1-minute load average at the start, after each epoch (in "epochs") and at the end: the
+    # times depend on what else ran on the cores, the accuracies do not
+    result["load_average"] = {"start": load_start, "end": os.getloadavg()[0]}
+    result["threads"] = torch.get_num_threads()
+    result["nice"] = os.nice(0)
     tmp = a.out + ".tmp"
     with open(tmp, "w") as f:
         json.dump(result, f, indent=1)
