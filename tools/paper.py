@@ -151,8 +151,10 @@ def main():
                 cmd += ["--epochs", str(epochs)]
             cmd += a.train_args.split()
             log("train %s on %s (%s)" % (arch, ds["name"], a.mode))
+            load0 = os.getloadavg()[0]
             rc, wall, tail = run(cmd, os.path.join(dirs["logs"], "train_%s.txt" % name))
-            entry = {"rc": rc, "wall_s": wall, "tail": tail, "file": wfile, "name": name, "cmd": cmd[1:]}
+            entry = {"rc": rc, "wall_s": wall, "tail": tail, "file": wfile, "name": name, "cmd": cmd[1:],
+                     "threads": a.threads or os.cpu_count(), "load": (load0, os.getloadavg()[0])}
             tpath = os.path.join(a.torch_dir, "%s.json" % name) if a.torch_dir else ""
             if tpath and os.path.isfile(tpath):
                 with open(tpath) as f:
@@ -226,9 +228,55 @@ def main():
         os.makedirs(os.path.join(a.publish, "figures"), exist_ok=True)
         for fig in figures:
             shutil.copy(os.path.join(dirs["figures"], fig), os.path.join(a.publish, "figures", fig))
+        if a.mode == "full":
+            publish_json(a.publish, datasets, present, train, reports)
         log("published the tables and %d figures to %s" % (len(figures), a.publish))
     failed = [k for k, e in train.items() if e["rc"]]
     return 1 if failed and a.mode == "head" else 0
+
+
+def publish_json(dest, datasets, present, train, reports):
+    """--mode full: the data the tables come from, next to them: ours_NAME_train.json (train's --log-json plus
+    the threads and load average of the run), ours_NAME_eval.json (the eval report's entry for the model,
+    without the per-image predictions) and torch_NAME.json (tools/torch_finetune.py's result)."""
+    for ds in datasets:
+        for arch in present:
+            e = train[(ds["name"], arch)]
+            parts = []
+            if "log" in e:
+                parts.append(("ours_%s_train.json" % e["name"], dict(e["log"], threads=e["threads"],
+                                                                     load_average=list(e["load"]))))
+            m = metric(reports.get(ds["name"]), arch)
+            if m:
+                rep = reports[ds["name"]]
+                parts.append(("ours_%s_eval.json" % e["name"],
+                              {"data": rep.get("data"), "threads": rep.get("threads"),
+                               "load_average": rep.get("load_average"),
+                               "model": {k: v for k, v in m.items() if k != "predictions"}}))
+            if e.get("torch"):
+                parts.append(("torch_%s.json" % e["name"], e["torch"]))
+            for fname, obj in parts:
+                with open(os.path.join(dest, fname), "w") as f:
+                    json.dump(obj, f, indent=1)
+                    f.write("\n")
+
+
+def threads_load(threads, loads):
+    """'T, load A-B' from a thread count and 1-minute load averages (None when unknown)."""
+    loads = [v for v in loads if v is not None]
+    if threads is None and not loads:
+        return "n/a"
+    t = "%s thr" % threads if threads is not None else "? thr"
+    if not loads:
+        return t
+    return "%s, load %.0f-%.0f" % (t, min(loads), max(loads)) if max(loads) - min(loads) >= 0.5 else \
+        "%s, load %.0f" % (t, loads[0])
+
+
+def torch_threads_load(tr):
+    la = tr.get("load_average") or {}
+    loads = [la.get("start")] + [ep.get("load_average") for ep in tr.get("epochs", [])] + [la.get("end")]
+    return threads_load(tr.get("threads", (tr.get("recipe") or {}).get("threads")), loads)
 
 
 def metric(report, arch):
@@ -269,7 +317,8 @@ def report_md(a, present, skipped, datasets, train, reports, figures, total, loa
           "recipe says otherwise), recipe flags `%s`, epochs %s (monkeys) / %s (fruits-360). PyTorch columns: "
           "`tools/torch_finetune.py` with the same recipe, split (dataset.c's seeded stratified split), "
           "augmentation kind (RandomResizedCrop + flip, its own random stream), optimizer, schedule, epochs, batch "
-          "and BatchNorm mode on this machine (2 threads, niced, while other work shared the cores)."
+          "and BatchNorm mode on this machine; the thread counts and the machine's 1-minute load average during "
+          "each run are in the tables (other work shared the 2 cores, so the times are upper bounds)."
           % (a.train_args or "(defaults)", a.epochs or "default", a.epochs_fruits or a.epochs or "default"))
         w("")
     w("Test sets:")
@@ -342,24 +391,31 @@ def full_table(w, ds, present, train):
       "PyTorch 1.13 with the same recipe (validation top-1 / cross-entropy after the last epoch, training time, "
       "training images/s).")
     w("")
-    w("| model | epochs | fine-tuning time | training images/s | final val acc | final train / val loss | "
-      "PyTorch val acc | PyTorch val loss | PyTorch training time | PyTorch images/s | fine-tuning time (paper) |")
-    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    w("| model | epochs | fine-tuning time | training images/s | threads, load | final val acc | final train / val loss | "
+      "PyTorch val acc | PyTorch val loss | PyTorch training time | PyTorch images/s | PyTorch threads, load | "
+      "val top-1 ours - PyTorch | fine-tuning time (paper) |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for arch in present:
         e = train[(ds["name"], arch)]
         lg, tr = e.get("log"), e.get("torch") or {}
-        tcols = "%s | %s | %s | %s" % (pct(tr.get("val_accuracy")), num(tr.get("val_cross_entropy"), "%.4f"),
-                                       num(tr.get("train_seconds"), "%.0f s"), num(tr.get("train_images_per_s"), "%.1f"))
+        tcols = "%s | %s | %s | %s | %s" % (pct(tr.get("val_accuracy")), num(tr.get("val_cross_entropy"), "%.4f"),
+                                            num(tr.get("train_seconds"), "%.0f s"),
+                                            num(tr.get("train_images_per_s"), "%.1f"),
+                                            torch_threads_load(tr) if tr else "n/a")
         paper = "%d min" % PAPER_FT_MIN_FRUITS[arch] if ds["name"] == "fruits" else "n/a"
+        ours_tl = threads_load(e["threads"], e["load"])
         if not lg:
-            w("| %s | | failed: %s | | | | %s | %s |" % (ARCH_NAME[arch], " ".join(e["tail"][-1:]) or "exit %d" % e["rc"],
-                                                      tcols, paper))
+            w("| %s | | failed: %s | | %s | | | %s | | %s |" % (
+                ARCH_NAME[arch], " ".join(e["tail"][-1:]) or "exit %d" % e["rc"], ours_tl, tcols, paper))
             continue
         fin = lg.get("final", {})
-        w("| %s | %d | %.0f s | %s | %s | %s / %s | %s | %s |" % (
+        diff = "n/a"
+        if fin.get("val_accuracy") is not None and tr.get("val_accuracy") is not None:
+            diff = "%+.2f points" % (100 * (fin["val_accuracy"] - tr["val_accuracy"]))
+        w("| %s | %d | %.0f s | %s | %s | %s | %s / %s | %s | %s | %s |" % (
             ARCH_NAME[arch], len(lg.get("epochs", [])), e["wall_s"], num(lg.get("train_images_per_s"), "%.1f"),
-            pct(fin.get("val_accuracy")), num(fin.get("train_loss"), "%.3f"), num(fin.get("val_loss"), "%.3f"),
-            tcols, paper))
+            ours_tl, pct(fin.get("val_accuracy")), num(fin.get("train_loss"), "%.3f"), num(fin.get("val_loss"), "%.3f"),
+            tcols, diff, paper))
     w("")
 
 
@@ -370,8 +426,8 @@ def test_table(w, ds, present, rep, train, mode):
     w("")
     full = mode == "full"
     w("| model | images | top-1 | top-5 | cross-entropy | macro AUC | ms / image | images/s | %stop-1 (paper) |"
-      % ("top-1 (PyTorch, same recipe) | cross-entropy (PyTorch) | " if full else ""))
-    w("|---|---:|---:|---:|---:|---:|---:|---:|%s---:|" % ("---:|---:|" if full else ""))
+      % ("top-1 (PyTorch, same recipe) | cross-entropy (PyTorch) | top-1 ours - PyTorch | " if full else ""))
+    w("|---|---:|---:|---:|---:|---:|---:|---:|%s---:|" % ("---:|---:|---:|" if full else ""))
     for arch in present:
         m = metric(rep, arch)
         tr = train[(ds["name"], arch)].get("torch") or {}
@@ -379,6 +435,11 @@ def test_table(w, ds, present, rep, train, mode):
         tk = "test" if ds["name"] == "monkeys" else "val"
         tcols = ("%s | %s | " % (pct(tr.get(tk + "_accuracy")), num(tr.get(tk + "_cross_entropy"), "%.4f"))
                  if full else "")
+        if full:
+            diff = "n/a"
+            if m and tr.get(tk + "_accuracy") is not None:
+                diff = "%+.2f points" % (100 * (m["metrics"]["top1"] - tr[tk + "_accuracy"]))
+            tcols += diff + " | "
         if not m:
             w("| %s | not evaluated | | | | | | | %sn/a |" % (ARCH_NAME[arch], tcols))
             continue

@@ -2,7 +2,9 @@
 """tools/paper.py (`make paper`) end to end on a miniature of ../shared/data (a few photos per class from
 imagenet-sample laid out as monkeys/, fruits-360/ and imagenet-sample/) with one real base model: the
 real binary trains, evaluates and the report has every table, the skipped models with their reason
-and the figures; --mode full is reported as unsupported while train has only the head mode."""
+and the figures; --mode full with a --torch-dir result puts PyTorch's figures, both sides' threads and
+load and the top-1 difference beside ours, and --publish stores the JSON the tables come from."""
+import json
 import os
 import shutil
 import subprocess
@@ -62,7 +64,7 @@ def mini_data(root):
             f.write(os.path.join(SAMPLE, name) + "\t" + rest + "\n")
 
 
-def run_paper(tmp, mode):
+def run_paper(tmp, mode, *extra):
     data, weights, out = os.path.join(tmp, "data"), os.path.join(tmp, "w"), os.path.join(tmp, "paper")
     if not os.path.isdir(data):
         mini_data(data)
@@ -70,7 +72,8 @@ def run_paper(tmp, mode):
         os.symlink(BASE, os.path.join(weights, "mobilenet_v3_small.safetensors"))
     res = subprocess.run([PYTHON, os.path.join(REPO, "tools", "paper.py"), "--bin", BIN, "--weights-dir", weights,
                           "--data-dir", data, "--out-dir", out, "--mode", mode, "--epochs", "3", "--python", PYTHON,
-                          "--publish", os.path.join(tmp, "pub")], capture_output=True, text=True, timeout=900)
+                          "--publish", os.path.join(tmp, "pub")] + list(extra), capture_output=True, text=True,
+                         timeout=900)
     report = open(os.path.join(out, "REPORT.md")).read() if os.path.isfile(os.path.join(out, "REPORT.md")) else ""
     return res, report, out
 
@@ -100,10 +103,35 @@ def test_head_mode_report():
 def test_full_mode_report():
     need()
     with tempfile.TemporaryDirectory() as tmp:
-        res, report, _ = run_paper(tmp, "full")
+        # a tools/torch_finetune.py result for monkeys (fields as it writes them, values made up)
+        tdir = os.path.join(tmp, "torch")
+        os.makedirs(tdir)
+        torch_res = {"base": "mobilenet_v3_small", "recipe": {"threads": 1}, "threads": 1, "n_val": 6,
+                     "epochs": [{"epoch": 1, "load_average": 7.2}], "train_seconds": 123.0,
+                     "train_images_per_s": 1.25, "val_accuracy": 0.5, "val_cross_entropy": 0.75,
+                     "test_accuracy": 0.25, "test_cross_entropy": 1.5, "load_average": {"start": 3.0, "end": 9.4}}
+        with open(os.path.join(tdir, "monkeys_mobilenet_v3_small.json"), "w") as f:
+            json.dump(torch_res, f)
+        res, report, _ = run_paper(tmp, "full", "--torch-dir", tdir, "--threads", "2")
         assert res.returncode == 0, res.stderr[-2000:]
         assert "is not supported by this `cnnserve train`" not in report, report[:3000]
         assert "Mode: `--mode full`" in report and "| MobileNetV3-Small |" in report, report[:3000]
+        monkeys = report.split("## monkeys")[1].split("## fruits")[0]
+        rows = [line for line in monkeys.splitlines() if line.startswith("| MobileNetV3-Small |")]
+        assert len(rows) == 2, monkeys
+        # training row: ours' threads, PyTorch's val top-1 / CE / time / images/s / threads and load range
+        assert "| 2 thr, load" in rows[0] and "| 50.00 % | 0.7500 | 123 s | 1.2 | 1 thr, load 3-9 |" in rows[0], rows[0]
+        # test row: PyTorch's test top-1 / CE and the difference in points
+        assert "| 25.00 % | 1.5000 | " in rows[1] and " points |" in rows[1], rows[1]
+        fruits = report.split("## fruits")[1]
+        assert [line for line in fruits.splitlines() if line.startswith("| MobileNetV3-Small |") and "n/a" in line]
+        pub = os.path.join(tmp, "pub")
+        ours = json.load(open(os.path.join(pub, "ours_monkeys_mobilenet_v3_small_train.json")))
+        assert ours["threads"] == 2 and len(ours["load_average"]) == 2 and ours["recipe"]["mode"] == "full", ours
+        ev = json.load(open(os.path.join(pub, "ours_monkeys_mobilenet_v3_small_eval.json")))
+        assert ev["model"]["images"] == 6 and "predictions" not in ev["model"], list(ev["model"])
+        assert json.load(open(os.path.join(pub, "torch_monkeys_mobilenet_v3_small.json"))) == torch_res
+        assert not os.path.exists(os.path.join(pub, "torch_fruits_mobilenet_v3_small.json"))
 
 
 if __name__ == "__main__":
