@@ -177,6 +177,7 @@ cnn_status image_decode(const uint8_t *data, size_t n_bytes, const image_decode_
     int64_t max_pixels = IMAGE_DEFAULT_MAX_PIXELS;
     int min_short_side = 0, n_pps = 0;
     const image_preproc *pps = NULL;
+    const image_parallel *par = NULL;
     if (opts) {
         if (opts->max_pixels < 0 || opts->min_short_side < 0 || opts->n_pps < 0 ||
             (opts->n_pps > 0 && !opts->pps))
@@ -188,6 +189,7 @@ cnn_status image_decode(const uint8_t *data, size_t n_bytes, const image_decode_
         min_short_side = opts->min_short_side;
         pps = opts->pps;
         n_pps = opts->n_pps;
+        par = opts->par && opts->par->run && opts->par->n_parts >= 2 ? opts->par : NULL;
     }
     if (n_bytes == 0)
         return cnn_err(err, err_bytes, CNN_ERR_DECODE, "empty image data");
@@ -197,7 +199,7 @@ cnn_status image_decode(const uint8_t *data, size_t n_bytes, const image_decode_
     cnn_status st;
     switch (fmt) {
     case IMAGE_FMT_JPEG:
-        st = image_decode_jpeg(data, n_bytes, max_pixels, min_short_side, pps, n_pps, out,
+        st = image_decode_jpeg(data, n_bytes, max_pixels, min_short_side, pps, n_pps, par, out,
                                &exif_orientation, err, err_bytes);
         break;
     case IMAGE_FMT_PNG:
@@ -221,6 +223,8 @@ cnn_status image_decode(const uint8_t *data, size_t n_bytes, const image_decode_
     }
     out->format = fmt;
     out->orientation = 1;
+    if (out->n_bands < 1)
+        out->n_bands = 1;
     if (fmt != IMAGE_FMT_JPEG) { /* decoded whole */
         out->roi_x = out->roi_y = 0;
         out->roi_width = out->width;

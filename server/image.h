@@ -24,6 +24,17 @@ typedef struct {
     float mean[3], std[3];
 } image_preproc;
 
+/* Runs fn(arg, 0) .. fn(arg, n_parts - 1), each once, possibly at the same time on several threads,
+ * and returns when all have returned (the caller's thread may run some of them). */
+typedef struct {
+    void (*run)(void *ctx, void (*fn)(void *arg, int part), void *arg);
+    void *ctx;
+    int n_parts;
+} image_parallel;
+
+/* Most row bands a JPEG is decoded in at once (more parts than this run as this many). */
+#define IMAGE_MAX_BANDS 16
+
 typedef struct {
     int64_t max_pixels;  /* refuse (CNN_ERR_TOO_LARGE) when width*height exceeds this; 0 = IMAGE_DEFAULT_MAX_PIXELS */
     int min_short_side;  /* JPEG DCT scaling: pick the smallest M/8 scale whose short side is still
@@ -31,6 +42,10 @@ typedef struct {
     const image_preproc *pps; /* n_pps > 0: decode only the part of the image that image_preprocess
                                * with these reads (JPEG; other formats decode whole); see image.roi_* */
     int n_pps;
+    const image_parallel *par; /* n_parts >= 2: a baseline JPEG with restart markers at MCU-row
+                                * boundaries is decoded in up to n_parts bands of rows at once, each
+                                * band by its own decoder from its restart interval on (the pixels
+                                * are the same as one sequential decode's); NULL: sequential */
 } image_decode_opts;
 
 /* DCT-scaled decode keeps the short side >= IMAGE_DCT_MARGIN x the resize target: measured on the
@@ -51,6 +66,7 @@ typedef struct {
     image_format format;
     int scale_num, scale_denom; /* DCT scale used (1/1 when none) */
     int orientation;     /* EXIF orientation applied, 1..8 (1 = none / absent) */
+    int n_bands;         /* JPEG row bands decoded at once (image_decode_opts.par); 1: sequential */
 } image;
 
 const char *image_format_name(image_format f); /* "jpeg", "png", "webp", "unknown" */

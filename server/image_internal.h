@@ -18,9 +18,11 @@ cnn_status image_check_dims(int64_t width, int64_t height, int64_t max_pixels, c
  * Orientation tag found in the file (1 when absent or unusable). On error out holds nothing. */
 /* The JPEG decoder fills roi_* too: with n_pps > 0 it decodes only what pps read (after
  * the orientation it reports is applied), in stored coordinates; the others decode whole. */
+/* par (may be NULL): restart-interval bands decoded at once, see image_decode_opts.par. */
 cnn_status image_decode_jpeg(const uint8_t *data, size_t n_bytes, int64_t max_pixels,
-                             int min_short_side, const image_preproc *pps, int n_pps, image *out,
-                             int *exif_orientation, char *err, size_t err_bytes);
+                             int min_short_side, const image_preproc *pps, int n_pps,
+                             const image_parallel *par, image *out, int *exif_orientation, char *err,
+                             size_t err_bytes);
 cnn_status image_decode_png(const uint8_t *data, size_t n_bytes, int64_t max_pixels, image *out,
                             int *exif_orientation, char *err, size_t err_bytes);
 cnn_status image_decode_webp(const uint8_t *data, size_t n_bytes, int64_t max_pixels, image *out,

@@ -12,6 +12,7 @@
  * tolerates them: the image decodes with the damage libjpeg leaves. */
 #include "image_internal.h"
 
+#include <limits.h>
 #include <setjmp.h>
 #include <stdio.h> /* jpeglib.h needs FILE */
 #include <stdlib.h>
@@ -32,6 +33,9 @@ typedef struct {
     size_t exif_bytes;
     int has_frame;       /* a SOFn segment was found; frame_width/height are its dimensions */
     int frame_width, frame_height;
+    size_t sof_at;       /* offset of the frame header's payload (its length field) */
+    int n_scans;         /* SOS segments */
+    size_t sos_end;      /* offset just after the first SOS segment: its entropy-coded data */
     jpeg_end end;
 } jpeg_layout;
 
@@ -85,13 +89,17 @@ static void jpeg_walk(const uint8_t *data, size_t n_bytes, jpeg_layout *layout)
         }
         if (is_sof_marker(marker) && !layout->has_frame && seg_bytes >= 7) {
             layout->has_frame = 1;
+            layout->sof_at = pos;
             layout->frame_height = data[pos + 3] << 8 | data[pos + 4];
             layout->frame_width = data[pos + 5] << 8 | data[pos + 6];
         }
         pos += seg_bytes;
         if (marker != JPEG_MARKER_SOS)
             continue;
+        if (!seen_sos)
+            layout->sos_end = pos;
         seen_sos = 1;
+        layout->n_scans++;
         /* Entropy-coded data runs to the next marker other than a stuffed 0xFF00 or an RSTn. */
         for (;;) {
             const uint8_t *ff = memchr(data + pos, 0xFF, n_bytes - pos);
@@ -234,13 +242,233 @@ typedef struct {
     uint8_t *rgb;   /* the decoded rows of the region, RGB, as wide as libjpeg's crop */
     size_t stride;  /* bytes per row of rgb */
     int lead;       /* pixels of a row of rgb before the region's first column */
+    int n_bands;    /* > 0: the region was decoded in this many bands, not by cinfo */
 } jpeg_job;
+
+/* Row bands decoded at once (image_decode_opts.par). In a baseline JPEG with restart markers the
+ * entropy-coded data restarts (byte-aligned, DC predictions reset) every restart_interval MCUs, so
+ * a band of MCU rows that starts at a restart boundary can be decoded by a decoder of its own: it
+ * gets a stream made of the file's headers, the band's restart intervals (RSTn renumbered from 0)
+ * and an EOI, and sees them as the top of the image. Each band's decoder starts enough MCU rows
+ * above the band for JPEG_REGION_MARGIN rows of context and the first row of the band below for
+ * the chroma upsampler, so the band's rows are the pixels of a sequential decode (tested). Any
+ * error or warning in a band sends the whole decode back to the sequential path. */
+typedef struct {
+    const uint8_t *data;
+    const jpeg_layout *layout;
+    const size_t *rst;      /* [n_segments - 1] offsets of the RSTn markers ending each interval */
+    size_t eoi;             /* offset of the EOI marker after the entropy-coded data */
+    int n_segments, interval, mcus_per_row, n_mcu_rows, rows_per_mcu, align;
+    int mcu_src_rows;       /* rows of the file per MCU row */
+    unsigned scale_num, scale_denom;
+    JDIMENSION ask_x, ask_w, crop_x, crop_w; /* jpeg_crop_scanline's request and its answer */
+    int crop;               /* 1: the rows are cropped */
+    int y0, y1;             /* output rows written to rgb */
+    uint8_t *rgb;
+    size_t stride;
+    int n_bands;
+    int first[IMAGE_MAX_BANDS + 1]; /* band b writes MCU rows [first[b], first[b + 1]) */
+    int failed[IMAGE_MAX_BANDS];
+} jpeg_bands;
+
+typedef struct {
+    struct jpeg_decompress_struct cinfo;
+    jpeg_errors errors;
+    uint8_t *stream, *row;
+    size_t stream_bytes;
+    int created;   /* cinfo exists (jpeg_destroy_decompress needed) */
+} jpeg_band_job;
+
+static int jpeg_band_read(jpeg_bands *b, jpeg_band_job *job, int base, int oy0, int oy1);
+
+/* Offsets of the RSTn markers of the entropy-coded data starting at pos: 1 when there are exactly
+ * n_rst, numbered in sequence, followed by EOI (no fill bytes, no other marker), 0 otherwise. */
+static int jpeg_find_restarts(const uint8_t *data, size_t n_bytes, size_t pos, size_t *rst, int n_rst,
+                              size_t *eoi)
+{
+    int k = 0;
+    for (;;) {
+        const uint8_t *ff = pos < n_bytes ? memchr(data + pos, 0xFF, n_bytes - pos) : NULL;
+        if (!ff || (size_t)(ff - data) + 1 >= n_bytes)
+            return 0;
+        pos = (size_t)(ff - data);
+        const uint8_t m = data[pos + 1];
+        if (m == 0x00) {
+            pos += 2;
+        } else if (m >= 0xD0 && m <= 0xD7) {
+            if (k >= n_rst || m != 0xD0 + (k & 7))
+                return 0;
+            rst[k++] = pos;
+            pos += 2;
+        } else {
+            *eoi = pos;
+            return m == JPEG_MARKER_EOI && k == n_rst;
+        }
+    }
+}
+
+/* Start and end offsets of restart interval i's entropy-coded bytes. */
+static size_t band_seg_start(const jpeg_bands *b, int i)
+{
+    return i == 0 ? b->layout->sos_end : b->rst[i - 1] + 2;
+}
+
+static size_t band_seg_end(const jpeg_bands *b, int i)
+{
+    return i == b->n_segments - 1 ? b->eoi : b->rst[i];
+}
+
+static void jpeg_band_decode(jpeg_bands *b, int band, jpeg_band_job *job)
+{
+    const int rpm = b->rows_per_mcu;
+    const int oy0 = b->y0 > b->first[band] * rpm ? b->y0 : b->first[band] * rpm;
+    const int oy1 = b->y1 < b->first[band + 1] * rpm ? b->y1 : b->first[band + 1] * rpm;
+    if (oy0 >= oy1)
+        return;
+    /* MCU rows decoded: from JPEG_REGION_MARGIN rows (and one MCU row) above the band's first
+     * row to one MCU row below its last, widened to restart boundaries. */
+    int ds = (oy0 - JPEG_REGION_MARGIN) / rpm - 1;
+    ds = ds < 0 ? 0 : ds / b->align * b->align;
+    int de = (oy1 + rpm - 1) / rpm + 1;
+    de = (de + b->align - 1) / b->align * b->align;
+    if (de > b->n_mcu_rows)
+        de = b->n_mcu_rows;
+    const int s0 = (int)((int64_t)ds * b->mcus_per_row / b->interval);
+    const int s1 = de == b->n_mcu_rows ? b->n_segments
+                                       : (int)((int64_t)de * b->mcus_per_row / b->interval);
+    const size_t head = b->layout->sos_end, from = band_seg_start(b, s0), to = band_seg_end(b, s1 - 1);
+    job->stream = malloc(head + (to - from) + 2);
+    job->row = malloc((size_t)b->crop_w * 3);
+    if (!job->stream || !job->row) {
+        b->failed[band] = 1;
+        return;
+    }
+    memcpy(job->stream, b->data, head);
+    memcpy(job->stream + head, b->data + from, to - from);
+    for (int i = s0 + 1; i < s1; i++) /* the marker before interval i becomes RST((i - s0 - 1) % 8) */
+        job->stream[head + (b->rst[i - 1] - from) + 1] = (uint8_t)(0xD0 + ((i - s0 - 1) & 7));
+    /* The band's image starts at MCU row ds: its frame is that much shorter, so that the decoder
+     * sees the image's real bottom edge where the last band ends (the upsampler replicates there). */
+    const int height = b->layout->frame_height - ds * b->mcu_src_rows;
+    job->stream[b->layout->sof_at + 3] = (uint8_t)(height >> 8);
+    job->stream[b->layout->sof_at + 4] = (uint8_t)height;
+    job->stream[head + (to - from)] = 0xFF;
+    job->stream[head + (to - from) + 1] = JPEG_MARKER_EOI;
+    job->stream_bytes = head + (to - from) + 2;
+    if (!jpeg_band_read(b, job, ds * rpm, oy0, oy1))
+        b->failed[band] = 1;
+}
+
+/* The band's decoder on job->stream (whose first row is output row base), rows [oy0, oy1) into
+ * b->rgb: 1 when done without error or warning. */
+static int jpeg_band_read(jpeg_bands *b, jpeg_band_job *job, int base, int oy0, int oy1)
+{
+    j_decompress_ptr c = &job->cinfo;
+    c->err = jpeg_std_error(&job->errors.pub);
+    job->errors.pub.error_exit = jpeg_on_error;
+    job->errors.pub.emit_message = jpeg_on_message;
+    if (setjmp(job->errors.jump))
+        return 0;
+    jpeg_create_decompress(c);
+    job->created = 1;
+    jpeg_mem_src(c, job->stream, (unsigned long)job->stream_bytes);
+    jpeg_read_header(c, TRUE);
+    c->scale_num = b->scale_num;
+    c->scale_denom = b->scale_denom;
+    c->out_color_space = JCS_RGB;
+    c->dct_method = JDCT_ISLOW;
+    c->do_fancy_upsampling = TRUE;
+    jpeg_start_decompress(c);
+    JDIMENSION crop_x = b->ask_x, crop_w = b->ask_w;
+    if (b->crop)
+        jpeg_crop_scanline(c, &crop_x, &crop_w);
+    if (crop_x != b->crop_x || crop_w != b->crop_w || c->out_color_components != 3)
+        return 0;
+    if (oy0 - JPEG_REGION_MARGIN - base > 0)
+        jpeg_skip_scanlines(c, (JDIMENSION)(oy0 - JPEG_REGION_MARGIN - base));
+    while ((int)c->output_scanline + base < oy1) {
+        const int y = (int)c->output_scanline + base;
+        JSAMPROW rows[1] = {y >= oy0 ? b->rgb + (size_t)(y - b->y0) * b->stride : job->row};
+        if (jpeg_read_scanlines(c, rows, 1) != 1)
+            return 0;
+    }
+    return job->errors.n_warnings == 0;
+}
+
+static void jpeg_band_run(void *arg, int part)
+{
+    jpeg_bands *b = arg;
+    for (int band = part; band < b->n_bands; band += IMAGE_MAX_BANDS) {
+        jpeg_band_job *job = calloc(1, sizeof *job);
+        if (!job) {
+            b->failed[band] = 1;
+            continue;
+        }
+        jpeg_band_decode(b, band, job);
+        if (job->created)
+            jpeg_destroy_decompress(&job->cinfo);
+        free(job->stream);
+        free(job->row);
+        free(job);
+    }
+}
+
+/* Rows [y0, y1) of the started decoder c's output, columns as cropped, decoded in bands at once
+ * into rgb: 1 when done, 0 when the file does not qualify or a band failed (rgb then holds
+ * nothing of use; the caller decodes sequentially). */
+static int jpeg_decode_bands(j_decompress_ptr c, const uint8_t *data, size_t n_bytes,
+                             const jpeg_layout *layout, const image_parallel *par, JDIMENSION ask_x,
+                             JDIMENSION ask_w, JDIMENSION crop_x, JDIMENSION crop_w, int crop, int y0,
+                             int y1, uint8_t *rgb, size_t stride)
+{
+    if (!par || c->progressive_mode || layout->n_scans != 1 || layout->end != JPEG_END_EOI ||
+        c->restart_interval == 0 || c->comps_in_scan != c->num_components ||
+        c->out_color_space != JCS_RGB || c->MCUs_per_row == 0 ||
+        (c->comps_in_scan == 1 && c->max_v_samp_factor != 1) || layout->sof_at + 5 > layout->sos_end)
+        return 0; /* (one component: its MCU is one block, so iMCU rows are MCU rows only at 1x1) */
+    jpeg_bands b = {.data = data, .layout = layout, .interval = (int)c->restart_interval,
+                    .mcus_per_row = (int)c->MCUs_per_row, .n_mcu_rows = (int)c->total_iMCU_rows,
+                    .rows_per_mcu = c->max_v_samp_factor * c->min_DCT_scaled_size,
+                    .mcu_src_rows = c->max_v_samp_factor * DCTSIZE,
+                    .scale_num = c->scale_num, .scale_denom = c->scale_denom, .ask_x = ask_x,
+                    .ask_w = ask_w, .crop_x = crop_x, .crop_w = crop_w, .crop = crop, .y0 = y0,
+                    .y1 = y1, .rgb = rgb, .stride = stride};
+    /* MCU rows starting at a restart boundary: every align-th (interval / gcd(interval, row)). */
+    b.align = b.interval / gcd(b.interval, b.mcus_per_row);
+    const int64_t n_mcus = (int64_t)b.mcus_per_row * b.n_mcu_rows;
+    const int64_t n_segments = (n_mcus + b.interval - 1) / b.interval;
+    const int m0 = y0 / b.rows_per_mcu, m1 = (y1 + b.rows_per_mcu - 1) / b.rows_per_mcu;
+    int n_bands = par->n_parts < IMAGE_MAX_BANDS ? par->n_parts : IMAGE_MAX_BANDS;
+    /* A band should hold a few restart boundaries' worth of rows, or the overlap costs more. */
+    const int min_rows = 4 * b.align > 8 ? 4 * b.align : 8;
+    if ((m1 - m0) / min_rows < n_bands)
+        n_bands = (m1 - m0) / min_rows;
+    if (n_bands < 2 || n_segments > INT_MAX || b.rows_per_mcu <= 0)
+        return 0;
+    b.n_segments = (int)n_segments;
+    b.n_bands = n_bands;
+    for (int i = 0; i <= n_bands; i++)
+        b.first[i] = m0 + (int)((int64_t)(m1 - m0) * i / n_bands);
+    size_t *rst = malloc(((size_t)b.n_segments) * sizeof *rst);
+    if (!rst)
+        return 0;
+    int ok = jpeg_find_restarts(data, n_bytes, layout->sos_end, rst, b.n_segments - 1, &b.eoi);
+    b.rst = rst;
+    if (ok) {
+        par->run(par->ctx, jpeg_band_run, &b);
+        for (int i = 0; i < n_bands; i++)
+            ok &= !b.failed[i];
+    }
+    free(rst);
+    return ok ? n_bands : 0;
+}
 
 /* Decodes columns [x0, x1) of rows [y0, y1) of the (scaled) output into job->rgb, straight from
  * libjpeg (RGB) or through the CMYK conversion: rows as wide as libjpeg's crop, the region job->lead
  * pixels in. The cinfo is started; on a libjpeg error this longjmps to the caller's setjmp. */
 static cnn_status jpeg_decode_region(jpeg_job *job, int is_cmyk, int x0, int x1, int y0, int y1,
-                                     char *err, size_t err_bytes)
+                                     const uint8_t *data, size_t n_bytes, const jpeg_layout *layout,
+                                     const image_parallel *par, char *err, size_t err_bytes)
 {
     j_decompress_ptr c = &job->cinfo;
     const int full_w = (int)c->output_width;
@@ -248,8 +476,10 @@ static cnn_status jpeg_decode_region(jpeg_job *job, int is_cmyk, int x0, int x1,
     int dx0 = x0 - JPEG_REGION_MARGIN < 0 ? 0 : x0 - JPEG_REGION_MARGIN;
     int dx1 = x1 + JPEG_REGION_MARGIN > full_w ? full_w : x1 + JPEG_REGION_MARGIN;
     int dy0 = y0 - JPEG_REGION_MARGIN < 0 ? 0 : y0 - JPEG_REGION_MARGIN;
-    JDIMENSION crop_x = (JDIMENSION)dx0, crop_w = (JDIMENSION)(dx1 - dx0);
-    if (crop_w < (JDIMENSION)full_w)
+    const JDIMENSION ask_x = (JDIMENSION)dx0, ask_w = (JDIMENSION)(dx1 - dx0);
+    JDIMENSION crop_x = ask_x, crop_w = ask_w;
+    const int crop = crop_w < (JDIMENSION)full_w;
+    if (crop)
         jpeg_crop_scanline(c, &crop_x, &crop_w); /* widens to iMCU boundaries */
     const int px = c->out_color_components;
     job->lead = x0 - (int)crop_x;
@@ -259,6 +489,10 @@ static cnn_status jpeg_decode_region(jpeg_job *job, int is_cmyk, int x0, int x1,
     if (!job->row || !job->rgb)
         return cnn_err(err, err_bytes, CNN_ERR_NOMEM, "out of memory for a %dx%d JPEG region",
                        x1 - x0, y1 - y0);
+    if (!is_cmyk && (job->n_bands = jpeg_decode_bands(c, data, n_bytes, layout, par, ask_x, ask_w,
+                                                      crop_x, crop_w, crop, y0, y1, job->rgb,
+                                                      job->stride)) > 0)
+        return CNN_OK;
     if (dy0 > 0)
         jpeg_skip_scanlines(c, (JDIMENSION)dy0);
     while ((int)c->output_scanline < y1) {
@@ -274,8 +508,9 @@ static cnn_status jpeg_decode_region(jpeg_job *job, int is_cmyk, int x0, int x1,
 }
 
 cnn_status image_decode_jpeg(const uint8_t *data, size_t n_bytes, int64_t max_pixels,
-                             int min_short_side, const image_preproc *pps, int n_pps, image *out,
-                             int *exif_orientation, char *err, size_t err_bytes)
+                             int min_short_side, const image_preproc *pps, int n_pps,
+                             const image_parallel *par, image *out, int *exif_orientation, char *err,
+                             size_t err_bytes)
 {
     jpeg_layout layout;
     jpeg_walk(data, n_bytes, &layout);
@@ -332,9 +567,12 @@ cnn_status image_decode_jpeg(const uint8_t *data, size_t n_bytes, int64_t max_pi
     int rect[4] = {0, 0, sw, sh};
     if (n_pps > 0)
         image_stored_region(sw, sh, orientation, pps, n_pps, rect);
-    st = jpeg_decode_region(job, is_cmyk, rect[0], rect[2], rect[1], rect[3], err, err_bytes);
+    st = jpeg_decode_region(job, is_cmyk, rect[0], rect[2], rect[1], rect[3], data, n_bytes, &layout,
+                            par, err, err_bytes);
     if (st != CNN_OK)
         goto done;
+    if (job->n_bands > 0)
+        goto decoded; /* cinfo read nothing past the headers */
     /* A region ending above the last row leaves the rest undecoded (skipping to the end reads
      * nothing); a whole decode reads to EOI so that libjpeg reports what it finds there. */
     if ((int)c->output_scanline < sh)
@@ -345,6 +583,8 @@ cnn_status image_decode_jpeg(const uint8_t *data, size_t n_bytes, int64_t max_pi
         goto done;
     }
 
+decoded:
+    out->n_bands = job->n_bands > 0 ? job->n_bands : 1;
     out->alloc = job->rgb;
     out->rgb = job->rgb + (size_t)job->lead * 3;
     out->stride = job->stride;

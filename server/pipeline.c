@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "image_threads.h"
 #include "timing.h"
 
 struct pipeline_ws {
@@ -21,6 +22,7 @@ struct pipeline_ws {
     float *batch_logits;  /* batch_cap rows of logits_stride */
     int *batch_idx;       /* batch_cap x PIPELINE_TOPK_MAX */
     float *batch_prob;
+    image_threads *decode_threads; /* n_threads > 1: JPEGs with restart markers decoded in bands */
 };
 
 cnn_status pipeline_ws_init(pipeline_ws **out, const model *const *models, int n_models, char *err,
@@ -61,6 +63,11 @@ cnn_status pipeline_ws_init_batch(pipeline_ws **out, const model *const *models,
             goto fail;
         }
     }
+    if (n_threads > 1 && (st = image_threads_init(&ws->decode_threads,
+                                                  n_threads < IMAGE_MAX_BANDS ? n_threads : IMAGE_MAX_BANDS)) != CNN_OK) {
+        cnn_err(err, err_bytes, st, "pipeline: cannot start %d decode threads", n_threads);
+        goto fail;
+    }
     ws->input = malloc(max_input * sizeof(float));
     ws->logits_stride = max_classes;
     ws->logits = malloc((size_t)n_models * max_classes * sizeof(float));
@@ -100,6 +107,7 @@ void pipeline_ws_free(pipeline_ws *ws)
     free(ws->batch_logits);
     free(ws->batch_idx);
     free(ws->batch_prob);
+    image_threads_free(ws->decode_threads);
     free(ws);
 }
 
@@ -182,7 +190,7 @@ cnn_status pipeline_classify(pipeline_ws *ws, const uint8_t *data, size_t n_byte
     uint64_t t0 = timing_now_ns();
     image_decode_opts opts = {.max_pixels = req->max_pixels,
                               .min_short_side = req->full_decode ? 0 : IMAGE_DCT_MARGIN * min_short_side,
-                              .pps = pps, .n_pps = req->n_slots};
+                              .pps = pps, .n_pps = req->n_slots, .par = image_threads_parallel(ws->decode_threads)};
     image img;
     cnn_status st = image_decode(data, n_bytes, &opts, &img, err, err_bytes);
     if (st != CNN_OK) return st;
@@ -244,7 +252,7 @@ static cnn_status batch_prepare(pipeline_ws *ws, int slot, pipeline_batch_item *
     uint64_t t0 = timing_now_ns();
     image_decode_opts opts = {.max_pixels = req->max_pixels,
                               .min_short_side = req->full_decode ? 0 : IMAGE_DCT_MARGIN * pp.resize,
-                              .pps = &pp, .n_pps = 1};
+                              .pps = &pp, .n_pps = 1, .par = image_threads_parallel(ws->decode_threads)};
     image img;
     cnn_status st = image_decode(it->data, it->n_bytes, &opts, &img, it->err, sizeof it->err);
     if (st != CNN_OK) return st;

@@ -3,13 +3,16 @@
  * reference, error statuses. Test images are made in memory (tjCompress2, libpng, libwebp). */
 #include <math.h>
 #include <png.h>
+#include <stdio.h> /* jpeglib.h needs FILE */
 #include <stdlib.h>
 #include <string.h>
+#include <jpeglib.h>
 #include <turbojpeg.h>
 #include <webp/encode.h>
 
 #include "../../server/image.h"
 #include "../../server/image_internal.h"
+#include "../../server/image_threads.h"
 #include "../test.h"
 
 /* ---- helpers: test images ---- */
@@ -1077,6 +1080,193 @@ static void test_region_decode(void)
              "scales, orientations, several preprocessings");
 }
 
+/* ---- restart-interval bands (image_decode_opts.par) ---- */
+
+/* A baseline JPEG with restart markers, through libjpeg's compressor: h x v luma sampling (1x1,
+ * 2x1, 2x2, 1x2; 0: grayscale), a restart every rows MCU rows (> 0) or every -rows MCUs. */
+static buf make_jpeg_restart(const uint8_t *rgb, int w, int h, int hs, int vs, int rows)
+{
+    buf b = {0};
+    struct jpeg_compress_struct c;
+    struct jpeg_error_mgr e;
+    unsigned char *mem = NULL;
+    unsigned long mem_bytes = 0;
+    uint8_t *line = malloc((size_t)w * 3);
+    if (!line)
+        return b;
+    c.err = jpeg_std_error(&e); /* our own inputs: libjpeg's exit on error is fine in a test */
+    jpeg_create_compress(&c);
+    jpeg_mem_dest(&c, &mem, &mem_bytes);
+    c.image_width = (JDIMENSION)w;
+    c.image_height = (JDIMENSION)h;
+    c.input_components = hs ? 3 : 1;
+    c.in_color_space = hs ? JCS_RGB : JCS_GRAYSCALE;
+    jpeg_set_defaults(&c);
+    jpeg_set_quality(&c, 85, TRUE);
+    if (hs) {
+        c.comp_info[0].h_samp_factor = hs;
+        c.comp_info[0].v_samp_factor = vs;
+    }
+    if (rows > 0)
+        c.restart_in_rows = rows;
+    else
+        c.restart_interval = (unsigned)-rows;
+    jpeg_start_compress(&c, TRUE);
+    while (c.next_scanline < c.image_height) {
+        const uint8_t *src = rgb + (size_t)c.next_scanline * w * 3;
+        for (int x = 0; x < w; x++) /* grayscale: the green channel */
+            if (hs)
+                memcpy(line + 3 * x, src + 3 * x, 3);
+            else
+                line[x] = src[3 * x + 1];
+        JSAMPROW r[1] = {line};
+        jpeg_write_scanlines(&c, r, 1);
+    }
+    jpeg_finish_compress(&c);
+    jpeg_destroy_compress(&c);
+    buf_append(&b, mem, mem_bytes);
+    free(mem);
+    free(line);
+    return b;
+}
+
+/* An image_parallel runner: the parts one after another, last first (any order must do). The
+ * threaded runner is the server's, image_threads. */
+static void run_reversed(void *ctx, void (*fn)(void *, int), void *arg)
+{
+    for (int i = *(const int *)ctx - 1; i >= 0; i--)
+        fn(arg, i);
+}
+
+/* Same decoded pixels (the region, after orientation) and geometry. */
+static int same_pixels(const image *a, const image *b)
+{
+    if (a->width != b->width || a->height != b->height || a->roi_x != b->roi_x || a->roi_y != b->roi_y ||
+        a->roi_width != b->roi_width || a->roi_height != b->roi_height)
+        return 0;
+    const size_t sa = a->stride ? a->stride : (size_t)a->roi_width * 3;
+    const size_t sb = b->stride ? b->stride : (size_t)b->roi_width * 3;
+    for (int y = 0; y < a->roi_height; y++)
+        if (memcmp(a->rgb + y * sa, b->rgb + y * sb, (size_t)a->roi_width * 3) != 0)
+            return 0;
+    return 1;
+}
+
+/* Decoding in restart-interval bands gives the sequential decode's pixels: every sampling, restarts
+ * every MCU row, every few rows and every few MCUs (not at row boundaries), DCT scales, orientations,
+ * regions and whole images, 2-5 parts run in any order or on threads; files without restart
+ * markers, progressive ones and damaged ones decode as before. */
+static void test_restart_bands(void)
+{
+    test_begin();
+    static const int samp[][2] = {{2, 2}, {2, 1}, {1, 1}, {1, 2}, {0, 0}};
+    static const int restarts[] = {1, 2, -5, -64};
+    static const int sizes[][2] = {{333, 251}, {200, 1200}};
+    static const int min_shorts[] = {0, 100, 40};
+    static const int parts[] = {2, 3, 5};
+    const image_preproc pp = {.resize = 96, .crop = 80, .mean = {0.485f, 0.456f, 0.406f},
+                              .std = {0.229f, 0.224f, 0.225f}};
+    int n_cases = 0, n_banded = 0, n_row_restart_tall = 0, n_row_restart_tall_banded = 0;
+    image_threads *threads = NULL; /* 3 threads: parts[1] */
+    T_CHECK(image_threads_init(&threads, 3) == CNN_OK && image_threads_parallel(threads) &&
+                image_threads_parallel(threads)->n_parts == 3,
+            "image_threads_init(3)");
+    image_threads *one = NULL;
+    T_CHECK(image_threads_init(&one, 1) == CNN_OK && !image_threads_parallel(one), "one thread: sequential");
+    image_threads_free(one);
+    for (size_t zi = 0; zi < sizeof sizes / sizeof sizes[0]; zi++) {
+        const int w = sizes[zi][0], h = sizes[zi][1];
+        uint8_t *rgb = make_rgb(w, h, 40 + (unsigned)zi);
+        for (size_t si = 0; rgb && si < sizeof samp / sizeof samp[0]; si++)
+            for (size_t ri = 0; ri < sizeof restarts / sizeof restarts[0]; ri++) {
+                buf jpeg = make_jpeg_restart(rgb, w, h, samp[si][0], samp[si][1], restarts[ri]);
+                T_CHECK(jpeg.n > 0, "libjpeg compress failed");
+                for (int o = 1; o <= 6 && jpeg.n; o += 5) {
+                    buf ej = o == 1 ? jpeg : jpeg_with_orientation(&jpeg, o, 0);
+                    for (size_t mi = 0; mi < sizeof min_shorts / sizeof min_shorts[0]; mi++)
+                        for (int region = 0; region <= 1; region++) {
+                            image_decode_opts so = {.min_short_side = min_shorts[mi], .pps = region ? &pp : NULL,
+                                                    .n_pps = region};
+                            image seq = decode_ok(&ej, &so, "sequential");
+                            T_CHECK(seq.n_bands == 1, "no par: %d bands", seq.n_bands);
+                            float *ts = seq.rgb ? preprocess_new(&seq, &pp) : NULL;
+                            for (size_t pi = 0; pi < sizeof parts / sizeof parts[0]; pi++) {
+                                int n = parts[pi];
+                                image_parallel par = {.run = run_reversed, .ctx = &n, .n_parts = n};
+                                image_decode_opts po = so;
+                                po.par = pi == 1 && threads ? image_threads_parallel(threads) : &par;
+                                image bnd = decode_ok(&ej, &po, "bands");
+                                float *tb = bnd.rgb ? preprocess_new(&bnd, &pp) : NULL;
+                                n_cases++;
+                                n_banded += bnd.n_bands > 1;
+                                T_CHECK(bnd.n_bands >= 1 && bnd.n_bands <= n, "%d bands for %d parts",
+                                        bnd.n_bands, n);
+                                T_CHECK(seq.rgb && bnd.rgb && same_pixels(&seq, &bnd) && ts && tb &&
+                                            memcmp(ts, tb, sizeof *ts * 3 * 80 * 80) == 0,
+                                        "%dx%d samp %dx%d restart %d o=%d min_short %d region %d parts %d: "
+                                        "%d bands differ from the sequential decode",
+                                        w, h, samp[si][0], samp[si][1], restarts[ri], o, min_shorts[mi], region,
+                                        n, bnd.n_bands);
+                                if (h == 1200 && restarts[ri] == 1 && min_shorts[mi] == 0 && !region) {
+                                    n_row_restart_tall++;
+                                    n_row_restart_tall_banded += bnd.n_bands == n;
+                                }
+                                free(tb);
+                                image_free(&bnd);
+                            }
+                            free(ts);
+                            image_free(&seq);
+                        }
+                    if (o != 1)
+                        buf_free(&ej);
+                }
+                /* Damaged entropy-coded data: the same outcome (status, pixels) as sequential. */
+                for (int k = 1; k <= 3 && jpeg.n; k++) {
+                    buf bad = {0};
+                    buf_append(&bad, jpeg.p, jpeg.n);
+                    size_t at = bad.n * (size_t)k / 4;
+                    if (bad.p && bad.p[at] != 0xFF && bad.p[at - 1] != 0xFF)
+                        bad.p[at] = (uint8_t)(bad.p[at] == 0x55 ? 0xAA : 0x55);
+                    int n = 3;
+                    image_parallel par = {.run = run_reversed, .ctx = &n, .n_parts = n};
+                    image_decode_opts so = {.pps = &pp, .n_pps = 1}, po = {.pps = &pp, .n_pps = 1, .par = &par};
+                    image a, b;
+                    char ea[256], eb[256];
+                    cnn_status sa = bad.p ? image_decode(bad.p, bad.n, &so, &a, ea, sizeof ea) : CNN_ERR_NOMEM;
+                    cnn_status sb = bad.p ? image_decode(bad.p, bad.n, &po, &b, eb, sizeof eb) : CNN_ERR_NOMEM;
+                    T_CHECK(sa == sb && (sa != CNN_OK || same_pixels(&a, &b)),
+                            "damaged at %zu: sequential %d, bands %d (or other pixels)", at, sa, sb);
+                    if (sa == CNN_OK) image_free(&a);
+                    if (sb == CNN_OK) image_free(&b);
+                    buf_free(&bad);
+                }
+                buf_free(&jpeg);
+            }
+        free(rgb);
+    }
+    /* No restart markers, or progressive: one sequential pass. */
+    uint8_t *rgb = make_rgb(200, 1200, 3);
+    for (int prog = 0; prog <= 1 && rgb; prog++) {
+        buf plain = make_jpeg(rgb, 200, 1200, TJPF_RGB, TJSAMP_420, 85, prog ? TJFLAG_PROGRESSIVE : 0);
+        int n = 4;
+        image_parallel par = {.run = run_reversed, .ctx = &n, .n_parts = n};
+        image_decode_opts po = {.par = &par};
+        image img = decode_ok(&plain, &po, "no restarts");
+        T_CHECK(img.rgb && img.n_bands == 1, "prog %d without restart markers: %d bands", prog, img.n_bands);
+        image_free(&img);
+        buf_free(&plain);
+    }
+    free(rgb);
+    image_threads_free(threads);
+    T_CHECK(n_cases == 2 * 5 * 4 * 2 * 3 * 2 * 3, "%d cases decoded", n_cases);
+    T_CHECK(n_row_restart_tall > 0 && n_row_restart_tall_banded == n_row_restart_tall,
+            "a tall image with a restart every MCU row, decoded whole, was split as asked in %d of %d cases",
+            n_row_restart_tall_banded, n_row_restart_tall);
+    T_CHECK(n_banded * 3 > n_cases, "only %d of %d decodes ran in bands", n_banded, n_cases);
+    test_end("JPEG restart-interval bands decode the sequential decode's pixels (samplings, restart "
+             "intervals, scales, orientations, regions, parts in any order and on image_threads, damage)");
+}
+
 /* The AVX2 resampling passes give the generic code's bits: random images (whole and regions of
  * odd widths), upscales and downscales, crops larger than the image. */
 static void test_preprocess_isa(void)
@@ -1147,5 +1337,6 @@ int main(void)
     test_crop_rules();
     test_region_decode();
     test_preprocess_isa();
+    test_restart_bands();
     return test_finish();
 }
