@@ -294,6 +294,10 @@ static void bench_model_runs(const bench_opts *o, const model *m, const float *i
     }
 }
 
+/* A loss for the JSON: null when not finite (jansson refuses NaN/inf; the fixed input's SGD steps
+ * may diverge after a few, which says nothing about the speed). */
+static json_t *bench_json_loss(double loss) { return isfinite(loss) ? json_real(loss) : json_null(); }
+
 /* Times o->n_iters training steps (after o->n_warmup) of one model at every thread count: each step is
  * model_train_step on o->batch copies of the fixed input (labels i mod K) and an SGD update of every
  * parameter. Appends one JSON object per thread count to runs. */
@@ -364,11 +368,11 @@ static void bench_train_runs(const bench_opts *o, const model_arch *arch, const 
         double ips = median > 0 ? o->batch * 1000.0 / median : 0.0;
         double gflops = 3.0 * 2.0 * macs * ips / 1e9;
         json_array_append_new(
-            runs, json_pack("{s:i,s:i,s:i,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:I,s:I,s:o,s:o}", "threads", o->threads[t],
+            runs, json_pack("{s:i,s:i,s:i,s:f,s:f,s:f,s:f,s:f,s:o,s:o,s:I,s:I,s:o,s:o}", "threads", o->threads[t],
                             "batch", o->batch, "iters", n, "median_ms", median, "min_ms", times[0], "max_ms",
-                            times[n - 1], "images_per_s", ips, "gflops", gflops, "loss_first", loss_first,
-                            "loss_last", loss, "macs", (json_int_t)macs, "train_bytes", (json_int_t)model_train_bytes(tr),
-                            "loadavg_before", load, "times_ms", all));
+                            times[n - 1], "images_per_s", ips, "gflops", gflops, "loss_first", bench_json_loss(loss_first),
+                            "loss_last", bench_json_loss(loss), "macs", (json_int_t)macs, "train_bytes",
+                            (json_int_t)model_train_bytes(tr), "loadavg_before", load, "times_ms", all));
         printf("%-20s %2dT  batch %d: median %9.1f ms/step  %7.2f images/s  %7.2f GFLOP/s  (%d steps)\n",
                arch->name, o->threads[t], o->batch, median, ips, gflops, n);
         fflush(stdout);
