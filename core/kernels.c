@@ -51,13 +51,28 @@ void act_forward(act_kind act, float *x, size_t n)
  * hardswish_backward, hardsigmoid_backward). hardswish_backward's vectorized loop, which takes
  * every element but a tensor's short scalar tail, gives dy at x = 3 (its scalar tail 1.5 dy):
  * the vectorized rule is the one followed. */
+/* c ? a : b by bit masks: both sides are computed whatever c is, so gcc vectorizes the loop (it
+ * keeps a product or division under a plain ?: conditional, as they could trap, and then the loop
+ * stays scalar with a branch per element). */
+static inline __attribute__((always_inline)) float act_select(int c, float a, float b)
+{
+    uint32_t ai, bi, r;
+    const uint32_t m = -(uint32_t)(c != 0);
+    memcpy(&ai, &a, sizeof ai);
+    memcpy(&bi, &b, sizeof bi);
+    r = (ai & m) | (bi & ~m);
+    float f;
+    memcpy(&f, &r, sizeof f);
+    return f;
+}
+
 static inline __attribute__((always_inline)) float act_grad_one(act_kind act, float x, float dy)
 {
     switch (act) {
     case ACT_RELU: return x > 0.0f ? dy : 0.0f;
-    case ACT_RELU6: return x > 0.0f && x < 6.0f ? dy : 0.0f;
-    case ACT_HSWISH: return x < -3.0f ? 0.0f : x < 3.0f ? dy * (x / 3.0f + 0.5f) : dy;
-    case ACT_HSIGMOID: return x > -3.0f && x < 3.0f ? dy * (1.0f / 6.0f) : 0.0f;
+    case ACT_RELU6: return act_select((x > 0.0f) & (x < 6.0f), dy, 0.0f);
+    case ACT_HSWISH: return act_select(x < -3.0f, 0.0f, act_select(x < 3.0f, dy * (x / 3.0f + 0.5f), dy));
+    case ACT_HSIGMOID: return act_select((x > -3.0f) & (x < 3.0f), dy * (1.0f / 6.0f), 0.0f);
     case ACT_NONE: break;
     }
     return dy;

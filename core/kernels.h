@@ -323,6 +323,22 @@ void bn_frozen_backward(const bn_params *p, int c0, int c1, const float *x, cons
                         const float *gamma, const float *mean, const float *var, float *dx,
                         float *dgamma, float *dbeta);
 
+/* The frozen BatchNorm followed by an activation, in one pass over each channel's runs:
+ * bn_frozen_forward into y, then z = act(y) (z NULL: none; z may equal y: in place), z's images
+ * z_stride floats apart (z_stride >= c * hw: a channel slice of a larger value). The same bits as
+ * the two layers apart. */
+void bn_frozen_act_forward(const bn_params *p, int c0, int c1, act_kind act, const float *x,
+                           const float *gamma, const float *beta, const float *mean, const float *var,
+                           float *y, float *z, size_t z_stride);
+/* Its backward given dz, the gradient of z = act(y): act_backward(act, xa, dz) (xa as that takes
+ * it: y, or z for an in-place ReLU; its images xa_stride floats apart, dz's z_stride) then
+ * bn_frozen_backward of that, run by run (one pass over memory; the same bits as the two apart).
+ * dx is required (it holds the activation's gradient first) unless act is ACT_NONE. */
+void bn_frozen_act_backward(const bn_params *p, int c0, int c1, act_kind act, const float *xa,
+                            size_t xa_stride, const float *dz, size_t z_stride, const float *x, const float *gamma,
+                            const float *mean, const float *var, float *dx, float *dgamma,
+                            float *dbeta);
+
 /* Train mode (model.train()): normalizes with the batch mean and biased variance over n * hw
  * values (n * hw > 1), y = (x - mean) * invstd * gamma + beta (y may equal x); saves mean and
  * invstd = 1 / sqrt(var + eps) per channel for the backward (save_mean / save_invstd, c floats);

@@ -7,6 +7,7 @@
 
 #include <assert.h>
 #include <math.h>
+#include <string.h>
 
 #include "kernels_internal.h"
 
@@ -76,15 +77,90 @@ static void bn_train_dx(const float *x, const float *dy, float m, float gm, floa
     for (; j < n; j++) dx[j] = (dy[j] - gm - (x[j] - m) * k) * a;
 }
 
-void bn_frozen_forward(const bn_params *p, int c0, int c1, const float *x, const float *gamma,
-                       const float *beta, const float *mean, const float *var, float *y)
+void bn_frozen_act_forward(const bn_params *p, int c0, int c1, act_kind act, const float *x,
+                           const float *gamma, const float *beta, const float *mean, const float *var,
+                           float *y, float *z, size_t z_stride)
 {
     bn_check(p, c0, c1);
+    const size_t hw = (size_t)p->hw;
     for (int c = c0; c < c1; c++) {
         const float invstd = 1.0f / sqrtf(var[c] + p->eps);
         const float a = invstd * gamma[c], b = beta[c] - mean[c] * a;
-        for (int i = 0; i < p->n; i++)
-            bn_affine(x + bn_run(p, i, c), a, b, (size_t)p->hw, y + bn_run(p, i, c));
+        for (int i = 0; i < p->n; i++) {
+            float *yr = y + bn_run(p, i, c);
+            bn_affine(x + bn_run(p, i, c), a, b, hw, yr);
+            if (!z) continue;
+            float *zr = z + (size_t)i * z_stride + (size_t)c * hw; /* the run is still in cache */
+            if (zr != yr) memcpy(zr, yr, hw * sizeof *zr);
+            act_forward(act, zr, hw);
+        }
+    }
+}
+
+void bn_frozen_forward(const bn_params *p, int c0, int c1, const float *x, const float *gamma,
+                       const float *beta, const float *mean, const float *var, float *y)
+{
+    bn_frozen_act_forward(p, c0, c1, ACT_NONE, x, gamma, beta, mean, var, y, NULL, 0);
+}
+
+/* One run of the frozen backward in one pass: with g = src[j], sum_dy += g,
+ * dot += (x[j] - m) * g (KERNELS_BLOCK partial sums as bn_centered_sums) and dx[j] = g * a + 0 (dx
+ * NULL: not written; dx may be src). */
+static void bn_frozen_run(const float *x, const float *src, float m, float a, size_t n, float *dx,
+                          double *sum_dy, double *dot)
+{
+    float pa[KERNELS_BLOCK] = {0}, pb[KERNELS_BLOCK] = {0};
+    double sa = 0.0, sb = 0.0;
+    size_t j = 0;
+    for (; j + KERNELS_BLOCK <= n; j += KERNELS_BLOCK) {
+        float t[KERNELS_BLOCK];
+        for (size_t l = 0; l < KERNELS_BLOCK; l++) {
+            const float g = src[j + l];
+            pa[l] += g;
+            pb[l] += (x[j + l] - m) * g;
+            t[l] = g * a + 0.0f; /* as bn_affine(g, a, 0): the same bits on either path */
+        }
+        if (dx)
+            for (size_t l = 0; l < KERNELS_BLOCK; l++) dx[j + l] = t[l];
+    }
+    for (; j < n; j++) {
+        const float g = src[j];
+        sa += g, sb += (double)(x[j] - m) * g;
+        if (dx) dx[j] = g * a + 0.0f;
+    }
+    for (size_t l = 0; l < KERNELS_BLOCK; l++) sa += pa[l], sb += pb[l];
+    *sum_dy = sa;
+    *dot = sb;
+}
+
+void bn_frozen_act_backward(const bn_params *p, int c0, int c1, act_kind act, const float *xa,
+                            size_t xa_stride, const float *dz, size_t z_stride, const float *x, const float *gamma,
+                            const float *mean, const float *var, float *dx, float *dgamma,
+                            float *dbeta)
+{
+    bn_check(p, c0, c1);
+    assert(dx || act == ACT_NONE);
+    const size_t hw = (size_t)p->hw;
+    for (int c = c0; c < c1; c++) {
+        const float invstd = 1.0f / sqrtf(var[c] + p->eps), a = invstd * gamma[c];
+        double sum = 0.0, dotp = 0.0;
+        for (int i = 0; i < p->n; i++) {
+            float *dxr = dx ? dx + bn_run(p, i, c) : NULL;
+            const float *g = dz + (size_t)i * z_stride + (size_t)c * hw;
+            if (act != ACT_NONE) { /* the activation's gradient first, into dx (in cache for the pass) */
+                act_backward(act, xa + (size_t)i * xa_stride + (size_t)c * hw, g, dxr, hw);
+                g = dxr;
+            }
+            if (!dgamma && !dbeta) {
+                if (dxr) bn_affine(g, a, 0.0f, hw, dxr);
+                continue;
+            }
+            double sd, d;
+            bn_frozen_run(x + bn_run(p, i, c), g, mean[c], a, hw, dxr, &sd, &d);
+            sum += sd, dotp += d;
+        }
+        if (dgamma) dgamma[c] += (float)(dotp * invstd);
+        if (dbeta) dbeta[c] += (float)sum;
     }
 }
 
@@ -92,23 +168,8 @@ void bn_frozen_backward(const bn_params *p, int c0, int c1, const float *x, cons
                         const float *gamma, const float *mean, const float *var, float *dx,
                         float *dgamma, float *dbeta)
 {
-    bn_check(p, c0, c1);
-    const size_t hw = (size_t)p->hw;
-    for (int c = c0; c < c1; c++) {
-        const float invstd = 1.0f / sqrtf(var[c] + p->eps);
-        double sum = 0.0, dotp = 0.0;
-        for (int i = 0; i < p->n && (dgamma || dbeta); i++) {
-            double sd, d;
-            bn_centered_sums(x + bn_run(p, i, c), dy + bn_run(p, i, c), mean[c], hw, NULL, &sd, &d);
-            sum += sd, dotp += d;
-        }
-        if (dgamma) dgamma[c] += (float)(dotp * invstd);
-        if (dbeta) dbeta[c] += (float)sum;
-        if (!dx) continue;
-        const float a = invstd * gamma[c];
-        for (int i = 0; i < p->n; i++)
-            bn_affine(dy + bn_run(p, i, c), a, 0.0f, hw, dx + bn_run(p, i, c));
-    }
+    bn_frozen_act_backward(p, c0, c1, ACT_NONE, NULL, 0, dy, (size_t)p->c * (size_t)p->hw, x, gamma,
+                           mean, var, dx, dgamma, dbeta);
 }
 
 void bn_train_forward(const bn_params *p, int c0, int c1, const float *x, const float *gamma,

@@ -64,6 +64,8 @@ struct model_train {
     int (*acc)[GRAPH_MAX_IN]; /* per node and input: its gradient is added (1) or written (0) */
     size_t *bn_save;          /* per node: offset of a BN node's saved mean and invstd in save */
     char *inplace;            /* per node: a ReLU computed in place (its output shares its input's storage) */
+    int *fused;               /* per node: a frozen BN's activation node run inside it (-1: none); an
+                                 activation run so: the BN node's index (its own steps dropped) */
     float *save;
     size_t save_floats;
     model_param *params;
@@ -134,8 +136,11 @@ static void mt_forward(const model_train *t, const graph_node *nd, int part, flo
             bn_train_forward(&bp, cp.lo, cp.hi, x, mt_data(t, nd->t_w), mt_data(t, nd->t_b), mt_data(t, nd->t_mean),
                              mt_data(t, nd->t_var), s, s + out->c, y);
         } else {
-            bn_frozen_forward(&bp, cp.lo, cp.hi, x, mt_data(t, nd->t_w), mt_data(t, nd->t_b), mt_data(t, nd->t_mean),
-                              mt_data(t, nd->t_var), y);
+            const int a = t->fused[nd - t->g.nodes];
+            const graph_node *an = a >= 0 ? &t->g.nodes[a] : NULL;
+            bn_frozen_act_forward(&bp, cp.lo, cp.hi, an ? an->act : ACT_NONE, x, mt_data(t, nd->t_w),
+                                  mt_data(t, nd->t_b), mt_data(t, nd->t_mean), mt_data(t, nd->t_var), y,
+                                  an ? mt_y(t, an->out, 0) : NULL, an ? t->v[an->out].stride : 0);
         }
         return;
     }
@@ -233,6 +238,14 @@ static void mt_backward(const model_train *t, int i, int part, float *scratch)
             const float *s = t->save + t->bn_save[i];
             bn_train_backward(&bp, cp.lo, cp.hi, mt_x(t, nd->in[0], 0), mt_d(t, nd->out, 0), mt_data(t, nd->t_w), s,
                               s + out->c, dx, dg, db);
+        } else if (t->fused[i] >= 0) { /* the activation's backward in the same pass */
+            const int a = t->fused[i];
+            const graph_node *an = &t->g.nodes[a];
+            const int xa = t->inplace[a] ? an->out : an->in[0]; /* what act_backward reads */
+            bn_frozen_act_backward(&bp, cp.lo, cp.hi, an->act, t->inplace[a] ? mt_y(t, xa, 0) : mt_x(t, xa, 0),
+                                   t->v[xa].stride, mt_d(t, an->out, 0), t->v[an->out].stride,
+                                   mt_x(t, nd->in[0], 0), mt_data(t, nd->t_w),
+                                   mt_data(t, nd->t_mean), mt_data(t, nd->t_var), dx, dg, db);
         } else {
             bn_frozen_backward(&bp, cp.lo, cp.hi, mt_x(t, nd->in[0], 0), mt_d(t, nd->out, 0), mt_data(t, nd->t_w),
                                mt_data(t, nd->t_mean), mt_data(t, nd->t_var), dx, dg, db);
@@ -407,6 +420,9 @@ static void mt_run_job(model_train *t)
 
 /* ---- init ---- */
 
+/* Whether node i is an activation run inside its BN's steps (it has none of its own). */
+static int mt_fused_act(const model_train *t, int i) { return t->g.nodes[i].op == NODE_ACT && t->fused[i] >= 0; }
+
 /* Per-node part counts of the forward and backward steps. */
 static int mt_fwd_parts(const model_train *t, const graph_node *nd)
 {
@@ -433,11 +449,12 @@ static cnn_status mt_plan(model_train *t, char *err, size_t err_bytes)
     t->acc = calloc((size_t)(nn ? nn : 1), sizeof(*t->acc));
     t->bn_save = calloc((size_t)(nn ? nn : 1), sizeof(*t->bn_save));
     t->inplace = calloc((size_t)(nn ? nn : 1), 1);
+    t->fused = malloc((size_t)(nn ? nn : 1) * sizeof(int));
     int *order = malloc((size_t)nv * sizeof(int)), *start = malloc((size_t)nv * sizeof(int)),
         *end = malloc((size_t)nv * sizeof(int)), *edges = calloc((size_t)nv, sizeof(int));
     size_t *size = calloc((size_t)nv, sizeof(size_t)), *goff = calloc((size_t)nv, sizeof(size_t));
     cnn_status s = CNN_OK;
-    if (!t->v || !t->acc || !t->bn_save || !t->inplace || !order || !start || !end || !edges || !size || !goff) {
+    if (!t->v || !t->acc || !t->bn_save || !t->inplace || !t->fused || !order || !start || !end || !edges || !size || !goff) {
         s = cnn_err(err, err_bytes, CNN_ERR_NOMEM, "out of memory planning the training graph");
         goto out;
     }
@@ -502,6 +519,26 @@ static cnn_status mt_plan(model_train *t, char *err, size_t err_bytes)
                 s = cnn_err(err, err_bytes, CNN_ERR_SHAPE, "training graph: a linear layer reads a channel slice");
                 goto out;
             }
+        }
+    }
+    /* A frozen BN whose output only an activation reads runs that activation in its own passes
+     * (forward and backward: one trip through memory instead of two or three). The activation's
+     * output gradient is then read at the BN's backward step: its lifetime starts there. */
+    for (int j = 0; j < nn; j++) t->fused[j] = -1;
+    for (int j = 0; j < nn && t->o.bn == MODEL_BN_FROZEN; j++) {
+        const graph_node *nd = &g->nodes[j];
+        const int y = nd->out;
+        if (nd->op != NODE_BN || g->values[y].parent >= 0 || y == g->output || edges[y] != 1 ||
+            !t->v[nd->in[0]].needs_grad)
+            continue;
+        for (int a = j + 1; a < nn; a++) {
+            const graph_node *an = &g->nodes[a];
+            if (an->op != NODE_ACT || an->in[0] != y || t->acc[a][0]) continue;
+            t->fused[j] = a;
+            t->fused[a] = j;
+            const int r = t->v[an->out].root;
+            if (start[r] > j) start[r] = j;
+            break;
         }
     }
     for (int r = 0; r < nv; r++) /* a value nobody reads (but the loss) is cleared before its producer's backward */
@@ -588,14 +625,16 @@ static cnn_status mt_alloc(model_train *t, char *err, size_t err_bytes)
     t->seq = malloc((size_t)t->n_seq * sizeof(*t->seq));
     if (!t->seq) return cnn_err(err, err_bytes, CNN_ERR_NOMEM, "out of memory");
     int k = 0;
-    for (int i = 0; i < g->n_nodes; i++) t->seq[k++] = (mt_step){MT_FWD, i, mt_fwd_parts(t, &g->nodes[i])};
+    for (int i = 0; i < g->n_nodes; i++)
+        if (!mt_fused_act(t, i)) t->seq[k++] = (mt_step){MT_FWD, i, mt_fwd_parts(t, &g->nodes[i])};
     t->seq[k++] = (mt_step){MT_LOSS, -1, 1};
     for (int i = g->n_nodes - 1; i >= 0; i--) {
         int zero = 0; /* whether node i clears any gradient (else its zeroing step is one empty part) */
         for (int r = 0; r < g->n_values && !zero; r++) zero = t->v[r].root == r && t->v[r].needs_grad && t->v[r].zero_at == i;
         t->seq[k++] = (mt_step){MT_ZERO, i, zero ? t->P : 1};
-        t->seq[k++] = (mt_step){MT_BWD, i, mt_bwd_parts(t, &g->nodes[i])};
+        if (!mt_fused_act(t, i)) t->seq[k++] = (mt_step){MT_BWD, i, mt_bwd_parts(t, &g->nodes[i])};
     }
+    t->n_seq = k;
     if (t->T > 1) {
         t->steps = aligned_alloc(64, (size_t)t->n_seq * sizeof(*t->steps));
         if (!t->steps) return cnn_err(err, err_bytes, CNN_ERR_NOMEM, "out of memory");
@@ -680,6 +719,7 @@ void model_train_free(model_train *t)
     free(t->acc);
     free(t->bn_save);
     free(t->inplace);
+    free(t->fused);
     free(t->save);
     free(t->params);
     free(t->param_of);

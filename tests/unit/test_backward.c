@@ -815,6 +815,64 @@ static void test_bn(void)
              "reference by finite differences");
 }
 
+/* bn_frozen_act_forward / _backward: the same bits as the frozen BN and the activation apart, for
+ * every activation, in place (ReLU) or into a channel slice of a larger value, over channel parts. */
+static void test_bn_act(void)
+{
+    test_begin();
+    trng r = {57};
+    const int n = 3, c = 5, hw = 37, c_big = 8; /* z: channels [2, 7) of an 8-channel value */
+    const bn_params p = {.n = n, .c = c, .hw = hw, .eps = 1e-3f, .momentum = 0.1f};
+    const size_t nx = (size_t)n * c * hw, zs = (size_t)c_big * hw, nz = (size_t)n * zs, z0 = 2 * (size_t)hw;
+    float *x = alloc_random(nx, &r), *gamma = alloc_random((size_t)c, &r), *beta = alloc_random((size_t)c, &r);
+    float *rm = alloc_random((size_t)c, &r), *rv = alloc_random((size_t)c, &r), *dz = alloc_random(nz, &r);
+    for (size_t i = 0; i < nx; i++) x[i] = 4.0f * x[i]; /* across every activation's edges */
+    for (int i = 0; i < c; i++) rv[i] = 1.5f + rv[i], gamma[i] = 2.0f * gamma[i];
+    const char *what = NULL;
+    int bad_act = 0;
+    static const act_kind acts[] = {ACT_NONE, ACT_RELU, ACT_RELU6, ACT_HSWISH, ACT_HSIGMOID};
+    for (size_t a = 0; a < sizeof acts / sizeof acts[0] && !what; a++) {
+        const act_kind act = acts[a];
+        for (int inplace = 0; inplace <= (act == ACT_RELU) && !what; inplace++) {
+            /* apart: y = bn(x); z = act(y) per image; g = act'(xa) dz; dx = bn backward of g */
+            float *y = alloc_nan(nx), *z = alloc_nan(nz), *g = alloc_nan(nx), *dx = alloc_nan(nx);
+            float *dg = alloc_copy(gamma, (size_t)c), *db = alloc_copy(beta, (size_t)c);
+            bn_frozen_forward(&p, 0, c, x, gamma, beta, rm, rv, y);
+            for (int i = 0; i < n; i++) {
+                float *zi = inplace ? y + (size_t)i * c * hw : z + z0 + (size_t)i * zs;
+                if (!inplace) memcpy(zi, y + (size_t)i * c * hw, (size_t)c * hw * sizeof *zi);
+                act_forward(act, zi, (size_t)c * hw);
+                /* act_backward reads the activation's input y, or its output for the in-place ReLU */
+                act_backward(act, inplace ? zi : y + (size_t)i * c * hw, dz + z0 + (size_t)i * zs,
+                             g + (size_t)i * c * hw, (size_t)c * hw);
+            }
+            bn_frozen_backward(&p, 0, c, x, g, gamma, rm, rv, dx, dg, db);
+            /* fused, in channel parts 0..1, 1..3, 3..c */
+            float *y2 = alloc_nan(nx), *z2 = alloc_nan(nz), *dx2 = alloc_nan(nx);
+            float *dg2 = alloc_copy(gamma, (size_t)c), *db2 = alloc_copy(beta, (size_t)c);
+            const int cuts[] = {0, 1, 3, c};
+            for (int k = 0; k < 3; k++)
+                bn_frozen_act_forward(&p, cuts[k], cuts[k + 1], act, x, gamma, beta, rm, rv, y2,
+                                      inplace ? y2 : z2 + z0, inplace ? (size_t)c * hw : zs);
+            for (int k = 0; k < 3; k++)
+                bn_frozen_act_backward(&p, cuts[k], cuts[k + 1], act, y2, (size_t)c * hw, dz + z0, zs, x,
+                                       gamma, rm, rv, dx2, dg2, db2);
+            if (memcmp(y, y2, nx * sizeof *y)) what = "y / in-place z";
+            else if (!inplace && memcmp(z, z2, nz * sizeof *z)) what = "z";
+            else if (memcmp(dx, dx2, nx * sizeof *dx)) what = "dx";
+            else if (memcmp(dg, dg2, (size_t)c * sizeof *dg) || memcmp(db, db2, (size_t)c * sizeof *db))
+                what = "dgamma / dbeta";
+            bad_act = (int)act;
+            free(y), free(z), free(g), free(dx), free(dg), free(db), free(y2), free(z2), free(dx2), free(dg2);
+            free(db2);
+        }
+    }
+    T_CHECK(!what, "act %d: %s differs from the two layers apart", bad_act, what);
+    free(x), free(gamma), free(beta), free(rm), free(rv), free(dz);
+    test_end("BatchNorm frozen + activation fused (forward and backward, every activation, in place and "
+             "into a channel slice, channel parts): the same bits as the two layers apart");
+}
+
 /* ---- dropout ---- */
 
 static void test_dropout(void)
@@ -870,6 +928,7 @@ int main(void)
     test_adaptive_backward();
     test_scale_backward();
     test_bn();
+    test_bn_act();
     test_dropout();
     return test_finish();
 }
