@@ -67,7 +67,7 @@ TEST_BINS += $(BUILD)/tests/test_model_train
 # Helper programs the test scripts drive.
 TEST_TOOLS := $(BUILD)/tests/image_dump $(BUILD)/tests/train_grad $(BUILD)/tests/eval_metrics_tool \
               $(BUILD)/tests/optim_tool $(BUILD)/tests/layer_prof $(BUILD)/tests/bwd_ops
-TEST_TOOLS += $(BUILD)/tests/train_step_dump $(BUILD)/tests/train_model_ref
+TEST_TOOLS += $(BUILD)/tests/train_model_ref
 
 $(BUILD)/tests/test_kernels: $(BUILD)/tests/unit/test_kernels.o $(KERNELS_OBJ)
 $(BUILD)/tests/test_backward: $(BUILD)/tests/unit/test_backward.o $(KERNELS_OBJ)
@@ -101,9 +101,8 @@ $(BUILD)/tests/train_grad:   $(BUILD)/tests/tools/train_grad.o $(BUILD)/core/ker
 $(BUILD)/tests/optim_tool:   $(BUILD)/tests/tools/optim_tool.o $(BUILD)/core/optim.o $(BUILD)/core/status.o
 # bwd_ops runs one backward kernel of core/kernels.h for tests/train/test_backward_torch.py.
 $(BUILD)/tests/bwd_ops:      $(BUILD)/tests/tools/bwd_ops.o $(KERNELS_OBJ)
-# train_step_dump: one full fine-tuning step of a model, gradients dumped (models/model_train.h).
-$(BUILD)/tests/train_step_dump: $(BUILD)/tests/tools/train_step_dump.o $(MODELS_OBJ) $(CORE_OBJ)
-# train_model_ref: training steps with core/optim.h, saved file, eval logits (tests/train/test_train_models.py).
+# train_model_ref: training steps of a model (models/model_train.h) with core/optim.h: gradients, saved file,
+# eval logits (tests/train/test_train_models.py), --repeat for a step's time.
 $(BUILD)/tests/train_model_ref: $(BUILD)/tests/tools/train_model_ref.o $(MODELS_OBJ) $(CORE_OBJ)
 $(BUILD)/tests/eval_metrics_tool: $(BUILD)/tests/tools/eval_metrics_tool.o $(BUILD)/server/eval_metrics.o \
                              $(BUILD)/server/eval_json.o $(BUILD)/core/status.o

@@ -74,9 +74,12 @@ def loadavg():
         return None
 
 
-def load_torch_model(arch, path):
-    """The torchvision model of arch with the tensors of a cnnserve safetensors file, in eval mode.
-    Returns (model, input_size)."""
+def load_torch_model(arch, path, train=False):
+    """The torchvision model of arch with the tensors of a cnnserve safetensors file. For inference: eval
+    mode, gradients off, InceptionV3's auxiliary classifier built when the file has it. For training
+    (train=True), as our training engine builds it: no auxiliary classifier (the file's AuxLogits.*
+    tensors left out), train mode with BatchNorm frozen (eval mode), gradients on.
+    Returns (model, input_size, num_classes)."""
     import torch
 
     import convert_torchvision
@@ -85,15 +88,22 @@ def load_torch_model(arch, path):
 
     st = safetensors_io.load_file(path)
     num_classes = int(st.metadata.get("num_classes", "1000"))
-    aux = any(k.startswith("AuxLogits.") for k in st.entries)
+    aux = not train and any(k.startswith("AuxLogits.") for k in st.entries)
     model = convert_torchvision.build_model(arch, num_classes, aux_logits=aux)
     if st.metadata.get("padding") == "tf_same":
         gen_reference.apply_tf_same(model)
-    model.load_state_dict({k: torch.as_tensor(v) for k, v in st.tensors_f32().items()}, strict=True)
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model, int(st.metadata.get("crop", "299" if arch == "inception_v3" else "224"))
+    sd = {k: torch.as_tensor(v) for k, v in st.tensors_f32().items() if aux or not k.startswith("AuxLogits.")}
+    model.load_state_dict(sd, strict=True)
+    if train:
+        model.train()
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
+    else:
+        model.eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+    return model, int(st.metadata.get("crop", "299" if arch == "inception_v3" else "224")), num_classes
 
 
 def _openblas_lib():

@@ -42,7 +42,7 @@ def export_one(torch, arch, src, dst):
                 return False
     except (OSError, ValueError):
         pass
-    model, size = bench_util.load_torch_model(arch, src)
+    model, size, _ = bench_util.load_torch_model(arch, src)
     x = torch.from_numpy(bench_util.fixed_input(size))
     tmp = "%s.tmp.%d" % (dst, os.getpid())
     try:

@@ -36,7 +36,7 @@ def parse_args(argv):
 
 
 def bench_model(torch, arch, path, args):
-    model, size = bench_util.load_torch_model(arch, path)
+    model, size, _ = bench_util.load_torch_model(arch, path)
     x = torch.from_numpy(bench_util.fixed_input(size))
     times = []
     cap_ms = args.max_seconds * 1000.0

@@ -32,22 +32,7 @@ def parse_args(argv):
 
 
 def bench_model(torch, arch, path, args):
-    import convert_torchvision
-    import gen_reference
-    import safetensors_io
-
-    st = safetensors_io.load_file(path)
-    n_classes = int(st.metadata.get("num_classes", "1000"))
-    model = convert_torchvision.build_model(arch, n_classes, aux_logits=False)
-    if st.metadata.get("padding") == "tf_same":
-        gen_reference.apply_tf_same(model)
-    sd = {k: torch.as_tensor(v) for k, v in st.tensors_f32().items() if not k.startswith("AuxLogits.")}
-    model.load_state_dict(sd, strict=True)
-    size = int(st.metadata.get("crop", "299" if arch == "inception_v3" else "224"))
-    model.train()
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.eval()
+    model, size, n_classes = bench_util.load_torch_model(arch, path, train=True)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
     x = torch.from_numpy(bench_util.fixed_input(size)).expand(args.batch, 3, size, size).contiguous()
     y = torch.arange(args.batch) % n_classes

@@ -15,6 +15,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import threading
@@ -122,6 +123,50 @@ def have_torch():
     except ImportError as e:
         return "PyTorch/torchvision not importable (%s)" % e
     return None
+
+
+def torch_and_tool(names, tool, threads=1):
+    """The torch module (set to `threads` threads) when PyTorch and torchvision import and the test tool
+    `tool` (a path under $BUILD/tests) is built; else None, after one skip line per case of names
+    saying which is missing."""
+    why = have_torch()
+    if not why and not os.access(tool, os.X_OK):
+        why = "%s not built (make test builds it)" % tool
+    if why:
+        skip_all(names, why)
+        return None
+    import torch
+    torch.set_num_threads(threads)
+    return torch
+
+
+MONKEYS = os.path.join(SHARED, "data", "monkeys")
+
+
+def monkey_subset(tmp, classes, per_class, odd_files=False):
+    """tmp/data/<class>/ holding the first per_class photos of ../shared/data/monkeys/train/<class>
+    (symlinks) and <classes[1]>/broken.jpg (a JPEG header, no image); with odd_files also
+    <classes[1]>/notes.txt (not an image) and <classes[2]>/.hidden.jpg (a hidden copy of a photo).
+    Returns the data folder."""
+    data = os.path.join(tmp, "data")
+    for c in classes:
+        os.makedirs(os.path.join(data, c))
+        for f in sorted(os.listdir(os.path.join(MONKEYS, "train", c)))[:per_class]:
+            os.symlink(os.path.join(MONKEYS, "train", c, f), os.path.join(data, c, f))
+    with open(os.path.join(data, classes[1], "broken.jpg"), "wb") as f:
+        f.write(b"\xff\xd8\xff\xe0 not really a JPEG")
+    if odd_files:
+        with open(os.path.join(data, classes[1], "notes.txt"), "w") as f:
+            f.write("not an image\n")
+        first = sorted(os.listdir(os.path.join(data, classes[2])))[0]
+        shutil.copyfile(os.path.join(data, classes[2], first), os.path.join(data, classes[2], ".hidden.jpg"))
+    return data
+
+
+def run_train(*args, timeout=900):
+    """`cnnserve train ARGS`: (exit status, stdout, stderr) as text."""
+    p = subprocess.run([BIN, "train"] + list(args), capture_output=True, timeout=timeout)
+    return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
 
 
 def http_get(url, timeout=10):

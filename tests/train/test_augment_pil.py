@@ -87,18 +87,12 @@ def run(torch):
 
 
 def main():
-    why = testlib.have_torch()
-    if why:
-        testlib.skip_all(NAMES, why)
-        return testlib.finish()
     if not os.path.isdir(MONKEYS):
         testlib.skip_all(NAMES, "../shared/data/monkeys absent")
         return testlib.finish()
-    if not os.access(TOOL, os.X_OK):
-        testlib.skip_all(NAMES, "%s not built (make test builds it)" % TOOL)
+    torch = testlib.torch_and_tool(NAMES, TOOL)
+    if not torch:
         return testlib.finish()
-    import torch
-    torch.set_num_threads(1)
     try:
         exact, tol = run(torch)
     except testlib.Failure as e:

@@ -248,16 +248,9 @@ def main():
               "BatchNorm frozen (eval) forward/backward vs PyTorch autograd",
               "BatchNorm train forward/backward + running stats vs PyTorch autograd",
               "per-channel scale backward vs PyTorch autograd"]
-    try:
-        import numpy  # noqa: F401
-        import torch
-    except ImportError as e:
-        testlib.skip_all(labels, "python3-torch not installed (%s)" % e)
+    torch = testlib.torch_and_tool(labels, TOOL)
+    if not torch:
         return testlib.finish()
-    if not os.access(TOOL, os.X_OK):
-        testlib.skip_all(labels, "%s not built (make test builds it)" % TOOL)
-        return testlib.finish()
-    torch.set_num_threads(1)
     g = torch.Generator().manual_seed(1913)
 
     def all_conv():

@@ -107,15 +107,9 @@ def run_case(torch, name, opt, sched, clip):
 
 def main():
     labels = ["optim vs torch.optim: " + c[0] for c in CASES]
-    try:
-        import torch
-    except ImportError as e:
-        testlib.skip_all(labels, "python3-torch not installed (%s)" % e)
+    torch = testlib.torch_and_tool(labels, TOOL)
+    if not torch:
         return testlib.finish()
-    if not os.access(TOOL, os.X_OK):
-        testlib.skip_all(labels, "%s not built (make test builds it)" % TOOL)
-        return testlib.finish()
-    torch.set_num_threads(1)
     warnings.filterwarnings("ignore", category=UserWarning)  # SequentialLR's own step(epoch) deprecation note
     for label, case in zip(labels, CASES):
         testlib.run_case(label, run_case, torch, *case)

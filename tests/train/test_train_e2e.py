@@ -11,7 +11,6 @@ import collections
 import http.client
 import json
 import os
-import shutil
 import signal
 import struct
 import subprocess
@@ -24,11 +23,12 @@ sys.path.insert(0, os.path.join(REPO, "tests"))
 sys.path.insert(0, os.path.join(REPO, "tests", "ref"))
 sys.path.insert(0, os.path.join(REPO, "deploy"))
 import testlib  # noqa: E402
+from testlib import run_train  # noqa: E402
 
 BUILD = testlib.BUILD
 BIN = testlib.BIN
 SHARED = testlib.SHARED
-MONKEYS = os.path.join(SHARED, "data", "monkeys")
+MONKEYS = testlib.MONKEYS
 BASE = "mobilenet_v3_small"
 CLASSES = ["n0", "n1", "n2"]
 NAMES = {"n0": "mantled howler", "n1": "patas monkey", "n2": "bald uakari"}
@@ -65,24 +65,9 @@ def post_jpeg(url, path, timeout=120):
         return r.status, None, body
 
 
-def run_train(*args, timeout=TIMEOUT):
-    p = subprocess.run([BIN, "train"] + list(args), capture_output=True, timeout=timeout)
-    return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
-
-
 def make_subset(tmp):
-    """data/<class>/ with 10 symlinked photos each, plus broken.jpg, notes.txt and .hidden.jpg."""
-    data = os.path.join(tmp, "data")
-    for c in CLASSES:
-        os.makedirs(os.path.join(data, c))
-        for f in sorted(os.listdir(os.path.join(MONKEYS, "train", c)))[:10]:
-            os.symlink(os.path.join(MONKEYS, "train", c, f), os.path.join(data, c, f))
-    with open(os.path.join(data, "n1", "broken.jpg"), "wb") as f:
-        f.write(b"\xff\xd8\xff\xe0 not really a JPEG")
-    with open(os.path.join(data, "n1", "notes.txt"), "w") as f:
-        f.write("not an image\n")
-    shutil.copyfile(os.path.join(data, "n2", sorted(os.listdir(os.path.join(data, "n2")))[0]),
-                    os.path.join(data, "n2", ".hidden.jpg"))
+    """data/<class>/ with 10 symlinked photos each, plus broken.jpg, notes.txt and .hidden.jpg; labels.tsv."""
+    data = testlib.monkey_subset(tmp, CLASSES, 10, odd_files=True)
     labels = os.path.join(tmp, "labels.tsv")
     with open(labels, "w") as f:
         f.write("# folder\tname\n" + "".join("%s\t%s\n" % (c, NAMES[c]) for c in CLASSES))

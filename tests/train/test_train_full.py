@@ -18,11 +18,12 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 import testlib  # noqa: E402
+from testlib import run_train  # noqa: E402
 from test_train_e2e import parse_safetensors, pytorch_vs_classify, tensor_bytes  # noqa: E402
 
 BIN = testlib.BIN
 SHARED = testlib.SHARED
-MONKEYS = os.path.join(SHARED, "data", "monkeys")
+MONKEYS = testlib.MONKEYS
 BASE = "mobilenet_v3_small"
 WEIGHTS = os.path.join(SHARED, "weights")
 CLASSES = ["n0", "n1", "n2"]
@@ -35,26 +36,10 @@ NAMES = ["train full: file, metadata recipe, --log-json; classify loads it with 
          "train full: PyTorch load_state_dict(strict) of the file gives classify's probabilities"]
 
 
-def run_train(*args, timeout=TIMEOUT):
-    p = subprocess.run([BIN, "train"] + list(args), capture_output=True, timeout=timeout)
-    return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
-
-
 def common(data, out, threads="1", *extra):
     return ["--mode", "full", "--base", BASE, "--weights-dir", WEIGHTS, "--data", data, "--out", out, "--epochs", "2",
             "--batch", "4", "--threads", threads, "--lr", "0.01", "--lr-backbone", "0.002", "--warmup-epochs", "1",
             "--clip-grad", "5"] + list(extra)
-
-
-def make_subset(tmp):
-    data = os.path.join(tmp, "data")
-    for c in CLASSES:
-        os.makedirs(os.path.join(data, c))
-        for f in sorted(os.listdir(os.path.join(MONKEYS, "train", c)))[:8]:
-            os.symlink(os.path.join(MONKEYS, "train", c, f), os.path.join(data, c, f))
-    with open(os.path.join(data, "n1", "broken.jpg"), "wb") as f:
-        f.write(b"\xff\xd8\xff\xe0 not really a JPEG")
-    return data
 
 
 def case_file(tmp, data, out, log):
@@ -258,7 +243,7 @@ def main():
         testlib.skip_all(NAMES, "../shared weights or data/monkeys absent")
         return testlib.finish()
     with tempfile.TemporaryDirectory() as tmp:
-        data = make_subset(tmp)
+        data = testlib.monkey_subset(tmp, CLASSES, 8)
         os.makedirs(os.path.join(tmp, "w"))
         out = os.path.join(tmp, "w", "full1.safetensors")
         log = os.path.join(tmp, "full1.json")

@@ -91,15 +91,9 @@ def check_case(torch, case):
 
 def main():
     labels = ["train kernels vs PyTorch autograd + SGD: " + case[0] for case in CASES]
-    try:
-        import torch
-    except ImportError as e:
-        testlib.skip_all(labels, "python3-torch not installed (%s)" % e)
+    torch = testlib.torch_and_tool(labels, TOOL)
+    if not torch:
         return testlib.finish()
-    if not os.access(TOOL, os.X_OK):
-        testlib.skip_all(labels, "%s not built (make test builds it)" % TOOL)
-        return testlib.finish()
-    torch.set_num_threads(1)
     for label, case in zip(labels, CASES):
         testlib.run_case(label, check_case, torch, case)
     return testlib.finish()

@@ -110,52 +110,70 @@ static void *ctx_job_main(void *p)
     return NULL;
 }
 
+/* One reference-manifest entry: its model and its reference inputs. */
+typedef struct {
+    model *m;
+    float *inputs; /* n_inputs images of in_n floats; NULL when the file could not be read */
+    size_t in_n;
+    int n_inputs, n_classes;
+    char inputs_path[2048];
+} ref_case;
+
+/* Starts the case named by fmt (with the entry's name) and loads the entry's model and inputs: 0, or
+ * -1 after ending the case as failed (an incomplete entry, a model that does not load). */
+static int ref_case_begin(json_t *c, const char *fmt, char *case_name, size_t case_bytes, ref_case *r)
+{
+    const char *name = json_string_value(json_object_get(c, "name"));
+    const char *arch = json_string_value(json_object_get(c, "arch"));
+    const char *wfile = json_string_value(json_object_get(c, "weights"));
+    const char *ifile = json_string_value(json_object_get(c, "inputs"));
+    const int size = (int)json_integer_value(json_object_get(c, "input_size"));
+    char path[2048], err[1024];
+    *r = (ref_case){.n_inputs = (int)json_integer_value(json_object_get(c, "n_inputs"))};
+    snprintf(case_name, case_bytes, fmt, name ? name : "?");
+    test_begin();
+    if (!name || !arch || !wfile || !ifile || r->n_inputs <= 0 || size <= 0) {
+        T_CHECK(0, "manifest entry incomplete");
+        test_end(case_name);
+        return -1;
+    }
+    snprintf(path, sizeof path, "%s/ref/%s", cache_dir, wfile);
+    if (model_load(&r->m, arch, path, err, sizeof err, NULL, 0) != CNN_OK) {
+        T_CHECK(0, "model_load(%s): %s", path, err);
+        test_end(case_name);
+        return -1;
+    }
+    r->in_n = (size_t)3 * size * size;
+    r->n_classes = model_num_classes(r->m);
+    snprintf(r->inputs_path, sizeof r->inputs_path, "%s/ref/%s", cache_dir, ifile);
+    r->inputs = test_read_f32(r->inputs_path, r->in_n * (size_t)r->n_inputs);
+    return 0;
+}
+
 /* Logits of every reference input at 1, 2, 3 threads (twice each: the step counters carry over
  * from job to job), then two 2-thread contexts at once. */
 #define MODEL_THREADS_CASE "%s: logits bit-identical at 1, 2, 3 threads and with two 2-thread contexts at once"
 
 static void test_model_threads(json_t *c)
 {
-    const char *name = json_string_value(json_object_get(c, "name"));
-    const char *arch = json_string_value(json_object_get(c, "arch"));
-    const char *wfile = json_string_value(json_object_get(c, "weights"));
-    const char *ifile = json_string_value(json_object_get(c, "inputs"));
-    const int n_inputs = (int)json_integer_value(json_object_get(c, "n_inputs"));
-    const int size = (int)json_integer_value(json_object_get(c, "input_size"));
-    char case_name[256], path[2048], err[1024];
-    snprintf(case_name, sizeof case_name, MODEL_THREADS_CASE, name ? name : "?");
-    test_begin();
-    if (!name || !arch || !wfile || !ifile || n_inputs <= 0 || size <= 0) {
-        T_CHECK(0, "manifest entry incomplete");
-        test_end(case_name);
-        return;
-    }
-    model *m = NULL;
-    snprintf(path, sizeof path, "%s/ref/%s", cache_dir, wfile);
-    if (model_load(&m, arch, path, err, sizeof err, NULL, 0) != CNN_OK) {
-        T_CHECK(0, "model_load(%s): %s", path, err);
-        test_end(case_name);
-        return;
-    }
-    const size_t in_n = (size_t)3 * size * size;
-    const int n_classes = model_num_classes(m);
-    snprintf(path, sizeof path, "%s/ref/%s", cache_dir, ifile);
-    float *inputs = test_read_f32(path, in_n * (size_t)n_inputs);
-    float *expect = malloc((size_t)n_inputs * n_classes * sizeof(float));
-    float *out = malloc((size_t)n_classes * sizeof(float));
+    char case_name[256];
+    ref_case r;
+    if (ref_case_begin(c, MODEL_THREADS_CASE, case_name, sizeof case_name, &r)) return;
+    float *expect = malloc((size_t)r.n_inputs * r.n_classes * sizeof(float));
+    float *out = malloc((size_t)r.n_classes * sizeof(float));
     model_ctx *ctxs[4] = {NULL};
-    T_CHECK(inputs && expect && out, "reading %s failed", path);
-    for (int t = 1; t <= 3 && inputs && expect && out; t++) {
-        T_CHECK(model_ctx_init_threads(&ctxs[t], m, t) == CNN_OK, "context of %d threads", t);
+    T_CHECK(r.inputs && expect && out, "reading %s failed", r.inputs_path);
+    for (int t = 1; t <= 3 && r.inputs && expect && out; t++) {
+        T_CHECK(model_ctx_init_threads(&ctxs[t], r.m, t) == CNN_OK, "context of %d threads", t);
         if (!ctxs[t]) break;
         T_CHECK(model_ctx_threads(ctxs[t]) == t, "model_ctx_threads %d, want %d", model_ctx_threads(ctxs[t]), t);
         for (int rep = 0; rep < 2; rep++)
-            for (int k = 0; k < n_inputs; k++) {
-                float *want = expect + (size_t)k * n_classes;
-                model_run(ctxs[t], inputs + in_n * (size_t)k, t == 1 && rep == 0 ? want : out);
+            for (int k = 0; k < r.n_inputs; k++) {
+                float *want = expect + (size_t)k * r.n_classes;
+                model_run(ctxs[t], r.inputs + r.in_n * (size_t)k, t == 1 && rep == 0 ? want : out);
                 if (t == 1 && rep == 0) continue;
                 int first = -1;
-                for (int j = 0; j < n_classes && first < 0; j++)
+                for (int j = 0; j < r.n_classes && first < 0; j++)
                     if (memcmp(&out[j], &want[j], sizeof *out)) first = j;
                 T_CHECK(first < 0, "%d threads, input %d, pass %d: logit %d is %.9g, 1 thread gives %.9g", t, k,
                         rep, first, first < 0 ? 0.0 : (double)out[first], first < 0 ? 0.0 : (double)want[first]);
@@ -167,7 +185,7 @@ static void test_model_threads(json_t *c)
         pthread_t th[N_CTX];
         int started = 0;
         for (int t = 0; t < N_CTX; t++) {
-            jobs[t] = (ctx_job){m, inputs, in_n, n_inputs, 2 * n_inputs, expect, 0, 0};
+            jobs[t] = (ctx_job){r.m, r.inputs, r.in_n, r.n_inputs, 2 * r.n_inputs, expect, 0, 0};
             if (pthread_create(&th[t], NULL, ctx_job_main, &jobs[t]) == 0) started++;
         }
         T_CHECK(started == N_CTX, "started %d of %d threads", started, N_CTX);
@@ -179,10 +197,10 @@ static void test_model_threads(json_t *c)
         }
     }
     for (int t = 1; t <= 3; t++) model_ctx_free(ctxs[t]);
-    free(inputs);
+    free(r.inputs);
     free(expect);
     free(out);
-    model_free(m);
+    model_free(r.m);
     test_end(case_name);
 }
 
@@ -196,50 +214,28 @@ static void test_model_threads(json_t *c)
 
 static void test_model_batch(json_t *c)
 {
-    const char *name = json_string_value(json_object_get(c, "name"));
-    const char *arch = json_string_value(json_object_get(c, "arch"));
-    const char *wfile = json_string_value(json_object_get(c, "weights"));
-    const char *ifile = json_string_value(json_object_get(c, "inputs"));
-    const int n_ref = (int)json_integer_value(json_object_get(c, "n_inputs"));
-    const int size = (int)json_integer_value(json_object_get(c, "input_size"));
-    char case_name[256], path[2048], err[1024];
-    snprintf(case_name, sizeof case_name, MODEL_BATCH_CASE, name ? name : "?");
-    test_begin();
-    if (!name || !arch || !wfile || !ifile || n_ref <= 0 || size <= 0) {
-        T_CHECK(0, "manifest entry incomplete");
-        test_end(case_name);
-        return;
-    }
-    model *m = NULL;
-    snprintf(path, sizeof path, "%s/ref/%s", cache_dir, wfile);
-    if (model_load(&m, arch, path, err, sizeof err, NULL, 0) != CNN_OK) {
-        T_CHECK(0, "model_load(%s): %s", path, err);
-        test_end(case_name);
-        return;
-    }
-    const size_t in_n = (size_t)3 * size * size;
-    const int n_classes = model_num_classes(m);
-    snprintf(path, sizeof path, "%s/ref/%s", cache_dir, ifile);
-    float *ref = test_read_f32(path, in_n * (size_t)n_ref);
-    float *inputs = malloc(in_n * BATCH_INPUTS * sizeof(float));
-    float *expect = malloc((size_t)BATCH_INPUTS * n_classes * sizeof(float));
-    float *out = malloc((size_t)BATCH_MAX * n_classes * sizeof(float));
+    char case_name[256];
+    ref_case r;
+    if (ref_case_begin(c, MODEL_BATCH_CASE, case_name, sizeof case_name, &r)) return;
+    float *inputs = malloc(r.in_n * BATCH_INPUTS * sizeof(float));
+    float *expect = malloc((size_t)BATCH_INPUTS * r.n_classes * sizeof(float));
+    float *out = malloc((size_t)BATCH_MAX * r.n_classes * sizeof(float));
     model_ctx *one = NULL;
-    T_CHECK(ref && inputs && expect && out && model_ctx_init(&one, m) == CNN_OK, "reading %s / allocation failed",
-            path);
-    T_CHECK(model_batch_layers(m) >= 1, "no linear layers to batch at the end of the graph");
-    for (int k = 0; ref && inputs && expect && one && k < BATCH_INPUTS; k++) {
-        const float *src = ref + in_n * (size_t)(k % n_ref);
-        float *dst = inputs + in_n * (size_t)k;
-        for (size_t i = 0; i < in_n; i++) /* derived inputs: scaled, shifted, reversed */
-            dst[i] = k < n_ref ? src[i] : 0.75f * src[in_n - 1 - i] - 0.1f * (float)(k - n_ref);
-        model_run(one, dst, expect + (size_t)k * n_classes);
+    T_CHECK(r.inputs && inputs && expect && out && model_ctx_init(&one, r.m) == CNN_OK,
+            "reading %s / allocation failed", r.inputs_path);
+    T_CHECK(model_batch_layers(r.m) >= 1, "no linear layers to batch at the end of the graph");
+    for (int k = 0; r.inputs && inputs && expect && one && k < BATCH_INPUTS; k++) {
+        const float *src = r.inputs + r.in_n * (size_t)(k % r.n_inputs);
+        float *dst = inputs + r.in_n * (size_t)k;
+        for (size_t i = 0; i < r.in_n; i++) /* derived inputs: scaled, shifted, reversed */
+            dst[i] = k < r.n_inputs ? src[i] : 0.75f * src[r.in_n - 1 - i] - 0.1f * (float)(k - r.n_inputs);
+        model_run(one, dst, expect + (size_t)k * r.n_classes);
     }
     /* batch sizes per thread count: every size at 1 thread would take long for Inception v3 */
     static const int sizes[3][4] = {{1, 2, 5, 9}, {3, 9, 0, 0}, {2, 4, 0, 0}};
     for (int t = 1; t <= 3 && one; t++) {
         model_ctx *ctx = NULL;
-        T_CHECK(model_ctx_init_batch(&ctx, m, t, BATCH_MAX) == CNN_OK && model_ctx_max_batch(ctx) == BATCH_MAX,
+        T_CHECK(model_ctx_init_batch(&ctx, r.m, t, BATCH_MAX) == CNN_OK && model_ctx_max_batch(ctx) == BATCH_MAX,
                 "batch context of %d threads", t);
         for (int si = 0; ctx && si < 4 && sizes[t - 1][si]; si++) {
             const int n = sizes[t - 1][si];
@@ -247,37 +243,37 @@ static void test_model_batch(json_t *c)
             int which[BATCH_MAX];
             for (int b = 0; b < n; b++) {
                 which[b] = (b * 5 + n + t) % BATCH_INPUTS;
-                in[b] = inputs + in_n * (size_t)which[b];
+                in[b] = inputs + r.in_n * (size_t)which[b];
             }
-            for (size_t i = 0; i < (size_t)BATCH_MAX * n_classes; i++) out[i] = NAN;
+            for (size_t i = 0; i < (size_t)BATCH_MAX * r.n_classes; i++) out[i] = NAN;
             model_run_batch(ctx, in, n, out);
             for (int b = 0; b < n; b++) {
-                const float *want = expect + (size_t)which[b] * n_classes, *got = out + (size_t)b * n_classes;
+                const float *want = expect + (size_t)which[b] * r.n_classes, *got = out + (size_t)b * r.n_classes;
                 int first = -1;
-                for (int j = 0; j < n_classes && first < 0; j++)
+                for (int j = 0; j < r.n_classes && first < 0; j++)
                     if (memcmp(&got[j], &want[j], sizeof *got)) first = j;
                 T_CHECK(first < 0, "%d threads, batch of %d, row %d (input %d): logit %d is %.9g, model_run gives %.9g",
                         t, n, b, which[b], first, first < 0 ? 0.0 : (double)got[first],
                         first < 0 ? 0.0 : (double)want[first]);
             }
-            for (int j = n * n_classes; j < BATCH_MAX * n_classes; j++)
+            for (int j = n * r.n_classes; j < BATCH_MAX * r.n_classes; j++)
                 if (!isnan(out[j])) {
-                    T_CHECK(0, "%d threads, batch of %d: logits row %d written", t, n, j / n_classes);
+                    T_CHECK(0, "%d threads, batch of %d: logits row %d written", t, n, j / r.n_classes);
                     break;
                 }
             /* a single run on the same context right after a batch */
             model_run(ctx, inputs, out);
-            T_CHECK(!memcmp(out, expect, (size_t)n_classes * sizeof(float)),
+            T_CHECK(!memcmp(out, expect, (size_t)r.n_classes * sizeof(float)),
                     "%d threads: model_run after a batch of %d differs", t, n);
         }
         model_ctx_free(ctx);
     }
     model_ctx_free(one);
-    free(ref);
+    free(r.inputs);
     free(inputs);
     free(expect);
     free(out);
-    model_free(m);
+    model_free(r.m);
     test_end(case_name);
 }
 
