@@ -266,32 +266,61 @@ void adaptive_avgpool2d_forward(int c, int h_in, int w_in, int h_out, int w_out,
 /* Max: each output adds its gradient to the cell max_pool2d_with_indices records: the window over
  * the real cells scanned row-major, replaced on a strictly larger value or on any NaN (so the
  * last NaN, else the first maximum; the first cell when all are -inf). */
+
+/* One step of that scan without a branch (the picks are data-dependent: a branch is mispredicted
+ * half the time): cell idx with value v replaces (m, best) when v > m or v is NaN. */
+static inline void pool_max_take(float v, int idx, float *m, int *best)
+{
+    const uint32_t take = -(uint32_t)((v > *m) | (v != v));
+    uint32_t vb, mb;
+    memcpy(&vb, &v, sizeof vb);
+    memcpy(&mb, m, sizeof mb);
+    mb = (vb & take) | (mb & ~take);
+    memcpy(m, &mb, sizeof mb);
+    *best = (int)(((uint32_t)idx & take) | ((uint32_t)*best & ~take));
+}
+
+/* Outputs scanned side by side (independent chains the CPU overlaps, where one chain's compare ->
+ * select -> compare latency was the whole cost). */
+#define POOL_BWD_LANES 8
+
 static void pool_max_backward(const pool2d_params *p, const float *x, const float *dy, float *dx)
 {
     const size_t hw_in = (size_t)p->h_in * (size_t)p->w_in;
     const size_t hw_out = (size_t)p->h_out * (size_t)p->w_out;
+    const int sw = p->stride_w, w_in = p->w_in;
     for (int c = 0; c < p->c; c++) {
         const float *xc = x + (size_t)c * hw_in, *dyc = dy + (size_t)c * hw_out;
         float *dxc = dx + (size_t)c * hw_in;
         for (int oh = 0; oh < p->h_out; oh++) {
             const int hs = oh * p->stride_h - p->pad_t;
             const int h0 = kernels_imax(hs, 0), h1 = kernels_imin(hs + p->k_h, p->h_in);
-            for (int ow = 0; ow < p->w_out; ow++) {
-                const int ws = ow * p->stride_w - p->pad_l;
-                const int w0 = kernels_imax(ws, 0), w1 = kernels_imin(ws + p->k_w, p->w_in);
-                size_t best = (size_t)h0 * (size_t)p->w_in + (size_t)w0;
-                float m = -INFINITY;
-                for (int ih = h0; ih < h1; ih++) {
-                    for (int iw = w0; iw < w1; iw++) {
-                        const size_t idx = (size_t)ih * (size_t)p->w_in + (size_t)iw;
-                        const float v = xc[idx];
-                        if (v > m || v != v) {
-                            m = v;
-                            best = idx;
+            const float *dyr = dyc + (size_t)oh * (size_t)p->w_out;
+            for (int ow = 0; ow < p->w_out;) {
+                const int ws = ow * sw - p->pad_l;
+                if (ws >= 0 && ow + POOL_BWD_LANES <= p->w_out &&
+                    ws + (POOL_BWD_LANES - 1) * sw + p->k_w <= w_in) { /* lanes of whole windows */
+                    float m[POOL_BWD_LANES];
+                    int best[POOL_BWD_LANES];
+                    for (int l = 0; l < POOL_BWD_LANES; l++) m[l] = -INFINITY, best[l] = h0 * w_in + ws + l * sw;
+                    for (int ih = h0; ih < h1; ih++)
+                        for (int kw = 0; kw < p->k_w; kw++) {
+                            const int at = ih * w_in + ws + kw;
+                            for (int l = 0; l < POOL_BWD_LANES; l++)
+                                pool_max_take(xc[at + l * sw], at + l * sw, &m[l], &best[l]);
                         }
-                    }
+                    if (h1 > h0) /* in output order, as one at a time */
+                        for (int l = 0; l < POOL_BWD_LANES; l++) dxc[best[l]] += dyr[ow + l];
+                    ow += POOL_BWD_LANES;
+                    continue;
                 }
-                if (h1 > h0 && w1 > w0) dxc[best] += dyc[(size_t)oh * (size_t)p->w_out + (size_t)ow];
+                const int w0 = kernels_imax(ws, 0), w1 = kernels_imin(ws + p->k_w, w_in);
+                int best = h0 * w_in + w0;
+                float m = -INFINITY;
+                for (int ih = h0; ih < h1; ih++)
+                    for (int iw = w0; iw < w1; iw++) pool_max_take(xc[ih * w_in + iw], ih * w_in + iw, &m, &best);
+                if (h1 > h0 && w1 > w0) dxc[best] += dyr[ow];
+                ow++;
             }
         }
     }
