@@ -95,13 +95,16 @@ void conv2d_backward_data(const conv2d_params *p, const float *dy, const float *
 void conv2d_backward_weights(const conv2d_params *p, const float *x, const float *dy, float *dw,
                              float *db, float *scratch);
 
-/* conv2d_backward_weights for the output channels of part only (dw rows / db entries
- * [part->lo, part->hi), KERNELS_PART_CHANNELS): threads each owning a part and looping over the
+/* conv2d_backward_weights for one part only: threads each owning a part and looping over the
  * images in order give the bits of the whole call at any thread count. Parts come from
- * conv2d_backward_weights_split (aligned to the blocks each output channel is computed in). */
+ * conv2d_backward_weights_split (aligned to the blocks each weight is computed in): with one group
+ * (not depthwise) columns [lo, hi) of dw seen as [c_out][c_in*k_h*k_w] (KERNELS_PART_POSITIONS;
+ * all of db with the part starting at column 0), else the output channels [lo, hi) (dw rows / db
+ * entries, KERNELS_PART_CHANNELS). conv2d_backward_weights_zero clears what a part adds into. */
 kernels_part conv2d_backward_weights_split(const conv2d_params *p, int ith, int nth);
 void conv2d_backward_weights_part(const conv2d_params *p, const float *x, const float *dy,
                                   float *dw, float *db, float *scratch, const kernels_part *part);
+void conv2d_backward_weights_zero(const conv2d_params *p, float *dw, float *db, const kernels_part *part);
 
 /* ---- convolution plan ----
  * How one convolution runs on this CPU, chosen once (at model load) by conv2d_plan_init and then

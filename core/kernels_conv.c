@@ -31,39 +31,41 @@ size_t conv2d_scratch_floats(const conv2d_params *p)
 
 /* col[(ci*k_h + i)*k_w + j][oh*w_out + ow] = x[ci][oh*s_h - pad_t + i][ow*s_w - pad_l + j], zero
  * outside the input, for the c channels starting at x. Every cell of col is written. */
-static void conv_im2col(const conv2d_params *p, const float *x, int c, float *col)
+static void conv_im2col_rows(const conv2d_params *p, const float *x, int r0, int r1, float *col)
 {
     const size_t hw_in = (size_t)p->h_in * (size_t)p->w_in;
     const size_t hw_out = (size_t)p->h_out * (size_t)p->w_out;
-    const int w_out = p->w_out, sw = p->stride_w;
-    for (int ci = 0; ci < c; ci++) {
+    const int w_out = p->w_out, sw = p->stride_w, taps = p->k_h * p->k_w;
+    for (int r = r0; r < r1; r++) {
+        const int ci = r / taps, i = r % taps / p->k_w, j = r % p->k_w;
         const float *xc = x + (size_t)ci * hw_in;
-        for (int i = 0; i < p->k_h; i++) {
-            for (int j = 0; j < p->k_w; j++) {
-                float *row = col + ((size_t)(ci * p->k_h + i) * (size_t)p->k_w + (size_t)j) * hw_out;
-                const int off = j - p->pad_l;
-                int lo, hi;
-                kernels_tap_range(off, sw, p->w_in, w_out, &lo, &hi);
-                for (int oh = 0; oh < p->h_out; oh++) {
-                    float *dst = row + (size_t)oh * (size_t)w_out;
-                    const int ih = oh * p->stride_h - p->pad_t + i;
-                    if (ih < 0 || ih >= p->h_in) {
-                        memset(dst, 0, (size_t)w_out * sizeof *dst);
-                        continue;
-                    }
-                    const float *xrow = xc + (size_t)ih * (size_t)p->w_in;
-                    /* size-0 calls skipped: most rows need no padding and the calls are short */
-                    if (lo > 0) memset(dst, 0, (size_t)lo * sizeof *dst);
-                    if (hi > lo && sw == 1) {
-                        memcpy(dst + lo, xrow + lo + off, (size_t)(hi - lo) * sizeof *dst);
-                    } else {
-                        for (int ow = lo; ow < hi; ow++) dst[ow] = xrow[ow * sw + off];
-                    }
-                    if (hi < w_out) memset(dst + hi, 0, (size_t)(w_out - hi) * sizeof *dst);
-                }
+        float *row = col + (size_t)(r - r0) * hw_out;
+        const int off = j - p->pad_l;
+        int lo, hi;
+        kernels_tap_range(off, sw, p->w_in, w_out, &lo, &hi);
+        for (int oh = 0; oh < p->h_out; oh++) {
+            float *dst = row + (size_t)oh * (size_t)w_out;
+            const int ih = oh * p->stride_h - p->pad_t + i;
+            if (ih < 0 || ih >= p->h_in) {
+                memset(dst, 0, (size_t)w_out * sizeof *dst);
+                continue;
             }
+            const float *xrow = xc + (size_t)ih * (size_t)p->w_in;
+            /* size-0 calls skipped: most rows need no padding and the calls are short */
+            if (lo > 0) memset(dst, 0, (size_t)lo * sizeof *dst);
+            if (hi > lo && sw == 1) {
+                memcpy(dst + lo, xrow + lo + off, (size_t)(hi - lo) * sizeof *dst);
+            } else {
+                for (int ow = lo; ow < hi; ow++) dst[ow] = xrow[ow * sw + off];
+            }
+            if (hi < w_out) memset(dst + hi, 0, (size_t)(w_out - hi) * sizeof *dst);
         }
     }
+}
+
+static void conv_im2col(const conv2d_params *p, const float *x, int c, float *col)
+{
+    conv_im2col_rows(p, x, 0, c * p->k_h * p->k_w, col);
 }
 
 void conv2d_forward(const conv2d_params *p, const float *x, const float *w, const float *bias,
@@ -394,8 +396,16 @@ void conv2d_backward_data(const conv2d_params *p, const float *dy, const float *
     }
 }
 
-/* Weight-gradient parts: blocks of CONV_BWD_ROWS channels inside each group; with several groups
- * whose size is not a multiple of the block, whole groups. Depthwise: any channel range. */
+/* One group (not depthwise): the weight gradient in blocks of CONV_BWD_COLS columns of dw (taps
+ * (ci, i, j)), each one sgemm over all output channels: x's im2col rows are packed once per image
+ * instead of once per block of output channels (AlexNet's conv3: 6 times), and dy once per block. */
+#define CONV_BWD_COLS 256
+
+static int conv_bwd_by_cols(const conv2d_params *p) { return p->groups == 1 && !kernels_conv_depthwise(p); }
+
+/* Weight-gradient parts: one group: blocks of CONV_BWD_COLS columns (KERNELS_PART_POSITIONS
+ * over c_in*k_h*k_w). Else blocks of CONV_BWD_ROWS channels inside each group; with several
+ * groups whose size is not a multiple of the block, whole groups. Depthwise: any channel range. */
 static int conv_bwd_weights_align(const conv2d_params *p)
 {
     if (kernels_conv_depthwise(p)) return 1;
@@ -405,6 +415,8 @@ static int conv_bwd_weights_align(const conv2d_params *p)
 
 kernels_part conv2d_backward_weights_split(const conv2d_params *p, int ith, int nth)
 {
+    if (conv_bwd_by_cols(p))
+        return kernels_part_split(KERNELS_PART_POSITIONS, p->c_in * p->k_h * p->k_w, CONV_BWD_COLS, ith, nth);
     return kernels_part_split(KERNELS_PART_CHANNELS, p->c_out, conv_bwd_weights_align(p), ith, nth);
 }
 
@@ -412,9 +424,32 @@ void conv2d_backward_weights_part(const conv2d_params *p, const float *x, const 
                                   float *dw, float *db, float *scratch, const kernels_part *part)
 {
     conv_check_params(p);
+    const size_t hw_out = (size_t)p->h_out * (size_t)p->w_out;
+    if (conv_bwd_by_cols(p)) { /* columns [lo, hi) of dw; db with the part that starts at 0 */
+        const int k = p->c_in * p->k_h * p->k_w;
+        assert(p->act == ACT_NONE && part->axis == KERNELS_PART_POSITIONS);
+        assert(0 <= part->lo && part->lo <= part->hi && part->hi <= k && part->lo % CONV_BWD_COLS == 0);
+        if (part->lo == part->hi) return;
+        if (db && part->lo == 0)
+            for (int co = 0; co < p->c_out; co++)
+                db[co] += (float)kernels_sum_floats(dy + (size_t)co * hw_out, hw_out);
+        const int direct = kernels_conv_pointwise(p);
+        assert(direct || scratch != NULL);
+        for (int b0 = part->lo; b0 < part->hi; b0 += CONV_BWD_COLS) {
+            const int cols = kernels_imin(CONV_BWD_COLS, k - b0);
+            const float *col = x + (size_t)b0 * hw_out; /* pointwise: x's rows are col's */
+            if (!direct) {
+                conv_im2col_rows(p, x, b0, b0 + cols, scratch);
+                col = scratch;
+            }
+            /* dw[:, b0 .. b0 + cols) += dy[c_out][hw_out] . col^T[hw_out][cols] */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, p->c_out, cols, (int)hw_out, 1.0f, dy,
+                        (int)hw_out, col, (int)hw_out, 1.0f, dw + b0, k);
+        }
+        return;
+    }
     assert(p->act == ACT_NONE && part->axis == KERNELS_PART_CHANNELS);
     assert(0 <= part->lo && part->lo <= part->hi && part->hi <= p->c_out);
-    const size_t hw_out = (size_t)p->h_out * (size_t)p->w_out;
     if (part->lo == part->hi) return;
     if (db) {
         for (int co = part->lo; co < part->hi; co++)
@@ -453,6 +488,19 @@ void conv2d_backward_weights_part(const conv2d_params *p, const float *x, const 
 void conv2d_backward_weights(const conv2d_params *p, const float *x, const float *dy, float *dw,
                              float *db, float *scratch)
 {
-    const kernels_part all = {KERNELS_PART_CHANNELS, 0, p->c_out};
+    const kernels_part all = conv2d_backward_weights_split(p, 0, 1);
     conv2d_backward_weights_part(p, x, dy, dw, db, scratch, &all);
+}
+
+void conv2d_backward_weights_zero(const conv2d_params *p, float *dw, float *db, const kernels_part *part)
+{
+    const size_t per_out = (size_t)(p->c_in / p->groups) * (size_t)p->k_h * (size_t)p->k_w;
+    if (part->axis == KERNELS_PART_POSITIONS) {
+        for (int co = 0; co < p->c_out; co++)
+            memset(dw + (size_t)co * per_out + part->lo, 0, (size_t)(part->hi - part->lo) * sizeof *dw);
+        if (db && part->lo == 0 && part->hi > 0) memset(db, 0, (size_t)p->c_out * sizeof *db);
+        return;
+    }
+    memset(dw + (size_t)part->lo * per_out, 0, (size_t)(part->hi - part->lo) * per_out * sizeof *dw);
+    if (db) memset(db + part->lo, 0, (size_t)(part->hi - part->lo) * sizeof *db);
 }

@@ -257,10 +257,8 @@ static void mt_backward(const model_train *t, int i, int part, float *scratch)
         if (part < t->T) { /* weight gradients of a block of output channels over all images */
             const kernels_part wp = conv2d_backward_weights_split(p, part, t->T);
             if (wp.lo == wp.hi) return;
-            const size_t per_out = (size_t)(p->c_in / p->groups) * p->k_h * p->k_w;
             float *dw = mt_grad(t, nd->t_w), *db = mt_grad(t, nd->t_b);
-            memset(dw + (size_t)wp.lo * per_out, 0, (size_t)(wp.hi - wp.lo) * per_out * sizeof(float));
-            if (db) memset(db + wp.lo, 0, (size_t)(wp.hi - wp.lo) * sizeof(float));
+            conv2d_backward_weights_zero(p, dw, db, &wp);
             for (int img = 0; img < n; img++)
                 conv2d_backward_weights_part(p, mt_x(t, nd->in[0], img), mt_d(t, nd->out, img), dw, db, scratch, &wp);
             return;

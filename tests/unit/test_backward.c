@@ -250,7 +250,9 @@ static int conv_case(const conv2d_params *p, trng *r, int *n_reports)
             prev_hi = part.hi;
             conv2d_backward_weights_part(p, x, dy, dwp, dbp, scratch, &part);
         }
-        if (prev_hi != p->c_out) what = "parts do not cover c_out";
+        const int extent = conv2d_backward_weights_split(p, 0, 1).axis == KERNELS_PART_CHANNELS
+                               ? p->c_out : p->c_in * p->k_h * p->k_w; /* one group: dw's columns */
+        if (prev_hi != extent) what = "parts do not cover the weights";
         if (memcmp(dwp, dw, nw * sizeof *dw) || memcmp(dbp, db, (size_t)p->c_out * sizeof *db))
             what = "parts' bits differ from the whole call";
         free(dwp);
@@ -329,10 +331,12 @@ static void test_conv_sweep(void)
             }
         }
     }
-    /* wide layers: more than one weight-gradient block (64 channels), pointwise and 3x3 */
+    /* wide layers: more than one weight-gradient block (64 channels; one group: 256 columns of
+     * c_in * k_h * k_w), pointwise and 3x3 */
     static const int wide[][6] = {{40, 70, 1, 9, 1, 1}, {24, 100, 1, 5, 3, 1}, {64, 64, 2, 4, 3, 2},
                                   {33, 33, 33, 17, 3, 2}, {70, 70, 70, 9, 5, 1}, {16, 96, 1, 7, 1, 2},
-                                  {20, 140, 1, 6, 3, 1}, {128, 256, 2, 5, 1, 1}};
+                                  {20, 140, 1, 6, 3, 1}, {128, 256, 2, 5, 1, 1}, {300, 20, 1, 5, 1, 1},
+                                  {40, 30, 1, 7, 3, 1}, {64, 24, 1, 6, 3, 2}};
     for (size_t i = 0; i < sizeof wide / sizeof wide[0]; i++) {
         conv2d_params p;
         const int *v = wide[i];
