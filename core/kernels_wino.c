@@ -221,29 +221,41 @@ size_t kernels_wino_packed_floats(const conv2d_params *p)
     return (size_t)g.n_e * (size_t)wino_panels(p) * KERNELS_GEMM_MR * (size_t)p->c_in;
 }
 
-/* U[e] for every element e = alpha_w*xi + nu, packed as GEMM left operands (c_out x c_in each). */
+/* U[e] for every element e = alpha_w*xi + nu, packed as GEMM left operands (c_out x c_in each):
+ * u = sum over taps (i, j) of (G_h[xi][i] * g[i][j]) * G_w[nu][j] in double, the products
+ * G_h * g shared by the alpha_w elements of a row xi (the training engine repacks every step). */
 void kernels_wino_pack(const conv2d_params *p, const float *w, float *packed)
 {
     const wino_geom g = wino_geom_of(p);
     const wino_axis th = wino_axis_h(g.var), tw = wino_axis_w(g.var);
-    const int c_in = p->c_in, rows = wino_panels(p) * KERNELS_GEMM_MR;
-    for (int e = 0; e < g.n_e; e++) {
-        const int xi = e / g.alpha_w, nu = e % g.alpha_w;
-        float *u_e = packed + (size_t)e * (size_t)rows * (size_t)c_in;
-        for (int co = 0; co < rows; co++)
-            for (int ci = 0; ci < c_in; ci++) {
-                double u = 0.0;
-                if (co < p->c_out) {
-                    const float *gw = w + ((size_t)co * (size_t)c_in + (size_t)ci) *
-                                              (size_t)(g.r_h * g.r_w);
-                    for (int i = 0; i < g.r_h; i++)
-                        for (int j = 0; j < g.r_w; j++)
-                            u += wino_gm(th, xi, i) * (double)gw[i * g.r_w + j] *
-                                 wino_gm(tw, nu, j);
-                }
-                u_e[kernels_gemm_a_offset(p->c_out, c_in, co, ci)] = (float)u;
+    const int c_in = p->c_in, rows = wino_panels(p) * KERNELS_GEMM_MR, taps = g.r_h * g.r_w;
+    const size_t plane = (size_t)rows * (size_t)c_in;
+    enum { MAX_A = 8, MAX_R = 7 };
+    assert(g.alpha_h <= MAX_A && g.alpha_w <= MAX_A && g.r_h <= MAX_R && g.r_w <= MAX_R);
+    double gh[MAX_A][MAX_R], gw[MAX_A][MAX_R], a[MAX_R * MAX_R];
+    for (int x = 0; x < g.alpha_h; x++)
+        for (int i = 0; i < g.r_h; i++) gh[x][i] = wino_gm(th, x, i);
+    for (int x = 0; x < g.alpha_w; x++)
+        for (int j = 0; j < g.r_w; j++) gw[x][j] = wino_gm(tw, x, j);
+    for (int co = 0; co < rows; co++)
+        for (int ci = 0; ci < c_in; ci++) {
+            float *u_at = packed + kernels_gemm_a_offset(p->c_out, c_in, co, ci);
+            if (co >= p->c_out) { /* padding rows of the last panel */
+                for (int e = 0; e < g.n_e; e++) u_at[(size_t)e * plane] = 0.0f;
+                continue;
             }
-    }
+            const float *f = w + ((size_t)co * (size_t)c_in + (size_t)ci) * (size_t)taps;
+            for (int xi = 0; xi < g.alpha_h; xi++) {
+                for (int i = 0; i < g.r_h; i++)
+                    for (int j = 0; j < g.r_w; j++) a[i * g.r_w + j] = gh[xi][i] * (double)f[i * g.r_w + j];
+                for (int nu = 0; nu < g.alpha_w; nu++) {
+                    double u = 0.0;
+                    for (int i = 0; i < g.r_h; i++)
+                        for (int j = 0; j < g.r_w; j++) u += a[i * g.r_w + j] * gw[nu][j];
+                    u_at[(size_t)(xi * g.alpha_w + nu) * plane] = (float)u;
+                }
+            }
+        }
 }
 
 /* Scratch: the block's band of padded input, transformed input V (E x c_in x block tiles), GEMM
