@@ -327,20 +327,20 @@ void bn_frozen_backward(const bn_params *p, int c0, int c1, const float *x, cons
                         float *dgamma, float *dbeta);
 
 /* The frozen BatchNorm followed by an activation, in one pass over each channel's runs:
- * bn_frozen_forward into y, then z = act(y) (z NULL: none; z may equal y: in place), z's images
- * z_stride floats apart (z_stride >= c * hw: a channel slice of a larger value). The same bits as
- * the two layers apart. */
+ * bn_frozen_forward into y (NULL: not kept), then z = act(y) (z NULL: none; z may equal y: in
+ * place), z's images z_stride floats apart (z_stride >= c * hw: a channel slice of a larger
+ * value). The same bits as the two layers apart. */
 void bn_frozen_act_forward(const bn_params *p, int c0, int c1, act_kind act, const float *x,
                            const float *gamma, const float *beta, const float *mean, const float *var,
                            float *y, float *z, size_t z_stride);
-/* Its backward given dz, the gradient of z = act(y): act_backward(act, xa, dz) (xa as that takes
- * it: y, or z for an in-place ReLU; its images xa_stride floats apart, dz's z_stride) then
- * bn_frozen_backward of that, run by run (one pass over memory; the same bits as the two apart).
- * dx is required (it holds the activation's gradient first) unless act is ACT_NONE. */
-void bn_frozen_act_backward(const bn_params *p, int c0, int c1, act_kind act, const float *xa,
-                            size_t xa_stride, const float *dz, size_t z_stride, const float *x, const float *gamma,
-                            const float *mean, const float *var, float *dx, float *dgamma,
-                            float *dbeta);
+/* Its backward given dz, the gradient of z = act(y) (images z_stride floats apart): the
+ * activation's input y recomputed from x as the forward computes it (so y need not be kept),
+ * act_backward of that, then bn_frozen_backward, run by run (one pass over memory; the same bits
+ * as the two layers apart). dx is required (it holds the activation's gradient first) unless act
+ * is ACT_NONE (then beta is not read and may be NULL). */
+void bn_frozen_act_backward(const bn_params *p, int c0, int c1, act_kind act, const float *dz,
+                            size_t z_stride, const float *x, const float *gamma, const float *beta,
+                            const float *mean, const float *var, float *dx, float *dgamma, float *dbeta);
 
 /* Train mode (model.train()): normalizes with the batch mean and biased variance over n * hw
  * values (n * hw > 1), y = (x - mean) * invstd * gamma + beta (y may equal x); saves mean and

@@ -82,16 +82,18 @@ void bn_frozen_act_forward(const bn_params *p, int c0, int c1, act_kind act, con
                            float *y, float *z, size_t z_stride)
 {
     bn_check(p, c0, c1);
+    assert(y || z);
     const size_t hw = (size_t)p->hw;
     for (int c = c0; c < c1; c++) {
         const float invstd = 1.0f / sqrtf(var[c] + p->eps);
         const float a = invstd * gamma[c], b = beta[c] - mean[c] * a;
         for (int i = 0; i < p->n; i++) {
-            float *yr = y + bn_run(p, i, c);
-            bn_affine(x + bn_run(p, i, c), a, b, hw, yr);
-            if (!z) continue;
-            float *zr = z + (size_t)i * z_stride + (size_t)c * hw; /* the run is still in cache */
-            if (zr != yr) memcpy(zr, yr, hw * sizeof *zr);
+            float *yr = y ? y + bn_run(p, i, c) : NULL;
+            float *zr = z ? z + (size_t)i * z_stride + (size_t)c * hw : NULL;
+            if (yr) bn_affine(x + bn_run(p, i, c), a, b, hw, yr);
+            if (!zr) continue;
+            if (!yr) bn_affine(x + bn_run(p, i, c), a, b, hw, zr);
+            else if (zr != yr) memcpy(zr, yr, hw * sizeof *zr); /* the run is still in cache */
             act_forward(act, zr, hw);
         }
     }
@@ -133,10 +135,9 @@ static void bn_frozen_run(const float *x, const float *src, float m, float a, si
     *dot = sb;
 }
 
-void bn_frozen_act_backward(const bn_params *p, int c0, int c1, act_kind act, const float *xa,
-                            size_t xa_stride, const float *dz, size_t z_stride, const float *x, const float *gamma,
-                            const float *mean, const float *var, float *dx, float *dgamma,
-                            float *dbeta)
+void bn_frozen_act_backward(const bn_params *p, int c0, int c1, act_kind act, const float *dz,
+                            size_t z_stride, const float *x, const float *gamma, const float *beta,
+                            const float *mean, const float *var, float *dx, float *dgamma, float *dbeta)
 {
     bn_check(p, c0, c1);
     assert(dx || act == ACT_NONE);
@@ -145,10 +146,14 @@ void bn_frozen_act_backward(const bn_params *p, int c0, int c1, act_kind act, co
         const float invstd = 1.0f / sqrtf(var[c] + p->eps), a = invstd * gamma[c];
         double sum = 0.0, dotp = 0.0;
         for (int i = 0; i < p->n; i++) {
+            const float *xr = x + bn_run(p, i, c);
             float *dxr = dx ? dx + bn_run(p, i, c) : NULL;
             const float *g = dz + (size_t)i * z_stride + (size_t)c * hw;
-            if (act != ACT_NONE) { /* the activation's gradient first, into dx (in cache for the pass) */
-                act_backward(act, xa + (size_t)i * xa_stride + (size_t)c * hw, g, dxr, hw);
+            if (act != ACT_NONE) {
+                /* the activation's input y recomputed as the forward did (same bits: one stream
+                 * less to read, and y need not be kept), then its gradient, both in dx (in cache) */
+                bn_affine(xr, a, beta[c] - mean[c] * a, hw, dxr);
+                act_backward(act, dxr, g, dxr, hw);
                 g = dxr;
             }
             if (!dgamma && !dbeta) {
@@ -156,7 +161,7 @@ void bn_frozen_act_backward(const bn_params *p, int c0, int c1, act_kind act, co
                 continue;
             }
             double sd, d;
-            bn_frozen_run(x + bn_run(p, i, c), g, mean[c], a, hw, dxr, &sd, &d);
+            bn_frozen_run(xr, g, mean[c], a, hw, dxr, &sd, &d);
             sum += sd, dotp += d;
         }
         if (dgamma) dgamma[c] += (float)(dotp * invstd);
@@ -168,8 +173,8 @@ void bn_frozen_backward(const bn_params *p, int c0, int c1, const float *x, cons
                         const float *gamma, const float *mean, const float *var, float *dx,
                         float *dgamma, float *dbeta)
 {
-    bn_frozen_act_backward(p, c0, c1, ACT_NONE, NULL, 0, dy, (size_t)p->c * (size_t)p->hw, x, gamma,
-                           mean, var, dx, dgamma, dbeta);
+    bn_frozen_act_backward(p, c0, c1, ACT_NONE, dy, (size_t)p->c * (size_t)p->hw, x, gamma, NULL, mean,
+                           var, dx, dgamma, dbeta);
 }
 
 void bn_train_forward(const bn_params *p, int c0, int c1, const float *x, const float *gamma,

@@ -138,8 +138,9 @@ static void mt_forward(const model_train *t, const graph_node *nd, int part, flo
         } else {
             const int a = t->fused[nd - t->g.nodes];
             const graph_node *an = a >= 0 ? &t->g.nodes[a] : NULL;
+            /* fused: y (read by the activation only, recomputed by the backward) is not kept */
             bn_frozen_act_forward(&bp, cp.lo, cp.hi, an ? an->act : ACT_NONE, x, mt_data(t, nd->t_w),
-                                  mt_data(t, nd->t_b), mt_data(t, nd->t_mean), mt_data(t, nd->t_var), y,
+                                  mt_data(t, nd->t_b), mt_data(t, nd->t_mean), mt_data(t, nd->t_var), an ? NULL : y,
                                   an ? mt_y(t, an->out, 0) : NULL, an ? t->v[an->out].stride : 0);
         }
         return;
@@ -241,10 +242,8 @@ static void mt_backward(const model_train *t, int i, int part, float *scratch)
         } else if (t->fused[i] >= 0) { /* the activation's backward in the same pass */
             const int a = t->fused[i];
             const graph_node *an = &t->g.nodes[a];
-            const int xa = t->inplace[a] ? an->out : an->in[0]; /* what act_backward reads */
-            bn_frozen_act_backward(&bp, cp.lo, cp.hi, an->act, t->inplace[a] ? mt_y(t, xa, 0) : mt_x(t, xa, 0),
-                                   t->v[xa].stride, mt_d(t, an->out, 0), t->v[an->out].stride,
-                                   mt_x(t, nd->in[0], 0), mt_data(t, nd->t_w),
+            bn_frozen_act_backward(&bp, cp.lo, cp.hi, an->act, mt_d(t, an->out, 0), t->v[an->out].stride,
+                                   mt_x(t, nd->in[0], 0), mt_data(t, nd->t_w), mt_data(t, nd->t_b),
                                    mt_data(t, nd->t_mean), mt_data(t, nd->t_var), dx, dg, db);
         } else {
             bn_frozen_backward(&bp, cp.lo, cp.hi, mt_x(t, nd->in[0], 0), mt_d(t, nd->out, 0), mt_data(t, nd->t_w),

@@ -858,23 +858,27 @@ static void test_bn_act(void)
             for (int k = 0; k < 3; k++)
                 bn_frozen_act_forward(&p, cuts[k], cuts[k + 1], act, x, gamma, beta, rm, rv, y2,
                                       inplace ? y2 : z2 + z0, inplace ? (size_t)c * hw : zs);
+            float *z3 = alloc_nan(nz); /* y not kept: z alone */
+            if (!inplace)
+                for (int k = 0; k < 3; k++)
+                    bn_frozen_act_forward(&p, cuts[k], cuts[k + 1], act, x, gamma, beta, rm, rv, NULL, z3 + z0, zs);
             for (int k = 0; k < 3; k++)
-                bn_frozen_act_backward(&p, cuts[k], cuts[k + 1], act, y2, (size_t)c * hw, dz + z0, zs, x,
-                                       gamma, rm, rv, dx2, dg2, db2);
+                bn_frozen_act_backward(&p, cuts[k], cuts[k + 1], act, dz + z0, zs, x, gamma, beta, rm, rv, dx2, dg2,
+                                       db2);
             if (memcmp(y, y2, nx * sizeof *y)) what = "y / in-place z";
-            else if (!inplace && memcmp(z, z2, nz * sizeof *z)) what = "z";
+            else if (!inplace && (memcmp(z, z2, nz * sizeof *z) || memcmp(z, z3, nz * sizeof *z))) what = "z";
             else if (memcmp(dx, dx2, nx * sizeof *dx)) what = "dx";
             else if (memcmp(dg, dg2, (size_t)c * sizeof *dg) || memcmp(db, db2, (size_t)c * sizeof *db))
                 what = "dgamma / dbeta";
             bad_act = (int)act;
             free(y), free(z), free(g), free(dx), free(dg), free(db), free(y2), free(z2), free(dx2), free(dg2);
-            free(db2);
+            free(db2), free(z3);
         }
     }
     T_CHECK(!what, "act %d: %s differs from the two layers apart", bad_act, what);
     free(x), free(gamma), free(beta), free(rm), free(rv), free(dz);
-    test_end("BatchNorm frozen + activation fused (forward and backward, every activation, in place and "
-             "into a channel slice, channel parts): the same bits as the two layers apart");
+    test_end("BatchNorm frozen + activation fused (forward with and without y kept, backward recomputing "
+             "y; every activation, in place and into a channel slice, channel parts): the same bits as the two layers apart");
 }
 
 /* ---- dropout ---- */
