@@ -196,10 +196,11 @@ soak: $(BIN)/cnnserve
 # Debian 12 package names. DEPS_BUILD compiles bin/cnnserve; DEPS_TEST is what `make test` uses.
 DEPS_BUILD := build-essential pkg-config libopenblas-dev libjansson-dev libmicrohttpd-dev \
               libturbojpeg0-dev libjpeg-dev libpng-dev libwebp-dev
-# libxnnpack-dev (whose headers need libpthreadpool-dev) builds the XNNPACK peer of `make bench` and its test.
+# libxnnpack-dev (whose headers need libpthreadpool-dev) builds the XNNPACK peer of `make bench` and its test;
+# libjpeg-turbo-progs' jpegtran adds restart markers to the intake bench's photos.
 DEPS_TEST  := curl python3 python3-torch python3-torchvision python3-pil python3-numpy python3-yaml python3-matplotlib \
               clang-14 libclang-rt-14-dev libfuzzer-14-dev llvm-14 wrk valgrind nodejs \
-              chromium chromium-driver python3-selenium libxnnpack-dev libpthreadpool-dev
+              chromium chromium-driver python3-selenium libxnnpack-dev libpthreadpool-dev libjpeg-turbo-progs
 # Installs only the missing packages (apt-get update first, only then), with apt's recommends as a
 # plain `apt-get install` would; as root, or via sudo. Then the npm tools of `make test` (the
 # OpenAPI linter, pinned in tests/lint/package-lock.json) into tests/lint/node_modules, when missing.

@@ -7,10 +7,16 @@ POST /v1/classify) from `cnnserve classify --json --threads 1` on the image repe
 the photo is at least twice the resize size). PIL + torchvision: bench/peer_intake.py (Image.open +
 exif_transpose + convert("RGB") on the bytes in memory, then Resize + CenterCrop + ToTensor +
 Normalize). In R rounds, a fresh process each, alternating which runs first (ABBA); medians over the
-pooled passes."""
+pooled passes.
+
+Then, when jpegtran (libjpeg-turbo-progs) is installed, the same photos with a restart marker every
+MCU row added losslessly (`jpegtran -restart 1`: the same coefficients, so the same pixels), ours at
+one thread and at two (`--threads 2`: the decode in two bands of rows at once, see README's intake
+section), alternating in the same rounds."""
 
 import json
 import os
+import shutil
 import subprocess
 
 import bench_util
@@ -19,8 +25,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 WARMUP = 3
 
 
-def _ours(binary, weights_dir, model, image, iters, timeout):
-    cmd = [binary, "classify", "--weights-dir", weights_dir, "--model", model, "--threads", "1", "--json",
+def _ours(binary, weights_dir, model, image, iters, timeout, threads=1):
+    cmd = [binary, "classify", "--weights-dir", weights_dir, "--model", model, "--threads", str(threads), "--json",
            "--top-k", "1"] + [image] * (WARMUP + iters)
     r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, timeout=timeout)
     rows = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
@@ -83,6 +89,40 @@ def run_intake(binary, weights_dir, models, python, images, rounds, iters, log, 
             pil = row["pil_decode"]["median_ms"] + row["pil_preprocess"]["median_ms"]
             row["ours_over_pil"] = ours / pil
         out["images"][name] = row
+    out["restart"] = _restart(binary, weights_dir, model, images, rounds, per_round, log, timeout)
+    return out
+
+
+def _restart(binary, weights_dir, model, images, rounds, per_round, log, timeout):
+    """The photos with restart markers: ours at 1 and 2 threads, alternating, per round."""
+    jpegtran = shutil.which("jpegtran")
+    if not jpegtran:
+        return {"skipped": "jpegtran not installed (libjpeg-turbo-progs, `make deps`)"}
+    files = {}
+    for name, img in images.items():
+        path = os.path.splitext(img["path"])[0] + "_rst.jpg"
+        r = subprocess.run([jpegtran, "-restart", "1", "-copy", "all", "-outfile", path, img["path"]],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=timeout)
+        if r.returncode != 0:
+            return {"skipped": "jpegtran exit %d: %s" % (r.returncode, r.stderr.strip()[-200:])}
+        files[name] = path
+    pooled = {n: {"t1_decode": [], "t1_preprocess": [], "t2_decode": [], "t2_preprocess": []} for n in files}
+    for k in range(rounds):
+        log("intake restart-marker round %d/%d" % (k + 1, rounds))
+        for threads in ((1, 2) if k % 2 == 0 else (2, 1)):
+            for name, path in files.items():
+                d, p, _ = _ours(binary, weights_dir, model, path, per_round, timeout, threads)
+                pooled[name]["t%d_decode" % threads] += d
+                pooled[name]["t%d_preprocess" % threads] += p
+    out = {"images": {}}
+    for name, path in files.items():
+        row = {"file": os.path.basename(path), "bytes": os.path.getsize(path)}
+        for key, values in pooled[name].items():
+            row[key] = bench_util.timing_stats(values)
+        t1 = row["t1_decode"]["median_ms"] + row["t1_preprocess"]["median_ms"]
+        t2 = row["t2_decode"]["median_ms"] + row["t2_preprocess"]["median_ms"]
+        row["t2_over_t1"] = t2 / t1
+        out["images"][name] = row
     return out
 
 
@@ -111,4 +151,18 @@ def markdown(intake):
         cells += ["%.3f" % pd, "%.3f" % pp, "%.3f" % (pd + pp), "%.3f" % row["ours_over_pil"]] if pd is not None \
             else ["–"] * 4
         lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    restart = intake.get("restart")
+    if not restart:
+        return lines
+    lines += ["Photos with a restart marker every MCU row (`jpegtran -restart 1`, same pixels): ours at one "
+              "thread and at two (decoded in two bands of rows at once; two threads only help on idle cores).", ""]
+    if restart.get("skipped"):
+        return lines + ["Skipped: %s" % restart["skipped"], ""]
+    lines += ["| image | bytes | 1 thread decode + preprocess | 2 threads decode + preprocess | 2 / 1 |",
+              "|---|---|---|---|---|"]
+    for row in restart["images"].values():
+        t1 = row["t1_decode"]["median_ms"] + row["t1_preprocess"]["median_ms"]
+        t2 = row["t2_decode"]["median_ms"] + row["t2_preprocess"]["median_ms"]
+        lines.append("| %s | %d | %.3f | %.3f | %.3f |" % (row["file"], row["bytes"], t1, t2, row["t2_over_t1"]))
     return lines + [""]

@@ -369,8 +369,18 @@ def test_intake_section():
             row["pil_decode"]["median_ms"] + row["pil_preprocess"]["median_ms"])
         check(abs(row["ours_over_pil"] - total) < 1e-12, "%s ratio" % name)
     md = "\n".join(intake_bench.markdown(res))
-    check(md.count("| photo_") == 2 and "%.3f |" % res["images"]["640x480"]["ours_over_pil"] in md,
-          "markdown table:\n%s" % md)
+    check(md.count("| photo_") == 2 + (0 if res["restart"].get("skipped") else 2) and
+          "%.3f |" % res["images"]["640x480"]["ours_over_pil"] in md, "markdown table:\n%s" % md)
+    if shutil.which("jpegtran"):  # the restart-marker rows: both thread counts timed in every round
+        for name, row in res["restart"].get("images", {}).items():
+            for key in ("t1_decode", "t1_preprocess", "t2_decode", "t2_preprocess"):
+                check(row[key]["iters"] == 4 and 0 < row[key]["min_ms"] <= row[key]["median_ms"], "%s %s" % (name, key))
+            t1 = row["t1_decode"]["median_ms"] + row["t1_preprocess"]["median_ms"]
+            t2 = row["t2_decode"]["median_ms"] + row["t2_preprocess"]["median_ms"]
+            check(abs(row["t2_over_t1"] - t2 / t1) < 1e-12 and row["file"].endswith("_rst.jpg"), "%s restart row" % name)
+        check(sorted(res["restart"].get("images", {})) == sorted(res["images"]), "restart rows %s" % res["restart"])
+    else:
+        check("jpegtran" in res["restart"].get("skipped", ""), "restart section without jpegtran: %s" % res["restart"])
 
 
 @case
