@@ -1,9 +1,12 @@
 /* libFuzzer target: arbitrary bytes through image_decode and image_preprocess, as the server runs
  * them, with a small pixel cap so each input decodes quickly. Both a full-size and a DCT-scaled
- * decode are exercised. Any crash, sanitizer report or leak is a bug; errors are fine. */
+ * decode are exercised, and the server's region decode again in restart-interval bands (parts run
+ * one after another), which must give the sequential decode's outcome and pixels. Any crash,
+ * sanitizer report or leak is a bug; errors are fine. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "../../server/image.h"
 
@@ -11,6 +14,34 @@
 #define FUZZ_CROP 32
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void run_in_turn(void *ctx, void (*fn)(void *, int), void *arg)
+{
+    for (int i = 0; i < *(const int *)ctx; i++)
+        fn(arg, i);
+}
+
+/* The banded decode of the server's region: abort unless it matches seq (status and pixels). */
+static void check_bands(const uint8_t *data, size_t size, const image_decode_opts *seq_opts, const image *seq)
+{
+    int n_parts = 3;
+    const image_parallel par = {.run = run_in_turn, .ctx = &n_parts, .n_parts = n_parts};
+    image_decode_opts opts = *seq_opts;
+    opts.par = &par;
+    image img;
+    char err[256];
+    if (image_decode(data, size, &opts, &img, err, sizeof err) != CNN_OK)
+        abort(); /* the sequential decode of the same bytes succeeded */
+    if (img.width != seq->width || img.height != seq->height || img.roi_x != seq->roi_x ||
+        img.roi_y != seq->roi_y || img.roi_width != seq->roi_width || img.roi_height != seq->roi_height)
+        abort();
+    const size_t sa = img.stride ? img.stride : (size_t)img.roi_width * 3;
+    const size_t sb = seq->stride ? seq->stride : (size_t)seq->roi_width * 3;
+    for (int y = 0; y < img.roi_height; y++)
+        if (memcmp(img.rgb + y * sa, seq->rgb + y * sb, (size_t)img.roi_width * 3) != 0)
+            abort();
+    image_free(&img);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -40,6 +71,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         cnn_status st = image_preprocess(&img, &pp, tensor, err, sizeof err);
         if (pass == 2 && st != CNN_OK)
             abort(); /* the region decoded for a preprocessing must serve it */
+        if (pass == 2)
+            check_bands(data, size, &opts, &img);
         image_free(&img);
     }
     return 0;
