@@ -8,6 +8,10 @@
 
 #include "kernels_internal.h"
 
+#if KERNELS_X86
+#include <emmintrin.h>
+#endif
+
 /* ---- pooling ----
  * Per output row and tile of output columns: the valid input rows are first reduced vertically
  * into a row buffer on the stack (contiguous, vectorizable), padded with the identity (-inf / 0)
@@ -284,6 +288,32 @@ static inline void pool_max_take(float v, int idx, float *m, int *best)
  * select -> compare latency was the whole cost). */
 #define POOL_BWD_LANES 8
 
+#if KERNELS_X86
+/* pool_max_take for 4 outputs at once (SSE2, x86-64's baseline): the windows starting at columns
+ * ws, ws + sw, ws + 2 sw, ws + 3 sw of rows [h0, h1), k_w wide and inside the row; the same picks. */
+static void pool_max_lanes4(const float *xc, int w_in, int h0, int h1, int ws, int sw, int k_w, int *best)
+{
+    __m128 m = _mm_set1_ps(-INFINITY);
+    const __m128i lane = _mm_set_epi32(3 * sw, 2 * sw, sw, 0);
+    __m128i b = _mm_add_epi32(_mm_set1_epi32(h0 * w_in + ws), lane);
+    for (int ih = h0; ih < h1; ih++)
+        for (int kw = 0; kw < k_w; kw++) {
+            const int at = ih * w_in + ws + kw;
+            const float *s = xc + at;
+            __m128 v;
+            if (sw == 1) v = _mm_loadu_ps(s);
+            else if (sw == 2) /* s0 s2 from s[0..3], s4 s6 from s[3..6]: nothing read past s[6] */
+                v = _mm_shuffle_ps(_mm_loadu_ps(s), _mm_loadu_ps(s + 3), _MM_SHUFFLE(3, 1, 2, 0));
+            else v = _mm_set_ps(s[3 * sw], s[2 * sw], s[sw], s[0]);
+            const __m128 take = _mm_or_ps(_mm_cmpgt_ps(v, m), _mm_cmpunord_ps(v, v));
+            m = _mm_or_ps(_mm_and_ps(take, v), _mm_andnot_ps(take, m));
+            const __m128i ti = _mm_castps_si128(take), idx = _mm_add_epi32(_mm_set1_epi32(at), lane);
+            b = _mm_or_si128(_mm_and_si128(ti, idx), _mm_andnot_si128(ti, b));
+        }
+    _mm_storeu_si128((__m128i *)best, b);
+}
+#endif
+
 static void pool_max_backward(const pool2d_params *p, const float *x, const float *dy, float *dx)
 {
     const size_t hw_in = (size_t)p->h_in * (size_t)p->w_in;
@@ -300,8 +330,12 @@ static void pool_max_backward(const pool2d_params *p, const float *x, const floa
                 const int ws = ow * sw - p->pad_l;
                 if (ws >= 0 && ow + POOL_BWD_LANES <= p->w_out &&
                     ws + (POOL_BWD_LANES - 1) * sw + p->k_w <= w_in) { /* lanes of whole windows */
-                    float m[POOL_BWD_LANES];
                     int best[POOL_BWD_LANES];
+#if KERNELS_X86
+                    pool_max_lanes4(xc, w_in, h0, h1, ws, sw, p->k_w, best);
+                    pool_max_lanes4(xc, w_in, h0, h1, ws + 4 * sw, sw, p->k_w, best + 4);
+#else
+                    float m[POOL_BWD_LANES];
                     for (int l = 0; l < POOL_BWD_LANES; l++) m[l] = -INFINITY, best[l] = h0 * w_in + ws + l * sw;
                     for (int ih = h0; ih < h1; ih++)
                         for (int kw = 0; kw < p->k_w; kw++) {
@@ -309,6 +343,7 @@ static void pool_max_backward(const pool2d_params *p, const float *x, const floa
                             for (int l = 0; l < POOL_BWD_LANES; l++)
                                 pool_max_take(xc[at + l * sw], at + l * sw, &m[l], &best[l]);
                         }
+#endif
                     if (h1 > h0) /* in output order, as one at a time */
                         for (int l = 0; l < POOL_BWD_LANES; l++) dxc[best[l]] += dyr[ow + l];
                     ow += POOL_BWD_LANES;
