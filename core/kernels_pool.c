@@ -349,6 +349,16 @@ static void pool_max_backward(const pool2d_params *p, const float *x, const floa
                     ow += POOL_BWD_LANES;
                     continue;
                 }
+#if KERNELS_X86
+                if (ws >= 0 && ow + 4 <= p->w_out && ws + 3 * sw + p->k_w <= w_in) { /* a row's last 4-7 */
+                    int best[4];
+                    pool_max_lanes4(xc, w_in, h0, h1, ws, sw, p->k_w, best);
+                    if (h1 > h0)
+                        for (int l = 0; l < 4; l++) dxc[best[l]] += dyr[ow + l];
+                    ow += 4;
+                    continue;
+                }
+#endif
                 const int w0 = kernels_imax(ws, 0), w1 = kernels_imin(ws + p->k_w, w_in);
                 int best = h0 * w_in + w0;
                 float m = -INFINITY;
