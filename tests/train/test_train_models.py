@@ -16,14 +16,14 @@ float64 (the same network and input), so ours (float32) is measured against the 
     measured and ours may be up to twice it; and where a ReLU input lies within KINK of 0 (a jump of the
     gradient that float32 rounding may put on either side), the reference's own spread over those
     elements is added to the bound (kink_spread);
-  - the weights after 3 SGD steps (lr 1e-3, momentum 0.9, weight decay 1e-4) and after 3 Adam steps
-    (lr 1e-4), BN frozen, vs torch.optim: <= 1e-3 of the largest |value| per tensor (Adam: on the
+  - the weights after 3 SGD steps (lr 1e-3, MobileNetV3 smaller: SGD_LR; momentum 0.9, weight decay 1e-4)
+    and after 3 Adam steps (lr 1e-4), BN frozen, vs torch.optim: <= 1e-3 of the largest |value| per tensor (Adam: on the
     elements whose first gradient is at least a tenth of the tensor's largest; the others, whose gradient
     is rounding noise that Adam turns into +-lr steps, within 2 x lr x steps or 1e-3 of the largest),
     and the update
     itself (weights after minus before, on the elements whose first gradient is at least a tenth of the
-    tensor's largest) within 1e-2 of the largest update there, so that a missing or wrong step cannot
-    pass;
+    tensor's largest) within 1e-2 of the largest update there, beyond the rounding of float32 weights
+    (STEPS half-ulps of each element), so that a missing or wrong step cannot pass;
   - the saved file loads in PyTorch with strict=True, and its eval logits equal the tool's
     model_train_eval logits (<= 1e-3 of the largest);
 and for the two real-weight models `cnnserve classify` of the saved file on a photo gives PyTorch's
@@ -52,6 +52,14 @@ GRAD_FLOOR = 1e-4
 # Small steps: the real networks (BatchNorm folded into their convs, loss ~10 on these labels) diverge
 # at larger rates, and a diverging run turns rounding differences into large ones.
 SGD = dict(lr=1e-3, momentum=0.9, weight_decay=1e-4)
+# MobileNetV3 diverges at lr 1e-3 in PyTorch itself, float64 included (measured 2026-12-06): Large (seeded
+# random weights, running variances down to 0.008, gradient norm 1.3e3) goes loss 10.9 -> 1.0e5 -> NaN, and
+# at 1e-4 still 10.9 -> 90 -> 1e6 -> 1e218; Small (real weights, gradient norm 315) 10.8 -> 22 -> 540, where
+# PyTorch float32's own third-step gradients differ from float64's by 25 % (ours by 20 %; ours at the same
+# weights as float64 within 1e-4: no C error, an ill-conditioned trajectory). At these rates the reference
+# trajectory is well-conditioned (PyTorch float32 within 1e-5 of float64 after the 3 steps): Large 10.9 ->
+# 11.2 -> 13.9 (lr 1e-5), Small 10.8 -> 25.9 -> 8.3 (lr 1e-4).
+SGD_LR = {"mobilenet_v3_large": 1e-5, "mobilenet_v3_small": 1e-4}
 ADAM = dict(lr=1e-4, weight_decay=1e-4)
 UPDATE_TOL = 1e-2
 STEPS = 3
@@ -78,8 +86,8 @@ CLASSIFY_PHOTO = "n01530575_brambling.JPEG"
 # bound therefore includes the reference's own spread over the near-kink elements (KINK): the change of
 # the float64 gradients when every ReLU input with |y| < KINK is passed instead of blocked.
 KINK = 3e-6
-# Verified on main at the end of session 4 (2026-12-06). mobilenet_v3_large/small pass the gradient cases
-# but fail the 3-step SGD (and, for small, Adam) cases; inception_v3 was not run to the end (TRAIN_MODELS=all).
+# Verified 2026-12-06 (session 5): mobilenet_v3_large and mobilenet_v3_small pass every case (TRAIN_MODELS=
+# mobilenet_v3_small,mobilenet_v3_large); inception_v3 is run with TRAIN_MODELS=all.
 DEFAULT_MODELS = "shufflenet_v2_x1_0,alexnet"
 
 
@@ -97,16 +105,26 @@ def rel_err(a, ref, floor=0.0):
 
 def update_err(after, before, ref_after, grad0):
     """The update (after - before) vs the reference's, over the elements whose first-step gradient is at
-    least a tenth of the tensor's largest: max |du - du_ref| / max |du_ref| there. Elements with a
+    least a tenth of the tensor's largest: max (|du - du_ref| - r) / max |du_ref| there. Elements with a
     near-zero gradient are left out: Adam moves them by about +-lr whatever the sign of the rounding
-    noise."""
+    noise. r is what float32 weights cannot avoid: each step rounds the element to float32, up to half an
+    ulp of it, so STEPS half-ulps. Without it, small updates of large weights fail on rounding alone
+    (MobileNetV3 at its small rates: MobileNetV3-Small's features.2.block.2.1.bias update is 3.7 % off after
+    3 SGD steps at 1e-4 and 1.4 % after 3 Adam steps, in PyTorch float32 and in ours alike; its
+    features.1.block.1 SE layer, behind a hard-sigmoid saturated on these inputs, has a zero gradient and a
+    weight-decay update of 1e-9 that float32 rounds to 0)."""
+    import numpy as np
+    import torch
     du = after.reshape(before.shape).double() - before.double()
     du_ref = ref_after.double() - before.double()
     mask = grad0.abs() >= 0.1 * float(grad0.abs().max())
     big = float(du_ref[mask].abs().max()) if bool(mask.any()) else 0.0
+    w = np.maximum(np.abs(before.double().numpy()), np.abs(ref_after.double().numpy())).astype(np.float32)
+    r = torch.from_numpy(STEPS * 0.5 * np.spacing(w).astype(np.float64))
+    excess = ((du - du_ref).abs() - r).clamp(min=0)
     if big == 0.0:
-        return finite(float(du.abs().max()))
-    return finite(float((du - du_ref)[mask].abs().max()) / big)
+        return finite(float(excess.max()))
+    return finite(float(excess[mask].max()) / big)
 
 
 def load_st(torch, path):
@@ -273,7 +291,7 @@ class ModelCase:
         """Weights after STEPS optimizer steps (BN frozen) vs torch.optim; the saved file strict-loads and
         its eval logits equal model_train_eval's."""
         torch = self.torch
-        hp = SGD if kind == "sgd" else ADAM
+        hp = dict(SGD, lr=SGD_LR.get(self.arch, SGD["lr"])) if kind == "sgd" else ADAM
         spath, lpath = os.path.join(self.tmp, "saved_%s.st" % kind), os.path.join(self.tmp, "logits_%s.f32" % kind)
         args = ["--bn", "frozen", "--optim", kind, "--steps", str(STEPS), "--lr", repr(hp["lr"]),
                 "--weight-decay", repr(hp["weight_decay"]), "--save", spath, "--logits", lpath]

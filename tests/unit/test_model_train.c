@@ -3,7 +3,8 @@
  * `crop` so a step takes milliseconds: a step and an eval give bit-identical gradients, BN running
  * statistics and logits at 1, 2 and 3 threads; the gradient of the whole network's loss agrees with
  * finite differences; the eval-mode forward agrees with the inference engine (model_run); the saved
- * file loads in the inference engine and gives the same logits; bad arguments are refused. The
+ * file loads in the inference engine and gives the same logits; a second step after an update equals
+ * the step of a fresh graph built from the updated file (no stale state); bad arguments are refused. The
  * comparisons with PyTorch autograd are tests/train's. */
 #include <math.h>
 #include <stdint.h>
@@ -287,6 +288,85 @@ static void test_eval_and_save(const arch_case *c, const char *path)
     test_end(name);
 }
 
+/* The second step of a graph (after its parameters were updated and, in BN train, its running
+ * statistics moved) against the first step of a fresh graph built from the file saved in between:
+ * bit-identical loss, gradients and eval logits (running statistics included). Anything the training graph derived from
+ * the parameters once (packed or transformed weights, folded BatchNorm, copies) and did not follow
+ * would differ here, in every architecture. */
+static void test_fresh_graph(const arch_case *c, const char *path, model_bn_mode bn)
+{
+    char name[256];
+    snprintf(name, sizeof name, "%s: step 2 after an update = step of a fresh graph from the saved file (BN %s, dropout)",
+             c->arch, bn == MODEL_BN_TRAIN ? "train" : "frozen");
+    test_begin();
+    const int n = 2, labels[2] = {5, 2};
+    float *x = random_input(n, c->crop, 13);
+    model_train_opts opts = {.max_batch = n, .n_threads = 2, .bn = bn, .dropout = 1, .seed = 9};
+    model_train *a = NULL, *b = NULL;
+    weights *w = NULL;
+    step_out o[2] = {{0}};
+    char err[512], mid[1200], crop[16];
+    snprintf(mid, sizeof mid, "%s/%s_mid.safetensors", tmp_dir, c->arch);
+    snprintf(crop, sizeof crop, "%d", c->crop);
+    T_CHECK(weights_open(&w, path, err, sizeof err) == CNN_OK, "open: %s", err);
+    const char *padding = w ? weights_meta(w, "padding") : NULL;
+    const char *meta[4] = {"crop", crop, "padding", padding ? padding : "torch"};
+    T_CHECK(x && model_train_init(&a, c->arch, path, &opts, err, sizeof err) == CNN_OK, "init: %s", err);
+    if (a) {
+        T_CHECK(model_train_step(a, x, labels, n, 0, NULL, NULL) == CNN_OK, "step 1 failed");
+        float gmax = 1e-30f; /* an update moving each parameter by at most 1e-2 */
+        for (int i = 0; i < model_train_n_params(a); i++) {
+            const model_param *p = model_train_param(a, i);
+            for (size_t j = 0; j < p->n; j++) gmax = fmaxf(gmax, fabsf(p->grad[j]));
+        }
+        for (int i = 0; i < model_train_n_params(a); i++) {
+            model_param *p = model_train_param(a, i);
+            for (size_t j = 0; j < p->n; j++) p->data[j] -= 1e-2f / gmax * p->grad[j];
+        }
+        T_CHECK(model_train_save(a, mid, meta, 2, err, sizeof err) == CNN_OK, "save: %s", err);
+        T_CHECK(model_train_init(&b, c->arch, mid, &opts, err, sizeof err) == CNN_OK, "init from the saved file: %s", err);
+    }
+    model_train *tt[2] = {a, b};
+    for (int k = 0; k < 2 && b; k++) {
+        model_train *t = tt[k];
+        const int K = model_train_num_classes(t);
+        T_CHECK(model_train_step(t, x, labels, n, 1, &o[k].loss, &o[k].correct) == CNN_OK, "step failed");
+        o[k].n_grads = 0;
+        for (int i = 0; i < model_train_n_params(t); i++) o[k].n_grads += model_train_param(t, i)->n;
+        o[k].grads = malloc(o[k].n_grads * sizeof(float));
+        o[k].logits = malloc((size_t)n * K * sizeof(float));
+        if (!o[k].grads || !o[k].logits) continue;
+        size_t at = 0;
+        for (int i = 0; i < model_train_n_params(t); i++) {
+            const model_param *p = model_train_param(t, i);
+            memcpy(o[k].grads + at, p->grad, p->n * sizeof(float));
+            at += p->n;
+        }
+        T_CHECK(model_train_eval(t, x, n, o[k].logits) == CNN_OK, "eval failed"); /* running statistics */
+    }
+    if (o[0].grads && o[1].grads && o[0].logits && o[1].logits) {
+        T_CHECK(isfinite(o[0].loss) && o[0].loss == o[1].loss, "loss %.17g, fresh graph %.17g", o[0].loss, o[1].loss);
+        size_t first = o[0].n_grads;
+        for (size_t i = 0; i < o[0].n_grads && first == o[0].n_grads; i++)
+            if (memcmp(&o[0].grads[i], &o[1].grads[i], sizeof(float))) first = i;
+        T_CHECK(o[0].n_grads == o[1].n_grads && first == o[0].n_grads,
+                "gradients differ from the fresh graph's (first at value %zu: %.9g vs %.9g)", first,
+                first < o[0].n_grads ? o[0].grads[first] : 0.0, first < o[0].n_grads ? o[1].grads[first] : 0.0);
+        T_CHECK(!memcmp(o[0].logits, o[1].logits, (size_t)n * model_train_num_classes(a) * sizeof(float)),
+                "eval logits differ from the fresh graph's");
+    }
+    for (int k = 0; k < 2; k++) {
+        free(o[k].grads);
+        free(o[k].logits);
+    }
+    unlink(mid);
+    model_train_free(a);
+    model_train_free(b);
+    weights_free(w);
+    free(x);
+    test_end(name);
+}
+
 static void test_errors(const char *path)
 {
     test_begin();
@@ -343,6 +423,8 @@ int main(void)
         }
         test_threads(&cases[i], path);
         test_eval_and_save(&cases[i], path);
+        test_fresh_graph(&cases[i], path, MODEL_BN_FROZEN);
+        test_fresh_graph(&cases[i], path, MODEL_BN_TRAIN);
         if (!strcmp(cases[i].arch, "mobilenet_v3_small")) test_errors(path);
         unlink(path);
         /* finite differences on the real weights of ../shared (the random ones make a network too
