@@ -98,6 +98,9 @@ def main():
     ap.add_argument("--train-args", default="", help="more `cnnserve train` flags (the recipe), space separated")
     ap.add_argument("--torch-dir", default="", help="tools/torch_finetune.py results DATASET_ARCH.json to compare with")
     ap.add_argument("--publish", default="", help="also copy the tables and PNG figures here")
+    ap.add_argument("--report-only", action="store_true",
+                    help="run nothing: write REPORT.md (and --publish) again from the last run's OUT/out/run.json, its "
+                         "logs and eval reports, with --torch-dir's results as they are now")
     ap.add_argument("--python", default=sys.executable)
     a = ap.parse_args()
     t_start = time.time()
@@ -107,6 +110,8 @@ def main():
     for d in dirs.values():
         os.makedirs(d, exist_ok=True)
     threads = ["--threads", str(a.threads)] if a.threads else []
+    if a.report_only:
+        return report_again(a, out, dirs)
 
     present, skipped = [], []
     for arch in ARCHS:
@@ -155,10 +160,6 @@ def main():
             rc, wall, tail = run(cmd, os.path.join(dirs["logs"], "train_%s.txt" % name))
             entry = {"rc": rc, "wall_s": wall, "tail": tail, "file": wfile, "name": name, "cmd": cmd[1:],
                      "threads": a.threads or os.cpu_count(), "load": (load0, os.getloadavg()[0])}
-            tpath = os.path.join(a.torch_dir, "%s.json" % name) if a.torch_dir else ""
-            if tpath and os.path.isfile(tpath):
-                with open(tpath) as f:
-                    entry["torch"] = json.load(f)
             if rc == 0 and os.path.isfile(jlog):
                 with open(jlog) as f:
                     entry["log"] = json.load(f)
@@ -216,7 +217,54 @@ def main():
 
     # 4. REPORT.md
     total = time.time() - t_start
-    md = report_md(a, present, skipped, datasets, train, reports, figures, total, (load_start, os.getloadavg()))
+    run_info = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "total": total,
+                "loads": (load_start[0], os.getloadavg()[0]), "present": present, "skipped": skipped,
+                "datasets": datasets, "figures": figures,
+                "args": {k: getattr(a, k) for k in ("weights_dir", "mode", "threads", "epochs", "epochs_fruits",
+                                                    "train_args")},
+                "train": [{k: v for k, v in e.items() if k not in ("log", "torch")} for e in train.values()]}
+    with open(os.path.join(out, "run.json"), "w") as f:
+        json.dump(run_info, f, indent=1)
+    return write_report(a, run_info, train, reports, dirs)
+
+
+def report_again(a, out, dirs):
+    """--report-only: the last run's REPORT.md again from its stored files and --torch-dir as it is now."""
+    with open(os.path.join(out, "run.json")) as f:
+        run_info = json.load(f)
+    for k, v in run_info["args"].items():
+        setattr(a, k, v)
+    train = {}
+    for e in run_info["train"]:
+        e["load"] = tuple(e["load"])
+        jlog = os.path.join(dirs["logs"], "train_%s.json" % e["name"])
+        if e["rc"] == 0 and os.path.isfile(jlog):
+            with open(jlog) as f:
+                e["log"] = json.load(f)
+        ds_name, arch = e["name"].split("_", 1)
+        train[(ds_name, arch)] = e
+    reports = {}
+    for ds in [d["name"] for d in run_info["datasets"]] + ["imagenet"]:
+        rep = os.path.join(dirs["eval"], "%s.json" % ds)
+        if os.path.isfile(rep):
+            with open(rep) as f:
+                reports["imagenet-sample" if ds == "imagenet" else ds] = json.load(f)
+    log("REPORT.md again from %s (the run of %s)" % (os.path.join(out, "run.json"), run_info["when"]))
+    return write_report(a, run_info, train, reports, dirs)
+
+
+def write_report(a, run_info, train, reports, dirs):
+    """REPORT.md into --out-dir (and --publish) from the run's entries, PyTorch's results read from --torch-dir
+    now (so they may finish after ours)."""
+    for e in train.values():
+        tpath = os.path.join(a.torch_dir, "%s.json" % e["name"]) if a.torch_dir else ""
+        if tpath and os.path.isfile(tpath):
+            with open(tpath) as f:
+                e["torch"] = json.load(f)
+    present, skipped, datasets, figures = (run_info[k] for k in ("present", "skipped", "datasets", "figures"))
+    total = run_info["total"]
+    md = report_md(a, present, skipped, datasets, train, reports, figures, total, run_info["loads"],
+                   run_info["when"])
     path = os.path.join(a.out_dir, "REPORT.md")
     with open(path, "w") as f:
         f.write(md.replace("](figures/", "](out/figures/"))
@@ -286,19 +334,19 @@ def metric(report, arch):
     return None
 
 
-def report_md(a, present, skipped, datasets, train, reports, figures, total, loads):
+def report_md(a, present, skipped, datasets, train, reports, figures, total, loads, when):
     L = []
     w = L.append
     w("# The paper's protocol with cnnserve")
     w("")
     w("Generated by `make paper` (`tools/paper.py`) on %s (%s, %d cores), %s, in %.0f s. Mode: `--mode %s`; "
-      "split %.1f / %.1f, seed %d." % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), platform.machine(),
+      "split %.1f / %.1f, seed %d." % (when, platform.machine(),
                                        os.cpu_count() or 0, a.weights_dir, total, a.mode, 1 - VAL_SPLIT, VAL_SPLIT,
                                        SEED))
     w("")
     w("Load average (1 min) %.1f at the start and %.1f at the end: on a shared machine the times below include "
       "waiting for the cores; the accuracies, losses and AUCs do not depend on it (the same command gives the "
-      "same numbers)." % (loads[0][0], loads[1][0]))
+      "same numbers)." % (loads[0], loads[1]))
     w("")
     w(PAPER_NOTE)
     w("")

@@ -132,6 +132,20 @@ def test_full_mode_report():
         assert ev["model"]["images"] == 6 and "predictions" not in ev["model"], list(ev["model"])
         assert json.load(open(os.path.join(pub, "torch_monkeys_mobilenet_v3_small.json"))) == torch_res
         assert not os.path.exists(os.path.join(pub, "torch_fruits_mobilenet_v3_small.json"))
+        # PyTorch's fruits result arrives later: --report-only writes the report again, running nothing
+        with open(os.path.join(tdir, "fruits_mobilenet_v3_small.json"), "w") as f:
+            json.dump(dict(torch_res, val_accuracy=0.875), f)
+        stamp = os.path.getmtime(os.path.join(tmp, "paper", "out", "logs", "train_fruits_mobilenet_v3_small.json"))
+        res2, report2, _ = run_paper(tmp, "full", "--torch-dir", tdir, "--report-only")
+        assert res2.returncode == 0, res2.stderr[-2000:]
+        assert "train " not in res2.stdout + res2.stderr, res2.stdout
+        assert stamp == os.path.getmtime(os.path.join(tmp, "paper", "out", "logs",
+                                                      "train_fruits_mobilenet_v3_small.json"))
+        assert report2.split("\n")[2] == report.split("\n")[2], (report2[:500], report[:500])  # the run's date
+        fruits2 = report2.split("## fruits")[1]
+        assert "| 87.50 % | 0.7500 | 123 s |" in fruits2, fruits2
+        assert report2.split("## fruits")[0] == report.split("## fruits")[0]
+        assert os.path.isfile(os.path.join(pub, "torch_fruits_mobilenet_v3_small.json"))
 
 
 if __name__ == "__main__":
