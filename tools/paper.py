@@ -98,6 +98,9 @@ def main():
     ap.add_argument("--train-args", default="", help="more `cnnserve train` flags (the recipe), space separated")
     ap.add_argument("--torch-dir", default="", help="tools/torch_finetune.py results DATASET_ARCH.json to compare with")
     ap.add_argument("--publish", default="", help="also copy the tables and PNG figures here")
+    ap.add_argument("--only", default="",
+                    help="comma-separated base models to fine-tune again; the others' fine-tuning runs are kept from "
+                         "the last run (OUT/out/run.json, same command); evaluation and report cover all")
     ap.add_argument("--report-only", action="store_true",
                     help="run nothing: write REPORT.md (and --publish) again from the last run's OUT/out/run.json, its "
                          "logs and eval reports, with --torch-dir's results as they are now")
@@ -141,6 +144,11 @@ def main():
 
     # 1. fine-tune
     train = {}  # (dataset, arch) -> dict
+    kept = {}
+    if a.only:
+        with open(os.path.join(out, "run.json")) as f:
+            kept = {e["name"]: e for e in json.load(f)["train"]}
+    rev = git_rev()
     for ds in datasets:
         for arch in present:
             name = "%s_%s" % (ds["name"], arch)
@@ -155,11 +163,20 @@ def main():
             if epochs:
                 cmd += ["--epochs", str(epochs)]
             cmd += a.train_args.split()
-            log("train %s on %s (%s)" % (arch, ds["name"], a.mode))
-            load0 = os.getloadavg()[0]
-            rc, wall, tail = run(cmd, os.path.join(dirs["logs"], "train_%s.txt" % name))
-            entry = {"rc": rc, "wall_s": wall, "tail": tail, "file": wfile, "name": name, "cmd": cmd[1:],
-                     "threads": a.threads or os.cpu_count(), "load": (load0, os.getloadavg()[0])}
+            if a.only and arch not in a.only.split(","):
+                old = kept.get(name)
+                if not old or old["cmd"] != cmd[1:] or not os.path.isfile(wfile):
+                    log("--only: no earlier run of %s with this command to keep" % name)
+                    return 1
+                log("kept %s on %s from the earlier run (git %s)" % (arch, ds["name"], old.get("rev")))
+                entry = dict(old, load=tuple(old["load"]))
+            else:
+                log("train %s on %s (%s)" % (arch, ds["name"], a.mode))
+                load0 = os.getloadavg()[0]
+                rc, wall, tail = run(cmd, os.path.join(dirs["logs"], "train_%s.txt" % name))
+                entry = {"rc": rc, "wall_s": wall, "tail": tail, "file": wfile, "name": name, "cmd": cmd[1:],
+                         "threads": a.threads or os.cpu_count(), "load": (load0, os.getloadavg()[0]), "rev": rev}
+            rc, tail = entry["rc"], entry["tail"]
             if rc == 0 and os.path.isfile(jlog):
                 with open(jlog) as f:
                     entry["log"] = json.load(f)
@@ -226,6 +243,16 @@ def main():
     with open(os.path.join(out, "run.json"), "w") as f:
         json.dump(run_info, f, indent=1)
     return write_report(a, run_info, train, reports, dirs)
+
+
+def git_rev():
+    """The source's git commit (with -dirty for local changes), or None outside a git checkout."""
+    try:
+        p = subprocess.run(["git", "-C", os.path.dirname(os.path.abspath(__file__)), "describe", "--always",
+                            "--dirty", "--abbrev=7"], capture_output=True, text=True, timeout=30)
+    except OSError:
+        return None
+    return p.stdout.strip() or None if p.returncode == 0 else None
 
 
 def report_again(a, out, dirs):
@@ -348,6 +375,13 @@ def report_md(a, present, skipped, datasets, train, reports, figures, total, loa
       "waiting for the cores; the accuracies, losses and AUCs do not depend on it (the same command gives the "
       "same numbers)." % (loads[0], loads[1]))
     w("")
+    revs = sorted({e.get("rev") or "unknown" for e in train.values()})
+    if len(revs) > 1:
+        w("The fine-tuning runs come from more than one build (`--only` kept some from an earlier run): %s." %
+          "; ".join("%s at git %s" % (e["name"], e.get("rev") or "unknown") for e in train.values()))
+    elif revs:
+        w("Fine-tuning runs built from git %s." % revs[0])
+    w("")
     w(PAPER_NOTE)
     w("")
     failed = [e for e in train.values() if e["rc"]]
@@ -462,7 +496,7 @@ def full_table(w, ds, present, train):
             diff = "%+.2f points" % (100 * (fin["val_accuracy"] - tr["val_accuracy"]))
         w("| %s | %d | %.0f s | %s | %s | %s | %s / %s | %s | %s | %s |" % (
             ARCH_NAME[arch], len(lg.get("epochs", [])), e["wall_s"], num(lg.get("train_images_per_s"), "%.1f"),
-            ours_tl, pct(fin.get("val_accuracy")), num(fin.get("train_loss"), "%.3f"), num(fin.get("val_loss"), "%.3f"),
+            ours_tl, pct(fin.get("val_accuracy")), num(fin.get("train_loss"), "%.3f"), num(fin.get("val_loss"), "%.4f"),
             tcols, diff, paper))
     w("")
 

@@ -146,6 +146,22 @@ def test_full_mode_report():
         assert "| 87.50 % | 0.7500 | 123 s |" in fruits2, fruits2
         assert report2.split("## fruits")[0] == report.split("## fruits")[0]
         assert os.path.isfile(os.path.join(pub, "torch_fruits_mobilenet_v3_small.json"))
+        assert "Fine-tuning runs built from git " in report
+        # --only another model: this one's fine-tuning is kept (same command), evaluated and reported again
+        res3, report3, _ = run_paper(tmp, "full", "--torch-dir", tdir, "--threads", "2", "--only",
+                                     "shufflenet_v2_x1_0")
+        assert res3.returncode == 0, res3.stdout[-2000:] + res3.stderr[-2000:]
+        assert "kept mobilenet_v3_small on monkeys" in res3.stdout and "train " not in res3.stdout, res3.stdout
+        assert stamp == os.path.getmtime(os.path.join(tmp, "paper", "out", "logs",
+                                                      "train_fruits_mobilenet_v3_small.json"))
+
+        def train_row(rep, ds):
+            return [line for line in rep.split("## " + ds)[1].splitlines() if line.startswith("| MobileNetV3-Small |")][0]
+        for ds in ("monkeys", "fruits"):
+            assert train_row(report3, ds) == train_row(report2, ds), (train_row(report3, ds), train_row(report2, ds))
+        # another recipe cannot keep the earlier run
+        res4, _, _ = run_paper(tmp, "full", "--threads", "2", "--epochs-fruits", "1", "--only", "shufflenet_v2_x1_0")
+        assert res4.returncode == 1 and "no earlier run of fruits_mobilenet_v3_small" in res4.stdout, res4.stdout
 
 
 if __name__ == "__main__":
