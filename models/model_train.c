@@ -450,6 +450,8 @@ static cnn_status mt_plan(model_train *t, char *err, size_t err_bytes)
     int *order = malloc((size_t)nv * sizeof(int)), *start = malloc((size_t)nv * sizeof(int)),
         *end = malloc((size_t)nv * sizeof(int)), *edges = calloc((size_t)nv, sizeof(int));
     size_t *size = calloc((size_t)nv, sizeof(size_t)), *goff = calloc((size_t)nv, sizeof(size_t));
+    int *reads = NULL;
+    char *split = NULL;
     cnn_status s = CNN_OK;
     if (!t->v || !t->acc || !t->bn_save || !t->inplace || !t->fused || !order || !start || !end || !edges || !size || !goff) {
         s = cnn_err(err, err_bytes, CNN_ERR_NOMEM, "out of memory planning the training graph");
@@ -502,11 +504,39 @@ static cnn_status mt_plan(model_train *t, char *err, size_t err_bytes)
             const graph_value *gv = &g->values[i];
             t->v[i].off = t->v[g->values[i].parent].off + (size_t)gv->c_off * gv->h * gv->w;
         }
+    /* A root read only through channel views of it, each read once, disjoint and covering all its
+     * channels (ShuffleNetV2's channel split), gets every gradient channel written exactly once:
+     * written directly, not zeroed and added to. */
+    reads = calloc((size_t)nv, sizeof(int));
+    split = calloc((size_t)nv, 1);
+    if (!reads || !split) {
+        s = cnn_err(err, err_bytes, CNN_ERR_NOMEM, "out of memory planning the training graph");
+        goto out;
+    }
+    for (int j = 0; j < nn; j++)
+        for (int k = 0; k < g->nodes[j].n_in; k++) {
+            reads[g->nodes[j].in[k]]++;
+            if (g->nodes[j].op == NODE_BN) reads[g->nodes[j].in[k]] += 2; /* BN needs a whole root */
+        }
+    for (int r = 0; r < nv; r++) {
+        if (g->values[r].parent >= 0 || reads[r] || !edges[r]) continue;
+        int c_sum = 0, ok = 1;
+        for (int a = 0; a < nv && ok; a++) {
+            if (g->values[a].parent != r || !reads[a]) continue;
+            ok = reads[a] == 1 && t->v[a].root == r;
+            c_sum += g->values[a].c;
+            for (int b = 0; b < a && ok; b++) /* disjoint channel ranges */
+                if (g->values[b].parent == r && reads[b])
+                    ok = g->values[a].c_off + g->values[a].c <= g->values[b].c_off ||
+                         g->values[b].c_off + g->values[b].c <= g->values[a].c_off;
+        }
+        split[r] = ok && c_sum == g->values[r].c && edges[r] >= 2;
+    }
     for (int j = 0; j < nn; j++) {
         const graph_node *nd = &g->nodes[j];
         for (int k = 0; k < nd->n_in; k++) {
             const int v = nd->in[k], r = t->v[v].root;
-            t->acc[j][k] = !(edges[r] == 1 && v == r);
+            t->acc[j][k] = !((edges[r] == 1 && v == r) || (split[r] && g->values[v].parent == r));
             if (t->acc[j][k]) t->v[r].zero_at = end[r];
             if (nd->op == NODE_BN && t->acc[j][k] && t->v[r].needs_grad) {
                 s = cnn_err(err, err_bytes, CNN_ERR_SHAPE, "training graph: the input of node %d is shared", j);
@@ -576,7 +606,7 @@ static cnn_status mt_plan(model_train *t, char *err, size_t err_bytes)
     t->tmp_floats = 2 * mt_round(max_chw);
     t->scratch_stride = t->conv_scratch + t->tmp_floats;
 out:
-    free(order), free(start), free(end), free(edges), free(size), free(goff);
+    free(order), free(start), free(end), free(edges), free(size), free(goff), free(reads), free(split);
     return s;
 }
 
