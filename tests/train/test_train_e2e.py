@@ -374,7 +374,9 @@ def case_interrupt(tmp):
     out = os.path.join(outdir, "m.safetensors")
     p = subprocess.Popen([BIN, "train", "--base", BASE, "--weights-dir", os.path.join(SHARED, "weights"), "--data",
                           os.path.join(MONKEYS, "train"), "--out", out, "--threads", "1"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         # SIGINT's default back: a suite started in the background inherits it ignored
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     line = p.stderr.readline().decode(errors="replace")  # "... features on 1 threads": extraction starts
     time.sleep(0.3)
     p.send_signal(signal.SIGINT)
