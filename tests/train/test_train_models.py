@@ -10,20 +10,23 @@ at the model's own size (224, 299), labels fixed. Dropout off in every case. The
 float64 (the same network and input), so ours (float32) is measured against the exact result. Per model:
   - BN frozen (BatchNorm modules in eval mode, gamma/beta trained): the loss and the gradient of every
     parameter vs autograd, relative error <= 1e-3 of the tensor's largest |value| (or of 1e-4 x the
-    network's largest gradient, for tensors whose exact gradient is zero and hold only rounding noise);
+    network's largest gradient, for tensors whose exact gradient is zero and hold only rounding noise),
+    plus, where a ReLU input lies within float32's forward error of 0 or a max-pool window's two largest
+    inputs that close (jumps of the gradient that float32 rounding may put on either side), the
+    reference's own spread over those choices (decision_spread);
   - BN train (model.train()): the same, and the running statistics after the step; where batch
     statistics of 2 images make a gradient ill-conditioned, PyTorch float32's own error (vs float64) is
-    measured and ours may be up to twice it; and where a ReLU input lies within KINK of 0 (a jump of the
-    gradient that float32 rounding may put on either side), the reference's own spread over those
-    elements is added to the bound (kink_spread);
-  - the weights after 3 SGD steps (lr 1e-3, MobileNetV3 smaller: SGD_LR; momentum 0.9, weight decay 1e-4)
-    and after 3 Adam steps (lr 1e-4), BN frozen, vs torch.optim: <= 1e-3 of the largest |value| per tensor (Adam: on the
+    measured and ours may be up to twice it;
+  - the weights after 3 SGD steps (lr 1e-3, MobileNetV3 and InceptionV3 smaller: SGD_LR; momentum 0.9,
+    weight decay 1e-4) and after 3 Adam steps (lr 1e-4, InceptionV3 smaller: ADAM_LR), BN frozen, vs
+    torch.optim: <= 1e-3 of the largest |value| per tensor (Adam: on the
     elements whose first gradient is at least a tenth of the tensor's largest; the others, whose gradient
     is rounding noise that Adam turns into +-lr steps, within 2 x lr x steps or 1e-3 of the largest),
     and the update
     itself (weights after minus before, on the elements whose first gradient is at least a tenth of the
-    tensor's largest) within 1e-2 of the largest update there, beyond the rounding of float32 weights
-    (STEPS half-ulps of each element), so that a missing or wrong step cannot pass;
+    tensor's largest) within 1e-2 of the largest update there plus the BN-frozen gradient's
+    decision_spread, beyond the rounding of float32 weights (STEPS half-ulps of each element), so that a
+    missing or wrong step cannot pass;
   - the saved file loads in PyTorch with strict=True, and its eval logits equal the tool's
     model_train_eval logits (<= 1e-3 of the largest);
 and for the two real-weight models `cnnserve classify` of the saved file on a photo gives PyTorch's
@@ -59,8 +62,12 @@ SGD = dict(lr=1e-3, momentum=0.9, weight_decay=1e-4)
 # weights as float64 within 1e-4: no C error, an ill-conditioned trajectory). At these rates the reference
 # trajectory is well-conditioned (PyTorch float32 within 1e-5 of float64 after the 3 steps): Large 10.9 ->
 # 11.2 -> 13.9 (lr 1e-5), Small 10.8 -> 25.9 -> 8.3 (lr 1e-4).
-SGD_LR = {"mobilenet_v3_large": 1e-5, "mobilenet_v3_small": 1e-4}
+# The seeded random InceptionV3 (loss 20, gradients up to 517) goes from loss 20 to 2.8e23 and NaN within 3
+# SGD steps at lr 1e-3 in float64, and to 265 after one Adam step at 1e-4; at 1e-6 both lower the loss
+# (SGD 20, 13.1, 9.6; Adam 20, 14.2, 10.5).
+SGD_LR = {"mobilenet_v3_large": 1e-5, "mobilenet_v3_small": 1e-4, "inception_v3": 1e-6}
 ADAM = dict(lr=1e-4, weight_decay=1e-4)
+ADAM_LR = {"inception_v3": 1e-6}
 UPDATE_TOL = 1e-2
 STEPS = 3
 THREADS = 2
@@ -78,17 +85,25 @@ MODELS = [
      False),
 ]
 CLASSIFY_PHOTO = "n01530575_brambling.JPEG"
-# BN train: a ReLU input within rounding distance of 0 is a point where the gradient jumps. With batch
-# statistics one such element moves its channel's dgamma/dbeta by up to ~1e-2 of their largest value
-# (measured on shufflenet_v2_x1_0, 2026-12-06: stage3.0.branch2.1 channels 21 and 61 each hold one
-# pre-activation at |y| = 1.6e-6, which float32 puts on the other side of the kink than float64; the
-# float64 reference with those elements passed brought the worst error from 1.4e-2 to 2.7e-3). The
-# bound therefore includes the reference's own spread over the near-kink elements (KINK): the change of
-# the float64 gradients when every ReLU input with |y| < KINK is passed instead of blocked.
+# A ReLU input within rounding distance of 0 is a point where the gradient jumps, and so is a max-pool
+# window whose two largest inputs are that close. With batch statistics one such element moves its
+# channel's dgamma/dbeta by up to ~1e-2 of their largest value (measured on shufflenet_v2_x1_0, 2026-12-06:
+# stage3.0.branch2.1 channels 21 and 61 each hold one pre-activation at |y| = 1.6e-6, which float32 puts on
+# the other side of the kink than float64; the float64 reference with those elements passed brought the
+# worst error from 1.4e-2 to 2.7e-3). In the 94 layers of InceptionV3 the float32 forward error grows to
+# ~1.5e-4 (PyTorch's as ours), and ours chose differently from float64 at 27 ReLU inputs and 7 max-pool
+# windows (BN frozen), which alone moved gradients by up to 3.2e-2 (PyTorch float32's own worst: 4.4e-2);
+# the float64 reference given exactly our choices matched all 284 gradients to 2.1e-5 (BN train: 1.3e-4).
+# The bound therefore includes the reference's own spread over these choices (decision_spread): the
+# margin of each ReLU / max-pool call is KINK or twice PyTorch float32's largest forward error at that
+# call's input, whichever is larger.
 KINK = 3e-6
 # Verified 2026-12-06 (session 5): mobilenet_v3_large and mobilenet_v3_small pass every case (TRAIN_MODELS=
 # mobilenet_v3_small,mobilenet_v3_large). make test adds MobileNetV3-Small (SE, hard-swish, TF-SAME; about a
-# minute of CPU); Large and inception_v3 run with TRAIN_MODELS=all.
+# minute of CPU); Large and inception_v3 run with TRAIN_MODELS=all. inception_v3 (~12 min at load 10) passes
+# both gradient cases and fails both 3-step cases: its training trajectory is chaotic (one SGD step at lr
+# 1e-6 taken with our first gradient instead of the reference's, which differ only by float32's choices,
+# changes the float64 next-step gradients by up to 168 %, median 48 %; at lr 1e-8 by up to 26 %).
 DEFAULT_MODELS = "mobilenet_v3_small,shufflenet_v2_x1_0,alexnet"
 
 
@@ -171,11 +186,71 @@ def run_tool(args):
     testlib.check(proc.returncode == 0, "train_model_ref exit %d: %s" % (proc.returncode, proc.stderr.strip()[-400:]))
 
 
+class Decisions:
+    """While active (a with block), torch.nn.functional.relu and max_pool2d (which nn.ReLU, nn.MaxPool2d
+    and torchvision's functional calls go through) are replaced; the i-th call of a forward is the same
+    layer in every run of the same model. Modes: 'record' keeps each call's input (a float64 run);
+    'measure' (a float32 run) sets each call's margin: KINK or twice its largest |input - recorded
+    float64 input|; 'pass' / 'block' lets through / stops the ReLU inputs within the margin of 0;
+    'second' takes a max-pool window's runner-up where it lies within the margin below the maximum."""
+
+    def __init__(self, torch):
+        self.torch, self.F = torch, torch.nn.functional
+        self.orig = (self.F.relu, self.F.max_pool2d)
+        self.inputs, self.margins, self.mode, self.i = [], [], None, 0
+
+    def __call__(self, mode):
+        self.mode, self.i = mode, 0
+        return self
+
+    def __enter__(self):
+        self.F.relu, self.F.max_pool2d = self.relu, self.max_pool2d
+        return self
+
+    def __exit__(self, *exc):
+        self.F.relu, self.F.max_pool2d = self.orig
+
+    def note(self, x):
+        """The margin of this call (None while recording), after recording or measuring its input."""
+        i, self.i = self.i, self.i + 1
+        if self.mode == "record":
+            self.inputs.append(x.detach().clone())
+        elif self.mode == "measure":
+            self.margins.append(max(KINK, 2 * float((x.detach().double() - self.inputs[i]).abs().max())))
+        return self.margins[i] if i < len(self.margins) else None
+
+    def relu(self, x, inplace=False):
+        m = self.note(x)
+        if self.mode in ("pass", "block"):
+            return self.torch.where(x > (-m if self.mode == "pass" else m), x, self.torch.zeros_like(x))
+        return self.orig[0](x, inplace=inplace)
+
+    def max_pool2d(self, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+        m = self.note(x)
+        if self.mode != "second":
+            return self.orig[1](x, kernel_size, stride, padding, dilation, ceil_mode=ceil_mode,
+                                return_indices=return_indices)
+        torch = self.torch
+
+        def pair(v):
+            return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+        (kh, kw), (sh, sw), (ph, pw) = pair(kernel_size), pair(stride or kernel_size), pair(padding)
+        testlib.check(pair(dilation) == (1, 1) and not ceil_mode and not return_indices,
+                      "Decisions: max pool with dilation, ceil_mode or indices not supported")
+        win = self.F.pad(x, (pw, pw, ph, ph), value=float("-inf")).unfold(2, kh, sh).unfold(3, kw, sw).flatten(4)
+        first = win.argmax(-1, keepdim=True)  # PyTorch's choice: the first maximum in scan order
+        rest = win.scatter(-1, first, float("-inf"))
+        second = rest.argmax(-1, keepdim=True)
+        gap = win.gather(-1, first) - rest.gather(-1, second)
+        return win.gather(-1, torch.where((gap > 0) & (gap < m), second, first)).squeeze(-1)
+
+
 class ModelCase:
     """Shared state of one model's cases: the input file and the C runs' outputs in a temp folder."""
 
     def __init__(self, torch, arch, weights, inputs, real, tmp):
         self.torch, self.arch, self.weights, self.real, self.tmp = torch, arch, weights, real, tmp
+        self.spread = {}  # BN mode -> decision_spread of the gradients (the optimizer cases use BN frozen's)
         self.size = 299 if arch == "inception_v3" else 224
         x = make_input(torch, inputs, self.size)
         self.y = torch.tensor(LABELS)
@@ -210,7 +285,9 @@ class ModelCase:
         extra = sorted(set(c_grads) - set(params))
         if missing or extra:
             problems.append("parameter names differ: missing %s, extra %s" % (missing[:5], extra[:5]))
-        f32_err, kink_err = {}, {}
+        f32_err = {}
+        kink_err, margin = self.decision_spread(bn, params, floor)
+        self.spread[bn] = kink_err
         if bn == "train":
             # Batch statistics of 2 images make some gradients ill-conditioned: float32 cannot give them to
             # 1e-3 whatever the order of operations. PyTorch's own float32 error (vs float64) is measured,
@@ -220,7 +297,6 @@ class ModelCase:
             train_mode(torch, m32, bn)
             torch.nn.functional.cross_entropy(m32(self.x.float()), self.y).backward()
             f32_err = {k: rel_err(v.grad, params[k].grad, floor) for k, v in m32.named_parameters()}
-            kink_err = self.kink_spread(bn, params, floor)
         worst = (0.0, "")
         for name, p in params.items():
             if name not in c_grads:
@@ -234,13 +310,13 @@ class ModelCase:
             if e > bound:
                 problems.append("grad %s relative error %.3g (bound %.3g%s%s)" % (
                     name, e, bound, ", PyTorch float32's own %.3g" % f32_err[name] if name in f32_err else "",
-                    ", near-kink spread %.3g" % kink_err[name] if name in kink_err else ""))
+                    ", float32-choice spread %.3g" % kink_err[name]))
         print("# %s BN %s: loss %.6f (float64 reference %.6f), %d gradients, worst relative error %.2e (%s)%s"
               % (self.arch, bn, c_loss, float(loss), len(params), worst[0], worst[1],
                  "; PyTorch float32's own worst %.2e (%s)" % max((v, k) for k, v in f32_err.items()) if f32_err else "")
-              + ("; near-kink spread there %.2e, largest %.2e, median %.2e" % (
-                  kink_err[worst[1]], max(kink_err.values()), sorted(kink_err.values())[len(kink_err) // 2])
-                 if kink_err else ""))
+              + ("; float32-choice spread there %.2e, largest %.2e, median %.2e (largest margin %.2g)" % (
+                  kink_err.get(worst[1], 0.0), max(kink_err.values()), sorted(kink_err.values())[len(kink_err) // 2],
+                  margin)))
         if bn == "train":
             saved, _ = load_st(torch, spath)
             n_stats, worst = 0, (0.0, "")
@@ -261,38 +337,43 @@ class ModelCase:
                   % (self.arch, n_stats, worst[0], worst[1]))
         return problems
 
-    def kink_spread(self, bn, params, floor):
-        """Per parameter: how far the float64 gradients move when every nn.ReLU input with |y| < KINK is
-        passed (y > -KINK) instead of blocked (y > KINK), relative as rel_err; the reference itself is
-        only defined up to this where a pre-activation sits within rounding distance of the kink."""
+    def decision_spread(self, bn, params, floor):
+        """Per parameter: how far the float64 gradients move when the discrete choices float32 rounding may
+        make either way go the other way (Decisions): ReLU inputs within a margin of 0 passed, then blocked,
+        then max-pool windows whose runner-up is within a margin of the maximum taking the runner-up; the
+        sum of the three, relative as rel_err. The reference itself is only defined up to this. Also
+        returns the largest margin."""
         torch = self.torch
+        dec = Decisions(torch)
 
-        class Gate(torch.nn.Module):
-            def __init__(self, t):
-                super().__init__()
-                self.t = t
-
-            def forward(self, y):
-                return torch.where(y > self.t, y, torch.zeros_like(y))
-
-        grads = []
-        for t in (-KINK, KINK):
+        def run(mode, dtype=torch.float64, backward=True):
             model, _ = build_torch(torch, self.arch, self.weights)
-            for mod in list(model.modules()):
-                for name, child in list(mod.named_children()):
-                    if isinstance(child, torch.nn.ReLU):
-                        setattr(mod, name, Gate(t))
+            model = model.to(dtype)
             train_mode(torch, model, bn)
-            torch.nn.functional.cross_entropy(model(self.x), self.y).backward()
-            grads.append({k: v.grad for k, v in model.named_parameters()})
-        return {k: rel_err(grads[0][k], params[k].grad, floor) + rel_err(grads[1][k], params[k].grad, floor)
-                for k in params}
+            with dec(mode):
+                if backward:
+                    torch.nn.functional.cross_entropy(model(self.x.to(dtype)), self.y).backward()
+                else:
+                    with torch.no_grad():
+                        model(self.x.to(dtype))
+            return {k: v.grad for k, v in model.named_parameters()}
+
+        run("record", backward=False)
+        run("measure", torch.float32, backward=False)
+        dec.inputs = []
+        spread = {k: 0.0 for k in params}
+        for mode in ("pass", "block", "second"):
+            g = run(mode)
+            for k in params:
+                spread[k] += rel_err(g[k], params[k].grad, floor)
+        return spread, max(dec.margins, default=0.0)
 
     def optimizer(self, kind):
         """Weights after STEPS optimizer steps (BN frozen) vs torch.optim; the saved file strict-loads and
         its eval logits equal model_train_eval's."""
         torch = self.torch
-        hp = dict(SGD, lr=SGD_LR.get(self.arch, SGD["lr"])) if kind == "sgd" else ADAM
+        hp = (dict(SGD, lr=SGD_LR.get(self.arch, SGD["lr"])) if kind == "sgd"
+              else dict(ADAM, lr=ADAM_LR.get(self.arch, ADAM["lr"])))
         spath, lpath = os.path.join(self.tmp, "saved_%s.st" % kind), os.path.join(self.tmp, "logits_%s.f32" % kind)
         args = ["--bn", "frozen", "--optim", kind, "--steps", str(STEPS), "--lr", repr(hp["lr"]),
                 "--weight-decay", repr(hp["weight_decay"]), "--save", spath, "--logits", lpath]
@@ -340,8 +421,11 @@ class ModelCase:
             # the update itself: a skipped or wrong step cannot hide under the weights' size
             u = update_err(saved[name], before[name], p.detach(), grad0[name])
             worst_upd = max(worst_upd, (u, name))
-            if u > UPDATE_TOL:
-                problems.append("%s: the %s update differs by %.3g of its largest value" % (name, kind, u))
+            # the steps' gradients are only defined up to the float32-choice spread (decision_spread)
+            u_bound = UPDATE_TOL + self.spread.get("frozen", {}).get(name, 0.0)
+            if not u <= u_bound:
+                problems.append("%s: the %s update differs by %.3g of its largest value (bound %.3g)"
+                                % (name, kind, u, u_bound))
         print("# %s %s x%d: worst weight relative error %.2e (%s), worst update relative error %.2e (%s)"
               % (self.arch, kind, STEPS, worst[0], worst[1], worst_upd[0], worst_upd[1]))
         # The saved file in PyTorch, strictly (aux classifier included when the file has it).
