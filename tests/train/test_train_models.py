@@ -11,8 +11,8 @@ float64 (the same network and input), so ours (float32) is measured against the 
   - BN frozen (BatchNorm modules in eval mode, gamma/beta trained): the loss and the gradient of every
     parameter vs autograd, relative error <= 1e-3 of the tensor's largest |value| (or of 1e-4 x the
     network's largest gradient, for tensors whose exact gradient is zero and hold only rounding noise),
-    plus, where a ReLU input lies within float32's forward error of 0 or a max-pool window's two largest
-    inputs that close (jumps of the gradient that float32 rounding may put on either side), the
+    plus, where a ReLU input lies within 3e-6 of 0 (InceptionV3: within float32's forward error) or a
+    max-pool window's two largest inputs that close (jumps of the gradient that float32 rounding may put on either side), the
     reference's own spread over those choices (decision_spread);
   - BN train (model.train()): the same, and the running statistics after the step; where batch
     statistics of 2 images make a gradient ill-conditioned, PyTorch float32's own error (vs float64) is
@@ -95,9 +95,12 @@ CLASSIFY_PHOTO = "n01530575_brambling.JPEG"
 # windows (BN frozen), which alone moved gradients by up to 3.2e-2 (PyTorch float32's own worst: 4.4e-2);
 # the float64 reference given exactly our choices matched all 284 gradients to 2.1e-5 (BN train: 1.3e-4).
 # The bound therefore includes the reference's own spread over these choices (decision_spread): the
-# margin of each ReLU / max-pool call is KINK or twice PyTorch float32's largest forward error at that
-# call's input, whichever is larger.
+# margin of each ReLU / max-pool call is KINK; for the models in WIDE_MARGIN, whose float32 forward error
+# outgrows KINK, it is KINK or twice PyTorch float32's largest forward error at that call's input, whichever
+# is larger. That wider margin flips far more elements (median spread over ShuffleNetV2's BN-train
+# gradients: 1.8e-2 against 3.5e-8 at KINK), so it would hide a 1 % error: only where KINK does not suffice.
 KINK = 3e-6
+WIDE_MARGIN = {"inception_v3"}
 # Verified 2026-12-06 (session 5): mobilenet_v3_large and mobilenet_v3_small pass every case (TRAIN_MODELS=
 # mobilenet_v3_small,mobilenet_v3_large). make test adds MobileNetV3-Small (SE, hard-swish, TF-SAME; about a
 # minute of CPU); Large and inception_v3 run with TRAIN_MODELS=all. inception_v3 (~12 min at load 10) passes
@@ -190,12 +193,13 @@ class Decisions:
     """While active (a with block), torch.nn.functional.relu and max_pool2d (which nn.ReLU, nn.MaxPool2d
     and torchvision's functional calls go through) are replaced; the i-th call of a forward is the same
     layer in every run of the same model. Modes: 'record' keeps each call's input (a float64 run);
-    'measure' (a float32 run) sets each call's margin: KINK or twice its largest |input - recorded
-    float64 input|; 'pass' / 'block' lets through / stops the ReLU inputs within the margin of 0;
+    'measure' (a float32 run) sets each call's margin: KINK, or with wide=True KINK or twice its largest
+    |input - recorded float64 input|; 'pass' / 'block' lets through / stops the ReLU inputs within the
+    margin of 0;
     'second' takes a max-pool window's runner-up where it lies within the margin below the maximum."""
 
-    def __init__(self, torch):
-        self.torch, self.F = torch, torch.nn.functional
+    def __init__(self, torch, wide):
+        self.torch, self.F, self.wide = torch, torch.nn.functional, wide
         self.orig = (self.F.relu, self.F.max_pool2d)
         self.inputs, self.margins, self.mode, self.i = [], [], None, 0
 
@@ -216,7 +220,8 @@ class Decisions:
         if self.mode == "record":
             self.inputs.append(x.detach().clone())
         elif self.mode == "measure":
-            self.margins.append(max(KINK, 2 * float((x.detach().double() - self.inputs[i]).abs().max())))
+            err = float((x.detach().double() - self.inputs[i]).abs().max()) if self.wide else 0.0
+            self.margins.append(max(KINK, 2 * err))
         return self.margins[i] if i < len(self.margins) else None
 
     def relu(self, x, inplace=False):
@@ -344,7 +349,7 @@ class ModelCase:
         sum of the three, relative as rel_err. The reference itself is only defined up to this. Also
         returns the largest margin."""
         torch = self.torch
-        dec = Decisions(torch)
+        dec = Decisions(torch, self.arch in WIDE_MARGIN)
 
         def run(mode, dtype=torch.float64, backward=True):
             model, _ = build_torch(torch, self.arch, self.weights)
