@@ -169,6 +169,23 @@ def run_train(*args, timeout=900):
     return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
 
 
+def train_errors(prefix, defaults, cases, out):
+    """Each (args, message) case runs `cnnserve train PREFIX ARGS` plus every (option, value) of defaults
+    that ARGS lacks, and must exit 1 with message on stderr; none may write out. Returns the problems."""
+    problems = []
+    for args, msg in cases:
+        full = list(prefix) + list(args)
+        for opt, val in defaults:
+            if opt not in args:
+                full += [opt, val]
+        rc, _, se = run_train(*full)
+        if rc != 1 or msg not in se:
+            problems.append("%s: exit %d, %r (want 1 and %r)" % (" ".join(args), rc, se.strip()[-300:], msg))
+    if os.path.exists(out):
+        problems.append("a failed run wrote %s" % out)
+    return problems
+
+
 def http_get(url, timeout=10):
     """(status, body bytes) of one GET, or (None, b"") when the server does not answer."""
     u = urllib.parse.urlsplit(url)

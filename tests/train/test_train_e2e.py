@@ -341,17 +341,8 @@ def case_errors(tmp, data):
         (["--data", data, "--weights-dir", os.path.join(tmp, "nowhere")], "cannot load the base model"),
         (["--data", data, "--out", os.path.join(tmp, "no", "dir", "m.safetensors")], "temporary file"),
     ]
-    for args, msg in data_errors:
-        full = ["--base", BASE, "--epochs", "1"] + args
-        if "--weights-dir" not in args:
-            full += ["--weights-dir", w]
-        if "--out" not in args:
-            full += ["--out", out]
-        rc, _, se = run_train(*full)
-        if rc != 1 or msg not in se:
-            problems.append("%s: exit %d, %r (want 1 and %r)" % (" ".join(args), rc, se.strip()[-300:], msg))
-    if os.path.exists(out):
-        problems.append("a failed run wrote %s" % out)
+    problems += testlib.train_errors(["--base", BASE, "--epochs", "1"], [("--weights-dir", w), ("--out", out)],
+                                     data_errors, out)
     rc, so, se = run_train("--base", BASE, "--weights-dir", wlink, "--data", data, "--name", "by_name", "--epochs",
                            "1", "--val-split", "0")
     path = os.path.join(wlink, "by_name.safetensors")

@@ -215,20 +215,9 @@ def case_errors(tmp, data):
         (["--out", os.path.join(tmp, "no", "dir", "m.safetensors")], "cannot write into the folder of --out"),
         (["--checkpoint-dir", os.path.join(tmp, "no", "dir", "ck")], "cannot create the checkpoint folder"),
     ]
-    for args, msg in data_errors:
-        full = ["--mode", "full", "--base", BASE, "--epochs", "1"] + args
-        if "--weights-dir" not in args:
-            full += ["--weights-dir", WEIGHTS]
-        if "--data" not in args:
-            full += ["--data", data]
-        if "--out" not in args:
-            full += ["--out", out]
-        rc, _, se = run_train(*full)
-        if rc != 1 or msg not in se:
-            problems.append("%s: exit %d, %r (want 1 and %r)" % (" ".join(args), rc, se.strip()[-300:], msg))
-    if os.path.exists(out):
-        problems.append("a failed run wrote %s" % out)
-    return problems
+    return problems + testlib.train_errors(["--mode", "full", "--base", BASE, "--epochs", "1"],
+                                           [("--weights-dir", WEIGHTS), ("--data", data), ("--out", out)],
+                                           data_errors, out)
 
 
 def case_recipe_mismatch(tmp, data):
