@@ -30,7 +30,15 @@ typedef struct {
     void (*run)(void *ctx, void (*fn)(void *arg, int part), void *arg);
     void *ctx;
     int n_parts;
+    size_t min_band_bytes; /* fewer bands when a band would get less entropy-coded data than this
+                            * (0: no minimum); image_threads sets IMAGE_MIN_BAND_BYTES */
 } image_parallel;
+
+/* A band decoded on another thread must repay that thread's wake-up and its decoder's setup. With
+ * --threads-per-worker 2 on the 2-core VM (restart marker every MCU row, region decode, each size
+ * 3 rounds x 30 decodes, chrt -f 20) two bands took 1.14x the sequential time at 640x480 (~34 KB a
+ * band), 0.97-1.03x from 800x600 to 1400x1050 (up to ~118 KB) and 0.68x at 1600x1200 (~136 KB). */
+#define IMAGE_MIN_BAND_BYTES (128 * 1024)
 
 /* Most row bands a JPEG is decoded in at once (more parts than this run as this many). */
 #define IMAGE_MAX_BANDS 16

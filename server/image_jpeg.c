@@ -443,6 +443,12 @@ static int jpeg_decode_bands(j_decompress_ptr c, const uint8_t *data, size_t n_b
     const int min_rows = 4 * b.align > 8 ? 4 * b.align : 8;
     if ((m1 - m0) / min_rows < n_bands)
         n_bands = (m1 - m0) / min_rows;
+    /* ... and enough entropy-coded data (the region's share of the scan's bytes) to repay a band. */
+    if (par->min_band_bytes && b.n_mcu_rows > 0 && n_bytes > layout->sos_end) {
+        const uint64_t region_bytes = (uint64_t)(n_bytes - layout->sos_end) * (uint64_t)(m1 - m0) / (uint64_t)b.n_mcu_rows;
+        if (region_bytes / par->min_band_bytes < (uint64_t)n_bands)
+            n_bands = (int)(region_bytes / par->min_band_bytes);
+    }
     if (n_bands < 2 || n_segments > INT_MAX || b.rows_per_mcu <= 0)
         return 0;
     b.n_segments = (int)n_segments;

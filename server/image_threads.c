@@ -83,7 +83,7 @@ cnn_status image_threads_init(image_threads **out, int n_threads)
     pthread_mutex_init(&t->mu, NULL);
     pthread_cond_init(&t->start, NULL);
     pthread_cond_init(&t->done, NULL);
-    t->par = (image_parallel){.run = threads_run, .ctx = t, .n_parts = n_threads};
+    t->par = (image_parallel){.run = threads_run, .ctx = t, .n_parts = n_threads, .min_band_bytes = IMAGE_MIN_BAND_BYTES};
     t->n_helpers = n_threads - 1;
     for (; t->n_started < t->n_helpers; t->n_started++)
         if (pthread_create(&t->helpers[t->n_started], NULL, threads_helper, t) != 0) {

@@ -1152,6 +1152,36 @@ static int same_pixels(const image *a, const image *b)
     return 1;
 }
 
+/* image_parallel.min_band_bytes: fewer bands when a band would get less entropy-coded data (the
+ * pixels unchanged), none below two; 0 means no minimum. */
+static void test_restart_band_minimum(void)
+{
+    test_begin();
+    uint8_t *rgb = make_rgb(200, 1200, 7);
+    buf jpeg = rgb ? make_jpeg_restart(rgb, 200, 1200, 2, 2, 1) : (buf){0};
+    T_CHECK(jpeg.n > 0, "libjpeg compress failed");
+    image_decode_opts so = {0};
+    image seq = decode_ok(&jpeg, &so, "sequential");
+    /* whole-image decode: the region is the whole scan, just under n bytes */
+    const struct { size_t min_bytes; int want; } cases[] = {
+        {0, 4}, {1, 4}, {jpeg.n / 4, 3}, {jpeg.n / 3, 2}, {jpeg.n / 2, 1}, {jpeg.n, 1}, {SIZE_MAX, 1}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0] && jpeg.n; i++) {
+        int n = 4;
+        image_parallel par = {.run = run_reversed, .ctx = &n, .n_parts = n, .min_band_bytes = cases[i].min_bytes};
+        image_decode_opts po = {.par = &par};
+        image bnd = decode_ok(&jpeg, &po, "bands");
+        T_CHECK(bnd.n_bands == cases[i].want && seq.rgb && bnd.rgb && same_pixels(&seq, &bnd),
+                "minimum %zu of a %zu-byte file: %d bands (want %d), pixels %s", cases[i].min_bytes, jpeg.n,
+                bnd.n_bands, cases[i].want, seq.rgb && bnd.rgb && same_pixels(&seq, &bnd) ? "same" : "differ");
+        image_free(&bnd);
+    }
+    image_free(&seq);
+    buf_free(&jpeg);
+    free(rgb);
+    test_end("JPEG restart bands: a minimum of entropy-coded bytes per band lowers the number of bands "
+             "(one below two), same pixels");
+}
+
 /* Decoding in restart-interval bands gives the sequential decode's pixels: every sampling, restarts
  * every MCU row, every few rows and every few MCUs (not at row boundaries), DCT scales, orientations,
  * regions and whole images, 2-5 parts run in any order or on threads; files without restart
@@ -1171,6 +1201,12 @@ static void test_restart_bands(void)
     T_CHECK(image_threads_init(&threads, 3) == CNN_OK && image_threads_parallel(threads) &&
                 image_threads_parallel(threads)->n_parts == 3,
             "image_threads_init(3)");
+    /* The server's runner with no minimum band size, so these small images still go in bands
+     * (the minimum itself: test_restart_band_minimum). */
+    image_parallel tpar = threads && image_threads_parallel(threads) ? *image_threads_parallel(threads)
+                                                                       : (image_parallel){0};
+    T_CHECK(tpar.min_band_bytes == IMAGE_MIN_BAND_BYTES, "image_threads' minimum band %zu", tpar.min_band_bytes);
+    tpar.min_band_bytes = 0;
     image_threads *one = NULL;
     T_CHECK(image_threads_init(&one, 1) == CNN_OK && !image_threads_parallel(one), "one thread: sequential");
     image_threads_free(one);
@@ -1194,7 +1230,7 @@ static void test_restart_bands(void)
                                 int n = parts[pi];
                                 image_parallel par = {.run = run_reversed, .ctx = &n, .n_parts = n};
                                 image_decode_opts po = so;
-                                po.par = pi == 1 && threads ? image_threads_parallel(threads) : &par;
+                                po.par = pi == 1 && threads ? &tpar : &par;
                                 image bnd = decode_ok(&ej, &po, "bands");
                                 float *tb = bnd.rgb ? preprocess_new(&bnd, &pp) : NULL;
                                 n_cases++;
@@ -1338,5 +1374,6 @@ int main(void)
     test_region_decode();
     test_preprocess_isa();
     test_restart_bands();
+    test_restart_band_minimum();
     return test_finish();
 }
