@@ -223,39 +223,63 @@ size_t kernels_wino_packed_floats(const conv2d_params *p)
 
 /* U[e] for every element e = alpha_w*xi + nu, packed as GEMM left operands (c_out x c_in each):
  * u = sum over taps (i, j) of (G_h[xi][i] * g[i][j]) * G_w[nu][j] in double, the products
- * G_h * g shared by the alpha_w elements of a row xi (the training engine repacks every step). */
+ * G_h * g shared by the alpha_w elements of a row xi (the training engine repacks every step, its
+ * data gradients' transposed kernels too). WINO_PACK_LANES input channels at once, one per lane:
+ * each lane does the same double multiplies and adds in the same order (the build contracts no
+ * FMA), so the bits are those of one channel at a time; the lanes vectorize on AVX-512. */
+#define WINO_PACK_LANES 8
+enum { WINO_PACK_MAX_A = 8, WINO_PACK_MAX_R = 7 };
+
+typedef double wino_v8d __attribute__((vector_size(WINO_PACK_LANES * sizeof(double))));
+
+#if KERNELS_X86
+KERNELS_AVX512
+#endif
+static void wino_pack_lanes(const conv2d_params *p, const wino_geom *g,
+                            const double (*gh)[WINO_PACK_MAX_R], const double (*gw)[WINO_PACK_MAX_R],
+                            const float *w, int co, int ci0, int n, float *packed, size_t plane)
+{
+    const int taps = g->r_h * g->r_w;
+    wino_v8d f[WINO_PACK_MAX_R * WINO_PACK_MAX_R], a[WINO_PACK_MAX_R * WINO_PACK_MAX_R];
+    for (int t = 0; t < taps; t++)
+        for (int l = 0; l < WINO_PACK_LANES; l++)
+            f[t][l] = l < n ? (double)w[((size_t)co * (size_t)p->c_in + (size_t)(ci0 + l)) * (size_t)taps + (size_t)t]
+                            : 0.0;
+    for (int xi = 0; xi < g->alpha_h; xi++) {
+        for (int t = 0; t < taps; t++) a[t] = gh[xi][t / g->r_w] * f[t];
+        wino_v8d u[WINO_PACK_MAX_A] = {{0}}; /* the alpha_w sums side by side (independent chains) */
+        for (int t = 0; t < taps; t++)
+            for (int nu = 0; nu < g->alpha_w; nu++) u[nu] += a[t] * gw[nu][t % g->r_w];
+        for (int nu = 0; nu < g->alpha_w; nu++) {
+            float *e_at = packed + (size_t)(xi * g->alpha_w + nu) * plane;
+            for (int l = 0; l < n; l++) e_at[kernels_gemm_a_offset(p->c_out, p->c_in, co, ci0 + l)] = (float)u[nu][l];
+        }
+    }
+}
+
 void kernels_wino_pack(const conv2d_params *p, const float *w, float *packed)
 {
     const wino_geom g = wino_geom_of(p);
     const wino_axis th = wino_axis_h(g.var), tw = wino_axis_w(g.var);
-    const int c_in = p->c_in, rows = wino_panels(p) * KERNELS_GEMM_MR, taps = g.r_h * g.r_w;
+    const int c_in = p->c_in, rows = wino_panels(p) * KERNELS_GEMM_MR;
     const size_t plane = (size_t)rows * (size_t)c_in;
-    enum { MAX_A = 8, MAX_R = 7 };
-    assert(g.alpha_h <= MAX_A && g.alpha_w <= MAX_A && g.r_h <= MAX_R && g.r_w <= MAX_R);
-    double gh[MAX_A][MAX_R], gw[MAX_A][MAX_R], a[MAX_R * MAX_R];
+    assert(g.alpha_h <= WINO_PACK_MAX_A && g.alpha_w <= WINO_PACK_MAX_A && g.r_h <= WINO_PACK_MAX_R &&
+           g.r_w <= WINO_PACK_MAX_R);
+    double gh[WINO_PACK_MAX_A][WINO_PACK_MAX_R], gw[WINO_PACK_MAX_A][WINO_PACK_MAX_R];
     for (int x = 0; x < g.alpha_h; x++)
         for (int i = 0; i < g.r_h; i++) gh[x][i] = wino_gm(th, x, i);
     for (int x = 0; x < g.alpha_w; x++)
         for (int j = 0; j < g.r_w; j++) gw[x][j] = wino_gm(tw, x, j);
-    for (int co = 0; co < rows; co++)
-        for (int ci = 0; ci < c_in; ci++) {
-            float *u_at = packed + kernels_gemm_a_offset(p->c_out, c_in, co, ci);
-            if (co >= p->c_out) { /* padding rows of the last panel */
-                for (int e = 0; e < g.n_e; e++) u_at[(size_t)e * plane] = 0.0f;
-                continue;
-            }
-            const float *f = w + ((size_t)co * (size_t)c_in + (size_t)ci) * (size_t)taps;
-            for (int xi = 0; xi < g.alpha_h; xi++) {
-                for (int i = 0; i < g.r_h; i++)
-                    for (int j = 0; j < g.r_w; j++) a[i * g.r_w + j] = gh[xi][i] * (double)f[i * g.r_w + j];
-                for (int nu = 0; nu < g.alpha_w; nu++) {
-                    double u = 0.0;
-                    for (int i = 0; i < g.r_h; i++)
-                        for (int j = 0; j < g.r_w; j++) u += a[i * g.r_w + j] * gw[nu][j];
-                    u_at[(size_t)(xi * g.alpha_w + nu) * plane] = (float)u;
-                }
-            }
+    for (int co = 0; co < rows; co++) {
+        if (co >= p->c_out) { /* padding rows of the last panel */
+            for (int ci = 0; ci < c_in; ci++)
+                for (int e = 0; e < g.n_e; e++)
+                    packed[kernels_gemm_a_offset(p->c_out, c_in, co, ci) + (size_t)e * plane] = 0.0f;
+            continue;
         }
+        for (int ci = 0; ci < c_in; ci += WINO_PACK_LANES)
+            wino_pack_lanes(p, &g, gh, gw, w, co, ci, kernels_imin(WINO_PACK_LANES, c_in - ci), packed, plane);
+    }
 }
 
 /* Scratch: the block's band of padded input, transformed input V (E x c_in x block tiles), GEMM
