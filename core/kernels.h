@@ -161,6 +161,18 @@ void conv2d_plan_forward_part(const conv2d_plan *pl, const float *x, const float
                               const float *residual, float *y, float *scratch,
                               const kernels_part *part);
 
+/* The data gradient of a single-group stride-1 convolution p (not depthwise) is the forward
+ * convolution of dy by p's kernels transposed (c_in and c_out swapped) and rotated 180 degrees,
+ * padding k - 1 - pad, the same map sizes. conv2d_backward_data_plan_init plans that convolution
+ * on this CPU's packed forward paths (Winograd, packed GEMM) and returns 1, or returns 0 when p
+ * does not take it (other strides / groups, padding beyond k - 1, no AVX-512F: then
+ * conv2d_backward_data). conv2d_backward_data_plan_pack packs p's PyTorch-layout weights w into
+ * packed (pl->packed_floats floats) through wt (c_out * c_in * k_h * k_w floats); with pl->w =
+ * packed, conv2d_plan_forward_part(pl, dy, NULL, NULL, dx, scratch, part) then overwrites that
+ * part of dx (the same bits whatever the parts). */
+int conv2d_backward_data_plan_init(conv2d_plan *pl, const conv2d_params *p);
+void conv2d_backward_data_plan_pack(const conv2d_plan *pl, const float *w, float *wt, float *packed);
+
 /* Prepacked convolution, one call at a time (each builds the plan of p; the unit tests use
  * these): on CPUs with AVX-512F every non-depthwise convolution runs a GEMM kernel (or the
  * Winograd / first-layer kernels) on weights packed once and on input blocks packed on the fly

@@ -396,6 +396,35 @@ void conv2d_backward_data(const conv2d_params *p, const float *dy, const float *
     }
 }
 
+int conv2d_backward_data_plan_init(conv2d_plan *pl, const conv2d_params *p)
+{
+    conv_check_params(p);
+    if (p->groups != 1 || kernels_conv_depthwise(p) || p->stride_h != 1 || p->stride_w != 1 ||
+        p->act != ACT_NONE)
+        return 0;
+    conv2d_params q = *p;
+    q.c_in = p->c_out, q.c_out = p->c_in;
+    q.h_in = p->h_out, q.w_in = p->w_out, q.h_out = p->h_in, q.w_out = p->w_in;
+    q.pad_t = p->k_h - 1 - p->pad_t, q.pad_l = p->k_w - 1 - p->pad_l;
+    q.pad_b = p->h_in + p->pad_t - p->h_out, q.pad_r = p->w_in + p->pad_l - p->w_out;
+    if (q.pad_t < 0 || q.pad_l < 0 || q.pad_b < 0 || q.pad_r < 0) return 0;
+    conv2d_plan_init(pl, &q);
+    return pl->packed_floats > 0; /* no AVX-512F: the OpenBLAS paths, no faster than col2im */
+}
+
+void conv2d_backward_data_plan_pack(const conv2d_plan *pl, const float *w, float *wt, float *packed)
+{
+    const conv2d_params *q = &pl->p; /* q->c_in = p's c_out, q->c_out = p's c_in */
+    const size_t kk = (size_t)q->k_h * (size_t)q->k_w;
+    for (int co = 0; co < q->c_in; co++)
+        for (int ci = 0; ci < q->c_out; ci++) {
+            const float *src = w + ((size_t)co * (size_t)q->c_out + (size_t)ci) * kk;
+            float *dst = wt + ((size_t)ci * (size_t)q->c_in + (size_t)co) * kk;
+            for (size_t t = 0; t < kk; t++) dst[t] = src[kk - 1 - t];
+        }
+    conv2d_plan_pack(pl, wt, packed);
+}
+
 /* One group (not depthwise): the weight gradient in blocks of CONV_BWD_COLS columns of dw (taps
  * (ci, i, j)), each one sgemm over all output channels: x's im2col rows are packed once per image
  * instead of once per block of output channels (AlexNet's conv3: 6 times), and dy once per block. */

@@ -66,6 +66,10 @@ struct model_train {
     char *inplace;            /* per node: a ReLU computed in place (its output shares its input's storage) */
     int *fused;               /* per node: a frozen BN's activation node run inside it (-1: none); an
                                  activation run so: the BN node's index (its own steps dropped) */
+    conv2d_plan *bplan;       /* per node: a convolution's data gradient on the forward kernels
+                                 (conv2d_backward_data_plan_init; packed_floats 0: OpenBLAS) */
+    float *bpacked, *wt;      /* their packed weights (repacked every step) and the transposing buffer */
+    size_t bpacked_floats, wt_floats;
     float *save;
     size_t save_floats;
     model_param *params;
@@ -265,7 +269,13 @@ static void mt_backward(const model_train *t, int i, int part, float *scratch)
         const int img = part - t->T;
         if (img >= n || !need0) return;
         float *dx = mt_d(t, nd->in[0], img);
-        conv2d_backward_data(p, mt_d(t, nd->out, img), mt_data(t, nd->t_w), acc[0] ? tmp : dx, scratch);
+        if (t->bplan[i].packed_floats) {
+            const kernels_part whole = conv2d_plan_part(&t->bplan[i], 0, 1);
+            conv2d_plan_forward_part(&t->bplan[i], mt_d(t, nd->out, img), NULL, NULL, acc[0] ? tmp : dx, scratch,
+                                     &whole);
+        } else {
+            conv2d_backward_data(p, mt_d(t, nd->out, img), mt_data(t, nd->t_w), acc[0] ? tmp : dx, scratch);
+        }
         if (acc[0]) mt_put(dx, tmp, t->v[nd->in[0]].chw, 1);
         return;
     }
@@ -410,6 +420,8 @@ static void mt_run_job(model_train *t)
         const graph_node *nd = &t->g.nodes[i];
         if (nd->op == NODE_CONV && nd->p.conv.packed_floats)
             conv2d_plan_pack(&nd->p.conv, t->g.tensors[nd->t_w].data, (float *)nd->p.conv.w);
+        if (t->job_train && t->bplan[i].packed_floats)
+            conv2d_backward_data_plan_pack(&t->bplan[i], t->g.tensors[nd->t_w].data, t->wt, (float *)t->bplan[i].w);
     }
     if (t->pool) mt_walk(t, 0, threadpool_start(t->pool));
     else mt_walk(t, 0, 0);
@@ -447,13 +459,14 @@ static cnn_status mt_plan(model_train *t, char *err, size_t err_bytes)
     t->bn_save = calloc((size_t)(nn ? nn : 1), sizeof(*t->bn_save));
     t->inplace = calloc((size_t)(nn ? nn : 1), 1);
     t->fused = malloc((size_t)(nn ? nn : 1) * sizeof(int));
+    t->bplan = calloc((size_t)(nn ? nn : 1), sizeof(*t->bplan));
     int *order = malloc((size_t)nv * sizeof(int)), *start = malloc((size_t)nv * sizeof(int)),
         *end = malloc((size_t)nv * sizeof(int)), *edges = calloc((size_t)nv, sizeof(int));
     size_t *size = calloc((size_t)nv, sizeof(size_t)), *goff = calloc((size_t)nv, sizeof(size_t));
     int *reads = NULL;
     char *split = NULL;
     cnn_status s = CNN_OK;
-    if (!t->v || !t->acc || !t->bn_save || !t->inplace || !t->fused || !order || !start || !end || !edges || !size || !goff) {
+    if (!t->v || !t->acc || !t->bn_save || !t->inplace || !t->fused || !t->bplan || !order || !start || !end || !edges || !size || !goff) {
         s = cnn_err(err, err_bytes, CNN_ERR_NOMEM, "out of memory planning the training graph");
         goto out;
     }
@@ -597,7 +610,16 @@ static cnn_status mt_plan(model_train *t, char *err, size_t err_bytes)
             t->bn_save[j] = t->save_floats;
             t->save_floats += mt_round(2 * (size_t)g->values[nd->out].c);
         } else if (nd->op == NODE_CONV) {
-            size_t a = nd->p.conv.scratch_floats, b = conv2d_backward_scratch_floats(&nd->p.conv.p);
+            const conv2d_params *p = &nd->p.conv.p;
+            size_t a = nd->p.conv.scratch_floats, b = conv2d_backward_scratch_floats(p);
+            if (t->v[nd->in[0]].needs_grad && conv2d_backward_data_plan_init(&t->bplan[j], p)) {
+                t->bpacked_floats += mt_round(t->bplan[j].packed_floats);
+                const size_t nw = (size_t)p->c_out * p->c_in * p->k_h * p->k_w;
+                if (nw > t->wt_floats) t->wt_floats = nw;
+                if (t->bplan[j].scratch_floats > b) b = t->bplan[j].scratch_floats;
+            } else {
+                t->bplan[j] = (conv2d_plan){0};
+            }
             if (a > conv_scratch) conv_scratch = a;
             if (b > conv_scratch) conv_scratch = b;
         }
@@ -638,11 +660,19 @@ static cnn_status mt_alloc(model_train *t, char *err, size_t err_bytes)
     t->garena = aligned_alloc(64, (t->garena_floats ? t->garena_floats : MT_ALIGN) * sizeof(float));
     t->save = aligned_alloc(64, (t->save_floats ? t->save_floats : MT_ALIGN) * sizeof(float));
     t->scratch = aligned_alloc(64, (t->scratch_stride ? t->scratch_stride * T : MT_ALIGN) * sizeof(float));
-    if (!t->grads || !t->arena || !t->garena || !t->save || !t->scratch)
+    t->bpacked = aligned_alloc(64, (t->bpacked_floats ? t->bpacked_floats : MT_ALIGN) * sizeof(float));
+    t->wt = malloc((t->wt_floats ? t->wt_floats : 1) * sizeof(float));
+    if (!t->grads || !t->arena || !t->garena || !t->save || !t->scratch || !t->bpacked || !t->wt)
         return cnn_err(err, err_bytes, CNN_ERR_NOMEM, "out of memory for the training buffers (%zu MiB)",
                        model_train_bytes(t) >> 20);
     memset(t->grads, 0, t->grad_floats * sizeof(float));
     size_t at = 0;
+    for (int i = 0; i < g->n_nodes; i++)
+        if (t->bplan[i].packed_floats) {
+            t->bplan[i].w = t->bpacked + at;
+            at += mt_round(t->bplan[i].packed_floats);
+        }
+    at = 0;
     for (int i = 0; i < t->n_params; i++) {
         t->params[i].grad = t->grads + at;
         at += mt_round(t->params[i].n);
@@ -747,6 +777,9 @@ void model_train_free(model_train *t)
     free(t->bn_save);
     free(t->inplace);
     free(t->fused);
+    free(t->bplan);
+    free(t->bpacked);
+    free(t->wt);
     free(t->save);
     free(t->params);
     free(t->param_of);
@@ -766,7 +799,8 @@ int model_train_num_classes(const model_train *t) { return t->n_classes; }
 
 size_t model_train_bytes(const model_train *t)
 {
-    size_t floats = t->arena_floats + t->garena_floats + t->grad_floats + t->save_floats +
+    size_t floats = t->arena_floats + t->garena_floats + t->grad_floats + t->save_floats + t->bpacked_floats +
+                    t->wt_floats +
                     t->scratch_stride * (size_t)t->T;
     for (int i = 0; i < t->g.n_tensors; i++) floats += t->g.tensors[i].n;
     return floats * sizeof(float) + t->g.owned_bytes;

@@ -397,6 +397,79 @@ static void test_dw_isa(void)
              "CPU has): k 1..7, strides 1..3, maps up to 40x40, all padding modes");
 }
 
+/* The data gradient on the forward kernels (conv2d_backward_data_plan_*): stride-1 single-group
+ * convolutions of every kernel shape and padding mode, maps large enough for the Winograd paths
+ * and channel counts past one GEMM panel, against the double reference; NaN-poisoned dx, packed
+ * weights and scratch; the same bits twice and in every split into 1..3 parts. Where the CPU has
+ * no AVX-512F nothing takes the path (checked), the OpenBLAS data gradient covers it. */
+static void test_conv_data_plan(void)
+{
+    test_begin();
+    trng r = {17};
+    int n_cases = 0, n_reports = 0, n_paths[CONV_PATH_PW_DW + 1] = {0};
+    static const int kernels[][2] = {{1, 1}, {3, 3}, {5, 5}, {2, 3}, {1, 7}, {7, 1}, {3, 1}, {7, 7}};
+    for (int t = 0; t < 96; t++) {
+        const int *k = kernels[t % 8];
+        const int big = t % 3 == 0, pm = (t / 8) % 4;
+        const int c_in = big ? trng_int(&r, 20, 70) : trng_int(&r, 1, 9);
+        const int c_out = big ? trng_int(&r, 20, 70) : trng_int(&r, 1, 9);
+        const int h = trng_int(&r, 1, big ? 24 : 40), w = trng_int(&r, 1, big ? 24 : 40);
+        conv2d_params p;
+        if (!conv_make(&p, c_in, c_out, 1, h, w, k[0], k[1], 1, 1, pm)) continue;
+        conv2d_plan pl;
+        const int on = conv2d_backward_data_plan_init(&pl, &p);
+        if (!on) {
+            /* only padding beyond k - 1 or a CPU without AVX-512F may refuse */
+            const int pad_ok = p.pad_t <= p.k_h - 1 && p.pad_l <= p.k_w - 1 && p.h_in + p.pad_t >= p.h_out &&
+                               p.w_in + p.pad_l >= p.w_out; /* the last: bottom / right padding <= k - 1 */
+            if (pad_ok && cpu_isa_best() >= CPU_ISA_AVX512 && n_reports++ < MAX_REPORTS)
+                test_failf(__FILE__, __LINE__, "refused: c %d->%d %dx%d k %dx%d pad t%d l%d b%d r%d", c_in, c_out,
+                           h, w, k[0], k[1], p.pad_t, p.pad_l, p.pad_b, p.pad_r);
+            continue;
+        }
+        n_paths[pl.path]++;
+        const size_t nx = conv_x_n(&p), ny = conv_y_n(&p), nw = conv_w_n(&p);
+        float *wgt = alloc_random(nw, &r), *dy = alloc_random(ny, &r), *wt = alloc_nan(nw);
+        float *packed = alloc_nan(pl.packed_floats), *scratch = alloc_nan(pl.scratch_floats);
+        float *dx = alloc_nan(nx), *dx2 = alloc_nan(nx);
+        double *wd = to_double(wgt, nw), *dyd = to_double(dy, ny), *xd = alloc_zero_d(nx);
+        double *rdx = alloc_zero_d(nx), *mdx = alloc_zero_d(nx), *rdw = alloc_zero_d(nw);
+        double *mdw = alloc_zero_d(nw), *rdb = alloc_zero_d((size_t)c_out), *mdb = alloc_zero_d((size_t)c_out);
+        ref_conv_backward(&p, xd, wd, dyd, rdx, mdx, rdw, mdw, rdb, mdb);
+        conv2d_backward_data_plan_pack(&pl, wgt, wt, packed);
+        pl.w = packed;
+        const kernels_part whole = conv2d_plan_part(&pl, 0, 1);
+        conv2d_plan_forward_part(&pl, dy, NULL, NULL, dx, scratch, &whole);
+        long e;
+        const char *what = NULL;
+        if ((e = first_bad(dx, rdx, mdx, nx)) >= 0) what = "dx";
+        for (int nth = 1; nth <= (conv2d_plan_splits(&pl) ? 3 : 1) && !what; nth++) {
+            for (size_t i = 0; i < nx; i++) dx2[i] = NAN;
+            for (size_t i = 0; i < pl.scratch_floats; i++) scratch[i] = NAN;
+            for (int ith = 0; ith < nth; ith++) {
+                const kernels_part part = conv2d_plan_part(&pl, ith, nth);
+                conv2d_plan_forward_part(&pl, dy, NULL, NULL, dx2, scratch, &part);
+            }
+            if (memcmp(dx, dx2, nx * sizeof *dx)) what = "bits differ (second call / parts)", e = nth;
+        }
+        if (what && n_reports++ < MAX_REPORTS)
+            test_failf(__FILE__, __LINE__, "path %d %s at %ld: c %d->%d %dx%d k %dx%d pad t%d l%d b%d r%d",
+                       (int)pl.path, what, e, c_in, c_out, h, w, k[0], k[1], p.pad_t, p.pad_l, p.pad_b, p.pad_r);
+        free(wgt), free(dy), free(wt), free(packed), free(scratch), free(dx), free(dx2), free(wd), free(dyd);
+        free(xd), free(rdx), free(mdx), free(rdw), free(mdw), free(rdb), free(mdb);
+        n_cases++;
+    }
+    T_CHECK(n_reports == 0, "%d of %d data-gradient plans failed", n_reports, n_cases);
+    if (cpu_isa_best() >= CPU_ISA_AVX512)
+        T_CHECK(n_paths[CONV_PATH_WINOGRAD] > 0 && n_paths[CONV_PATH_GEMM] > 0,
+                "paths not all covered: Winograd %d, GEMM %d", n_paths[CONV_PATH_WINOGRAD], n_paths[CONV_PATH_GEMM]);
+    else
+        T_CHECK(n_cases == 0, "%d plans without AVX-512F", n_cases);
+    test_end("conv2d data gradient on the forward kernels vs double reference: stride 1, k 1..7 and "
+             "rectangular, no/symmetric/TF SAME/large asymmetric pads, Winograd and packed GEMM paths, "
+             "NaN-poisoned outputs, same bits twice and in parts");
+}
+
 /* ---- activations ---- */
 
 static double ref_act_grad(act_kind a, double x)
@@ -931,6 +1004,7 @@ int main(void)
     openblas_set_num_threads(1);
     test_conv_sweep();
     test_dw_isa();
+    test_conv_data_plan();
     test_act_backward();
     test_pool_backward();
     test_adaptive_backward();
