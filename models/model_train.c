@@ -66,6 +66,10 @@ struct model_train {
     char *inplace;            /* per node: a ReLU computed in place (its output shares its input's storage) */
     int *fused;               /* per node: a frozen BN's activation node run inside it (-1: none); an
                                  activation run so: the BN node's index (its own steps dropped) */
+    int *conv_bn;             /* per node: a convolution's frozen BN (with its fused activation) run
+                                 image by image in the convolution's forward parts, while the image
+                                 is in cache (-1: none); a BN run so: the convolution's index (its
+                                 own forward step dropped) */
     conv2d_plan *bplan;       /* per node: a convolution's data gradient on the forward kernels
                                  (conv2d_backward_data_plan_init; packed_floats 0: OpenBLAS) */
     float *bpacked, *wt;      /* their packed weights (repacked every step) and the transposing buffer */
@@ -123,6 +127,21 @@ static void mt_put(float *dx, const float *src, size_t n, int acc)
 
 /* ---- forward ---- */
 
+/* The frozen forward of BN node nd (and of the activation fused into it) for channels [c0, c1) of
+ * images [i0, i0 + n). */
+static void mt_bn_frozen(const model_train *t, const graph_node *nd, int c0, int c1, int i0, int n)
+{
+    const graph_value *out = &t->g.values[nd->out];
+    const bn_params bp = {n, out->c, out->h * out->w, nd->eps, nd->momentum};
+    const int a = t->fused[nd - t->g.nodes];
+    const graph_node *an = a >= 0 ? &t->g.nodes[a] : NULL;
+    /* fused: y (read by the activation only, recomputed by the backward) is not kept */
+    bn_frozen_act_forward(&bp, c0, c1, an ? an->act : ACT_NONE, mt_x(t, nd->in[0], i0), mt_data(t, nd->t_w),
+                          mt_data(t, nd->t_b), mt_data(t, nd->t_mean), mt_data(t, nd->t_var),
+                          an ? NULL : mt_y(t, nd->out, i0), an ? mt_y(t, an->out, i0) : NULL,
+                          an ? t->v[an->out].stride : 0);
+}
+
 static void mt_forward(const model_train *t, const graph_node *nd, int part, float *scratch)
 {
     const graph_value *out = &t->g.values[nd->out], *in = &t->g.values[nd->in[0]];
@@ -140,12 +159,7 @@ static void mt_forward(const model_train *t, const graph_node *nd, int part, flo
             bn_train_forward(&bp, cp.lo, cp.hi, x, mt_data(t, nd->t_w), mt_data(t, nd->t_b), mt_data(t, nd->t_mean),
                              mt_data(t, nd->t_var), s, s + out->c, y);
         } else {
-            const int a = t->fused[nd - t->g.nodes];
-            const graph_node *an = a >= 0 ? &t->g.nodes[a] : NULL;
-            /* fused: y (read by the activation only, recomputed by the backward) is not kept */
-            bn_frozen_act_forward(&bp, cp.lo, cp.hi, an ? an->act : ACT_NONE, x, mt_data(t, nd->t_w),
-                                  mt_data(t, nd->t_b), mt_data(t, nd->t_mean), mt_data(t, nd->t_var), an ? NULL : y,
-                                  an ? mt_y(t, an->out, 0) : NULL, an ? t->v[an->out].stride : 0);
+            mt_bn_frozen(t, nd, cp.lo, cp.hi, 0, n);
         }
         return;
     }
@@ -167,6 +181,8 @@ static void mt_forward(const model_train *t, const graph_node *nd, int part, flo
     case NODE_CONV: {
         const kernels_part whole = conv2d_plan_part(&nd->p.conv, 0, 1);
         conv2d_plan_forward_part(&nd->p.conv, x, NULL, NULL, y, scratch, &whole);
+        const int bn = t->conv_bn[nd - t->g.nodes];
+        if (bn >= 0) mt_bn_frozen(t, &t->g.nodes[bn], 0, t->g.values[t->g.nodes[bn].out].c, img, 1);
         break;
     }
     case NODE_ACT:
@@ -460,13 +476,14 @@ static cnn_status mt_plan(model_train *t, char *err, size_t err_bytes)
     t->inplace = calloc((size_t)(nn ? nn : 1), 1);
     t->fused = malloc((size_t)(nn ? nn : 1) * sizeof(int));
     t->bplan = calloc((size_t)(nn ? nn : 1), sizeof(*t->bplan));
+    t->conv_bn = malloc((size_t)(nn ? nn : 1) * sizeof(int));
     int *order = malloc((size_t)nv * sizeof(int)), *start = malloc((size_t)nv * sizeof(int)),
         *end = malloc((size_t)nv * sizeof(int)), *edges = calloc((size_t)nv, sizeof(int));
     size_t *size = calloc((size_t)nv, sizeof(size_t)), *goff = calloc((size_t)nv, sizeof(size_t));
     int *reads = NULL;
     char *split = NULL;
     cnn_status s = CNN_OK;
-    if (!t->v || !t->acc || !t->bn_save || !t->inplace || !t->fused || !t->bplan || !order || !start || !end || !edges || !size || !goff) {
+    if (!t->v || !t->acc || !t->bn_save || !t->inplace || !t->fused || !t->bplan || !t->conv_bn || !order || !start || !end || !edges || !size || !goff) {
         s = cnn_err(err, err_bytes, CNN_ERR_NOMEM, "out of memory planning the training graph");
         goto out;
     }
@@ -581,6 +598,16 @@ static cnn_status mt_plan(model_train *t, char *err, size_t err_bytes)
             break;
         }
     }
+    /* A frozen BN reading a convolution's output (its only reader) runs image by image right after
+     * the convolution of that image (the same computation: the frozen BN treats the images apart). */
+    for (int j = 0; j < nn; j++) t->conv_bn[j] = -1;
+    for (int j = 0; j < nn && t->o.bn == MODEL_BN_FROZEN; j++) {
+        const graph_node *nd = &g->nodes[j];
+        const int x = nd->op == NODE_BN ? nd->in[0] : -1, c = x >= 0 ? g->values[x].def : -1;
+        if (c < 0 || g->nodes[c].op != NODE_CONV || g->values[x].parent >= 0 || edges[x] != 1) continue;
+        t->conv_bn[c] = j;
+        t->conv_bn[j] = c;
+    }
     for (int r = 0; r < nv; r++) /* a value nobody reads (but the loss) is cleared before its producer's backward */
         if (r == t->v[r].root && r != g->output && !edges[r] && g->values[r].def >= 0) t->v[r].zero_at = g->values[r].def;
     int n_roots = 0;
@@ -683,7 +710,8 @@ static cnn_status mt_alloc(model_train *t, char *err, size_t err_bytes)
     if (!t->seq) return cnn_err(err, err_bytes, CNN_ERR_NOMEM, "out of memory");
     int k = 0;
     for (int i = 0; i < g->n_nodes; i++)
-        if (!mt_fused_act(t, i)) t->seq[k++] = (mt_step){MT_FWD, i, mt_fwd_parts(t, &g->nodes[i])};
+        if (!mt_fused_act(t, i) && !(g->nodes[i].op == NODE_BN && t->conv_bn[i] >= 0))
+            t->seq[k++] = (mt_step){MT_FWD, i, mt_fwd_parts(t, &g->nodes[i])};
     t->seq[k++] = (mt_step){MT_LOSS, -1, 1};
     for (int i = g->n_nodes - 1; i >= 0; i--) {
         int zero = 0; /* whether node i clears any gradient (else its zeroing step is one empty part) */
@@ -778,6 +806,7 @@ void model_train_free(model_train *t)
     free(t->inplace);
     free(t->fused);
     free(t->bplan);
+    free(t->conv_bn);
     free(t->bpacked);
     free(t->wt);
     free(t->save);
