@@ -296,6 +296,13 @@ void linear_batch_forward(int n_in, int n_out, int n_batch, const float *x, cons
 void linear_batch_forward_part(int n_in, int n_out, int n_batch, const float *x, const float *w, const float *bias,
                                act_kind act, float *y, const kernels_part *part);
 
+/* The weight gradient of m output rows of a linear layer over a batch of n (overwritten, not
+ * accumulated): dw[o][i] = sum over k < n of dy[k][o] * x[k][i] for o < m, i < n_in, rows ld_*
+ * floats apart. Each value is one FMA chain over k in order: the same bits whatever rows or
+ * columns a call covers. */
+void linear_backward_weights(int n, int m, int n_in, const float *dy, size_t ld_dy, const float *x, size_t ld_x,
+                             float *dw, size_t ld_dw);
+
 /* y[c][i] = x[c][i] * scale[c] for i < hw. y may equal x (in place). */
 void scale_channels_forward(int c, int hw, const float *x, const float *scale, float *y);
 

@@ -212,6 +212,10 @@ void kernels_bias_act(float *y, size_t n, float b, act_kind act);
 double kernels_sum_floats(const float *x, size_t n);
 double kernels_dot_floats(const float *x, const float *y, size_t n);
 
+/* linear_backward_weights in the given variant (the unit test checks each gives the same bits). */
+void linear_backward_weights_isa(int n, int m, int n_in, const float *dy, size_t ld_dy, const float *x, size_t ld_x,
+                                 float *dw, size_t ld_dw, cpu_isa isa);
+
 /* Backward of the depthwise convolution (kernels_dw.c): dx overwritten; dw of channels
  * [c0, c1) accumulated (+=); scratch of dwconv2d_backward_scratch_floats(p) floats. The _isa
  * forms take the variant (isa supported by the CPU; the unit test checks each). */

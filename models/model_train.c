@@ -300,8 +300,8 @@ static void mt_backward(const model_train *t, int i, int part, float *scratch)
         const float *dy = mt_d(t, nd->out, 0), *x = mt_x(t, nd->in[0], 0); /* rows contiguous (init) */
         if (part < n_wb) { /* dW[block] = dY[:, block]^T . X, db[block] = column sums of dY */
             const int o0 = part * MT_LIN_BLOCK, nb = n_out - o0 < MT_LIN_BLOCK ? n_out - o0 : MT_LIN_BLOCK;
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nb, n_in, n, 1.0f, dy + o0, n_out, x, n_in, 0.0f,
-                        mt_grad(t, nd->t_w) + (size_t)o0 * n_in, n_in);
+            linear_backward_weights(n, nb, n_in, dy + o0, (size_t)n_out, x, (size_t)n_in,
+                                    mt_grad(t, nd->t_w) + (size_t)o0 * n_in, (size_t)n_in);
             float *db = mt_grad(t, nd->t_b) + o0;
             for (int o = 0; o < nb; o++) {
                 double sum = 0.0;

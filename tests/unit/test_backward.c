@@ -470,6 +470,63 @@ static void test_conv_data_plan(void)
              "NaN-poisoned outputs, same bits twice and in parts");
 }
 
+/* linear_backward_weights in every variant the CPU has: odd sizes (row and column tails of the
+ * register blocks), padded leading dimensions (the padding must stay untouched), vs the double
+ * reference; every variant and every split of the rows into calls gives the same bits. */
+static void test_linear_dw(void)
+{
+    test_begin();
+    trng r = {19};
+    int n_cases = 0, n_reports = 0;
+    for (int t = 0; t < 60; t++) {
+        const int n = trng_int(&r, 1, 40), m = trng_int(&r, 1, 20), n_in = trng_int(&r, 1, t % 4 ? 150 : 1100);
+        const size_t ld_dy = (size_t)m + (size_t)trng_int(&r, 0, 3), ld_x = (size_t)n_in + (size_t)trng_int(&r, 0, 5);
+        const size_t ld_dw = (size_t)n_in + (size_t)trng_int(&r, 0, 17), nw = (size_t)m * ld_dw;
+        float *dy = alloc_random((size_t)n * ld_dy, &r), *x = alloc_random((size_t)n * ld_x, &r);
+        float *first = NULL;
+        const char *what = NULL;
+        long e = 0;
+        for (int isa = CPU_ISA_GENERIC; isa <= (int)cpu_isa_best() && !what; isa++) {
+            float *dw = alloc_nan(nw);
+            linear_backward_weights_isa(n, m, n_in, dy, ld_dy, x, ld_x, dw, ld_dw, (cpu_isa)isa);
+            for (int o = 0; o < m && !what; o++)
+                for (int i = 0; i < (int)ld_dw && !what; i++) {
+                    const float got = dw[(size_t)o * ld_dw + i];
+                    if (i >= n_in) {
+                        if (!isnan(got)) what = "padding written", e = o * (long)ld_dw + i;
+                        continue;
+                    }
+                    double want = 0.0, mag = 0.0;
+                    for (int k = 0; k < n; k++) {
+                        want += (double)dy[(size_t)k * ld_dy + o] * x[(size_t)k * ld_x + i];
+                        mag += fabs((double)dy[(size_t)k * ld_dy + o] * x[(size_t)k * ld_x + i]);
+                    }
+                    if (!(fabs(got - want) <= TOL_REL * mag + TOL_ABS)) what = "dw", e = o * (long)ld_dw + i;
+                }
+            if (!what && first && memcmp(first, dw, nw * sizeof *dw)) what = "variants' bits differ", e = isa;
+            if (!what) { /* rows in two calls */
+                float *dw2 = alloc_nan(nw);
+                const int split = trng_int(&r, 0, m);
+                linear_backward_weights_isa(n, split, n_in, dy, ld_dy, x, ld_x, dw2, ld_dw, (cpu_isa)isa);
+                linear_backward_weights_isa(n, m - split, n_in, dy + split, ld_dy, x, ld_x, dw2 + (size_t)split * ld_dw,
+                                            ld_dw, (cpu_isa)isa);
+                if (memcmp(dw2, dw, nw * sizeof *dw)) what = "split rows' bits differ", e = split;
+                free(dw2);
+            }
+            if (!first) first = dw;
+            else free(dw);
+            n_cases++;
+        }
+        if (what && n_reports++ < MAX_REPORTS)
+            test_failf(__FILE__, __LINE__, "%s at %ld: n %d m %d n_in %d ld %zu/%zu/%zu", what, e, n, m, n_in, ld_dy,
+                       ld_x, ld_dw);
+        free(first), free(dy), free(x);
+    }
+    T_CHECK(n_reports == 0, "%d of %d linear weight gradients failed", n_reports, n_cases);
+    test_end("linear_backward_weights in every ISA variant vs double reference: odd sizes, padded rows "
+             "untouched, same bits across variants and row splits");
+}
+
 /* ---- activations ---- */
 
 static double ref_act_grad(act_kind a, double x)
@@ -1005,6 +1062,7 @@ int main(void)
     test_conv_sweep();
     test_dw_isa();
     test_conv_data_plan();
+    test_linear_dw();
     test_act_backward();
     test_pool_backward();
     test_adaptive_backward();
