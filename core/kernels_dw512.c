@@ -191,11 +191,13 @@ static KERNELS_AVX512 void dw512_forward(const conv2d_params *p, const float *x,
 
 #if KERNELS_X86
 /* ---- stride 2, k_w < 5: rows ----
- * Output row oh, 16 columns q0.. at a time, straight from the input rows (nothing staged): tap
- * (i, j) of output q reads input column 2q - pad_l + j, so the taps j and j + 1 of 16 outputs are
- * the even and odd floats of the 32 loaded from column 2q0 - pad_l + (j & ~1), split by one
- * permute. Loads that would leave the row are masked (zeros: the padding); rows outside the
- * input are skipped. Bias and activation in registers. */
+ * Blocks of output rows, 16 columns q0.. at a time, straight from the input rows (nothing
+ * staged): tap (i, j) of output q reads input column 2q - pad_l + j, so the taps j and j + 1 of
+ * 16 outputs are the even and odd floats of the 32 loaded from column 2q0 - pad_l + (j & ~1),
+ * split by one permute, and each input row serves every output row of the block that reads it
+ * (measured 2x over one row at a time, whose single FMA chain waited on its latency). Loads that
+ * would leave the row are masked (zeros: the padding); rows outside the input are skipped. Bias
+ * and activation in registers. */
 /* Masks of the loads at input columns c and c + 16 (lanes inside [0, w_in)). */
 static __mmask16 dw512_col_mask(int c, int w_in)
 {
@@ -207,40 +209,71 @@ static __mmask16 dw512_col_mask(int c, int w_in)
 #define DW512_S2M_PAIRS 4 /* (k_w + 1) / 2 for k_w <= 7 */
 #define DW512_S2M_MAX_VECS 64
 
+/* Output rows [oh0, oh0 + nr) of one channel (rows past h_out computed, not stored), 16 columns
+ * q0.. (vector v): each input row the block reads is loaded and split into its tap vectors once,
+ * then multiplied into every output row of the block that uses it, so the block has nr
+ * independent FMA chains (one output's chain of k_h * k_w FMAs is latency bound). Every output
+ * accumulates its taps in the order (i, j) from the bias, skipping rows outside the input. */
 static inline __attribute__((always_inline)) KERNELS_AVX512 void
-dw512_s2m_channel_k(const int kh_c, const int kw_c, const act_kind act, const conv2d_params *p,
-                   const __mmask16 *mask, const float *xc, const float *wc, float b, float *yc)
+dw512_s2m_block(const int nr, const int kh_c, const int kw_c, const act_kind act, const conv2d_params *p,
+                const __mmask16 *mv, const float *xc, const float *wc, float b, int oh0, int q0, float *yc)
 {
     const int k_h = kh_c ? kh_c : p->k_h, k_w = kw_c ? kw_c : p->k_w;
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
                                            28, 30);
     const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
-    for (int oh = 0; oh < p->h_out; oh++) {
-        float *yr = yc + (size_t)oh * (size_t)p->w_out;
-        for (int q0 = 0, v = 0; q0 < p->w_out; q0 += 16, v++) {
-            /* addresses as integers: a load's first lane may lie before the row (masked) */
-            const intptr_t c0 = 2 * q0 - p->pad_l;
-            const __mmask16 *mv = mask + (size_t)v * DW512_S2M_PAIRS * 2;
-            __m512 acc = _mm512_set1_ps(b);
-#pragma GCC unroll 7
-            for (int i = 0; i < k_h; i++) {
-                const int ih = 2 * oh - p->pad_t + i;
-                if (ih < 0 || ih >= p->h_in) continue;
-                const uintptr_t row = (uintptr_t)(xc + (size_t)ih * (size_t)p->w_in);
+    /* addresses as integers: a load's first lane may lie before the row (masked) */
+    const intptr_t c0 = 2 * q0 - p->pad_l;
+    const int ih0 = 2 * oh0 - p->pad_t;
+    __m512 acc[4];
 #pragma GCC unroll 4
-                for (int j = 0; j < k_w; j += 2) {
-                    const uintptr_t at = row + (uintptr_t)(4 * (c0 + j));
-                    const __m512 lo = _mm512_maskz_loadu_ps(mv[j], (const void *)at);
-                    const __m512 hi = _mm512_maskz_loadu_ps(mv[j + 1], (const void *)(at + 64));
-                    acc = _mm512_fmadd_ps(_mm512_set1_ps(wc[i * k_w + j]),
-                                          _mm512_permutex2var_ps(lo, even, hi), acc);
-                    if (j + 1 < k_w)
-                        acc = _mm512_fmadd_ps(_mm512_set1_ps(wc[i * k_w + j + 1]),
-                                              _mm512_permutex2var_ps(lo, odd, hi), acc);
-                }
+    for (int r = 0; r < nr; r++) acc[r] = _mm512_set1_ps(b);
+#pragma GCC unroll 13
+    for (int qq = 0; qq < 2 * (nr - 1) + k_h; qq++) {
+        const int ih = ih0 + qq;
+        if (ih < 0 || ih >= p->h_in) continue;
+        const uintptr_t row = (uintptr_t)(xc + (size_t)ih * (size_t)p->w_in);
+#pragma GCC unroll 4
+        for (int j = 0; j < k_w; j += 2) {
+            const uintptr_t at = row + (uintptr_t)(4 * (c0 + j));
+            const __m512 lo = _mm512_maskz_loadu_ps(mv[j], (const void *)at);
+            const __m512 hi = _mm512_maskz_loadu_ps(mv[j + 1], (const void *)(at + 64));
+            const __m512 te = _mm512_permutex2var_ps(lo, even, hi);
+            const __m512 to = j + 1 < k_w ? _mm512_permutex2var_ps(lo, odd, hi) : te;
+#pragma GCC unroll 4
+            for (int r = 0; r < nr; r++) {
+                const int i = qq - 2 * r;
+                if (i < 0 || i >= k_h) continue;
+                acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(wc[i * k_w + j]), te, acc[r]);
+                if (j + 1 < k_w) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(wc[i * k_w + j + 1]), to, acc[r]);
             }
-            const int n = p->w_out - q0;
-            _mm512_mask_storeu_ps(yr + q0, kernels_avx512_mask(n), avx512_act(acc, act));
+        }
+    }
+    const __mmask16 m = kernels_avx512_mask(p->w_out - q0);
+#pragma GCC unroll 4
+    for (int r = 0; r < nr; r++) {
+        if (oh0 + r >= p->h_out) break;
+        _mm512_mask_storeu_ps(yc + (size_t)(oh0 + r) * (size_t)p->w_out + q0, m, avx512_act(acc[r], act));
+    }
+}
+
+/* Row blocks of DW512_S2M_ROWS, the last one narrowed to the rows left (2 or 1 when fewer). */
+#define DW512_S2M_ROWS 4
+
+static inline __attribute__((always_inline)) KERNELS_AVX512 void
+dw512_s2m_channel_k(const int kh_c, const int kw_c, const act_kind act, const conv2d_params *p,
+                   const __mmask16 *mask, const float *xc, const float *wc, float b, float *yc)
+{
+    for (int oh0 = 0; oh0 < p->h_out; oh0 += DW512_S2M_ROWS) {
+        const int left = p->h_out - oh0;
+        for (int q0 = 0, v = 0; q0 < p->w_out; q0 += 16, v++) {
+            const __mmask16 *mv = mask + (size_t)v * DW512_S2M_PAIRS * 2;
+            if (left > 2)
+                dw512_s2m_block(DW512_S2M_ROWS, kh_c, kw_c, act, p, mv, xc, wc, b, oh0, q0, yc);
+            else if (left == 2)
+                dw512_s2m_block(2, kh_c, kw_c, act, p, mv, xc, wc, b, oh0, q0, yc);
+            else
+                dw512_s2m_block(1, kh_c, kw_c, act, p, mv, xc, wc, b, oh0, q0, yc);
         }
     }
 }
@@ -458,11 +491,13 @@ static KERNELS_AVX512 void dw512_s2_forward(const conv2d_params *p, const float 
     /* x column 2t - pad_l: even for pad_l even (E from t = pad_l / 2), odd otherwise (E from
      * (pad_l + 1) / 2, O's evens from (pad_l - 1) / 2). Chunks of 16 cover [0, len) of both
      * arrays, ending within the pitch (the offsets differ by at most 1); none if the offsets
-     * reach past len (every tap is then padding: the zeros). */
+     * reach past len (every tap is then padding: the zeros). Chunks past the row's last column
+     * (32 x columns each) would only store zeros over the memset's: not staged. */
     const int odd_pad = p->pad_l & 1;
     const int off_ev = odd_pad ? (p->pad_l - 1) / 2 : p->pad_l / 2;
     const int off_od = odd_pad ? (p->pad_l + 1) / 2 : p->pad_l / 2;
-    const int chunks = kernels_imax(0, (len - kernels_imin(off_ev, off_od) + 15) / 16);
+    const int chunks = kernels_imax(0, kernels_imin((len - kernels_imin(off_ev, off_od) + 15) / 16,
+                                                    (p->w_in + 31) / 32));
     __mmask16 load_mask[2 * DW512_S2_MAX_CHUNKS];
     for (int u = 0; u < chunks; u++)
         for (int h = 0; h < 2; h++)
