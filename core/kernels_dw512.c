@@ -523,21 +523,25 @@ static KERNELS_AVX512 void dw512_s2_forward(const conv2d_params *p, const float 
 }
 
 /* ---- stride 1, wider maps: padded plane ----
- * Each channel is copied into a zero-padded plane (row stride wp = w_out + k_w - 1; the padding
- * cells are zeroed once per call and never written), then every output row is computed in
- * vectors of 16 with one plain shifted load per tap and the row's vectors as independent
- * accumulators; only the store of a row's last vector is masked. (The flat kernel's per-load
- * masks cost more than this copy once rows are wide.) */
-/* Output rows [oh, oh + nr) (nr 1 or 2), columns [q0, q0 + 16 * nv): input row oh + q serves
+ * Each channel is copied, in bands of DW512_PAD_BAND output rows, into a zero-padded plane of the
+ * rows the band reads (the padding columns are zeroed once per call and never written; rows
+ * outside the input are zeroed per band), then every output row is computed in vectors of 16
+ * with one plain shifted load per tap and the row's vectors as independent accumulators; only the
+ * store of a row's last vector is masked. (The flat kernel's per-load masks cost more than this
+ * copy once rows are wide.) A band's plane stays in L1 and its rows start at input column 0 on a
+ * 64-byte boundary, so the copy stores whole aligned vectors (a whole-map plane, 52 KB at 112 x
+ * 112, measured 1.4x slower: its copy and reads went to L2). */
+/* Output rows [oh, oh + nr) (nr 1 or 2), columns [q0, q0 + 16 * nv), from plane rows pr..: plane
+ * row pr + q (padded row oh + q) serves
  * tap row q of output row oh and tap row q - 1 of output row oh + 1, so one load feeds both rows;
  * each output still accumulates its taps in the order (i, j) from the bias. */
 static inline __attribute__((always_inline)) KERNELS_AVX512 void
 dw512_pad_rows(const int nr, const int kh_c, const int kw_c, const act_kind act,
                const conv2d_params *p, const float *plane, int wp, const float *wc, float b,
-               int oh, int q0, int nv, float *yc)
+               int oh, int pr, int q0, int nv, float *yc)
 {
     const int k_h = kh_c ? kh_c : p->k_h, k_w = kw_c ? kw_c : p->k_w;
-    const float *base = plane + (size_t)oh * (size_t)wp + q0;
+    const float *base = plane + (size_t)pr * (size_t)wp + q0;
     __m512 acc[2][4];
 #pragma GCC unroll 2
     for (int r = 0; r < nr; r++)
@@ -574,28 +578,30 @@ dw512_pad_rows(const int nr, const int kh_c, const int kw_c, const act_kind act,
     }
 }
 
+/* Output rows [oh0, oh1) from plane, whose row 0 is padded row oh0 (input row oh0 - pad_t) and
+ * whose column 0 is padded column 0 (input column -pad_l). */
 static inline __attribute__((always_inline)) KERNELS_AVX512 void
 dw512_pad_channel_k(const int kh_c, const int kw_c, const act_kind act, const conv2d_params *p,
-                    const float *plane, int wp, const float *wc, float b, float *yc)
+                    const float *plane, int wp, const float *wc, float b, int oh0, int oh1, float *yc)
 {
     for (int q0 = 0; q0 < p->w_out; q0 += 64) {
         const int nv = kernels_imin(4, (p->w_out - q0 + 15) / 16);
-        int oh = 0;
+        int oh = oh0;
         if (kh_c == 3) /* measured: 5x5 is slower in row pairs (28 wide: +25%) */
-            for (; oh + 2 <= p->h_out; oh += 2)
-                dw512_pad_rows(2, kh_c, kw_c, act, p, plane, wp, wc, b, oh, q0, nv, yc);
-        for (; oh < p->h_out; oh++)
-            dw512_pad_rows(1, kh_c, kw_c, act, p, plane, wp, wc, b, oh, q0, nv, yc);
+            for (; oh + 2 <= oh1; oh += 2)
+                dw512_pad_rows(2, kh_c, kw_c, act, p, plane, wp, wc, b, oh, oh - oh0, q0, nv, yc);
+        for (; oh < oh1; oh++)
+            dw512_pad_rows(1, kh_c, kw_c, act, p, plane, wp, wc, b, oh, oh - oh0, q0, nv, yc);
     }
 }
 
 typedef void (*dw512_pad_fn)(const conv2d_params *p, const float *plane, int wp, const float *wc,
-                             float b, float *yc);
+                             float b, int oh0, int oh1, float *yc);
 #define DW512_PAD_INSTANCE(name, kh, kw, act)                                                     \
     static KERNELS_AVX512 void name(const conv2d_params *p, const float *plane, int wp,            \
-                                  const float *wc, float b, float *yc)                            \
+                                  const float *wc, float b, int oh0, int oh1, float *yc)          \
     {                                                                                             \
-        dw512_pad_channel_k(kh, kw, act, p, plane, wp, wc, b, yc);                                \
+        dw512_pad_channel_k(kh, kw, act, p, plane, wp, wc, b, oh0, oh1, yc);                      \
     }
 #define DW512_PAD_ACTS(prefix, kh, kw)                                                            \
     DW512_PAD_INSTANCE(prefix##_none, kh, kw, ACT_NONE)                                           \
@@ -609,31 +615,57 @@ DW512_PAD_ACTS(dw512_pad_k3, 3, 3)
 DW512_PAD_ACTS(dw512_pad_k5, 5, 5)
 DW512_PAD_ACTS(dw512_pad_any, 0, 0)
 
+/* Output rows per band (its plane: 18 rows x 144 floats at 112 wide, 10 KB); maps whose whole
+ * plane has at most DW512_PAD_WHOLE floats are one band (no rows copied twice). */
+#define DW512_PAD_BAND 16
+#define DW512_PAD_WHOLE 4096
+/* Floats of a band's plane: at most the whole-map plane dw512_pad_applies allows, plus the
+ * aligned lead and row rounding (under 48 floats per row, at most DW512_PAD_BAND + 6 rows). */
+#define DW512_BAND_FLOATS (DW512_PLANE_FLOATS + 48 * (DW512_PAD_BAND + 6))
+
 static KERNELS_AVX512 void dw512_pad_forward(const conv2d_params *p, const float *x, const float *w,
                                            const float *bias, float *y)
 {
-    const int hp = (p->h_out - 1) + p->k_h, wp = (p->w_out - 1) + p->k_w;
+    /* input column 0 at plane column lead (a multiple of 16, >= pad_l); the taps read plane
+     * columns [lead - pad_l, lead - pad_l + 16 * ceil(w_out / 16) + k_w - 1) of each row */
+    const int lead = (p->pad_l + 15) / 16 * 16;
+    const int wp = (lead - p->pad_l + (p->w_out + 15) / 16 * 16 + p->k_w - 1 + 15) / 16 * 16;
+    const int band = (size_t)(p->h_out + p->k_h - 1) * (size_t)wp <= DW512_PAD_WHOLE
+                         ? p->h_out
+                         : kernels_imin(DW512_PAD_BAND, p->h_out);
+    const int rows = band + p->k_h - 1;
     /* 16 floats of slack: the last row's last vector reads up to 15 cells past the plane */
-    float plane[DW512_PLANE_FLOATS];
-    memset(plane, 0, ((size_t)hp * (size_t)wp + 16) * sizeof *plane);
+    _Alignas(64) float plane[DW512_BAND_FLOATS];
+    assert((size_t)rows * (size_t)wp + 16 <= DW512_BAND_FLOATS);
+    memset(plane, 0, ((size_t)rows * (size_t)wp + 16) * sizeof *plane);
     const int k = p->k_h == p->k_w ? p->k_h : 0;
     const dw512_pad_fn channel = (k == 3 ? dw512_pad_k3 : k == 5 ? dw512_pad_k5 : dw512_pad_any)[p->act];
-    /* input row ih lands at plane row ih + pad_t, columns [pad_l, pad_l + n_cols) */
-    const int n_cols = kernels_imin(p->w_in, wp - p->pad_l);
-    const int r0 = kernels_imax(0, -p->pad_t), r1 = kernels_imin(p->h_in, hp - p->pad_t);
+    /* input columns [0, n_cols) land inside the plane's rows */
+    const int n_cols = kernels_imin(p->w_in, wp - lead);
     const size_t hw_in = (size_t)p->h_in * (size_t)p->w_in;
     const size_t hw_out = (size_t)p->h_out * (size_t)p->w_out;
     const size_t kk = (size_t)p->k_h * (size_t)p->k_w;
+    const float *view = plane + lead - p->pad_l; /* padded column 0 */
     for (int c = 0; c < p->c_in; c++) {
         const float *xc = x + (size_t)c * hw_in;
-        for (int ih = r0; ih < r1; ih++) {
-            float *d = plane + (size_t)(ih + p->pad_t) * (size_t)wp + p->pad_l;
-            const float *src = xc + (size_t)ih * (size_t)p->w_in;
-            for (int t = 0; t < n_cols; t += 16)
-                _mm512_mask_storeu_ps(d + t, kernels_avx512_mask(n_cols - t),
-                                      _mm512_maskz_loadu_ps(kernels_avx512_mask(n_cols - t), src + t));
+        for (int oh0 = 0; oh0 < p->h_out; oh0 += band) {
+            const int oh1 = kernels_imin(oh0 + band, p->h_out);
+            for (int r = 0; r < oh1 - oh0 + p->k_h - 1; r++) {
+                const int ih = oh0 - p->pad_t + r;
+                float *d = plane + (size_t)r * (size_t)wp + lead;
+                if (ih < 0 || ih >= p->h_in) {
+                    for (int t = 0; t < n_cols; t += 16)
+                        _mm512_mask_store_ps(d + t, kernels_avx512_mask(n_cols - t), _mm512_setzero_ps());
+                    continue;
+                }
+                const float *src = xc + (size_t)ih * (size_t)p->w_in;
+                for (int t = 0; t < n_cols; t += 16) {
+                    const __mmask16 m = kernels_avx512_mask(n_cols - t);
+                    _mm512_mask_store_ps(d + t, m, _mm512_maskz_loadu_ps(m, src + t));
+                }
+            }
+            channel(p, view, wp, w + (size_t)c * kk, bias ? bias[c] : 0.0f, oh0, oh1, y + (size_t)c * hw_out);
         }
-        channel(p, plane, wp, w + (size_t)c * kk, bias ? bias[c] : 0.0f, y + (size_t)c * hw_out);
     }
 }
 #endif
