@@ -1,8 +1,9 @@
 /* Depthwise convolution on AVX-512 (dwconv2d_forward's variant on CPUs with AVX-512F): a flat
  * kernel for the small stride-1 maps of MobileNet and ShuffleNet (output as wide as the input
  * ("same" columns) and at most DW512_MAX_WIDTH wide, at most DW512_MAX_VECS vectors of outputs
- * per channel, kernel sides up to DW512_MAX_K), two row kernels for stride 2 and a padded-plane
- * kernel for wider stride-1 maps (further down).
+ * per channel, kernel sides up to DW512_MAX_K), a one-row-per-vector kernel that takes the
+ * 12..16 wide ones among them (14 x 14), two row kernels for stride 2 and a padded-plane kernel
+ * for wider stride-1 maps (further down).
  *
  * Per-row vector loops waste most of a 16-lane vector on narrow rows (a 7- or 14-wide row fills
  * one vector to 44% / 88%, with a masked tail per row). Here a channel is one flat vector loop
@@ -64,9 +65,19 @@ static int dw512_pad_applies(const conv2d_params *p)
            (size_t)hp * (size_t)wp + 16 <= DW512_PLANE_FLOATS;
 }
 
+/* The one-row-per-vector kernel (see dw512_rows_forward): stride 1, maps 12..16 wide. */
+#define DW512_ROWS_BLOCK 7
+#define DW512_ROWS_MAX_H 32
+static int dw512_rows_applies(const conv2d_params *p)
+{
+    return p->stride_h == 1 && p->stride_w == 1 && p->w_out == p->w_in && p->w_out >= 12 &&
+           p->w_out <= 16 && p->h_out >= DW512_ROWS_BLOCK && p->h_out <= DW512_ROWS_MAX_H &&
+           p->k_h <= DW512_MAX_K && p->k_w <= DW512_MAX_K && p->pad_t < p->k_h && p->pad_l < p->k_w;
+}
+
 int kernels_dw_avx512_applies(const conv2d_params *p)
 {
-    return dw512_flat_applies(p) || dw512_s2_applies(p) || dw512_pad_applies(p);
+    return dw512_rows_applies(p) || dw512_flat_applies(p) || dw512_s2_applies(p) || dw512_pad_applies(p);
 }
 
 #if KERNELS_X86
@@ -185,6 +196,106 @@ static KERNELS_AVX512 void dw512_forward(const conv2d_params *p, const float *x,
                                 _mm512_maskz_mov_ps(keep[j * DW512_MAX_VECS + u], xv));
         }
         channel(p, &st, n_vec, w + (size_t)c * kk, bias ? bias[c] : 0.0f, y + (size_t)c * hw_out);
+    }
+}
+#endif
+
+#if KERNELS_X86
+/* ---- stride 1, maps 12..16 wide: one row per vector ----
+ * The flat kernel's taps are loads shifted by i * w + j floats: on a 14-wide map nearly every one
+ * crosses a cache line (measured 1.35x the cost of an aligned load per FMA). Here the channel is
+ * staged as k_w copies with a row pitch of 16 floats, copy j holding input column c + j - pad_l
+ * at lane c (zeros outside the input and past w_out), with zero rows above and below: tap (i, j)
+ * of output row oh is the aligned vector of copy j at padded row oh + i. Output rows go in
+ * blocks of DW512_ROWS_BLOCK (independent FMA chains), the last block moved back to end at the
+ * last row (rows computed twice give the same values). Every output takes all k_h * k_w taps in
+ * the order (i, j) from the bias, padding taps on zeros, as the flat kernel does: the same bits. */
+/* Output rows [oh0, oh0 + DW512_ROWS_BLOCK) of one channel from its copies (copy j at
+ * stage + j * cstride, padded row R at R * 16). */
+static inline __attribute__((always_inline)) KERNELS_AVX512 void
+dw512_rows_block(const int kh_c, const int kw_c, const act_kind act, const conv2d_params *p,
+                 const float *stage, size_t cstride, const float *wc, float b, int oh0, float *yc)
+{
+    const int k_h = kh_c ? kh_c : p->k_h, k_w = kw_c ? kw_c : p->k_w;
+    __m512 acc[DW512_ROWS_BLOCK];
+#pragma GCC unroll 8
+    for (int r = 0; r < DW512_ROWS_BLOCK; r++) acc[r] = _mm512_set1_ps(b);
+#pragma GCC unroll 7
+    for (int i = 0; i < k_h; i++) {
+#pragma GCC unroll 7
+        for (int j = 0; j < k_w; j++) {
+            const float *src = stage + (size_t)j * cstride + (size_t)(oh0 + i) * 16;
+            const __m512 wv = _mm512_set1_ps(wc[i * k_w + j]);
+#pragma GCC unroll 8
+            for (int r = 0; r < DW512_ROWS_BLOCK; r++)
+                acc[r] = _mm512_fmadd_ps(wv, _mm512_load_ps(src + 16 * r), acc[r]);
+        }
+    }
+    const __mmask16 m = kernels_avx512_mask(p->w_out);
+#pragma GCC unroll 8
+    for (int r = 0; r < DW512_ROWS_BLOCK; r++)
+        _mm512_mask_storeu_ps(yc + (size_t)(oh0 + r) * (size_t)p->w_out, m, avx512_act(acc[r], act));
+}
+
+static inline __attribute__((always_inline)) KERNELS_AVX512 void
+dw512_rows_channel_k(const int kh_c, const int kw_c, const act_kind act, const conv2d_params *p,
+                     const float *stage, size_t cstride, const float *wc, float b, float *yc)
+{
+    for (int oh0 = 0;; oh0 += DW512_ROWS_BLOCK) {
+        const int at = kernels_imin(oh0, p->h_out - DW512_ROWS_BLOCK);
+        dw512_rows_block(kh_c, kw_c, act, p, stage, cstride, wc, b, at, yc);
+        if (at + DW512_ROWS_BLOCK >= p->h_out) break;
+    }
+}
+
+typedef void (*dw512_rows_fn)(const conv2d_params *p, const float *stage, size_t cstride,
+                              const float *wc, float b, float *yc);
+#define DW512_ROWS_INSTANCE(name, kh, kw, act)                                                    \
+    static KERNELS_AVX512 void name(const conv2d_params *p, const float *stage, size_t cstride,   \
+                                  const float *wc, float b, float *yc)                            \
+    {                                                                                             \
+        dw512_rows_channel_k(kh, kw, act, p, stage, cstride, wc, b, yc);                          \
+    }
+#define DW512_ROWS_ACTS(prefix, kh, kw)                                                           \
+    DW512_ROWS_INSTANCE(prefix##_none, kh, kw, ACT_NONE)                                          \
+    DW512_ROWS_INSTANCE(prefix##_relu, kh, kw, ACT_RELU)                                          \
+    DW512_ROWS_INSTANCE(prefix##_relu6, kh, kw, ACT_RELU6)                                        \
+    DW512_ROWS_INSTANCE(prefix##_hswish, kh, kw, ACT_HSWISH)                                      \
+    DW512_ROWS_INSTANCE(prefix##_hsigmoid, kh, kw, ACT_HSIGMOID)                                  \
+    static const dw512_rows_fn prefix[5] = {prefix##_none, prefix##_relu, prefix##_relu6,        \
+                                            prefix##_hswish, prefix##_hsigmoid};
+DW512_ROWS_ACTS(dw512_rows_k3, 3, 3)
+DW512_ROWS_ACTS(dw512_rows_k5, 5, 5)
+DW512_ROWS_ACTS(dw512_rows_any, 0, 0)
+
+static KERNELS_AVX512 void dw512_rows_forward(const conv2d_params *p, const float *x, const float *w,
+                                            const float *bias, float *y)
+{
+    const int hp = p->h_out + p->k_h - 1; /* padded rows the taps read */
+    const size_t cstride = (size_t)hp * 16;
+    _Alignas(64) float stage[DW512_MAX_K * (DW512_ROWS_MAX_H + DW512_MAX_K - 1) * 16];
+    memset(stage, 0, (size_t)p->k_w * cstride * sizeof *stage);
+    /* copy j, lane c: input column c + j - pad_l, inside the row and c < w_out */
+    __mmask16 lanes[DW512_MAX_K];
+    for (int j = 0; j < p->k_w; j++)
+        lanes[j] = kernels_avx512_range_mask(kernels_imax(p->pad_l - j, 0),
+                                             kernels_imin(p->w_out, p->w_in + p->pad_l - j));
+    /* padded rows [r0, r1) hold input rows r - pad_t; the others stay zero */
+    const int r0 = p->pad_t, r1 = kernels_imin(hp, p->pad_t + p->h_in);
+    const int k = p->k_h == p->k_w ? p->k_h : 0;
+    const dw512_rows_fn channel = (k == 3 ? dw512_rows_k3 : k == 5 ? dw512_rows_k5 : dw512_rows_any)[p->act];
+    const size_t hw_in = (size_t)p->h_in * (size_t)p->w_in, hw_out = (size_t)p->h_out * (size_t)p->w_out;
+    const size_t kk = (size_t)p->k_h * (size_t)p->k_w;
+    for (int c = 0; c < p->c_in; c++) {
+        const float *xc = x + (size_t)c * hw_in;
+        for (int r = r0; r < r1; r++) {
+            /* addresses as integers: a load's first lanes may lie before the row (masked) */
+            const uintptr_t row = (uintptr_t)(xc + (size_t)(r - p->pad_t) * (size_t)p->w_in);
+            for (int j = 0; j < p->k_w; j++)
+                _mm512_store_ps(stage + (size_t)j * cstride + (size_t)r * 16,
+                                _mm512_maskz_loadu_ps(lanes[j], (const void *)(row + (uintptr_t)(4 * (intptr_t)(j - p->pad_l)))));
+        }
+        channel(p, stage, cstride, w + (size_t)c * kk, bias ? bias[c] : 0.0f, y + (size_t)c * hw_out);
     }
 }
 #endif
@@ -675,7 +786,9 @@ void kernels_dw_avx512(const conv2d_params *p, const float *x, const float *w, c
 {
     assert(kernels_dw_avx512_applies(p) && cpu_isa_best() >= CPU_ISA_AVX512);
 #if KERNELS_X86
-    if (dw512_flat_applies(p))
+    if (dw512_rows_applies(p))
+        dw512_rows_forward(p, x, w, bias, y);
+    else if (dw512_flat_applies(p))
         dw512_forward(p, x, w, bias, y);
     else if (dw512_s2_applies(p))
         dw512_s2_forward(p, x, w, bias, y, (size_t)p->h_out * (size_t)p->w_out);

@@ -520,7 +520,15 @@ static void dw_sweep(conv_via via, uint64_t seed, sweep_stats *st)
                              * non-square kernels at 17 / 34 outputs (block layouts 4x2, 2x4),
                              * rows too wide for 2-row blocks of 7x7 (1x4), the widest rows */
                             {17, 33, 3, 5, 2, 2},        {9, 67, 7, 5, 2, 2},
-                            {5, 1300, 7, 7, 2, 2},       {6, 2047, 7, 7, 2, 2}};
+                            {5, 1300, 7, 7, 2, 2},       {6, 2047, 7, 7, 2, 2},
+                            /* stride-1 one-row-per-vector kernel (12..16 wide, 7..32 rows):
+                             * MobileNet's 14 x 14 5x5, the fewest and most rows (the last row
+                             * block moved back), 16 wide, one row past it, 17 wide (padded-plane
+                             * kernel), 11 wide (flat kernel) */
+                            {14, 14, 5, 5, 1, 1},        {7, 12, 3, 3, 1, 1},
+                            {32, 15, 3, 5, 1, 1},        {16, 16, 7, 7, 1, 1},
+                            {33, 14, 5, 5, 1, 1},        {10, 17, 3, 3, 1, 1},
+                            {10, 11, 5, 3, 1, 1}};
     for (size_t i = 0; i < sizeof extra / sizeof *extra; i++)
         for (int mode = 0; mode < N_PAD_MODES; mode++, idx++) {
             conv2d_params p;
