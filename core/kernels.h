@@ -360,6 +360,16 @@ void bn_frozen_act_forward(const bn_params *p, int c0, int c1, act_kind act, con
 void bn_frozen_act_backward(const bn_params *p, int c0, int c1, act_kind act, const float *dz,
                             size_t z_stride, const float *x, const float *gamma, const float *beta,
                             const float *mean, const float *var, float *dx, float *dgamma, float *dbeta);
+/* bn_frozen_act_backward of one image (p->n == 1; dx required), each channel's two double sums
+ * (sum dy, sum (x - mean) * dy, dy the BN output's gradient) left in sums[2c], sums[2c + 1]
+ * instead of added to dgamma / dbeta; bn_frozen_backward_reduce then adds the n images' sums
+ * (sums[i * 2c_total + ...], image by image in order) into dgamma / dbeta: together the bits of
+ * the whole-batch call, whatever order the images were done in. */
+void bn_frozen_act_backward_image(const bn_params *p, int c0, int c1, act_kind act, const float *dz,
+                                  size_t z_stride, const float *x, const float *gamma, const float *beta,
+                                  const float *mean, const float *var, float *dx, double *sums);
+void bn_frozen_backward_reduce(const bn_params *p, int c0, int c1, const float *var, const double *sums,
+                               float *dgamma, float *dbeta);
 
 /* Train mode (model.train()): normalizes with the batch mean and biased variance over n * hw
  * values (n * hw > 1), y = (x - mean) * invstd * gamma + beta (y may equal x); saves mean and

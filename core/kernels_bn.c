@@ -135,37 +135,74 @@ static void bn_frozen_run(const float *x, const float *src, float m, float a, si
     *dot = sb;
 }
 
+/* Channel c of image i of the frozen backward: dx's run written, its two sums returned. */
+static void bn_frozen_act_run(const bn_params *p, int i, int c, act_kind act, const float *dz, size_t z_stride,
+                              const float *x, const float *gamma, const float *beta, const float *mean,
+                              const float *var, float *dx, int sums, double *sum_dy, double *dot)
+{
+    const size_t hw = (size_t)p->hw;
+    const float invstd = 1.0f / sqrtf(var[c] + p->eps), a = invstd * gamma[c];
+    const float *xr = x + bn_run(p, i, c);
+    float *dxr = dx ? dx + bn_run(p, i, c) : NULL;
+    const float *g = dz + (size_t)i * z_stride + (size_t)c * hw;
+    if (act != ACT_NONE) {
+        /* the activation's input y recomputed as the forward did (same bits: one stream
+         * less to read, and y need not be kept), then its gradient, both in dx (in cache) */
+        bn_affine(xr, a, beta[c] - mean[c] * a, hw, dxr);
+        act_backward(act, dxr, g, dxr, hw);
+        g = dxr;
+    }
+    if (!sums) {
+        if (dxr) bn_affine(g, a, 0.0f, hw, dxr);
+        return;
+    }
+    bn_frozen_run(xr, g, mean[c], a, hw, dxr, sum_dy, dot);
+}
+
 void bn_frozen_act_backward(const bn_params *p, int c0, int c1, act_kind act, const float *dz,
                             size_t z_stride, const float *x, const float *gamma, const float *beta,
                             const float *mean, const float *var, float *dx, float *dgamma, float *dbeta)
 {
     bn_check(p, c0, c1);
     assert(dx || act == ACT_NONE);
-    const size_t hw = (size_t)p->hw;
     for (int c = c0; c < c1; c++) {
-        const float invstd = 1.0f / sqrtf(var[c] + p->eps), a = invstd * gamma[c];
         double sum = 0.0, dotp = 0.0;
         for (int i = 0; i < p->n; i++) {
-            const float *xr = x + bn_run(p, i, c);
-            float *dxr = dx ? dx + bn_run(p, i, c) : NULL;
-            const float *g = dz + (size_t)i * z_stride + (size_t)c * hw;
-            if (act != ACT_NONE) {
-                /* the activation's input y recomputed as the forward did (same bits: one stream
-                 * less to read, and y need not be kept), then its gradient, both in dx (in cache) */
-                bn_affine(xr, a, beta[c] - mean[c] * a, hw, dxr);
-                act_backward(act, dxr, g, dxr, hw);
-                g = dxr;
-            }
-            if (!dgamma && !dbeta) {
-                if (dxr) bn_affine(g, a, 0.0f, hw, dxr);
-                continue;
-            }
-            double sd, d;
-            bn_frozen_run(xr, g, mean[c], a, hw, dxr, &sd, &d);
+            double sd = 0.0, d = 0.0;
+            bn_frozen_act_run(p, i, c, act, dz, z_stride, x, gamma, beta, mean, var, dx, dgamma || dbeta, &sd, &d);
             sum += sd, dotp += d;
         }
+        const float invstd = 1.0f / sqrtf(var[c] + p->eps);
         if (dgamma) dgamma[c] += (float)(dotp * invstd);
         if (dbeta) dbeta[c] += (float)sum;
+    }
+}
+
+void bn_frozen_act_backward_image(const bn_params *p, int c0, int c1, act_kind act, const float *dz,
+                                  size_t z_stride, const float *x, const float *gamma, const float *beta,
+                                  const float *mean, const float *var, float *dx, double *sums)
+{
+    bn_check(p, c0, c1);
+    assert(p->n == 1 && dx);
+    for (int c = c0; c < c1; c++)
+        bn_frozen_act_run(p, 0, c, act, dz, z_stride, x, gamma, beta, mean, var, dx, 1, &sums[2 * c],
+                          &sums[2 * c + 1]);
+}
+
+void bn_frozen_backward_reduce(const bn_params *p, int c0, int c1, const float *var, const double *sums,
+                               float *dgamma, float *dbeta)
+{
+    bn_check(p, c0, c1);
+    const size_t stride = 2 * (size_t)p->c;
+    for (int c = c0; c < c1; c++) {
+        double sum = 0.0, dotp = 0.0;
+        for (int i = 0; i < p->n; i++) {
+            const double *s = sums + (size_t)i * stride + 2 * (size_t)c;
+            sum += s[0], dotp += s[1];
+        }
+        const float invstd = 1.0f / sqrtf(var[c] + p->eps);
+        dgamma[c] += (float)(dotp * invstd);
+        dbeta[c] += (float)sum;
     }
 }
 

@@ -70,6 +70,13 @@ struct model_train {
                                  image by image in the convolution's forward parts, while the image
                                  is in cache (-1: none); a BN run so: the convolution's index (its
                                  own forward step dropped) */
+    int (*bn_in)[GRAPH_MAX_IN]; /* per node and input: a frozen BN whose output (or fused activation's)
+                                 gradient this input is: the BN's backward runs image by image right
+                                 after this node's backward of the image, while the gradient is in
+                                 cache (-1: none); the BN's own step then only adds up its sums */
+    size_t *bn_sums;          /* per such BN node: offset in sums of its [n][c][2] per-image sums */
+    double *sums;
+    size_t sums_doubles;
     conv2d_plan *bplan;       /* per node: a convolution's data gradient on the forward kernels
                                  (conv2d_backward_data_plan_init; packed_floats 0: OpenBLAS) */
     float *bpacked, *wt;      /* their packed weights (repacked every step) and the transposing buffer */
@@ -237,6 +244,24 @@ static void mt_zero(const model_train *t, int i, int img)
     }
 }
 
+/* The frozen BNs whose gradient node i's backward of image img has just written (bn_in). */
+static void mt_bn_image(const model_train *t, int i, int img)
+{
+    const graph_node *nd = &t->g.nodes[i];
+    for (int k = 0; k < nd->n_in; k++) {
+        const int j = t->bn_in[i][k];
+        if (j < 0) continue;
+        const graph_node *bn = &t->g.nodes[j];
+        const graph_value *out = &t->g.values[bn->out];
+        const bn_params bp = {1, out->c, out->h * out->w, bn->eps, bn->momentum};
+        const int a = t->fused[j], z = a >= 0 ? t->g.nodes[a].out : bn->out;
+        bn_frozen_act_backward_image(&bp, 0, out->c, a >= 0 ? t->g.nodes[a].act : ACT_NONE, mt_d(t, z, img),
+                                     t->v[z].stride, mt_x(t, bn->in[0], img), mt_data(t, bn->t_w),
+                                     mt_data(t, bn->t_b), mt_data(t, bn->t_mean), mt_data(t, bn->t_var),
+                                     mt_d(t, bn->in[0], img), t->sums + t->bn_sums[j] + (size_t)img * 2 * out->c);
+    }
+}
+
 static void mt_backward(const model_train *t, int i, int part, float *scratch)
 {
     const graph_node *nd = &t->g.nodes[i];
@@ -255,7 +280,9 @@ static void mt_backward(const model_train *t, int i, int part, float *scratch)
         memset(dg + cp.lo, 0, (size_t)(cp.hi - cp.lo) * sizeof(float));
         memset(db + cp.lo, 0, (size_t)(cp.hi - cp.lo) * sizeof(float));
         float *dx = need0 ? mt_d(t, nd->in[0], 0) : NULL; /* written directly (checked at init) */
-        if (t->o.bn == MODEL_BN_TRAIN) {
+        if (t->bn_sums[i] != (size_t)-1) { /* dx done image by image (mt_bn_image): the sums */
+            bn_frozen_backward_reduce(&bp, cp.lo, cp.hi, mt_data(t, nd->t_var), t->sums + t->bn_sums[i], dg, db);
+        } else if (t->o.bn == MODEL_BN_TRAIN) {
             const float *s = t->save + t->bn_save[i];
             bn_train_backward(&bp, cp.lo, cp.hi, mt_x(t, nd->in[0], 0), mt_d(t, nd->out, 0), mt_data(t, nd->t_w), s,
                               s + out->c, dx, dg, db);
@@ -293,6 +320,7 @@ static void mt_backward(const model_train *t, int i, int part, float *scratch)
             conv2d_backward_data(p, mt_d(t, nd->out, img), mt_data(t, nd->t_w), acc[0] ? tmp : dx, scratch);
         }
         if (acc[0]) mt_put(dx, tmp, t->v[nd->in[0]].chw, 1);
+        mt_bn_image(t, i, img);
         return;
     }
     case NODE_LINEAR: { /* fixed blocks (the bits do not depend on the threads), one sgemm each */
@@ -378,6 +406,7 @@ static void mt_backward(const model_train *t, int i, int part, float *scratch)
     case NODE_LINEAR:
     case GRAPH_NODE_FOLDED: break;
     }
+    mt_bn_image(t, i, img);
 }
 
 /* ---- steps and threads ---- */
@@ -477,13 +506,16 @@ static cnn_status mt_plan(model_train *t, char *err, size_t err_bytes)
     t->fused = malloc((size_t)(nn ? nn : 1) * sizeof(int));
     t->bplan = calloc((size_t)(nn ? nn : 1), sizeof(*t->bplan));
     t->conv_bn = malloc((size_t)(nn ? nn : 1) * sizeof(int));
+    t->bn_in = malloc((size_t)(nn ? nn : 1) * sizeof(*t->bn_in));
+    t->bn_sums = malloc((size_t)(nn ? nn : 1) * sizeof(size_t));
     int *order = malloc((size_t)nv * sizeof(int)), *start = malloc((size_t)nv * sizeof(int)),
         *end = malloc((size_t)nv * sizeof(int)), *edges = calloc((size_t)nv, sizeof(int));
     size_t *size = calloc((size_t)nv, sizeof(size_t)), *goff = calloc((size_t)nv, sizeof(size_t));
     int *reads = NULL;
     char *split = NULL;
     cnn_status s = CNN_OK;
-    if (!t->v || !t->acc || !t->bn_save || !t->inplace || !t->fused || !t->bplan || !t->conv_bn || !order || !start || !end || !edges || !size || !goff) {
+    if (!t->v || !t->acc || !t->bn_save || !t->inplace || !t->fused || !t->bplan || !t->conv_bn || !t->bn_in ||
+        !t->bn_sums || !order || !start || !end || !edges || !size || !goff) {
         s = cnn_err(err, err_bytes, CNN_ERR_NOMEM, "out of memory planning the training graph");
         goto out;
     }
@@ -598,6 +630,38 @@ static cnn_status mt_plan(model_train *t, char *err, size_t err_bytes)
             break;
         }
     }
+    /* A frozen BN whose output gradient (its fused activation's) one node writes directly, image by
+     * image, runs its backward for each image inside that node's backward part of the image (the
+     * gradient still in cache); its own step adds up the per-image sums in image order (the same
+     * bits). Its input's gradient is then written at that node's step: its lifetime ends there. */
+    for (int j = 0; j < nn; j++) {
+        t->bn_sums[j] = (size_t)-1;
+        for (int k = 0; k < GRAPH_MAX_IN; k++) t->bn_in[j][k] = -1;
+    }
+    t->sums_doubles = 0;
+    for (int j = 0; j < nn && t->o.bn == MODEL_BN_FROZEN; j++) {
+        const graph_node *nd = &g->nodes[j];
+        if (nd->op != NODE_BN || !t->v[nd->in[0]].needs_grad) continue;
+        const int z = t->fused[j] >= 0 ? g->nodes[t->fused[j]].out : nd->out;
+        if (g->values[z].parent >= 0 || z == g->output || edges[z] != 1) continue;
+        for (int i = j + 1; i < nn; i++) {
+            const graph_node *rd = &g->nodes[i];
+            const int per_image = rd->op == NODE_CONV || rd->op == NODE_CONCAT_SHUFFLE || rd->op == NODE_CONCAT ||
+                                  rd->op == NODE_ADD || rd->op == NODE_POOL;
+            for (int k = 0; k < rd->n_in; k++) {
+                if (rd->in[k] != z) continue;
+                if (per_image && !t->acc[i][k]) {
+                    t->bn_in[i][k] = j;
+                    t->bn_sums[j] = t->sums_doubles;
+                    t->sums_doubles += 2 * N * (size_t)g->values[nd->out].c;
+                    const int r = t->v[nd->in[0]].root;
+                    if (end[r] < i) end[r] = i;
+                }
+                i = nn; /* the only reader */
+                break;
+            }
+        }
+    }
     /* A frozen BN reading a convolution's output (its only reader) runs image by image right after
      * the convolution of that image (the same computation: the frozen BN treats the images apart). */
     for (int j = 0; j < nn; j++) t->conv_bn[j] = -1;
@@ -689,7 +753,8 @@ static cnn_status mt_alloc(model_train *t, char *err, size_t err_bytes)
     t->scratch = aligned_alloc(64, (t->scratch_stride ? t->scratch_stride * T : MT_ALIGN) * sizeof(float));
     t->bpacked = aligned_alloc(64, (t->bpacked_floats ? t->bpacked_floats : MT_ALIGN) * sizeof(float));
     t->wt = malloc((t->wt_floats ? t->wt_floats : 1) * sizeof(float));
-    if (!t->grads || !t->arena || !t->garena || !t->save || !t->scratch || !t->bpacked || !t->wt)
+    t->sums = malloc((t->sums_doubles ? t->sums_doubles : 1) * sizeof(double));
+    if (!t->grads || !t->arena || !t->garena || !t->save || !t->scratch || !t->bpacked || !t->wt || !t->sums)
         return cnn_err(err, err_bytes, CNN_ERR_NOMEM, "out of memory for the training buffers (%zu MiB)",
                        model_train_bytes(t) >> 20);
     memset(t->grads, 0, t->grad_floats * sizeof(float));
@@ -807,6 +872,9 @@ void model_train_free(model_train *t)
     free(t->fused);
     free(t->bplan);
     free(t->conv_bn);
+    free(t->bn_in);
+    free(t->bn_sums);
+    free(t->sums);
     free(t->bpacked);
     free(t->wt);
     free(t->save);
@@ -829,7 +897,7 @@ int model_train_num_classes(const model_train *t) { return t->n_classes; }
 size_t model_train_bytes(const model_train *t)
 {
     size_t floats = t->arena_floats + t->garena_floats + t->grad_floats + t->save_floats + t->bpacked_floats +
-                    t->wt_floats +
+                    t->wt_floats + 2 * t->sums_doubles +
                     t->scratch_stride * (size_t)t->T;
     for (int i = 0; i < t->g.n_tensors; i++) floats += t->g.tensors[i].n;
     return floats * sizeof(float) + t->g.owned_bytes;

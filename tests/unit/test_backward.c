@@ -995,20 +995,33 @@ static void test_bn_act(void)
             for (int k = 0; k < 3; k++)
                 bn_frozen_act_backward(&p, cuts[k], cuts[k + 1], act, dz + z0, zs, x, gamma, beta, rm, rv, dx2, dg2,
                                        db2);
+            /* image by image (in reverse order) with the sums added up after, in channel parts */
+            float *dx3 = alloc_nan(nx), *dg3 = alloc_copy(gamma, (size_t)c), *db3 = alloc_copy(beta, (size_t)c);
+            double *sums = xmalloc((size_t)n * 2 * c * sizeof *sums);
+            for (size_t i = 0; i < (size_t)n * 2 * c; i++) sums[i] = NAN;
+            const bn_params p1 = {.n = 1, .c = c, .hw = hw, .eps = p.eps, .momentum = p.momentum};
+            for (int i = n - 1; i >= 0; i--)
+                bn_frozen_act_backward_image(&p1, 0, c, act, dz + z0 + (size_t)i * zs, zs, x + (size_t)i * c * hw,
+                                             gamma, beta, rm, rv, dx3 + (size_t)i * c * hw, sums + (size_t)i * 2 * c);
+            for (int k = 0; k < 3; k++) bn_frozen_backward_reduce(&p, cuts[k], cuts[k + 1], rv, sums, dg3, db3);
             if (memcmp(y, y2, nx * sizeof *y)) what = "y / in-place z";
+            else if (memcmp(dx, dx3, nx * sizeof *dx)) what = "dx image by image";
+            else if (memcmp(dg, dg3, (size_t)c * sizeof *dg) || memcmp(db, db3, (size_t)c * sizeof *db))
+                what = "dgamma / dbeta from the per-image sums";
             else if (!inplace && (memcmp(z, z2, nz * sizeof *z) || memcmp(z, z3, nz * sizeof *z))) what = "z";
             else if (memcmp(dx, dx2, nx * sizeof *dx)) what = "dx";
             else if (memcmp(dg, dg2, (size_t)c * sizeof *dg) || memcmp(db, db2, (size_t)c * sizeof *db))
                 what = "dgamma / dbeta";
             bad_act = (int)act;
             free(y), free(z), free(g), free(dx), free(dg), free(db), free(y2), free(z2), free(dx2), free(dg2);
-            free(db2), free(z3);
+            free(db2), free(z3), free(dx3), free(dg3), free(db3), free(sums);
         }
     }
     T_CHECK(!what, "act %d: %s differs from the two layers apart", bad_act, what);
     free(x), free(gamma), free(beta), free(rm), free(rv), free(dz);
     test_end("BatchNorm frozen + activation fused (forward with and without y kept, backward recomputing "
-             "y; every activation, in place and into a channel slice, channel parts): the same bits as the two layers apart");
+             "y, also image by image with the sums added up after; every activation, in place and into a channel "
+             "slice, channel parts): the same bits as the two layers apart");
 }
 
 /* ---- dropout ---- */
