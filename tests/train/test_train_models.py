@@ -81,7 +81,8 @@ SGD = dict(lr=1e-3, momentum=0.9, weight_decay=1e-4)
 # within 1e-6 of 0 at step 3 (Conv2d_1a_3x3.bn.weight's gradient 5.6e-2 off; ours at our own weights otherwise
 # within 6.7e-6 of float64 at every step). So the update is checked step by step (STEPWISE): the float64
 # reference takes each step from our weights before it (torch.optim's state carried over), errors do not
-# compound, and each step's bound adds that step's decision_spread, as the gradient cases do. The weights
+# compound, and each step's bound adds the decision_spread of that step's and the earlier steps' gradients
+# (the optimizer's state holds them), as the gradient cases do. The weights
 # after the 3 free-running steps are still held to TOL. An injected fault fails (2026-12-06: the tool skipping
 # its second step: update 100 % off; Adam's lr x 1.03: 3.0e-2 off at step 1 against bounds of 2.0e-2 to
 # 3.0e-2).
@@ -125,9 +126,13 @@ KINK = 3e-6
 WIDE_MARGIN = {"inception_v3"}
 # Verified 2026-12-06 (session 5): mobilenet_v3_large and mobilenet_v3_small pass every case (TRAIN_MODELS=
 # mobilenet_v3_small,mobilenet_v3_large). make test adds MobileNetV3-Small (SE, hard-swish, TF-SAME; about a
-# minute of CPU); Large and inception_v3 run with TRAIN_MODELS=all. inception_v3 passes every case since the
-# 3-step cases run at 75 x 75 step by step (see OPT_SIZE; each of those cases ~3 min at load ~8, the 299 x 299
-# gradient cases most of its ~12 min).
+# minute of CPU); Large and inception_v3 run with TRAIN_MODELS=all (inception_v3 ~8 min at load ~8: the 3-step
+# cases at 75 x 75 ~2-3 min each). inception_v3 at main 7adf75e (12:26 UTC): gradients and 3 SGD steps pass
+# (each step's update within 3.7e-6), 3 Adam steps FAIL: at our weights after 2 steps our gradient is 2.65e-2
+# off on Mixed_6a.branch3x3.bn.bias (elsewhere within 1e-5): a ReLU input within KINK of 0 that ours passes
+# (passing those at KINK moves the float64 gradient by 2.64e-2), but the spread at the wide margins sums to
+# only 9.7e-3 there (passing all the elements within them partly cancels it), so step 3's update is 5.0e-2
+# off against a bound of 3.2e-2. Built at 878b9d7 (before that day's kernel changes) both 3-step cases passed.
 DEFAULT_MODELS = "mobilenet_v3_small,shufflenet_v2_x1_0,alexnet"
 
 
@@ -434,8 +439,9 @@ class ModelCase:
     def stepwise_updates(self, kind, hp, paths, x, grad0):
         """Each of our STEPS updates vs torch.optim's (float64, its state carried over the steps) taken from our
         weights before that step (paths[k]: the base file, then ours after k steps), within UPDATE_TOL of the
-        largest update plus that step's float32-choice spread (decision_spread at our weights), beyond the
-        float32 rounding (update_err; first-step gradient mask grad0)."""
+        largest update plus the float32-choice spreads (decision_spread at our weights) of this and the earlier
+        steps' gradients, which the optimizer's state (momentum, Adam's moments) carries, beyond the float32
+        rounding (update_err; first-step gradient mask grad0)."""
         torch = self.torch
         model, _ = build_torch(torch, self.arch, paths[0])
         if kind == "sgd":
@@ -445,6 +451,7 @@ class ModelCase:
         train_mode(torch, model, "frozen")
         params = dict(model.named_parameters())
         problems, worst = [], (0.0, 0, "", 0.0)
+        spread = {name: 0.0 for name in params}
         for k in range(STEPS):
             prev, _ = load_st(torch, paths[k])
             ours, _ = load_st(torch, paths[k + 1])
@@ -454,7 +461,8 @@ class ModelCase:
             opt.zero_grad()
             torch.nn.functional.cross_entropy(model(x), self.y).backward()
             floor = GRAD_FLOOR * max(float(p.grad.abs().max()) for p in params.values())
-            spread, _ = self.decision_spread("frozen", params, floor, paths[k], x)
+            step_spread, _ = self.decision_spread("frozen", params, floor, paths[k], x)
+            spread = {name: spread[name] + step_spread[name] for name in params}
             opt.step()
             for name, p in params.items():
                 u = update_err(ours[name], prev[name].reshape(p.shape), p.detach(), grad0[name])
