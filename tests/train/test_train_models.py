@@ -483,7 +483,8 @@ class ModelCase:
         spath, lpath = os.path.join(self.tmp, "saved_%s.st" % kind), os.path.join(self.tmp, "logits_%s.f32" % kind)
         weights, input_path, x = self.optimizer_setup()
         args = ["--arch", self.arch, "--weights", weights, "--input", input_path,
-                "--labels", ",".join(map(str, LABELS)), "--bn", "frozen", "--optim", kind, "--lr", repr(hp["lr"]), "--weight-decay", repr(hp["weight_decay"])]
+                "--labels", ",".join(map(str, LABELS)), "--bn", "frozen", "--optim", kind, "--lr", repr(hp["lr"]),
+                "--weight-decay", repr(hp["weight_decay"])]
         if kind == "sgd":
             args += ["--momentum", repr(hp["momentum"])]
         run_tool(args + ["--steps", str(STEPS), "--save", spath, "--logits", lpath])
