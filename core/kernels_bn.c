@@ -135,6 +135,46 @@ static void bn_frozen_run(const float *x, const float *src, float m, float a, si
     *dot = sb;
 }
 
+/* y > 0 ? d : 0 by a bit mask, d loaded whatever y is, so that gcc vectorizes the loop. */
+static inline float bn_relu_grad(float y, float d)
+{
+    uint32_t di;
+    memcpy(&di, &d, sizeof di);
+    di &= -(uint32_t)(y > 0.0f);
+    float g;
+    memcpy(&g, &di, sizeof g);
+    return g;
+}
+
+/* bn_frozen_run preceded by the ReLU's backward on the recomputed BN output, in one pass (the
+ * same operations in the same order as bn_affine + act_backward + bn_frozen_run: the same bits):
+ * g = (x * a + b > 0 ? dz[j] : 0), then as bn_frozen_run. */
+static void bn_frozen_relu_run(const float *x, const float *dz, float m, float a, float b, size_t n,
+                               float *dx, double *sum_dy, double *dot)
+{
+    float pa[KERNELS_BLOCK] = {0}, pb[KERNELS_BLOCK] = {0};
+    double sa = 0.0, sb = 0.0;
+    size_t j = 0;
+    for (; j + KERNELS_BLOCK <= n; j += KERNELS_BLOCK) {
+        float t[KERNELS_BLOCK];
+        for (size_t l = 0; l < KERNELS_BLOCK; l++) {
+            const float g = bn_relu_grad(x[j + l] * a + b, dz[j + l]);
+            pa[l] += g;
+            pb[l] += (x[j + l] - m) * g;
+            t[l] = g * a + 0.0f;
+        }
+        for (size_t l = 0; l < KERNELS_BLOCK; l++) dx[j + l] = t[l];
+    }
+    for (; j < n; j++) {
+        const float g = bn_relu_grad(x[j] * a + b, dz[j]);
+        sa += g, sb += (double)(x[j] - m) * g;
+        dx[j] = g * a + 0.0f;
+    }
+    for (size_t l = 0; l < KERNELS_BLOCK; l++) sa += pa[l], sb += pb[l];
+    *sum_dy = sa;
+    *dot = sb;
+}
+
 /* Channel c of image i of the frozen backward: dx's run written, its two sums returned. */
 static void bn_frozen_act_run(const bn_params *p, int i, int c, act_kind act, const float *dz, size_t z_stride,
                               const float *x, const float *gamma, const float *beta, const float *mean,
@@ -145,6 +185,10 @@ static void bn_frozen_act_run(const bn_params *p, int i, int c, act_kind act, co
     const float *xr = x + bn_run(p, i, c);
     float *dxr = dx ? dx + bn_run(p, i, c) : NULL;
     const float *g = dz + (size_t)i * z_stride + (size_t)c * hw;
+    if (act == ACT_RELU && sums && dxr) {
+        bn_frozen_relu_run(xr, g, mean[c], a, beta[c] - mean[c] * a, hw, dxr, sum_dy, dot);
+        return;
+    }
     if (act != ACT_NONE) {
         /* the activation's input y recomputed as the forward did (same bits: one stream
          * less to read, and y need not be kept), then its gradient, both in dx (in cache) */
