@@ -64,6 +64,19 @@ static void bn_affine(const float *x, float a, float b, size_t n, float *y)
     for (; j < n; j++) y[j] = x[j] * a + b;
 }
 
+/* z = relu(x * a + b) over n floats in one pass: the same operations as bn_affine and then
+ * act_forward (which adds a zero bias before the ReLU), so the same bits. */
+static void bn_affine_relu(const float *x, float a, float b, size_t n, float *z)
+{
+    size_t j = 0;
+    for (; j + KERNELS_BLOCK <= n; j += KERNELS_BLOCK) {
+        float t[KERNELS_BLOCK];
+        for (size_t l = 0; l < KERNELS_BLOCK; l++) t[l] = kernels_act_one(ACT_RELU, (x[j + l] * a + b) + 0.0f);
+        for (size_t l = 0; l < KERNELS_BLOCK; l++) z[j + l] = t[l];
+    }
+    for (; j < n; j++) z[j] = kernels_act_one(ACT_RELU, (x[j] * a + b) + 0.0f);
+}
+
 /* dx = (dy - gm - (x - m) * k) * a over n floats (dx may be dy), blocks as in bn_affine. */
 static void bn_train_dx(const float *x, const float *dy, float m, float gm, float k, float a,
                         size_t n, float *dx)
@@ -92,6 +105,10 @@ void bn_frozen_act_forward(const bn_params *p, int c0, int c1, act_kind act, con
             float *zr = z ? z + (size_t)i * z_stride + (size_t)c * hw : NULL;
             if (yr) bn_affine(x + bn_run(p, i, c), a, b, hw, yr);
             if (!zr) continue;
+            if (!yr && act == ACT_RELU) {
+                bn_affine_relu(x + bn_run(p, i, c), a, b, hw, zr);
+                continue;
+            }
             if (!yr) bn_affine(x + bn_run(p, i, c), a, b, hw, zr);
             else if (zr != yr) memcpy(zr, yr, hw * sizeof *zr); /* the run is still in cache */
             act_forward(act, zr, hw);
