@@ -122,36 +122,6 @@ void bn_frozen_forward(const bn_params *p, int c0, int c1, const float *x, const
     bn_frozen_act_forward(p, c0, c1, ACT_NONE, x, gamma, beta, mean, var, y, NULL, 0);
 }
 
-/* One run of the frozen backward in one pass: with g = src[j], sum_dy += g,
- * dot += (x[j] - m) * g (KERNELS_BLOCK partial sums as bn_centered_sums) and dx[j] = g * a + 0 (dx
- * NULL: not written; dx may be src). */
-static void bn_frozen_run(const float *x, const float *src, float m, float a, size_t n, float *dx,
-                          double *sum_dy, double *dot)
-{
-    float pa[KERNELS_BLOCK] = {0}, pb[KERNELS_BLOCK] = {0};
-    double sa = 0.0, sb = 0.0;
-    size_t j = 0;
-    for (; j + KERNELS_BLOCK <= n; j += KERNELS_BLOCK) {
-        float t[KERNELS_BLOCK];
-        for (size_t l = 0; l < KERNELS_BLOCK; l++) {
-            const float g = src[j + l];
-            pa[l] += g;
-            pb[l] += (x[j + l] - m) * g;
-            t[l] = g * a + 0.0f; /* as bn_affine(g, a, 0): the same bits on either path */
-        }
-        if (dx)
-            for (size_t l = 0; l < KERNELS_BLOCK; l++) dx[j + l] = t[l];
-    }
-    for (; j < n; j++) {
-        const float g = src[j];
-        sa += g, sb += (double)(x[j] - m) * g;
-        if (dx) dx[j] = g * a + 0.0f;
-    }
-    for (size_t l = 0; l < KERNELS_BLOCK; l++) sa += pa[l], sb += pb[l];
-    *sum_dy = sa;
-    *dot = sb;
-}
-
 /* y > 0 ? d : 0 by a bit mask, d loaded whatever y is, so that gcc vectorizes the loop. */
 static inline float bn_relu_grad(float y, float d)
 {
@@ -163,11 +133,13 @@ static inline float bn_relu_grad(float y, float d)
     return g;
 }
 
-/* bn_frozen_run preceded by the ReLU's backward on the recomputed BN output, in one pass (the
- * same operations in the same order as bn_affine + act_backward + bn_frozen_run: the same bits):
- * g = (x * a + b > 0 ? dz[j] : 0), then as bn_frozen_run. */
-static void bn_frozen_relu_run(const float *x, const float *dz, float m, float a, float b, size_t n,
-                               float *dx, double *sum_dy, double *dot)
+/* One run of the frozen backward in one pass: with g = src[j] (relu: the ReLU's backward on the
+ * recomputed BN output, g = (x[j] * a + b > 0 ? src[j] : 0), the same operations in the same order
+ * as bn_affine + act_backward, so the same bits), sum_dy += g, dot += (x[j] - m) * g (KERNELS_BLOCK
+ * partial sums as bn_centered_sums) and dx[j] = g * a + 0 (dx NULL: not written; dx may be src). */
+static inline __attribute__((always_inline)) void bn_frozen_run_impl(const float *x, const float *src, float m,
+                                                                     float a, float b, int relu, size_t n,
+                                                                     float *dx, double *sum_dy, double *dot)
 {
     float pa[KERNELS_BLOCK] = {0}, pb[KERNELS_BLOCK] = {0};
     double sa = 0.0, sb = 0.0;
@@ -175,21 +147,34 @@ static void bn_frozen_relu_run(const float *x, const float *dz, float m, float a
     for (; j + KERNELS_BLOCK <= n; j += KERNELS_BLOCK) {
         float t[KERNELS_BLOCK];
         for (size_t l = 0; l < KERNELS_BLOCK; l++) {
-            const float g = bn_relu_grad(x[j + l] * a + b, dz[j + l]);
+            const float g = relu ? bn_relu_grad(x[j + l] * a + b, src[j + l]) : src[j + l];
             pa[l] += g;
             pb[l] += (x[j + l] - m) * g;
-            t[l] = g * a + 0.0f;
+            t[l] = g * a + 0.0f; /* as bn_affine(g, a, 0): the same bits on either path */
         }
-        for (size_t l = 0; l < KERNELS_BLOCK; l++) dx[j + l] = t[l];
+        if (dx)
+            for (size_t l = 0; l < KERNELS_BLOCK; l++) dx[j + l] = t[l];
     }
     for (; j < n; j++) {
-        const float g = bn_relu_grad(x[j] * a + b, dz[j]);
+        const float g = relu ? bn_relu_grad(x[j] * a + b, src[j]) : src[j];
         sa += g, sb += (double)(x[j] - m) * g;
-        dx[j] = g * a + 0.0f;
+        if (dx) dx[j] = g * a + 0.0f;
     }
     for (size_t l = 0; l < KERNELS_BLOCK; l++) sa += pa[l], sb += pb[l];
     *sum_dy = sa;
     *dot = sb;
+}
+
+static void bn_frozen_run(const float *x, const float *src, float m, float a, size_t n, float *dx,
+                          double *sum_dy, double *dot)
+{
+    bn_frozen_run_impl(x, src, m, a, 0.0f, 0, n, dx, sum_dy, dot);
+}
+
+static void bn_frozen_relu_run(const float *x, const float *dz, float m, float a, float b, size_t n,
+                               float *dx, double *sum_dy, double *dot)
+{
+    bn_frozen_run_impl(x, dz, m, a, b, 1, n, dx, sum_dy, dot);
 }
 
 /* Channel c of image i of the frozen backward: dx's run written, its two sums returned. */
