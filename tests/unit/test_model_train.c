@@ -92,6 +92,37 @@ typedef struct {
     float *logits;
 } step_out;
 
+/* o's gradients (every parameter's, concatenated) and eval logits of x after a step of t: 0, or -1. */
+static int step_outputs(model_train *t, const float *x, int n, step_out *o)
+{
+    o->n_grads = 0;
+    for (int i = 0; i < model_train_n_params(t); i++) o->n_grads += model_train_param(t, i)->n;
+    o->grads = malloc(o->n_grads * sizeof(float));
+    o->logits = malloc((size_t)n * (size_t)model_train_num_classes(t) * sizeof(float));
+    if (!o->grads || !o->logits) return -1;
+    size_t at = 0;
+    for (int i = 0; i < model_train_n_params(t); i++) {
+        const model_param *p = model_train_param(t, i);
+        memcpy(o->grads + at, p->grad, p->n * sizeof(float));
+        at += p->n;
+    }
+    return model_train_eval(t, x, n, o->logits) == CNN_OK ? 0 : -1;
+}
+
+/* An update along the gradients that moves each parameter by at most max_move. */
+static void step_scaled(model_train *t, float max_move)
+{
+    float gmax = 1e-30f;
+    for (int i = 0; i < model_train_n_params(t); i++) {
+        const model_param *p = model_train_param(t, i);
+        for (size_t j = 0; j < p->n; j++) gmax = fmaxf(gmax, fabsf(p->grad[j]));
+    }
+    for (int i = 0; i < model_train_n_params(t); i++) {
+        model_param *p = model_train_param(t, i);
+        for (size_t j = 0; j < p->n; j++) p->data[j] -= max_move / gmax * p->grad[j];
+    }
+}
+
 static int run_step(const char *path, const arch_case *c, int n_threads, model_bn_mode bn, const float *x,
                     const int *labels, int n, const char *save_path, step_out *o)
 {
@@ -103,18 +134,7 @@ static int run_step(const char *path, const arch_case *c, int n_threads, model_b
         return -1;
     }
     int rc = model_train_step(t, x, labels, n, 3, &o->loss, &o->correct) == CNN_OK ? 0 : -1;
-    o->n_grads = 0;
-    for (int i = 0; i < model_train_n_params(t); i++) o->n_grads += model_train_param(t, i)->n;
-    o->grads = malloc(o->n_grads * sizeof(float));
-    o->logits = malloc((size_t)n * 5 * sizeof(float));
-    if (!o->grads || !o->logits) rc = -1;
-    size_t at = 0;
-    for (int i = 0; !rc && i < model_train_n_params(t); i++) {
-        const model_param *p = model_train_param(t, i);
-        memcpy(o->grads + at, p->grad, p->n * sizeof(float));
-        at += p->n;
-    }
-    if (!rc) rc = model_train_eval(t, x, n, o->logits) == CNN_OK ? 0 : -1;
+    if (step_outputs(t, x, n, o)) rc = -1;
     if (!rc) rc = model_train_save(t, save_path, NULL, 0, err, sizeof err) == CNN_OK ? 0 : -1;
     model_train_free(t);
     return rc;
@@ -246,15 +266,7 @@ static void test_eval_and_save(const arch_case *c, const char *path)
             /* one step in BN train mode (running stats move), an update moving each parameter by at
              * most 1e-3 (a sane network: the random weights' gradients are large), save, reload */
             T_CHECK(model_train_step(t, x, labels, n, 0, NULL, NULL) == CNN_OK, "step failed");
-            float gmax = 1e-30f;
-            for (int i = 0; i < model_train_n_params(t); i++) {
-                const model_param *p = model_train_param(t, i);
-                for (size_t j = 0; j < p->n; j++) gmax = fmaxf(gmax, fabsf(p->grad[j]));
-            }
-            for (int i = 0; i < model_train_n_params(t); i++) {
-                model_param *p = model_train_param(t, i);
-                for (size_t j = 0; j < p->n; j++) p->data[j] -= 1e-3f / gmax * p->grad[j];
-            }
+            step_scaled(t, 1e-3f);
             char crop[16];
             snprintf(crop, sizeof crop, "%d", c->crop);
             const char *meta[4] = {"architecture", c->arch, "crop", crop};
@@ -314,35 +326,15 @@ static void test_fresh_graph(const arch_case *c, const char *path, model_bn_mode
     T_CHECK(x && model_train_init(&a, c->arch, path, &opts, err, sizeof err) == CNN_OK, "init: %s", err);
     if (a) {
         T_CHECK(model_train_step(a, x, labels, n, 0, NULL, NULL) == CNN_OK, "step 1 failed");
-        float gmax = 1e-30f; /* an update moving each parameter by at most 1e-2 */
-        for (int i = 0; i < model_train_n_params(a); i++) {
-            const model_param *p = model_train_param(a, i);
-            for (size_t j = 0; j < p->n; j++) gmax = fmaxf(gmax, fabsf(p->grad[j]));
-        }
-        for (int i = 0; i < model_train_n_params(a); i++) {
-            model_param *p = model_train_param(a, i);
-            for (size_t j = 0; j < p->n; j++) p->data[j] -= 1e-2f / gmax * p->grad[j];
-        }
+        step_scaled(a, 1e-2f);
         T_CHECK(model_train_save(a, mid, meta, 2, err, sizeof err) == CNN_OK, "save: %s", err);
         T_CHECK(model_train_init(&b, c->arch, mid, &opts, err, sizeof err) == CNN_OK, "init from the saved file: %s", err);
     }
     model_train *tt[2] = {a, b};
     for (int k = 0; k < 2 && b; k++) {
         model_train *t = tt[k];
-        const int K = model_train_num_classes(t);
         T_CHECK(model_train_step(t, x, labels, n, 1, &o[k].loss, &o[k].correct) == CNN_OK, "step failed");
-        o[k].n_grads = 0;
-        for (int i = 0; i < model_train_n_params(t); i++) o[k].n_grads += model_train_param(t, i)->n;
-        o[k].grads = malloc(o[k].n_grads * sizeof(float));
-        o[k].logits = malloc((size_t)n * K * sizeof(float));
-        if (!o[k].grads || !o[k].logits) continue;
-        size_t at = 0;
-        for (int i = 0; i < model_train_n_params(t); i++) {
-            const model_param *p = model_train_param(t, i);
-            memcpy(o[k].grads + at, p->grad, p->n * sizeof(float));
-            at += p->n;
-        }
-        T_CHECK(model_train_eval(t, x, n, o[k].logits) == CNN_OK, "eval failed"); /* running statistics */
+        T_CHECK(step_outputs(t, x, n, &o[k]) == 0, "gradients or eval failed"); /* eval: running statistics */
     }
     if (o[0].grads && o[1].grads && o[0].logits && o[1].logits) {
         T_CHECK(isfinite(o[0].loss) && o[0].loss == o[1].loss, "loss %.17g, fresh graph %.17g", o[0].loss, o[1].loss);
