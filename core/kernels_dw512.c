@@ -136,25 +136,29 @@ dw512_channel_k(const int kh_c, const int kw_c, const act_kind act, const conv2d
     if (n_vec - v >= 1) dw512_block(1, kh_c, kw_c, act, p, st, wc, b, v, yc);
 }
 
+/* The five activation instances of one kernel, INST(name, act, ...) each, and their table
+ * prefix[act] of fn_t in act_kind order. */
+#define DW512_ACT_TABLE(fn_t, prefix, INST, ...)                                                   \
+    INST(prefix##_none, ACT_NONE, __VA_ARGS__)                                                    \
+    INST(prefix##_relu, ACT_RELU, __VA_ARGS__)                                                    \
+    INST(prefix##_relu6, ACT_RELU6, __VA_ARGS__)                                                  \
+    INST(prefix##_hswish, ACT_HSWISH, __VA_ARGS__)                                                \
+    INST(prefix##_hsigmoid, ACT_HSIGMOID, __VA_ARGS__)                                            \
+    static const fn_t prefix[5] = {prefix##_none, prefix##_relu, prefix##_relu6, prefix##_hswish, \
+                                   prefix##_hsigmoid};
+
 typedef void (*dw512_channel_fn)(const conv2d_params *p, const dw512_flat_stage *st, int n_vec,
                                  const float *wc, float b, float *yc);
 
 /* Square 3x3 and 5x5 (MobileNet, ShuffleNet) with unrolled taps, per activation; other sizes
  * with tap loops. */
-#define DW512_INSTANCE(name, kh, kw, act)                                                         \
+#define DW512_INSTANCE(name, act, kh, kw)                                                         \
     static KERNELS_AVX512 void name(const conv2d_params *p, const dw512_flat_stage *st, int n_vec, \
                                   const float *wc, float b, float *yc)                            \
     {                                                                                             \
         dw512_channel_k(kh, kw, act, p, st, n_vec, wc, b, yc);                                    \
     }
-#define DW512_ACTS(prefix, kh, kw)                                                                \
-    DW512_INSTANCE(prefix##_none, kh, kw, ACT_NONE)                                               \
-    DW512_INSTANCE(prefix##_relu, kh, kw, ACT_RELU)                                               \
-    DW512_INSTANCE(prefix##_relu6, kh, kw, ACT_RELU6)                                             \
-    DW512_INSTANCE(prefix##_hswish, kh, kw, ACT_HSWISH)                                           \
-    DW512_INSTANCE(prefix##_hsigmoid, kh, kw, ACT_HSIGMOID)                                       \
-    static const dw512_channel_fn prefix[5] = {prefix##_none, prefix##_relu, prefix##_relu6,     \
-                                               prefix##_hswish, prefix##_hsigmoid};
+#define DW512_ACTS(prefix, kh, kw) DW512_ACT_TABLE(dw512_channel_fn, prefix, DW512_INSTANCE, kh, kw)
 DW512_ACTS(dw512_k3, 3, 3)
 DW512_ACTS(dw512_k5, 5, 5)
 DW512_ACTS(dw512_any, 0, 0)
@@ -250,20 +254,13 @@ dw512_rows_channel_k(const int kh_c, const int kw_c, const act_kind act, const c
 
 typedef void (*dw512_rows_fn)(const conv2d_params *p, const float *stage, size_t cstride,
                               const float *wc, float b, float *yc);
-#define DW512_ROWS_INSTANCE(name, kh, kw, act)                                                    \
+#define DW512_ROWS_INSTANCE(name, act, kh, kw)                                                    \
     static KERNELS_AVX512 void name(const conv2d_params *p, const float *stage, size_t cstride,   \
                                   const float *wc, float b, float *yc)                            \
     {                                                                                             \
         dw512_rows_channel_k(kh, kw, act, p, stage, cstride, wc, b, yc);                          \
     }
-#define DW512_ROWS_ACTS(prefix, kh, kw)                                                           \
-    DW512_ROWS_INSTANCE(prefix##_none, kh, kw, ACT_NONE)                                          \
-    DW512_ROWS_INSTANCE(prefix##_relu, kh, kw, ACT_RELU)                                          \
-    DW512_ROWS_INSTANCE(prefix##_relu6, kh, kw, ACT_RELU6)                                        \
-    DW512_ROWS_INSTANCE(prefix##_hswish, kh, kw, ACT_HSWISH)                                      \
-    DW512_ROWS_INSTANCE(prefix##_hsigmoid, kh, kw, ACT_HSIGMOID)                                  \
-    static const dw512_rows_fn prefix[5] = {prefix##_none, prefix##_relu, prefix##_relu6,        \
-                                            prefix##_hswish, prefix##_hsigmoid};
+#define DW512_ROWS_ACTS(prefix, kh, kw) DW512_ACT_TABLE(dw512_rows_fn, prefix, DW512_ROWS_INSTANCE, kh, kw)
 DW512_ROWS_ACTS(dw512_rows_k3, 3, 3)
 DW512_ROWS_ACTS(dw512_rows_k5, 5, 5)
 DW512_ROWS_ACTS(dw512_rows_any, 0, 0)
@@ -391,20 +388,13 @@ dw512_s2m_channel_k(const int kh_c, const int kw_c, const act_kind act, const co
 
 typedef void (*dw512_s2m_fn)(const conv2d_params *p, const __mmask16 *mask, const float *xc,
                             const float *wc, float b, float *yc);
-#define DW512_S2M_INSTANCE(name, kh, kw, act)                                                      \
+#define DW512_S2M_INSTANCE(name, act, kh, kw)                                                      \
     static KERNELS_AVX512 void name(const conv2d_params *p, const __mmask16 *mask, const float *xc, \
                                   const float *wc, float b, float *yc)                            \
     {                                                                                             \
         dw512_s2m_channel_k(kh, kw, act, p, mask, xc, wc, b, yc);                                  \
     }
-#define DW512_S2M_ACTS(prefix, kh, kw)                                                             \
-    DW512_S2M_INSTANCE(prefix##_none, kh, kw, ACT_NONE)                                            \
-    DW512_S2M_INSTANCE(prefix##_relu, kh, kw, ACT_RELU)                                            \
-    DW512_S2M_INSTANCE(prefix##_relu6, kh, kw, ACT_RELU6)                                          \
-    DW512_S2M_INSTANCE(prefix##_hswish, kh, kw, ACT_HSWISH)                                        \
-    DW512_S2M_INSTANCE(prefix##_hsigmoid, kh, kw, ACT_HSIGMOID)                                    \
-    static const dw512_s2m_fn prefix[5] = {prefix##_none, prefix##_relu, prefix##_relu6,         \
-                                          prefix##_hswish, prefix##_hsigmoid};
+#define DW512_S2M_ACTS(prefix, kh, kw) DW512_ACT_TABLE(dw512_s2m_fn, prefix, DW512_S2M_INSTANCE, kh, kw)
 DW512_S2M_ACTS(dw512_s2m_k3, 3, 3)
 DW512_S2M_ACTS(dw512_s2m_any, 0, 0)
 
@@ -554,20 +544,13 @@ dw512_s2_channel_k(const int nr, const int nv, const int kh_c, const int kw_c, c
 
 typedef void (*dw512_s2_fn)(const conv2d_params *p, const dw512_s2_ring *rg, const float *xc,
                             const float *wc, float b, float *yc);
-#define DW512_S2_INSTANCE(name, nr, nv, kh, kw, act)                                              \
+#define DW512_S2_INSTANCE(name, act, nr, nv, kh, kw)                                              \
     static KERNELS_AVX512 void name(const conv2d_params *p, const dw512_s2_ring *rg,               \
                                   const float *xc, const float *wc, float b, float *yc)           \
     {                                                                                             \
         dw512_s2_channel_k(nr, nv, kh, kw, act, p, rg, xc, wc, b, yc);                            \
     }
-#define DW512_S2_ACTS(prefix, nr, nv, kh, kw)                                                     \
-    DW512_S2_INSTANCE(prefix##_none, nr, nv, kh, kw, ACT_NONE)                                    \
-    DW512_S2_INSTANCE(prefix##_relu, nr, nv, kh, kw, ACT_RELU)                                    \
-    DW512_S2_INSTANCE(prefix##_relu6, nr, nv, kh, kw, ACT_RELU6)                                  \
-    DW512_S2_INSTANCE(prefix##_hswish, nr, nv, kh, kw, ACT_HSWISH)                                \
-    DW512_S2_INSTANCE(prefix##_hsigmoid, nr, nv, kh, kw, ACT_HSIGMOID)                            \
-    static const dw512_s2_fn prefix[5] = {prefix##_none, prefix##_relu, prefix##_relu6,         \
-                                          prefix##_hswish, prefix##_hsigmoid};
+#define DW512_S2_ACTS(prefix, nr, nv, kh, kw) DW512_ACT_TABLE(dw512_s2_fn, prefix, DW512_S2_INSTANCE, nr, nv, kh, kw)
 #define DW512_S2_LAYOUT(prefix, nr, nv)                                                           \
     DW512_S2_ACTS(prefix##_k5, nr, nv, 5, 5)                                                      \
     DW512_S2_ACTS(prefix##_any, nr, nv, 0, 0)
@@ -708,20 +691,13 @@ dw512_pad_channel_k(const int kh_c, const int kw_c, const act_kind act, const co
 
 typedef void (*dw512_pad_fn)(const conv2d_params *p, const float *plane, int wp, const float *wc,
                              float b, int oh0, int oh1, float *yc);
-#define DW512_PAD_INSTANCE(name, kh, kw, act)                                                     \
+#define DW512_PAD_INSTANCE(name, act, kh, kw)                                                     \
     static KERNELS_AVX512 void name(const conv2d_params *p, const float *plane, int wp,            \
                                   const float *wc, float b, int oh0, int oh1, float *yc)          \
     {                                                                                             \
         dw512_pad_channel_k(kh, kw, act, p, plane, wp, wc, b, oh0, oh1, yc);                      \
     }
-#define DW512_PAD_ACTS(prefix, kh, kw)                                                            \
-    DW512_PAD_INSTANCE(prefix##_none, kh, kw, ACT_NONE)                                           \
-    DW512_PAD_INSTANCE(prefix##_relu, kh, kw, ACT_RELU)                                           \
-    DW512_PAD_INSTANCE(prefix##_relu6, kh, kw, ACT_RELU6)                                         \
-    DW512_PAD_INSTANCE(prefix##_hswish, kh, kw, ACT_HSWISH)                                       \
-    DW512_PAD_INSTANCE(prefix##_hsigmoid, kh, kw, ACT_HSIGMOID)                                   \
-    static const dw512_pad_fn prefix[5] = {prefix##_none, prefix##_relu, prefix##_relu6,         \
-                                           prefix##_hswish, prefix##_hsigmoid};
+#define DW512_PAD_ACTS(prefix, kh, kw) DW512_ACT_TABLE(dw512_pad_fn, prefix, DW512_PAD_INSTANCE, kh, kw)
 DW512_PAD_ACTS(dw512_pad_k3, 3, 3)
 DW512_PAD_ACTS(dw512_pad_k5, 5, 5)
 DW512_PAD_ACTS(dw512_pad_any, 0, 0)
