@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -225,16 +226,52 @@ done:
     return st;
 }
 
-/* sgemm at every thread count; results[t] for o->threads[t]. */
+/* sgemm at every thread count; results[t] for o->threads[t]. Measured in a child process: after a
+ * multi-threaded call OpenBLAS's threads spin for ~0.1 s (2^28 cycles) before they sleep, and in
+ * this process they would take a core from the model context's threads timed next (a 2-thread
+ * context then started on one core with its caller: MobileNetV3-Small at 2 threads timed as slow as
+ * at 1). The child's threads end with it. */
 static cnn_status bench_sgemm_all(const bench_opts *o, sgemm_result *results, char *err, size_t err_bytes)
 {
-    for (int t = 0; t < o->n_threads; t++) {
-        openblas_set_num_threads(o->threads[t]);
-        cnn_status st = bench_sgemm(o->sgemm_n, &results[t], err, err_bytes);
-        if (st != CNN_OK) return st;
+    int fd[2];
+    if (pipe(fd)) return cnn_err(err, err_bytes, CNN_ERR_IO, "sgemm: pipe: %s", strerror(errno));
+    fflush(NULL); /* the child must not write the parent's buffered output again */
+    const pid_t pid = fork();
+    if (pid < 0) {
+        close(fd[0]);
+        close(fd[1]);
+        return cnn_err(err, err_bytes, CNN_ERR_IO, "sgemm: fork: %s", strerror(errno));
+    }
+    if (pid == 0) {
+        close(fd[0]);
+        int ok = 1;
+        for (int t = 0; t < o->n_threads && ok; t++) {
+            openblas_set_num_threads(o->threads[t]);
+            ok = bench_sgemm(o->sgemm_n, &results[t], err, err_bytes) == CNN_OK;
+        }
+        const size_t n_bytes = ok ? (size_t)o->n_threads * sizeof *results : 0;
+        ok = ok && write(fd[1], results, n_bytes) == (ssize_t)n_bytes;
+        _exit(ok ? 0 : 1);
+    }
+    close(fd[1]);
+    const size_t want = (size_t)o->n_threads * sizeof *results;
+    size_t got = 0;
+    while (got < want) {
+        const ssize_t r = read(fd[0], (char *)results + got, want - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    close(fd[0]);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (got < want || !WIFEXITED(status) || WEXITSTATUS(status))
+        return cnn_err(err, err_bytes, CNN_ERR_NOMEM, "sgemm %d: the measuring process failed (out of memory?)",
+                       o->sgemm_n);
+    for (int t = 0; t < o->n_threads; t++)
         printf("sgemm %dx%dx%d, %d thread(s): best %.1f GFLOP/s, median %.1f\n", o->sgemm_n, o->sgemm_n, o->sgemm_n,
                o->threads[t], results[t].best_gflops, results[t].median_gflops);
-    }
     return CNN_OK;
 }
 
