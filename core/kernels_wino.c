@@ -1,27 +1,25 @@
 /* Winograd convolution on AVX-512 for stride-1 convolutions (groups 1) with 3x3, 5x5, 1x7 and 7x1
  * kernels, the path conv2d_plan_init picks for them when the output is large enough to fill
- * the GEMM: F(4x4, 3x3) where there are enough 4x4 tiles, else F(2x2, 3x3); likewise F(4x4, 5x5)
- * or F(2x2, 5x5); the 1-D F(2, 7) along the kernel's long axis for 1x7 / 7x1 (Inception).
+ * the GEMM: F(4x4, 3x3) where there are enough 4x4 tiles, else F(2x2, 3x3); F(2x2, 5x5); the 1-D
+ * F(2, 7) along the kernel's long axis for 1x7 / 7x1 (Inception).
  *
  * Per axis, F(m, r) computes m outputs of an r-tap filter from alpha = m + r - 1 inputs with
  * alpha multiplies; an axis without filtering (1x7's rows) is F(1, 1). Output tiles of
  * m_h x m_w read alpha_h x alpha_w input patches; with the transforms of Lavin & Gray
  *   U = G_h g G_w^T (weights, at pack time), V = B_h^T d B_w (input), Y = A_h^T [U . V] A_w,
  * each tile costs alpha_h alpha_w multiplies per input channel instead of m_h m_w r_h r_w (36 vs
- * 144 for F(4x4, 3x3), 16 vs 36 for F(2x2, 3x3), 64 vs 400 for F(4x4, 5x5), 36 vs 100 for
- * F(2x2, 5x5), 8 vs 14 for F(2, 7)),
+ * 144 for F(4x4, 3x3), 16 vs 36 for F(2x2, 3x3), 36 vs 100 for F(2x2, 5x5), 8 vs 14 for F(2, 7)),
  * and the alpha_h alpha_w element-wise products summed over input channels are as many GEMMs,
  * U[e] (c_out x c_in) times V[e] (c_in x tiles), run by the packed GEMM micro-kernel
  * (kernels_gemm_avx512). The matrices come from Toom-Cook on the points 0, 1, -1 (and 2, -2 when
- * alpha = 6, and 1/2, -1/2 when alpha = 8) and infinity, scaled so B^T is integer (one B^T per
- * alpha: F(4, 3) and F(2, 5) share it, F(4, 5) and F(2, 7) too).
+ * alpha = 6, and 1/2, -1/2 when alpha = 8) and infinity, scaled so B^T is integer.
  * The transforms keep 16 tiles of one tile row in the lanes of a vector: a patch column for 16
  * tiles is every m_w-th float of a row, split out of contiguous loads by permutes. Tile rows are
  * processed in blocks whose transformed input and GEMM results stay in L2; each block's band of
  * input rows is copied zero-padded first so no transform checks a border. The bias and activation
  * are applied in the output transform, in registers. Rounding error (random data, per layer,
  * relative rms): direct 2e-7, F(2x2, 3x3) 2e-7, F(4x4, 3x3) 2e-6, F(2x2, 5x5) 2e-6,
- * F(4x4, 5x5) 3e-6, F(2, 7) 1.3e-6, AlexNet's 11x11 stride 4 (polyphase, F(4x4, 3x3)) 1.2e-6.
+ * F(2, 7) 1.3e-6.
  * Strided convolutions whose kernel spans 2..3 strides (AlexNet's 11x11 stride 4) run as the
  * stride-1 3x3 convolution of their polyphase form (wino_polyphase). */
 #include "kernels.h"
@@ -50,7 +48,7 @@
 #define WINO_MIN_BLOCK_TILES 64
 
 /* One axis' transform F(m, r). */
-typedef enum { WINO_T11 = 0, WINO_T23, WINO_T43, WINO_T25, WINO_T27, WINO_T45 } wino_axis;
+typedef enum { WINO_T11 = 0, WINO_T23, WINO_T43, WINO_T25, WINO_T27 } wino_axis;
 
 /* F(2, 3): points 0, 1, -1, infinity. */
 static const float wino_bt4[4][4] = {
@@ -95,29 +93,11 @@ static const double wino_g27[8][7] = {
 static const float wino_at27[2][8] = {{1, 1, 1, 1, 1, 1, 1, 0},
                                       {0, 1, -1, 2, -2, 0.5f, -0.5f, 1}};
 
-/* F(4, 5): the same points and B^T as F(2, 7); G's rows the same scales times p^j, j < 5. */
-static const double wino_g45[8][5] = {
-    {1.0 / 4, 0, 0, 0, 0},
-    {1.0 / 18, 1.0 / 18, 1.0 / 18, 1.0 / 18, 1.0 / 18},
-    {1.0 / 18, -1.0 / 18, 1.0 / 18, -1.0 / 18, 1.0 / 18},
-    {1.0 / 360, 1.0 / 180, 1.0 / 90, 1.0 / 45, 2.0 / 45},
-    {1.0 / 360, -1.0 / 180, 1.0 / 90, -1.0 / 45, 2.0 / 45},
-    {1.0 / 45, 1.0 / 90, 1.0 / 180, 1.0 / 360, 1.0 / 720},
-    {1.0 / 45, -1.0 / 90, 1.0 / 180, -1.0 / 360, 1.0 / 720},
-    {0, 0, 0, 0, 1.0 / 4}};
-static const float wino_at45[4][8] = {{1, 1, 1, 1, 1, 1, 1, 0},
-                                      {0, 1, -1, 2, -2, 0.5f, -0.5f, 0},
-                                      {0, 1, 1, 4, 4, 0.25f, 0.25f, 0},
-                                      {0, 1, -1, 8, -8, 0.125f, -0.125f, 1}};
-
 /* Per-axis properties; constant-folded where the axis is. */
-static inline int wino_am(wino_axis t)
-{
-    return t == WINO_T11 ? 1 : t == WINO_T43 || t == WINO_T45 ? 4 : 2;
-}
+static inline int wino_am(wino_axis t) { return t == WINO_T11 ? 1 : t == WINO_T43 ? 4 : 2; }
 static inline int wino_ar(wino_axis t)
 {
-    return t == WINO_T11 ? 1 : t == WINO_T25 || t == WINO_T45 ? 5 : t == WINO_T27 ? 7 : 3;
+    return t == WINO_T11 ? 1 : t == WINO_T25 ? 5 : t == WINO_T27 ? 7 : 3;
 }
 static inline int wino_aa(wino_axis t) { return wino_am(t) + wino_ar(t) - 1; }
 static inline float wino_bt(wino_axis t, int i, int j)
@@ -125,8 +105,7 @@ static inline float wino_bt(wino_axis t, int i, int j)
     switch (t) {
     case WINO_T11: return 1.0f;
     case WINO_T23: return wino_bt4[i][j];
-    case WINO_T27:
-    case WINO_T45: return wino_bt8[i][j];
+    case WINO_T27: return wino_bt8[i][j];
     default: return wino_bt6[i][j];
     }
 }
@@ -137,7 +116,6 @@ static inline double wino_gm(wino_axis t, int i, int j)
     case WINO_T23: return wino_g23[i][j];
     case WINO_T43: return wino_g43[i][j];
     case WINO_T25: return wino_g25[i][j];
-    case WINO_T45: return wino_g45[i][j];
     default: return wino_g27[i][j];
     }
 }
@@ -148,22 +126,21 @@ static inline float wino_at(wino_axis t, int i, int j)
     case WINO_T23: return wino_at23[i][j];
     case WINO_T43: return wino_at43[i][j];
     case WINO_T25: return wino_at25[i][j];
-    case WINO_T45: return wino_at45[i][j];
     default: return wino_at27[i][j];
     }
 }
 
 /* The convolutions' variants: transform along rows (h) and columns (w). */
-typedef enum { WINO_F23 = 0, WINO_F43, WINO_F25, WINO_F45, WINO_F17, WINO_F71 } wino_variant;
+typedef enum { WINO_F23 = 0, WINO_F43, WINO_F25, WINO_F17, WINO_F71 } wino_variant;
 static inline wino_axis wino_axis_h(wino_variant v)
 {
     return v == WINO_F23 ? WINO_T23 : v == WINO_F43 ? WINO_T43 : v == WINO_F25 ? WINO_T25
-                                    : v == WINO_F45 ? WINO_T45 : v == WINO_F17 ? WINO_T11 : WINO_T27;
+                                    : v == WINO_F17 ? WINO_T11 : WINO_T27;
 }
 static inline wino_axis wino_axis_w(wino_variant v)
 {
     return v == WINO_F23 ? WINO_T23 : v == WINO_F43 ? WINO_T43 : v == WINO_F25 ? WINO_T25
-                                    : v == WINO_F45 ? WINO_T45 : v == WINO_F17 ? WINO_T27 : WINO_T11;
+                                    : v == WINO_F17 ? WINO_T27 : WINO_T11;
 }
 
 /* Geometry of one convolution's Winograd pass. */
@@ -220,10 +197,7 @@ static int wino_pick(const conv2d_params *p)
         if (wino_tiles(p, 4, 4) >= WINO_MIN_TILES) return WINO_F43;
         return wino_tiles(p, 2, 2) >= WINO_MIN_TILES ? WINO_F23 : -1;
     }
-    if (kh == 5 && kw == 5) {
-        if (wino_tiles(p, 4, 4) >= WINO_MIN_TILES) return WINO_F45;
-        return wino_tiles(p, 2, 2) >= WINO_MIN_TILES ? WINO_F25 : -1;
-    }
+    if (kh == 5 && kw == 5) return wino_tiles(p, 2, 2) >= WINO_MIN_TILES ? WINO_F25 : -1;
     if (kh == 1 && kw == 7) return wino_tiles(p, 1, 2) >= WINO_MIN_TILES ? WINO_F17 : -1;
     if (kh == 7 && kw == 1) return wino_tiles(p, 2, 1) >= WINO_MIN_TILES ? WINO_F71 : -1;
     return -1;
@@ -556,7 +530,6 @@ static KERNELS_AVX512 void wino_input(const conv2d_params *p, const wino_geom *g
     case WINO_F23: wino_input_v(WINO_F23, p, g, xp, a0, rows, v, ldv, line); break;
     case WINO_F43: wino_input_v(WINO_F43, p, g, xp, a0, rows, v, ldv, line); break;
     case WINO_F25: wino_input_v(WINO_F25, p, g, xp, a0, rows, v, ldv, line); break;
-    case WINO_F45: wino_input_v(WINO_F45, p, g, xp, a0, rows, v, ldv, line); break;
     case WINO_F17: wino_input_v(WINO_F17, p, g, xp, a0, rows, v, ldv, line); break;
     case WINO_F71: wino_input_v(WINO_F71, p, g, xp, a0, rows, v, ldv, line); break;
     }
@@ -647,7 +620,6 @@ static KERNELS_AVX512 void wino_output(const conv2d_params *p, const wino_geom *
     case WINO_F23: wino_output_v(WINO_F23, p, g, mr, ldm, a0, rows, co0, co1, bias, y); break;
     case WINO_F43: wino_output_v(WINO_F43, p, g, mr, ldm, a0, rows, co0, co1, bias, y); break;
     case WINO_F25: wino_output_v(WINO_F25, p, g, mr, ldm, a0, rows, co0, co1, bias, y); break;
-    case WINO_F45: wino_output_v(WINO_F45, p, g, mr, ldm, a0, rows, co0, co1, bias, y); break;
     case WINO_F17: wino_output_v(WINO_F17, p, g, mr, ldm, a0, rows, co0, co1, bias, y); break;
     case WINO_F71: wino_output_v(WINO_F71, p, g, mr, ldm, a0, rows, co0, co1, bias, y); break;
     }
