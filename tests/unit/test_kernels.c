@@ -378,16 +378,6 @@ static void conv_packed_edges(conv_via via, sweep_stats *st)
         {9, 7, 14, 14, 1, 1, 1, PAD_NONE},   {150, 13, 14, 14, 1, 1, 1, PAD_NONE},
         {20, 11, 7, 28, 1, 1, 1, PAD_NONE},  {140, 8, 14, 28, 1, 1, 1, PAD_NONE},
         {6, 5, 5, 49, 1, 1, 1, PAD_NONE},
-        /* strided kernels spanning 2..3 strides with >= 40 Winograd tiles: their polyphase form
-         * (s*s*c_in planes, 3x3, F(4x4) or F(2x2)); strides 2, 3, 4, square and rectangular
-         * kernels, odd sizes, several tile-row blocks, output-channel remainders, every padding
-         * mode; AlexNet's first layer */
-        {3, 64, 224, 224, 11, 11, 4, PAD_SYM}, {3, 13, 111, 109, 11, 11, 4, PAD_SYM},
-        {2, 7, 61, 67, 5, 5, 2, PAD_TF_SAME},  {5, 9, 50, 47, 6, 6, 2, PAD_ASYM},
-        {4, 13, 70, 66, 8, 8, 3, PAD_NONE},    {1, 5, 77, 80, 7, 7, 3, PAD_SYM},
-        {3, 6, 150, 140, 12, 12, 4, PAD_TF_SAME}, {6, 8, 40, 45, 9, 9, 3, PAD_ASYM},
-        {2, 7, 61, 67, 5, 6, 2, PAD_SYM},      {3, 5, 90, 93, 12, 9, 4, PAD_ASYM},
-        {7, 11, 29, 30, 10, 11, 4, PAD_NONE},
     };
     rng r = {14};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -1362,7 +1352,6 @@ static void test_conv_packed_parts(void)
         {24, 17, 1, 61, 59, 1, 1, 1, 0, 0, 1, 1},   {120, 112, 1, 14, 14, 1, 1, 1, 0, 0, 1, 0},
         {200, 80, 1, 9, 7, 1, 1, 1, 0, 0, 1, 1},    {13, 37, 1, 7, 7, 1, 1, 1, 0, 0, 0, 1},
         {3, 64, 1, 67, 67, 11, 11, 4, 2, 2, 0, 0},  {17, 29, 1, 35, 33, 3, 3, 2, 0, 0, 0, 0},
-        {3, 64, 1, 224, 224, 11, 11, 4, 2, 2, 0, 0}, {2, 13, 1, 61, 67, 5, 6, 2, 2, 3, 0, 0},
         {12, 50, 1, 15, 17, 5, 5, 2, 2, 2, 0, 0},   {10, 22, 2, 19, 21, 3, 3, 1, 1, 1, 0, 0},
         {12, 18, 3, 41, 40, 1, 1, 1, 0, 0, 0, 0},   {7, 5, 1, 3, 3, 3, 3, 1, 1, 1, 0, 0},
         {32, 48, 1, 13, 13, 3, 3, 1, 1, 1, 0, 0},   {19, 35, 1, 35, 35, 3, 3, 1, 1, 1, 0, 0},
@@ -1799,8 +1788,6 @@ static void test_conv_plan(void)
         {17, 29, 1, 35, 33, 3, 2, PAD_NONE, CONV_PATH_GEMM, CONV_PATH_IM2COL},
         {10, 22, 2, 19, 21, 3, 1, PAD_SYM, CONV_PATH_GEMM, CONV_PATH_IM2COL},
         {24, 24, 24, 30, 28, 5, 2, PAD_SYM, CONV_PATH_DEPTHWISE, CONV_PATH_DEPTHWISE},
-        {3, 16, 1, 63, 63, 11, 4, PAD_SYM, CONV_PATH_WINOGRAD, CONV_PATH_IM2COL},
-        {3, 16, 1, 47, 47, 11, 4, PAD_SYM, CONV_PATH_GEMM, CONV_PATH_IM2COL},
     };
     static const char *const path_names[] = {"direct", "im2col", "depthwise", "stem", "winograd", "gemm", "pw_dw"};
     const int avx512 = cpu_isa_best() >= CPU_ISA_AVX512;
