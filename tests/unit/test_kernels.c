@@ -157,6 +157,8 @@ static void conv_describe(const conv2d_params *p, int with_bias, conv_via via, c
              act_names[p->act], with_bias);
 }
 
+#define CONV_GUARD 16
+
 /* Runs one convolution and compares with the reference; reports the first bad index. */
 static void conv_case(const conv2d_params *p, int with_bias, conv_via via, rng *r, sweep_stats *st)
 {
@@ -169,7 +171,8 @@ static void conv_case(const conv2d_params *p, int with_bias, conv_via via, rng *
     float *bias = with_bias ? alloc_random((size_t)p->c_out, r) : NULL;
     float *x_copy = alloc_floats(n_x);
     memcpy(x_copy, x, n_x * sizeof *x);
-    float *y = alloc_nan(n_y);
+    /* CONV_GUARD NaN cells before and after the output: a kernel writing past the map fails */
+    float *y_buf = alloc_nan(n_y + 2 * CONV_GUARD), *y = y_buf + CONV_GUARD;
     float *scratch = n_scratch ? alloc_nan(n_scratch) : NULL;
     float *packed = NULL;
     double *want = alloc_doubles(n_y), *mag = alloc_doubles(n_y);
@@ -188,13 +191,16 @@ static void conv_case(const conv2d_params *p, int with_bias, conv_via via, rng *
     }
     ref_conv(p, x, w, bias, want, mag);
     long bad = first_bad(y, want, mag, n_y);
-    int x_changed = memcmp(x, x_copy, n_x * sizeof *x) != 0;
+    int x_changed = memcmp(x, x_copy, n_x * sizeof *x) != 0, guard_written = 0;
+    for (size_t i = 0; i < CONV_GUARD; i++)
+        guard_written |= !isnan(y_buf[i]) || !isnan(y[n_y + i]);
     st->n_cases++;
-    if (bad >= 0 || x_changed) {
+    if (bad >= 0 || x_changed || guard_written) {
         if (st->n_failed++ < MAX_REPORTS) {
             char desc[256];
             conv_describe(p, with_bias, via, desc, sizeof desc);
             if (x_changed) T_CHECK(0, "%s: input modified", desc);
+            if (guard_written) T_CHECK(0, "%s: wrote outside the output", desc);
             if (bad >= 0) {
                 const size_t hw = (size_t)p->h_out * p->w_out;
                 T_CHECK(0, "%s: first bad index %ld (c %ld, h %ld, w %ld): got %.9g want %.9g",
@@ -209,7 +215,7 @@ static void conv_case(const conv2d_params *p, int with_bias, conv_via via, rng *
     free(w);
     free(bias);
     free(x_copy);
-    free(y);
+    free(y_buf);
     free(scratch);
     free(packed);
     free(want);
@@ -528,7 +534,24 @@ static void dw_sweep(conv_via via, uint64_t seed, sweep_stats *st)
                             {14, 14, 5, 5, 1, 1},        {7, 12, 3, 3, 1, 1},
                             {32, 15, 3, 5, 1, 1},        {16, 16, 7, 7, 1, 1},
                             {33, 14, 5, 5, 1, 1},        {10, 17, 3, 3, 1, 1},
-                            {10, 11, 5, 3, 1, 1}};
+                            {10, 11, 5, 3, 1, 1},
+                            /* stride-2 3x3 branch-free rows (over 16 outputs wide, up to 512
+                             * input columns): 17 and 33 outputs, MobileNet's 112 and 56 wide,
+                             * the widest input and one past it (rows kernel), odd row counts */
+                            {9, 34, 3, 3, 2, 2},         {6, 66, 3, 3, 2, 2},
+                            {12, 112, 3, 3, 2, 2},       {11, 56, 3, 3, 2, 2},
+                            {3, 512, 3, 3, 2, 2},        {3, 513, 3, 3, 2, 2},
+                            /* stride-2 parity-staged kernel (several output rows per vector):
+                             * MobileNet's 14 -> 7 (3x3, 5x5), 1..3 outputs wide (3-5 rows per
+                             * vector), rows across block counts (1, 2, 4, 8+ vectors and the
+                             * moved-back last block), rectangular kernels, 7x7, the tallest
+                             * map the staging holds and one past it */
+                            {14, 14, 5, 5, 2, 2},        {14, 14, 3, 3, 2, 2},
+                            {5, 2, 3, 3, 2, 2},          {9, 5, 5, 5, 2, 2},
+                            {4, 16, 5, 5, 2, 2},         {30, 13, 3, 3, 2, 2},
+                            {45, 11, 5, 5, 2, 2},        {11, 10, 3, 5, 2, 2},
+                            {13, 12, 7, 7, 2, 2},        {7, 15, 5, 7, 2, 2},
+                            {400, 12, 5, 5, 2, 2},       {600, 12, 5, 5, 2, 2}};
     for (size_t i = 0; i < sizeof extra / sizeof *extra; i++)
         for (int mode = 0; mode < N_PAD_MODES; mode++, idx++) {
             conv2d_params p;
