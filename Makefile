@@ -72,7 +72,7 @@ TEST_TOOLS += $(BUILD)/tests/train_model_ref
 $(BUILD)/tests/test_kernels: $(BUILD)/tests/unit/test_kernels.o $(KERNELS_OBJ)
 $(BUILD)/tests/test_backward: $(BUILD)/tests/unit/test_backward.o $(KERNELS_OBJ)
 $(BUILD)/tests/test_weights: $(BUILD)/tests/unit/test_weights.o $(WEIGHTS_OBJ)
-$(BUILD)/tests/test_image:   $(BUILD)/tests/unit/test_image.o $(IMAGE_OBJ) $(BUILD)/core/status.o $(BUILD)/core/cpu.o
+$(BUILD)/tests/test_image:   $(BUILD)/tests/unit/test_image.o $(IMAGE_OBJ) $(BUILD)/core/status.o $(BUILD)/core/cpu.o $(BUILD)/core/threadpool.o
 $(BUILD)/tests/test_models:  $(BUILD)/tests/unit/test_models.o $(IMAGE_OBJ) $(MODELS_OBJ) $(CORE_OBJ)
 $(BUILD)/tests/test_threads: $(BUILD)/tests/unit/test_threads.o $(MODELS_OBJ) $(CORE_OBJ)
 # Full fine-tuning engine: thread bit-identity, finite differences, eval/save vs inference.
@@ -84,7 +84,7 @@ $(BUILD)/tests/test_dataset: $(BUILD)/tests/unit/test_dataset.o $(BUILD)/server/
 $(BUILD)/tests/test_train:   $(BUILD)/tests/unit/test_train.o $(BUILD)/core/kernels_train.o $(BUILD)/core/train.o \
                              $(BUILD)/core/optim.o $(BUILD)/core/status.o
 $(BUILD)/tests/test_optim:   $(BUILD)/tests/unit/test_optim.o $(BUILD)/core/optim.o $(BUILD)/core/status.o
-$(BUILD)/tests/test_augment: $(BUILD)/tests/unit/test_augment.o $(BUILD)/server/augment.o $(IMAGE_OBJ) $(BUILD)/core/status.o $(BUILD)/core/cpu.o
+$(BUILD)/tests/test_augment: $(BUILD)/tests/unit/test_augment.o $(BUILD)/server/augment.o $(IMAGE_OBJ) $(BUILD)/core/status.o $(BUILD)/core/cpu.o $(BUILD)/core/threadpool.o
 # Model generations: discovery, failed files, reload (needs ../shared/weights).
 $(BUILD)/tests/test_zoo:     $(BUILD)/tests/unit/test_zoo.o $(BUILD)/server/zoo.o $(BUILD)/server/log.o \
                              $(MODELS_OBJ) $(CORE_OBJ)
@@ -94,7 +94,7 @@ $(BUILD)/tests/test_kserve:  $(BUILD)/tests/unit/test_kserve.o $(call obj,server
 # image_dump feeds the image fidelity/corpus tests; train_grad runs the head-training kernels on one
 # batch for tests/train/test_train_torch.py (vs PyTorch); eval_metrics_tool prints the metrics of a
 # score matrix for tests/eval/test_eval_metrics.py.
-$(BUILD)/tests/image_dump:   $(BUILD)/tests/tools/image_dump.o $(IMAGE_OBJ) $(BUILD)/core/status.o $(BUILD)/core/cpu.o
+$(BUILD)/tests/image_dump:   $(BUILD)/tests/tools/image_dump.o $(IMAGE_OBJ) $(BUILD)/core/status.o $(BUILD)/core/cpu.o $(BUILD)/core/threadpool.o
 $(BUILD)/tests/train_grad:   $(BUILD)/tests/tools/train_grad.o $(BUILD)/core/kernels_train.o $(BUILD)/core/optim.o \
                              $(BUILD)/core/status.o
 # optim_tool runs core/optim.h for tests/train/test_optim_torch.py (vs torch.optim).

@@ -25,6 +25,7 @@
 
 struct threadpool {
     int n_threads;
+    uint64_t step_spin_ns, idle_spin_ns; /* TP_*_SPIN_NS, or 0 (THREADPOOL_SLEEP) */
     threadpool_fn fn;
     void *arg;
     pthread_t *workers; /* n_threads - 1 */
@@ -76,11 +77,11 @@ void threadpool_step_wait(threadpool *tp, threadpool_step *s, unsigned job, int 
 {
     const unsigned target = (job + 1) * (unsigned)n_parts;
     if (tp_reached(atomic_load_explicit(&s->done, memory_order_acquire), target)) return;
-    const uint64_t t0 = tp_now_ns();
-    for (unsigned i = 1;; i++) {
+    const uint64_t t0 = tp->step_spin_ns ? tp_now_ns() : 0;
+    for (unsigned i = 1; tp->step_spin_ns; i++) {
         TP_PAUSE();
         if (tp_reached(atomic_load_explicit(&s->done, memory_order_acquire), target)) return;
-        if (i % 64 == 0 && tp_now_ns() - t0 > TP_STEP_SPIN_NS) break;
+        if (i % 64 == 0 && tp_now_ns() - t0 > tp->step_spin_ns) break;
     }
     atomic_fetch_add_explicit(&tp->sleepers, 1, memory_order_seq_cst);
     unsigned d;
@@ -92,8 +93,8 @@ void threadpool_step_wait(threadpool *tp, threadpool_step *s, unsigned job, int 
 /* The next job after seen: spins, then parks; returns 0 when the pool is closing. */
 static int tp_next_job(threadpool *tp, unsigned seen, unsigned *job)
 {
-    const uint64_t t0 = tp_now_ns();
-    for (unsigned i = 1;; i++) {
+    const uint64_t t0 = tp->idle_spin_ns ? tp_now_ns() : 0;
+    for (unsigned i = 1; tp->idle_spin_ns; i++) {
         if (atomic_load_explicit(&tp->quit, memory_order_acquire)) return 0;
         const unsigned gen = atomic_load_explicit(&tp->job_gen, memory_order_acquire);
         if (gen != seen) {
@@ -101,7 +102,7 @@ static int tp_next_job(threadpool *tp, unsigned seen, unsigned *job)
             return 1;
         }
         TP_PAUSE();
-        if (i % 64 == 0 && tp_now_ns() - t0 > TP_IDLE_SPIN_NS) break;
+        if (i % 64 == 0 && tp_now_ns() - t0 > tp->idle_spin_ns) break;
     }
     pthread_mutex_lock(&tp->mu);
     unsigned gen;
@@ -130,11 +131,18 @@ static void *tp_worker_main(void *p)
 
 cnn_status threadpool_init(threadpool **out, int n_threads, threadpool_fn fn, void *arg)
 {
+    return threadpool_init_wait(out, n_threads, fn, arg, THREADPOOL_SPIN);
+}
+
+cnn_status threadpool_init_wait(threadpool **out, int n_threads, threadpool_fn fn, void *arg, threadpool_wait wait)
+{
     *out = NULL;
-    if (n_threads < 1 || !fn) return CNN_ERR_ARG;
+    if (n_threads < 1 || !fn || (wait != THREADPOOL_SPIN && wait != THREADPOOL_SLEEP)) return CNN_ERR_ARG;
     threadpool *tp = calloc(1, sizeof *tp);
     if (!tp) return CNN_ERR_NOMEM;
     tp->n_threads = n_threads;
+    tp->step_spin_ns = wait == THREADPOOL_SPIN ? TP_STEP_SPIN_NS : 0;
+    tp->idle_spin_ns = wait == THREADPOOL_SPIN ? TP_IDLE_SPIN_NS : 0;
     tp->fn = fn;
     tp->arg = arg;
     atomic_init(&tp->job_gen, 0);

@@ -14,8 +14,9 @@
  * Step counters only grow: job j owns the claims [j*n, (j+1)*n) of a step of n parts, so they need
  * no reset between jobs and a straggler of an earlier job cannot take a part of a later one.
  * Waiting spins on C11 atomics for a bounded time, then sleeps on a futex; idle workers spin
- * briefly after a job, then park on a condition variable. Workers are created by threadpool_init
- * and joined by threadpool_free; nothing allocates in between. */
+ * briefly after a job, then park on a condition variable (THREADPOOL_SPIN), or both sleep at once
+ * (THREADPOOL_SLEEP). Workers are created by threadpool_init and joined by threadpool_free; nothing
+ * allocates in between. */
 #ifndef CNN_THREADPOOL_H
 #define CNN_THREADPOOL_H
 
@@ -29,8 +30,15 @@ typedef struct threadpool threadpool;
 typedef void (*threadpool_fn)(void *arg, int ith, int nth, unsigned job);
 
 /* n_threads >= 1 counts the caller: n_threads - 1 workers are started, each later running fn(arg,
- * ...) once per job. */
+ * ...) once per job. The threads spin briefly before they sleep (THREADPOOL_SPIN). */
 cnn_status threadpool_init(threadpool **out, int n_threads, threadpool_fn fn, void *arg);
+
+/* How a pool's threads wait for a part or the next job: THREADPOOL_SPIN spins up to ~0.1 ms for a
+ * part and ~0.5 ms for a job before sleeping (back-to-back inferences find the workers awake; a
+ * sleeping thread's wake-up can take over 1 ms on a VM); THREADPOOL_SLEEP sleeps at once (occasional
+ * jobs on threads that share the cores with other work: the intake's band decode). */
+typedef enum { THREADPOOL_SPIN = 0, THREADPOOL_SLEEP } threadpool_wait;
+cnn_status threadpool_init_wait(threadpool **out, int n_threads, threadpool_fn fn, void *arg, threadpool_wait wait);
 /* Waits for the workers to leave the job they are in and joins them. */
 void threadpool_free(threadpool *tp);
 

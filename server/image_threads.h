@@ -1,6 +1,7 @@
-/* Helper threads for the intake's parallel JPEG decode (image_decode_opts.par): n_threads - 1
- * threads that sleep on a condition variable between decodes (no spinning: they share the cores
- * with the inference threads), and run the parts of a decode together with the caller. */
+/* Helper threads for the intake's parallel JPEG decode (image_decode_opts.par): a core/threadpool
+ * of n_threads - 1 workers that sleep between decodes and while they wait (THREADPOOL_SLEEP, no
+ * spinning: they share the cores with the inference threads), and run the parts of a decode
+ * together with the caller. */
 #ifndef CNN_IMAGE_THREADS_H
 #define CNN_IMAGE_THREADS_H
 

@@ -48,14 +48,14 @@ static void pool_share(void *arg, int ith, int nth, unsigned job)
     }
 }
 
-static void test_pool(int n_threads)
+static void test_pool(int n_threads, threadpool_wait wait)
 {
-    char name[128];
-    snprintf(name, sizeof name, "threadpool, %d threads: %d jobs of %d steps, each part once, steps in order",
-             n_threads, POOL_JOBS, POOL_STEPS);
+    char name[160];
+    snprintf(name, sizeof name, "threadpool, %d threads, %s: %d jobs of %d steps, each part once, steps in order",
+             n_threads, wait == THREADPOOL_SLEEP ? "sleeping" : "spinning", POOL_JOBS, POOL_STEPS);
     test_begin();
     pool_job *pj = calloc(1, sizeof *pj);
-    T_CHECK(pj && threadpool_init(&pj->tp, n_threads, pool_share, pj) == CNN_OK, "threadpool_init failed");
+    T_CHECK(pj && threadpool_init_wait(&pj->tp, n_threads, pool_share, pj, wait) == CNN_OK, "threadpool_init failed");
     if (pj && pj->tp) {
         T_CHECK(threadpool_size(pj->tp) == n_threads, "size %d", threadpool_size(pj->tp));
         for (int j = 0; j < POOL_JOBS; j++) {
@@ -283,9 +283,11 @@ int main(void)
     snprintf(cache_dir, sizeof cache_dir, "%s", c ? c : "cache");
     openblas_set_num_threads(1);
 
-    test_pool(1);
-    test_pool(2);
-    test_pool(5);
+    test_pool(1, THREADPOOL_SPIN);
+    test_pool(2, THREADPOOL_SPIN);
+    test_pool(5, THREADPOOL_SPIN);
+    test_pool(2, THREADPOOL_SLEEP);
+    test_pool(5, THREADPOOL_SLEEP);
 
     test_begin();
     model_ctx *ctx = (model_ctx *)&ctx;
