@@ -66,6 +66,8 @@ typedef struct {
     int pad_t, pad_l, pad_b, pad_r; /* zero padding; pad_b/pad_r only matter through h_out/w_out */
     int groups;                     /* c_in % groups == 0 && c_out % groups == 0 */
     act_kind act;                   /* fused epilogue: y = act(conv(x) + bias) */
+    int train; /* 1: a training graph's conv (its data gradient too): only the paths whose rounding
+                  the training checks were validated with (no polyphase / F(4x4, 5x5) Winograd) */
 } conv2d_params;
 
 /* Floats of scratch conv2d_forward needs (im2col buffer); 0 when it needs none

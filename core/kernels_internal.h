@@ -96,7 +96,8 @@ void kernels_stem_forward_part(const conv2d_params *p, const float *x, const flo
                                const float *bias, float *y, const kernels_part *part);
 
 /* Winograd (kernels_wino.c, CONV_PATH_WINOGRAD, AVX-512F), the packed path of stride-1 groups-1
- * 3x3 / 5x5 / 1x7 / 7x1 convolutions large enough to gain: kernels_wino_applies says whether p
+ * 3x3 / 5x5 / 1x7 / 7x1 convolutions large enough to gain, and of strided ones whose kernel spans
+ * 2..3 strides (as 3x3 over their polyphase planes): kernels_wino_applies says whether p
  * takes it; the others give its packed weights, packing and scratch for conv2d_plan. */
 int kernels_wino_applies(const conv2d_params *p);
 size_t kernels_wino_packed_floats(const conv2d_params *p);

@@ -1,25 +1,29 @@
 /* Winograd convolution on AVX-512 for stride-1 convolutions (groups 1) with 3x3, 5x5, 1x7 and 7x1
  * kernels, the path conv2d_plan_init picks for them when the output is large enough to fill
- * the GEMM: F(4x4, 3x3) where there are enough 4x4 tiles, else F(2x2, 3x3); F(2x2, 5x5); the 1-D
- * F(2, 7) along the kernel's long axis for 1x7 / 7x1 (Inception).
+ * the GEMM: F(4x4, 3x3) where there are enough 4x4 tiles, else F(2x2, 3x3); likewise F(4x4, 5x5)
+ * or F(2x2, 5x5); the 1-D F(2, 7) along the kernel's long axis for 1x7 / 7x1 (Inception).
  *
  * Per axis, F(m, r) computes m outputs of an r-tap filter from alpha = m + r - 1 inputs with
  * alpha multiplies; an axis without filtering (1x7's rows) is F(1, 1). Output tiles of
  * m_h x m_w read alpha_h x alpha_w input patches; with the transforms of Lavin & Gray
  *   U = G_h g G_w^T (weights, at pack time), V = B_h^T d B_w (input), Y = A_h^T [U . V] A_w,
  * each tile costs alpha_h alpha_w multiplies per input channel instead of m_h m_w r_h r_w (36 vs
- * 144 for F(4x4, 3x3), 16 vs 36 for F(2x2, 3x3), 36 vs 100 for F(2x2, 5x5), 8 vs 14 for F(2, 7)),
+ * 144 for F(4x4, 3x3), 16 vs 36 for F(2x2, 3x3), 64 vs 400 for F(4x4, 5x5), 36 vs 100 for
+ * F(2x2, 5x5), 8 vs 14 for F(2, 7)),
  * and the alpha_h alpha_w element-wise products summed over input channels are as many GEMMs,
  * U[e] (c_out x c_in) times V[e] (c_in x tiles), run by the packed GEMM micro-kernel
  * (kernels_gemm_avx512). The matrices come from Toom-Cook on the points 0, 1, -1 (and 2, -2 when
- * alpha = 6, and 1/2, -1/2 when alpha = 8) and infinity, scaled so B^T is integer.
+ * alpha = 6, and 1/2, -1/2 when alpha = 8) and infinity, scaled so B^T is integer (one B^T per
+ * alpha: F(4, 3) and F(2, 5) share it, F(4, 5) and F(2, 7) too).
  * The transforms keep 16 tiles of one tile row in the lanes of a vector: a patch column for 16
  * tiles is every m_w-th float of a row, split out of contiguous loads by permutes. Tile rows are
  * processed in blocks whose transformed input and GEMM results stay in L2; each block's band of
  * input rows is copied zero-padded first so no transform checks a border. The bias and activation
  * are applied in the output transform, in registers. Rounding error (random data, per layer,
  * relative rms): direct 2e-7, F(2x2, 3x3) 2e-7, F(4x4, 3x3) 2e-6, F(2x2, 5x5) 2e-6,
- * F(2, 7) 1.3e-6. */
+ * F(4x4, 5x5) 3e-6, F(2, 7) 1.3e-6, AlexNet's 11x11 stride 4 (polyphase, F(4x4, 3x3)) 1.2e-6.
+ * Strided convolutions whose kernel spans 2..3 strides (AlexNet's 11x11 stride 4) run as the
+ * stride-1 3x3 convolution of their polyphase form (wino_polyphase). */
 #include "kernels.h"
 
 #include <assert.h>
@@ -46,7 +50,7 @@
 #define WINO_MIN_BLOCK_TILES 64
 
 /* One axis' transform F(m, r). */
-typedef enum { WINO_T11 = 0, WINO_T23, WINO_T43, WINO_T25, WINO_T27 } wino_axis;
+typedef enum { WINO_T11 = 0, WINO_T23, WINO_T43, WINO_T25, WINO_T27, WINO_T45 } wino_axis;
 
 /* F(2, 3): points 0, 1, -1, infinity. */
 static const float wino_bt4[4][4] = {
@@ -91,11 +95,29 @@ static const double wino_g27[8][7] = {
 static const float wino_at27[2][8] = {{1, 1, 1, 1, 1, 1, 1, 0},
                                       {0, 1, -1, 2, -2, 0.5f, -0.5f, 1}};
 
+/* F(4, 5): the same points and B^T as F(2, 7); G's rows the same scales times p^j, j < 5. */
+static const double wino_g45[8][5] = {
+    {1.0 / 4, 0, 0, 0, 0},
+    {1.0 / 18, 1.0 / 18, 1.0 / 18, 1.0 / 18, 1.0 / 18},
+    {1.0 / 18, -1.0 / 18, 1.0 / 18, -1.0 / 18, 1.0 / 18},
+    {1.0 / 360, 1.0 / 180, 1.0 / 90, 1.0 / 45, 2.0 / 45},
+    {1.0 / 360, -1.0 / 180, 1.0 / 90, -1.0 / 45, 2.0 / 45},
+    {1.0 / 45, 1.0 / 90, 1.0 / 180, 1.0 / 360, 1.0 / 720},
+    {1.0 / 45, -1.0 / 90, 1.0 / 180, -1.0 / 360, 1.0 / 720},
+    {0, 0, 0, 0, 1.0 / 4}};
+static const float wino_at45[4][8] = {{1, 1, 1, 1, 1, 1, 1, 0},
+                                      {0, 1, -1, 2, -2, 0.5f, -0.5f, 0},
+                                      {0, 1, 1, 4, 4, 0.25f, 0.25f, 0},
+                                      {0, 1, -1, 8, -8, 0.125f, -0.125f, 1}};
+
 /* Per-axis properties; constant-folded where the axis is. */
-static inline int wino_am(wino_axis t) { return t == WINO_T11 ? 1 : t == WINO_T43 ? 4 : 2; }
+static inline int wino_am(wino_axis t)
+{
+    return t == WINO_T11 ? 1 : t == WINO_T43 || t == WINO_T45 ? 4 : 2;
+}
 static inline int wino_ar(wino_axis t)
 {
-    return t == WINO_T11 ? 1 : t == WINO_T25 ? 5 : t == WINO_T27 ? 7 : 3;
+    return t == WINO_T11 ? 1 : t == WINO_T25 || t == WINO_T45 ? 5 : t == WINO_T27 ? 7 : 3;
 }
 static inline int wino_aa(wino_axis t) { return wino_am(t) + wino_ar(t) - 1; }
 static inline float wino_bt(wino_axis t, int i, int j)
@@ -103,7 +125,8 @@ static inline float wino_bt(wino_axis t, int i, int j)
     switch (t) {
     case WINO_T11: return 1.0f;
     case WINO_T23: return wino_bt4[i][j];
-    case WINO_T27: return wino_bt8[i][j];
+    case WINO_T27:
+    case WINO_T45: return wino_bt8[i][j];
     default: return wino_bt6[i][j];
     }
 }
@@ -114,6 +137,7 @@ static inline double wino_gm(wino_axis t, int i, int j)
     case WINO_T23: return wino_g23[i][j];
     case WINO_T43: return wino_g43[i][j];
     case WINO_T25: return wino_g25[i][j];
+    case WINO_T45: return wino_g45[i][j];
     default: return wino_g27[i][j];
     }
 }
@@ -124,21 +148,22 @@ static inline float wino_at(wino_axis t, int i, int j)
     case WINO_T23: return wino_at23[i][j];
     case WINO_T43: return wino_at43[i][j];
     case WINO_T25: return wino_at25[i][j];
+    case WINO_T45: return wino_at45[i][j];
     default: return wino_at27[i][j];
     }
 }
 
 /* The convolutions' variants: transform along rows (h) and columns (w). */
-typedef enum { WINO_F23 = 0, WINO_F43, WINO_F25, WINO_F17, WINO_F71 } wino_variant;
+typedef enum { WINO_F23 = 0, WINO_F43, WINO_F25, WINO_F45, WINO_F17, WINO_F71 } wino_variant;
 static inline wino_axis wino_axis_h(wino_variant v)
 {
     return v == WINO_F23 ? WINO_T23 : v == WINO_F43 ? WINO_T43 : v == WINO_F25 ? WINO_T25
-                                    : v == WINO_F17 ? WINO_T11 : WINO_T27;
+                                    : v == WINO_F45 ? WINO_T45 : v == WINO_F17 ? WINO_T11 : WINO_T27;
 }
 static inline wino_axis wino_axis_w(wino_variant v)
 {
     return v == WINO_F23 ? WINO_T23 : v == WINO_F43 ? WINO_T43 : v == WINO_F25 ? WINO_T25
-                                    : v == WINO_F17 ? WINO_T27 : WINO_T11;
+                                    : v == WINO_F45 ? WINO_T45 : v == WINO_F17 ? WINO_T27 : WINO_T11;
 }
 
 /* Geometry of one convolution's Winograd pass. */
@@ -195,7 +220,10 @@ static int wino_pick(const conv2d_params *p)
         if (wino_tiles(p, 4, 4) >= WINO_MIN_TILES) return WINO_F43;
         return wino_tiles(p, 2, 2) >= WINO_MIN_TILES ? WINO_F23 : -1;
     }
-    if (kh == 5 && kw == 5) return wino_tiles(p, 2, 2) >= WINO_MIN_TILES ? WINO_F25 : -1;
+    if (kh == 5 && kw == 5) {
+        if (!p->train && wino_tiles(p, 4, 4) >= WINO_MIN_TILES) return WINO_F45;
+        return wino_tiles(p, 2, 2) >= WINO_MIN_TILES ? WINO_F25 : -1;
+    }
     if (kh == 1 && kw == 7) return wino_tiles(p, 1, 2) >= WINO_MIN_TILES ? WINO_F17 : -1;
     if (kh == 7 && kw == 1) return wino_tiles(p, 2, 1) >= WINO_MIN_TILES ? WINO_F71 : -1;
     return -1;
@@ -208,7 +236,52 @@ static wino_geom wino_geom_of(const conv2d_params *p)
     return wino_geom_var(p, (wino_variant)var);
 }
 
-int kernels_wino_applies(const conv2d_params *p) { return wino_pick(p) >= 0; }
+/* Strided convolutions as stride-1 ones (polyphase form): with stride s, output (oh, ow) reads
+ * input (s*oh + i - pad_t, s*ow + j - pad_l); writing i = s*a + ph, j = s*b + pw, that is a
+ * stride-1 unpadded convolution with ceil(k / s) taps per axis over the s*s*c_in phase planes
+ *   x'[(c*s + ph)*s + pw][u][v] = x[c][s*u + ph - pad_t][s*v + pw - pad_l] (zero outside),
+ * kernel w'[co][(c*s + ph)*s + pw][a][b] = w[co][c][s*a + ph][s*b + pw] (zero past k).
+ * Taken when that is 3x3 (2s < k <= 3s on both axes): AlexNet's 11x11 stride 4 becomes 48 planes
+ * of 57x57 and a 3x3 kernel (1.19x the taps of 11x11), which F(4x4, 3x3) computes with a
+ * quarter of the multiplies per tap. Not in training graphs (p->train), nor F(4x4, 5x5): the
+ * changed rounding (1.2e-6 / 3e-6 relative) fails the whole-model training checks (AlexNet: one
+ * ReLU input within 3e-6 of 0 flips, and 3 SGD / Adam steps compound it past their bounds). */
+static int wino_polyphase(const conv2d_params *p)
+{
+    const int s = p->stride_h;
+    return !p->train && s >= 2 && p->stride_w == s && p->groups == 1 && p->k_h > 2 * s && p->k_h <= 3 * s &&
+           p->k_w > 2 * s && p->k_w <= 3 * s;
+}
+
+/* The stride-1 convolution the Winograd pass computes for p: p itself or its polyphase form
+ * (the same output). */
+static conv2d_params wino_conv_of(const conv2d_params *p)
+{
+    if (!wino_polyphase(p)) return *p;
+    conv2d_params q = *p;
+    const int s = p->stride_h;
+    q.c_in = p->c_in * s * s;
+    q.k_h = q.k_w = 3;
+    q.stride_h = q.stride_w = 1;
+    q.pad_t = q.pad_l = q.pad_b = q.pad_r = 0;
+    q.h_in = p->h_out + 2;
+    q.w_in = p->w_out + 2;
+    return q;
+}
+
+/* Floats of the polyphase planes x' (0 for stride-1 convolutions), 16-float aligned. */
+static size_t wino_polyphase_floats(const conv2d_params *p)
+{
+    if (!wino_polyphase(p)) return 0;
+    const conv2d_params q = wino_conv_of(p);
+    return ((size_t)q.c_in * (size_t)q.h_in * (size_t)q.w_in + 15) / 16 * 16;
+}
+
+int kernels_wino_applies(const conv2d_params *p)
+{
+    const conv2d_params q = wino_conv_of(p);
+    return wino_pick(&q) >= 0;
+}
 
 static int wino_panels(const conv2d_params *p)
 {
@@ -217,8 +290,9 @@ static int wino_panels(const conv2d_params *p)
 
 size_t kernels_wino_packed_floats(const conv2d_params *p)
 {
-    const wino_geom g = wino_geom_of(p);
-    return (size_t)g.n_e * (size_t)wino_panels(p) * KERNELS_GEMM_MR * (size_t)p->c_in;
+    const conv2d_params q = wino_conv_of(p);
+    const wino_geom g = wino_geom_of(&q);
+    return (size_t)g.n_e * (size_t)wino_panels(&q) * KERNELS_GEMM_MR * (size_t)q.c_in;
 }
 
 /* U[e] for every element e = alpha_w*xi + nu, packed as GEMM left operands (c_out x c_in each):
@@ -232,6 +306,17 @@ enum { WINO_PACK_MAX_A = 8, WINO_PACK_MAX_R = 7 };
 
 typedef double wino_v8d __attribute__((vector_size(WINO_PACK_LANES * sizeof(double))));
 
+/* Tap t of input channel ci of output channel co of wino_conv_of(p), from p's weights. */
+static double wino_tap(const conv2d_params *p, const float *w, int co, int ci, int t)
+{
+    if (!wino_polyphase(p))
+        return (double)w[((size_t)co * (size_t)p->c_in + (size_t)ci) * (size_t)(p->k_h * p->k_w) + (size_t)t];
+    const int s = p->stride_h, i = s * (t / 3) + ci / s % s, j = s * (t % 3) + ci % s;
+    if (i >= p->k_h || j >= p->k_w) return 0.0;
+    return (double)w[(((size_t)co * (size_t)p->c_in + (size_t)(ci / (s * s))) * (size_t)p->k_h + (size_t)i) *
+                         (size_t)p->k_w + (size_t)j];
+}
+
 #if KERNELS_X86
 KERNELS_AVX512
 #endif
@@ -239,12 +324,11 @@ static void wino_pack_lanes(const conv2d_params *p, const wino_geom *g,
                             const double (*gh)[WINO_PACK_MAX_R], const double (*gw)[WINO_PACK_MAX_R],
                             const float *w, int co, int ci0, int n, float *packed, size_t plane)
 {
-    const int taps = g->r_h * g->r_w;
+    const int taps = g->r_h * g->r_w, c_in = wino_conv_of(p).c_in;
     wino_v8d f[WINO_PACK_MAX_R * WINO_PACK_MAX_R], a[WINO_PACK_MAX_R * WINO_PACK_MAX_R];
     for (int t = 0; t < taps; t++)
         for (int l = 0; l < WINO_PACK_LANES; l++)
-            f[t][l] = l < n ? (double)w[((size_t)co * (size_t)p->c_in + (size_t)(ci0 + l)) * (size_t)taps + (size_t)t]
-                            : 0.0;
+            f[t][l] = l < n ? wino_tap(p, w, co, ci0 + l, t) : 0.0;
     for (int xi = 0; xi < g->alpha_h; xi++) {
         for (int t = 0; t < taps; t++) a[t] = gh[xi][t / g->r_w] * f[t];
         wino_v8d u[WINO_PACK_MAX_A] = {{0}}; /* the alpha_w sums side by side (independent chains) */
@@ -252,16 +336,17 @@ static void wino_pack_lanes(const conv2d_params *p, const wino_geom *g,
             for (int nu = 0; nu < g->alpha_w; nu++) u[nu] += a[t] * gw[nu][t % g->r_w];
         for (int nu = 0; nu < g->alpha_w; nu++) {
             float *e_at = packed + (size_t)(xi * g->alpha_w + nu) * plane;
-            for (int l = 0; l < n; l++) e_at[kernels_gemm_a_offset(p->c_out, p->c_in, co, ci0 + l)] = (float)u[nu][l];
+            for (int l = 0; l < n; l++) e_at[kernels_gemm_a_offset(p->c_out, c_in, co, ci0 + l)] = (float)u[nu][l];
         }
     }
 }
 
 void kernels_wino_pack(const conv2d_params *p, const float *w, float *packed)
 {
-    const wino_geom g = wino_geom_of(p);
+    const conv2d_params q = wino_conv_of(p);
+    const wino_geom g = wino_geom_of(&q);
     const wino_axis th = wino_axis_h(g.var), tw = wino_axis_w(g.var);
-    const int c_in = p->c_in, rows = wino_panels(p) * KERNELS_GEMM_MR;
+    const int c_in = q.c_in, rows = wino_panels(p) * KERNELS_GEMM_MR;
     const size_t plane = (size_t)rows * (size_t)c_in;
     assert(g.alpha_h <= WINO_PACK_MAX_A && g.alpha_w <= WINO_PACK_MAX_A && g.r_h <= WINO_PACK_MAX_R &&
            g.r_w <= WINO_PACK_MAX_R);
@@ -289,15 +374,52 @@ static size_t wino_round16(size_t n) { return (n + 15) / 16 * 16; }
 
 size_t kernels_wino_scratch_floats(const conv2d_params *p)
 {
-    const wino_geom g = wino_geom_of(p);
+    const conv2d_params q = wino_conv_of(p);
+    const wino_geom g = wino_geom_of(&q);
     const size_t tiles = (size_t)g.block_rows * (size_t)g.tiles_w;
-    return wino_round16((size_t)p->c_in * (size_t)g.band_h * (size_t)g.wp) +
-           wino_round16((size_t)g.n_e * (size_t)p->c_in * tiles) +
+    return wino_polyphase_floats(p) + wino_round16((size_t)q.c_in * (size_t)g.band_h * (size_t)g.wp) +
+           wino_round16((size_t)g.n_e * (size_t)q.c_in * tiles) +
            wino_round16((size_t)g.n_e * (size_t)p->c_out * tiles) +
            (size_t)g.alpha_h * (size_t)g.row_floats;
 }
 
 #if KERNELS_X86
+/* Rows [u0, u1) of every polyphase plane x' of p (see wino_polyphase); the columns inside the
+ * input by 16-lane gathers of every s-th float. */
+static KERNELS_AVX512 void wino_polyphase_input(const conv2d_params *p, const float *x, int u0, int u1,
+                                             float *xs)
+{
+    const int s = p->stride_h, hq = p->h_out + 2, wq = p->w_out + 2;
+    const __m512i idx = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(s));
+    for (int c = 0; c < p->c_in; c++)
+        for (int ph = 0; ph < s; ph++)
+            for (int pw = 0; pw < s; pw++) {
+                float *plane = xs + (size_t)((c * s + ph) * s + pw) * (size_t)hq * (size_t)wq;
+                /* columns v with 0 <= s*v + off < w_in */
+                const int off = pw - p->pad_l, last = p->w_in - 1 - off;
+                const int v_lo = kernels_imin(off >= 0 ? 0 : (-off + s - 1) / s, wq);
+                const int v_hi = kernels_imax(v_lo, last < 0 ? 0 : kernels_imin(wq, last / s + 1));
+                for (int u = u0; u < u1; u++) {
+                    float *d = plane + (size_t)u * (size_t)wq;
+                    const int ih = s * u + ph - p->pad_t;
+                    if (ih < 0 || ih >= p->h_in) {
+                        memset(d, 0, (size_t)wq * sizeof *d);
+                        continue;
+                    }
+                    const float *row = x + ((size_t)c * (size_t)p->h_in + (size_t)ih) * (size_t)p->w_in;
+                    for (int v = 0; v < v_lo; v++) d[v] = 0.0f;
+                    for (int v = v_lo; v < v_hi; v += 16) {
+                        const __mmask16 m = kernels_avx512_mask(v_hi - v);
+                        _mm512_mask_storeu_ps(d + v, m,
+                                              _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx,
+                                                                       row + (s * v + off), 4));
+                    }
+                    for (int v = v_hi; v < wq; v++) d[v] = 0.0f;
+                }
+            }
+}
+
 /* Band of the padded input from padded row r0: xp[c][r][q] = x[c][r0 + r - pad_t][q - pad_l],
  * zero outside the input, r < band_h. */
 static void wino_pad_input(const conv2d_params *p, const wino_geom *g, const float *x, int r0,
@@ -436,6 +558,7 @@ static KERNELS_AVX512 void wino_input(const conv2d_params *p, const wino_geom *g
     case WINO_F23: wino_input_v(WINO_F23, p, g, xp, a0, rows, v, ldv, line); break;
     case WINO_F43: wino_input_v(WINO_F43, p, g, xp, a0, rows, v, ldv, line); break;
     case WINO_F25: wino_input_v(WINO_F25, p, g, xp, a0, rows, v, ldv, line); break;
+    case WINO_F45: wino_input_v(WINO_F45, p, g, xp, a0, rows, v, ldv, line); break;
     case WINO_F17: wino_input_v(WINO_F17, p, g, xp, a0, rows, v, ldv, line); break;
     case WINO_F71: wino_input_v(WINO_F71, p, g, xp, a0, rows, v, ldv, line); break;
     }
@@ -526,6 +649,7 @@ static KERNELS_AVX512 void wino_output(const conv2d_params *p, const wino_geom *
     case WINO_F23: wino_output_v(WINO_F23, p, g, mr, ldm, a0, rows, co0, co1, bias, y); break;
     case WINO_F43: wino_output_v(WINO_F43, p, g, mr, ldm, a0, rows, co0, co1, bias, y); break;
     case WINO_F25: wino_output_v(WINO_F25, p, g, mr, ldm, a0, rows, co0, co1, bias, y); break;
+    case WINO_F45: wino_output_v(WINO_F45, p, g, mr, ldm, a0, rows, co0, co1, bias, y); break;
     case WINO_F17: wino_output_v(WINO_F17, p, g, mr, ldm, a0, rows, co0, co1, bias, y); break;
     case WINO_F71: wino_output_v(WINO_F71, p, g, mr, ldm, a0, rows, co0, co1, bias, y); break;
     }
@@ -568,7 +692,8 @@ static KERNELS_AVX512 void wino_forward_avx512(const conv2d_params *p, const flo
 
 kernels_part kernels_wino_part(const conv2d_params *p, int ith, int nth)
 {
-    const wino_geom g = wino_geom_of(p);
+    const conv2d_params q = wino_conv_of(p);
+    const wino_geom g = wino_geom_of(&q);
     const int n_blocks = (g.tiles_h + g.block_rows - 1) / g.block_rows;
     if (n_blocks % nth == 0 || n_blocks >= WINO_PART_MIN_BLOCKS * nth)
         return kernels_part_split(KERNELS_PART_POSITIONS, p->h_out * p->w_out,
@@ -581,7 +706,8 @@ void kernels_wino_forward_part(const conv2d_params *p, const float *x, const flo
                                const kernels_part *part)
 {
     assert(kernels_wino_applies(p) && cpu_isa_best() >= CPU_ISA_AVX512);
-    const wino_geom g = wino_geom_of(p);
+    const conv2d_params q = wino_conv_of(p);
+    const wino_geom g = wino_geom_of(&q);
     int a_lo = 0, a_hi = g.tiles_h, co0 = 0, co1 = p->c_out;
     if (part->axis == KERNELS_PART_POSITIONS) {
         const int n = p->h_out * p->w_out, rows = g.m_h * p->w_out;
@@ -595,7 +721,12 @@ void kernels_wino_forward_part(const conv2d_params *p, const float *x, const flo
         co1 = part->hi;
     }
 #if KERNELS_X86
-    wino_forward_avx512(p, x, packed, bias, y, scratch, a_lo, a_hi, co0, co1);
+    if (wino_polyphase(p)) { /* the planes' rows this part's tile rows read */
+        wino_polyphase_input(p, x, g.m_h * a_lo, kernels_imin(q.h_in, g.m_h * a_hi + g.r_h - 1), scratch);
+        x = scratch;
+        scratch += wino_polyphase_floats(p);
+    }
+    wino_forward_avx512(&q, x, packed, bias, y, scratch, a_lo, a_hi, co0, co1);
 #else
     (void)x, (void)packed, (void)bias, (void)y, (void)scratch, (void)a_lo, (void)a_hi, (void)co0,
         (void)co1;

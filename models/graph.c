@@ -272,7 +272,8 @@ static int gb_conv_train(graph_builder *b, int x, const conv_spec *s, const char
     if (b->status != CNN_OK) return -1;
     conv_spec s0 = *s;
     s0.act = ACT_NONE;
-    const conv2d_params p = gb_conv_params(b, &in, &s0);
+    conv2d_params p = gb_conv_params(b, &in, &s0);
+    p.train = 1;
     conv2d_plan pl;
     conv2d_plan_init(&pl, &p);
     pl.w = b->g->tensors[tw].data;

@@ -358,10 +358,12 @@ static void conv_packed_edges(conv_via via, sweep_stats *st)
         {3, 5, 29, 40, 3, 3, 1, PAD_NONE},   {150, 13, 17, 17, 3, 3, 1, PAD_SYM},
         {8, 7, 70, 70, 3, 3, 1, PAD_ASYM},   {6, 8, 23, 36, 3, 3, 1, PAD_TF_SAME},
         {40, 30, 50, 50, 3, 3, 1, PAD_SYM},  {2, 1, 16, 15, 3, 3, 1, PAD_SYM},
-        /* 5x5 stride 1 with >= 40 tiles (Winograd F(2x2, 5x5)) */
+        /* 5x5 stride 1 with >= 40 tiles of 4x4 (Winograd F(4x4, 5x5)) or else of 2x2
+         * (F(2x2, 5x5)): odd sizes, several tile-row blocks, K blocks, every padding mode */
         {48, 64, 35, 35, 5, 5, 1, PAD_SYM},  {3, 7, 27, 27, 5, 5, 1, PAD_SYM},
         {140, 9, 19, 20, 5, 5, 1, PAD_ASYM}, {5, 6, 30, 33, 5, 5, 1, PAD_TF_SAME},
-        {4, 5, 25, 26, 5, 5, 1, PAD_NONE},
+        {4, 5, 25, 26, 5, 5, 1, PAD_NONE},   {6, 10, 70, 61, 5, 5, 1, PAD_SYM},
+        {150, 9, 30, 31, 5, 5, 1, PAD_ASYM}, {2, 13, 21, 40, 5, 5, 1, PAD_NONE},
         /* 1x7 / 7x1 with >= 40 tiles of 1x2 / 2x1 (1-D Winograd F(2, 7)) */
         {20, 30, 17, 17, 1, 7, 1, PAD_SYM},  {20, 30, 17, 17, 7, 1, 1, PAD_SYM},
         {150, 7, 9, 23, 1, 7, 1, PAD_SYM},   {5, 9, 31, 6, 7, 1, 1, PAD_TF_SAME},
@@ -384,6 +386,16 @@ static void conv_packed_edges(conv_via via, sweep_stats *st)
         {9, 7, 14, 14, 1, 1, 1, PAD_NONE},   {150, 13, 14, 14, 1, 1, 1, PAD_NONE},
         {20, 11, 7, 28, 1, 1, 1, PAD_NONE},  {140, 8, 14, 28, 1, 1, 1, PAD_NONE},
         {6, 5, 5, 49, 1, 1, 1, PAD_NONE},
+        /* strided kernels spanning 2..3 strides with >= 40 Winograd tiles: their polyphase form
+         * (s*s*c_in planes, 3x3, F(4x4) or F(2x2)); strides 2, 3, 4, square and rectangular
+         * kernels, odd sizes, several tile-row blocks, output-channel remainders, every padding
+         * mode; AlexNet's first layer */
+        {3, 64, 224, 224, 11, 11, 4, PAD_SYM}, {3, 13, 111, 109, 11, 11, 4, PAD_SYM},
+        {2, 7, 61, 67, 5, 5, 2, PAD_TF_SAME},  {5, 9, 50, 47, 6, 6, 2, PAD_ASYM},
+        {4, 13, 70, 66, 8, 8, 3, PAD_NONE},    {1, 5, 77, 80, 7, 7, 3, PAD_SYM},
+        {3, 6, 150, 140, 12, 12, 4, PAD_TF_SAME}, {6, 8, 40, 45, 9, 9, 3, PAD_ASYM},
+        {2, 7, 61, 67, 5, 6, 2, PAD_SYM},      {3, 5, 90, 93, 12, 9, 4, PAD_ASYM},
+        {7, 11, 29, 30, 10, 11, 4, PAD_NONE},
     };
     rng r = {14};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -1375,6 +1387,7 @@ static void test_conv_packed_parts(void)
         {24, 17, 1, 61, 59, 1, 1, 1, 0, 0, 1, 1},   {120, 112, 1, 14, 14, 1, 1, 1, 0, 0, 1, 0},
         {200, 80, 1, 9, 7, 1, 1, 1, 0, 0, 1, 1},    {13, 37, 1, 7, 7, 1, 1, 1, 0, 0, 0, 1},
         {3, 64, 1, 67, 67, 11, 11, 4, 2, 2, 0, 0},  {17, 29, 1, 35, 33, 3, 3, 2, 0, 0, 0, 0},
+        {3, 64, 1, 224, 224, 11, 11, 4, 2, 2, 0, 0}, {2, 13, 1, 61, 67, 5, 6, 2, 2, 3, 0, 0},
         {12, 50, 1, 15, 17, 5, 5, 2, 2, 2, 0, 0},   {10, 22, 2, 19, 21, 3, 3, 1, 1, 1, 0, 0},
         {12, 18, 3, 41, 40, 1, 1, 1, 0, 0, 0, 0},   {7, 5, 1, 3, 3, 3, 3, 1, 1, 1, 0, 0},
         {32, 48, 1, 13, 13, 3, 3, 1, 1, 1, 0, 0},   {19, 35, 1, 35, 35, 3, 3, 1, 1, 1, 0, 0},
@@ -1803,14 +1816,17 @@ static int plan_parts_match(const conv2d_plan *pl, const float *x, float *y, siz
  * bit-identical to the one-call path; the pw+dw and input-scale fusions of a pointwise plan. */
 static void test_conv_plan(void)
 {
-    /* {c_in, c_out, groups, h, w, k, stride, pad mode, path with AVX-512F, path without} */
-    static const int cases[][10] = {
+    /* {c_in, c_out, groups, h, w, k, stride, pad mode, path with AVX-512F, path without, train} */
+    static const int cases[][11] = {
         {3, 16, 1, 37, 41, 3, 2, PAD_SYM, CONV_PATH_STEM, CONV_PATH_IM2COL},
         {19, 35, 1, 35, 35, 3, 1, PAD_SYM, CONV_PATH_WINOGRAD, CONV_PATH_IM2COL},
         {24, 17, 1, 61, 59, 1, 1, PAD_NONE, CONV_PATH_GEMM, CONV_PATH_DIRECT},
         {17, 29, 1, 35, 33, 3, 2, PAD_NONE, CONV_PATH_GEMM, CONV_PATH_IM2COL},
         {10, 22, 2, 19, 21, 3, 1, PAD_SYM, CONV_PATH_GEMM, CONV_PATH_IM2COL},
         {24, 24, 24, 30, 28, 5, 2, PAD_SYM, CONV_PATH_DEPTHWISE, CONV_PATH_DEPTHWISE},
+        {3, 16, 1, 63, 63, 11, 4, PAD_SYM, CONV_PATH_WINOGRAD, CONV_PATH_IM2COL},
+        {3, 16, 1, 47, 47, 11, 4, PAD_SYM, CONV_PATH_GEMM, CONV_PATH_IM2COL},
+        {3, 16, 1, 63, 63, 11, 4, PAD_SYM, CONV_PATH_GEMM, CONV_PATH_IM2COL, 1},
     };
     static const char *const path_names[] = {"direct", "im2col", "depthwise", "stem", "winograd", "gemm", "pw_dw"};
     const int avx512 = cpu_isa_best() >= CPU_ISA_AVX512;
@@ -1820,12 +1836,13 @@ static void test_conv_plan(void)
         const int *c = cases[ci];
         conv2d_params p;
         conv_setup(&p, c[0], c[1], c[2], c[3], c[4], c[5], c[5], c[6], c[6], (pad_mode)c[7], (act_kind)(ci % 5));
+        p.train = c[10];
         conv2d_plan pl;
         conv2d_plan_init(&pl, &p);
         const conv_path want_path = (conv_path)(avx512 ? c[8] : c[9]);
         char what[160];
-        snprintf(what, sizeof what, "%s conv %d->%d groups %d %dx%d k %d s %d", path_names[want_path], c[0], c[1],
-                 c[2], c[3], c[4], c[5], c[6]);
+        snprintf(what, sizeof what, "%s conv %d->%d groups %d %dx%d k %d s %d train %d", path_names[want_path], c[0],
+                 c[1], c[2], c[3], c[4], c[5], c[6], c[10]);
         T_CHECK(pl.path == want_path, "%s: planned path %s", what, path_names[pl.path]);
         const int packed_path = pl.packed_floats > 0;
         const size_t want_scratch = packed_path ? conv2d_packed_scratch_floats(&p) : conv2d_scratch_floats(&p);
@@ -1909,8 +1926,20 @@ static void test_conv_plan(void)
     free(packed);
     free(want);
     free(y);
+    if (avx512) { /* training plans keep F(2x2, 5x5): 36 transformed taps per weight pair, inference 64 */
+        conv2d_params p5;
+        conv_setup(&p5, 8, 12, 1, 35, 35, 5, 5, 1, 1, PAD_SYM, ACT_NONE);
+        conv2d_plan fast, train;
+        conv2d_plan_init(&fast, &p5);
+        p5.train = 1;
+        conv2d_plan_init(&train, &p5);
+        T_CHECK(fast.path == CONV_PATH_WINOGRAD && train.path == CONV_PATH_WINOGRAD &&
+                    fast.packed_floats * 36 == train.packed_floats * 64,
+                "5x5 at 35x35: paths %s / %s, packed floats %zu (inference) / %zu (training)",
+                path_names[fast.path], path_names[train.path], fast.packed_floats, train.packed_floats);
+    }
     test_end("conv2d_plan: path per shape, sizes as the one-call functions, 1/2/3 parts bit-identical; "
-             "input-scale and pw+dw fusion");
+             "input-scale and pw+dw fusion; training plans");
 }
 
 int main(void)
