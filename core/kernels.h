@@ -223,7 +223,7 @@ void conv2d_forward_packed_part(const conv2d_params *p, const float *x, const fl
  * so the intermediate map never leaves the cache: y = dw(pw(x)), bit-identical to
  * conv2d_forward_packed then dwconv2d_forward. conv2d_pw_dw_fusable says whether the pair takes
  * it (AVX-512 only); scratch holds conv2d_pw_dw_scratch_floats floats (one buffer per concurrent
- * caller). Parts: output positions in whole bands (conv2d_pw_dw_part). x and y must not overlap. */
+ * caller). Parts: output positions in whole rows (conv2d_pw_dw_part). x and y must not overlap. */
 int conv2d_pw_dw_fusable(const conv2d_params *pw, const conv2d_params *dw);
 size_t conv2d_pw_dw_scratch_floats(const conv2d_params *pw, const conv2d_params *dw);
 kernels_part conv2d_pw_dw_part(const conv2d_params *dw, int ith, int nth);
