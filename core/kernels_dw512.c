@@ -2,8 +2,9 @@
  * kernel for the small stride-1 maps of MobileNet and ShuffleNet (output as wide as the input
  * ("same" columns) and at most DW512_MAX_WIDTH wide, at most DW512_MAX_VECS vectors of outputs
  * per channel, kernel sides up to DW512_MAX_K), a one-row-per-vector kernel that takes the
- * 12..16 wide ones among them (14 x 14), two row kernels for stride 2 and a padded-plane kernel
- * for wider stride-1 maps (further down).
+ * 12..16 wide ones among them (14 x 14), four kernels for stride 2 (rows with masked loads,
+ * branch-free 3x3 rows, several output rows per vector for rows of a few outputs, staged
+ * deinterleaved rows) and a padded-plane kernel for wider stride-1 maps (further down).
  *
  * Per-row vector loops waste most of a 16-lane vector on narrow rows (a 7- or 14-wide row fills
  * one vector to 44% / 88%, with a masked tail per row). Here a channel is one flat vector loop
