@@ -15,8 +15,9 @@
  * no reset between jobs and a straggler of an earlier job cannot take a part of a later one.
  * Waiting spins on C11 atomics for a bounded time, then sleeps on a futex; idle workers spin
  * briefly after a job, then park on a condition variable (THREADPOOL_SPIN), or both sleep at once
- * (THREADPOOL_SLEEP). Workers are created by threadpool_init and joined by threadpool_free; nothing
- * allocates in between. */
+ * (THREADPOOL_SLEEP); a thread that last saw another thread of the pool on its own CPU sleeps at
+ * once (spinning there would take that thread's turn). Workers are created by threadpool_init and
+ * joined by threadpool_free; nothing allocates in between. */
 #ifndef CNN_THREADPOOL_H
 #define CNN_THREADPOOL_H
 

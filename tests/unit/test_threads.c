@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,11 +49,11 @@ static void pool_share(void *arg, int ith, int nth, unsigned job)
     }
 }
 
-static void test_pool(int n_threads, threadpool_wait wait)
+static void test_pool(int n_threads, threadpool_wait wait, const char *where)
 {
     char name[160];
-    snprintf(name, sizeof name, "threadpool, %d threads, %s: %d jobs of %d steps, each part once, steps in order",
-             n_threads, wait == THREADPOOL_SLEEP ? "sleeping" : "spinning", POOL_JOBS, POOL_STEPS);
+    snprintf(name, sizeof name, "threadpool, %d threads%s, %s: %d jobs of %d steps, each part once, steps in order",
+             n_threads, where, wait == THREADPOOL_SLEEP ? "sleeping" : "spinning", POOL_JOBS, POOL_STEPS);
     test_begin();
     pool_job *pj = calloc(1, sizeof *pj);
     T_CHECK(pj && threadpool_init_wait(&pj->tp, n_threads, pool_share, pj, wait) == CNN_OK, "threadpool_init failed");
@@ -76,6 +77,25 @@ static void test_pool(int n_threads, threadpool_wait wait)
     }
     free(pj);
     test_end(name);
+}
+
+/* The pool with every thread on one CPU (the workers inherit the caller's affinity): its threads
+ * see each other there and sleep instead of spinning; the same checks. */
+static void test_pool_one_cpu(void)
+{
+    cpu_set_t all, one;
+    if (sched_getaffinity(0, sizeof all, &all) || sched_getcpu() < 0) {
+        test_skip("threadpool on one CPU", "no CPU affinity");
+        return;
+    }
+    CPU_ZERO(&one);
+    CPU_SET(sched_getcpu(), &one);
+    if (sched_setaffinity(0, sizeof one, &one)) {
+        test_skip("threadpool on one CPU", "sched_setaffinity failed");
+        return;
+    }
+    test_pool(3, THREADPOOL_SPIN, " on one CPU");
+    sched_setaffinity(0, sizeof all, &all);
 }
 
 /* ---- models ---- */
@@ -283,11 +303,12 @@ int main(void)
     snprintf(cache_dir, sizeof cache_dir, "%s", c ? c : "cache");
     openblas_set_num_threads(1);
 
-    test_pool(1, THREADPOOL_SPIN);
-    test_pool(2, THREADPOOL_SPIN);
-    test_pool(5, THREADPOOL_SPIN);
-    test_pool(2, THREADPOOL_SLEEP);
-    test_pool(5, THREADPOOL_SLEEP);
+    test_pool(1, THREADPOOL_SPIN, "");
+    test_pool(2, THREADPOOL_SPIN, "");
+    test_pool(5, THREADPOOL_SPIN, "");
+    test_pool(2, THREADPOOL_SLEEP, "");
+    test_pool(5, THREADPOOL_SLEEP, "");
+    test_pool_one_cpu();
 
     test_begin();
     model_ctx *ctx = (model_ctx *)&ctx;
