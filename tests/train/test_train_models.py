@@ -585,7 +585,7 @@ class ModelCase:
         given our float32 choices there (given_choices, which also checks our gradients against them), within
         UPDATE_TOL of the largest update beyond the float32 rounding (update_err, on the elements whose first
         gradient is at least a tenth of the tensor's largest). Returns (problems, the choices taken as ours at
-        each step, the first step's gradients)."""
+        each step)."""
         torch = self.torch
         model, _ = build_torch(torch, self.arch, paths[0])
         if kind == "sgd":
@@ -615,7 +615,7 @@ class ModelCase:
                     problems.append("%s: our %s step %d from our weights differs from torch.optim's by %.3g of its "
                                     "largest update" % (name, kind, k + 1, u))
         print("# %s %s: each step from our weights: worst update relative error %.2e (step %d, %s)" % ((self.arch, kind) + worst))
-        return problems, choices, grad0
+        return problems, choices
 
     def optimizer(self, kind):
         """Weights after STEPS optimizer steps (BN frozen) vs torch.optim; the saved file strict-loads and
@@ -637,7 +637,7 @@ class ModelCase:
             paths = [weights] + [os.path.join(self.tmp, "saved_%s_%d.st" % (kind, k)) for k in range(1, STEPS)] + [spath]
             for k in range(1, STEPS):
                 run_tool(args + ["--steps", str(k), "--save", paths[k]])
-            problems, choices, _ = self.stepwise_updates(kind, hp, paths, input_path, x)
+            problems, choices = self.stepwise_updates(kind, hp, paths, input_path, x)
         # the free-running float64 trajectory, making the near-tie choices ours made at each step (STEPWISE)
         model, _ = build_torch(torch, self.arch, weights)
         before = {k: v.detach().clone() for k, v in model.named_parameters()}
