@@ -1,6 +1,7 @@
 #include "cpu.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 /* The CPU's features, from the one probe (gcc's cpu model, filled once by libgcc at start-up). */
@@ -40,10 +41,15 @@ const char *cpu_openblas_coretype(void)
 
 void cpu_reexec_for_openblas(char **argv)
 {
-    if (getenv("OPENBLAS_CORETYPE")) return;
-    const char *core = cpu_openblas_coretype();
-    if (!core || setenv("OPENBLAS_CORETYPE", core, 1)) return;
+    const char *threads = getenv("OPENBLAS_NUM_THREADS");
+    const char *core = getenv("OPENBLAS_CORETYPE") ? NULL : cpu_openblas_coretype();
+    const int set_threads = !threads || strcmp(threads, "1");
+    if (!core && !set_threads) return;
+    if (core && setenv("OPENBLAS_CORETYPE", core, 1)) return;
+    if (set_threads && setenv("OPENBLAS_NUM_THREADS", "1", 1)) goto failed;
     execv("/proc/self/exe", argv);
-    /* Still here: the exec failed; run on with OpenBLAS's own choice. */
-    unsetenv("OPENBLAS_CORETYPE");
+failed: /* run on with OpenBLAS's own choices */
+    if (core) unsetenv("OPENBLAS_CORETYPE");
+    if (threads) setenv("OPENBLAS_NUM_THREADS", threads, 1);
+    else unsetenv("OPENBLAS_NUM_THREADS");
 }

@@ -21,10 +21,14 @@ cpu_isa cpu_isa_best(void);
  * kernels: sgemm measured 2.5-3.6x slower here. */
 const char *cpu_openblas_coretype(void);
 
-/* OpenBLAS reads OPENBLAS_CORETYPE only when it is loaded, so when the variable is unset and
- * cpu_openblas_coretype() has a choice, set it and re-execute this program from /proc/self/exe.
- * Returns (doing nothing) when the variable is already set (the user's choice wins), when there is
- * no better choice, or when the re-exec fails. */
+/* OpenBLAS reads its environment only when it is loaded. Sets OPENBLAS_CORETYPE (when unset and
+ * cpu_openblas_coretype() has a choice) and OPENBLAS_NUM_THREADS=1 (when not already 1) and
+ * re-executes this program from /proc/self/exe. One thread: every subcommand runs OpenBLAS on one
+ * thread (its own threads do the parallel work), and the worker threads a multi-threaded OpenBLAS
+ * starts at load spin ~0.1 s before they sleep, taking a core from a model context's threads
+ * meanwhile (MobileNetV3-Small at 2 threads measured 1.36 ms a pass, as slow as at 1 thread, for
+ * its first ~80 passes); openblas_set_num_threads() can still raise it (bench's sgemm peak does).
+ * Returns (doing nothing) when both are already set as wanted, or when the re-exec fails. */
 void cpu_reexec_for_openblas(char **argv);
 
 #endif

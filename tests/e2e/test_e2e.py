@@ -822,10 +822,11 @@ def threads_per_worker_models(sources, loaded):
 def case_threads_per_worker(servers, wdir, main_srv, photos, models):
     """A server with --workers 1 --threads-per-worker 2 (intra-op threads in every model context) answers
     the bytes of `cnnserve classify --json` (1 thread), concurrent requests answer as sequential ones,
-    the context memory counts the extra thread. The server stays in servers["threads_per_worker"] for
-    the SIGTERM case after this one."""
+    the context memory counts the extra thread. Started with OPENBLAS_NUM_THREADS=2, it runs with 1
+    (it re-executes itself so that OpenBLAS starts no worker threads that spin beside the model's).
+    The server stays in servers["threads_per_worker"] for the SIGTERM case after this one."""
     srv = Server(wdir, "--workers", "1", "--threads-per-worker", "2", "--models", ",".join(models), "--queue", "64",
-                 "--drain-timeout", "60")
+                 "--drain-timeout", "60", env={"OPENBLAS_NUM_THREADS": "2"})
     servers["threads_per_worker"] = srv
     if srv.port is None:
         return ["server starts: no 'listening' line; log: %s" % srv.log()[-5:]]
@@ -835,6 +836,10 @@ def case_threads_per_worker(servers, wdir, main_srv, photos, models):
         p.append("not ready: %s" % seen[-3:])
     if not any(" listening " in l and "workers=1 threads_per_worker=2 " in l for l in srv.log()):
         p.append("no listening line with threads_per_worker=2: %s" % srv.log()[-3:])
+    with open("/proc/%d/environ" % srv.proc.pid, "rb") as f:
+        blas = [v for v in f.read().split(b"\0") if v.startswith(b"OPENBLAS_NUM_THREADS=")]
+    if blas != [b"OPENBLAS_NUM_THREADS=1"]:
+        p.append("started with OPENBLAS_NUM_THREADS=2, runs with %s" % blas)
     doc = curl(srv.url + "/v1/models").json() or {}
     one = {m["name"]: m for m in (curl(main_srv.url + "/v1/models").json() or {}).get("models", [])}
     if doc.get("workers") != 1 or doc.get("threads_per_worker") != 2:
