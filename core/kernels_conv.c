@@ -183,7 +183,9 @@ kernels_part conv2d_plan_part(const conv2d_plan *pl, int ith, int nth)
 {
     const conv2d_params *p = &pl->p;
     switch (pl->path) {
-    case CONV_PATH_DEPTHWISE: return kernels_part_split(KERNELS_PART_CHANNELS, p->c_out, 1, ith, nth);
+    case CONV_PATH_DEPTHWISE: /* the channel-blocked kernel: whole blocks of 16 channels per part */
+        return kernels_part_split(KERNELS_PART_CHANNELS, p->c_out,
+                                  cpu_isa_best() >= CPU_ISA_AVX512 && kernels_dw_cb_applies(p) ? 16 : 1, ith, nth);
     case CONV_PATH_STEM: return kernels_stem_part(p, ith, nth);
     case CONV_PATH_WINOGRAD: return kernels_wino_part(p, ith, nth);
     case CONV_PATH_GEMM: return kernels_gemm_conv_part(p, ith, nth);

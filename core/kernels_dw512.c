@@ -78,7 +78,8 @@ static int dw512_rows_applies(const conv2d_params *p)
 
 int kernels_dw_avx512_applies(const conv2d_params *p)
 {
-    return dw512_rows_applies(p) || dw512_flat_applies(p) || dw512_s2_applies(p) || dw512_pad_applies(p);
+    return kernels_dw_cb_applies(p) || dw512_rows_applies(p) || dw512_flat_applies(p) || dw512_s2_applies(p) ||
+           dw512_pad_applies(p);
 }
 
 #if KERNELS_X86
@@ -1055,7 +1056,9 @@ void kernels_dw_avx512(const conv2d_params *p, const float *x, const float *w, c
 {
     assert(kernels_dw_avx512_applies(p) && cpu_isa_best() >= CPU_ISA_AVX512);
 #if KERNELS_X86
-    if (dw512_rows_applies(p))
+    if (kernels_dw_cb_applies(p))
+        kernels_dw_cb(p, x, w, bias, y);
+    else if (dw512_rows_applies(p))
         dw512_rows_forward(p, x, w, bias, y);
     else if (dw512_flat_applies(p))
         dw512_forward(p, x, w, bias, y);

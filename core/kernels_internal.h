@@ -64,6 +64,11 @@ int kernels_dw_avx512_applies(const conv2d_params *p);
 void kernels_dw_avx512(const conv2d_params *p, const float *x, const float *w, const float *bias,
                        float *y);
 
+/* The channel-blocked AVX-512 depthwise kernel (kernels_dwcb.c; kernels_dw_avx512 takes it first):
+ * 7- and 14-wide outputs, stride 1 or 2, 3x3 or 5x5 kernels. */
+int kernels_dw_cb_applies(const conv2d_params *p);
+void kernels_dw_cb(const conv2d_params *p, const float *x, const float *w, const float *bias, float *y);
+
 /* The stride-2 AVX-512 depthwise kernel alone: whether it takes p, and the convolution with
  * output channel c at y + c * y_plane (y_plane >= h_out * w_out: rows of a larger map). Each
  * output accumulates its taps inside the input in the same order whatever h_in / pad_t, so a

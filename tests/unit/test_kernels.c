@@ -595,6 +595,66 @@ static void test_dw_sweep(conv_via via, const char *name)
     test_end(name);
 }
 
+/* The channel-blocked depthwise kernel (kernels_dwcb.c) on shapes it takes: channel counts of one
+ * partial block, one, several and a partial last block of 16; 7-wide maps of 2..14 rows (the last
+ * 2-row tile moved back on odd counts), 14 -> 7 stride 2, 14-wide 5x5; the padding modes that give
+ * those widths. Against
+ * the double reference (conv_case, guard cells), and bit for bit against the (i, j)-order chain of
+ * fmaf from the bias over every tap, padding taps on zeros, which it documents. */
+static void test_dw_cb(void)
+{
+    test_begin();
+    /* {c, h, w, k, s} */
+    static const int cases[][5] = {{5, 7, 7, 5, 1},   {16, 7, 7, 3, 1},  {33, 7, 7, 5, 1},  {17, 3, 7, 5, 1},
+                                   {21, 14, 7, 3, 1}, {37, 14, 14, 5, 2}, {16, 13, 13, 3, 2}, {48, 14, 14, 5, 1},
+                                   {19, 11, 14, 5, 1}, {3, 11, 11, 5, 1}, {40, 2, 7, 3, 1},   {31, 6, 14, 3, 2},
+                                   /* 7 / 14 wide with the asymmetric padding (rows k - 1 / 1, columns k / 2 / 0) */
+                                   {13, 8, 9, 5, 1},  {9, 5, 8, 3, 1},    {20, 10, 16, 5, 1}};
+    rng r = {16};
+    sweep_stats st = {0, 0};
+    int n_taken = 0, n_bits_bad = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        for (int mode = 0; mode < N_PAD_MODES; mode++) {
+            const int *c = cases[i];
+            conv2d_params p;
+            if (!conv_setup(&p, c[0], c[0], c[0], c[1], c[2], c[3], c[3], c[4], c[4], (pad_mode)mode,
+                            (act_kind)((i + (size_t)mode) % 5)) ||
+                !kernels_dw_cb_applies(&p))
+                continue;
+            n_taken++;
+            conv_case(&p, mode != 1, CONV_VIA_DW_AVX512, &r, &st);
+            /* bits, no activation (the fmaf chain is the pre-activation value) */
+            p.act = (i & 1) ? ACT_RELU : ACT_NONE;
+            const size_t n_x = (size_t)p.c_in * p.h_in * p.w_in, n_y = (size_t)p.c_out * p.h_out * p.w_out;
+            const int kk = p.k_h * p.k_w;
+            float *x = alloc_random(n_x, &r), *w = alloc_random((size_t)p.c_in * kk, &r);
+            float *bias = alloc_random((size_t)p.c_in, &r), *y = alloc_nan(n_y), *want = alloc_nan(n_y);
+            kernels_dw_cb(&p, x, w, bias, y);
+            for (int ch = 0; ch < p.c_in; ch++)
+                for (int oh = 0; oh < p.h_out; oh++)
+                    for (int ow = 0; ow < p.w_out; ow++) {
+                        float acc = bias[ch];
+                        for (int t = 0; t < kk; t++) {
+                            const int ih = oh * p.stride_h + t / p.k_w - p.pad_t, iw = ow * p.stride_w + t % p.k_w - p.pad_l;
+                            const int in = ih >= 0 && ih < p.h_in && iw >= 0 && iw < p.w_in;
+                            acc = fmaf(w[ch * kk + t], in ? x[((size_t)ch * p.h_in + ih) * p.w_in + iw] : 0.0f, acc);
+                        }
+                        want[((size_t)ch * p.h_out + oh) * p.w_out + ow] = p.act == ACT_RELU && acc < 0.0f ? 0.0f : acc;
+                    }
+            if (memcmp(y, want, n_y * sizeof *y) != 0 && n_bits_bad++ < MAX_REPORTS)
+                T_CHECK(0, "%d ch %dx%d k %d s %d pad %d/%d: not the fmaf chain's bits", p.c_in, p.h_in, p.w_in,
+                        p.k_h, p.stride_h, p.pad_t, p.pad_l);
+            free(x);
+            free(w);
+            free(bias);
+            free(y);
+            free(want);
+        }
+    T_CHECK(n_taken == 27, "%d cases take the kernel, want 27", n_taken);
+    sweep_report(&st);
+    test_end("channel-blocked depthwise (7-wide, 14 -> 7, 14-wide 5x5): reference and fmaf-chain bits");
+}
+
 static void test_conv_scratch_size(void)
 {
     test_begin();
@@ -1980,10 +2040,13 @@ int main(void)
         test_dw_sweep(CONV_VIA_DW_AVX2, "dwconv sweep, AVX2 variant");
     else
         test_skip("dwconv sweep, AVX2 variant", "CPU lacks AVX2/FMA");
-    if (cpu_isa_best() >= CPU_ISA_AVX512)
+    if (cpu_isa_best() >= CPU_ISA_AVX512) {
         test_dw_sweep(CONV_VIA_DW_AVX512, "dwconv sweep, AVX-512 variant");
-    else
+        test_dw_cb();
+    } else {
         test_skip("dwconv sweep, AVX-512 variant", "CPU lacks AVX-512F");
+        test_skip("channel-blocked depthwise", "CPU lacks AVX-512F");
+    }
     test_pool_sweep(CPU_ISA_GENERIC,
                     "pool2d sweep max/avg, ceil_mode, count_include_pad, asymmetric pads (portable)");
     test_pool_wide(CPU_ISA_GENERIC,
