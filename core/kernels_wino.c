@@ -1,7 +1,8 @@
 /* Winograd convolution on AVX-512 for stride-1 convolutions (groups 1) with 3x3, 5x5, 1x7 and 7x1
  * kernels, the path conv2d_plan_init picks for them when the output is large enough to fill
  * the GEMM: F(4x4, 3x3) where there are enough 4x4 tiles, else F(2x2, 3x3); likewise F(4x4, 5x5)
- * or F(2x2, 5x5); the 1-D F(2, 7) along the kernel's long axis for 1x7 / 7x1 (Inception).
+ * or F(2x2, 5x5); for 1x7 / 7x1 (Inception) the 1-D F(6, 7) along rows where there are enough
+ * 6-row tiles (1x7 on the transposed maps), else F(2, 7) along the kernel's long axis.
  *
  * Per axis, F(m, r) computes m outputs of an r-tap filter from alpha = m + r - 1 inputs with
  * alpha multiplies; an axis without filtering (1x7's rows) is F(1, 1). Output tiles of
@@ -9,19 +10,20 @@
  *   U = G_h g G_w^T (weights, at pack time), V = B_h^T d B_w (input), Y = A_h^T [U . V] A_w,
  * each tile costs alpha_h alpha_w multiplies per input channel instead of m_h m_w r_h r_w (36 vs
  * 144 for F(4x4, 3x3), 16 vs 36 for F(2x2, 3x3), 64 vs 400 for F(4x4, 5x5), 36 vs 100 for
- * F(2x2, 5x5), 8 vs 14 for F(2, 7)),
+ * F(2x2, 5x5), 8 vs 14 for F(2, 7), 12 vs 42 for F(6, 7)),
  * and the alpha_h alpha_w element-wise products summed over input channels are as many GEMMs,
  * U[e] (c_out x c_in) times V[e] (c_in x tiles), run by the packed GEMM micro-kernel
  * (kernels_gemm_avx512). The matrices come from Toom-Cook on the points 0, 1, -1 (and 2, -2 when
  * alpha = 6, and 1/2, -1/2 when alpha = 8) and infinity, scaled so B^T is integer (one B^T per
- * alpha: F(4, 3) and F(2, 5) share it, F(4, 5) and F(2, 7) too).
+ * alpha: F(4, 3) and F(2, 5) share it, F(4, 5) and F(2, 7) too; F(6, 7) adds +-3/2, +-2/3).
  * The transforms keep 16 tiles of one tile row in the lanes of a vector: a patch column for 16
  * tiles is every m_w-th float of a row, split out of contiguous loads by permutes. Tile rows are
  * processed in blocks whose transformed input and GEMM results stay in L2; each block's band of
  * input rows is copied zero-padded first so no transform checks a border. The bias and activation
  * are applied in the output transform, in registers. Rounding error (random data, per layer,
  * relative rms): direct 2e-7, F(2x2, 3x3) 2e-7, F(4x4, 3x3) 2e-6, F(2x2, 5x5) 2e-6,
- * F(4x4, 5x5) 3e-6, F(2, 7) 1.3e-6, AlexNet's 11x11 stride 4 (polyphase, F(4x4, 3x3)) 1.2e-6.
+ * F(4x4, 5x5) 3e-6, F(2, 7) 1.3e-6, AlexNet's 11x11 stride 4 (polyphase, F(4x4, 3x3)) 1.2e-6;
+ * F(6, 7) 7x F(2, 7)'s in a float32 simulation (see wino_bt12).
  * Strided convolutions whose kernel spans 2..3 strides (AlexNet's 11x11 stride 4) run as the
  * stride-1 3x3 convolution of their polyphase form (wino_polyphase). */
 #include "kernels.h"
@@ -35,7 +37,7 @@
 #include "kernels_avx512.h"
 #endif
 
-#define WINO_ALPHA_MAX 8 /* patch side of F(2, 7) */
+#define WINO_ALPHA_MAX 12 /* patch side of F(6, 7) */
 /* With fewer tiles the GEMMs are too narrow to amortize their weights, which are
  * alpha_h alpha_w / (r_h r_w) the direct convolution's: Inception's 8x8 layers (16 tiles, 11 MB
  * of U) ran 2x slower in the network, though faster with the weights in cache. They run im2col. */
@@ -50,7 +52,7 @@
 #define WINO_MIN_BLOCK_TILES 64
 
 /* One axis' transform F(m, r). */
-typedef enum { WINO_T11 = 0, WINO_T23, WINO_T43, WINO_T25, WINO_T27, WINO_T45 } wino_axis;
+typedef enum { WINO_T11 = 0, WINO_T23, WINO_T43, WINO_T25, WINO_T27, WINO_T45, WINO_T67 } wino_axis;
 
 /* F(2, 3): points 0, 1, -1, infinity. */
 static const float wino_bt4[4][4] = {
@@ -110,14 +112,55 @@ static const float wino_at45[4][8] = {{1, 1, 1, 1, 1, 1, 1, 0},
                                       {0, 1, 1, 4, 4, 0.25f, 0.25f, 0},
                                       {0, 1, -1, 8, -8, 0.125f, -0.125f, 1}};
 
+/* F(6, 7) (inference only, 7x1 and, transposed, 1x7 on maps with enough 6-row tiles): points 0,
+ * +-1, +-2, +-1/2, +-3/2, +-2/3, infinity; B^T rows and A^T columns scaled to integers (exact in
+ * float), G's rows divided by both scales. 12 multiplies per 6 outputs instead of 8 per 2 (17x17:
+ * 3 tiles of 12 instead of 9 of 8 per line); rounding 7x F(2, 7)'s (relative rms 6.4e-6 vs 0.9e-6
+ * for 192 input channels, numpy float32 simulation of these matrices), hence not for training;
+ * Inception's logits vs PyTorch 2.8e-5 / 2.1e-5 / 2.9e-5 relative with it (bound 1e-4). Of the
+ * point pairs tried for the last four (+-3, +-1/3, +-3/4, +-4/3, +-1/4, +-4), these round least. */
+static const float wino_bt12[12][12] = {
+    {144, 0, -1144, 0, 2937, 0, -2937, 0, 1144, 0, -144, 0},
+    {0, 144, 144, -1000, -1000, 1937, 1937, -1000, -1000, 144, 144, 0},
+    {0, -144, 144, 1000, -1000, -1937, 1937, 1000, -1000, -144, 144, 0},
+    {0, 72, 36, -554, -277, 1330, 665, -1136, -568, 288, 144, 0},
+    {0, -72, 36, 554, -277, -1330, 665, 1136, -568, -288, 144, 0},
+    {0, 144, 288, -568, -1136, 665, 1330, -277, -554, 36, 72, 0},
+    {0, -144, 288, 568, -1136, -665, 1330, 277, -554, -36, 72, 0},
+    {0, -48, -32, 360, 240, -819, -546, 615, 410, -108, -72, 0},
+    {0, 48, -32, -360, 240, 819, -546, -615, 410, 108, -72, 0},
+    {0, -72, -108, 410, 615, -546, -819, 240, 360, -32, -48, 0},
+    {0, 72, -108, -410, 615, 546, -819, -240, 360, 32, -48, 0},
+    {0, -144, 0, 1144, 0, -2937, 0, 2937, 0, -1144, 0, 144}};
+static const double wino_g67[12][7] = {
+    {1.0 / 144, 0, 0, 0, 0, 0, 0},
+    {1.0 / 450, 1.0 / 450, 1.0 / 450, 1.0 / 450, 1.0 / 450, 1.0 / 450, 1.0 / 450},
+    {1.0 / 450, -1.0 / 450, 1.0 / 450, -1.0 / 450, 1.0 / 450, -1.0 / 450, 1.0 / 450},
+    {1.0 / 80640, 1.0 / 40320, 1.0 / 20160, 1.0 / 10080, 1.0 / 5040, 1.0 / 2520, 1.0 / 1260},
+    {1.0 / 80640, -1.0 / 40320, 1.0 / 20160, -1.0 / 10080, 1.0 / 5040, -1.0 / 2520, 1.0 / 1260},
+    {1.0 / 1260, 1.0 / 2520, 1.0 / 5040, 1.0 / 10080, 1.0 / 20160, 1.0 / 40320, 1.0 / 80640},
+    {1.0 / 1260, -1.0 / 2520, 1.0 / 5040, -1.0 / 10080, 1.0 / 20160, -1.0 / 40320, 1.0 / 80640},
+    {1.0 / 81900, 1.0 / 54600, 1.0 / 36400, 3.0 / 72800, 9.0 / 145600, 27.0 / 291200, 81.0 / 582400},
+    {1.0 / 81900, -1.0 / 54600, 1.0 / 36400, -3.0 / 72800, 9.0 / 145600, -27.0 / 291200, 81.0 / 582400},
+    {81.0 / 582400, 27.0 / 291200, 9.0 / 145600, 3.0 / 72800, 1.0 / 36400, 1.0 / 54600, 1.0 / 81900},
+    {81.0 / 582400, -27.0 / 291200, 9.0 / 145600, -3.0 / 72800, 1.0 / 36400, -1.0 / 54600, 1.0 / 81900},
+    {0, 0, 0, 0, 0, 0, 1.0 / 144}};
+static const float wino_at67[6][12] = {
+    {1, 1, 1, 1, 1, 32, 32, 32, 32, 243, 243, 0},
+    {0, 1, -1, 2, -2, 16, -16, 48, -48, 162, -162, 0},
+    {0, 1, 1, 4, 4, 8, 8, 72, 72, 108, 108, 0},
+    {0, 1, -1, 8, -8, 4, -4, 108, -108, 72, -72, 0},
+    {0, 1, 1, 16, 16, 2, 2, 162, 162, 48, 48, 0},
+    {0, 1, -1, 32, -32, 1, -1, 243, -243, 32, -32, 1}};
+
 /* Per-axis properties; constant-folded where the axis is. */
 static inline int wino_am(wino_axis t)
 {
-    return t == WINO_T11 ? 1 : t == WINO_T43 || t == WINO_T45 ? 4 : 2;
+    return t == WINO_T11 ? 1 : t == WINO_T43 || t == WINO_T45 ? 4 : t == WINO_T67 ? 6 : 2;
 }
 static inline int wino_ar(wino_axis t)
 {
-    return t == WINO_T11 ? 1 : t == WINO_T25 || t == WINO_T45 ? 5 : t == WINO_T27 ? 7 : 3;
+    return t == WINO_T11 ? 1 : t == WINO_T25 || t == WINO_T45 ? 5 : t == WINO_T27 || t == WINO_T67 ? 7 : 3;
 }
 static inline int wino_aa(wino_axis t) { return wino_am(t) + wino_ar(t) - 1; }
 static inline float wino_bt(wino_axis t, int i, int j)
@@ -127,6 +170,7 @@ static inline float wino_bt(wino_axis t, int i, int j)
     case WINO_T23: return wino_bt4[i][j];
     case WINO_T27:
     case WINO_T45: return wino_bt8[i][j];
+    case WINO_T67: return wino_bt12[i][j];
     default: return wino_bt6[i][j];
     }
 }
@@ -138,6 +182,7 @@ static inline double wino_gm(wino_axis t, int i, int j)
     case WINO_T43: return wino_g43[i][j];
     case WINO_T25: return wino_g25[i][j];
     case WINO_T45: return wino_g45[i][j];
+    case WINO_T67: return wino_g67[i][j];
     default: return wino_g27[i][j];
     }
 }
@@ -149,21 +194,23 @@ static inline float wino_at(wino_axis t, int i, int j)
     case WINO_T43: return wino_at43[i][j];
     case WINO_T25: return wino_at25[i][j];
     case WINO_T45: return wino_at45[i][j];
+    case WINO_T67: return wino_at67[i][j];
     default: return wino_at27[i][j];
     }
 }
 
 /* The convolutions' variants: transform along rows (h) and columns (w). */
-typedef enum { WINO_F23 = 0, WINO_F43, WINO_F25, WINO_F45, WINO_F17, WINO_F71 } wino_variant;
+typedef enum { WINO_F23 = 0, WINO_F43, WINO_F25, WINO_F45, WINO_F17, WINO_F71, WINO_F71_6 } wino_variant;
 static inline wino_axis wino_axis_h(wino_variant v)
 {
     return v == WINO_F23 ? WINO_T23 : v == WINO_F43 ? WINO_T43 : v == WINO_F25 ? WINO_T25
-                                    : v == WINO_F45 ? WINO_T45 : v == WINO_F17 ? WINO_T11 : WINO_T27;
+                                    : v == WINO_F45 ? WINO_T45 : v == WINO_F17 ? WINO_T11
+                                    : v == WINO_F71_6 ? WINO_T67 : WINO_T27;
 }
 static inline wino_axis wino_axis_w(wino_variant v)
 {
     return v == WINO_F23 ? WINO_T23 : v == WINO_F43 ? WINO_T43 : v == WINO_F25 ? WINO_T25
-                                    : v == WINO_F45 ? WINO_T45 : v == WINO_F17 ? WINO_T27 : WINO_T11;
+                                    : v == WINO_F45 ? WINO_T45 : v == WINO_F17 ? WINO_T27 : WINO_T11; /* F71, F71_6 */
 }
 
 /* Geometry of one convolution's Winograd pass. */
@@ -210,8 +257,10 @@ static int wino_tiles(const conv2d_params *p, int m_h, int m_w)
     return ((p->h_out + m_h - 1) / m_h) * ((p->w_out + m_w - 1) / m_w);
 }
 
-/* The variant p takes, or -1: F(4x4, 3x3) when it has enough tiles, else F(2x2, 3x3); F(2x2,
- * 5x5); F(2, 7) along the long axis of 1x7 / 7x1. */
+/* The variant p takes, or -1: F(4x4, 3x3) when it has enough tiles, else F(2x2, 3x3); F(4x4, 5x5)
+ * (not in training) or F(2x2, 5x5); F(6, 7) along the rows of 7x1 (not in training), else F(2, 7)
+ * along the long axis of 1x7 / 7x1 (1x7 convolutions that could take F(6, 7) come here as the 7x1
+ * convolution of their transposed maps, see wino_transposed). */
 static int wino_pick(const conv2d_params *p)
 {
     if (p->stride_h != 1 || p->stride_w != 1 || p->groups != 1) return -1;
@@ -225,7 +274,10 @@ static int wino_pick(const conv2d_params *p)
         return wino_tiles(p, 2, 2) >= WINO_MIN_TILES ? WINO_F25 : -1;
     }
     if (kh == 1 && kw == 7) return wino_tiles(p, 1, 2) >= WINO_MIN_TILES ? WINO_F17 : -1;
-    if (kh == 7 && kw == 1) return wino_tiles(p, 2, 1) >= WINO_MIN_TILES ? WINO_F71 : -1;
+    if (kh == 7 && kw == 1) {
+        if (!p->train && wino_tiles(p, 6, 1) >= WINO_MIN_TILES) return WINO_F71_6;
+        return wino_tiles(p, 2, 1) >= WINO_MIN_TILES ? WINO_F71 : -1;
+    }
     return -1;
 }
 
@@ -253,10 +305,27 @@ static int wino_polyphase(const conv2d_params *p)
            p->k_w > 2 * s && p->k_w <= 3 * s;
 }
 
-/* The stride-1 convolution the Winograd pass computes for p: p itself or its polyphase form
- * (the same output). */
+/* 1x7 convolutions that F(6, 7) suits (not in training) run as the 7x1 convolution of the
+ * transposed maps, which F(6, 7) computes along rows: its tiles then keep 16 output columns in the
+ * lanes (6-column tiles along rows would leave 13 of 16 lanes idle on 17-wide maps). The input
+ * band is gathered transposed and the output scattered back (wino_pad_input_t, wino_output_v). */
+static int wino_transposed(const conv2d_params *p)
+{
+    return !p->train && p->stride_h == 1 && p->stride_w == 1 && p->groups == 1 && p->k_h == 1 &&
+           p->k_w == 7 && wino_tiles(p, 1, 6) >= WINO_MIN_TILES;
+}
+
+/* The stride-1 convolution the Winograd pass computes for p: p itself, its transpose (the output's
+ * transpose) or its polyphase form (the same output). */
 static conv2d_params wino_conv_of(const conv2d_params *p)
 {
+    if (wino_transposed(p)) {
+        conv2d_params q = *p;
+        q.h_in = p->w_in, q.w_in = p->h_in, q.h_out = p->w_out, q.w_out = p->h_out;
+        q.k_h = p->k_w, q.k_w = p->k_h;
+        q.pad_t = p->pad_l, q.pad_l = p->pad_t, q.pad_b = p->pad_r, q.pad_r = p->pad_b;
+        return q;
+    }
     if (!wino_polyphase(p)) return *p;
     conv2d_params q = *p;
     const int s = p->stride_h;
@@ -302,7 +371,7 @@ size_t kernels_wino_packed_floats(const conv2d_params *p)
  * each lane does the same double multiplies and adds in the same order (the build contracts no
  * FMA), so the bits are those of one channel at a time; the lanes vectorize on AVX-512. */
 #define WINO_PACK_LANES 8
-enum { WINO_PACK_MAX_A = 8, WINO_PACK_MAX_R = 7 };
+enum { WINO_PACK_MAX_A = 12, WINO_PACK_MAX_R = 7 };
 
 typedef double wino_v8d __attribute__((vector_size(WINO_PACK_LANES * sizeof(double))));
 
@@ -442,6 +511,35 @@ static void wino_pad_input(const conv2d_params *p, const wino_geom *g, const flo
         }
 }
 
+/* wino_pad_input for the transposed maps: p is the transposed convolution (wino_conv_of) and x is
+ * stored as its transpose, x[c][iw][ih]; each padded row's columns gathered at stride h_in. */
+static KERNELS_AVX512 void wino_pad_input_t(const conv2d_params *p, const wino_geom *g, const float *x,
+                                         int r0, float *xp)
+{
+    const int lo = kernels_imin(p->pad_l, g->wp);
+    const int hi = kernels_imax(lo, kernels_imin(p->pad_l + p->w_in, g->wp));
+    const __m512i idx = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(p->h_in));
+    for (int c = 0; c < p->c_in; c++)
+        for (int r = 0; r < g->band_h; r++) {
+            float *d = xp + ((size_t)c * (size_t)g->band_h + (size_t)r) * (size_t)g->wp;
+            const int ih = r0 + r - p->pad_t;
+            if (ih < 0 || ih >= p->h_in) {
+                memset(d, 0, (size_t)g->wp * sizeof *d);
+                continue;
+            }
+            const float *s = x + ((size_t)c * (size_t)p->w_in + (size_t)(lo - p->pad_l)) * (size_t)p->h_in + (size_t)ih;
+            memset(d, 0, (size_t)lo * sizeof *d);
+            for (int q = lo; q < hi; q += 16) {
+                const __mmask16 m = kernels_avx512_mask(hi - q);
+                _mm512_mask_storeu_ps(d + q, m,
+                                      _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx,
+                                                               s + (size_t)(q - lo) * (size_t)p->h_in, 4));
+            }
+            memset(d + hi, 0, (size_t)(g->wp - hi) * sizeof *d);
+        }
+}
+
 /* sum over j < n of c(i, j) * v[j] for a constant coefficient row of axis t's B^T (is_bt) or
  * A^T: zero terms skipped, +-1 as add / subtract, others multiplied (folded at compile time per
  * axis). */
@@ -450,7 +548,7 @@ wino_comb(const wino_axis t, const int n, const int is_bt, int i, const __m512 *
 {
     __m512 acc = _mm512_setzero_ps();
     int first = 1;
-#pragma GCC unroll 8
+#pragma GCC unroll 12
     for (int j = 0; j < n; j++) {
         const float c = is_bt ? wino_bt(t, i, j) : wino_at(t, i, j);
         if (c == 0.0f) continue;
@@ -474,7 +572,7 @@ static inline __attribute__((always_inline)) KERNELS_AVX512 void
 wino_columns(const int m, const int alpha, const float *l, __m512 *c)
 {
     if (m == 1) {
-#pragma GCC unroll 8
+#pragma GCC unroll 12
         for (int j = 0; j < alpha; j++) c[j] = _mm512_loadu_ps(l + j);
         return;
     }
@@ -524,10 +622,10 @@ wino_input_v(const wino_variant var, const conv2d_params *p, const wino_geom *g,
             for (int q = 0; q < n_cols; q += 16) {
                 const __mmask16 mk = kernels_avx512_mask(n_cols - q);
                 __m512 dr[WINO_ALPHA_MAX];
-#pragma GCC unroll 8
+#pragma GCC unroll 12
                 for (int k = 0; k < alpha_h; k++)
                     dr[k] = _mm512_maskz_loadu_ps(mk, d + (size_t)k * (size_t)g->wp + q);
-#pragma GCC unroll 8
+#pragma GCC unroll 12
                 for (int xi = 0; xi < alpha_h; xi++)
                     _mm512_storeu_ps(line + (size_t)xi * (size_t)lf + q,
                                      wino_comb(th, alpha_h, 1, xi, dr));
@@ -536,12 +634,12 @@ wino_input_v(const wino_variant var, const conv2d_params *p, const wino_geom *g,
             float *vrow = v + (size_t)ci * ldv + (size_t)(a - a0) * (size_t)g->tiles_w;
             for (int b = 0; b < g->tiles_w; b += 16) {
                 const __mmask16 mk = kernels_avx512_mask(g->tiles_w - b);
-#pragma GCC unroll 8
+#pragma GCC unroll 12
                 for (int xi = 0; xi < alpha_h; xi++) {
                     __m512 c[WINO_ALPHA_MAX];
                     wino_columns(m_w, alpha_w, line + (size_t)xi * (size_t)lf + (size_t)(m_w * b), c);
                     float *o = vrow + (size_t)(xi * alpha_w) * e_stride + b;
-#pragma GCC unroll 8
+#pragma GCC unroll 12
                     for (int nu = 0; nu < alpha_w; nu++)
                         _mm512_mask_storeu_ps(o + (size_t)nu * e_stride, mk,
                                               wino_comb(tw, alpha_w, 1, nu, c));
@@ -561,6 +659,7 @@ static KERNELS_AVX512 void wino_input(const conv2d_params *p, const wino_geom *g
     case WINO_F45: wino_input_v(WINO_F45, p, g, xp, a0, rows, v, ldv, line); break;
     case WINO_F17: wino_input_v(WINO_F17, p, g, xp, a0, rows, v, ldv, line); break;
     case WINO_F71: wino_input_v(WINO_F71, p, g, xp, a0, rows, v, ldv, line); break;
+    case WINO_F71_6: wino_input_v(WINO_F71_6, p, g, xp, a0, rows, v, ldv, line); break;
     }
 }
 
@@ -598,15 +697,20 @@ static inline __attribute__((always_inline)) KERNELS_AVX512 void wino_store_row(
 
 /* Y = A_h^T M A_w for output channels [co0, co1) of tile rows [a0, a0 + rows): s_i[nu] = sum over xi of A_h^T[i][xi]
  * M[xi][nu], then y[i][j] = sum over nu of A_w^T[j][nu] s_i[nu]; bias and activation, the m_w
- * output columns of each tile interleaved back, rows past h_out dropped. */
+ * output columns of each tile interleaved back, rows past h_out dropped. tr (m_w = 1 only): y
+ * holds the transpose of p's output (wino_transposed), each row's 16 columns scattered. */
 static inline __attribute__((always_inline)) KERNELS_AVX512 void
-wino_output_v(const wino_variant var, const conv2d_params *p, const wino_geom *g, const float *mr,
-              size_t ldm, int a0, int rows, int co0, int co1, const float *bias, float *y)
+wino_output_v(const wino_variant var, const int tr, const conv2d_params *p, const wino_geom *g,
+              const float *mr, size_t ldm, int a0, int rows, int co0, int co1, const float *bias,
+              float *y)
 {
     const wino_axis th = wino_axis_h(var), tw = wino_axis_w(var);
     const int m_h = wino_am(th), m_w = wino_am(tw), alpha_h = wino_aa(th), alpha_w = wino_aa(tw);
     const size_t e_stride = (size_t)p->c_out * ldm;
     const size_t hw = (size_t)p->h_out * (size_t)p->w_out;
+    const __m512i tr_idx = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(p->h_out));
+    assert(!tr || m_w == 1);
     for (int co = co0; co < co1; co++) {
         const __m512 vb = _mm512_set1_ps(bias ? bias[co] : 0.0f);
         for (int a = a0; a < a0 + rows; a++) {
@@ -615,15 +719,15 @@ wino_output_v(const wino_variant var, const conv2d_params *p, const wino_geom *g
             const int out_rows = kernels_imin(m_h, p->h_out - m_h * a);
             for (int b = 0; b < g->tiles_w; b += 16) {
                 const __mmask16 mk = kernels_avx512_mask(g->tiles_w - b);
-                __m512 s[4][WINO_ALPHA_MAX];
-#pragma GCC unroll 8
+                __m512 s[6][WINO_ALPHA_MAX];
+#pragma GCC unroll 12
                 for (int nu = 0; nu < alpha_w; nu++) {
                     __m512 col[WINO_ALPHA_MAX];
-#pragma GCC unroll 8
+#pragma GCC unroll 12
                     for (int xi = 0; xi < alpha_h; xi++)
                         col[xi] = _mm512_maskz_loadu_ps(
                             mk, mrow + (size_t)(xi * alpha_w + nu) * e_stride + b);
-#pragma GCC unroll 4
+#pragma GCC unroll 6
                     for (int i = 0; i < m_h; i++) s[i][nu] = wino_comb(th, alpha_h, 0, i, col);
                 }
                 const int n_out = kernels_imin(p->w_out - m_w * b, 16 * m_w);
@@ -633,32 +737,43 @@ wino_output_v(const wino_variant var, const conv2d_params *p, const wino_geom *g
                     for (int j = 0; j < m_w; j++)
                         yv[j] = avx512_act(_mm512_add_ps(wino_comb(tw, alpha_w, 0, j, s[i]), vb),
                                          p->act);
-                    wino_store_row(m_w, yv, y0 + (size_t)i * (size_t)p->w_out + (size_t)(m_w * b),
-                                   n_out);
+                    if (tr) /* y[co][b + lane][m_h*a + i] */
+                        _mm512_mask_i32scatter_ps(y + (size_t)co * hw + (size_t)b * (size_t)p->h_out +
+                                                      (size_t)(m_h * a + i),
+                                                  kernels_avx512_mask(n_out), tr_idx, yv[0], 4);
+                    else
+                        wino_store_row(m_w, yv, y0 + (size_t)i * (size_t)p->w_out + (size_t)(m_w * b),
+                                       n_out);
                 }
             }
         }
     }
 }
 
-static KERNELS_AVX512 void wino_output(const conv2d_params *p, const wino_geom *g, const float *mr,
-                                    size_t ldm, int a0, int rows, int co0, int co1,
+static KERNELS_AVX512 void wino_output(int tr, const conv2d_params *p, const wino_geom *g,
+                                    const float *mr, size_t ldm, int a0, int rows, int co0, int co1,
                                     const float *bias, float *y)
 {
     switch (g->var) {
-    case WINO_F23: wino_output_v(WINO_F23, p, g, mr, ldm, a0, rows, co0, co1, bias, y); break;
-    case WINO_F43: wino_output_v(WINO_F43, p, g, mr, ldm, a0, rows, co0, co1, bias, y); break;
-    case WINO_F25: wino_output_v(WINO_F25, p, g, mr, ldm, a0, rows, co0, co1, bias, y); break;
-    case WINO_F45: wino_output_v(WINO_F45, p, g, mr, ldm, a0, rows, co0, co1, bias, y); break;
-    case WINO_F17: wino_output_v(WINO_F17, p, g, mr, ldm, a0, rows, co0, co1, bias, y); break;
-    case WINO_F71: wino_output_v(WINO_F71, p, g, mr, ldm, a0, rows, co0, co1, bias, y); break;
+    case WINO_F23: wino_output_v(WINO_F23, 0, p, g, mr, ldm, a0, rows, co0, co1, bias, y); break;
+    case WINO_F43: wino_output_v(WINO_F43, 0, p, g, mr, ldm, a0, rows, co0, co1, bias, y); break;
+    case WINO_F25: wino_output_v(WINO_F25, 0, p, g, mr, ldm, a0, rows, co0, co1, bias, y); break;
+    case WINO_F45: wino_output_v(WINO_F45, 0, p, g, mr, ldm, a0, rows, co0, co1, bias, y); break;
+    case WINO_F17: wino_output_v(WINO_F17, 0, p, g, mr, ldm, a0, rows, co0, co1, bias, y); break;
+    case WINO_F71: wino_output_v(WINO_F71, 0, p, g, mr, ldm, a0, rows, co0, co1, bias, y); break;
+    case WINO_F71_6:
+        if (tr)
+            wino_output_v(WINO_F71_6, 1, p, g, mr, ldm, a0, rows, co0, co1, bias, y);
+        else
+            wino_output_v(WINO_F71_6, 0, p, g, mr, ldm, a0, rows, co0, co1, bias, y);
+        break;
     }
 }
 
 /* Output channels [co0, co1) (multiples of KERNELS_GEMM_MR, or c_out) of tile rows [a_lo, a_hi),
  * blocked from a_lo: a tile's values do not depend on its block (the GEMMs' columns are
  * independent), so any such part equals the whole call's bits. */
-static KERNELS_AVX512 void wino_forward_avx512(const conv2d_params *p, const float *x,
+static KERNELS_AVX512 void wino_forward_avx512(int tr, const conv2d_params *p, const float *x,
                                             const float *packed, const float *bias, float *y,
                                             float *scratch, int a_lo, int a_hi, int co0, int co1)
 {
@@ -672,14 +787,17 @@ static KERNELS_AVX512 void wino_forward_avx512(const conv2d_params *p, const flo
     for (int a0 = a_lo; a0 < a_hi; a0 += g.block_rows) {
         const int rows = kernels_imin(g.block_rows, a_hi - a0);
         const int n = rows * g.tiles_w;
-        wino_pad_input(p, &g, x, g.m_h * a0, xp);
+        if (tr)
+            wino_pad_input_t(p, &g, x, g.m_h * a0, xp);
+        else
+            wino_pad_input(p, &g, x, g.m_h * a0, xp);
         wino_input(p, &g, xp, a0, rows, v, (size_t)n, line);
         for (int e = 0; e < g.n_e; e++)
             kernels_gemm_avx512(p->c_out, n, p->c_in, packed + (size_t)e * u_stride,
                                 v + (size_t)e * (size_t)p->c_in * (size_t)n, (size_t)n,
                                 mr + (size_t)e * (size_t)p->c_out * (size_t)n, (size_t)n, NULL,
                                 ACT_NONE, co0, co1);
-        wino_output(p, &g, mr, (size_t)n, a0, rows, co0, co1, bias, y);
+        wino_output(tr, p, &g, mr, (size_t)n, a0, rows, co0, co1, bias, y);
     }
 }
 #endif
@@ -695,7 +813,7 @@ kernels_part kernels_wino_part(const conv2d_params *p, int ith, int nth)
     const conv2d_params q = wino_conv_of(p);
     const wino_geom g = wino_geom_of(&q);
     const int n_blocks = (g.tiles_h + g.block_rows - 1) / g.block_rows;
-    if (n_blocks % nth == 0 || n_blocks >= WINO_PART_MIN_BLOCKS * nth)
+    if (!wino_transposed(p) && (n_blocks % nth == 0 || n_blocks >= WINO_PART_MIN_BLOCKS * nth))
         return kernels_part_split(KERNELS_PART_POSITIONS, p->h_out * p->w_out,
                                   g.block_rows * g.m_h * p->w_out, ith, nth);
     return kernels_part_split(KERNELS_PART_CHANNELS, p->c_out, KERNELS_GEMM_MR, ith, nth);
@@ -710,6 +828,7 @@ void kernels_wino_forward_part(const conv2d_params *p, const float *x, const flo
     const wino_geom g = wino_geom_of(&q);
     int a_lo = 0, a_hi = g.tiles_h, co0 = 0, co1 = p->c_out;
     if (part->axis == KERNELS_PART_POSITIONS) {
+        assert(!wino_transposed(p));
         const int n = p->h_out * p->w_out, rows = g.m_h * p->w_out;
         assert(part->lo % rows == 0 && (part->hi == n || part->hi % rows == 0));
         a_lo = part->lo / rows;
@@ -726,7 +845,7 @@ void kernels_wino_forward_part(const conv2d_params *p, const float *x, const flo
         x = scratch;
         scratch += wino_polyphase_floats(p);
     }
-    wino_forward_avx512(&q, x, packed, bias, y, scratch, a_lo, a_hi, co0, co1);
+    wino_forward_avx512(wino_transposed(p), &q, x, packed, bias, y, scratch, a_lo, a_hi, co0, co1);
 #else
     (void)x, (void)packed, (void)bias, (void)y, (void)scratch, (void)a_lo, (void)a_hi, (void)co0,
         (void)co1;

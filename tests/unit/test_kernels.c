@@ -371,10 +371,16 @@ static void conv_packed_edges(conv_via via, sweep_stats *st)
         {140, 9, 19, 20, 5, 5, 1, PAD_ASYM}, {5, 6, 30, 33, 5, 5, 1, PAD_TF_SAME},
         {4, 5, 25, 26, 5, 5, 1, PAD_NONE},   {6, 10, 70, 61, 5, 5, 1, PAD_SYM},
         {150, 9, 30, 31, 5, 5, 1, PAD_ASYM}, {2, 13, 21, 40, 5, 5, 1, PAD_NONE},
-        /* 1x7 / 7x1 with >= 40 tiles of 1x2 / 2x1 (1-D Winograd F(2, 7)) */
+        /* 1x7 / 7x1 with >= 40 tiles of 1x6 / 6x1 (1-D Winograd F(6, 7) along rows, 1x7 on the
+         * transposed maps), else of 1x2 / 2x1 (F(2, 7)): odd and non-square sizes, several
+         * tile-row blocks, K blocks, every padding mode */
         {20, 30, 17, 17, 1, 7, 1, PAD_SYM},  {20, 30, 17, 17, 7, 1, 1, PAD_SYM},
         {150, 7, 9, 23, 1, 7, 1, PAD_SYM},   {5, 9, 31, 6, 7, 1, 1, PAD_TF_SAME},
         {3, 4, 12, 40, 1, 7, 1, PAD_NONE},   {4, 4, 40, 12, 7, 1, 1, PAD_ASYM},
+        {150, 13, 23, 29, 1, 7, 1, PAD_ASYM}, {7, 9, 61, 19, 1, 7, 1, PAD_TF_SAME},
+        {5, 6, 20, 200, 1, 7, 1, PAD_SYM},   {6, 7, 100, 30, 7, 1, 1, PAD_SYM},
+        {140, 10, 25, 18, 7, 1, 1, PAD_NONE}, {3, 5, 44, 17, 7, 1, 1, PAD_TF_SAME},
+        {9, 8, 19, 44, 1, 7, 1, PAD_NONE},
         /* k x 1 below the Winograd threshold: im2col rows contiguous in the padded input */
         {5, 6, 6, 5, 7, 1, 1, PAD_SYM},      {130, 13, 9, 4, 3, 1, 1, PAD_SYM},
         /* first-layer (stem) kernel: 3x3 stride 2 on 1..4 channels, every output-channel count
@@ -1465,6 +1471,7 @@ static void test_conv_packed_parts(void)
         {8, 13, 1, 75, 71, 3, 3, 1, 1, 1, 0, 0},    {11, 20, 1, 27, 25, 5, 5, 1, 2, 2, 0, 0},
         {16, 23, 1, 17, 17, 1, 7, 1, 0, 3, 0, 0},   {16, 23, 1, 17, 17, 7, 1, 1, 3, 0, 0, 0},
         {6, 9, 1, 80, 70, 7, 1, 1, 3, 0, 0, 0},     {3, 16, 1, 224, 224, 3, 3, 2, 1, 1, 0, 0},
+        {6, 9, 1, 70, 80, 1, 7, 1, 0, 3, 0, 0},     {130, 20, 1, 17, 17, 7, 1, 1, 3, 0, 0, 0},
         {3, 24, 1, 37, 41, 3, 3, 2, 1, 1, 0, 0},    {3, 32, 1, 299, 299, 3, 3, 2, 0, 0, 0, 0},
         {300, 26, 1, 7, 7, 1, 1, 1, 0, 0, 1, 1},    {160, 50, 1, 7, 7, 1, 1, 1, 0, 0, 0, 0},
         {150, 13, 1, 14, 28, 1, 1, 1, 0, 0, 0, 1},  {140, 112, 1, 14, 14, 1, 1, 1, 0, 0, 0, 1},
@@ -1997,17 +2004,22 @@ static void test_conv_plan(void)
     free(packed);
     free(want);
     free(y);
-    if (avx512) { /* training plans keep F(2x2, 5x5): 36 transformed taps per weight pair, inference 64 */
-        conv2d_params p5;
-        conv_setup(&p5, 8, 12, 1, 35, 35, 5, 5, 1, 1, PAD_SYM, ACT_NONE);
-        conv2d_plan fast, train;
-        conv2d_plan_init(&fast, &p5);
-        p5.train = 1;
-        conv2d_plan_init(&train, &p5);
-        T_CHECK(fast.path == CONV_PATH_WINOGRAD && train.path == CONV_PATH_WINOGRAD &&
-                    fast.packed_floats * 36 == train.packed_floats * 64,
-                "5x5 at 35x35: paths %s / %s, packed floats %zu (inference) / %zu (training)",
-                path_names[fast.path], path_names[train.path], fast.packed_floats, train.packed_floats);
+    if (avx512) { /* training plans keep F(2x2, 5x5): 36 transformed taps per weight pair, inference
+                     64; and F(2, 7) for 1x7 / 7x1: 8 taps, inference F(6, 7)'s 12 */
+        static const int kinds[][4] = {{5, 5, 36, 64}, {1, 7, 8, 12}, {7, 1, 8, 12}};
+        for (int i = 0; i < 3; i++) {
+            conv2d_params pk;
+            conv_setup(&pk, 8, 12, 1, 35, 35, kinds[i][0], kinds[i][1], 1, 1, PAD_SYM, ACT_NONE);
+            conv2d_plan fast, train;
+            conv2d_plan_init(&fast, &pk);
+            pk.train = 1;
+            conv2d_plan_init(&train, &pk);
+            T_CHECK(fast.path == CONV_PATH_WINOGRAD && train.path == CONV_PATH_WINOGRAD &&
+                        fast.packed_floats * (size_t)kinds[i][2] == train.packed_floats * (size_t)kinds[i][3],
+                    "%dx%d at 35x35: paths %s / %s, packed floats %zu (inference) / %zu (training)", kinds[i][0],
+                    kinds[i][1], path_names[fast.path], path_names[train.path], fast.packed_floats,
+                    train.packed_floats);
+        }
     }
     test_end("conv2d_plan: path per shape, sizes as the one-call functions, 1/2/3 parts bit-identical; "
              "input-scale and pw+dw fusion; training plans");
