@@ -220,7 +220,8 @@ typedef struct {
     int alpha_h, alpha_w, n_e; /* patch sides m + r - 1, alpha_h alpha_w GEMMs */
     int tiles_h, tiles_w;   /* tile grid */
     int wp;                 /* padded input row: the grid's patches, m_w*tiles_w + r_w - 1 */
-    int block_rows;         /* tile rows per block */
+    int block_rows;         /* most tile rows of a block (blocks of a range of tile rows are as
+                               even as can be: wino_blocks) */
     int band_h;             /* padded input rows a block reads: m_h*block_rows + r_h - 1 */
     int row_floats;         /* floats of one row-transform line (the column step's loads of the
                                last vector of tiles stay inside) */
@@ -245,7 +246,11 @@ static wino_geom wino_geom_var(const conv2d_params *p, wino_variant var)
     const int rows = kernels_imax(
         kernels_imin(WINO_BLOCK_TILES / g.tiles_w, WINO_BLOCK_FLOATS / per_row),
         (WINO_MIN_BLOCK_TILES + g.tiles_w - 1) / g.tiles_w);
-    g.block_rows = kernels_imax(1, kernels_imin(rows, g.tiles_h));
+    /* the nearest whole number of blocks of about that many rows, evened out: no short last
+     * block (Inception's 35x35: 9 tile rows were 8 + 1, a 9-column GEMM per 72) */
+    const int target = kernels_imax(1, kernels_imin(rows, g.tiles_h));
+    const int n_blocks = kernels_imax(1, (g.tiles_h + target / 2) / target);
+    g.block_rows = (g.tiles_h + n_blocks - 1) / n_blocks;
     g.band_h = g.m_h * g.block_rows + g.r_h - 1;
     g.row_floats = g.m_w * ((g.tiles_w + 15) / 16 * 16) + 64 + g.r_w;
     return g;
@@ -771,8 +776,8 @@ static KERNELS_AVX512 void wino_output(int tr, const conv2d_params *p, const win
 }
 
 /* Output channels [co0, co1) (multiples of KERNELS_GEMM_MR, or c_out) of tile rows [a_lo, a_hi),
- * blocked from a_lo: a tile's values do not depend on its block (the GEMMs' columns are
- * independent), so any such part equals the whole call's bits. */
+ * in ceil(rows / block_rows) blocks as even as can be: a tile's values do not depend on its block
+ * (the GEMMs' columns are independent), so any such part equals the whole call's bits. */
 static KERNELS_AVX512 void wino_forward_avx512(int tr, const conv2d_params *p, const float *x,
                                             const float *packed, const float *bias, float *y,
                                             float *scratch, int a_lo, int a_hi, int co0, int co1)
@@ -784,8 +789,9 @@ static KERNELS_AVX512 void wino_forward_avx512(int tr, const conv2d_params *p, c
     float *mr = v + wino_round16((size_t)g.n_e * (size_t)p->c_in * max_tiles);
     float *line = mr + wino_round16((size_t)g.n_e * (size_t)p->c_out * max_tiles);
     const size_t u_stride = (size_t)wino_panels(p) * KERNELS_GEMM_MR * (size_t)p->c_in;
-    for (int a0 = a_lo; a0 < a_hi; a0 += g.block_rows) {
-        const int rows = kernels_imin(g.block_rows, a_hi - a0);
+    const int n_blocks = (a_hi - a_lo + g.block_rows - 1) / g.block_rows;
+    for (int b = 0, a0 = a_lo; b < n_blocks; b++) {
+        const int rows = (a_hi - a_lo) / n_blocks + (b < (a_hi - a_lo) % n_blocks);
         const int n = rows * g.tiles_w;
         if (tr)
             wino_pad_input_t(p, &g, x, g.m_h * a0, xp);
@@ -798,24 +804,23 @@ static KERNELS_AVX512 void wino_forward_avx512(int tr, const conv2d_params *p, c
                                 mr + (size_t)e * (size_t)p->c_out * (size_t)n, (size_t)n, NULL,
                                 ACT_NONE, co0, co1);
         wino_output(tr, p, &g, mr, (size_t)n, a0, rows, co0, co1, bias, y);
+        a0 += rows;
     }
 }
 #endif
 
-/* Whole blocks per thread when there are enough blocks to balance (each part then transforms only
- * its own input rows and streams the weights once per block, as one thread would); otherwise
- * output channels, every part transforming the whole input (measured on Inception's 35x35 and
- * AlexNet's 13x13 layers, which are one or two blocks). */
-#define WINO_PART_MIN_BLOCKS 3
+/* Whole tile rows per thread when each gets at least this many (each part then transforms only
+ * its own input rows, in its own even blocks); otherwise output channels, every part transforming
+ * the whole input (17x17 F(6, 7): 3 tile rows). Parts in whole blocks left Inception's 147x147
+ * (7 blocks) at 4 : 3 and a 35x35 layer at 8 : 1 tile rows on two threads. */
+#define WINO_PART_MIN_ROWS 4
 
 kernels_part kernels_wino_part(const conv2d_params *p, int ith, int nth)
 {
     const conv2d_params q = wino_conv_of(p);
     const wino_geom g = wino_geom_of(&q);
-    const int n_blocks = (g.tiles_h + g.block_rows - 1) / g.block_rows;
-    if (!wino_transposed(p) && (n_blocks % nth == 0 || n_blocks >= WINO_PART_MIN_BLOCKS * nth))
-        return kernels_part_split(KERNELS_PART_POSITIONS, p->h_out * p->w_out,
-                                  g.block_rows * g.m_h * p->w_out, ith, nth);
+    if (!wino_transposed(p) && g.tiles_h >= WINO_PART_MIN_ROWS * nth)
+        return kernels_part_split(KERNELS_PART_POSITIONS, p->h_out * p->w_out, g.m_h * p->w_out, ith, nth);
     return kernels_part_split(KERNELS_PART_CHANNELS, p->c_out, KERNELS_GEMM_MR, ith, nth);
 }
 
