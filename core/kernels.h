@@ -125,18 +125,21 @@ typedef enum {
                              scale and a residual (conv2d_plan_fusable) */
     CONV_PATH_PW_DW,      /* a packed pointwise GEMM and the stride-2 depthwise conv after it,
                              in bands of rows (conv2d_plan_fuse_pw_dw) */
+    CONV_PATH_PW_DWCB,    /* a pointwise conv and the small-map depthwise conv after it,
+                             16 channels at a time in channel-blocked planes (inference only;
+                             weights repacked k-major: conv2d_plan_fuse_pw_dw) */
 } conv_path;
 
 typedef struct {
     conv_path path;
-    conv2d_params p;       /* the convolution (CONV_PATH_PW_DW: the pointwise one) */
-    conv2d_params dw;      /* CONV_PATH_PW_DW: the depthwise convolution after it */
+    conv2d_params p;       /* the convolution (CONV_PATH_PW_DW*: the pointwise one) */
+    conv2d_params dw;      /* CONV_PATH_PW_DW*: the depthwise convolution after it */
     int in_scale;          /* CONV_PATH_GEMM: called with an input scale (conv2d_plan_fuse_scale) */
     size_t packed_floats;  /* packed weights' floats; 0: w is in PyTorch layout */
     size_t scratch_floats; /* scratch of one call; one buffer per concurrent caller */
     const float *w, *bias; /* weights as path reads them (packed or PyTorch layout), bias or NULL;
                               set by the caller, who owns them */
-    const float *dw_w, *dw_bias; /* CONV_PATH_PW_DW: the depthwise conv's (PyTorch layout) */
+    const float *dw_w, *dw_bias; /* CONV_PATH_PW_DW*: the depthwise conv's (PyTorch layout) */
 } conv2d_plan;
 
 /* The plan of p on this CPU (w, bias NULL: the caller sets them, packing first when
@@ -151,6 +154,10 @@ void conv2d_plan_fuse_scale(conv2d_plan *pl);
 /* Turns the plan of a pointwise conv (fusable, no input scale) into CONV_PATH_PW_DW with the
  * depthwise plan dw reading its output, when conv2d_pw_dw_fusable allows; returns whether it did. */
 int conv2d_plan_fuse_pw_dw(conv2d_plan *pl, const conv2d_plan *dw);
+/* The same into CONV_PATH_PW_DWCB when conv2d_pw_dwcb_fusable allows: packed must be pl->w, the
+ * caller's own writable copy, which is repacked in place (0 and the plan unchanged when the
+ * temporary copy cannot be allocated). */
+int conv2d_plan_fuse_pw_dwcb(conv2d_plan *pl, const conv2d_plan *dw, float *packed);
 /* Whether the plan's output splits into thread parts (the OpenBLAS paths run whole). */
 int conv2d_plan_splits(const conv2d_plan *pl);
 /* Part ith of nth of the plan's output (nth == 1, or conv2d_plan_splits). */
@@ -234,6 +241,18 @@ void conv2d_pw_dw_forward_part(const conv2d_params *pw, const float *pw_packed,
                                const float *pw_bias, const conv2d_params *dw, const float *dw_w,
                                const float *dw_bias, const float *x, float *y, float *scratch,
                                const kernels_part *part);
+
+/* A pointwise conv pw and the depthwise conv dw of its output on a small map (7- or 14-wide
+ * output, stride 1 or 2, 3x3 or 5x5; inference only), 16 channels at a time: y = dw(pw(x)),
+ * bit-identical to conv2d_forward_packed then dwconv2d_forward. wt: pw's weights k-major
+ * (wt[k * c_out + c], see conv2d_plan_fuse_pw_dwcb); scratch of conv2d_pw_dwcb_scratch_floats
+ * (one buffer per concurrent caller); parts: output channels in blocks of 16. */
+int conv2d_pw_dwcb_fusable(const conv2d_params *pw, const conv2d_params *dw);
+size_t conv2d_pw_dwcb_scratch_floats(const conv2d_params *dw);
+kernels_part conv2d_pw_dwcb_part(const conv2d_params *dw, int ith, int nth);
+void conv2d_pw_dwcb_forward_part(const conv2d_params *pw, const float *wt, const float *pw_bias,
+                                 const conv2d_params *dw, const float *dw_w, const float *dw_bias, const float *x,
+                                 float *y, float *scratch, const kernels_part *part);
 
 /* Direct depthwise convolution (groups == c_in == c_out), any k / stride / padding. */
 void dwconv2d_forward(const conv2d_params *p, const float *x, const float *w, const float *bias,

@@ -7,6 +7,7 @@
 
 #include <assert.h>
 #include <cblas.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kernels_internal.h"
@@ -130,6 +131,7 @@ void conv2d_plan_init(conv2d_plan *pl, const conv2d_params *p)
         break;
     case CONV_PATH_GEMM:
     case CONV_PATH_PW_DW:
+    case CONV_PATH_PW_DWCB:
         pl->packed_floats = kernels_gemm_conv_packed_floats(p);
         pl->scratch_floats = kernels_gemm_conv_scratch_floats(p);
         break;
@@ -143,6 +145,7 @@ void conv2d_plan_pack(const conv2d_plan *pl, const float *w, float *packed)
     case CONV_PATH_WINOGRAD: kernels_wino_pack(&pl->p, w, packed); break;
     case CONV_PATH_GEMM:
     case CONV_PATH_PW_DW: kernels_gemm_conv_pack(&pl->p, w, packed); break;
+    case CONV_PATH_PW_DWCB: assert(!"conv2d_plan_pack: a fused plan's weights are repacked when fused"); break;
     case CONV_PATH_DIRECT:
     case CONV_PATH_IM2COL:
     case CONV_PATH_DEPTHWISE: assert(!"conv2d_plan_pack: the path reads PyTorch-layout weights"); break;
@@ -174,6 +177,24 @@ int conv2d_plan_fuse_pw_dw(conv2d_plan *pl, const conv2d_plan *dw)
     return 1;
 }
 
+int conv2d_plan_fuse_pw_dwcb(conv2d_plan *pl, const conv2d_plan *dw, float *packed)
+{
+    if (!conv2d_plan_fusable(pl) || pl->in_scale || dw->path != CONV_PATH_DEPTHWISE || packed != pl->w ||
+        !conv2d_pw_dwcb_fusable(&pl->p, &dw->p))
+        return 0;
+    float *gemm = malloc(pl->packed_floats * sizeof *gemm);
+    if (!gemm) return 0;
+    memcpy(gemm, packed, pl->packed_floats * sizeof *gemm);
+    kernels_pw_dwcb_pack(&pl->p, gemm, packed);
+    free(gemm);
+    pl->path = CONV_PATH_PW_DWCB;
+    pl->dw = dw->p;
+    pl->dw_w = dw->w;
+    pl->dw_bias = dw->bias;
+    pl->scratch_floats = conv2d_pw_dwcb_scratch_floats(&pl->dw);
+    return 1;
+}
+
 int conv2d_plan_splits(const conv2d_plan *pl)
 {
     return pl->path != CONV_PATH_DIRECT && pl->path != CONV_PATH_IM2COL;
@@ -190,6 +211,7 @@ kernels_part conv2d_plan_part(const conv2d_plan *pl, int ith, int nth)
     case CONV_PATH_WINOGRAD: return kernels_wino_part(p, ith, nth);
     case CONV_PATH_GEMM: return kernels_gemm_conv_part(p, ith, nth);
     case CONV_PATH_PW_DW: return conv2d_pw_dw_part(&pl->dw, ith, nth);
+    case CONV_PATH_PW_DWCB: return conv2d_pw_dwcb_part(&pl->dw, ith, nth);
     case CONV_PATH_DIRECT:
     case CONV_PATH_IM2COL: break;
     }
@@ -227,6 +249,9 @@ void conv2d_plan_forward_part(const conv2d_plan *pl, const float *x, const float
     case CONV_PATH_PW_DW:
         conv2d_pw_dw_forward_part(p, pl->w, pl->bias, &pl->dw, pl->dw_w, pl->dw_bias, x, y,
                                   scratch, part);
+        break;
+    case CONV_PATH_PW_DWCB:
+        conv2d_pw_dwcb_forward_part(p, pl->w, pl->bias, &pl->dw, pl->dw_w, pl->dw_bias, x, y, scratch, part);
         break;
     }
 }

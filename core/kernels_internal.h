@@ -68,6 +68,8 @@ void kernels_dw_avx512(const conv2d_params *p, const float *x, const float *w, c
  * 7- and 14-wide outputs, stride 1 or 2, 3x3 or 5x5 kernels. */
 int kernels_dw_cb_applies(const conv2d_params *p);
 void kernels_dw_cb(const conv2d_params *p, const float *x, const float *w, const float *bias, float *y);
+/* wt[k * c_out + c] = the pointwise conv pw's weight (c, k), from its GEMM packing (gemm_packed). */
+void kernels_pw_dwcb_pack(const conv2d_params *pw, const float *gemm_packed, float *wt);
 
 /* The stride-2 AVX-512 depthwise kernel alone: whether it takes p, and the convolution with
  * output channel c at y + c * y_plane (y_plane >= h_out * w_out: rows of a larger map). Each

@@ -641,22 +641,32 @@ static int graph_fuse_nodes(graph *g)
  * maps stay in L2 between the two nodes anyway. */
 #define GRAPH_PW_DW_MIN_FLOATS (256 * 1024)
 
+/* The graph's own (writable) copy of the weights w, or NULL. */
+static float *graph_owned(const graph *g, const float *w)
+{
+    for (int i = 0; i < g->n_owned; i++)
+        if (g->owned[i] == w) return g->owned[i];
+    return NULL;
+}
+
 /* Marks depthwise convs folded into the pointwise conv before them GRAPH_NODE_FOLDED (see
- * graph_plan); returns how many. */
+ * graph_plan): on small maps the channel-blocked pair (CONV_PATH_PW_DWCB, any size), else the
+ * stride-2 pair in row bands for large maps; returns how many. */
 static int graph_fuse_pw_dw(graph *g)
 {
     int n_fused = 0;
     for (int i = 0; i < g->n_nodes; i++) {
         graph_node *n = &g->nodes[i];
         const graph_value *mid = &g->values[n->out];
-        if (n->op != NODE_CONV || n->scale_slot || n->residual_slot ||
-            (size_t)mid->c * mid->h * mid->w < GRAPH_PW_DW_MIN_FLOATS)
-            continue;
+        if (n->op != NODE_CONV || n->scale_slot || n->residual_slot) continue;
         const int r = graph_sole_reader(g, n->out);
         if (r < 0) continue;
         graph_node *d = &g->nodes[r];
-        if (d->op != NODE_CONV || d->n_in != 1 || d->in[0] != n->out ||
-            !conv2d_plan_fuse_pw_dw(&n->p.conv, &d->p.conv))
+        if (d->op != NODE_CONV || d->n_in != 1 || d->in[0] != n->out) continue;
+        float *packed = graph_owned(g, n->p.conv.w);
+        if (!(packed && conv2d_plan_fuse_pw_dwcb(&n->p.conv, &d->p.conv, packed)) &&
+            !((size_t)mid->c * mid->h * mid->w >= GRAPH_PW_DW_MIN_FLOATS &&
+              conv2d_plan_fuse_pw_dw(&n->p.conv, &d->p.conv)))
             continue;
         g->values[n->out].def = GRAPH_DEAD;
         n->out = d->out;
@@ -752,7 +762,7 @@ static int64_t graph_node_work(const graph *g, const graph_node *n)
     const int64_t out_n = (int64_t)out->c * out->h * out->w;
     switch (n->op) {
     case NODE_CONV: {
-        const conv2d_params *p = &n->p.conv.p; /* CONV_PATH_PW_DW: the pointwise conv's work */
+        const conv2d_params *p = &n->p.conv.p; /* CONV_PATH_PW_DW*: the pointwise conv's work */
         return (int64_t)p->c_out * p->h_out * p->w_out * (p->c_in / p->groups) * p->k_h * p->k_w;
     }
     case NODE_POOL: return out_n * n->p.pool.k_h * n->p.pool.k_w;

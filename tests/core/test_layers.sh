@@ -3,7 +3,7 @@
 # the call graph between core's files has no cycle, and each kernel file calls only files listed
 # before it in LAYERS (the order of the README's map of core/).
 BUILD=${BUILD:-build}
-LAYERS="cpu status kernels kernels_train kernels_bn kernels_gemm kernels_dw512 kernels_pool512 kernels_stem kernels_linear
+LAYERS="cpu status kernels kernels_train kernels_bn kernels_gemm kernels_dwcb kernels_dw512 kernels_pool512 kernels_stem kernels_linear
         kernels_wino kernels_pwdw kernels_dw kernels_pool kernels_conv"
 
 objs=("$BUILD"/core/*.o)

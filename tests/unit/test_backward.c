@@ -406,7 +406,7 @@ static void test_conv_data_plan(void)
 {
     test_begin();
     trng r = {17};
-    int n_cases = 0, n_reports = 0, n_paths[CONV_PATH_PW_DW + 1] = {0};
+    int n_cases = 0, n_reports = 0, n_paths[CONV_PATH_PW_DWCB + 1] = {0};
     static const int kernels[][2] = {{1, 1}, {3, 3}, {5, 5}, {2, 3}, {1, 7}, {7, 1}, {3, 1}, {7, 7}};
     for (int t = 0; t < 96; t++) {
         const int *k = kernels[t % 8];

@@ -1363,6 +1363,7 @@ struct part_case {
     int n_in, n_out;
     const conv2d_params *pw; /* conv2d_pw_dw: the pointwise conv (conv is the depthwise one) */
     const float *pw_packed, *pw_bias;
+    const conv2d_plan *plan; /* plan cases: conv2d_plan_part / conv2d_plan_forward_part */
 };
 
 static void fill_poison(float *y, size_t n)
@@ -1759,6 +1760,106 @@ static void test_linear_batch_parts(void)
     test_end("linear_batch_forward_part: 2/3/5 row parts equal linear_forward per input, nothing written outside");
 }
 
+static kernels_part split_plan(const part_case *pc, int ith, int nth) { return conv2d_plan_part(pc->plan, ith, nth); }
+
+static void run_plan(const part_case *pc, const kernels_part *part, float *y)
+{
+    conv2d_plan_forward_part(pc->plan, pc->x, NULL, NULL, y, pc->scratch, part);
+}
+
+/* conv2d_plan_fuse_pw_dwcb (pointwise + small-map depthwise, channel-blocked): the fused plan's
+ * output bit-identical to conv2d_forward_packed then dwconv2d_forward, and its 2/3/5 parts to the
+ * whole. MobileNetV3's pairs (14x14 3x3 / 5x5, 14 -> 7, 28 -> 14), channel counts not multiples of
+ * 16 or of a 48-channel group, K past one GEMM K block (the repacking reads every block), maps
+ * whose positions are not whole 7-position tiles, every padding mode and activation; pairs it
+ * must not take (7x7 maps, training convs, a 28-wide output). */
+static void test_conv_pw_dwcb(void)
+{
+    /* {c_in, c_exp, h, w, k, s, pad mode, pw act, dw act} */
+    static const int cases[][9] = {
+        {80, 200, 14, 14, 3, 1, PAD_SYM, ACT_HSWISH, ACT_HSWISH},  {112, 672, 14, 14, 5, 2, PAD_SYM, ACT_HSWISH, ACT_HSWISH},
+        {40, 240, 14, 14, 5, 1, PAD_TF_SAME, ACT_HSWISH, ACT_HSWISH}, {24, 96, 28, 28, 5, 2, PAD_TF_SAME, ACT_HSWISH, ACT_NONE},
+        {40, 240, 28, 28, 3, 2, PAD_SYM, ACT_RELU, ACT_RELU6},     {150, 37, 14, 14, 3, 1, PAD_SYM, ACT_NONE, ACT_HSIGMOID},
+        {3, 17, 13, 15, 5, 2, PAD_ASYM, ACT_RELU6, ACT_RELU},      {1, 50, 11, 14, 3, 1, PAD_TF_SAME, ACT_HSIGMOID, ACT_HSWISH},
+        {9, 64, 27, 15, 3, 2, PAD_NONE, ACT_RELU, ACT_NONE},       {20, 49, 12, 16, 5, 1, PAD_ASYM, ACT_HSWISH, ACT_RELU},
+    };
+    test_begin();
+    rng r = {92};
+    int n_failed = 0;
+    for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
+        const int *c = cases[ci];
+        conv2d_params pw, dw;
+        conv_setup(&pw, c[0], c[1], 1, c[2], c[3], 1, 1, 1, 1, PAD_NONE, (act_kind)c[7]);
+        conv_setup(&dw, c[1], c[1], c[1], c[2], c[3], c[4], c[4], c[5], c[5], (pad_mode)c[6], (act_kind)c[8]);
+        char what[200];
+        snprintf(what, sizeof what, "pw %d->%d %dx%d act %s, dw k %d s %d pad t%d l%d b%d r%d -> %dx%d act %s", c[0],
+                 c[1], c[2], c[3], act_names[c[7]], c[4], c[5], dw.pad_t, dw.pad_l, dw.pad_b, dw.pad_r, dw.h_out,
+                 dw.w_out, act_names[c[8]]);
+        const size_t n_x = (size_t)pw.c_in * pw.h_in * pw.w_in, n_mid = (size_t)pw.c_out * pw.h_out * pw.w_out;
+        const size_t hw = (size_t)dw.h_out * dw.w_out, n_y = (size_t)dw.c_out * hw;
+        float *x = alloc_random(n_x, &r), *pw_w = alloc_random((size_t)pw.c_out * pw.c_in, &r);
+        float *pw_b = alloc_random((size_t)pw.c_out, &r), *dw_w = alloc_random((size_t)dw.c_out * c[4] * c[4], &r);
+        float *dw_b = alloc_random((size_t)dw.c_out, &r), *mid = alloc_nan(n_mid);
+        float *want = alloc_floats(n_y), *y = alloc_floats(n_y + 2);
+        conv2d_plan pl, pl_dw;
+        conv2d_plan_init(&pl, &pw);
+        conv2d_plan_init(&pl_dw, &dw);
+        float *packed = alloc_nan(pl.packed_floats), *gemm_scratch = alloc_nan(conv2d_packed_scratch_floats(&pw) + 1);
+        conv2d_plan_pack(&pl, pw_w, packed);
+        pl.w = packed;
+        pl.bias = pw_b;
+        pl_dw.w = dw_w;
+        pl_dw.bias = dw_b;
+        conv2d_forward_packed(&pw, x, packed, pw_b, mid, gemm_scratch);
+        dwconv2d_forward(&dw, mid, dw_w, dw_b, want);
+        const int fused = conv2d_plan_fuse_pw_dwcb(&pl, &pl_dw, packed);
+        int ok = fused && pl.path == CONV_PATH_PW_DWCB && conv2d_plan_splits(&pl);
+        T_CHECK(ok, "%s: not fused (%d, path %d)", what, fused, (int)pl.path);
+        float *scratch = ok ? alloc_nan(pl.scratch_floats) : NULL;
+        if (ok) {
+            fill_poison(y, n_y + 2);
+            const kernels_part all = conv2d_plan_part(&pl, 0, 1);
+            conv2d_plan_forward_part(&pl, x, NULL, NULL, y + 1, scratch, &all);
+            ok = is_poison(&y[0]) && is_poison(&y[n_y + 1]);
+            T_CHECK(ok, "%s: wrote outside y", what);
+            for (size_t i = 0; i < n_y && ok; i++)
+                if (memcmp(&y[1 + i], &want[i], sizeof *y) != 0) {
+                    T_CHECK(0, "%s: index %zu (channel %zu, row %zu, column %zu) got %.9g, unfused %.9g", what, i,
+                            i / hw, i % hw / (size_t)dw.w_out, i % (size_t)dw.w_out, (double)y[1 + i], (double)want[i]);
+                    ok = 0;
+                }
+            part_case pc = {.split = split_plan, .run = run_plan, .c = dw.c_out, .hw = hw, .x = x, .scratch = scratch,
+                            .plan = &pl};
+            ok &= check_parts(&pc, want, what);
+        }
+        n_failed += !ok;
+        free(x);
+        free(pw_w);
+        free(pw_b);
+        free(dw_w);
+        free(dw_b);
+        free(mid);
+        free(want);
+        free(y);
+        free(packed);
+        free(gemm_scratch);
+        free(scratch);
+    }
+    /* pairs left unfused: a 7x7 map, a training conv, a 28-wide output */
+    static const int no[][4] = {{7, 5, 1, 0}, {14, 3, 1, 1}, {28, 3, 1, 0}};
+    for (size_t i = 0; i < sizeof no / sizeof *no; i++) {
+        conv2d_params pw, dw;
+        conv_setup(&pw, 16, 32, 1, no[i][0], no[i][0], 1, 1, 1, 1, PAD_NONE, ACT_RELU);
+        conv_setup(&dw, 32, 32, 32, no[i][0], no[i][0], no[i][1], no[i][1], no[i][2], no[i][2], PAD_SYM, ACT_RELU);
+        pw.train = no[i][3];
+        T_CHECK(!conv2d_pw_dwcb_fusable(&pw, &dw), "%dx%d k %d train %d: fusable", no[i][0], no[i][0], no[i][1],
+                no[i][3]);
+    }
+    if (n_failed) printf("#   %d of %zu shapes failed\n", n_failed, sizeof cases / sizeof *cases);
+    test_end("conv2d_plan_fuse_pw_dwcb (pointwise + small-map depthwise, channel-blocked): bit-identical to the two "
+             "convs, 2/3/5 parts, pairs not taken");
+}
+
 static kernels_part split_pw_dw(const part_case *pc, int ith, int nth) { return conv2d_pw_dw_part(pc->conv, ith, nth); }
 
 static void run_pw_dw(const part_case *pc, const kernels_part *part, float *y)
@@ -2102,9 +2203,11 @@ int main(void)
     if (cpu_isa_best() >= CPU_ISA_AVX512) {
         test_conv_packed_parts();
         test_conv_pw_dw();
+        test_conv_pw_dwcb();
     } else {
         test_skip("conv2d_forward_packed_fused_part", "CPU lacks AVX-512F");
         test_skip("conv2d_pw_dw_forward", "CPU lacks AVX-512F");
+        test_skip("conv2d_plan_fuse_pw_dwcb", "CPU lacks AVX-512F");
     }
     return test_finish();
 }
