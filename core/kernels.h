@@ -210,7 +210,7 @@ void conv2d_forward_packed_fused(const conv2d_params *p, const float *x, const f
 
 /* Part ith of nth of a packed convolution (conv2d_packed_floats(p) > 0): output positions in
  * whole rows for the first-layer kernel, in 64-column GEMM panels for GEMM convolutions with a
- * large output map, whole Winograd blocks of tile rows where there are enough; otherwise output
+ * large output map, whole Winograd tile rows where there are enough; otherwise output
  * channels in whole 6-row GEMM panels (the weights then stream once in total, not once per thread). */
 kernels_part conv2d_packed_part(const conv2d_params *p, int ith, int nth);
 
