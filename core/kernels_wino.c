@@ -227,6 +227,26 @@ typedef struct {
                                last vector of tiles stay inside) */
 } wino_geom;
 
+/* Cost of a GEMM over n columns in lanes: whole 64-column tiles, and a tail tile of
+ * ceil(tail / 16) vectors (16k + 1 columns: k vectors and one transposed column) plus about a
+ * vector of overhead: a tile of one vector broadcasts as many weights as one of four. */
+static int wino_gemm_lanes(int n)
+{
+    const int tail = n % 64;
+    if (tail == 0) return n;
+    const int tail_lanes = tail % 16 == 1 && tail > 1 ? tail - 1 + 3 : (tail + 15) / 16 * 16;
+    return n - tail + tail_lanes + 16;
+}
+
+/* Share of the GEMM lanes that compute tiles when tiles_h tile rows of tiles_w tiles run in n_b
+ * even blocks. */
+static double wino_lane_use(int tiles_h, int n_b, int tiles_w)
+{
+    const int q = tiles_h / n_b, n_big = tiles_h % n_b;
+    const int lanes = (n_b - n_big) * wino_gemm_lanes(q * tiles_w) + n_big * wino_gemm_lanes((q + 1) * tiles_w);
+    return (double)(tiles_h * tiles_w) / (double)lanes;
+}
+
 static wino_geom wino_geom_var(const conv2d_params *p, wino_variant var)
 {
     wino_geom g;
@@ -247,9 +267,19 @@ static wino_geom wino_geom_var(const conv2d_params *p, wino_variant var)
         kernels_imin(WINO_BLOCK_TILES / g.tiles_w, WINO_BLOCK_FLOATS / per_row),
         (WINO_MIN_BLOCK_TILES + g.tiles_w - 1) / g.tiles_w);
     /* the nearest whole number of blocks of about that many rows, evened out: no short last
-     * block (Inception's 35x35: 9 tile rows were 8 + 1, a 9-column GEMM per 72) */
+     * block (Inception's 35x35: 9 tile rows were 8 + 1, a 9-column GEMM per 72); or one or two
+     * blocks fewer, or one more, where their GEMMs waste clearly fewer lanes (wino_lane_use) */
     const int target = kernels_imax(1, kernels_imin(rows, g.tiles_h));
-    const int n_blocks = kernels_imax(1, (g.tiles_h + target / 2) / target);
+    const int nb0 = kernels_imax(1, (g.tiles_h + target / 2) / target);
+    static const int tries[] = {0, -1, 1, -2};
+    int n_blocks = nb0;
+    double best = wino_lane_use(g.tiles_h, nb0, g.tiles_w);
+    for (int i = 1; i < 4; i++) {
+        const int nb = nb0 + tries[i];
+        if (nb < 1 || nb > g.tiles_h) continue;
+        const double use = wino_lane_use(g.tiles_h, nb, g.tiles_w);
+        if (use > best + 0.03) best = use, n_blocks = nb;
+    }
     g.block_rows = (g.tiles_h + n_blocks - 1) / n_blocks;
     g.band_h = g.m_h * g.block_rows + g.r_h - 1;
     g.row_floats = g.m_w * ((g.tiles_w + 15) / 16 * 16) + 64 + g.r_w;
