@@ -18,8 +18,8 @@
  * alpha: F(4, 3) and F(2, 5) share it, F(4, 5) and F(2, 7) too; F(6, 7) adds +-3/2, +-2/3).
  * The transforms keep 16 tiles of one tile row in the lanes of a vector: a patch column for 16
  * tiles is every m_w-th float of a row, split out of contiguous loads by permutes. Tile rows are
- * processed in blocks whose transformed input and GEMM results stay in L2; each block's band of
- * input rows is copied zero-padded first so no transform checks a border. The bias and activation
+ * processed in blocks whose transformed input and GEMM results stay in L2; the row transform reads
+ * the input in place, masking the columns and skipping the rows of the padding. The bias and activation
  * are applied in the output transform, in registers. Rounding error (random data, per layer,
  * relative rms): direct 2e-7, F(2x2, 3x3) 2e-7, F(4x4, 3x3) 2e-6, F(2x2, 5x5) 2e-6,
  * F(4x4, 5x5) 3e-6, F(2, 7) 1.3e-6, AlexNet's 11x11 stride 4 (polyphase, F(4x4, 3x3)) 1.2e-6;
@@ -471,17 +471,24 @@ void kernels_wino_pack(const conv2d_params *p, const float *w, float *packed)
     }
 }
 
-/* Scratch: the block's band of padded input, transformed input V (E x c_in x block tiles), GEMM
+/* Scratch: the block's band of padded input (transposed 1x7 only), transformed input V (E x c_in x block tiles), GEMM
  * results (E x c_out x block tiles), row-transform lines (alpha_h x row_floats); each 16-float
  * aligned. */
 static size_t wino_round16(size_t n) { return (n + 15) / 16 * 16; }
+
+/* Floats of the transposed input band (wino_pad_input_t; 0 for the convolutions read in place):
+ * q = wino_conv_of(p), g its geometry. */
+static size_t wino_band_floats(const conv2d_params *p, const conv2d_params *q, const wino_geom *g)
+{
+    return wino_transposed(p) ? wino_round16((size_t)q->c_in * (size_t)g->band_h * (size_t)g->wp) : 0;
+}
 
 size_t kernels_wino_scratch_floats(const conv2d_params *p)
 {
     const conv2d_params q = wino_conv_of(p);
     const wino_geom g = wino_geom_of(&q);
     const size_t tiles = (size_t)g.block_rows * (size_t)g.tiles_w;
-    return wino_polyphase_floats(p) + wino_round16((size_t)q.c_in * (size_t)g.band_h * (size_t)g.wp) +
+    return wino_polyphase_floats(p) + wino_band_floats(p, &q, &g) +
            wino_round16((size_t)g.n_e * (size_t)q.c_in * tiles) +
            wino_round16((size_t)g.n_e * (size_t)p->c_out * tiles) +
            (size_t)g.alpha_h * (size_t)g.row_floats;
@@ -524,30 +531,10 @@ static KERNELS_AVX512 void wino_polyphase_input(const conv2d_params *p, const fl
             }
 }
 
-/* Band of the padded input from padded row r0: xp[c][r][q] = x[c][r0 + r - pad_t][q - pad_l],
- * zero outside the input, r < band_h. */
-static void wino_pad_input(const conv2d_params *p, const wino_geom *g, const float *x, int r0,
-                           float *xp)
-{
-    const int lo = kernels_imin(p->pad_l, g->wp);
-    const int hi = kernels_imax(lo, kernels_imin(p->pad_l + p->w_in, g->wp));
-    for (int c = 0; c < p->c_in; c++)
-        for (int r = 0; r < g->band_h; r++) {
-            float *d = xp + ((size_t)c * (size_t)g->band_h + (size_t)r) * (size_t)g->wp;
-            const int ih = r0 + r - p->pad_t;
-            if (ih < 0 || ih >= p->h_in) {
-                memset(d, 0, (size_t)g->wp * sizeof *d);
-                continue;
-            }
-            const float *s = x + ((size_t)c * (size_t)p->h_in + (size_t)ih) * (size_t)p->w_in;
-            memset(d, 0, (size_t)lo * sizeof *d);
-            memcpy(d + lo, s + (lo - p->pad_l), (size_t)(hi - lo) * sizeof *d);
-            memset(d + hi, 0, (size_t)(g->wp - hi) * sizeof *d);
-        }
-}
-
-/* wino_pad_input for the transposed maps: p is the transposed convolution (wino_conv_of) and x is
- * stored as its transpose, x[c][iw][ih]; each padded row's columns gathered at stride h_in. */
+/* Band of the padded input from padded row r0 for the transposed maps: p is the transposed
+ * convolution (wino_conv_of) and x is stored as its transpose, x[c][iw][ih]:
+ * xp[c][r][q] = x[c][q - pad_l][r0 + r - pad_t], zero outside, r < band_h; each padded row's
+ * columns gathered at stride h_in. (Other convolutions read their input in place, wino_src.) */
 static KERNELS_AVX512 void wino_pad_input_t(const conv2d_params *p, const wino_geom *g, const float *x,
                                          int r0, float *xp)
 {
@@ -639,27 +626,48 @@ wino_columns(const int m, const int alpha, const float *l, __m512 *c)
     }
 }
 
-/* V for tile rows [a0, a0 + rows) of every input channel from their band xp (wino_pad_input
- * from padded row m_h*a0): v[(e*c_in + ci)*ldv + t] with t the tile's index in the block
- * (row-major). line: alpha_h row-transform lines. */
+/* Where the row transform reads the padded input: padded row r of the block (from padded row
+ * m_h*a0) and column c of channel ci are x[ci*plane + (row0 + r)*ld + c - col0] when
+ * 0 <= row0 + r < rows and 0 <= c - col0 < cols, else zero. Either the input itself (row0 =
+ * m_h*a0 - pad_t, col0 = pad_l: no copy) or a band copied first (wino_pad_input_t). */
+typedef struct {
+    const float *x;
+    size_t plane;
+    int ld, row0, rows, col0, cols;
+} wino_src;
+
+/* V for tile rows [a0, a0 + rows) of every input channel from src: v[(e*c_in + ci)*ldv + t]
+ * with t the tile's index in the block (row-major). line: alpha_h row-transform lines. */
 static inline __attribute__((always_inline)) KERNELS_AVX512 void
-wino_input_v(const wino_variant var, const conv2d_params *p, const wino_geom *g, const float *xp,
+wino_input_v(const wino_variant var, const conv2d_params *p, const wino_geom *g, const wino_src *src,
              int a0, int rows, float *v, size_t ldv, float *line)
 {
     const wino_axis th = wino_axis_h(var), tw = wino_axis_w(var);
     const int m_h = wino_am(th), m_w = wino_am(tw), alpha_h = wino_aa(th), alpha_w = wino_aa(tw);
     const int lf = g->row_floats, n_cols = g->wp;
-    const size_t plane = (size_t)g->band_h * (size_t)g->wp, e_stride = (size_t)p->c_in * ldv;
+    const size_t e_stride = (size_t)p->c_in * ldv;
     for (int ci = 0; ci < p->c_in; ci++) {
+        const float *xc = src->x + (size_t)ci * src->plane;
         for (int a = a0; a < a0 + rows; a++) {
             /* rows: line[xi] = sum over the patch rows of B_h^T[xi][row] * d_row */
-            const float *d = xp + (size_t)ci * plane + (size_t)(m_h * (a - a0)) * (size_t)g->wp;
+            const int r0 = src->row0 + m_h * (a - a0);
             for (int q = 0; q < n_cols; q += 16) {
-                const __mmask16 mk = kernels_avx512_mask(n_cols - q);
+                /* the lanes inside the input; the address of lane 0 may lie before the row (a
+                 * masked-off lane is not read) */
+                const __mmask16 mk = kernels_avx512_mask(n_cols - q) &
+                                     kernels_avx512_range_mask(kernels_imax(0, src->col0 - q),
+                                                               kernels_imin(16, src->col0 + src->cols - q));
                 __m512 dr[WINO_ALPHA_MAX];
 #pragma GCC unroll 12
-                for (int k = 0; k < alpha_h; k++)
-                    dr[k] = _mm512_maskz_loadu_ps(mk, d + (size_t)k * (size_t)g->wp + q);
+                for (int k = 0; k < alpha_h; k++) {
+                    const int r = r0 + k;
+                    dr[k] = r < 0 || r >= src->rows
+                                ? _mm512_setzero_ps()
+                                : _mm512_maskz_loadu_ps(
+                                      mk, (const float *)((uintptr_t)(xc + (size_t)r * (size_t)src->ld) +
+                                                          (uintptr_t)((intptr_t)(q - src->col0) *
+                                                                      (intptr_t)sizeof(float))));
+                }
 #pragma GCC unroll 12
                 for (int xi = 0; xi < alpha_h; xi++)
                     _mm512_storeu_ps(line + (size_t)xi * (size_t)lf + q,
@@ -684,7 +692,7 @@ wino_input_v(const wino_variant var, const conv2d_params *p, const wino_geom *g,
     }
 }
 
-static KERNELS_AVX512 void wino_input(const conv2d_params *p, const wino_geom *g, const float *xp,
+static KERNELS_AVX512 void wino_input(const conv2d_params *p, const wino_geom *g, const wino_src *xp,
                                    int a0, int rows, float *v, size_t ldv, float *line)
 {
     switch (g->var) {
@@ -815,7 +823,7 @@ static KERNELS_AVX512 void wino_forward_avx512(int tr, const conv2d_params *p, c
     const wino_geom g = wino_geom_of(p);
     const size_t max_tiles = (size_t)g.block_rows * (size_t)g.tiles_w;
     float *xp = scratch;
-    float *v = xp + wino_round16((size_t)p->c_in * (size_t)g.band_h * (size_t)g.wp);
+    float *v = xp + (tr ? wino_round16((size_t)p->c_in * (size_t)g.band_h * (size_t)g.wp) : 0);
     float *mr = v + wino_round16((size_t)g.n_e * (size_t)p->c_in * max_tiles);
     float *line = mr + wino_round16((size_t)g.n_e * (size_t)p->c_out * max_tiles);
     const size_t u_stride = (size_t)wino_panels(p) * KERNELS_GEMM_MR * (size_t)p->c_in;
@@ -823,11 +831,13 @@ static KERNELS_AVX512 void wino_forward_avx512(int tr, const conv2d_params *p, c
     for (int b = 0, a0 = a_lo; b < n_blocks; b++) {
         const int rows = (a_hi - a_lo) / n_blocks + (b < (a_hi - a_lo) % n_blocks);
         const int n = rows * g.tiles_w;
-        if (tr)
+        wino_src src = {x, (size_t)p->h_in * (size_t)p->w_in, p->w_in, g.m_h * a0 - p->pad_t, p->h_in, p->pad_l,
+                        p->w_in};
+        if (tr) {
             wino_pad_input_t(p, &g, x, g.m_h * a0, xp);
-        else
-            wino_pad_input(p, &g, x, g.m_h * a0, xp);
-        wino_input(p, &g, xp, a0, rows, v, (size_t)n, line);
+            src = (wino_src){xp, (size_t)g.band_h * (size_t)g.wp, g.wp, 0, g.band_h, 0, g.wp};
+        }
+        wino_input(p, &g, &src, a0, rows, v, (size_t)n, line);
         for (int e = 0; e < g.n_e; e++)
             kernels_gemm_avx512(p->c_out, n, p->c_in, packed + (size_t)e * u_stride,
                                 v + (size_t)e * (size_t)p->c_in * (size_t)n, (size_t)n,
