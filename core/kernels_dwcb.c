@@ -340,9 +340,12 @@ static KERNELS_AVX512 void pwcb_forward(const conv2d_params *pw, const float *wt
  * its shape rule (they came from the transpose into the planes, which the fused path does not
  * do), on inputs at least 14 wide. Measured, pairs of MobileNetV3 layers fused vs the two nodes
  * (GEMM and kernels_dw_cb or kernels_dw512.c), 1 thread in the model, 2-3 alternating runs:
- * 80 -> 184..480 14x14 3x3 -6..-16%, 112 -> 672 14x14 3x3 and 14 -> 7 5x5 -1..-12%, 40 -> 120..240
- * 14x14 5x5 -12..-17%, 48 -> 288 14 -> 7 -16%, 24 -> 96 28 -> 14 -6%, 40 -> 240 28 -> 14 -3..+4%;
- * 7x7 maps lost (160 -> 960 +10..+18%, 96 -> 576 -2%: the GEMM kernel's 49-column tiles). */
+ * 80 -> 184..480 14x14 3x3 -2..-16%, 112 -> 672 14x14 3x3 and 14 -> 7 5x5 -0..-12%, 40 -> 120..240
+ * 14x14 5x5 -12..-23%, 48 -> 288 14 -> 7 -16..-23%, 24 -> 96 28 -> 14 -6..-8%, 40 -> 240 28 -> 14
+ * -3..+8%. Left out where they lost or gained nothing measurable: 7x7 maps (160 -> 960
+ * +10..+18%, 96 -> 576 -2%: the GEMM kernel's 49-column tiles), 28-wide outputs (40 -> 120 28x28
+ * 5x5 -5..-11%, whole model within the noise; 24 -> 88 28x28 3x3 +7%) and 56-wide inputs (56x56
+ * 3x3 +36%, 56 -> 28 +9..+29%: too few taps per output transposed back, planes past L1). */
 static int dwcb_fused_applies(const conv2d_params *p)
 {
     const int s = p->stride_h, k = p->k_h;
