@@ -11,27 +11,24 @@ float64 (the same network and input), so ours (float32) is measured against the 
   - BN frozen (BatchNorm modules in eval mode, gamma/beta trained): the loss and the gradient of every
     parameter vs autograd, relative error <= 1e-3 of the tensor's largest |value| (or of 1e-4 x the
     network's largest gradient, for tensors whose exact gradient is zero and hold only rounding noise),
-    plus, where a ReLU input lies within 3e-6 of 0 (InceptionV3: within float32's forward error) or a
-    max-pool window's two largest inputs that close (jumps of the gradient that float32 rounding may put on either side), the
-    reference's own spread over those choices (decision_spread);
+    the float64 reference making our float32 choices where float32 may choose either way (a ReLU input
+    within 3e-6 of 0, InceptionV3: within float32's forward error; a max-pool window's two largest inputs
+    that close): given_choices (InceptionV3 at 299 x 299: within 1e-3 plus the reference's own spread over
+    those choices, spread_bounded; see SPREAD_GRADS);
   - BN train (model.train()): the same, and the running statistics after the step; where batch
     statistics of 2 images make a gradient ill-conditioned, PyTorch float32's own error (vs float64) is
     measured and ours may be up to twice it;
-  - the weights after 3 SGD steps (lr 1e-3, MobileNetV3 and InceptionV3 smaller: SGD_LR; momentum 0.9,
-    weight decay 1e-4) and after 3 Adam steps (lr 1e-4, InceptionV3 smaller: ADAM_LR), BN frozen, vs
-    torch.optim (float64; STEPWISE: making at each step the near-tie choices ours made there): <= 1e-3 of
-    the largest |value| per tensor (Adam: on the
-    elements whose first gradient is at least a tenth of the tensor's largest; the others, whose gradient
-    is rounding noise that Adam turns into +-lr steps, within 2 x lr x steps or 1e-3 of the largest),
-    and the update (after minus before, on the elements whose first gradient is at least a tenth of the
-    tensor's largest) within 1e-2 of the largest update there plus the BN-frozen gradient's decision_spread,
-    beyond the rounding of float32 weights (STEPS half-ulps of each element), so that a missing or wrong
-    step cannot pass. For the STEPWISE models instead each step from our weights before it (the base file,
-    then ours after 1 and 2 steps): our gradients there within 1e-3 of the float64 ones given our float32
-    choices at the ReLU / max-pool near-ties (given_choices), and our update within 1e-2 of the largest of
-    torch.optim's step taken from our weights with those gradients (its state carried over the steps); their
-    free-running reference makes the same choices. InceptionV3's 3-step cases run at its smallest input,
-    75 x 75 (OPT_SIZE);
+  - 3 SGD steps (lr 1e-3, MobileNetV3 and InceptionV3 smaller: SGD_LR; momentum 0.9, weight decay 1e-4) and
+    3 Adam steps (lr 1e-4, InceptionV3 smaller: ADAM_LR), BN frozen, each step checked from our weights
+    before it (the base file, then ours after 1 and 2 steps): our gradients there within 1e-3 of the
+    float64 ones given our choices, and our update within 1e-2 of the largest of torch.optim's step taken
+    from our weights with those gradients (its state carried over the steps), beyond the rounding of
+    float32 weights (STEPS half-ulps of each element), so that a missing or wrong step cannot pass; and the
+    weights after the 3 free-running steps within 1e-3 of the largest |value| per tensor of the float64
+    trajectory that makes at each step the choices taken as ours there (Adam: on the elements whose first
+    gradient is at least a tenth of the tensor's largest; the others, whose gradient is rounding noise that
+    Adam turns into +-lr steps, within 2 x lr x steps or 1e-3 of the largest). InceptionV3's 3-step cases
+    run at its smallest input, 75 x 75 (OPT_SIZE);
   - the saved file loads in PyTorch with strict=True, and its eval logits equal the tool's
     model_train_eval logits (<= 1e-3 of the largest);
 and for the two real-weight models `cnnserve classify` of the saved file on a photo gives PyTorch's
@@ -101,7 +98,6 @@ SGD_LR = {"mobilenet_v3_large": 1e-5, "mobilenet_v3_small": 1e-4, "inception_v3"
 ADAM = dict(lr=1e-4, weight_decay=1e-4)
 ADAM_LR = {"inception_v3": 1e-5}
 OPT_SIZE = {"inception_v3": 75}
-STEPWISE = {"inception_v3", "mobilenet_v3_large"}
 UPDATE_TOL = 1e-2
 STEPS = 3
 THREADS = 2
@@ -128,22 +124,29 @@ CLASSIFY_PHOTO = "n01530575_brambling.JPEG"
 # ~1.5e-4 (PyTorch's as ours), and ours chose differently from float64 at 27 ReLU inputs and 7 max-pool
 # windows (BN frozen), which alone moved gradients by up to 3.2e-2 (PyTorch float32's own worst: 4.4e-2);
 # the float64 reference given exactly our choices matched all 284 gradients to 2.1e-5 (BN train: 1.3e-4).
-# The bound therefore includes the reference's own spread over these choices (decision_spread): the
-# margin of each ReLU / max-pool call is KINK; for the models in WIDE_MARGIN, whose float32 forward error
-# outgrows KINK, it is KINK or twice PyTorch float32's largest forward error at that call's input, whichever
-# is larger. That wider margin flips far more elements (median spread over ShuffleNetV2's BN-train
-# gradients: 1.8e-2 against 3.5e-8 at KINK), so it would hide a 1 % error: only where KINK does not suffice.
+# So every gradient (but SPREAD_GRADS') is compared with the float64 reference making our float32 choices
+# (given_choices): the near-ties (each call's margin KINK; for the models in WIDE_MARGIN, whose float32 forward
+# error outgrows KINK, KINK or twice PyTorch float32's largest forward error at that call's input) are tried one
+# at a time, and those whose effect brings the reference towards ours are taken. An earlier bound, the
+# reference's spread over these choices (all passed, or all blocked, at once) added to TOL, was not one: its
+# parts cancel (InceptionV3's Adam update failed it on a single ReLU input within 3e-6 of 0 that ours passes),
+# and where wide it would hide a 1 % error. A choice can be compound: AlexNet's SGD step 2 (lr 1e-3) from our
+# weights had conv2's gradient 2.3e-2 off in one output channel (129), where float64 has a ReLU input at -6.1e-8
+# in a 3 x 3 max-pool window of zeros: PyTorch's pool sends the gradient to the window's first zero, whose ReLU
+# stops it; ours, whose input there is positive, sends it through. Decisions 'force' passes such an input on as
+# |x|, so the pool picks it as ours did (gradients then within 2.5e-6).
 KINK = 3e-6
 # given_choices tries at most this many near-ties (those with the largest gradient at their output) one by one.
 MAX_TRIED = 48
 WIDE_MARGIN = {"inception_v3"}
-# make test runs all five. STEPWISE: InceptionV3 and MobileNetV3-Large (whose free-running Adam update failed
-# its spread bound, 1.55e-2 vs 1.02e-2, after session 6's kernel changes: 2 ReLU inputs within 3e-6 of 0 at
-# step 3). Not yet the others: AlexNet's SGD step 2 (lr 1e-3, loss 12.3 -> 32.7) from our weights gives a
-# conv2 (features.3) gradient 2.3e-2 off float64's in one output channel (129) that no near-tie choice
-# explains, also with margins widened to 1e-5 of each call's largest input (2026-12-06, lead; bit-identical at
-# 1 and 2 threads; its free-running case passes: weights 4.9e-4, update within the spread bound). Unexplained:
-# a choice outside the margins or a C error.
+# InceptionV3's gradient cases at 299 x 299: ours chose differently from float64 at 34 near-ties (BN frozen),
+# among 1,033 candidates (BN train: 1,718), more than given_choices' greedy search finds among the MAX_TRIED
+# it tries (measured 2026-12-06: 18 taken, gradients still 3.3e-2 off given them; BN train 12, 6.9e-2). Those two
+# cases keep the earlier bound, TOL plus the reference's own spread over the choices (spread_bounded),
+# which passes with our choices but is loose; the same graph's gradients at 75 x 75 are held to TOL given
+# our choices at the first step of its SGD and Adam cases.
+SPREAD_GRADS = {"inception_v3"}
+# make test runs all five.
 DEFAULT_MODELS = "all"
 
 
@@ -252,9 +255,8 @@ class Decisions:
     layer in every run of the same model. Modes: 'record' keeps each call's input (a float64 run);
     'measure' (a float32 run) sets each call's margin: KINK, or with wide=True KINK or twice its largest
     |input - recorded float64 input|; 'pass' / 'block' lets through / stops the ReLU inputs within the
-    margin of 0;
-    'second' takes a max-pool window's runner-up where it lies within the margin below the maximum;
-    'force' makes the choices of force ({call: {flat index: choice}}: True / False for a ReLU input passed
+    margin of 0; 'second' takes a max-pool window's runner-up where it lies within the margin below the
+    maximum; 'force' makes the choices of force ({call: {flat index: choice}}: True / False for a ReLU input passed
     / blocked, a max-pool output's position in its window) and PyTorch's own elsewhere."""
 
     def __init__(self, torch, wide):
@@ -305,6 +307,10 @@ class Decisions:
             found += [(i, int(j), v.item()) for j, v in zip(idx, other)]
         return found
 
+    def feeds_pool(self, call):
+        """Whether the recorded call after this one is a max pool of an input shaped as this call's."""
+        return call + 1 in self.pools and self.inputs[call + 1].shape == self.inputs[call].shape
+
     def windows(self, x, kernel_size, stride, padding):
         """x's max-pool windows (N, C, H_out, W_out, kh*kw), the first maximum's index in scan order (PyTorch's
         choice) and the runner-up's, each keepdim."""
@@ -325,7 +331,11 @@ class Decisions:
             force = self.force.get(self.i - 1, {})
             keep[self.torch.tensor(list(force), dtype=self.torch.long)] = self.torch.tensor(list(force.values()),
                                                                                            dtype=self.torch.bool)
-            return self.kept(self.torch.where(keep.reshape(x.shape), x, self.torch.zeros_like(x)))
+            keep = keep.reshape(x.shape)
+            # a passed input <= 0 goes on as |x| (gradient 1), as float32's positive value would: a max pool
+            # after it then picks it where the rest of its window is 0 (blocked), as ours did
+            passed = self.torch.where(x > 0, x, x - 2 * x.detach())
+            return self.kept(self.torch.where(keep, passed, self.torch.zeros_like(x)))
         return self.orig[0](x, inplace=inplace)
 
     def max_pool2d(self, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
@@ -338,15 +348,12 @@ class Decisions:
         win, first, second = self.windows(x, kernel_size, stride, padding)
         if self.mode == "second":
             gap = win.gather(-1, first) - win.gather(-1, second)
-            choice = self.torch.where((gap > 0) & (gap < m), second, first)
-        else:
-            choice = first.clone().reshape(-1)
-            force = self.force.get(self.i - 1, {})
-            choice[self.torch.tensor(list(force), dtype=self.torch.long)] = self.torch.tensor(list(force.values()),
-                                                                                             dtype=self.torch.long)
-            choice = choice.reshape(first.shape)
-            return self.kept(win.gather(-1, choice).squeeze(-1))
-        return win.gather(-1, choice).squeeze(-1)
+            return win.gather(-1, self.torch.where((gap > 0) & (gap < m), second, first)).squeeze(-1)
+        choice = first.clone().reshape(-1)
+        force = self.force.get(self.i - 1, {})
+        choice[self.torch.tensor(list(force), dtype=self.torch.long)] = self.torch.tensor(list(force.values()),
+                                                                                         dtype=self.torch.long)
+        return self.kept(win.gather(-1, choice.reshape(first.shape)).squeeze(-1))
 
     def kept(self, out):
         """out, kept in outputs (a 'force' run's i-th call at outputs[i]) when outputs is a list."""
@@ -362,7 +369,6 @@ class ModelCase:
 
     def __init__(self, torch, arch, weights, inputs, real, tmp):
         self.torch, self.arch, self.weights, self.real, self.tmp = torch, arch, weights, real, tmp
-        self.spread = {}  # BN mode -> decision_spread of the gradients (the non-STEPWISE optimizer cases use BN frozen's)
         self.size = 299 if arch == "inception_v3" else 224
         x = make_input(torch, inputs, self.size)
         self.y = torch.tensor(LABELS)
@@ -398,8 +404,6 @@ class ModelCase:
         if missing or extra:
             problems.append("parameter names differ: missing %s, extra %s" % (missing[:5], extra[:5]))
         f32_err = {}
-        kink_err, margin = self.decision_spread(bn, params, floor)
-        self.spread[bn] = kink_err
         if bn == "train":
             # Batch statistics of 2 images make some gradients ill-conditioned: float32 cannot give them to
             # 1e-3 whatever the order of operations. PyTorch's own float32 error (vs float64) is measured,
@@ -409,26 +413,17 @@ class ModelCase:
             train_mode(torch, m32, bn)
             torch.nn.functional.cross_entropy(m32(self.x.float()), self.y).backward()
             f32_err = {k: rel_err(v.grad, params[k].grad, floor) for k, v in m32.named_parameters()}
-        worst = (0.0, "")
-        for name, p in params.items():
-            if name not in c_grads:
-                continue
-            if tuple(c_grads[name].shape) != tuple(p.shape):
-                problems.append("%s: shape %s vs torch %s" % (name, tuple(c_grads[name].shape), tuple(p.shape)))
-                continue
-            e = rel_err(c_grads[name], p.grad, floor)
-            worst = max(worst, (e, name))
-            bound = max(TOL, 2 * f32_err.get(name, 0.0), TOL + kink_err.get(name, 0.0))
-            if e > bound:
-                problems.append("grad %s relative error %.3g (bound %.3g%s%s)" % (
-                    name, e, bound, ", PyTorch float32's own %.3g" % f32_err[name] if name in f32_err else "",
-                    ", float32-choice spread %.3g" % kink_err[name]))
-        print("# %s BN %s: loss %.6f (float64 reference %.6f), %d gradients, worst relative error %.2e (%s)%s"
-              % (self.arch, bn, c_loss, float(loss), len(params), worst[0], worst[1],
-                 "; PyTorch float32's own worst %.2e (%s)" % max((v, k) for k, v in f32_err.items()) if f32_err else "")
-              + ("; float32-choice spread there %.2e, largest %.2e, median %.2e (largest margin %.2g)" % (
-                  kink_err.get(worst[1], 0.0), max(kink_err.values()), sorted(kink_err.values())[len(kink_err) // 2],
-                  margin)))
+        bad = [k for k in params if k in c_grads and tuple(c_grads[k].shape) != tuple(params[k].shape)]
+        problems += ["%s: shape %s vs torch %s" % (k, tuple(c_grads[k].shape), tuple(params[k].shape)) for k in bad]
+        if not missing and not bad and self.arch in SPREAD_GRADS:
+            problems += self.spread_bounded(bn, c_grads, params, floor, f32_err, float(loss), c_loss)
+        elif not missing and not bad:
+            _, _, grad_problems, line = self.given_choices(self.weights, self.input_path, self.x, "BN " + bn, bn=bn,
+                                                           gpath=gpath, allow={k: 2 * e for k, e in f32_err.items()})
+            problems += grad_problems
+            print("# %s BN %s: loss %.6f (float64 reference %.6f), %d gradients: %s%s" % (
+                self.arch, bn, c_loss, float(loss), len(params), line,
+                "; PyTorch float32's own worst %.2e (%s)" % max((v, k) for k, v in f32_err.items()) if f32_err else ""))
         if bn == "train":
             saved, _ = load_st(torch, spath)
             n_stats, worst = 0, (0.0, "")
@@ -447,6 +442,26 @@ class ModelCase:
                     problems.append("%s after a BN-train step: relative error %.3g" % (name, e))
             print("# %s: %d running statistics after the step, worst relative error %.2e (%s)"
                   % (self.arch, n_stats, worst[0], worst[1]))
+        return problems
+
+    def spread_bounded(self, bn, c_grads, params, floor, f32_err, loss, c_loss):
+        """SPREAD_GRADS: our gradients vs the plain float64 ones within TOL plus the reference's own spread over
+        the near-tie choices (decision_spread), or twice PyTorch float32's own error (f32_err)."""
+        spread, margin = self.decision_spread(bn, params, floor)
+        problems, worst = [], (0.0, "")
+        for name, p in params.items():
+            e = rel_err(c_grads[name], p.grad, floor)
+            worst = max(worst, (e, name))
+            bound = max(TOL, 2 * f32_err.get(name, 0.0), TOL + spread[name])
+            if not e <= bound:
+                problems.append("grad %s relative error %.3g (bound %.3g: float32-choice spread %.3g%s)" % (
+                    name, e, bound, spread[name],
+                    ", PyTorch float32's own %.3g" % f32_err[name] if name in f32_err else ""))
+        print("# %s BN %s: loss %.6f (float64 reference %.6f), %d gradients, worst relative error %.2e (%s); "
+              "float32-choice spread there %.2e, largest %.2e, median %.2e (largest margin %.2g)%s" % (
+                  self.arch, bn, c_loss, loss, len(params), worst[0], worst[1], spread[worst[1]],
+                  max(spread.values()), sorted(spread.values())[len(spread) // 2], margin,
+                  "; PyTorch float32's own worst %.2e (%s)" % max((v, k) for k, v in f32_err.items()) if f32_err else ""))
         return problems
 
     def decision_spread(self, bn, params, floor):
@@ -499,28 +514,32 @@ class ModelCase:
             self.opt_setup = (wpath, ipath, x.double())
         return self.opt_setup
 
-    def given_choices(self, weights, input_path, x, tag):
-        """BN-frozen gradients at weights (input x, the file input_path): ours (the tool's --grads) and the
-        float64 reference given our float32 choices (Decisions 'force'). Where ours are not within TOL / 10 of
-        the plain float64 reference, the choices float32 may make either way (Decisions.near: ReLU inputs within
-        the margin of 0, max-pool near-ties; of those with a gradient arriving at their output, the MAX_TRIED
-        with the largest) are tried one at a time in float64; those whose effect brings the reference closer
+    def given_choices(self, weights, input_path, x, tag, bn="frozen", gpath=None, allow=None):
+        """Gradients at weights (input x, the file input_path; BatchNorm as bn): ours (the tool's --grads, or
+        the file gpath when given) and the float64 reference given our float32 choices (Decisions 'force').
+        Where ours are not within TOL / 10 (or half of allow[name], where that is above TOL) of the plain float64
+        reference, the choices float32 may make either way (Decisions.near: ReLU inputs within
+        the margin of 0, max-pool near-ties; of those with a gradient arriving at their output, and blocked ReLU
+        inputs, which may send one there through a max pool when passed, the MAX_TRIED with the largest) are tried one at a time in float64; those whose effect brings the reference closer
         to our gradients (sum over tensors of the squared difference relative to the tensor's largest
         gradient) are taken, greedily by gain, and the reference is run again with all of them. Returns (the
-        reference's gradients, those choices, problems, one line of figures); ours must be within TOL of that reference
-        (rel_err, GRAD_FLOOR as in grads()): a C error can be explained away only by near-tie choices whose
+        reference's gradients, those choices, problems, one line of figures); ours must be within their bound of
+        that reference (rel_err, relative to the tensor's largest gradient or GRAD_FLOOR x the network's): TOL,
+        or allow[name] where that is larger. A C error can be explained away only by near-tie choices whose
         effects happen to match it."""
         torch = self.torch
-        gpath = os.path.join(self.tmp, "grads_%s.st" % tag.replace(" ", "_"))
-        run_tool(["--arch", self.arch, "--weights", weights, "--input", input_path, "--labels",
-                  ",".join(map(str, LABELS)), "--bn", "frozen", "--grads", gpath])
+        allow = allow or {}
+        if gpath is None:
+            gpath = os.path.join(self.tmp, "grads_%s.st" % tag.replace(" ", "_"))
+            run_tool(["--arch", self.arch, "--weights", weights, "--input", input_path, "--labels",
+                      ",".join(map(str, LABELS)), "--bn", bn, "--grads", gpath])
         c_grads, _ = load_st(torch, gpath)
         dec = Decisions(torch, self.arch in WIDE_MARGIN)
 
         def run(mode, force=None, dtype=torch.float64, backward=True):
             model, _ = build_torch(torch, self.arch, weights)
             model = model.to(dtype)
-            train_mode(torch, model, "frozen")
+            train_mode(torch, model, bn)
             with dec(mode, force):
                 if not backward:
                     with torch.no_grad():
@@ -532,6 +551,7 @@ class ModelCase:
         run("record", backward=False)
         run("measure", dtype=torch.float32, backward=False)
         near = dec.near()
+        feeds_pool = {call for call, _, _ in near if dec.feeds_pool(call)}
         dec.inputs, dec.outputs = [], []
         ref = run("force")
         # the gradient arriving at each near-tie's output: a choice's effect scales with it (zero: no effect)
@@ -547,14 +567,21 @@ class ModelCase:
         def errors(ref):
             return {k: rel_err(ours[k], g, floor) for k, g in ref.items()}
 
+        bound = {k: max(TOL, allow.get(k, 0.0)) for k in ref}
+        # near-ties are tried where ours is beyond a tenth of TOL, or beyond PyTorch float32's own error
+        # where that is allowed (half the allowance)
         err, chosen = errors(ref), {}
-        if max(err.values()) > TOL / 10:
+        if any(err[k] > (bound[k] / 2 if bound[k] > TOL else TOL / 10) for k in ref):
             scale = {k: max(float(g.abs().max()), floor) for k, g in ref.items()}
 
             def cost(diff):
                 return sum(float((d / scale[k]).pow(2).sum()) for k, d in diff.items())
 
-            tried = sorted((n for n in range(len(near)) if weight[n] > 0), key=lambda n: -weight[n])[:MAX_TRIED]
+            # no gradient at a blocked ReLU output may still become one when passed: a max pool right after it
+            # sends a window of zeros' gradient to its first element, and to this one if it passes (AlexNet)
+            tried = sorted((n for n in range(len(near)) if weight[n] > 0 or (near[n][2] is True and
+                                                                             near[n][0] in feeds_pool)),
+                           key=lambda n: -weight[n])[:MAX_TRIED]
             effects = []  # (choice, its effect on the gradients, float32 to bound the memory)
             for call, j, other in (near[n] for n in tried):
                 g = run("force", {call: {j: other}})
@@ -572,8 +599,8 @@ class ModelCase:
             if chosen:
                 ref = run("force", chosen)
                 err = errors(ref)
-        problems = ["%s: our gradient at %s differs from the float64 one given our choices by %.3g of its largest"
-                    % (k, tag, e) for k, e in err.items() if not e <= TOL]
+        problems = ["%s: our gradient at %s differs from the float64 one given our choices by %.3g of its largest "
+                    "(bound %.3g)" % (k, tag, e, bound[k]) for k, e in err.items() if not e <= bound[k]]
         worst = max((e, k) for k, e in err.items())
         line = "%d near-tie choices (%d with a gradient), %d of them taken as ours, gradients then within %.2e (%s)" % (
             len(near), sum(w > 0 for w in weight), sum(map(len, chosen.values())), worst[0], worst[1])
@@ -631,19 +658,16 @@ class ModelCase:
         if kind == "sgd":
             args += ["--momentum", repr(hp["momentum"])]
         run_tool(args + ["--steps", str(STEPS), "--save", spath, "--logits", lpath])
-        problems, choices = [], [{}] * STEPS
-        if self.arch in STEPWISE:
-            # the weights after each of our steps: the reference takes every step from ours
-            paths = [weights] + [os.path.join(self.tmp, "saved_%s_%d.st" % (kind, k)) for k in range(1, STEPS)] + [spath]
-            for k in range(1, STEPS):
-                run_tool(args + ["--steps", str(k), "--save", paths[k]])
-            problems, choices = self.stepwise_updates(kind, hp, paths, input_path, x)
-        # the free-running float64 trajectory, making the near-tie choices ours made at each step (STEPWISE)
+        # the weights after each of our steps: the reference takes every step from ours
+        paths = [weights] + [os.path.join(self.tmp, "saved_%s_%d.st" % (kind, k)) for k in range(1, STEPS)] + [spath]
+        for k in range(1, STEPS):
+            run_tool(args + ["--steps", str(k), "--save", paths[k]])
+        problems, choices = self.stepwise_updates(kind, hp, paths, input_path, x)
+        # the free-running float64 trajectory, making the near-tie choices ours made at each step
         model, _ = build_torch(torch, self.arch, weights)
-        before = {k: v.detach().clone() for k, v in model.named_parameters()}
         grad0 = torch_steps(torch, model, kind, hp, x, self.y, choices)
         saved, _ = load_st(torch, spath)
-        worst, worst_upd = (0.0, ""), (0.0, "")
+        worst = (0.0, "")
         for name, p in model.named_parameters():
             if name not in saved:
                 problems.append("saved file lacks %s" % name)
@@ -666,19 +690,8 @@ class ModelCase:
             worst = max(worst, (e, name))
             if e > TOL:
                 problems.append("%s after %d %s steps: relative error %.3g" % (name, STEPS, kind, e))
-            if self.arch in STEPWISE:
-                continue  # the update is checked step by step
-            # the update itself: a skipped or wrong step cannot hide under the weights' size; the steps'
-            # gradients are only defined up to the float32-choice spread (decision_spread)
-            u = update_err(saved[name], before[name], p.detach(), grad0[name])
-            worst_upd = max(worst_upd, (u, name))
-            u_bound = UPDATE_TOL + self.spread.get("frozen", {}).get(name, 0.0)
-            if not u <= u_bound:
-                problems.append("%s: the %s update differs by %.3g of its largest value (bound %.3g)"
-                                % (name, kind, u, u_bound))
-        print("# %s %s x%d (lr %g, input %d): worst weight relative error %.2e (%s)%s%s" % (
+        print("# %s %s x%d (lr %g, input %d): worst weight relative error %.2e (%s)%s" % (
             self.arch, kind, STEPS, hp["lr"], x.shape[-1], worst[0], worst[1],
-            "" if self.arch in STEPWISE else ", worst update relative error %.2e (%s)" % worst_upd,
             ", the reference making our choices at %d near-ties" % sum(len(j) for f in choices for j in f.values())
             if any(choices) else ""))
         # The saved file in PyTorch, strictly (aux classifier included when the file has it).
