@@ -279,6 +279,10 @@ typedef struct {
 void pool2d_forward(const pool2d_params *p, const float *x, float *y);
 /* pool2d_forward of channels [c0, c1) only. */
 void pool2d_forward_part(const pool2d_params *p, const float *x, float *y, int c0, int c1);
+/* y = act(pool2d_forward(x) + bias[c]) for channels [c0, c1) (bias: p->c values; the graph's
+ * average pools moved after a 1x1 conv, whose bias and activation they then apply). */
+void pool2d_forward_bias_part(const pool2d_params *p, const float *bias, act_kind act, const float *x, float *y,
+                              int c0, int c1);
 
 /* PyTorch AdaptiveAvgPool2d: bins start = floor(i*n/out), end = ceil((i+1)*n/out). */
 void adaptive_avgpool2d_forward(int c, int h_in, int w_in, int h_out, int w_out, const float *x,

@@ -82,8 +82,12 @@ void kernels_dw_avx512_s2(const conv2d_params *p, const float *x, const float *w
 /* pool2d_forward with an explicit variant: AVX-512 runs kernels_pool_avx512 where it applies
  * (column stride 1 or 2, rows up to 1024 cells), else the portable kernel. */
 void pool2d_forward_isa(const pool2d_params *p, const float *x, float *y, cpu_isa isa);
+/* pool2d_forward_bias_part of every channel with an explicit variant (AVX-512: in registers). */
+void pool2d_forward_bias_isa(const pool2d_params *p, const float *bias, act_kind act, const float *x, float *y,
+                             cpu_isa isa);
 int kernels_pool_avx512_applies(const pool2d_params *p);
-void kernels_pool_avx512(const pool2d_params *p, const float *x, float *y);
+/* bias NULL: no bias and no activation; else y = act(pool + bias[c]) */
+void kernels_pool_avx512(const pool2d_params *p, const float *x, float *y, const float *bias, act_kind act);
 
 /* adaptive_avgpool2d_forward with an explicit variant: AVX-512 runs kernels_global_avg_avx512
  * for 1x1 outputs (global average pooling), else the portable kernel. */

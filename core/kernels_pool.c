@@ -166,12 +166,35 @@ void pool2d_forward_part(const pool2d_params *p, const float *x, float *y, int c
                    y + (size_t)c0 * (size_t)p->h_out * (size_t)p->w_out);
 }
 
+void pool2d_forward_bias_part(const pool2d_params *p, const float *bias, act_kind act, const float *x, float *y,
+                              int c0, int c1)
+{
+    assert(0 <= c0 && c0 <= c1 && c1 <= p->c && bias);
+    if (c0 == c1) return;
+    pool2d_params q = *p;
+    q.c = c1 - c0;
+    pool2d_forward_bias_isa(&q, bias + c0, act, x + (size_t)c0 * (size_t)p->h_in * (size_t)p->w_in,
+                            y + (size_t)c0 * (size_t)p->h_out * (size_t)p->w_out, cpu_isa_best());
+}
+
+void pool2d_forward_bias_isa(const pool2d_params *p, const float *bias, act_kind act, const float *x, float *y,
+                             cpu_isa isa)
+{
+    if (isa >= CPU_ISA_AVX512 && kernels_pool_avx512_applies(p)) { /* fused in registers */
+        kernels_pool_avx512(p, x, y, bias, act);
+        return;
+    }
+    pool2d_forward_isa(p, x, y, isa);
+    const size_t hw_out = (size_t)p->h_out * (size_t)p->w_out;
+    for (int c = 0; c < p->c; c++) kernels_bias_act(y + (size_t)c * hw_out, hw_out, bias[c], act);
+}
+
 void pool2d_forward_isa(const pool2d_params *p, const float *x, float *y, cpu_isa isa)
 {
     assert(p->c > 0 && p->h_in > 0 && p->w_in > 0 && p->h_out > 0 && p->w_out > 0);
     assert(p->k_h > 0 && p->k_w > 0 && p->stride_h > 0 && p->stride_w > 0);
     if (isa >= CPU_ISA_AVX512 && kernels_pool_avx512_applies(p)) {
-        kernels_pool_avx512(p, x, y);
+        kernels_pool_avx512(p, x, y, NULL, ACT_NONE);
         return;
     }
     const size_t hw_in = (size_t)p->h_in * (size_t)p->w_in;

@@ -5,7 +5,8 @@
  * reduces k_w consecutive buffer cells (stride 2: the even and odd cells split out of two loads by
  * one permute). A NaN in a max window propagates, as in PyTorch. Average divisors as in kernels.c
  * (row part times column part), applied as reciprocals (a divide per vector cost as much as the
- * rest of a small row).
+ * rest of a small row). A per-channel bias and activation (pool2d_forward_bias_part) are applied
+ * to the result in registers before the store.
  * Small stride-1 maps of unchanged size (Inception's 3x3 average pools) take a flat path instead,
  * as the AVX-512 depthwise kernel does: one vector loop over the whole channel, every tap a
  * shifted load whose lanes outside the input are masked to the identity. */
@@ -63,7 +64,8 @@ static inline __attribute__((always_inline)) KERNELS_AVX512 __m512 pool512_taps(
 }
 
 static inline __attribute__((always_inline)) KERNELS_AVX512 void
-pool512_run(const int is_max, const int s, const pool2d_params *p, const float *x, float *y)
+pool512_run(const int is_max, const int s, const pool2d_params *p, const float *x, float *y,
+            const float *bias, act_kind act)
 {
     const float ident = is_max ? -INFINITY : 0.0f;
     const int span = pool512_span(p), w_out = p->w_out;
@@ -81,6 +83,7 @@ pool512_run(const int is_max, const int s, const pool2d_params *p, const float *
     const size_t hw_out = (size_t)p->h_out * (size_t)w_out;
     for (int c = 0; c < p->c; c++) {
         const float *xc = x + (size_t)c * hw_in;
+        const __m512 vb = _mm512_set1_ps(bias ? bias[c] : 0.0f);
         for (int oh = 0; oh < p->h_out; oh++) {
             const int hstart = oh * p->stride_h - p->pad_t;
             const int hend = kernels_imin(hstart + p->k_h, p->h_in + p->pad_b);
@@ -103,6 +106,7 @@ pool512_run(const int is_max, const int s, const pool2d_params *p, const float *
                 for (int j = 1; j < p->k_w; j++) r = pool512_op(is_max, r, pool512_taps(s, b, j));
                 if (!is_max)
                     r = _mm512_mul_ps(r, _mm512_mul_ps(row_inv, _mm512_maskz_loadu_ps(m, col_inv + o)));
+                if (bias) r = avx512_act(_mm512_add_ps(r, vb), act);
                 _mm512_mask_storeu_ps(yrow + o, m, r);
             }
         }
@@ -139,7 +143,8 @@ static void pool512_flat_tables(const pool2d_params *p, int n_vec, __mmask16 *ma
 }
 
 static inline __attribute__((always_inline)) KERNELS_AVX512 void
-pool512_flat_run(const int is_max, const pool2d_params *p, const float *x, float *y)
+pool512_flat_run(const int is_max, const pool2d_params *p, const float *x, float *y, const float *bias,
+                 act_kind act)
 {
     const int n_out = p->h_out * p->w_out, n_vec = (n_out + 15) / 16, taps = p->k_h * p->k_w;
     __mmask16 mask[POOL512_FLAT_VECS * POOL512_FLAT_TAPS];
@@ -153,6 +158,7 @@ pool512_flat_run(const int is_max, const pool2d_params *p, const float *x, float
         /* addresses as integers: a tap's base may lie before the channel (masked lanes) */
         const uintptr_t xc = (uintptr_t)(x + (size_t)c * (size_t)n_out);
         float *yc = y + (size_t)c * (size_t)n_out;
+        const __m512 vb = _mm512_set1_ps(bias ? bias[c] : 0.0f);
         for (int v = 0; v < n_vec; v++) {
             const __mmask16 *mv = mask + (size_t)v * (size_t)taps;
             __m512 r = ident;
@@ -163,50 +169,57 @@ pool512_flat_run(const int is_max, const pool2d_params *p, const float *x, float
                 r = pool512_op(is_max, r, xv);
             }
             if (!is_max) r = _mm512_mul_ps(r, _mm512_loadu_ps(inv + 16 * v));
+            if (bias) r = avx512_act(_mm512_add_ps(r, vb), act);
             _mm512_mask_storeu_ps(yc + 16 * v, kernels_avx512_mask(n_out - 16 * v), r);
         }
     }
 }
 
-static KERNELS_AVX512 void pool512_max_flat(const pool2d_params *p, const float *x, float *y)
+static KERNELS_AVX512 void pool512_max_flat(const pool2d_params *p, const float *x, float *y,
+                                            const float *bias, act_kind act)
 {
-    pool512_flat_run(1, p, x, y);
+    pool512_flat_run(1, p, x, y, bias, act);
 }
-static KERNELS_AVX512 void pool512_avg_flat(const pool2d_params *p, const float *x, float *y)
+static KERNELS_AVX512 void pool512_avg_flat(const pool2d_params *p, const float *x, float *y,
+                                            const float *bias, act_kind act)
 {
-    pool512_flat_run(0, p, x, y);
+    pool512_flat_run(0, p, x, y, bias, act);
 }
 
-static KERNELS_AVX512 void pool512_max_s1(const pool2d_params *p, const float *x, float *y)
+static KERNELS_AVX512 void pool512_max_s1(const pool2d_params *p, const float *x, float *y,
+                                          const float *bias, act_kind act)
 {
-    pool512_run(1, 1, p, x, y);
+    pool512_run(1, 1, p, x, y, bias, act);
 }
-static KERNELS_AVX512 void pool512_max_s2(const pool2d_params *p, const float *x, float *y)
+static KERNELS_AVX512 void pool512_max_s2(const pool2d_params *p, const float *x, float *y,
+                                          const float *bias, act_kind act)
 {
-    pool512_run(1, 2, p, x, y);
+    pool512_run(1, 2, p, x, y, bias, act);
 }
-static KERNELS_AVX512 void pool512_avg_s1(const pool2d_params *p, const float *x, float *y)
+static KERNELS_AVX512 void pool512_avg_s1(const pool2d_params *p, const float *x, float *y,
+                                          const float *bias, act_kind act)
 {
-    pool512_run(0, 1, p, x, y);
+    pool512_run(0, 1, p, x, y, bias, act);
 }
-static KERNELS_AVX512 void pool512_avg_s2(const pool2d_params *p, const float *x, float *y)
+static KERNELS_AVX512 void pool512_avg_s2(const pool2d_params *p, const float *x, float *y,
+                                          const float *bias, act_kind act)
 {
-    pool512_run(0, 2, p, x, y);
+    pool512_run(0, 2, p, x, y, bias, act);
 }
 #endif
 
-void kernels_pool_avx512(const pool2d_params *p, const float *x, float *y)
+void kernels_pool_avx512(const pool2d_params *p, const float *x, float *y, const float *bias, act_kind act)
 {
     assert(kernels_pool_avx512_applies(p) && cpu_isa_best() >= CPU_ISA_AVX512);
 #if KERNELS_X86
     if (pool512_flat_applies(p))
-        (p->kind == POOL_MAX ? pool512_max_flat : pool512_avg_flat)(p, x, y);
+        (p->kind == POOL_MAX ? pool512_max_flat : pool512_avg_flat)(p, x, y, bias, act);
     else if (p->kind == POOL_MAX)
-        (p->stride_w == 1 ? pool512_max_s1 : pool512_max_s2)(p, x, y);
+        (p->stride_w == 1 ? pool512_max_s1 : pool512_max_s2)(p, x, y, bias, act);
     else
-        (p->stride_w == 1 ? pool512_avg_s1 : pool512_avg_s2)(p, x, y);
+        (p->stride_w == 1 ? pool512_avg_s1 : pool512_avg_s2)(p, x, y, bias, act);
 #else
-    (void)x, (void)y;
+    (void)x, (void)y, (void)bias, (void)act;
 #endif
 }
 

@@ -636,6 +636,49 @@ static int graph_fuse_nodes(graph *g)
     return n_fused;
 }
 
+/* Average pools (count_include_pad, stride 1, same-size output) read only by a 1x1 convolution
+ * with fewer output channels (Inception's branch_pool: 768 -> 192 at 17x17): pool and conv
+ * commute, the pool's divisor being the same k_h k_w at every output and a padded cell 0 in both
+ * orders, so the conv runs first without its bias and activation and the pool averages its
+ * c_out channels instead of c_in, adding the bias (a constant, unchanged by averaging) and
+ * applying the activation (pool2d_forward_bias_part). Equal up to rounding; inference graphs only
+ * (a training conv keeps p.train). The two nodes swap places (the conv at the pool's index); the
+ * pool's output value becomes the conv's c_out channel intermediate. Returns how many. */
+static int graph_swap_pool_conv(graph *g)
+{
+    int n_swapped = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        graph_node *n = &g->nodes[i];
+        const pool2d_params *pp = &n->p.pool;
+        if (n->op != NODE_POOL || pp->kind != POOL_AVG || !pp->count_include_pad || pp->stride_h != 1 ||
+            pp->stride_w != 1 || pp->h_out != pp->h_in || pp->w_out != pp->w_in || n->b ||
+            g->values[n->out].parent >= 0)
+            continue;
+        const int r = graph_sole_reader(g, n->out);
+        if (r < 0) continue;
+        graph_node *c = &g->nodes[r];
+        const conv2d_params *cp = &c->p.conv.p;
+        if (c->op != NODE_CONV || c->n_in != 1 || !conv2d_plan_fusable(&c->p.conv) || c->p.conv.in_scale ||
+            cp->train || cp->groups != 1 || cp->c_out >= cp->c_in || !c->p.conv.bias)
+            continue;
+        graph_node pool = *n, conv = *c;
+        conv.in[0] = pool.in[0];
+        conv.out = pool.out;
+        conv.p.conv.p.act = ACT_NONE;
+        conv.p.conv.bias = NULL;
+        pool.in[0] = pool.out;
+        pool.out = c->out;
+        pool.p.pool.c = cp->c_out;
+        pool.b = c->p.conv.bias;
+        pool.act = cp->act;
+        g->values[pool.in[0]].c = cp->c_out;
+        *n = conv;
+        *c = pool;
+        n_swapped++;
+    }
+    return n_swapped;
+}
+
 /* Pointwise expansions whose output has at least this many floats (1 MiB, about half of a core's
  * L2 on the machines measured) run fused with the stride-2 depthwise conv reading them: smaller
  * maps stay in L2 between the two nodes anyway. */
@@ -869,6 +912,7 @@ static cnn_status graph_plan_branches(graph *g)
 
 cnn_status graph_plan(graph *g)
 {
+    graph_swap_pool_conv(g);
     const int n_fused = graph_fuse_nodes(g) + graph_fuse_pw_dw(g);
     if (n_fused + graph_alias_concats(g)) graph_compact(g);
     if (graph_plan_branches(g) != CNN_OK) return CNN_ERR_NOMEM;
@@ -988,7 +1032,10 @@ static void graph_run_node(const graph *g, const graph_node *n, const float *inp
         break;
     case NODE_POOL:
         part = kernels_part_split(KERNELS_PART_CHANNELS, out->c, 1, ith, nth);
-        pool2d_forward_part(&n->p.pool, x, y, part.lo, part.hi);
+        if (n->b) /* moved after a 1x1 conv: graph_swap_pool_conv */
+            pool2d_forward_bias_part(&n->p.pool, n->b, n->act, x, y, part.lo, part.hi);
+        else
+            pool2d_forward_part(&n->p.pool, x, y, part.lo, part.hi);
         break;
     case NODE_ADAPTIVE_AVG:
         part = kernels_part_split(KERNELS_PART_CHANNELS, out->c, 1, ith, nth);

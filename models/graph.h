@@ -45,7 +45,8 @@ typedef struct {
     int n_in;
     int in[GRAPH_MAX_IN];
     int out;
-    const float *w, *b;  /* NODE_LINEAR: weights (PyTorch layout) and bias */
+    const float *w, *b;  /* NODE_LINEAR: weights (PyTorch layout) and bias; NODE_POOL: a bias and
+                            activation (act) after the pool, or NULL (graph_plan's pool / 1x1 swap) */
     int scale_slot, residual_slot; /* NODE_CONV fused by graph_plan: index in in[] of the input
                                       scale / residual (conv2d_plan_forward_part), 0 if none */
     union {
@@ -102,7 +103,8 @@ void graph_free(graph *g);
  * into the convolution that alone reads it, and an add into the activation-free convolution whose
  * output only it reads (MobileNetV3's squeeze-and-excitation scale and residual); a large pointwise
  * expansion into the stride-2 depthwise convolution that alone reads it (conv2d_pw_dw_fusable:
- * computed in bands of rows that stay in cache); and turns the
+ * computed in bands of rows that stay in cache); swaps an average pool and the 1x1 convolution
+ * that alone reads it when that pools fewer channels (inference graphs); and turns the
  * inputs of a concat that alone reads them into channel slices of its output (no copy). */
 cnn_status graph_plan(graph *g);
 

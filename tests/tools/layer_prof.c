@@ -46,8 +46,8 @@ static void kind_name(const graph_node *n, char *buf, size_t buf_bytes)
     static const char *const names[] = {"conv", "pool", "adaptive_avg", "linear", "scale", "add", "concat",
                                         "concat_shuffle", "folded"};
     if (n->op == NODE_POOL) {
-        snprintf(buf, buf_bytes, "%s %dx%d", n->p.pool.kind == POOL_MAX ? "maxpool" : "avgpool", n->p.pool.k_h,
-                 n->p.pool.k_w);
+        snprintf(buf, buf_bytes, "%s %dx%d%s", n->p.pool.kind == POOL_MAX ? "maxpool" : "avgpool", n->p.pool.k_h,
+                 n->p.pool.k_w, n->b ? " +bias" : "");
         return;
     }
     if (n->op != NODE_CONV) {

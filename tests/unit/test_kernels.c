@@ -934,6 +934,55 @@ static void test_pool_hand(cpu_isa isa, const char *name)
     test_end(name);
 }
 
+/* pool2d_forward_bias_part (an average pool moved after a 1x1 conv applies its bias and
+ * activation): every activation, Inception's 3x3 stride-1 pools and odd sizes, the flat and row
+ * paths (strides 1 and 2, max too), vs the double reference; the variant isa on every channel,
+ * then channel parts [c0, c1) by the dispatching entry point, the other channels left poisoned. */
+static void test_pool_bias(cpu_isa isa, const char *name)
+{
+    /* {c, h, w, k, stride, pad, kind, count_include_pad} */
+    static const int cases[][8] = {{5, 35, 35, 3, 1, 1, POOL_AVG, 1}, {7, 17, 17, 3, 1, 1, POOL_AVG, 1},
+                                   {3, 8, 8, 3, 1, 1, POOL_AVG, 1},   {4, 13, 11, 3, 1, 1, POOL_AVG, 1},
+                                   {2, 2, 3, 3, 1, 1, POOL_AVG, 1},   {3, 1, 1, 3, 1, 1, POOL_AVG, 1},
+                                   {6, 19, 23, 5, 1, 2, POOL_AVG, 0}, {5, 21, 20, 3, 2, 1, POOL_AVG, 1},
+                                   {4, 15, 17, 3, 2, 0, POOL_MAX, 0}, {3, 9, 40, 3, 1, 1, POOL_MAX, 0}};
+    test_begin();
+    rng r = {91};
+    for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++)
+        for (int a = 0; a < 5; a++) {
+            const int *c = cases[ci];
+            pool2d_params p = {.kind = (pool_kind)c[6], .c = c[0], .h_in = c[1], .w_in = c[2], .k_h = c[3],
+                               .k_w = c[3], .stride_h = c[4], .stride_w = c[4], .pad_t = c[5], .pad_l = c[5],
+                               .pad_b = c[5], .pad_r = c[5], .count_include_pad = c[7]};
+            p.h_out = kernels_out_size(p.h_in, p.k_h, p.stride_h, p.pad_t, p.pad_b, 0);
+            p.w_out = kernels_out_size(p.w_in, p.k_w, p.stride_w, p.pad_l, p.pad_r, 0);
+            const act_kind act = (act_kind)a;
+            const size_t hw = (size_t)p.h_out * p.w_out, n_y = (size_t)p.c * hw;
+            float *x = alloc_random((size_t)p.c * p.h_in * p.w_in, &r), *bias = alloc_floats((size_t)p.c);
+            for (int k = 0; k < p.c; k++) bias[k] = 4.0f * rng_uniform(&r) - 2.0f; /* both signs past 1 */
+            float *y = alloc_nan(n_y);
+            double *want = alloc_doubles(n_y);
+            ref_pool(&p, x, want);
+            for (size_t o = 0; o < n_y; o++) want[o] = ref_act(act, want[o] + bias[o / hw]);
+            pool2d_forward_bias_isa(&p, bias, act, x, y, isa);
+            long bad = first_bad(y, want, NULL, n_y);
+            T_CHECK(bad < 0, "%s k %d s %d %dx%dx%d act %d: index %ld got %.9g want %.9g",
+                    p.kind == POOL_MAX ? "max" : "avg", p.k_h, p.stride_h, p.c, p.h_in, p.w_in, a, bad,
+                    bad < 0 ? 0.0 : (double)y[bad], bad < 0 ? 0.0 : want[bad]);
+            const int c0 = p.c / 3, c1 = p.c - p.c / 4;
+            for (size_t o = 0; o < n_y; o++) y[o] = NAN;
+            pool2d_forward_bias_part(&p, bias, act, x, y, c0, c1);
+            bad = first_bad(y + (size_t)c0 * hw, want + (size_t)c0 * hw, NULL, (size_t)(c1 - c0) * hw);
+            int outside = 0;
+            for (size_t o = 0; o < n_y; o++)
+                if ((o < (size_t)c0 * hw || o >= (size_t)c1 * hw) && !isnan(y[o])) outside++;
+            T_CHECK(bad < 0 && outside == 0, "part [%d, %d) of %dx%dx%d act %d: bad index %ld, %d writes outside",
+                    c0, c1, p.c, p.h_in, p.w_in, a, bad, outside);
+            free(x), free(bias), free(y), free(want);
+        }
+    test_end(name);
+}
+
 static void ref_adaptive(int c, int h_in, int w_in, int h_out, int w_out, const float *x,
                          double *y)
 {
@@ -2169,10 +2218,12 @@ int main(void)
     test_pool_wide(CPU_ISA_GENERIC,
                    "pool2d wide rows (column tiles) and windows wider than the row buffer (portable)");
     test_pool_hand(CPU_ISA_GENERIC, "pool2d hand-computed values (torch), NaN (portable)");
+    test_pool_bias(CPU_ISA_GENERIC, "pool2d_forward_bias_part: pool, bias, activation (portable)");
     if (cpu_isa_best() >= CPU_ISA_AVX512) {
         test_pool_sweep(CPU_ISA_AVX512, "pool2d sweep (AVX-512)");
         test_pool_wide(CPU_ISA_AVX512, "pool2d wide rows and wide windows (AVX-512)");
         test_pool_hand(CPU_ISA_AVX512, "pool2d hand-computed values, NaN (AVX-512)");
+        test_pool_bias(CPU_ISA_AVX512, "pool2d_forward_bias_part: pool, bias, activation fused (AVX-512), parts");
     } else {
         test_skip("pool2d AVX-512 variant", "CPU lacks AVX-512F");
     }
