@@ -2,9 +2,9 @@
  * kernel for the small stride-1 maps of MobileNet and ShuffleNet (output as wide as the input
  * ("same" columns) and at most DW512_MAX_WIDTH wide, at most DW512_MAX_VECS vectors of outputs
  * per channel, kernel sides up to DW512_MAX_K), a one-row-per-vector kernel that takes the
- * 12..16 wide ones among them (14 x 14), four kernels for stride 2 (rows with masked loads,
- * branch-free 3x3 rows, several output rows per vector for rows of a few outputs, staged
- * deinterleaved rows) and a padded-plane kernel for wider stride-1 maps (further down).
+ * 12..16 wide ones among them (14 x 14), five kernels for stride 2 (rows with masked loads,
+ * branch-free 3x3 rows, 3x3 rows from aligned even / odd loads, several output rows per vector
+ * for rows of a few outputs, staged deinterleaved rows) and a padded-plane kernel for wider stride-1 maps (further down).
  *
  * Per-row vector loops waste most of a 16-lane vector on narrow rows (a 7- or 14-wide row fills
  * one vector to 44% / 88%, with a masked tail per row). Here a channel is one flat vector loop
@@ -515,6 +515,106 @@ static KERNELS_AVX512 void dw512_s2d_forward(const conv2d_params *p, const float
     for (int c = 0; c < p->c_in; c++)
         channel(p, zrow, x + (size_t)c * hw_in, w + (size_t)c * 9, bias ? bias[c] : 0.0f, y + (size_t)c * y_plane);
 }
+
+/* ---- stride 2, 3x3, one column of padding on the left: aligned even/odd rows ----
+ * With pad_l == 1 (PyTorch's padding 1), tap j of output q reads input column 2q - 1 + j: taps 1
+ * and 2 of 16 outputs q0.. are the even and odd floats of the 32 at column 2q0 (two loads on a
+ * whole number of vectors from the row start: no cache-line splits when the rows are), split by
+ * two permutes, and tap 0 is the odd floats moved up one lane with the previous vector's last
+ * odd float (column 2q0 - 1; zero before the row: the padding) shifted in, so a row's vectors
+ * run left to right carrying their odd floats. Masks only on the loads and the store of the
+ * last vector, set once per call. Each input row serves every output row of its block, as in
+ * the kernel above, and every output accumulates its 9 taps in the order (i, j) from the bias
+ * with zeros for the padding: the same bits as that kernel (measured on a band of
+ * MobileNetV3-Large's 64 x 112 x 112 -> 56 x 56, 17 input rows, in L2: 16.7 -> 8.9 us; the
+ * permutes stay, the split masked loads and the per-vector mask arithmetic go). */
+#define DW512_S2E_MAX_VECS (DW512_S2D_MAX_W / 32 + 1) /* output vectors of a row of w_in <= 512 */
+
+static int dw512_s2e_applies(const conv2d_params *p) { return dw512_s2d_applies(p) && p->pad_l == 1; }
+
+static inline __attribute__((always_inline)) KERNELS_AVX512 void
+dw512_s2e_channel_k(const act_kind act, const conv2d_params *p, const float *zrow, const __mmask16 *mask,
+                    const float *xc, const float *wc, float b, float *yc)
+{
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    __m512 wv[3][3];
+#pragma GCC unroll 3
+    for (int i = 0; i < 3; i++)
+#pragma GCC unroll 3
+        for (int j = 0; j < 3; j++) wv[i][j] = _mm512_set1_ps(wc[i * 3 + j]);
+    enum { n_rows = 2 * (DW512_S2D_ROWS - 1) + 3 }; /* input rows of a block */
+    const int n_vec = (p->w_out + 15) / 16;
+    for (int oh0 = 0; oh0 < p->h_out; oh0 += DW512_S2D_ROWS) {
+        const float *rows[n_rows];
+        __m512 prev[n_rows];
+#pragma GCC unroll 9
+        for (int qq = 0; qq < n_rows; qq++) {
+            const int ih = 2 * oh0 - p->pad_t + qq;
+            rows[qq] = ih >= 0 && ih < p->h_in ? xc + (size_t)ih * (size_t)p->w_in : zrow;
+            prev[qq] = _mm512_setzero_ps();
+        }
+        for (int v = 0; v < n_vec; v++) {
+            const __mmask16 ma = mask[3 * v], mb = mask[3 * v + 1];
+            __m512 acc[DW512_S2D_ROWS];
+#pragma GCC unroll 4
+            for (int r = 0; r < DW512_S2D_ROWS; r++) acc[r] = _mm512_set1_ps(b);
+#pragma GCC unroll 9
+            for (int qq = 0; qq < n_rows; qq++) {
+                const __m512 lo = _mm512_maskz_loadu_ps(ma, rows[qq] + 32 * v);
+                const __m512 hi = _mm512_maskz_loadu_ps(mb, rows[qq] + 32 * v + 16);
+                const __m512 t1 = _mm512_permutex2var_ps(lo, even, hi);
+                const __m512 t2 = _mm512_permutex2var_ps(lo, odd, hi);
+                const __m512 t0 = _mm512_castsi512_ps(
+                    _mm512_alignr_epi32(_mm512_castps_si512(t2), _mm512_castps_si512(prev[qq]), 15));
+                prev[qq] = t2;
+#pragma GCC unroll 4
+                for (int r = 0; r < DW512_S2D_ROWS; r++) {
+                    const int i = qq - 2 * r;
+                    if (i < 0 || i >= 3) continue;
+                    acc[r] = _mm512_fmadd_ps(wv[i][0], t0, acc[r]);
+                    acc[r] = _mm512_fmadd_ps(wv[i][1], t1, acc[r]);
+                    acc[r] = _mm512_fmadd_ps(wv[i][2], t2, acc[r]);
+                }
+            }
+            const __mmask16 m = mask[3 * v + 2];
+#pragma GCC unroll 4
+            for (int r = 0; r < DW512_S2D_ROWS; r++) {
+                if (oh0 + r >= p->h_out) break;
+                _mm512_mask_storeu_ps(yc + (size_t)(oh0 + r) * (size_t)p->w_out + 16 * v, m, avx512_act(acc[r], act));
+            }
+        }
+    }
+}
+
+typedef void (*dw512_s2e_fn)(const conv2d_params *p, const float *zrow, const __mmask16 *mask, const float *xc,
+                             const float *wc, float b, float *yc);
+#define DW512_S2E_INSTANCE(name, act, unused)                                                     \
+    static KERNELS_AVX512 void name(const conv2d_params *p, const float *zrow, const __mmask16 *mask, \
+                                  const float *xc, const float *wc, float b, float *yc)           \
+    {                                                                                             \
+        dw512_s2e_channel_k(act, p, zrow, mask, xc, wc, b, yc);                                   \
+    }
+DW512_ACT_TABLE(dw512_s2e_fn, dw512_s2e, DW512_S2E_INSTANCE, 0)
+
+static KERNELS_AVX512 void dw512_s2e_forward(const conv2d_params *p, const float *x, const float *w,
+                                           const float *bias, float *y, size_t y_plane)
+{
+    _Alignas(64) float zrow[DW512_S2D_MAX_W + 32];
+    memset(zrow, 0, sizeof zrow);
+    /* per output vector: the loads at columns 32 v and 32 v + 16 (inside the row), the store */
+    __mmask16 mask[3 * DW512_S2E_MAX_VECS];
+    const int n_vec = (p->w_out + 15) / 16;
+    for (int v = 0; v < n_vec; v++) {
+        mask[3 * v] = kernels_avx512_mask(kernels_imax(p->w_in - 32 * v, 0));
+        mask[3 * v + 1] = kernels_avx512_mask(kernels_imax(p->w_in - 32 * v - 16, 0));
+        mask[3 * v + 2] = kernels_avx512_mask(p->w_out - 16 * v);
+    }
+    const dw512_s2e_fn channel = dw512_s2e[p->act];
+    const size_t hw_in = (size_t)p->h_in * (size_t)p->w_in;
+    for (int c = 0; c < p->c_in; c++)
+        channel(p, zrow, mask, x + (size_t)c * hw_in, w + (size_t)c * 9, bias ? bias[c] : 0.0f, y + (size_t)c * y_plane);
+}
 #endif
 
 #if KERNELS_X86
@@ -845,6 +945,10 @@ DW512_S2_LAYOUT(dw512_s2_1x4, 1, 4)
 static KERNELS_AVX512 void dw512_s2_forward(const conv2d_params *p, const float *x, const float *w,
                                           const float *bias, float *y, size_t y_plane)
 {
+    if (dw512_s2e_applies(p)) {
+        dw512_s2e_forward(p, x, w, bias, y, y_plane);
+        return;
+    }
     if (dw512_s2d_applies(p)) {
         dw512_s2d_forward(p, x, w, bias, y, y_plane);
         return;

@@ -664,6 +664,62 @@ static void test_dw_cb(void)
     test_end("channel-blocked depthwise (7-wide, 14 -> 7, 14-wide 5x5): reference and fmaf-chain bits");
 }
 
+/* The AVX-512 stride-2 3x3 depthwise kernels for rows over 16 outputs (kernels_dw512.c: the
+ * aligned even / odd rows with one column of left padding, the branch-free rows otherwise):
+ * MobileNet's 112 -> 56 and 56 -> 28, 17 / 32 / 33 outputs wide, odd and even input widths (a
+ * right padding column inside or past the last load), the widest input rows (512) and one past
+ * (the rows kernel), 1..9 rows, every padding mode, several channels; against the double
+ * reference (conv_case, guard cells) and bit for bit against the (i, j)-order chain of fmaf from
+ * the bias over every tap, padding taps on zeros. */
+static void test_dw_s2_rows(void)
+{
+    test_begin();
+    /* {c, h, w} */
+    static const int cases[][3] = {{5, 112, 112}, {3, 56, 56}, {2, 9, 34},  {4, 5, 33},   {3, 4, 35},   {6, 1, 64},
+                                   {2, 3, 65},    {1, 7, 66},  {2, 2, 512}, {1, 3, 511},  {1, 4, 513},  {3, 17, 47}};
+    rng r = {17};
+    sweep_stats st = {0, 0};
+    int n_cases = 0, n_bits_bad = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        for (int mode = 0; mode < N_PAD_MODES; mode++) {
+            const int *c = cases[i];
+            conv2d_params p;
+            if (!conv_setup(&p, c[0], c[0], c[0], c[1], c[2], 3, 3, 2, 2, (pad_mode)mode,
+                            (act_kind)((i + (size_t)mode) % 5)) ||
+                p.w_out <= 16)
+                continue;
+            n_cases++;
+            conv_case(&p, mode != 2, CONV_VIA_DW_AVX512, &r, &st);
+            /* bits: the fmaf chain is the pre-activation value */
+            p.act = (i & 1) ? ACT_RELU : ACT_NONE;
+            const size_t n_x = (size_t)p.c_in * p.h_in * p.w_in, n_y = (size_t)p.c_out * p.h_out * p.w_out;
+            float *x = alloc_random(n_x, &r), *w = alloc_random((size_t)p.c_in * 9, &r);
+            float *bias = alloc_random((size_t)p.c_in, &r), *y = alloc_nan(n_y), *want = alloc_nan(n_y);
+            dwconv2d_forward_isa(&p, x, w, bias, y, CPU_ISA_AVX512);
+            for (int ch = 0; ch < p.c_in; ch++)
+                for (int oh = 0; oh < p.h_out; oh++)
+                    for (int ow = 0; ow < p.w_out; ow++) {
+                        float acc = bias[ch];
+                        for (int t = 0; t < 9; t++) {
+                            const int ih = 2 * oh + t / 3 - p.pad_t, iw = 2 * ow + t % 3 - p.pad_l;
+                            const int in = ih >= 0 && ih < p.h_in && iw >= 0 && iw < p.w_in;
+                            acc = fmaf(w[ch * 9 + t], in ? x[((size_t)ch * p.h_in + ih) * p.w_in + iw] : 0.0f, acc);
+                        }
+                        want[((size_t)ch * p.h_out + oh) * p.w_out + ow] = p.act == ACT_RELU && acc < 0.0f ? 0.0f : acc;
+                    }
+            if (memcmp(y, want, n_y * sizeof *y) != 0 && n_bits_bad++ < MAX_REPORTS)
+                T_CHECK(0, "%d ch %dx%d pad %d/%d: not the fmaf chain's bits", p.c_in, p.h_in, p.w_in, p.pad_t, p.pad_l);
+            free(x);
+            free(w);
+            free(bias);
+            free(y);
+            free(want);
+        }
+    T_CHECK(n_cases >= 40, "%d cases over 16 outputs wide, want >= 40", n_cases);
+    sweep_report(&st);
+    test_end("stride-2 3x3 depthwise rows over 16 outputs (AVX-512): reference and fmaf-chain bits");
+}
+
 static void test_conv_scratch_size(void)
 {
     test_begin();
@@ -1921,7 +1977,7 @@ static void run_pw_dw(const part_case *pc, const kernels_part *part, float *y)
                               part);
 }
 
-/* conv2d_pw_dw_forward (pointwise + stride-2 depthwise in bands of 8 output rows): bit-identical
+/* conv2d_pw_dw_forward (pointwise + stride-2 depthwise in bands of 4 output rows): bit-identical
  * to conv2d_forward_packed then dwconv2d_forward, within tolerance of the naive reference of the
  * two convs, and its 2/3/5 parts bit-identical to the whole. One band and several, a short last
  * band, k 3/5/7, padding none / symmetric / TF SAME / asymmetric, odd sizes, channel counts not
@@ -2209,6 +2265,7 @@ int main(void)
     if (cpu_isa_best() >= CPU_ISA_AVX512) {
         test_dw_sweep(CONV_VIA_DW_AVX512, "dwconv sweep, AVX-512 variant");
         test_dw_cb();
+        test_dw_s2_rows();
     } else {
         test_skip("dwconv sweep, AVX-512 variant", "CPU lacks AVX-512F");
         test_skip("channel-blocked depthwise", "CPU lacks AVX-512F");
