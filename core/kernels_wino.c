@@ -692,9 +692,82 @@ wino_input_v(const wino_variant var, const conv2d_params *p, const wino_geom *g,
     }
 }
 
+/* Variants without a column transform (alpha_w = 1: 7x1 along rows, transposed 1x7) on maps at
+ * least 16 tiles wide take their 16 lanes from the block's tiles in order across tile rows (a
+ * vector holds the end of one tile row and the start of the next: 17x17 F(6, 7)'s 3 x 17 tiles
+ * in 4 vectors instead of 3 x 2) and transform straight into V, with no row-transform line. Each
+ * tile's values are those of wino_input_v / wino_output_v. */
+static int wino_flat(const wino_geom *g) { return g->alpha_w == 1 && g->tiles_w >= 16; }
+
+/* Lanes of the 16 block tiles from t: [0, split) in tile row a, the rest in row a + 1 (tiles_w >= 16). */
+typedef struct {
+    int a, col, split;
+    __mmask16 all, lo, hi;
+} wino_flat_lanes;
+
+static inline __attribute__((always_inline)) KERNELS_AVX512 wino_flat_lanes wino_flat_at(const wino_geom *g, int a0,
+                                                                                         int t, int n)
+{
+    wino_flat_lanes l;
+    l.a = a0 + t / g->tiles_w;
+    l.col = t % g->tiles_w;
+    l.split = kernels_imin(16, g->tiles_w - l.col);
+    l.all = kernels_avx512_mask(n - t);
+    l.lo = l.all & kernels_avx512_mask(l.split);
+    l.hi = l.all & (__mmask16)~kernels_avx512_mask(l.split);
+    return l;
+}
+
+static inline __attribute__((always_inline)) KERNELS_AVX512 void
+wino_input_flat_v(const wino_variant var, const conv2d_params *p, const wino_geom *g, const wino_src *src,
+                  int a0, int rows, float *v, size_t ldv)
+{
+    const wino_axis th = wino_axis_h(var);
+    const int m_h = wino_am(th), alpha_h = wino_aa(th), n = rows * g->tiles_w;
+    const size_t e_stride = (size_t)p->c_in * ldv;
+    for (int ci = 0; ci < p->c_in; ci++) {
+        const float *xc = src->x + (size_t)ci * src->plane;
+        for (int t = 0; t < n; t += 16) {
+            const wino_flat_lanes l = wino_flat_at(g, a0, t, n);
+            /* lane j reads column col + j (row a) or j - split (row a + 1), inside the input */
+            const __mmask16 m_lo = l.lo & kernels_avx512_range_mask(kernels_imax(0, src->col0 - l.col),
+                                                                    src->col0 + src->cols - l.col);
+            const __mmask16 m_hi = l.hi & kernels_avx512_range_mask(kernels_imax(0, src->col0 + l.split),
+                                                                    src->col0 + src->cols + l.split);
+            const int r_lo = src->row0 + m_h * (l.a - a0), r_hi = r_lo + m_h;
+            const uintptr_t b_lo = (uintptr_t)xc + (uintptr_t)((intptr_t)(l.col - src->col0) * (intptr_t)sizeof(float));
+            const uintptr_t b_hi = (uintptr_t)xc - (uintptr_t)((intptr_t)(l.split + src->col0) * (intptr_t)sizeof(float));
+            __m512 dr[WINO_ALPHA_MAX];
+#pragma GCC unroll 12
+            for (int k = 0; k < alpha_h; k++) {
+                const int rl = r_lo + k, rh = r_hi + k;
+                __m512 d = _mm512_setzero_ps();
+                if (rl >= 0 && rl < src->rows)
+                    d = _mm512_maskz_loadu_ps(m_lo, (const float *)(b_lo + (uintptr_t)rl * (uintptr_t)src->ld *
+                                                                           sizeof(float)));
+                if (m_hi && rh >= 0 && rh < src->rows)
+                    d = _mm512_mask_loadu_ps(d, m_hi, (const float *)(b_hi + (uintptr_t)rh * (uintptr_t)src->ld *
+                                                                              sizeof(float)));
+                dr[k] = d;
+            }
+            float *o = v + (size_t)ci * ldv + (size_t)t;
+#pragma GCC unroll 12
+            for (int xi = 0; xi < alpha_h; xi++)
+                _mm512_mask_storeu_ps(o + (size_t)xi * e_stride, l.all, wino_comb(th, alpha_h, 1, xi, dr));
+        }
+    }
+}
+
 static KERNELS_AVX512 void wino_input(const conv2d_params *p, const wino_geom *g, const wino_src *xp,
                                    int a0, int rows, float *v, size_t ldv, float *line)
 {
+    if (wino_flat(g)) {
+        if (g->var == WINO_F71_6)
+            wino_input_flat_v(WINO_F71_6, p, g, xp, a0, rows, v, ldv);
+        else
+            wino_input_flat_v(WINO_F71, p, g, xp, a0, rows, v, ldv);
+        return;
+    }
     switch (g->var) {
     case WINO_F23: wino_input_v(WINO_F23, p, g, xp, a0, rows, v, ldv, line); break;
     case WINO_F43: wino_input_v(WINO_F43, p, g, xp, a0, rows, v, ldv, line); break;
@@ -793,10 +866,66 @@ wino_output_v(const wino_variant var, const int tr, const conv2d_params *p, cons
     }
 }
 
+/* wino_output_v on the flat lanes of wino_flat: rows of the two tile rows stored by two masked
+ * stores (tr: one scatter at per-lane indices). */
+static inline __attribute__((always_inline)) KERNELS_AVX512 void
+wino_output_flat_v(const wino_variant var, const int tr, const conv2d_params *p, const wino_geom *g,
+                   const float *mr, size_t ldm, int a0, int rows, int co0, int co1, const float *bias, float *y)
+{
+    const wino_axis th = wino_axis_h(var);
+    const int m_h = wino_am(th), alpha_h = wino_aa(th), n = rows * g->tiles_w;
+    const size_t e_stride = (size_t)p->c_out * ldm;
+    const size_t hw = (size_t)p->h_out * (size_t)p->w_out;
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    for (int t = 0; t < n; t += 16) {
+        const wino_flat_lanes l = wino_flat_at(g, a0, t, n);
+        /* per lane: output column and first output row of its tile */
+        const __mmask16 hi = l.hi;
+        const __m512i col = _mm512_mask_sub_epi32(_mm512_add_epi32(lane, _mm512_set1_epi32(l.col)), hi, lane,
+                                                  _mm512_set1_epi32(l.split));
+        const __m512i row0 = _mm512_mask_blend_epi32(hi, _mm512_set1_epi32(m_h * l.a),
+                                                     _mm512_set1_epi32(m_h * (l.a + 1)));
+        const __m512i tr_idx = _mm512_add_epi32(_mm512_mullo_epi32(col, _mm512_set1_epi32(p->h_out)), row0);
+        for (int co = co0; co < co1; co++) {
+            const __m512 vb = _mm512_set1_ps(bias ? bias[co] : 0.0f);
+            const float *mt = mr + (size_t)co * ldm + (size_t)t;
+            __m512 c[WINO_ALPHA_MAX];
+#pragma GCC unroll 12
+            for (int xi = 0; xi < alpha_h; xi++) c[xi] = _mm512_maskz_loadu_ps(l.all, mt + (size_t)xi * e_stride);
+            float *yc = y + (size_t)co * hw;
+#pragma GCC unroll 6
+            for (int i = 0; i < m_h; i++) {
+                const __m512 yv = avx512_act(_mm512_add_ps(wino_comb(th, alpha_h, 0, i, c), vb), p->act);
+                const int r_lo = m_h * l.a + i, r_hi = r_lo + m_h;
+                if (tr) {
+                    const __mmask16 ok = (r_lo < p->h_out ? l.lo : 0) | (r_hi < p->h_out ? hi : 0);
+                    _mm512_mask_i32scatter_ps(yc + i, ok, tr_idx, yv, 4);
+                } else {
+                    if (r_lo < p->h_out)
+                        _mm512_mask_storeu_ps(yc + (size_t)r_lo * (size_t)p->w_out + (size_t)l.col, l.lo, yv);
+                    if (hi && r_hi < p->h_out)
+                        _mm512_mask_storeu_ps((float *)((uintptr_t)(yc + (size_t)r_hi * (size_t)p->w_out) -
+                                                        (uintptr_t)l.split * sizeof(float)),
+                                              hi, yv);
+                }
+            }
+        }
+    }
+}
+
 static KERNELS_AVX512 void wino_output(int tr, const conv2d_params *p, const wino_geom *g,
                                     const float *mr, size_t ldm, int a0, int rows, int co0, int co1,
                                     const float *bias, float *y)
 {
+    if (wino_flat(g)) {
+        if (g->var == WINO_F71_6 && tr)
+            wino_output_flat_v(WINO_F71_6, 1, p, g, mr, ldm, a0, rows, co0, co1, bias, y);
+        else if (g->var == WINO_F71_6)
+            wino_output_flat_v(WINO_F71_6, 0, p, g, mr, ldm, a0, rows, co0, co1, bias, y);
+        else
+            wino_output_flat_v(WINO_F71, 0, p, g, mr, ldm, a0, rows, co0, co1, bias, y);
+        return;
+    }
     switch (g->var) {
     case WINO_F23: wino_output_v(WINO_F23, 0, p, g, mr, ldm, a0, rows, co0, co1, bias, y); break;
     case WINO_F43: wino_output_v(WINO_F43, 0, p, g, mr, ldm, a0, rows, co0, co1, bias, y); break;

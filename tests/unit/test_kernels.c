@@ -384,6 +384,10 @@ static void conv_packed_edges(conv_via via, sweep_stats *st)
         {5, 6, 20, 200, 1, 7, 1, PAD_SYM},   {6, 7, 100, 30, 7, 1, 1, PAD_SYM},
         {140, 10, 25, 18, 7, 1, 1, PAD_NONE}, {3, 5, 44, 17, 7, 1, 1, PAD_TF_SAME},
         {9, 8, 19, 44, 1, 7, 1, PAD_NONE},
+        /* ... tile rows of exactly 16 tiles, and 16 lanes across two tile rows with a zero column
+         * past the input (transposed 1x7, PAD_ASYM) and several tile-row blocks (wino_flat) */
+        {4, 6, 16, 16, 7, 1, 1, PAD_SYM},    {5, 7, 16, 33, 1, 7, 1, PAD_ASYM},
+        {130, 9, 70, 21, 7, 1, 1, PAD_SYM},  {6, 5, 27, 66, 1, 7, 1, PAD_ASYM},
         /* k x 1 below the Winograd threshold: im2col rows contiguous in the padded input */
         {5, 6, 6, 5, 7, 1, 1, PAD_SYM},      {130, 13, 9, 4, 3, 1, 1, PAD_SYM},
         /* first-layer (stem) kernel: 3x3 stride 2 on 1..4 channels, every output-channel count
