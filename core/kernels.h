@@ -128,12 +128,16 @@ typedef enum {
     CONV_PATH_PW_DWCB,    /* a pointwise conv and the small-map depthwise conv after it,
                              16 channels at a time in channel-blocked planes (inference only;
                              weights repacked k-major: conv2d_plan_fuse_pw_dw) */
+    CONV_PATH_DW_PW,      /* a stride-1 depthwise conv on a wider map and the packed pointwise
+                             GEMM reading its output (p; residual allowed), in bands of rows
+                             (conv2d_plan_fuse_dw_pw) */
 } conv_path;
 
 typedef struct {
     conv_path path;
     conv2d_params p;       /* the convolution (CONV_PATH_PW_DW*: the pointwise one) */
-    conv2d_params dw;      /* CONV_PATH_PW_DW*: the depthwise convolution after it */
+    conv2d_params dw;      /* CONV_PATH_PW_DW*: the depthwise convolution after it; CONV_PATH_DW_PW:
+                              the one before it */
     int in_scale;          /* CONV_PATH_GEMM: called with an input scale (conv2d_plan_fuse_scale) */
     size_t packed_floats;  /* packed weights' floats; 0: w is in PyTorch layout */
     size_t scratch_floats; /* scratch of one call; one buffer per concurrent caller */
@@ -158,6 +162,10 @@ int conv2d_plan_fuse_pw_dw(conv2d_plan *pl, const conv2d_plan *dw);
  * caller's own writable copy, which is repacked in place (0 and the plan unchanged when the
  * temporary copy cannot be allocated). */
 int conv2d_plan_fuse_pw_dwcb(conv2d_plan *pl, const conv2d_plan *dw, float *packed);
+/* Turns the plan pl of a pointwise conv (fusable, no input scale; a residual stays allowed) into
+ * CONV_PATH_DW_PW reading the input of the depthwise plan dw whose output it reads, when
+ * conv2d_dw_pw_fusable allows; returns whether it did. */
+int conv2d_plan_fuse_dw_pw(conv2d_plan *pl, const conv2d_plan *dw);
 /* Whether the plan's output splits into thread parts (the OpenBLAS paths run whole). */
 int conv2d_plan_splits(const conv2d_plan *pl);
 /* Part ith of nth of the plan's output (nth == 1, or conv2d_plan_splits). */
@@ -253,6 +261,20 @@ kernels_part conv2d_pw_dwcb_part(const conv2d_params *dw, int ith, int nth);
 void conv2d_pw_dwcb_forward_part(const conv2d_params *pw, const float *wt, const float *pw_bias,
                                  const conv2d_params *dw, const float *dw_w, const float *dw_bias, const float *x,
                                  float *y, float *scratch, const kernels_part *part);
+
+/* A stride-1 depthwise conv dw on a map wider than the small-map kernels take, and the packed
+ * pointwise conv pw (conv2d_packed_fusable) of its output with an optional residual (shaped like
+ * y, may be NULL), computed together in bands of rows so the depthwise output never leaves the
+ * cache: y = act(pw(dw(x)) + residual), bit-identical to dwconv2d_forward then
+ * conv2d_forward_packed_fused. conv2d_dw_pw_fusable says whether the pair takes it (AVX-512
+ * only); scratch holds conv2d_dw_pw_scratch_floats floats (one buffer per concurrent caller).
+ * Parts: output positions in whole rows (conv2d_dw_pw_part). x and residual must not overlap y. */
+int conv2d_dw_pw_fusable(const conv2d_params *dw, const conv2d_params *pw);
+size_t conv2d_dw_pw_scratch_floats(const conv2d_params *dw);
+kernels_part conv2d_dw_pw_part(const conv2d_params *pw, int ith, int nth);
+void conv2d_dw_pw_forward_part(const conv2d_params *pw, const float *pw_packed, const float *pw_bias,
+                               const conv2d_params *dw, const float *dw_w, const float *dw_bias, const float *x,
+                               const float *residual, float *y, float *scratch, const kernels_part *part);
 
 /* Direct depthwise convolution (groups == c_in == c_out), any k / stride / padding. */
 void dwconv2d_forward(const conv2d_params *p, const float *x, const float *w, const float *bias,

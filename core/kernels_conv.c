@@ -132,6 +132,7 @@ void conv2d_plan_init(conv2d_plan *pl, const conv2d_params *p)
     case CONV_PATH_GEMM:
     case CONV_PATH_PW_DW:
     case CONV_PATH_PW_DWCB:
+    case CONV_PATH_DW_PW:
         pl->packed_floats = kernels_gemm_conv_packed_floats(p);
         pl->scratch_floats = kernels_gemm_conv_scratch_floats(p);
         break;
@@ -144,7 +145,8 @@ void conv2d_plan_pack(const conv2d_plan *pl, const float *w, float *packed)
     case CONV_PATH_STEM: kernels_stem_pack(&pl->p, w, packed); break;
     case CONV_PATH_WINOGRAD: kernels_wino_pack(&pl->p, w, packed); break;
     case CONV_PATH_GEMM:
-    case CONV_PATH_PW_DW: kernels_gemm_conv_pack(&pl->p, w, packed); break;
+    case CONV_PATH_PW_DW:
+    case CONV_PATH_DW_PW: kernels_gemm_conv_pack(&pl->p, w, packed); break;
     case CONV_PATH_PW_DWCB: assert(!"conv2d_plan_pack: a fused plan's weights are repacked when fused"); break;
     case CONV_PATH_DIRECT:
     case CONV_PATH_IM2COL:
@@ -195,6 +197,19 @@ int conv2d_plan_fuse_pw_dwcb(conv2d_plan *pl, const conv2d_plan *dw, float *pack
     return 1;
 }
 
+int conv2d_plan_fuse_dw_pw(conv2d_plan *pl, const conv2d_plan *dw)
+{
+    if (!conv2d_plan_fusable(pl) || pl->in_scale || dw->path != CONV_PATH_DEPTHWISE ||
+        !conv2d_dw_pw_fusable(&dw->p, &pl->p))
+        return 0;
+    pl->path = CONV_PATH_DW_PW;
+    pl->dw = dw->p;
+    pl->dw_w = dw->w;
+    pl->dw_bias = dw->bias;
+    pl->scratch_floats = conv2d_dw_pw_scratch_floats(&pl->dw);
+    return 1;
+}
+
 int conv2d_plan_splits(const conv2d_plan *pl)
 {
     return pl->path != CONV_PATH_DIRECT && pl->path != CONV_PATH_IM2COL;
@@ -212,6 +227,7 @@ kernels_part conv2d_plan_part(const conv2d_plan *pl, int ith, int nth)
     case CONV_PATH_GEMM: return kernels_gemm_conv_part(p, ith, nth);
     case CONV_PATH_PW_DW: return conv2d_pw_dw_part(&pl->dw, ith, nth);
     case CONV_PATH_PW_DWCB: return conv2d_pw_dwcb_part(&pl->dw, ith, nth);
+    case CONV_PATH_DW_PW: return conv2d_dw_pw_part(p, ith, nth);
     case CONV_PATH_DIRECT:
     case CONV_PATH_IM2COL: break;
     }
@@ -225,7 +241,7 @@ void conv2d_plan_forward_part(const conv2d_plan *pl, const float *x, const float
 {
     const conv2d_params *p = &pl->p;
     assert(!in_scale || pl->in_scale);
-    assert(!residual || conv2d_plan_fusable(pl));
+    assert(!residual || conv2d_plan_fusable(pl) || pl->path == CONV_PATH_DW_PW);
     assert(pl->scratch_floats == 0 || scratch != NULL);
     assert(part->lo >= 0 && part->lo <= part->hi);
     if (part->lo == part->hi) return;
@@ -252,6 +268,10 @@ void conv2d_plan_forward_part(const conv2d_plan *pl, const float *x, const float
         break;
     case CONV_PATH_PW_DWCB:
         conv2d_pw_dwcb_forward_part(p, pl->w, pl->bias, &pl->dw, pl->dw_w, pl->dw_bias, x, y, scratch, part);
+        break;
+    case CONV_PATH_DW_PW:
+        conv2d_dw_pw_forward_part(p, pl->w, pl->bias, &pl->dw, pl->dw_w, pl->dw_bias, x, residual, y, scratch,
+                                  part);
         break;
     }
 }

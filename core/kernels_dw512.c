@@ -1025,7 +1025,7 @@ static KERNELS_AVX512 void dw512_s2_forward(const conv2d_params *p, const float 
 static inline __attribute__((always_inline)) KERNELS_AVX512 void
 dw512_pad_rows(const int nr, const int kh_c, const int kw_c, const act_kind act,
                const conv2d_params *p, const float *plane, int wp, const float *wc, float b,
-               int oh, int pr, int q0, int nv, float *yc)
+               int pr, int q0, int nv, float *yc)
 {
     const int k_h = kh_c ? kh_c : p->k_h, k_w = kw_c ? kw_c : p->k_w;
     const float *base = plane + (size_t)pr * (size_t)wp + q0;
@@ -1055,7 +1055,7 @@ dw512_pad_rows(const int nr, const int kh_c, const int kw_c, const act_kind act,
         }
 #pragma GCC unroll 4
     for (int r = 0; r < nr; r++) {
-        float *yr = yc + (size_t)(oh + r) * (size_t)p->w_out + q0;
+        float *yr = yc + (size_t)(pr + r) * (size_t)p->w_out + q0;
 #pragma GCC unroll 4
         for (int v = 0; v < 4; v++) {
             if (v >= nv) break;
@@ -1066,7 +1066,7 @@ dw512_pad_rows(const int nr, const int kh_c, const int kw_c, const act_kind act,
 }
 
 /* Output rows [oh0, oh1) from plane, whose row 0 is padded row oh0 (input row oh0 - pad_t) and
- * whose column 0 is padded column 0 (input column -pad_l). */
+ * whose column 0 is padded column 0 (input column -pad_l); output row oh at yc + (oh - oh0) w_out. */
 static inline __attribute__((always_inline)) KERNELS_AVX512 void
 dw512_pad_channel_k(const int kh_c, const int kw_c, const act_kind act, const conv2d_params *p,
                     const float *plane, int wp, const float *wc, float b, int oh0, int oh1, float *yc)
@@ -1078,12 +1078,12 @@ dw512_pad_channel_k(const int kh_c, const int kw_c, const act_kind act, const co
          * measured 28 wide -7%, and +5% for 3x3, which keeps the pairs) */
         if (nv <= 2 && (kh_c ? kh_c : p->k_h) >= 5)
             for (; oh + 4 <= oh1; oh += 4)
-                dw512_pad_rows(4, kh_c, kw_c, act, p, plane, wp, wc, b, oh, oh - oh0, q0, nv, yc);
+                dw512_pad_rows(4, kh_c, kw_c, act, p, plane, wp, wc, b, oh - oh0, q0, nv, yc);
         if (kh_c == 3) /* measured: 5x5 is slower in row pairs (28 wide: +25%) */
             for (; oh + 2 <= oh1; oh += 2)
-                dw512_pad_rows(2, kh_c, kw_c, act, p, plane, wp, wc, b, oh, oh - oh0, q0, nv, yc);
+                dw512_pad_rows(2, kh_c, kw_c, act, p, plane, wp, wc, b, oh - oh0, q0, nv, yc);
         for (; oh < oh1; oh++)
-            dw512_pad_rows(1, kh_c, kw_c, act, p, plane, wp, wc, b, oh, oh - oh0, q0, nv, yc);
+            dw512_pad_rows(1, kh_c, kw_c, act, p, plane, wp, wc, b, oh - oh0, q0, nv, yc);
     }
 }
 
@@ -1108,8 +1108,9 @@ DW512_PAD_ACTS(dw512_pad_any, 0, 0)
  * aligned lead and row rounding (under 48 floats per row, at most DW512_PAD_BAND + 6 rows). */
 #define DW512_BAND_FLOATS (DW512_PLANE_FLOATS + 48 * (DW512_PAD_BAND + 6))
 
+/* Output rows [oh_lo, oh_hi) of every channel, row oh of channel c at y + c * y_plane + (oh - oh_lo) w_out. */
 static KERNELS_AVX512 void dw512_pad_forward(const conv2d_params *p, const float *x, const float *w,
-                                           const float *bias, float *y)
+                                           const float *bias, float *y, size_t y_plane, int oh_lo, int oh_hi)
 {
     /* input column 0 at plane column lead (a multiple of 16, >= pad_l); the taps read plane
      * columns [lead - pad_l, lead - pad_l + 16 * ceil(w_out / 16) + k_w - 1) of each row */
@@ -1128,13 +1129,12 @@ static KERNELS_AVX512 void dw512_pad_forward(const conv2d_params *p, const float
     /* input columns [0, n_cols) land inside the plane's rows */
     const int n_cols = kernels_imin(p->w_in, wp - lead);
     const size_t hw_in = (size_t)p->h_in * (size_t)p->w_in;
-    const size_t hw_out = (size_t)p->h_out * (size_t)p->w_out;
     const size_t kk = (size_t)p->k_h * (size_t)p->k_w;
     const float *view = plane + lead - p->pad_l; /* padded column 0 */
     for (int c = 0; c < p->c_in; c++) {
         const float *xc = x + (size_t)c * hw_in;
-        for (int oh0 = 0; oh0 < p->h_out; oh0 += band) {
-            const int oh1 = kernels_imin(oh0 + band, p->h_out);
+        for (int oh0 = oh_lo; oh0 < oh_hi; oh0 += band) {
+            const int oh1 = kernels_imin(oh0 + band, oh_hi);
             for (int r = 0; r < oh1 - oh0 + p->k_h - 1; r++) {
                 const int ih = oh0 - p->pad_t + r;
                 float *d = plane + (size_t)r * (size_t)wp + lead;
@@ -1149,7 +1149,8 @@ static KERNELS_AVX512 void dw512_pad_forward(const conv2d_params *p, const float
                     _mm512_mask_store_ps(d + t, m, _mm512_maskz_loadu_ps(m, src + t));
                 }
             }
-            channel(p, view, wp, w + (size_t)c * kk, bias ? bias[c] : 0.0f, oh0, oh1, y + (size_t)c * hw_out);
+            channel(p, view, wp, w + (size_t)c * kk, bias ? bias[c] : 0.0f, oh0, oh1,
+                    y + (size_t)c * y_plane + (size_t)(oh0 - oh_lo) * (size_t)p->w_out);
         }
     }
 }
@@ -1169,13 +1170,31 @@ void kernels_dw_avx512(const conv2d_params *p, const float *x, const float *w, c
     else if (dw512_s2_applies(p))
         dw512_s2_forward(p, x, w, bias, y, (size_t)p->h_out * (size_t)p->w_out);
     else
-        dw512_pad_forward(p, x, w, bias, y);
+        dw512_pad_forward(p, x, w, bias, y, (size_t)p->h_out * (size_t)p->w_out, 0, p->h_out);
 #else
     (void)x, (void)w, (void)bias, (void)y;
 #endif
 }
 
 int kernels_dw_avx512_s2_applies(const conv2d_params *p) { return dw512_s2_applies(p); }
+
+int kernels_dw_avx512_rows_applies(const conv2d_params *p)
+{
+    return !kernels_dw_cb_applies(p) && !dw512_rows_applies(p) && !dw512_flat_applies(p) && !dw512_s2_applies(p) &&
+           dw512_pad_applies(p);
+}
+
+void kernels_dw_avx512_rows(const conv2d_params *p, const float *x, const float *w, const float *bias, float *y,
+                            size_t y_plane, int oh_lo, int oh_hi)
+{
+    assert(kernels_dw_avx512_rows_applies(p) && cpu_isa_best() >= CPU_ISA_AVX512);
+    assert(0 <= oh_lo && oh_lo < oh_hi && oh_hi <= p->h_out);
+#if KERNELS_X86
+    dw512_pad_forward(p, x, w, bias, y, y_plane, oh_lo, oh_hi);
+#else
+    (void)x, (void)w, (void)bias, (void)y, (void)y_plane;
+#endif
+}
 
 void kernels_dw_avx512_s2(const conv2d_params *p, const float *x, const float *w,
                           const float *bias, float *y, size_t y_plane)

@@ -539,6 +539,18 @@ void kernels_gemm_avx512(int m, int n, int k, const float *a, const float *b, si
 #endif
 }
 
+void kernels_gemm_res_avx512(int m, int n, int k, const float *a, const float *b, size_t ldb, float *c, size_t ldc,
+                             const float *bias, const float *res, act_kind act)
+{
+    assert(cpu_isa_best() >= CPU_ISA_AVX512 && m > 0 && n > 0 && k > 0);
+#if KERNELS_X86
+    const gemm_range r = {0, (m + GEMM_MR - 1) / GEMM_MR, 0, n};
+    gemm_run(m, k, a, NULL, b, ldb, NULL, c, ldc, bias, res, act, &r);
+#else
+    (void)a, (void)b, (void)ldb, (void)c, (void)ldc, (void)bias, (void)res, (void)act;
+#endif
+}
+
 size_t kernels_gemm_conv_fused_scratch_floats(const conv2d_params *p)
 {
     const gemm_shape s = gemm_shape_of(p);

@@ -54,6 +54,10 @@ void kernels_gemm_conv_forward_part(const conv2d_params *p, const float *x,
  * of n floats at stride ldb), c rows at stride ldc; bias (m values) may be NULL. Only rows
  * [r0, r1) are computed (r0 a multiple of KERNELS_GEMM_MR, r1 too or m), the same bits as in the
  * whole product. */
+/* kernels_gemm_avx512 of all m rows adding res (m rows at stride ldc, NULL: none) before the
+ * activation, as the fused residual of the pointwise path. */
+void kernels_gemm_res_avx512(int m, int n, int k, const float *a, const float *b, size_t ldb, float *c, size_t ldc,
+                             const float *bias, const float *res, act_kind act);
 void kernels_gemm_avx512(int m, int n, int k, const float *a, const float *b, size_t ldb,
                          float *c, size_t ldc, const float *bias, act_kind act, int r0, int r1);
 
@@ -78,6 +82,14 @@ void kernels_pw_dwcb_pack(const conv2d_params *pw, const float *gemm_packed, flo
 int kernels_dw_avx512_s2_applies(const conv2d_params *p);
 void kernels_dw_avx512_s2(const conv2d_params *p, const float *x, const float *w,
                           const float *bias, float *y, size_t y_plane);
+
+/* The stride-1 padded-plane AVX-512 depthwise kernel alone (what kernels_dw_avx512 runs on maps
+ * wider than the other kernels take): whether kernels_dw_avx512 runs it for p, and output rows
+ * [oh_lo, oh_hi) of every channel, row oh of channel c at y + c * y_plane + (oh - oh_lo) * w_out,
+ * with the whole map's bits. */
+int kernels_dw_avx512_rows_applies(const conv2d_params *p);
+void kernels_dw_avx512_rows(const conv2d_params *p, const float *x, const float *w, const float *bias, float *y,
+                            size_t y_plane, int oh_lo, int oh_hi);
 
 /* pool2d_forward with an explicit variant: AVX-512 runs kernels_pool_avx512 where it applies
  * (column stride 1 or 2, rows up to 1024 cells), else the portable kernel. */

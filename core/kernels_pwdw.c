@@ -1,6 +1,7 @@
 /* A packed pointwise convolution fused with the stride-2 depthwise convolution after it (see
  * conv2d_pw_dw_forward in kernels.h): the GEMM kernel of kernels_gemm.c into a band of rows, then
- * the AVX-512 depthwise kernel of kernels_dw512.c on it. */
+ * the AVX-512 depthwise kernel of kernels_dw512.c on it; and a stride-1 depthwise convolution
+ * fused with the pointwise one after it (conv2d_dw_pw_forward_part), the other way round. */
 #include "kernels.h"
 
 #include <assert.h>
@@ -84,4 +85,51 @@ void conv2d_pw_dw_forward(const conv2d_params *pw, const float *pw_packed, const
 {
     const kernels_part all = {KERNELS_PART_POSITIONS, 0, dw->h_out * dw->w_out};
     conv2d_pw_dw_forward_part(pw, pw_packed, pw_bias, dw, dw_w, dw_bias, x, y, scratch, &all);
+}
+
+/* ---- stride-1 depthwise + pointwise projection, in bands of rows ----
+ * The depthwise output of a band of DWPW_BAND_ROWS rows (c x rows x w floats in scratch: 129 KB
+ * for MobileNetV3-Large's 72 x 56-wide map) is the GEMM's input right away, instead of a whole
+ * map written out and read back (its 112 x 112 and 56 x 56 blocks without squeeze-excitation:
+ * 16 x 112 x 112 and 72 x 56 x 56, 0.8 and 0.9 MB, beside the block's input, output and
+ * residual). Bands need no overlap: the depthwise kernel reads the input rows it needs. Every
+ * value has the unfused bits: the depthwise kernel computes a range of rows with the whole map's
+ * bits, and GEMM values do not depend on the tiling. */
+#define DWPW_BAND_ROWS 8
+
+int conv2d_dw_pw_fusable(const conv2d_params *dw, const conv2d_params *pw)
+{
+    return cpu_isa_best() >= CPU_ISA_AVX512 && kernels_conv_depthwise(dw) && kernels_dw_avx512_rows_applies(dw) &&
+           kernels_conv_pointwise(pw) && pw->groups == 1 && !kernels_conv_depthwise(pw) && pw->c_in == dw->c_out &&
+           pw->h_in == dw->h_out && pw->w_in == dw->w_out;
+}
+
+size_t conv2d_dw_pw_scratch_floats(const conv2d_params *dw)
+{
+    return (size_t)dw->c_out * (size_t)kernels_imin(DWPW_BAND_ROWS, dw->h_out) * (size_t)dw->w_out;
+}
+
+kernels_part conv2d_dw_pw_part(const conv2d_params *pw, int ith, int nth)
+{
+    return kernels_part_split(KERNELS_PART_POSITIONS, pw->h_out * pw->w_out, pw->w_out, ith, nth);
+}
+
+void conv2d_dw_pw_forward_part(const conv2d_params *pw, const float *pw_packed, const float *pw_bias,
+                               const conv2d_params *dw, const float *dw_w, const float *dw_bias, const float *x,
+                               const float *residual, float *y, float *scratch, const kernels_part *part)
+{
+    const int n = pw->h_out * pw->w_out, w = pw->w_out;
+    assert(conv2d_dw_pw_fusable(dw, pw) && part->axis == KERNELS_PART_POSITIONS);
+    assert(0 <= part->lo && part->lo <= part->hi && part->hi <= n && part->lo % w == 0 &&
+           (part->hi == n || part->hi % w == 0));
+    const size_t hw = (size_t)n;
+    const int oh0 = part->lo / w, rows = (part->hi + w - 1) / w - oh0;
+    const int n_bands = (rows + DWPW_BAND_ROWS - 1) / DWPW_BAND_ROWS;
+    for (int b = 0; b < n_bands; b++) {
+        const int r0 = oh0 + rows * b / n_bands, r1 = oh0 + rows * (b + 1) / n_bands;
+        const size_t n_band = (size_t)(r1 - r0) * (size_t)w, at = (size_t)r0 * (size_t)w;
+        kernels_dw_avx512_rows(dw, x, dw_w, dw_bias, scratch, n_band, r0, r1);
+        kernels_gemm_res_avx512(pw->c_out, (int)n_band, pw->c_in, pw_packed, scratch, n_band, y + at, hw, pw_bias,
+                                residual ? residual + at : NULL, pw->act);
+    }
 }

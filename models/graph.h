@@ -51,8 +51,9 @@ typedef struct {
                                       scale / residual (conv2d_plan_forward_part), 0 if none */
     union {
         conv2d_plan conv;  /* path, weights, scratch and parts, chosen at load; fused by
-                              graph_plan with the depthwise conv after it (CONV_PATH_PW_DW),
-                              out is then the depthwise conv's output */
+                              graph_plan with the depthwise conv after it (CONV_PATH_PW_DW*),
+                              out is then the depthwise conv's output, or before it
+                              (CONV_PATH_DW_PW), in[0] then the depthwise conv's input */
         pool2d_params pool;
         struct { int n_in, n_out; act_kind act; } linear;
     } p;

@@ -71,6 +71,9 @@ static void kind_name(const graph_node *n, char *buf, size_t buf_bytes)
     case CONV_PATH_PW_DW:
         snprintf(buf, buf_bytes, "conv 1x1 gemm + depthwise %dx%d s%d", pl->dw.k_h, pl->dw.k_w, pl->dw.stride_h);
         break;
+    case CONV_PATH_DW_PW:
+        snprintf(buf, buf_bytes, "depthwise %dx%d s%d + conv 1x1 gemm", pl->dw.k_h, pl->dw.k_w, pl->dw.stride_h);
+        break;
     case CONV_PATH_PW_DWCB:
         snprintf(buf, buf_bytes, "conv 1x1 + depthwise %dx%d s%d blocked", pl->dw.k_h, pl->dw.k_w, pl->dw.stride_h);
         break;

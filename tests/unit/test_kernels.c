@@ -1981,6 +1981,135 @@ static void run_pw_dw(const part_case *pc, const kernels_part *part, float *y)
                               part);
 }
 
+static kernels_part split_dw_pw(const part_case *pc, int ith, int nth) { return conv2d_dw_pw_part(pc->pw, ith, nth); }
+
+static void run_dw_pw(const part_case *pc, const kernels_part *part, float *y)
+{
+    conv2d_dw_pw_forward_part(pc->pw, pc->pw_packed, pc->pw_bias, pc->conv, pc->w, pc->bias, pc->x, pc->res, y,
+                              pc->scratch, part);
+}
+
+/* conv2d_plan_fuse_dw_pw / conv2d_dw_pw_forward_part (stride-1 depthwise on a wider map + pointwise
+ * conv, in bands of 8 rows): through the fused plan (conv2d_plan_forward_part, with and without a
+ * residual), bit-identical to dwconv2d_forward then conv2d_forward_packed_fused, within tolerance
+ * of the naive reference of the two convs (plus the residual), nothing written outside y, and
+ * 2/3/5 parts bit-identical to the whole. MobileNetV3-Large's two pairs, one band and several, a
+ * short last band, rows over 64 outputs (the depthwise kernel's column chunks), k 3/5/7, every
+ * padding mode, channel counts not multiples of 6 or 16, K past one GEMM block; pairs it must not
+ * take (a 14-wide map: the small-map kernels; stride 2). */
+static void test_conv_dw_pw(void)
+{
+    /* {c, c_out, h, w, k, pad mode, dw act, pw act, residual} */
+    static const int cases[][9] = {
+        {16, 16, 112, 112, 3, PAD_SYM, ACT_RELU, ACT_NONE, 1}, {72, 24, 56, 56, 3, PAD_SYM, ACT_RELU, ACT_NONE, 1},
+        {5, 7, 17, 23, 3, PAD_SYM, ACT_HSWISH, ACT_RELU6, 0},  {13, 20, 9, 40, 5, PAD_SYM, ACT_NONE, ACT_HSWISH, 0},
+        {3, 11, 33, 18, 7, PAD_SYM, ACT_RELU6, ACT_NONE, 1},   {8, 9, 30, 31, 3, PAD_NONE, ACT_RELU, ACT_RELU, 0},
+        {6, 5, 16, 17, 5, PAD_TF_SAME, ACT_HSWISH, ACT_NONE, 1}, {140, 17, 19, 21, 3, PAD_ASYM, ACT_RELU, ACT_NONE, 1},
+        {4, 33, 11, 100, 3, PAD_SYM, ACT_HSIGMOID, ACT_RELU, 0}, {9, 6, 1, 70, 5, PAD_SYM, ACT_NONE, ACT_NONE, 1},
+    };
+    test_begin();
+    rng r = {92};
+    int n_failed = 0;
+    for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
+        const int *c = cases[ci];
+        conv2d_params pw, dw;
+        const int has_output = conv_setup(&dw, c[0], c[0], c[0], c[2], c[3], c[4], c[4], 1, 1, (pad_mode)c[5],
+                                          (act_kind)c[6]);
+        conv_setup(&pw, c[0], c[1], 1, dw.h_out, dw.w_out, 1, 1, 1, 1, PAD_NONE, (act_kind)c[7]);
+        char what[200];
+        snprintf(what, sizeof what, "dw %d %dx%d k %d pad t%d l%d b%d r%d act %s, pw -> %d act %s%s", c[0], c[2], c[3],
+                 c[4], dw.pad_t, dw.pad_l, dw.pad_b, dw.pad_r, act_names[c[6]], c[1], act_names[c[7]],
+                 c[8] ? " + residual" : "");
+        conv2d_plan pl_dw, pl_pw;
+        conv2d_plan_init(&pl_dw, &dw);
+        conv2d_plan_init(&pl_pw, &pw);
+        if (!has_output || !conv2d_dw_pw_fusable(&dw, &pw)) {
+            T_CHECK(0, "%s: not fusable", what);
+            n_failed++;
+            continue;
+        }
+        const size_t n_x = (size_t)dw.c_in * dw.h_in * dw.w_in, n_mid = (size_t)dw.c_out * dw.h_out * dw.w_out;
+        const size_t hw = (size_t)pw.h_out * pw.w_out, n_y = (size_t)pw.c_out * hw;
+        float *x = alloc_random(n_x, &r), *dw_w = alloc_random((size_t)dw.c_out * c[4] * c[4], &r);
+        float *dw_b = alloc_random((size_t)dw.c_out, &r), *pw_w = alloc_random((size_t)pw.c_out * pw.c_in, &r);
+        float *pw_b = alloc_random((size_t)pw.c_out, &r), *res = c[8] ? alloc_random(n_y, &r) : NULL;
+        float *packed = alloc_floats(conv2d_packed_floats(&pw)), *mid = alloc_nan(n_mid);
+        float *scratch = alloc_nan(conv2d_dw_pw_scratch_floats(&dw) + conv2d_packed_fused_scratch_floats(&pw));
+        float *want = alloc_floats(n_y), *y = alloc_floats(n_y + 2), *mid_f = alloc_floats(n_mid);
+        double *ref_mid = alloc_doubles(n_mid), *mag_mid = alloc_doubles(n_mid);
+        double *ref_y = alloc_doubles(n_y), *mag_y = alloc_doubles(n_y);
+        conv2d_pack_weights(&pw, pw_w, packed);
+        dwconv2d_forward(&dw, x, dw_w, dw_b, mid);
+        conv2d_forward_packed_fused(&pw, mid, NULL, packed, pw_b, res, want, scratch);
+        pl_dw.w = dw_w;
+        pl_dw.bias = dw_b;
+        pl_pw.w = packed;
+        pl_pw.bias = pw_b;
+        int ok = conv2d_plan_fuse_dw_pw(&pl_pw, &pl_dw) && pl_pw.path == CONV_PATH_DW_PW && conv2d_plan_splits(&pl_pw);
+        T_CHECK(ok, "%s: the plan did not fuse", what);
+        fill_poison(y, n_y + 2);
+        const kernels_part all = conv2d_plan_part(&pl_pw, 0, 1);
+        if (ok) conv2d_plan_forward_part(&pl_pw, x, NULL, res, y + 1, scratch, &all);
+        ok &= is_poison(&y[0]) && is_poison(&y[n_y + 1]);
+        T_CHECK(is_poison(&y[0]) && is_poison(&y[n_y + 1]), "%s: wrote outside y", what);
+        for (size_t i = 0; i < n_y && ok; i++)
+            if (memcmp(&y[1 + i], &want[i], sizeof *y) != 0) {
+                T_CHECK(0, "%s: index %zu (channel %zu, row %zu, column %zu) got %.9g, unfused %.9g", what, i, i / hw,
+                        i % hw / (size_t)pw.w_out, i % (size_t)pw.w_out, (double)y[1 + i], (double)want[i]);
+                ok = 0;
+            }
+        /* naive reference: the depthwise conv in double, rounded to float, then the pointwise one
+         * (its activation after the residual) */
+        ref_conv(&dw, x, dw_w, dw_b, ref_mid, mag_mid);
+        for (size_t i = 0; i < n_mid; i++) mid_f[i] = (float)ref_mid[i];
+        conv2d_params pw_lin = pw;
+        pw_lin.act = ACT_NONE;
+        ref_conv(&pw_lin, mid_f, pw_w, pw_b, ref_y, mag_y);
+        for (size_t i = 0; i < n_y; i++) {
+            const double pre = ref_y[i] + (res ? (double)res[i] : 0.0);
+            ref_y[i] = ref_act(pw.act, pre);
+            mag_y[i] = 2.0 * (mag_y[i] + (res ? fabs((double)res[i]) : 0.0)) *
+                       (pw.act == ACT_HSWISH ? 1.0 + fabs(pre) / 3.0 : 1.0); /* two rounded convs */
+        }
+        const long bad = first_bad(y + 1, ref_y, mag_y, n_y);
+        T_CHECK(bad < 0, "%s: index %ld got %.9g, reference %.9g", what, bad, bad < 0 ? 0.0 : (double)y[1 + bad],
+                bad < 0 ? 0.0 : ref_y[bad]);
+        ok &= bad < 0;
+        part_case pc = {.split = split_dw_pw, .run = run_dw_pw, .c = pw.c_out, .hw = hw, .conv = &dw, .x = x,
+                        .w = dw_w, .bias = dw_b, .res = res, .scratch = scratch, .pw = &pw, .pw_packed = packed,
+                        .pw_bias = pw_b};
+        ok &= check_parts(&pc, want, what);
+        n_failed += !ok;
+        free(x);
+        free(dw_w);
+        free(dw_b);
+        free(pw_w);
+        free(pw_b);
+        free(res);
+        free(packed);
+        free(mid);
+        free(scratch);
+        free(want);
+        free(y);
+        free(mid_f);
+        free(ref_mid);
+        free(mag_mid);
+        free(ref_y);
+        free(mag_y);
+    }
+    /* not taken: a 14-wide map (the small-map depthwise kernels), stride 2 */
+    conv2d_params pw, dw;
+    conv_setup(&dw, 24, 24, 24, 14, 14, 3, 3, 1, 1, PAD_SYM, ACT_RELU);
+    conv_setup(&pw, 24, 8, 1, 14, 14, 1, 1, 1, 1, PAD_NONE, ACT_NONE);
+    T_CHECK(!conv2d_dw_pw_fusable(&dw, &pw), "a 14-wide pair fused");
+    conv_setup(&dw, 24, 24, 24, 56, 56, 3, 3, 2, 2, PAD_SYM, ACT_RELU);
+    conv_setup(&pw, 24, 8, 1, 28, 28, 1, 1, 1, 1, PAD_NONE, ACT_NONE);
+    T_CHECK(!conv2d_dw_pw_fusable(&dw, &pw), "a stride-2 pair fused");
+    T_CHECK(n_failed == 0, "%d of %zu pairs failed", n_failed, sizeof cases / sizeof *cases);
+    test_end("conv2d_plan_fuse_dw_pw (stride-1 depthwise + pointwise in row bands): bit-identical to the two convs, "
+             "vs reference, 2/3/5 parts, pairs not taken");
+}
+
 /* conv2d_pw_dw_forward (pointwise + stride-2 depthwise in bands of 4 output rows): bit-identical
  * to conv2d_forward_packed then dwconv2d_forward, within tolerance of the naive reference of the
  * two convs, and its 2/3/5 parts bit-identical to the whole. One band and several, a short last
@@ -2319,6 +2448,7 @@ int main(void)
     if (cpu_isa_best() >= CPU_ISA_AVX512) {
         test_conv_packed_parts();
         test_conv_pw_dw();
+        test_conv_dw_pw();
         test_conv_pw_dwcb();
     } else {
         test_skip("conv2d_forward_packed_fused_part", "CPU lacks AVX-512F");
