@@ -5,6 +5,7 @@
 #include "kernels.h"
 
 #include <assert.h>
+#include <string.h>
 
 #include "kernels_internal.h"
 
@@ -35,7 +36,9 @@ int conv2d_pw_dw_fusable(const conv2d_params *pw, const conv2d_params *dw)
 
 size_t conv2d_pw_dw_scratch_floats(const conv2d_params *pw, const conv2d_params *dw)
 {
-    return (size_t)pw->c_out * (size_t)pwdw_band_in_rows(dw) * (size_t)dw->w_in;
+    /* the ring's planes (pwdw_forward_ring) hold every band's rows even when the map has fewer */
+    return (size_t)pw->c_out * (size_t)kernels_imax(pwdw_band_in_rows(dw), 2 * PWDW_BAND_ROWS + 1) *
+           (size_t)dw->w_in;
 }
 
 /* Whole output rows, as even as they come (in whole bands, MobileNetV3-Large's 56 rows = 7 bands
@@ -44,6 +47,47 @@ size_t conv2d_pw_dw_scratch_floats(const conv2d_params *pw, const conv2d_params 
 kernels_part conv2d_pw_dw_part(const conv2d_params *dw, int ith, int nth)
 {
     return kernels_part_split(KERNELS_PART_POSITIONS, dw->h_out * dw->w_out, dw->w_out, ith, nth);
+}
+
+/* 3x3 stride 2 with one row of top padding on a map of twice the output rows (PyTorch padding
+ * 1, even height), and the part's rows in whole bands: each band's 2 PWDW_BAND_ROWS + 1 input
+ * rows are one plane per channel whose first row is the previous band's last (copied, not
+ * computed again: 1 of 9 GEMM rows) or, above the map, zeros (the padding row, which the
+ * depthwise kernel otherwise reads from its own zero row: the same taps on zeros). */
+static int pwdw_ring_applies(const conv2d_params *dw, int rows)
+{
+    return dw->k_h == 3 && dw->stride_h == 2 && dw->pad_t == 1 && dw->h_in == 2 * dw->h_out &&
+           rows % PWDW_BAND_ROWS == 0;
+}
+
+static void pwdw_forward_ring(const conv2d_params *pw, const float *pw_packed, const float *pw_bias,
+                              const conv2d_params *dw, const float *dw_w, const float *dw_bias, const float *x,
+                              float *y, float *scratch, int oh0, int rows)
+{
+    const int w_in = dw->w_in, n_rows = 2 * PWDW_BAND_ROWS + 1;
+    const size_t hw_in = (size_t)dw->h_in * (size_t)w_in, plane = (size_t)n_rows * (size_t)w_in;
+    const size_t hw_out = (size_t)dw->h_out * (size_t)dw->w_out;
+    conv2d_params q = *dw;
+    q.h_in = n_rows;
+    q.h_out = PWDW_BAND_ROWS;
+    q.pad_t = q.pad_b = 0;
+    for (int r0 = oh0; r0 < oh0 + rows; r0 += PWDW_BAND_ROWS) {
+        /* plane row t holds input row 2 r0 - 1 + t; rows [t0, n_rows) come from the GEMM */
+        int t0 = 0;
+        if (r0 > oh0) { /* the previous band's last row */
+            for (int c = 0; c < pw->c_out; c++)
+                memcpy(scratch + (size_t)c * plane, scratch + (size_t)c * plane + (size_t)(n_rows - 1) * (size_t)w_in,
+                       (size_t)w_in * sizeof *scratch);
+            t0 = 1;
+        } else if (r0 == 0) { /* the padding row above the map */
+            for (int c = 0; c < pw->c_out; c++) memset(scratch + (size_t)c * plane, 0, (size_t)w_in * sizeof *scratch);
+            t0 = 1;
+        }
+        const int i0 = 2 * r0 - 1 + t0;
+        kernels_gemm_avx512(pw->c_out, (n_rows - t0) * w_in, pw->c_in, pw_packed, x + (size_t)i0 * (size_t)w_in, hw_in,
+                            scratch + (size_t)t0 * (size_t)w_in, plane, pw_bias, pw->act, 0, pw->c_out);
+        kernels_dw_avx512_s2(&q, scratch, dw_w, dw_bias, y + (size_t)r0 * (size_t)dw->w_out, hw_out);
+    }
 }
 
 void conv2d_pw_dw_forward_part(const conv2d_params *pw, const float *pw_packed,
@@ -58,6 +102,10 @@ void conv2d_pw_dw_forward_part(const conv2d_params *pw, const float *pw_packed,
     const size_t hw_in = (size_t)dw->h_in * (size_t)dw->w_in;
     const size_t hw_out = (size_t)dw->h_out * (size_t)dw->w_out;
     const int oh0 = part->lo / dw->w_out, rows = (part->hi + dw->w_out - 1) / dw->w_out - oh0;
+    if (pwdw_ring_applies(dw, rows)) {
+        pwdw_forward_ring(pw, pw_packed, pw_bias, dw, dw_w, dw_bias, x, y, scratch, oh0, rows);
+        return;
+    }
     const int n_bands = (rows + PWDW_BAND_ROWS - 1) / PWDW_BAND_ROWS;
     for (int b = 0; b < n_bands; b++) {
         const int r0 = oh0 + rows * b / n_bands, r1 = oh0 + rows * (b + 1) / n_bands;

@@ -2114,7 +2114,7 @@ static void test_conv_dw_pw(void)
  * to conv2d_forward_packed then dwconv2d_forward, within tolerance of the naive reference of the
  * two convs, and its 2/3/5 parts bit-identical to the whole. One band and several, a short last
  * band, k 3/5/7, padding none / symmetric / TF SAME / asymmetric, odd sizes, channel counts not
- * multiples of 6 or 16, K blocks. */
+ * multiples of 6 or 16, K blocks, the bands that reuse the previous band's last row. */
 static void test_conv_pw_dw(void)
 {
     /* {c_in, c_exp, h, w, k, pad mode, pw act, dw act} */
@@ -2124,6 +2124,9 @@ static void test_conv_pw_dw(void)
         {8, 9, 30, 31, 3, PAD_NONE, ACT_RELU, ACT_RELU},    {24, 72, 56, 56, 5, PAD_SYM, ACT_RELU, ACT_RELU},
         {6, 5, 16, 17, 5, PAD_TF_SAME, ACT_HSWISH, ACT_HSWISH}, {140, 17, 19, 13, 3, PAD_ASYM, ACT_RELU, ACT_RELU},
         {1, 2, 3, 3, 3, PAD_SYM, ACT_NONE, ACT_NONE},       {4, 33, 36, 5, 3, PAD_SYM, ACT_HSIGMOID, ACT_RELU},
+        /* 3x3 padding 1 on even heights: bands whose first row is the previous band's last
+         * (whole map, 2 parts), one band of 8 input rows */
+        {7, 21, 24, 37, 3, PAD_SYM, ACT_HSWISH, ACT_RELU},  {3, 10, 8, 20, 3, PAD_SYM, ACT_RELU, ACT_NONE},
     };
     test_begin();
     rng r = {91};
