@@ -313,19 +313,19 @@ static inline __attribute__((always_inline)) KERNELS_AVX512 void gemm_tile_nv(co
     }
 }
 
-/* A tile of n = 16 * nv + 1 columns (7x7 maps: 49): nv full vectors per row as above, and the
- * last column transposed, as one vector over the tile's GEMM_MR rows (lanes) that multiplies
- * the panel's k-th column of a (GEMM_MR consecutive floats) by b's last column. That costs one
- * FMA per k instead of GEMM_MR on a vector with a single used lane (49 columns: 19 FMAs per k
- * instead of 24). Every value is the same chain of FMAs over k as in gemm_tile_nv, so the bits
- * are the same. */
-static inline __attribute__((always_inline)) KERNELS_AVX512 void gemm_tile_nv1(const int nv,
+/* A tile of n = 16 * nv + nx columns, nx = 1..3 (7x7 maps: 49; 17x17 F(6, 7) blocks: 51): nv full
+ * vectors per row as above, and the last nx columns transposed, each as one vector over the
+ * tile's GEMM_MR rows (lanes) that multiplies the panel's k-th column of a (GEMM_MR consecutive
+ * floats) by b's column. That costs nx FMAs per k instead of GEMM_MR on a vector with nx used
+ * lanes (49 columns: 19 FMAs per k instead of 24; 51: 21). Every value is the same chain of FMAs
+ * over k as in gemm_tile_nv, so the bits are the same. */
+static inline __attribute__((always_inline)) KERNELS_AVX512 void gemm_tile_nvx(const int nv, const int nx,
                                                                             const gemm_tile *t)
 {
     const __mmask16 rows = (__mmask16)((1u << t->m) - 1u), panel = (1u << GEMM_MR) - 1u;
-    const int col = 16 * nv; /* the transposed column */
-    __m512 acc[GEMM_MR][3], acc_col;
-    float col_buf[16] = {0};
+    const int col = 16 * nv; /* the first transposed column */
+    __m512 acc[GEMM_MR][3], acc_col[3];
+    float col_buf[3][16] = {{0}};
 #pragma GCC unroll 6
     for (int r = 0; r < GEMM_MR; r++) {
         const float *cr = t->c + (size_t)r * t->ldc;
@@ -338,12 +338,16 @@ static inline __attribute__((always_inline)) KERNELS_AVX512 void gemm_tile_nv1(c
             else
                 acc[r][v] = _mm512_loadu_ps(cr + 16 * v);
         }
-        if (r < t->m && !t->first) col_buf[r] = cr[col];
+        if (r < t->m && !t->first)
+            for (int x = 0; x < nx; x++) col_buf[x][r] = cr[col + x];
     }
-    if (t->first)
-        acc_col = t->bias ? _mm512_maskz_loadu_ps(rows, t->bias) : _mm512_setzero_ps();
-    else
-        acc_col = _mm512_loadu_ps(col_buf);
+#pragma GCC unroll 3
+    for (int x = 0; x < nx; x++) {
+        if (t->first)
+            acc_col[x] = t->bias ? _mm512_maskz_loadu_ps(rows, t->bias) : _mm512_setzero_ps();
+        else
+            acc_col[x] = _mm512_loadu_ps(col_buf[x]);
+    }
     const float *a = t->a, *b = t->b;
     for (int k = 0; k < t->kc; k++, a += GEMM_MR, b += t->ldb) {
         _mm_prefetch((const char *)(a + GEMM_PREFETCH_A), _MM_HINT_T0);
@@ -356,13 +360,18 @@ static inline __attribute__((always_inline)) KERNELS_AVX512 void gemm_tile_nv1(c
 #pragma GCC unroll 3
             for (int v = 0; v < nv; v++) acc[r][v] = _mm512_fmadd_ps(ar, bv[v], acc[r][v]);
         }
-        acc_col = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(panel, a), _mm512_set1_ps(b[col]), acc_col);
+        const __m512 ap = _mm512_maskz_loadu_ps(panel, a);
+#pragma GCC unroll 3
+        for (int x = 0; x < nx; x++) acc_col[x] = _mm512_fmadd_ps(ap, _mm512_set1_ps(b[col + x]), acc_col[x]);
     }
-    if (t->last && t->res) {
-        for (int r = 0; r < t->m; r++) col_buf[r] = t->res[(size_t)r * t->ldc + (size_t)col];
-        acc_col = _mm512_add_ps(acc_col, _mm512_loadu_ps(col_buf));
+#pragma GCC unroll 3
+    for (int x = 0; x < nx; x++) {
+        if (t->last && t->res) {
+            for (int r = 0; r < t->m; r++) col_buf[x][r] = t->res[(size_t)r * t->ldc + (size_t)(col + x)];
+            acc_col[x] = _mm512_add_ps(acc_col[x], _mm512_loadu_ps(col_buf[x]));
+        }
+        _mm512_storeu_ps(col_buf[x], t->last ? avx512_act(acc_col[x], t->act) : acc_col[x]);
     }
-    _mm512_storeu_ps(col_buf, t->last ? avx512_act(acc_col, t->act) : acc_col);
 #pragma GCC unroll 6
     for (int r = 0; r < GEMM_MR; r++) {
         if (r >= t->m) break;
@@ -373,7 +382,7 @@ static inline __attribute__((always_inline)) KERNELS_AVX512 void gemm_tile_nv1(c
                 acc[r][v] = _mm512_add_ps(acc[r][v], _mm512_loadu_ps(t->res + (size_t)r * t->ldc + 16 * v));
             _mm512_storeu_ps(cr + 16 * v, t->last ? avx512_act(acc[r][v], t->act) : acc[r][v]);
         }
-        cr[col] = col_buf[r];
+        for (int x = 0; x < nx; x++) cr[col + x] = col_buf[x][r];
     }
 }
 
@@ -381,9 +390,11 @@ static KERNELS_AVX512 void gemm_tile_1(const gemm_tile *t) { gemm_tile_nv(1, t);
 static KERNELS_AVX512 void gemm_tile_2(const gemm_tile *t) { gemm_tile_nv(2, t); }
 static KERNELS_AVX512 void gemm_tile_3(const gemm_tile *t) { gemm_tile_nv(3, t); }
 static KERNELS_AVX512 void gemm_tile_4(const gemm_tile *t) { gemm_tile_nv(4, t); }
-static KERNELS_AVX512 void gemm_tile_1_1(const gemm_tile *t) { gemm_tile_nv1(1, t); }
-static KERNELS_AVX512 void gemm_tile_2_1(const gemm_tile *t) { gemm_tile_nv1(2, t); }
-static KERNELS_AVX512 void gemm_tile_3_1(const gemm_tile *t) { gemm_tile_nv1(3, t); }
+static KERNELS_AVX512 void gemm_tile_1_1(const gemm_tile *t) { gemm_tile_nvx(1, 1, t); }
+static KERNELS_AVX512 void gemm_tile_2_1(const gemm_tile *t) { gemm_tile_nvx(2, 1, t); }
+static KERNELS_AVX512 void gemm_tile_3_1(const gemm_tile *t) { gemm_tile_nvx(3, 1, t); }
+static KERNELS_AVX512 void gemm_tile_3_2(const gemm_tile *t) { gemm_tile_nvx(3, 2, t); }
+static KERNELS_AVX512 void gemm_tile_3_3(const gemm_tile *t) { gemm_tile_nvx(3, 3, t); }
 
 static KERNELS_AVX512 void gemm_tile_run(const gemm_tile *t)
 {
@@ -391,6 +402,8 @@ static KERNELS_AVX512 void gemm_tile_run(const gemm_tile *t)
     case 17: gemm_tile_1_1(t); return;
     case 33: gemm_tile_2_1(t); return;
     case 49: gemm_tile_3_1(t); return;
+    case 50: gemm_tile_3_2(t); return;
+    case 51: gemm_tile_3_3(t); return;
     default: break;
     }
     switch ((t->n + 15) / 16) {

@@ -401,6 +401,10 @@ static void conv_packed_edges(conv_via via, sweep_stats *st)
         {9, 7, 1, 17, 1, 1, 1, PAD_NONE},    {150, 11, 3, 11, 1, 1, 1, PAD_NONE},
         {140, 8, 7, 7, 1, 1, 1, PAD_NONE},   {10, 8, 7, 7, 3, 3, 1, PAD_SYM},
         {5, 7, 13, 13, 3, 3, 2, PAD_SYM},    {70, 13, 13, 13, 5, 5, 2, PAD_SYM},
+        /* ... and 50 / 51 positions (the last 2 / 3 columns transposed; 17x17 F(6, 7)'s blocks) */
+        {9, 7, 3, 17, 1, 1, 1, PAD_NONE},    {150, 13, 17, 3, 1, 1, 1, PAD_NONE},
+        {140, 11, 5, 10, 1, 1, 1, PAD_NONE}, {10, 8, 3, 17, 3, 3, 1, PAD_SYM},
+        {6, 5, 10, 5, 3, 3, 1, PAD_SYM},
         /* in-place B tiled in 49 columns (196 = 4 x 49, 392 = 8 x 49) instead of 64 + a short
          * tail; 245 = 3 x 64 + 53 keeps 64 */
         {9, 7, 14, 14, 1, 1, 1, PAD_NONE},   {150, 13, 14, 14, 1, 1, 1, PAD_NONE},
