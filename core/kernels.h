@@ -170,6 +170,10 @@ int conv2d_plan_fuse_dw_pw(conv2d_plan *pl, const conv2d_plan *dw);
 int conv2d_plan_splits(const conv2d_plan *pl);
 /* Part ith of nth of the plan's output (nth == 1, or conv2d_plan_splits). */
 kernels_part conv2d_plan_part(const conv2d_plan *pl, int ith, int nth);
+/* The same in output positions (whole rows) where the path splits that way: depthwise convs (not
+ * the channel-blocked kernel) by rows, the GEMM path by positions; conv2d_plan_part otherwise.
+ * Consecutive layers split by rows read the rows their own thread wrote. */
+kernels_part conv2d_plan_part_rows(const conv2d_plan *pl, int ith, int nth);
 /* y = act(conv(x * in_scale) + bias + residual) for the output part (from conv2d_plan_part, or
  * the whole output on a plan that does not split); in_scale only on a plan fused with
  * conv2d_plan_fuse_scale, residual only on a fusable plan, each NULL otherwise; scratch of
@@ -282,6 +286,10 @@ void dwconv2d_forward(const conv2d_params *p, const float *x, const float *w, co
 /* dwconv2d_forward of output channels [c0, c1) only (channels are independent). */
 void dwconv2d_forward_part(const conv2d_params *p, const float *x, const float *w,
                            const float *bias, float *y, int c0, int c1);
+/* dwconv2d_forward of output rows [r0, r1) only: each channel's band as a convolution of the input
+ * rows it reads, padded only where the whole map is (every output the same taps in the same order). */
+void dwconv2d_forward_rows(const conv2d_params *p, const float *x, const float *w,
+                           const float *bias, float *y, int r0, int r1);
 
 /* ---- pooling ---- */
 

@@ -235,6 +235,15 @@ kernels_part conv2d_plan_part(const conv2d_plan *pl, int ith, int nth)
     return kernels_part_split(KERNELS_PART_CHANNELS, p->c_out, p->c_out, ith, nth);
 }
 
+kernels_part conv2d_plan_part_rows(const conv2d_plan *pl, int ith, int nth)
+{
+    const conv2d_params *p = &pl->p;
+    if (pl->path == CONV_PATH_DEPTHWISE && !(cpu_isa_best() >= CPU_ISA_AVX512 && kernels_dw_cb_applies(p)))
+        return kernels_part_split(KERNELS_PART_POSITIONS, p->h_out * p->w_out, p->w_out, ith, nth);
+    if (pl->path == CONV_PATH_GEMM) return kernels_gemm_conv_part_positions(p, ith, nth);
+    return conv2d_plan_part(pl, ith, nth);
+}
+
 void conv2d_plan_forward_part(const conv2d_plan *pl, const float *x, const float *in_scale,
                               const float *residual, float *y, float *scratch,
                               const kernels_part *part)
@@ -252,8 +261,12 @@ void conv2d_plan_forward_part(const conv2d_plan *pl, const float *x, const float
         conv2d_forward(p, x, pl->w, pl->bias, y, scratch);
         break;
     case CONV_PATH_DEPTHWISE:
-        assert(part->axis == KERNELS_PART_CHANNELS);
-        dwconv2d_forward_part(p, x, pl->w, pl->bias, y, part->lo, part->hi);
+        if (part->axis == KERNELS_PART_POSITIONS) {
+            assert(part->lo % p->w_out == 0 && part->hi % p->w_out == 0);
+            dwconv2d_forward_rows(p, x, pl->w, pl->bias, y, part->lo / p->w_out, part->hi / p->w_out);
+        } else {
+            dwconv2d_forward_part(p, x, pl->w, pl->bias, y, part->lo, part->hi);
+        }
         break;
     case CONV_PATH_STEM: kernels_stem_forward_part(p, x, pl->w, pl->bias, y, part); break;
     case CONV_PATH_WINOGRAD:

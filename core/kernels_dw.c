@@ -390,6 +390,27 @@ void dwconv2d_forward_part(const conv2d_params *p, const float *x, const float *
                      bias ? bias + c0 : NULL, y + (size_t)c0 * (size_t)p->h_out * (size_t)p->w_out);
 }
 
+void dwconv2d_forward_rows(const conv2d_params *p, const float *x, const float *w,
+                           const float *bias, float *y, int r0, int r1)
+{
+    assert(0 <= r0 && r0 <= r1 && r1 <= p->h_out);
+    if (r0 == r1) return;
+    const int i0 = r0 * p->stride_h - p->pad_t, i1 = (r1 - 1) * p->stride_h - p->pad_t + p->k_h;
+    const int a = kernels_imax(i0, 0), b = kernels_imin(i1, p->h_in);
+    assert(a < b);
+    conv2d_params q = *p;
+    q.c_in = q.c_out = q.groups = 1;
+    q.h_in = b - a;
+    q.pad_t = a - i0;
+    q.pad_b = i1 - b;
+    q.h_out = r1 - r0;
+    const size_t kk = (size_t)p->k_h * (size_t)p->k_w, hw_in = (size_t)p->h_in * (size_t)p->w_in,
+                 hw_out = (size_t)p->h_out * (size_t)p->w_out;
+    for (int c = 0; c < p->c_out; c++)
+        dwconv2d_forward(&q, x + (size_t)c * hw_in + (size_t)a * (size_t)p->w_in, w + (size_t)c * kk,
+                         bias ? bias + c : NULL, y + (size_t)c * hw_out + (size_t)r0 * (size_t)p->w_out);
+}
+
 /* ---- backward (training) ----
  * Data: the gradient w.r.t. the input is the stride-1 depthwise convolution of dy, zero-stuffed
  * between its cells for stride > 1, with each kernel rotated by 180 degrees and padding

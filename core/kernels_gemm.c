@@ -590,6 +590,11 @@ kernels_part kernels_gemm_conv_part(const conv2d_params *p, int ith, int nth)
     return kernels_part_split(KERNELS_PART_CHANNELS, p->c_out, GEMM_MR, ith, nth);
 }
 
+kernels_part kernels_gemm_conv_part_positions(const conv2d_params *p, int ith, int nth)
+{
+    return kernels_part_split(KERNELS_PART_POSITIONS, p->h_out * p->w_out, GEMM_NR, ith, nth);
+}
+
 void kernels_gemm_conv_forward_part(const conv2d_params *p, const float *x,
                                     const float *in_scale, const float *packed,
                                     const float *bias, const float *residual, float *y,

@@ -45,6 +45,8 @@ void kernels_gemm_conv_pack(const conv2d_params *p, const float *w, float *packe
 size_t kernels_gemm_conv_scratch_floats(const conv2d_params *p);
 size_t kernels_gemm_conv_fused_scratch_floats(const conv2d_params *p);
 kernels_part kernels_gemm_conv_part(const conv2d_params *p, int ith, int nth);
+/* The same split by output positions (whole GEMM column panels). */
+kernels_part kernels_gemm_conv_part_positions(const conv2d_params *p, int ith, int nth);
 void kernels_gemm_conv_forward_part(const conv2d_params *p, const float *x,
                                     const float *in_scale, const float *packed,
                                     const float *bias, const float *residual, float *y,

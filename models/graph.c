@@ -846,6 +846,18 @@ static int64_t graph_node_work(const graph *g, const graph_node *n)
     }
 }
 
+/* Estimated time of node n in GEMM multiply-adds (branch balancing): Winograd convolutions do
+ * 2-2.8x the multiply-adds per second of the GEMM paths, pooling windows a fifth (average) to a tenth
+ * (max) of a GEMM's (layer_prof inception_v3, 1 thread). */
+static int64_t graph_node_cost(const graph *g, const graph_node *n)
+{
+    const int64_t w = graph_node_work(g, n);
+    if (n->op == NODE_POOL) return w * (n->p.pool.kind == POOL_MAX ? 10 : 5);
+    if (n->op != NODE_CONV || n->p.conv.path != CONV_PATH_WINOGRAD) return w;
+    const conv2d_params *p = &n->p.conv.p;
+    return p->k_h == 1 || p->k_w == 1 ? w / 2 : p->k_h * p->k_w >= 25 ? w * 10 / 28 : w * 10 / 25;
+}
+
 /* Branch segments (two threads run whole branches instead of halves of every node): a run of
  * consecutive nodes [s, e) that ends in the writers of one concat's slices (an Inception block
  * after graph_alias_concats) and whose every output is read inside the run only, split into
@@ -916,7 +928,7 @@ static cnn_status graph_plan_branches(graph *g)
         int64_t total = 0, load[2] = {0, 0};
         for (int j = s; j < e; j++) cost[j] = 0;
         for (int j = s; j < e; j++) {
-            const int64_t w = graph_node_work(g, &g->nodes[j]);
+            const int64_t w = graph_node_cost(g, &g->nodes[j]);
             cost[graph_uf_find(uf, j)] += w;
             total += w;
         }
@@ -941,6 +953,29 @@ static cnn_status graph_plan_branches(graph *g)
     return CNN_OK;
 }
 
+/* Convolutions with at least this many output positions split by rows or positions where their
+ * path can (conv2d_plan_part_rows): depthwise ones, and GEMM ones read only by such a convolution.
+ * On large maps a chain of layers split by rows keeps each thread on the rows it wrote, where a
+ * split by channels reads half of every input (and writes over lines) from the other core.
+ * Smaller maps keep channel parts: the depthwise kernels run each channel's band alone there and
+ * lost more than the cache lines gave (MobileNetV3-Large's 28x28 5x5 layers). */
+#define GRAPH_ROWS_MIN_POSITIONS 3136
+
+static int graph_conv_big(const graph_node *n)
+{
+    return n->op == NODE_CONV && n->p.conv.p.h_out * n->p.conv.p.w_out >= GRAPH_ROWS_MIN_POSITIONS;
+}
+
+static void graph_plan_rows(graph *g)
+{
+    for (int i = 0; i < g->n_nodes; i++) {
+        graph_node *n = &g->nodes[i];
+        const int r = graph_sole_reader(g, n->out);
+        n->part_rows = graph_conv_big(n) && (n->p.conv.path == CONV_PATH_DEPTHWISE ||
+                                             (r >= 0 && graph_conv_big(&g->nodes[r])));
+    }
+}
+
 cnn_status graph_plan(graph *g)
 {
     graph_swap_pool_conv(g);
@@ -948,6 +983,7 @@ cnn_status graph_plan(graph *g)
     n_fused += graph_fuse_dw_pw(g);
     if (n_fused + graph_alias_concats(g)) graph_compact(g);
     if (graph_plan_branches(g) != CNN_OK) return CNN_ERR_NOMEM;
+    graph_plan_rows(g);
     g->scratch_floats = 0;
     for (int n = 0; n < g->n_nodes; n++)
         if (g->nodes[n].op == NODE_CONV && g->nodes[n].p.conv.scratch_floats > g->scratch_floats)
@@ -1056,7 +1092,8 @@ static void graph_run_node(const graph *g, const graph_node *n, const float *inp
     kernels_part part;
     switch (n->op) {
     case NODE_CONV:
-        part = conv2d_plan_part(&n->p.conv, ith, nth);
+        part = n->part_rows && nth > 1 ? conv2d_plan_part_rows(&n->p.conv, ith, nth)
+                                       : conv2d_plan_part(&n->p.conv, ith, nth);
         conv2d_plan_forward_part(&n->p.conv, x,
                                  n->scale_slot ? graph_ptr(g, n->in[n->scale_slot], input, arena) : NULL,
                                  n->residual_slot ? graph_ptr(g, n->in[n->residual_slot], input, arena) : NULL,

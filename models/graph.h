@@ -68,6 +68,7 @@ typedef struct {
      * first node, one past its last; branch 1 or 2 on its nodes: the thread (ith + 1) that runs the
      * node whole, 0 outside segments */
     int seg_end, branch;
+    int part_rows; /* graph_plan: split by rows / positions (conv2d_plan_part_rows) */
 } graph_node;
 
 /* A named tensor of a training graph, owned (a copy of the file's, or a new head's): a trainable

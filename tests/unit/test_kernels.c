@@ -1668,12 +1668,25 @@ static void run_dw(const part_case *pc, const kernels_part *part, float *y)
     dwconv2d_forward_part(pc->conv, pc->x, pc->w, pc->bias, y, part->lo, part->hi);
 }
 
+static kernels_part split_rows(const part_case *pc, int ith, int nth)
+{
+    return kernels_part_split(KERNELS_PART_POSITIONS, (int)pc->hw, pc->conv->w_out, ith, nth);
+}
+
+static void run_dw_rows(const part_case *pc, const kernels_part *part, float *y)
+{
+    dwconv2d_forward_rows(pc->conv, pc->x, pc->w, pc->bias, y, part->lo / pc->conv->w_out,
+                          part->hi / pc->conv->w_out);
+}
+
 static void run_pool(const part_case *pc, const kernels_part *part, float *y)
 {
     pool2d_forward_part(pc->pool, pc->x, y, part->lo, part->hi);
 }
 
-/* dwconv2d_forward_part and pool2d_forward_part: channel parts of every kernel variant's shapes. */
+/* dwconv2d_forward_part and pool2d_forward_part: channel parts of every kernel variant's shapes;
+ * dwconv2d_forward_rows: row parts of the same, also with the bottom / right padding one less (TF
+ * SAME's asymmetric padding). */
 static void test_dw_pool_parts(void)
 {
     /* {c, h, w, k, stride, pad} */
@@ -1706,6 +1719,27 @@ static void test_dw_pool_parts(void)
         snprintf(what, sizeof what, "depthwise %dx%dx%d k %d s %d pad %d", p.c_in, p.h_in, p.w_in, p.k_h,
                  p.stride_h, p.pad_t);
         check_parts(&pc, want, what);
+        pc.split = split_rows;
+        pc.run = run_dw_rows;
+        snprintf(what, sizeof what, "depthwise rows %dx%dx%d k %d s %d pad %d", p.c_in, p.h_in, p.w_in, p.k_h,
+                 p.stride_h, p.pad_t);
+        check_parts(&pc, want, what);
+        conv2d_params pa = p;
+        pa.pad_b = pa.pad_r = p.pad_b - 1;
+        pa.h_out = kernels_out_size(pa.h_in, pa.k_h, pa.stride_h, pa.pad_t, pa.pad_b, 0);
+        pa.w_out = kernels_out_size(pa.w_in, pa.k_w, pa.stride_w, pa.pad_l, pa.pad_r, 0);
+        if (p.pad_b > 0 && pa.h_out > 0 && pa.w_out > 0) {
+            const size_t hw_a = (size_t)pa.h_out * pa.w_out;
+            float *want_a = alloc_floats((size_t)pa.c_out * hw_a);
+            fill_poison(want_a, (size_t)pa.c_out * hw_a);
+            dwconv2d_forward(&pa, x, w, bias, want_a);
+            part_case pr = {.split = split_rows, .run = run_dw_rows, .c = pa.c_out, .hw = hw_a, .conv = &pa,
+                            .x = x, .w = w, .bias = bias};
+            snprintf(what, sizeof what, "depthwise rows %dx%dx%d k %d s %d pad %d/%d", pa.c_in, pa.h_in, pa.w_in,
+                     pa.k_h, pa.stride_h, pa.pad_t, pa.pad_b);
+            check_parts(&pr, want_a, what);
+            free(want_a);
+        }
 
         pool2d_params q = {.kind = ci % 2 ? POOL_AVG : POOL_MAX, .c = c[0], .h_in = c[1], .w_in = c[2],
                            .k_h = c[3], .k_w = c[3], .stride_h = c[4] + 1, .stride_w = c[4] + 1,
@@ -1727,7 +1761,8 @@ static void test_dw_pool_parts(void)
         free(want);
         free(want_q);
     }
-    test_end("dwconv2d_forward_part, pool2d_forward_part: 2/3/5 channel parts bit-identical, nothing outside");
+    test_end("dwconv2d_forward_part, pool2d_forward_part: 2/3/5 channel parts, dwconv2d_forward_rows: 2/3/5 row "
+             "parts, bit-identical, nothing outside");
 }
 
 static kernels_part split_linear(const part_case *pc, int ith, int nth) { return linear_part(pc->n_out, ith, nth); }
