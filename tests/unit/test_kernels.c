@@ -672,19 +672,22 @@ static void test_dw_cb(void)
     test_end("channel-blocked depthwise (7-wide, 14 -> 7, 14-wide 5x5): reference and fmaf-chain bits");
 }
 
-/* The AVX-512 stride-2 3x3 depthwise kernels for rows over 16 outputs (kernels_dw512.c: the
- * aligned even / odd rows with one column of left padding, the branch-free rows otherwise):
- * MobileNet's 112 -> 56 and 56 -> 28, 17 / 32 / 33 outputs wide, odd and even input widths (a
- * right padding column inside or past the last load), the widest input rows (512) and one past
- * (the rows kernel), 1..9 rows, every padding mode, several channels; against the double
+/* The AVX-512 stride-2 3x3 and 5x5 depthwise kernels for rows over 16 outputs (kernels_dw512.c:
+ * the aligned even / odd rows with one (3x3) or two (5x5, up to 32 outputs) columns of left
+ * padding, the branch-free 3x3 rows and the staged 5x5 rows otherwise): MobileNet's 112 -> 56 and
+ * 56 -> 28, 17 / 32 / 33 outputs wide, odd and even input widths (a right padding column inside or
+ * past the last load), the widest input rows (512) and one past (the rows kernel), 1..17 rows
+ * (blocks of 4 and the last one short), every padding mode, several channels; against the double
  * reference (conv_case, guard cells) and bit for bit against the (i, j)-order chain of fmaf from
  * the bias over every tap, padding taps on zeros. */
 static void test_dw_s2_rows(void)
 {
     test_begin();
-    /* {c, h, w} */
-    static const int cases[][3] = {{5, 112, 112}, {3, 56, 56}, {2, 9, 34},  {4, 5, 33},   {3, 4, 35},   {6, 1, 64},
-                                   {2, 3, 65},    {1, 7, 66},  {2, 2, 512}, {1, 3, 511},  {1, 4, 513},  {3, 17, 47}};
+    /* {c, h, w, k} */
+    static const int cases[][4] = {{5, 112, 112, 3}, {3, 56, 56, 3}, {2, 9, 34, 3},   {4, 5, 33, 3},  {3, 4, 35, 3},
+                                   {6, 1, 64, 3},    {2, 3, 65, 3},  {1, 7, 66, 3},   {2, 2, 512, 3}, {1, 3, 511, 3},
+                                   {1, 4, 513, 3},   {3, 17, 47, 3}, {4, 56, 56, 5},  {3, 9, 33, 5},  {2, 10, 64, 5},
+                                   {3, 7, 63, 5},    {2, 5, 65, 5},  {5, 1, 40, 5},   {2, 12, 47, 5}, {3, 17, 36, 5}};
     rng r = {17};
     sweep_stats st = {0, 0};
     int n_cases = 0, n_bits_bad = 0;
@@ -692,7 +695,7 @@ static void test_dw_s2_rows(void)
         for (int mode = 0; mode < N_PAD_MODES; mode++) {
             const int *c = cases[i];
             conv2d_params p;
-            if (!conv_setup(&p, c[0], c[0], c[0], c[1], c[2], 3, 3, 2, 2, (pad_mode)mode,
+            if (!conv_setup(&p, c[0], c[0], c[0], c[1], c[2], c[3], c[3], 2, 2, (pad_mode)mode,
                             (act_kind)((i + (size_t)mode) % 5)) ||
                 p.w_out <= 16)
                 continue;
@@ -701,31 +704,33 @@ static void test_dw_s2_rows(void)
             /* bits: the fmaf chain is the pre-activation value */
             p.act = (i & 1) ? ACT_RELU : ACT_NONE;
             const size_t n_x = (size_t)p.c_in * p.h_in * p.w_in, n_y = (size_t)p.c_out * p.h_out * p.w_out;
-            float *x = alloc_random(n_x, &r), *w = alloc_random((size_t)p.c_in * 9, &r);
+            const int kk = p.k_h * p.k_w;
+            float *x = alloc_random(n_x, &r), *w = alloc_random((size_t)p.c_in * kk, &r);
             float *bias = alloc_random((size_t)p.c_in, &r), *y = alloc_nan(n_y), *want = alloc_nan(n_y);
             dwconv2d_forward_isa(&p, x, w, bias, y, CPU_ISA_AVX512);
             for (int ch = 0; ch < p.c_in; ch++)
                 for (int oh = 0; oh < p.h_out; oh++)
                     for (int ow = 0; ow < p.w_out; ow++) {
                         float acc = bias[ch];
-                        for (int t = 0; t < 9; t++) {
-                            const int ih = 2 * oh + t / 3 - p.pad_t, iw = 2 * ow + t % 3 - p.pad_l;
+                        for (int t = 0; t < kk; t++) {
+                            const int ih = 2 * oh + t / p.k_w - p.pad_t, iw = 2 * ow + t % p.k_w - p.pad_l;
                             const int in = ih >= 0 && ih < p.h_in && iw >= 0 && iw < p.w_in;
-                            acc = fmaf(w[ch * 9 + t], in ? x[((size_t)ch * p.h_in + ih) * p.w_in + iw] : 0.0f, acc);
+                            acc = fmaf(w[ch * kk + t], in ? x[((size_t)ch * p.h_in + ih) * p.w_in + iw] : 0.0f, acc);
                         }
                         want[((size_t)ch * p.h_out + oh) * p.w_out + ow] = p.act == ACT_RELU && acc < 0.0f ? 0.0f : acc;
                     }
             if (memcmp(y, want, n_y * sizeof *y) != 0 && n_bits_bad++ < MAX_REPORTS)
-                T_CHECK(0, "%d ch %dx%d pad %d/%d: not the fmaf chain's bits", p.c_in, p.h_in, p.w_in, p.pad_t, p.pad_l);
+                T_CHECK(0, "%d ch %dx%d k %d pad %d/%d: not the fmaf chain's bits", p.c_in, p.h_in, p.w_in, p.k_h, p.pad_t,
+                        p.pad_l);
             free(x);
             free(w);
             free(bias);
             free(y);
             free(want);
         }
-    T_CHECK(n_cases >= 40, "%d cases over 16 outputs wide, want >= 40", n_cases);
+    T_CHECK(n_cases >= 70, "%d cases over 16 outputs wide, want >= 70", n_cases);
     sweep_report(&st);
-    test_end("stride-2 3x3 depthwise rows over 16 outputs (AVX-512): reference and fmaf-chain bits");
+    test_end("stride-2 3x3 / 5x5 depthwise rows over 16 outputs (AVX-512): reference and fmaf-chain bits");
 }
 
 static void test_conv_scratch_size(void)
