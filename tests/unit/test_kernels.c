@@ -1500,6 +1500,23 @@ static int is_poison(const float *v)
     return bits == PART_POISON;
 }
 
+/* A fused path's output y[1 .. n_y] (n_y = channels x hw, rows w_out wide; guard cells y[0] and
+ * y[n_y + 1] poisoned before the call) bit for bit the unfused layers' want, nothing written
+ * outside; the first difference reported by channel, row and column. */
+static int fused_matches_unfused(const float *y, const float *want, size_t n_y, size_t hw, int w_out,
+                                 const char *what)
+{
+    int ok = is_poison(&y[0]) && is_poison(&y[n_y + 1]);
+    T_CHECK(ok, "%s: wrote outside y", what);
+    for (size_t i = 0; i < n_y && ok; i++)
+        if (memcmp(&y[1 + i], &want[i], sizeof *y) != 0) {
+            T_CHECK(0, "%s: index %zu (channel %zu, row %zu, column %zu) got %.9g, unfused %.9g", what, i, i / hw,
+                    i % hw / (size_t)w_out, i % (size_t)w_out, (double)y[1 + i], (double)want[i]);
+            ok = 0;
+        }
+    return ok;
+}
+
 static int part_contains(const kernels_part *part, size_t hw, size_t i)
 {
     const size_t at = part->axis == KERNELS_PART_CHANNELS ? i / hw : i % hw;
@@ -1977,14 +1994,7 @@ static void test_conv_pw_dwcb(void)
             fill_poison(y, n_y + 2);
             const kernels_part all = conv2d_plan_part(&pl, 0, 1);
             conv2d_plan_forward_part(&pl, x, NULL, NULL, y + 1, scratch, &all);
-            ok = is_poison(&y[0]) && is_poison(&y[n_y + 1]);
-            T_CHECK(ok, "%s: wrote outside y", what);
-            for (size_t i = 0; i < n_y && ok; i++)
-                if (memcmp(&y[1 + i], &want[i], sizeof *y) != 0) {
-                    T_CHECK(0, "%s: index %zu (channel %zu, row %zu, column %zu) got %.9g, unfused %.9g", what, i,
-                            i / hw, i % hw / (size_t)dw.w_out, i % (size_t)dw.w_out, (double)y[1 + i], (double)want[i]);
-                    ok = 0;
-                }
+            ok = fused_matches_unfused(y, want, n_y, hw, dw.w_out, what);
             part_case pc = {.split = split_plan, .run = run_plan, .c = dw.c_out, .hw = hw, .x = x, .scratch = scratch,
                             .plan = &pl};
             ok &= check_parts(&pc, want, what);
@@ -2094,14 +2104,7 @@ static void test_conv_dw_pw(void)
         fill_poison(y, n_y + 2);
         const kernels_part all = conv2d_plan_part(&pl_pw, 0, 1);
         if (ok) conv2d_plan_forward_part(&pl_pw, x, NULL, res, y + 1, scratch, &all);
-        ok &= is_poison(&y[0]) && is_poison(&y[n_y + 1]);
-        T_CHECK(is_poison(&y[0]) && is_poison(&y[n_y + 1]), "%s: wrote outside y", what);
-        for (size_t i = 0; i < n_y && ok; i++)
-            if (memcmp(&y[1 + i], &want[i], sizeof *y) != 0) {
-                T_CHECK(0, "%s: index %zu (channel %zu, row %zu, column %zu) got %.9g, unfused %.9g", what, i, i / hw,
-                        i % hw / (size_t)pw.w_out, i % (size_t)pw.w_out, (double)y[1 + i], (double)want[i]);
-                ok = 0;
-            }
+        if (ok) ok = fused_matches_unfused(y, want, n_y, hw, pw.w_out, what);
         /* naive reference: the depthwise conv in double, rounded to float, then the pointwise one
          * (its activation after the residual) */
         ref_conv(&dw, x, dw_w, dw_b, ref_mid, mag_mid);
@@ -2205,14 +2208,7 @@ static void test_conv_pw_dw(void)
         dwconv2d_forward(&dw, mid, dw_w, dw_b, want);
         fill_poison(y, n_y + 2);
         conv2d_pw_dw_forward(&pw, packed, pw_b, &dw, dw_w, dw_b, x, y + 1, scratch);
-        int ok = is_poison(&y[0]) && is_poison(&y[n_y + 1]);
-        T_CHECK(ok, "%s: wrote outside y", what);
-        for (size_t i = 0; i < n_y && ok; i++)
-            if (memcmp(&y[1 + i], &want[i], sizeof *y) != 0) {
-                T_CHECK(0, "%s: index %zu (channel %zu, row %zu, column %zu) got %.9g, unfused %.9g", what, i, i / hw,
-                        i % hw / (size_t)dw.w_out, i % (size_t)dw.w_out, (double)y[1 + i], (double)want[i]);
-                ok = 0;
-            }
+        int ok = fused_matches_unfused(y, want, n_y, hw, dw.w_out, what);
         /* naive reference: the pointwise conv in double, rounded to float, then the depthwise */
         ref_conv(&pw, x, pw_w, pw_b, ref_mid, mag_mid);
         for (size_t i = 0; i < n_mid; i++) mid_f[i] = (float)ref_mid[i];
