@@ -40,6 +40,7 @@ struct weights {
     char *strings; /* arena holding tensor names and metadata keys/values */
     float *owned;  /* one block with every converted (F16/BF16/unaligned F32) tensor */
     size_t owned_bytes;
+    size_t released_bytes; /* pages of the mapping dropped by weights_release */
 };
 
 /* Byte range of one tensor inside the data section; only needed while validating. */
@@ -523,7 +524,27 @@ const char *weights_meta(const weights *w, const char *key)
     return NULL;
 }
 
-size_t weights_resident_bytes(const weights *w) { return w ? w->map_bytes + w->owned_bytes : 0; }
+size_t weights_resident_bytes(const weights *w)
+{
+    return w ? w->map_bytes - w->released_bytes + w->owned_bytes : 0;
+}
+
+void weights_release(weights *w, const float *data)
+{
+    if (!w || !w->map || !data) return;
+    const unsigned char *p = (const unsigned char *)data;
+    if (p < w->map || p >= w->map + w->map_bytes) return; /* a converted copy, or not ours */
+    for (size_t i = 0; i < w->n_tensors; i++) {
+        weights_tensor *t = &w->tensors[i];
+        if (t->data != data || t->released) continue;
+        t->released = 1;
+        const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+        const uintptr_t lo = ((uintptr_t)p + page - 1) / page * page;
+        const uintptr_t hi = ((uintptr_t)p + (uintptr_t)t->n_elems * sizeof(float)) / page * page;
+        if (hi > lo && madvise((void *)lo, hi - lo, MADV_DONTNEED) == 0) w->released_bytes += hi - lo;
+        return;
+    }
+}
 
 const char *weights_path(const weights *w) { return w ? w->path : NULL; }
 

@@ -23,6 +23,7 @@ typedef struct {
     const float *data;       /* F32 values (in the mapping, or an owned converted copy) */
     size_t file_bytes;       /* bytes the tensor occupies in the file */
     int used;                /* set by weights_get_f32 */
+    int released;            /* set by weights_release */
 } weights_tensor;
 
 typedef struct weights weights; /* opaque */
@@ -40,8 +41,14 @@ const weights_tensor *weights_find(const weights *w, const char *name);
 /* String value of __metadata__[key], or NULL. */
 const char *weights_meta(const weights *w, const char *key);
 
-/* Bytes of the file mapping + bytes of converted copies. */
+/* Bytes of the file mapping (less what weights_release dropped) + bytes of converted copies. */
 size_t weights_resident_bytes(const weights *w);
+/* The caller copied tensor data (a weights_get_f32 result) and reads it no more through w: the
+ * mapping's whole pages inside the tensor leave the process's resident set (MADV_DONTNEED; a
+ * later read faults them back in from the file, unchanged) and weights_resident_bytes. Once per
+ * tensor; a converted copy, or data not from w, is left alone. Not while other threads read the
+ * tensor's pages through w (model building only). */
+void weights_release(weights *w, const float *data);
 const char *weights_path(const weights *w);
 
 /* Fetch a required tensor with exactly this shape; marks it used.

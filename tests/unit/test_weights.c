@@ -562,6 +562,64 @@ static void test_rejections(const char *dir)
     test_end("reject_directory_and_null_args");
 }
 
+/* weights_release drops the whole pages of a tensor in the mapping once (resident bytes fall by
+ * exactly them), leaves the values readable (faulted back from the file) and other tensors and
+ * converted copies alone. */
+static void test_release(const char *dir)
+{
+    test_begin();
+    const size_t page = (size_t)sysconf(_SC_PAGESIZE), n_big = 3 * page / 4 + 5; /* 3 pages + 20 bytes */
+    float *data = malloc((n_big + 4) * sizeof(float));
+    unsigned char *bytes = malloc((n_big + 4) * sizeof(float) + 8);
+    char path[PATH_MAX], err[ERR_BYTES] = "", header[256];
+    weights *w = NULL;
+    T_CHECK(data && bytes, "out of memory");
+    if (!data || !bytes) goto done;
+    for (size_t i = 0; i < n_big + 4; i++) {
+        data[i] = (float)i * 0.5f - 7.0f;
+        put_f32le(bytes + 4 * i, data[i]);
+    }
+    /* "big" (n_big F32), "small" (4 F32), "half" (4 F16 = 1.0: a converted copy) */
+    for (int i = 0; i < 4; i++) put_u16le(bytes + 4 * (n_big + 4) + 2 * i, 0x3c00);
+    snprintf(header, sizeof header,
+             "{\"big\":{\"dtype\":\"F32\",\"shape\":[%zu],\"data_offsets\":[0,%zu]},"
+             "\"small\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[%zu,%zu]},"
+             "\"half\":{\"dtype\":\"F16\",\"shape\":[4],\"data_offsets\":[%zu,%zu]}}",
+             n_big, 4 * n_big, 4 * n_big, 4 * n_big + 16, 4 * n_big + 16, 4 * n_big + 24);
+    T_CHECK(st_write(path, sizeof path, dir, "release.safetensors", header, bytes, 4 * (n_big + 4) + 8) == 0,
+            "write failed");
+    cnn_status st = weights_open(&w, path, err, sizeof err);
+    T_CHECK(st == CNN_OK && w, "open: %s: %s", cnn_status_str(st), err);
+    if (!w) goto done;
+    const weights_tensor *big = weights_find(w, "big"), *small = weights_find(w, "small"), *half = weights_find(w, "half");
+    T_CHECK(big && small && half, "tensors");
+    if (!big || !small || !half) goto done;
+    const size_t before = weights_resident_bytes(w);
+    const uintptr_t lo = ((uintptr_t)big->data + page - 1) / page * page;
+    const uintptr_t hi = ((uintptr_t)(big->data + n_big)) / page * page;
+    const size_t whole = hi > lo ? (size_t)(hi - lo) : 0;
+    T_CHECK(whole >= 2 * page, "the big tensor spans %zu whole pages", whole / page);
+    weights_release(w, big->data);
+    T_CHECK(big->released && !small->released, "released marks");
+    T_CHECK(weights_resident_bytes(w) == before - whole, "resident %zu, want %zu - %zu", weights_resident_bytes(w),
+            before, whole);
+    weights_release(w, big->data); /* once per tensor */
+    weights_release(w, half->data); /* a converted copy: kept */
+    weights_release(w, data);       /* not from w */
+    T_CHECK(weights_resident_bytes(w) == before - whole && !half->released, "second release / copy / foreign: %zu",
+            weights_resident_bytes(w));
+    check_values("big after release", big->data, data, n_big);
+    check_values("small after release", small->data, data + n_big, 4);
+    const float ones[4] = {1.0f, 1.0f, 1.0f, 1.0f};
+    check_values("half after release", half->data, ones, 4);
+done:
+    weights_free(w);
+    unlink(path);
+    free(data);
+    free(bytes);
+    test_end("release_drops_whole_pages_once");
+}
+
 static void test_null_object(void)
 {
     test_begin();
@@ -767,6 +825,7 @@ int main(void)
     test_unused(dir);
     test_lookup_many(dir);
     test_rejections(dir);
+    test_release(dir);
     test_null_object();
     test_write_roundtrip(dir);
     test_write_errors(dir);
