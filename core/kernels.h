@@ -170,6 +170,12 @@ int conv2d_plan_fuse_dw_pw(conv2d_plan *pl, const conv2d_plan *dw);
 int conv2d_plan_splits(const conv2d_plan *pl);
 /* Part ith of nth of the plan's output (nth == 1, or conv2d_plan_splits). */
 kernels_part conv2d_plan_part(const conv2d_plan *pl, int ith, int nth);
+/* Whether conv2d_plan_part_share applies: the GEMM path on one group, or Winograd. */
+int conv2d_plan_shares(const conv2d_plan *pl);
+/* Output channels of shares [i0, i1) of n (0 <= i0 <= i1 <= n), the channels cut into n nearly
+ * equal runs of whole micro-kernel panels: uneven thread parts (parts i0 < i1 of one n never
+ * overlap; any such part is a valid conv2d_plan_forward_part part with the whole layer's bits). */
+kernels_part conv2d_plan_part_share(const conv2d_plan *pl, int i0, int i1, int n);
 /* The same in output positions (whole rows) where the path splits that way: depthwise convs (not
  * the channel-blocked kernel) by rows, the GEMM path by positions; conv2d_plan_part otherwise.
  * Consecutive layers split by rows read the rows their own thread wrote. */

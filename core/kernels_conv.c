@@ -235,6 +235,21 @@ kernels_part conv2d_plan_part(const conv2d_plan *pl, int ith, int nth)
     return kernels_part_split(KERNELS_PART_CHANNELS, p->c_out, p->c_out, ith, nth);
 }
 
+int conv2d_plan_shares(const conv2d_plan *pl)
+{
+    return (pl->path == CONV_PATH_GEMM && pl->p.groups == 1) || pl->path == CONV_PATH_WINOGRAD;
+}
+
+kernels_part conv2d_plan_part_share(const conv2d_plan *pl, int i0, int i1, int n)
+{
+    assert(conv2d_plan_shares(pl) && n >= 1 && i0 >= 0 && i0 <= i1 && i1 <= n);
+    const int c = pl->p.c_out;
+    const int64_t chunks = (c + KERNELS_GEMM_MR - 1) / KERNELS_GEMM_MR;
+    const int64_t lo = chunks * i0 / n * KERNELS_GEMM_MR, hi = chunks * i1 / n * KERNELS_GEMM_MR;
+    kernels_part part = {KERNELS_PART_CHANNELS, (int)(lo < c ? lo : c), (int)(hi < c ? hi : c)};
+    return part;
+}
+
 kernels_part conv2d_plan_part_rows(const conv2d_plan *pl, int ith, int nth)
 {
     const conv2d_params *p = &pl->p;

@@ -887,8 +887,11 @@ static int64_t graph_node_cost(const graph *g, const graph_node *n)
  * after graph_alias_concats) and whose every output is read inside the run only, split into
  * independent components (branches: nodes connected by the values they pass). The run grows
  * backwards from the concat's last writer and stops at the fork, the node whose output every
- * branch reads (the block's input). Branches go to two threads longest first; a segment is kept
- * when the busier thread gets at most this share of the work (else the nodes split as usual). */
+ * branch reads (the block's input). Branches go to two threads longest first, and one conv that
+ * reads only values from before the segment and writes the concat (Inception's branch1x1, Mixed_6a's
+ * 3x3 stride-2 branch) may be shared: both threads compute a part of its output channels, sized
+ * to even out the threads' estimated times (graph_balance_segment). A segment is kept when its
+ * estimated time is at most this share of its nodes' summed costs (else the nodes split as usual). */
 #define GRAPH_BRANCH_MAX_SHARE 0.6
 
 static int graph_uf_find(int *uf, int a)
@@ -906,16 +909,86 @@ static int graph_read_within(const graph *g, int r, int lo, int hi)
     return 1;
 }
 
-/* Marks the branch segments (seg_end, branch); returns CNN_ERR_NOMEM or CNN_OK. */
+/* Estimated time of segment [s, e) as graph_run_segment runs it (graph_node_cost units, node
+ * costs w): each thread its own nodes (branch) in order, then its part of the shared node d (-1:
+ * none), thread 0's costing share0 of w[d]. */
+static int64_t graph_segment_time(const graph *g, int s, int e, const int64_t *w, int d, int64_t share0)
+{
+    int64_t t[2] = {0, 0};
+    for (int j = s; j < e; j++)
+        if (j != d) t[g->nodes[j].branch - 1] += w[j];
+    if (d >= 0) t[0] += share0, t[1] += w[d] - share0;
+    return t[0] > t[1] ? t[0] : t[1];
+}
+
+/* Whether node d of segment [s, e) writing concat c can be shared by the two threads: a conv whose
+ * path splits its channels unevenly and that reads only values from before the segment. */
+static int graph_shareable(const graph *g, int d, int s, int c)
+{
+    const graph_node *n = &g->nodes[d];
+    if (n->op != NODE_CONV || !conv2d_plan_shares(&n->p.conv) || graph_root(g, n->out) != c) return 0;
+    for (int k = 0; k < n->n_in; k++)
+        for (int v = n->in[k]; v >= 0; v = g->values[v].parent)
+            if (g->values[v].def >= s) return 0;
+    return 1;
+}
+
+/* Assigns the branches of segment [s, e) (components uf, node costs w) to the threads, with one
+ * shareable node shared where that gives the lowest estimated time (each candidate's branches
+ * longest first to the less loaded thread, then its channel shares tried one by one); sets branch
+ * and share of the segment's nodes and returns the estimated time. cost and best: scratch of
+ * g->n_nodes. */
+static int64_t graph_balance_segment(graph *g, int s, int e, int c, int *uf, const int64_t *w, int64_t *cost,
+                                     int *best)
+{
+    int64_t best_time = -1;
+    int best_d = -1, best_share = 0;
+    for (int d = s - 1; d < e; d++) {
+        if (d >= s && !graph_shareable(g, d, s, c)) continue;
+        int64_t load[2] = {0, 0};
+        for (int j = s; j < e; j++) cost[j] = 0, g->nodes[j].branch = 0;
+        for (int j = s; j < e; j++) cost[graph_uf_find(uf, j)] += j == d ? 0 : w[j];
+        for (;;) { /* longest branch first, each to the less loaded thread */
+            int r = -1;
+            for (int j = s; j < e; j++)
+                if (graph_uf_find(uf, j) == j && !g->nodes[j].branch && (r < 0 || cost[j] > cost[r])) r = j;
+            if (r < 0) break;
+            const int t = load[1] < load[0];
+            load[t] += cost[r];
+            g->nodes[r].branch = t + 1;
+        }
+        for (int j = s; j < e; j++) g->nodes[j].branch = g->nodes[graph_uf_find(uf, j)].branch;
+        const conv2d_plan *pl = d >= s ? &g->nodes[d].p.conv : NULL;
+        for (int q = d >= s; q < (d >= s ? GRAPH_SHARES : 1); q++) {
+            int64_t share0 = 0;
+            if (pl) {
+                const kernels_part p0 = conv2d_plan_part_share(pl, 0, q, GRAPH_SHARES);
+                if (p0.hi == p0.lo || p0.hi == pl->p.c_out) continue;
+                share0 = w[d] * (p0.hi - p0.lo) / pl->p.c_out;
+            }
+            const int64_t time = graph_segment_time(g, s, e, w, d >= s ? d : -1, share0);
+            if (best_time >= 0 && time >= best_time) continue;
+            best_time = time, best_d = d, best_share = q;
+            for (int j = s; j < e; j++) best[j] = g->nodes[j].branch;
+        }
+    }
+    for (int j = s; j < e; j++) g->nodes[j].branch = best[j], g->nodes[j].share = 0;
+    if (best_d >= s) g->nodes[best_d].branch = GRAPH_BRANCH_SHARED, g->nodes[best_d].share = best_share;
+    return best_time;
+}
+
+/* Marks the branch segments (seg_end, branch, share); returns CNN_ERR_NOMEM or CNN_OK. */
 static cnn_status graph_plan_branches(graph *g)
 {
-    for (int i = 0; i < g->n_nodes; i++) g->nodes[i].seg_end = g->nodes[i].branch = 0;
-    int *uf = malloc((size_t)(g->n_nodes ? g->n_nodes : 1) * sizeof(int));
-    int64_t *cost = malloc((size_t)(g->n_nodes ? g->n_nodes : 1) * sizeof(int64_t));
-    if (!uf || !cost) {
-        free(uf), free(cost);
+    for (int i = 0; i < g->n_nodes; i++) g->nodes[i].seg_end = g->nodes[i].branch = g->nodes[i].share = 0;
+    const size_t n = (size_t)(g->n_nodes ? g->n_nodes : 1);
+    int *uf = malloc(n * sizeof(int)), *best = malloc(n * sizeof(int));
+    int64_t *cost = malloc(n * sizeof(int64_t)), *w = malloc(n * sizeof(int64_t));
+    if (!uf || !best || !cost || !w) {
+        free(uf), free(best), free(cost), free(w);
         return CNN_ERR_NOMEM;
     }
+    for (int j = 0; j < g->n_nodes; j++) w[j] = graph_node_cost(g, &g->nodes[j]);
     for (int e = g->n_nodes; e > 0; e--) {
         const int c = graph_root(g, g->nodes[e - 1].out); /* a concat with e - 1 its last writer? */
         if (g->values[c].def < 0 || !graph_read_within(g, c, e, g->n_nodes + 1)) continue;
@@ -948,32 +1021,16 @@ static cnn_status graph_plan_branches(graph *g)
             s = j;
         }
         if (n_comp < 2) continue;
-        /* longest branch first, each to the less loaded thread */
-        int64_t total = 0, load[2] = {0, 0};
-        for (int j = s; j < e; j++) cost[j] = 0;
-        for (int j = s; j < e; j++) {
-            const int64_t w = graph_node_cost(g, &g->nodes[j]);
-            cost[graph_uf_find(uf, j)] += w;
-            total += w;
-        }
-        for (;;) {
-            int best = -1;
-            for (int j = s; j < e; j++)
-                if (graph_uf_find(uf, j) == j && !g->nodes[j].branch && (best < 0 || cost[j] > cost[best])) best = j;
-            if (best < 0) break;
-            const int t = load[1] < load[0];
-            load[t] += cost[best];
-            g->nodes[best].branch = t + 1;
-        }
-        if ((double)(load[0] > load[1] ? load[0] : load[1]) > GRAPH_BRANCH_MAX_SHARE * (double)total) {
-            for (int j = s; j < e; j++) g->nodes[j].branch = 0;
+        int64_t total = 0;
+        for (int j = s; j < e; j++) total += w[j];
+        if ((double)graph_balance_segment(g, s, e, c, uf, w, cost, best) > GRAPH_BRANCH_MAX_SHARE * (double)total) {
+            for (int j = s; j < e; j++) g->nodes[j].branch = g->nodes[j].share = 0;
             continue;
         }
-        for (int j = s; j < e; j++) g->nodes[j].branch = g->nodes[graph_uf_find(uf, j)].branch;
         g->nodes[s].seg_end = e;
         e = s + 1; /* continue before the segment */
     }
-    free(uf), free(cost);
+    free(uf), free(best), free(cost), free(w);
     return CNN_OK;
 }
 
@@ -1104,6 +1161,16 @@ static void graph_concat_part(const graph *g, const graph_node *n, const float *
     }
 }
 
+/* Output part of conv node n. */
+static void graph_run_conv(const graph *g, const graph_node *n, const float *input, float *arena, float *scratch,
+                           const kernels_part *part)
+{
+    conv2d_plan_forward_part(&n->p.conv, graph_ptr(g, n->in[0], input, arena),
+                             n->scale_slot ? graph_ptr(g, n->in[n->scale_slot], input, arena) : NULL,
+                             n->residual_slot ? graph_ptr(g, n->in[n->residual_slot], input, arena) : NULL,
+                             arena + g->values[n->out].offset, scratch, part);
+}
+
 /* Part ith of nth of node n (the whole node when nth == 1). */
 static void graph_run_node(const graph *g, const graph_node *n, const float *input, float *arena, float *scratch,
                            int ith, int nth)
@@ -1118,10 +1185,7 @@ static void graph_run_node(const graph *g, const graph_node *n, const float *inp
     case NODE_CONV:
         part = n->part_rows && nth > 1 ? conv2d_plan_part_rows(&n->p.conv, ith, nth)
                                        : conv2d_plan_part(&n->p.conv, ith, nth);
-        conv2d_plan_forward_part(&n->p.conv, x,
-                                 n->scale_slot ? graph_ptr(g, n->in[n->scale_slot], input, arena) : NULL,
-                                 n->residual_slot ? graph_ptr(g, n->in[n->residual_slot], input, arena) : NULL,
-                                 y, scratch, &part);
+        graph_run_conv(g, n, input, arena, scratch, &part);
         break;
     case NODE_POOL:
         part = kernels_part_split(KERNELS_PART_CHANNELS, out->c, 1, ith, nth);
@@ -1182,7 +1246,8 @@ void graph_run_node_part(const graph *g, int i, const float *input, float *arena
 
 int graph_node_parts(const graph *g, int i, int n_threads)
 {
-    if (n_threads == 2 && g->nodes[i].branch) return 1; /* a branch segment's node: whole */
+    if (n_threads == 2 && g->nodes[i].branch) /* a branch segment's node: whole, or shared in two */
+        return g->nodes[i].branch == GRAPH_BRANCH_SHARED ? 2 : 1;
     return graph_node_split(g, &g->nodes[i]) ? n_threads : 1;
 }
 
@@ -1271,27 +1336,41 @@ float *graph_run_tail_batch(const graph *g, int n_batch, float *a, float *b, thr
     return x;
 }
 
-/* Branch segment [s, e) on two threads: this thread's own nodes in order, then the other's that
- * are still unclaimed (it is late or descheduled), each whole after the nodes of the segment that
- * produce its inputs (same branch: run earlier by whoever claimed them); then every node's end.
- * A node's producers have lower indices and each thread claims in index order, so a waited-for
- * producer is always claimed and running: no deadlock. */
+/* Branch segment [s, e) on two threads: this thread's own nodes in order, then its part of the
+ * shared node (its inputs are from before the segment), then the other thread's nodes that are
+ * still unclaimed (it is late or descheduled) and the other part of the shared node, each whole
+ * node after the nodes of the segment that produce its inputs (same branch: run earlier by
+ * whoever claimed them); then every node's end. A node's producers have lower indices and each
+ * thread claims them in index order, so a waited-for producer is always claimed and running: no
+ * deadlock. A thread's first claim of the shared node (in pass 1) is its own part, a second one
+ * (pass 2; its first failed only if the other thread took both) the other part. */
 static void graph_run_segment(const graph *g, const float *input, float *arena, float *scratch, threadpool *tp,
                               threadpool_step *steps, unsigned job, int ith, int s, int e)
 {
-    for (int pass = 0; pass < 2; pass++)
+    for (int pass = 0; pass < 3; pass++)
         for (int j = s; j < e; j++) {
             const graph_node *n = &g->nodes[j];
-            if ((n->branch == ith + 1) != (pass == 0) || threadpool_step_claim(&steps[j], job, 1) < 0) continue;
+            if (n->branch == GRAPH_BRANCH_SHARED) {
+                if (pass == 0 || threadpool_step_claim(&steps[j], job, 2) < 0) continue;
+                const int t = pass == 1 ? ith : 1 - ith;
+                const kernels_part part = conv2d_plan_part_share(&n->p.conv, t ? n->share : 0,
+                                                                 t ? GRAPH_SHARES : n->share, GRAPH_SHARES);
+                graph_run_conv(g, n, input, arena, scratch, &part);
+                threadpool_step_finish(tp, &steps[j]);
+                continue;
+            }
+            if (pass == 1 || (n->branch == ith + 1) != (pass == 0) ||
+                threadpool_step_claim(&steps[j], job, 1) < 0)
+                continue;
             for (int k = 0; k < n->n_in; k++)
                 for (int v = n->in[k]; v >= 0; v = g->values[v].parent) {
                     const int d = g->values[v].def;
-                    if (d >= s && d < j) threadpool_step_wait(tp, &steps[d], job, 1);
+                    if (d >= s && d < j) threadpool_step_wait(tp, &steps[d], job, graph_node_parts(g, d, 2));
                 }
             graph_run_node(g, n, input, arena, scratch, 0, 1);
             threadpool_step_finish(tp, &steps[j]);
         }
-    for (int j = s; j < e; j++) threadpool_step_wait(tp, &steps[j], job, 1);
+    for (int j = s; j < e; j++) threadpool_step_wait(tp, &steps[j], job, graph_node_parts(g, j, 2));
 }
 
 void graph_run_part_range(const graph *g, const float *input, float *arena, float *scratch, threadpool *tp,

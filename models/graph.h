@@ -39,6 +39,8 @@ typedef struct {
 } graph_value;
 
 #define GRAPH_DEAD (-2)
+#define GRAPH_BRANCH_SHARED 3
+#define GRAPH_SHARES 32
 
 typedef struct {
     node_op op;
@@ -66,8 +68,10 @@ typedef struct {
     int drop_layer;
     /* graph_plan's branch segments (graph_run_part on two threads): seg_end > 0 on a segment's
      * first node, one past its last; branch 1 or 2 on its nodes: the thread (ith + 1) that runs the
-     * node whole, 0 outside segments */
-    int seg_end, branch;
+     * node whole, GRAPH_BRANCH_SHARED on at most one conv of the segment that both threads run,
+     * thread 0 its output channels' shares [0, share) of GRAPH_SHARES (conv2d_plan_part_share),
+     * thread 1 the rest; 0 outside segments */
+    int seg_end, branch, share;
     int part_rows; /* graph_plan: split by rows / positions (conv2d_plan_part_rows) */
 } graph_node;
 

@@ -2275,13 +2275,55 @@ static int plan_parts_match(const conv2d_plan *pl, const float *x, float *y, siz
     return ok;
 }
 
+/* conv2d_plan_part_share (uneven two-thread parts of a plan): for n shares and every cut q, the
+ * parts [0, q) and [q, n) each give the one-call path's bits inside and leave every other cell of
+ * the NaN-poisoned y (and a guard cell on either side) untouched; together they cover it all. */
+static int plan_shares_match(const conv2d_plan *pl, const float *x, size_t n_y, float *scratch, const float *want,
+                             int n, const char *what)
+{
+    const size_t hw = (size_t)pl->p.h_out * pl->p.w_out;
+    float *buf = alloc_floats(n_y + 2), *y = buf + 1;
+    int ok = buf != NULL;
+    for (int q = 0; q <= n && ok; q++) {
+        fill_poison(buf, n_y + 2);
+        int covered = 0;
+        for (int t = 0; t < 2 && ok; t++) {
+            const kernels_part part = conv2d_plan_part_share(pl, t ? q : 0, t ? n : q, n);
+            ok = part.axis == KERNELS_PART_CHANNELS && part.lo == covered && part.hi >= part.lo &&
+                 part.hi <= pl->p.c_out && (t == 0 || part.hi == pl->p.c_out);
+            T_CHECK(ok, "%s: share [%d, %d) of %d is channels [%d, %d) (axis %d), expected from %d", what,
+                    t ? q : 0, t ? n : q, n, part.lo, part.hi, (int)part.axis, covered);
+            if (!ok) break;
+            covered = part.hi;
+            conv2d_plan_forward_part(pl, x, NULL, NULL, y, scratch, &part);
+            for (size_t i = 0; i < n_y && ok; i++) {
+                const size_t ch = i / hw;
+                const int done = (int)ch < part.hi; /* this part and the one before it */
+                if (done ? memcmp(&y[i], &want[i], sizeof *y) != 0 : !is_poison(&y[i])) {
+                    T_CHECK(0, "%s: cut %d of %d, part %d [%d, %d): channel %zu index %zu %s: got %.9g", what, q, n,
+                            t, part.lo, part.hi, ch, i, done ? "differs from the one-call path" : "written outside",
+                            (double)y[i]);
+                    ok = 0;
+                }
+            }
+        }
+        if (ok && !(is_poison(&buf[0]) && is_poison(&buf[n_y + 1]))) {
+            T_CHECK(0, "%s: cut %d of %d wrote a guard cell", what, q, n);
+            ok = 0;
+        }
+    }
+    free(buf);
+    return ok;
+}
+
 /* conv2d_plan: the path each shape takes on this CPU (AVX-512F or not), its packed / scratch
  * floats equal to the one-call functions', conv2d_plan_forward_part over 1, 2 and 3 parts
  * bit-identical to the one-call path; the pw+dw and input-scale fusions of a pointwise plan. */
 static void test_conv_plan(void)
 {
-    /* {c_in, c_out, groups, h, w, k, stride, pad mode, path with AVX-512F, path without, train} */
-    static const int cases[][11] = {
+    /* {c_in, c_out, groups, h, w, k, stride, pad mode, path with AVX-512F, path without, train,
+     *  k_w when not k} */
+    static const int cases[][12] = {
         {3, 16, 1, 37, 41, 3, 2, PAD_SYM, CONV_PATH_STEM, CONV_PATH_IM2COL},
         {19, 35, 1, 35, 35, 3, 1, PAD_SYM, CONV_PATH_WINOGRAD, CONV_PATH_IM2COL},
         {24, 17, 1, 61, 59, 1, 1, PAD_NONE, CONV_PATH_GEMM, CONV_PATH_DIRECT},
@@ -2291,6 +2333,8 @@ static void test_conv_plan(void)
         {3, 16, 1, 63, 63, 11, 4, PAD_SYM, CONV_PATH_WINOGRAD, CONV_PATH_IM2COL},
         {3, 16, 1, 47, 47, 11, 4, PAD_SYM, CONV_PATH_GEMM, CONV_PATH_IM2COL},
         {3, 16, 1, 63, 63, 11, 4, PAD_SYM, CONV_PATH_GEMM, CONV_PATH_IM2COL, 1},
+        {13, 23, 1, 17, 17, 1, 1, PAD_SYM, CONV_PATH_WINOGRAD, CONV_PATH_IM2COL, 0, 7},
+        {13, 23, 1, 17, 17, 7, 1, PAD_SYM, CONV_PATH_WINOGRAD, CONV_PATH_IM2COL, 0, 1},
     };
     static const char *const path_names[] = {"direct", "im2col", "depthwise", "stem", "winograd", "gemm", "pw_dw"};
     const int avx512 = cpu_isa_best() >= CPU_ISA_AVX512;
@@ -2299,14 +2343,15 @@ static void test_conv_plan(void)
     for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
         const int *c = cases[ci];
         conv2d_params p;
-        conv_setup(&p, c[0], c[1], c[2], c[3], c[4], c[5], c[5], c[6], c[6], (pad_mode)c[7], (act_kind)(ci % 5));
+        const int k_w = c[11] ? c[11] : c[5];
+        conv_setup(&p, c[0], c[1], c[2], c[3], c[4], c[5], k_w, c[6], c[6], (pad_mode)c[7], (act_kind)(ci % 5));
         p.train = c[10];
         conv2d_plan pl;
         conv2d_plan_init(&pl, &p);
         const conv_path want_path = (conv_path)(avx512 ? c[8] : c[9]);
         char what[160];
-        snprintf(what, sizeof what, "%s conv %d->%d groups %d %dx%d k %d s %d train %d", path_names[want_path], c[0],
-                 c[1], c[2], c[3], c[4], c[5], c[6], c[10]);
+        snprintf(what, sizeof what, "%s conv %d->%d groups %d %dx%d k %dx%d s %d train %d", path_names[want_path],
+                 c[0], c[1], c[2], c[3], c[4], c[5], k_w, c[6], c[10]);
         T_CHECK(pl.path == want_path, "%s: planned path %s", what, path_names[pl.path]);
         const int packed_path = pl.packed_floats > 0;
         const size_t want_scratch = packed_path ? conv2d_packed_scratch_floats(&p) : conv2d_scratch_floats(&p);
@@ -2329,6 +2374,12 @@ static void test_conv_plan(void)
         pl.bias = bias;
         for (int nth = 1; nth <= (conv2d_plan_splits(&pl) ? 3 : 1); nth++)
             plan_parts_match(&pl, x, y, n_y, scratch, want, nth, what);
+        const int shares = (pl.path == CONV_PATH_GEMM && p.groups == 1) || pl.path == CONV_PATH_WINOGRAD;
+        T_CHECK(conv2d_plan_shares(&pl) == shares, "%s: shares %d", what, conv2d_plan_shares(&pl));
+        if (shares) {
+            plan_shares_match(&pl, x, n_y, scratch, want, 7, what);
+            plan_shares_match(&pl, x, n_y, scratch, want, 32, what);
+        }
         T_CHECK(conv2d_plan_splits(&pl) == (pl.path != CONV_PATH_DIRECT && pl.path != CONV_PATH_IM2COL),
                 "%s: splits %d", what, conv2d_plan_splits(&pl));
         free(x);
@@ -2407,8 +2458,8 @@ static void test_conv_plan(void)
                     train.packed_floats);
         }
     }
-    test_end("conv2d_plan: path per shape, sizes as the one-call functions, 1/2/3 parts bit-identical; "
-             "input-scale and pw+dw fusion; training plans");
+    test_end("conv2d_plan: path per shape, sizes as the one-call functions, 1/2/3 parts and uneven share parts "
+             "bit-identical; input-scale and pw+dw fusion; training plans");
 }
 
 int main(void)
