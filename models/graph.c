@@ -708,6 +708,15 @@ static int graph_swap_pool_conv(graph *g)
  * maps stay in L2 between the two nodes anyway. */
 #define GRAPH_PW_DW_MIN_FLOATS (256 * 1024)
 
+/* Pointwise convs with more inputs than this stay out of the channel-blocked pair: its 7 x 48 GEMM
+ * tiles fall behind the GEMM path's 6 x 64 ones as K grows. ShuffleNetV2's pairs (K 116 and 232;
+ * MobileNetV3's have K <= 112), layer_prof 1 thread, fused vs unfused: 116 -> 116 28x28 -> 3x3 s2
+ * 180 vs 135 + 15 us, 232 -> 232 14 -> 7 ~175 vs 149 + 10, 116 -> 116 14x14 3x3 s1 48.7 vs 38.5 +
+ * 11.6; the model's node sum 2613 / 2637 -> 2569 / 2570 us. At 2 threads the unfused GEMMs also
+ * split better (exec_timeline, 10 % quantile of 200 passes, 3 alternating runs: 2103 / 2104 / 2216
+ * -> 1984 / 1887 / 2012 us). */
+#define GRAPH_PW_DWCB_MAX_K 112
+
 /* The graph's own (writable) copy of the weights w, or NULL. */
 static float *graph_owned(const graph *g, const float *w)
 {
@@ -731,7 +740,7 @@ static int graph_fuse_pw_dw(graph *g)
         graph_node *d = &g->nodes[r];
         if (d->op != NODE_CONV || d->n_in != 1 || d->in[0] != n->out) continue;
         float *packed = graph_owned(g, n->p.conv.w);
-        if (!(packed && conv2d_plan_fuse_pw_dwcb(&n->p.conv, &d->p.conv, packed)) &&
+        if (!(packed && n->p.conv.p.c_in <= GRAPH_PW_DWCB_MAX_K && conv2d_plan_fuse_pw_dwcb(&n->p.conv, &d->p.conv, packed)) &&
             !((size_t)mid->c * mid->h * mid->w >= GRAPH_PW_DW_MIN_FLOATS &&
               conv2d_plan_fuse_pw_dw(&n->p.conv, &d->p.conv)))
             continue;
