@@ -144,6 +144,10 @@ typedef struct {
     const float *w, *bias; /* weights as path reads them (packed or PyTorch layout), bias or NULL;
                               set by the caller, who owns them */
     const float *dw_w, *dw_bias; /* CONV_PATH_PW_DW*: the depthwise conv's (PyTorch layout) */
+    const void *prefetch;  /* CONV_PATH_GEMM: memory the GEMM brings into L2 while it runs, a cache
+                              line every few multiply-adds (set by the caller: the next layers'
+                              weights, which would stream from L3 at their own turn), or NULL */
+    size_t prefetch_bytes;
 } conv2d_plan;
 
 /* The plan of p on this CPU (w, bias NULL: the caller sets them, packing first when

@@ -288,7 +288,8 @@ void conv2d_plan_forward_part(const conv2d_plan *pl, const float *x, const float
         kernels_wino_forward_part(p, x, pl->w, pl->bias, y, scratch, part);
         break;
     case CONV_PATH_GEMM:
-        kernels_gemm_conv_forward_part(p, x, in_scale, pl->w, pl->bias, residual, y, scratch, part);
+        kernels_gemm_conv_forward_part(p, x, in_scale, pl->w, pl->bias, residual, y, scratch, part, pl->prefetch,
+                                       pl->prefetch_bytes);
         break;
     case CONV_PATH_PW_DW:
         conv2d_pw_dw_forward_part(p, pl->w, pl->bias, &pl->dw, pl->dw_w, pl->dw_bias, x, y,

@@ -259,10 +259,12 @@ typedef struct {
     int kc, m, n;      /* m <= GEMM_MR, 0 < n <= GEMM_NR */
     int first, last;   /* first: start from the bias, else from c; last: activate */
     act_kind act;
+    const char *pf;    /* NULL, or kc cache lines from here brought into L2, one per k (gemm_range) */
 } gemm_tile;
 
-/* nv = ceil(n / 16) vectors per row; the last one is masked on loads and stores. */
-static inline __attribute__((always_inline)) KERNELS_AVX512 void gemm_tile_nv(const int nv,
+/* nv = ceil(n / 16) vectors per row; the last one is masked on loads and stores. pf: the instance
+ * that prefetches t->pf (the others have no extra instruction). */
+static inline __attribute__((always_inline)) KERNELS_AVX512 void gemm_tile_nv(const int nv, const int pf,
                                                                            const gemm_tile *t)
 {
     const __mmask16 tail = (__mmask16)(0xFFFFu >> (16 * nv - t->n));
@@ -283,6 +285,7 @@ static inline __attribute__((always_inline)) KERNELS_AVX512 void gemm_tile_nv(co
     const float *a = t->a, *b = t->b;
     for (int k = 0; k < t->kc; k++, a += GEMM_MR, b += t->ldb) {
         _mm_prefetch((const char *)(a + GEMM_PREFETCH_A), _MM_HINT_T0);
+        if (pf) _mm_prefetch(t->pf + 64 * (size_t)k, _MM_HINT_T1);
         __m512 bv[4];
 #pragma GCC unroll 4
         for (int v = 0; v < nv; v++)
@@ -320,7 +323,7 @@ static inline __attribute__((always_inline)) KERNELS_AVX512 void gemm_tile_nv(co
  * lanes (49 columns: 19 FMAs per k instead of 24; 51: 21). Every value is the same chain of FMAs
  * over k as in gemm_tile_nv, so the bits are the same. */
 static inline __attribute__((always_inline)) KERNELS_AVX512 void gemm_tile_nvx(const int nv, const int nx,
-                                                                            const gemm_tile *t)
+                                                                            const int pf, const gemm_tile *t)
 {
     const __mmask16 rows = (__mmask16)((1u << t->m) - 1u), panel = (1u << GEMM_MR) - 1u;
     const int col = 16 * nv; /* the first transposed column */
@@ -351,6 +354,7 @@ static inline __attribute__((always_inline)) KERNELS_AVX512 void gemm_tile_nvx(c
     const float *a = t->a, *b = t->b;
     for (int k = 0; k < t->kc; k++, a += GEMM_MR, b += t->ldb) {
         _mm_prefetch((const char *)(a + GEMM_PREFETCH_A), _MM_HINT_T0);
+        if (pf) _mm_prefetch(t->pf + 64 * (size_t)k, _MM_HINT_T1);
         __m512 bv[3];
 #pragma GCC unroll 3
         for (int v = 0; v < nv; v++) bv[v] = _mm512_loadu_ps(b + 16 * v);
@@ -386,33 +390,37 @@ static inline __attribute__((always_inline)) KERNELS_AVX512 void gemm_tile_nvx(c
     }
 }
 
-static KERNELS_AVX512 void gemm_tile_1(const gemm_tile *t) { gemm_tile_nv(1, t); }
-static KERNELS_AVX512 void gemm_tile_2(const gemm_tile *t) { gemm_tile_nv(2, t); }
-static KERNELS_AVX512 void gemm_tile_3(const gemm_tile *t) { gemm_tile_nv(3, t); }
-static KERNELS_AVX512 void gemm_tile_4(const gemm_tile *t) { gemm_tile_nv(4, t); }
-static KERNELS_AVX512 void gemm_tile_1_1(const gemm_tile *t) { gemm_tile_nvx(1, 1, t); }
-static KERNELS_AVX512 void gemm_tile_2_1(const gemm_tile *t) { gemm_tile_nvx(2, 1, t); }
-static KERNELS_AVX512 void gemm_tile_3_1(const gemm_tile *t) { gemm_tile_nvx(3, 1, t); }
-static KERNELS_AVX512 void gemm_tile_3_2(const gemm_tile *t) { gemm_tile_nvx(3, 2, t); }
-static KERNELS_AVX512 void gemm_tile_3_3(const gemm_tile *t) { gemm_tile_nvx(3, 3, t); }
-
-static KERNELS_AVX512 void gemm_tile_run(const gemm_tile *t)
-{
-    switch (t->n) {
-    case 17: gemm_tile_1_1(t); return;
-    case 33: gemm_tile_2_1(t); return;
-    case 49: gemm_tile_3_1(t); return;
-    case 50: gemm_tile_3_2(t); return;
-    case 51: gemm_tile_3_3(t); return;
-    default: break;
+#define GEMM_TILE_FNS(sfx, pf)                                                                                   \
+    static KERNELS_AVX512 void gemm_tile_1##sfx(const gemm_tile *t) { gemm_tile_nv(1, pf, t); }                   \
+    static KERNELS_AVX512 void gemm_tile_2##sfx(const gemm_tile *t) { gemm_tile_nv(2, pf, t); }                   \
+    static KERNELS_AVX512 void gemm_tile_3##sfx(const gemm_tile *t) { gemm_tile_nv(3, pf, t); }                   \
+    static KERNELS_AVX512 void gemm_tile_4##sfx(const gemm_tile *t) { gemm_tile_nv(4, pf, t); }                   \
+    static KERNELS_AVX512 void gemm_tile_1_1##sfx(const gemm_tile *t) { gemm_tile_nvx(1, 1, pf, t); }             \
+    static KERNELS_AVX512 void gemm_tile_2_1##sfx(const gemm_tile *t) { gemm_tile_nvx(2, 1, pf, t); }             \
+    static KERNELS_AVX512 void gemm_tile_3_1##sfx(const gemm_tile *t) { gemm_tile_nvx(3, 1, pf, t); }             \
+    static KERNELS_AVX512 void gemm_tile_3_2##sfx(const gemm_tile *t) { gemm_tile_nvx(3, 2, pf, t); }             \
+    static KERNELS_AVX512 void gemm_tile_3_3##sfx(const gemm_tile *t) { gemm_tile_nvx(3, 3, pf, t); }             \
+                                                                                                                 \
+    static KERNELS_AVX512 void gemm_tile_run##sfx(const gemm_tile *t)                                             \
+    {                                                                                                            \
+        switch (t->n) {                                                                                          \
+        case 17: gemm_tile_1_1##sfx(t); return;                                                                  \
+        case 33: gemm_tile_2_1##sfx(t); return;                                                                  \
+        case 49: gemm_tile_3_1##sfx(t); return;                                                                  \
+        case 50: gemm_tile_3_2##sfx(t); return;                                                                  \
+        case 51: gemm_tile_3_3##sfx(t); return;                                                                  \
+        default: break;                                                                                          \
+        }                                                                                                        \
+        switch ((t->n + 15) / 16) {                                                                              \
+        case 1: gemm_tile_1##sfx(t); break;                                                                      \
+        case 2: gemm_tile_2##sfx(t); break;                                                                      \
+        case 3: gemm_tile_3##sfx(t); break;                                                                      \
+        default: gemm_tile_4##sfx(t); break;                                                                     \
+        }                                                                                                        \
     }
-    switch ((t->n + 15) / 16) {
-    case 1: gemm_tile_1(t); break;
-    case 2: gemm_tile_2(t); break;
-    case 3: gemm_tile_3(t); break;
-    default: gemm_tile_4(t); break;
-    }
-}
+GEMM_TILE_FNS(, 0)
+GEMM_TILE_FNS(_pf, 1)
+#undef GEMM_TILE_FNS
 
 /* Columns per tile when B is read in place (any tiling gives the same bits): GEMM_NR, except
  * when that leaves a last tile of at most 8 columns (too few FMA chains to hide the latency) and
@@ -428,6 +436,8 @@ static int gemm_tile_width(int nc)
  * order (KC blocks, from the bias) whatever the part, so parts are bit-identical to the whole. */
 typedef struct {
     int ib0, ib1, n_lo, n_hi;
+    const char *pf; /* pf_lines cache lines to bring into L2 during the part, kc per tile (one per */
+    size_t pf_lines; /* k), in order from the first tiles on (or none) */
 } gemm_range;
 
 /* c[m][n] = act(a * B + bias + res) (res may be NULL) for a packed as kernels_gemm_a_offset lays
@@ -439,6 +449,8 @@ static KERNELS_AVX512 void gemm_run(int m, int k, const float *a, const gemm_src
                                  const gemm_range *r)
 {
     const int n_panels_m = (m + GEMM_MR - 1) / GEMM_MR;
+    const char *pf = r->pf;
+    size_t pf_lines = r->pf_lines;
     for (int n0 = r->n_lo; n0 < r->n_hi; n0 += GEMM_NC) {
         const int nc = kernels_imin(GEMM_NC, r->n_hi - n0);
         for (int k0 = 0; k0 < k; k0 += GEMM_KC) {
@@ -464,7 +476,14 @@ static KERNELS_AVX512 void gemm_run(int m, int k, const float *a, const gemm_src
                     t.m = kernels_imin(GEMM_MR, m - m0);
                     t.bias = bias ? bias + m0 : NULL;
                     t.res = res ? res + (size_t)m0 * ldc + (size_t)col : NULL;
-                    gemm_tile_run(&t);
+                    if (pf_lines >= (size_t)kc) { /* whole tiles only: a last < kc lines are left out */
+                        t.pf = pf;
+                        pf += 64 * (size_t)kc;
+                        pf_lines -= (size_t)kc;
+                        gemm_tile_run_pf(&t);
+                    } else {
+                        gemm_tile_run(&t);
+                    }
                 }
             }
         }
@@ -545,7 +564,7 @@ void kernels_gemm_avx512(int m, int n, int k, const float *a, const float *b, si
     assert(cpu_isa_best() >= CPU_ISA_AVX512 && m > 0 && n > 0 && k > 0);
     assert(0 <= r0 && r0 <= r1 && r1 <= m && r0 % GEMM_MR == 0 && (r1 == m || r1 % GEMM_MR == 0));
 #if KERNELS_X86
-    const gemm_range r = {r0 / GEMM_MR, (r1 + GEMM_MR - 1) / GEMM_MR, 0, n};
+    const gemm_range r = {r0 / GEMM_MR, (r1 + GEMM_MR - 1) / GEMM_MR, 0, n, NULL, 0};
     gemm_run(m, k, a, NULL, b, ldb, NULL, c, ldc, bias, NULL, act, &r);
 #else
     (void)a, (void)b, (void)ldb, (void)c, (void)ldc, (void)bias, (void)act, (void)r0, (void)r1;
@@ -557,7 +576,7 @@ void kernels_gemm_res_avx512(int m, int n, int k, const float *a, const float *b
 {
     assert(cpu_isa_best() >= CPU_ISA_AVX512 && m > 0 && n > 0 && k > 0);
 #if KERNELS_X86
-    const gemm_range r = {0, (m + GEMM_MR - 1) / GEMM_MR, 0, n};
+    const gemm_range r = {0, (m + GEMM_MR - 1) / GEMM_MR, 0, n, NULL, 0};
     gemm_run(m, k, a, NULL, b, ldb, NULL, c, ldc, bias, res, act, &r);
 #else
     (void)a, (void)b, (void)ldb, (void)c, (void)ldc, (void)bias, (void)res, (void)act;
@@ -598,7 +617,8 @@ kernels_part kernels_gemm_conv_part_positions(const conv2d_params *p, int ith, i
 void kernels_gemm_conv_forward_part(const conv2d_params *p, const float *x,
                                     const float *in_scale, const float *packed,
                                     const float *bias, const float *residual, float *y,
-                                    float *scratch, const kernels_part *part)
+                                    float *scratch, const kernels_part *part, const void *prefetch,
+                                    size_t prefetch_bytes)
 {
     assert(cpu_isa_best() >= CPU_ISA_AVX512 && !kernels_conv_depthwise(p));
     assert(p->c_in > 0 && p->c_out > 0 && p->h_out > 0 && p->w_out > 0);
@@ -609,7 +629,13 @@ void kernels_gemm_conv_forward_part(const conv2d_params *p, const float *x,
 #if KERNELS_X86
     const gemm_shape s = gemm_shape_of(p);
     assert((s.direct && !in_scale) || scratch != NULL);
-    gemm_range r = {0, s.n_panels_m, 0, s.n};
+    gemm_range r = {0, s.n_panels_m, 0, s.n, NULL, 0};
+    /* the part's share of the prefetch: the same fraction of it as of the output */
+    const int total = part->axis == KERNELS_PART_POSITIONS ? s.n : p->c_out;
+    const size_t lines = prefetch ? (prefetch_bytes + 63) / 64 : 0;
+    const size_t l0 = lines * (size_t)part->lo / (size_t)total, l1 = lines * (size_t)part->hi / (size_t)total;
+    r.pf = lines ? (const char *)prefetch + 64 * l0 : NULL;
+    r.pf_lines = l1 - l0;
     if (part->axis == KERNELS_PART_POSITIONS) {
         assert(part->hi <= s.n && part->lo % GEMM_NR == 0 && (part->hi == s.n || part->hi % GEMM_NR == 0));
         r.n_lo = part->lo;

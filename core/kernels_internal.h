@@ -50,7 +50,8 @@ kernels_part kernels_gemm_conv_part_positions(const conv2d_params *p, int ith, i
 void kernels_gemm_conv_forward_part(const conv2d_params *p, const float *x,
                                     const float *in_scale, const float *packed,
                                     const float *bias, const float *residual, float *y,
-                                    float *scratch, const kernels_part *part);
+                                    float *scratch, const kernels_part *part, const void *prefetch,
+                                    size_t prefetch_bytes);
 
 /* c[m][n] = act(a * b + bias) on AVX-512F, a packed in panels as above, b read in place (k rows
  * of n floats at stride ldb), c rows at stride ldc; bias (m values) may be NULL. Only rows

@@ -2462,6 +2462,82 @@ static void test_conv_plan(void)
              "bit-identical; input-scale and pw+dw fusion; training plans");
 }
 
+/* conv2d_plan.prefetch (CONV_PATH_GEMM): the GEMM that brings a memory region into L2 (the tile
+ * instances with a prefetch) gives the bits of the plan without one, writes nothing outside y
+ * (poisoned guard cells) and leaves the region unchanged, over 1, 2 and 3 parts; regions of no
+ * whole tile, a few tiles, more lines than the GEMM has k steps, and a byte count not a multiple
+ * of a cache line. Pointwise (odd sizes, 49- and 17-column tiles, K past one K block, an input
+ * scale with a residual), im2col and grouped shapes. */
+static void test_conv_gemm_prefetch(void)
+{
+    /* {c_in, c_out, groups, h, w, k, stride, pad mode, input scale + residual} */
+    static const int cases[][9] = {
+        {13, 29, 1, 9, 11, 1, 1, PAD_NONE, 0},  {160, 37, 1, 7, 7, 1, 1, PAD_NONE, 0},
+        {200, 23, 1, 14, 14, 1, 1, PAD_NONE, 1}, {24, 17, 1, 61, 59, 1, 1, PAD_NONE, 0},
+        {17, 29, 1, 35, 33, 3, 2, PAD_NONE, 0}, {10, 22, 2, 19, 21, 3, 1, PAD_SYM, 0},
+        {33, 13, 1, 17, 1, 1, 1, PAD_NONE, 1},
+    };
+    static const size_t region_bytes[] = {100, 64 * 130 + 7, 64 * 1000, 64 * 100000 + 1};
+    test_begin();
+    rng r = {321};
+    for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
+        const int *c = cases[ci];
+        conv2d_params p;
+        conv_setup(&p, c[0], c[1], c[2], c[3], c[4], c[5], c[5], c[6], c[6], (pad_mode)c[7], (act_kind)(ci % 5));
+        conv2d_plan pl;
+        conv2d_plan_init(&pl, &p);
+        if (c[8]) conv2d_plan_fuse_scale(&pl);
+        char what[160];
+        snprintf(what, sizeof what, "gemm conv %d->%d groups %d %dx%d k %d s %d%s", c[0], c[1], c[2], c[3], c[4],
+                 c[5], c[6], c[8] ? " scale+residual" : "");
+        T_CHECK(pl.path == CONV_PATH_GEMM, "%s: planned path %d", what, (int)pl.path);
+        if (pl.path != CONV_PATH_GEMM) continue;
+        const size_t n_x = (size_t)p.c_in * p.h_in * p.w_in, n_y = (size_t)p.c_out * p.h_out * p.w_out;
+        float *x = alloc_random(n_x, &r), *bias = alloc_random((size_t)p.c_out, &r);
+        float *w = alloc_random((size_t)p.c_out * (p.c_in / p.groups) * p.k_h * p.k_w, &r);
+        float *scale = c[8] ? alloc_random((size_t)p.c_in, &r) : NULL, *res = c[8] ? alloc_random(n_y, &r) : NULL;
+        float *packed = alloc_nan(pl.packed_floats), *scratch = pl.scratch_floats ? alloc_nan(pl.scratch_floats) : NULL;
+        float *want = alloc_floats(n_y), *y = alloc_floats(n_y + 2);
+        conv2d_plan_pack(&pl, w, packed);
+        pl.w = packed;
+        pl.bias = bias;
+        const kernels_part all = conv2d_plan_part(&pl, 0, 1);
+        conv2d_plan_forward_part(&pl, x, scale, res, want, scratch, &all);
+        for (size_t ri = 0; ri < sizeof region_bytes / sizeof *region_bytes; ri++) {
+            const size_t n_region = (region_bytes[ri] + 3) / 4;
+            float *region = alloc_random(n_region, &r), *region_copy = alloc_floats(n_region);
+            memcpy(region_copy, region, n_region * sizeof *region);
+            pl.prefetch = region;
+            pl.prefetch_bytes = region_bytes[ri];
+            for (int nth = 1; nth <= 3; nth++) {
+                char what_n[240];
+                snprintf(what_n, sizeof what_n, "%s, prefetch %zu bytes, %d parts", what, region_bytes[ri], nth);
+                fill_poison(y, n_y + 2);
+                for (int ith = 0; ith < nth; ith++) {
+                    const kernels_part part = conv2d_plan_part(&pl, ith, nth);
+                    conv2d_plan_forward_part(&pl, x, scale, res, y + 1, scratch, &part);
+                }
+                if (!fused_matches_unfused(y, want, n_y, (size_t)p.h_out * p.w_out, p.w_out, what_n)) break;
+            }
+            T_CHECK(memcmp(region, region_copy, n_region * sizeof *region) == 0, "%s: prefetched region changed",
+                    what);
+            free(region);
+            free(region_copy);
+        }
+        free(x);
+        free(bias);
+        free(w);
+        free(scale);
+        free(res);
+        free(packed);
+        free(scratch);
+        free(want);
+        free(y);
+    }
+    test_end("conv2d_plan.prefetch (GEMM path): the prefetching tile kernels bit-identical to the plan without, "
+             "guard cells, region unchanged, 1/2/3 parts");
+}
+
 int main(void)
 {
     /* One BLAS thread: results are then deterministic, and the concurrency test exercises the
@@ -2479,6 +2555,7 @@ int main(void)
     if (cpu_isa_best() >= CPU_ISA_AVX512) {
         test_conv_sweeps(CONV_VIA_PACKED, "conv2d_forward_packed (AVX-512 GEMM): same sweeps");
         test_conv_packed_fused();
+        test_conv_gemm_prefetch();
     } else {
         test_skip("conv2d_forward_packed (AVX-512 GEMM): same sweeps", "CPU lacks AVX-512F");
         test_skip("conv2d_forward_packed_fused", "CPU lacks AVX-512F");
