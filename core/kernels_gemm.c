@@ -316,19 +316,20 @@ static inline __attribute__((always_inline)) KERNELS_AVX512 void gemm_tile_nv(co
     }
 }
 
-/* A tile of n = 16 * nv + nx columns, nx = 1..3 (7x7 maps: 49; 17x17 F(6, 7) blocks: 51): nv full
- * vectors per row as above, and the last nx columns transposed, each as one vector over the
- * tile's GEMM_MR rows (lanes) that multiplies the panel's k-th column of a (GEMM_MR consecutive
- * floats) by b's column. That costs nx FMAs per k instead of GEMM_MR on a vector with nx used
- * lanes (49 columns: 19 FMAs per k instead of 24; 51: 21). Every value is the same chain of FMAs
- * over k as in gemm_tile_nv, so the bits are the same. */
+/* A tile of n = 16 * nv + nx columns, nx = 1..3 (7x7 maps: 49; 17x17 F(6, 7) blocks: 51), or nv = 0
+ * and nx = 1..4 (a last tile of 1..4 columns: 14x14 maps, 196 = 3 x 64 + 4): nv full vectors per row
+ * as above, and the last nx columns transposed, each as one vector over the tile's GEMM_MR rows
+ * (lanes) that multiplies the panel's k-th column of a (GEMM_MR consecutive floats) by b's column.
+ * That costs nx FMAs per k instead of GEMM_MR on a vector with nx used lanes (49 columns: 19 FMAs
+ * per k instead of 24; 51: 21; 4: 4 instead of 6). Every value is the same chain of FMAs over k as
+ * in gemm_tile_nv, so the bits are the same. */
 static inline __attribute__((always_inline)) KERNELS_AVX512 void gemm_tile_nvx(const int nv, const int nx,
                                                                             const int pf, const gemm_tile *t)
 {
     const __mmask16 rows = (__mmask16)((1u << t->m) - 1u), panel = (1u << GEMM_MR) - 1u;
     const int col = 16 * nv; /* the first transposed column */
-    __m512 acc[GEMM_MR][3], acc_col[3];
-    float col_buf[3][16] = {{0}};
+    __m512 acc[GEMM_MR][3], acc_col[4];
+    float col_buf[4][16] = {{0}};
 #pragma GCC unroll 6
     for (int r = 0; r < GEMM_MR; r++) {
         const float *cr = t->c + (size_t)r * t->ldc;
@@ -344,7 +345,7 @@ static inline __attribute__((always_inline)) KERNELS_AVX512 void gemm_tile_nvx(c
         if (r < t->m && !t->first)
             for (int x = 0; x < nx; x++) col_buf[x][r] = cr[col + x];
     }
-#pragma GCC unroll 3
+#pragma GCC unroll 4
     for (int x = 0; x < nx; x++) {
         if (t->first)
             acc_col[x] = t->bias ? _mm512_maskz_loadu_ps(rows, t->bias) : _mm512_setzero_ps();
@@ -365,10 +366,10 @@ static inline __attribute__((always_inline)) KERNELS_AVX512 void gemm_tile_nvx(c
             for (int v = 0; v < nv; v++) acc[r][v] = _mm512_fmadd_ps(ar, bv[v], acc[r][v]);
         }
         const __m512 ap = _mm512_maskz_loadu_ps(panel, a);
-#pragma GCC unroll 3
+#pragma GCC unroll 4
         for (int x = 0; x < nx; x++) acc_col[x] = _mm512_fmadd_ps(ap, _mm512_set1_ps(b[col + x]), acc_col[x]);
     }
-#pragma GCC unroll 3
+#pragma GCC unroll 4
     for (int x = 0; x < nx; x++) {
         if (t->last && t->res) {
             for (int r = 0; r < t->m; r++) col_buf[x][r] = t->res[(size_t)r * t->ldc + (size_t)(col + x)];
@@ -400,6 +401,10 @@ static inline __attribute__((always_inline)) KERNELS_AVX512 void gemm_tile_nvx(c
     static KERNELS_AVX512 void gemm_tile_3_1##sfx(const gemm_tile *t) { gemm_tile_nvx(3, 1, pf, t); }             \
     static KERNELS_AVX512 void gemm_tile_3_2##sfx(const gemm_tile *t) { gemm_tile_nvx(3, 2, pf, t); }             \
     static KERNELS_AVX512 void gemm_tile_3_3##sfx(const gemm_tile *t) { gemm_tile_nvx(3, 3, pf, t); }             \
+    static KERNELS_AVX512 void gemm_tile_0_1##sfx(const gemm_tile *t) { gemm_tile_nvx(0, 1, pf, t); }             \
+    static KERNELS_AVX512 void gemm_tile_0_2##sfx(const gemm_tile *t) { gemm_tile_nvx(0, 2, pf, t); }             \
+    static KERNELS_AVX512 void gemm_tile_0_3##sfx(const gemm_tile *t) { gemm_tile_nvx(0, 3, pf, t); }             \
+    static KERNELS_AVX512 void gemm_tile_0_4##sfx(const gemm_tile *t) { gemm_tile_nvx(0, 4, pf, t); }             \
                                                                                                                  \
     static KERNELS_AVX512 void gemm_tile_run##sfx(const gemm_tile *t)                                             \
     {                                                                                                            \
@@ -409,6 +414,10 @@ static inline __attribute__((always_inline)) KERNELS_AVX512 void gemm_tile_nvx(c
         case 49: gemm_tile_3_1##sfx(t); return;                                                                  \
         case 50: gemm_tile_3_2##sfx(t); return;                                                                  \
         case 51: gemm_tile_3_3##sfx(t); return;                                                                  \
+        case 1: gemm_tile_0_1##sfx(t); return;                                                                   \
+        case 2: gemm_tile_0_2##sfx(t); return;                                                                   \
+        case 3: gemm_tile_0_3##sfx(t); return;                                                                   \
+        case 4: gemm_tile_0_4##sfx(t); return;                                                                   \
         default: break;                                                                                          \
         }                                                                                                        \
         switch ((t->n + 15) / 16) {                                                                              \
@@ -423,12 +432,15 @@ GEMM_TILE_FNS(_pf, 1)
 #undef GEMM_TILE_FNS
 
 /* Columns per tile when B is read in place (any tiling gives the same bits): GEMM_NR, except
- * when that leaves a last tile of at most 8 columns (too few FMA chains to hide the latency) and
- * 49-column tiles cover the columns exactly (14x14 maps: 196 = 4 x 49 instead of 3 x 64 + 4). */
+ * when that leaves a last tile of 5..8 columns (too few FMA chains to hide the latency) and
+ * 49-column tiles cover the columns exactly. A last tile of 1..4 columns is a transposed one
+ * (gemm_tile_nvx with nv = 0): 14x14 maps run 196 = 3 x 64 + 4 instead of 4 x 49 (each tile
+ * costs about the same per k whatever its FMAs: microbenchmark 112 x 196 x 672, everything in
+ * L2, 64-column tiles 183-188 GFLOP/s, 49-column tiles 142-150). */
 static int gemm_tile_width(int nc)
 {
     const int rem = nc % GEMM_NR;
-    return rem > 0 && rem <= 8 && nc % 49 == 0 ? 49 : GEMM_NR;
+    return rem > 4 && rem <= 8 && nc % 49 == 0 ? 49 : GEMM_NR;
 }
 
 /* The part of a GEMM one call computes: row panels [ib0, ib1) of GEMM_MR rows and columns

@@ -2462,6 +2462,70 @@ static void test_conv_plan(void)
              "bit-identical; input-scale and pw+dw fusion; training plans");
 }
 
+/* Pointwise GEMM convs (B read in place) whose last column tile is 1..4 columns wide, now a
+ * transposed tile (gemm_tile_nvx with nv = 0; 14x14 maps: 3 x 64 + 4 instead of 4 x 49), and the
+ * 49- / 64-column tilings around them: every output bit for bit the fmaf chain over k from the bias
+ * (then the residual, then ReLU) that every tile kernel computes, over 1, 2 and 3 parts, nothing
+ * written to the guard cells; K past one K block, output channels not a multiple of 6. */
+static void test_gemm_tail_tiles(void)
+{
+    /* {c_in, c_out, h, w, residual} */
+    static const int cases[][5] = {
+        {16, 13, 14, 14, 0}, {130, 7, 14, 14, 1}, {5, 1, 1, 1, 0},   {9, 8, 1, 2, 1},  {200, 11, 1, 3, 0},
+        {24, 6, 2, 2, 1},    {17, 19, 1, 65, 0},  {33, 5, 2, 33, 1}, {40, 9, 3, 67, 0}, {12, 14, 7, 7, 1},
+        {70, 12, 4, 49, 0},  {3, 2, 28, 28, 1},
+    };
+    test_begin();
+    rng r = {99};
+    for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
+        const int *c = cases[ci];
+        conv2d_params p;
+        conv_setup(&p, c[0], c[1], 1, c[2], c[3], 1, 1, 1, 1, PAD_NONE, (ci & 1) ? ACT_RELU : ACT_NONE);
+        conv2d_plan pl;
+        conv2d_plan_init(&pl, &p);
+        char what[160];
+        snprintf(what, sizeof what, "pointwise gemm %d->%d %dx%d%s act %d", c[0], c[1], c[2], c[3],
+                 c[4] ? " +residual" : "", (int)p.act);
+        T_CHECK(pl.path == CONV_PATH_GEMM, "%s: planned path %d", what, (int)pl.path);
+        if (pl.path != CONV_PATH_GEMM) continue;
+        const size_t hw = (size_t)c[2] * c[3], n_x = (size_t)c[0] * hw, n_y = (size_t)c[1] * hw;
+        float *x = alloc_random(n_x, &r), *bias = alloc_random((size_t)c[1], &r);
+        float *w = alloc_random((size_t)c[1] * c[0], &r), *res = c[4] ? alloc_random(n_y, &r) : NULL;
+        float *packed = alloc_nan(pl.packed_floats), *scratch = pl.scratch_floats ? alloc_nan(pl.scratch_floats) : NULL;
+        float *want = alloc_floats(n_y), *y = alloc_floats(n_y + 2);
+        conv2d_plan_pack(&pl, w, packed);
+        pl.w = packed;
+        pl.bias = bias;
+        for (int o = 0; o < c[1]; o++)
+            for (size_t q = 0; q < hw; q++) {
+                float acc = bias[o];
+                for (int k = 0; k < c[0]; k++) acc = fmaf(w[(size_t)o * c[0] + k], x[(size_t)k * hw + q], acc);
+                if (res) acc += res[(size_t)o * hw + q];
+                want[(size_t)o * hw + q] = p.act == ACT_RELU && acc < 0.0f ? 0.0f : acc;
+            }
+        for (int nth = 1; nth <= 3; nth++) {
+            char what_n[200];
+            snprintf(what_n, sizeof what_n, "%s, %d parts", what, nth);
+            fill_poison(y, n_y + 2);
+            for (int ith = 0; ith < nth; ith++) {
+                const kernels_part part = conv2d_plan_part(&pl, ith, nth);
+                conv2d_plan_forward_part(&pl, x, NULL, res, y + 1, scratch, &part);
+            }
+            if (!fused_matches_unfused(y, want, n_y, hw, c[3], what_n)) break;
+        }
+        free(x);
+        free(bias);
+        free(w);
+        free(res);
+        free(packed);
+        free(scratch);
+        free(want);
+        free(y);
+    }
+    test_end("pointwise GEMM tiles of 1..4 transposed columns (14x14: 3 x 64 + 4), 49 and 64 columns: "
+             "fmaf-chain bits, guard cells, 1/2/3 parts");
+}
+
 /* conv2d_plan.prefetch (CONV_PATH_GEMM): the GEMM that brings a memory region into L2 (the tile
  * instances with a prefetch) gives the bits of the plan without one, writes nothing outside y
  * (poisoned guard cells) and leaves the region unchanged, over 1, 2 and 3 parts; regions of no
@@ -2556,6 +2620,7 @@ int main(void)
         test_conv_sweeps(CONV_VIA_PACKED, "conv2d_forward_packed (AVX-512 GEMM): same sweeps");
         test_conv_packed_fused();
         test_conv_gemm_prefetch();
+        test_gemm_tail_tiles();
     } else {
         test_skip("conv2d_forward_packed (AVX-512 GEMM): same sweeps", "CPU lacks AVX-512F");
         test_skip("conv2d_forward_packed_fused", "CPU lacks AVX-512F");
