@@ -748,6 +748,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     }
     receiving_remove(r);
     admission_release(r);
+    /* A job ended (run, or dropped for a gone client) but MHD found the connection dead on resume,
+     * before the answer could be queued: the client left first, so it counts as 499 like nginx's. */
+    if (!r->status && r->phase == REQ_QUEUED && atomic_load_explicit(&r->job_done, memory_order_acquire)) {
+        r->status = 499;
+        r->error_code = "client_closed_request";
+    }
     double total_ms = timing_ms(r->t_start_ns, timing_now_ns());
     if (r->status) {
         metrics_count_request(s->mt, r->route_index, r->model_label, r->status);

@@ -518,12 +518,22 @@ def case_burst_and_overload(wdir, jpeg):
     report("a burst of 64 with default flags is all 200; past --max-queue-wait requests get 503 queue_full JSON", p)
 
 
-def case_client_gone(wdir, jpeg):
-    """Clients that reset right after sending: their queued jobs are dropped (499), not run."""
+def metric(body, pattern):
+    m = re.search(pattern, body)
+    return int(m.group(1)) if m else 0
+
+
+def client_gone_attempt(wdir, jpeg):
+    """One try: (problems, conclusive). Inconclusive when the one worker had run every job before
+    the resets were sent (a test process starved on a loaded machine), so none could be dropped."""
     # Admission must not refuse any of them (a slow sanitizer build under load would otherwise
     # answer 503 queue_full and leave nothing queued to drop).
     srv = Server(wdir, "--workers", "1", "--timeout", "600", "--max-queue-wait", "86400000")
     p = []
+    conclusive = True
+    depth_re = rb"cnnserve_queue_depth (\d+)"
+    dropped_re = rb'route="/v1/classify",model="mobilenet_v3_small",code="499"\} (\d+)'
+    ran_re = rb'cnnserve_stage_seconds_count\{stage="decode",model="mobilenet_v3_small"\} (\d+)'
     try:
         # Bodies sent whole (so they are read and queued behind one worker), then every client resets.
         # A 4000x3000 PNG of one colour: a few KB to send, tens of ms to decode and resize.
@@ -538,37 +548,59 @@ def case_client_gone(wdir, jpeg):
         depth = 0
         while time.time() < t_end:  # until jobs wait in the queue
             st, _, body, _ = request(srv.port, "GET", "/metrics")
-            q = re.search(rb"cnnserve_queue_depth (\d+)", body)
-            depth = int(q.group(1)) if q else 0
+            depth = metric(body, depth_re)
             if depth >= 5:
                 break
             time.sleep(0.02)
         if depth < 5:
             # Resetting now would test nothing: the jobs were not (yet) queued.
             p.append("40 whole bodies sent to one worker, but the queue never held 5 jobs (depth %d)" % depth)
-        for s in socks:
+        for s in reversed(socks):  # the last sent wait longest
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-            s.close()  # RST
+            s.close()  # RST, delivered at once on loopback
+        # Jobs still queued now have a gone client when the worker takes them: each must be a 499,
+        # and none may run (decode is counted once per job that ran; one may be running now).
+        st, _, body, _ = request(srv.port, "GET", "/metrics")
+        queued_after = metric(body, depth_re)
+        ran_before = metric(body, ran_re)
         t_end = time.time() + 60 * SLOW
-        dropped = 0
+        dropped = metric(body, dropped_re)
         while time.time() < t_end:
             st, _, body, _ = request(srv.port, "GET", "/metrics")
-            m = re.search(rb'route="/v1/classify",model="mobilenet_v3_small",code="499"\} (\d+)', body)
-            dropped = int(m.group(1)) if m else 0
-            q = re.search(rb"cnnserve_queue_depth (\d+)", body)
-            if q and int(q.group(1)) == 0 and dropped:
+            dropped = metric(body, dropped_re)
+            if metric(body, depth_re) == 0 and dropped >= queued_after:
                 break
             time.sleep(0.2)
-        if not dropped:
-            p.append("no queued job of a gone client was dropped (no code 499 in /metrics)")
-        if not any('"client_closed_request"' in l or "error=client_closed_request" in l for l in srv.lines):
+        if queued_after == 0 and dropped == 0:
+            conclusive = False
+        elif dropped < max(queued_after, 1):
+            p.append("%d jobs were still queued after every client reset, but only %d were dropped "
+                     "with code 499 in /metrics" % (queued_after, dropped))
+        ran_after = metric(body, ran_re)
+        if ran_after > ran_before + 1:
+            p.append("%d jobs of gone clients ran after the resets (at most the 1 running then may)"
+                     % (ran_after - ran_before))
+        if conclusive and not any('"client_closed_request"' in l or "error=client_closed_request" in l
+                                  for l in srv.lines):
             p.append("no access log line with error=client_closed_request")
         st, _, body, _ = classify(srv.port, jpeg)
         if st != 200:
             p.append("good request after the reset storm: %s" % st)
     finally:
         srv.stop()
-    report("queued jobs whose client reset the connection are dropped (499 client_closed_request)", p)
+    return p, conclusive
+
+
+def case_client_gone(wdir, jpeg):
+    """Clients that reset right after sending: their queued jobs are dropped (499), not run."""
+    name = "queued jobs whose client reset the connection are dropped (499 client_closed_request)"
+    for attempt in range(3):
+        p, conclusive = client_gone_attempt(wdir, jpeg)
+        if conclusive or p:
+            report(name, p)
+            return
+        print("# attempt %d: every job had run before the resets were sent; trying again" % (attempt + 1))
+    report(name, ["in 3 tries the worker always ran every job before the resets were sent"])
 
 
 def main():
