@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "../../models/archs.h"
+#include "../../models/model.h"
 
 static double now_ns(void)
 {
@@ -104,15 +105,11 @@ int main(int argc, char **argv)
         return 2;
     }
     if (n_pos == 3) iters = atoi(pos[2]);
-    int (*build)(graph_builder *, int) = NULL;
-    int size = 224;
-    float eps = 1e-5f;
-    if (!strcmp(pos[0], "mobilenet_v3_large")) build = mobilenet_v3_large_build, eps = 1e-3f;
-    else if (!strcmp(pos[0], "mobilenet_v3_small")) build = mobilenet_v3_small_build, eps = 1e-3f;
-    else if (!strcmp(pos[0], "shufflenet_v2_x1_0")) build = shufflenet_v2_x1_0_build;
-    else if (!strcmp(pos[0], "alexnet")) build = alexnet_build;
-    else if (!strcmp(pos[0], "inception_v3")) build = inception_v3_build, size = 299;
-    if (!build || iters < 1 || n_threads < 1 || n_threads > TL_MAXT) {
+    /* the registry's builder, input size and BatchNorm eps, as model_load uses them */
+    const arch_builder *ab = model_arch_builder(pos[0]);
+    const model_arch *arch = model_arch_find(pos[0]);
+    const int size = arch ? arch->input_size : 0;
+    if (!ab || !arch || iters < 1 || n_threads < 1 || n_threads > TL_MAXT) {
         fprintf(stderr, "exec_timeline: unknown architecture '%s', bad ITERS or bad --threads (1..%d)\n", pos[0], TL_MAXT);
         return 2;
     }
@@ -123,8 +120,8 @@ int main(int argc, char **argv)
         return 1;
     }
     graph g = {0};
-    graph_builder b = {.g = &g, .w = w, .bn_eps = eps, .status = CNN_OK, .err = err, .err_bytes = sizeof(err)};
-    g.output = build(&b, size);
+    graph_builder b = {.g = &g, .w = w, .bn_eps = ab->bn_eps, .status = CNN_OK, .err = err, .err_bytes = sizeof(err)};
+    g.output = ab->build(&b, size);
     if (b.status != CNN_OK || graph_plan(&g) != CNN_OK) {
         fprintf(stderr, "exec_timeline: %s\n", b.status != CNN_OK ? err : "graph_plan failed");
         return 1;

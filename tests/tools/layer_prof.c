@@ -3,8 +3,8 @@
  *
  *   layer_prof ARCH WEIGHTS.safetensors [ITERS] [--threads N] [--json FILE]
  *
- * Builds the graph as the registry does (torch padding, BatchNorm eps 1e-3 for MobileNetV3 and
- * 1e-5 otherwise; the times do not depend on it), plans it, runs it ITERS times (default 200) node
+ * Builds the graph with the registry's builder, input size and BatchNorm eps (torch padding; the
+ * times do not depend on eps), plans it, runs it ITERS times (default 200) node
  * by node and prints each node's median time, its shape and its share of the summed medians, then
  * the medians summed per kernel kind. With --threads N > 1 each node runs as graph_run_part runs
  * it on N threads: split into N parts claimed by a pool whose workers spin between nodes (so a
@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "../../models/archs.h"
+#include "../../models/model.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -151,15 +152,11 @@ int main(int argc, char **argv)
         return 2;
     }
     if (n_pos == 3) iters = atoi(pos[2]);
-    int (*build)(graph_builder *, int) = NULL;
-    int size = 224;
-    float eps = 1e-5f;
-    if (!strcmp(pos[0], "mobilenet_v3_large")) build = mobilenet_v3_large_build, eps = 1e-3f;
-    else if (!strcmp(pos[0], "mobilenet_v3_small")) build = mobilenet_v3_small_build, eps = 1e-3f;
-    else if (!strcmp(pos[0], "shufflenet_v2_x1_0")) build = shufflenet_v2_x1_0_build;
-    else if (!strcmp(pos[0], "alexnet")) build = alexnet_build;
-    else if (!strcmp(pos[0], "inception_v3")) build = inception_v3_build, size = 299;
-    if (!build || iters < 1 || n_threads < 1 || n_threads > 64) {
+    /* the registry's builder, input size and BatchNorm eps, as model_load uses them */
+    const arch_builder *ab = model_arch_builder(pos[0]);
+    const model_arch *arch = model_arch_find(pos[0]);
+    const int size = arch ? arch->input_size : 0;
+    if (!ab || !arch || iters < 1 || n_threads < 1 || n_threads > 64) {
         fprintf(stderr, "layer_prof: unknown architecture '%s', bad ITERS or bad --threads\n", pos[0]);
         return 2;
     }
@@ -170,8 +167,8 @@ int main(int argc, char **argv)
         return 1;
     }
     graph g = {0};
-    graph_builder b = {.g = &g, .w = w, .bn_eps = eps, .status = CNN_OK, .err = err, .err_bytes = sizeof(err)};
-    g.output = build(&b, size);
+    graph_builder b = {.g = &g, .w = w, .bn_eps = ab->bn_eps, .status = CNN_OK, .err = err, .err_bytes = sizeof(err)};
+    g.output = ab->build(&b, size);
     if (b.status != CNN_OK || graph_plan(&g) != CNN_OK) {
         fprintf(stderr, "layer_prof: %s\n", b.status != CNN_OK ? err : "graph_plan failed");
         return 1;
