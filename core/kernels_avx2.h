@@ -1,0 +1,38 @@
+/* Helpers shared by the AVX2 + FMA kernels (selected at run time on CPUs with AVX2 and FMA but
+ * without AVX-512F, and on those with it where no AVX-512 variant exists). Include only where
+ * KERNELS_X86 (kernels_internal.h) is set. */
+#ifndef CNN_KERNELS_AVX2_H
+#define CNN_KERNELS_AVX2_H
+
+#include <immintrin.h>
+
+#include "kernels.h"
+
+/* Function-level target of every AVX2 kernel (the build itself is generic x86-64). */
+#define KERNELS_AVX2 __attribute__((target("avx2,fma")))
+
+/* Lanes [0, n) of an 8-lane vector set (all 8 for n >= 8, none for n <= 0), as a maskload mask. */
+static inline __attribute__((always_inline)) KERNELS_AVX2 __m256i kernels_avx2_mask(int n)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* act(v) on 8 lanes: the vector form of act_forward, the same operations as avx512_act. */
+static inline __attribute__((always_inline)) KERNELS_AVX2 __m256 avx2_act(__m256 v, act_kind act)
+{
+    const __m256 zero = _mm256_setzero_ps(), six = _mm256_set1_ps(6.0f);
+    const __m256 three = _mm256_set1_ps(3.0f), sixth = _mm256_set1_ps(1.0f / 6.0f);
+    switch (act) {
+    case ACT_RELU: return _mm256_max_ps(v, zero);
+    case ACT_RELU6: return _mm256_min_ps(_mm256_max_ps(v, zero), six);
+    case ACT_HSWISH:
+        return _mm256_mul_ps(_mm256_mul_ps(v, _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(v, three), zero), six)),
+                             sixth);
+    case ACT_HSIGMOID:
+        return _mm256_mul_ps(_mm256_min_ps(_mm256_max_ps(_mm256_add_ps(v, three), zero), six), sixth);
+    case ACT_NONE: break;
+    }
+    return v;
+}
+
+#endif
