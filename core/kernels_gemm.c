@@ -23,6 +23,7 @@
 #include "kernels_internal.h"
 
 #if KERNELS_X86
+#include "kernels_avx2.h"
 #include "kernels_avx512.h"
 #endif
 
@@ -166,6 +167,33 @@ static inline __attribute__((always_inline)) KERNELS_AVX512 void gemm_copy_scale
     }
 }
 
+/* gemm_copy_strided and gemm_copy_scaled on AVX2: stride 1 and the scaled copy in whole vectors with
+ * a masked tail, larger strides element by element. */
+static inline __attribute__((always_inline)) KERNELS_AVX2 void gemm_copy_strided_avx2(float *dst, const float *src,
+                                                                                   int n, int s)
+{
+    int t = 0;
+    if (s == 1) {
+        for (; t + 8 <= n; t += 8) _mm256_storeu_ps(dst + t, _mm256_loadu_ps(src + t));
+        if (t < n) {
+            const __m256i m = kernels_avx2_mask(n - t);
+            _mm256_maskstore_ps(dst + t, m, _mm256_maskload_ps(src + t, m));
+        }
+        return;
+    }
+    for (; t < n; t++) dst[t] = src[(size_t)t * (size_t)s];
+}
+
+static inline __attribute__((always_inline)) KERNELS_AVX2 void gemm_copy_scaled_avx2(float *dst, const float *src,
+                                                                                  int n, float f)
+{
+    const __m256 vf = _mm256_set1_ps(f);
+    for (int t = 0; t < n; t += 8) {
+        const __m256i m = kernels_avx2_mask(n - t);
+        _mm256_maskstore_ps(dst + t, m, _mm256_mul_ps(_mm256_maskload_ps(src + t, m), vf));
+    }
+}
+
 /* The group's input as the packer reads it: c planes of hp x wp floats in which output (oh, ow)
  * of kernel tap (i, j) reads (oh*s_h + i, ow*s_w + j), i.e. already zero-padded. */
 typedef struct {
@@ -202,50 +230,54 @@ static void gemm_pad_input(const conv2d_params *p, const float *x, int c, float 
 /* Packs im2col rows [k0, k0+kc) and columns [n0, n0+nc) into panels of GEMM_NR columns,
  * buf[(panel * kc + row) * GEMM_NR + column]; cells past the last column stay unwritten (the
  * micro-kernel masks them). Each row of a panel is copied as runs of one output row each (one
- * run when rows_contiguous). */
-static KERNELS_AVX512 void gemm_pack_block(const gemm_src *src, int k0, int kc, int n0, int nc,
-                                        float *buf)
-{
-    const int n_panels = (nc + GEMM_NR - 1) / GEMM_NR, kk = src->k_h * src->k_w;
-    const size_t row_step = (size_t)src->s_h * (size_t)src->wp;
-    int oh0[GEMM_NC / GEMM_NR], ow0[GEMM_NC / GEMM_NR], len[GEMM_NC / GEMM_NR];
-    for (int q = 0; q < n_panels; q++) {
-        const int col = n0 + q * GEMM_NR;
-        oh0[q] = col / src->w_out;
-        ow0[q] = col % src->w_out;
-        len[q] = kernels_imin(GEMM_NR, src->n - col);
-    }
-    int ci = k0 / kk, i = k0 % kk / src->k_w, j = k0 % src->k_w;
-    for (int r = 0; r < kc; r++) {
-        const float *base = src->x + (size_t)ci * src->plane + (size_t)i * (size_t)src->wp + j;
-        for (int q = 0; q < n_panels; q++) {
-            float *dst = buf + ((size_t)q * (size_t)kc + (size_t)r) * GEMM_NR;
-            const int n = len[q];
-            if (src->scale) {
-                gemm_copy_scaled(dst, base + (size_t)(n0 + q * GEMM_NR), n, src->scale[ci]);
-            } else if (src->rows_contiguous) {
-                gemm_copy_strided(dst, base + (size_t)(n0 + q * GEMM_NR), n, 1);
-            } else {
-                const float *row = base + (size_t)oh0[q] * row_step;
-                int t = 0, ow = ow0[q];
-                while (t < n) {
-                    const int seg = kernels_imin(src->w_out - ow, n - t);
-                    gemm_copy_strided(dst + t, row + (size_t)ow * (size_t)src->s_w, seg, src->s_w);
-                    t += seg;
-                    ow = 0;
-                    row += row_step;
-                }
-            }
-        }
-        if (++j == src->k_w) {
-            j = 0;
-            if (++i == src->k_h) {
-                i = 0;
-                ci++;
-            }
-        }
-    }
+ * run when rows_contiguous).
+ * One instance per ISA, with that ISA's copy helpers. */
+#define GEMM_PACK_BLOCK_FN(name, attr, copy_strided, copy_scaled)                                   \
+static attr void name(const gemm_src *src, int k0, int kc, int n0, int nc, float *buf)              \
+{                                                                                                   \
+    const int n_panels = (nc + GEMM_NR - 1) / GEMM_NR, kk = src->k_h * src->k_w;                    \
+    const size_t row_step = (size_t)src->s_h * (size_t)src->wp;                                     \
+    int oh0[GEMM_NC / GEMM_NR], ow0[GEMM_NC / GEMM_NR], len[GEMM_NC / GEMM_NR];                     \
+    for (int q = 0; q < n_panels; q++) {                                                            \
+        const int col = n0 + q * GEMM_NR;                                                           \
+        oh0[q] = col / src->w_out;                                                                  \
+        ow0[q] = col % src->w_out;                                                                  \
+        len[q] = kernels_imin(GEMM_NR, src->n - col);                                               \
+    }                                                                                               \
+    int ci = k0 / kk, i = k0 % kk / src->k_w, j = k0 % src->k_w;                                    \
+    for (int r = 0; r < kc; r++) {                                                                  \
+        const float *base = src->x + (size_t)ci * src->plane + (size_t)i * (size_t)src->wp + j;     \
+        for (int q = 0; q < n_panels; q++) {                                                        \
+            float *dst = buf + ((size_t)q * (size_t)kc + (size_t)r) * GEMM_NR;                      \
+            const int n = len[q];                                                                   \
+            if (src->scale) {                                                                       \
+                copy_scaled(dst, base + (size_t)(n0 + q * GEMM_NR), n, src->scale[ci]);             \
+            } else if (src->rows_contiguous) {                                                      \
+                copy_strided(dst, base + (size_t)(n0 + q * GEMM_NR), n, 1);                         \
+            } else {                                                                                \
+                const float *row = base + (size_t)oh0[q] * row_step;                                \
+                int t = 0, ow = ow0[q];                                                             \
+                while (t < n) {                                                                     \
+                    const int seg = kernels_imin(src->w_out - ow, n - t);                           \
+                    copy_strided(dst + t, row + (size_t)ow * (size_t)src->s_w, seg, src->s_w);      \
+                    t += seg;                                                                       \
+                    ow = 0;                                                                         \
+                    row += row_step;                                                                \
+                }                                                                                   \
+            }                                                                                       \
+        }                                                                                           \
+        if (++j == src->k_w) {                                                                      \
+            j = 0;                                                                                  \
+            if (++i == src->k_h) {                                                                  \
+                i = 0;                                                                              \
+                ci++;                                                                               \
+            }                                                                                       \
+        }                                                                                           \
+    }                                                                                               \
 }
+GEMM_PACK_BLOCK_FN(gemm_pack_block, KERNELS_AVX512, gemm_copy_strided, gemm_copy_scaled)
+GEMM_PACK_BLOCK_FN(gemm_pack_block_avx2, KERNELS_AVX2, gemm_copy_strided_avx2, gemm_copy_scaled_avx2)
+#undef GEMM_PACK_BLOCK_FN
 
 /* ---- micro-kernel ---- */
 
@@ -431,6 +463,71 @@ GEMM_TILE_FNS(, 0)
 GEMM_TILE_FNS(_pf, 1)
 #undef GEMM_TILE_FNS
 
+/* The AVX2 tile: t->n <= GEMM_NR columns as strips of 16 (2 ymm per row: 12 accumulators, as many
+ * as the 16 registers leave room for), each strip over the whole of k. Every value is the same chain
+ * of FMAs over k from the bias (or c) as in gemm_tile_nv, so the bits are those of the AVX-512 tile.
+ * pf: the strip that prefetches A's look-ahead and t->pf (when set): the first. */
+static inline __attribute__((always_inline)) KERNELS_AVX2 void gemm_strip_avx2(const int nv, const int pf,
+                                                                            const gemm_tile *t, int c0)
+{
+    const __m256i tail = kernels_avx2_mask(t->n - c0 - 8 * (nv - 1)), all = _mm256_set1_epi32(-1);
+    __m256 acc[GEMM_MR][2];
+#pragma GCC unroll 6
+    for (int r = 0; r < GEMM_MR; r++) {
+        const float *cr = t->c + (size_t)r * t->ldc + c0;
+#pragma GCC unroll 2
+        for (int v = 0; v < nv; v++) {
+            if (r >= t->m)
+                acc[r][v] = _mm256_setzero_ps();
+            else if (t->first)
+                acc[r][v] = _mm256_set1_ps(t->bias ? t->bias[r] : 0.0f);
+            else
+                acc[r][v] = _mm256_maskload_ps(cr + 8 * v, v == nv - 1 ? tail : all);
+        }
+    }
+    const float *a = t->a, *b = t->b + c0;
+    for (int k = 0; k < t->kc; k++, a += GEMM_MR, b += t->ldb) {
+        if (pf) {
+            _mm_prefetch((const char *)(a + GEMM_PREFETCH_A), _MM_HINT_T0);
+            if (t->pf) _mm_prefetch(t->pf + 64 * (size_t)k, _MM_HINT_T1);
+        }
+        __m256 bv[2];
+#pragma GCC unroll 2
+        for (int v = 0; v < nv; v++)
+            bv[v] = v == nv - 1 ? _mm256_maskload_ps(b + 8 * v, tail) : _mm256_loadu_ps(b + 8 * v);
+#pragma GCC unroll 6
+        for (int r = 0; r < GEMM_MR; r++) {
+            const __m256 ar = _mm256_broadcast_ss(a + r);
+#pragma GCC unroll 2
+            for (int v = 0; v < nv; v++) acc[r][v] = _mm256_fmadd_ps(ar, bv[v], acc[r][v]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int r = 0; r < GEMM_MR; r++) {
+        if (r >= t->m) break;
+        float *cr = t->c + (size_t)r * t->ldc + c0;
+#pragma GCC unroll 2
+        for (int v = 0; v < nv; v++) {
+            const __m256i mv = v == nv - 1 ? tail : all;
+            if (t->last && t->res)
+                acc[r][v] = _mm256_add_ps(acc[r][v],
+                                          _mm256_maskload_ps(t->res + (size_t)r * t->ldc + (size_t)c0 + 8 * v, mv));
+            _mm256_maskstore_ps(cr + 8 * v, mv, t->last ? avx2_act(acc[r][v], t->act) : acc[r][v]);
+        }
+    }
+}
+
+static KERNELS_AVX2 void gemm_tile_run_avx2(const gemm_tile *t)
+{
+    for (int c0 = 0; c0 < t->n; c0 += 16) {
+        const int wide = t->n - c0 > 8;
+        if (c0 == 0)
+            wide ? gemm_strip_avx2(2, 1, t, c0) : gemm_strip_avx2(1, 1, t, c0);
+        else
+            wide ? gemm_strip_avx2(2, 0, t, c0) : gemm_strip_avx2(1, 0, t, c0);
+    }
+}
+
 /* Columns per tile when B is read in place (any tiling gives the same bits): GEMM_NR, except
  * when that leaves a last tile of 5..8 columns (too few FMA chains to hide the latency) and
  * 49-column tiles cover the columns exactly. A last tile of 1..4 columns is a transposed one
@@ -455,11 +552,11 @@ typedef struct {
 /* c[m][n] = act(a * B + bias + res) (res may be NULL) for a packed as kernels_gemm_a_offset lays
  * it out and B either read in place (src NULL: k rows of n floats at stride ldb from b) or
  * packed from src block by block into block; only the part r of c. */
-static KERNELS_AVX512 void gemm_run(int m, int k, const float *a, const gemm_src *src,
-                                 const float *b, size_t ldb, float *block, float *c, size_t ldc,
-                                 const float *bias, const float *res, act_kind act,
-                                 const gemm_range *r)
+static void gemm_run(cpu_isa isa, int m, int k, const float *a, const gemm_src *src, const float *b, size_t ldb,
+                     float *block, float *c, size_t ldc, const float *bias, const float *res, act_kind act,
+                     const gemm_range *r)
 {
+    const int avx512 = isa >= CPU_ISA_AVX512;
     const int n_panels_m = (m + GEMM_MR - 1) / GEMM_MR;
     const char *pf = r->pf;
     size_t pf_lines = r->pf_lines;
@@ -467,7 +564,7 @@ static KERNELS_AVX512 void gemm_run(int m, int k, const float *a, const gemm_src
         const int nc = kernels_imin(GEMM_NC, r->n_hi - n0);
         for (int k0 = 0; k0 < k; k0 += GEMM_KC) {
             const int kc = kernels_imin(GEMM_KC, k - k0);
-            if (src) gemm_pack_block(src, k0, kc, n0, nc, block);
+            if (src) (avx512 ? gemm_pack_block : gemm_pack_block_avx2)(src, k0, kc, n0, nc, block);
             gemm_tile t = {.ldc = ldc, .kc = kc, .first = k0 == 0, .last = k0 + kc == k,
                            .act = act};
             const int nr = src ? GEMM_NR : gemm_tile_width(nc);
@@ -492,9 +589,10 @@ static KERNELS_AVX512 void gemm_run(int m, int k, const float *a, const gemm_src
                         t.pf = pf;
                         pf += 64 * (size_t)kc;
                         pf_lines -= (size_t)kc;
-                        gemm_tile_run_pf(&t);
+                        (avx512 ? gemm_tile_run_pf : gemm_tile_run_avx2)(&t);
                     } else {
-                        gemm_tile_run(&t);
+                        t.pf = NULL;
+                        (avx512 ? gemm_tile_run : gemm_tile_run_avx2)(&t);
                     }
                 }
             }
@@ -540,18 +638,34 @@ static KERNELS_AVX512 void gemm_scale_a(int m, int k, const float *a, const floa
     }
 }
 
-static KERNELS_AVX512 void gemm_conv_group(const conv2d_params *p, const gemm_shape *s,
-                                        const float *x, const float *in_scale, const float *a,
-                                        const float *bias, const float *res, float *y,
-                                        float *scratch, const gemm_range *r)
+/* gemm_scale_a on AVX2: the same products, one panel row of GEMM_MR floats per k. */
+static KERNELS_AVX2 void gemm_scale_a_avx2(int m, int k, const float *a, const float *f, int ib0, int ib1,
+                                           float *out)
+{
+    const int n_panels = (m + GEMM_MR - 1) / GEMM_MR;
+    for (int k0 = 0; k0 < k; k0 += GEMM_KC) {
+        const int kc = kernels_imin(GEMM_KC, k - k0);
+        const size_t block = (size_t)k0 * (size_t)n_panels * GEMM_MR;
+        for (int ib = ib0; ib < ib1; ib++) {
+            const float *src = a + block + (size_t)ib * (size_t)kc * GEMM_MR;
+            float *dst = out + block + (size_t)ib * (size_t)kc * GEMM_MR;
+            for (int kk = 0; kk < kc; kk++)
+                for (int r = 0; r < GEMM_MR; r++) dst[kk * GEMM_MR + r] = src[kk * GEMM_MR + r] * f[k0 + kk];
+        }
+    }
+}
+
+static void gemm_conv_group(cpu_isa isa, const conv2d_params *p, const gemm_shape *s, const float *x,
+                            const float *in_scale, const float *a, const float *bias, const float *res, float *y,
+                            float *scratch, const gemm_range *r)
 {
     if (s->direct && (!in_scale || gemm_scale_weights(s))) {
         if (in_scale) {
-            gemm_scale_a(s->m, s->k, a, in_scale, r->ib0, r->ib1, scratch);
+            (isa >= CPU_ISA_AVX512 ? gemm_scale_a : gemm_scale_a_avx2)(s->m, s->k, a, in_scale, r->ib0, r->ib1,
+                                                                     scratch);
             a = scratch;
         }
-        gemm_run(s->m, s->k, a, NULL, x, (size_t)s->n, NULL, y, (size_t)s->n, bias, res, p->act,
-                 r);
+        gemm_run(isa, s->m, s->k, a, NULL, x, (size_t)s->n, NULL, y, (size_t)s->n, bias, res, p->act, r);
         return;
     }
     gemm_src src = {.x = x, .plane = (size_t)p->h_in * (size_t)p->w_in, .wp = p->w_in,
@@ -566,33 +680,46 @@ static KERNELS_AVX512 void gemm_conv_group(const conv2d_params *p, const gemm_sh
         block = scratch + gemm_padded_floats(p);
     }
     src.rows_contiguous = p->stride_h == 1 && p->stride_w == 1 && src.wp == p->w_out;
-    gemm_run(s->m, s->k, a, &src, NULL, 0, block, y, (size_t)s->n, bias, res, p->act, r);
+    gemm_run(isa, s->m, s->k, a, &src, NULL, 0, block, y, (size_t)s->n, bias, res, p->act, r);
 }
 #endif
+
+/* The packed GEMM entry points on one ISA (AVX-512 or AVX2: the same bits). */
+static void gemm_entry(cpu_isa isa, int m, int n, int k, const float *a, const float *b, size_t ldb, float *c,
+                       size_t ldc, const float *bias, const float *res, act_kind act, int r0, int r1)
+{
+    assert(cpu_isa_best() >= isa && m > 0 && n > 0 && k > 0);
+    assert(0 <= r0 && r0 <= r1 && r1 <= m && r0 % GEMM_MR == 0 && (r1 == m || r1 % GEMM_MR == 0));
+#if KERNELS_X86
+    const gemm_range r = {r0 / GEMM_MR, (r1 + GEMM_MR - 1) / GEMM_MR, 0, n, NULL, 0};
+    gemm_run(isa, m, k, a, NULL, b, ldb, NULL, c, ldc, bias, res, act, &r);
+#else
+    (void)isa, (void)a, (void)b, (void)ldb, (void)c, (void)ldc, (void)bias, (void)res, (void)act;
+#endif
+}
 
 void kernels_gemm_avx512(int m, int n, int k, const float *a, const float *b, size_t ldb,
                          float *c, size_t ldc, const float *bias, act_kind act, int r0, int r1)
 {
-    assert(cpu_isa_best() >= CPU_ISA_AVX512 && m > 0 && n > 0 && k > 0);
-    assert(0 <= r0 && r0 <= r1 && r1 <= m && r0 % GEMM_MR == 0 && (r1 == m || r1 % GEMM_MR == 0));
-#if KERNELS_X86
-    const gemm_range r = {r0 / GEMM_MR, (r1 + GEMM_MR - 1) / GEMM_MR, 0, n, NULL, 0};
-    gemm_run(m, k, a, NULL, b, ldb, NULL, c, ldc, bias, NULL, act, &r);
-#else
-    (void)a, (void)b, (void)ldb, (void)c, (void)ldc, (void)bias, (void)act, (void)r0, (void)r1;
-#endif
+    gemm_entry(CPU_ISA_AVX512, m, n, k, a, b, ldb, c, ldc, bias, NULL, act, r0, r1);
 }
 
 void kernels_gemm_res_avx512(int m, int n, int k, const float *a, const float *b, size_t ldb, float *c, size_t ldc,
                              const float *bias, const float *res, act_kind act)
 {
-    assert(cpu_isa_best() >= CPU_ISA_AVX512 && m > 0 && n > 0 && k > 0);
-#if KERNELS_X86
-    const gemm_range r = {0, (m + GEMM_MR - 1) / GEMM_MR, 0, n, NULL, 0};
-    gemm_run(m, k, a, NULL, b, ldb, NULL, c, ldc, bias, res, act, &r);
-#else
-    (void)a, (void)b, (void)ldb, (void)c, (void)ldc, (void)bias, (void)res, (void)act;
-#endif
+    gemm_entry(CPU_ISA_AVX512, m, n, k, a, b, ldb, c, ldc, bias, res, act, 0, m);
+}
+
+void kernels_gemm_avx2(int m, int n, int k, const float *a, const float *b, size_t ldb, float *c, size_t ldc,
+                       const float *bias, act_kind act, int r0, int r1)
+{
+    gemm_entry(CPU_ISA_AVX2, m, n, k, a, b, ldb, c, ldc, bias, NULL, act, r0, r1);
+}
+
+void kernels_gemm_res_avx2(int m, int n, int k, const float *a, const float *b, size_t ldb, float *c, size_t ldc,
+                           const float *bias, const float *res, act_kind act)
+{
+    gemm_entry(CPU_ISA_AVX2, m, n, k, a, b, ldb, c, ldc, bias, res, act, 0, m);
 }
 
 size_t kernels_gemm_conv_fused_scratch_floats(const conv2d_params *p)
@@ -632,7 +759,8 @@ void kernels_gemm_conv_forward_part(const conv2d_params *p, const float *x,
                                     float *scratch, const kernels_part *part, const void *prefetch,
                                     size_t prefetch_bytes)
 {
-    assert(cpu_isa_best() >= CPU_ISA_AVX512 && !kernels_conv_depthwise(p));
+    const cpu_isa isa = cpu_isa_best() >= CPU_ISA_AVX512 ? CPU_ISA_AVX512 : CPU_ISA_AVX2;
+    assert(cpu_isa_best() >= CPU_ISA_AVX2 && !kernels_conv_depthwise(p));
     assert(p->c_in > 0 && p->c_out > 0 && p->h_out > 0 && p->w_out > 0);
     assert(p->groups > 0 && p->c_in % p->groups == 0 && p->c_out % p->groups == 0);
     assert((!in_scale && !residual) || kernels_conv_pointwise(p));
@@ -661,12 +789,12 @@ void kernels_gemm_conv_forward_part(const conv2d_params *p, const float *x,
     const size_t hw_in = (size_t)p->h_in * (size_t)p->w_in;
     const size_t cig = (size_t)(p->c_in / p->groups), hw_out = (size_t)s.n;
     for (int g = 0; g < p->groups; g++)
-        gemm_conv_group(p, &s, x + (size_t)g * cig * hw_in, in_scale ? in_scale + (size_t)g * cig : NULL,
+        gemm_conv_group(isa, p, &s, x + (size_t)g * cig * hw_in, in_scale ? in_scale + (size_t)g * cig : NULL,
                         packed + (size_t)g * (size_t)s.n_panels_m * GEMM_MR * (size_t)s.k,
                         bias ? bias + (size_t)g * (size_t)s.m : NULL,
                         residual ? residual + (size_t)g * (size_t)s.m * hw_out : NULL,
                         y + (size_t)g * (size_t)s.m * hw_out, scratch, &r);
 #else
-    (void)x, (void)in_scale, (void)packed, (void)bias, (void)residual, (void)y, (void)scratch;
+    (void)isa, (void)x, (void)in_scale, (void)packed, (void)bias, (void)residual, (void)y, (void)scratch;
 #endif
 }

@@ -35,7 +35,7 @@ void linear_batch_forward_isa(int n_in, int n_out, int n_batch, const float *x, 
 void kernels_gemv_batch_avx512(int n_in, int n_out, int n_batch, const float *x, const float *w, float *y,
                                size_t y_stride);
 
-/* The packed GEMM convolution (kernels_gemm.c, CONV_PATH_GEMM, AVX-512F) of any
+/* The packed GEMM convolution (kernels_gemm.c, CONV_PATH_GEMM, AVX-512F or AVX2 + FMA) of any
  * non-depthwise p: packed weights' floats and packing (kernels_gemm_a_offset panels per group),
  * scratch floats of a call without / with a fused input scale, the parts (output positions in
  * 64-column panels, or output channels in whole panels), and the part's computation
@@ -63,6 +63,11 @@ void kernels_gemm_res_avx512(int m, int n, int k, const float *a, const float *b
                              const float *bias, const float *res, act_kind act);
 void kernels_gemm_avx512(int m, int n, int k, const float *a, const float *b, size_t ldb,
                          float *c, size_t ldc, const float *bias, act_kind act, int r0, int r1);
+/* kernels_gemm_avx512 and kernels_gemm_res_avx512 on AVX2 + FMA: the same bits. */
+void kernels_gemm_avx2(int m, int n, int k, const float *a, const float *b, size_t ldb, float *c, size_t ldc,
+                       const float *bias, act_kind act, int r0, int r1);
+void kernels_gemm_res_avx2(int m, int n, int k, const float *a, const float *b, size_t ldb, float *c, size_t ldc,
+                           const float *bias, const float *res, act_kind act);
 
 /* AVX-512 depthwise kernels (kernels_dw512.c): whether they take p (stride 1 with output as
  * wide as the input on small maps, or stride 2; kernels up to 7: see there), and the convolution

@@ -432,6 +432,24 @@ static void conv_packed_edges(conv_via via, sweep_stats *st)
     }
 }
 
+/* The path conv2d_plan_init gives p on this CPU. */
+static conv_path conv_planned_path(const conv2d_params *p)
+{
+    conv2d_plan pl;
+    conv2d_plan_init(&pl, p);
+    return pl.path;
+}
+
+/* The path of a shape that takes want512 with AVX-512F and generic without AVX2, on this CPU: AVX2
+ * has the GEMM and depthwise paths, not the stem and Winograd kernels. */
+static conv_path conv_path_on_cpu(conv_path want512, conv_path generic)
+{
+    const cpu_isa isa = cpu_isa_best();
+    if (isa >= CPU_ISA_AVX512) return want512;
+    if (isa < CPU_ISA_AVX2) return generic;
+    return want512 == CONV_PATH_STEM || want512 == CONV_PATH_WINOGRAD ? CONV_PATH_GEMM : want512;
+}
+
 /* conv2d_forward_packed_fused: y = act(conv(x * in_scale) + bias + residual) on pointwise convs,
  * with K blocks (the scaled weights' k-blocked layout, 8-k steps with a tail), column blocking,
  * groups; every combination of scale / residual, every activation. */
@@ -746,19 +764,34 @@ static void test_conv_scratch_size(void)
     T_CHECK(conv2d_scratch_floats(&p) == 0, "1x1 s1 needs no scratch, got %zu",
             conv2d_scratch_floats(&p));
     T_CHECK(conv2d_packed_floats(&p) ==
-                (cpu_isa_best() >= CPU_ISA_AVX512 ? (size_t)18 * 8 : 0),
+                (cpu_isa_best() >= CPU_ISA_AVX2 ? (size_t)18 * 8 : 0),
             "1x1 8->16 packs into 3 panels of 6 channels, got %zu floats",
             conv2d_packed_floats(&p));
     conv_setup(&p, 5, 7, 1, 20, 20, 3, 3, 1, 1, PAD_SYM, ACT_NONE);
-    T_CHECK(conv2d_packed_floats(&p) ==
-                (cpu_isa_best() >= CPU_ISA_AVX512 ? (size_t)16 * 12 * 5 : 0),
-            "3x3 s1 20x20 5->7 packs 16 Winograd matrices of 2 panels, got %zu floats",
-            conv2d_packed_floats(&p));
+    switch (conv_path_on_cpu(CONV_PATH_WINOGRAD, CONV_PATH_IM2COL)) {
+    case CONV_PATH_WINOGRAD:
+        T_CHECK(conv2d_packed_floats(&p) == (size_t)16 * 12 * 5,
+                "3x3 s1 20x20 5->7 packs 16 Winograd matrices of 2 panels, got %zu floats", conv2d_packed_floats(&p));
+        break;
+    case CONV_PATH_GEMM:
+        T_CHECK(conv2d_packed_floats(&p) == (size_t)12 * 45,
+                "3x3 s1 20x20 5->7 packs 2 GEMM panels of 45 taps, got %zu floats", conv2d_packed_floats(&p));
+        break;
+    default: T_CHECK(conv2d_packed_floats(&p) == 0, "3x3 s1 without AVX2 packs %zu floats", conv2d_packed_floats(&p));
+    }
     conv_setup(&p, 3, 16, 1, 20, 20, 3, 3, 2, 2, PAD_SYM, ACT_NONE);
-    T_CHECK(conv2d_packed_floats(&p) == (cpu_isa_best() >= CPU_ISA_AVX512 ? 16 * 27 : 0u) &&
-                conv2d_packed_scratch_floats(&p) == 0,
-            "3x3 s2 3->16 (stem kernel) keeps 16 x 27 weights, no scratch: got %zu, %zu",
-            conv2d_packed_floats(&p), conv2d_packed_scratch_floats(&p));
+    switch (conv_path_on_cpu(CONV_PATH_STEM, CONV_PATH_IM2COL)) {
+    case CONV_PATH_STEM:
+        T_CHECK(conv2d_packed_floats(&p) == 16 * 27 && conv2d_packed_scratch_floats(&p) == 0,
+                "3x3 s2 3->16 (stem kernel) keeps 16 x 27 weights, no scratch: got %zu, %zu",
+                conv2d_packed_floats(&p), conv2d_packed_scratch_floats(&p));
+        break;
+    case CONV_PATH_GEMM:
+        T_CHECK(conv2d_packed_floats(&p) == 18 * 27, "3x3 s2 3->16 (GEMM) packs 3 panels of 27 taps, got %zu",
+                conv2d_packed_floats(&p));
+        break;
+    default: T_CHECK(conv2d_packed_floats(&p) == 0, "3x3 s2 without AVX2 packs %zu floats", conv2d_packed_floats(&p));
+    }
     conv_setup(&p, 8, 16, 1, 13, 11, 1, 1, 2, 2, PAD_NONE, ACT_NONE);
     T_CHECK(conv2d_scratch_floats(&p) == 8 * 7 * 6, "1x1 s2: got %zu",
             conv2d_scratch_floats(&p));
@@ -1653,16 +1686,17 @@ static void test_conv_packed_parts(void)
         part_case pc = {.split = split_packed, .run = run_packed, .c = p.c_out, .hw = hw, .conv = &p,
                         .x = x, .w = packed, .bias = bias, .scale = scale, .res = res, .scratch = scratch};
         char what[256];
-        const char *path = kernels_stem_applies(&p) ? "stem" : kernels_wino_applies(&p) ? "winograd" : "gemm";
+        const conv_path planned = conv_planned_path(&p);
+        const char *path = planned == CONV_PATH_STEM ? "stem" : planned == CONV_PATH_WINOGRAD ? "winograd" : "gemm";
         snprintf(what, sizeof what, "%s conv in %dx%dx%d out %dx%dx%d k %dx%d s %d groups %d scale %d residual %d",
                  path, p.c_in, p.h_in, p.w_in, p.c_out, p.h_out, p.w_out, p.k_h, p.k_w, p.stride_h, p.groups,
                  c[10], c[11]);
         int ok = check_parts(&pc, want, what);
-        if (!kernels_stem_applies(&p) && p.groups == 1) {
+        if (planned != CONV_PATH_STEM && p.groups == 1) {
             pc.split = split_packed_channels;
             ok &= check_parts(&pc, want, what);
         }
-        if (!kernels_stem_applies(&p) && !kernels_wino_applies(&p)) {
+        if (planned == CONV_PATH_GEMM) {
             pc.split = split_packed_positions;
             ok &= check_parts(&pc, want, what);
         }
@@ -2337,7 +2371,7 @@ static void test_conv_plan(void)
         {13, 23, 1, 17, 17, 7, 1, PAD_SYM, CONV_PATH_WINOGRAD, CONV_PATH_IM2COL, 0, 1},
     };
     static const char *const path_names[] = {"direct", "im2col", "depthwise", "stem", "winograd", "gemm", "pw_dw"};
-    const int avx512 = cpu_isa_best() >= CPU_ISA_AVX512;
+    const int avx512 = cpu_isa_best() >= CPU_ISA_AVX512, avx2 = cpu_isa_best() >= CPU_ISA_AVX2;
     test_begin();
     rng r = {123};
     for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
@@ -2348,7 +2382,7 @@ static void test_conv_plan(void)
         p.train = c[10];
         conv2d_plan pl;
         conv2d_plan_init(&pl, &p);
-        const conv_path want_path = (conv_path)(avx512 ? c[8] : c[9]);
+        const conv_path want_path = conv_path_on_cpu((conv_path)c[8], (conv_path)c[9]);
         char what[160];
         snprintf(what, sizeof what, "%s conv %d->%d groups %d %dx%d k %dx%d s %d train %d", path_names[want_path],
                  c[0], c[1], c[2], c[3], c[4], c[5], k_w, c[6], c[10]);
@@ -2398,9 +2432,9 @@ static void test_conv_plan(void)
     conv2d_plan pl_pw, pl_dw, pl_scaled;
     conv2d_plan_init(&pl_pw, &pw);
     conv2d_plan_init(&pl_dw, &dw);
-    T_CHECK(conv2d_plan_fusable(&pl_pw) == avx512, "pointwise plan fusable %d", conv2d_plan_fusable(&pl_pw));
+    T_CHECK(conv2d_plan_fusable(&pl_pw) == avx2, "pointwise plan fusable %d", conv2d_plan_fusable(&pl_pw));
     T_CHECK(!conv2d_plan_fusable(&pl_dw), "depthwise plan fusable");
-    if (avx512) {
+    if (avx2) {
         pl_scaled = pl_pw;
         conv2d_plan_fuse_scale(&pl_scaled);
         T_CHECK(pl_scaled.in_scale && pl_scaled.scratch_floats == conv2d_packed_fused_scratch_floats(&pw),
@@ -2421,7 +2455,7 @@ static void test_conv_plan(void)
     pl_dw.bias = dw_b;
     const int fused = conv2d_plan_fuse_pw_dw(&pl_pw, &pl_dw);
     T_CHECK(fused == conv2d_pw_dw_fusable(&pw, &dw) && fused == avx512 &&
-                pl_pw.path == (fused ? CONV_PATH_PW_DW : avx512 ? CONV_PATH_GEMM : CONV_PATH_DIRECT),
+                pl_pw.path == (fused ? CONV_PATH_PW_DW : avx2 ? CONV_PATH_GEMM : CONV_PATH_DIRECT),
             "pw+dw fusion %d, path %s", fused, path_names[pl_pw.path]);
     if (fused) {
         T_CHECK(pl_pw.scratch_floats == conv2d_pw_dw_scratch_floats(&pw, &dw) && pl_pw.dw_w == dw_w &&
@@ -2616,14 +2650,16 @@ int main(void)
     test_conv_sweeps(CONV_VIA_DISPATCH,
                      "conv2d_forward sweeps: groups 1/2/3, channel multiplier, k 1..11, s 1..4, "
                      "4 padding modes, rectangular kernels, blocking edges");
-    if (cpu_isa_best() >= CPU_ISA_AVX512) {
-        test_conv_sweeps(CONV_VIA_PACKED, "conv2d_forward_packed (AVX-512 GEMM): same sweeps");
+    if (cpu_isa_best() >= CPU_ISA_AVX2) {
+        test_conv_sweeps(CONV_VIA_PACKED, cpu_isa_best() >= CPU_ISA_AVX512
+                                              ? "conv2d_forward_packed (AVX-512 GEMM): same sweeps"
+                                              : "conv2d_forward_packed (AVX2 GEMM): same sweeps");
         test_conv_packed_fused();
         test_conv_gemm_prefetch();
         test_gemm_tail_tiles();
     } else {
-        test_skip("conv2d_forward_packed (AVX-512 GEMM): same sweeps", "CPU lacks AVX-512F");
-        test_skip("conv2d_forward_packed_fused", "CPU lacks AVX-512F");
+        test_skip("conv2d_forward_packed (packed GEMM): same sweeps", "CPU lacks AVX2/FMA");
+        test_skip("conv2d_forward_packed_fused", "CPU lacks AVX2/FMA");
     }
     test_dw_sweep(CONV_VIA_DISPATCH, "dwconv sweep via conv2d_forward (best variant)");
     test_dw_sweep(CONV_VIA_DW_GENERIC, "dwconv sweep, portable variant");
@@ -2681,13 +2717,15 @@ int main(void)
     test_dw_pool_parts();
     test_linear_parts();
     test_linear_batch_parts();
-    if (cpu_isa_best() >= CPU_ISA_AVX512) {
+    if (cpu_isa_best() >= CPU_ISA_AVX2)
         test_conv_packed_parts();
+    else
+        test_skip("conv2d_forward_packed_fused_part", "CPU lacks AVX2/FMA");
+    if (cpu_isa_best() >= CPU_ISA_AVX512) {
         test_conv_pw_dw();
         test_conv_dw_pw();
         test_conv_pw_dwcb();
     } else {
-        test_skip("conv2d_forward_packed_fused_part", "CPU lacks AVX-512F");
         test_skip("conv2d_pw_dw_forward", "CPU lacks AVX-512F");
         test_skip("conv2d_plan_fuse_pw_dwcb", "CPU lacks AVX-512F");
     }
