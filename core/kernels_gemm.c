@@ -167,18 +167,15 @@ static inline __attribute__((always_inline)) KERNELS_AVX512 void gemm_copy_scale
     }
 }
 
-/* gemm_copy_strided and gemm_copy_scaled on AVX2: stride 1 and the scaled copy in whole vectors with
- * a masked tail, larger strides element by element. */
+/* gemm_copy_strided and gemm_copy_scaled on AVX2: stride 1 and the scaled copy in whole vectors and
+ * a scalar tail, larger strides element by element. */
 static inline __attribute__((always_inline)) KERNELS_AVX2 void gemm_copy_strided_avx2(float *dst, const float *src,
                                                                                    int n, int s)
 {
     int t = 0;
     if (s == 1) {
         for (; t + 8 <= n; t += 8) _mm256_storeu_ps(dst + t, _mm256_loadu_ps(src + t));
-        if (t < n) {
-            const __m256i m = kernels_avx2_mask(n - t);
-            _mm256_maskstore_ps(dst + t, m, _mm256_maskload_ps(src + t, m));
-        }
+        for (; t < n; t++) dst[t] = src[t]; /* no masked store: microcoded on AMD Zen */
         return;
     }
     for (; t < n; t++) dst[t] = src[(size_t)t * (size_t)s];
@@ -188,10 +185,9 @@ static inline __attribute__((always_inline)) KERNELS_AVX2 void gemm_copy_scaled_
                                                                                   int n, float f)
 {
     const __m256 vf = _mm256_set1_ps(f);
-    for (int t = 0; t < n; t += 8) {
-        const __m256i m = kernels_avx2_mask(n - t);
-        _mm256_maskstore_ps(dst + t, m, _mm256_mul_ps(_mm256_maskload_ps(src + t, m), vf));
-    }
+    int t = 0;
+    for (; t + 8 <= n; t += 8) _mm256_storeu_ps(dst + t, _mm256_mul_ps(_mm256_loadu_ps(src + t), vf));
+    for (; t < n; t++) dst[t] = src[t] * f;
 }
 
 /* The group's input as the packer reads it: c planes of hp x wp floats in which output (oh, ow)
@@ -466,35 +462,42 @@ GEMM_TILE_FNS(_pf, 1)
 /* The AVX2 tile: t->n <= GEMM_NR columns as strips of 16 (2 ymm per row: 12 accumulators, as many
  * as the 16 registers leave room for), each strip over the whole of k. Every value is the same chain
  * of FMAs over k from the bias (or c) as in gemm_tile_nv, so the bits are those of the AVX-512 tile.
- * pf: the strip that prefetches A's look-ahead and t->pf (when set): the first. */
-static inline __attribute__((always_inline)) KERNELS_AVX2 void gemm_strip_avx2(const int nv, const int pf,
-                                                                            const gemm_tile *t, int c0)
+ * full: the strip's nv vectors are all whole, else the last is masked (masked stores are
+ * microcoded on AMD Zen: ~10x a plain store, so whole strips use none); pf: the strip that
+ * prefetches A's look-ahead and t->pf (when set), the first. */
+static inline __attribute__((always_inline)) KERNELS_AVX2 void gemm_strip_avx2(const int nv, const int full,
+                                                                            const int pf, const gemm_tile *t,
+                                                                            int c0)
 {
-    const __m256i tail = kernels_avx2_mask(t->n - c0 - 8 * (nv - 1)), all = _mm256_set1_epi32(-1);
+    const int m = t->m, last = t->last;
+    const act_kind act = t->act;
+    const size_t ldc = t->ldc;
+    const __m256i tail = kernels_avx2_mask(t->n - c0 - 8 * (nv - 1));
     __m256 acc[GEMM_MR][2];
 #pragma GCC unroll 6
     for (int r = 0; r < GEMM_MR; r++) {
-        const float *cr = t->c + (size_t)r * t->ldc + c0;
+        const float *cr = t->c + (size_t)r * ldc + c0;
 #pragma GCC unroll 2
         for (int v = 0; v < nv; v++) {
-            if (r >= t->m)
+            if (r >= m)
                 acc[r][v] = _mm256_setzero_ps();
             else if (t->first)
                 acc[r][v] = _mm256_set1_ps(t->bias ? t->bias[r] : 0.0f);
             else
-                acc[r][v] = _mm256_maskload_ps(cr + 8 * v, v == nv - 1 ? tail : all);
+                acc[r][v] = full || v < nv - 1 ? _mm256_loadu_ps(cr + 8 * v) : _mm256_maskload_ps(cr + 8 * v, tail);
         }
     }
     const float *a = t->a, *b = t->b + c0;
+    const char *pfl = t->pf;
     for (int k = 0; k < t->kc; k++, a += GEMM_MR, b += t->ldb) {
         if (pf) {
             _mm_prefetch((const char *)(a + GEMM_PREFETCH_A), _MM_HINT_T0);
-            if (t->pf) _mm_prefetch(t->pf + 64 * (size_t)k, _MM_HINT_T1);
+            if (pfl) _mm_prefetch(pfl + 64 * (size_t)k, _MM_HINT_T1);
         }
         __m256 bv[2];
 #pragma GCC unroll 2
         for (int v = 0; v < nv; v++)
-            bv[v] = v == nv - 1 ? _mm256_maskload_ps(b + 8 * v, tail) : _mm256_loadu_ps(b + 8 * v);
+            bv[v] = full || v < nv - 1 ? _mm256_loadu_ps(b + 8 * v) : _mm256_maskload_ps(b + 8 * v, tail);
 #pragma GCC unroll 6
         for (int r = 0; r < GEMM_MR; r++) {
             const __m256 ar = _mm256_broadcast_ss(a + r);
@@ -502,31 +505,48 @@ static inline __attribute__((always_inline)) KERNELS_AVX2 void gemm_strip_avx2(c
             for (int v = 0; v < nv; v++) acc[r][v] = _mm256_fmadd_ps(ar, bv[v], acc[r][v]);
         }
     }
+    const float *res = last ? t->res : NULL;
 #pragma GCC unroll 6
     for (int r = 0; r < GEMM_MR; r++) {
-        if (r >= t->m) break;
-        float *cr = t->c + (size_t)r * t->ldc + c0;
+        if (r >= m) break;
+        float *cr = t->c + (size_t)r * ldc + c0;
 #pragma GCC unroll 2
         for (int v = 0; v < nv; v++) {
-            const __m256i mv = v == nv - 1 ? tail : all;
-            if (t->last && t->res)
-                acc[r][v] = _mm256_add_ps(acc[r][v],
-                                          _mm256_maskload_ps(t->res + (size_t)r * t->ldc + (size_t)c0 + 8 * v, mv));
-            _mm256_maskstore_ps(cr + 8 * v, mv, t->last ? avx2_act(acc[r][v], t->act) : acc[r][v]);
+            const int whole = full || v < nv - 1;
+            __m256 y = acc[r][v];
+            if (res) {
+                const float *rr = res + (size_t)r * ldc + (size_t)c0 + 8 * v;
+                y = _mm256_add_ps(y, whole ? _mm256_loadu_ps(rr) : _mm256_maskload_ps(rr, tail));
+            }
+            if (last) y = avx2_act(y, act);
+            if (whole)
+                _mm256_storeu_ps(cr + 8 * v, y);
+            else
+                _mm256_maskstore_ps(cr + 8 * v, tail, y);
         }
     }
 }
 
+/* Strip by strip: whole 16- and 8-column strips unmasked, the first one prefetching. */
+#define GEMM_STRIP_AVX2(pf, t, c0)                                                                                   \
+    do {                                                                                                             \
+        const int w_ = (t)->n - (c0);                                                                                \
+        if (w_ >= 16)                                                                                                \
+            gemm_strip_avx2(2, 1, pf, t, c0);                                                                        \
+        else if (w_ > 8)                                                                                             \
+            gemm_strip_avx2(2, 0, pf, t, c0);                                                                        \
+        else if (w_ == 8)                                                                                            \
+            gemm_strip_avx2(1, 1, pf, t, c0);                                                                        \
+        else                                                                                                         \
+            gemm_strip_avx2(1, 0, pf, t, c0);                                                                        \
+    } while (0)
+
 static KERNELS_AVX2 void gemm_tile_run_avx2(const gemm_tile *t)
 {
-    for (int c0 = 0; c0 < t->n; c0 += 16) {
-        const int wide = t->n - c0 > 8;
-        if (c0 == 0)
-            wide ? gemm_strip_avx2(2, 1, t, c0) : gemm_strip_avx2(1, 1, t, c0);
-        else
-            wide ? gemm_strip_avx2(2, 0, t, c0) : gemm_strip_avx2(1, 0, t, c0);
-    }
+    GEMM_STRIP_AVX2(1, t, 0);
+    for (int c0 = 16; c0 < t->n; c0 += 16) GEMM_STRIP_AVX2(0, t, c0);
 }
+#undef GEMM_STRIP_AVX2
 
 /* Columns per tile when B is read in place (any tiling gives the same bits): GEMM_NR, except
  * when that leaves a last tile of 5..8 columns (too few FMA chains to hide the latency) and
