@@ -167,8 +167,8 @@ static inline __attribute__((always_inline)) KERNELS_AVX512 void gemm_copy_scale
     }
 }
 
-/* gemm_copy_strided and gemm_copy_scaled on AVX2: stride 1 and the scaled copy in whole vectors and
- * a scalar tail, larger strides element by element. */
+/* gemm_copy_strided and gemm_copy_scaled on AVX2: strides 1 and 2 and the scaled copy in whole vectors
+ * and a scalar tail, larger strides element by element. */
 static inline __attribute__((always_inline)) KERNELS_AVX2 void gemm_copy_strided_avx2(float *dst, const float *src,
                                                                                    int n, int s)
 {
@@ -177,6 +177,16 @@ static inline __attribute__((always_inline)) KERNELS_AVX2 void gemm_copy_strided
         for (; t + 8 <= n; t += 8) _mm256_storeu_ps(dst + t, _mm256_loadu_ps(src + t));
         for (; t < n; t++) dst[t] = src[t]; /* no masked store: microcoded on AMD Zen */
         return;
+    }
+    if (s == 2) {
+        /* 8 outputs from src[2t .. 2t+15]: evens of each 8-float half gathered by a lane permute;
+         * src[2t+15] is read only when output t+8 (which reads src[2t+16]) exists */
+        const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+        for (; t + 9 <= n; t += 8) {
+            const __m256 lo = _mm256_permutevar8x32_ps(_mm256_loadu_ps(src + 2 * t), even);
+            const __m256 hi = _mm256_permutevar8x32_ps(_mm256_loadu_ps(src + 2 * t + 8), even);
+            _mm256_storeu_ps(dst + t, _mm256_permute2f128_ps(lo, hi, 0x20));
+        }
     }
     for (; t < n; t++) dst[t] = src[(size_t)t * (size_t)s];
 }
