@@ -117,11 +117,11 @@ void conv2d_backward_weights_zero(const conv2d_params *p, float *dw, float *db, 
  * parts are disjoint), so forward and backward share one choice per layer. */
 typedef enum {
     CONV_PATH_DIRECT = 0, /* 1x1 stride-1 unpadded: OpenBLAS sgemm on the input itself */
-    CONV_PATH_IM2COL,     /* im2col into scratch + OpenBLAS sgemm per group (no AVX-512F) */
+    CONV_PATH_IM2COL,     /* im2col into scratch + OpenBLAS sgemm per group (no AVX2) */
     CONV_PATH_DEPTHWISE,  /* groups == c_in == c_out: dwconv2d_forward's kernels */
     CONV_PATH_STEM,       /* first-layer 3x3 stride-2 direct kernel, packed weights (AVX-512F) */
     CONV_PATH_WINOGRAD,   /* Winograd, weights packed transformed (AVX-512F) */
-    CONV_PATH_GEMM,       /* packed-weight GEMM (AVX-512F); pointwise convs may fuse an input
+    CONV_PATH_GEMM,       /* packed-weight GEMM (AVX-512F or AVX2); pointwise convs may fuse an input
                              scale and a residual (conv2d_plan_fusable) */
     CONV_PATH_PW_DW,      /* a packed pointwise GEMM and the stride-2 depthwise conv after it,
                              in bands of rows (conv2d_plan_fuse_pw_dw) */
@@ -196,7 +196,7 @@ void conv2d_plan_forward_part(const conv2d_plan *pl, const float *x, const float
  * convolution of dy by p's kernels transposed (c_in and c_out swapped) and rotated 180 degrees,
  * padding k - 1 - pad, the same map sizes. conv2d_backward_data_plan_init plans that convolution
  * on this CPU's packed forward paths (Winograd, packed GEMM) and returns 1, or returns 0 when p
- * does not take it (other strides / groups, padding beyond k - 1, no AVX-512F: then
+ * does not take it (other strides / groups, padding beyond k - 1, no AVX2: then
  * conv2d_backward_data). conv2d_backward_data_plan_pack packs p's PyTorch-layout weights w into
  * packed (pl->packed_floats floats) through wt (c_out * c_in * k_h * k_w floats); with pl->w =
  * packed, conv2d_plan_forward_part(pl, dy, NULL, NULL, dx, scratch, part) then overwrites that
@@ -205,11 +205,11 @@ int conv2d_backward_data_plan_init(conv2d_plan *pl, const conv2d_params *p);
 void conv2d_backward_data_plan_pack(const conv2d_plan *pl, const float *w, float *wt, float *packed);
 
 /* Prepacked convolution, one call at a time (each builds the plan of p; the unit tests use
- * these): on CPUs with AVX-512F every non-depthwise convolution runs a GEMM kernel (or the
+ * these): on CPUs with AVX2 every non-depthwise convolution runs a GEMM kernel (or, with AVX-512F, the
  * Winograd / first-layer kernels) on weights packed once and on input blocks packed on the fly
  * into scratch.
  * conv2d_packed_floats is the packed weights' size in floats, 0 when p does not take this path on
- * this CPU (depthwise, or no AVX-512F): then use conv2d_forward. conv2d_pack_weights packs
+ * this CPU (depthwise, or no AVX2): then use conv2d_forward. conv2d_pack_weights packs
  * PyTorch-layout weights w into packed (conv2d_packed_floats(p) floats); conv2d_forward_packed
  * computes the same as conv2d_forward with scratch of conv2d_packed_scratch_floats(p) floats
  * (may be 0, then scratch may be NULL). x and y must not overlap. */

@@ -485,7 +485,7 @@ int conv2d_backward_data_plan_init(conv2d_plan *pl, const conv2d_params *p)
     q.pad_b = p->h_in + p->pad_t - p->h_out, q.pad_r = p->w_in + p->pad_l - p->w_out;
     if (q.pad_t < 0 || q.pad_l < 0 || q.pad_b < 0 || q.pad_r < 0) return 0;
     conv2d_plan_init(pl, &q);
-    return pl->packed_floats > 0; /* no AVX-512F: the OpenBLAS paths, no faster than col2im */
+    return pl->packed_floats > 0; /* no AVX2: the OpenBLAS paths, no faster than col2im */
 }
 
 void conv2d_backward_data_plan_pack(const conv2d_plan *pl, const float *w, float *wt, float *packed)
