@@ -112,9 +112,9 @@ void conv2d_plan_init(conv2d_plan *pl, const conv2d_params *p)
         pl->path = CONV_PATH_DEPTHWISE;
     else if (cpu_isa_best() < CPU_ISA_AVX2)
         pl->path = kernels_conv_pointwise(p) ? CONV_PATH_DIRECT : CONV_PATH_IM2COL;
-    else if (cpu_isa_best() >= CPU_ISA_AVX512 && kernels_stem_applies(p))
+    else if (kernels_stem_applies(p))
         pl->path = CONV_PATH_STEM;
-    else if (cpu_isa_best() >= CPU_ISA_AVX512 && kernels_wino_applies(p))
+    else if (kernels_wino_applies(p))
         pl->path = CONV_PATH_WINOGRAD;
     else
         pl->path = CONV_PATH_GEMM;

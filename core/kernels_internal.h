@@ -118,15 +118,19 @@ void kernels_global_avg_avx512(int c, size_t hw, const float *x, float *y);
 
 /* Direct kernel for first-layer convolutions (kernels_stem.c): 3x3 stride 2, c_in <= 4,
  * c_out <= 64, groups 1; weights repacked tap-major ([c_in * 9][c_out], as many floats).
- * Another packed path (AVX-512F). */
+ * Another packed path (AVX2 + FMA or AVX-512F). */
 int kernels_stem_applies(const conv2d_params *p);
 void kernels_stem_pack(const conv2d_params *p, const float *w, float *packed);
 /* Parts of the stem convolution: output positions in whole output rows. */
 kernels_part kernels_stem_part(const conv2d_params *p, int ith, int nth);
 void kernels_stem_forward_part(const conv2d_params *p, const float *x, const float *w,
                                const float *bias, float *y, const kernels_part *part);
+/* kernels_stem_forward_part in the given variant (AVX2 or AVX-512, supported by the CPU; both give
+ * the same bits). */
+void kernels_stem_forward_part_isa(const conv2d_params *p, const float *x, const float *w, const float *bias, float *y,
+                                   const kernels_part *part, cpu_isa isa);
 
-/* Winograd (kernels_wino.c, CONV_PATH_WINOGRAD, AVX-512F), the packed path of stride-1 groups-1
+/* Winograd (kernels_wino.c, CONV_PATH_WINOGRAD, AVX2 + FMA or AVX-512F), the packed path of stride-1 groups-1
  * 3x3 / 5x5 / 1x7 / 7x1 convolutions large enough to gain, and of strided ones whose kernel spans
  * 2..3 strides (as 3x3 over their polyphase planes): kernels_wino_applies says whether p
  * takes it; the others give its packed weights, packing and scratch for conv2d_plan. */
@@ -141,6 +145,10 @@ kernels_part kernels_wino_part(const conv2d_params *p, int ith, int nth);
 void kernels_wino_forward_part(const conv2d_params *p, const float *x, const float *packed,
                                const float *bias, float *y, float *scratch,
                                const kernels_part *part);
+/* kernels_wino_forward_part in the given variant (AVX2 or AVX-512, supported by the CPU; both give
+ * the same bits): the unit test checks each. */
+void kernels_wino_forward_part_isa(const conv2d_params *p, const float *x, const float *packed, const float *bias,
+                                   float *y, float *scratch, const kernels_part *part, cpu_isa isa);
 
 /* Fixed inner block length: loops are written as "blocks of KERNELS_BLOCK + scalar tail" so gcc's
  * -O2 (very-cheap) vectorizer, which refuses loops of unknown trip count, still vectorizes them. */

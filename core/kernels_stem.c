@@ -1,4 +1,4 @@
-/* Direct AVX-512 kernel for the networks' first convolution ("stem"): 3x3, stride 2, few input
+/* Direct AVX-512 (and AVX2) kernel for the networks' first convolution ("stem"): 3x3, stride 2, few input
  * channels (the RGB image), up to STEM_MAX_COUT output channels, groups 1. As a GEMM its K is only
  * c_in * 9 = 27, so packing the stride-2 im2col matrix costs more than the multiplies; here each
  * output row is computed in vectors of 16 columns: for every input channel and kernel row the
@@ -15,6 +15,7 @@
 #include "kernels_internal.h"
 
 #if KERNELS_X86
+#include "kernels_avx2.h"
 #include "kernels_avx512.h"
 #endif
 
@@ -126,6 +127,101 @@ static KERNELS_AVX512 void stem_rows_any(const conv2d_params *p, const float *x,
 }
 #endif
 
+#if KERNELS_X86
+/* ---- AVX2 + FMA: the same per-output FMA chain (bias, then per input channel, kernel row and tap)
+ * on 8 columns per vector; STEM_PASS_AVX2 accumulators next to the 3 tap vectors and a broadcast
+ * fill the 16 ymm registers. The bits are the AVX-512 kernel's. ---- */
+#define STEM_PASS_AVX2 12
+
+/* Input columns [c, c + 8) of row (lanes outside [0, w_in) read 0; masked-off lanes never fault). */
+static inline __attribute__((always_inline)) KERNELS_AVX2 __m256 stem_load_avx2(const float *row, int c, int w_in)
+{
+    const int lo = kernels_imax(-c, 0), hi = kernels_imin(w_in - c, 8);
+    const __m256i m = _mm256_andnot_si256(kernels_avx2_mask(lo), kernels_avx2_mask(hi));
+    return _mm256_maskload_ps((const float *)((uintptr_t)row + (uintptr_t)(4 * (intptr_t)c)), m);
+}
+
+/* The floats of a then b at even positions (a0 a2 a4 a6 b0 b2 b4 b6), or at odd ones. */
+static inline __attribute__((always_inline)) KERNELS_AVX2 __m256 stem_pick_avx2(__m256 a, __m256 b, const int odd)
+{
+    const __m256 s = odd ? _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)) : _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(s), _MM_SHUFFLE(3, 1, 2, 0)));
+}
+
+/* stem_row on AVX2: output channels [co0, co0 + n_co) of output row oh. */
+static inline __attribute__((always_inline)) KERNELS_AVX2 void stem_row_avx2(const int n_co, const conv2d_params *p,
+                                                                              const float *x, const float *w,
+                                                                              const float *bias, int co0, int oh,
+                                                                              float *y)
+{
+    const size_t hw_in = (size_t)p->h_in * (size_t)p->w_in;
+    const size_t hw_out = (size_t)p->h_out * (size_t)p->w_out;
+    for (int q0 = 0; q0 < p->w_out; q0 += 8) {
+        __m256 acc[STEM_PASS_AVX2];
+#pragma GCC unroll 12
+        for (int o = 0; o < n_co; o++) acc[o] = _mm256_set1_ps(bias ? bias[co0 + o] : 0.0f);
+        const int c0 = 2 * q0 - p->pad_l; /* input column of tap j = 0 for output q0 */
+        for (int ci = 0; ci < p->c_in; ci++)
+            for (int i = 0; i < 3; i++) {
+                const int ih = 2 * oh - p->pad_t + i;
+                if (ih < 0 || ih >= p->h_in) continue;
+                const float *row = x + (size_t)ci * hw_in + (size_t)ih * (size_t)p->w_in;
+                __m256 a, b, c, d;
+                if (c0 >= 0 && c0 + 18 <= p->w_in) { /* inside the row: plain loads */
+                    a = _mm256_loadu_ps(row + c0);
+                    b = _mm256_loadu_ps(row + c0 + 8);
+                    c = _mm256_loadu_ps(row + c0 + 2);
+                    d = _mm256_loadu_ps(row + c0 + 10);
+                } else {
+                    a = stem_load_avx2(row, c0, p->w_in);
+                    b = stem_load_avx2(row, c0 + 8, p->w_in);
+                    c = stem_load_avx2(row, c0 + 2, p->w_in);
+                    d = stem_load_avx2(row, c0 + 10, p->w_in);
+                }
+                const __m256 tap[3] = {stem_pick_avx2(a, b, 0), stem_pick_avx2(a, b, 1), stem_pick_avx2(c, d, 0)};
+                const float *wr = w + (size_t)(ci * 9 + i * 3) * (size_t)p->c_out + co0;
+#pragma GCC unroll 3
+                for (int j = 0; j < 3; j++) {
+                    const float *wj = wr + (size_t)j * (size_t)p->c_out;
+#pragma GCC unroll 12
+                    for (int o = 0; o < n_co; o++) acc[o] = _mm256_fmadd_ps(_mm256_set1_ps(wj[o]), tap[j], acc[o]);
+                }
+            }
+        float *yr = y + (size_t)co0 * hw_out + (size_t)oh * (size_t)p->w_out + q0;
+#pragma GCC unroll 12
+        for (int o = 0; o < n_co; o++) avx2_store_n(yr + (size_t)o * hw_out, avx2_act(acc[o], p->act), p->w_out - q0);
+    }
+}
+
+static KERNELS_AVX2 void stem_rows_avx2(const conv2d_params *p, const float *x, const float *w, const float *bias,
+                                        int co0, int n_co, int oh0, int oh1, float *y)
+{
+    /* one instance per count keeps the accumulators in registers */
+    for (int oh = oh0; oh < oh1; oh++) {
+        switch (n_co) {
+#define STEM_CASE(n)                                                                              \
+    case n: stem_row_avx2(n, p, x, w, bias, co0, oh, y); break;
+            STEM_CASE(1) STEM_CASE(2) STEM_CASE(3) STEM_CASE(4) STEM_CASE(5) STEM_CASE(6)
+            STEM_CASE(7) STEM_CASE(8) STEM_CASE(9) STEM_CASE(10) STEM_CASE(11) STEM_CASE(12)
+#undef STEM_CASE
+        default: break;
+        }
+    }
+}
+
+/* Output channels in passes of STEM_PASS_AVX2 as even as can be (32: 11 + 11 + 10). */
+static void stem_forward_avx2(const conv2d_params *p, const float *x, const float *w, const float *bias, int oh0,
+                              int oh1, float *y)
+{
+    const int n_pass = (p->c_out + STEM_PASS_AVX2 - 1) / STEM_PASS_AVX2;
+    for (int k = 0, co0 = 0; k < n_pass; k++) {
+        const int n_co = p->c_out / n_pass + (k < p->c_out % n_pass);
+        stem_rows_avx2(p, x, w, bias, co0, n_co, oh0, oh1, y);
+        co0 += n_co;
+    }
+}
+#endif
+
 /* Rows are independent and each reads a few input rows: parts are whole output rows (the few
  * output channels would split into narrow passes). */
 kernels_part kernels_stem_part(const conv2d_params *p, int ith, int nth)
@@ -136,7 +232,13 @@ kernels_part kernels_stem_part(const conv2d_params *p, int ith, int nth)
 void kernels_stem_forward_part(const conv2d_params *p, const float *x, const float *w,
                                const float *bias, float *y, const kernels_part *part)
 {
-    assert(kernels_stem_applies(p) && cpu_isa_best() >= CPU_ISA_AVX512);
+    kernels_stem_forward_part_isa(p, x, w, bias, y, part, cpu_isa_best());
+}
+
+void kernels_stem_forward_part_isa(const conv2d_params *p, const float *x, const float *w, const float *bias, float *y,
+                                   const kernels_part *part, cpu_isa isa)
+{
+    assert(kernels_stem_applies(p) && isa >= CPU_ISA_AVX2 && isa <= cpu_isa_best());
     int oh0 = 0, oh1 = p->h_out;
     if (part->axis == KERNELS_PART_POSITIONS) {
         const int n = p->h_out * p->w_out;
@@ -147,6 +249,10 @@ void kernels_stem_forward_part(const conv2d_params *p, const float *x, const flo
         assert(part->lo == 0 && part->hi == p->c_out);
     }
 #if KERNELS_X86
+    if (isa < CPU_ISA_AVX512) {
+        stem_forward_avx2(p, x, w, bias, oh0, oh1, y);
+        return;
+    }
     for (int co0 = 0; co0 < p->c_out; co0 += STEM_PASS) {
         const int n_co = kernels_imin(STEM_PASS, p->c_out - co0);
         if (n_co == STEM_PASS)
@@ -155,6 +261,6 @@ void kernels_stem_forward_part(const conv2d_params *p, const float *x, const flo
             stem_rows_any(p, x, w, bias, co0, n_co, oh0, oh1, y);
     }
 #else
-    (void)x, (void)w, (void)bias, (void)y, (void)oh0, (void)oh1;
+    (void)x, (void)w, (void)bias, (void)y, (void)oh0, (void)oh1, (void)isa;
 #endif
 }

@@ -1,4 +1,5 @@
-/* Winograd convolution on AVX-512 for stride-1 convolutions (groups 1) with 3x3, 5x5, 1x7 and 7x1
+/* Winograd convolution on AVX-512 (and AVX2 + FMA: the same passes on 8 tiles per vector, the same
+ * bits; see the AVX2 section) for stride-1 convolutions (groups 1) with 3x3, 5x5, 1x7 and 7x1
  * kernels, the path conv2d_plan_init picks for them when the output is large enough to fill
  * the GEMM: F(4x4, 3x3) where there are enough 4x4 tiles, else F(2x2, 3x3); likewise F(4x4, 5x5)
  * or F(2x2, 5x5); for 1x7 / 7x1 (Inception) the 1-D F(6, 7) along rows where there are enough
@@ -34,6 +35,7 @@
 #include "kernels_internal.h"
 
 #if KERNELS_X86
+#include "kernels_avx2.h"
 #include "kernels_avx512.h"
 #endif
 
@@ -421,12 +423,10 @@ static double wino_tap(const conv2d_params *p, const float *w, int co, int ci, i
                          (size_t)p->k_w + (size_t)j];
 }
 
-#if KERNELS_X86
-KERNELS_AVX512
-#endif
-static void wino_pack_lanes(const conv2d_params *p, const wino_geom *g,
-                            const double (*gh)[WINO_PACK_MAX_R], const double (*gw)[WINO_PACK_MAX_R],
-                            const float *w, int co, int ci0, int n, float *packed, size_t plane)
+static inline __attribute__((always_inline)) void
+wino_pack_lanes_v(const conv2d_params *p, const wino_geom *g, const double (*gh)[WINO_PACK_MAX_R],
+                  const double (*gw)[WINO_PACK_MAX_R], const float *w, int co, int ci0, int n, float *packed,
+                  size_t plane)
 {
     const int taps = g->r_h * g->r_w, c_in = wino_conv_of(p).c_in;
     wino_v8d f[WINO_PACK_MAX_R * WINO_PACK_MAX_R], a[WINO_PACK_MAX_R * WINO_PACK_MAX_R];
@@ -443,6 +443,37 @@ static void wino_pack_lanes(const conv2d_params *p, const wino_geom *g,
             for (int l = 0; l < n; l++) e_at[kernels_gemm_a_offset(p->c_out, c_in, co, ci0 + l)] = (float)u[nu][l];
         }
     }
+}
+
+/* wino_pack_lanes_v on the CPU's widest vectors (the same double operations: the same bits). */
+#if KERNELS_X86
+static KERNELS_AVX512 void wino_pack_lanes_avx512(const conv2d_params *p, const wino_geom *g,
+                                                  const double (*gh)[WINO_PACK_MAX_R],
+                                                  const double (*gw)[WINO_PACK_MAX_R], const float *w, int co,
+                                                  int ci0, int n, float *packed, size_t plane)
+{
+    wino_pack_lanes_v(p, g, gh, gw, w, co, ci0, n, packed, plane);
+}
+static KERNELS_AVX2 void wino_pack_lanes_avx2(const conv2d_params *p, const wino_geom *g,
+                                              const double (*gh)[WINO_PACK_MAX_R], const double (*gw)[WINO_PACK_MAX_R],
+                                              const float *w, int co, int ci0, int n, float *packed, size_t plane)
+{
+    wino_pack_lanes_v(p, g, gh, gw, w, co, ci0, n, packed, plane);
+}
+#endif
+
+static void wino_pack_lanes(const conv2d_params *p, const wino_geom *g, const double (*gh)[WINO_PACK_MAX_R],
+                            const double (*gw)[WINO_PACK_MAX_R], const float *w, int co, int ci0, int n,
+                            float *packed, size_t plane)
+{
+#if KERNELS_X86
+    if (cpu_isa_best() >= CPU_ISA_AVX512)
+        wino_pack_lanes_avx512(p, g, gh, gw, w, co, ci0, n, packed, plane);
+    else
+        wino_pack_lanes_avx2(p, g, gh, gw, w, co, ci0, n, packed, plane);
+#else
+    wino_pack_lanes_v(p, g, gh, gw, w, co, ci0, n, packed, plane);
+#endif
 }
 
 void kernels_wino_pack(const conv2d_params *p, const float *w, float *packed)
@@ -978,6 +1009,463 @@ static KERNELS_AVX512 void wino_forward_avx512(int tr, const conv2d_params *p, c
 }
 #endif
 
+#if KERNELS_X86
+/* ---- AVX2 + FMA: the same passes on 8 tiles per vector. Every transformed value is the same
+ * operations in the same order as on AVX-512 (wino_comb_avx2 is wino_comb on 8 lanes, the GEMM
+ * kernels_gemm_avx2 the same FMA chain), so both give the same bits. Masked stores are ~5x slower
+ * than plain ones on Zen 3: partial vectors are stored by avx2_store_n instead. ---- */
+
+/* Lanes [lo, hi) of 8 (none when hi <= lo). */
+static inline __attribute__((always_inline)) KERNELS_AVX2 __m256i wino_mask8(int lo, int hi)
+{
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(lo), lane),
+                               _mm256_cmpgt_epi32(_mm256_set1_epi32(hi), lane));
+}
+
+/* Lanes [0, n) of v to d[l * stride], l < n (the transposed maps' scattered output). */
+static inline __attribute__((always_inline)) KERNELS_AVX2 void wino_scatter8(float *d, size_t stride, __m256 v,
+                                                                             int n)
+{
+    float t[8];
+    _mm256_storeu_ps(t, v);
+    for (int l = 0; l < n && l < 8; l++) d[(size_t)l * stride] = t[l];
+}
+
+/* Rows [u0, u1) of every polyphase plane x' of p, as wino_polyphase_input (a copy: any order
+ * gives the same floats). */
+static void wino_polyphase_input_c(const conv2d_params *p, const float *x, int u0, int u1, float *xs)
+{
+    const int s = p->stride_h, hq = p->h_out + 2, wq = p->w_out + 2;
+    for (int c = 0; c < p->c_in; c++)
+        for (int ph = 0; ph < s; ph++)
+            for (int pw = 0; pw < s; pw++) {
+                float *plane = xs + (size_t)((c * s + ph) * s + pw) * (size_t)hq * (size_t)wq;
+                const int off = pw - p->pad_l, last = p->w_in - 1 - off;
+                const int v_lo = kernels_imin(off >= 0 ? 0 : (-off + s - 1) / s, wq);
+                const int v_hi = kernels_imax(v_lo, last < 0 ? 0 : kernels_imin(wq, last / s + 1));
+                for (int u = u0; u < u1; u++) {
+                    float *d = plane + (size_t)u * (size_t)wq;
+                    const int ih = s * u + ph - p->pad_t;
+                    if (ih < 0 || ih >= p->h_in) {
+                        memset(d, 0, (size_t)wq * sizeof *d);
+                        continue;
+                    }
+                    const float *row = x + ((size_t)c * (size_t)p->h_in + (size_t)ih) * (size_t)p->w_in;
+                    for (int v = 0; v < v_lo; v++) d[v] = 0.0f;
+                    for (int v = v_lo; v < v_hi; v++) d[v] = row[s * v + off];
+                    for (int v = v_hi; v < wq; v++) d[v] = 0.0f;
+                }
+            }
+}
+
+/* wino_pad_input_t by scalar copies. */
+static void wino_pad_input_t_c(const conv2d_params *p, const wino_geom *g, const float *x, int r0, float *xp)
+{
+    const int lo = kernels_imin(p->pad_l, g->wp);
+    const int hi = kernels_imax(lo, kernels_imin(p->pad_l + p->w_in, g->wp));
+    for (int c = 0; c < p->c_in; c++)
+        for (int r = 0; r < g->band_h; r++) {
+            float *d = xp + ((size_t)c * (size_t)g->band_h + (size_t)r) * (size_t)g->wp;
+            const int ih = r0 + r - p->pad_t;
+            if (ih < 0 || ih >= p->h_in) {
+                memset(d, 0, (size_t)g->wp * sizeof *d);
+                continue;
+            }
+            const float *s = x + ((size_t)c * (size_t)p->w_in + (size_t)(lo - p->pad_l)) * (size_t)p->h_in + (size_t)ih;
+            memset(d, 0, (size_t)lo * sizeof *d);
+            for (int q = lo; q < hi; q++) d[q] = s[(size_t)(q - lo) * (size_t)p->h_in];
+            memset(d + hi, 0, (size_t)(g->wp - hi) * sizeof *d);
+        }
+}
+
+/* wino_comb on 8 lanes: the same operations in the same order. */
+static inline __attribute__((always_inline)) KERNELS_AVX2 __m256
+wino_comb_avx2(const wino_axis t, const int n, const int is_bt, int i, const __m256 *v)
+{
+    __m256 acc = _mm256_setzero_ps();
+    int first = 1;
+#pragma GCC unroll 12
+    for (int j = 0; j < n; j++) {
+        const float c = is_bt ? wino_bt(t, i, j) : wino_at(t, i, j);
+        if (c == 0.0f) continue;
+        if (first) {
+            acc = c == 1.0f ? v[j] : _mm256_mul_ps(_mm256_set1_ps(c), v[j]);
+            first = 0;
+        } else if (c == 1.0f) {
+            acc = _mm256_add_ps(acc, v[j]);
+        } else if (c == -1.0f) {
+            acc = _mm256_sub_ps(acc, v[j]);
+        } else {
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(c), v[j], acc);
+        }
+    }
+    return acc;
+}
+
+/* c[j] = l[m*t + j] for the 8 tiles t of a vector, j < alpha: m = 2 by shuffles of two loads;
+ * m = 4 by a 4x4 transpose per 128-bit lane of tiles t and t + 4's 4 columns. */
+static inline __attribute__((always_inline)) KERNELS_AVX2 void wino_columns_avx2(const int m, const int alpha,
+                                                                                  const float *l, __m256 *c)
+{
+    if (m == 1) {
+#pragma GCC unroll 12
+        for (int j = 0; j < alpha; j++) c[j] = _mm256_loadu_ps(l + j);
+        return;
+    }
+    if (m == 2) {
+#pragma GCC unroll 4
+        for (int k = 0; k < alpha; k += 2) { /* tiles 0, 1, 4, 5 | 2, 3, 6, 7 in 64-bit pairs, then in order */
+            const __m256 lo = _mm256_loadu_ps(l + k), hi = _mm256_loadu_ps(l + k + 8);
+            c[k] = _mm256_castpd_ps(_mm256_permute4x64_pd(
+                _mm256_castps_pd(_mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0))), _MM_SHUFFLE(3, 1, 2, 0)));
+            c[k + 1] = _mm256_castpd_ps(_mm256_permute4x64_pd(
+                _mm256_castps_pd(_mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1))), _MM_SHUFFLE(3, 1, 2, 0)));
+        }
+        return;
+    }
+#pragma GCC unroll 2
+    for (int k = 0; k < alpha; k += 4) { /* columns k .. k+3; r[t] = tile t | tile t + 4 */
+        __m256 r[4];
+#pragma GCC unroll 4
+        for (int t = 0; t < 4; t++)
+            r[t] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(l + k + 4 * t)),
+                                        _mm_loadu_ps(l + k + 4 * t + 16), 1);
+        const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpacklo_ps(r[2], r[3]);
+        const __m256 t2 = _mm256_unpackhi_ps(r[0], r[1]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        c[k] = _mm256_shuffle_ps(t0, t1, _MM_SHUFFLE(1, 0, 1, 0));
+        if (k + 1 < alpha) c[k + 1] = _mm256_shuffle_ps(t0, t1, _MM_SHUFFLE(3, 2, 3, 2));
+        if (k + 2 < alpha) c[k + 2] = _mm256_shuffle_ps(t2, t3, _MM_SHUFFLE(1, 0, 1, 0));
+        if (k + 3 < alpha) c[k + 3] = _mm256_shuffle_ps(t2, t3, _MM_SHUFFLE(3, 2, 3, 2));
+    }
+}
+
+/* wino_input_v on 8 tiles per vector. */
+static inline __attribute__((always_inline)) KERNELS_AVX2 void
+wino_input_v_avx2(const wino_variant var, const conv2d_params *p, const wino_geom *g, const wino_src *src, int a0,
+                  int rows, float *v, size_t ldv, float *line)
+{
+    const wino_axis th = wino_axis_h(var), tw = wino_axis_w(var);
+    const int m_h = wino_am(th), m_w = wino_am(tw), alpha_h = wino_aa(th), alpha_w = wino_aa(tw);
+    const int lf = g->row_floats, n_cols = g->wp;
+    const size_t e_stride = (size_t)p->c_in * ldv;
+    for (int ci = 0; ci < p->c_in; ci++) {
+        const float *xc = src->x + (size_t)ci * src->plane;
+        for (int a = a0; a < a0 + rows; a++) {
+            /* rows: line[xi] = sum over the patch rows of B_h^T[xi][row] * d_row */
+            const int r0 = src->row0 + m_h * (a - a0);
+            for (int q = 0; q < n_cols; q += 8) {
+                /* the lanes inside the input (the address of lane 0 may lie before the row; a
+                 * masked-off lane is not read) */
+                const int lo = kernels_imax(0, src->col0 - q);
+                const int hi = kernels_imin(kernels_imin(8, n_cols - q), src->col0 + src->cols - q);
+                const int full = lo == 0 && hi == 8;
+                const __m256i mk = wino_mask8(lo, hi);
+                const uintptr_t base = (uintptr_t)xc + (uintptr_t)((intptr_t)(q - src->col0) * (intptr_t)sizeof(float));
+                __m256 dr[WINO_ALPHA_MAX];
+#pragma GCC unroll 12
+                for (int k = 0; k < alpha_h; k++) {
+                    const int r = r0 + k;
+                    const float *at = (const float *)(base + (uintptr_t)r * (uintptr_t)src->ld * sizeof(float));
+                    dr[k] = r < 0 || r >= src->rows || hi <= lo ? _mm256_setzero_ps()
+                            : full                              ? _mm256_loadu_ps(at)
+                                                                : _mm256_maskload_ps(at, mk);
+                }
+#pragma GCC unroll 12
+                for (int xi = 0; xi < alpha_h; xi++)
+                    _mm256_storeu_ps(line + (size_t)xi * (size_t)lf + q, wino_comb_avx2(th, alpha_h, 1, xi, dr));
+            }
+            /* columns of 8 tiles: c_j = line[m_w*tile + j]; combined by B_w */
+            float *vrow = v + (size_t)ci * ldv + (size_t)(a - a0) * (size_t)g->tiles_w;
+            for (int b = 0; b < g->tiles_w; b += 8) {
+                const int nt = g->tiles_w - b;
+#pragma GCC unroll 12
+                for (int xi = 0; xi < alpha_h; xi++) {
+                    __m256 c[WINO_ALPHA_MAX];
+                    wino_columns_avx2(m_w, alpha_w, line + (size_t)xi * (size_t)lf + (size_t)(m_w * b), c);
+                    float *o = vrow + (size_t)(xi * alpha_w) * e_stride + b;
+#pragma GCC unroll 12
+                    for (int nu = 0; nu < alpha_w; nu++)
+                        avx2_store_n(o + (size_t)nu * e_stride, wino_comb_avx2(tw, alpha_w, 1, nu, c), nt);
+                }
+            }
+        }
+    }
+}
+
+/* wino_flat on 8 lanes: alpha_w = 1 and tile rows of at least 8 tiles (a vector then holds the
+ * end of one tile row and the start of the next at most). */
+static int wino_flat8(const wino_geom *g) { return g->alpha_w == 1 && g->tiles_w >= 8; }
+
+/* Lanes of the 8 block tiles from t: [0, n_lo) in tile row a from column col, [split, n) in row
+ * a + 1 from column 0 (n_lo = min(split, n); n: lanes that are tiles). */
+typedef struct {
+    int a, col, split, n, n_lo;
+} wino_flat8_lanes;
+
+static inline wino_flat8_lanes wino_flat8_at(const wino_geom *g, int a0, int t, int n)
+{
+    wino_flat8_lanes l;
+    l.a = a0 + t / g->tiles_w;
+    l.col = t % g->tiles_w;
+    l.split = kernels_imin(8, g->tiles_w - l.col);
+    l.n = kernels_imin(8, n - t);
+    l.n_lo = kernels_imin(l.split, l.n);
+    return l;
+}
+
+/* Rows from a masked load of lanes [lo, hi) at the same offsets (all 8: a plain load). */
+static inline __attribute__((always_inline)) KERNELS_AVX2 __m256 wino_load8(const float *at, int lo, int hi)
+{
+    if (lo == 0 && hi >= 8) return _mm256_loadu_ps(at);
+    return _mm256_maskload_ps(at, wino_mask8(lo, hi));
+}
+
+static inline __attribute__((always_inline)) KERNELS_AVX2 void
+wino_input_flat_v_avx2(const wino_variant var, const conv2d_params *p, const wino_geom *g, const wino_src *src,
+                       int a0, int rows, float *v, size_t ldv)
+{
+    const wino_axis th = wino_axis_h(var);
+    const int m_h = wino_am(th), alpha_h = wino_aa(th), n = rows * g->tiles_w;
+    const size_t e_stride = (size_t)p->c_in * ldv;
+    for (int ci = 0; ci < p->c_in; ci++) {
+        const float *xc = src->x + (size_t)ci * src->plane;
+        for (int t = 0; t < n; t += 8) {
+            const wino_flat8_lanes l = wino_flat8_at(g, a0, t, n);
+            /* lane j reads column col + j (row a) or j - split (row a + 1), inside the input */
+            const int lo_lo = kernels_imax(0, src->col0 - l.col);
+            const int lo_hi = kernels_imin(l.n_lo, src->col0 + src->cols - l.col);
+            const int hi_lo = src->col0 + l.split, hi_hi = kernels_imin(l.n, src->col0 + src->cols + l.split);
+            const int r_lo = src->row0 + m_h * (l.a - a0), r_hi = r_lo + m_h;
+            const uintptr_t b_lo = (uintptr_t)xc + (uintptr_t)((intptr_t)(l.col - src->col0) * (intptr_t)sizeof(float));
+            const uintptr_t b_hi = (uintptr_t)xc - (uintptr_t)((intptr_t)(l.split + src->col0) * (intptr_t)sizeof(float));
+            __m256 dr[WINO_ALPHA_MAX];
+#pragma GCC unroll 12
+            for (int k = 0; k < alpha_h; k++) {
+                const int rl = r_lo + k, rh = r_hi + k;
+                __m256 d = _mm256_setzero_ps();
+                if (rl >= 0 && rl < src->rows && lo_hi > lo_lo)
+                    d = wino_load8((const float *)(b_lo + (uintptr_t)rl * (uintptr_t)src->ld * sizeof(float)), lo_lo,
+                                   lo_hi);
+                if (hi_hi > hi_lo && rh >= 0 && rh < src->rows) /* disjoint lanes: or merges */
+                    d = _mm256_or_ps(d, _mm256_maskload_ps((const float *)(b_hi + (uintptr_t)rh * (uintptr_t)src->ld *
+                                                                                      sizeof(float)),
+                                                           wino_mask8(hi_lo, hi_hi)));
+                dr[k] = d;
+            }
+            float *o = v + (size_t)ci * ldv + (size_t)t;
+#pragma GCC unroll 12
+            for (int xi = 0; xi < alpha_h; xi++)
+                avx2_store_n(o + (size_t)xi * e_stride, wino_comb_avx2(th, alpha_h, 1, xi, dr), l.n);
+        }
+    }
+}
+
+static KERNELS_AVX2 void wino_input_avx2(const conv2d_params *p, const wino_geom *g, const wino_src *xp, int a0,
+                                         int rows, float *v, size_t ldv, float *line)
+{
+    if (wino_flat8(g)) {
+        if (g->var == WINO_F71_6)
+            wino_input_flat_v_avx2(WINO_F71_6, p, g, xp, a0, rows, v, ldv);
+        else
+            wino_input_flat_v_avx2(WINO_F71, p, g, xp, a0, rows, v, ldv);
+        return;
+    }
+    switch (g->var) {
+    case WINO_F23: wino_input_v_avx2(WINO_F23, p, g, xp, a0, rows, v, ldv, line); break;
+    case WINO_F43: wino_input_v_avx2(WINO_F43, p, g, xp, a0, rows, v, ldv, line); break;
+    case WINO_F25: wino_input_v_avx2(WINO_F25, p, g, xp, a0, rows, v, ldv, line); break;
+    case WINO_F45: wino_input_v_avx2(WINO_F45, p, g, xp, a0, rows, v, ldv, line); break;
+    case WINO_F17: wino_input_v_avx2(WINO_F17, p, g, xp, a0, rows, v, ldv, line); break;
+    case WINO_F71: wino_input_v_avx2(WINO_F71, p, g, xp, a0, rows, v, ldv, line); break;
+    case WINO_F71_6: wino_input_v_avx2(WINO_F71_6, p, g, xp, a0, rows, v, ldv, line); break;
+    }
+}
+
+/* Stores output row yr's columns of 8 tiles from y[j] (column j of every tile, j < m),
+ * interleaved back (tile-major), n (<= 8m) floats. */
+static inline __attribute__((always_inline)) KERNELS_AVX2 void wino_store_row_avx2(const int m, const __m256 *y,
+                                                                                    float *yr, int n)
+{
+    __m256 out[4];
+    if (m == 1) {
+        out[0] = y[0];
+    } else if (m == 2) { /* tiles 0, 1 | 4, 5 and 2, 3 | 6, 7 */
+        const __m256 lo = _mm256_unpacklo_ps(y[0], y[1]), hi = _mm256_unpackhi_ps(y[0], y[1]);
+        out[0] = _mm256_permute2f128_ps(lo, hi, 0x20);
+        out[1] = _mm256_permute2f128_ps(lo, hi, 0x31);
+    } else { /* 4x4 transpose per 128-bit lane: r[t] = tile t | tile t + 4 */
+        const __m256 t0 = _mm256_unpacklo_ps(y[0], y[1]), t1 = _mm256_unpacklo_ps(y[2], y[3]);
+        const __m256 t2 = _mm256_unpackhi_ps(y[0], y[1]), t3 = _mm256_unpackhi_ps(y[2], y[3]);
+        const __m256 r0 = _mm256_shuffle_ps(t0, t1, _MM_SHUFFLE(1, 0, 1, 0));
+        const __m256 r1 = _mm256_shuffle_ps(t0, t1, _MM_SHUFFLE(3, 2, 3, 2));
+        const __m256 r2 = _mm256_shuffle_ps(t2, t3, _MM_SHUFFLE(1, 0, 1, 0));
+        const __m256 r3 = _mm256_shuffle_ps(t2, t3, _MM_SHUFFLE(3, 2, 3, 2));
+        out[0] = _mm256_permute2f128_ps(r0, r1, 0x20);
+        out[1] = _mm256_permute2f128_ps(r2, r3, 0x20);
+        out[2] = _mm256_permute2f128_ps(r0, r1, 0x31);
+        out[3] = _mm256_permute2f128_ps(r2, r3, 0x31);
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < m; k++)
+        if (8 * k < n) avx2_store_n(yr + 8 * k, out[k], n - 8 * k);
+}
+
+/* wino_output_v on 8 tiles per vector. */
+static inline __attribute__((always_inline)) KERNELS_AVX2 void
+wino_output_v_avx2(const wino_variant var, const int tr, const conv2d_params *p, const wino_geom *g, const float *mr,
+                   size_t ldm, int a0, int rows, int co0, int co1, const float *bias, float *y)
+{
+    const wino_axis th = wino_axis_h(var), tw = wino_axis_w(var);
+    const int m_h = wino_am(th), m_w = wino_am(tw), alpha_h = wino_aa(th), alpha_w = wino_aa(tw);
+    const size_t e_stride = (size_t)p->c_out * ldm;
+    const size_t hw = (size_t)p->h_out * (size_t)p->w_out;
+    assert(!tr || m_w == 1);
+    for (int co = co0; co < co1; co++) {
+        const __m256 vb = _mm256_set1_ps(bias ? bias[co] : 0.0f);
+        for (int a = a0; a < a0 + rows; a++) {
+            const float *mrow = mr + (size_t)co * ldm + (size_t)(a - a0) * (size_t)g->tiles_w;
+            float *y0 = y + (size_t)co * hw + (size_t)(m_h * a) * (size_t)p->w_out;
+            const int out_rows = kernels_imin(m_h, p->h_out - m_h * a);
+            for (int b = 0; b < g->tiles_w; b += 8) {
+                const int nt = g->tiles_w - b;
+                const __m256i mk = kernels_avx2_mask(nt);
+                __m256 s[6][WINO_ALPHA_MAX];
+#pragma GCC unroll 12
+                for (int nu = 0; nu < alpha_w; nu++) {
+                    __m256 col[WINO_ALPHA_MAX];
+#pragma GCC unroll 12
+                    for (int xi = 0; xi < alpha_h; xi++) {
+                        const float *at = mrow + (size_t)(xi * alpha_w + nu) * e_stride + b;
+                        col[xi] = nt >= 8 ? _mm256_loadu_ps(at) : _mm256_maskload_ps(at, mk);
+                    }
+#pragma GCC unroll 6
+                    for (int i = 0; i < m_h; i++) s[i][nu] = wino_comb_avx2(th, alpha_h, 0, i, col);
+                }
+                const int n_out = kernels_imin(p->w_out - m_w * b, 8 * m_w);
+                for (int i = 0; i < out_rows; i++) {
+                    __m256 yv[4];
+#pragma GCC unroll 4
+                    for (int j = 0; j < m_w; j++)
+                        yv[j] = avx2_act(_mm256_add_ps(wino_comb_avx2(tw, alpha_w, 0, j, s[i]), vb), p->act);
+                    if (tr) /* y[co][b + lane][m_h*a + i] */
+                        wino_scatter8(y + (size_t)co * hw + (size_t)b * (size_t)p->h_out + (size_t)(m_h * a + i),
+                                      (size_t)p->h_out, yv[0], n_out);
+                    else
+                        wino_store_row_avx2(m_w, yv, y0 + (size_t)i * (size_t)p->w_out + (size_t)(m_w * b), n_out);
+                }
+            }
+        }
+    }
+}
+
+/* wino_output_flat_v on 8 lanes: the lanes of the two tile rows stored apart (tr: scattered). */
+static inline __attribute__((always_inline)) KERNELS_AVX2 void
+wino_output_flat_v_avx2(const wino_variant var, const int tr, const conv2d_params *p, const wino_geom *g,
+                        const float *mr, size_t ldm, int a0, int rows, int co0, int co1, const float *bias, float *y)
+{
+    const wino_axis th = wino_axis_h(var);
+    const int m_h = wino_am(th), alpha_h = wino_aa(th), n = rows * g->tiles_w;
+    const size_t e_stride = (size_t)p->c_out * ldm;
+    const size_t hw = (size_t)p->h_out * (size_t)p->w_out;
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int t = 0; t < n; t += 8) {
+        const wino_flat8_lanes l = wino_flat8_at(g, a0, t, n);
+        const __m256i mk = kernels_avx2_mask(l.n);
+        const __m256i to_hi = _mm256_add_epi32(lane, _mm256_set1_epi32(l.split)); /* lane split + j to j */
+        for (int co = co0; co < co1; co++) {
+            const __m256 vb = _mm256_set1_ps(bias ? bias[co] : 0.0f);
+            const float *mt = mr + (size_t)co * ldm + (size_t)t;
+            __m256 c[WINO_ALPHA_MAX];
+#pragma GCC unroll 12
+            for (int xi = 0; xi < alpha_h; xi++)
+                c[xi] = l.n >= 8 ? _mm256_loadu_ps(mt + (size_t)xi * e_stride)
+                                 : _mm256_maskload_ps(mt + (size_t)xi * e_stride, mk);
+            float *yc = y + (size_t)co * hw;
+#pragma GCC unroll 6
+            for (int i = 0; i < m_h; i++) {
+                const __m256 yv = avx2_act(_mm256_add_ps(wino_comb_avx2(th, alpha_h, 0, i, c), vb), p->act);
+                const int r_lo = m_h * l.a + i, r_hi = r_lo + m_h;
+                if (tr) { /* y[co][col + lane][r_lo], y[co][lane - split][r_hi] */
+                    float v8[8];
+                    _mm256_storeu_ps(v8, yv);
+                    if (r_lo < p->h_out)
+                        for (int j = 0; j < l.n_lo; j++) yc[(size_t)(l.col + j) * (size_t)p->h_out + (size_t)r_lo] = v8[j];
+                    if (r_hi < p->h_out)
+                        for (int j = l.split; j < l.n; j++)
+                            yc[(size_t)(j - l.split) * (size_t)p->h_out + (size_t)r_hi] = v8[j];
+                } else {
+                    if (r_lo < p->h_out) avx2_store_n(yc + (size_t)r_lo * (size_t)p->w_out + (size_t)l.col, yv, l.n_lo);
+                    if (l.n > l.split && r_hi < p->h_out)
+                        avx2_store_n(yc + (size_t)r_hi * (size_t)p->w_out, _mm256_permutevar8x32_ps(yv, to_hi),
+                                    l.n - l.split);
+                }
+            }
+        }
+    }
+}
+
+static KERNELS_AVX2 void wino_output_avx2(int tr, const conv2d_params *p, const wino_geom *g, const float *mr,
+                                          size_t ldm, int a0, int rows, int co0, int co1, const float *bias, float *y)
+{
+    if (wino_flat8(g)) {
+        if (g->var == WINO_F71_6 && tr)
+            wino_output_flat_v_avx2(WINO_F71_6, 1, p, g, mr, ldm, a0, rows, co0, co1, bias, y);
+        else if (g->var == WINO_F71_6)
+            wino_output_flat_v_avx2(WINO_F71_6, 0, p, g, mr, ldm, a0, rows, co0, co1, bias, y);
+        else
+            wino_output_flat_v_avx2(WINO_F71, 0, p, g, mr, ldm, a0, rows, co0, co1, bias, y);
+        return;
+    }
+    switch (g->var) {
+    case WINO_F23: wino_output_v_avx2(WINO_F23, 0, p, g, mr, ldm, a0, rows, co0, co1, bias, y); break;
+    case WINO_F43: wino_output_v_avx2(WINO_F43, 0, p, g, mr, ldm, a0, rows, co0, co1, bias, y); break;
+    case WINO_F25: wino_output_v_avx2(WINO_F25, 0, p, g, mr, ldm, a0, rows, co0, co1, bias, y); break;
+    case WINO_F45: wino_output_v_avx2(WINO_F45, 0, p, g, mr, ldm, a0, rows, co0, co1, bias, y); break;
+    case WINO_F17: wino_output_v_avx2(WINO_F17, 0, p, g, mr, ldm, a0, rows, co0, co1, bias, y); break;
+    case WINO_F71: wino_output_v_avx2(WINO_F71, 0, p, g, mr, ldm, a0, rows, co0, co1, bias, y); break;
+    case WINO_F71_6:
+        if (tr)
+            wino_output_v_avx2(WINO_F71_6, 1, p, g, mr, ldm, a0, rows, co0, co1, bias, y);
+        else
+            wino_output_v_avx2(WINO_F71_6, 0, p, g, mr, ldm, a0, rows, co0, co1, bias, y);
+        break;
+    }
+}
+
+/* wino_forward_avx512 on AVX2: the same blocks, scratch layout and GEMMs (kernels_gemm_avx2). */
+static KERNELS_AVX2 void wino_forward_avx2(int tr, const conv2d_params *p, const float *x, const float *packed,
+                                           const float *bias, float *y, float *scratch, int a_lo, int a_hi, int co0,
+                                           int co1)
+{
+    const wino_geom g = wino_geom_of(p);
+    const size_t max_tiles = (size_t)g.block_rows * (size_t)g.tiles_w;
+    float *xp = scratch;
+    float *v = xp + (tr ? wino_round16((size_t)p->c_in * (size_t)g.band_h * (size_t)g.wp) : 0);
+    float *mr = v + wino_round16((size_t)g.n_e * (size_t)p->c_in * max_tiles);
+    float *line = mr + wino_round16((size_t)g.n_e * (size_t)p->c_out * max_tiles);
+    const size_t u_stride = (size_t)wino_panels(p) * KERNELS_GEMM_MR * (size_t)p->c_in;
+    const int n_blocks = (a_hi - a_lo + g.block_rows - 1) / g.block_rows;
+    for (int b = 0, a0 = a_lo; b < n_blocks; b++) {
+        const int rows = (a_hi - a_lo) / n_blocks + (b < (a_hi - a_lo) % n_blocks);
+        const int n = rows * g.tiles_w;
+        wino_src src = {x, (size_t)p->h_in * (size_t)p->w_in, p->w_in, g.m_h * a0 - p->pad_t, p->h_in, p->pad_l,
+                        p->w_in};
+        if (tr) {
+            wino_pad_input_t_c(p, &g, x, g.m_h * a0, xp);
+            src = (wino_src){xp, (size_t)g.band_h * (size_t)g.wp, g.wp, 0, g.band_h, 0, g.wp};
+        }
+        wino_input_avx2(p, &g, &src, a0, rows, v, (size_t)n, line);
+        for (int e = 0; e < g.n_e; e++)
+            kernels_gemm_avx2(p->c_out, n, p->c_in, packed + (size_t)e * u_stride,
+                              v + (size_t)e * (size_t)p->c_in * (size_t)n, (size_t)n,
+                              mr + (size_t)e * (size_t)p->c_out * (size_t)n, (size_t)n, NULL, ACT_NONE, co0, co1);
+        wino_output_avx2(tr, p, &g, mr, (size_t)n, a0, rows, co0, co1, bias, y);
+        a0 += rows;
+    }
+}
+#endif
+
 /* Whole tile rows per thread when each gets at least this many (each part then transforms only
  * its own input rows, in its own even blocks); otherwise output channels, every part transforming
  * the whole input (17x17 F(6, 7): 3 tile rows). Parts in whole blocks left Inception's 147x147
@@ -997,7 +1485,13 @@ void kernels_wino_forward_part(const conv2d_params *p, const float *x, const flo
                                const float *bias, float *y, float *scratch,
                                const kernels_part *part)
 {
-    assert(kernels_wino_applies(p) && cpu_isa_best() >= CPU_ISA_AVX512);
+    kernels_wino_forward_part_isa(p, x, packed, bias, y, scratch, part, cpu_isa_best());
+}
+
+void kernels_wino_forward_part_isa(const conv2d_params *p, const float *x, const float *packed, const float *bias,
+                                   float *y, float *scratch, const kernels_part *part, cpu_isa isa)
+{
+    assert(kernels_wino_applies(p) && isa >= CPU_ISA_AVX2 && isa <= cpu_isa_best());
     const conv2d_params q = wino_conv_of(p);
     const wino_geom g = wino_geom_of(&q);
     int a_lo = 0, a_hi = g.tiles_h, co0 = 0, co1 = p->c_out;
@@ -1014,14 +1508,22 @@ void kernels_wino_forward_part(const conv2d_params *p, const float *x, const flo
         co1 = part->hi;
     }
 #if KERNELS_X86
+    const int avx512 = isa >= CPU_ISA_AVX512;
     if (wino_polyphase(p)) { /* the planes' rows this part's tile rows read */
-        wino_polyphase_input(p, x, g.m_h * a_lo, kernels_imin(q.h_in, g.m_h * a_hi + g.r_h - 1), scratch);
+        const int u1 = kernels_imin(q.h_in, g.m_h * a_hi + g.r_h - 1);
+        if (avx512)
+            wino_polyphase_input(p, x, g.m_h * a_lo, u1, scratch);
+        else
+            wino_polyphase_input_c(p, x, g.m_h * a_lo, u1, scratch);
         x = scratch;
         scratch += wino_polyphase_floats(p);
     }
-    wino_forward_avx512(wino_transposed(p), &q, x, packed, bias, y, scratch, a_lo, a_hi, co0, co1);
+    if (avx512)
+        wino_forward_avx512(wino_transposed(p), &q, x, packed, bias, y, scratch, a_lo, a_hi, co0, co1);
+    else
+        wino_forward_avx2(wino_transposed(p), &q, x, packed, bias, y, scratch, a_lo, a_hi, co0, co1);
 #else
     (void)x, (void)packed, (void)bias, (void)y, (void)scratch, (void)a_lo, (void)a_hi, (void)co0,
-        (void)co1;
+        (void)co1, (void)isa;
 #endif
 }

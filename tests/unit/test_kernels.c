@@ -441,13 +441,10 @@ static conv_path conv_planned_path(const conv2d_params *p)
 }
 
 /* The path of a shape that takes want512 with AVX-512F and generic without AVX2, on this CPU: AVX2
- * has the GEMM and depthwise paths, not the stem and Winograd kernels. */
+ * has every packed path AVX-512F has (GEMM, stem, Winograd) and depthwise. */
 static conv_path conv_path_on_cpu(conv_path want512, conv_path generic)
 {
-    const cpu_isa isa = cpu_isa_best();
-    if (isa >= CPU_ISA_AVX512) return want512;
-    if (isa < CPU_ISA_AVX2) return generic;
-    return want512 == CONV_PATH_STEM || want512 == CONV_PATH_WINOGRAD ? CONV_PATH_GEMM : want512;
+    return cpu_isa_best() >= CPU_ISA_AVX2 ? want512 : generic;
 }
 
 /* conv2d_forward_packed_fused: y = act(conv(x * in_scale) + bias + residual) on pointwise convs,
@@ -1714,6 +1711,158 @@ static void test_conv_packed_parts(void)
     test_end("conv2d_forward_packed_fused_part: 2/3/5 parts bit-identical to the whole, nothing written outside");
 }
 
+/* ---- Winograd and stem kernels on one instruction-set variant (the *_forward_part_isa) ---- */
+
+static cpu_isa isa_test_isa; /* the variant run_isa runs */
+
+static kernels_part split_isa(const part_case *pc, int ith, int nth)
+{
+    return kernels_stem_applies(pc->conv) ? kernels_stem_part(pc->conv, ith, nth) : kernels_wino_part(pc->conv, ith, nth);
+}
+
+static void run_isa(const part_case *pc, const kernels_part *part, float *y)
+{
+    if (kernels_stem_applies(pc->conv))
+        kernels_stem_forward_part_isa(pc->conv, pc->x, pc->w, pc->bias, y, part, isa_test_isa);
+    else
+        kernels_wino_forward_part_isa(pc->conv, pc->x, pc->w, pc->bias, y, pc->scratch, part, isa_test_isa);
+}
+
+/* One stem or Winograd convolution on variant isa: poisoned output with guard cells vs the naive
+ * reference, then 2/3/5 parts (the kernel's split, and for Winograd output-channel panels too)
+ * bit-identical to the whole; with AVX-512F on the CPU, the AVX2 variant bit-identical to the
+ * AVX-512 one. Returns 1 if good. */
+static int isa_case(const conv2d_params *p, int with_bias, cpu_isa isa, rng *r)
+{
+    const int stem = kernels_stem_applies(p);
+    const size_t n_x = (size_t)p->c_in * p->h_in * p->w_in, n_y = (size_t)p->c_out * p->h_out * p->w_out;
+    const size_t hw = (size_t)p->h_out * p->w_out, n_w = (size_t)p->c_out * p->c_in * p->k_h * p->k_w;
+    float *x = alloc_random(n_x, r), *w = alloc_random(n_w, r);
+    float *bias = with_bias ? alloc_random((size_t)p->c_out, r) : NULL;
+    float *packed = alloc_nan(stem ? n_w : kernels_wino_packed_floats(p));
+    float *scratch = stem ? NULL : alloc_nan(kernels_wino_scratch_floats(p));
+    float *buf = alloc_floats(n_y + 2), *y = buf + 1, *want_bits = alloc_floats(n_y);
+    double *want = alloc_doubles(n_y), *mag = alloc_doubles(n_y);
+    char what[200];
+    snprintf(what, sizeof what, "%s (%s) in %dx%dx%d out %dx%dx%d k %dx%d s %d pad t%d l%d b%d r%d act %s bias %d "
+             "train %d", stem ? "stem" : "winograd", isa == CPU_ISA_AVX512 ? "AVX-512" : "AVX2", p->c_in, p->h_in,
+             p->w_in, p->c_out, p->h_out, p->w_out, p->k_h, p->k_w, p->stride_h, p->pad_t, p->pad_l, p->pad_b,
+             p->pad_r, act_names[p->act], with_bias, p->train);
+    if (stem)
+        kernels_stem_pack(p, w, packed);
+    else
+        kernels_wino_pack(p, w, packed);
+    fill_poison(buf, n_y + 2);
+    const kernels_part all = stem ? kernels_stem_part(p, 0, 1) : (kernels_part){KERNELS_PART_CHANNELS, 0, p->c_out};
+    part_case pc = {.split = split_isa, .run = run_isa, .c = p->c_out, .hw = hw, .conv = p, .x = x, .w = packed,
+                    .bias = bias, .scratch = scratch};
+    isa_test_isa = isa;
+    run_isa(&pc, &all, y);
+    ref_conv(p, x, w, bias, want, mag);
+    const long bad = first_bad(y, want, mag, n_y);
+    int ok = bad < 0 && is_poison(&buf[0]) && is_poison(&buf[n_y + 1]);
+    if (bad >= 0)
+        T_CHECK(0, "%s: first bad index %ld (c %ld, h %ld, w %ld): got %.9g want %.9g", what, bad, bad / (long)hw,
+                bad % (long)hw / p->w_out, bad % (long)p->w_out, (double)y[bad], want[bad]);
+    else if (!ok)
+        T_CHECK(0, "%s: wrote outside the output", what);
+    if (ok) {
+        memcpy(want_bits, y, n_y * sizeof *y);
+        ok = check_parts(&pc, want_bits, what);
+        if (!stem) {
+            pc.split = split_packed_channels;
+            ok = ok && check_parts(&pc, want_bits, what);
+        }
+    }
+    if (ok && isa == CPU_ISA_AVX2 && cpu_isa_best() >= CPU_ISA_AVX512) {
+        isa_test_isa = CPU_ISA_AVX512;
+        run_isa(&pc, &all, y);
+        ok = memcmp(y, want_bits, n_y * sizeof *y) == 0;
+        T_CHECK(ok, "%s: AVX2 and AVX-512 differ", what);
+    }
+    free(x);
+    free(w);
+    free(bias);
+    free(packed);
+    free(scratch);
+    free(buf);
+    free(want_bits);
+    free(want);
+    free(mag);
+    return ok;
+}
+
+/* First-layer (stem) kernel on isa: 3x3 stride 2 on 1..4 channels, output channels 1..64 (passes
+ * and their remainders), rows of one vector, several and a tail, every padding mode, Inception's
+ * 299x299 unpadded. */
+static void test_stem_isa(cpu_isa isa, const char *name)
+{
+    /* {c_in, c_out, h, w, pad mode} */
+    static const int cases[][5] = {
+        {3, 16, 224, 224, PAD_SYM}, {3, 24, 39, 37, PAD_SYM},     {3, 32, 45, 47, PAD_NONE}, {1, 5, 9, 33, PAD_TF_SAME},
+        {4, 64, 19, 21, PAD_ASYM},  {2, 17, 4, 5, PAD_SYM},       {3, 32, 299, 299, PAD_NONE}, {3, 13, 20, 17, PAD_SYM},
+        {3, 1, 16, 18, PAD_ASYM},   {4, 12, 33, 34, PAD_TF_SAME}, {2, 40, 7, 3, PAD_SYM},    {3, 25, 35, 36, PAD_NONE},
+    };
+    test_begin();
+    rng r = {37};
+    int n_failed = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const int *c = cases[i];
+        conv2d_params p;
+        conv_setup(&p, c[0], c[1], 1, c[2], c[3], 3, 3, 2, 2, (pad_mode)c[4], (act_kind)(i % 5));
+        T_CHECK(kernels_stem_applies(&p), "case %zu does not take the stem kernel", i);
+        n_failed += !isa_case(&p, i % 4 != 3, isa, &r);
+    }
+    if (n_failed) printf("#   %d of %zu convolutions failed\n", n_failed, sizeof cases / sizeof *cases);
+    test_end(name);
+}
+
+/* Every Winograd variant on isa: 3x3 (F(4x4) / F(2x2)), 5x5 (F(4x4), training F(2x2)), 1x7 / 7x1
+ * (F(6, 7) along rows, 1x7 transposed; training F(2, 7)) on odd and non-square maps in every padding
+ * mode, tile rows of fewer than 8, 8..15 and more tiles (the flat lanes of 7x1 / transposed 1x7
+ * across tile rows), several tile-row blocks, K blocks (c_in 130), output-channel remainders; and the
+ * strided kernels spanning 2..3 strides (polyphase). */
+static void test_wino_isa(cpu_isa isa, const char *name)
+{
+    static const int kernels[][2] = {{3, 3}, {5, 5}, {1, 7}, {7, 1}};
+    static const int sizes[][2] = {{17, 17}, {35, 35}, {23, 29}, {20, 12}, {12, 20}, {9, 70}, {70, 9}, {61, 47}};
+    static const int chans[][2] = {{3, 5}, {8, 13}, {130, 7}, {5, 12}};
+    /* {c_in, c_out, h, w, k_h, k_w, stride, pad mode} */
+    static const int strided[][8] = {
+        {3, 64, 224, 224, 11, 11, 4, PAD_SYM}, {3, 13, 111, 109, 11, 11, 4, PAD_SYM},
+        {2, 7, 61, 67, 5, 5, 2, PAD_TF_SAME},  {5, 9, 50, 47, 6, 6, 2, PAD_ASYM},
+        {4, 13, 70, 66, 8, 8, 3, PAD_NONE},    {6, 8, 40, 45, 9, 9, 3, PAD_ASYM},
+        {3, 5, 90, 93, 12, 9, 4, PAD_ASYM},
+    };
+    test_begin();
+    rng r = {31};
+    int idx = 0, n_cases = 0, n_failed = 0;
+    for (size_t ki = 0; ki < sizeof kernels / sizeof *kernels; ki++)
+        for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++)
+            for (int mode = 0; mode < N_PAD_MODES; mode++, idx++) {
+                conv2d_params p;
+                const int *ch = chans[idx % 4];
+                if (!conv_setup(&p, ch[0], ch[1], 1, sizes[si][0], sizes[si][1], kernels[ki][0], kernels[ki][1], 1, 1,
+                                (pad_mode)mode, (act_kind)(idx % 5)))
+                    continue;
+                p.train = idx % 3 == 2;
+                if (!kernels_wino_applies(&p)) continue;
+                n_cases++;
+                n_failed += !isa_case(&p, idx % 4 != 3, isa, &r);
+            }
+    for (size_t i = 0; i < sizeof strided / sizeof *strided; i++, idx++) {
+        const int *c = strided[i];
+        conv2d_params p;
+        conv_setup(&p, c[0], c[1], 1, c[2], c[3], c[4], c[5], c[6], c[6], (pad_mode)c[7], (act_kind)(idx % 5));
+        T_CHECK(kernels_wino_applies(&p), "strided case %zu does not take Winograd", i);
+        n_cases++;
+        n_failed += !isa_case(&p, idx % 4 != 3, isa, &r);
+    }
+    if (n_failed) printf("#   %d of %d convolutions failed\n", n_failed, n_cases);
+    T_CHECK(n_cases > 100, "only %d Winograd cases", n_cases);
+    test_end(name);
+}
+
 static kernels_part split_channels(const part_case *pc, int ith, int nth)
 {
     return kernels_part_split(KERNELS_PART_CHANNELS, pc->c, 1, ith, nth);
@@ -2475,7 +2624,7 @@ static void test_conv_plan(void)
     free(packed);
     free(want);
     free(y);
-    if (avx512) { /* training plans keep F(2x2, 5x5): 36 transformed taps per weight pair, inference
+    if (avx2) { /* training plans keep F(2x2, 5x5): 36 transformed taps per weight pair, inference
                      64; and F(2, 7) for 1x7 / 7x1: 8 taps, inference F(6, 7)'s 12 */
         static const int kinds[][4] = {{5, 5, 36, 64}, {1, 7, 8, 12}, {7, 1, 8, 12}};
         for (int i = 0; i < 3; i++) {
@@ -2661,6 +2810,24 @@ int main(void)
         test_skip("conv2d_forward_packed (packed GEMM): same sweeps", "CPU lacks AVX2/FMA");
         test_skip("conv2d_forward_packed_fused", "CPU lacks AVX2/FMA");
     }
+    if (cpu_isa_best() >= CPU_ISA_AVX2)
+        test_wino_isa(CPU_ISA_AVX2, "Winograd, AVX2 variant: every variant vs the reference, odd sizes, every padding, "
+                                    "parts bit-identical (and = AVX-512 where the CPU has it)");
+    else
+        test_skip("Winograd, AVX2 variant", "CPU lacks AVX2/FMA");
+    if (cpu_isa_best() >= CPU_ISA_AVX512)
+        test_wino_isa(CPU_ISA_AVX512, "Winograd, AVX-512 variant: the same cases");
+    else
+        test_skip("Winograd, AVX-512 variant", "CPU lacks AVX-512F");
+    if (cpu_isa_best() >= CPU_ISA_AVX2)
+        test_stem_isa(CPU_ISA_AVX2, "stem kernel, AVX2 variant: vs the reference, every padding, output-channel passes, "
+                                    "row parts bit-identical (and = AVX-512 where the CPU has it)");
+    else
+        test_skip("stem kernel, AVX2 variant", "CPU lacks AVX2/FMA");
+    if (cpu_isa_best() >= CPU_ISA_AVX512)
+        test_stem_isa(CPU_ISA_AVX512, "stem kernel, AVX-512 variant: the same cases");
+    else
+        test_skip("stem kernel, AVX-512 variant", "CPU lacks AVX-512F");
     test_dw_sweep(CONV_VIA_DISPATCH, "dwconv sweep via conv2d_forward (best variant)");
     test_dw_sweep(CONV_VIA_DW_GENERIC, "dwconv sweep, portable variant");
     if (cpu_isa_best() >= CPU_ISA_AVX2)
