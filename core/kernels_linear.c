@@ -9,6 +9,7 @@
 #include "kernels_internal.h"
 
 #if KERNELS_X86
+#include "kernels_avx2.h"
 #include "kernels_avx512.h"
 #endif
 
@@ -70,6 +71,77 @@ void kernels_gemv_avx512(int n_in, int n_out, const float *x, const float *w, fl
     const int q = n_out / GEMV_ROWS;
     for (int o = 0; o < q; o++) gemv_rows4(n_in, x, w + (size_t)o * (size_t)n_in, (size_t)q, y + o);
     for (int o = GEMV_ROWS * q; o < n_out; o++) gemv_rows1(n_in, x, w + (size_t)o * (size_t)n_in, y + o);
+#else
+    (void)x, (void)w, (void)y;
+#endif
+}
+
+/* ---- AVX2 GEMV ----
+ * The AVX-512 kernel's arithmetic on 8-lane vectors: each 16-lane accumulator of gemv_rows is a
+ * pair of __m256 (lanes 0-7 and 8-15), each lane the same FMA chain over i, the masked tail read
+ * as zeros the same way, and gemv_reduce_avx2 adds the 16 lanes in the order gcc's
+ * _mm512_reduce_add_ps does: so the outputs are the AVX-512 kernel's bits. Eight independent
+ * FMA chains per block of four rows. */
+#if KERNELS_X86
+/* _mm512_reduce_add_ps of the 16 lanes lo | hi: (hi + lo), its upper + lower 128 bits t, then
+ * (t0 + t2) + (t1 + t3). */
+static inline __attribute__((always_inline)) KERNELS_AVX2 float gemv_reduce_avx2(__m256 lo, __m256 hi)
+{
+    const __m256 s = _mm256_add_ps(hi, lo);
+    const __m128 t = _mm_add_ps(_mm256_extractf128_ps(s, 1), _mm256_castps256_ps128(s));
+    const __m128 u = _mm_add_ps(t, _mm_movehl_ps(t, t));
+    return _mm_cvtss_f32(_mm_add_ss(u, _mm_movehdup_ps(u)));
+}
+
+/* gemv_rows on AVX2: y[r * ld] = w_r . x, w_r = w + r * ld * n_in, r < rows <= GEMV_ROWS. */
+static inline __attribute__((always_inline)) KERNELS_AVX2 void gemv_rows_avx2(const int rows, int n_in,
+                                                                         const float *x, const float *w,
+                                                                         size_t ld, float *y)
+{
+    const size_t w_ld = ld * (size_t)n_in;
+    __m256 lo[GEMV_ROWS], hi[GEMV_ROWS];
+    for (int r = 0; r < rows; r++) lo[r] = hi[r] = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n_in; i += 16) {
+        const __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);
+        for (int r = 0; r < rows; r++) {
+            const float *wr = w + (size_t)r * w_ld + i;
+            _mm_prefetch((const char *)(wr + GEMV_PREFETCH), _MM_HINT_T0);
+            lo[r] = _mm256_fmadd_ps(_mm256_loadu_ps(wr), x0, lo[r]);
+            hi[r] = _mm256_fmadd_ps(_mm256_loadu_ps(wr + 8), x1, hi[r]);
+        }
+    }
+    if (i < n_in) {
+        const __m256i m0 = kernels_avx2_mask(n_in - i), m1 = kernels_avx2_mask(n_in - i - 8);
+        const __m256 x0 = _mm256_maskload_ps(x + i, m0), x1 = _mm256_maskload_ps(x + i + 8, m1);
+        for (int r = 0; r < rows; r++) {
+            const float *wr = w + (size_t)r * w_ld + i;
+            lo[r] = _mm256_fmadd_ps(_mm256_maskload_ps(wr, m0), x0, lo[r]);
+            hi[r] = _mm256_fmadd_ps(_mm256_maskload_ps(wr + 8, m1), x1, hi[r]);
+        }
+    }
+    for (int r = 0; r < rows; r++) y[(size_t)r * ld] = gemv_reduce_avx2(lo[r], hi[r]);
+}
+
+static KERNELS_AVX2 void gemv_rows4_avx2(int n_in, const float *x, const float *w, size_t ld, float *y)
+{
+    gemv_rows_avx2(GEMV_ROWS, n_in, x, w, ld, y);
+}
+
+static KERNELS_AVX2 void gemv_rows1_avx2(int n_in, const float *x, const float *w, float *y)
+{
+    gemv_rows_avx2(1, n_in, x, w, 1, y);
+}
+#endif
+
+void kernels_gemv_avx2(int n_in, int n_out, const float *x, const float *w, float *y)
+{
+    assert(cpu_isa_best() >= CPU_ISA_AVX2 && n_in > 0 && n_out > 0);
+#if KERNELS_X86
+    /* rows o, o + q, o + 2q, o + 3q together (as kernels_gemv_avx512); the n_out % 4 last alone */
+    const int q = n_out / GEMV_ROWS;
+    for (int o = 0; o < q; o++) gemv_rows4_avx2(n_in, x, w + (size_t)o * (size_t)n_in, (size_t)q, y + o);
+    for (int o = GEMV_ROWS * q; o < n_out; o++) gemv_rows1_avx2(n_in, x, w + (size_t)o * (size_t)n_in, y + o);
 #else
     (void)x, (void)w, (void)y;
 #endif
@@ -192,12 +264,123 @@ void kernels_gemv_batch_avx512(int n_in, int n_out, int n_batch, const float *x,
 #endif
 }
 
+/* ---- AVX2 batched GEMV ----
+ * kernels_gemv_batch_avx512's blocking with the AVX2 GEMV's arithmetic (each output the same
+ * chains and reduction as kernels_gemv_avx2 of its input: the same bits). The lanes 0-7 and 8-15
+ * of each 16-float step are separate passes over a chunk, so that a tile of 4 rows x
+ * GEMV_BATCH_TILE_AVX2 inputs keeps its 12 accumulators and 3 inputs in the 16 registers. */
+#define GEMV_BATCH_TILE_AVX2 3
+
+#if KERNELS_X86
+/* Lanes 8h..8h+7 of the 16-float steps over columns [i0, i1) (multiples of 16) for rows w_0 ..
+ * w_{rows-1} and inputs x_0 .. x_{nb-1}: accumulators acc[(r * GEMV_BATCH_GROUP + b) * 2 + h]. */
+static inline __attribute__((always_inline)) KERNELS_AVX2 void gemv_batch_chunk_avx2(
+    const int rows, const int nb, const int h, int n_in, int i0, int i1, const float *x, const float *w,
+    __m256 *acc, const int prefetch)
+{
+    __m256 a[GEMV_ROWS][GEMV_BATCH_TILE_AVX2];
+    for (int r = 0; r < rows; r++)
+        for (int b = 0; b < nb; b++) a[r][b] = acc[(r * GEMV_BATCH_GROUP + b) * 2 + h];
+    for (int i = i0 + 8 * h; i < i1; i += 16) {
+        __m256 xv[GEMV_BATCH_TILE_AVX2];
+        for (int b = 0; b < nb; b++) xv[b] = _mm256_loadu_ps(x + (size_t)b * (size_t)n_in + i);
+        for (int r = 0; r < rows; r++) {
+            const float *wr = w + (size_t)r * (size_t)n_in + i;
+            if (prefetch) _mm_prefetch((const char *)(wr + GEMV_PREFETCH), _MM_HINT_T0);
+            const __m256 wv = _mm256_loadu_ps(wr);
+            for (int b = 0; b < nb; b++) a[r][b] = _mm256_fmadd_ps(wv, xv[b], a[r][b]);
+        }
+    }
+    for (int r = 0; r < rows; r++)
+        for (int b = 0; b < nb; b++) acc[(r * GEMV_BATCH_GROUP + b) * 2 + h] = a[r][b];
+}
+
+/* Both passes of a chunk for a tile of nb (1..GEMV_BATCH_TILE_AVX2, not constant) inputs. */
+static inline __attribute__((always_inline)) KERNELS_AVX2 void gemv_batch_chunk_n_avx2(
+    const int rows, int nb, int n_in, int i0, int i1, const float *x, const float *w, __m256 *acc, int prefetch)
+{
+    for (int h = 0; h < 2; h++) switch (nb) {
+        case 3: gemv_batch_chunk_avx2(rows, 3, h, n_in, i0, i1, x, w, acc, prefetch && !h); break;
+        case 2: gemv_batch_chunk_avx2(rows, 2, h, n_in, i0, i1, x, w, acc, prefetch && !h); break;
+        default: gemv_batch_chunk_avx2(rows, 1, h, n_in, i0, i1, x, w, acc, prefetch && !h); break;
+        }
+}
+
+/* A block of rows (GEMV_ROWS or 1) for a group of nb <= GEMV_BATCH_GROUP inputs: the chunks, the
+ * masked tail as gemv_rows_avx2 reads it, the reduction (output (r, b) at y + b * y_stride + r). */
+static inline __attribute__((always_inline)) KERNELS_AVX2 void gemv_batch_rows_avx2(
+    const int rows, int n_in, int nb, const float *x, const float *w, float *y, size_t y_stride)
+{
+    __m256 acc[GEMV_ROWS * GEMV_BATCH_GROUP * 2];
+    for (int r = 0; r < rows; r++)
+        for (int b = 0; b < nb; b++)
+            acc[(r * GEMV_BATCH_GROUP + b) * 2] = acc[(r * GEMV_BATCH_GROUP + b) * 2 + 1] = _mm256_setzero_ps();
+    const int n_main = n_in & ~15;
+    for (int i0 = 0; i0 < n_main; i0 += GEMV_BATCH_KC) {
+        const int i1 = i0 + GEMV_BATCH_KC < n_main ? i0 + GEMV_BATCH_KC : n_main;
+        for (int b = 0; b < nb; b += GEMV_BATCH_TILE_AVX2)
+            gemv_batch_chunk_n_avx2(rows, nb - b < GEMV_BATCH_TILE_AVX2 ? nb - b : GEMV_BATCH_TILE_AVX2, n_in, i0,
+                                    i1, x + (size_t)b * (size_t)n_in, w, acc + 2 * b, b == 0);
+    }
+    if (n_main < n_in) {
+        const __m256i m0 = kernels_avx2_mask(n_in - n_main), m1 = kernels_avx2_mask(n_in - n_main - 8);
+        for (int b = 0; b < nb; b++) {
+            const float *xb = x + (size_t)b * (size_t)n_in + n_main;
+            const __m256 x0 = _mm256_maskload_ps(xb, m0), x1 = _mm256_maskload_ps(xb + 8, m1);
+            for (int r = 0; r < rows; r++) {
+                const float *wr = w + (size_t)r * (size_t)n_in + n_main;
+                __m256 *a = acc + (r * GEMV_BATCH_GROUP + b) * 2;
+                a[0] = _mm256_fmadd_ps(_mm256_maskload_ps(wr, m0), x0, a[0]);
+                a[1] = _mm256_fmadd_ps(_mm256_maskload_ps(wr + 8, m1), x1, a[1]);
+            }
+        }
+    }
+    for (int r = 0; r < rows; r++)
+        for (int b = 0; b < nb; b++)
+            y[(size_t)b * y_stride + (size_t)r] =
+                gemv_reduce_avx2(acc[(r * GEMV_BATCH_GROUP + b) * 2], acc[(r * GEMV_BATCH_GROUP + b) * 2 + 1]);
+}
+
+static KERNELS_AVX2 void gemv_batch_rows4_avx2(int n_in, int nb, const float *x, const float *w, float *y,
+                                           size_t y_stride)
+{
+    gemv_batch_rows_avx2(GEMV_ROWS, n_in, nb, x, w, y, y_stride);
+}
+
+static KERNELS_AVX2 void gemv_batch_rows1_avx2(int n_in, int nb, const float *x, const float *w, float *y,
+                                           size_t y_stride)
+{
+    gemv_batch_rows_avx2(1, n_in, nb, x, w, y, y_stride);
+}
+#endif
+
+void kernels_gemv_batch_avx2(int n_in, int n_out, int n_batch, const float *x, const float *w, float *y,
+                             size_t y_stride)
+{
+    assert(cpu_isa_best() >= CPU_ISA_AVX2 && n_in > 0 && n_out > 0 && n_batch > 0);
+#if KERNELS_X86
+    for (int b = 0; b < n_batch; b += GEMV_BATCH_GROUP) {
+        const int nb = n_batch - b < GEMV_BATCH_GROUP ? n_batch - b : GEMV_BATCH_GROUP;
+        const float *xb = x + (size_t)b * (size_t)n_in;
+        float *yb = y + (size_t)b * y_stride;
+        int o = 0;
+        for (; o + GEMV_ROWS <= n_out; o += GEMV_ROWS)
+            gemv_batch_rows4_avx2(n_in, nb, xb, w + (size_t)o * (size_t)n_in, yb + o, y_stride);
+        for (; o < n_out; o++) gemv_batch_rows1_avx2(n_in, nb, xb, w + (size_t)o * (size_t)n_in, yb + o, y_stride);
+    }
+#else
+    (void)x, (void)w, (void)y, (void)y_stride;
+#endif
+}
+
 void linear_forward_isa(int n_in, int n_out, const float *x, const float *w, const float *bias,
                         act_kind act, float *y, cpu_isa isa)
 {
     assert(n_in > 0 && n_out > 0);
     if (isa >= CPU_ISA_AVX512)
         kernels_gemv_avx512(n_in, n_out, x, w, y);
+    else if (isa == CPU_ISA_AVX2)
+        kernels_gemv_avx2(n_in, n_out, x, w, y);
     else
         cblas_sgemv(CblasRowMajor, CblasNoTrans, n_out, n_in, 1.0f, w, n_in, x, 1, 0.0f, y, 1);
     if (bias)
@@ -212,13 +395,14 @@ void linear_forward(int n_in, int n_out, const float *x, const float *w, const f
     linear_forward_isa(n_in, n_out, x, w, bias, act, y, cpu_isa_best());
 }
 
-/* The AVX-512 GEMVs compute rows in groups of 4: parts of whole groups leave the fewest rows
- * alone (the bits do not depend on the split). */
+/* The AVX-512 and AVX2 GEMVs compute rows in groups of 4: parts of whole groups leave the fewest
+ * rows alone (the bits do not depend on the split). OpenBLAS's sgemv (portable variant) runs
+ * whole. */
 #define LINEAR_PART_ALIGN 4
 
 kernels_part linear_part(int n_out, int ith, int nth)
 {
-    if (cpu_isa_best() < CPU_ISA_AVX512) return kernels_part_split(KERNELS_PART_CHANNELS, n_out, n_out, ith, nth);
+    if (cpu_isa_best() < CPU_ISA_AVX2) return kernels_part_split(KERNELS_PART_CHANNELS, n_out, n_out, ith, nth);
     return kernels_part_split(KERNELS_PART_CHANNELS, n_out, LINEAR_PART_ALIGN, ith, nth);
 }
 
@@ -233,7 +417,7 @@ void linear_forward_part(int n_in, int n_out, const float *x, const float *w, co
         linear_forward(n_in, n_out, x, w, bias, act, y);
         return;
     }
-    assert(cpu_isa_best() >= CPU_ISA_AVX512);
+    assert(cpu_isa_best() >= CPU_ISA_AVX2);
     linear_forward(n_in, n, x, w + (size_t)o0 * (size_t)n_in, bias ? bias + o0 : NULL, act, y + o0);
 }
 
@@ -242,8 +426,11 @@ void linear_forward_part(int n_in, int n_out, const float *x, const float *w, co
 static void linear_batch_rows(int n_in, int n_out, int n_batch, const float *x, const float *w, const float *bias,
                               act_kind act, float *y, int o0, int n, cpu_isa isa)
 {
-    if (isa >= CPU_ISA_AVX512) {
-        kernels_gemv_batch_avx512(n_in, n, n_batch, x, w + (size_t)o0 * (size_t)n_in, y + o0, (size_t)n_out);
+    if (isa >= CPU_ISA_AVX2) {
+        if (isa >= CPU_ISA_AVX512)
+            kernels_gemv_batch_avx512(n_in, n, n_batch, x, w + (size_t)o0 * (size_t)n_in, y + o0, (size_t)n_out);
+        else
+            kernels_gemv_batch_avx2(n_in, n, n_batch, x, w + (size_t)o0 * (size_t)n_in, y + o0, (size_t)n_out);
         for (int b = 0; b < n_batch; b++) {
             float *yb = y + (size_t)b * (size_t)n_out + o0;
             if (bias)
@@ -283,8 +470,8 @@ void linear_batch_forward_part(int n_in, int n_out, int n_batch, const float *x,
         linear_batch_forward(n_in, n_out, n_batch, x, w, bias, act, y);
         return;
     }
-    assert(cpu_isa_best() >= CPU_ISA_AVX512);
-    linear_batch_rows(n_in, n_out, n_batch, x, w, bias, act, y, part->lo, n, CPU_ISA_AVX512);
+    assert(cpu_isa_best() >= CPU_ISA_AVX2);
+    linear_batch_rows(n_in, n_out, n_batch, x, w, bias, act, y, part->lo, n, cpu_isa_best());
 }
 
 /* ---- backward (training): weight gradient ----

@@ -1236,6 +1236,41 @@ static void test_linear(cpu_isa isa, const char *name)
     test_end(name);
 }
 
+/* kernels_gemv_avx2 gives kernels_gemv_avx512's bits (which this CPU may not run): each output
+ * against a scalar model of the AVX-512 kernel, 16 lanes each an fmaf chain over i = lane mod 16
+ * (the masked tail adding fmaf(0, 0, .)) and gcc's _mm512_reduce_add_ps order. */
+static float gemv512_model(int n_in, const float *x, const float *w)
+{
+    float lane[16] = {0};
+    for (int i0 = 0; i0 < n_in; i0 += 16)
+        for (int l = 0; l < 16; l++)
+            lane[l] = i0 + l < n_in ? fmaf(w[i0 + l], x[i0 + l], lane[l]) : fmaf(0.0f, 0.0f, lane[l]);
+    float t[8], u[4];
+    for (int l = 0; l < 8; l++) t[l] = lane[8 + l] + lane[l];
+    for (int l = 0; l < 4; l++) u[l] = t[4 + l] + t[l];
+    return (u[0] + u[2]) + (u[1] + u[3]);
+}
+
+static void test_gemv_avx512_bits(void)
+{
+    static const int sizes[][2] = {{1, 1}, {15, 5}, {16, 4}, {17, 9}, {31, 3}, {33, 6}, {100, 33}, {9216, 7}};
+    test_begin();
+    rng r = {71};
+    for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
+        const int n_in = sizes[si][0], n_out = sizes[si][1];
+        float *x = alloc_random((size_t)n_in, &r), *w = alloc_random((size_t)n_in * n_out, &r);
+        float *y = alloc_nan((size_t)n_out);
+        kernels_gemv_avx2(n_in, n_out, x, w, y);
+        for (int o = 0; o < n_out; o++) {
+            const float want = gemv512_model(n_in, x, w + (size_t)o * n_in);
+            T_CHECK(memcmp(&y[o], &want, sizeof want) == 0, "gemv %d->%d row %d: %.9g, AVX-512 model %.9g", n_in,
+                    n_out, o, (double)y[o], (double)want);
+        }
+        free(x), free(w), free(y);
+    }
+    test_end("kernels_gemv_avx2 = the AVX-512 GEMV's FMA chains and reduction, bit for bit (scalar model)");
+}
+
 static void test_add(void)
 {
     enum { N = 45 };
@@ -2867,12 +2902,23 @@ int main(void)
         test_linear(CPU_ISA_AVX512, "linear_forward, AVX-512 GEMV (bias or not, every activation)");
     else
         test_skip("linear_forward, AVX-512 GEMV", "CPU lacks AVX-512F");
+    if (cpu_isa_best() >= CPU_ISA_AVX2) {
+        test_linear(CPU_ISA_AVX2, "linear_forward, AVX2 GEMV (bias or not, every activation)");
+        test_gemv_avx512_bits();
+    } else {
+        test_skip("linear_forward, AVX2 GEMV", "CPU lacks AVX2/FMA");
+    }
     test_linear_batch(CPU_ISA_GENERIC, "linear_batch_forward, batch 1..9, 17, 35 = linear_forward per input (OpenBLAS sgemv)");
     if (cpu_isa_best() >= CPU_ISA_AVX512)
         test_linear_batch(CPU_ISA_AVX512,
                           "linear_batch_forward, batch 1..9, 17, 35 = AVX-512 GEMV per input bit for bit, odd sizes");
     else
         test_skip("linear_batch_forward, AVX-512", "CPU lacks AVX-512F");
+    if (cpu_isa_best() >= CPU_ISA_AVX2)
+        test_linear_batch(CPU_ISA_AVX2,
+                          "linear_batch_forward, batch 1..9, 17, 35 = AVX2 GEMV per input bit for bit, odd sizes");
+    else
+        test_skip("linear_batch_forward, AVX2", "CPU lacks AVX2/FMA");
     test_add();
     test_scale();
     test_shuffle();
