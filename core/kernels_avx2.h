@@ -57,4 +57,15 @@ static inline __attribute__((always_inline)) KERNELS_AVX2 __m256 avx2_act(__m256
     return v;
 }
 
+/* _mm512_reduce_add_ps (gcc's order) of the 16 lanes lo | hi: (hi + lo), its upper + lower 128
+ * bits t, then (t0 + t2) + (t1 + t3). A 16-lane accumulator kept as two 8-lane halves thus
+ * reduces to the AVX-512 kernel's bits. */
+static inline __attribute__((always_inline)) KERNELS_AVX2 float avx2_reduce_add16(__m256 lo, __m256 hi)
+{
+    const __m256 s = _mm256_add_ps(hi, lo);
+    const __m128 t = _mm_add_ps(_mm256_extractf128_ps(s, 1), _mm256_castps256_ps128(s));
+    const __m128 u = _mm_add_ps(t, _mm_movehl_ps(t, t));
+    return _mm_cvtss_f32(_mm_add_ss(u, _mm_movehdup_ps(u)));
+}
+
 #endif

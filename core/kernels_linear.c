@@ -79,20 +79,10 @@ void kernels_gemv_avx512(int n_in, int n_out, const float *x, const float *w, fl
 /* ---- AVX2 GEMV ----
  * The AVX-512 kernel's arithmetic on 8-lane vectors: each 16-lane accumulator of gemv_rows is a
  * pair of __m256 (lanes 0-7 and 8-15), each lane the same FMA chain over i, the masked tail read
- * as zeros the same way, and gemv_reduce_avx2 adds the 16 lanes in the order gcc's
+ * as zeros the same way, and avx2_reduce_add16 adds the 16 lanes in the order gcc's
  * _mm512_reduce_add_ps does: so the outputs are the AVX-512 kernel's bits. Eight independent
  * FMA chains per block of four rows. */
 #if KERNELS_X86
-/* _mm512_reduce_add_ps of the 16 lanes lo | hi: (hi + lo), its upper + lower 128 bits t, then
- * (t0 + t2) + (t1 + t3). */
-static inline __attribute__((always_inline)) KERNELS_AVX2 float gemv_reduce_avx2(__m256 lo, __m256 hi)
-{
-    const __m256 s = _mm256_add_ps(hi, lo);
-    const __m128 t = _mm_add_ps(_mm256_extractf128_ps(s, 1), _mm256_castps256_ps128(s));
-    const __m128 u = _mm_add_ps(t, _mm_movehl_ps(t, t));
-    return _mm_cvtss_f32(_mm_add_ss(u, _mm_movehdup_ps(u)));
-}
-
 /* gemv_rows on AVX2: y[r * ld] = w_r . x, w_r = w + r * ld * n_in, r < rows <= GEMV_ROWS. */
 static inline __attribute__((always_inline)) KERNELS_AVX2 void gemv_rows_avx2(const int rows, int n_in,
                                                                          const float *x, const float *w,
@@ -100,10 +90,12 @@ static inline __attribute__((always_inline)) KERNELS_AVX2 void gemv_rows_avx2(co
 {
     const size_t w_ld = ld * (size_t)n_in;
     __m256 lo[GEMV_ROWS], hi[GEMV_ROWS];
+#pragma GCC unroll 4
     for (int r = 0; r < rows; r++) lo[r] = hi[r] = _mm256_setzero_ps();
     int i = 0;
     for (; i + 16 <= n_in; i += 16) {
         const __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);
+#pragma GCC unroll 4
         for (int r = 0; r < rows; r++) {
             const float *wr = w + (size_t)r * w_ld + i;
             _mm_prefetch((const char *)(wr + GEMV_PREFETCH), _MM_HINT_T0);
@@ -114,13 +106,15 @@ static inline __attribute__((always_inline)) KERNELS_AVX2 void gemv_rows_avx2(co
     if (i < n_in) {
         const __m256i m0 = kernels_avx2_mask(n_in - i), m1 = kernels_avx2_mask(n_in - i - 8);
         const __m256 x0 = _mm256_maskload_ps(x + i, m0), x1 = _mm256_maskload_ps(x + i + 8, m1);
+#pragma GCC unroll 4
         for (int r = 0; r < rows; r++) {
             const float *wr = w + (size_t)r * w_ld + i;
             lo[r] = _mm256_fmadd_ps(_mm256_maskload_ps(wr, m0), x0, lo[r]);
             hi[r] = _mm256_fmadd_ps(_mm256_maskload_ps(wr + 8, m1), x1, hi[r]);
         }
     }
-    for (int r = 0; r < rows; r++) y[(size_t)r * ld] = gemv_reduce_avx2(lo[r], hi[r]);
+#pragma GCC unroll 4
+    for (int r = 0; r < rows; r++) y[(size_t)r * ld] = avx2_reduce_add16(lo[r], hi[r]);
 }
 
 static KERNELS_AVX2 void gemv_rows4_avx2(int n_in, const float *x, const float *w, size_t ld, float *y)
@@ -168,19 +162,26 @@ static inline __attribute__((always_inline)) KERNELS_AVX512 void gemv_batch_chun
     const int prefetch)
 {
     __m512 a[GEMV_ROWS][GEMV_BATCH_TILE];
+#pragma GCC unroll 4
     for (int r = 0; r < rows; r++)
+#pragma GCC unroll 4
         for (int b = 0; b < nb; b++) a[r][b] = acc[r * GEMV_BATCH_GROUP + b];
     for (int i = i0; i < i1; i += 16) {
         __m512 xv[GEMV_BATCH_TILE];
+#pragma GCC unroll 4
         for (int b = 0; b < nb; b++) xv[b] = _mm512_loadu_ps(x + (size_t)b * (size_t)n_in + i);
+#pragma GCC unroll 4
         for (int r = 0; r < rows; r++) {
             const float *wr = w + (size_t)r * (size_t)n_in + i;
             if (prefetch) _mm_prefetch((const char *)(wr + GEMV_PREFETCH), _MM_HINT_T0);
             const __m512 wv = _mm512_loadu_ps(wr);
+#pragma GCC unroll 4
             for (int b = 0; b < nb; b++) a[r][b] = _mm512_fmadd_ps(wv, xv[b], a[r][b]);
         }
     }
+#pragma GCC unroll 4
     for (int r = 0; r < rows; r++)
+#pragma GCC unroll 4
         for (int b = 0; b < nb; b++) acc[r * GEMV_BATCH_GROUP + b] = a[r][b];
 }
 
@@ -192,14 +193,18 @@ static inline __attribute__((always_inline)) KERNELS_AVX512 void gemv_batch_fini
 {
     if (i < n_in) {
         const __mmask16 m = (__mmask16)((1u << (n_in - i)) - 1u);
+#pragma GCC unroll 4
         for (int b = 0; b < nb; b++) {
             const __m512 xv = _mm512_maskz_loadu_ps(m, x + (size_t)b * (size_t)n_in + i);
+#pragma GCC unroll 4
             for (int r = 0; r < rows; r++)
                 acc[r * GEMV_BATCH_GROUP + b] = _mm512_fmadd_ps(
                     _mm512_maskz_loadu_ps(m, w + (size_t)r * (size_t)n_in + i), xv, acc[r * GEMV_BATCH_GROUP + b]);
         }
     }
+#pragma GCC unroll 4
     for (int r = 0; r < rows; r++)
+#pragma GCC unroll 4
         for (int b = 0; b < nb; b++) y[(size_t)b * y_stride + (size_t)r] = _mm512_reduce_add_ps(acc[r * GEMV_BATCH_GROUP + b]);
 }
 
@@ -220,11 +225,14 @@ static inline __attribute__((always_inline)) KERNELS_AVX512 void gemv_batch_rows
     const int rows, int n_in, int nb, const float *x, const float *w, float *y, size_t y_stride)
 {
     __m512 acc[GEMV_ROWS * GEMV_BATCH_GROUP];
+#pragma GCC unroll 4
     for (int r = 0; r < rows; r++)
+#pragma GCC unroll 4
         for (int b = 0; b < nb; b++) acc[r * GEMV_BATCH_GROUP + b] = _mm512_setzero_ps();
     const int n_main = n_in & ~15;
     for (int i0 = 0; i0 < n_main; i0 += GEMV_BATCH_KC) {
         const int i1 = i0 + GEMV_BATCH_KC < n_main ? i0 + GEMV_BATCH_KC : n_main;
+#pragma GCC unroll 4
         for (int b = 0; b < nb; b += GEMV_BATCH_TILE)
             gemv_batch_chunk_n(rows, nb - b < GEMV_BATCH_TILE ? nb - b : GEMV_BATCH_TILE, n_in, i0, i1,
                                x + (size_t)b * (size_t)n_in, w, acc + b, b == 0);
@@ -279,19 +287,26 @@ static inline __attribute__((always_inline)) KERNELS_AVX2 void gemv_batch_chunk_
     __m256 *acc, const int prefetch)
 {
     __m256 a[GEMV_ROWS][GEMV_BATCH_TILE_AVX2];
+#pragma GCC unroll 4
     for (int r = 0; r < rows; r++)
+#pragma GCC unroll 4
         for (int b = 0; b < nb; b++) a[r][b] = acc[(r * GEMV_BATCH_GROUP + b) * 2 + h];
     for (int i = i0 + 8 * h; i < i1; i += 16) {
         __m256 xv[GEMV_BATCH_TILE_AVX2];
+#pragma GCC unroll 4
         for (int b = 0; b < nb; b++) xv[b] = _mm256_loadu_ps(x + (size_t)b * (size_t)n_in + i);
+#pragma GCC unroll 4
         for (int r = 0; r < rows; r++) {
             const float *wr = w + (size_t)r * (size_t)n_in + i;
             if (prefetch) _mm_prefetch((const char *)(wr + GEMV_PREFETCH), _MM_HINT_T0);
             const __m256 wv = _mm256_loadu_ps(wr);
+#pragma GCC unroll 4
             for (int b = 0; b < nb; b++) a[r][b] = _mm256_fmadd_ps(wv, xv[b], a[r][b]);
         }
     }
+#pragma GCC unroll 4
     for (int r = 0; r < rows; r++)
+#pragma GCC unroll 4
         for (int b = 0; b < nb; b++) acc[(r * GEMV_BATCH_GROUP + b) * 2 + h] = a[r][b];
 }
 
@@ -299,6 +314,7 @@ static inline __attribute__((always_inline)) KERNELS_AVX2 void gemv_batch_chunk_
 static inline __attribute__((always_inline)) KERNELS_AVX2 void gemv_batch_chunk_n_avx2(
     const int rows, int nb, int n_in, int i0, int i1, const float *x, const float *w, __m256 *acc, int prefetch)
 {
+#pragma GCC unroll 4
     for (int h = 0; h < 2; h++) switch (nb) {
         case 3: gemv_batch_chunk_avx2(rows, 3, h, n_in, i0, i1, x, w, acc, prefetch && !h); break;
         case 2: gemv_batch_chunk_avx2(rows, 2, h, n_in, i0, i1, x, w, acc, prefetch && !h); break;
@@ -312,21 +328,26 @@ static inline __attribute__((always_inline)) KERNELS_AVX2 void gemv_batch_rows_a
     const int rows, int n_in, int nb, const float *x, const float *w, float *y, size_t y_stride)
 {
     __m256 acc[GEMV_ROWS * GEMV_BATCH_GROUP * 2];
+#pragma GCC unroll 4
     for (int r = 0; r < rows; r++)
+#pragma GCC unroll 4
         for (int b = 0; b < nb; b++)
             acc[(r * GEMV_BATCH_GROUP + b) * 2] = acc[(r * GEMV_BATCH_GROUP + b) * 2 + 1] = _mm256_setzero_ps();
     const int n_main = n_in & ~15;
     for (int i0 = 0; i0 < n_main; i0 += GEMV_BATCH_KC) {
         const int i1 = i0 + GEMV_BATCH_KC < n_main ? i0 + GEMV_BATCH_KC : n_main;
+#pragma GCC unroll 4
         for (int b = 0; b < nb; b += GEMV_BATCH_TILE_AVX2)
             gemv_batch_chunk_n_avx2(rows, nb - b < GEMV_BATCH_TILE_AVX2 ? nb - b : GEMV_BATCH_TILE_AVX2, n_in, i0,
                                     i1, x + (size_t)b * (size_t)n_in, w, acc + 2 * b, b == 0);
     }
     if (n_main < n_in) {
         const __m256i m0 = kernels_avx2_mask(n_in - n_main), m1 = kernels_avx2_mask(n_in - n_main - 8);
+#pragma GCC unroll 4
         for (int b = 0; b < nb; b++) {
             const float *xb = x + (size_t)b * (size_t)n_in + n_main;
             const __m256 x0 = _mm256_maskload_ps(xb, m0), x1 = _mm256_maskload_ps(xb + 8, m1);
+#pragma GCC unroll 4
             for (int r = 0; r < rows; r++) {
                 const float *wr = w + (size_t)r * (size_t)n_in + n_main;
                 __m256 *a = acc + (r * GEMV_BATCH_GROUP + b) * 2;
@@ -335,10 +356,12 @@ static inline __attribute__((always_inline)) KERNELS_AVX2 void gemv_batch_rows_a
             }
         }
     }
+#pragma GCC unroll 4
     for (int r = 0; r < rows; r++)
+#pragma GCC unroll 4
         for (int b = 0; b < nb; b++)
             y[(size_t)b * y_stride + (size_t)r] =
-                gemv_reduce_avx2(acc[(r * GEMV_BATCH_GROUP + b) * 2], acc[(r * GEMV_BATCH_GROUP + b) * 2 + 1]);
+                avx2_reduce_add16(acc[(r * GEMV_BATCH_GROUP + b) * 2], acc[(r * GEMV_BATCH_GROUP + b) * 2 + 1]);
 }
 
 static KERNELS_AVX2 void gemv_batch_rows4_avx2(int n_in, int nb, const float *x, const float *w, float *y,
