@@ -106,7 +106,8 @@ void kernels_dw_avx512_rows(const conv2d_params *p, const float *x, const float 
                             size_t y_plane, int oh_lo, int oh_hi);
 
 /* pool2d_forward with an explicit variant: AVX-512 runs kernels_pool_avx512 where it applies
- * (column stride 1 or 2, rows up to 1024 cells), else the portable kernel. */
+ * (column stride 1 or 2, rows up to 1024 cells), AVX2 kernels_pool_avx2 (the same shapes, the
+ * same bits but on same-size stride-1 maps wider than 128), else the portable kernel. */
 void pool2d_forward_isa(const pool2d_params *p, const float *x, float *y, cpu_isa isa);
 /* pool2d_forward_bias_part of every channel with an explicit variant (AVX-512: in registers). */
 void pool2d_forward_bias_isa(const pool2d_params *p, const float *bias, act_kind act, const float *x, float *y,
@@ -114,13 +115,17 @@ void pool2d_forward_bias_isa(const pool2d_params *p, const float *bias, act_kind
 int kernels_pool_avx512_applies(const pool2d_params *p);
 /* bias NULL: no bias and no activation; else y = act(pool + bias[c]) */
 void kernels_pool_avx512(const pool2d_params *p, const float *x, float *y, const float *bias, act_kind act);
+int kernels_pool_avx2_applies(const pool2d_params *p);
+void kernels_pool_avx2(const pool2d_params *p, const float *x, float *y, const float *bias, act_kind act);
 
 /* adaptive_avgpool2d_forward with an explicit variant: AVX-512 runs kernels_global_avg_avx512
- * for 1x1 outputs (global average pooling), else the portable kernel. */
+ * for 1x1 outputs (global average pooling), AVX2 kernels_global_avg_avx2 (the same bits), else
+ * the portable kernel. */
 void adaptive_avgpool2d_forward_isa(int c, int h_in, int w_in, int h_out, int w_out,
                                     const float *x, float *y, cpu_isa isa);
 /* y[ci] = mean of the hw floats of channel ci, for c channels (kernels_pool512.c, AVX-512F). */
 void kernels_global_avg_avx512(int c, size_t hw, const float *x, float *y);
+void kernels_global_avg_avx2(int c, size_t hw, const float *x, float *y);
 
 /* Direct kernel for first-layer convolutions (kernels_stem.c): 3x3 stride 2, c_in <= 4,
  * c_out <= 64, groups 1; weights repacked tap-major ([c_in * 9][c_out], as many floats).

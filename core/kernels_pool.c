@@ -1,5 +1,5 @@
 /* Pooling (see kernels.h): the portable max / average kernels and the dispatch to their AVX-512
- * variants in kernels_pool512.c; adaptive average pooling. */
+ * and AVX2 variants in kernels_pool512.c and kernels_pool256.c; adaptive average pooling. */
 #include "kernels.h"
 
 #include <assert.h>
@@ -184,6 +184,10 @@ void pool2d_forward_bias_isa(const pool2d_params *p, const float *bias, act_kind
         kernels_pool_avx512(p, x, y, bias, act);
         return;
     }
+    if (isa >= CPU_ISA_AVX2 && kernels_pool_avx2_applies(p)) {
+        kernels_pool_avx2(p, x, y, bias, act);
+        return;
+    }
     pool2d_forward_isa(p, x, y, isa);
     const size_t hw_out = (size_t)p->h_out * (size_t)p->w_out;
     for (int c = 0; c < p->c; c++) kernels_bias_act(y + (size_t)c * hw_out, hw_out, bias[c], act);
@@ -195,6 +199,10 @@ void pool2d_forward_isa(const pool2d_params *p, const float *x, float *y, cpu_is
     assert(p->k_h > 0 && p->k_w > 0 && p->stride_h > 0 && p->stride_w > 0);
     if (isa >= CPU_ISA_AVX512 && kernels_pool_avx512_applies(p)) {
         kernels_pool_avx512(p, x, y, NULL, ACT_NONE);
+        return;
+    }
+    if (isa >= CPU_ISA_AVX2 && kernels_pool_avx2_applies(p)) {
+        kernels_pool_avx2(p, x, y, NULL, ACT_NONE);
         return;
     }
     const size_t hw_in = (size_t)p->h_in * (size_t)p->w_in;
@@ -258,6 +266,10 @@ void adaptive_avgpool2d_forward_isa(int c, int h_in, int w_in, int h_out, int w_
         const size_t hw = (size_t)h_in * (size_t)w_in;
         if (isa >= CPU_ISA_AVX512) {
             kernels_global_avg_avx512(c, hw, x, y);
+            return;
+        }
+        if (isa >= CPU_ISA_AVX2) {
+            kernels_global_avg_avx2(c, hw, x, y);
             return;
         }
         for (int ci = 0; ci < c; ci++) y[ci] = sum_floats(x + (size_t)ci * hw, hw) / (float)hw;

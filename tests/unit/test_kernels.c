@@ -1082,6 +1082,118 @@ static void test_pool_bias(cpu_isa isa, const char *name)
     test_end(name);
 }
 
+/* Scalar models of the AVX-512 pooling kernels' arithmetic (kernels_pool512.c: flat path for
+ * same-size stride-1 maps, else the row path; global average), which the AVX2 variant must match
+ * bit for bit: this CPU may not run the AVX-512 code itself. */
+static float pool512_model_max(float m, float v)
+{
+    if (m != m) return m;
+    return m > v ? m : v; /* _mm512_max_ps(m, v): v when either is NaN or they are equal */
+}
+
+static float pool512_model_op(const pool2d_params *p, float a, float b)
+{
+    return p->kind == POOL_MAX ? pool512_model_max(a, b) : a + b;
+}
+
+static float pool512_model(const pool2d_params *p, const float *xc, int oh, int ow)
+{
+    const float ident = p->kind == POOL_MAX ? -INFINITY : 0.0f;
+    const int flat = p->stride_h == 1 && p->stride_w == 1 && p->h_out == p->h_in && p->w_out == p->w_in &&
+                     p->k_h * p->k_w <= 25 && p->h_out * p->w_out <= 4096;
+    const int hs = oh * p->stride_h - p->pad_t, ws = ow * p->stride_w - p->pad_l;
+    const int he = kernels_imin(hs + p->k_h, p->h_in + p->pad_b), we = kernels_imin(ws + p->k_w, p->w_in + p->pad_r);
+    const int h0 = kernels_imax(hs, 0), h1 = kernels_imin(he, p->h_in);
+    const int w0 = kernels_imax(ws, 0), w1 = kernels_imin(we, p->w_in);
+    float r = ident;
+    if (flat) {
+        for (int i = 0; i < p->k_h; i++)
+            for (int j = 0; j < p->k_w; j++) {
+                const int ih = hs + i, iw = ws + j;
+                const int in = ih >= 0 && ih < p->h_in && iw >= 0 && iw < p->w_in;
+                r = pool512_model_op(p, r, in ? xc[ih * p->w_in + iw] : ident);
+            }
+        if (p->kind == POOL_MAX) return r;
+        const int div = p->count_include_pad ? (he - hs) * (we - ws) : (h1 - h0) * (w1 - w0);
+        return r * (1.0f / (float)div);
+    }
+    for (int j = 0; j < p->k_w; j++) {
+        const int iw = ws + j;
+        float cell = ident;
+        if (iw >= 0 && iw < p->w_in)
+            for (int ih = h0; ih < h1; ih++) cell = pool512_model_op(p, cell, xc[ih * p->w_in + iw]);
+        r = j == 0 ? cell : pool512_model_op(p, r, cell);
+    }
+    if (p->kind == POOL_MAX) return r;
+    const float row_inv = 1.0f / (float)(p->count_include_pad ? he - hs : h1 - h0);
+    const float col_inv = 1.0f / (float)(p->count_include_pad ? we - ws : w1 - w0);
+    return r * (row_inv * col_inv);
+}
+
+static void test_pool_avx512_bits(void)
+{
+    /* {c, h, w, k, stride, pad, kind, count_include_pad} */
+    static const int cases[][8] = {{3, 35, 35, 3, 1, 1, POOL_AVG, 1}, {4, 17, 17, 3, 1, 1, POOL_AVG, 1},
+                                   {5, 8, 8, 3, 1, 1, POOL_AVG, 1},   {3, 19, 23, 5, 1, 2, POOL_AVG, 0},
+                                   {3, 9, 40, 3, 1, 1, POOL_MAX, 0},  {2, 3, 5, 3, 1, 1, POOL_AVG, 0},
+                                   {3, 13, 11, 3, 2, 0, POOL_MAX, 0}, {2, 147, 147, 3, 2, 0, POOL_MAX, 0},
+                                   {3, 21, 20, 3, 2, 1, POOL_AVG, 1}, {3, 21, 20, 3, 2, 1, POOL_AVG, 0},
+                                   {3, 10, 12, 2, 1, 0, POOL_AVG, 1}, {2, 11, 30, 3, 1, 0, POOL_MAX, 0}};
+    test_begin();
+    rng r = {93};
+    for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
+        const int *c = cases[ci];
+        pool2d_params p = {.kind = (pool_kind)c[6], .c = c[0], .h_in = c[1], .w_in = c[2], .k_h = c[3], .k_w = c[3],
+                           .stride_h = c[4], .stride_w = c[4], .pad_t = c[5], .pad_l = c[5], .pad_b = c[5],
+                           .pad_r = c[5], .count_include_pad = c[7]};
+        p.h_out = kernels_out_size(p.h_in, p.k_h, p.stride_h, p.pad_t, p.pad_b, 0);
+        p.w_out = kernels_out_size(p.w_in, p.k_w, p.stride_w, p.pad_l, p.pad_r, 0);
+        const size_t hw_in = (size_t)p.h_in * p.w_in, hw = (size_t)p.h_out * p.w_out, n_y = (size_t)p.c * hw;
+        float *x = alloc_random((size_t)p.c * hw_in, &r), *y = alloc_nan(n_y);
+        if (p.kind == POOL_MAX) x[hw_in / 2] = NAN, x[hw_in + 1] = NAN; /* NaNs propagate the same way */
+        pool2d_forward_isa(&p, x, y, CPU_ISA_AVX2);
+        long bad = -1;
+        float want = 0;
+        for (size_t o = 0; o < n_y && bad < 0; o++) {
+            want = pool512_model(&p, x + o / hw * hw_in, (int)(o % hw / p.w_out), (int)(o % p.w_out));
+            if (memcmp(&want, &y[o], sizeof want) != 0 && !(isnan(want) && isnan(y[o]))) bad = (long)o;
+        }
+        T_CHECK(bad < 0, "%s %dx%dx%d k %d s %d pad %d cip %d: index %ld got %.9g, AVX-512 model %.9g",
+                p.kind == POOL_MAX ? "max" : "avg", p.c, p.h_in, p.w_in, p.k_h, p.stride_h, p.pad_t,
+                p.count_include_pad, bad, bad < 0 ? 0.0 : (double)y[bad], (double)want);
+        free(x), free(y);
+    }
+    /* global average: 4 x 16 lane partial sums over 64-float blocks, 3 more 16-float steps, a
+     * masked tail into the fourth, then (s0 + s1) + (s2 + s3) and gcc's 16-lane reduction */
+    static const int hws[] = {1, 7, 15, 16, 17, 49, 63, 64, 65, 100, 196, 784};
+    for (size_t i = 0; i < sizeof hws / sizeof *hws; i++) {
+        const int n = hws[i], ch = 3;
+        float *x = alloc_random((size_t)ch * n, &r), y[3];
+        adaptive_avgpool2d_forward_isa(ch, 1, n, 1, 1, x, y, CPU_ISA_AVX2);
+        for (int c = 0; c < ch; c++) {
+            const float *xc = x + (size_t)c * n;
+            float s[4][16] = {{0}};
+            int k = 0;
+            for (; k + 64 <= n; k += 64)
+                for (int a = 0; a < 4; a++)
+                    for (int l = 0; l < 16; l++) s[a][l] += xc[k + 16 * a + l];
+            for (int a = 0; a < 3 && k + 16 <= n; a++, k += 16)
+                for (int l = 0; l < 16; l++) s[a][l] += xc[k + l];
+            if (k < n)
+                for (int l = 0; l < 16; l++) s[3][l] += k + l < n ? xc[k + l] : 0.0f;
+            float lane[16], t[8], u[4];
+            for (int l = 0; l < 16; l++) lane[l] = (s[0][l] + s[1][l]) + (s[2][l] + s[3][l]);
+            for (int l = 0; l < 8; l++) t[l] = lane[8 + l] + lane[l];
+            for (int l = 0; l < 4; l++) u[l] = t[4 + l] + t[l];
+            const float want = ((u[0] + u[2]) + (u[1] + u[3])) / (float)n;
+            T_CHECK(memcmp(&want, &y[c], sizeof want) == 0, "global average of %d, channel %d: %.9g, AVX-512 model %.9g",
+                    n, c, (double)y[c], (double)want);
+        }
+        free(x);
+    }
+    test_end("pool2d / global average on AVX2 = the AVX-512 kernels' arithmetic bit for bit (scalar models)");
+}
+
 static void ref_adaptive(int c, int h_in, int w_in, int h_out, int w_out, const float *x,
                          double *y)
 {
@@ -2891,12 +3003,25 @@ int main(void)
     } else {
         test_skip("pool2d AVX-512 variant", "CPU lacks AVX-512F");
     }
+    if (cpu_isa_best() >= CPU_ISA_AVX2) {
+        test_pool_sweep(CPU_ISA_AVX2, "pool2d sweep (AVX2)");
+        test_pool_wide(CPU_ISA_AVX2, "pool2d wide rows and wide windows (AVX2)");
+        test_pool_hand(CPU_ISA_AVX2, "pool2d hand-computed values, NaN (AVX2)");
+        test_pool_bias(CPU_ISA_AVX2, "pool2d_forward_bias_part: pool, bias, activation fused (AVX2), parts");
+        test_pool_avx512_bits();
+    } else {
+        test_skip("pool2d AVX2 variant", "CPU lacks AVX2/FMA");
+    }
     test_adaptive_avgpool(CPU_ISA_GENERIC,
                           "adaptive_avgpool2d (incl. 13->5, 7->1, upsampling bins, global sweep) (portable)");
     if (cpu_isa_best() >= CPU_ISA_AVX512)
         test_adaptive_avgpool(CPU_ISA_AVX512, "adaptive_avgpool2d, global pooling on AVX-512 (same cases)");
     else
         test_skip("adaptive_avgpool2d AVX-512 variant", "CPU lacks AVX-512F");
+    if (cpu_isa_best() >= CPU_ISA_AVX2)
+        test_adaptive_avgpool(CPU_ISA_AVX2, "adaptive_avgpool2d, global pooling on AVX2 (same cases)");
+    else
+        test_skip("adaptive_avgpool2d AVX2 variant", "CPU lacks AVX2/FMA");
     test_linear(CPU_ISA_GENERIC, "linear_forward, OpenBLAS sgemv (bias or not, every activation)");
     if (cpu_isa_best() >= CPU_ISA_AVX512)
         test_linear(CPU_ISA_AVX512, "linear_forward, AVX-512 GEMV (bias or not, every activation)");
