@@ -569,6 +569,80 @@ static KERNELS_AVX512 void linear_dw_avx512(int n, int m, int n_in, const float 
 }
 #endif
 
+/* AVX2: the same panels, blocks of LIN_DW_ROWS rows x LIN_DW_COLS_AVX2 columns (12 accumulators
+ * in the 16 registers), the same chains (so the same bits). */
+#define LIN_DW_VECS_AVX2 2
+#define LIN_DW_COLS_AVX2 (8 * LIN_DW_VECS_AVX2)
+
+#if KERNELS_X86
+static inline __attribute__((always_inline)) KERNELS_AVX2 void
+linear_dw_block_avx2(const int rows, int n, const float *dy, size_t ld_dy, const float *x, size_t ld_x, float *dw,
+                     size_t ld_dw, const __m256i *mask, int full)
+{
+    __m256 acc[LIN_DW_ROWS][LIN_DW_VECS_AVX2];
+#pragma GCC unroll 6
+    for (int r = 0; r < rows; r++)
+#pragma GCC unroll 2
+        for (int v = 0; v < LIN_DW_VECS_AVX2; v++) acc[r][v] = _mm256_setzero_ps();
+    for (int k = 0; k < n; k++) {
+        const float *xr = x + (size_t)k * ld_x, *ar = dy + (size_t)k * ld_dy;
+        __m256 b[LIN_DW_VECS_AVX2];
+#pragma GCC unroll 2
+        for (int v = 0; v < LIN_DW_VECS_AVX2; v++)
+            b[v] = full ? _mm256_loadu_ps(xr + 8 * v) : _mm256_maskload_ps(xr + 8 * v, mask[v]);
+#pragma GCC unroll 6
+        for (int r = 0; r < rows; r++) {
+            const __m256 a = _mm256_broadcast_ss(ar + r);
+#pragma GCC unroll 2
+            for (int v = 0; v < LIN_DW_VECS_AVX2; v++) acc[r][v] = _mm256_fmadd_ps(a, b[v], acc[r][v]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int r = 0; r < rows; r++)
+#pragma GCC unroll 2
+        for (int v = 0; v < LIN_DW_VECS_AVX2; v++) {
+            float *d = dw + (size_t)r * ld_dw + 8 * v;
+            if (full && ((uintptr_t)d & 31) == 0) _mm256_stream_ps(d, acc[r][v]);
+            else _mm256_maskstore_ps(d, mask[v], acc[r][v]);
+        }
+}
+
+/* One block of rows (1..LIN_DW_ROWS, not constant): dispatch to a constant count. */
+static inline __attribute__((always_inline)) KERNELS_AVX2 void
+linear_dw_rows_avx2(int rows, int n, const float *dy, size_t ld_dy, const float *x, size_t ld_x, float *dw,
+                    size_t ld_dw, const __m256i *mask, const int full)
+{
+    switch (rows) {
+    case 6: linear_dw_block_avx2(6, n, dy, ld_dy, x, ld_x, dw, ld_dw, mask, full); break;
+    case 5: linear_dw_block_avx2(5, n, dy, ld_dy, x, ld_x, dw, ld_dw, mask, full); break;
+    case 4: linear_dw_block_avx2(4, n, dy, ld_dy, x, ld_x, dw, ld_dw, mask, full); break;
+    case 3: linear_dw_block_avx2(3, n, dy, ld_dy, x, ld_x, dw, ld_dw, mask, full); break;
+    case 2: linear_dw_block_avx2(2, n, dy, ld_dy, x, ld_x, dw, ld_dw, mask, full); break;
+    default: linear_dw_block_avx2(1, n, dy, ld_dy, x, ld_x, dw, ld_dw, mask, full); break;
+    }
+}
+
+static KERNELS_AVX2 void linear_dw_avx2(int n, int m, int n_in, const float *dy, size_t ld_dy, const float *x,
+                                        size_t ld_x, float *dw, size_t ld_dw)
+{
+    for (int p0 = 0; p0 < n_in; p0 += LIN_DW_PANEL) {
+        const int p1 = kernels_imin(p0 + LIN_DW_PANEL, n_in);
+        for (int o0 = 0; o0 < m; o0 += LIN_DW_ROWS) {
+            const int rows = kernels_imin(LIN_DW_ROWS, m - o0);
+            for (int i0 = p0; i0 < p1; i0 += LIN_DW_COLS_AVX2) {
+                __m256i mask[LIN_DW_VECS_AVX2];
+                for (int v = 0; v < LIN_DW_VECS_AVX2; v++) mask[v] = kernels_avx2_mask(p1 - i0 - 8 * v);
+                const float *xb = x + i0, *ab = dy + o0;
+                float *db = dw + (size_t)o0 * ld_dw + i0;
+                if (i0 + LIN_DW_COLS_AVX2 <= p1) linear_dw_rows_avx2(rows, n, ab, ld_dy, xb, ld_x, db, ld_dw, mask, 1);
+                else linear_dw_rows_avx2(rows, n, ab, ld_dy, xb, ld_x, db, ld_dw, mask, 0);
+            }
+        }
+    }
+    _mm_sfence(); /* the streaming stores visible before anyone reads dw */
+}
+#endif
+
 void linear_backward_weights_isa(int n, int m, int n_in, const float *dy, size_t ld_dy, const float *x, size_t ld_x,
                                  float *dw, size_t ld_dw, cpu_isa isa)
 {
@@ -576,6 +650,10 @@ void linear_backward_weights_isa(int n, int m, int n_in, const float *dy, size_t
 #if KERNELS_X86
     if (isa >= CPU_ISA_AVX512) {
         linear_dw_avx512(n, m, n_in, dy, ld_dy, x, ld_x, dw, ld_dw);
+        return;
+    }
+    if (isa == CPU_ISA_AVX2) {
+        linear_dw_avx2(n, m, n_in, dy, ld_dy, x, ld_x, dw, ld_dw);
         return;
     }
 #endif
