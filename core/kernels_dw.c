@@ -18,6 +18,7 @@
 #if KERNELS_X86
 #include <immintrin.h>
 
+#include "kernels_avx2.h"
 #include "kernels_avx512.h"
 #endif
 
@@ -197,66 +198,37 @@ static void dw_channel_c(const conv2d_params *p, dw_stage *st, const float *xc, 
 }
 
 #if KERNELS_X86
-#define DW_AVX2 __attribute__((target("avx2,fma")))
-
-static inline __attribute__((always_inline)) DW_AVX2 __m256 dw_act_avx2(__m256 v, act_kind act)
-{
-    const __m256 zero = _mm256_setzero_ps(), six = _mm256_set1_ps(6.0f);
-    const __m256 three = _mm256_set1_ps(3.0f), sixth = _mm256_set1_ps(1.0f / 6.0f);
-    switch (act) {
-    case ACT_RELU: return _mm256_max_ps(v, zero);
-    case ACT_RELU6: return _mm256_min_ps(_mm256_max_ps(v, zero), six);
-    case ACT_HSWISH:
-        return _mm256_mul_ps(
-            _mm256_mul_ps(v, _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(v, three), zero), six)),
-            sixth);
-    case ACT_HSIGMOID:
-        return _mm256_mul_ps(_mm256_min_ps(_mm256_max_ps(_mm256_add_ps(v, three), zero), six),
-                             sixth);
-    case ACT_NONE: break;
-    }
-    return v;
-}
-
-/* Lanes [0, n) set, 0 < n < 8. */
-static inline __attribute__((always_inline)) DW_AVX2 __m256i dw_mask_avx2(int n)
-{
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
 /* dst[0..n) = src[0..n); the last partial block is read with a masked load (no access past
  * src + n) and stored whole: its extra lanes are zeros landing in the staged row's right padding,
  * which dw_stage_width keeps inside the slot. */
-static inline __attribute__((always_inline)) DW_AVX2 void dw_copy_avx2(float *dst,
-                                                                       const float *src, int n)
+static inline __attribute__((always_inline)) KERNELS_AVX2 void dw_copy_avx2(float *dst, const float *src, int n)
 {
     int i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_loadu_ps(src + i));
-    if (i < n) _mm256_storeu_ps(dst + i, _mm256_maskload_ps(src + i, dw_mask_avx2(n - i)));
+    if (i < n) _mm256_storeu_ps(dst + i, _mm256_maskload_ps(src + i, kernels_avx2_mask(n - i)));
 }
 
 /* Taps r[0], r[s], ..., r[7s]. Stride 2 loads r[0..8) and r[7..15) and keeps the even elements
  * of the first and the odd of the second: the lanes come out in the order (0 1 4 5 | 2 3 6 7),
  * which all taps share, so dw_finish_avx2 restores it once per result. */
-static inline __attribute__((always_inline)) DW_AVX2 __m256 dw_taps_avx2(const int s,
-                                                                         const float *r)
+static inline __attribute__((always_inline)) KERNELS_AVX2 __m256 dw_taps_avx2(const int s, const float *r)
 {
     if (s == 1) return _mm256_loadu_ps(r);
     return _mm256_shuffle_ps(_mm256_loadu_ps(r), _mm256_loadu_ps(r + 7), _MM_SHUFFLE(3, 1, 2, 0));
 }
 
 /* Restores the lane order, applies the activation and stores the first n (1..8) lanes. */
-static inline __attribute__((always_inline)) DW_AVX2 void
+static inline __attribute__((always_inline)) KERNELS_AVX2 void
 dw_finish_avx2(const int s, __m256 acc, act_kind act, float *y, int n)
 {
     if (s == 2)
         acc = _mm256_castpd_ps(
             _mm256_permute4x64_pd(_mm256_castps_pd(acc), _MM_SHUFFLE(3, 1, 2, 0)));
-    acc = dw_act_avx2(acc, act);
+    acc = avx2_act(acc, act);
     if (n >= 8)
         _mm256_storeu_ps(y, acc);
     else
-        _mm256_maskstore_ps(y, dw_mask_avx2(n), acc);
+        _mm256_maskstore_ps(y, kernels_avx2_mask(n), acc);
 }
 
 /* Output rows are computed in pairs: the k + s staged input rows of a pair are loaded once and
@@ -264,7 +236,7 @@ dw_finish_avx2(const int s, __m256 acc, act_kind act, float *y, int n)
  * each output keeps two accumulators (even / odd kernel rows) for shorter dependency chains. 8
  * outputs per step; a last partial step is computed whole (the staged rows cover it) and only its
  * valid lanes stored. */
-static inline __attribute__((always_inline)) DW_AVX2 void
+static inline __attribute__((always_inline)) KERNELS_AVX2 void
 dw_channel_avx2_k(const int k, const int s, const conv2d_params *p, dw_stage *st, const float *xc,
                   const float *wc, float b, float *yc)
 {
@@ -316,8 +288,8 @@ dw_channel_avx2_k(const int k, const int s, const conv2d_params *p, dw_stage *st
     }
 }
 
-static DW_AVX2 void dw_channel_avx2(const conv2d_params *p, dw_stage *st, const float *xc,
-                                    const float *wc, float b, float *yc)
+static KERNELS_AVX2 void dw_channel_avx2(const conv2d_params *p, dw_stage *st, const float *xc, const float *wc,
+                                         float b, float *yc)
 {
     const int k = p->k_h, s = p->stride_h;
     if (k == 3 && s == 1)
@@ -331,36 +303,236 @@ static DW_AVX2 void dw_channel_avx2(const conv2d_params *p, dw_stage *st, const 
 }
 #endif
 
-void dwconv2d_forward_isa(const conv2d_params *p, const float *x, const float *w, const float *bias,
-                          float *y, cpu_isa isa)
+/* ---- channel-blocked AVX2 kernel: 8 channels per vector ----
+ * As kernels_dwcb.c does with 16 channels on AVX-512: 8 channels at a time are transposed (8 x 8
+ * in registers) into a zero-bordered plane of vectors T[row][column][8] (one vector = the 8
+ * channels of one padded input cell), so tap (i, j) of output (oh, ow) is one full-vector load of
+ * T[oh * s + i][ow * s + j] whatever the stride or width, every lane used (the row kernel above
+ * fills 7 of 8 lanes on 7-wide rows, stages rows per channel and shuffles for stride 2). Tiles of
+ * 7 outputs of a row keep 7 independent FMA chains; the outputs are staged [cell][8] and
+ * transposed back into the channels' planes with the activation. Taller maps run in bands of output
+ * rows (the plane holds a band's input rows). Every output accumulates all k * k taps in the order
+ * (i, j) from the bias, padding taps on zeros: the chain of kernels_dwcb.c (the same bits on both
+ * ISAs), whatever the band. Outputs 7..28 wide: on 56-wide ones (56 -> 56, 112 -> 56) the row
+ * kernel was as fast or faster (microbenchmark, 1 thread, warm caches). */
+
+/* Padded input cells of the plane (32 KiB of floats: a 28x28 map with 5x5 "same" padding in one
+ * band) and output cells staged before the transpose back. */
+#define DWCB8_MAX_CELLS 1024
+#define DWCB8_MAX_OUT 784
+#define DWCB8_TILE_W 7
+/* Widest outputs taken (see kernels_dw_cb_avx2_applies). */
+#define DWCB8_MAX_W_OUT 28
+
+static int dwcb8_cols(const conv2d_params *p)
 {
-    assert(p->groups == p->c_in && p->groups == p->c_out && p->c_in > 0);
-    assert(p->h_out > 0 && p->w_out > 0 && p->k_h > 0 && p->k_w > 0);
-    assert(p->stride_h > 0 && p->stride_w > 0 && p->pad_t >= 0 && p->pad_l >= 0);
-    assert(isa == CPU_ISA_GENERIC || isa == CPU_ISA_AVX2 || isa == CPU_ISA_AVX512);
-    (void)isa; /* only read on x86 */
-    if (isa >= CPU_ISA_AVX512 && kernels_dw_avx512_applies(p)) {
-        kernels_dw_avx512(p, x, w, bias, y);
+    return kernels_imax((p->w_out - 1) * p->stride_w + p->k_w, p->pad_l + p->w_in);
+}
+
+/* Output rows per band: the band's input rows, padding included, fit the plane and its outputs
+ * the staging. */
+static int dwcb8_band_rows(const conv2d_params *p)
+{
+    const int by_in = (DWCB8_MAX_CELLS / dwcb8_cols(p) - p->k_h) / p->stride_h + 1;
+    return kernels_imin(kernels_imin(by_in, DWCB8_MAX_OUT / p->w_out), p->h_out);
+}
+
+/* Only widths, kernel and stride decide (never the rows or the top padding), so a band of rows
+ * (dwconv2d_forward_rows) takes the kernel exactly when the whole map does: its bits. */
+int kernels_dw_cb_avx2_applies(const conv2d_params *p)
+{
+    const int s = p->stride_h, k = p->k_h;
+    return s == p->stride_w && (s == 1 || s == 2) && k == p->k_w && (k == 3 || k == 5) && p->w_out >= DWCB8_TILE_W &&
+           p->w_out <= DWCB8_MAX_W_OUT && dwcb8_cols(p) * (k + s) <= DWCB8_MAX_CELLS;
+}
+
+#if KERNELS_X86
+/* In-place transpose of 8 vectors: v[i] lane j <- v[j] lane i. */
+static inline __attribute__((always_inline)) KERNELS_AVX2 void dwcb8_transpose(__m256 v[8])
+{
+    __m256 t[8], u[8];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm256_unpacklo_ps(v[2 * i], v[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_ps(v[2 * i], v[2 * i + 1]);
+    }
+#pragma GCC unroll 2
+    for (int i = 0; i < 2; i++) {
+        u[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        u[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        u[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        u[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    /* u[4a + b] holds, in 128-bit half q, element b of rows 4a..4a+3 at column 4q + b */
+#pragma GCC unroll 4
+    for (int b = 0; b < 4; b++) {
+        v[b] = _mm256_permute2f128_ps(u[b], u[4 + b], 0x20);
+        v[4 + b] = _mm256_permute2f128_ps(u[b], u[4 + b], 0x31);
+    }
+}
+
+/* Output row oh, columns [ow0, ow0 + 7) of the block's 8 channels into out[(oh * w_out + ow) * 8].
+ * Each kernel row's k weight vectors stay in registers and each input vector of the row is loaded
+ * once and fed to every output it reaches (7 accumulators + k weights + 1 input: within the 16
+ * registers; a 2-row tile with the taps as memory operands spilled). An output's taps still come
+ * in the order (i, j): its input columns are visited in increasing order. k, s: compile-time
+ * kernel side and stride. */
+static inline __attribute__((always_inline)) KERNELS_AVX2 void dwcb8_tile(const int k, const int s, const float *t,
+                                                                          int cols, const float *wt, __m256 bias,
+                                                                          int oh, int ow0, int w_out, float *out)
+{
+    __m256 acc[DWCB8_TILE_W];
+#pragma GCC unroll 7
+    for (int q = 0; q < DWCB8_TILE_W; q++) acc[q] = bias;
+#pragma GCC unroll 5
+    for (int i = 0; i < k; i++) {
+        const float *row = t + ((size_t)(oh * s + i) * (size_t)cols + (size_t)(ow0 * s)) * 8;
+        __m256 wv[5];
+#pragma GCC unroll 5
+        for (int j = 0; j < k; j++) wv[j] = _mm256_load_ps(wt + (i * k + j) * 8);
+#pragma GCC unroll 17
+        for (int c = 0; c < (DWCB8_TILE_W - 1) * s + k; c++) {
+            const __m256 xv = _mm256_load_ps(row + (size_t)c * 8);
+#pragma GCC unroll 5
+            for (int j = 0; j < k; j++) {
+                const int d = c - j;
+                if (d >= 0 && d % s == 0 && d / s < DWCB8_TILE_W) acc[d / s] = _mm256_fmadd_ps(wv[j], xv, acc[d / s]);
+            }
+        }
+    }
+#pragma GCC unroll 7
+    for (int q = 0; q < DWCB8_TILE_W; q++)
+        _mm256_store_ps(out + ((size_t)oh * (size_t)w_out + (size_t)(ow0 + q)) * 8, acc[q]);
+}
+
+/* Every output of the block in rows of 7-column tiles, the last tile of a row moved back onto its
+ * last 7 columns (their values recomputed the same). */
+static inline __attribute__((always_inline)) KERNELS_AVX2 void dwcb8_map_k(const int k, const int s, int rows,
+                                                                           int w_out, const float *t, int cols,
+                                                                           const float *wt, __m256 bias, float *out)
+{
+    for (int oh = 0; oh < rows; oh++)
+        for (int ow = 0;; ow += DWCB8_TILE_W) {
+            const int aw = kernels_imin(ow, w_out - DWCB8_TILE_W);
+            dwcb8_tile(k, s, t, cols, wt, bias, oh, aw, w_out, out);
+            if (aw + DWCB8_TILE_W >= w_out) break;
+        }
+}
+
+typedef void (*dwcb8_map_fn)(int rows, int w_out, const float *t, int cols, const float *wt, __m256 bias, float *out);
+#define DWCB8_MAP(name, k, s)                                                                                          \
+    static KERNELS_AVX2 void name(int rows, int w_out, const float *t, int cols, const float *wt, __m256 bias,         \
+                                  float *out)                                                                          \
+    {                                                                                                                  \
+        dwcb8_map_k(k, s, rows, w_out, t, cols, wt, bias, out);                                                        \
+    }
+DWCB8_MAP(dwcb8_map_k3s1, 3, 1)
+DWCB8_MAP(dwcb8_map_k3s2, 3, 2)
+DWCB8_MAP(dwcb8_map_k5s1, 5, 1)
+DWCB8_MAP(dwcb8_map_k5s2, 5, 2)
+
+/* The block's n staged outputs (out[cell][8]), 8 cells at a time, back into the planes of its nc
+ * channels (channel c at y + c * plane), with the activation; the last group of cells stored
+ * masked. */
+static KERNELS_AVX2 void dwcb8_store(act_kind act, const float *out, int n, int nc, float *y, size_t plane)
+{
+    for (int n0 = 0; n0 < n; n0 += 8) {
+        __m256 v[8];
+#pragma GCC unroll 8
+        for (int q = 0; q < 8; q++) v[q] = _mm256_load_ps(out + (size_t)(n0 + q) * 8);
+        dwcb8_transpose(v);
+        if (n0 + 8 <= n) {
+            for (int c = 0; c < nc; c++) _mm256_storeu_ps(y + (size_t)c * plane + (size_t)n0, avx2_act(v[c], act));
+        } else {
+            const __m256i m = kernels_avx2_mask(n - n0);
+            for (int c = 0; c < nc; c++)
+                _mm256_maskstore_ps(y + (size_t)c * plane + (size_t)n0, m, avx2_act(v[c], act));
+        }
+    }
+}
+
+/* Blocks of 8 channels, each in bands of output rows: plane row 0 of a band is input row
+ * r0 * s - pad_t; its rows inside the input are transposed in (rows shared by two bands twice),
+ * the others cleared (the padding columns are never written: zero from the start). */
+static KERNELS_AVX2 void dwcb8_forward(const conv2d_params *p, const float *x, size_t x_plane, const float *w,
+                                       const float *bias, float *y, size_t y_plane)
+{
+    const int k = p->k_h, s = p->stride_h, cols = dwcb8_cols(p), kk = k * k, w_in = p->w_in, w_out = p->w_out;
+    const int band = dwcb8_band_rows(p), band_in = (band - 1) * s + k;
+    _Alignas(32) float t[DWCB8_MAX_CELLS * 8];
+    /* staged outputs, rounded up to whole groups of 8 cells for the transpose back */
+    _Alignas(32) float out[(DWCB8_MAX_OUT + 7) * 8];
+    _Alignas(32) float wt[25 * 8];
+    int off[DWCB8_MAX_CELLS]; /* cell m from a band's first input row: its vector in t, from that row */
+    const dwcb8_map_fn map =
+        k == 3 ? (s == 1 ? dwcb8_map_k3s1 : dwcb8_map_k3s2) : (s == 1 ? dwcb8_map_k5s1 : dwcb8_map_k5s2);
+    /* staged outputs past a band's are transposed into lanes never stored: cleared once, defined */
+    memset(t, 0, (size_t)band_in * (size_t)cols * 8 * sizeof *t);
+    memset(out, 0, (size_t)(band * w_out + 7) / 8 * 8 * 8 * sizeof *out);
+    for (int m = 0; m < band_in * w_in; m++) off[m] = ((m / w_in) * cols + m % w_in + p->pad_l) * 8;
+    for (int c0 = 0; c0 < p->c_in; c0 += 8) {
+        const int nc = kernels_imin(8, p->c_in - c0);
+        const float *xb = x + (size_t)c0 * x_plane;
+        for (int tap = 0; tap < kk; tap++)
+            for (int c = 0; c < 8; c++)
+                wt[tap * 8 + c] = c < nc ? w[(size_t)(c0 + c) * (size_t)kk + (size_t)tap] : 0.0f;
+        const __m256 b = bias ? _mm256_maskload_ps(bias + c0, kernels_avx2_mask(nc)) : _mm256_setzero_ps();
+        for (int r0 = 0; r0 < p->h_out; r0 += band) {
+            const int nr = kernels_imin(band, p->h_out - r0), top = r0 * s - p->pad_t, n_rows = (nr - 1) * s + k;
+            const int lo = kernels_imax(top, 0) - top, hi = kernels_imax(kernels_imin(top + n_rows, p->h_in) - top, lo);
+            for (int r = 0; r < n_rows; r++)
+                if (r < lo || r >= hi)
+                    memset(t + ((size_t)r * (size_t)cols + (size_t)p->pad_l) * 8, 0, (size_t)w_in * 8 * sizeof *t);
+            /* the band's input cells, 8 at a time: 8 channels' runs -> 8 cells' channel vectors */
+            const float *xr = xb + (size_t)(top + lo) * (size_t)w_in;
+            float *tr = t + (size_t)lo * (size_t)cols * 8;
+            const int n_in = (hi - lo) * w_in;
+            for (int m0 = 0; m0 < n_in; m0 += 8) {
+                const int nn = kernels_imin(8, n_in - m0);
+                const __m256i m = kernels_avx2_mask(nn); /* all lanes when nn == 8 */
+                __m256 v[8];
+#pragma GCC unroll 8
+                for (int c = 0; c < 8; c++)
+                    v[c] = c >= nc   ? _mm256_setzero_ps()
+                           : nn == 8 ? _mm256_loadu_ps(xr + (size_t)c * x_plane + (size_t)m0)
+                                     : _mm256_maskload_ps(xr + (size_t)c * x_plane + (size_t)m0, m);
+                dwcb8_transpose(v);
+                for (int q = 0; q < nn; q++) _mm256_store_ps(tr + off[m0 + q], v[q]);
+            }
+            map(nr, w_out, t, cols, wt, b, out);
+            dwcb8_store(p->act, out, nr * w_out, nc, y + (size_t)c0 * y_plane + (size_t)r0 * (size_t)w_out, y_plane);
+        }
+    }
+}
+#endif
+
+/* The generic and AVX2 variants, channel c's input at x + c * x_plane and its output at
+ * y + c * y_plane (planes of larger maps: bands of rows). */
+static void dw_forward_planes(const conv2d_params *p, const float *x, size_t x_plane, const float *w,
+                              const float *bias, float *y, size_t y_plane, cpu_isa isa)
+{
+#if KERNELS_X86
+    if (isa == CPU_ISA_AVX2 && kernels_dw_cb_avx2_applies(p)) {
+        dwcb8_forward(p, x, x_plane, w, bias, y, y_plane);
         return;
     }
-    const size_t hw_in = (size_t)p->h_in * (size_t)p->w_in;
-    const size_t hw_out = (size_t)p->h_out * (size_t)p->w_out;
+#endif
     const size_t kk = (size_t)p->k_h * (size_t)p->k_w;
     const int width = dw_stage_width(p);
     if (width == 0) {
         for (int c = 0; c < p->c_in; c++)
             for (int oh = 0; oh < p->h_out; oh++)
-                dw_row_taps(p, x + (size_t)c * hw_in, w + (size_t)c * kk, bias ? bias[c] : 0.0f,
-                            oh, y + (size_t)c * hw_out + (size_t)oh * (size_t)p->w_out);
+                dw_row_taps(p, x + (size_t)c * x_plane, w + (size_t)c * kk, bias ? bias[c] : 0.0f,
+                            oh, y + (size_t)c * y_plane + (size_t)oh * (size_t)p->w_out);
         return;
     }
     float buf[(DW_STAGE_ROWS + 1) * DW_ROW_MAX];
     dw_stage st;
     dw_stage_init(&st, buf, isa >= CPU_ISA_AVX2 ? p->k_h + p->stride_h : p->k_h, width, p);
     for (int c = 0; c < p->c_in; c++) {
-        const float *xc = x + (size_t)c * hw_in, *wc = w + (size_t)c * kk;
+        const float *xc = x + (size_t)c * x_plane, *wc = w + (size_t)c * kk;
         const float b = bias ? bias[c] : 0.0f;
-        float *yc = y + (size_t)c * hw_out;
+        float *yc = y + (size_t)c * y_plane;
 #if KERNELS_X86
         if (isa >= CPU_ISA_AVX2) {
             dw_channel_avx2(p, &st, xc, wc, b, yc);
@@ -369,6 +541,20 @@ void dwconv2d_forward_isa(const conv2d_params *p, const float *x, const float *w
 #endif
         dw_channel_c(p, &st, xc, wc, b, yc);
     }
+}
+
+void dwconv2d_forward_isa(const conv2d_params *p, const float *x, const float *w, const float *bias,
+                          float *y, cpu_isa isa)
+{
+    assert(p->groups == p->c_in && p->groups == p->c_out && p->c_in > 0);
+    assert(p->h_out > 0 && p->w_out > 0 && p->k_h > 0 && p->k_w > 0);
+    assert(p->stride_h > 0 && p->stride_w > 0 && p->pad_t >= 0 && p->pad_l >= 0);
+    assert(isa == CPU_ISA_GENERIC || isa == CPU_ISA_AVX2 || isa == CPU_ISA_AVX512);
+    if (isa >= CPU_ISA_AVX512 && kernels_dw_avx512_applies(p)) {
+        kernels_dw_avx512(p, x, w, bias, y);
+        return;
+    }
+    dw_forward_planes(p, x, (size_t)p->h_in * (size_t)p->w_in, w, bias, y, (size_t)p->h_out * (size_t)p->w_out, isa);
 }
 
 void dwconv2d_forward(const conv2d_params *p, const float *x, const float *w, const float *bias,
@@ -390,25 +576,46 @@ void dwconv2d_forward_part(const conv2d_params *p, const float *x, const float *
                      bias ? bias + c0 : NULL, y + (size_t)c0 * (size_t)p->h_out * (size_t)p->w_out);
 }
 
+/* Output rows [r0, r1) of p as a convolution of their own: the input rows they read from row *a on,
+ * the padding rows of p they reach kept as padding. */
+static conv2d_params dw_band(const conv2d_params *p, int r0, int r1, int *a)
+{
+    const int i0 = r0 * p->stride_h - p->pad_t, i1 = (r1 - 1) * p->stride_h - p->pad_t + p->k_h;
+    const int lo = kernels_imax(i0, 0), hi = kernels_imin(i1, p->h_in);
+    assert(lo < hi);
+    conv2d_params q = *p;
+    q.h_in = hi - lo;
+    q.pad_t = lo - i0;
+    q.pad_b = i1 - hi;
+    q.h_out = r1 - r0;
+    *a = lo;
+    return q;
+}
+
 void dwconv2d_forward_rows(const conv2d_params *p, const float *x, const float *w,
                            const float *bias, float *y, int r0, int r1)
 {
     assert(0 <= r0 && r0 <= r1 && r1 <= p->h_out);
     if (r0 == r1) return;
-    const int i0 = r0 * p->stride_h - p->pad_t, i1 = (r1 - 1) * p->stride_h - p->pad_t + p->k_h;
-    const int a = kernels_imax(i0, 0), b = kernels_imin(i1, p->h_in);
-    assert(a < b);
-    conv2d_params q = *p;
-    q.c_in = q.c_out = q.groups = 1;
-    q.h_in = b - a;
-    q.pad_t = a - i0;
-    q.pad_b = i1 - b;
-    q.h_out = r1 - r0;
+    int a;
+    conv2d_params q = dw_band(p, r0, r1, &a);
     const size_t kk = (size_t)p->k_h * (size_t)p->k_w, hw_in = (size_t)p->h_in * (size_t)p->w_in,
                  hw_out = (size_t)p->h_out * (size_t)p->w_out;
+    if (cpu_isa_best() == CPU_ISA_AVX2) { /* every channel in one call: the channel-blocked kernel takes 8 at once */
+        dw_forward_planes(&q, x + (size_t)a * (size_t)p->w_in, hw_in, w, bias, y + (size_t)r0 * (size_t)p->w_out,
+                          hw_out, CPU_ISA_AVX2);
+        return;
+    }
+    q.c_in = q.c_out = q.groups = 1;
     for (int c = 0; c < p->c_out; c++)
         dwconv2d_forward(&q, x + (size_t)c * hw_in + (size_t)a * (size_t)p->w_in, w + (size_t)c * kk,
                          bias ? bias + c : NULL, y + (size_t)c * hw_out + (size_t)r0 * (size_t)p->w_out);
+}
+
+void kernels_dw_avx2_planes(const conv2d_params *p, const float *x, const float *w, const float *bias, float *y,
+                            size_t y_plane)
+{
+    dw_forward_planes(p, x, (size_t)p->h_in * (size_t)p->w_in, w, bias, y, y_plane, CPU_ISA_AVX2);
 }
 
 /* ---- backward (training) ----

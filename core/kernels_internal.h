@@ -86,6 +86,14 @@ void kernels_dw_avx512(const conv2d_params *p, const float *x, const float *w, c
  * 7- and 14-wide outputs, stride 1 or 2, 3x3 or 5x5 kernels. */
 int kernels_dw_cb_applies(const conv2d_params *p);
 void kernels_dw_cb(const conv2d_params *p, const float *x, const float *w, const float *bias, float *y);
+/* The channel-blocked AVX2 depthwise kernel (kernels_dw.c; dwconv2d_forward_isa takes it first on
+ * AVX2): whether it takes p (stride 1 or 2, 3x3 or 5x5, outputs 7..28 wide). */
+int kernels_dw_cb_avx2_applies(const conv2d_params *p);
+/* dwconv2d_forward's AVX2 variant with output channel c at y + c * y_plane (y_plane >= h_out * w_out:
+ * rows of a larger map); a band of output rows computed from a band of input rows (pad_t / h_in
+ * adjusted) has the whole map's bits. */
+void kernels_dw_avx2_planes(const conv2d_params *p, const float *x, const float *w, const float *bias, float *y,
+                            size_t y_plane);
 /* wt[k * c_out + c] = the pointwise conv pw's weight (c, k), from its GEMM packing (gemm_packed). */
 void kernels_pw_dwcb_pack(const conv2d_params *pw, const float *gemm_packed, float *wt);
 

@@ -687,6 +687,69 @@ static void test_dw_cb(void)
     test_end("channel-blocked depthwise (7-wide, 14 -> 7, 14-wide 5x5): reference and fmaf-chain bits");
 }
 
+/* The channel-blocked AVX2 depthwise kernel (kernels_dw.c, dwconv2d_forward_isa's AVX2 variant
+ * where kernels_dw_cb_avx2_applies): channel counts of one partial block, one, several and a partial
+ * last block of 8; outputs 7 wide (one tile), 8..13 and 20..27 (the last tile moved back), 14 and 28
+ * (whole tiles), 1 and several rows, stride 1 and 2, 3x3 and 5x5, every padding mode and activation;
+ * MobileNetV3's and ShuffleNetV2's shapes. Against the double reference (conv_case: NaN-poisoned
+ * output and guard cells) and bit for bit against the (i, j)-order chain of fmaf from the bias over
+ * every tap, padding taps on zeros (kernels_dwcb.c's chain too). */
+static void test_dw_cb_avx2(void)
+{
+    test_begin();
+    /* {c, h, w, k, s} */
+    static const int cases[][5] = {{5, 7, 7, 5, 1},    {8, 7, 7, 3, 1},    {33, 7, 7, 5, 1},   {17, 3, 7, 5, 1},
+                                   {21, 14, 7, 3, 1},  {37, 14, 14, 5, 2}, {16, 13, 13, 3, 2}, {48, 14, 14, 5, 1},
+                                   {19, 11, 14, 5, 1}, {3, 11, 11, 5, 1},  {40, 1, 9, 3, 1},   {31, 6, 14, 3, 2},
+                                   {13, 8, 9, 5, 1},   {9, 5, 8, 3, 1},    {20, 10, 16, 5, 1}, {11, 28, 28, 5, 1},
+                                   {12, 28, 28, 3, 1}, {7, 28, 28, 3, 2},  {10, 28, 28, 5, 2}, {9, 24, 27, 3, 1},
+                                   {6, 9, 23, 5, 1},   {25, 56, 56, 3, 2}, {3, 2, 29, 3, 1},   {4, 30, 29, 5, 2}};
+    rng r = {19};
+    sweep_stats st = {0, 0};
+    int n_taken = 0, n_bits_bad = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        for (int mode = 0; mode < N_PAD_MODES; mode++) {
+            const int *c = cases[i];
+            conv2d_params p;
+            if (!conv_setup(&p, c[0], c[0], c[0], c[1], c[2], c[3], c[3], c[4], c[4], (pad_mode)mode,
+                            (act_kind)((i + (size_t)mode) % 5)) ||
+                !kernels_dw_cb_avx2_applies(&p))
+                continue;
+            n_taken++;
+            conv_case(&p, mode != 1, CONV_VIA_DW_AVX2, &r, &st);
+            /* bits, no activation (the fmaf chain is the pre-activation value) */
+            p.act = (i & 1) ? ACT_RELU : ACT_NONE;
+            const size_t n_x = (size_t)p.c_in * p.h_in * p.w_in, n_y = (size_t)p.c_out * p.h_out * p.w_out;
+            const int kk = p.k_h * p.k_w;
+            float *x = alloc_random(n_x, &r), *w = alloc_random((size_t)p.c_in * kk, &r);
+            float *bias = alloc_random((size_t)p.c_in, &r), *y = alloc_nan(n_y), *want = alloc_nan(n_y);
+            dwconv2d_forward_isa(&p, x, w, bias, y, CPU_ISA_AVX2);
+            for (int ch = 0; ch < p.c_in; ch++)
+                for (int oh = 0; oh < p.h_out; oh++)
+                    for (int ow = 0; ow < p.w_out; ow++) {
+                        float acc = bias[ch];
+                        for (int t = 0; t < kk; t++) {
+                            const int ih = oh * p.stride_h + t / p.k_w - p.pad_t, iw = ow * p.stride_w + t % p.k_w - p.pad_l;
+                            const int in = ih >= 0 && ih < p.h_in && iw >= 0 && iw < p.w_in;
+                            acc = fmaf(w[ch * kk + t], in ? x[((size_t)ch * p.h_in + ih) * p.w_in + iw] : 0.0f, acc);
+                        }
+                        want[((size_t)ch * p.h_out + oh) * p.w_out + ow] = p.act == ACT_RELU && acc < 0.0f ? 0.0f : acc;
+                    }
+            if (memcmp(y, want, n_y * sizeof *y) != 0 && n_bits_bad++ < MAX_REPORTS)
+                T_CHECK(0, "%d ch %dx%d k %d s %d pad %d/%d: not the fmaf chain's bits", p.c_in, p.h_in, p.w_in,
+                        p.k_h, p.stride_h, p.pad_t, p.pad_l);
+            free(x);
+            free(w);
+            free(bias);
+            free(y);
+            free(want);
+        }
+    T_CHECK(n_taken >= 70, "%d cases take the kernel, want >= 70", n_taken);
+    printf("#   %d cases take the kernel\n", n_taken);
+    sweep_report(&st);
+    test_end("channel-blocked AVX2 depthwise (7..28 wide): reference and fmaf-chain bits");
+}
+
 /* The AVX-512 stride-2 3x3 and 5x5 depthwise kernels for rows over 16 outputs (kernels_dw512.c:
  * the aligned even / odd rows with one (3x3) or two (5x5, up to 32 outputs) columns of left
  * padding, the branch-free 3x3 rows and the staged 5x5 rows otherwise): MobileNet's 112 -> 56 and
@@ -2977,10 +3040,12 @@ int main(void)
         test_skip("stem kernel, AVX-512 variant", "CPU lacks AVX-512F");
     test_dw_sweep(CONV_VIA_DISPATCH, "dwconv sweep via conv2d_forward (best variant)");
     test_dw_sweep(CONV_VIA_DW_GENERIC, "dwconv sweep, portable variant");
-    if (cpu_isa_best() >= CPU_ISA_AVX2)
+    if (cpu_isa_best() >= CPU_ISA_AVX2) {
         test_dw_sweep(CONV_VIA_DW_AVX2, "dwconv sweep, AVX2 variant");
-    else
+        test_dw_cb_avx2();
+    } else {
         test_skip("dwconv sweep, AVX2 variant", "CPU lacks AVX2/FMA");
+    }
     if (cpu_isa_best() >= CPU_ISA_AVX512) {
         test_dw_sweep(CONV_VIA_DW_AVX512, "dwconv sweep, AVX-512 variant");
         test_dw_cb();
