@@ -219,12 +219,10 @@ kernels_part conv2d_plan_part(const conv2d_plan *pl, int ith, int nth)
 {
     const conv2d_params *p = &pl->p;
     switch (pl->path) {
-    case CONV_PATH_DEPTHWISE: /* the channel-blocked kernels: whole blocks of 16 (AVX-512) / 8 (AVX2) channels */
+    case CONV_PATH_DEPTHWISE: /* the channel-blocked kernel: whole blocks of 16 channels per part */
+        if (cpu_isa_best() == CPU_ISA_AVX2 && kernels_dw_cb_avx2_applies(p)) return kernels_dw_cb_avx2_part(p, ith, nth);
         return kernels_part_split(KERNELS_PART_CHANNELS, p->c_out,
-                                  cpu_isa_best() >= CPU_ISA_AVX512 && kernels_dw_cb_applies(p)        ? 16
-                                  : cpu_isa_best() == CPU_ISA_AVX2 && kernels_dw_cb_avx2_applies(p) ? 8
-                                                                                                    : 1,
-                                  ith, nth);
+                                  cpu_isa_best() >= CPU_ISA_AVX512 && kernels_dw_cb_applies(p) ? 16 : 1, ith, nth);
     case CONV_PATH_STEM: return kernels_stem_part(p, ith, nth);
     case CONV_PATH_WINOGRAD: return kernels_wino_part(p, ith, nth);
     case CONV_PATH_GEMM: return kernels_gemm_conv_part(p, ith, nth);

@@ -346,6 +346,18 @@ int kernels_dw_cb_avx2_applies(const conv2d_params *p)
            p->w_out <= DWCB8_MAX_W_OUT && dwcb8_cols(p) * (k + s) <= DWCB8_MAX_CELLS;
 }
 
+/* Whole blocks of 8 channels, or whole output rows when those come more even (a block costs the
+ * same with 1..8 channels: 116 channels are 15 blocks, 8 / 7 on 2 threads, their 14 rows 7 / 7).
+ * Either part has the whole map's bits. */
+kernels_part kernels_dw_cb_avx2_part(const conv2d_params *p, int ith, int nth)
+{
+    const int blocks = (p->c_out + 7) / 8;
+    const int by_blocks = (blocks + nth - 1) / nth * p->h_out, by_rows = (p->h_out + nth - 1) / nth * blocks;
+    if (by_rows < by_blocks)
+        return kernels_part_split(KERNELS_PART_POSITIONS, p->h_out * p->w_out, p->w_out, ith, nth);
+    return kernels_part_split(KERNELS_PART_CHANNELS, p->c_out, 8, ith, nth);
+}
+
 #if KERNELS_X86
 /* In-place transpose of 8 vectors: v[i] lane j <- v[j] lane i. */
 static inline __attribute__((always_inline)) KERNELS_AVX2 void dwcb8_transpose(__m256 v[8])

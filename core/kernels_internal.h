@@ -89,6 +89,8 @@ void kernels_dw_cb(const conv2d_params *p, const float *x, const float *w, const
 /* The channel-blocked AVX2 depthwise kernel (kernels_dw.c; dwconv2d_forward_isa takes it first on
  * AVX2): whether it takes p (stride 1 or 2, 3x3 or 5x5, outputs 7..28 wide). */
 int kernels_dw_cb_avx2_applies(const conv2d_params *p);
+/* Its thread parts (conv2d_plan_part): output channels or output rows (KERNELS_PART_POSITIONS). */
+kernels_part kernels_dw_cb_avx2_part(const conv2d_params *p, int ith, int nth);
 /* dwconv2d_forward's AVX2 variant with output channel c at y + c * y_plane (y_plane >= h_out * w_out:
  * rows of a larger map); a band of output rows computed from a band of input rows (pad_t / h_in
  * adjusted) has the whole map's bits. */

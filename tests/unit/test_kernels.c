@@ -2636,6 +2636,51 @@ static void test_conv_pw_dw(void)
              "convs, vs reference, 2/3/5 parts");
 }
 
+/* The channel-blocked AVX2 depthwise kernel's plan parts (kernels_dw_cb_avx2_part: blocks of 8
+ * channels, or output rows where those come more even): 2/3/5 parts through conv2d_plan_part and
+ * conv2d_plan_forward_part, bit-identical to the whole, nothing written outside. MobileNetV3's and
+ * ShuffleNetV2's uneven block counts (88, 116, 184 channels), even ones, a partial block, 7 rows. */
+static void test_dw_cb_avx2_parts(void)
+{
+    /* {c, h, k, s} */
+    static const int cases[][4] = {{88, 28, 3, 1}, {116, 14, 3, 1}, {184, 14, 3, 1}, {58, 28, 3, 1},
+                                   {61, 7, 5, 1},  {40, 14, 5, 2},  {13, 56, 3, 2},  {21, 11, 5, 1}};
+    test_begin();
+    rng r = {93};
+    int n_failed = 0;
+    for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
+        const int *c = cases[ci];
+        conv2d_params p;
+        conv_setup(&p, c[0], c[0], c[0], c[1], c[1], c[2], c[2], c[3], c[3], PAD_SYM, (act_kind)(ci % 5));
+        conv2d_plan pl;
+        conv2d_plan_init(&pl, &p);
+        char what[120];
+        snprintf(what, sizeof what, "depthwise plan %dx%dx%d k %d s %d", p.c_in, p.h_in, p.w_in, p.k_h, p.stride_h);
+        if (pl.path != CONV_PATH_DEPTHWISE || !kernels_dw_cb_avx2_applies(&p)) {
+            T_CHECK(0, "%s: not the channel-blocked AVX2 kernel", what);
+            n_failed++;
+            continue;
+        }
+        const size_t hw = (size_t)p.h_out * p.w_out, n_y = (size_t)p.c_out * hw;
+        float *x = alloc_random((size_t)p.c_in * p.h_in * p.w_in, &r);
+        float *w = alloc_random((size_t)p.c_out * p.k_h * p.k_w, &r), *bias = alloc_random((size_t)p.c_out, &r);
+        float *want = alloc_floats(n_y);
+        fill_poison(want, n_y);
+        dwconv2d_forward(&p, x, w, bias, want);
+        pl.w = w;
+        pl.bias = bias;
+        part_case pc = {.split = split_plan, .run = run_plan, .c = p.c_out, .hw = hw, .conv = &p, .x = x,
+                        .plan = &pl};
+        n_failed += !check_parts(&pc, want, what);
+        free(x);
+        free(w);
+        free(bias);
+        free(want);
+    }
+    T_CHECK(n_failed == 0, "%d of %zu shapes failed", n_failed, sizeof cases / sizeof *cases);
+    test_end("channel-blocked AVX2 depthwise: 2/3/5 plan parts (channel blocks or rows) bit-identical, nothing outside");
+}
+
 static void test_part_split(void)
 {
     test_begin();
@@ -3118,6 +3163,10 @@ int main(void)
     test_concurrent();
     test_part_split();
     test_dw_pool_parts();
+    if (cpu_isa_best() == CPU_ISA_AVX2)
+        test_dw_cb_avx2_parts();
+    else
+        test_skip("channel-blocked AVX2 depthwise plan parts", "not the AVX2 variant");
     test_linear_parts();
     test_linear_batch_parts();
     if (cpu_isa_best() >= CPU_ISA_AVX2)
