@@ -217,7 +217,8 @@ static inline __attribute__((always_inline)) KERNELS_AVX2 __m256 dw_taps_avx2(co
     return _mm256_shuffle_ps(_mm256_loadu_ps(r), _mm256_loadu_ps(r + 7), _MM_SHUFFLE(3, 1, 2, 0));
 }
 
-/* Restores the lane order, applies the activation and stores the first n (1..8) lanes. */
+/* Restores the lane order, applies the activation and stores the first n (1..8) lanes (a partial
+ * vector through the stack: a masked store is microcoded on Zen 3). */
 static inline __attribute__((always_inline)) KERNELS_AVX2 void
 dw_finish_avx2(const int s, __m256 acc, act_kind act, float *y, int n)
 {
@@ -225,10 +226,13 @@ dw_finish_avx2(const int s, __m256 acc, act_kind act, float *y, int n)
         acc = _mm256_castpd_ps(
             _mm256_permute4x64_pd(_mm256_castps_pd(acc), _MM_SHUFFLE(3, 1, 2, 0)));
     acc = avx2_act(acc, act);
-    if (n >= 8)
+    if (n >= 8) {
         _mm256_storeu_ps(y, acc);
-    else
-        _mm256_maskstore_ps(y, kernels_avx2_mask(n), acc);
+    } else {
+        float lanes[8];
+        _mm256_storeu_ps(lanes, acc);
+        for (int i = 0; i < n; i++) y[i] = lanes[i];
+    }
 }
 
 /* Output rows are computed in pairs: the k + s staged input rows of a pair are loaded once and
@@ -455,10 +459,12 @@ static KERNELS_AVX2 void dwcb8_store(act_kind act, const float *out, int n, int 
         dwcb8_transpose(v);
         if (n0 + 8 <= n) {
             for (int c = 0; c < nc; c++) _mm256_storeu_ps(y + (size_t)c * plane + (size_t)n0, avx2_act(v[c], act));
-        } else {
-            const __m256i m = kernels_avx2_mask(n - n0);
-            for (int c = 0; c < nc; c++)
-                _mm256_maskstore_ps(y + (size_t)c * plane + (size_t)n0, m, avx2_act(v[c], act));
+        } else { /* through the stack: a masked store (VMASKMOVPS) is microcoded on Zen 3 */
+            for (int c = 0; c < nc; c++) {
+                float lanes[8];
+                _mm256_storeu_ps(lanes, avx2_act(v[c], act));
+                for (int i = 0; i < n - n0; i++) y[(size_t)c * plane + (size_t)(n0 + i)] = lanes[i];
+            }
         }
     }
 }
