@@ -1,7 +1,8 @@
 /* A packed pointwise convolution fused with the stride-2 depthwise convolution after it (see
  * conv2d_pw_dw_forward in kernels.h): the GEMM kernel of kernels_gemm.c into a band of rows, then
- * the AVX-512 depthwise kernel of kernels_dw512.c on it; and a stride-1 depthwise convolution
- * fused with the pointwise one after it (conv2d_dw_pw_forward_part), the other way round. */
+ * the AVX-512 depthwise kernel of kernels_dw512.c on it (AVX2: the AVX2 GEMM and kernels_dw.c's
+ * kernels); and a stride-1 depthwise convolution fused with the pointwise one after it
+ * (conv2d_dw_pw_forward_part, AVX-512 only), the other way round. */
 #include "kernels.h"
 
 #include <assert.h>
@@ -21,6 +22,33 @@
  * 4: 350-361, 3: 387-388, 2: 444-449). */
 #define PWDW_BAND_ROWS 4
 
+/* The GEMM (all m rows) and the depthwise kernels of this CPU: AVX-512, else AVX2 (kernels_dw.c's
+ * kernels, which take any band of rows with the whole map's bits too). */
+static void pwdw_gemm(int m, int n, int k, const float *a, const float *b, size_t ldb, float *c, size_t ldc,
+                      const float *bias, act_kind act)
+{
+    if (cpu_isa_best() >= CPU_ISA_AVX512)
+        kernels_gemm_avx512(m, n, k, a, b, ldb, c, ldc, bias, act, 0, m);
+    else
+        kernels_gemm_avx2(m, n, k, a, b, ldb, c, ldc, bias, act, 0, m);
+}
+
+static void pwdw_dw_s2(const conv2d_params *p, const float *x, const float *w, const float *bias, float *y,
+                       size_t y_plane)
+{
+    if (cpu_isa_best() >= CPU_ISA_AVX512)
+        kernels_dw_avx512_s2(p, x, w, bias, y, y_plane);
+    else
+        kernels_dw_avx2_planes(p, x, w, bias, y, y_plane);
+}
+
+/* Whether the 1x1 conv pw feeds the depthwise conv dw (the pair's shapes, whatever the ISA). */
+static int pwdw_pair(const conv2d_params *pw, const conv2d_params *dw)
+{
+    return kernels_conv_pointwise(pw) && pw->groups == 1 && !kernels_conv_depthwise(pw) && kernels_conv_depthwise(dw) &&
+           pw->c_out == dw->c_in && pw->h_out == dw->h_in && pw->w_out == dw->w_in;
+}
+
 static int pwdw_band_in_rows(const conv2d_params *dw)
 {
     return kernels_imin((PWDW_BAND_ROWS - 1) * dw->stride_h + dw->k_h, dw->h_in);
@@ -28,6 +56,7 @@ static int pwdw_band_in_rows(const conv2d_params *dw)
 
 int conv2d_pw_dw_fusable(const conv2d_params *pw, const conv2d_params *dw)
 {
+    if (cpu_isa_best() == CPU_ISA_AVX2) return pwdw_pair(pw, dw) && dw->stride_h == 2 && dw->stride_w == 2;
     return cpu_isa_best() >= CPU_ISA_AVX512 && kernels_conv_pointwise(pw) && pw->groups == 1 &&
            !kernels_conv_depthwise(pw) &&
            kernels_conv_depthwise(dw) && pw->c_out == dw->c_in && pw->h_out == dw->h_in &&
@@ -84,9 +113,9 @@ static void pwdw_forward_ring(const conv2d_params *pw, const float *pw_packed, c
             t0 = 1;
         }
         const int i0 = 2 * r0 - 1 + t0;
-        kernels_gemm_avx512(pw->c_out, (n_rows - t0) * w_in, pw->c_in, pw_packed, x + (size_t)i0 * (size_t)w_in, hw_in,
-                            scratch + (size_t)t0 * (size_t)w_in, plane, pw_bias, pw->act, 0, pw->c_out);
-        kernels_dw_avx512_s2(&q, scratch, dw_w, dw_bias, y + (size_t)r0 * (size_t)dw->w_out, hw_out);
+        pwdw_gemm(pw->c_out, (n_rows - t0) * w_in, pw->c_in, pw_packed, x + (size_t)i0 * (size_t)w_in, hw_in,
+                  scratch + (size_t)t0 * (size_t)w_in, plane, pw_bias, pw->act);
+        pwdw_dw_s2(&q, scratch, dw_w, dw_bias, y + (size_t)r0 * (size_t)dw->w_out, hw_out);
     }
 }
 
@@ -114,16 +143,14 @@ void conv2d_pw_dw_forward_part(const conv2d_params *pw, const float *pw_packed,
         const int i1 = kernels_imin((r1 - 1) * dw->stride_h - dw->pad_t + dw->k_h, dw->h_in);
         assert(i1 > i0);
         const size_t n_band = (size_t)(i1 - i0) * (size_t)dw->w_in;
-        kernels_gemm_avx512(pw->c_out, (int)n_band, pw->c_in, pw_packed,
-                            x + (size_t)i0 * (size_t)dw->w_in, hw_in, scratch, n_band, pw_bias,
-                            pw->act, 0, pw->c_out);
+        pwdw_gemm(pw->c_out, (int)n_band, pw->c_in, pw_packed, x + (size_t)i0 * (size_t)dw->w_in, hw_in, scratch,
+                  n_band, pw_bias, pw->act);
         conv2d_params q = *dw;
         q.h_in = i1 - i0;
         q.h_out = r1 - r0;
         q.pad_t = dw->pad_t + i0 - r0 * dw->stride_h;
         q.pad_b = 0;
-        kernels_dw_avx512_s2(&q, scratch, dw_w, dw_bias, y + (size_t)r0 * (size_t)dw->w_out,
-                             hw_out);
+        pwdw_dw_s2(&q, scratch, dw_w, dw_bias, y + (size_t)r0 * (size_t)dw->w_out, hw_out);
     }
 }
 
@@ -145,6 +172,9 @@ void conv2d_pw_dw_forward(const conv2d_params *pw, const float *pw_packed, const
  * bits, and GEMM values do not depend on the tiling. */
 #define DWPW_BAND_ROWS 8
 
+/* AVX-512 only: on AVX2 (kernels_dw.c's row kernel + the AVX2 GEMM) MobileNetV3-Large's two pairs
+ * measured no faster fused (thread CPU time, 8 alternations on a loaded machine: 16 x 112 x 112
+ * ratio 0.99, 72 x 56 x 56 1.04). */
 int conv2d_dw_pw_fusable(const conv2d_params *dw, const conv2d_params *pw)
 {
     return cpu_isa_best() >= CPU_ISA_AVX512 && kernels_conv_depthwise(dw) && kernels_dw_avx512_rows_applies(dw) &&
