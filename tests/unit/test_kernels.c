@@ -627,6 +627,24 @@ static void test_dw_sweep(conv_via via, const char *name)
     test_end(name);
 }
 
+/* The depthwise conv p (activation none or ReLU) as the channel-blocked kernels compute it: per
+ * output, the (i, j)-order chain of fmaf from the bias over every tap, padding taps on zeros. */
+static void dw_fmaf_chain(const conv2d_params *p, const float *x, const float *w, const float *bias, float *want)
+{
+    const int kk = p->k_h * p->k_w;
+    for (int ch = 0; ch < p->c_in; ch++)
+        for (int oh = 0; oh < p->h_out; oh++)
+            for (int ow = 0; ow < p->w_out; ow++) {
+                float acc = bias[ch];
+                for (int t = 0; t < kk; t++) {
+                    const int ih = oh * p->stride_h + t / p->k_w - p->pad_t, iw = ow * p->stride_w + t % p->k_w - p->pad_l;
+                    const int in = ih >= 0 && ih < p->h_in && iw >= 0 && iw < p->w_in;
+                    acc = fmaf(w[ch * kk + t], in ? x[((size_t)ch * p->h_in + ih) * p->w_in + iw] : 0.0f, acc);
+                }
+                want[((size_t)ch * p->h_out + oh) * p->w_out + ow] = p->act == ACT_RELU && acc < 0.0f ? 0.0f : acc;
+            }
+}
+
 /* The channel-blocked depthwise kernel (kernels_dwcb.c) on shapes it takes: channel counts of one
  * partial block, one, several and a partial last block of 16; 7-wide maps of 2..14 rows (the last
  * 2-row tile moved back on odd counts), 14 -> 7 stride 2, 14-wide 5x5; the padding modes that give
@@ -662,17 +680,7 @@ static void test_dw_cb(void)
             float *x = alloc_random(n_x, &r), *w = alloc_random((size_t)p.c_in * kk, &r);
             float *bias = alloc_random((size_t)p.c_in, &r), *y = alloc_nan(n_y), *want = alloc_nan(n_y);
             kernels_dw_cb(&p, x, w, bias, y);
-            for (int ch = 0; ch < p.c_in; ch++)
-                for (int oh = 0; oh < p.h_out; oh++)
-                    for (int ow = 0; ow < p.w_out; ow++) {
-                        float acc = bias[ch];
-                        for (int t = 0; t < kk; t++) {
-                            const int ih = oh * p.stride_h + t / p.k_w - p.pad_t, iw = ow * p.stride_w + t % p.k_w - p.pad_l;
-                            const int in = ih >= 0 && ih < p.h_in && iw >= 0 && iw < p.w_in;
-                            acc = fmaf(w[ch * kk + t], in ? x[((size_t)ch * p.h_in + ih) * p.w_in + iw] : 0.0f, acc);
-                        }
-                        want[((size_t)ch * p.h_out + oh) * p.w_out + ow] = p.act == ACT_RELU && acc < 0.0f ? 0.0f : acc;
-                    }
+            dw_fmaf_chain(&p, x, w, bias, want);
             if (memcmp(y, want, n_y * sizeof *y) != 0 && n_bits_bad++ < MAX_REPORTS)
                 T_CHECK(0, "%d ch %dx%d k %d s %d pad %d/%d: not the fmaf chain's bits", p.c_in, p.h_in, p.w_in,
                         p.k_h, p.stride_h, p.pad_t, p.pad_l);
@@ -724,17 +732,7 @@ static void test_dw_cb_avx2(void)
             float *x = alloc_random(n_x, &r), *w = alloc_random((size_t)p.c_in * kk, &r);
             float *bias = alloc_random((size_t)p.c_in, &r), *y = alloc_nan(n_y), *want = alloc_nan(n_y);
             dwconv2d_forward_isa(&p, x, w, bias, y, CPU_ISA_AVX2);
-            for (int ch = 0; ch < p.c_in; ch++)
-                for (int oh = 0; oh < p.h_out; oh++)
-                    for (int ow = 0; ow < p.w_out; ow++) {
-                        float acc = bias[ch];
-                        for (int t = 0; t < kk; t++) {
-                            const int ih = oh * p.stride_h + t / p.k_w - p.pad_t, iw = ow * p.stride_w + t % p.k_w - p.pad_l;
-                            const int in = ih >= 0 && ih < p.h_in && iw >= 0 && iw < p.w_in;
-                            acc = fmaf(w[ch * kk + t], in ? x[((size_t)ch * p.h_in + ih) * p.w_in + iw] : 0.0f, acc);
-                        }
-                        want[((size_t)ch * p.h_out + oh) * p.w_out + ow] = p.act == ACT_RELU && acc < 0.0f ? 0.0f : acc;
-                    }
+            dw_fmaf_chain(&p, x, w, bias, want);
             if (memcmp(y, want, n_y * sizeof *y) != 0 && n_bits_bad++ < MAX_REPORTS)
                 T_CHECK(0, "%d ch %dx%d k %d s %d pad %d/%d: not the fmaf chain's bits", p.c_in, p.h_in, p.w_in,
                         p.k_h, p.stride_h, p.pad_t, p.pad_l);
