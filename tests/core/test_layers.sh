@@ -4,7 +4,7 @@
 # before it in LAYERS (the order of the README's map of core/).
 BUILD=${BUILD:-build}
 LAYERS="cpu status kernels kernels_train kernels_bn kernels_gemm kernels_dwcb kernels_dw512 kernels_pool512 kernels_stem kernels_linear
-        kernels_wino kernels_pwdw kernels_dw kernels_pool kernels_conv"
+        kernels_wino kernels_dw kernels_pwdw kernels_pool kernels_conv"
 
 objs=("$BUILD"/core/*.o)
 if [ ! -e "${objs[0]}" ] || ! command -v nm >/dev/null; then
