@@ -645,6 +645,32 @@ static void dw_fmaf_chain(const conv2d_params *p, const float *x, const float *w
             }
 }
 
+/* Whether a channel-blocked depthwise kernel (via: CONV_VIA_DW_AVX512 runs kernels_dw_cb,
+ * CONV_VIA_DW_AVX2 the AVX2 variant) gives dw_fmaf_chain's bits on random data; a mismatch is
+ * reported when report is set. */
+static int dw_cb_bits_match(const conv2d_params *p, conv_via via, rng *r, int report)
+{
+    const size_t n_x = (size_t)p->c_in * p->h_in * p->w_in, n_y = (size_t)p->c_out * p->h_out * p->w_out;
+    const int kk = p->k_h * p->k_w;
+    float *x = alloc_random(n_x, r), *w = alloc_random((size_t)p->c_in * kk, r);
+    float *bias = alloc_random((size_t)p->c_in, r), *y = alloc_nan(n_y), *want = alloc_nan(n_y);
+    if (via == CONV_VIA_DW_AVX512)
+        kernels_dw_cb(p, x, w, bias, y);
+    else
+        dwconv2d_forward_isa(p, x, w, bias, y, CPU_ISA_AVX2);
+    dw_fmaf_chain(p, x, w, bias, want);
+    const int match = memcmp(y, want, n_y * sizeof *y) == 0;
+    if (!match && report)
+        T_CHECK(0, "%d ch %dx%d k %d s %d pad %d/%d: not the fmaf chain's bits", p->c_in, p->h_in, p->w_in, p->k_h,
+                p->stride_h, p->pad_t, p->pad_l);
+    free(x);
+    free(w);
+    free(bias);
+    free(y);
+    free(want);
+    return match;
+}
+
 /* The channel-blocked depthwise kernel (kernels_dwcb.c) on shapes it takes: channel counts of one
  * partial block, one, several and a partial last block of 16; 7-wide maps of 2..14 rows (the last
  * 2-row tile moved back on odd counts), 14 -> 7 stride 2, 14-wide 5x5; the padding modes that give
@@ -675,20 +701,7 @@ static void test_dw_cb(void)
             conv_case(&p, mode != 1, CONV_VIA_DW_AVX512, &r, &st);
             /* bits, no activation (the fmaf chain is the pre-activation value) */
             p.act = (i & 1) ? ACT_RELU : ACT_NONE;
-            const size_t n_x = (size_t)p.c_in * p.h_in * p.w_in, n_y = (size_t)p.c_out * p.h_out * p.w_out;
-            const int kk = p.k_h * p.k_w;
-            float *x = alloc_random(n_x, &r), *w = alloc_random((size_t)p.c_in * kk, &r);
-            float *bias = alloc_random((size_t)p.c_in, &r), *y = alloc_nan(n_y), *want = alloc_nan(n_y);
-            kernels_dw_cb(&p, x, w, bias, y);
-            dw_fmaf_chain(&p, x, w, bias, want);
-            if (memcmp(y, want, n_y * sizeof *y) != 0 && n_bits_bad++ < MAX_REPORTS)
-                T_CHECK(0, "%d ch %dx%d k %d s %d pad %d/%d: not the fmaf chain's bits", p.c_in, p.h_in, p.w_in,
-                        p.k_h, p.stride_h, p.pad_t, p.pad_l);
-            free(x);
-            free(w);
-            free(bias);
-            free(y);
-            free(want);
+            n_bits_bad += !dw_cb_bits_match(&p, CONV_VIA_DW_AVX512, &r, n_bits_bad < MAX_REPORTS);
         }
     T_CHECK(n_taken == 27, "%d cases take the kernel, want 27", n_taken);
     sweep_report(&st);
@@ -727,20 +740,7 @@ static void test_dw_cb_avx2(void)
             conv_case(&p, mode != 1, CONV_VIA_DW_AVX2, &r, &st);
             /* bits, no activation (the fmaf chain is the pre-activation value) */
             p.act = (i & 1) ? ACT_RELU : ACT_NONE;
-            const size_t n_x = (size_t)p.c_in * p.h_in * p.w_in, n_y = (size_t)p.c_out * p.h_out * p.w_out;
-            const int kk = p.k_h * p.k_w;
-            float *x = alloc_random(n_x, &r), *w = alloc_random((size_t)p.c_in * kk, &r);
-            float *bias = alloc_random((size_t)p.c_in, &r), *y = alloc_nan(n_y), *want = alloc_nan(n_y);
-            dwconv2d_forward_isa(&p, x, w, bias, y, CPU_ISA_AVX2);
-            dw_fmaf_chain(&p, x, w, bias, want);
-            if (memcmp(y, want, n_y * sizeof *y) != 0 && n_bits_bad++ < MAX_REPORTS)
-                T_CHECK(0, "%d ch %dx%d k %d s %d pad %d/%d: not the fmaf chain's bits", p.c_in, p.h_in, p.w_in,
-                        p.k_h, p.stride_h, p.pad_t, p.pad_l);
-            free(x);
-            free(w);
-            free(bias);
-            free(y);
-            free(want);
+            n_bits_bad += !dw_cb_bits_match(&p, CONV_VIA_DW_AVX2, &r, n_bits_bad < MAX_REPORTS);
         }
     T_CHECK(n_taken >= 70, "%d cases take the kernel, want >= 70", n_taken);
     printf("#   %d cases take the kernel\n", n_taken);
