@@ -217,8 +217,7 @@ static inline __attribute__((always_inline)) KERNELS_AVX2 __m256 dw_taps_avx2(co
     return _mm256_shuffle_ps(_mm256_loadu_ps(r), _mm256_loadu_ps(r + 7), _MM_SHUFFLE(3, 1, 2, 0));
 }
 
-/* Restores the lane order, applies the activation and stores the first n (1..8) lanes (a partial
- * vector through the stack: a masked store is microcoded on Zen 3). */
+/* Restores the lane order, applies the activation and stores the first n (1..8) lanes. */
 static inline __attribute__((always_inline)) KERNELS_AVX2 void
 dw_finish_avx2(const int s, __m256 acc, act_kind act, float *y, int n)
 {
@@ -226,13 +225,7 @@ dw_finish_avx2(const int s, __m256 acc, act_kind act, float *y, int n)
         acc = _mm256_castpd_ps(
             _mm256_permute4x64_pd(_mm256_castps_pd(acc), _MM_SHUFFLE(3, 1, 2, 0)));
     acc = avx2_act(acc, act);
-    if (n >= 8) {
-        _mm256_storeu_ps(y, acc);
-    } else {
-        float lanes[8];
-        _mm256_storeu_ps(lanes, acc);
-        for (int i = 0; i < n; i++) y[i] = lanes[i];
-    }
+    avx2_store_n(y, acc, n);
 }
 
 /* Output rows are computed in pairs: the k + s staged input rows of a pair are loaded once and
@@ -457,15 +450,7 @@ static KERNELS_AVX2 void dwcb8_store(act_kind act, const float *out, int n, int 
 #pragma GCC unroll 8
         for (int q = 0; q < 8; q++) v[q] = _mm256_load_ps(out + (size_t)(n0 + q) * 8);
         dwcb8_transpose(v);
-        if (n0 + 8 <= n) {
-            for (int c = 0; c < nc; c++) _mm256_storeu_ps(y + (size_t)c * plane + (size_t)n0, avx2_act(v[c], act));
-        } else { /* through the stack: a masked store (VMASKMOVPS) is microcoded on Zen 3 */
-            for (int c = 0; c < nc; c++) {
-                float lanes[8];
-                _mm256_storeu_ps(lanes, avx2_act(v[c], act));
-                for (int i = 0; i < n - n0; i++) y[(size_t)c * plane + (size_t)(n0 + i)] = lanes[i];
-            }
-        }
+        for (int c = 0; c < nc; c++) avx2_store_n(y + (size_t)c * plane + (size_t)n0, avx2_act(v[c], act), n - n0);
     }
 }
 

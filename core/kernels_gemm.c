@@ -472,8 +472,8 @@ GEMM_TILE_FNS(_pf, 1)
 /* The AVX2 tile: t->n <= GEMM_NR columns as strips of 16 (2 ymm per row: 12 accumulators, as many
  * as the 16 registers leave room for), each strip over the whole of k. Every value is the same chain
  * of FMAs over k from the bias (or c) as in gemm_tile_nv, so the bits are those of the AVX-512 tile.
- * full: the strip's nv vectors are all whole, else the last is masked (masked stores are
- * microcoded on AMD Zen: ~10x a plain store, so whole strips use none); pf: the strip that
+ * full: the strip's nv vectors are all whole, else the last is loaded masked and stored by
+ * avx2_store_n (a masked store is microcoded on AMD Zen: ~10x a plain one); pf: the strip that
  * prefetches A's look-ahead and t->pf (when set), the first. */
 static inline __attribute__((always_inline)) KERNELS_AVX2 void gemm_strip_avx2(const int nv, const int full,
                                                                             const int pf, const gemm_tile *t,
@@ -529,10 +529,7 @@ static inline __attribute__((always_inline)) KERNELS_AVX2 void gemm_strip_avx2(c
                 y = _mm256_add_ps(y, whole ? _mm256_loadu_ps(rr) : _mm256_maskload_ps(rr, tail));
             }
             if (last) y = avx2_act(y, act);
-            if (whole)
-                _mm256_storeu_ps(cr + 8 * v, y);
-            else
-                _mm256_maskstore_ps(cr + 8 * v, tail, y);
+            avx2_store_n(cr + 8 * v, y, whole ? 8 : t->n - c0 - 8 * (nv - 1));
         }
     }
 }

@@ -131,8 +131,7 @@ pool256_run(const int is_max, const int s, const pool2d_params *p, const float *
                 r = pool256_order(s, r);
                 if (!is_max) r = _mm256_mul_ps(r, _mm256_mul_ps(row_inv, _mm256_maskload_ps(col_inv + o, m)));
                 if (bias) r = avx2_act(_mm256_add_ps(r, vb), act);
-                if (o + 8 <= w_out) _mm256_storeu_ps(yrow + o, r);
-                else _mm256_maskstore_ps(yrow + o, m, r);
+                avx2_store_n(yrow + o, r, w_out - o);
             }
         }
     }
@@ -222,8 +221,8 @@ pool256_same_run(const int is_max, const pool2d_params *p, const float *x, float
                     __m256 o = r[k];
                     if (!is_max) o = _mm256_mul_ps(o, _mm256_loadu_ps(inv + n));
                     if (bias) o = avx2_act(_mm256_add_ps(o, vb), act);
-                    if (n + 8 <= hw) _mm256_storeu_ps(yc + n, o);
-                    else _mm256_maskstore_ps(yc + n, kernels_avx2_mask(w - 8 * v), o);
+                    const int n_store = n + 8 <= hw ? 8 : w - 8 * v;
+                    if (n_store > 0) avx2_store_n(yc + n, o, n_store);
                 }
             }
             oh += nr;
