@@ -577,7 +577,7 @@ static KERNELS_AVX512 void linear_dw_avx512(int n, int m, int n_in, const float 
 #if KERNELS_X86
 static inline __attribute__((always_inline)) KERNELS_AVX2 void
 linear_dw_block_avx2(const int rows, int n, const float *dy, size_t ld_dy, const float *x, size_t ld_x, float *dw,
-                     size_t ld_dw, const __m256i *mask, int full)
+                     size_t ld_dw, const __m256i *mask, int n_cols, int full)
 {
     __m256 acc[LIN_DW_ROWS][LIN_DW_VECS_AVX2];
 #pragma GCC unroll 6
@@ -603,22 +603,22 @@ linear_dw_block_avx2(const int rows, int n, const float *dy, size_t ld_dy, const
         for (int v = 0; v < LIN_DW_VECS_AVX2; v++) {
             float *d = dw + (size_t)r * ld_dw + 8 * v;
             if (full && ((uintptr_t)d & 31) == 0) _mm256_stream_ps(d, acc[r][v]);
-            else _mm256_maskstore_ps(d, mask[v], acc[r][v]);
+            else if (n_cols > 8 * v) avx2_store_n(d, acc[r][v], n_cols - 8 * v);
         }
 }
 
 /* One block of rows (1..LIN_DW_ROWS, not constant): dispatch to a constant count. */
 static inline __attribute__((always_inline)) KERNELS_AVX2 void
 linear_dw_rows_avx2(int rows, int n, const float *dy, size_t ld_dy, const float *x, size_t ld_x, float *dw,
-                    size_t ld_dw, const __m256i *mask, const int full)
+                    size_t ld_dw, const __m256i *mask, int n_cols, const int full)
 {
     switch (rows) {
-    case 6: linear_dw_block_avx2(6, n, dy, ld_dy, x, ld_x, dw, ld_dw, mask, full); break;
-    case 5: linear_dw_block_avx2(5, n, dy, ld_dy, x, ld_x, dw, ld_dw, mask, full); break;
-    case 4: linear_dw_block_avx2(4, n, dy, ld_dy, x, ld_x, dw, ld_dw, mask, full); break;
-    case 3: linear_dw_block_avx2(3, n, dy, ld_dy, x, ld_x, dw, ld_dw, mask, full); break;
-    case 2: linear_dw_block_avx2(2, n, dy, ld_dy, x, ld_x, dw, ld_dw, mask, full); break;
-    default: linear_dw_block_avx2(1, n, dy, ld_dy, x, ld_x, dw, ld_dw, mask, full); break;
+    case 6: linear_dw_block_avx2(6, n, dy, ld_dy, x, ld_x, dw, ld_dw, mask, n_cols, full); break;
+    case 5: linear_dw_block_avx2(5, n, dy, ld_dy, x, ld_x, dw, ld_dw, mask, n_cols, full); break;
+    case 4: linear_dw_block_avx2(4, n, dy, ld_dy, x, ld_x, dw, ld_dw, mask, n_cols, full); break;
+    case 3: linear_dw_block_avx2(3, n, dy, ld_dy, x, ld_x, dw, ld_dw, mask, n_cols, full); break;
+    case 2: linear_dw_block_avx2(2, n, dy, ld_dy, x, ld_x, dw, ld_dw, mask, n_cols, full); break;
+    default: linear_dw_block_avx2(1, n, dy, ld_dy, x, ld_x, dw, ld_dw, mask, n_cols, full); break;
     }
 }
 
@@ -634,8 +634,9 @@ static KERNELS_AVX2 void linear_dw_avx2(int n, int m, int n_in, const float *dy,
                 for (int v = 0; v < LIN_DW_VECS_AVX2; v++) mask[v] = kernels_avx2_mask(p1 - i0 - 8 * v);
                 const float *xb = x + i0, *ab = dy + o0;
                 float *db = dw + (size_t)o0 * ld_dw + i0;
-                if (i0 + LIN_DW_COLS_AVX2 <= p1) linear_dw_rows_avx2(rows, n, ab, ld_dy, xb, ld_x, db, ld_dw, mask, 1);
-                else linear_dw_rows_avx2(rows, n, ab, ld_dy, xb, ld_x, db, ld_dw, mask, 0);
+                const int n_cols = kernels_imin(LIN_DW_COLS_AVX2, p1 - i0);
+                if (n_cols == LIN_DW_COLS_AVX2) linear_dw_rows_avx2(rows, n, ab, ld_dy, xb, ld_x, db, ld_dw, mask, n_cols, 1);
+                else linear_dw_rows_avx2(rows, n, ab, ld_dy, xb, ld_x, db, ld_dw, mask, n_cols, 0);
             }
         }
     }
