@@ -129,9 +129,21 @@ static KERNELS_AVX512 void stem_rows_any(const conv2d_params *p, const float *x,
 
 #if KERNELS_X86
 /* ---- AVX2 + FMA: the same per-output FMA chain (bias, then per input channel, kernel row and tap)
- * on 8 columns per vector; STEM_PASS_AVX2 accumulators next to the 3 tap vectors and a broadcast
- * fill the 16 ymm registers. The bits are the AVX-512 kernel's. ---- */
-#define STEM_PASS_AVX2 12
+ * on 8 columns per vector; the bits are the AVX-512 kernel's. The input rows are first split into
+ * their even and odd columns (staged rows E, O: E[t] = row[2t - pad_l], O[t] = row[2t + 1 - pad_l],
+ * zero outside the row), so taps 0, 1, 2 of outputs [q, q + 8) are plain loads of E[q..], O[q..],
+ * E[q + 1..]: the permutes are done once per input row and column block, not once per pass of
+ * output channels and kernel row. Staged rows live in a ring of 3 per input channel (input row ih
+ * in slot ih % 3; consecutive output rows share one input row). A pass of STEM_PASS_AVX2 output
+ * channels runs STEM_VECS_AVX2 vectors (16 columns) at once: 10 accumulators (independent FMA
+ * chains), 2 tap vectors and a weight broadcast feeding 2 FMAs; 6 channels spilled under gcc and 1
+ * vector of 8 channels was slower (8 chains of 27 dependent FMAs). Column blocks of STEM_COLS_AVX2
+ * outputs bound the ring (any image width). ---- */
+#define STEM_PASS_AVX2 5
+#define STEM_VECS_AVX2 2
+#define STEM_COLS_AVX2 128
+/* Floats per staged E or O row: a block's vectors and one more (tap 2 reads E one column on). */
+#define STEM_STAGE_W (STEM_COLS_AVX2 + 8)
 
 /* Input columns [c, c + 8) of row (lanes outside [0, w_in) read 0; masked-off lanes never fault). */
 static inline __attribute__((always_inline)) KERNELS_AVX2 __m256 stem_load_avx2(const float *row, int c, int w_in)
@@ -148,76 +160,133 @@ static inline __attribute__((always_inline)) KERNELS_AVX2 __m256 stem_pick_avx2(
     return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(s), _MM_SHUFFLE(3, 1, 2, 0)));
 }
 
-/* stem_row on AVX2: output channels [co0, co0 + n_co) of output row oh. */
-static inline __attribute__((always_inline)) KERNELS_AVX2 void stem_row_avx2(const int n_co, const conv2d_params *p,
-                                                                              const float *x, const float *w,
-                                                                              const float *bias, int co0, int oh,
-                                                                              float *y)
+/* Stages input row `row` for outputs [q0, q0 + 8 * nv): E and O, nv + 1 vectors each. */
+static KERNELS_AVX2 void stem_stage_avx2(const conv2d_params *p, const float *row, int q0, int nv, float *e, float *o)
 {
-    const size_t hw_in = (size_t)p->h_in * (size_t)p->w_in;
-    const size_t hw_out = (size_t)p->h_out * (size_t)p->w_out;
-    for (int q0 = 0; q0 < p->w_out; q0 += 8) {
-        __m256 acc[STEM_PASS_AVX2];
-#pragma GCC unroll 12
-        for (int o = 0; o < n_co; o++) acc[o] = _mm256_set1_ps(bias ? bias[co0 + o] : 0.0f);
-        const int c0 = 2 * q0 - p->pad_l; /* input column of tap j = 0 for output q0 */
-        for (int ci = 0; ci < p->c_in; ci++)
-            for (int i = 0; i < 3; i++) {
-                const int ih = 2 * oh - p->pad_t + i;
-                if (ih < 0 || ih >= p->h_in) continue;
-                const float *row = x + (size_t)ci * hw_in + (size_t)ih * (size_t)p->w_in;
-                __m256 a, b, c, d;
-                if (c0 >= 0 && c0 + 18 <= p->w_in) { /* inside the row: plain loads */
-                    a = _mm256_loadu_ps(row + c0);
-                    b = _mm256_loadu_ps(row + c0 + 8);
-                    c = _mm256_loadu_ps(row + c0 + 2);
-                    d = _mm256_loadu_ps(row + c0 + 10);
-                } else {
-                    a = stem_load_avx2(row, c0, p->w_in);
-                    b = stem_load_avx2(row, c0 + 8, p->w_in);
-                    c = stem_load_avx2(row, c0 + 2, p->w_in);
-                    d = stem_load_avx2(row, c0 + 10, p->w_in);
-                }
-                const __m256 tap[3] = {stem_pick_avx2(a, b, 0), stem_pick_avx2(a, b, 1), stem_pick_avx2(c, d, 0)};
-                const float *wr = w + (size_t)(ci * 9 + i * 3) * (size_t)p->c_out + co0;
-#pragma GCC unroll 3
-                for (int j = 0; j < 3; j++) {
-                    const float *wj = wr + (size_t)j * (size_t)p->c_out;
-#pragma GCC unroll 12
-                    for (int o = 0; o < n_co; o++) acc[o] = _mm256_fmadd_ps(_mm256_set1_ps(wj[o]), tap[j], acc[o]);
-                }
-            }
-        float *yr = y + (size_t)co0 * hw_out + (size_t)oh * (size_t)p->w_out + q0;
-#pragma GCC unroll 12
-        for (int o = 0; o < n_co; o++) avx2_store_n(yr + (size_t)o * hw_out, avx2_act(acc[o], p->act), p->w_out - q0);
+    for (int v = 0; v <= nv; v++) {
+        const int c = 2 * (q0 + 8 * v) - p->pad_l; /* input column of E[q0 + 8v] */
+        __m256 a, b;
+        if (c >= 0 && c + 16 <= p->w_in) {
+            a = _mm256_loadu_ps(row + c);
+            b = _mm256_loadu_ps(row + c + 8);
+        } else {
+            a = stem_load_avx2(row, c, p->w_in);
+            b = stem_load_avx2(row, c + 8, p->w_in);
+        }
+        _mm256_store_ps(e + 8 * v, stem_pick_avx2(a, b, 0));
+        _mm256_store_ps(o + 8 * v, stem_pick_avx2(a, b, 1));
     }
 }
 
-static KERNELS_AVX2 void stem_rows_avx2(const conv2d_params *p, const float *x, const float *w, const float *bias,
-                                        int co0, int n_co, int oh0, int oh1, float *y)
+/* Output channels [co0, co0 + n_co) of one output row at columns [q0, q0 + nq): rows[ci * 3 + i] is
+ * the staged E of kernel row i of input channel ci (its O STEM_STAGE_W floats on), NULL above or
+ * below the input (the taps skipped, as the AVX-512 kernel does). y: channel co0's output at q0. */
+static inline __attribute__((always_inline)) KERNELS_AVX2 void
+stem_vecs_avx2(const int n_co, const int nv, const conv2d_params *p, const float *const *rows, const float *w,
+               const float *bias, int co0, int q, int nq, float *y)
 {
-    /* one instance per count keeps the accumulators in registers */
-    for (int oh = oh0; oh < oh1; oh++) {
-        switch (n_co) {
-#define STEM_CASE(n)                                                                              \
-    case n: stem_row_avx2(n, p, x, w, bias, co0, oh, y); break;
-            STEM_CASE(1) STEM_CASE(2) STEM_CASE(3) STEM_CASE(4) STEM_CASE(5) STEM_CASE(6)
-            STEM_CASE(7) STEM_CASE(8) STEM_CASE(9) STEM_CASE(10) STEM_CASE(11) STEM_CASE(12)
-#undef STEM_CASE
-        default: break;
+    const size_t hw_out = (size_t)p->h_out * (size_t)p->w_out;
+    __m256 acc[STEM_VECS_AVX2][STEM_PASS_AVX2];
+#pragma GCC unroll 5
+    for (int o = 0; o < n_co; o++) {
+        const __m256 b = _mm256_set1_ps(bias ? bias[co0 + o] : 0.0f);
+#pragma GCC unroll 2
+        for (int v = 0; v < nv; v++) acc[v][o] = b;
+    }
+    const float *wr = w; /* tap (r, 0)'s weights of the pass; taps 1, 2 n_co and 2 n_co on */
+    for (int r = 0; r < 3 * p->c_in; r++, wr += 3 * n_co) {
+        const float *e = rows[r];
+        if (!e) continue;
+#pragma GCC unroll 3
+        for (int j = 0; j < 3; j++) {
+            const float *wj = wr + j * n_co;
+            __m256 tap[STEM_VECS_AVX2];
+#pragma GCC unroll 2
+            for (int v = 0; v < nv; v++)
+                tap[v] = _mm256_loadu_ps(e + (j == 1 ? STEM_STAGE_W : 0) + q + 8 * v + (j == 2));
+#pragma GCC unroll 5
+            for (int o = 0; o < n_co; o++) {
+                const __m256 wv = _mm256_broadcast_ss(wj + o);
+#pragma GCC unroll 2
+                for (int v = 0; v < nv; v++) acc[v][o] = _mm256_fmadd_ps(wv, tap[v], acc[v][o]);
+            }
         }
     }
+#pragma GCC unroll 5
+    for (int o = 0; o < n_co; o++)
+#pragma GCC unroll 2
+        for (int v = 0; v < nv; v++)
+            avx2_store_n(y + (size_t)o * hw_out + q + 8 * v, avx2_act(acc[v][o], p->act), nq - q - 8 * v);
 }
 
-/* Output channels in passes of STEM_PASS_AVX2 as even as can be (32: 11 + 11 + 10). */
-static void stem_forward_avx2(const conv2d_params *p, const float *x, const float *w, const float *bias, int oh0,
-                              int oh1, float *y)
+/* Output channels [co0, co0 + n_co) of one output row at columns [0, nq) of the block: rows[ci * 3 + i]
+ * is the staged E of kernel row i of input channel ci (its O STEM_STAGE_W floats on), NULL above or
+ * below the input (the taps skipped, as the AVX-512 kernel does). y: channel co0's output at the
+ * block's first column. Steps of STEM_VECS_AVX2 vectors, a last one of fewer. */
+static inline __attribute__((always_inline)) KERNELS_AVX2 void
+stem_pass_avx2(const int n_co, const conv2d_params *p, const float *const *rows, const float *w, const float *bias,
+               int co0, int nq, float *y)
 {
-    const int n_pass = (p->c_out + STEM_PASS_AVX2 - 1) / STEM_PASS_AVX2;
+    int q = 0;
+    for (; q + 8 * (STEM_VECS_AVX2 - 1) < nq; q += 8 * STEM_VECS_AVX2)
+        stem_vecs_avx2(n_co, STEM_VECS_AVX2, p, rows, w, bias, co0, q, nq, y);
+    for (; q < nq; q += 8) stem_vecs_avx2(n_co, 1, p, rows, w, bias, co0, q, nq, y);
+}
+
+static KERNELS_AVX2 void stem_passes_avx2(const conv2d_params *p, const float *const *rows, const float *w,
+                                          const float *bias, int co0, int n_co, int nq, float *y)
+{
+    /* one instance per count keeps the accumulators in registers */
+    switch (n_co) {
+#define STEM_CASE(n)                                                                                                   \
+    case n: stem_pass_avx2(n, p, rows, w, bias, co0, nq, y); break;
+        STEM_CASE(1) STEM_CASE(2) STEM_CASE(3) STEM_CASE(4) STEM_CASE(5)
+#undef STEM_CASE
+    default: break;
+    }
+}
+
+/* Output rows [oh0, oh1), block of columns by block; output channels in passes of STEM_PASS_AVX2 as
+ * even as can be (16: 4 x 4, 24: 5 + 5 + 5 + 5 + 4). */
+static KERNELS_AVX2 void stem_forward_avx2(const conv2d_params *p, const float *x, const float *w, const float *bias,
+                                           int oh0, int oh1, float *y)
+{
+    _Alignas(32) float stage[STEM_MAX_CIN * 3][2 * STEM_STAGE_W];
+    const size_t hw_in = (size_t)p->h_in * (size_t)p->w_in, hw_out = (size_t)p->h_out * (size_t)p->w_out;
+    const int n_pass = (p->c_out + STEM_PASS_AVX2 - 1) / STEM_PASS_AVX2, taps = 9 * p->c_in;
+    /* the weights pass by pass, each [tap][n_co]: a pass's broadcasts at fixed offsets from one pointer */
+    float wp[STEM_MAX_CIN * 9 * STEM_MAX_COUT];
     for (int k = 0, co0 = 0; k < n_pass; k++) {
         const int n_co = p->c_out / n_pass + (k < p->c_out % n_pass);
-        stem_rows_avx2(p, x, w, bias, co0, n_co, oh0, oh1, y);
+        for (int t = 0; t < taps; t++)
+            for (int o = 0; o < n_co; o++) wp[co0 * taps + t * n_co + o] = w[(size_t)t * (size_t)p->c_out + (size_t)(co0 + o)];
         co0 += n_co;
+    }
+    for (int q0 = 0; q0 < p->w_out; q0 += STEM_COLS_AVX2) {
+        const int nq = kernels_imin(STEM_COLS_AVX2, p->w_out - q0), nv = (nq + 7) / 8;
+        int slot_row[STEM_MAX_CIN * 3];
+        for (int s = 0; s < STEM_MAX_CIN * 3; s++) slot_row[s] = -1;
+        for (int oh = oh0; oh < oh1; oh++) {
+            const float *rows[STEM_MAX_CIN * 3];
+            for (int ci = 0; ci < p->c_in; ci++)
+                for (int i = 0; i < 3; i++) {
+                    const int ih = 2 * oh - p->pad_t + i, s = ci * 3 + (ih % 3 + 3) % 3;
+                    rows[ci * 3 + i] = NULL;
+                    if (ih < 0 || ih >= p->h_in) continue;
+                    if (slot_row[s] != ih) {
+                        stem_stage_avx2(p, x + (size_t)ci * hw_in + (size_t)ih * (size_t)p->w_in, q0, nv, stage[s],
+                                        stage[s] + STEM_STAGE_W);
+                        slot_row[s] = ih;
+                    }
+                    rows[ci * 3 + i] = stage[s];
+                }
+            for (int k = 0, co0 = 0; k < n_pass; k++) {
+                const int n_co = p->c_out / n_pass + (k < p->c_out % n_pass);
+                stem_passes_avx2(p, rows, wp + co0 * taps, bias, co0, n_co, nq,
+                                 y + (size_t)co0 * hw_out + (size_t)oh * (size_t)p->w_out + q0);
+                co0 += n_co;
+            }
+        }
     }
 }
 #endif
