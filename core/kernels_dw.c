@@ -78,29 +78,50 @@ typedef struct {
     int slot_row[DW_STAGE_ROWS]; /* input row held by each slot, -1 when none */
     const float *zero;           /* stands for rows above / below the input */
     int n_copy;                  /* input columns that fall inside the staged width */
+    int split;                   /* rows staged as their even and odd columns (DW_SPLIT_*) */
 } dw_stage;
+
+/* The AVX2 stride-2 kernel stages padded row R as its even columns E[t] = R[2t] in a slot's first
+ * half and its odd ones O[t] = R[2t + 1] in the second, so every tap of 8 outputs is one plain
+ * load (E or O from column ow + j / 2) instead of two loads and a shuffle. */
+#define DW_SPLIT_HALF (DW_ROW_MAX / 2)
 
 /* Staged width for the specialized kernels, or 0 when the convolution does not qualify
  * (not square 3x3/5x5 with stride 1/2) or its rows would not fit DW_ROW_MAX. */
-static int dw_stage_width(const conv2d_params *p)
+static int dw_stage_width(const conv2d_params *p, int split)
 {
     const int k = p->k_h, s = p->stride_h;
     if (p->k_w != k || p->stride_w != s || !(k == 3 || k == 5) || !(s == 1 || s == 2)) return 0;
     const long w_steps = ((long)p->w_out + 7) / 8 * 8;
     const long width = (w_steps - 1) * s + k;
-    /* the AVX2 row copy stores whole 8-float blocks from pad_l on */
+    /* the AVX2 row copy stores whole 8-float blocks from pad_l on; split, whole blocks of 16
+     * columns as 8 even and 8 odd ones from (pad_l + 1) / 2 on, and the taps read E to
+     * w_steps + (k - 1) / 2 */
+    if (split)
+        return (p->pad_l + 1 + ((long)p->w_in + 15) / 16 * 16) / 2 <= DW_SPLIT_HALF &&
+                       w_steps + (k - 1) / 2 <= DW_SPLIT_HALF
+                   ? (int)width
+                   : 0;
     const long copy_end = (long)p->pad_l + ((long)p->w_in + 7) / 8 * 8;
     return width <= DW_ROW_MAX && copy_end <= DW_ROW_MAX ? (int)width : 0;
 }
 
-/* Clears n_slots slots and the zero row in buf ((n_slots + 1) * DW_ROW_MAX floats). */
-static void dw_stage_init(dw_stage *st, float *buf, int n_slots, int width,
+/* Clears n_slots slots and the zero row in buf ((n_slots + 1) * DW_ROW_MAX floats); split: both
+ * halves of each as far as staged or read. */
+static void dw_stage_init(dw_stage *st, float *buf, int n_slots, int width, int split,
                           const conv2d_params *p)
 {
-    st->n_copy = kernels_imax(kernels_imin(p->w_in, width - p->pad_l), 0);
+    st->n_copy = split ? p->w_in : kernels_imax(kernels_imin(p->w_in, width - p->pad_l), 0);
+    st->split = split;
+    const int half = (width + 1) / 2 + 8;
     for (int i = 0; i <= n_slots; i++) {
         float *row = buf + (size_t)i * DW_ROW_MAX;
-        memset(row, 0, (size_t)width * sizeof *row);
+        if (split) {
+            memset(row, 0, (size_t)kernels_imin(half, DW_SPLIT_HALF) * sizeof *row);
+            memset(row + DW_SPLIT_HALF, 0, (size_t)kernels_imin(half, DW_SPLIT_HALF) * sizeof *row);
+        } else {
+            memset(row, 0, (size_t)width * sizeof *row);
+        }
         if (i < n_slots)
             st->slot[i] = row;
         else
@@ -134,7 +155,7 @@ static inline __attribute__((always_inline)) int dw_stage_rows(const int n_rows,
         }
         const int sl = ih % n_rows;
         if (st->slot_row[sl] != ih) {
-            copies[n_copies++] = (dw_copy){st->slot[sl] + p->pad_l,
+            copies[n_copies++] = (dw_copy){st->slot[sl] + (st->split ? 0 : p->pad_l),
                                            xc + (size_t)ih * (size_t)p->w_in};
             st->slot_row[sl] = ih;
         }
@@ -208,24 +229,43 @@ static inline __attribute__((always_inline)) KERNELS_AVX2 void dw_copy_avx2(floa
     if (i < n) _mm256_storeu_ps(dst + i, _mm256_maskload_ps(src + i, kernels_avx2_mask(n - i)));
 }
 
-/* Taps r[0], r[s], ..., r[7s]. Stride 2 loads r[0..8) and r[7..15) and keeps the even elements
- * of the first and the odd of the second: the lanes come out in the order (0 1 4 5 | 2 3 6 7),
- * which all taps share, so dw_finish_avx2 restores it once per result. */
-static inline __attribute__((always_inline)) KERNELS_AVX2 __m256 dw_taps_avx2(const int s, const float *r)
+/* The even and odd columns of a padded row from the input row src (n floats) at column pad_l: 16
+ * columns -> 8 even + 8 odd per step (the last step's masked-off lanes store zeros into the right
+ * padding, which dw_stage_width keeps inside the half); x[c] lands at R[pad_l + c]. */
+static inline __attribute__((always_inline)) KERNELS_AVX2 void dw_copy_split_avx2(float *slot, const float *src, int n,
+                                                                                  int pad_l)
 {
-    if (s == 1) return _mm256_loadu_ps(r);
-    return _mm256_shuffle_ps(_mm256_loadu_ps(r), _mm256_loadu_ps(r + 7), _MM_SHUFFLE(3, 1, 2, 0));
+    /* even input columns go to E when pad_l is even, else to O; odd ones the other way */
+    float *xe = pad_l % 2 == 0 ? slot + pad_l / 2 : slot + DW_SPLIT_HALF + pad_l / 2;
+    float *xo = pad_l % 2 == 0 ? slot + DW_SPLIT_HALF + pad_l / 2 : slot + (pad_l + 1) / 2;
+    for (int i = 0; i < n; i += 16) {
+        __m256 a, b;
+        if (i + 16 <= n) {
+            a = _mm256_loadu_ps(src + i);
+            b = _mm256_loadu_ps(src + i + 8);
+        } else {
+            a = _mm256_maskload_ps(src + i, kernels_avx2_mask(n - i));
+            b = _mm256_maskload_ps(src + i + 8, kernels_avx2_mask(n - i - 8));
+        }
+        const __m256 e = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)), o = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+        _mm256_storeu_ps(xe + i / 2, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), _MM_SHUFFLE(3, 1, 2, 0))));
+        _mm256_storeu_ps(xo + i / 2, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), _MM_SHUFFLE(3, 1, 2, 0))));
+    }
 }
 
-/* Restores the lane order, applies the activation and stores the first n (1..8) lanes. */
-static inline __attribute__((always_inline)) KERNELS_AVX2 void
-dw_finish_avx2(const int s, __m256 acc, act_kind act, float *y, int n)
+/* Taps r[0], r[s], ..., r[7s] of padded row r at column kj: stride 1 one load; stride 2 one load of
+ * the row's even or odd columns (dw_copy_split_avx2). */
+static inline __attribute__((always_inline)) KERNELS_AVX2 __m256 dw_taps_avx2(const int s, const float *r, int ow,
+                                                                              const int kj)
 {
-    if (s == 2)
-        acc = _mm256_castpd_ps(
-            _mm256_permute4x64_pd(_mm256_castps_pd(acc), _MM_SHUFFLE(3, 1, 2, 0)));
-    acc = avx2_act(acc, act);
-    avx2_store_n(y, acc, n);
+    if (s == 1) return _mm256_loadu_ps(r + ow + kj);
+    return _mm256_loadu_ps(r + (kj % 2) * DW_SPLIT_HALF + ow + kj / 2);
+}
+
+/* Applies the activation and stores the first n (1..8) lanes. */
+static inline __attribute__((always_inline)) KERNELS_AVX2 void dw_finish_avx2(__m256 acc, act_kind act, float *y, int n)
+{
+    avx2_store_n(y, avx2_act(acc, act), n);
 }
 
 /* Output rows are computed in pairs: the k + s staged input rows of a pair are loaded once and
@@ -248,16 +288,20 @@ dw_channel_avx2_k(const int k, const int s, const conv2d_params *p, dw_stage *st
         float *y0 = yc + (size_t)oh * (size_t)w_out, *y1 = y0 + w_out;
         dw_copy copies[DW_STAGE_ROWS];
         const int n_copies = dw_stage_rows(n_rows, p, st, xc, oh, rows, copies);
-        for (int i = 0; i < n_copies; i++) dw_copy_avx2(copies[i].dst, copies[i].src, st->n_copy);
+        for (int i = 0; i < n_copies; i++) {
+            if (s == 2)
+                dw_copy_split_avx2(copies[i].dst, copies[i].src, st->n_copy, p->pad_l);
+            else
+                dw_copy_avx2(copies[i].dst, copies[i].src, st->n_copy);
+        }
         if (oh + 1 < p->h_out) {
             for (int ow = 0; ow < w_out; ow += 8) {
                 __m256 a[2] = {vb, _mm256_setzero_ps()}, c[2] = {vb, _mm256_setzero_ps()};
 #pragma GCC unroll 7
                 for (int r = 0; r < n_rows; r++) {
-                    const float *src = rows[r] + ow * s;
 #pragma GCC unroll 5
                     for (int kj = 0; kj < k; kj++) {
-                        const __m256 v = dw_taps_avx2(s, src + kj);
+                        const __m256 v = dw_taps_avx2(s, rows[r], ow, kj);
                         if (r < k) a[r & 1] = _mm256_fmadd_ps(wv[r * k + kj], v, a[r & 1]);
                         if (r >= s)
                             c[(r - s) & 1] =
@@ -265,21 +309,19 @@ dw_channel_avx2_k(const int k, const int s, const conv2d_params *p, dw_stage *st
                     }
                 }
                 const int n = w_out - ow;
-                dw_finish_avx2(s, _mm256_add_ps(a[0], a[1]), act, y0 + ow, n);
-                dw_finish_avx2(s, _mm256_add_ps(c[0], c[1]), act, y1 + ow, n);
+                dw_finish_avx2(_mm256_add_ps(a[0], a[1]), act, y0 + ow, n);
+                dw_finish_avx2(_mm256_add_ps(c[0], c[1]), act, y1 + ow, n);
             }
         } else {
             for (int ow = 0; ow < w_out; ow += 8) {
                 __m256 a[2] = {vb, _mm256_setzero_ps()};
 #pragma GCC unroll 5
                 for (int r = 0; r < k; r++) {
-                    const float *src = rows[r] + ow * s;
 #pragma GCC unroll 5
                     for (int kj = 0; kj < k; kj++)
-                        a[r & 1] = _mm256_fmadd_ps(wv[r * k + kj], dw_taps_avx2(s, src + kj),
-                                                   a[r & 1]);
+                        a[r & 1] = _mm256_fmadd_ps(wv[r * k + kj], dw_taps_avx2(s, rows[r], ow, kj), a[r & 1]);
                 }
-                dw_finish_avx2(s, _mm256_add_ps(a[0], a[1]), act, y0 + ow, w_out - ow);
+                dw_finish_avx2(_mm256_add_ps(a[0], a[1]), act, y0 + ow, w_out - ow);
             }
         }
     }
@@ -521,7 +563,7 @@ static void dw_forward_planes(const conv2d_params *p, const float *x, size_t x_p
     }
 #endif
     const size_t kk = (size_t)p->k_h * (size_t)p->k_w;
-    const int width = dw_stage_width(p);
+    const int split = isa >= CPU_ISA_AVX2 && p->stride_h == 2, width = dw_stage_width(p, split);
     if (width == 0) {
         for (int c = 0; c < p->c_in; c++)
             for (int oh = 0; oh < p->h_out; oh++)
@@ -531,7 +573,7 @@ static void dw_forward_planes(const conv2d_params *p, const float *x, size_t x_p
     }
     float buf[(DW_STAGE_ROWS + 1) * DW_ROW_MAX];
     dw_stage st;
-    dw_stage_init(&st, buf, isa >= CPU_ISA_AVX2 ? p->k_h + p->stride_h : p->k_h, width, p);
+    dw_stage_init(&st, buf, isa >= CPU_ISA_AVX2 ? p->k_h + p->stride_h : p->k_h, width, split, p);
     for (int c = 0; c < p->c_in; c++) {
         const float *xc = x + (size_t)c * x_plane, *wc = w + (size_t)c * kk;
         const float b = bias ? bias[c] : 0.0f;
