@@ -518,9 +518,21 @@ static KERNELS_AVX2 void dwcb8_forward(const conv2d_params *p, const float *x, s
     for (int c0 = 0; c0 < p->c_in; c0 += 8) {
         const int nc = kernels_imin(8, p->c_in - c0);
         const float *xb = x + (size_t)c0 * x_plane;
-        for (int tap = 0; tap < kk; tap++)
+        /* wt[tap][c] = w[c0 + c][tap], 8 taps at a time by the 8 x 8 transpose (channels past nc: 0) */
+        for (int t0 = 0; t0 < kk; t0 += 8) {
+            const int nt = kernels_imin(8, kk - t0);
+            const __m256i m = kernels_avx2_mask(nt);
+            __m256 v[8];
+#pragma GCC unroll 8
             for (int c = 0; c < 8; c++)
-                wt[tap * 8 + c] = c < nc ? w[(size_t)(c0 + c) * (size_t)kk + (size_t)tap] : 0.0f;
+                v[c] = c >= nc   ? _mm256_setzero_ps()
+                       : nt == 8 ? _mm256_loadu_ps(w + (size_t)(c0 + c) * (size_t)kk + (size_t)t0)
+                                 : _mm256_maskload_ps(w + (size_t)(c0 + c) * (size_t)kk + (size_t)t0, m);
+            dwcb8_transpose(v);
+#pragma GCC unroll 8
+            for (int q = 0; q < 8; q++)
+                if (q < nt) _mm256_store_ps(wt + (t0 + q) * 8, v[q]);
+        }
         const __m256 b = bias ? _mm256_maskload_ps(bias + c0, kernels_avx2_mask(nc)) : _mm256_setzero_ps();
         for (int r0 = 0; r0 < p->h_out; r0 += band) {
             const int nr = kernels_imin(band, p->h_out - r0), top = r0 * s - p->pad_t, n_rows = (nr - 1) * s + k;
@@ -542,7 +554,9 @@ static KERNELS_AVX2 void dwcb8_forward(const conv2d_params *p, const float *x, s
                            : nn == 8 ? _mm256_loadu_ps(xr + (size_t)c * x_plane + (size_t)m0)
                                      : _mm256_maskload_ps(xr + (size_t)c * x_plane + (size_t)m0, m);
                 dwcb8_transpose(v);
-                for (int q = 0; q < nn; q++) _mm256_store_ps(tr + off[m0 + q], v[q]);
+#pragma GCC unroll 8
+                for (int q = 0; q < 8; q++) /* constant indices keep v in registers */
+                    if (q < nn) _mm256_store_ps(tr + off[m0 + q], v[q]);
             }
             map(nr, w_out, t, cols, wt, b, out);
             dwcb8_store(p->act, out, nr * w_out, nc, y + (size_t)c0 * y_plane + (size_t)r0 * (size_t)w_out, y_plane);
