@@ -484,15 +484,29 @@ DWCB8_MAP(dwcb8_map_k5s2, 5, 2)
 
 /* The block's n staged outputs (out[cell][8]), 8 cells at a time, back into the planes of its nc
  * channels (channel c at y + c * plane), with the activation; the last group of cells stored
- * masked. */
-static KERNELS_AVX2 void dwcb8_store(act_kind act, const float *out, int n, int nc, float *y, size_t plane)
+ * partially. act: compile-time (one instance per activation, none switched per store). */
+static inline __attribute__((always_inline)) KERNELS_AVX2 void dwcb8_store_act(const act_kind act, const float *out,
+                                                                               int n, int nc, float *y, size_t plane)
 {
     for (int n0 = 0; n0 < n; n0 += 8) {
         __m256 v[8];
 #pragma GCC unroll 8
         for (int q = 0; q < 8; q++) v[q] = _mm256_load_ps(out + (size_t)(n0 + q) * 8);
         dwcb8_transpose(v);
-        for (int c = 0; c < nc; c++) avx2_store_n(y + (size_t)c * plane + (size_t)n0, avx2_act(v[c], act), n - n0);
+#pragma GCC unroll 8
+        for (int c = 0; c < 8; c++) /* constant indices keep v in registers */
+            if (c < nc) avx2_store_n(y + (size_t)c * plane + (size_t)n0, avx2_act(v[c], act), n - n0);
+    }
+}
+
+static KERNELS_AVX2 void dwcb8_store(act_kind act, const float *out, int n, int nc, float *y, size_t plane)
+{
+    switch (act) {
+    case ACT_NONE: dwcb8_store_act(ACT_NONE, out, n, nc, y, plane); break;
+    case ACT_RELU: dwcb8_store_act(ACT_RELU, out, n, nc, y, plane); break;
+    case ACT_RELU6: dwcb8_store_act(ACT_RELU6, out, n, nc, y, plane); break;
+    case ACT_HSWISH: dwcb8_store_act(ACT_HSWISH, out, n, nc, y, plane); break;
+    case ACT_HSIGMOID: dwcb8_store_act(ACT_HSIGMOID, out, n, nc, y, plane); break;
     }
 }
 
