@@ -179,10 +179,14 @@ int conv2d_plan_fuse_pw_dw(conv2d_plan *pl, const conv2d_plan *dw)
     return 1;
 }
 
+/* CONV_PATH_PW_DWCB's kernels: AVX-512 (kernels_dwcb.c, 16 channels at a time), else AVX2
+ * (kernels_dw.c, 8); the same contract. */
+static int conv_pw_dwcb_avx2(void) { return cpu_isa_best() == CPU_ISA_AVX2; }
+
 int conv2d_plan_fuse_pw_dwcb(conv2d_plan *pl, const conv2d_plan *dw, float *packed)
 {
     if (!conv2d_plan_fusable(pl) || pl->in_scale || dw->path != CONV_PATH_DEPTHWISE || packed != pl->w ||
-        !conv2d_pw_dwcb_fusable(&pl->p, &dw->p))
+        !(conv_pw_dwcb_avx2() ? kernels_pw_dwcb8_fusable(&pl->p, &dw->p) : conv2d_pw_dwcb_fusable(&pl->p, &dw->p)))
         return 0;
     float *gemm = malloc(pl->packed_floats * sizeof *gemm);
     if (!gemm) return 0;
@@ -193,7 +197,8 @@ int conv2d_plan_fuse_pw_dwcb(conv2d_plan *pl, const conv2d_plan *dw, float *pack
     pl->dw = dw->p;
     pl->dw_w = dw->w;
     pl->dw_bias = dw->bias;
-    pl->scratch_floats = conv2d_pw_dwcb_scratch_floats(&pl->dw);
+    pl->scratch_floats =
+        conv_pw_dwcb_avx2() ? kernels_pw_dwcb8_scratch_floats(&pl->dw) : conv2d_pw_dwcb_scratch_floats(&pl->dw);
     return 1;
 }
 
@@ -227,7 +232,8 @@ kernels_part conv2d_plan_part(const conv2d_plan *pl, int ith, int nth)
     case CONV_PATH_WINOGRAD: return kernels_wino_part(p, ith, nth);
     case CONV_PATH_GEMM: return kernels_gemm_conv_part(p, ith, nth);
     case CONV_PATH_PW_DW: return conv2d_pw_dw_part(&pl->dw, ith, nth);
-    case CONV_PATH_PW_DWCB: return conv2d_pw_dwcb_part(&pl->dw, ith, nth);
+    case CONV_PATH_PW_DWCB:
+        return conv_pw_dwcb_avx2() ? kernels_pw_dwcb8_part(&pl->dw, ith, nth) : conv2d_pw_dwcb_part(&pl->dw, ith, nth);
     case CONV_PATH_DW_PW: return conv2d_dw_pw_part(p, ith, nth);
     case CONV_PATH_DIRECT:
     case CONV_PATH_IM2COL: break;
@@ -298,7 +304,10 @@ void conv2d_plan_forward_part(const conv2d_plan *pl, const float *x, const float
                                   scratch, part);
         break;
     case CONV_PATH_PW_DWCB:
-        conv2d_pw_dwcb_forward_part(p, pl->w, pl->bias, &pl->dw, pl->dw_w, pl->dw_bias, x, y, scratch, part);
+        if (conv_pw_dwcb_avx2())
+            kernels_pw_dwcb8_forward_part(p, pl->w, pl->bias, &pl->dw, pl->dw_w, pl->dw_bias, x, y, scratch, part);
+        else
+            conv2d_pw_dwcb_forward_part(p, pl->w, pl->bias, &pl->dw, pl->dw_w, pl->dw_bias, x, y, scratch, part);
         break;
     case CONV_PATH_DW_PW:
         conv2d_dw_pw_forward_part(p, pl->w, pl->bias, &pl->dw, pl->dw_w, pl->dw_bias, x, residual, y, scratch,

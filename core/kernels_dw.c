@@ -11,6 +11,7 @@
 #include "kernels.h"
 
 #include <assert.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "kernels_internal.h"
@@ -376,6 +377,17 @@ static int dwcb8_band_rows(const conv2d_params *p)
     return kernels_imin(kernels_imin(by_in, DWCB8_MAX_OUT / p->w_out), p->h_out);
 }
 
+/* The fused pointwise + channel-blocked pair (below): GEMM tiles of PWCB8_POS positions x
+ * PWCB8_VECS vectors of 8 channels; its planes' rows: the padded window every output reads and
+ * every input cell (the whole map in one band). */
+#define PWCB8_POS 6
+#define PWCB8_VECS 2
+
+static int pwcb8_rows(const conv2d_params *dw)
+{
+    return kernels_imax((dw->h_out - 1) * dw->stride_h + dw->k_h, dw->pad_t + dw->h_in);
+}
+
 /* Only widths, kernel and stride decide (never the rows or the top padding), so a band of rows
  * (dwconv2d_forward_rows) takes the kernel exactly when the whole map does: its bits. */
 int kernels_dw_cb_avx2_applies(const conv2d_params *p)
@@ -482,6 +494,26 @@ DWCB8_MAP(dwcb8_map_k3s2, 3, 2)
 DWCB8_MAP(dwcb8_map_k5s1, 5, 1)
 DWCB8_MAP(dwcb8_map_k5s2, 5, 2)
 
+/* wt[tap][c] = w[c0 + c][tap] for the kk taps of the block's nc channels (the others 0), 8 taps at a
+ * time by the 8 x 8 transpose. */
+static KERNELS_AVX2 void dwcb8_weights(const float *w, int c0, int nc, int kk, float *wt)
+{
+    for (int t0 = 0; t0 < kk; t0 += 8) {
+        const int nt = kernels_imin(8, kk - t0);
+        const __m256i m = kernels_avx2_mask(nt);
+        __m256 v[8];
+#pragma GCC unroll 8
+        for (int c = 0; c < 8; c++)
+            v[c] = c >= nc   ? _mm256_setzero_ps()
+                   : nt == 8 ? _mm256_loadu_ps(w + (size_t)(c0 + c) * (size_t)kk + (size_t)t0)
+                             : _mm256_maskload_ps(w + (size_t)(c0 + c) * (size_t)kk + (size_t)t0, m);
+        dwcb8_transpose(v);
+#pragma GCC unroll 8
+        for (int q = 0; q < 8; q++)
+            if (q < nt) _mm256_store_ps(wt + (t0 + q) * 8, v[q]);
+    }
+}
+
 /* The block's n staged outputs (out[cell][8]), 8 cells at a time, back into the planes of its nc
  * channels (channel c at y + c * plane), with the activation; the last group of cells stored
  * partially. act: compile-time (one instance per activation, none switched per store). */
@@ -532,21 +564,7 @@ static KERNELS_AVX2 void dwcb8_forward(const conv2d_params *p, const float *x, s
     for (int c0 = 0; c0 < p->c_in; c0 += 8) {
         const int nc = kernels_imin(8, p->c_in - c0);
         const float *xb = x + (size_t)c0 * x_plane;
-        /* wt[tap][c] = w[c0 + c][tap], 8 taps at a time by the 8 x 8 transpose (channels past nc: 0) */
-        for (int t0 = 0; t0 < kk; t0 += 8) {
-            const int nt = kernels_imin(8, kk - t0);
-            const __m256i m = kernels_avx2_mask(nt);
-            __m256 v[8];
-#pragma GCC unroll 8
-            for (int c = 0; c < 8; c++)
-                v[c] = c >= nc   ? _mm256_setzero_ps()
-                       : nt == 8 ? _mm256_loadu_ps(w + (size_t)(c0 + c) * (size_t)kk + (size_t)t0)
-                                 : _mm256_maskload_ps(w + (size_t)(c0 + c) * (size_t)kk + (size_t)t0, m);
-            dwcb8_transpose(v);
-#pragma GCC unroll 8
-            for (int q = 0; q < 8; q++)
-                if (q < nt) _mm256_store_ps(wt + (t0 + q) * 8, v[q]);
-        }
+        dwcb8_weights(w, c0, nc, kk, wt);
         const __m256 b = bias ? _mm256_maskload_ps(bias + c0, kernels_avx2_mask(nc)) : _mm256_setzero_ps();
         for (int r0 = 0; r0 < p->h_out; r0 += band) {
             const int nr = kernels_imin(band, p->h_out - r0), top = r0 * s - p->pad_t, n_rows = (nr - 1) * s + k;
@@ -574,6 +592,105 @@ static KERNELS_AVX2 void dwcb8_forward(const conv2d_params *p, const float *x, s
             }
             map(nr, w_out, t, cols, wt, b, out);
             dwcb8_store(p->act, out, nr * w_out, nc, y + (size_t)c0 * y_plane + (size_t)r0 * (size_t)w_out, y_plane);
+        }
+    }
+}
+
+/* ---- pointwise expansion fused in (CONV_PATH_PW_DWCB on AVX2) ----
+ * As kernels_dwcb.c does on AVX-512: the GEMM computes 8-channel vectors of output positions
+ * (positions broadcast from the input rows, weights k-major: kernels_pw_dwcb_pack) and stores them
+ * straight into the blocks' planes of vectors, so neither the expanded map in channel planes nor
+ * the transpose into the planes exists; only the depthwise output is transposed back. Every value
+ * has the unfused bits: the GEMM kernel's chain (bias, FMAs over k in order, the activation) and
+ * dwcb8_map's. Tiles of PWCB8_POS positions x PWCB8_VECS vectors (12 accumulators, 2 weight
+ * vectors and a broadcast in the 16 registers). */
+
+/* Positions [p0, p0 + np) of the expansion for vectors [0, nv) of channels (the last masked to
+ * its channels: cm), each stored at its cell's vector in the vector's plane. */
+static inline __attribute__((always_inline)) KERNELS_AVX2 void
+pwcb8_tile(const int np, const int nv, int k_in, const float *x, size_t n, const float *wt, size_t ldw,
+           const float *bias, __m256i cm, int full, act_kind act, int p0, const int *off, float *t, size_t plane)
+{
+    __m256 acc[PWCB8_POS][PWCB8_VECS];
+#pragma GCC unroll 2
+    for (int v = 0; v < nv; v++) {
+        const __m256 b = !bias                    ? _mm256_setzero_ps()
+                         : v < nv - 1 || full ? _mm256_loadu_ps(bias + 8 * v)
+                                              : _mm256_maskload_ps(bias + 8 * v, cm);
+#pragma GCC unroll 6
+        for (int r = 0; r < np; r++) acc[r][v] = b;
+    }
+    const float *xr = x + p0, *wr = wt;
+    for (int k = 0; k < k_in; k++, xr += n, wr += ldw) {
+        __m256 wv[PWCB8_VECS];
+#pragma GCC unroll 2
+        for (int v = 0; v < nv; v++)
+            wv[v] = v < nv - 1 || full ? _mm256_loadu_ps(wr + 8 * v) : _mm256_maskload_ps(wr + 8 * v, cm);
+#pragma GCC unroll 6
+        for (int r = 0; r < np; r++) {
+            const __m256 xv = _mm256_broadcast_ss(xr + r);
+#pragma GCC unroll 2
+            for (int v = 0; v < nv; v++) acc[r][v] = _mm256_fmadd_ps(xv, wv[v], acc[r][v]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int r = 0; r < np; r++)
+#pragma GCC unroll 2
+        for (int v = 0; v < nv; v++)
+            _mm256_store_ps(t + (size_t)v * plane + (size_t)off[p0 + r], avx2_act(acc[r][v], act));
+}
+
+/* Every position of the expansion for nv vectors of channels (tiles of PWCB8_POS positions, the
+ * last moved back onto the last positions, whose values are recomputed the same). */
+static inline __attribute__((always_inline)) KERNELS_AVX2 void
+pwcb8_group_k(const int nv, const conv2d_params *pw, const float *x, const float *wt, const float *bias, __m256i cm,
+              int full, const int *off, float *t, size_t plane)
+{
+    const int n = pw->h_out * pw->w_out;
+    for (int p0 = 0;; p0 += PWCB8_POS) {
+        const int at = kernels_imin(p0, n - PWCB8_POS);
+        pwcb8_tile(PWCB8_POS, nv, pw->c_in, x, (size_t)n, wt, (size_t)pw->c_out, bias, cm, full, pw->act, at, off, t,
+                   plane);
+        if (at + PWCB8_POS >= n) break;
+    }
+}
+
+static KERNELS_AVX2 void pwcb8_group(int nv, const conv2d_params *pw, const float *x, const float *wt,
+                                     const float *bias, __m256i cm, int full, const int *off, float *t, size_t plane)
+{
+    if (nv == 1)
+        pwcb8_group_k(1, pw, x, wt, bias, cm, full, off, t, plane);
+    else
+        pwcb8_group_k(2, pw, x, wt, bias, cm, full, off, t, plane);
+}
+
+static KERNELS_AVX2 void pwcb8_forward(const conv2d_params *pw, const float *wt, const float *pw_bias,
+                                       const conv2d_params *dw, const float *dw_w, const float *dw_bias, const float *x,
+                                       float *y, float *scratch, const kernels_part *part)
+{
+    const int k = dw->k_h, s = dw->stride_h, cols = dwcb8_cols(dw), kk = k * k;
+    const int n_in = dw->h_in * dw->w_in, n_out = dw->h_out * dw->w_out;
+    const size_t plane = (size_t)pwcb8_rows(dw) * (size_t)cols * 8, hw_out = (size_t)n_out;
+    float *t = (float *)(((uintptr_t)scratch + 31) & ~(uintptr_t)31);
+    float *out = t + PWCB8_VECS * plane;
+    _Alignas(32) float wtd[25 * 8];
+    int off[DWCB8_MAX_CELLS];
+    const dwcb8_map_fn map =
+        k == 3 ? (s == 1 ? dwcb8_map_k3s1 : dwcb8_map_k3s2) : (s == 1 ? dwcb8_map_k5s1 : dwcb8_map_k5s2);
+    /* borders: the GEMM writes input cells only; staged outputs past n_out: transposed, never stored */
+    memset(t, 0, PWCB8_VECS * plane * sizeof *t);
+    memset(out, 0, (size_t)(n_out + 7) / 8 * 8 * 8 * sizeof *out);
+    for (int m = 0; m < n_in; m++) off[m] = ((m / dw->w_in + dw->pad_t) * cols + m % dw->w_in + dw->pad_l) * 8;
+    for (int cg = part->lo; cg < part->hi; cg += 8 * PWCB8_VECS) {
+        const int nc = kernels_imin(8 * PWCB8_VECS, part->hi - cg), nv = (nc + 7) / 8, last = nc - 8 * (nv - 1);
+        pwcb8_group(nv, pw, x, wt + cg, pw_bias ? pw_bias + cg : NULL, kernels_avx2_mask(last), last == 8, off, t,
+                    plane);
+        for (int v = 0; v < nv; v++) {
+            const int c0 = cg + 8 * v, nb = kernels_imin(8, part->hi - c0);
+            dwcb8_weights(dw_w, c0, nb, kk, wtd);
+            const __m256 b = dw_bias ? _mm256_maskload_ps(dw_bias + c0, kernels_avx2_mask(nb)) : _mm256_setzero_ps();
+            map(dw->h_out, dw->w_out, t + (size_t)v * plane, cols, wtd, b, out);
+            dwcb8_store(dw->act, out, n_out, nb, y + (size_t)c0 * hw_out, hw_out);
         }
     }
 }
@@ -689,6 +806,44 @@ void kernels_dw_avx2_planes(const conv2d_params *p, const float *x, const float 
                             size_t y_plane)
 {
     dw_forward_planes(p, x, (size_t)p->h_in * (size_t)p->w_in, w, bias, y, y_plane, CPU_ISA_AVX2);
+}
+
+/* The AVX2 fused pointwise + channel-blocked depthwise pair: the depthwise convs dwcb8_forward
+ * takes in one band (so the fused planes hold the whole map), restricted as on AVX-512 (see
+ * kernels_dwcb.c's dwcb_fused_applies): inputs at least 14 wide, outputs 7 or 14 wide. */
+int kernels_pw_dwcb8_fusable(const conv2d_params *pw, const conv2d_params *dw)
+{
+    return cpu_isa_best() == CPU_ISA_AVX2 && kernels_conv_pointwise(pw) && pw->groups == 1 && !pw->train &&
+           !dw->train && kernels_conv_depthwise(dw) && pw->c_out == dw->c_in && pw->h_out == dw->h_in &&
+           pw->w_out == dw->w_in && pw->h_out * pw->w_out >= PWCB8_POS && kernels_dw_cb_avx2_applies(dw) &&
+           dwcb8_band_rows(dw) == dw->h_out && dw->w_in >= 14 && dw->h_out <= 14 &&
+           (dw->w_out == 7 || dw->w_out == 14) && pwcb8_rows(dw) * dwcb8_cols(dw) <= DWCB8_MAX_CELLS;
+}
+
+/* Planes of PWCB8_VECS blocks, the staged outputs (whole groups of 8 cells), 8 floats of alignment slack. */
+size_t kernels_pw_dwcb8_scratch_floats(const conv2d_params *dw)
+{
+    return (size_t)PWCB8_VECS * (size_t)pwcb8_rows(dw) * (size_t)dwcb8_cols(dw) * 8 +
+           (size_t)(dw->h_out * dw->w_out + 7) / 8 * 8 * 8 + 8;
+}
+
+/* Whole blocks of 8 channels. */
+kernels_part kernels_pw_dwcb8_part(const conv2d_params *dw, int ith, int nth)
+{
+    return kernels_part_split(KERNELS_PART_CHANNELS, dw->c_out, 8, ith, nth);
+}
+
+void kernels_pw_dwcb8_forward_part(const conv2d_params *pw, const float *wt, const float *pw_bias,
+                                   const conv2d_params *dw, const float *dw_w, const float *dw_bias, const float *x,
+                                   float *y, float *scratch, const kernels_part *part)
+{
+    assert(kernels_pw_dwcb8_fusable(pw, dw) && part->axis == KERNELS_PART_CHANNELS);
+    assert(0 <= part->lo && part->lo <= part->hi && part->hi <= dw->c_out && part->lo % 8 == 0);
+#if KERNELS_X86
+    pwcb8_forward(pw, wt, pw_bias, dw, dw_w, dw_bias, x, y, scratch, part);
+#else
+    (void)pw, (void)wt, (void)pw_bias, (void)dw_w, (void)dw_bias, (void)x, (void)y, (void)scratch;
+#endif
 }
 
 /* ---- backward (training) ----

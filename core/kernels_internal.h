@@ -96,6 +96,14 @@ kernels_part kernels_dw_cb_avx2_part(const conv2d_params *p, int ith, int nth);
  * adjusted) has the whole map's bits. */
 void kernels_dw_avx2_planes(const conv2d_params *p, const float *x, const float *w, const float *bias, float *y,
                             size_t y_plane);
+/* The AVX2 counterpart of conv2d_pw_dwcb_* (kernels_dw.c, 8 channels at a time; the planner takes
+ * it on CPUs with AVX2 and without AVX-512F): the same contract, parts in blocks of 8 channels. */
+int kernels_pw_dwcb8_fusable(const conv2d_params *pw, const conv2d_params *dw);
+size_t kernels_pw_dwcb8_scratch_floats(const conv2d_params *dw);
+kernels_part kernels_pw_dwcb8_part(const conv2d_params *dw, int ith, int nth);
+void kernels_pw_dwcb8_forward_part(const conv2d_params *pw, const float *wt, const float *pw_bias,
+                                   const conv2d_params *dw, const float *dw_w, const float *dw_bias, const float *x,
+                                   float *y, float *scratch, const kernels_part *part);
 /* wt[k * c_out + c] = the pointwise conv pw's weight (c, k), from its GEMM packing (gemm_packed). */
 void kernels_pw_dwcb_pack(const conv2d_params *pw, const float *gemm_packed, float *wt);
 
