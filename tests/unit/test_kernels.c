@@ -2376,12 +2376,13 @@ static void run_plan(const part_case *pc, const kernels_part *part, float *y)
     conv2d_plan_forward_part(pc->plan, pc->x, NULL, NULL, y, pc->scratch, part);
 }
 
-/* conv2d_plan_fuse_pw_dwcb (pointwise + small-map depthwise, channel-blocked): the fused plan's
- * output bit-identical to conv2d_forward_packed then dwconv2d_forward, and its 2/3/5 parts to the
- * whole. MobileNetV3's pairs (14x14 3x3 / 5x5, 14 -> 7, 28 -> 14), channel counts not multiples of
- * 16 or of a 48-channel group, K past one GEMM K block (the repacking reads every block), maps
- * whose positions are not whole 7-position tiles, every padding mode and activation; pairs it
- * must not take (7x7 maps, training convs, a 28-wide output). */
+/* conv2d_plan_fuse_pw_dwcb (pointwise + small-map depthwise, channel-blocked; AVX-512 or AVX2
+ * kernels): the fused plan's output bit-identical to conv2d_forward_packed then dwconv2d_forward,
+ * and its 2/3/5 parts to the whole. MobileNetV3's pairs (14x14 3x3 / 5x5, 14 -> 7, 28 -> 14),
+ * channel counts not multiples of 8, 16 or of a channel group, K past one GEMM K block (the
+ * repacking reads every block), maps whose positions are not whole tiles, every padding mode and
+ * activation; on AVX2 also 28-wide outputs; pairs it must not take (7x7 maps, training convs, a
+ * 28-wide output on AVX-512, a 56-wide map). */
 static void test_conv_pw_dwcb(void)
 {
     /* {c_in, c_exp, h, w, k, s, pad mode, pw act, dw act} */
@@ -2391,12 +2392,17 @@ static void test_conv_pw_dwcb(void)
         {40, 240, 28, 28, 3, 2, PAD_SYM, ACT_RELU, ACT_RELU6},     {150, 37, 14, 14, 3, 1, PAD_SYM, ACT_NONE, ACT_HSIGMOID},
         {3, 17, 13, 15, 5, 2, PAD_ASYM, ACT_RELU6, ACT_RELU},      {1, 50, 11, 14, 3, 1, PAD_TF_SAME, ACT_HSIGMOID, ACT_HSWISH},
         {9, 64, 27, 15, 3, 2, PAD_NONE, ACT_RELU, ACT_NONE},       {20, 49, 12, 16, 5, 1, PAD_ASYM, ACT_HSWISH, ACT_RELU},
+        /* AVX2 only: 28-wide outputs (the whole map one band of the 8-channel planes) */
+        {24, 88, 28, 28, 3, 1, PAD_SYM, ACT_RELU, ACT_RELU},       {40, 123, 28, 28, 5, 1, PAD_TF_SAME, ACT_HSWISH, ACT_HSWISH},
+        {58, 58, 28, 27, 3, 1, PAD_ASYM, ACT_RELU, ACT_NONE},
     };
+    const size_t n_shared = 10; /* cases fused on both ISAs; the rest on AVX2 only */
     test_begin();
     rng r = {92};
     int n_failed = 0;
     for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
         const int *c = cases[ci];
+        if (ci >= n_shared && cpu_isa_best() != CPU_ISA_AVX2) continue;
         conv2d_params pw, dw;
         conv_setup(&pw, c[0], c[1], 1, c[2], c[3], 1, 1, 1, 1, PAD_NONE, (act_kind)c[7]);
         conv_setup(&dw, c[1], c[1], c[1], c[2], c[3], c[4], c[4], c[5], c[5], (pad_mode)c[6], (act_kind)c[8]);
@@ -2447,15 +2453,16 @@ static void test_conv_pw_dwcb(void)
         free(gemm_scratch);
         free(scratch);
     }
-    /* pairs left unfused: a 7x7 map, a training conv, a 28-wide output */
-    static const int no[][4] = {{7, 5, 1, 0}, {14, 3, 1, 1}, {28, 3, 1, 0}};
+    /* pairs left unfused: a 7x7 map, a training conv, a 28-wide output (AVX-512), a 56-wide map
+     * (AVX2: more than one band) */
+    static const int no[][4] = {{7, 5, 1, 0}, {14, 3, 1, 1}, {28, 3, 1, 0}, {56, 5, 2, 0}};
     for (size_t i = 0; i < sizeof no / sizeof *no; i++) {
         conv2d_params pw, dw;
         conv_setup(&pw, 16, 32, 1, no[i][0], no[i][0], 1, 1, 1, 1, PAD_NONE, ACT_RELU);
         conv_setup(&dw, 32, 32, 32, no[i][0], no[i][0], no[i][1], no[i][1], no[i][2], no[i][2], PAD_SYM, ACT_RELU);
         pw.train = no[i][3];
-        T_CHECK(!conv2d_pw_dwcb_fusable(&pw, &dw) && !kernels_pw_dwcb8_fusable(&pw, &dw), "%dx%d k %d train %d: fusable",
-                no[i][0], no[i][0], no[i][1], no[i][3]);
+        T_CHECK(!conv2d_pw_dwcb_fusable(&pw, &dw) && (no[i][0] == 28 || !kernels_pw_dwcb8_fusable(&pw, &dw)),
+                "%dx%d k %d train %d: fusable", no[i][0], no[i][0], no[i][1], no[i][3]);
     }
     if (n_failed) printf("#   %d of %zu shapes failed\n", n_failed, sizeof cases / sizeof *cases);
     test_end("conv2d_plan_fuse_pw_dwcb (pointwise + small-map depthwise, channel-blocked): bit-identical to the two "
