@@ -178,9 +178,7 @@ static KERNELS_AVX2 void stem_stage_avx2(const conv2d_params *p, const float *ro
     }
 }
 
-/* Output channels [co0, co0 + n_co) of one output row at columns [q0, q0 + nq): rows[ci * 3 + i] is
- * the staged E of kernel row i of input channel ci (its O STEM_STAGE_W floats on), NULL above or
- * below the input (the taps skipped, as the AVX-512 kernel does). y: channel co0's output at q0. */
+/* nv vectors of outputs from block column q (see stem_pass_avx2; w: the pass's weights [tap][n_co]). */
 static inline __attribute__((always_inline)) KERNELS_AVX2 void
 stem_vecs_avx2(const int n_co, const int nv, const conv2d_params *p, const float *const *rows, const float *w,
                const float *bias, int co0, int q, int nq, float *y)
