@@ -1059,24 +1059,72 @@ static void wino_polyphase_input_c(const conv2d_params *p, const float *x, int u
             }
 }
 
-/* wino_pad_input_t by scalar copies. */
-static void wino_pad_input_t_c(const conv2d_params *p, const wino_geom *g, const float *x, int r0, float *xp)
+/* 8x8 transpose in registers: r[i][j] becomes r[j][i]. */
+static inline __attribute__((always_inline)) KERNELS_AVX2 void wino_transpose8(__m256 *r)
+{
+    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+    const __m256 u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+    const __m256 u4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 u5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+    const __m256 u6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 u7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+    r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+    r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+/* wino_pad_input_t on AVX2: the band's rows inside the input are the transpose of x's columns
+ * [ih0, ih1), copied by 8x8 register transposes (the last < 8 columns and rows one float at a time). */
+static KERNELS_AVX2 void wino_pad_input_t_avx2(const conv2d_params *p, const wino_geom *g, const float *x, int r0,
+                                               float *xp)
 {
     const int lo = kernels_imin(p->pad_l, g->wp);
     const int hi = kernels_imax(lo, kernels_imin(p->pad_l + p->w_in, g->wp));
-    for (int c = 0; c < p->c_in; c++)
-        for (int r = 0; r < g->band_h; r++) {
-            float *d = xp + ((size_t)c * (size_t)g->band_h + (size_t)r) * (size_t)g->wp;
-            const int ih = r0 + r - p->pad_t;
-            if (ih < 0 || ih >= p->h_in) {
-                memset(d, 0, (size_t)g->wp * sizeof *d);
-                continue;
-            }
-            const float *s = x + ((size_t)c * (size_t)p->w_in + (size_t)(lo - p->pad_l)) * (size_t)p->h_in + (size_t)ih;
-            memset(d, 0, (size_t)lo * sizeof *d);
-            for (int q = lo; q < hi; q++) d[q] = s[(size_t)(q - lo) * (size_t)p->h_in];
-            memset(d + hi, 0, (size_t)(g->wp - hi) * sizeof *d);
+    const int nj = hi - lo; /* x's rows j < nj land in columns lo + j */
+    /* band rows [r_a, r_b) read x's columns ih = r0 + r - pad_t inside [0, h_in) */
+    const int r_a = kernels_imin(g->band_h, kernels_imax(0, p->pad_t - r0));
+    const int r_b = kernels_imax(r_a, kernels_imin(g->band_h, p->h_in + p->pad_t - r0));
+    const size_t wp = (size_t)g->wp, ld = (size_t)p->h_in;
+    for (int c = 0; c < p->c_in; c++) {
+        float *xc = xp + (size_t)c * (size_t)g->band_h * wp;
+        const float *sc = x + (size_t)c * (size_t)p->w_in * ld; /* x[c][j][ih] at sc[j * ld + ih] */
+        memset(xc, 0, (size_t)r_a * wp * sizeof *xc);
+        memset(xc + (size_t)r_b * wp, 0, (size_t)(g->band_h - r_b) * wp * sizeof *xc);
+        for (int r = r_a; r < r_b; r++) {
+            memset(xc + (size_t)r * wp, 0, (size_t)lo * sizeof *xc);
+            memset(xc + (size_t)r * wp + hi, 0, (size_t)(g->wp - hi) * sizeof *xc);
         }
+        int r = r_a;
+        for (; r + 8 <= r_b; r += 8) {
+            const float *s = sc + (size_t)(r0 + r - p->pad_t);
+            int j = 0;
+            for (; j + 8 <= nj; j += 8) {
+                __m256 t[8];
+#pragma GCC unroll 8
+                for (int k = 0; k < 8; k++) t[k] = _mm256_loadu_ps(s + (size_t)(j + k) * ld);
+                wino_transpose8(t);
+#pragma GCC unroll 8
+                for (int k = 0; k < 8; k++) _mm256_storeu_ps(xc + (size_t)(r + k) * wp + (size_t)(lo + j), t[k]);
+            }
+            for (; j < nj; j++)
+                for (int k = 0; k < 8; k++) xc[(size_t)(r + k) * wp + (size_t)(lo + j)] = s[(size_t)j * ld + (size_t)k];
+        }
+        for (; r < r_b; r++) {
+            const float *s = sc + (size_t)(r0 + r - p->pad_t);
+            for (int j = 0; j < nj; j++) xc[(size_t)r * wp + (size_t)(lo + j)] = s[(size_t)j * ld];
+        }
+    }
 }
 
 /* wino_comb on 8 lanes: the same operations in the same order. */
@@ -1382,24 +1430,31 @@ wino_output_flat_v_avx2(const wino_variant var, const int tr, const conv2d_param
                 c[xi] = l.n >= 8 ? _mm256_loadu_ps(mt + (size_t)xi * e_stride)
                                  : _mm256_maskload_ps(mt + (size_t)xi * e_stride, mk);
             float *yc = y + (size_t)co * hw;
+            __m256 yt[8]; /* tr: the tile rows' m_h outputs of each lane, transposed below */
 #pragma GCC unroll 6
             for (int i = 0; i < m_h; i++) {
                 const __m256 yv = avx2_act(_mm256_add_ps(wino_comb_avx2(th, alpha_h, 0, i, c), vb), p->act);
                 const int r_lo = m_h * l.a + i, r_hi = r_lo + m_h;
-                if (tr) { /* y[co][col + lane][r_lo], y[co][lane - split][r_hi] */
-                    float v8[8];
-                    _mm256_storeu_ps(v8, yv);
-                    if (r_lo < p->h_out)
-                        for (int j = 0; j < l.n_lo; j++) yc[(size_t)(l.col + j) * (size_t)p->h_out + (size_t)r_lo] = v8[j];
-                    if (r_hi < p->h_out)
-                        for (int j = l.split; j < l.n; j++)
-                            yc[(size_t)(j - l.split) * (size_t)p->h_out + (size_t)r_hi] = v8[j];
+                if (tr) {
+                    yt[i] = yv;
                 } else {
                     if (r_lo < p->h_out) avx2_store_n(yc + (size_t)r_lo * (size_t)p->w_out + (size_t)l.col, yv, l.n_lo);
                     if (l.n > l.split && r_hi < p->h_out)
                         avx2_store_n(yc + (size_t)r_hi * (size_t)p->w_out, _mm256_permutevar8x32_ps(yv, to_hi),
                                     l.n - l.split);
                 }
+            }
+            if (tr) { /* lane j's outputs to y[co][col + j][r_lo..] (j < split) or y[co][j - split][r_hi..] */
+                for (int i = m_h; i < 8; i++) yt[i] = _mm256_setzero_ps();
+                wino_transpose8(yt);
+                const int r_lo = m_h * l.a, r_hi = r_lo + m_h;
+                const int n_lo = kernels_imin(m_h, p->h_out - r_lo), n_hi = kernels_imin(m_h, p->h_out - r_hi);
+                if (n_lo > 0)
+                    for (int j = 0; j < l.n_lo; j++)
+                        avx2_store_n(yc + (size_t)(l.col + j) * (size_t)p->h_out + (size_t)r_lo, yt[j], n_lo);
+                if (n_hi > 0)
+                    for (int j = l.split; j < l.n; j++)
+                        avx2_store_n(yc + (size_t)(j - l.split) * (size_t)p->h_out + (size_t)r_hi, yt[j], n_hi);
             }
         }
     }
@@ -1452,7 +1507,7 @@ static KERNELS_AVX2 void wino_forward_avx2(int tr, const conv2d_params *p, const
         wino_src src = {x, (size_t)p->h_in * (size_t)p->w_in, p->w_in, g.m_h * a0 - p->pad_t, p->h_in, p->pad_l,
                         p->w_in};
         if (tr) {
-            wino_pad_input_t_c(p, &g, x, g.m_h * a0, xp);
+            wino_pad_input_t_avx2(p, &g, x, g.m_h * a0, xp);
             src = (wino_src){xp, (size_t)g.band_h * (size_t)g.wp, g.wp, 0, g.band_h, 0, g.wp};
         }
         wino_input_avx2(p, &g, &src, a0, rows, v, (size_t)n, line);
