@@ -3,7 +3,9 @@
  * kernels, the path conv2d_plan_init picks for them when the output is large enough to fill
  * the GEMM: F(4x4, 3x3) where there are enough 4x4 tiles, else F(2x2, 3x3); likewise F(4x4, 5x5)
  * or F(2x2, 5x5); for 1x7 / 7x1 (Inception) the 1-D F(6, 7) along rows where there are enough
- * 6-row tiles (1x7 on the transposed maps), else F(2, 7) along the kernel's long axis.
+ * 6-row tiles (1x7 on the transposed maps), else F(2, 7) along the kernel's long axis; on AVX2
+ * CPUs, 1x3 / 3x1 by F(2, 3) along the kernel's axis (Inception's 8x8 maps: 4 multiplies per 2
+ * outputs instead of 6; about the direct convolution's rounding).
  *
  * Per axis, F(m, r) computes m outputs of an r-tap filter from alpha = m + r - 1 inputs with
  * alpha multiplies; an axis without filtering (1x7's rows) is F(1, 1). Output tiles of
@@ -44,6 +46,11 @@
  * alpha_h alpha_w / (r_h r_w) the direct convolution's: Inception's 8x8 layers (16 tiles, 11 MB
  * of U) ran 2x slower in the network, though faster with the weights in cache. They run im2col. */
 #define WINO_MIN_TILES 40
+/* 1x3 / 3x1 (F(2, 3) along the kernel's axis): Inception's 8x8 maps, 32 tiles. AVX2 only: 2/3
+ * the multiplies of the GEMM path for 4/3 its weights; measured -32% per layer on AVX2 (weights in
+ * L3), not measured on AVX-512, whose plans stay as they were. Parts split output channels (each
+ * thread streams half of U). */
+#define WINO_MIN_TILES_13 32
 /* Tiles per block: up to this many, and at most WINO_BLOCK_FLOATS floats of transformed input
  * and GEMM results (2 MiB, about L2; 1 MiB measured 5-30% slower on Inception's 35x35 and 7x1
  * layers); at least one tile row ... */
@@ -202,17 +209,22 @@ static inline float wino_at(wino_axis t, int i, int j)
 }
 
 /* The convolutions' variants: transform along rows (h) and columns (w). */
-typedef enum { WINO_F23 = 0, WINO_F43, WINO_F25, WINO_F45, WINO_F17, WINO_F71, WINO_F71_6 } wino_variant;
+typedef enum {
+    WINO_F23 = 0, WINO_F43, WINO_F25, WINO_F45, WINO_F17, WINO_F71, WINO_F71_6,
+    WINO_F13, WINO_F31 /* AVX2 only (wino_pick) */
+} wino_variant;
 static inline wino_axis wino_axis_h(wino_variant v)
 {
     return v == WINO_F23 ? WINO_T23 : v == WINO_F43 ? WINO_T43 : v == WINO_F25 ? WINO_T25
                                     : v == WINO_F45 ? WINO_T45 : v == WINO_F17 ? WINO_T11
-                                    : v == WINO_F71_6 ? WINO_T67 : WINO_T27;
+                                    : v == WINO_F71_6 ? WINO_T67 : v == WINO_F13 ? WINO_T11
+                                    : v == WINO_F31 ? WINO_T23 : WINO_T27;
 }
 static inline wino_axis wino_axis_w(wino_variant v)
 {
     return v == WINO_F23 ? WINO_T23 : v == WINO_F43 ? WINO_T43 : v == WINO_F25 ? WINO_T25
-                                    : v == WINO_F45 ? WINO_T45 : v == WINO_F17 ? WINO_T27 : WINO_T11; /* F71, F71_6 */
+                                    : v == WINO_F45 ? WINO_T45 : v == WINO_F17 ? WINO_T27
+                                    : v == WINO_F13 ? WINO_T23 : WINO_T11; /* F71, F71_6, F31 */
 }
 
 /* Geometry of one convolution's Winograd pass. */
@@ -311,6 +323,11 @@ static int wino_pick(const conv2d_params *p)
         return wino_tiles(p, 2, 2) >= WINO_MIN_TILES ? WINO_F25 : -1;
     }
     if (kh == 1 && kw == 7) return wino_tiles(p, 1, 2) >= WINO_MIN_TILES ? WINO_F17 : -1;
+    if ((kh == 1 && kw == 3) || (kh == 3 && kw == 1)) {
+        const int avx2 = KERNELS_X86 && cpu_isa_best() < CPU_ISA_AVX512;
+        if (!avx2 || p->train || wino_tiles(p, kh == 1 ? 1 : 2, kh == 1 ? 2 : 1) < WINO_MIN_TILES_13) return -1;
+        return kh == 1 ? WINO_F13 : WINO_F31;
+    }
     if (kh == 7 && kw == 1) {
         if (!p->train && wino_tiles(p, 6, 1) >= WINO_MIN_TILES) return WINO_F71_6;
         return wino_tiles(p, 2, 1) >= WINO_MIN_TILES ? WINO_F71 : -1;
@@ -807,6 +824,8 @@ static KERNELS_AVX512 void wino_input(const conv2d_params *p, const wino_geom *g
     case WINO_F17: wino_input_v(WINO_F17, p, g, xp, a0, rows, v, ldv, line); break;
     case WINO_F71: wino_input_v(WINO_F71, p, g, xp, a0, rows, v, ldv, line); break;
     case WINO_F71_6: wino_input_v(WINO_F71_6, p, g, xp, a0, rows, v, ldv, line); break;
+    case WINO_F13:
+    case WINO_F31: break; /* AVX2 only */
     }
 }
 
@@ -970,6 +989,8 @@ static KERNELS_AVX512 void wino_output(int tr, const conv2d_params *p, const win
         else
             wino_output_v(WINO_F71_6, 0, p, g, mr, ldm, a0, rows, co0, co1, bias, y);
         break;
+    case WINO_F13:
+    case WINO_F31: break; /* AVX2 only */
     }
 }
 
@@ -1315,6 +1336,8 @@ static KERNELS_AVX2 void wino_input_avx2(const conv2d_params *p, const wino_geom
     if (wino_flat8(g)) {
         if (g->var == WINO_F71_6)
             wino_input_flat_v_avx2(WINO_F71_6, p, g, xp, a0, rows, v, ldv);
+        else if (g->var == WINO_F31)
+            wino_input_flat_v_avx2(WINO_F31, p, g, xp, a0, rows, v, ldv);
         else
             wino_input_flat_v_avx2(WINO_F71, p, g, xp, a0, rows, v, ldv);
         return;
@@ -1327,6 +1350,8 @@ static KERNELS_AVX2 void wino_input_avx2(const conv2d_params *p, const wino_geom
     case WINO_F17: wino_input_v_avx2(WINO_F17, p, g, xp, a0, rows, v, ldv, line); break;
     case WINO_F71: wino_input_v_avx2(WINO_F71, p, g, xp, a0, rows, v, ldv, line); break;
     case WINO_F71_6: wino_input_v_avx2(WINO_F71_6, p, g, xp, a0, rows, v, ldv, line); break;
+    case WINO_F13: wino_input_v_avx2(WINO_F13, p, g, xp, a0, rows, v, ldv, line); break;
+    case WINO_F31: wino_input_v_avx2(WINO_F31, p, g, xp, a0, rows, v, ldv, line); break;
     }
 }
 
@@ -1468,6 +1493,8 @@ static KERNELS_AVX2 void wino_output_avx2(int tr, const conv2d_params *p, const 
             wino_output_flat_v_avx2(WINO_F71_6, 1, p, g, mr, ldm, a0, rows, co0, co1, bias, y);
         else if (g->var == WINO_F71_6)
             wino_output_flat_v_avx2(WINO_F71_6, 0, p, g, mr, ldm, a0, rows, co0, co1, bias, y);
+        else if (g->var == WINO_F31)
+            wino_output_flat_v_avx2(WINO_F31, 0, p, g, mr, ldm, a0, rows, co0, co1, bias, y);
         else
             wino_output_flat_v_avx2(WINO_F71, 0, p, g, mr, ldm, a0, rows, co0, co1, bias, y);
         return;
@@ -1485,6 +1512,8 @@ static KERNELS_AVX2 void wino_output_avx2(int tr, const conv2d_params *p, const 
         else
             wino_output_v_avx2(WINO_F71_6, 0, p, g, mr, ldm, a0, rows, co0, co1, bias, y);
         break;
+    case WINO_F13: wino_output_v_avx2(WINO_F13, 0, p, g, mr, ldm, a0, rows, co0, co1, bias, y); break;
+    case WINO_F31: wino_output_v_avx2(WINO_F31, 0, p, g, mr, ldm, a0, rows, co0, co1, bias, y); break;
     }
 }
 
@@ -1531,7 +1560,7 @@ kernels_part kernels_wino_part(const conv2d_params *p, int ith, int nth)
 {
     const conv2d_params q = wino_conv_of(p);
     const wino_geom g = wino_geom_of(&q);
-    if (!wino_transposed(p) && g.tiles_h >= WINO_PART_MIN_ROWS * nth)
+    if (!wino_transposed(p) && g.var != WINO_F13 && g.var != WINO_F31 && g.tiles_h >= WINO_PART_MIN_ROWS * nth)
         return kernels_part_split(KERNELS_PART_POSITIONS, p->h_out * p->w_out, g.m_h * p->w_out, ith, nth);
     return kernels_part_split(KERNELS_PART_CHANNELS, p->c_out, KERNELS_GEMM_MR, ith, nth);
 }

@@ -2070,14 +2070,14 @@ static void test_stem_isa(cpu_isa isa, const char *name)
 }
 
 /* Every Winograd variant on isa: 3x3 (F(4x4) / F(2x2)), 5x5 (F(4x4), training F(2x2)), 1x7 / 7x1
- * (F(6, 7) along rows, 1x7 transposed; training F(2, 7)) on odd and non-square maps in every padding
- * mode, tile rows of fewer than 8, 8..15 and more tiles (the flat lanes of 7x1 / transposed 1x7
+ * (F(6, 7) along rows, 1x7 transposed; training F(2, 7)), 1x3 / 3x1 (F(2, 3) along the kernel, AVX2
+ * CPUs only, not training; Inception's 8x8) on odd and non-square maps in every padding mode, tile rows of fewer than 8, 8..15 and more tiles (the flat lanes of 7x1 / transposed 1x7
  * across tile rows), several tile-row blocks, K blocks (c_in 130), output-channel remainders; and the
  * strided kernels spanning 2..3 strides (polyphase). */
 static void test_wino_isa(cpu_isa isa, const char *name)
 {
-    static const int kernels[][2] = {{3, 3}, {5, 5}, {1, 7}, {7, 1}};
-    static const int sizes[][2] = {{17, 17}, {35, 35}, {23, 29}, {20, 12}, {12, 20}, {9, 70}, {70, 9}, {61, 47}};
+    static const int kernels[][2] = {{3, 3}, {5, 5}, {1, 7}, {7, 1}, {1, 3}, {3, 1}};
+    static const int sizes[][2] = {{17, 17}, {35, 35}, {23, 29}, {20, 12}, {12, 20}, {9, 70}, {70, 9}, {61, 47}, {8, 8}};
     static const int chans[][2] = {{3, 5}, {8, 13}, {130, 7}, {5, 12}};
     /* {c_in, c_out, h, w, k_h, k_w, stride, pad mode} */
     static const int strided[][8] = {
