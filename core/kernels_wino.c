@@ -4,8 +4,8 @@
  * the GEMM: F(4x4, 3x3) where there are enough 4x4 tiles, else F(2x2, 3x3); likewise F(4x4, 5x5)
  * or F(2x2, 5x5); for 1x7 / 7x1 (Inception) the 1-D F(6, 7) along rows where there are enough
  * 6-row tiles (1x7 on the transposed maps), else F(2, 7) along the kernel's long axis; on AVX2
- * CPUs, 1x3 / 3x1 by F(2, 3) along the kernel's axis (Inception's 8x8 maps: 4 multiplies per 2
- * outputs instead of 6; about the direct convolution's rounding).
+ * CPUs, 1x3 / 3x1 by F(2, 3) along the kernel's axis and F(2x2, 3x3) from fewer tiles
+ * (Inception's 8x8 maps, see WINO_MIN_TILES_13; about the direct convolution's rounding).
  *
  * Per axis, F(m, r) computes m outputs of an r-tap filter from alpha = m + r - 1 inputs with
  * alpha multiplies; an axis without filtering (1x7's rows) is F(1, 1). Output tiles of
@@ -44,13 +44,26 @@
 #define WINO_ALPHA_MAX 12 /* patch side of F(6, 7) */
 /* With fewer tiles the GEMMs are too narrow to amortize their weights, which are
  * alpha_h alpha_w / (r_h r_w) the direct convolution's: Inception's 8x8 layers (16 tiles, 11 MB
- * of U) ran 2x slower in the network, though faster with the weights in cache. They run im2col. */
+ * of U) ran 2x slower in the network on AVX-512, though faster with the weights in cache. They
+ * run im2col (on AVX2 CPUs, see below). */
 #define WINO_MIN_TILES 40
-/* 1x3 / 3x1 (F(2, 3) along the kernel's axis): Inception's 8x8 maps, 32 tiles. AVX2 only: 2/3
- * the multiplies of the GEMM path for 4/3 its weights; measured -32% per layer on AVX2 (weights in
- * L3), not measured on AVX-512, whose plans stay as they were. Parts split output channels (each
- * thread streams half of U). */
+/* On AVX2 CPUs (half the AVX-512 GEMM's multiply-adds per cycle, the same memory) the weights
+ * matter less, and Winograd takes smaller maps of at least 64 input channels (not in training
+ * graphs; the measured cases, Inception's, have 384 and 448): 1x3 / 3x1 by F(2, 3)
+ * along the kernel's axis from 32 tiles (Inception's 8x8 maps: 2/3 the multiplies of the GEMM
+ * path for 4/3 its weights, -32% per layer), and 3x3 F(2x2, 3x3) from 16 tiles (Inception's 8x8
+ * 448 -> 384: 4/9 the multiplies for 16/9 the weights, 11 MB; -45% per layer in the network). Not
+ * measured on AVX-512, whose plans stay as they were. These parts split output channels (each
+ * thread streams half of U: tiles_h < WINO_PART_MIN_ROWS * 2, or F13 / F31). */
 #define WINO_MIN_TILES_13 32
+#define WINO_MIN_TILES_AVX2_23 16
+#define WINO_AVX2_SMALL_MIN_C_IN 64
+
+/* Whether p may take the AVX2-only plans above. */
+static int wino_avx2_small(const conv2d_params *p)
+{
+    return KERNELS_X86 && cpu_isa_best() < CPU_ISA_AVX512 && !p->train && p->c_in >= WINO_AVX2_SMALL_MIN_C_IN;
+}
 /* Tiles per block: up to this many, and at most WINO_BLOCK_FLOATS floats of transformed input
  * and GEMM results (2 MiB, about L2; 1 MiB measured 5-30% slower on Inception's 35x35 and 7x1
  * layers); at least one tile row ... */
@@ -316,7 +329,8 @@ static int wino_pick(const conv2d_params *p)
     const int kh = p->k_h, kw = p->k_w;
     if (kh == 3 && kw == 3) {
         if (wino_tiles(p, 4, 4) >= WINO_MIN_TILES) return WINO_F43;
-        return wino_tiles(p, 2, 2) >= WINO_MIN_TILES ? WINO_F23 : -1;
+        const int min_tiles = wino_avx2_small(p) ? WINO_MIN_TILES_AVX2_23 : WINO_MIN_TILES;
+        return wino_tiles(p, 2, 2) >= min_tiles ? WINO_F23 : -1;
     }
     if (kh == 5 && kw == 5) {
         if (!p->train && wino_tiles(p, 4, 4) >= WINO_MIN_TILES) return WINO_F45;
@@ -324,8 +338,7 @@ static int wino_pick(const conv2d_params *p)
     }
     if (kh == 1 && kw == 7) return wino_tiles(p, 1, 2) >= WINO_MIN_TILES ? WINO_F17 : -1;
     if ((kh == 1 && kw == 3) || (kh == 3 && kw == 1)) {
-        const int avx2 = KERNELS_X86 && cpu_isa_best() < CPU_ISA_AVX512;
-        if (!avx2 || p->train || wino_tiles(p, kh == 1 ? 1 : 2, kh == 1 ? 2 : 1) < WINO_MIN_TILES_13) return -1;
+        if (!wino_avx2_small(p) || wino_tiles(p, kh == 1 ? 1 : 2, kh == 1 ? 2 : 1) < WINO_MIN_TILES_13) return -1;
         return kh == 1 ? WINO_F13 : WINO_F31;
     }
     if (kh == 7 && kw == 1) {

@@ -405,6 +405,9 @@ static void conv_packed_edges(conv_via via, sweep_stats *st)
         {9, 7, 3, 17, 1, 1, 1, PAD_NONE},    {150, 13, 17, 3, 1, 1, 1, PAD_NONE},
         {140, 11, 5, 10, 1, 1, 1, PAD_NONE}, {10, 8, 3, 17, 3, 3, 1, PAD_SYM},
         {6, 5, 10, 5, 3, 3, 1, PAD_SYM},
+        /* ... packed B of 49 / 51 positions on AVX2 CPUs too, whose Winograd takes the 3x3 above
+         * (1x3 below its Winograd threshold) */
+        {10, 8, 7, 7, 1, 3, 1, PAD_SYM},     {10, 8, 3, 17, 1, 3, 1, PAD_SYM},
         /* in-place B tiled in 49 columns (196 = 4 x 49, 392 = 8 x 49) instead of 64 + a short
          * tail; 245 = 3 x 64 + 53 keeps 64 */
         {9, 7, 14, 14, 1, 1, 1, PAD_NONE},   {150, 13, 14, 14, 1, 1, 1, PAD_NONE},
@@ -2086,6 +2089,13 @@ static void test_wino_isa(cpu_isa isa, const char *name)
         {4, 13, 70, 66, 8, 8, 3, PAD_NONE},    {6, 8, 40, 45, 9, 9, 3, PAD_ASYM},
         {3, 5, 90, 93, 12, 9, 4, PAD_ASYM},
     };
+    /* small maps that take Winograd on AVX2 CPUs only (64+ input channels): 3x3 F(2x2) from 16
+     * tiles, 1x3 / 3x1 F(2, 3) from 32; {c_in, c_out, h, w, k_h, k_w, pad mode} */
+    static const int small[][7] = {
+        {130, 7, 8, 8, 3, 3, PAD_SYM},    {64, 13, 9, 9, 3, 3, PAD_ASYM}, {70, 9, 8, 8, 1, 3, PAD_SYM},
+        {130, 11, 8, 8, 3, 1, PAD_SYM},   {64, 5, 9, 7, 1, 3, PAD_TF_SAME}, {65, 6, 7, 11, 3, 1, PAD_ASYM},
+        {66, 12, 8, 16, 3, 1, PAD_SYM},
+    };
     test_begin();
     rng r = {31};
     int idx = 0, n_cases = 0, n_failed = 0;
@@ -2107,6 +2117,16 @@ static void test_wino_isa(cpu_isa isa, const char *name)
         conv2d_params p;
         conv_setup(&p, c[0], c[1], 1, c[2], c[3], c[4], c[5], c[6], c[6], (pad_mode)c[7], (act_kind)(idx % 5));
         T_CHECK(kernels_wino_applies(&p), "strided case %zu does not take Winograd", i);
+        n_cases++;
+        n_failed += !isa_case(&p, idx % 4 != 3, isa, &r);
+    }
+    for (size_t i = 0; i < sizeof small / sizeof *small; i++, idx++) {
+        const int *c = small[i];
+        conv2d_params p;
+        conv_setup(&p, c[0], c[1], 1, c[2], c[3], c[4], c[5], 1, 1, (pad_mode)c[6], (act_kind)(idx % 5));
+        T_CHECK(kernels_wino_applies(&p) == (cpu_isa_best() < CPU_ISA_AVX512), "small case %zu: Winograd %d", i,
+                kernels_wino_applies(&p));
+        if (!kernels_wino_applies(&p)) continue;
         n_cases++;
         n_failed += !isa_case(&p, idx % 4 != 3, isa, &r);
     }
