@@ -1606,6 +1606,7 @@ void kernels_wino_forward_part_isa(const conv2d_params *p, const float *x, const
     }
 #if KERNELS_X86
     const int avx512 = isa >= CPU_ISA_AVX512;
+    assert(!avx512 || (g.var != WINO_F13 && g.var != WINO_F31)); /* AVX2-only plans (wino_avx2_small) */
     if (wino_polyphase(p)) { /* the planes' rows this part's tile rows read */
         const int u1 = kernels_imin(q.h_in, g.m_h * a_hi + g.r_h - 1);
         if (avx512)
