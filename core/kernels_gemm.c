@@ -474,16 +474,24 @@ GEMM_TILE_FNS(_pf, 1)
  * of FMAs over k from the bias (or c) as in gemm_tile_nv, so the bits are those of the AVX-512 tile.
  * full: the strip's nv vectors are all whole, else the last is loaded masked and stored by
  * avx2_store_n (a masked store is microcoded on AMD Zen: ~10x a plain one); pf: the strip that
- * prefetches A's look-ahead and t->pf (when set), the first. */
+ * prefetches A's look-ahead and t->pf (when set), the first. nx = 1 (with full): one more column,
+ * c0 + 8 * nv, transposed as in gemm_tile_nvx (one vector over the GEMM_MR rows, the panel's k-th
+ * column of a times b's column, the same FMA chain per value), inside the same loop over k: a tile's
+ * last strip of 17 or 9 columns (7x7 maps: 49 = 16 + 16 + 17; 17x17: 289 = 4 x 64 + 16 + 17; 35x35:
+ * 1225 = 19 x 64 + 9) costs one FMA per k for its last column instead of a strip of 6 latency-bound
+ * chains (microbenchmark 160->960 at 7x7: -12%). */
 static inline __attribute__((always_inline)) KERNELS_AVX2 void gemm_strip_avx2(const int nv, const int full,
-                                                                            const int pf, const gemm_tile *t,
-                                                                            int c0)
+                                                                            const int nx, const int pf,
+                                                                            const gemm_tile *t, int c0)
 {
     const int m = t->m, last = t->last;
     const act_kind act = t->act;
     const size_t ldc = t->ldc;
+    const int xc = c0 + 8 * nv; /* the transposed column (nx = 1) */
     const __m256i tail = kernels_avx2_mask(t->n - c0 - 8 * (nv - 1));
-    __m256 acc[GEMM_MR][2];
+    const __m256i panel = kernels_avx2_mask(GEMM_MR);
+    __m256 acc[GEMM_MR][2], acc_x = _mm256_setzero_ps();
+    float col_buf[8] = {0};
 #pragma GCC unroll 6
     for (int r = 0; r < GEMM_MR; r++) {
         const float *cr = t->c + (size_t)r * ldc + c0;
@@ -496,6 +504,13 @@ static inline __attribute__((always_inline)) KERNELS_AVX2 void gemm_strip_avx2(c
             else
                 acc[r][v] = full || v < nv - 1 ? _mm256_loadu_ps(cr + 8 * v) : _mm256_maskload_ps(cr + 8 * v, tail);
         }
+    }
+    if (nx) {
+        if (!t->first)
+            for (int r = 0; r < m; r++) col_buf[r] = t->c[(size_t)r * ldc + (size_t)xc];
+        else if (t->bias)
+            for (int r = 0; r < m; r++) col_buf[r] = t->bias[r];
+        acc_x = _mm256_loadu_ps(col_buf);
     }
     const float *a = t->a, *b = t->b + c0;
     const char *pfl = t->pf;
@@ -514,6 +529,7 @@ static inline __attribute__((always_inline)) KERNELS_AVX2 void gemm_strip_avx2(c
 #pragma GCC unroll 2
             for (int v = 0; v < nv; v++) acc[r][v] = _mm256_fmadd_ps(ar, bv[v], acc[r][v]);
         }
+        if (nx) acc_x = _mm256_fmadd_ps(_mm256_maskload_ps(a, panel), _mm256_broadcast_ss(b + 8 * nv), acc_x);
     }
     const float *res = last ? t->res : NULL;
 #pragma GCC unroll 6
@@ -532,26 +548,42 @@ static inline __attribute__((always_inline)) KERNELS_AVX2 void gemm_strip_avx2(c
             avx2_store_n(cr + 8 * v, y, whole ? 8 : t->n - c0 - 8 * (nv - 1));
         }
     }
+    if (nx) {
+        if (res) {
+            for (int r = 0; r < m; r++) col_buf[r] = res[(size_t)r * ldc + (size_t)xc];
+            acc_x = _mm256_add_ps(acc_x, _mm256_loadu_ps(col_buf));
+        }
+        _mm256_storeu_ps(col_buf, last ? avx2_act(acc_x, act) : acc_x);
+        for (int r = 0; r < m; r++) t->c[(size_t)r * ldc + (size_t)xc] = col_buf[r];
+    }
 }
 
-/* Strip by strip: whole 16- and 8-column strips unmasked, the first one prefetching. */
-#define GEMM_STRIP_AVX2(pf, t, c0)                                                                                   \
+/* Strip by strip: whole 16- and 8-column strips unmasked, a last one of 17 or 9 columns with its last
+ * column transposed, the first strip prefetching. Returns the strip's width. */
+#define GEMM_STRIP_AVX2(pf, t, c0, w)                                                                                \
     do {                                                                                                             \
         const int w_ = (t)->n - (c0);                                                                                \
-        if (w_ >= 16)                                                                                                \
-            gemm_strip_avx2(2, 1, pf, t, c0);                                                                        \
+        (w) = kernels_imin(w_, 16);                                                                                  \
+        if (w_ == 17) {                                                                                              \
+            gemm_strip_avx2(2, 1, 1, pf, t, c0);                                                                     \
+            (w) = 17;                                                                                                \
+        } else if (w_ == 9) {                                                                                        \
+            gemm_strip_avx2(1, 1, 1, pf, t, c0);                                                                     \
+        } else if (w_ >= 16)                                                                                         \
+            gemm_strip_avx2(2, 1, 0, pf, t, c0);                                                                     \
         else if (w_ > 8)                                                                                             \
-            gemm_strip_avx2(2, 0, pf, t, c0);                                                                        \
+            gemm_strip_avx2(2, 0, 0, pf, t, c0);                                                                     \
         else if (w_ == 8)                                                                                            \
-            gemm_strip_avx2(1, 1, pf, t, c0);                                                                        \
+            gemm_strip_avx2(1, 1, 0, pf, t, c0);                                                                     \
         else                                                                                                         \
-            gemm_strip_avx2(1, 0, pf, t, c0);                                                                        \
+            gemm_strip_avx2(1, 0, 0, pf, t, c0);                                                                     \
     } while (0)
 
 static KERNELS_AVX2 void gemm_tile_run_avx2(const gemm_tile *t)
 {
-    GEMM_STRIP_AVX2(1, t, 0);
-    for (int c0 = 16; c0 < t->n; c0 += 16) GEMM_STRIP_AVX2(0, t, c0);
+    int w;
+    GEMM_STRIP_AVX2(1, t, 0, w);
+    for (int c0 = w; c0 < t->n; c0 += w) GEMM_STRIP_AVX2(0, t, c0, w);
 }
 #undef GEMM_STRIP_AVX2
 

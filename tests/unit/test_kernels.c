@@ -2970,10 +2970,11 @@ static void test_conv_plan(void)
 }
 
 /* Pointwise GEMM convs (B read in place) whose last column tile is 1..4 columns wide, now a
- * transposed tile (gemm_tile_nvx with nv = 0; 14x14 maps: 3 x 64 + 4 instead of 4 x 49), and the
- * 49- / 64-column tilings around them: every output bit for bit the fmaf chain over k from the bias
- * (then the residual, then ReLU) that every tile kernel computes, over 1, 2 and 3 parts, nothing
- * written to the guard cells; K past one K block, output channels not a multiple of 6. */
+ * transposed tile (gemm_tile_nvx with nv = 0; 14x14 maps: 3 x 64 + 4 instead of 4 x 49), the
+ * 49- / 64-column tilings around them, and the AVX2 last strips of 17 / 9 columns (one transposed):
+ * every output bit for bit the fmaf chain over k from the bias (then the residual, then ReLU) that
+ * every tile kernel computes, over 1, 2, 3 and 5 parts, nothing written to the guard cells; K past
+ * one K block, output channels not a multiple of 6. */
 static void test_gemm_tail_tiles(void)
 {
     /* {c_in, c_out, h, w, residual} */
@@ -2981,6 +2982,10 @@ static void test_gemm_tail_tiles(void)
         {16, 13, 14, 14, 0}, {130, 7, 14, 14, 1}, {5, 1, 1, 1, 0},   {9, 8, 1, 2, 1},  {200, 11, 1, 3, 0},
         {24, 6, 2, 2, 1},    {17, 19, 1, 65, 0},  {33, 5, 2, 33, 1}, {40, 9, 3, 67, 0}, {12, 14, 7, 7, 1},
         {70, 12, 4, 49, 0},  {3, 2, 28, 28, 1},
+        /* AVX2 strips of 17 and 9 columns with the last one transposed (49 = 16 + 16 + 17; 289 = 4 x 64 +
+         * 16 + 17; 73 = 64 + 9; 9; 17), K past one K block (then not the first block: from c) */
+        {200, 13, 7, 7, 1},  {130, 17, 17, 17, 0}, {33, 8, 1, 73, 1}, {20, 7, 3, 3, 0}, {140, 5, 1, 17, 1},
+        {9, 12, 1, 81, 0},
     };
     test_begin();
     rng r = {99};
@@ -3010,7 +3015,9 @@ static void test_gemm_tail_tiles(void)
                 if (res) acc += res[(size_t)o * hw + q];
                 want[(size_t)o * hw + q] = p.act == ACT_RELU && acc < 0.0f ? 0.0f : acc;
             }
-        for (int nth = 1; nth <= 3; nth++) {
+        static const int part_counts[] = {1, 2, 3, 5};
+        for (size_t pi = 0; pi < sizeof part_counts / sizeof *part_counts; pi++) {
+            const int nth = part_counts[pi];
             char what_n[200];
             snprintf(what_n, sizeof what_n, "%s, %d parts", what, nth);
             fill_poison(y, n_y + 2);
@@ -3029,8 +3036,8 @@ static void test_gemm_tail_tiles(void)
         free(want);
         free(y);
     }
-    test_end("pointwise GEMM tiles of 1..4 transposed columns (14x14: 3 x 64 + 4), 49 and 64 columns: "
-             "fmaf-chain bits, guard cells, 1/2/3 parts");
+    test_end("pointwise GEMM tiles of 1..4 transposed columns (14x14: 3 x 64 + 4), 49 and 64 columns, AVX2 "
+             "strips of 17 / 9 columns: fmaf-chain bits, guard cells, 1/2/3/5 parts");
 }
 
 /* conv2d_plan.prefetch (CONV_PATH_GEMM): the GEMM that brings a memory region into L2 (the tile
