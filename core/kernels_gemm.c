@@ -697,18 +697,34 @@ static KERNELS_AVX512 void gemm_scale_a(int m, int k, const float *a, const floa
     }
 }
 
-/* gemm_scale_a on AVX2: the same products, one panel row of GEMM_MR floats per k. */
+/* gemm_scale_a on AVX2: the same products; 4 k (3 vectors of a panel's 24 floats) at a time, their
+ * factors spread over the lanes by permutes, a last 1..3 k one panel row at a time (the scalar loop
+ * cost 3-5% of MobileNetV3-Large's 14x14 projections). */
 static KERNELS_AVX2 void gemm_scale_a_avx2(int m, int k, const float *a, const float *f, int ib0, int ib1,
                                            float *out)
 {
     const int n_panels = (m + GEMM_MR - 1) / GEMM_MR;
+    const __m256i spread0 = _mm256_setr_epi32(0, 0, 0, 0, 0, 0, 1, 1);
+    const __m256i spread1 = _mm256_setr_epi32(1, 1, 1, 1, 2, 2, 2, 2);
+    const __m256i spread2 = _mm256_setr_epi32(2, 2, 3, 3, 3, 3, 3, 3);
     for (int k0 = 0; k0 < k; k0 += GEMM_KC) {
         const int kc = kernels_imin(GEMM_KC, k - k0);
         const size_t block = (size_t)k0 * (size_t)n_panels * GEMM_MR;
         for (int ib = ib0; ib < ib1; ib++) {
             const float *src = a + block + (size_t)ib * (size_t)kc * GEMM_MR;
             float *dst = out + block + (size_t)ib * (size_t)kc * GEMM_MR;
-            for (int kk = 0; kk < kc; kk++)
+            int kk = 0;
+            for (; kk + 4 <= kc; kk += 4) {
+                const __m256 fv = _mm256_broadcast_ps((const __m128 *)(f + k0 + kk));
+                const float *s4 = src + kk * GEMM_MR;
+                float *d4 = dst + kk * GEMM_MR;
+                _mm256_storeu_ps(d4, _mm256_mul_ps(_mm256_loadu_ps(s4), _mm256_permutevar8x32_ps(fv, spread0)));
+                _mm256_storeu_ps(d4 + 8,
+                                 _mm256_mul_ps(_mm256_loadu_ps(s4 + 8), _mm256_permutevar8x32_ps(fv, spread1)));
+                _mm256_storeu_ps(d4 + 16,
+                                 _mm256_mul_ps(_mm256_loadu_ps(s4 + 16), _mm256_permutevar8x32_ps(fv, spread2)));
+            }
+            for (; kk < kc; kk++)
                 for (int r = 0; r < GEMM_MR; r++) dst[kk * GEMM_MR + r] = src[kk * GEMM_MR + r] * f[k0 + kk];
         }
     }

@@ -461,7 +461,9 @@ static void test_conv_packed_fused(void)
                                    {8, 60, 41, 40, 1},  {12, 18, 5, 5, 3},     {7, 1, 3, 3, 1},
                                    {30, 50, 5, 5, 1},   {12, 24, 2, 3, 2},
                                    /* 49 / 17 positions: the transposed last column */
-                                   {300, 20, 7, 7, 1},  {40, 13, 1, 17, 1}};
+                                   {300, 20, 7, 7, 1},  {40, 13, 1, 17, 1},
+                                   /* scaled weights, K blocks not a multiple of 4 k (AVX2 scales 4 at a time) */
+                                   {130, 20, 14, 14, 1}, {11, 7, 4, 4, 1}};
     test_begin();
     rng r = {15};
     int idx = 0, n_failed = 0, n_cases = 0;
