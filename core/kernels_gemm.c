@@ -587,12 +587,75 @@ static KERNELS_AVX2 void gemm_tile_run_avx2(const gemm_tile *t)
 }
 #undef GEMM_STRIP_AVX2
 
+/* A tile of nx = 1..4 columns (14x14 maps: 196 = 3 x 64 + 4) over two row panels at once (t->m <= 2 *
+ * GEMM_MR rows; the second panel's A follows the first, kc * GEMM_MR floats on): every column transposed
+ * as in gemm_tile_nvx, one vector per panel over its rows, so a k costs 2 * nx independent FMAs instead
+ * of a strip of 6 latency-bound chains per panel (the same FMA chain per value, the same bits). Lanes
+ * 6..7 of the first panel's vectors and 0..1 of the second's (read from 2 floats before it, so no read
+ * leaves the packed weights) hold other rows' products and are never stored. */
+static inline __attribute__((always_inline)) KERNELS_AVX2 void gemm_cols2_avx2(const int nx, const gemm_tile *t)
+{
+    const int m = t->m;
+    const size_t ldc = t->ldc;
+    __m256 acc[4][2];
+#pragma GCC unroll 4
+    for (int x = 0; x < nx; x++) {
+        float col[2 * GEMM_MR + 4] = {0}; /* rows 0..m-1; the second panel's vector starts at row 4 */
+        for (int r = 0; r < m; r++)
+            col[r] = t->first ? (t->bias ? t->bias[r] : 0.0f) : t->c[(size_t)r * ldc + (size_t)x];
+        acc[x][0] = _mm256_loadu_ps(col);
+        acc[x][1] = _mm256_loadu_ps(col + GEMM_MR - 2);
+    }
+    const float *a = t->a, *b = t->b;
+    const float *a2 = t->a + (size_t)t->kc * GEMM_MR - 2;
+    for (int k = 0; k < t->kc; k++, a += GEMM_MR, a2 += GEMM_MR, b += t->ldb) {
+        const __m256 p0 = _mm256_loadu_ps(a), p1 = _mm256_loadu_ps(a2);
+#pragma GCC unroll 4
+        for (int x = 0; x < nx; x++) {
+            const __m256 bx = _mm256_broadcast_ss(b + x);
+            acc[x][0] = _mm256_fmadd_ps(p0, bx, acc[x][0]);
+            acc[x][1] = _mm256_fmadd_ps(p1, bx, acc[x][1]);
+        }
+    }
+    const float *res = t->last ? t->res : NULL;
+#pragma GCC unroll 4
+    for (int x = 0; x < nx; x++) {
+        __m256 y0 = acc[x][0], y1 = acc[x][1];
+        if (res) {
+            float col[2 * GEMM_MR + 4] = {0};
+            for (int r = 0; r < m; r++) col[r] = res[(size_t)r * ldc + (size_t)x];
+            y0 = _mm256_add_ps(y0, _mm256_loadu_ps(col));
+            y1 = _mm256_add_ps(y1, _mm256_loadu_ps(col + GEMM_MR - 2));
+        }
+        if (t->last) {
+            y0 = avx2_act(y0, t->act);
+            y1 = avx2_act(y1, t->act);
+        }
+        float out0[8], out1[8];
+        _mm256_storeu_ps(out0, y0);
+        _mm256_storeu_ps(out1, y1);
+        for (int r = 0; r < m; r++)
+            t->c[(size_t)r * ldc + (size_t)x] = r < GEMM_MR ? out0[r] : out1[r - (GEMM_MR - 2)];
+    }
+}
+
+static KERNELS_AVX2 void gemm_cols2_run_avx2(const gemm_tile *t)
+{
+    switch (t->n) {
+    case 1: gemm_cols2_avx2(1, t); break;
+    case 2: gemm_cols2_avx2(2, t); break;
+    case 3: gemm_cols2_avx2(3, t); break;
+    default: gemm_cols2_avx2(4, t); break;
+    }
+}
+
 /* Columns per tile when B is read in place (any tiling gives the same bits): GEMM_NR, except
  * when that leaves a last tile of 5..8 columns (too few FMA chains to hide the latency) and
  * 49-column tiles cover the columns exactly. A last tile of 1..4 columns is a transposed one
- * (gemm_tile_nvx with nv = 0): 14x14 maps run 196 = 3 x 64 + 4 instead of 4 x 49 (each tile
- * costs about the same per k whatever its FMAs: microbenchmark 112 x 196 x 672, everything in
- * L2, 64-column tiles 183-188 GFLOP/s, 49-column tiles 142-150). */
+ * (gemm_tile_nvx with nv = 0; on AVX2 gemm_cols2_avx2, two row panels at a time): 14x14 maps run
+ * 196 = 3 x 64 + 4 instead of 4 x 49 (each tile costs about the same per k whatever its FMAs:
+ * microbenchmark 112 x 196 x 672, everything in L2, 64-column tiles 183-188 GFLOP/s, 49-column
+ * tiles 142-150). */
 static int gemm_tile_width(int nc)
 {
     const int rem = nc % GEMM_NR;
@@ -644,7 +707,11 @@ static void gemm_run(cpu_isa isa, int m, int k, const float *a, const gemm_src *
                     t.m = kernels_imin(GEMM_MR, m - m0);
                     t.bias = bias ? bias + m0 : NULL;
                     t.res = res ? res + (size_t)m0 * ldc + (size_t)col : NULL;
-                    if (pf_lines >= (size_t)kc) { /* whole tiles only: a last < kc lines are left out */
+                    if (!avx512 && t.n <= 4 && ib + 1 < r->ib1) { /* AVX2: two panels at once, no prefetch */
+                        t.m = kernels_imin(2 * GEMM_MR, m - m0);
+                        gemm_cols2_run_avx2(&t);
+                        ib++;
+                    } else if (pf_lines >= (size_t)kc) { /* whole tiles only: a last < kc lines are left out */
                         t.pf = pf;
                         pf += 64 * (size_t)kc;
                         pf_lines -= (size_t)kc;

@@ -2973,10 +2973,10 @@ static void test_conv_plan(void)
 
 /* Pointwise GEMM convs (B read in place) whose last column tile is 1..4 columns wide, now a
  * transposed tile (gemm_tile_nvx with nv = 0; 14x14 maps: 3 x 64 + 4 instead of 4 x 49), the
- * 49- / 64-column tilings around them, and the AVX2 last strips of 17 / 9 columns (one transposed):
- * every output bit for bit the fmaf chain over k from the bias (then the residual, then ReLU) that
- * every tile kernel computes, over 1, 2, 3 and 5 parts, nothing written to the guard cells; K past
- * one K block, output channels not a multiple of 6. */
+ * 49- / 64-column tilings around them, the AVX2 last strips of 17 / 9 columns (one transposed) and
+ * 1..4-column tiles over two row panels at once: every output bit for bit the fmaf chain over k from
+ * the bias (then the residual, then ReLU) that every tile kernel computes, over 1, 2, 3 and 5 parts,
+ * nothing written to the guard cells; K past one K block, output channels not a multiple of 6. */
 static void test_gemm_tail_tiles(void)
 {
     /* {c_in, c_out, h, w, residual} */
@@ -2988,6 +2988,9 @@ static void test_gemm_tail_tiles(void)
          * 16 + 17; 73 = 64 + 9; 9; 17), K past one K block (then not the first block: from c) */
         {200, 13, 7, 7, 1},  {130, 17, 17, 17, 0}, {33, 8, 1, 73, 1}, {20, 7, 3, 3, 0}, {140, 5, 1, 17, 1},
         {9, 12, 1, 81, 0},
+        /* AVX2 tiles of 1..4 columns two row panels at a time: pairs of 12 and 7..11 rows, a last single panel,
+         * K past one K block */
+        {20, 12, 1, 4, 1},   {40, 24, 14, 14, 1}, {33, 17, 4, 17, 0}, {150, 12, 2, 2, 0}, {21, 23, 1, 67, 1},
     };
     test_begin();
     rng r = {99};
@@ -3039,7 +3042,8 @@ static void test_gemm_tail_tiles(void)
         free(y);
     }
     test_end("pointwise GEMM tiles of 1..4 transposed columns (14x14: 3 x 64 + 4), 49 and 64 columns, AVX2 "
-             "strips of 17 / 9 columns: fmaf-chain bits, guard cells, 1/2/3/5 parts");
+             "strips of 17 / 9 columns, 1..4 columns over two panels: fmaf-chain bits, guard cells, "
+             "1/2/3/5 parts");
 }
 
 /* conv2d_plan.prefetch (CONV_PATH_GEMM): the GEMM that brings a memory region into L2 (the tile
