@@ -479,10 +479,12 @@ GEMM_TILE_FNS(_pf, 1)
  * column of a times b's column, the same FMA chain per value), inside the same loop over k: a tile's
  * last strip of 17 or 9 columns (7x7 maps: 49 = 16 + 16 + 17; 17x17: 289 = 4 x 64 + 16 + 17; 35x35:
  * 1225 = 19 x 64 + 9) costs one FMA per k for its last column instead of a strip of 6 latency-bound
- * chains (microbenchmark 160->960 at 7x7: -12%). */
-static inline __attribute__((always_inline)) KERNELS_AVX2 void gemm_strip_avx2(const int nv, const int full,
-                                                                            const int nx, const int pf,
-                                                                            const gemm_tile *t, int c0)
+ * chains (microbenchmark 160->960 at 7x7: -12%). mr: the rows computed, GEMM_MR or 4 (a last panel of
+ * 1..4 rows: 8 FMAs per k instead of 12; 16 output channels are panels of 6, 6 and 4). */
+static inline __attribute__((always_inline)) KERNELS_AVX2 void gemm_strip_rows_avx2(const int mr, const int nv,
+                                                                                 const int full, const int nx,
+                                                                                 const int pf, const gemm_tile *t,
+                                                                                 int c0)
 {
     const int m = t->m, last = t->last;
     const act_kind act = t->act;
@@ -493,7 +495,7 @@ static inline __attribute__((always_inline)) KERNELS_AVX2 void gemm_strip_avx2(c
     __m256 acc[GEMM_MR][2], acc_x = _mm256_setzero_ps();
     float col_buf[8] = {0};
 #pragma GCC unroll 6
-    for (int r = 0; r < GEMM_MR; r++) {
+    for (int r = 0; r < mr; r++) {
         const float *cr = t->c + (size_t)r * ldc + c0;
 #pragma GCC unroll 2
         for (int v = 0; v < nv; v++) {
@@ -524,7 +526,7 @@ static inline __attribute__((always_inline)) KERNELS_AVX2 void gemm_strip_avx2(c
         for (int v = 0; v < nv; v++)
             bv[v] = full || v < nv - 1 ? _mm256_loadu_ps(b + 8 * v) : _mm256_maskload_ps(b + 8 * v, tail);
 #pragma GCC unroll 6
-        for (int r = 0; r < GEMM_MR; r++) {
+        for (int r = 0; r < mr; r++) {
             const __m256 ar = _mm256_broadcast_ss(a + r);
 #pragma GCC unroll 2
             for (int v = 0; v < nv; v++) acc[r][v] = _mm256_fmadd_ps(ar, bv[v], acc[r][v]);
@@ -533,7 +535,7 @@ static inline __attribute__((always_inline)) KERNELS_AVX2 void gemm_strip_avx2(c
     }
     const float *res = last ? t->res : NULL;
 #pragma GCC unroll 6
-    for (int r = 0; r < GEMM_MR; r++) {
+    for (int r = 0; r < mr; r++) {
         if (r >= m) break;
         float *cr = t->c + (size_t)r * ldc + c0;
 #pragma GCC unroll 2
@@ -558,8 +560,15 @@ static inline __attribute__((always_inline)) KERNELS_AVX2 void gemm_strip_avx2(c
     }
 }
 
+static inline __attribute__((always_inline)) KERNELS_AVX2 void gemm_strip_avx2(const int nv, const int full,
+                                                                            const int nx, const int pf,
+                                                                            const gemm_tile *t, int c0)
+{
+    gemm_strip_rows_avx2(GEMM_MR, nv, full, nx, pf, t, c0);
+}
+
 /* Strip by strip: whole 16- and 8-column strips unmasked, a last one of 17 or 9 columns with its last
- * column transposed, the first strip prefetching. Returns the strip's width. */
+ * column transposed, the first strip prefetching; w: the strip's width. */
 #define GEMM_STRIP_AVX2(pf, t, c0, w)                                                                                \
     do {                                                                                                             \
         const int w_ = (t)->n - (c0);                                                                                \
@@ -581,9 +590,15 @@ static inline __attribute__((always_inline)) KERNELS_AVX2 void gemm_strip_avx2(c
 
 static KERNELS_AVX2 void gemm_tile_run_avx2(const gemm_tile *t)
 {
-    int w;
-    GEMM_STRIP_AVX2(1, t, 0, w);
-    for (int c0 = w; c0 < t->n; c0 += w) GEMM_STRIP_AVX2(0, t, c0, w);
+    int c0 = 0, w = 0;
+    if (t->m <= 4 && t->n >= 16 && t->n != 17) { /* its whole 16-column strips on 4 rows (not a last 17) */
+        gemm_strip_rows_avx2(4, 2, 1, 0, 1, t, 0);
+        for (c0 = 16; c0 + 16 <= t->n && t->n - c0 != 17; c0 += 16) gemm_strip_rows_avx2(4, 2, 1, 0, 0, t, c0);
+    } else {
+        GEMM_STRIP_AVX2(1, t, 0, w);
+        c0 = w;
+    }
+    for (; c0 < t->n; c0 += w) GEMM_STRIP_AVX2(0, t, c0, w);
 }
 #undef GEMM_STRIP_AVX2
 

@@ -2991,6 +2991,8 @@ static void test_gemm_tail_tiles(void)
         /* AVX2 tiles of 1..4 columns two row panels at a time: pairs of 12 and 7..11 rows, a last single panel,
          * K past one K block */
         {20, 12, 1, 4, 1},   {40, 24, 14, 14, 1}, {33, 17, 4, 17, 0}, {150, 12, 2, 2, 0}, {21, 23, 1, 67, 1},
+        /* AVX2 last panels of 1..4 rows (whole 16-column strips on 4 rows), then a last strip of 17 / 9 / 1..15 */
+        {20, 16, 8, 8, 1},   {140, 10, 4, 16, 0}, {7, 3, 1, 81, 1},   {30, 1, 2, 41, 0},  {9, 4, 1, 16, 1},
     };
     test_begin();
     rng r = {99};
