@@ -68,4 +68,28 @@ static inline __attribute__((always_inline)) KERNELS_AVX2 float avx2_reduce_add1
     return _mm_cvtss_f32(_mm_add_ss(u, _mm_movehdup_ps(u)));
 }
 
+/* In-place 8 x 8 transpose: v[i] lane j <- v[j] lane i (pure data movement). */
+static inline __attribute__((always_inline)) KERNELS_AVX2 void avx2_transpose8(__m256 v[8])
+{
+    __m256 t[8], u[8];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm256_unpacklo_ps(v[2 * i], v[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_ps(v[2 * i], v[2 * i + 1]);
+    }
+#pragma GCC unroll 2
+    for (int i = 0; i < 2; i++) {
+        u[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        u[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        u[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        u[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    /* u[4a + b] holds, in 128-bit half q, element b of rows 4a..4a+3 at column 4q + b */
+#pragma GCC unroll 4
+    for (int b = 0; b < 4; b++) {
+        v[b] = _mm256_permute2f128_ps(u[b], u[4 + b], 0x20);
+        v[4 + b] = _mm256_permute2f128_ps(u[b], u[4 + b], 0x31);
+    }
+}
+
 #endif

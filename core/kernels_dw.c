@@ -410,30 +410,6 @@ kernels_part kernels_dw_cb_avx2_part(const conv2d_params *p, int ith, int nth)
 }
 
 #if KERNELS_X86
-/* In-place transpose of 8 vectors: v[i] lane j <- v[j] lane i. */
-static inline __attribute__((always_inline)) KERNELS_AVX2 void dwcb8_transpose(__m256 v[8])
-{
-    __m256 t[8], u[8];
-#pragma GCC unroll 4
-    for (int i = 0; i < 4; i++) {
-        t[2 * i] = _mm256_unpacklo_ps(v[2 * i], v[2 * i + 1]);
-        t[2 * i + 1] = _mm256_unpackhi_ps(v[2 * i], v[2 * i + 1]);
-    }
-#pragma GCC unroll 2
-    for (int i = 0; i < 2; i++) {
-        u[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(1, 0, 1, 0));
-        u[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(3, 2, 3, 2));
-        u[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(1, 0, 1, 0));
-        u[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(3, 2, 3, 2));
-    }
-    /* u[4a + b] holds, in 128-bit half q, element b of rows 4a..4a+3 at column 4q + b */
-#pragma GCC unroll 4
-    for (int b = 0; b < 4; b++) {
-        v[b] = _mm256_permute2f128_ps(u[b], u[4 + b], 0x20);
-        v[4 + b] = _mm256_permute2f128_ps(u[b], u[4 + b], 0x31);
-    }
-}
-
 /* Output row oh, columns [ow0, ow0 + 7) of the block's 8 channels into out[(oh * w_out + ow) * 8].
  * Each kernel row's k weight vectors stay in registers and each input vector of the row is loaded
  * once and fed to every output it reaches (7 accumulators + k weights + 1 input: within the 16
@@ -507,7 +483,7 @@ static KERNELS_AVX2 void dwcb8_weights(const float *w, int c0, int nc, int kk, f
             v[c] = c >= nc   ? _mm256_setzero_ps()
                    : nt == 8 ? _mm256_loadu_ps(w + (size_t)(c0 + c) * (size_t)kk + (size_t)t0)
                              : _mm256_maskload_ps(w + (size_t)(c0 + c) * (size_t)kk + (size_t)t0, m);
-        dwcb8_transpose(v);
+        avx2_transpose8(v);
 #pragma GCC unroll 8
         for (int q = 0; q < 8; q++)
             if (q < nt) _mm256_store_ps(wt + (t0 + q) * 8, v[q]);
@@ -524,7 +500,7 @@ static inline __attribute__((always_inline)) KERNELS_AVX2 void dwcb8_store_act(c
         __m256 v[8];
 #pragma GCC unroll 8
         for (int q = 0; q < 8; q++) v[q] = _mm256_load_ps(out + (size_t)(n0 + q) * 8);
-        dwcb8_transpose(v);
+        avx2_transpose8(v);
 #pragma GCC unroll 8
         for (int c = 0; c < 8; c++) /* constant indices keep v in registers */
             if (c < nc) avx2_store_n(y + (size_t)c * plane + (size_t)n0, avx2_act(v[c], act), n - n0);
@@ -585,7 +561,7 @@ static KERNELS_AVX2 void dwcb8_forward(const conv2d_params *p, const float *x, s
                     v[c] = c >= nc   ? _mm256_setzero_ps()
                            : nn == 8 ? _mm256_loadu_ps(xr + (size_t)c * x_plane + (size_t)m0)
                                      : _mm256_maskload_ps(xr + (size_t)c * x_plane + (size_t)m0, m);
-                dwcb8_transpose(v);
+                avx2_transpose8(v);
 #pragma GCC unroll 8
                 for (int q = 0; q < 8; q++) /* constant indices keep v in registers */
                     if (q < nn) _mm256_store_ps(tr + off[m0 + q], v[q]);

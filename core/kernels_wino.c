@@ -1093,31 +1093,6 @@ static void wino_polyphase_input_c(const conv2d_params *p, const float *x, int u
             }
 }
 
-/* 8x8 transpose in registers: r[i][j] becomes r[j][i]. */
-static inline __attribute__((always_inline)) KERNELS_AVX2 void wino_transpose8(__m256 *r)
-{
-    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-    const __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
-    const __m256 u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
-    const __m256 u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
-    const __m256 u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
-    const __m256 u4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
-    const __m256 u5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
-    const __m256 u6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
-    const __m256 u7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
-    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
-    r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
-    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
-    r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
-    r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
-    r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
-    r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
-    r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
-}
-
 /* wino_pad_input_t on AVX2: the band's rows inside the input are the transpose of x's columns
  * [ih0, ih1), copied by 8x8 register transposes (the last < 8 columns and rows one float at a time). */
 static KERNELS_AVX2 void wino_pad_input_t_avx2(const conv2d_params *p, const wino_geom *g, const float *x, int r0,
@@ -1147,7 +1122,7 @@ static KERNELS_AVX2 void wino_pad_input_t_avx2(const conv2d_params *p, const win
                 __m256 t[8];
 #pragma GCC unroll 8
                 for (int k = 0; k < 8; k++) t[k] = _mm256_loadu_ps(s + (size_t)(j + k) * ld);
-                wino_transpose8(t);
+                avx2_transpose8(t);
 #pragma GCC unroll 8
                 for (int k = 0; k < 8; k++) _mm256_storeu_ps(xc + (size_t)(r + k) * wp + (size_t)(lo + j), t[k]);
             }
@@ -1484,7 +1459,7 @@ wino_output_flat_v_avx2(const wino_variant var, const int tr, const conv2d_param
             }
             if (tr) { /* lane j's outputs to y[co][col + j][r_lo..] (j < split) or y[co][j - split][r_hi..] */
                 for (int i = m_h; i < 8; i++) yt[i] = _mm256_setzero_ps();
-                wino_transpose8(yt);
+                avx2_transpose8(yt);
                 const int r_lo = m_h * l.a, r_hi = r_lo + m_h;
                 const int n_lo = kernels_imin(m_h, p->h_out - r_lo), n_hi = kernels_imin(m_h, p->h_out - r_hi);
                 if (n_lo > 0)
