@@ -341,6 +341,125 @@ static KERNELS_AVX2 void dw_channel_avx2(const conv2d_params *p, dw_stage *st, c
     else
         dw_channel_avx2_k(5, 2, p, st, xc, wc, b, yc);
 }
+
+/* dw_channel_avx2_k's stride-2 loop on rows split beforehand (kernels_dw_avx2_s2_split): row t at
+ * x + t * row_stride, its odd columns half floats on. The same loads and FMAs in the same order. */
+static inline __attribute__((always_inline)) KERNELS_AVX2 void dw_split_avx2_k(const int k, const conv2d_params *p,
+                                                                               const float *x, size_t row_stride,
+                                                                               size_t half, const float *wc, float b,
+                                                                               float *yc, int n_out)
+{
+    const int w_out = p->w_out, n_rows = k + 2;
+    const act_kind act = p->act;
+    __m256 wv[DW_FAST_K_MAX * DW_FAST_K_MAX];
+    for (int t = 0; t < k * k; t++) wv[t] = _mm256_broadcast_ss(wc + t);
+    const __m256 vb = _mm256_set1_ps(b);
+    for (int oh = 0; oh < n_out; oh += 2) {
+        float *y0 = yc + (size_t)oh * (size_t)w_out, *y1 = y0 + w_out;
+        const float *rows = x + (size_t)(2 * oh) * row_stride;
+        if (oh + 1 < n_out) {
+            for (int ow = 0; ow < w_out; ow += 8) {
+                __m256 a[2] = {vb, _mm256_setzero_ps()}, c[2] = {vb, _mm256_setzero_ps()};
+#pragma GCC unroll 7
+                for (int r = 0; r < n_rows; r++) {
+#pragma GCC unroll 5
+                    for (int kj = 0; kj < k; kj++) {
+                        const __m256 v = _mm256_loadu_ps(rows + (size_t)r * row_stride + (size_t)(kj % 2) * half +
+                                                         (size_t)(ow + kj / 2));
+                        if (r < k) a[r & 1] = _mm256_fmadd_ps(wv[r * k + kj], v, a[r & 1]);
+                        if (r >= 2) c[(r - 2) & 1] = _mm256_fmadd_ps(wv[(r - 2) * k + kj], v, c[(r - 2) & 1]);
+                    }
+                }
+                const int n = w_out - ow;
+                dw_finish_avx2(_mm256_add_ps(a[0], a[1]), act, y0 + ow, n);
+                dw_finish_avx2(_mm256_add_ps(c[0], c[1]), act, y1 + ow, n);
+            }
+        } else {
+            for (int ow = 0; ow < w_out; ow += 8) {
+                __m256 a[2] = {vb, _mm256_setzero_ps()};
+#pragma GCC unroll 5
+                for (int r = 0; r < k; r++) {
+#pragma GCC unroll 5
+                    for (int kj = 0; kj < k; kj++)
+                        a[r & 1] = _mm256_fmadd_ps(wv[r * k + kj],
+                                                   _mm256_loadu_ps(rows + (size_t)r * row_stride +
+                                                                   (size_t)(kj % 2) * half + (size_t)(ow + kj / 2)),
+                                                   a[r & 1]);
+                }
+                dw_finish_avx2(_mm256_add_ps(a[0], a[1]), act, y0 + ow, w_out - ow);
+            }
+        }
+    }
+}
+
+/* The 3x3 loop written out: the 9 weights stay in registers (dw_split_avx2_k's array of them lives
+ * on the stack, every FMA loading its weight: 1.8-2x the time per pair of rows, microbenchmark),
+ * and the first row's 8 outputs are stored before the second row's last taps. Each accumulator
+ * gets the same FMAs in the same order (a0: kernel rows 0 and 2, a1: row 1; c0 / c1 the same one
+ * pair of input rows lower). */
+static inline __attribute__((always_inline)) KERNELS_AVX2 void dw_split3_pair_avx2(const float *r0, size_t rs,
+                                                                                   size_t half, const __m256 *w,
+                                                                                   __m256 vb, int pair, act_kind act,
+                                                                                   float *y0, float *y1, int n)
+{
+    const float *r1 = r0 + rs, *r2 = r1 + rs, *r3 = r2 + rs, *r4 = r3 + rs;
+    const __m256 z = _mm256_setzero_ps();
+    __m256 a0, a1, c0 = z, c1, v;
+    a0 = _mm256_fmadd_ps(w[0], _mm256_loadu_ps(r0), vb);
+    a0 = _mm256_fmadd_ps(w[1], _mm256_loadu_ps(r0 + half), a0);
+    a0 = _mm256_fmadd_ps(w[2], _mm256_loadu_ps(r0 + 1), a0);
+    a1 = _mm256_fmadd_ps(w[3], _mm256_loadu_ps(r1), z);
+    a1 = _mm256_fmadd_ps(w[4], _mm256_loadu_ps(r1 + half), a1);
+    a1 = _mm256_fmadd_ps(w[5], _mm256_loadu_ps(r1 + 1), a1);
+    v = _mm256_loadu_ps(r2);
+    a0 = _mm256_fmadd_ps(w[6], v, a0);
+    if (pair) c0 = _mm256_fmadd_ps(w[0], v, vb);
+    v = _mm256_loadu_ps(r2 + half);
+    a0 = _mm256_fmadd_ps(w[7], v, a0);
+    if (pair) c0 = _mm256_fmadd_ps(w[1], v, c0);
+    v = _mm256_loadu_ps(r2 + 1);
+    a0 = _mm256_fmadd_ps(w[8], v, a0);
+    dw_finish_avx2(_mm256_add_ps(a0, a1), act, y0, n);
+    if (!pair) return;
+    c0 = _mm256_fmadd_ps(w[2], v, c0);
+    c1 = _mm256_fmadd_ps(w[3], _mm256_loadu_ps(r3), z);
+    c1 = _mm256_fmadd_ps(w[4], _mm256_loadu_ps(r3 + half), c1);
+    c1 = _mm256_fmadd_ps(w[5], _mm256_loadu_ps(r3 + 1), c1);
+    c0 = _mm256_fmadd_ps(w[6], _mm256_loadu_ps(r4), c0);
+    c0 = _mm256_fmadd_ps(w[7], _mm256_loadu_ps(r4 + half), c0);
+    c0 = _mm256_fmadd_ps(w[8], _mm256_loadu_ps(r4 + 1), c0);
+    dw_finish_avx2(_mm256_add_ps(c0, c1), act, y1, n);
+}
+
+static KERNELS_AVX2 void dw_split3_avx2(const conv2d_params *p, const float *x, size_t rs, size_t half,
+                                        const float *wc, float b, float *yc, int n_out)
+{
+    const int w_out = p->w_out;
+    const act_kind act = p->act;
+    __m256 w[9];
+#pragma GCC unroll 9
+    for (int t = 0; t < 9; t++) w[t] = _mm256_broadcast_ss(wc + t);
+    const __m256 vb = _mm256_set1_ps(b);
+    for (int oh = 0; oh < n_out; oh += 2) {
+        const float *r0 = x + (size_t)(2 * oh) * rs;
+        float *y0 = yc + (size_t)oh * (size_t)w_out;
+        if (oh + 1 < n_out)
+            for (int ow = 0; ow < w_out; ow += 8)
+                dw_split3_pair_avx2(r0 + ow, rs, half, w, vb, 1, act, y0 + ow, y0 + w_out + ow, w_out - ow);
+        else
+            for (int ow = 0; ow < w_out; ow += 8)
+                dw_split3_pair_avx2(r0 + ow, rs, half, w, vb, 0, act, y0 + ow, NULL, w_out - ow);
+    }
+}
+
+static KERNELS_AVX2 void dw_split_avx2(const conv2d_params *p, const float *x, size_t row_stride, size_t half,
+                                       const float *wc, float b, float *yc, int n_out)
+{
+    if (p->k_h == 3)
+        dw_split3_avx2(p, x, row_stride, half, wc, b, yc, n_out);
+    else
+        dw_split_avx2_k(5, p, x, row_stride, half, wc, b, yc, n_out);
+}
 #endif
 
 /* ---- channel-blocked AVX2 kernel: 8 channels per vector ----
@@ -782,6 +901,24 @@ void kernels_dw_avx2_planes(const conv2d_params *p, const float *x, const float 
                             size_t y_plane)
 {
     dw_forward_planes(p, x, (size_t)p->h_in * (size_t)p->w_in, w, bias, y, y_plane, CPU_ISA_AVX2);
+}
+
+/* What dw_forward_planes runs dw_channel_avx2 on with split rows for: stride 2, k 3 / 5, not the
+ * channel-blocked widths, rows that fit the staging. */
+int kernels_dw_avx2_split_applies(const conv2d_params *p)
+{
+    return p->stride_h == 2 && p->k_h <= DW_FAST_K_MAX && !kernels_dw_cb_avx2_applies(p) && dw_stage_width(p, 1) > 0;
+}
+
+void kernels_dw_avx2_s2_split(const conv2d_params *p, const float *x, size_t row_stride, size_t half, const float *wc,
+                              float b, float *y, int n_out)
+{
+    assert(kernels_dw_avx2_split_applies(p));
+#if KERNELS_X86
+    dw_split_avx2(p, x, row_stride, half, wc, b, y, n_out);
+#else
+    (void)x, (void)row_stride, (void)half, (void)wc, (void)b, (void)y, (void)n_out;
+#endif
 }
 
 /* The AVX2 fused pointwise + channel-blocked depthwise pair: the depthwise convs dwcb8_forward

@@ -96,6 +96,16 @@ kernels_part kernels_dw_cb_avx2_part(const conv2d_params *p, int ith, int nth);
  * adjusted) has the whole map's bits. */
 void kernels_dw_avx2_planes(const conv2d_params *p, const float *x, const float *w, const float *bias, float *y,
                             size_t y_plane);
+/* Whether dwconv2d_forward's AVX2 variant runs its row kernel on rows split into even and odd
+ * columns for p (stride 2, 3x3 / 5x5, wider than the channel-blocked kernel takes), and that
+ * kernel's loop on one channel's rows split beforehand: padded input row t (of the output rows'
+ * first window on) at x + t * row_stride, its even columns first, its odd ones half floats on
+ * (half >= the output width rounded up to 8, plus (k - 1) / 2), zeros in every padding cell and
+ * past the row; output rows [0, n_out) at y + oh * p->w_out, weights wc (k x k), bias b. The
+ * same FMAs in the same order as dwconv2d_forward's: its bits. */
+int kernels_dw_avx2_split_applies(const conv2d_params *p);
+void kernels_dw_avx2_s2_split(const conv2d_params *p, const float *x, size_t row_stride, size_t half, const float *wc,
+                              float b, float *y, int n_out);
 /* The AVX2 counterpart of conv2d_pw_dwcb_* (kernels_dw.c, 8 channels at a time; the planner takes
  * it on CPUs with AVX2 and without AVX-512F): the same contract, parts in blocks of 8 channels. */
 int kernels_pw_dwcb8_fusable(const conv2d_params *pw, const conv2d_params *dw);

@@ -2621,11 +2621,13 @@ static void test_conv_dw_pw(void)
              "vs reference, 2/3/5 parts, pairs not taken");
 }
 
-/* conv2d_pw_dw_forward (pointwise + stride-2 depthwise in bands of 4 output rows): bit-identical
+/* conv2d_pw_dw_forward (pointwise + stride-2 depthwise in bands of output rows): bit-identical
  * to conv2d_forward_packed then dwconv2d_forward, within tolerance of the naive reference of the
- * two convs, and its 2/3/5 parts bit-identical to the whole. One band and several, a short last
- * band, k 3/5/7, padding none / symmetric / TF SAME / asymmetric, odd sizes, channel counts not
- * multiples of 6 or 16, K blocks, the bands that reuse the previous band's last row. */
+ * two convs, and its 2/3/5 parts bit-identical to the whole (scratch poisoned with NaN). One band
+ * and several, a short last band, k 3/5/7, padding none / symmetric / TF SAME / asymmetric, odd
+ * sizes, channel counts not multiples of 6 or 16, K blocks, the bands that reuse the previous
+ * band's last rows; on AVX2 both the split-row path (wide or very narrow outputs) and the
+ * channel-blocked one. */
 static void test_conv_pw_dw(void)
 {
     /* {c_in, c_exp, h, w, k, pad mode, pw act, dw act} */
@@ -2638,6 +2640,14 @@ static void test_conv_pw_dw(void)
         /* 3x3 padding 1 on even heights: bands whose first row is the previous band's last
          * (whole map, 2 parts), one band of 8 input rows */
         {7, 21, 24, 37, 3, PAD_SYM, ACT_HSWISH, ACT_RELU},  {3, 10, 8, 20, 3, PAD_SYM, ACT_RELU, ACT_NONE},
+        /* AVX2: outputs wider than the channel-blocked kernel's (or narrower than 7), the GEMM
+         * stored as split rows: pad_l 0 / 1 / 2, odd and even sizes, halves not whole vectors,
+         * panels of 1..6 channels, K blocks, short last bands, rows of padding at the bottom */
+        {16, 64, 112, 112, 3, PAD_TF_SAME, ACT_RELU, ACT_RELU}, {5, 13, 61, 59, 3, PAD_SYM, ACT_HSWISH, ACT_RELU6},
+        {9, 10, 66, 63, 5, PAD_SYM, ACT_RELU, ACT_HSWISH},  {7, 8, 59, 65, 5, PAD_TF_SAME, ACT_NONE, ACT_RELU},
+        {130, 11, 20, 70, 3, PAD_SYM, ACT_RELU6, ACT_NONE}, {4, 7, 27, 77, 3, PAD_ASYM, ACT_RELU, ACT_HSIGMOID},
+        {2, 6, 2, 60, 3, PAD_SYM, ACT_RELU, ACT_RELU},      {3, 5, 7, 130, 3, PAD_NONE, ACT_HSWISH, ACT_RELU},
+        {6, 19, 31, 6, 3, PAD_TF_SAME, ACT_RELU, ACT_RELU}, {11, 24, 43, 96, 3, PAD_SYM, ACT_RELU, ACT_RELU},
     };
     test_begin();
     rng r = {91};
