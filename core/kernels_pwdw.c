@@ -54,16 +54,20 @@ static void pwdw_dw_s2(const conv2d_params *p, const float *x, const float *w, c
  * quarter of the shuffles on MobileNetV3-Large), so the GEMM's output columns already come as
  * even / odd halves and are stored straight into split rows (kernels_dw_avx2_s2_split's layout,
  * padding cells zero), and the depthwise pass of a panel of GEMM_MR channels runs right after
- * the panel's GEMM, while its rows are in L1. Bands of PWDW2_BAND_ROWS output rows; the band's
- * first k - 2 input rows are the previous band's last (copied per panel, not computed again).
- * Every value has the unfused bits: each expanded value is the GEMM's chain (bias, one FMA per k
- * in order, the activation), each output the AVX2 depthwise kernel's. */
-#define PWDW2_BAND_ROWS 4
+ * the panel's GEMM on one buffer of split rows (52 KB on MobileNetV3-Large), while they are in L1 /
+ * L2. Bands of PWDW2_BAND_ROWS output rows; a band's first k - 2 input rows are the previous
+ * band's last, kept per channel (not computed again). Every value has the unfused bits: each
+ * expanded value is the GEMM's chain (bias, one FMA per k in order, the activation), each output
+ * the AVX2 depthwise kernel's.
+ * 8 rows: in the same process (min of 150-200 calls, 3-6 runs, loaded machine) one panel buffer
+ * with bands of 4 / 6 / 8 / 12 / 16 rows took 457-556 / 515-529 / 468-524 / 490-513 / 494-506 us,
+ * split rows of all 64 channels in bands of 4 (295 KB) 506-587. */
+#define PWDW2_BAND_ROWS 8
 /* Vectors of a split input row (even + odd columns, 8 floats each): rows up to 760 wide. */
 #define PWDW2_MAX_VECS 96
 
 /* The split layout of one conv pair: the expansion's channel c, band row t (input row
- * band_top + t) at region + c * ch_stride + t * row_stride + lead, even padded columns first, odd
+ * band_top + t) at buffer + c * ch_stride + t * row_stride + lead, even padded columns first, odd
  * ones half floats on; the GEMM's input rows as nv_e vectors of even columns then nv_o of odd ones
  * (each half nv_e vectors wide), the K rows of a band row x_stride floats apart. */
 typedef struct {
@@ -106,12 +110,13 @@ static pwdw2_geom pwdw2_geom_of(const conv2d_params *dw)
     return g;
 }
 
-/* Split rows of every channel, 8 floats of slack (vector stores of padding past the last row),
- * the split input rows of a band, 8 floats of alignment. */
+/* A panel's split rows, 8 floats of slack (vector stores of padding past the last row), the
+ * carried rows of every channel, the split input rows of a band, 8 floats of alignment. */
 static size_t pwdw2_scratch_floats(const conv2d_params *pw, const conv2d_params *dw)
 {
     const pwdw2_geom g = pwdw2_geom_of(dw);
-    return (size_t)pw->c_out * g.ch_stride + 8 + (size_t)pw->c_in * g.x_stride + 8;
+    return KERNELS_GEMM_MR * g.ch_stride + 8 + (size_t)pw->c_out * (size_t)(dw->k_h - dw->stride_h) * (size_t)g.row_stride +
+           (size_t)pw->c_in * g.x_stride + 8;
 }
 
 #if KERNELS_X86
@@ -275,8 +280,8 @@ static KERNELS_AVX2 void pwdw2_zero_pads(const pwdw2_geom *g, float *row)
 }
 
 /* Output rows [oh0, oh0 + rows) of the pair, in bands; per band the input rows are split once,
- * then each panel of channels gets its split rows (carried, zero or computed) and its
- * depthwise outputs. */
+ * then each panel of channels gets its split rows in the panel buffer (carried, zero or
+ * computed), its depthwise outputs, and its last k - 2 rows kept for the next band. */
 static KERNELS_AVX2 void pwdw2_forward(const conv2d_params *pw, const float *pw_packed, const float *pw_bias,
                                        const conv2d_params *dw, const float *dw_w, const float *dw_bias, const float *x,
                                        float *y, float *scratch, int oh0, int rows)
@@ -284,37 +289,41 @@ static KERNELS_AVX2 void pwdw2_forward(const conv2d_params *pw, const float *pw_
     const pwdw2_geom g = pwdw2_geom_of(dw);
     pwdw2_dst d[PWDW2_MAX_VECS];
     pwdw2_dsts(dw, &g, d);
-    float *region = (float *)(((uintptr_t)scratch + 31) & ~(uintptr_t)31);
-    float *xs = region + (size_t)pw->c_out * g.ch_stride + 8;
     const int s = dw->stride_h, k = dw->k_h, kk = k * dw->k_w, carry_rows = k - s, c_out = pw->c_out;
-    const int n_panels = (c_out + KERNELS_GEMM_MR - 1) / KERNELS_GEMM_MR;
     const size_t hw_out = (size_t)dw->h_out * (size_t)dw->w_out, rs = (size_t)g.row_stride;
+    float *panel = (float *)(((uintptr_t)scratch + 31) & ~(uintptr_t)31);
+    float *carried = panel + KERNELS_GEMM_MR * g.ch_stride + 8, *xs = carried + (size_t)c_out * (size_t)carry_rows * rs;
+    const int n_panels = (c_out + KERNELS_GEMM_MR - 1) / KERNELS_GEMM_MR;
     const pwdw2_row_fn row = pwdw2_row_of(pw->act);
-    for (int c = 0; c < c_out; c++)
+    for (int c = 0; c < KERNELS_GEMM_MR; c++)
         for (int t = 0; t < g.band_rows; t++)
-            pwdw2_zero_pads(&g, region + (size_t)c * g.ch_stride + (size_t)t * rs + (size_t)g.lead);
+            pwdw2_zero_pads(&g, panel + (size_t)c * g.ch_stride + (size_t)t * rs + (size_t)g.lead);
     for (int r0 = oh0; r0 < oh0 + rows; r0 += PWDW2_BAND_ROWS) {
         const int nr = kernels_imin(PWDW2_BAND_ROWS, oh0 + rows - r0), top = r0 * s - dw->pad_t;
-        const int n_in = (nr - 1) * s + k, carry = r0 > oh0 ? carry_rows : 0;
+        const int n_in = (nr - 1) * s + k, carry = r0 > oh0 ? carry_rows : 0, more = r0 + nr < oh0 + rows;
         /* input rows the GEMM computes */
         const int g_lo = kernels_imax(top + carry, 0), g_hi = kernels_imin(top + n_in, dw->h_in);
         if (g_hi > g_lo) pwdw2_split_rows(pw, &g, x, g_lo, g_hi, xs);
         for (int ib = 0; ib < n_panels; ib++) {
             const int m0 = ib * KERNELS_GEMM_MR, m = kernels_imin(KERNELS_GEMM_MR, c_out - m0);
-            float *rp = region + (size_t)m0 * g.ch_stride;
             for (int c = 0; c < m; c++) {
-                float *rc = rp + (size_t)c * g.ch_stride;
-                if (carry) memmove(rc, rc + (size_t)(g.band_rows - carry) * rs, (size_t)carry * rs * sizeof *rc);
+                float *rc = panel + (size_t)c * g.ch_stride;
+                if (carry) memcpy(rc, carried + (size_t)(m0 + c) * (size_t)carry_rows * rs, (size_t)carry * rs * sizeof *rc);
                 for (int t = carry; t < n_in; t++)
                     if (top + t < 0 || top + t >= dw->h_in) memset(rc + (size_t)t * rs, 0, rs * sizeof *rc);
             }
             for (int r = g_lo; r < g_hi; r++)
                 row(&g, pw->c_in, pw_packed, n_panels, ib, xs + (size_t)(r - g_lo) * (size_t)g.nv_e * 16,
-                    pw_bias ? pw_bias + m0 : NULL, m, rp + (size_t)(r - top) * rs + (size_t)g.lead, d);
-            for (int c = m0; c < m0 + m; c++)
-                kernels_dw_avx2_s2_split(dw, rp + (size_t)(c - m0) * g.ch_stride + (size_t)g.lead, rs, (size_t)g.half,
-                                         dw_w + (size_t)c * (size_t)kk, dw_bias ? dw_bias[c] : 0.0f,
+                    pw_bias ? pw_bias + m0 : NULL, m, panel + (size_t)(r - top) * rs + (size_t)g.lead, d);
+            for (int c = m0; c < m0 + m; c++) {
+                float *rc = panel + (size_t)(c - m0) * g.ch_stride;
+                kernels_dw_avx2_s2_split(dw, rc + (size_t)g.lead, rs, (size_t)g.half, dw_w + (size_t)c * (size_t)kk,
+                                         dw_bias ? dw_bias[c] : 0.0f,
                                          y + (size_t)c * hw_out + (size_t)r0 * (size_t)dw->w_out, nr);
+                if (more)
+                    memcpy(carried + (size_t)c * (size_t)carry_rows * rs, rc + (size_t)(n_in - carry_rows) * rs,
+                           (size_t)carry_rows * rs * sizeof *rc);
+            }
         }
     }
 }
