@@ -269,6 +269,43 @@ static inline __attribute__((always_inline)) KERNELS_AVX2 void dw_finish_avx2(__
     avx2_store_n(y, avx2_act(acc, act), n);
 }
 
+/* The 3x3 loop written out: the 9 weights stay in registers (dw_split_avx2_k's array of them lives
+ * on the stack, every FMA loading its weight: 1.8-2x the time per pair of rows, microbenchmark),
+ * and the first row's 8 outputs are stored before the second row's last taps. Each accumulator
+ * gets the same FMAs in the same order (a0: kernel rows 0 and 2, a1: row 1; c0 / c1 the same one
+ * pair of input rows lower). */
+static inline __attribute__((always_inline)) KERNELS_AVX2 void
+dw_split3_pair_avx2(const float *r0, const float *r1, const float *r2, const float *r3, const float *r4, size_t half,
+                    const __m256 *w, __m256 vb, int pair, act_kind act, float *y0, float *y1, int n)
+{
+    const __m256 z = _mm256_setzero_ps();
+    __m256 a0, a1, c0 = z, c1, v;
+    a0 = _mm256_fmadd_ps(w[0], _mm256_loadu_ps(r0), vb);
+    a0 = _mm256_fmadd_ps(w[1], _mm256_loadu_ps(r0 + half), a0);
+    a0 = _mm256_fmadd_ps(w[2], _mm256_loadu_ps(r0 + 1), a0);
+    a1 = _mm256_fmadd_ps(w[3], _mm256_loadu_ps(r1), z);
+    a1 = _mm256_fmadd_ps(w[4], _mm256_loadu_ps(r1 + half), a1);
+    a1 = _mm256_fmadd_ps(w[5], _mm256_loadu_ps(r1 + 1), a1);
+    v = _mm256_loadu_ps(r2);
+    a0 = _mm256_fmadd_ps(w[6], v, a0);
+    if (pair) c0 = _mm256_fmadd_ps(w[0], v, vb);
+    v = _mm256_loadu_ps(r2 + half);
+    a0 = _mm256_fmadd_ps(w[7], v, a0);
+    if (pair) c0 = _mm256_fmadd_ps(w[1], v, c0);
+    v = _mm256_loadu_ps(r2 + 1);
+    a0 = _mm256_fmadd_ps(w[8], v, a0);
+    dw_finish_avx2(_mm256_add_ps(a0, a1), act, y0, n);
+    if (!pair) return;
+    c0 = _mm256_fmadd_ps(w[2], v, c0);
+    c1 = _mm256_fmadd_ps(w[3], _mm256_loadu_ps(r3), z);
+    c1 = _mm256_fmadd_ps(w[4], _mm256_loadu_ps(r3 + half), c1);
+    c1 = _mm256_fmadd_ps(w[5], _mm256_loadu_ps(r3 + 1), c1);
+    c0 = _mm256_fmadd_ps(w[6], _mm256_loadu_ps(r4), c0);
+    c0 = _mm256_fmadd_ps(w[7], _mm256_loadu_ps(r4 + half), c0);
+    c0 = _mm256_fmadd_ps(w[8], _mm256_loadu_ps(r4 + 1), c0);
+    dw_finish_avx2(_mm256_add_ps(c0, c1), act, y1, n);
+}
+
 /* Output rows are computed in pairs: the k + s staged input rows of a pair are loaded once and
  * each loaded vector feeds both rows where their windows overlap, which cuts loads by 30-40%;
  * each output keeps two accumulators (even / odd kernel rows) for shorter dependency chains. 8
@@ -295,7 +332,12 @@ dw_channel_avx2_k(const int k, const int s, const conv2d_params *p, dw_stage *st
             else
                 dw_copy_avx2(copies[i].dst, copies[i].src, st->n_copy);
         }
-        if (oh + 1 < p->h_out) {
+        if (k == 3 && s == 2) {
+            const int pair = oh + 1 < p->h_out;
+            for (int ow = 0; ow < w_out; ow += 8)
+                dw_split3_pair_avx2(rows[0] + ow, rows[1] + ow, rows[2] + ow, rows[3] + ow, rows[4] + ow,
+                                    DW_SPLIT_HALF, wv, vb, pair, act, y0 + ow, y1 + ow, w_out - ow);
+        } else if (oh + 1 < p->h_out) {
             for (int ow = 0; ow < w_out; ow += 8) {
                 __m256 a[2] = {vb, _mm256_setzero_ps()}, c[2] = {vb, _mm256_setzero_ps()};
 #pragma GCC unroll 7
@@ -392,45 +434,6 @@ static inline __attribute__((always_inline)) KERNELS_AVX2 void dw_split_avx2_k(c
     }
 }
 
-/* The 3x3 loop written out: the 9 weights stay in registers (dw_split_avx2_k's array of them lives
- * on the stack, every FMA loading its weight: 1.8-2x the time per pair of rows, microbenchmark),
- * and the first row's 8 outputs are stored before the second row's last taps. Each accumulator
- * gets the same FMAs in the same order (a0: kernel rows 0 and 2, a1: row 1; c0 / c1 the same one
- * pair of input rows lower). */
-static inline __attribute__((always_inline)) KERNELS_AVX2 void dw_split3_pair_avx2(const float *r0, size_t rs,
-                                                                                   size_t half, const __m256 *w,
-                                                                                   __m256 vb, int pair, act_kind act,
-                                                                                   float *y0, float *y1, int n)
-{
-    const float *r1 = r0 + rs, *r2 = r1 + rs, *r3 = r2 + rs, *r4 = r3 + rs;
-    const __m256 z = _mm256_setzero_ps();
-    __m256 a0, a1, c0 = z, c1, v;
-    a0 = _mm256_fmadd_ps(w[0], _mm256_loadu_ps(r0), vb);
-    a0 = _mm256_fmadd_ps(w[1], _mm256_loadu_ps(r0 + half), a0);
-    a0 = _mm256_fmadd_ps(w[2], _mm256_loadu_ps(r0 + 1), a0);
-    a1 = _mm256_fmadd_ps(w[3], _mm256_loadu_ps(r1), z);
-    a1 = _mm256_fmadd_ps(w[4], _mm256_loadu_ps(r1 + half), a1);
-    a1 = _mm256_fmadd_ps(w[5], _mm256_loadu_ps(r1 + 1), a1);
-    v = _mm256_loadu_ps(r2);
-    a0 = _mm256_fmadd_ps(w[6], v, a0);
-    if (pair) c0 = _mm256_fmadd_ps(w[0], v, vb);
-    v = _mm256_loadu_ps(r2 + half);
-    a0 = _mm256_fmadd_ps(w[7], v, a0);
-    if (pair) c0 = _mm256_fmadd_ps(w[1], v, c0);
-    v = _mm256_loadu_ps(r2 + 1);
-    a0 = _mm256_fmadd_ps(w[8], v, a0);
-    dw_finish_avx2(_mm256_add_ps(a0, a1), act, y0, n);
-    if (!pair) return;
-    c0 = _mm256_fmadd_ps(w[2], v, c0);
-    c1 = _mm256_fmadd_ps(w[3], _mm256_loadu_ps(r3), z);
-    c1 = _mm256_fmadd_ps(w[4], _mm256_loadu_ps(r3 + half), c1);
-    c1 = _mm256_fmadd_ps(w[5], _mm256_loadu_ps(r3 + 1), c1);
-    c0 = _mm256_fmadd_ps(w[6], _mm256_loadu_ps(r4), c0);
-    c0 = _mm256_fmadd_ps(w[7], _mm256_loadu_ps(r4 + half), c0);
-    c0 = _mm256_fmadd_ps(w[8], _mm256_loadu_ps(r4 + 1), c0);
-    dw_finish_avx2(_mm256_add_ps(c0, c1), act, y1, n);
-}
-
 static KERNELS_AVX2 void dw_split3_avx2(const conv2d_params *p, const float *x, size_t rs, size_t half,
                                         const float *wc, float b, float *yc, int n_out)
 {
@@ -441,14 +444,16 @@ static KERNELS_AVX2 void dw_split3_avx2(const conv2d_params *p, const float *x, 
     for (int t = 0; t < 9; t++) w[t] = _mm256_broadcast_ss(wc + t);
     const __m256 vb = _mm256_set1_ps(b);
     for (int oh = 0; oh < n_out; oh += 2) {
-        const float *r0 = x + (size_t)(2 * oh) * rs;
+        const float *r0 = x + (size_t)(2 * oh) * rs, *r1 = r0 + rs, *r2 = r1 + rs, *r3 = r2 + rs, *r4 = r3 + rs;
         float *y0 = yc + (size_t)oh * (size_t)w_out;
         if (oh + 1 < n_out)
             for (int ow = 0; ow < w_out; ow += 8)
-                dw_split3_pair_avx2(r0 + ow, rs, half, w, vb, 1, act, y0 + ow, y0 + w_out + ow, w_out - ow);
+                dw_split3_pair_avx2(r0 + ow, r1 + ow, r2 + ow, r3 + ow, r4 + ow, half, w, vb, 1, act, y0 + ow,
+                                    y0 + w_out + ow, w_out - ow);
         else
             for (int ow = 0; ow < w_out; ow += 8)
-                dw_split3_pair_avx2(r0 + ow, rs, half, w, vb, 0, act, y0 + ow, NULL, w_out - ow);
+                dw_split3_pair_avx2(r0 + ow, r1 + ow, r2 + ow, NULL, NULL, half, w, vb, 0, act, y0 + ow, NULL,
+                                    w_out - ow);
     }
 }
 

@@ -753,6 +753,69 @@ static void test_dw_cb_avx2(void)
     test_end("channel-blocked AVX2 depthwise (7..28 wide): reference and fmaf-chain bits");
 }
 
+/* The AVX2 stride-2 row kernel's chain (kernels_dw.c dw_channel_avx2_k and
+ * kernels_dw_avx2_s2_split): per output two fmaf chains over the taps in (i, j) order, the even
+ * kernel rows from the bias and the odd ones from 0, padding taps on zeros, then their sum (act
+ * none or ReLU). */
+static void dw_rows2_fmaf_chain(const conv2d_params *p, const float *x, const float *w, const float *bias, float *want)
+{
+    const int kk = p->k_h * p->k_w;
+    for (int ch = 0; ch < p->c_in; ch++)
+        for (int oh = 0; oh < p->h_out; oh++)
+            for (int ow = 0; ow < p->w_out; ow++) {
+                float acc[2] = {bias[ch], 0.0f};
+                for (int t = 0; t < kk; t++) {
+                    const int i = t / p->k_w, ih = oh * p->stride_h + i - p->pad_t, iw = ow * p->stride_w + t % p->k_w - p->pad_l;
+                    const int in = ih >= 0 && ih < p->h_in && iw >= 0 && iw < p->w_in;
+                    acc[i & 1] = fmaf(w[ch * kk + t], in ? x[((size_t)ch * p->h_in + ih) * p->w_in + iw] : 0.0f, acc[i & 1]);
+                }
+                const float v = acc[0] + acc[1];
+                want[((size_t)ch * p->h_out + oh) * p->w_out + ow] = p->act == ACT_RELU && v < 0.0f ? 0.0f : v;
+            }
+}
+
+/* The AVX2 stride-2 depthwise row kernel (outputs wider than the channel-blocked kernel's, or
+ * narrower than 7; 3x3 written out, 5x5 generic), alone and as the split-row pass of
+ * conv2d_pw_dw_forward: bit for bit the two-accumulator chain above, every padding mode, odd and
+ * even sizes, 1..3 rows. */
+static void test_dw_s2_rows_avx2(void)
+{
+    test_begin();
+    /* {c, h, w, k} */
+    static const int cases[][4] = {{5, 112, 112, 3}, {3, 61, 67, 3}, {2, 9, 131, 3}, {4, 5, 60, 3}, {3, 2, 63, 3},
+                                   {2, 1, 75, 3},    {3, 7, 5, 3},   {2, 59, 66, 5}, {3, 6, 61, 5}, {2, 3, 12, 3}};
+    rng r = {23};
+    int n_taken = 0, n_bits_bad = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        for (int mode = 0; mode < N_PAD_MODES; mode++) {
+            const int *c = cases[i];
+            conv2d_params p;
+            if (!conv_setup(&p, c[0], c[0], c[0], c[1], c[2], c[3], c[3], 2, 2, (pad_mode)mode,
+                            (i + (size_t)mode) & 1 ? ACT_RELU : ACT_NONE) ||
+                !kernels_dw_avx2_split_applies(&p))
+                continue;
+            n_taken++;
+            const size_t n_x = (size_t)p.c_in * p.h_in * p.w_in, n_y = (size_t)p.c_out * p.h_out * p.w_out;
+            float *x = alloc_random(n_x, &r), *w = alloc_random((size_t)p.c_in * c[3] * c[3], &r);
+            float *bias = alloc_random((size_t)p.c_in, &r), *y = alloc_nan(n_y), *want = alloc_nan(n_y);
+            dwconv2d_forward_isa(&p, x, w, bias, y, CPU_ISA_AVX2);
+            dw_rows2_fmaf_chain(&p, x, w, bias, want);
+            if (memcmp(y, want, n_y * sizeof *y) != 0) {
+                T_CHECK(n_bits_bad >= MAX_REPORTS, "%d ch %dx%d k %d pad %d/%d: not the two-chain fmaf bits", p.c_in,
+                        p.h_in, p.w_in, p.k_h, p.pad_t, p.pad_l);
+                n_bits_bad++;
+            }
+            free(x);
+            free(w);
+            free(bias);
+            free(y);
+            free(want);
+        }
+    T_CHECK(n_bits_bad == 0, "%d cases off the chain's bits", n_bits_bad);
+    T_CHECK(n_taken >= 30, "%d cases take the kernel, want >= 30", n_taken);
+    test_end("AVX2 stride-2 depthwise row kernel (3x3 / 5x5): the two-accumulator fmaf chain's bits");
+}
+
 /* The AVX-512 stride-2 3x3 and 5x5 depthwise kernels for rows over 16 outputs (kernels_dw512.c:
  * the aligned even / odd rows with one (3x3) or two (5x5, up to 32 outputs) columns of left
  * padding, the branch-free 3x3 rows and the staged 5x5 rows otherwise): MobileNet's 112 -> 56 and
@@ -3182,8 +3245,10 @@ int main(void)
     if (cpu_isa_best() >= CPU_ISA_AVX2) {
         test_dw_sweep(CONV_VIA_DW_AVX2, "dwconv sweep, AVX2 variant");
         test_dw_cb_avx2();
+        test_dw_s2_rows_avx2();
     } else {
         test_skip("dwconv sweep, AVX2 variant", "CPU lacks AVX2/FMA");
+        test_skip("AVX2 stride-2 depthwise row kernel", "CPU lacks AVX2/FMA");
     }
     if (cpu_isa_best() >= CPU_ISA_AVX512) {
         test_dw_sweep(CONV_VIA_DW_AVX512, "dwconv sweep, AVX-512 variant");
