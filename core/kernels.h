@@ -251,8 +251,9 @@ void conv2d_forward_packed_part(const conv2d_params *p, const float *x, const fl
  * stride-2 depthwise convolution dw of its output, computed together in bands of dw's output rows
  * so the intermediate map never leaves the cache: y = dw(pw(x)), bit-identical to
  * conv2d_forward_packed then dwconv2d_forward. conv2d_pw_dw_fusable says whether the pair takes
- * it (AVX-512 only); scratch holds conv2d_pw_dw_scratch_floats floats (one buffer per concurrent
- * caller). Parts: output positions in whole rows (conv2d_pw_dw_part). x and y must not overlap. */
+ * it (AVX-512, or AVX2 with stride 2); scratch holds conv2d_pw_dw_scratch_floats floats (one
+ * buffer per concurrent caller). Parts: output positions in whole rows (conv2d_pw_dw_part). x and
+ * y must not overlap. */
 int conv2d_pw_dw_fusable(const conv2d_params *pw, const conv2d_params *dw);
 size_t conv2d_pw_dw_scratch_floats(const conv2d_params *pw, const conv2d_params *dw);
 kernels_part conv2d_pw_dw_part(const conv2d_params *dw, int ith, int nth);

@@ -1,8 +1,9 @@
 /* A packed pointwise convolution fused with the stride-2 depthwise convolution after it (see
  * conv2d_pw_dw_forward in kernels.h): the GEMM kernel of kernels_gemm.c into a band of rows, then
- * the AVX-512 depthwise kernel of kernels_dw512.c on it (AVX2: the AVX2 GEMM and kernels_dw.c's
- * kernels); and a stride-1 depthwise convolution fused with the pointwise one after it
- * (conv2d_dw_pw_forward_part, AVX-512 only), the other way round. */
+ * the AVX-512 depthwise kernel of kernels_dw512.c on it (AVX2: the expansion stored straight into
+ * the split rows of kernels_dw.c's stride-2 row kernel where that kernel takes the depthwise conv,
+ * else the AVX2 GEMM and kernels_dw.c's kernels); and a stride-1 depthwise convolution fused with
+ * the pointwise one after it (conv2d_dw_pw_forward_part, AVX-512 only), the other way round. */
 #include "kernels.h"
 
 #include <assert.h>
@@ -63,7 +64,7 @@ static void pwdw_dw_s2(const conv2d_params *p, const float *x, const float *w, c
  * with bands of 4 / 6 / 8 / 12 / 16 rows took 457-556 / 515-529 / 468-524 / 490-513 / 494-506 us,
  * split rows of all 64 channels in bands of 4 (295 KB) 506-587. */
 #define PWDW2_BAND_ROWS 8
-/* Vectors of a split input row (even + odd columns, 8 floats each): rows up to 760 wide. */
+/* Vectors of a split input row (even + odd columns, 8 floats each): rows up to 768 wide. */
 #define PWDW2_MAX_VECS 96
 
 /* The split layout of one conv pair: the expansion's channel c, band row t (input row
@@ -76,6 +77,7 @@ typedef struct {
     int e_lo, e_hi, o_lo, o_hi; /* data cells of each half; the rest is zero padding */
 } pwdw2_geom;
 
+/* pad_l <= 2: the paddings of 3x3 / 5x5 kernels (and the ones tested). */
 static int pwdw2_applies(const conv2d_params *dw)
 {
     return cpu_isa_best() == CPU_ISA_AVX2 && kernels_dw_avx2_split_applies(dw) && dw->pad_l <= 2 &&
@@ -115,8 +117,8 @@ static pwdw2_geom pwdw2_geom_of(const conv2d_params *dw)
 static size_t pwdw2_scratch_floats(const conv2d_params *pw, const conv2d_params *dw)
 {
     const pwdw2_geom g = pwdw2_geom_of(dw);
-    return KERNELS_GEMM_MR * g.ch_stride + 8 + (size_t)pw->c_out * (size_t)(dw->k_h - dw->stride_h) * (size_t)g.row_stride +
-           (size_t)pw->c_in * g.x_stride + 8;
+    const size_t carried = (size_t)pw->c_out * (size_t)(dw->k_h - dw->stride_h) * (size_t)g.row_stride;
+    return KERNELS_GEMM_MR * g.ch_stride + 8 + carried + (size_t)pw->c_in * g.x_stride + 8;
 }
 
 #if KERNELS_X86
@@ -168,9 +170,9 @@ static void pwdw2_dsts(const conv2d_params *dw, const pwdw2_geom *g, pwdw2_dst *
 }
 
 /* mr channels (panel ib of the packed weights a, m of its rows real) x nv vectors of one split
- * input row (xr):
- * the GEMM tile's chain per value (from the bias, FMAs over k in order, the activation), stored at
- * the vectors' cells of each channel's split row (dst: channel 0's row; ch_stride apart). */
+ * input row (xr): the GEMM tile's chain per value (from the bias, FMAs over k in order, the
+ * activation), stored at the vectors' cells of each channel's split row (dst: channel 0's row;
+ * ch_stride apart). */
 static inline __attribute__((always_inline)) KERNELS_AVX2 void
 pwdw2_tile(const int mr, const int nv, int k_in, const float *a, int n_panels, int ib, const float *xr, size_t ldk,
            const float *bias, int m, act_kind act, float *dst, size_t ch_stride, const pwdw2_dst *d)
@@ -268,7 +270,7 @@ static pwdw2_row_fn pwdw2_row_of(act_kind act)
 
 /* Zeros in the padding cells of a split row: each half's cells before and after its input cells
  * (the tail in whole vectors, spilling up to 7 floats into what follows: the next half's or row's
- * first cells, written afterwards, or the region's slack). */
+ * first cells, zeroed or written afterwards, or the buffer's slack). */
 static KERNELS_AVX2 void pwdw2_zero_pads(const pwdw2_geom *g, float *row)
 {
     const int lo[2] = {g->e_lo, g->o_lo}, hi[2] = {g->e_hi, g->o_hi};
