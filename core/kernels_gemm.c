@@ -297,7 +297,9 @@ typedef struct {
     int kc, m, n;      /* m <= GEMM_MR, 0 < n <= GEMM_NR */
     int first, last;   /* first: start from the bias, else from c; last: activate */
     act_kind act;
-    const char *pf;    /* NULL, or kc cache lines from here brought into L2, one per k (gemm_range) */
+    const char *pf;    /* NULL, or cache lines from here brought into L2 (gemm_range): AVX-512 kc, one per k;
+                          AVX2 pf_lines, spread over the tile's k steps (gemm_tile_run_avx2) */
+    int pf_lines;
 } gemm_tile;
 
 /* nv = ceil(n / 16) vectors per row; the last one is masked on loads and stores. pf: the instance
@@ -469,12 +471,20 @@ GEMM_TILE_FNS(, 0)
 GEMM_TILE_FNS(_pf, 1)
 #undef GEMM_TILE_FNS
 
+/* The AVX2 tile's prefetch lines: the next one at p, none from end on, one every `every` k steps of
+ * each strip from its first k on. */
+typedef struct {
+    const char *p, *end;
+    int every;
+} gemm_pf;
+
 /* The AVX2 tile: t->n <= GEMM_NR columns as strips of 16 (2 ymm per row: 12 accumulators, as many
- * as the 16 registers leave room for), each strip over the whole of k. Every value is the same chain
+ * as the 16 registers leave room for), each strip over the whole of k, each bringing the next of the
+ * tile's prefetch lines (pc) into L2 every pc->every k. Every value is the same chain
  * of FMAs over k from the bias (or c) as in gemm_tile_nv, so the bits are those of the AVX-512 tile.
  * full: the strip's nv vectors are all whole, else the last is loaded masked and stored by
  * avx2_store_n (a masked store is microcoded on AMD Zen: ~10x a plain one); pf: the strip that
- * prefetches A's look-ahead and t->pf (when set), the first. nx = 1 (with full): one more column,
+ * prefetches A's look-ahead, the first. nx = 1 (with full): one more column,
  * c0 + 8 * nv, transposed as in gemm_tile_nvx (one vector over the GEMM_MR rows, the panel's k-th
  * column of a times b's column, the same FMA chain per value), inside the same loop over k: a tile's
  * last strip of 17 or 9 columns (7x7 maps: 49 = 16 + 16 + 17; 17x17: 289 = 4 x 64 + 16 + 17; 35x35:
@@ -484,7 +494,7 @@ GEMM_TILE_FNS(_pf, 1)
 static inline __attribute__((always_inline)) KERNELS_AVX2 void gemm_strip_rows_avx2(const int mr, const int nv,
                                                                                  const int full, const int nx,
                                                                                  const int pf, const gemm_tile *t,
-                                                                                 int c0)
+                                                                                 int c0, gemm_pf *pc)
 {
     const int m = t->m, last = t->last;
     const act_kind act = t->act;
@@ -515,11 +525,15 @@ static inline __attribute__((always_inline)) KERNELS_AVX2 void gemm_strip_rows_a
         acc_x = _mm256_loadu_ps(col_buf);
     }
     const float *a = t->a, *b = t->b + c0;
-    const char *pfl = t->pf;
+    const char *pp = pc->p, *const pend = pc->end;
+    const int every = pc->every;
+    int next = pp < pend ? 0 : t->kc; /* the k of the next prefetch line */
     for (int k = 0; k < t->kc; k++, a += GEMM_MR, b += t->ldb) {
-        if (pf) {
-            _mm_prefetch((const char *)(a + GEMM_PREFETCH_A), _MM_HINT_T0);
-            if (pfl) _mm_prefetch(pfl + 64 * (size_t)k, _MM_HINT_T1);
+        if (pf) _mm_prefetch((const char *)(a + GEMM_PREFETCH_A), _MM_HINT_T0);
+        if (k == next) {
+            _mm_prefetch(pp, _MM_HINT_T1);
+            pp += 64;
+            next = pp < pend ? next + every : t->kc;
         }
         __m256 bv[2];
 #pragma GCC unroll 2
@@ -533,6 +547,7 @@ static inline __attribute__((always_inline)) KERNELS_AVX2 void gemm_strip_rows_a
         }
         if (nx) acc_x = _mm256_fmadd_ps(_mm256_maskload_ps(a, panel), _mm256_broadcast_ss(b + 8 * nv), acc_x);
     }
+    pc->p = pp;
     const float *res = last ? t->res : NULL;
 #pragma GCC unroll 6
     for (int r = 0; r < mr; r++) {
@@ -562,43 +577,52 @@ static inline __attribute__((always_inline)) KERNELS_AVX2 void gemm_strip_rows_a
 
 static inline __attribute__((always_inline)) KERNELS_AVX2 void gemm_strip_avx2(const int nv, const int full,
                                                                             const int nx, const int pf,
-                                                                            const gemm_tile *t, int c0)
+                                                                            const gemm_tile *t, int c0, gemm_pf *pc)
 {
-    gemm_strip_rows_avx2(GEMM_MR, nv, full, nx, pf, t, c0);
+    gemm_strip_rows_avx2(GEMM_MR, nv, full, nx, pf, t, c0, pc);
 }
 
 /* Strip by strip: whole 16- and 8-column strips unmasked, a last one of 17 or 9 columns with its last
- * column transposed, the first strip prefetching; w: the strip's width. */
-#define GEMM_STRIP_AVX2(pf, t, c0, w)                                                                                \
+ * column transposed, the first strip prefetching A's look-ahead; w: the strip's width. */
+#define GEMM_STRIP_AVX2(pf, t, c0, w, pc)                                                                            \
     do {                                                                                                             \
         const int w_ = (t)->n - (c0);                                                                                \
         (w) = kernels_imin(w_, 16);                                                                                  \
         if (w_ == 17) {                                                                                              \
-            gemm_strip_avx2(2, 1, 1, pf, t, c0);                                                                     \
+            gemm_strip_avx2(2, 1, 1, pf, t, c0, pc);                                                                 \
             (w) = 17;                                                                                                \
         } else if (w_ == 9) {                                                                                        \
-            gemm_strip_avx2(1, 1, 1, pf, t, c0);                                                                     \
+            gemm_strip_avx2(1, 1, 1, pf, t, c0, pc);                                                                 \
         } else if (w_ >= 16)                                                                                         \
-            gemm_strip_avx2(2, 1, 0, pf, t, c0);                                                                     \
+            gemm_strip_avx2(2, 1, 0, pf, t, c0, pc);                                                                 \
         else if (w_ > 8)                                                                                             \
-            gemm_strip_avx2(2, 0, 0, pf, t, c0);                                                                     \
+            gemm_strip_avx2(2, 0, 0, pf, t, c0, pc);                                                                 \
         else if (w_ == 8)                                                                                            \
-            gemm_strip_avx2(1, 1, 0, pf, t, c0);                                                                     \
+            gemm_strip_avx2(1, 1, 0, pf, t, c0, pc);                                                                 \
         else                                                                                                         \
-            gemm_strip_avx2(1, 0, 0, pf, t, c0);                                                                     \
+            gemm_strip_avx2(1, 0, 0, pf, t, c0, pc);                                                                 \
     } while (0)
 
+/* The tile's t->pf_lines prefetch lines (if any) go evenly over the k steps of all its strips (16 columns
+ * each, a last 17 one), not one per k of the first strip: that asked memory for a line every ~2 ns, more
+ * than it gives, and stalled the strip (gemm_run). */
 static KERNELS_AVX2 void gemm_tile_run_avx2(const gemm_tile *t)
 {
-    int c0 = 0, w = 0;
+    int c0 = 0, w = 0, n_strips = 0;
+    for (int c = 0; c < t->n; n_strips++) c += t->n - c == 17 ? 17 : 16;
+    gemm_pf pcv = {t->pf, t->pf, 1}, *pc = &pcv;
+    if (t->pf && t->pf_lines > 0) {
+        pcv.end = t->pf + 64 * (size_t)t->pf_lines;
+        pcv.every = kernels_imax(1, n_strips * t->kc / t->pf_lines);
+    }
     if (t->m <= 4 && t->n >= 16 && t->n != 17) { /* its whole 16-column strips on 4 rows (not a last 17) */
-        gemm_strip_rows_avx2(4, 2, 1, 0, 1, t, 0);
-        for (c0 = 16; c0 + 16 <= t->n && t->n - c0 != 17; c0 += 16) gemm_strip_rows_avx2(4, 2, 1, 0, 0, t, c0);
+        gemm_strip_rows_avx2(4, 2, 1, 0, 1, t, 0, pc);
+        for (c0 = 16; c0 + 16 <= t->n && t->n - c0 != 17; c0 += 16) gemm_strip_rows_avx2(4, 2, 1, 0, 0, t, c0, pc);
     } else {
-        GEMM_STRIP_AVX2(1, t, 0, w);
+        GEMM_STRIP_AVX2(1, t, 0, w, pc);
         c0 = w;
     }
-    for (; c0 < t->n; c0 += w) GEMM_STRIP_AVX2(0, t, c0, w);
+    for (; c0 < t->n; c0 += w) GEMM_STRIP_AVX2(0, t, c0, w, pc);
 }
 #undef GEMM_STRIP_AVX2
 
@@ -682,9 +706,26 @@ static int gemm_tile_width(int nc)
  * order (KC blocks, from the bias) whatever the part, so parts are bit-identical to the whole. */
 typedef struct {
     int ib0, ib1, n_lo, n_hi;
-    const char *pf; /* pf_lines cache lines to bring into L2 during the part, kc per tile (one per */
-    size_t pf_lines; /* k), in order from the first tiles on (or none) */
+    const char *pf; /* pf_lines cache lines to bring into L2 during the part, in order from the first tiles */
+    size_t pf_lines; /* on (or none): AVX-512 kc per tile (one per k), AVX2 gemm_pf_quota */
 } gemm_range;
+
+/* AVX2: the prefetch lines per tile that spread r's lines over all its tiles (the tiles of 1..4 columns
+ * that run two panels at once prefetch nothing), at most kc per tile (gemm_run). Spread this thin the
+ * prefetch costs the GEMM little: MobileNetV3-Large's GEMMs before a squeeze-and-excitation linear or
+ * the classifier ran 6-38 us slower with kc lines per tile, one per k of its first strip (memory does
+ * not give a line every ~2 ns), and now 0-4. */
+static size_t gemm_pf_quota(const gemm_range *r, int packed, int k)
+{
+    size_t tiles = 0;
+    for (int n0 = r->n_lo; n0 < r->n_hi; n0 += GEMM_NC) {
+        const int nc = kernels_imin(GEMM_NC, r->n_hi - n0), nr = packed ? GEMM_NR : gemm_tile_width(nc);
+        for (int q = 0; q * nr < nc; q++)
+            if (kernels_imin(nr, nc - q * nr) > 4) tiles += (size_t)(r->ib1 - r->ib0);
+    }
+    tiles *= (size_t)((k + GEMM_KC - 1) / GEMM_KC);
+    return tiles ? (r->pf_lines + tiles - 1) / tiles : 0;
+}
 
 /* c[m][n] = act(a * B + bias + res) (res may be NULL) for a packed as kernels_gemm_a_offset lays
  * it out and B either read in place (src NULL: k rows of n floats at stride ldb from b) or
@@ -697,6 +738,7 @@ static void gemm_run(cpu_isa isa, int m, int k, const float *a, const gemm_src *
     const int n_panels_m = (m + GEMM_MR - 1) / GEMM_MR;
     const char *pf = r->pf;
     size_t pf_lines = r->pf_lines;
+    const size_t quota = !avx512 && pf_lines ? gemm_pf_quota(r, src != NULL, k) : 0;
     for (int n0 = r->n_lo; n0 < r->n_hi; n0 += GEMM_NC) {
         const int nc = kernels_imin(GEMM_NC, r->n_hi - n0);
         for (int k0 = 0; k0 < k; k0 += GEMM_KC) {
@@ -726,14 +768,22 @@ static void gemm_run(cpu_isa isa, int m, int k, const float *a, const gemm_src *
                         t.m = kernels_imin(2 * GEMM_MR, m - m0);
                         gemm_cols2_run_avx2(&t);
                         ib++;
+                    } else if (!avx512) {
+                        size_t lines = quota < pf_lines ? quota : pf_lines;
+                        if (lines > (size_t)kc) lines = (size_t)kc;
+                        t.pf = lines ? pf : NULL;
+                        t.pf_lines = (int)lines;
+                        pf += 64 * lines;
+                        pf_lines -= lines;
+                        gemm_tile_run_avx2(&t);
                     } else if (pf_lines >= (size_t)kc) { /* whole tiles only: a last < kc lines are left out */
                         t.pf = pf;
                         pf += 64 * (size_t)kc;
                         pf_lines -= (size_t)kc;
-                        (avx512 ? gemm_tile_run_pf : gemm_tile_run_avx2)(&t);
+                        gemm_tile_run_pf(&t);
                     } else {
                         t.pf = NULL;
-                        (avx512 ? gemm_tile_run : gemm_tile_run_avx2)(&t);
+                        gemm_tile_run(&t);
                     }
                 }
             }

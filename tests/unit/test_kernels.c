@@ -3122,11 +3122,12 @@ static void test_gemm_tail_tiles(void)
 }
 
 /* conv2d_plan.prefetch (CONV_PATH_GEMM): the GEMM that brings a memory region into L2 (the tile
- * instances with a prefetch) gives the bits of the plan without one, writes nothing outside y
- * (poisoned guard cells) and leaves the region unchanged, over 1, 2 and 3 parts; regions of no
- * whole tile, a few tiles, more lines than the GEMM has k steps, and a byte count not a multiple
- * of a cache line. Pointwise (odd sizes, 49- and 17-column tiles, K past one K block, an input
- * scale with a residual), im2col and grouped shapes. */
+ * instances with a prefetch; on AVX2 a few lines per tile, spread over its strips) gives the bits of
+ * the plan without one, writes nothing outside y (poisoned guard cells) and leaves the region
+ * unchanged, over 1, 2, 3 and 5 parts; regions of no whole tile, a few tiles, more lines than the GEMM
+ * has k steps, and a byte count not a multiple of a cache line. Pointwise (odd sizes, 49- and
+ * 17-column tiles, K past one K block, an input scale with a residual, 14x14 with a last panel of 4
+ * rows and tiles of 4 columns, 7x7 with the scale on the packed input), im2col and grouped shapes. */
 static void test_conv_gemm_prefetch(void)
 {
     /* {c_in, c_out, groups, h, w, k, stride, pad mode, input scale + residual} */
@@ -3134,9 +3135,11 @@ static void test_conv_gemm_prefetch(void)
         {13, 29, 1, 9, 11, 1, 1, PAD_NONE, 0},  {160, 37, 1, 7, 7, 1, 1, PAD_NONE, 0},
         {200, 23, 1, 14, 14, 1, 1, PAD_NONE, 1}, {24, 17, 1, 61, 59, 1, 1, PAD_NONE, 0},
         {17, 29, 1, 35, 33, 3, 2, PAD_NONE, 0}, {10, 22, 2, 19, 21, 3, 1, PAD_SYM, 0},
-        {33, 13, 1, 17, 1, 1, 1, PAD_NONE, 1},
+        {33, 13, 1, 17, 1, 1, 1, PAD_NONE, 1},  {112, 40, 1, 14, 14, 1, 1, PAD_NONE, 1},
+        {160, 22, 1, 7, 7, 1, 1, PAD_NONE, 1},
     };
     static const size_t region_bytes[] = {100, 64 * 130 + 7, 64 * 1000, 64 * 100000 + 1};
+    static const int parts[] = {1, 2, 3, 5};
     test_begin();
     rng r = {321};
     for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
@@ -3168,7 +3171,8 @@ static void test_conv_gemm_prefetch(void)
             memcpy(region_copy, region, n_region * sizeof *region);
             pl.prefetch = region;
             pl.prefetch_bytes = region_bytes[ri];
-            for (int nth = 1; nth <= 3; nth++) {
+            for (size_t pi = 0; pi < sizeof parts / sizeof *parts; pi++) {
+                const int nth = parts[pi];
                 char what_n[240];
                 snprintf(what_n, sizeof what_n, "%s, prefetch %zu bytes, %d parts", what, region_bytes[ri], nth);
                 fill_poison(y, n_y + 2);
@@ -3194,7 +3198,7 @@ static void test_conv_gemm_prefetch(void)
         free(y);
     }
     test_end("conv2d_plan.prefetch (GEMM path): the prefetching tile kernels bit-identical to the plan without, "
-             "guard cells, region unchanged, 1/2/3 parts");
+             "guard cells, region unchanged, 1/2/3/5 parts");
 }
 
 int main(void)
