@@ -81,7 +81,9 @@ void kernels_gemv_avx512(int n_in, int n_out, const float *x, const float *w, fl
  * pair of __m256 (lanes 0-7 and 8-15), each lane the same FMA chain over i, the masked tail read
  * as zeros the same way, and avx2_reduce_add16 adds the 16 lanes in the order gcc's
  * _mm512_reduce_add_ps does: so the outputs are the AVX-512 kernel's bits. Eight independent
- * FMA chains per block of four rows. */
+ * FMA chains per block of four rows. No software prefetch: on AMD Zen 3 the hardware prefetchers
+ * keep the four streams fed, and a prefetch GEMV_PREFETCH floats ahead per row made the layer 5-15%
+ * slower from memory (MobileNetV3-Large's classifier, squeeze-and-excitation and AlexNet shapes). */
 #if KERNELS_X86
 /* gemv_rows on AVX2: y[r * ld] = w_r . x, w_r = w + r * ld * n_in, r < rows <= GEMV_ROWS. */
 static inline __attribute__((always_inline)) KERNELS_AVX2 void gemv_rows_avx2(const int rows, int n_in,
@@ -98,7 +100,6 @@ static inline __attribute__((always_inline)) KERNELS_AVX2 void gemv_rows_avx2(co
 #pragma GCC unroll 4
         for (int r = 0; r < rows; r++) {
             const float *wr = w + (size_t)r * w_ld + i;
-            _mm_prefetch((const char *)(wr + GEMV_PREFETCH), _MM_HINT_T0);
             lo[r] = _mm256_fmadd_ps(_mm256_loadu_ps(wr), x0, lo[r]);
             hi[r] = _mm256_fmadd_ps(_mm256_loadu_ps(wr + 8), x1, hi[r]);
         }
