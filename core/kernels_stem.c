@@ -135,11 +135,15 @@ static KERNELS_AVX512 void stem_rows_any(const conv2d_params *p, const float *x,
  * E[q + 1..]: the permutes are done once per input row and column block, not once per pass of
  * output channels and kernel row. Staged rows live in a ring of 3 per input channel (input row ih
  * in slot ih % 3; consecutive output rows share one input row). A pass of STEM_PASS_AVX2 output
- * channels runs STEM_VECS_AVX2 vectors (16 columns) at once: 10 accumulators (independent FMA
- * chains), 2 tap vectors and a weight broadcast feeding 2 FMAs; 6 channels spilled under gcc and 1
- * vector of 8 channels was slower (8 chains of 27 dependent FMAs). Column blocks of STEM_COLS_AVX2
- * outputs bound the ring (any image width). ---- */
-#define STEM_PASS_AVX2 5
+ * channels runs STEM_VECS_AVX2 vectors (16 columns) at once: 12 accumulators (independent FMA
+ * chains), 2 tap vectors and a weight broadcast feeding 2 FMAs, over one flat list of the row's
+ * taps (stem_taps) as the GEMM strip runs over k. Taps nested as input channel / kernel row / tap
+ * (3 taps unrolled: 6 FMA chains of 3 per loop trip) made gcc spill 3 of the 12 accumulators, so
+ * passes were of 5 channels (16 = 4 x 4; 10 accumulators): the flat loop measured -26 % on
+ * MobileNetV3's 3 -> 16 at 224 (1 thread, min of 100 alternating calls, 233 -> 173 us; 4 x 3
+ * vectors 181 us). 1 vector of 8 channels was slower (8 chains of 27 dependent FMAs). Column blocks
+ * of STEM_COLS_AVX2 outputs bound the ring (any image width). ---- */
+#define STEM_PASS_AVX2 6
 #define STEM_VECS_AVX2 2
 #define STEM_COLS_AVX2 128
 /* Floats per staged E or O row: a block's vectors and one more (tap 2 reads E one column on). */
@@ -178,86 +182,90 @@ static KERNELS_AVX2 void stem_stage_avx2(const conv2d_params *p, const float *ro
     }
 }
 
-/* nv vectors of outputs from block column q (see stem_pass_avx2; w: the pass's weights [tap][n_co]). */
+/* The taps of one output row inside the input, in the order (input channel, kernel row, tap): tap t
+ * reads the staged floats from tp[t] + q (E, O, or E one column on) and the pass's weights from
+ * tw[t] on (a pass's weights are [tap][STEM_PASS_AVX2]). */
+typedef struct {
+    const float *tp[STEM_MAX_CIN * 9];
+    int tw[STEM_MAX_CIN * 9];
+    int nt;
+} stem_taps;
+
+/* nv vectors of outputs from block column q (see stem_pass_avx2; w: the pass's weights): one flat
+ * loop over the taps, nv loads, n_co broadcasts and nv * n_co FMAs each. */
 static inline __attribute__((always_inline)) KERNELS_AVX2 void
-stem_vecs_avx2(const int n_co, const int nv, const conv2d_params *p, const float *const *rows, const float *w,
+stem_vecs_avx2(const int n_co, const int nv, const conv2d_params *p, const stem_taps *tl, const float *w,
                const float *bias, int co0, int q, int nq, float *y)
 {
     const size_t hw_out = (size_t)p->h_out * (size_t)p->w_out;
     __m256 acc[STEM_VECS_AVX2][STEM_PASS_AVX2];
-#pragma GCC unroll 5
+#pragma GCC unroll 6
     for (int o = 0; o < n_co; o++) {
         const __m256 b = _mm256_set1_ps(bias ? bias[co0 + o] : 0.0f);
-#pragma GCC unroll 2
+#pragma GCC unroll 3
         for (int v = 0; v < nv; v++) acc[v][o] = b;
     }
-    const float *wr = w; /* tap (r, 0)'s weights of the pass; taps 1, 2 n_co and 2 n_co on */
-    for (int r = 0; r < 3 * p->c_in; r++, wr += 3 * n_co) {
-        const float *e = rows[r];
-        if (!e) continue;
+    for (int t = 0; t < tl->nt; t++) {
+        const float *e = tl->tp[t] + q, *wt = w + tl->tw[t];
+        __m256 tap[STEM_VECS_AVX2];
 #pragma GCC unroll 3
-        for (int j = 0; j < 3; j++) {
-            const float *wj = wr + j * n_co;
-            __m256 tap[STEM_VECS_AVX2];
-#pragma GCC unroll 2
-            for (int v = 0; v < nv; v++)
-                tap[v] = _mm256_loadu_ps(e + (j == 1 ? STEM_STAGE_W : 0) + q + 8 * v + (j == 2));
-#pragma GCC unroll 5
-            for (int o = 0; o < n_co; o++) {
-                const __m256 wv = _mm256_broadcast_ss(wj + o);
-#pragma GCC unroll 2
-                for (int v = 0; v < nv; v++) acc[v][o] = _mm256_fmadd_ps(wv, tap[v], acc[v][o]);
-            }
+        for (int v = 0; v < nv; v++) tap[v] = _mm256_loadu_ps(e + 8 * v);
+#pragma GCC unroll 6
+        for (int o = 0; o < n_co; o++) {
+            const __m256 wv = _mm256_broadcast_ss(wt + o);
+#pragma GCC unroll 3
+            for (int v = 0; v < nv; v++) acc[v][o] = _mm256_fmadd_ps(wv, tap[v], acc[v][o]);
         }
     }
-#pragma GCC unroll 5
+#pragma GCC unroll 6
     for (int o = 0; o < n_co; o++)
-#pragma GCC unroll 2
+#pragma GCC unroll 3
         for (int v = 0; v < nv; v++)
             avx2_store_n(y + (size_t)o * hw_out + q + 8 * v, avx2_act(acc[v][o], p->act), nq - q - 8 * v);
 }
 
-/* Output channels [co0, co0 + n_co) of one output row at columns [0, nq) of the block: rows[ci * 3 + i]
- * is the staged E of kernel row i of input channel ci (its O STEM_STAGE_W floats on), NULL above or
- * below the input (the taps skipped, as the AVX-512 kernel does). y: channel co0's output at the
- * block's first column. Steps of STEM_VECS_AVX2 vectors, a last one of fewer. */
+/* Output channels [co0, co0 + n_co) of one output row at columns [0, nq) of the block, from its taps
+ * tl. y: channel co0's output at the block's first column. Steps of STEM_VECS_AVX2 vectors, a last
+ * one of fewer. */
 static inline __attribute__((always_inline)) KERNELS_AVX2 void
-stem_pass_avx2(const int n_co, const conv2d_params *p, const float *const *rows, const float *w, const float *bias,
+stem_pass_avx2(const int n_co, const conv2d_params *p, const stem_taps *tl, const float *w, const float *bias,
                int co0, int nq, float *y)
 {
     int q = 0;
     for (; q + 8 * (STEM_VECS_AVX2 - 1) < nq; q += 8 * STEM_VECS_AVX2)
-        stem_vecs_avx2(n_co, STEM_VECS_AVX2, p, rows, w, bias, co0, q, nq, y);
-    for (; q < nq; q += 8) stem_vecs_avx2(n_co, 1, p, rows, w, bias, co0, q, nq, y);
+        stem_vecs_avx2(n_co, STEM_VECS_AVX2, p, tl, w, bias, co0, q, nq, y);
+    for (; q < nq; q += 8) stem_vecs_avx2(n_co, 1, p, tl, w, bias, co0, q, nq, y);
 }
 
-static KERNELS_AVX2 void stem_passes_avx2(const conv2d_params *p, const float *const *rows, const float *w,
+static KERNELS_AVX2 void stem_passes_avx2(const conv2d_params *p, const stem_taps *tl, const float *w,
                                           const float *bias, int co0, int n_co, int nq, float *y)
 {
     /* one instance per count keeps the accumulators in registers */
     switch (n_co) {
 #define STEM_CASE(n)                                                                                                   \
-    case n: stem_pass_avx2(n, p, rows, w, bias, co0, nq, y); break;
-        STEM_CASE(1) STEM_CASE(2) STEM_CASE(3) STEM_CASE(4) STEM_CASE(5)
+    case n: stem_pass_avx2(n, p, tl, w, bias, co0, nq, y); break;
+        STEM_CASE(1) STEM_CASE(2) STEM_CASE(3) STEM_CASE(4) STEM_CASE(5) STEM_CASE(6)
 #undef STEM_CASE
     default: break;
     }
 }
 
 /* Output rows [oh0, oh1), block of columns by block; output channels in passes of STEM_PASS_AVX2 as
- * even as can be (16: 4 x 4, 24: 5 + 5 + 5 + 5 + 4). */
+ * even as can be (16: 6 + 5 + 5, 24: 4 x 6). */
 static KERNELS_AVX2 void stem_forward_avx2(const conv2d_params *p, const float *x, const float *w, const float *bias,
                                            int oh0, int oh1, float *y)
 {
     _Alignas(32) float stage[STEM_MAX_CIN * 3][2 * STEM_STAGE_W];
     const size_t hw_in = (size_t)p->h_in * (size_t)p->w_in, hw_out = (size_t)p->h_out * (size_t)p->w_out;
     const int n_pass = (p->c_out + STEM_PASS_AVX2 - 1) / STEM_PASS_AVX2, taps = 9 * p->c_in;
-    /* the weights pass by pass, each [tap][n_co]: a pass's broadcasts at fixed offsets from one pointer */
-    float wp[STEM_MAX_CIN * 9 * STEM_MAX_COUT];
+    /* the weights pass by pass, each [tap][STEM_PASS_AVX2] (n_co used): a tap's broadcasts at fixed
+     * offsets from one pointer */
+    float wp[(STEM_MAX_COUT / STEM_PASS_AVX2 + 1) * STEM_PASS_AVX2 * STEM_MAX_CIN * 9];
     for (int k = 0, co0 = 0; k < n_pass; k++) {
         const int n_co = p->c_out / n_pass + (k < p->c_out % n_pass);
         for (int t = 0; t < taps; t++)
-            for (int o = 0; o < n_co; o++) wp[co0 * taps + t * n_co + o] = w[(size_t)t * (size_t)p->c_out + (size_t)(co0 + o)];
+            for (int o = 0; o < n_co; o++)
+                wp[(k * taps + t) * STEM_PASS_AVX2 + o] = w[(size_t)t * (size_t)p->c_out + (size_t)(co0 + o)];
         co0 += n_co;
     }
     for (int q0 = 0; q0 < p->w_out; q0 += STEM_COLS_AVX2) {
@@ -265,22 +273,25 @@ static KERNELS_AVX2 void stem_forward_avx2(const conv2d_params *p, const float *
         int slot_row[STEM_MAX_CIN * 3];
         for (int s = 0; s < STEM_MAX_CIN * 3; s++) slot_row[s] = -1;
         for (int oh = oh0; oh < oh1; oh++) {
-            const float *rows[STEM_MAX_CIN * 3];
+            stem_taps tl;
+            tl.nt = 0;
             for (int ci = 0; ci < p->c_in; ci++)
                 for (int i = 0; i < 3; i++) {
                     const int ih = 2 * oh - p->pad_t + i, s = ci * 3 + (ih % 3 + 3) % 3;
-                    rows[ci * 3 + i] = NULL;
-                    if (ih < 0 || ih >= p->h_in) continue;
+                    if (ih < 0 || ih >= p->h_in) continue; /* taps skipped, as the AVX-512 kernel does */
                     if (slot_row[s] != ih) {
                         stem_stage_avx2(p, x + (size_t)ci * hw_in + (size_t)ih * (size_t)p->w_in, q0, nv, stage[s],
                                         stage[s] + STEM_STAGE_W);
                         slot_row[s] = ih;
                     }
-                    rows[ci * 3 + i] = stage[s];
+                    for (int j = 0; j < 3; j++) {
+                        tl.tp[tl.nt] = stage[s] + (j == 1 ? STEM_STAGE_W : 0) + (j == 2);
+                        tl.tw[tl.nt++] = ((ci * 3 + i) * 3 + j) * STEM_PASS_AVX2;
+                    }
                 }
             for (int k = 0, co0 = 0; k < n_pass; k++) {
                 const int n_co = p->c_out / n_pass + (k < p->c_out % n_pass);
-                stem_passes_avx2(p, rows, wp + co0 * taps, bias, co0, n_co, nq,
+                stem_passes_avx2(p, &tl, wp + k * taps * STEM_PASS_AVX2, bias, co0, n_co, nq,
                                  y + (size_t)co0 * hw_out + (size_t)oh * (size_t)p->w_out + q0);
                 co0 += n_co;
             }
