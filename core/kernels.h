@@ -281,8 +281,9 @@ void conv2d_pw_dwcb_forward_part(const conv2d_params *pw, const float *wt, const
  * pointwise conv pw (conv2d_packed_fusable) of its output with an optional residual (shaped like
  * y, may be NULL), computed together in bands of rows so the depthwise output never leaves the
  * cache: y = act(pw(dw(x)) + residual), bit-identical to dwconv2d_forward then
- * conv2d_forward_packed_fused. conv2d_dw_pw_fusable says whether the pair takes it (AVX-512
- * only); scratch holds conv2d_dw_pw_scratch_floats floats (one buffer per concurrent caller).
+ * conv2d_forward_packed_fused. conv2d_dw_pw_fusable says whether the pair takes it (AVX-512; AVX2:
+ * stride 1 off the channel-blocked kernel's maps); scratch holds conv2d_dw_pw_scratch_floats
+ * floats (one buffer per concurrent caller).
  * Parts: output positions in whole rows (conv2d_dw_pw_part). x and residual must not overlap y. */
 int conv2d_dw_pw_fusable(const conv2d_params *dw, const conv2d_params *pw);
 size_t conv2d_dw_pw_scratch_floats(const conv2d_params *dw);

@@ -926,6 +926,16 @@ void kernels_dw_avx2_s2_split(const conv2d_params *p, const float *x, size_t row
 #endif
 }
 
+void kernels_dw_avx2_rows(const conv2d_params *p, const float *x, const float *w, const float *bias, float *y,
+                          size_t y_plane, int r0, int r1)
+{
+    assert(0 <= r0 && r0 < r1 && r1 <= p->h_out);
+    int a;
+    const conv2d_params q = dw_band(p, r0, r1, &a);
+    dw_forward_planes(&q, x + (size_t)a * (size_t)p->w_in, (size_t)p->h_in * (size_t)p->w_in, w, bias, y, y_plane,
+                      CPU_ISA_AVX2);
+}
+
 /* The AVX2 fused pointwise + channel-blocked depthwise pair: the depthwise convs dwcb8_forward
  * takes in one band (the fused planes hold the whole map) on inputs at least 14 wide. Measured,
  * pair fused vs GEMM + dwcb8_forward (1 thread, min of 400 alternating calls, warm caches): 14x14

@@ -106,6 +106,10 @@ void kernels_dw_avx2_planes(const conv2d_params *p, const float *x, const float 
 int kernels_dw_avx2_split_applies(const conv2d_params *p);
 void kernels_dw_avx2_s2_split(const conv2d_params *p, const float *x, size_t row_stride, size_t half, const float *wc,
                               float b, float *y, int n_out);
+/* Output rows [r0, r1) of the AVX2 depthwise conv p (x: its whole input), row oh of channel c at
+ * y + c * y_plane + (oh - r0) * w_out, with the whole map's bits (dwconv2d_forward_rows' bands). */
+void kernels_dw_avx2_rows(const conv2d_params *p, const float *x, const float *w, const float *bias, float *y,
+                          size_t y_plane, int r0, int r1);
 /* The AVX2 counterpart of conv2d_pw_dwcb_* (kernels_dw.c, 8 channels at a time; the planner takes
  * it on CPUs with AVX2 and without AVX-512F): the same contract, parts in blocks of 8 channels. */
 int kernels_pw_dwcb8_fusable(const conv2d_params *pw, const conv2d_params *dw);

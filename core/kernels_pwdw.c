@@ -3,7 +3,8 @@
  * the AVX-512 depthwise kernel of kernels_dw512.c on it (AVX2: the expansion stored straight into
  * the split rows of kernels_dw.c's stride-2 row kernel where that kernel takes the depthwise conv,
  * else the AVX2 GEMM and kernels_dw.c's kernels); and a stride-1 depthwise convolution fused with
- * the pointwise one after it (conv2d_dw_pw_forward_part, AVX-512 only), the other way round. */
+ * the pointwise one after it (conv2d_dw_pw_forward_part; AVX2: kernels_dw.c's kernels and the AVX2
+ * GEMM), the other way round. */
 #include "kernels.h"
 
 #include <assert.h>
@@ -468,14 +469,23 @@ void conv2d_pw_dw_forward(const conv2d_params *pw, const float *pw_packed, const
  * bits, and GEMM values do not depend on the tiling. */
 #define DWPW_BAND_ROWS 8
 
-/* AVX-512 only: on AVX2 (kernels_dw.c's row kernel + the AVX2 GEMM) MobileNetV3-Large's two pairs
- * measured no faster fused (thread CPU time, 8 alternations on a loaded machine: 16 x 112 x 112
- * ratio 0.99, 72 x 56 x 56 1.04). */
+/* AVX-512: maps kernels_dw_avx512_rows takes. AVX2 (kernels_dw.c's kernels by bands of rows + the
+ * AVX2 GEMM): stride 1 on maps wider than the channel-blocked kernel takes. A first trial (session
+ * 11, thread CPU time, caches warm from the previous call) measured no gain. Same-process A/B
+ * (session 13, 1 thread, dwconv2d_forward + packed GEMM vs fused, 60 alternating calls, min / median
+ * us): 16 x 112 x 112 -> 16 + residual, one set of buffers (warm) 230 / 244 -> 229 / 233, 4 sets in
+ * rotation 271 / 323 -> 237 / 261, the same while other processes loaded the machine 500-536 /
+ * 673-774 -> 300-301 / 456-482; 72 x 56 x 56 -> 24 + residual warm 280 / 292 -> 289 / 304, 4 sets
+ * 284 / 327 -> 291 / 300, loaded 378-385 / 460-516 -> 313-318 / 373-380: the depthwise output
+ * (0.8-0.9 MB) no longer goes through the L3 and memory the other cores share. */
 int conv2d_dw_pw_fusable(const conv2d_params *dw, const conv2d_params *pw)
 {
-    return cpu_isa_best() >= CPU_ISA_AVX512 && kernels_conv_depthwise(dw) && kernels_dw_avx512_rows_applies(dw) &&
-           kernels_conv_pointwise(pw) && pw->groups == 1 && !kernels_conv_depthwise(pw) && pw->c_in == dw->c_out &&
-           pw->h_in == dw->h_out && pw->w_in == dw->w_out;
+    if (!kernels_conv_depthwise(dw) || !kernels_conv_pointwise(pw) || pw->groups != 1 || kernels_conv_depthwise(pw) ||
+        pw->c_in != dw->c_out || pw->h_in != dw->h_out || pw->w_in != dw->w_out)
+        return 0;
+    if (cpu_isa_best() == CPU_ISA_AVX2)
+        return dw->stride_h == 1 && dw->stride_w == 1 && !kernels_dw_cb_avx2_applies(dw);
+    return cpu_isa_best() >= CPU_ISA_AVX512 && kernels_dw_avx512_rows_applies(dw);
 }
 
 size_t conv2d_dw_pw_scratch_floats(const conv2d_params *dw)
@@ -502,8 +512,14 @@ void conv2d_dw_pw_forward_part(const conv2d_params *pw, const float *pw_packed, 
     for (int b = 0; b < n_bands; b++) {
         const int r0 = oh0 + rows * b / n_bands, r1 = oh0 + rows * (b + 1) / n_bands;
         const size_t n_band = (size_t)(r1 - r0) * (size_t)w, at = (size_t)r0 * (size_t)w;
-        kernels_dw_avx512_rows(dw, x, dw_w, dw_bias, scratch, n_band, r0, r1);
-        kernels_gemm_res_avx512(pw->c_out, (int)n_band, pw->c_in, pw_packed, scratch, n_band, y + at, hw, pw_bias,
-                                residual ? residual + at : NULL, pw->act);
+        if (cpu_isa_best() >= CPU_ISA_AVX512) {
+            kernels_dw_avx512_rows(dw, x, dw_w, dw_bias, scratch, n_band, r0, r1);
+            kernels_gemm_res_avx512(pw->c_out, (int)n_band, pw->c_in, pw_packed, scratch, n_band, y + at, hw, pw_bias,
+                                    residual ? residual + at : NULL, pw->act);
+        } else {
+            kernels_dw_avx2_rows(dw, x, dw_w, dw_bias, scratch, n_band, r0, r1);
+            kernels_gemm_res_avx2(pw->c_out, (int)n_band, pw->c_in, pw_packed, scratch, n_band, y + at, hw, pw_bias,
+                                  residual ? residual + at : NULL, pw->act);
+        }
     }
 }
