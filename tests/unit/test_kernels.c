@@ -753,8 +753,8 @@ static void test_dw_cb_avx2(void)
     test_end("channel-blocked AVX2 depthwise (7..28 wide): reference and fmaf-chain bits");
 }
 
-/* The AVX2 stride-2 row kernel's chain (kernels_dw.c dw_channel_avx2_k and
- * kernels_dw_avx2_s2_split): per output two fmaf chains over the taps in (i, j) order, the even
+/* The AVX2 row kernels' chain (kernels_dw.c dw_channel_avx2_k, dw3s1_channel_avx2 for 3x3 stride 1
+ * and kernels_dw_avx2_s2_split): per output two fmaf chains over the taps in (i, j) order, the even
  * kernel rows from the bias and the odd ones from 0, padding taps on zeros, then their sum (act
  * none or ReLU). */
 static void dw_rows2_fmaf_chain(const conv2d_params *p, const float *x, const float *w, const float *bias, float *want)
@@ -814,6 +814,52 @@ static void test_dw_s2_rows_avx2(void)
     T_CHECK(n_bits_bad == 0, "%d cases off the chain's bits", n_bits_bad);
     T_CHECK(n_taken >= 30, "%d cases take the kernel, want >= 30", n_taken);
     test_end("AVX2 stride-2 depthwise row kernel (3x3 / 5x5): the two-accumulator fmaf chain's bits");
+}
+
+/* The AVX2 3x3 stride-1 row kernel (maps wider than the channel-blocked kernel takes: 3 output rows
+ * a step): MobileNetV3-Large's 112 and 56 wide, widths not multiples of 8, 1..7 rows (1 or 2 left
+ * after the 3-row steps), every padding mode and activation; against the double reference
+ * (conv_case: NaN-poisoned output, guard cells) and bit for bit against dw_rows2_fmaf_chain (the
+ * generic row kernel's chain: the same bits as before). */
+static void test_dw3s1_avx2(void)
+{
+    test_begin();
+    /* {c, h, w} */
+    static const int cases[][3] = {{16, 112, 112}, {9, 56, 56}, {3, 1, 29}, {5, 2, 45}, {4, 3, 57},
+                                   {6, 4, 100},    {2, 5, 33},  {7, 7, 64}, {3, 11, 31}, {1, 10, 300}};
+    rng r = {43};
+    sweep_stats st = {0, 0};
+    int n_taken = 0, n_bits_bad = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        for (int mode = 0; mode < N_PAD_MODES; mode++) {
+            const int *c = cases[i];
+            conv2d_params p;
+            if (!conv_setup(&p, c[0], c[0], c[0], c[1], c[2], 3, 3, 1, 1, (pad_mode)mode,
+                            (act_kind)((i + (size_t)mode) % 5)) ||
+                kernels_dw_cb_avx2_applies(&p))
+                continue;
+            n_taken++;
+            conv_case(&p, mode != 1, CONV_VIA_DW_AVX2, &r, &st);
+            p.act = (i & 1) ? ACT_RELU : ACT_NONE;
+            const size_t n_x = (size_t)p.c_in * p.h_in * p.w_in, n_y = (size_t)p.c_out * p.h_out * p.w_out;
+            float *x = alloc_random(n_x, &r), *w = alloc_random((size_t)p.c_in * 9, &r);
+            float *bias = alloc_random((size_t)p.c_in, &r), *y = alloc_nan(n_y), *want = alloc_nan(n_y);
+            dwconv2d_forward_isa(&p, x, w, bias, y, CPU_ISA_AVX2);
+            dw_rows2_fmaf_chain(&p, x, w, bias, want);
+            if (memcmp(y, want, n_y * sizeof *y) != 0 && n_bits_bad++ < MAX_REPORTS)
+                T_CHECK(0, "%d ch %dx%d pad %d/%d act %s: not the row kernel's chain bits", p.c_in, p.h_in, p.w_in,
+                        p.pad_t, p.pad_l, act_names[p.act]);
+            free(x);
+            free(w);
+            free(bias);
+            free(y);
+            free(want);
+        }
+    T_CHECK(n_bits_bad == 0, "%d cases off the chain's bits", n_bits_bad);
+    T_CHECK(n_taken >= 30, "%d cases take the row kernel, want >= 30", n_taken);
+    printf("#   %d cases take the row kernel\n", n_taken);
+    sweep_report(&st);
+    test_end("AVX2 3x3 stride-1 depthwise row kernel (3 rows a step): reference and the row chain's bits");
 }
 
 /* The AVX-512 stride-2 3x3 and 5x5 depthwise kernels for rows over 16 outputs (kernels_dw512.c:
@@ -3259,6 +3305,7 @@ int main(void)
         test_dw_sweep(CONV_VIA_DW_AVX2, "dwconv sweep, AVX2 variant");
         test_dw_cb_avx2();
         test_dw_s2_rows_avx2();
+        test_dw3s1_avx2();
     } else {
         test_skip("dwconv sweep, AVX2 variant", "CPU lacks AVX2/FMA");
         test_skip("AVX2 stride-2 depthwise row kernel", "CPU lacks AVX2/FMA");
