@@ -92,4 +92,25 @@ static inline __attribute__((always_inline)) KERNELS_AVX2 void avx2_transpose8(_
     }
 }
 
+/* src[0..n) split into its even columns at xe and odd ones at xo (column 2 t to xe[t], 2 t + 1 to
+ * xo[t]), 16 columns per step: loads past n are masked (zeros), stores are whole vectors (xe and xo
+ * get (n + 15) / 16 * 8 floats each). Pure data movement. */
+static inline __attribute__((always_inline)) KERNELS_AVX2 void avx2_split_even_odd(const float *src, int n, float *xe,
+                                                                                   float *xo)
+{
+    for (int i = 0; i < n; i += 16) {
+        __m256 a, b;
+        if (i + 16 <= n) {
+            a = _mm256_loadu_ps(src + i);
+            b = _mm256_loadu_ps(src + i + 8);
+        } else {
+            a = _mm256_maskload_ps(src + i, kernels_avx2_mask(n - i));
+            b = _mm256_maskload_ps(src + i + 8, kernels_avx2_mask(n - i - 8));
+        }
+        const __m256 e = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)), o = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+        _mm256_storeu_ps(xe + i / 2, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), _MM_SHUFFLE(3, 1, 2, 0))));
+        _mm256_storeu_ps(xo + i / 2, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), _MM_SHUFFLE(3, 1, 2, 0))));
+    }
+}
+
 #endif

@@ -239,19 +239,7 @@ static inline __attribute__((always_inline)) KERNELS_AVX2 void dw_copy_split_avx
     /* even input columns go to E when pad_l is even, else to O; odd ones the other way */
     float *xe = pad_l % 2 == 0 ? slot + pad_l / 2 : slot + DW_SPLIT_HALF + pad_l / 2;
     float *xo = pad_l % 2 == 0 ? slot + DW_SPLIT_HALF + pad_l / 2 : slot + (pad_l + 1) / 2;
-    for (int i = 0; i < n; i += 16) {
-        __m256 a, b;
-        if (i + 16 <= n) {
-            a = _mm256_loadu_ps(src + i);
-            b = _mm256_loadu_ps(src + i + 8);
-        } else {
-            a = _mm256_maskload_ps(src + i, kernels_avx2_mask(n - i));
-            b = _mm256_maskload_ps(src + i + 8, kernels_avx2_mask(n - i - 8));
-        }
-        const __m256 e = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)), o = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
-        _mm256_storeu_ps(xe + i / 2, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), _MM_SHUFFLE(3, 1, 2, 0))));
-        _mm256_storeu_ps(xo + i / 2, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), _MM_SHUFFLE(3, 1, 2, 0))));
-    }
+    avx2_split_even_odd(src, n, xe, xo);
 }
 
 /* Taps r[0], r[s], ..., r[7s] of padded row r at column kj: stride 1 one load; stride 2 one load of

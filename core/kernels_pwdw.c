@@ -135,20 +135,7 @@ static KERNELS_AVX2 void pwdw2_split_rows(const conv2d_params *pw, const pwdw2_g
         for (int r = r_lo; r < r_hi; r++) {
             const float *src = x + (size_t)k * hw + (size_t)r * (size_t)w;
             float *xe = xs + (size_t)k * g->x_stride + (size_t)(r - r_lo) * (size_t)row, *xo = xe + g->nv_e * 8;
-            for (int i = 0; i < w; i += 16) {
-                __m256 a, b;
-                if (i + 16 <= w) {
-                    a = _mm256_loadu_ps(src + i);
-                    b = _mm256_loadu_ps(src + i + 8);
-                } else {
-                    a = _mm256_maskload_ps(src + i, kernels_avx2_mask(w - i));
-                    b = _mm256_maskload_ps(src + i + 8, kernels_avx2_mask(w - i - 8));
-                }
-                const __m256 e = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
-                const __m256 o = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
-                _mm256_storeu_ps(xe + i / 2, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xd8)));
-                _mm256_storeu_ps(xo + i / 2, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), 0xd8)));
-            }
+            avx2_split_even_odd(src, w, xe, xo);
         }
 }
 
