@@ -774,6 +774,24 @@ static void dw_rows2_fmaf_chain(const conv2d_params *p, const float *x, const fl
             }
 }
 
+/* Whether the AVX2 depthwise kernel gives dw_rows2_fmaf_chain's bits on random x, weights and bias
+ * (NaN-poisoned outputs) for p. */
+static int dw_avx2_matches_chain(const conv2d_params *p, rng *r)
+{
+    const size_t n_x = (size_t)p->c_in * p->h_in * p->w_in, n_y = (size_t)p->c_out * p->h_out * p->w_out;
+    float *x = alloc_random(n_x, r), *w = alloc_random((size_t)p->c_in * p->k_h * p->k_w, r);
+    float *bias = alloc_random((size_t)p->c_in, r), *y = alloc_nan(n_y), *want = alloc_nan(n_y);
+    dwconv2d_forward_isa(p, x, w, bias, y, CPU_ISA_AVX2);
+    dw_rows2_fmaf_chain(p, x, w, bias, want);
+    const int same = memcmp(y, want, n_y * sizeof *y) == 0;
+    free(x);
+    free(w);
+    free(bias);
+    free(y);
+    free(want);
+    return same;
+}
+
 /* The AVX2 stride-2 depthwise row kernel (outputs wider than the channel-blocked kernel's, or
  * narrower than 7; 3x3 written out, 5x5 generic), alone and as the split-row pass of
  * conv2d_pw_dw_forward: bit for bit the two-accumulator chain above, every padding mode, odd and
@@ -795,21 +813,11 @@ static void test_dw_s2_rows_avx2(void)
                 !kernels_dw_avx2_split_applies(&p))
                 continue;
             n_taken++;
-            const size_t n_x = (size_t)p.c_in * p.h_in * p.w_in, n_y = (size_t)p.c_out * p.h_out * p.w_out;
-            float *x = alloc_random(n_x, &r), *w = alloc_random((size_t)p.c_in * c[3] * c[3], &r);
-            float *bias = alloc_random((size_t)p.c_in, &r), *y = alloc_nan(n_y), *want = alloc_nan(n_y);
-            dwconv2d_forward_isa(&p, x, w, bias, y, CPU_ISA_AVX2);
-            dw_rows2_fmaf_chain(&p, x, w, bias, want);
-            if (memcmp(y, want, n_y * sizeof *y) != 0) {
+            if (!dw_avx2_matches_chain(&p, &r)) {
                 T_CHECK(n_bits_bad >= MAX_REPORTS, "%d ch %dx%d k %d pad %d/%d: not the two-chain fmaf bits", p.c_in,
                         p.h_in, p.w_in, p.k_h, p.pad_t, p.pad_l);
                 n_bits_bad++;
             }
-            free(x);
-            free(w);
-            free(bias);
-            free(y);
-            free(want);
         }
     T_CHECK(n_bits_bad == 0, "%d cases off the chain's bits", n_bits_bad);
     T_CHECK(n_taken >= 30, "%d cases take the kernel, want >= 30", n_taken);
@@ -841,19 +849,9 @@ static void test_dw3s1_avx2(void)
             n_taken++;
             conv_case(&p, mode != 1, CONV_VIA_DW_AVX2, &r, &st);
             p.act = (i & 1) ? ACT_RELU : ACT_NONE;
-            const size_t n_x = (size_t)p.c_in * p.h_in * p.w_in, n_y = (size_t)p.c_out * p.h_out * p.w_out;
-            float *x = alloc_random(n_x, &r), *w = alloc_random((size_t)p.c_in * 9, &r);
-            float *bias = alloc_random((size_t)p.c_in, &r), *y = alloc_nan(n_y), *want = alloc_nan(n_y);
-            dwconv2d_forward_isa(&p, x, w, bias, y, CPU_ISA_AVX2);
-            dw_rows2_fmaf_chain(&p, x, w, bias, want);
-            if (memcmp(y, want, n_y * sizeof *y) != 0 && n_bits_bad++ < MAX_REPORTS)
+            if (!dw_avx2_matches_chain(&p, &r) && n_bits_bad++ < MAX_REPORTS)
                 T_CHECK(0, "%d ch %dx%d pad %d/%d act %s: not the row kernel's chain bits", p.c_in, p.h_in, p.w_in,
                         p.pad_t, p.pad_l, act_names[p.act]);
-            free(x);
-            free(w);
-            free(bias);
-            free(y);
-            free(want);
         }
     T_CHECK(n_bits_bad == 0, "%d cases off the chain's bits", n_bits_bad);
     T_CHECK(n_taken >= 30, "%d cases take the row kernel, want >= 30", n_taken);
