@@ -92,9 +92,13 @@ typedef struct {
     graph_value *values;
     int n_values, cap_values;
     int input, output;
-    float **owned;        /* folded weights owned by the graph */
+    float **owned;        /* folded weights owned by the graph, each in one of the slabs */
     int n_owned, cap_owned;
     size_t owned_bytes;
+    void **slabs;         /* the memory of the owned tensors (gb_alloc_owned) */
+    int n_slabs, cap_slabs;
+    char *slab;           /* the slab small tensors are placed in now, */
+    size_t slab_used, slab_bytes; /* its bytes taken and its size */
     size_t arena_floats;  /* activations */
     size_t scratch_floats;/* largest conv plan's scratch (graph_plan): one per thread */
     int64_t n_params, n_macs;
