@@ -59,9 +59,9 @@ def percentile(sorted_values, p):
 
 
 def timing_stats(times_ms):
-    """median/p90/p99/min/max of a list of per-pass times in ms."""
+    """median/p10/p90/p99/min/max of a list of per-pass times in ms."""
     s = sorted(times_ms)
-    return {"iters": len(s), "median_ms": percentile(s, 50), "p90_ms": percentile(s, 90),
+    return {"iters": len(s), "median_ms": percentile(s, 50), "p10_ms": percentile(s, 10), "p90_ms": percentile(s, 90),
             "p99_ms": percentile(s, 99), "min_ms": s[0], "max_ms": s[-1]}
 
 

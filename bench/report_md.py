@@ -67,6 +67,23 @@ def latency_tables(rows, threads, iters):
     return lines, detail
 
 
+def p10_ratio_table(rows, threads):
+    """ours/peer at the 10 % quantile of the pooled passes: on a machine whose speed drifts for minutes
+    at a time, the ratio of the fast stretches (the medians mix in however many slow ones a run met)."""
+    names = dict(PEERS)
+    head = ["model"] + ["ours/%s %dT" % (names[p], t) for p in RATIO_PEERS for t in threads]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        ratios = row.get("ratios_p10", {})
+        cells = [row["model"]]
+        for peer in RATIO_PEERS:
+            for t in threads:
+                r = ratios.get("ours/%s %dT" % (peer, t))
+                cells.append("%.2f" % r if r is not None else "–")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def torch_config_table(rows, threads):
     """Every PyTorch configuration at N > 1 threads: median (p90, passes) over the pooled rounds; the
     fastest median, the one reported above, in bold."""
@@ -248,6 +265,8 @@ def write_markdown(path, res):
     iters = res["settings"]["iters"]
     table, detail = latency_tables(res["latency"], threads, iters)
     lines += ["## Model latency (median ms; ratio < 1: cnnserve faster)", ""] + table + [""]
+    lines += ["Ratios at the 10 % quantile of the same passes (the machine's fast stretches):", ""]
+    lines += p10_ratio_table(res["latency"], threads) + [""]
     if any("*" in line for line in table[2:]):
         st = res["settings"]
         lines += ["\\* stopped by the time cap (%s s per round; PyTorch at N > 1 threads: %s s per configuration and "

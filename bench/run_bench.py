@@ -379,7 +379,7 @@ def merge_model(model, raw):
                                     "max_abs_logit_ours": checks[0]["max_abs_logit_ours"],
                                     "n_logits": checks[0]["n_logits"]}
     ours_runs = row["peers"]["ours"]
-    row["ratios"], row["logits_check"] = {}, {}
+    row["ratios"], row["ratios_p10"], row["logits_check"] = {}, {}, {}
     for peer in ("onnxruntime", "pytorch", "xnnpack"):
         runs = row["peers"].get(peer)
         if not isinstance(runs, dict) or "error" in runs or "skipped" in runs or "error" in ours_runs:
@@ -389,6 +389,8 @@ def merge_model(model, raw):
             if not o:
                 continue
             row["ratios"]["ours/%s %dT" % (peer, t)] = o["median_ms"] / r["median_ms"]
+            # The same at the 10 % quantile: the fast stretches of a machine whose speed drifts.
+            row["ratios_p10"]["ours/%s %dT" % (peer, t)] = o["p10_ms"] / r["p10_ms"]
             diff = max(abs(a - b) for a, b in zip(o["logits_head"], r["logits_head"]))
             row["logits_check"]["%s %dT" % (peer, t)] = {
                 "argmax_equal": o["argmax"] == r["argmax"] and o["argmax_rounds_equal"] and r["argmax_rounds_equal"],

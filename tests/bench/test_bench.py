@@ -249,7 +249,7 @@ def test_pool_runs():
     pooled = run_bench.pool_runs([dict(synthetic_run(2, a, load=1.5), round=0),
                                   dict(synthetic_run(2, b, load=2.5), round=1)])
     both = a + b
-    for key, p in (("median_ms", 50), ("p90_ms", 90), ("p99_ms", 99)):
+    for key, p in (("median_ms", 50), ("p10_ms", 10), ("p90_ms", 90), ("p99_ms", 99)):
         check(abs(pooled[key] - float(np.percentile(both, p))) < 1e-9, "%s %s of %s" % (key, pooled[key], both))
     check(pooled["min_ms"] == 1.0 and pooled["max_ms"] == 9.0 and pooled["iters"] == 7, "pooled %s" % pooled)
     check(pooled["threads"] == 2 and pooled["argmax_rounds_equal"], "threads/argmax %s" % pooled)
@@ -339,6 +339,26 @@ def test_report_ratios():
     capped, _ = report_md.latency_tables([row], [1, 2], 7)
     check("| 2.00* | 1.00* | 4.00* | 4.00* | 8.00* | 5.00* (C) | 1.00* | 0.50* |" in capped[2],
           "a run short of its passes is starred: %s" % capped[2])
+
+
+@case
+def test_report_p10_ratios():
+    """Ratios at the 10 % quantile next to the medians': a run whose passes were mostly slow keeps its
+    fast-stretch ratio; the report prints them in their own table."""
+    import report_md
+    import run_bench
+
+    raw = synthetic_raw()
+    for rnd in raw["rounds"]:  # ours at 1T: one fast pass in three per round -> pooled 2, 2, 6, 6, 6, 6
+        rnd["ours"]["models"][0]["runs"][0] = dict(rnd["ours"]["models"][0]["runs"][0],
+                                                   **synthetic_run(1, [2.0, 6.0, 6.0]))
+    row = run_bench.merge_model("m", raw)
+    check(row["ratios"]["ours/onnxruntime 1T"] == 1.5, "median ratio %s" % row["ratios"])
+    check(row["ratios_p10"]["ours/onnxruntime 1T"] == 0.5, "p10 ratio %s" % row["ratios_p10"])
+    check(row["ratios_p10"]["ours/onnxruntime 2T"] == 0.25 and row["ratios_p10"]["ours/xnnpack 2T"] == 2.0,
+          "p10 ratios of constant runs equal the medians' %s" % row["ratios_p10"])
+    table = report_md.p10_ratio_table([row], [1, 2])
+    check(table[2] == "| m | 0.50 | 0.25 | 0.25 | 0.20 | 2.00 | 2.00 |", "p10 table row %s" % table[2])
 
 
 @case
