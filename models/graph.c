@@ -152,15 +152,15 @@ static float *gb_alloc_owned(graph_builder *b, size_t n_floats)
     if (bytes >= GB_HUGE_BYTES) {
         p = gb_new_slab(g, (bytes + GB_HUGE_BYTES - 1) / GB_HUGE_BYTES * GB_HUGE_BYTES);
     } else {
-        char *slab = g->slab_bytes - g->slab_used < bytes ? gb_new_slab(g, GB_SLAB_BYTES) : NULL;
+        char *slab = g->slab_left < bytes ? gb_new_slab(g, GB_SLAB_BYTES) : NULL;
         if (slab) {
-            g->slab = slab;
-            g->slab_used = 0;
-            g->slab_bytes = GB_SLAB_BYTES;
+            g->slab_next = slab;
+            g->slab_left = GB_SLAB_BYTES;
         }
-        if (g->slab_bytes - g->slab_used >= bytes) {
-            p = (float *)(g->slab + g->slab_used);
-            g->slab_used += bytes;
+        if (g->slab_left >= bytes) {
+            p = (float *)g->slab_next;
+            g->slab_next += bytes;
+            g->slab_left -= bytes;
         }
     }
     if (!p) { gb_fail(b, CNN_ERR_NOMEM, "graph: out of memory for %zu folded weights", n_floats); return NULL; }

@@ -97,8 +97,8 @@ typedef struct {
     size_t owned_bytes;
     void **slabs;         /* the memory of the owned tensors (gb_alloc_owned) */
     int n_slabs, cap_slabs;
-    char *slab;           /* the slab small tensors are placed in now, */
-    size_t slab_used, slab_bytes; /* its bytes taken and its size */
+    char *slab_next;      /* where the next small tensor goes in the slab they fill now */
+    size_t slab_left;     /* bytes left there (0 before the first slab) */
     size_t arena_floats;  /* activations */
     size_t scratch_floats;/* largest conv plan's scratch (graph_plan): one per thread */
     int64_t n_params, n_macs;

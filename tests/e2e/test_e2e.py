@@ -736,10 +736,11 @@ def finish_held_upload(s, path):
     s.close()
     head, _, body = got.partition(b"\r\n\r\n")
     m = re.match(rb"HTTP/1\.1 (\d+) ", head)
+    status = int(m.group(1)) if m else 0
     try:
-        return (int(m.group(1)) if m else 0), json.loads(body)
+        return status, json.loads(body)
     except ValueError:
-        return (int(m.group(1)) if m else 0), None
+        return status, None
 
 
 def case_sigterm_under_load(srv, photos, loaded):
