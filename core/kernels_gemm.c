@@ -525,27 +525,33 @@ static inline __attribute__((always_inline)) KERNELS_AVX2 void gemm_strip_rows_a
         acc_x = _mm256_loadu_ps(col_buf);
     }
     const float *a = t->a, *b = t->b + c0;
+    const size_t ldb = t->ldb;
     const char *pp = pc->p, *const pend = pc->end;
-    const int every = pc->every;
-    int next = pp < pend ? 0 : t->kc; /* the k of the next prefetch line */
-    for (int k = 0; k < t->kc; k++, a += GEMM_MR, b += t->ldb) {
-        if (pf) _mm_prefetch((const char *)(a + GEMM_PREFETCH_A), _MM_HINT_T0);
+    const int every = pc->every, kc = t->kc;
+    int next = pp < pend ? 0 : kc; /* the k of the next prefetch line */
+    /* k in runs up to the next prefetch line: no test of it and no k count in the inner loop, whose
+     * instructions per FMA are what the core runs short of when the host is busy (see README) */
+    for (int k = 0; k < kc;) {
         if (k == next) {
             _mm_prefetch(pp, _MM_HINT_T1);
             pp += 64;
-            next = pp < pend ? next + every : t->kc;
+            next = pp < pend ? next + every : kc;
         }
-        __m256 bv[2];
+        const int k_end = next < kc ? next : kc;
+        for (; k < k_end; k++, a += GEMM_MR, b += ldb) {
+            if (pf) _mm_prefetch((const char *)(a + GEMM_PREFETCH_A), _MM_HINT_T0);
+            __m256 bv[2];
 #pragma GCC unroll 2
-        for (int v = 0; v < nv; v++)
-            bv[v] = full || v < nv - 1 ? _mm256_loadu_ps(b + 8 * v) : _mm256_maskload_ps(b + 8 * v, tail);
+            for (int v = 0; v < nv; v++)
+                bv[v] = full || v < nv - 1 ? _mm256_loadu_ps(b + 8 * v) : _mm256_maskload_ps(b + 8 * v, tail);
 #pragma GCC unroll 6
-        for (int r = 0; r < mr; r++) {
-            const __m256 ar = _mm256_broadcast_ss(a + r);
+            for (int r = 0; r < mr; r++) {
+                const __m256 ar = _mm256_broadcast_ss(a + r);
 #pragma GCC unroll 2
-            for (int v = 0; v < nv; v++) acc[r][v] = _mm256_fmadd_ps(ar, bv[v], acc[r][v]);
+                for (int v = 0; v < nv; v++) acc[r][v] = _mm256_fmadd_ps(ar, bv[v], acc[r][v]);
+            }
+            if (nx) acc_x = _mm256_fmadd_ps(_mm256_maskload_ps(a, panel), _mm256_broadcast_ss(b + 8 * nv), acc_x);
         }
-        if (nx) acc_x = _mm256_fmadd_ps(_mm256_maskload_ps(a, panel), _mm256_broadcast_ss(b + 8 * nv), acc_x);
     }
     pc->p = pp;
     const float *res = last ? t->res : NULL;
