@@ -774,11 +774,32 @@ static KERNELS_AVX2 void dwcb8_forward(const conv2d_params *p, const float *x, s
  * dwcb8_map's. Tiles of PWCB8_POS positions x PWCB8_VECS vectors (12 accumulators, 2 weight
  * vectors and a broadcast in the 16 registers). */
 
+/* One step k of the tile: the weights of its nv vectors (the last masked to its channels unless
+ * full) times each of the np positions' inputs at xr, into acc. */
+static inline __attribute__((always_inline)) KERNELS_AVX2 void pwcb8_step(const int np, const int nv, const int full,
+                                                                          const float *xr, const float *wr,
+                                                                          __m256i cm,
+                                                                          __m256 acc[PWCB8_POS][PWCB8_VECS])
+{
+    __m256 wv[PWCB8_VECS];
+#pragma GCC unroll 2
+    for (int v = 0; v < nv; v++)
+        wv[v] = v < nv - 1 || full ? _mm256_loadu_ps(wr + 8 * v) : _mm256_maskload_ps(wr + 8 * v, cm);
+#pragma GCC unroll 6
+    for (int r = 0; r < np; r++) {
+        const __m256 xv = _mm256_broadcast_ss(xr + r);
+#pragma GCC unroll 2
+        for (int v = 0; v < nv; v++) acc[r][v] = _mm256_fmadd_ps(xv, wv[v], acc[r][v]);
+    }
+}
+
 /* Positions [p0, p0 + np) of the expansion for vectors [0, nv) of channels (the last masked to
- * its channels: cm), each stored at its cell's vector in the vector's plane. */
+ * its channels: cm, unless full), each stored at its cell's vector in the vector's plane. The k
+ * loop runs two steps at a time and ends on a pointer compare (no counter, no test of full: a
+ * compile-time constant); the steps still come in the order of k. */
 static inline __attribute__((always_inline)) KERNELS_AVX2 void
-pwcb8_tile(const int np, const int nv, int k_in, const float *x, size_t n, const float *wt, size_t ldw,
-           const float *bias, __m256i cm, int full, act_kind act, int p0, const int *off, float *t, size_t plane)
+pwcb8_tile(const int np, const int nv, const int full, int k_in, const float *x, size_t n, const float *wt,
+           size_t ldw, const float *bias, __m256i cm, act_kind act, int p0, const int *off, float *t, size_t plane)
 {
     __m256 acc[PWCB8_POS][PWCB8_VECS];
 #pragma GCC unroll 2
@@ -790,18 +811,8 @@ pwcb8_tile(const int np, const int nv, int k_in, const float *x, size_t n, const
         for (int r = 0; r < np; r++) acc[r][v] = b;
     }
     const float *xr = x + p0, *wr = wt;
-    for (int k = 0; k < k_in; k++, xr += n, wr += ldw) {
-        __m256 wv[PWCB8_VECS];
-#pragma GCC unroll 2
-        for (int v = 0; v < nv; v++)
-            wv[v] = v < nv - 1 || full ? _mm256_loadu_ps(wr + 8 * v) : _mm256_maskload_ps(wr + 8 * v, cm);
-#pragma GCC unroll 6
-        for (int r = 0; r < np; r++) {
-            const __m256 xv = _mm256_broadcast_ss(xr + r);
-#pragma GCC unroll 2
-            for (int v = 0; v < nv; v++) acc[r][v] = _mm256_fmadd_ps(xv, wv[v], acc[r][v]);
-        }
-    }
+    for (const float *const w_end = wt + (size_t)k_in * ldw; wr != w_end; xr += n, wr += ldw)
+        pwcb8_step(np, nv, full, xr, wr, cm, acc);
 #pragma GCC unroll 6
     for (int r = 0; r < np; r++)
 #pragma GCC unroll 2
@@ -812,25 +823,30 @@ pwcb8_tile(const int np, const int nv, int k_in, const float *x, size_t n, const
 /* Every position of the expansion for nv vectors of channels (tiles of PWCB8_POS positions, the
  * last moved back onto the last positions, whose values are recomputed the same). */
 static inline __attribute__((always_inline)) KERNELS_AVX2 void
-pwcb8_group_k(const int nv, const conv2d_params *pw, const float *x, const float *wt, const float *bias, __m256i cm,
-              int full, const int *off, float *t, size_t plane)
+pwcb8_group_k(const int nv, const int full, const conv2d_params *pw, const float *x, const float *wt,
+              const float *bias, __m256i cm, const int *off, float *t, size_t plane)
 {
     const int n = pw->h_out * pw->w_out;
     for (int p0 = 0;; p0 += PWCB8_POS) {
         const int at = kernels_imin(p0, n - PWCB8_POS);
-        pwcb8_tile(PWCB8_POS, nv, pw->c_in, x, (size_t)n, wt, (size_t)pw->c_out, bias, cm, full, pw->act, at, off, t,
+        pwcb8_tile(PWCB8_POS, nv, full, pw->c_in, x, (size_t)n, wt, (size_t)pw->c_out, bias, cm, pw->act, at, off, t,
                    plane);
         if (at + PWCB8_POS >= n) break;
     }
 }
 
+/* One instance per vector count and whether the last vector is whole. */
 static KERNELS_AVX2 void pwcb8_group(int nv, const conv2d_params *pw, const float *x, const float *wt,
                                      const float *bias, __m256i cm, int full, const int *off, float *t, size_t plane)
 {
-    if (nv == 1)
-        pwcb8_group_k(1, pw, x, wt, bias, cm, full, off, t, plane);
+    if (nv == 1 && full)
+        pwcb8_group_k(1, 1, pw, x, wt, bias, cm, off, t, plane);
+    else if (nv == 1)
+        pwcb8_group_k(1, 0, pw, x, wt, bias, cm, off, t, plane);
+    else if (full)
+        pwcb8_group_k(2, 1, pw, x, wt, bias, cm, off, t, plane);
     else
-        pwcb8_group_k(2, pw, x, wt, bias, cm, full, off, t, plane);
+        pwcb8_group_k(2, 0, pw, x, wt, bias, cm, off, t, plane);
 }
 
 static KERNELS_AVX2 void pwcb8_forward(const conv2d_params *pw, const float *wt, const float *pw_bias,
