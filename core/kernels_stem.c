@@ -191,11 +191,26 @@ typedef struct {
     int nt;
 } stem_taps;
 
+/* avx2_act (the same operations) with its constants zero, 3, 6, 1 / 6 in k. */
+static inline __attribute__((always_inline)) KERNELS_AVX2 __m256 stem_act_avx2(__m256 v, const act_kind act,
+                                                                             const __m256 k[4])
+{
+    switch (act) {
+    case ACT_RELU: return _mm256_max_ps(v, k[0]);
+    case ACT_RELU6: return _mm256_min_ps(_mm256_max_ps(v, k[0]), k[2]);
+    case ACT_HSWISH:
+        return _mm256_mul_ps(_mm256_mul_ps(v, _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(v, k[1]), k[0]), k[2])), k[3]);
+    case ACT_HSIGMOID: return _mm256_mul_ps(_mm256_min_ps(_mm256_max_ps(_mm256_add_ps(v, k[1]), k[0]), k[2]), k[3]);
+    case ACT_NONE: break;
+    }
+    return v;
+}
+
 /* nv vectors of outputs from block column q (see stem_pass_avx2; w: the pass's weights): one flat
  * loop over the taps, nv loads, n_co broadcasts and nv * n_co FMAs each. */
 static inline __attribute__((always_inline)) KERNELS_AVX2 void
-stem_vecs_avx2(const int n_co, const int nv, const conv2d_params *p, const stem_taps *tl, const float *w,
-               const float *bias, int co0, int q, int nq, float *y)
+stem_vecs_avx2(const act_kind act, const int whole, const int n_co, const int nv, const conv2d_params *p,
+               const stem_taps *tl, const float *w, const float *bias, int co0, int q, int nq, float *y)
 {
     const size_t hw_out = (size_t)p->h_out * (size_t)p->w_out;
     __m256 acc[STEM_VECS_AVX2][STEM_PASS_AVX2];
@@ -205,7 +220,7 @@ stem_vecs_avx2(const int n_co, const int nv, const conv2d_params *p, const stem_
 #pragma GCC unroll 3
         for (int v = 0; v < nv; v++) acc[v][o] = b;
     }
-    for (int t = 0; t < tl->nt; t++) {
+    for (int t = 0, nt = tl->nt; t < nt; t++) {
         const float *e = tl->tp[t] + q, *wt = w + tl->tw[t];
         __m256 tap[STEM_VECS_AVX2];
 #pragma GCC unroll 3
@@ -217,36 +232,85 @@ stem_vecs_avx2(const int n_co, const int nv, const conv2d_params *p, const stem_
             for (int v = 0; v < nv; v++) acc[v][o] = _mm256_fmadd_ps(wv, tap[v], acc[v][o]);
         }
     }
+    if (whole && (act == ACT_NONE || act == ACT_RELU)) { /* at most a zero beside the accumulators */
 #pragma GCC unroll 6
-    for (int o = 0; o < n_co; o++)
+        for (int o = 0; o < n_co; o++)
 #pragma GCC unroll 3
-        for (int v = 0; v < nv; v++)
-            avx2_store_n(y + (size_t)o * hw_out + q + 8 * v, avx2_act(acc[v][o], p->act), nq - q - 8 * v);
+            for (int v = 0; v < nv; v++)
+                _mm256_storeu_ps(y + (size_t)o * hw_out + q + 8 * v, avx2_act(acc[v][o], act));
+    } else if (whole) {
+        /* the other activations' 3 constants beside the 12 accumulators spill one of them in the tap
+         * loop (the compiler hoists them out of the loop over steps, or gives up a register for the
+         * whole loop, 1.7x the time): the sums of all vectors but the first stored, then the
+         * constants loaded by an asm the compiler cannot move, which also has those sums read back */
+        static const float consts[3] = {3.0f, 6.0f, 1.0f / 6.0f};
+#pragma GCC unroll 6
+        for (int o = 0; o < n_co; o++)
+#pragma GCC unroll 3
+            for (int v = 1; v < nv; v++) _mm256_storeu_ps(y + (size_t)o * hw_out + q + 8 * v, acc[v][o]);
+        __m256 k[4];
+        __asm__ volatile("vxorps %0, %0, %0\n\tvbroadcastss %4, %1\n\tvbroadcastss %5, %2\n\tvbroadcastss %6, %3"
+                         : "=&x"(k[0]), "=x"(k[1]), "=x"(k[2]), "=x"(k[3])
+                         : "m"(consts[0]), "m"(consts[1]), "m"(consts[2])
+                         : "memory");
+#pragma GCC unroll 6
+        for (int o = 0; o < n_co; o++)
+#pragma GCC unroll 3
+            for (int v = 0; v < nv; v++) {
+                float *d = y + (size_t)o * hw_out + q + 8 * v;
+                _mm256_storeu_ps(d, stem_act_avx2(v == 0 ? acc[0][o] : _mm256_loadu_ps(d), act, k));
+            }
+    } else {
+#pragma GCC unroll 6
+        for (int o = 0; o < n_co; o++)
+#pragma GCC unroll 3
+            for (int v = 0; v < nv; v++)
+                avx2_store_n(y + (size_t)o * hw_out + q + 8 * v, avx2_act(acc[v][o], act), nq - q - 8 * v);
+    }
 }
 
 /* Output channels [co0, co0 + n_co) of one output row at columns [0, nq) of the block, from its taps
- * tl. y: channel co0's output at the block's first column. Steps of STEM_VECS_AVX2 vectors, a last
- * one of fewer. */
+ * tl. y: channel co0's output at the block's first column. Steps of STEM_VECS_AVX2 whole vectors
+ * with act a compile-time constant and plain stores (the activation's switch and avx2_store_n's
+ * tests on every stored vector were a third of the instructions of a step), then a last step of
+ * fewer or partial vectors. */
 static inline __attribute__((always_inline)) KERNELS_AVX2 void
-stem_pass_avx2(const int n_co, const conv2d_params *p, const stem_taps *tl, const float *w, const float *bias,
-               int co0, int nq, float *y)
+stem_pass_avx2(const act_kind act, const int n_co, const conv2d_params *p, const stem_taps *tl, const float *w,
+               const float *bias, int co0, int nq, float *y)
 {
     int q = 0;
+    for (; q + 8 * STEM_VECS_AVX2 <= nq; q += 8 * STEM_VECS_AVX2)
+        stem_vecs_avx2(act, 1, n_co, STEM_VECS_AVX2, p, tl, w, bias, co0, q, nq, y);
     for (; q + 8 * (STEM_VECS_AVX2 - 1) < nq; q += 8 * STEM_VECS_AVX2)
-        stem_vecs_avx2(n_co, STEM_VECS_AVX2, p, tl, w, bias, co0, q, nq, y);
-    for (; q < nq; q += 8) stem_vecs_avx2(n_co, 1, p, tl, w, bias, co0, q, nq, y);
+        stem_vecs_avx2(p->act, 0, n_co, STEM_VECS_AVX2, p, tl, w, bias, co0, q, nq, y);
+    for (; q < nq; q += 8) stem_vecs_avx2(p->act, 0, n_co, 1, p, tl, w, bias, co0, q, nq, y);
+}
+
+static inline __attribute__((always_inline)) KERNELS_AVX2 void stem_passes_act_avx2(const act_kind act,
+                                                                                    const conv2d_params *p,
+                                                                                    const stem_taps *tl,
+                                                                                    const float *w, const float *bias,
+                                                                                    int co0, int n_co, int nq, float *y)
+{
+    /* one instance per count keeps the accumulators in registers */
+    switch (n_co) {
+#define STEM_CASE(n)                                                                                                   \
+    case n: stem_pass_avx2(act, n, p, tl, w, bias, co0, nq, y); break;
+        STEM_CASE(1) STEM_CASE(2) STEM_CASE(3) STEM_CASE(4) STEM_CASE(5) STEM_CASE(6)
+#undef STEM_CASE
+    default: break;
+    }
 }
 
 static KERNELS_AVX2 void stem_passes_avx2(const conv2d_params *p, const stem_taps *tl, const float *w,
                                           const float *bias, int co0, int n_co, int nq, float *y)
 {
-    /* one instance per count keeps the accumulators in registers */
-    switch (n_co) {
-#define STEM_CASE(n)                                                                                                   \
-    case n: stem_pass_avx2(n, p, tl, w, bias, co0, nq, y); break;
-        STEM_CASE(1) STEM_CASE(2) STEM_CASE(3) STEM_CASE(4) STEM_CASE(5) STEM_CASE(6)
-#undef STEM_CASE
-    default: break;
+    switch (p->act) {
+    case ACT_RELU: stem_passes_act_avx2(ACT_RELU, p, tl, w, bias, co0, n_co, nq, y); break;
+    case ACT_RELU6: stem_passes_act_avx2(ACT_RELU6, p, tl, w, bias, co0, n_co, nq, y); break;
+    case ACT_HSWISH: stem_passes_act_avx2(ACT_HSWISH, p, tl, w, bias, co0, n_co, nq, y); break;
+    case ACT_HSIGMOID: stem_passes_act_avx2(ACT_HSIGMOID, p, tl, w, bias, co0, n_co, nq, y); break;
+    case ACT_NONE: stem_passes_act_avx2(ACT_NONE, p, tl, w, bias, co0, n_co, nq, y); break;
     }
 }
 
