@@ -1197,45 +1197,115 @@ static inline __attribute__((always_inline)) KERNELS_AVX2 void wino_columns_avx2
     }
 }
 
-/* wino_input_v on 8 tiles per vector. */
+/* p advanced by bytes, opaque to the compiler: addresses off such pointers stay base + index * scale
+ * instead of one induction variable (spilled) per address. */
+static inline __attribute__((always_inline)) const float *wino_step(const float *p, size_t bytes)
+{
+    p = (const float *)((const char *)p + bytes);
+    __asm__("" : "+r"(p));
+    return p;
+}
+
+/* One 8-column step of wino_input_v_avx2's row pass: line[xi][q..q+7] from the alpha_h patch rows from
+ * padded row r0 of channel plane xc, lanes outside the input zero. */
+static inline __attribute__((always_inline)) KERNELS_AVX2 void
+wino_input_rows_avx2(const wino_axis th, const wino_src *src, const float *xc, int r0, int q, int n_cols,
+                     float *line, int lf)
+{
+    const int alpha_h = wino_aa(th);
+    /* the lanes inside the input (the address of lane 0 may lie before the row; a masked-off lane
+     * is not read) */
+    const int lo = kernels_imax(0, src->col0 - q);
+    const int hi = kernels_imin(kernels_imin(8, n_cols - q), src->col0 + src->cols - q);
+    const int full = lo == 0 && hi == 8;
+    const __m256i mk = wino_mask8(lo, hi);
+    const uintptr_t base = (uintptr_t)xc + (uintptr_t)((intptr_t)(q - src->col0) * (intptr_t)sizeof(float));
+    __m256 dr[WINO_ALPHA_MAX];
+#pragma GCC unroll 12
+    for (int k = 0; k < alpha_h; k++) {
+        const int r = r0 + k;
+        const float *at = (const float *)(base + (uintptr_t)r * (uintptr_t)src->ld * sizeof(float));
+        dr[k] = r < 0 || r >= src->rows || hi <= lo ? _mm256_setzero_ps()
+                : full                              ? _mm256_loadu_ps(at)
+                                                    : _mm256_maskload_ps(at, mk);
+    }
+#pragma GCC unroll 12
+    for (int xi = 0; xi < alpha_h; xi++)
+        _mm256_storeu_ps(line + (size_t)xi * (size_t)lf + q, wino_comb_avx2(th, alpha_h, 1, xi, dr));
+}
+
+/* wino_input_v on 8 tiles per vector. The row pass's steps whose 8 columns of all alpha_h rows lie inside
+ * the input, and the column pass's vectors of 8 whole tiles, run without tests (plain loads and
+ * stores off opaque pointers, see wino_step); the same operations per value. */
 static inline __attribute__((always_inline)) KERNELS_AVX2 void
 wino_input_v_avx2(const wino_variant var, const conv2d_params *p, const wino_geom *g, const wino_src *src, int a0,
                   int rows, float *v, size_t ldv, float *line)
 {
     const wino_axis th = wino_axis_h(var), tw = wino_axis_w(var);
     const int m_h = wino_am(th), m_w = wino_am(tw), alpha_h = wino_aa(th), alpha_w = wino_aa(tw);
-    const int lf = g->row_floats, n_cols = g->wp;
+    const int lf = g->row_floats, n_cols = g->wp, tiles_w = g->tiles_w;
     const size_t e_stride = (size_t)p->c_in * ldv;
-    for (int ci = 0; ci < p->c_in; ci++) {
+    const size_t es = e_stride * sizeof(float), lfb = (size_t)lf * sizeof(float);
+    const size_t ldb = (size_t)src->ld * sizeof(float);
+    /* row-pass steps [q_a, q_b) read whole vectors inside the input's columns */
+    const int col_end = kernels_imin(n_cols, src->col0 + src->cols);
+    const int q_a = kernels_imin((src->col0 + 7) / 8 * 8, n_cols);
+    const int q_b = kernels_imax(q_a, q_a + (col_end - q_a) / 8 * 8);
+    const int c_in = p->c_in, src_rows = src->rows;
+    for (int ci = 0; ci < c_in; ci++) {
         const float *xc = src->x + (size_t)ci * src->plane;
         for (int a = a0; a < a0 + rows; a++) {
             /* rows: line[xi] = sum over the patch rows of B_h^T[xi][row] * d_row */
             const int r0 = src->row0 + m_h * (a - a0);
-            for (int q = 0; q < n_cols; q += 8) {
-                /* the lanes inside the input (the address of lane 0 may lie before the row; a
-                 * masked-off lane is not read) */
-                const int lo = kernels_imax(0, src->col0 - q);
-                const int hi = kernels_imin(kernels_imin(8, n_cols - q), src->col0 + src->cols - q);
-                const int full = lo == 0 && hi == 8;
-                const __m256i mk = wino_mask8(lo, hi);
-                const uintptr_t base = (uintptr_t)xc + (uintptr_t)((intptr_t)(q - src->col0) * (intptr_t)sizeof(float));
-                __m256 dr[WINO_ALPHA_MAX];
+            if (r0 >= 0 && r0 + alpha_h <= src_rows && q_b > q_a) {
+                int q = 0;
+                for (; q < q_a; q += 8) wino_input_rows_avx2(th, src, xc, r0, q, n_cols, line, lf);
+                const float *xr = (const float *)((uintptr_t)xc + (uintptr_t)((intptr_t)(q_a - src->col0) *
+                                                                               (intptr_t)sizeof(float)) +
+                                                  (uintptr_t)r0 * ldb);
+                const float *lq = line + q_a, *l_end = line + q_b;
+                do {
+                    __m256 dr[WINO_ALPHA_MAX];
 #pragma GCC unroll 12
-                for (int k = 0; k < alpha_h; k++) {
-                    const int r = r0 + k;
-                    const float *at = (const float *)(base + (uintptr_t)r * (uintptr_t)src->ld * sizeof(float));
-                    dr[k] = r < 0 || r >= src->rows || hi <= lo ? _mm256_setzero_ps()
-                            : full                              ? _mm256_loadu_ps(at)
-                                                                : _mm256_maskload_ps(at, mk);
-                }
+                    for (int k = 0; k < alpha_h; k++)
+                        dr[k] = _mm256_loadu_ps((const float *)((const char *)xr + (size_t)k * ldb));
 #pragma GCC unroll 12
-                for (int xi = 0; xi < alpha_h; xi++)
-                    _mm256_storeu_ps(line + (size_t)xi * (size_t)lf + q, wino_comb_avx2(th, alpha_h, 1, xi, dr));
+                    for (int xi = 0; xi < alpha_h; xi++)
+                        _mm256_storeu_ps((float *)((char *)(uintptr_t)lq + (size_t)xi * lfb),
+                                         wino_comb_avx2(th, alpha_h, 1, xi, dr));
+                    xr = wino_step(xr, 8 * sizeof(float));
+                    lq = wino_step(lq, 8 * sizeof(float));
+                } while (lq != l_end);
+                for (q = q_b; q < n_cols; q += 8) wino_input_rows_avx2(th, src, xc, r0, q, n_cols, line, lf);
+            } else {
+                for (int q = 0; q < n_cols; q += 8) wino_input_rows_avx2(th, src, xc, r0, q, n_cols, line, lf);
             }
             /* columns of 8 tiles: c_j = line[m_w*tile + j]; combined by B_w */
-            float *vrow = v + (size_t)ci * ldv + (size_t)(a - a0) * (size_t)g->tiles_w;
-            for (int b = 0; b < g->tiles_w; b += 8) {
-                const int nt = g->tiles_w - b;
+            float *vrow = v + (size_t)ci * ldv + (size_t)(a - a0) * (size_t)tiles_w;
+            int b = 0;
+            if (tiles_w >= 8) {
+                const float *lb = line, *ob = vrow;
+                const float *ob_end = vrow + (size_t)(tiles_w / 8 * 8);
+                do {
+                    const float *lx = lb, *ox = ob;
+#pragma GCC unroll 12
+                    for (int xi = 0; xi < alpha_h; xi++) {
+                        __m256 c[WINO_ALPHA_MAX];
+                        wino_columns_avx2(m_w, alpha_w, lx, c);
+#pragma GCC unroll 12
+                        for (int nu = 0; nu < alpha_w; nu++)
+                            _mm256_storeu_ps((float *)((char *)(uintptr_t)ox + (size_t)nu * es),
+                                             wino_comb_avx2(tw, alpha_w, 1, nu, c));
+                        lx = wino_step(lx, lfb);
+                        ox = wino_step(ox, (size_t)alpha_w * es);
+                    }
+                    lb = wino_step(lb, (size_t)(8 * m_w) * sizeof(float));
+                    ob = wino_step(ob, 8 * sizeof(float));
+                } while (ob != ob_end);
+                b = tiles_w / 8 * 8;
+            }
+            for (; b < tiles_w; b += 8) {
+                const int nt = tiles_w - b;
 #pragma GCC unroll 12
                 for (int xi = 0; xi < alpha_h; xi++) {
                     __m256 c[WINO_ALPHA_MAX];
@@ -1372,6 +1442,38 @@ static inline __attribute__((always_inline)) KERNELS_AVX2 void wino_store_row_av
         if (8 * k < n) avx2_store_n(yr + 8 * k, out[k], n - 8 * k);
 }
 
+/* One vector of 8 whole tiles of wino_output_v_avx2 whose m_h rows of 8 m_w outputs all lie inside y:
+ * plain loads and stores, no tests; act ACT_NONE or ACT_RELU (relu), fixed. The same operations
+ * per output as wino_output_v_avx2. mt: M's first element for these tiles, es: bytes between elements. */
+static inline __attribute__((always_inline)) KERNELS_AVX2 void
+wino_output_full_avx2(const wino_variant var, const int relu, const float *mt, size_t es, __m256 vb, float *yr,
+                      size_t w_out)
+{
+    const wino_axis th = wino_axis_h(var), tw = wino_axis_w(var);
+    const int m_h = wino_am(th), m_w = wino_am(tw), alpha_h = wino_aa(th), alpha_w = wino_aa(tw);
+    const size_t row_es = (size_t)alpha_w * es; /* bytes between M rows xi */
+    __m256 s[6][WINO_ALPHA_MAX];
+#pragma GCC unroll 12
+    for (int nu = 0; nu < alpha_w; nu++) {
+        __m256 col[WINO_ALPHA_MAX];
+#pragma GCC unroll 12
+        for (int xi = 0; xi < alpha_h; xi++) col[xi] = _mm256_loadu_ps((const float *)((const char *)mt + (size_t)xi * row_es));
+#pragma GCC unroll 6
+        for (int i = 0; i < m_h; i++) s[i][nu] = wino_comb_avx2(th, alpha_h, 0, i, col);
+        mt = wino_step(mt, es);
+    }
+#pragma GCC unroll 6
+    for (int i = 0; i < m_h; i++) {
+        __m256 yv[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < m_w; j++) {
+            yv[j] = _mm256_add_ps(wino_comb_avx2(tw, alpha_w, 0, j, s[i]), vb);
+            if (relu) yv[j] = _mm256_max_ps(yv[j], _mm256_setzero_ps());
+        }
+        wino_store_row_avx2(m_w, yv, yr + (size_t)i * w_out, 8 * m_w);
+    }
+}
+
 /* wino_output_v on 8 tiles per vector. */
 static inline __attribute__((always_inline)) KERNELS_AVX2 void
 wino_output_v_avx2(const wino_variant var, const int tr, const conv2d_params *p, const wino_geom *g, const float *mr,
@@ -1382,29 +1484,48 @@ wino_output_v_avx2(const wino_variant var, const int tr, const conv2d_params *p,
     const size_t e_stride = (size_t)p->c_out * ldm;
     const size_t hw = (size_t)p->h_out * (size_t)p->w_out;
     assert(!tr || m_w == 1);
+    /* vectors [0, b_end) of whole tile rows run wino_output_full_avx2 (not transposed, ReLU or none) */
+    const int b_end = !tr && (p->act == ACT_RELU || p->act == ACT_NONE) ? p->w_out / (8 * m_w) * 8 : 0;
     for (int co = co0; co < co1; co++) {
         const __m256 vb = _mm256_set1_ps(bias ? bias[co] : 0.0f);
         for (int a = a0; a < a0 + rows; a++) {
             const float *mrow = mr + (size_t)co * ldm + (size_t)(a - a0) * (size_t)g->tiles_w;
             float *y0 = y + (size_t)co * hw + (size_t)(m_h * a) * (size_t)p->w_out;
             const int out_rows = kernels_imin(m_h, p->h_out - m_h * a);
-            for (int b = 0; b < g->tiles_w; b += 8) {
+            int b = 0;
+            if (b_end > 0 && out_rows == m_h) {
+                /* the vectors whose outputs all lie inside y: without tests, the rest below */
+                const size_t w_out = (size_t)p->w_out, es = e_stride * sizeof(float);
+                float *yr = y0;
+                if (p->act == ACT_RELU)
+                    for (; b < b_end; b += 8, yr += 8 * m_w)
+                        wino_output_full_avx2(var, 1, mrow + b, es, vb, yr, w_out);
+                else
+                    for (; b < b_end; b += 8, yr += 8 * m_w)
+                        wino_output_full_avx2(var, 0, mrow + b, es, vb, yr, w_out);
+            }
+            const size_t es = e_stride * sizeof(float), row_es = (size_t)alpha_w * es;
+            for (; b < g->tiles_w; b += 8) {
                 const int nt = g->tiles_w - b;
                 const __m256i mk = kernels_avx2_mask(nt);
+                const float *mt = mrow + b;
                 __m256 s[6][WINO_ALPHA_MAX];
 #pragma GCC unroll 12
                 for (int nu = 0; nu < alpha_w; nu++) {
                     __m256 col[WINO_ALPHA_MAX];
 #pragma GCC unroll 12
                     for (int xi = 0; xi < alpha_h; xi++) {
-                        const float *at = mrow + (size_t)(xi * alpha_w + nu) * e_stride + b;
+                        const float *at = (const float *)((const char *)mt + (size_t)xi * row_es);
                         col[xi] = nt >= 8 ? _mm256_loadu_ps(at) : _mm256_maskload_ps(at, mk);
                     }
 #pragma GCC unroll 6
                     for (int i = 0; i < m_h; i++) s[i][nu] = wino_comb_avx2(th, alpha_h, 0, i, col);
+                    mt = wino_step(mt, es);
                 }
                 const int n_out = kernels_imin(p->w_out - m_w * b, 8 * m_w);
-                for (int i = 0; i < out_rows; i++) {
+#pragma GCC unroll 6
+                for (int i = 0; i < m_h; i++) {
+                    if (i >= out_rows) break;
                     __m256 yv[4];
 #pragma GCC unroll 4
                     for (int j = 0; j < m_w; j++)
