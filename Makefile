@@ -119,7 +119,7 @@ unit: $(TEST_BINS)
 
 # Every test program and script; tests/run.sh prints the plan first and the final
 # "N passed, M failed, K skipped" line last.
-test: $(BIN)/cnnserve $(TEST_BINS) $(TEST_TOOLS) $(XNNPACK_PEER) $(CNN_CACHE)/ref/manifest.json $(CNN_CACHE)/ref/accuracy.json
+test: $(BIN)/cnnserve $(TEST_BINS) $(TEST_TOOLS) $(XNNPACK_PEER) $(BUILD)/bench/stretch_probe $(CNN_CACHE)/ref/manifest.json $(CNN_CACHE)/ref/accuracy.json
 	BUILD=$(BUILD) BIN=$(BIN) PYTHON=$(PYTHON) TEST_BINS="$(TEST_BINS)" bash tests/run.sh
 
 asan:
@@ -152,6 +152,12 @@ $(BUILD)/bench/peer_xnnpack: $(BUILD)/bench/peer_xnnpack.o $(MODELS_OBJ) $(CORE_
                              $(BUILD)/server/cpus.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -lXNNPACK -lpthreadpool $(LDLIBS)
+
+# stretch_probe: which instructions slow down in the machine's slow stretches (bench/stretch_probe.c,
+# standalone; README, Performance, session 15). Built with the tests, run by hand.
+$(BUILD)/bench/stretch_probe: $(BUILD)/bench/stretch_probe.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # `make fuzz` runs the libFuzzer target for FUZZ_SECONDS, seeded from the generated corpus
 # ($CNN_CACHE/corpus, default ./cache/corpus).
