@@ -795,8 +795,7 @@ static inline __attribute__((always_inline)) KERNELS_AVX2 void pwcb8_step(const 
 
 /* Positions [p0, p0 + np) of the expansion for vectors [0, nv) of channels (the last masked to
  * its channels: cm, unless full), each stored at its cell's vector in the vector's plane. The k
- * loop runs two steps at a time and ends on a pointer compare (no counter, no test of full: a
- * compile-time constant); the steps still come in the order of k. */
+ * loop ends on a pointer compare: no counter, and no test of full (a compile-time constant). */
 static inline __attribute__((always_inline)) KERNELS_AVX2 void
 pwcb8_tile(const int np, const int nv, const int full, int k_in, const float *x, size_t n, const float *wt,
            size_t ldw, const float *bias, __m256i cm, act_kind act, int p0, const int *off, float *t, size_t plane)
