@@ -66,7 +66,8 @@ TEST_BINS := $(BUILD)/tests/test_kernels $(BUILD)/tests/test_backward $(BUILD)/t
 TEST_BINS += $(BUILD)/tests/test_model_train
 # Helper programs the test scripts drive.
 TEST_TOOLS := $(BUILD)/tests/image_dump $(BUILD)/tests/train_grad $(BUILD)/tests/eval_metrics_tool \
-              $(BUILD)/tests/optim_tool $(BUILD)/tests/layer_prof $(BUILD)/tests/exec_timeline $(BUILD)/tests/bwd_ops
+              $(BUILD)/tests/optim_tool $(BUILD)/tests/layer_prof $(BUILD)/tests/exec_timeline $(BUILD)/tests/bwd_ops \
+              $(BUILD)/tests/exec_modes
 TEST_TOOLS += $(BUILD)/tests/train_model_ref
 
 $(BUILD)/tests/test_kernels: $(BUILD)/tests/unit/test_kernels.o $(KERNELS_OBJ)
@@ -110,6 +111,8 @@ $(BUILD)/tests/eval_metrics_tool: $(BUILD)/tests/tools/eval_metrics_tool.o $(BUI
 $(BUILD)/tests/layer_prof:   $(BUILD)/tests/tools/layer_prof.o $(MODELS_OBJ) $(CORE_OBJ)
 # exec_timeline: per node and thread, compute and wait times of whole multi-thread inferences
 $(BUILD)/tests/exec_timeline: $(BUILD)/tests/tools/exec_timeline.o $(MODELS_OBJ) $(CORE_OBJ)
+# exec_modes: two threads' compute one after the other on alternating cores vs at once vs one core
+$(BUILD)/tests/exec_modes: $(BUILD)/tests/tools/exec_modes.o $(MODELS_OBJ) $(CORE_OBJ)
 
 $(TEST_BINS) $(TEST_TOOLS):
 	@mkdir -p $(dir $@)
