@@ -490,14 +490,19 @@ typedef struct {
  * last strip of 17 or 9 columns (7x7 maps: 49 = 16 + 16 + 17; 17x17: 289 = 4 x 64 + 16 + 17; 35x35:
  * 1225 = 19 x 64 + 9) costs one FMA per k for its last column instead of a strip of 6 latency-bound
  * chains (microbenchmark 160->960 at 7x7: -12%). mr: the rows computed, GEMM_MR or 4 (a last panel of
- * 1..4 rows: 8 FMAs per k instead of 12; 16 output channels are panels of 6, 6 and 4). */
+ * 1..4 rows: 8 FMAs per k instead of 12; 16 output channels are panels of 6, 6 and 4). ac >= 0: t->m ==
+ * mr and t->act == ac, known at compile time, so the bias loads and the epilogue have no per-row test and
+ * no switch on the activation (a K = 24 strip spent ~40 % of its time outside its k loop); -1: t's. */
 static inline __attribute__((always_inline)) KERNELS_AVX2 void gemm_strip_rows_avx2(const int mr, const int nv,
                                                                                  const int full, const int nx,
-                                                                                 const int pf, const gemm_tile *t,
-                                                                                 int c0, gemm_pf *pc)
+                                                                                 const int pf, const int ac,
+                                                                                 const gemm_tile *t, int c0,
+                                                                                 gemm_pf *pc)
 {
-    const int m = t->m, last = t->last;
-    const act_kind act = t->act;
+    static const float no_bias[GEMM_MR] = {0};
+    const int m = ac >= 0 ? mr : t->m, last = t->last;
+    const act_kind act = ac >= 0 ? (act_kind)ac : t->act;
+    const float *bias = t->bias ? t->bias : no_bias;
     const size_t ldc = t->ldc;
     const int xc = c0 + 8 * nv; /* the transposed column (nx = 1) */
     const __m256i tail = kernels_avx2_mask(t->n - c0 - 8 * (nv - 1));
@@ -512,7 +517,7 @@ static inline __attribute__((always_inline)) KERNELS_AVX2 void gemm_strip_rows_a
             if (r >= m)
                 acc[r][v] = _mm256_setzero_ps();
             else if (t->first)
-                acc[r][v] = _mm256_set1_ps(t->bias ? t->bias[r] : 0.0f);
+                acc[r][v] = _mm256_broadcast_ss(bias + r);
             else
                 acc[r][v] = full || v < nv - 1 ? _mm256_loadu_ps(cr + 8 * v) : _mm256_maskload_ps(cr + 8 * v, tail);
         }
@@ -555,22 +560,36 @@ static inline __attribute__((always_inline)) KERNELS_AVX2 void gemm_strip_rows_a
     }
     pc->p = pp;
     const float *res = last ? t->res : NULL;
+    /* the residual, then the activation and the stores in one pass: one test each */
+    if (res)
 #pragma GCC unroll 6
-    for (int r = 0; r < mr; r++) {
-        if (r >= m) break;
-        float *cr = t->c + (size_t)r * ldc + c0;
+        for (int r = 0; r < mr; r++) {
+            if (r >= m) break;
 #pragma GCC unroll 2
-        for (int v = 0; v < nv; v++) {
-            const int whole = full || v < nv - 1;
-            __m256 y = acc[r][v];
-            if (res) {
+            for (int v = 0; v < nv; v++) {
                 const float *rr = res + (size_t)r * ldc + (size_t)c0 + 8 * v;
-                y = _mm256_add_ps(y, whole ? _mm256_loadu_ps(rr) : _mm256_maskload_ps(rr, tail));
+                acc[r][v] = _mm256_add_ps(acc[r][v],
+                                          full || v < nv - 1 ? _mm256_loadu_ps(rr) : _mm256_maskload_ps(rr, tail));
             }
-            if (last) y = avx2_act(y, act);
-            avx2_store_n(cr + 8 * v, y, whole ? 8 : t->n - c0 - 8 * (nv - 1));
         }
-    }
+    const int n_last = t->n - c0 - 8 * (nv - 1); /* columns of the last vector */
+    if (last)
+#pragma GCC unroll 6
+        for (int r = 0; r < mr; r++) {
+            if (r >= m) break;
+#pragma GCC unroll 2
+            for (int v = 0; v < nv; v++)
+                avx2_store_n(t->c + (size_t)r * ldc + c0 + 8 * v, avx2_act(acc[r][v], act),
+                             full || v < nv - 1 ? 8 : n_last);
+        }
+    else
+#pragma GCC unroll 6
+        for (int r = 0; r < mr; r++) {
+            if (r >= m) break;
+#pragma GCC unroll 2
+            for (int v = 0; v < nv; v++)
+                avx2_store_n(t->c + (size_t)r * ldc + c0 + 8 * v, acc[r][v], full || v < nv - 1 ? 8 : n_last);
+        }
     if (nx) {
         if (res) {
             for (int r = 0; r < m; r++) col_buf[r] = res[(size_t)r * ldc + (size_t)xc];
@@ -585,8 +604,28 @@ static inline __attribute__((always_inline)) KERNELS_AVX2 void gemm_strip_avx2(c
                                                                             const int nx, const int pf,
                                                                             const gemm_tile *t, int c0, gemm_pf *pc)
 {
-    gemm_strip_rows_avx2(GEMM_MR, nv, full, nx, pf, t, c0, pc);
+    gemm_strip_rows_avx2(GEMM_MR, nv, full, nx, pf, -1, t, c0, pc);
 }
+
+/* A whole panel's (t->m == GEMM_MR) whole 16-column strips with the activation ac (gemm_strip_rows_avx2),
+ * not a last 17; the first prefetches A's look-ahead. Returns the first column left. One function per
+ * activation, not inlined: inside gemm_tile_run_avx2 GCC kept two of the k loop's pointers on the stack. */
+#define GEMM_STRIPS16_AVX2(name, ac)                                                                             \
+    static __attribute__((noinline)) KERNELS_AVX2 int name(const gemm_tile *t, gemm_pf *pc)                     \
+    {                                                                                                            \
+        if (t->n < 16 || t->n == 17) return 0;                                                                   \
+        gemm_strip_rows_avx2(GEMM_MR, 2, 1, 0, 1, ac, t, 0, pc);                                                 \
+        int c0 = 16;                                                                                             \
+        for (; t->n - c0 >= 16 && t->n - c0 != 17; c0 += 16)                                                    \
+            gemm_strip_rows_avx2(GEMM_MR, 2, 1, 0, 0, ac, t, c0, pc);                                            \
+        return c0;                                                                                               \
+    }
+GEMM_STRIPS16_AVX2(gemm_strips16_none_avx2, ACT_NONE)
+GEMM_STRIPS16_AVX2(gemm_strips16_relu_avx2, ACT_RELU)
+GEMM_STRIPS16_AVX2(gemm_strips16_relu6_avx2, ACT_RELU6)
+GEMM_STRIPS16_AVX2(gemm_strips16_hswish_avx2, ACT_HSWISH)
+GEMM_STRIPS16_AVX2(gemm_strips16_hsigmoid_avx2, ACT_HSIGMOID)
+#undef GEMM_STRIPS16_AVX2
 
 /* Strip by strip: whole 16- and 8-column strips unmasked, a last one of 17 or 9 columns with its last
  * column transposed, the first strip prefetching A's look-ahead; w: the strip's width. */
@@ -622,11 +661,20 @@ static KERNELS_AVX2 void gemm_tile_run_avx2(const gemm_tile *t)
         pcv.every = kernels_imax(1, n_strips * t->kc / t->pf_lines);
     }
     if (t->m <= 4 && t->n >= 16 && t->n != 17) { /* its whole 16-column strips on 4 rows (not a last 17) */
-        gemm_strip_rows_avx2(4, 2, 1, 0, 1, t, 0, pc);
-        for (c0 = 16; c0 + 16 <= t->n && t->n - c0 != 17; c0 += 16) gemm_strip_rows_avx2(4, 2, 1, 0, 0, t, c0, pc);
+        gemm_strip_rows_avx2(4, 2, 1, 0, 1, -1, t, 0, pc);
+        for (c0 = 16; c0 + 16 <= t->n && t->n - c0 != 17; c0 += 16) gemm_strip_rows_avx2(4, 2, 1, 0, 0, -1, t, c0, pc);
     } else {
-        GEMM_STRIP_AVX2(1, t, 0, w, pc);
-        c0 = w;
+        if (t->m == GEMM_MR) switch (t->act) {
+            case ACT_NONE: c0 = gemm_strips16_none_avx2(t, pc); break;
+            case ACT_RELU: c0 = gemm_strips16_relu_avx2(t, pc); break;
+            case ACT_RELU6: c0 = gemm_strips16_relu6_avx2(t, pc); break;
+            case ACT_HSWISH: c0 = gemm_strips16_hswish_avx2(t, pc); break;
+            case ACT_HSIGMOID: c0 = gemm_strips16_hsigmoid_avx2(t, pc); break;
+            }
+        if (c0 == 0) { /* no whole strip done: the first one prefetches */
+            GEMM_STRIP_AVX2(1, t, 0, w, pc);
+            c0 = w;
+        }
     }
     for (; c0 < t->n; c0 += w) GEMM_STRIP_AVX2(0, t, c0, w, pc);
 }
