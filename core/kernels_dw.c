@@ -503,26 +503,56 @@ static inline __attribute__((always_inline)) KERNELS_AVX2 void dw_split_avx2_k(c
     }
 }
 
-static KERNELS_AVX2 void dw_split3_avx2(const conv2d_params *p, const float *x, size_t rs, size_t half,
-                                        const float *wc, float b, float *yc, int n_out)
+/* Output row oh (and oh + 1 when pair) of dw_split3_avx2 from split rows r0.. (rs floats apart): whole
+ * 8-column steps stored plainly, a last partial one by avx2_store_n. */
+static inline __attribute__((always_inline)) KERNELS_AVX2 void dw_split3_rows_avx2(const act_kind act, const int pair,
+                                                                                   const float *r0, size_t rs,
+                                                                                   size_t half, const __m256 *w,
+                                                                                   __m256 vb, float *y0, int w_out)
+{
+    const float *r1 = r0 + rs, *r2 = r1 + rs, *r3 = pair ? r2 + rs : NULL, *r4 = pair ? r3 + rs : NULL;
+    float *y1 = pair ? y0 + w_out : NULL;
+    int ow = 0;
+    for (; ow + 8 <= w_out; ow += 8)
+        dw_split3_pair_avx2(r0 + ow, r1 + ow, r2 + ow, pair ? r3 + ow : NULL, pair ? r4 + ow : NULL, half, w, vb, pair,
+                            act, y0 + ow, pair ? y1 + ow : NULL, 8);
+    if (ow < w_out)
+        dw_split3_pair_avx2(r0 + ow, r1 + ow, r2 + ow, pair ? r3 + ow : NULL, pair ? r4 + ow : NULL, half, w, vb, pair,
+                            act, y0 + ow, pair ? y1 + ow : NULL, w_out - ow);
+}
+
+/* The 3x3 split-row kernel, act compile-time: a switch on it and the tail tests of avx2_store_n
+ * for every stored vector were a third of its time (perf, MobileNetV3-Large's 64 x 56 x 56). */
+static inline __attribute__((always_inline)) KERNELS_AVX2 void dw_split3_act_avx2(const act_kind act,
+                                                                                  const conv2d_params *p,
+                                                                                  const float *x, size_t rs,
+                                                                                  size_t half, const float *wc,
+                                                                                  float b, float *yc, int n_out)
 {
     const int w_out = p->w_out;
-    const act_kind act = p->act;
     __m256 w[9];
 #pragma GCC unroll 9
     for (int t = 0; t < 9; t++) w[t] = _mm256_broadcast_ss(wc + t);
     const __m256 vb = _mm256_set1_ps(b);
     for (int oh = 0; oh < n_out; oh += 2) {
-        const float *r0 = x + (size_t)(2 * oh) * rs, *r1 = r0 + rs, *r2 = r1 + rs, *r3 = r2 + rs, *r4 = r3 + rs;
+        const float *r0 = x + (size_t)(2 * oh) * rs;
         float *y0 = yc + (size_t)oh * (size_t)w_out;
         if (oh + 1 < n_out)
-            for (int ow = 0; ow < w_out; ow += 8)
-                dw_split3_pair_avx2(r0 + ow, r1 + ow, r2 + ow, r3 + ow, r4 + ow, half, w, vb, 1, act, y0 + ow,
-                                    y0 + w_out + ow, w_out - ow);
+            dw_split3_rows_avx2(act, 1, r0, rs, half, w, vb, y0, w_out);
         else
-            for (int ow = 0; ow < w_out; ow += 8)
-                dw_split3_pair_avx2(r0 + ow, r1 + ow, r2 + ow, NULL, NULL, half, w, vb, 0, act, y0 + ow, NULL,
-                                    w_out - ow);
+            dw_split3_rows_avx2(act, 0, r0, rs, half, w, vb, y0, w_out);
+    }
+}
+
+static KERNELS_AVX2 void dw_split3_avx2(const conv2d_params *p, const float *x, size_t rs, size_t half,
+                                        const float *wc, float b, float *yc, int n_out)
+{
+    switch (p->act) {
+    case ACT_RELU: dw_split3_act_avx2(ACT_RELU, p, x, rs, half, wc, b, yc, n_out); break;
+    case ACT_RELU6: dw_split3_act_avx2(ACT_RELU6, p, x, rs, half, wc, b, yc, n_out); break;
+    case ACT_HSWISH: dw_split3_act_avx2(ACT_HSWISH, p, x, rs, half, wc, b, yc, n_out); break;
+    case ACT_HSIGMOID: dw_split3_act_avx2(ACT_HSIGMOID, p, x, rs, half, wc, b, yc, n_out); break;
+    case ACT_NONE: dw_split3_act_avx2(ACT_NONE, p, x, rs, half, wc, b, yc, n_out); break;
     }
 }
 
