@@ -300,11 +300,10 @@ dw_split3_pair_avx2(const float *r0, const float *r1, const float *r2, const flo
  * outputs per step; a last partial step is computed whole (the staged rows cover it) and only its
  * valid lanes stored. */
 static inline __attribute__((always_inline)) KERNELS_AVX2 void
-dw_channel_avx2_k(const int k, const int s, const conv2d_params *p, dw_stage *st, const float *xc,
-                  const float *wc, float b, float *yc)
+dw_channel_avx2_k(const int k, const int s, const act_kind act, const conv2d_params *p, dw_stage *st,
+                  const float *xc, const float *wc, float b, float *yc)
 {
     const int w_out = p->w_out, n_rows = k + s;
-    const act_kind act = p->act;
     const float *rows[DW_STAGE_ROWS];
     __m256 wv[DW_FAST_K_MAX * DW_FAST_K_MAX];
     for (int t = 0; t < k * k; t++) wv[t] = _mm256_broadcast_ss(wc + t);
@@ -320,9 +319,13 @@ dw_channel_avx2_k(const int k, const int s, const conv2d_params *p, dw_stage *st
             else
                 dw_copy_avx2(copies[i].dst, copies[i].src, st->n_copy);
         }
-        if (k == 3 && s == 2) {
+        if (k == 3 && s == 2) { /* whole 8-column steps stored plainly, a last partial one by avx2_store_n */
             const int pair = oh + 1 < p->h_out;
-            for (int ow = 0; ow < w_out; ow += 8)
+            int ow = 0;
+            for (; ow + 8 <= w_out; ow += 8)
+                dw_split3_pair_avx2(rows[0] + ow, rows[1] + ow, rows[2] + ow, rows[3] + ow, rows[4] + ow,
+                                    DW_SPLIT_HALF, wv, vb, pair, act, y0 + ow, y1 + ow, 8);
+            if (ow < w_out)
                 dw_split3_pair_avx2(rows[0] + ow, rows[1] + ow, rows[2] + ow, rows[3] + ow, rows[4] + ow,
                                     DW_SPLIT_HALF, wv, vb, pair, act, y0 + ow, y1 + ow, w_out - ow);
         } else if (oh + 1 < p->h_out) {
@@ -445,12 +448,18 @@ static KERNELS_AVX2 void dw_channel_avx2(const conv2d_params *p, dw_stage *st, c
         case ACT_HSIGMOID: dw3s1_channel_avx2(ACT_HSIGMOID, p, st, xc, wc, b, yc); break;
         case ACT_NONE: dw3s1_channel_avx2(ACT_NONE, p, st, xc, wc, b, yc); break;
         }
-    } else if (k == 3 && s == 2)
-        dw_channel_avx2_k(3, 2, p, st, xc, wc, b, yc);
-    else if (k == 5 && s == 1)
-        dw_channel_avx2_k(5, 1, p, st, xc, wc, b, yc);
+    } else if (k == 3 && s == 2) {
+        switch (p->act) { /* act compile-time, as in dw_split3_avx2 */
+        case ACT_RELU: dw_channel_avx2_k(3, 2, ACT_RELU, p, st, xc, wc, b, yc); break;
+        case ACT_RELU6: dw_channel_avx2_k(3, 2, ACT_RELU6, p, st, xc, wc, b, yc); break;
+        case ACT_HSWISH: dw_channel_avx2_k(3, 2, ACT_HSWISH, p, st, xc, wc, b, yc); break;
+        case ACT_HSIGMOID: dw_channel_avx2_k(3, 2, ACT_HSIGMOID, p, st, xc, wc, b, yc); break;
+        case ACT_NONE: dw_channel_avx2_k(3, 2, ACT_NONE, p, st, xc, wc, b, yc); break;
+        }
+    } else if (k == 5 && s == 1)
+        dw_channel_avx2_k(5, 1, p->act, p, st, xc, wc, b, yc);
     else
-        dw_channel_avx2_k(5, 2, p, st, xc, wc, b, yc);
+        dw_channel_avx2_k(5, 2, p->act, p, st, xc, wc, b, yc);
 }
 
 /* dw_channel_avx2_k's stride-2 loop on rows split beforehand (kernels_dw_avx2_s2_split): row t at
