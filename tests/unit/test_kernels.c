@@ -169,6 +169,7 @@ static void conv_case(const conv2d_params *p, int with_bias, conv_via via, rng *
         via == CONV_VIA_PACKED ? conv2d_packed_scratch_floats(p) : conv2d_scratch_floats(p);
     float *x = alloc_random(n_x, r), *w = alloc_random(n_w, r);
     float *bias = with_bias ? alloc_random((size_t)p->c_out, r) : NULL;
+    for (size_t i = 0; i < n_x; i++) x[i] *= 4.0f; /* outputs cross ReLU6's 6 and hard-swish's 3 */
     float *x_copy = alloc_floats(n_x);
     memcpy(x_copy, x, n_x * sizeof *x);
     /* CONV_GUARD cells before and after the output hold a NaN of bits no kernel writes: a kernel
@@ -753,10 +754,23 @@ static void test_dw_cb_avx2(void)
     test_end("channel-blocked AVX2 depthwise (7..28 wide): reference and fmaf-chain bits");
 }
 
+/* avx2_act's float operations in its order (the kernels' activation, bit for bit). */
+static float act_f32(act_kind act, float v)
+{
+    switch (act) {
+    case ACT_RELU: return v > 0.0f ? v : 0.0f;
+    case ACT_RELU6: return fminf(v > 0.0f ? v : 0.0f, 6.0f);
+    case ACT_HSWISH: return v * fminf(fmaxf(v + 3.0f, 0.0f), 6.0f) * (1.0f / 6.0f);
+    case ACT_HSIGMOID: return fminf(fmaxf(v + 3.0f, 0.0f), 6.0f) * (1.0f / 6.0f);
+    case ACT_NONE: break;
+    }
+    return v;
+}
+
 /* The AVX2 row kernels' chain (kernels_dw.c dw_channel_avx2_k, dw3s1_channel_avx2 for 3x3 stride 1
  * and kernels_dw_avx2_s2_split): per output two fmaf chains over the taps in (i, j) order, the even
- * kernel rows from the bias and the odd ones from 0, padding taps on zeros, then their sum (act
- * none or ReLU). */
+ * kernel rows from the bias and the odd ones from 0, padding taps on zeros, then their sum and the
+ * activation. */
 static void dw_rows2_fmaf_chain(const conv2d_params *p, const float *x, const float *w, const float *bias, float *want)
 {
     const int kk = p->k_h * p->k_w;
@@ -770,17 +784,20 @@ static void dw_rows2_fmaf_chain(const conv2d_params *p, const float *x, const fl
                     acc[i & 1] = fmaf(w[ch * kk + t], in ? x[((size_t)ch * p->h_in + ih) * p->w_in + iw] : 0.0f, acc[i & 1]);
                 }
                 const float v = acc[0] + acc[1];
-                want[((size_t)ch * p->h_out + oh) * p->w_out + ow] = p->act == ACT_RELU && v < 0.0f ? 0.0f : v;
+                want[((size_t)ch * p->h_out + oh) * p->w_out + ow] = act_f32(p->act, v);
             }
 }
 
 /* Whether the AVX2 depthwise kernel gives dw_rows2_fmaf_chain's bits on random x, weights and bias
- * (NaN-poisoned outputs) for p. */
+ * (NaN-poisoned outputs) for p. x and bias in [-4, 4]: outputs cross every activation's bends (ReLU6's
+ * 6, hard-swish's -3 and 3). */
 static int dw_avx2_matches_chain(const conv2d_params *p, rng *r)
 {
     const size_t n_x = (size_t)p->c_in * p->h_in * p->w_in, n_y = (size_t)p->c_out * p->h_out * p->w_out;
     float *x = alloc_random(n_x, r), *w = alloc_random((size_t)p->c_in * p->k_h * p->k_w, r);
     float *bias = alloc_random((size_t)p->c_in, r), *y = alloc_nan(n_y), *want = alloc_nan(n_y);
+    for (size_t i = 0; i < n_x; i++) x[i] *= 4.0f;
+    for (int i = 0; i < p->c_in; i++) bias[i] *= 4.0f;
     dwconv2d_forward_isa(p, x, w, bias, y, CPU_ISA_AVX2);
     dw_rows2_fmaf_chain(p, x, w, bias, want);
     const int same = memcmp(y, want, n_y * sizeof *y) == 0;
@@ -809,7 +826,7 @@ static void test_dw_s2_rows_avx2(void)
             const int *c = cases[i];
             conv2d_params p;
             if (!conv_setup(&p, c[0], c[0], c[0], c[1], c[2], c[3], c[3], 2, 2, (pad_mode)mode,
-                            (i + (size_t)mode) & 1 ? ACT_RELU : ACT_NONE) ||
+                            (act_kind)((i + (size_t)mode) % 5)) ||
                 !kernels_dw_avx2_split_applies(&p))
                 continue;
             n_taken++;
@@ -848,7 +865,6 @@ static void test_dw3s1_avx2(void)
                 continue;
             n_taken++;
             conv_case(&p, mode != 1, CONV_VIA_DW_AVX2, &r, &st);
-            p.act = (i & 1) ? ACT_RELU : ACT_NONE;
             if (!dw_avx2_matches_chain(&p, &r) && n_bits_bad++ < MAX_REPORTS)
                 T_CHECK(0, "%d ch %dx%d pad %d/%d act %s: not the row kernel's chain bits", p.c_in, p.h_in, p.w_in,
                         p.pad_t, p.pad_l, act_names[p.act]);
@@ -2788,6 +2804,7 @@ static void test_conv_pw_dw(void)
         float *x = alloc_random(n_x, &r), *pw_w = alloc_random((size_t)pw.c_out * pw.c_in, &r);
         float *pw_b = alloc_random((size_t)pw.c_out, &r), *dw_w = alloc_random((size_t)dw.c_out * c[4] * c[4], &r);
         float *dw_b = alloc_random((size_t)dw.c_out, &r);
+        for (size_t i = 0; i < n_x; i++) x[i] *= 4.0f; /* both convs' outputs cross ReLU6's 6 */
         float *packed = alloc_floats(conv2d_packed_floats(&pw)), *mid = alloc_nan(n_mid);
         float *scratch = alloc_nan(conv2d_pw_dw_scratch_floats(&pw, &dw) + conv2d_packed_scratch_floats(&pw));
         float *want = alloc_floats(n_y), *y = alloc_floats(n_y + 2), *mid_f = alloc_floats(n_mid);
