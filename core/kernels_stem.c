@@ -182,7 +182,7 @@ static KERNELS_AVX2 void stem_stage_avx2(const conv2d_params *p, const float *ro
     }
 }
 
-/* The input columns stage_avx2 reads for outputs [q0, q0 + 8 * nv) of the row two on (the next
+/* The input columns stem_stage_avx2 reads for outputs [q0, q0 + 8 * nv) of the row two on (the next
  * output row's), into L1 now: the rows are staged in bursts between the output passes, and their
  * loads otherwise waited on memory (an image fresh from the decoder is in cache; the bench's fixed
  * input, like a batch's, is not). */

@@ -48,12 +48,15 @@ static float *alloc_floats(size_t n)
     return p;
 }
 
-static float *alloc_random(size_t n, rng *r)
+/* n values uniform in [-scale, scale] (the same draws for every scale). */
+static float *alloc_random_scaled(size_t n, rng *r, float scale)
 {
     float *p = alloc_floats(n);
-    for (size_t i = 0; i < n; i++) p[i] = rng_uniform(r);
+    for (size_t i = 0; i < n; i++) p[i] = scale * rng_uniform(r);
     return p;
 }
+
+static float *alloc_random(size_t n, rng *r) { return alloc_random_scaled(n, r, 1.0f); }
 
 static float *alloc_nan(size_t n)
 {
@@ -167,9 +170,9 @@ static void conv_case(const conv2d_params *p, int with_bias, conv_via via, rng *
     const size_t n_y = (size_t)p->c_out * p->h_out * p->w_out;
     const size_t n_scratch =
         via == CONV_VIA_PACKED ? conv2d_packed_scratch_floats(p) : conv2d_scratch_floats(p);
-    float *x = alloc_random(n_x, r), *w = alloc_random(n_w, r);
+    /* x in [-4, 4]: outputs cross ReLU6's 6 and hard-swish's 3 */
+    float *x = alloc_random_scaled(n_x, r, 4.0f), *w = alloc_random(n_w, r);
     float *bias = with_bias ? alloc_random((size_t)p->c_out, r) : NULL;
-    for (size_t i = 0; i < n_x; i++) x[i] *= 4.0f; /* outputs cross ReLU6's 6 and hard-swish's 3 */
     float *x_copy = alloc_floats(n_x);
     memcpy(x_copy, x, n_x * sizeof *x);
     /* CONV_GUARD cells before and after the output hold a NaN of bits no kernel writes: a kernel
@@ -794,10 +797,8 @@ static void dw_rows2_fmaf_chain(const conv2d_params *p, const float *x, const fl
 static int dw_avx2_matches_chain(const conv2d_params *p, rng *r)
 {
     const size_t n_x = (size_t)p->c_in * p->h_in * p->w_in, n_y = (size_t)p->c_out * p->h_out * p->w_out;
-    float *x = alloc_random(n_x, r), *w = alloc_random((size_t)p->c_in * p->k_h * p->k_w, r);
-    float *bias = alloc_random((size_t)p->c_in, r), *y = alloc_nan(n_y), *want = alloc_nan(n_y);
-    for (size_t i = 0; i < n_x; i++) x[i] *= 4.0f;
-    for (int i = 0; i < p->c_in; i++) bias[i] *= 4.0f;
+    float *x = alloc_random_scaled(n_x, r, 4.0f), *w = alloc_random((size_t)p->c_in * p->k_h * p->k_w, r);
+    float *bias = alloc_random_scaled((size_t)p->c_in, r, 4.0f), *y = alloc_nan(n_y), *want = alloc_nan(n_y);
     dwconv2d_forward_isa(p, x, w, bias, y, CPU_ISA_AVX2);
     dw_rows2_fmaf_chain(p, x, w, bias, want);
     const int same = memcmp(y, want, n_y * sizeof *y) == 0;
@@ -2801,10 +2802,10 @@ static void test_conv_pw_dw(void)
         }
         const size_t n_x = (size_t)pw.c_in * pw.h_in * pw.w_in, n_mid = (size_t)pw.c_out * pw.h_out * pw.w_out;
         const size_t hw = (size_t)dw.h_out * dw.w_out, n_y = (size_t)dw.c_out * hw;
-        float *x = alloc_random(n_x, &r), *pw_w = alloc_random((size_t)pw.c_out * pw.c_in, &r);
+        /* x in [-4, 4]: both convs' outputs cross ReLU6's 6 */
+        float *x = alloc_random_scaled(n_x, &r, 4.0f), *pw_w = alloc_random((size_t)pw.c_out * pw.c_in, &r);
         float *pw_b = alloc_random((size_t)pw.c_out, &r), *dw_w = alloc_random((size_t)dw.c_out * c[4] * c[4], &r);
         float *dw_b = alloc_random((size_t)dw.c_out, &r);
-        for (size_t i = 0; i < n_x; i++) x[i] *= 4.0f; /* both convs' outputs cross ReLU6's 6 */
         float *packed = alloc_floats(conv2d_packed_floats(&pw)), *mid = alloc_nan(n_mid);
         float *scratch = alloc_nan(conv2d_pw_dw_scratch_floats(&pw, &dw) + conv2d_packed_scratch_floats(&pw));
         float *want = alloc_floats(n_y), *y = alloc_floats(n_y + 2), *mid_f = alloc_floats(n_mid);
