@@ -20,21 +20,19 @@
 void dwconv2d_forward_isa(const conv2d_params *p, const float *x, const float *w, const float *bias,
                           float *y, cpu_isa isa);
 
-/* linear_forward with an explicit variant: AVX-512 runs kernels_gemv_avx512, AVX2
- * kernels_gemv_avx2 (the same bits), the portable one OpenBLAS's sgemv. isa must be supported by
- * the CPU. */
+/* linear_forward with an explicit variant: AVX-512 and AVX2 run kernels_gemv_avx2, the portable
+ * one OpenBLAS's sgemv. isa must be supported by the CPU. */
 void linear_forward_isa(int n_in, int n_out, const float *x, const float *w, const float *bias,
                         act_kind act, float *y, cpu_isa isa);
 
-/* y[n_out] = w[n_out][n_in] . x; needs AVX-512F. */
-void kernels_gemv_avx512(int n_in, int n_out, const float *x, const float *w, float *y);
-/* The same on AVX2 + FMA, bit-identical to kernels_gemv_avx512. */
+/* y[n_out] = w[n_out][n_in] . x (16 lanes, each an FMA chain, added in _mm512_reduce_add_ps's
+ * order); needs AVX2 + FMA. */
 void kernels_gemv_avx2(int n_in, int n_out, const float *x, const float *w, float *y);
 /* linear_batch_forward with an explicit variant (as linear_forward_isa). */
 void linear_batch_forward_isa(int n_in, int n_out, int n_batch, const float *x, const float *w, const float *bias,
                               act_kind act, float *y, cpu_isa isa);
 /* y[b * y_stride + o] = w[o] . x[b] for o < n_out, b < n_batch (x: n_batch rows of n_in), each
- * bit-identical to kernels_gemv_avx512 of x[b]; needs AVX-512F. */
+ * bit-identical to kernels_gemv_avx2 of x[b]; needs AVX-512F. */
 void kernels_gemv_batch_avx512(int n_in, int n_out, int n_batch, const float *x, const float *w, float *y,
                                size_t y_stride);
 /* The same on AVX2 + FMA, each output bit-identical to kernels_gemv_avx2 of its input. */

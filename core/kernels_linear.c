@@ -14,76 +14,20 @@
 #endif
 
 /* ---- GEMV (batch-1 linear layers) ----
- * Memory-bound: the weights stream once per call. Four rows at a time share each load of x,
- * with four weight streams the hardware prefetcher follows and a software prefetch a few cache
- * lines ahead per row (measured ~20% over OpenBLAS's sgemv on AlexNet's 9216 x 4096). The four
- * rows are one from each quarter of the matrix, so each stream runs on through its quarter
- * instead of ending after one row (consecutive rows: 3-4% slower on AlexNet's classifier). */
+ * Memory-bound: the weights stream once per call. Four rows at a time share each load of x, with
+ * four weight streams the hardware prefetcher follows. The four rows are one from each quarter of
+ * the matrix, so each stream runs on through its quarter instead of ending after one row
+ * (consecutive rows: 3-4% slower on AlexNet's classifier). Each row's 16-float steps are a pair of
+ * __m256 accumulators (lanes 0-7 and 8-15), each lane one FMA chain over i, the masked tail read as
+ * zeros, and avx2_reduce_add16 adds the 16 lanes in the order gcc's _mm512_reduce_add_ps does:
+ * the batched kernels (kernels_gemv_batch_avx512/avx2) give the same bits per input. Eight
+ * independent FMA chains per block of four rows, no software prefetch. The AVX2 kernel also runs
+ * on AVX-512 CPUs: on AMD Zen 5 an AVX-512 form of it (one __m512 chain per row, a prefetch 256
+ * floats ahead per row) took 1.4-2.2x its time, and even unrolled without the prefetch 1.05-1.35x
+ * from memory where the rows are not 64-byte aligned (equal where they are); on Zen 3 the
+ * prefetch made the layer 5-15% slower from memory. */
 #define GEMV_ROWS 4
-#define GEMV_PREFETCH 256 /* floats ahead of the current load, per row */
 
-#if KERNELS_X86
-/* y[r * ld] = sum over i < n_in of w_r[i] * x[i] for rows w_r = w + r * ld * n_in,
- * r < rows <= GEMV_ROWS. */
-static inline __attribute__((always_inline)) KERNELS_AVX512 void gemv_rows(const int rows, int n_in,
-                                                                        const float *x,
-                                                                        const float *w,
-                                                                        size_t ld, float *y)
-{
-    const size_t w_ld = ld * (size_t)n_in;
-    __m512 acc[GEMV_ROWS];
-    for (int r = 0; r < rows; r++) acc[r] = _mm512_setzero_ps();
-    int i = 0;
-    for (; i + 16 <= n_in; i += 16) {
-        const __m512 xv = _mm512_loadu_ps(x + i);
-        for (int r = 0; r < rows; r++) {
-            const float *wr = w + (size_t)r * w_ld + i;
-            _mm_prefetch((const char *)(wr + GEMV_PREFETCH), _MM_HINT_T0);
-            acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(wr), xv, acc[r]);
-        }
-    }
-    if (i < n_in) {
-        const __mmask16 m = (__mmask16)((1u << (n_in - i)) - 1u);
-        const __m512 xv = _mm512_maskz_loadu_ps(m, x + i);
-        for (int r = 0; r < rows; r++)
-            acc[r] = _mm512_fmadd_ps(
-                _mm512_maskz_loadu_ps(m, w + (size_t)r * w_ld + i), xv, acc[r]);
-    }
-    for (int r = 0; r < rows; r++) y[(size_t)r * ld] = _mm512_reduce_add_ps(acc[r]);
-}
-
-static KERNELS_AVX512 void gemv_rows4(int n_in, const float *x, const float *w, size_t ld, float *y)
-{
-    gemv_rows(GEMV_ROWS, n_in, x, w, ld, y);
-}
-
-static KERNELS_AVX512 void gemv_rows1(int n_in, const float *x, const float *w, float *y)
-{
-    gemv_rows(1, n_in, x, w, 1, y);
-}
-#endif
-
-void kernels_gemv_avx512(int n_in, int n_out, const float *x, const float *w, float *y)
-{
-    assert(cpu_isa_best() >= CPU_ISA_AVX512 && n_in > 0 && n_out > 0);
-#if KERNELS_X86
-    /* rows o, o + q, o + 2q, o + 3q together; the n_out % 4 last rows alone */
-    const int q = n_out / GEMV_ROWS;
-    for (int o = 0; o < q; o++) gemv_rows4(n_in, x, w + (size_t)o * (size_t)n_in, (size_t)q, y + o);
-    for (int o = GEMV_ROWS * q; o < n_out; o++) gemv_rows1(n_in, x, w + (size_t)o * (size_t)n_in, y + o);
-#else
-    (void)x, (void)w, (void)y;
-#endif
-}
-
-/* ---- AVX2 GEMV ----
- * The AVX-512 kernel's arithmetic on 8-lane vectors: each 16-lane accumulator of gemv_rows is a
- * pair of __m256 (lanes 0-7 and 8-15), each lane the same FMA chain over i, the masked tail read
- * as zeros the same way, and avx2_reduce_add16 adds the 16 lanes in the order gcc's
- * _mm512_reduce_add_ps does: so the outputs are the AVX-512 kernel's bits. Eight independent
- * FMA chains per block of four rows. No software prefetch: on AMD Zen 3 the hardware prefetchers
- * keep the four streams fed, and a prefetch GEMV_PREFETCH floats ahead per row made the layer 5-15%
- * slower from memory (MobileNetV3-Large's classifier, squeeze-and-excitation and AlexNet shapes). */
 #if KERNELS_X86
 /* gemv_rows on AVX2: y[r * ld] = w_r . x, w_r = w + r * ld * n_in, r < rows <= GEMV_ROWS. */
 static inline __attribute__((always_inline)) KERNELS_AVX2 void gemv_rows_avx2(const int rows, int n_in,
@@ -133,7 +77,7 @@ void kernels_gemv_avx2(int n_in, int n_out, const float *x, const float *w, floa
 {
     assert(cpu_isa_best() >= CPU_ISA_AVX2 && n_in > 0 && n_out > 0);
 #if KERNELS_X86
-    /* rows o, o + q, o + 2q, o + 3q together (as kernels_gemv_avx512); the n_out % 4 last alone */
+    /* rows o, o + q, o + 2q, o + 3q together; the n_out % 4 last alone */
     const int q = n_out / GEMV_ROWS;
     for (int o = 0; o < q; o++) gemv_rows4_avx2(n_in, x, w + (size_t)o * (size_t)n_in, (size_t)q, y + o);
     for (int o = GEMV_ROWS * q; o < n_out; o++) gemv_rows1_avx2(n_in, x, w + (size_t)o * (size_t)n_in, y + o);
@@ -143,7 +87,7 @@ void kernels_gemv_avx2(int n_in, int n_out, const float *x, const float *w, floa
 }
 
 /* ---- batched GEMV (several inputs through one linear layer) ----
- * Each (row, input) pair accumulates exactly as gemv_rows does for that row and input alone (the
+ * Each (row, input) pair accumulates exactly as gemv_rows_avx2 does for that row and input alone (the
  * same 16-lane FMA chain over i, the same masked tail, the same reduction), so every output is
  * bit-identical to the batch-1 GEMV. A block of GEMV_ROWS rows meets up to GEMV_BATCH_GROUP inputs
  * in chunks of GEMV_BATCH_KC columns: the chunk of the rows and of the inputs stays in L1 while
@@ -153,6 +97,7 @@ void kernels_gemv_avx2(int n_in, int n_out, const float *x, const float *w, floa
 #define GEMV_BATCH_TILE 4
 #define GEMV_BATCH_GROUP 16
 #define GEMV_BATCH_KC 256 /* floats: 4 rows + 16 inputs = 20 KiB of L1 */
+#define GEMV_PREFETCH 256 /* floats ahead of a chunk's first tile's load, per row */
 
 #if KERNELS_X86
 /* Rows w_0 .. w_{rows-1} against inputs x_0 .. x_{nb-1} (x_b at x + b * n_in) over columns
@@ -401,9 +346,7 @@ void linear_forward_isa(int n_in, int n_out, const float *x, const float *w, con
                         act_kind act, float *y, cpu_isa isa)
 {
     assert(n_in > 0 && n_out > 0);
-    if (isa >= CPU_ISA_AVX512)
-        kernels_gemv_avx512(n_in, n_out, x, w, y);
-    else if (isa == CPU_ISA_AVX2)
+    if (isa >= CPU_ISA_AVX2)
         kernels_gemv_avx2(n_in, n_out, x, w, y);
     else
         cblas_sgemv(CblasRowMajor, CblasNoTrans, n_out, n_in, 1.0f, w, n_in, x, 1, 0.0f, y, 1);

@@ -1538,10 +1538,10 @@ static void test_linear(cpu_isa isa, const char *name)
     test_end(name);
 }
 
-/* kernels_gemv_avx2 gives kernels_gemv_avx512's bits (which this CPU may not run): each output
- * against a scalar model of the AVX-512 kernel, 16 lanes each an fmaf chain over i = lane mod 16
- * (the masked tail adding fmaf(0, 0, .)) and gcc's _mm512_reduce_add_ps order. */
-static float gemv512_model(int n_in, const float *x, const float *w)
+/* kernels_gemv_avx2 (the batch-1 GEMV on AVX2 and AVX-512 CPUs) gives the bits the batched AVX-512
+ * kernel's outputs are defined by: each output against a scalar model, 16 lanes each an fmaf chain
+ * over i = lane mod 16 (the masked tail adding fmaf(0, 0, .)) and gcc's _mm512_reduce_add_ps order. */
+static float gemv_lanes_model(int n_in, const float *x, const float *w)
 {
     float lane[16] = {0};
     for (int i0 = 0; i0 < n_in; i0 += 16)
@@ -1564,13 +1564,13 @@ static void test_gemv_avx512_bits(void)
         float *y = alloc_nan((size_t)n_out);
         kernels_gemv_avx2(n_in, n_out, x, w, y);
         for (int o = 0; o < n_out; o++) {
-            const float want = gemv512_model(n_in, x, w + (size_t)o * n_in);
-            T_CHECK(memcmp(&y[o], &want, sizeof want) == 0, "gemv %d->%d row %d: %.9g, AVX-512 model %.9g", n_in,
+            const float want = gemv_lanes_model(n_in, x, w + (size_t)o * n_in);
+            T_CHECK(memcmp(&y[o], &want, sizeof want) == 0, "gemv %d->%d row %d: %.9g, scalar model %.9g", n_in,
                     n_out, o, (double)y[o], (double)want);
         }
         free(x), free(w), free(y);
     }
-    test_end("kernels_gemv_avx2 = the AVX-512 GEMV's FMA chains and reduction, bit for bit (scalar model)");
+    test_end("kernels_gemv_avx2 = 16 FMA chains added in _mm512_reduce_add_ps order, bit for bit (scalar model)");
 }
 
 static void test_add(void)
