@@ -59,6 +59,13 @@ stem_row(const int n_co, const conv2d_params *p, const float *x, const float *w,
     const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
     const size_t hw_in = (size_t)p->h_in * (size_t)p->w_in;
     const size_t hw_out = (size_t)p->h_out * (size_t)p->w_out;
+    /* the two input rows that output row oh + 1 adds, into L1 now: an input not in cache (the
+     * bench's fixed input, a batch's) otherwise stalls the loads of every block */
+    for (int ci = 0; ci < p->c_in; ci++)
+        for (int ih = kernels_imax(2 * oh - p->pad_t + 3, 0); ih < 2 * oh - p->pad_t + 5 && ih < p->h_in; ih++) {
+            const float *row = x + (size_t)ci * hw_in + (size_t)ih * (size_t)p->w_in;
+            for (int c = 0; c < p->w_in; c += 16) _mm_prefetch((const char *)(row + c), _MM_HINT_T0);
+        }
     for (int q0 = 0; q0 < p->w_out; q0 += 16) {
         __m512 acc[STEM_PASS];
 #pragma GCC unroll 16
