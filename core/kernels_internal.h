@@ -135,17 +135,14 @@ int kernels_dw_avx512_rows_applies(const conv2d_params *p);
 void kernels_dw_avx512_rows(const conv2d_params *p, const float *x, const float *w, const float *bias, float *y,
                             size_t y_plane, int oh_lo, int oh_hi);
 
-/* pool2d_forward with an explicit variant: AVX-512 runs kernels_pool_avx512 where it applies
- * (column stride 1 or 2, rows up to 1024 cells), AVX2 kernels_pool_avx2 (the same shapes, the
- * same bits but on same-size stride-1 maps wider than 128), else the portable kernel. */
+/* pool2d_forward with an explicit variant: AVX-512 and AVX2 run kernels_pool_avx2 where it applies
+ * (column stride 1 or 2, rows up to 1024 cells), else the portable kernel. */
 void pool2d_forward_isa(const pool2d_params *p, const float *x, float *y, cpu_isa isa);
-/* pool2d_forward_bias_part of every channel with an explicit variant (AVX-512: in registers). */
+/* pool2d_forward_bias_part of every channel with an explicit variant (AVX2: in registers). */
 void pool2d_forward_bias_isa(const pool2d_params *p, const float *bias, act_kind act, const float *x, float *y,
                              cpu_isa isa);
-int kernels_pool_avx512_applies(const pool2d_params *p);
-/* bias NULL: no bias and no activation; else y = act(pool + bias[c]) */
-void kernels_pool_avx512(const pool2d_params *p, const float *x, float *y, const float *bias, act_kind act);
 int kernels_pool_avx2_applies(const pool2d_params *p);
+/* bias NULL: no bias and no activation; else y = act(pool + bias[c]) */
 void kernels_pool_avx2(const pool2d_params *p, const float *x, float *y, const float *bias, act_kind act);
 
 /* adaptive_avgpool2d_forward with an explicit variant: AVX-512 runs kernels_global_avg_avx512

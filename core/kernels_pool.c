@@ -1,5 +1,6 @@
-/* Pooling (see kernels.h): the portable max / average kernels and the dispatch to their AVX-512
- * and AVX2 variants in kernels_pool512.c and kernels_pool256.c; adaptive average pooling. */
+/* Pooling (see kernels.h): the portable max / average kernels and the dispatch to their AVX2
+ * variant in kernels_pool256.c (on AVX-512 CPUs too, see kernels_pool512.c); adaptive average
+ * pooling, whose global average has AVX-512 and AVX2 variants. */
 #include "kernels.h"
 
 #include <assert.h>
@@ -180,11 +181,7 @@ void pool2d_forward_bias_part(const pool2d_params *p, const float *bias, act_kin
 void pool2d_forward_bias_isa(const pool2d_params *p, const float *bias, act_kind act, const float *x, float *y,
                              cpu_isa isa)
 {
-    if (isa >= CPU_ISA_AVX512 && kernels_pool_avx512_applies(p)) { /* fused in registers */
-        kernels_pool_avx512(p, x, y, bias, act);
-        return;
-    }
-    if (isa >= CPU_ISA_AVX2 && kernels_pool_avx2_applies(p)) {
+    if (isa >= CPU_ISA_AVX2 && kernels_pool_avx2_applies(p)) { /* fused in registers */
         kernels_pool_avx2(p, x, y, bias, act);
         return;
     }
@@ -197,10 +194,6 @@ void pool2d_forward_isa(const pool2d_params *p, const float *x, float *y, cpu_is
 {
     assert(p->c > 0 && p->h_in > 0 && p->w_in > 0 && p->h_out > 0 && p->w_out > 0);
     assert(p->k_h > 0 && p->k_w > 0 && p->stride_h > 0 && p->stride_w > 0);
-    if (isa >= CPU_ISA_AVX512 && kernels_pool_avx512_applies(p)) {
-        kernels_pool_avx512(p, x, y, NULL, ACT_NONE);
-        return;
-    }
     if (isa >= CPU_ISA_AVX2 && kernels_pool_avx2_applies(p)) {
         kernels_pool_avx2(p, x, y, NULL, ACT_NONE);
         return;

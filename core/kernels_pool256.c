@@ -1,15 +1,14 @@
-/* Max / average pooling and global average pooling on AVX2 + FMA (pool2d_forward's and
- * adaptive_avgpool2d_forward's variant on CPUs without AVX-512F): kernels_pool512.c's kernels on
- * 8-lane vectors, in the same arithmetic order, so their bits.
+/* Max / average pooling on AVX2 + FMA (pool2d_forward's kernels on every CPU with AVX2, AVX-512
+ * ones too: see kernels_pool512.c) and global average pooling (adaptive_avgpool2d_forward's
+ * variant on CPUs without AVX-512F: kernels_pool512.c's arithmetic on 8-lane vectors, its bits).
  * - Rows (column strides 1 and 2, rows up to POOL256_SPAN cells): the window's valid input rows
  *   reduced vertically into a row buffer whose border cells hold the identity (-inf / 0), then
  *   each output reduces k_w buffer cells (stride 2: even or odd cells of two loads picked by one
  *   in-lane shuffle, the lanes put back in order once per result), average divisors applied as
  *   row reciprocal times column reciprocal.
- * - Small stride-1 maps of unchanged size (Inception's 3x3 average pools: pool512's flat path):
+ * - Small stride-1 maps of unchanged size (Inception's 3x3 average pools):
  *   per 8 outputs of a row every tap in row-major order, taps outside the input skipped (rows) or
- *   masked to the identity (columns), as the flat path's masked taps add the identity; one
- *   reciprocal of the whole divisor per output.
+ *   masked to the identity (columns); one reciprocal of the whole divisor per output.
  * - Global average: 4 x 16 interleaved partial sums per channel as two 8-lane halves each, the
  *   same tail and the AVX-512 reduction order.
  * A NaN in a max window propagates, as in PyTorch. A per-channel bias and activation
@@ -26,11 +25,11 @@
 #include "kernels_avx2.h"
 #endif
 
-/* Row buffer cells ((w_out - 1) * s + k_w at most) and output columns, as POOL512_SPAN. */
+/* Row buffer cells ((w_out - 1) * s + k_w at most) and output columns. */
 #define POOL256_SPAN 1024
 /* The horizontal step reads up to 16 + k_w cells past a result's first: buffer slack. */
 #define POOL256_SLACK 64
-/* The same-size path's limits: pool512's flat path's outputs per channel and taps, and rows up
+/* The same-size path's limits: outputs per channel and taps (its per-call divisors), and rows up
  * to POOL256_SAME_W wide (its per-call column masks); wider rows take the row path (the same
  * values up to rounding). */
 #define POOL256_SAME_OUT 4096
@@ -45,7 +44,7 @@ int kernels_pool_avx2_applies(const pool2d_params *p)
            pool256_span(p) <= POOL256_SPAN;
 }
 
-/* Where pool512_flat_applies holds, rows up to POOL256_SAME_W. */
+/* Small stride-1 maps of unchanged size: the same-size path. */
 static int pool256_same_applies(const pool2d_params *p)
 {
     return p->stride_h == 1 && p->stride_w == 1 && p->h_out == p->h_in && p->w_out == p->w_in &&
@@ -54,7 +53,7 @@ static int pool256_same_applies(const pool2d_params *p)
 }
 
 #if KERNELS_X86
-/* max that keeps a NaN of either operand (PyTorch's max pooling), as pool512_max */
+/* max that keeps a NaN of either operand (PyTorch's max pooling) */
 static inline __attribute__((always_inline)) KERNELS_AVX2 __m256 pool256_max(__m256 m, __m256 v)
 {
     const __m256 r = _mm256_max_ps(m, v); /* v when either is NaN */
@@ -168,10 +167,10 @@ pool256_same_vecs(const int is_max, const int nr, const int inside, const pool2d
     }
 }
 
-/* pool512's flat path per output row: per row vector v and tap column j the lanes whose input
- * column lies inside the row and whose output exists; taps on rows outside the input skipped
- * (adding the identity leaves every chain unchanged). Interior rows go 4 at a time (4 add / max
- * chains in flight instead of one). */
+/* The same-size path, a window's taps in row-major order: per row vector v and tap column j the
+ * lanes whose input column lies inside the row and whose output exists; taps on rows outside the
+ * input skipped (adding the identity leaves every chain unchanged). Interior rows go 4 at a time
+ * (4 add / max chains in flight instead of one). */
 static inline __attribute__((always_inline)) KERNELS_AVX2 void
 pool256_same_run(const int is_max, const pool2d_params *p, const float *x, float *y, const float *bias, act_kind act)
 {
@@ -183,7 +182,7 @@ pool256_same_run(const int is_max, const pool2d_params *p, const float *x, float
             const int lo = p->pad_l - j - 8 * v, hi = kernels_imin(w - 8 * v, w + p->pad_l - j - 8 * v);
             mask[v * k_w + j] = _mm256_andnot_si256(kernels_avx2_mask(lo), kernels_avx2_mask(hi));
         }
-    if (!is_max) /* pool512_flat_tables' divisors */
+    if (!is_max) /* each output's divisor, as the row path counts it */
         for (int n = 0; n < h * w; n++) {
             const int hs = n / w - p->pad_t, ws = n % w - p->pad_l;
             const int he = kernels_imin(hs + k_h, p->h_in + p->pad_b);
