@@ -182,7 +182,7 @@ pool256_same_run(const int is_max, const pool2d_params *p, const float *x, float
             const int lo = p->pad_l - j - 8 * v, hi = kernels_imin(w - 8 * v, w + p->pad_l - j - 8 * v);
             mask[v * k_w + j] = _mm256_andnot_si256(kernels_avx2_mask(lo), kernels_avx2_mask(hi));
         }
-    if (!is_max) /* each output's divisor, as the row path counts it */
+    if (!is_max) /* one reciprocal of each output's whole divisor */
         for (int n = 0; n < h * w; n++) {
             const int hs = n / w - p->pad_t, ws = n % w - p->pad_l;
             const int he = kernels_imin(hs + k_h, p->h_in + p->pad_b);

@@ -1,7 +1,8 @@
 /* Global average pooling on AVX-512 (adaptive_avgpool2d_forward's variant for 1x1 outputs on CPUs
  * with AVX-512F). Max / average pooling runs kernels_pool256.c's AVX2 kernels on every x86 CPU:
  * on AMD Zen 5 an AVX-512 form of them (16-lane rows, the same arithmetic and bits) took 1.04-1.19x
- * their time on maps in cache and 2.2-4.7x from memory (its 64-byte loads across cache lines). */
+ * their time on maps in cache and 2.2-4.7x from memory (by inference its 64-byte loads, which cross
+ * cache lines more often). */
 #include "kernels.h"
 
 #include <assert.h>
