@@ -62,10 +62,8 @@ stem_row(const int n_co, const conv2d_params *p, const float *x, const float *w,
     /* the two input rows that output row oh + 1 adds, into L1 now: an input not in cache (the
      * bench's fixed input, a batch's) otherwise stalls the loads of every block */
     for (int ci = 0; ci < p->c_in; ci++)
-        for (int ih = kernels_imax(2 * oh - p->pad_t + 3, 0); ih < 2 * oh - p->pad_t + 5 && ih < p->h_in; ih++) {
-            const float *row = x + (size_t)ci * hw_in + (size_t)ih * (size_t)p->w_in;
-            for (int c = 0; c < p->w_in; c += 16) _mm_prefetch((const char *)(row + c), _MM_HINT_T0);
-        }
+        for (int ih = kernels_imax(2 * oh - p->pad_t + 3, 0); ih < 2 * oh - p->pad_t + 5 && ih < p->h_in; ih++)
+            kernels_prefetch_floats(x + (size_t)ci * hw_in + (size_t)ih * (size_t)p->w_in, p->w_in);
     for (int q0 = 0; q0 < p->w_out; q0 += 16) {
         __m512 acc[STEM_PASS];
 #pragma GCC unroll 16
@@ -196,7 +194,7 @@ static KERNELS_AVX2 void stem_stage_avx2(const conv2d_params *p, const float *ro
 static inline __attribute__((always_inline)) void stem_prefetch_row(const conv2d_params *p, const float *row, int q0, int nv)
 {
     const int c0 = kernels_imax(2 * q0 - p->pad_l, 0), c1 = kernels_imin(2 * (q0 + 8 * nv) + 16 - p->pad_l, p->w_in);
-    for (int c = c0; c < c1; c += 16) _mm_prefetch((const char *)(row + c), _MM_HINT_T0);
+    kernels_prefetch_floats(row + c0, c1 - c0);
 }
 
 /* The taps of one output row inside the input, in the order (input channel, kernel row, tap): tap t

@@ -584,7 +584,7 @@ static KERNELS_AVX512 void wino_polyphase_input(const conv2d_params *p, const fl
                      * L1 now (its gathers otherwise wait on memory for every line; the input is
                      * an image, not in cache in the bench); the other planes find them there */
                     if (pw == 0 && ih + s < p->h_in)
-                        for (int k = 0; k < p->w_in; k += 16) _mm_prefetch((const char *)(row + (size_t)s * (size_t)p->w_in + k), _MM_HINT_T0);
+                        kernels_prefetch_floats(row + (size_t)s * (size_t)p->w_in, p->w_in);
                     for (int v = 0; v < v_lo; v++) d[v] = 0.0f;
                     for (int v = v_lo; v < v_hi; v += 16) {
                         const __mmask16 m = kernels_avx512_mask(v_hi - v);
